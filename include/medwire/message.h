@@ -1,0 +1,141 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/**
+ * @file message.h
+ * @brief Clinical messages as the application sees them, and their JSON form.
+ *
+ * These are plain structs with fixed-size fields: no pointer in them is owned
+ * by anyone, so they can be copied, kept in static storage and passed between
+ * threads. The wire form (protobuf, proto/medwire.proto) is internal.
+ *
+ * Values follow IEEE 11073-10101 (MDC codes) and map to FHIR R4 Observation:
+ * value = mantissa * 10^exponent in a UCUM unit.
+ *
+ * @code
+ * mw_observation_t spo2 = {.mdc_code = MW_MDC_PULS_OXIM_SAT_O2, .mantissa = 97,
+ *                          .exponent = 0, .unit = "%", .status = MW_MEAS_VALID};
+ * @endcode
+ */
+#ifndef MEDWIRE_MESSAGE_H
+#define MEDWIRE_MESSAGE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "medwire/err.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/** Longest device id (the certificate's common name), without the NUL. */
+#define MW_ID_MAX 64
+/** Longest UCUM unit string, without the NUL. */
+#define MW_UNIT_MAX 15
+/** Longest alarm text, without the NUL. */
+#define MW_ALARM_TEXT_MAX 47
+
+/** A few IEEE 11073-10101 codes (partition 2, SCADA: 0x20000 | term code). */
+#define MW_MDC_PULS_OXIM_SAT_O2 150456u   /**< SpO2, unit "%" */
+#define MW_MDC_PULS_OXIM_PULS_RATE 149530u /**< pulse rate from oximetry, unit "/min" */
+#define MW_MDC_EVT_LO 196638u              /**< alarm: value below the low limit (partition 3) */
+
+/** Delivery priority: alarms first when a queue is flushed; status last. */
+typedef enum mw_priority {
+    MW_PRIORITY_STATUS = 1,
+    MW_PRIORITY_OBSERVATION = 2,
+    MW_PRIORITY_ALARM = 3,
+} mw_priority;
+
+/** Measurement status, as in proto/medwire.proto. */
+typedef enum mw_meas_status {
+    MW_MEAS_VALID = 0,
+    MW_MEAS_QUESTIONABLE = 1,
+    MW_MEAS_INVALID = 2,
+    MW_MEAS_UNAVAILABLE = 3,
+    MW_MEAS_CALIBRATING = 4,
+    MW_MEAS_TEST_DATA = 5,
+} mw_meas_status;
+
+/** IEC 60601-1-8 alarm priority. */
+typedef enum mw_alarm_priority {
+    MW_ALARM_INFO = 0,
+    MW_ALARM_LOW = 1,
+    MW_ALARM_MEDIUM = 2,
+    MW_ALARM_HIGH = 3,
+} mw_alarm_priority;
+
+/** IEC 60601-1-8 alarm condition state. */
+typedef enum mw_alarm_state {
+    MW_ALARM_INACTIVE = 0,
+    MW_ALARM_ACTIVE = 1,
+    MW_ALARM_ACKNOWLEDGED = 2,
+    MW_ALARM_LATCHED = 3,
+} mw_alarm_state;
+
+/** A measured value. A @c time_ms of 0 means "now" when sent through the client. */
+typedef struct mw_observation {
+    uint32_t mdc_code;
+    int64_t mantissa;
+    int32_t exponent;
+    char unit[MW_UNIT_MAX + 1];
+    mw_meas_status status;
+    uint64_t time_ms;
+} mw_observation_t;
+
+/** An alarm condition. */
+typedef struct mw_alarm {
+    uint32_t mdc_code;
+    mw_alarm_priority priority;
+    mw_alarm_state state;
+    uint64_t time_ms;
+    char text[MW_ALARM_TEXT_MAX + 1];
+} mw_alarm_t;
+
+/** The device's own condition. */
+typedef struct mw_device_status {
+    uint32_t battery_pct;
+    bool on_mains;
+    uint64_t uptime_s;
+    uint32_t queue_depth;
+} mw_device_status_t;
+
+/** What an envelope carries. */
+typedef enum mw_msg_type {
+    MW_MSG_UNKNOWN = 0, /**< a payload kind this version does not know */
+    MW_MSG_OBSERVATION = 1,
+    MW_MSG_ALARM = 2,
+    MW_MSG_STATUS = 3,
+} mw_msg_type;
+
+/** One delivered message, as the gateway hands it to a sink. */
+typedef struct mw_message {
+    char device_id[MW_ID_MAX + 1];
+    uint64_t seq;
+    uint64_t device_time_ms;
+    bool time_synced;
+    mw_priority priority;
+    mw_msg_type type;
+    union {
+        mw_observation_t observation;
+        mw_alarm_t alarm;
+        mw_device_status_t status;
+    } u;
+} mw_message_t;
+
+/** Name of a message type ("observation", "alarm", "status", "unknown"). */
+MW_API const char *mw_msg_type_name(mw_msg_type type);
+
+/**
+ * Writes @p msg as one JSON object (no newline) into @p out.
+ * Keys: "device", "seq", "type", "device_time_ms", "time_synced", "priority",
+ * then the payload's fields. Strings are escaped; the output is always valid JSON.
+ * @return ::MW_OK, or ::MW_ENOSPC when @p out_size is too small (at least 512 bytes always suffice).
+ */
+MW_API MW_NODISCARD mw_err mw_message_to_json(const mw_message_t *msg, char *out, size_t out_size,
+                                              size_t *out_len);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,44 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* mem_transport.h -- an in-memory datagram network with fault injection, for tests. */
+#ifndef MWT_MEM_TRANSPORT_H
+#define MWT_MEM_TRANSPORT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "medwire/io.h"
+
+typedef struct mwt_net mwt_net;
+
+/** A deterministic network: same seed, same faults. */
+mwt_net *mwt_net_create(uint64_t seed);
+void mwt_net_destroy(mwt_net *net);
+
+/** Adds an endpoint with the given address ("127.0.0.1:5684"); the net owns it. */
+mw_transport_t mwt_net_endpoint(mwt_net *net, const char *addr_text);
+/** The address of endpoint @p t. */
+mw_addr_t mwt_net_addr(const mw_transport_t *t);
+
+/** Probabilities in [0,1] applied to every datagram sent from now on. */
+void mwt_net_set_faults(mwt_net *net, double drop, double duplicate, double reorder);
+/** Drops the datagram with this index (0 = the first ever sent on the net). */
+void mwt_net_drop_index(mwt_net *net, uint64_t index);
+/** Duplicates the datagram with this index. */
+void mwt_net_duplicate_index(mwt_net *net, uint64_t index);
+/** Flips one byte of the datagram with this index. */
+void mwt_net_corrupt_index(mwt_net *net, uint64_t index);
+
+/** Datagrams sent so far (the index the next one gets). */
+uint64_t mwt_net_sent(const mwt_net *net);
+/** Datagrams waiting in any inbox. */
+size_t mwt_net_in_flight(const mwt_net *net);
+
+/** Per-endpoint counters, as sent by that endpoint (before faults). */
+typedef struct mwt_counters {
+    uint64_t datagrams_out, bytes_out, datagrams_in, bytes_in;
+} mwt_counters;
+mwt_counters mwt_net_counters(const mw_transport_t *t);
+void mwt_net_reset_counters(mwt_net *net);
+
+#endif
