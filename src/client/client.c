@@ -1,1 +1,741 @@
 /* SPDX-License-Identifier: Apache-2.0 */
+/* client.c -- the device SDK: queue, batch, send over CoAP/DTLS, forget only what the gateway acknowledged. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "medwire/client.h"
+
+#include "coap/coap.h"
+#include "dtls/dtls.h"
+#include "session/codec.h"
+
+/* The batch resource (docs/protocol.md). */
+#define BATCH_PATH "batch"
+/* Bytes a CoAP request adds around the batch: header 4, token 8, Uri-Path
+ * 1+5, Content-Format 1+2, payload marker 1, rounded up. */
+#define COAP_OVERHEAD 32
+#define BATCH_CAP (MWI_DTLS_MAX_PLAINTEXT - COAP_OVERHEAD)
+/* A handshake that has not completed after wolfSSL's first five timers
+ * (1+2+4+8+16 s) is abandoned and retried with backoff, rather than waiting
+ * the full 127 s wolfSSL would. */
+#define HANDSHAKE_MAX_MS 31000u
+
+enum state { ST_IDLE, ST_HANDSHAKE, ST_READY, ST_FAILED };
+
+struct mw_client {
+    mwi_dtls_ctx *dtls;
+    mwi_dtls_conn *conn;
+    mw_transport_t tp;
+    bool own_tp;
+    mw_clock_t clock;
+    mw_random_t rnd;
+    mw_addr_t gw;
+    char gw_text[64];
+    mw_audit_fn *audit;
+    void *audit_ctx;
+
+    enum state state;
+    uint64_t handshake_started_ms;
+    uint64_t reconnect_at_ms;
+    uint32_t reconnect_min_ms, reconnect_max_ms;
+    uint32_t attempts; /* consecutive failed connection attempts */
+
+    mwi_coap_parser *parser;
+    mwi_coap_ids ids;
+    mwi_coap_params params;
+    mwi_coap_request req;
+    uint8_t req_buf[MWI_DTLS_MAX_PLAINTEXT];
+    size_t req_len;
+    uint32_t inflight; /* messages at the head of the queue that the request carries */
+
+    /* Ring of unacknowledged messages in sequence order; sized at open. */
+    mw_message_t *q;
+    uint64_t *q_since_ms; /* when each was queued (monotonic) */
+    uint32_t q_cap, q_head, q_count;
+
+    uint64_t next_seq;
+    mw_client_stats_t st;
+    mw_error_detail_t last;
+    mw_err fatal;
+    bool progressed;
+    bool drop_requested; /* set inside a record callback, acted on after it */
+
+    uint8_t rx[MWI_DTLS_MAX_DATAGRAM + 1];
+};
+
+static uint64_t now_ms(const mw_client_t *c)
+{
+    return c->clock.now_ms(c->clock.ctx);
+}
+
+static void set_last(mw_client_t *c, mw_err e, int foreign, const char *reason)
+{
+    c->last.err = e;
+    c->last.foreign = foreign;
+    snprintf(c->last.reason, sizeof c->last.reason, "%s", reason);
+}
+
+static void audit(mw_client_t *c, const char *event, mw_err e, int foreign, const char *reason)
+{
+    if (c->audit == NULL)
+        return;
+    mw_audit_event_t ev = {
+        .event = event,
+        .peer = c->gw_text,
+        .device = mwi_dtls_conn_peer_id(c->conn),
+        .err = e,
+        .foreign = foreign,
+        .reason = reason ? reason : "",
+    };
+    c->audit(c->audit_ctx, &ev);
+}
+
+static void dtls_out(void *ctx, const uint8_t *buf, size_t len)
+{
+    mw_client_t *c = ctx;
+    /* A send that would block is a lost datagram: DTLS and CoAP retransmit. */
+    if (c->tp.send(c->tp.ctx, &c->gw, buf, len) == MW_OK) {
+        c->st.datagrams_sent++;
+        c->st.bytes_sent += len;
+    }
+}
+
+static mw_err default_random(void *ctx, uint8_t *out, size_t len)
+{
+    return mwi_dtls_random(ctx, out, len);
+}
+
+void mw_client_config_init(mw_client_config_t *cfg)
+{
+    if (cfg == NULL)
+        return;
+    memset(cfg, 0, sizeof *cfg);
+    cfg->transport.fd = -1;
+    cfg->queue_capacity = 256;
+    cfg->ack_timeout_ms = 2000;
+    cfg->max_retransmit = 4;
+    cfg->reconnect_min_ms = 1000;
+    cfg->reconnect_max_ms = 60000;
+}
+
+static mw_err fail_open(mw_error_detail_t *d, mw_err e, const char *reason)
+{
+    if (d && d->err == MW_OK) {
+        d->err = e;
+        d->foreign = 0;
+        snprintf(d->reason, sizeof d->reason, "%s", reason);
+    }
+    return e;
+}
+
+mw_err mw_client_open(const mw_client_config_t *cfg, mw_client_t **out, mw_error_detail_t *d)
+{
+    if (d)
+        memset(d, 0, sizeof *d);
+    if (cfg == NULL || out == NULL)
+        return fail_open(d, MW_EINVAL, "a configuration and an output pointer are required");
+    *out = NULL;
+    if (cfg->ca_file == NULL || cfg->cert_file == NULL || cfg->key_file == NULL)
+        return fail_open(d, MW_ECONFIG,
+                         "a CA file, a device certificate and its key are all required");
+    if (cfg->gateway_name == NULL)
+        return fail_open(d, MW_ECONFIG, "the expected gateway name is required");
+    if (cfg->gateway == NULL && cfg->gateway_addr.len == 0)
+        return fail_open(d, MW_ECONFIG, "the gateway address (HOST:PORT) is required");
+    if (cfg->queue_capacity == 0 || cfg->max_retransmit == 0 || cfg->ack_timeout_ms == 0)
+        return fail_open(d, MW_ECONFIG,
+                         "queue capacity, ack timeout and max retransmit must be positive");
+
+    mw_err e;
+    mw_client_t *c = calloc(1, sizeof *c);
+    if (c == NULL)
+        return fail_open(d, MW_ENOMEM, "out of memory");
+    c->tp.fd = -1;
+    c->next_seq = 1;
+    c->q_cap = cfg->queue_capacity;
+    c->q = calloc(c->q_cap, sizeof *c->q);
+    c->q_since_ms = calloc(c->q_cap, sizeof *c->q_since_ms);
+    if (c->q == NULL || c->q_since_ms == NULL) {
+        e = fail_open(d, MW_ENOMEM, "out of memory for the queue");
+        goto fail;
+    }
+    mwi_dtls_config dc = {
+        .role = MWI_DTLS_CLIENT,
+        .ca_file = cfg->ca_file,
+        .cert_file = cfg->cert_file,
+        .key_file = cfg->key_file,
+        .peer_name = cfg->gateway_name,
+    };
+    e = mwi_dtls_ctx_create(&dc, &c->dtls, d);
+    if (e != MW_OK)
+        goto fail;
+    if (cfg->gateway) {
+        e = mw_addr_parse(cfg->gateway, &c->gw);
+        if (e != MW_OK) {
+            char why[160];
+            snprintf(why, sizeof why, "cannot resolve the gateway address '%.100s' (HOST:PORT)",
+                     cfg->gateway);
+            e = fail_open(d, e, why);
+            goto fail;
+        }
+    } else {
+        c->gw = cfg->gateway_addr;
+    }
+    if (mw_addr_format(&c->gw, c->gw_text, sizeof c->gw_text) != MW_OK)
+        snprintf(c->gw_text, sizeof c->gw_text, "?");
+    c->clock = cfg->clock.now_ms ? cfg->clock : mw_clock_system();
+    if (cfg->random.fill) {
+        c->rnd = cfg->random;
+    } else {
+        c->rnd.fill = default_random;
+        c->rnd.ctx = c->dtls;
+    }
+    if (cfg->transport.send) {
+        c->tp = cfg->transport;
+    } else {
+        e = mw_udp_open(cfg->bind ? cfg->bind : "0.0.0.0:0", &c->tp);
+        if (e != MW_OK) {
+            e = fail_open(d, e, "cannot open a UDP socket");
+            goto fail;
+        }
+        c->own_tp = true;
+    }
+    mwi_coap_params_default(&c->params);
+    c->params.ack_timeout_ms = cfg->ack_timeout_ms;
+    c->params.max_retransmit = cfg->max_retransmit;
+    e = mwi_coap_parser_create(MWI_DTLS_MAX_DATAGRAM, &c->parser);
+    if (e != MW_OK) {
+        e = fail_open(d, e, "cannot create the CoAP parser");
+        goto fail;
+    }
+    e = mwi_coap_ids_init(&c->ids, c->rnd);
+    if (e != MW_OK) {
+        e = fail_open(d, e, "the random source failed");
+        goto fail;
+    }
+    c->reconnect_min_ms = cfg->reconnect_min_ms ? cfg->reconnect_min_ms : 1000;
+    c->reconnect_max_ms = cfg->reconnect_max_ms ? cfg->reconnect_max_ms : 60000;
+    if (c->reconnect_max_ms < c->reconnect_min_ms)
+        c->reconnect_max_ms = c->reconnect_min_ms;
+    c->audit = cfg->audit;
+    c->audit_ctx = cfg->audit_ctx;
+    c->state = ST_IDLE;
+    *out = c;
+    return MW_OK;
+fail:
+    mw_client_close(&c);
+    return e;
+}
+
+static mw_message_t *q_at(mw_client_t *c, uint32_t i)
+{
+    return &c->q[(c->q_head + i) % c->q_cap];
+}
+
+static mw_err enqueue(mw_client_t *c, mw_message_t *m, uint64_t *out_seq)
+{
+    if (c->q_count == c->q_cap)
+        return MW_EFULL;
+    int synced = 0;
+    m->seq = c->next_seq;
+    snprintf(m->device_id, sizeof m->device_id, "%s", mwi_dtls_ctx_own_id(c->dtls));
+    m->device_time_ms = c->clock.wall_ms ? c->clock.wall_ms(c->clock.ctx, &synced) : 0;
+    m->time_synced = synced != 0;
+    /* A message the gateway would refuse must not enter the queue: a batch is
+     * accepted or refused whole, so it would block everything behind it. */
+    mw_err e = mwi_message_check(m);
+    if (e != MW_OK)
+        return e;
+    uint32_t slot = (c->q_head + c->q_count) % c->q_cap;
+    c->q[slot] = *m;
+    c->q_since_ms[slot] = now_ms(c);
+    c->q_count++;
+    c->next_seq++;
+    c->st.messages_queued++;
+    if (out_seq)
+        *out_seq = m->seq;
+    return MW_OK;
+}
+
+static uint64_t stamp(const mw_client_t *c, uint64_t t)
+{
+    int synced;
+    if (t != 0 || c->clock.wall_ms == NULL)
+        return t;
+    return c->clock.wall_ms(c->clock.ctx, &synced);
+}
+
+mw_err mw_client_send_observation(mw_client_t *c, const mw_observation_t *obs, uint64_t *out_seq)
+{
+    if (c == NULL || obs == NULL)
+        return MW_EINVAL;
+    mw_message_t m;
+    memset(&m, 0, sizeof m);
+    m.type = MW_MSG_OBSERVATION;
+    m.priority = MW_PRIORITY_OBSERVATION;
+    m.u.observation = *obs;
+    m.u.observation.time_ms = stamp(c, obs->time_ms);
+    return enqueue(c, &m, out_seq);
+}
+
+mw_err mw_client_raise_alarm(mw_client_t *c, const mw_alarm_t *alarm, uint64_t *out_seq)
+{
+    if (c == NULL || alarm == NULL)
+        return MW_EINVAL;
+    mw_message_t m;
+    memset(&m, 0, sizeof m);
+    m.type = MW_MSG_ALARM;
+    m.priority = MW_PRIORITY_ALARM;
+    m.u.alarm = *alarm;
+    m.u.alarm.time_ms = stamp(c, alarm->time_ms);
+    return enqueue(c, &m, out_seq);
+}
+
+mw_err mw_client_send_status(mw_client_t *c, const mw_device_status_t *st, uint64_t *out_seq)
+{
+    if (c == NULL || st == NULL)
+        return MW_EINVAL;
+    mw_message_t m;
+    memset(&m, 0, sizeof m);
+    m.type = MW_MSG_STATUS;
+    m.priority = MW_PRIORITY_STATUS;
+    m.u.status = *st;
+    return enqueue(c, &m, out_seq);
+}
+
+/* Full jitter (a random delay in [0, min(max, min * 2^attempts)]) so that a
+ * fleet that lost its gateway at once does not come back at once. */
+static void schedule_reconnect(mw_client_t *c, uint64_t now)
+{
+    uint64_t cap = c->reconnect_min_ms;
+    for (uint32_t i = 0; i < c->attempts && cap < c->reconnect_max_ms; i++)
+        cap *= 2;
+    if (cap > c->reconnect_max_ms)
+        cap = c->reconnect_max_ms;
+    uint32_t r = 0;
+    if (c->rnd.fill(c->rnd.ctx, (uint8_t *)&r, sizeof r) != MW_OK)
+        r = 0;
+    c->reconnect_at_ms = now + (cap ? (uint64_t)r % (cap + 1) : 0);
+    c->attempts++;
+}
+
+static void drop_link(mw_client_t *c, uint64_t now)
+{
+    mwi_dtls_conn_destroy(&c->conn);
+    c->req.active = false;
+    c->inflight = 0;
+    c->st.connected = false;
+    c->state = ST_IDLE;
+    schedule_reconnect(c, now);
+}
+
+static bool is_fatal_handshake(mw_err e)
+{
+    switch (e) {
+    case MW_ECERT_EXPIRED:
+    case MW_ECERT_NOT_YET_VALID:
+    case MW_ECERT_UNTRUSTED:
+    case MW_ECERT_REVOKED:
+    case MW_ECERT_ROLE:
+    case MW_ECERT_NAME:
+    case MW_ECERT_IDENTITY:
+    case MW_ENO_PEER_CERT:
+    case MW_ECIPHER:
+    case MW_EPEER_ALERT:
+        return true;
+    default:
+        return false;
+    }
+}
+
+static void handshake_failed(mw_client_t *c, uint64_t now)
+{
+    mw_error_detail_t d;
+    mwi_dtls_conn_error(c->conn, &d);
+    if (d.err == MW_OK)
+        d.err = MW_EDTLS;
+    c->st.handshake_failures++;
+    set_last(c, d.err, d.foreign, d.reason);
+    audit(c, MW_AUDIT_HANDSHAKE_FAILED, d.err, d.foreign, d.reason);
+    if (is_fatal_handshake(d.err)) {
+        /* Retrying cannot fix a certificate or a refusal: say so once, stop. */
+        mwi_dtls_conn_destroy(&c->conn);
+        c->state = ST_FAILED;
+        c->fatal = d.err;
+        return;
+    }
+    drop_link(c, now);
+}
+
+static void start_handshake(mw_client_t *c, uint64_t now)
+{
+    mw_err e = mwi_dtls_conn_create(c->dtls, &c->gw, dtls_out, c, &c->conn);
+    if (e != MW_OK) {
+        set_last(c, e, 0, "cannot create a DTLS session");
+        schedule_reconnect(c, now);
+        return;
+    }
+    c->state = ST_HANDSHAKE;
+    c->handshake_started_ms = now;
+    c->progressed = true;
+    e = mwi_dtls_conn_start(c->conn, now);
+    if (e != MW_EINPROGRESS && e != MW_OK)
+        handshake_failed(c, now);
+}
+
+static void established(mw_client_t *c)
+{
+    char why[160];
+    c->state = ST_READY;
+    c->attempts = 0;
+    c->st.handshakes++;
+    c->st.connected = true;
+    snprintf(why, sizeof why, "DTLS 1.2 session with gateway '%.64s' (%.40s)",
+             mwi_dtls_conn_peer_id(c->conn), mwi_dtls_conn_cipher(c->conn));
+    audit(c, MW_AUDIT_SESSION_ESTABLISHED, MW_OK, 0, why);
+}
+
+/* Removes acknowledged messages among the in-flight ones, keeping order. */
+static void apply_ack(mw_client_t *c, const mwi_seq_range *r, size_t n)
+{
+    uint32_t keep = 0;
+    uint32_t total = c->q_count;
+    uint32_t inflight = c->inflight < total ? c->inflight : total;
+    for (uint32_t i = 0; i < total; i++) {
+        mw_message_t *m = q_at(c, i);
+        bool acked = false;
+        if (i < inflight) {
+            for (size_t k = 0; k < n && !acked; k++)
+                acked = m->seq >= r[k].first && m->seq <= r[k].last;
+        }
+        if (acked) {
+            c->st.messages_acked++;
+            continue;
+        }
+        if (keep != i) {
+            uint32_t from = (c->q_head + i) % c->q_cap;
+            uint32_t to = (c->q_head + keep) % c->q_cap;
+            c->q[to] = c->q[from];
+            c->q_since_ms[to] = c->q_since_ms[from];
+        }
+        keep++;
+    }
+    c->q_count = keep;
+    c->inflight = 0;
+}
+
+static void on_response(mw_client_t *c, const mwi_coap_msg *m)
+{
+    uint8_t cls = (uint8_t)(m->code >> 5);
+    if (cls == 2) {
+        mwi_seq_range r[MWI_MAX_ACK_RANGES];
+        size_t n = 0;
+        if (m->content_format != MWI_COAP_CF_MEDWIRE_ACK ||
+            mwi_ack_decode(m->payload, m->payload_len, r, MWI_MAX_ACK_RANGES, &n) != MW_OK) {
+            /* Without a readable acknowledgement nothing may be forgotten. */
+            set_last(c, MW_EDECODE, 0, "the gateway's acknowledgement could not be decoded");
+            c->inflight = 0;
+            return;
+        }
+        apply_ack(c, r, n);
+        c->progressed = true;
+        return;
+    }
+    char why[160];
+    int dl = (int)(m->payload_len < 100 ? m->payload_len : 100);
+    snprintf(why, sizeof why, "the gateway refused our messages with %u.%02u%s%.*s", cls,
+             (unsigned)(m->code & 0x1f), dl ? ": " : "", dl,
+             m->payload ? (const char *)m->payload : "");
+    set_last(c, MW_ECOAP_RESPONSE, m->code, why);
+    c->inflight = 0;
+    if (cls == 5) {
+        /* The gateway is alive but cannot take custody now: try again later
+         * (the link is dropped once the record callback has returned). */
+        c->drop_requested = true;
+        return;
+    }
+    c->fatal = MW_ECOAP_RESPONSE;
+    c->state = ST_FAILED;
+}
+
+/* Responses and resets are best effort: if the record cannot go out, the
+ * peer's retransmission asks again. */
+static void write_lossy(mwi_dtls_conn *c, const uint8_t *buf, size_t len)
+{
+    mw_err e = mwi_dtls_conn_write(c, buf, len);
+    (void)e;
+}
+
+static void send_empty(mw_client_t *c, const mwi_coap_msg *to, uint8_t type)
+{
+    mwi_coap_msg e;
+    uint8_t out[8];
+    size_t n;
+    mw_err r = type == MWI_COAP_RST ? mwi_coap_make_rst(to, &e) : mwi_coap_make_ack(to, &e);
+    if (r == MW_OK && mwi_coap_encode(&e, out, sizeof out, &n) == MW_OK)
+        write_lossy(c->conn, out, n);
+}
+
+static void on_record(void *ctx, const uint8_t *data, size_t len)
+{
+    mw_client_t *c = ctx;
+    mwi_coap_msg m;
+    if (mwi_coap_parse(c->parser, data, len, &m) != MW_OK)
+        return; /* not CoAP: nothing to answer (RFC 7252 4.2 allows silence) */
+    if (MWI_COAP_IS_REQUEST(m.code)) {
+        /* The gateway sends no requests in protocol v1: reject (RFC 7252 4.2, 4.3). */
+        send_empty(c, &m, MWI_COAP_RST);
+        return;
+    }
+    if (!c->req.active)
+        return;
+    mw_err e = mwi_coap_request_match(&c->req, &m);
+    if (e == MW_EAGAIN)
+        return;
+    if (e == MW_ECOAP_RESET) {
+        set_last(c, MW_ECOAP_RESET, 0, "the gateway reset our request");
+        c->inflight = 0;
+        return;
+    }
+    if (e == MW_OK) {
+        if (m.type == MWI_COAP_CON)
+            send_empty(c, &m, MWI_COAP_ACK); /* a separate response is acknowledged (5.2.2) */
+        on_response(c, &m);
+    }
+}
+
+static void send_batch(mw_client_t *c, uint64_t now)
+{
+    const mw_message_t *ptrs[MWI_MAX_BATCH];
+    size_t n = c->q_count < MWI_MAX_BATCH ? c->q_count : MWI_MAX_BATCH;
+    for (size_t i = 0; i < n; i++)
+        ptrs[i] = q_at(c, (uint32_t)i);
+    uint8_t payload[BATCH_CAP];
+    size_t plen = 0, count = 0;
+    /* The low-water mark is the oldest sequence number still held. */
+    mw_err e = mwi_batch_encode_ptrs(ptrs, n, ptrs[0]->seq, payload, sizeof payload, &plen, &count);
+    if (e != MW_OK) {
+        set_last(c, e, 0, "a queued message cannot be encoded");
+        c->fatal = e;
+        c->state = ST_FAILED;
+        return;
+    }
+    mwi_coap_msg m;
+    mwi_coap_msg_init(&m);
+    m.type = MWI_COAP_CON;
+    m.code = MWI_COAP_POST;
+    m.token_len = MWI_COAP_MAX_TOKEN;
+    if (mwi_coap_ids_next(&c->ids, &m.mid, m.token) != MW_OK)
+        return;
+    snprintf(m.uri_path, sizeof m.uri_path, "%s", BATCH_PATH);
+    m.content_format = MWI_COAP_CF_MEDWIRE_BATCH;
+    m.payload = payload;
+    m.payload_len = plen;
+    if (mwi_coap_encode(&m, c->req_buf, sizeof c->req_buf, &c->req_len) != MW_OK)
+        return;
+    e = mwi_dtls_conn_write(c->conn, c->req_buf, c->req_len);
+    if (e != MW_OK && e != MW_EAGAIN) {
+        drop_link(c, now);
+        return;
+    }
+    if (mwi_coap_request_start(&c->req, &c->params, c->rnd, m.mid, m.token, m.token_len, now) !=
+        MW_OK)
+        return;
+    c->inflight = (uint32_t)count;
+    c->st.requests_sent++;
+    c->progressed = true;
+}
+
+static void run_timers(mw_client_t *c, uint64_t now)
+{
+    if (c->state == ST_IDLE && now >= c->reconnect_at_ms) {
+        start_handshake(c, now);
+        return;
+    }
+    if (c->state == ST_HANDSHAKE) {
+        if (now - c->handshake_started_ms >= HANDSHAKE_MAX_MS) {
+            char why[160];
+            snprintf(why, sizeof why,
+                     "no answer from the gateway at %.60s within %u s; retrying with backoff",
+                     c->gw_text, HANDSHAKE_MAX_MS / 1000u);
+            c->st.handshake_failures++;
+            set_last(c, MW_EHANDSHAKE_TIMEOUT, 0, why);
+            audit(c, MW_AUDIT_HANDSHAKE_FAILED, MW_EHANDSHAKE_TIMEOUT, 0, why);
+            drop_link(c, now);
+            return;
+        }
+        if (now >= mwi_dtls_conn_deadline(c->conn)) {
+            mw_err e = mwi_dtls_conn_timer(c->conn, now);
+            c->progressed = true;
+            if (e != MW_EINPROGRESS && e != MW_OK)
+                handshake_failed(c, now);
+        }
+        return;
+    }
+    if (c->state == ST_READY && c->req.active && now >= mwi_coap_request_deadline(&c->req)) {
+        mw_err e = mwi_coap_request_timer(&c->req, &c->params, now);
+        if (e == MW_OK) {
+            c->st.retransmissions++;
+            c->progressed = true;
+            if (mwi_dtls_conn_write(c->conn, c->req_buf, c->req_len) != MW_OK)
+                drop_link(c, now);
+        } else if (e == MW_ECOAP_GIVEUP || e == MW_ETIMEDOUT) {
+            char why[160];
+            snprintf(why, sizeof why,
+                     "the gateway at %.60s stopped acknowledging; reconnecting", c->gw_text);
+            set_last(c, MW_ECOAP_GIVEUP, 0, why);
+            drop_link(c, now);
+        }
+    }
+}
+
+static void receive(mw_client_t *c, uint64_t now)
+{
+    for (int i = 0; i < 64 && c->state != ST_FAILED; i++) {
+        mw_addr_t from;
+        size_t n = 0;
+        mw_err e = c->tp.recv(c->tp.ctx, &from, c->rx, sizeof c->rx, &n);
+        if (e != MW_OK)
+            break;
+        c->st.datagrams_received++;
+        c->st.bytes_received += n;
+        /* Only the gateway's address is listened to; anything else is noise
+         * or an attack and must not reach the DTLS state. */
+        if (c->conn == NULL || n > MWI_DTLS_MAX_DATAGRAM || from.len != c->gw.len ||
+            memcmp(from.data, c->gw.data, from.len) != 0)
+            continue;
+        bool was_ready = c->state == ST_READY;
+        e = mwi_dtls_conn_input(c->conn, c->rx, n, now, on_record, c);
+        c->progressed = true;
+        if (c->state == ST_FAILED || c->conn == NULL)
+            break;
+        if (c->drop_requested) {
+            c->drop_requested = false;
+            drop_link(c, now);
+            break;
+        }
+        if (e == MW_OK && c->state == ST_HANDSHAKE) {
+            established(c);
+        } else if (e != MW_OK && e != MW_EINPROGRESS) {
+            if (was_ready) {
+                mw_error_detail_t d;
+                mwi_dtls_conn_error(c->conn, &d);
+                set_last(c, d.err, d.foreign, d.reason);
+                drop_link(c, now);
+            } else {
+                handshake_failed(c, now);
+            }
+        }
+    }
+}
+
+mw_err mw_client_poll(mw_client_t *c, int timeout_ms)
+{
+    if (c == NULL)
+        return MW_EINVAL;
+    if (c->fatal != MW_OK)
+        return c->fatal;
+    uint64_t now = now_ms(c);
+    uint64_t end = now + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0);
+    c->progressed = false;
+    for (;;) {
+        run_timers(c, now);
+        receive(c, now);
+        if (c->state == ST_READY && !c->req.active && c->q_count > 0)
+            send_batch(c, now);
+        if (c->fatal != MW_OK)
+            return c->fatal;
+        if (c->progressed || now >= end)
+            break;
+        int next = mw_client_next_timeout_ms(c);
+        uint64_t wait = end - now;
+        if (next >= 0 && (uint64_t)next < wait)
+            wait = (uint64_t)next;
+        if (wait > 0 && mw_wait_readable(c->tp.fd, (int)wait) != MW_OK)
+            return MW_ETRANSPORT;
+        now = now_ms(c);
+    }
+    return c->progressed ? MW_OK : MW_EAGAIN;
+}
+
+uint64_t mw_client_pending(const mw_client_t *c)
+{
+    return c ? c->q_count : 0;
+}
+
+void mw_client_stats(const mw_client_t *c, mw_client_stats_t *out)
+{
+    if (c == NULL || out == NULL)
+        return;
+    *out = c->st;
+    out->messages_pending = c->q_count;
+    out->next_seq = c->next_seq;
+    out->connected = c->state == ST_READY;
+    out->oldest_pending_age_ms = 0;
+    if (c->q_count > 0) {
+        uint64_t now = now_ms(c);
+        uint64_t since = c->q_since_ms[c->q_head];
+        out->oldest_pending_age_ms = now > since ? now - since : 0;
+    }
+}
+
+void mw_client_last_error(const mw_client_t *c, mw_error_detail_t *out)
+{
+    if (out == NULL)
+        return;
+    if (c == NULL) {
+        memset(out, 0, sizeof *out);
+        return;
+    }
+    *out = c->last;
+}
+
+const char *mw_client_device_id(const mw_client_t *c)
+{
+    return c ? mwi_dtls_ctx_own_id(c->dtls) : "";
+}
+
+int mw_client_fd(const mw_client_t *c)
+{
+    return c ? c->tp.fd : -1;
+}
+
+int mw_client_next_timeout_ms(const mw_client_t *c)
+{
+    if (c == NULL || c->state == ST_FAILED)
+        return -1;
+    uint64_t now = now_ms(c);
+    uint64_t at = UINT64_MAX;
+    if (c->state == ST_IDLE)
+        at = c->reconnect_at_ms;
+    else if (c->state == ST_HANDSHAKE) {
+        at = mwi_dtls_conn_deadline(c->conn);
+        uint64_t cap = c->handshake_started_ms + HANDSHAKE_MAX_MS;
+        if (cap < at)
+            at = cap;
+    } else if (c->req.active)
+        at = mwi_coap_request_deadline(&c->req);
+    if (at == UINT64_MAX)
+        return -1;
+    if (at <= now)
+        return 0;
+    uint64_t d = at - now;
+    return d > 0x7fffffff ? 0x7fffffff : (int)d;
+}
+
+void mw_client_close(mw_client_t **pc)
+{
+    if (pc == NULL || *pc == NULL)
+        return;
+    mw_client_t *c = *pc;
+    mwi_dtls_conn_destroy(&c->conn);
+    mwi_dtls_ctx_destroy(&c->dtls);
+    mwi_coap_parser_destroy(&c->parser);
+    if (c->own_tp && c->tp.close)
+        c->tp.close(c->tp.ctx);
+    free(c->q);
+    free(c->q_since_ms);
+    free(c);
+    *pc = NULL;
+}

@@ -1,1 +1,753 @@
 /* SPDX-License-Identifier: Apache-2.0 */
+/* dtls.c -- DTLS 1.2 on wolfSSL 5.5.4 with custom I/O, mutual X.509, and the workarounds its build needs. */
+#include <wolfssl/options.h> /* first: without it struct layouts differ from the library's */
+#include <wolfssl/ssl.h>
+#include <wolfssl/error-ssl.h>
+#include <wolfssl/wolfcrypt/error-crypt.h>
+#include <wolfssl/wolfcrypt/random.h>
+#include <wolfssl/wolfcrypt/memory.h>
+#include <wolfssl/openssl/x509v3.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dtls/dtls.h"
+
+/* DTLS record header: type(1) version(2) epoch(2) seq(6) length(2). */
+#define REC_HDR 13
+#define CT_CCS 20
+#define CT_HANDSHAKE 22
+#define HS_CLIENT_HELLO 1
+#define HS_HELLO_VERIFY_REQUEST 3
+
+/* The server's final flight (CCS + Finished) is tiny; this bounds what we cache. */
+#define FLIGHT_MAX_BYTES 512
+#define FLIGHT_MAX_DGRAMS 4
+/* A client whose copy of our final flight was lost retransmits its own flight
+ * each timer (1 s and up); answering more often than this only wastes bytes. */
+#define FLIGHT_RESEND_GAP_MS 500
+#define FLIGHT_RESEND_MAX 8
+
+struct mwi_dtls_ctx {
+    WOLFSSL_CTX *wctx;
+    mwi_dtls_role role;
+    bool skip_role;
+    char peer_name[MW_ID_MAX + 1];
+    char own_id[MW_ID_MAX + 1];
+    unsigned char cookie_secret[32];
+    WC_RNG rng;
+    bool rng_ok;
+};
+
+struct mwi_dtls_conn {
+    mwi_dtls_ctx *ctx;
+    WOLFSSL *ssl;
+    mw_addr_t peer;
+    mwi_dtls_send_fn *send;
+    void *send_ctx;
+
+    const uint8_t *in; /* the datagram being fed, borrowed for one call */
+    size_t in_len;
+
+    uint64_t deadline;
+    bool started;
+    bool established;
+    bool failed;
+    mw_error_detail_t err;
+    char peer_id[MW_ID_MAX + 1];
+
+    /* Throwaway probing of an unknown peer's ClientHello (mwi_dtls_accept). */
+    bool probing;
+    bool sent_other_than_hvr;
+    size_t probe_in_len;
+
+    /* Server final-flight cache: wolfSSL 5.5.4 never retransmits it. */
+    bool recording;
+    uint8_t flight[FLIGHT_MAX_BYTES];
+    uint16_t flight_len[FLIGHT_MAX_DGRAMS];
+    uint8_t flight_n;
+    bool flight_overflow;
+    bool peer_sent_data;
+    uint8_t flight_resends;
+    uint64_t last_resend_ms;
+    bool resent_once;
+};
+
+static void set_err(mw_error_detail_t *d, mw_err e, int foreign, const char *reason)
+{
+    if (d->err != MW_OK)
+        return; /* the first error wins: later ones are consequences */
+    d->err = e;
+    d->foreign = foreign;
+    snprintf(d->reason, sizeof d->reason, "%s", reason);
+}
+
+/* Key material and secrets are wiped through a volatile pointer so the
+ * compiler cannot drop the stores. */
+static void wipe(void *p, size_t n)
+{
+    volatile unsigned char *v = p;
+    while (n--)
+        *v++ = 0;
+}
+
+static const char *alert_name(int code)
+{
+    switch (code) {
+    case 0: return "close_notify";
+    case 10: return "unexpected_message";
+    case 20: return "bad_record_mac";
+    case 40: return "handshake_failure";
+    case 42: return "bad_certificate";
+    case 43: return "unsupported_certificate";
+    case 44: return "certificate_revoked";
+    case 45: return "certificate_expired";
+    case 46: return "certificate_unknown";
+    case 47: return "illegal_parameter";
+    case 48: return "unknown_ca";
+    case 49: return "access_denied";
+    case 50: return "decode_error";
+    case 51: return "decrypt_error";
+    case 70: return "protocol_version";
+    case 71: return "insufficient_security";
+    case 80: return "internal_error";
+    default: return "other";
+    }
+}
+
+static mw_err map_wolf(int code)
+{
+    switch (code) {
+    case ASN_AFTER_DATE_E: return MW_ECERT_EXPIRED;
+    case ASN_BEFORE_DATE_E: return MW_ECERT_NOT_YET_VALID;
+    case ASN_NO_SIGNER_E:
+    case ASN_SELF_SIGNED_E:
+    case ASN_SIG_CONFIRM_E:
+    case ASN_SIG_KEY_E:
+    case ASN_PATHLEN_INV_E: return MW_ECERT_UNTRUSTED;
+    case CRL_CERT_REVOKED:
+    case CRL_MISSING: return MW_ECERT_REVOKED;
+    case NO_PEER_CERT: return MW_ENO_PEER_CERT;
+    case EXTKEYUSE_AUTH_E: return MW_ECERT_ROLE;
+    case DOMAIN_NAME_MISMATCH: return MW_ECERT_NAME;
+    case MATCH_SUITE_ERROR: return MW_ECIPHER;
+    case FATAL_ERROR: return MW_EPEER_ALERT;
+    case MEMORY_E: return MW_ENOMEM;
+    default: return MW_EDTLS;
+    }
+}
+
+/* Records wolfSSL's failure with its code and words, unless a more precise
+ * reason (from the verify callback) is already there. */
+static void record_wolf_failure(mwi_dtls_conn *c, int code)
+{
+    char buf[96];
+    mw_error_detail_t *d = &c->err;
+    c->failed = true;
+    if (d->err != MW_OK)
+        return;
+    if (code == FATAL_ERROR) {
+        WOLFSSL_ALERT_HISTORY h;
+        memset(&h, 0, sizeof h);
+        (void)wolfSSL_get_alert_history(c->ssl, &h);
+        d->err = MW_EPEER_ALERT;
+        d->foreign = code;
+        snprintf(d->reason, sizeof d->reason, "the peer refused the handshake with alert %s (%d)",
+                 alert_name(h.last_rx.code), h.last_rx.code);
+        return;
+    }
+    wolfSSL_ERR_error_string_n((unsigned long)code, buf, sizeof buf);
+    d->err = map_wolf(code);
+    d->foreign = code;
+    snprintf(d->reason, sizeof d->reason, "%s (wolfSSL %d: %s)", mw_strerror(d->err), code, buf);
+}
+
+static bool id_valid(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > MW_ID_MAX)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char ch = s[i];
+        bool ok = (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ||
+                  (i > 0 && (ch == '.' || ch == '_' || ch == '-'));
+        if (!ok)
+            return false;
+    }
+    return true;
+}
+
+/* Called by wolfSSL for each certificate of the peer's chain, also when its
+ * own checks passed (WOLFSSL_ALWAYS_VERIFY_CB), so that we can keep the exact
+ * reason of a failure and add the checks wolfSSL does not make: the role
+ * (EKU) and a usable identity (CN) of the leaf. */
+static int verify_cb(int preverify, WOLFSSL_X509_STORE_CTX *store)
+{
+    WOLFSSL *ssl =
+        wolfSSL_X509_STORE_CTX_get_ex_data(store, wolfSSL_get_ex_data_X509_STORE_CTX_idx());
+    mwi_dtls_conn *c = ssl ? wolfSSL_get_app_data(ssl) : NULL;
+    char cn[MW_ID_MAX + 2];
+    cn[0] = '\0';
+    if (store->current_cert) {
+        WOLFSSL_X509_NAME *subj = wolfSSL_X509_get_subject_name(store->current_cert);
+        if (subj && wolfSSL_X509_NAME_get_text_by_NID(subj, NID_commonName, cn, sizeof cn) < 0)
+            cn[0] = '\0';
+    }
+    if (c == NULL)
+        return preverify;
+    if (!preverify) {
+        int code = store->error;
+        mw_err e = map_wolf(code);
+        char buf[96];
+        char what[160];
+        wolfSSL_ERR_error_string_n((unsigned long)code, buf, sizeof buf);
+        snprintf(what, sizeof what, "certificate '%.64s': %s (wolfSSL %d: %.60s)", cn,
+                 mw_strerror(e), code, buf);
+        set_err(&c->err, e, code, what);
+        return 0;
+    }
+    if (store->error_depth != 0 || store->current_cert == NULL)
+        return 1;
+
+    unsigned int xku = wolfSSL_X509_get_extended_key_usage(store->current_cert);
+    bool want_server = c->ctx->role == MWI_DTLS_CLIENT;
+    unsigned int need = want_server ? XKU_SSL_SERVER : XKU_SSL_CLIENT;
+    unsigned int other = want_server ? XKU_SSL_CLIENT : XKU_SSL_SERVER;
+    if (!c->ctx->skip_role && (!(xku & need) || (xku & other))) {
+        char what[160];
+        snprintf(what, sizeof what,
+                 "certificate '%.64s' is not a %s certificate (extended key usage must be %s only)",
+                 cn, want_server ? "gateway" : "device", want_server ? "serverAuth" : "clientAuth");
+        set_err(&c->err, MW_ECERT_ROLE, EXTKEYUSE_AUTH_E, what);
+        return 0;
+    }
+    if (!id_valid(cn)) {
+        char what[160];
+        snprintf(what, sizeof what,
+                 "certificate common name '%.64s' is not a valid identity "
+                 "([A-Za-z0-9][A-Za-z0-9._-]{0,63})",
+                 cn);
+        set_err(&c->err, MW_ECERT_IDENTITY, 0, what);
+        return 0;
+    }
+    memcpy(c->peer_id, cn, strlen(cn) + 1);
+    return 1;
+}
+
+static int io_recv(WOLFSSL *ssl, char *buf, int sz, void *vctx)
+{
+    (void)ssl;
+    mwi_dtls_conn *c = vctx;
+    if (c->in_len == 0 || sz <= 0)
+        return WOLFSSL_CBIO_ERR_WANT_READ;
+    /* A datagram longer than wolfSSL's buffer is truncated; its records then
+     * fail their length checks and are dropped, as on a real socket. */
+    size_t n = c->in_len < (size_t)sz ? c->in_len : (size_t)sz;
+    memcpy(buf, c->in, n);
+    c->in_len = 0;
+    c->in = NULL;
+    return (int)n;
+}
+
+static int io_send(WOLFSSL *ssl, char *buf, int sz, void *vctx)
+{
+    (void)ssl;
+    mwi_dtls_conn *c = vctx;
+    const uint8_t *p = (const uint8_t *)buf;
+    size_t n = (size_t)sz;
+    if (sz <= 0)
+        return 0;
+    if (c->probing) {
+        /* No state and no amplification for an unverified address: only a
+         * HelloVerifyRequest no larger than what it sent us may go out. */
+        bool hvr = n > REC_HDR && p[0] == CT_HANDSHAKE && p[REC_HDR] == HS_HELLO_VERIFY_REQUEST;
+        if (!hvr)
+            c->sent_other_than_hvr = true;
+        else if (n > c->probe_in_len)
+            return sz;
+    }
+    if (c->recording) {
+        if (c->flight_n < FLIGHT_MAX_DGRAMS) {
+            size_t used = 0;
+            for (uint8_t i = 0; i < c->flight_n; i++)
+                used += c->flight_len[i];
+            if (used + n <= FLIGHT_MAX_BYTES) {
+                memcpy(c->flight + used, p, n);
+                c->flight_len[c->flight_n++] = (uint16_t)n;
+            } else {
+                c->flight_overflow = true;
+            }
+        } else {
+            c->flight_overflow = true;
+        }
+    }
+    c->send(c->send_ctx, p, n);
+    return sz;
+}
+
+/* Our own identity is the CN of our certificate, never a configuration
+ * string: a device cannot then be set up to claim an id it cannot prove. The
+ * role is checked too, so a device given a gateway certificate learns it here
+ * rather than from a refused handshake. */
+static bool own_identity(mwi_dtls_ctx *ctx, mw_error_detail_t *d)
+{
+    WOLFSSL_X509 *x = wolfSSL_CTX_get0_certificate(ctx->wctx);
+    WOLFSSL_X509_NAME *subj = x ? wolfSSL_X509_get_subject_name(x) : NULL;
+    char cn[MW_ID_MAX + 2];
+    char what[160];
+    if (subj == NULL || wolfSSL_X509_NAME_get_text_by_NID(subj, NID_commonName, cn, sizeof cn) < 0 ||
+        !id_valid(cn)) {
+        set_err(d, MW_ECERT_IDENTITY, 0,
+                "our certificate's common name is missing or not a valid identity "
+                "([A-Za-z0-9][A-Za-z0-9._-]{0,63})");
+        return false;
+    }
+    unsigned int xku = wolfSSL_X509_get_extended_key_usage(x);
+    bool server = ctx->role == MWI_DTLS_SERVER;
+    unsigned int need = server ? XKU_SSL_SERVER : XKU_SSL_CLIENT;
+    if (!ctx->skip_role && !(xku & need)) {
+        snprintf(what, sizeof what,
+                 "our certificate '%.64s' is not a %s certificate (extended key usage %s)", cn,
+                 server ? "gateway" : "device", server ? "serverAuth" : "clientAuth");
+        set_err(d, MW_ECERT_ROLE, 0, what);
+        return false;
+    }
+    memcpy(ctx->own_id, cn, strlen(cn) + 1);
+    return true;
+}
+
+MW_NODISCARD static mw_err load_failed(mw_error_detail_t *d, const char *what, const char *file,
+                                       int code)
+{
+    char buf[200];
+    snprintf(buf, sizeof buf, "cannot load %s '%.100s': missing, unreadable or not PEM (wolfSSL %d)",
+             what, file, code);
+    set_err(d, MW_ECERT_LOAD, code, buf);
+    return MW_ECERT_LOAD;
+}
+
+mw_err mwi_dtls_ctx_create(const mwi_dtls_config *cfg, mwi_dtls_ctx **out_ctx,
+                           mw_error_detail_t *out_detail)
+{
+    mw_error_detail_t scratch;
+    mw_error_detail_t *d = out_detail ? out_detail : &scratch;
+    memset(d, 0, sizeof *d);
+    if (out_ctx == NULL || cfg == NULL)
+        return MW_EINVAL;
+    *out_ctx = NULL;
+    if (cfg->ca_file == NULL || (!cfg->test_no_cert && (cfg->cert_file == NULL || cfg->key_file == NULL))) {
+        set_err(d, MW_ECONFIG, 0, "a CA file, a certificate file and a key file are all required");
+        return MW_ECONFIG;
+    }
+    if (cfg->role == MWI_DTLS_CLIENT && (cfg->peer_name == NULL || !id_valid(cfg->peer_name))) {
+        set_err(d, MW_ECONFIG, 0,
+                "the expected gateway name is required ([A-Za-z0-9][A-Za-z0-9._-]{0,63})");
+        return MW_ECONFIG;
+    }
+    if (wolfSSL_Init() != WOLFSSL_SUCCESS) {
+        set_err(d, MW_EINTERNAL, 0, "wolfSSL_Init failed");
+        return MW_EINTERNAL;
+    }
+    mw_err e = MW_OK;
+    int rc;
+    mwi_dtls_ctx *ctx = calloc(1, sizeof *ctx);
+    if (ctx == NULL) {
+        e = MW_ENOMEM;
+        goto fail;
+    }
+    ctx->role = cfg->role;
+    ctx->skip_role = cfg->test_skip_role;
+    if (cfg->peer_name)
+        snprintf(ctx->peer_name, sizeof ctx->peer_name, "%s", cfg->peer_name);
+    ctx->wctx = wolfSSL_CTX_new(cfg->role == MWI_DTLS_CLIENT ? wolfDTLSv1_2_client_method()
+                                                             : wolfDTLSv1_2_server_method());
+    if (ctx->wctx == NULL) {
+        e = MW_ENOMEM;
+        goto fail;
+    }
+    /* The Debian build's defaults offer anonymous, 3DES and CBC suites and
+     * verify nothing: every one of these settings is deliberate. */
+    const char *ciphers = cfg->cipher_list ? cfg->cipher_list : MWI_DTLS_CIPHERS;
+    if ((rc = wolfSSL_CTX_set_cipher_list(ctx->wctx, ciphers)) != WOLFSSL_SUCCESS) {
+        set_err(d, MW_ECONFIG, rc, "cipher list refused by wolfSSL");
+        e = MW_ECONFIG;
+        goto fail;
+    }
+    if (cfg->cipher_list == NULL &&
+        wolfSSL_CTX_UseSupportedCurve(ctx->wctx, WOLFSSL_ECC_SECP256R1) != WOLFSSL_SUCCESS) {
+        e = MW_EINTERNAL;
+        goto fail;
+    }
+    /* Tickets lose the peer identity on resumption and fail hard when
+     * rejected (DESIGN.md): resumption, when it comes, is by session ID. */
+    (void)wolfSSL_CTX_NoTicketTLSv12(ctx->wctx);
+    int mode = WOLFSSL_VERIFY_PEER;
+    if (cfg->role == MWI_DTLS_SERVER)
+        mode |= WOLFSSL_VERIFY_FAIL_IF_NO_PEER_CERT; /* VERIFY_PEER alone admits a certless client */
+    wolfSSL_CTX_set_verify(ctx->wctx, mode, verify_cb);
+    if ((rc = wolfSSL_CTX_load_verify_locations(ctx->wctx, cfg->ca_file, NULL)) != WOLFSSL_SUCCESS) {
+        e = load_failed(d, "CA certificate", cfg->ca_file, rc);
+        goto fail;
+    }
+    if (!cfg->test_no_cert) {
+        rc = wolfSSL_CTX_use_certificate_file(ctx->wctx, cfg->cert_file, WOLFSSL_FILETYPE_PEM);
+        if (rc != WOLFSSL_SUCCESS) {
+            e = load_failed(d, "certificate", cfg->cert_file, rc);
+            goto fail;
+        }
+        rc = wolfSSL_CTX_use_PrivateKey_file(ctx->wctx, cfg->key_file, WOLFSSL_FILETYPE_PEM);
+        if (rc != WOLFSSL_SUCCESS) {
+            e = load_failed(d, "private key", cfg->key_file, rc);
+            goto fail;
+        }
+        if (!own_identity(ctx, d)) {
+            e = d->err;
+            goto fail;
+        }
+        if (wolfSSL_CTX_check_private_key(ctx->wctx) != WOLFSSL_SUCCESS) {
+            char what[160];
+            snprintf(what, sizeof what, "the private key '%.100s' does not match the certificate",
+                     cfg->key_file);
+            set_err(d, MW_ECERT_LOAD, 0, what);
+            e = MW_ECERT_LOAD;
+            goto fail;
+        }
+    }
+    wolfSSL_CTX_SetIORecv(ctx->wctx, io_recv);
+    wolfSSL_CTX_SetIOSend(ctx->wctx, io_send);
+    if (wc_InitRng(&ctx->rng) != 0) {
+        e = MW_EINTERNAL;
+        goto fail;
+    }
+    ctx->rng_ok = true;
+    if (cfg->role == MWI_DTLS_SERVER &&
+        wc_RNG_GenerateBlock(&ctx->rng, ctx->cookie_secret, sizeof ctx->cookie_secret) != 0) {
+        e = MW_EINTERNAL;
+        goto fail;
+    }
+    *out_ctx = ctx;
+    return MW_OK;
+fail:
+    if (d->err == MW_OK)
+        set_err(d, e, 0, mw_strerror(e));
+    mwi_dtls_ctx_destroy(&ctx);
+    return e;
+}
+
+void mwi_dtls_ctx_destroy(mwi_dtls_ctx **pctx)
+{
+    if (pctx == NULL || *pctx == NULL)
+        return;
+    mwi_dtls_ctx *ctx = *pctx;
+    if (ctx->wctx)
+        wolfSSL_CTX_free(ctx->wctx);
+    if (ctx->rng_ok)
+        wc_FreeRng(&ctx->rng);
+    wipe(ctx->cookie_secret, sizeof ctx->cookie_secret);
+    free(ctx);
+    *pctx = NULL;
+    wolfSSL_Cleanup();
+}
+
+mw_err mwi_dtls_conn_create(mwi_dtls_ctx *ctx, const mw_addr_t *peer, mwi_dtls_send_fn *send,
+                            void *send_ctx, mwi_dtls_conn **out_conn)
+{
+    if (ctx == NULL || peer == NULL || send == NULL || out_conn == NULL || peer->len == 0 ||
+        peer->len > sizeof peer->data)
+        return MW_EINVAL;
+    *out_conn = NULL;
+    mwi_dtls_conn *c = calloc(1, sizeof *c);
+    if (c == NULL)
+        return MW_ENOMEM;
+    c->ctx = ctx;
+    c->peer = *peer;
+    c->send = send;
+    c->send_ctx = send_ctx;
+    c->deadline = UINT64_MAX;
+    c->ssl = wolfSSL_new(ctx->wctx);
+    if (c->ssl == NULL) {
+        free(c);
+        return MW_ENOMEM;
+    }
+    wolfSSL_SetIOReadCtx(c->ssl, c);
+    wolfSSL_SetIOWriteCtx(c->ssl, c);
+    (void)wolfSSL_set_app_data(c->ssl, c);
+    wolfSSL_dtls_set_using_nonblock(c->ssl, 1);
+    /* With custom I/O the address is used only for the cookie: binding it
+     * there is what stops a cookie from being replayed from elsewhere. */
+    mw_addr_t peer_copy = *peer;
+    if (wolfSSL_dtls_set_peer(c->ssl, peer_copy.data, peer_copy.len) != WOLFSSL_SUCCESS)
+        goto fail;
+    if (ctx->role == MWI_DTLS_SERVER) {
+        if (wolfSSL_DTLS_SetCookieSecret(c->ssl, ctx->cookie_secret, sizeof ctx->cookie_secret) != 0)
+            goto fail;
+    } else if (wolfSSL_check_domain_name(c->ssl, ctx->peer_name) != WOLFSSL_SUCCESS) {
+        goto fail;
+    }
+    *out_conn = c;
+    return MW_OK;
+fail:
+    wolfSSL_free(c->ssl);
+    free(c);
+    return MW_EINTERNAL;
+}
+
+void mwi_dtls_conn_destroy(mwi_dtls_conn **pc)
+{
+    if (pc == NULL || *pc == NULL)
+        return;
+    mwi_dtls_conn *c = *pc;
+    /* wolfSSL_free zeroes the session keys before releasing them. */
+    if (c->ssl)
+        wolfSSL_free(c->ssl);
+    wipe(c->flight, sizeof c->flight);
+    free(c);
+    *pc = NULL;
+}
+
+static void arm_timer(mwi_dtls_conn *c, uint64_t now_ms)
+{
+    int t = wolfSSL_dtls_get_current_timeout(c->ssl);
+    if (t <= 0)
+        t = 1;
+    c->deadline = now_ms + (uint64_t)t * 1000u;
+}
+
+/* One step of the handshake; wolfSSL reads what input is pending. */
+static mw_err handshake_step(mwi_dtls_conn *c, uint64_t now_ms)
+{
+    bool server = c->ctx->role == MWI_DTLS_SERVER;
+    c->recording = server;
+    c->flight_n = 0;
+    c->flight_overflow = false;
+    int rc = server ? wolfSSL_accept(c->ssl) : wolfSSL_connect(c->ssl);
+    c->recording = false;
+    if (rc == WOLFSSL_SUCCESS) {
+        c->established = true;
+        c->deadline = UINT64_MAX;
+        if (c->flight_overflow)
+            c->flight_n = 0; /* a partial flight would not help the client */
+        return MW_OK;
+    }
+    int err = wolfSSL_get_error(c->ssl, rc);
+    if (err == WOLFSSL_ERROR_WANT_READ || err == WOLFSSL_ERROR_WANT_WRITE) {
+        arm_timer(c, now_ms);
+        return MW_EINPROGRESS;
+    }
+    record_wolf_failure(c, err);
+    c->deadline = UINT64_MAX;
+    return c->err.err;
+}
+
+mw_err mwi_dtls_conn_start(mwi_dtls_conn *c, uint64_t now_ms)
+{
+    if (c == NULL || c->ctx->role != MWI_DTLS_CLIENT || c->started)
+        return MW_EINVAL;
+    c->started = true;
+    return handshake_step(c, now_ms);
+}
+
+bool mwi_dtls_is_client_hello(const uint8_t *d, size_t len)
+{
+    /* type, version 1.0 or 1.2 (DTLS 1.0 records may carry a 1.2 hello),
+     * epoch 0, and a handshake body that starts with client_hello. */
+    return len >= REC_HDR + 12 && d[0] == CT_HANDSHAKE && d[1] == 0xFE &&
+           (d[2] == 0xFD || d[2] == 0xFF) && d[3] == 0 && d[4] == 0 &&
+           d[REC_HDR] == HS_CLIENT_HELLO;
+}
+
+mw_err mwi_dtls_accept(mwi_dtls_ctx *ctx, const mw_addr_t *peer, const uint8_t *dgram, size_t len,
+                       uint64_t now_ms, mwi_dtls_send_fn *send, void *send_ctx,
+                       mwi_dtls_conn **out_conn)
+{
+    if (out_conn == NULL)
+        return MW_EINVAL;
+    *out_conn = NULL;
+    if (ctx == NULL || ctx->role != MWI_DTLS_SERVER || dgram == NULL ||
+        !mwi_dtls_is_client_hello(dgram, len))
+        return MW_EAGAIN;
+    mwi_dtls_conn *c = NULL;
+    mw_err e = mwi_dtls_conn_create(ctx, peer, send, send_ctx, &c);
+    if (e != MW_OK)
+        return e == MW_ENOMEM ? MW_ENOMEM : MW_EAGAIN;
+    c->probing = true;
+    c->probe_in_len = len;
+    c->started = true;
+    c->in = dgram;
+    c->in_len = len;
+    e = handshake_step(c, now_ms);
+    c->in = NULL;
+    c->in_len = 0;
+    c->probing = false;
+    if ((e == MW_EINPROGRESS || e == MW_OK) && c->sent_other_than_hvr) {
+        *out_conn = c;
+        return MW_OK;
+    }
+    mwi_dtls_conn_destroy(&c);
+    return MW_EAGAIN;
+}
+
+static bool is_handshake_flight(const uint8_t *d, size_t len)
+{
+    return len >= REC_HDR && (d[0] == CT_HANDSHAKE || d[0] == CT_CCS);
+}
+
+mw_err mwi_dtls_conn_input(mwi_dtls_conn *c, const uint8_t *dgram, size_t len, uint64_t now_ms,
+                           mwi_dtls_record_fn *on_record, void *record_ctx)
+{
+    if (c == NULL || (dgram == NULL && len > 0))
+        return MW_EINVAL;
+    if (c->failed)
+        return c->err.err != MW_OK ? c->err.err : MW_ECLOSED;
+    if (c->established && c->ctx->role == MWI_DTLS_SERVER && !c->peer_sent_data &&
+        c->flight_n > 0 && is_handshake_flight(dgram, len)) {
+        /* The client is still repeating its last flight: ours was lost. */
+        if ((!c->resent_once || now_ms - c->last_resend_ms >= FLIGHT_RESEND_GAP_MS) &&
+            c->flight_resends < FLIGHT_RESEND_MAX) {
+            size_t off = 0;
+            for (uint8_t i = 0; i < c->flight_n; i++) {
+                c->send(c->send_ctx, c->flight + off, c->flight_len[i]);
+                off += c->flight_len[i];
+            }
+            c->flight_resends++;
+            c->resent_once = true;
+            c->last_resend_ms = now_ms;
+        }
+        return MW_OK;
+    }
+    c->in = dgram;
+    c->in_len = len;
+    mw_err e = MW_OK;
+    if (!c->established) {
+        if (c->ctx->role == MWI_DTLS_CLIENT && !c->started) {
+            e = MW_EINVAL;
+            goto out;
+        }
+        e = handshake_step(c, now_ms);
+        if (e != MW_OK)
+            goto out;
+    }
+    for (;;) {
+        uint8_t buf[MWI_DTLS_MAX_DATAGRAM];
+        int n = wolfSSL_read(c->ssl, buf, (int)sizeof buf);
+        if (n > 0) {
+            c->peer_sent_data = true;
+            if (on_record)
+                on_record(record_ctx, buf, (size_t)n);
+            continue;
+        }
+        int err = wolfSSL_get_error(c->ssl, n);
+        if (err == WOLFSSL_ERROR_WANT_READ || err == WOLFSSL_ERROR_WANT_WRITE)
+            break;
+        if (err == WOLFSSL_ERROR_ZERO_RETURN) {
+            c->failed = true;
+            set_err(&c->err, MW_ECLOSED, 0, "the peer closed the session");
+            e = MW_ECLOSED;
+            break;
+        }
+        record_wolf_failure(c, err);
+        e = c->err.err;
+        break;
+    }
+out:
+    c->in = NULL;
+    c->in_len = 0;
+    return e;
+}
+
+mw_err mwi_dtls_conn_write(mwi_dtls_conn *c, const uint8_t *data, size_t len)
+{
+    if (c == NULL || (data == NULL && len > 0))
+        return MW_EINVAL;
+    if (!c->established || c->failed)
+        return MW_ECLOSED;
+    if (len > MWI_DTLS_MAX_PLAINTEXT)
+        return MW_ETOOBIG;
+    int n = wolfSSL_write(c->ssl, data, (int)len);
+    if (n == (int)len)
+        return MW_OK;
+    int err = wolfSSL_get_error(c->ssl, n);
+    if (err == WOLFSSL_ERROR_WANT_WRITE)
+        return MW_EAGAIN;
+    if (err == DTLS_SIZE_ERROR)
+        return MW_ETOOBIG; /* nothing was sent (DESIGN.md) */
+    record_wolf_failure(c, err);
+    return c->err.err;
+}
+
+uint64_t mwi_dtls_conn_deadline(const mwi_dtls_conn *c)
+{
+    return c && !c->established && !c->failed ? c->deadline : UINT64_MAX;
+}
+
+mw_err mwi_dtls_conn_timer(mwi_dtls_conn *c, uint64_t now_ms)
+{
+    if (c == NULL)
+        return MW_EINVAL;
+    if (c->established)
+        return MW_OK;
+    if (c->failed)
+        return c->err.err;
+    if (now_ms < c->deadline)
+        return MW_EINPROGRESS;
+    /* wolfSSL doubles its timer (1, 2, 4 ... 64 s) and gives up past the maximum. */
+    int rc = wolfSSL_dtls_got_timeout(c->ssl);
+    if (rc != WOLFSSL_SUCCESS) {
+        int err = wolfSSL_get_error(c->ssl, rc);
+        c->failed = true;
+        c->deadline = UINT64_MAX;
+        set_err(&c->err, MW_EHANDSHAKE_TIMEOUT, err,
+                "the handshake did not complete: the peer stopped answering");
+        return MW_EHANDSHAKE_TIMEOUT;
+    }
+    arm_timer(c, now_ms);
+    return MW_EINPROGRESS;
+}
+
+bool mwi_dtls_conn_established(const mwi_dtls_conn *c)
+{
+    return c && c->established && !c->failed;
+}
+
+const char *mwi_dtls_conn_peer_id(const mwi_dtls_conn *c)
+{
+    return c && c->established ? c->peer_id : "";
+}
+
+const char *mwi_dtls_conn_cipher(const mwi_dtls_conn *c)
+{
+    if (c == NULL || !c->established)
+        return "";
+    const char *n = wolfSSL_get_cipher_name(c->ssl);
+    return n ? n : "";
+}
+
+void mwi_dtls_conn_error(const mwi_dtls_conn *c, mw_error_detail_t *out)
+{
+    if (out == NULL)
+        return;
+    if (c == NULL) {
+        memset(out, 0, sizeof *out);
+        return;
+    }
+    *out = c->err;
+}
+
+mw_err mwi_dtls_random(void *vctx, uint8_t *out, size_t len)
+{
+    mwi_dtls_ctx *ctx = vctx;
+    if (ctx == NULL || !ctx->rng_ok || (out == NULL && len > 0) || len > 0xFFFFFFFFu)
+        return MW_EINVAL;
+    return wc_RNG_GenerateBlock(&ctx->rng, out, (word32)len) == 0 ? MW_OK : MW_EINTERNAL;
+}
+
+const char *mwi_dtls_ctx_own_id(const mwi_dtls_ctx *ctx)
+{
+    return ctx ? ctx->own_id : "";
+}
+
+const mw_addr_t *mwi_dtls_conn_peer(const mwi_dtls_conn *c)
+{
+    return c ? &c->peer : NULL;
+}

@@ -1,1 +1,685 @@
 /* SPDX-License-Identifier: Apache-2.0 */
+/* gateway.c -- many devices on one socket: stateless cookie exchange, one DTLS session per address, identity-checked delivery. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "medwire/gateway.h"
+
+#include "coap/coap.h"
+#include "dtls/dtls.h"
+#include "session/codec.h"
+
+#define BATCH_PATH "batch"
+#define WELL_KNOWN_PATH ".well-known/core"
+/* RFC 6690 link-format, Content-Format 40. */
+#define CF_LINK_FORMAT 40
+#define LINKS "</batch>;ct=65100;rt=\"medwire.batch\";if=\"medwire.v1\""
+/* Datagrams handled per poll before timers get their turn. */
+#define RX_BURST 256
+#define IDLE_TIMEOUT_MS (10u * 60u * 1000u)
+
+struct mw_gateway;
+
+/* Where a DTLS connection's output goes: the socket and the peer's address. */
+struct route {
+    struct mw_gateway *gw;
+    mw_addr_t addr;
+};
+
+struct peer {
+    struct route route;
+    mwi_dtls_conn *conn; /* the current session, established or handshaking */
+    mwi_dtls_conn *next; /* a new handshake from the same address (a reboot, a rekey) */
+    uint64_t last_rx_ms;
+    char text[64];
+    struct peer *hnext;
+};
+
+/* Replay state per authenticated device, not per address: a device that
+ * reconnects from another port is the same device. */
+struct device {
+    char id[MW_ID_MAX + 1];
+    uint64_t high_seq; /* highest sequence number delivered */
+    struct device *hnext;
+};
+
+struct mw_gateway {
+    mwi_dtls_ctx *dtls;
+    mw_transport_t tp;
+    bool own_tp;
+    mw_clock_t clock;
+    mw_sink_fn *sink;
+    void *sink_ctx;
+    mw_audit_fn *audit;
+    void *audit_ctx;
+    uint32_t max_peers;
+    uint32_t npeers;
+    struct peer **peers;
+    uint32_t peer_buckets;
+    struct device **devices;
+    uint32_t device_buckets;
+    mwi_coap_parser *parser;
+    uint16_t next_mid;
+    mw_gateway_stats_t st;
+
+    /* per-record scratch, reused: the gateway decodes one batch at a time */
+    struct peer *cur;
+    mw_message_t batch[MWI_MAX_BATCH];
+    uint8_t rx[MWI_DTLS_MAX_DATAGRAM + 1];
+};
+
+static uint64_t now_ms(const mw_gateway_t *gw)
+{
+    return gw->clock.now_ms(gw->clock.ctx);
+}
+
+static uint32_t hash_bytes(const void *p, size_t n)
+{
+    const uint8_t *b = p;
+    uint32_t h = 2166136261u; /* FNV-1a */
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ b[i]) * 16777619u;
+    return h;
+}
+
+static void audit(mw_gateway_t *gw, const char *event, const char *peer, const char *device,
+                  mw_err e, int foreign, const char *reason)
+{
+    if (gw->audit == NULL)
+        return;
+    mw_audit_event_t ev = {
+        .event = event,
+        .peer = peer ? peer : "",
+        .device = device ? device : "",
+        .err = e,
+        .foreign = foreign,
+        .reason = reason ? reason : "",
+    };
+    gw->audit(gw->audit_ctx, &ev);
+}
+
+static void route_send(void *ctx, const uint8_t *buf, size_t len)
+{
+    struct route *r = ctx;
+    /* A full socket buffer loses the datagram, as the network may: DTLS
+     * and CoAP retransmit. */
+    if (r->gw->tp.send(r->gw->tp.ctx, &r->addr, buf, len) == MW_OK) {
+        r->gw->st.datagrams_sent++;
+        r->gw->st.bytes_sent += len;
+    }
+}
+
+void mw_gateway_config_init(mw_gateway_config_t *cfg)
+{
+    if (cfg == NULL)
+        return;
+    memset(cfg, 0, sizeof *cfg);
+    cfg->transport.fd = -1;
+    cfg->max_peers = 4096;
+}
+
+static mw_err fail_create(mw_error_detail_t *d, mw_err e, const char *reason)
+{
+    if (d && d->err == MW_OK) {
+        d->err = e;
+        d->foreign = 0;
+        snprintf(d->reason, sizeof d->reason, "%s", reason);
+    }
+    return e;
+}
+
+static uint32_t pow2_at_least(uint32_t n)
+{
+    uint32_t p = 64;
+    while (p < n && p < (1u << 24))
+        p <<= 1;
+    return p;
+}
+
+mw_err mw_gateway_create(const mw_gateway_config_t *cfg, mw_gateway_t **out, mw_error_detail_t *d)
+{
+    if (d)
+        memset(d, 0, sizeof *d);
+    if (cfg == NULL || out == NULL)
+        return fail_create(d, MW_EINVAL, "a configuration and an output pointer are required");
+    *out = NULL;
+    if (cfg->ca_file == NULL || cfg->cert_file == NULL || cfg->key_file == NULL)
+        return fail_create(d, MW_ECONFIG,
+                           "a CA file, a gateway certificate and its key are all required");
+    if (cfg->sink == NULL)
+        return fail_create(d, MW_ECONFIG, "a sink for delivered messages is required");
+    if (cfg->transport.send == NULL && cfg->listen == NULL)
+        return fail_create(d, MW_ECONFIG, "a listen address (HOST:PORT) is required");
+
+    mw_err e;
+    mw_gateway_t *gw = calloc(1, sizeof *gw);
+    if (gw == NULL)
+        return fail_create(d, MW_ENOMEM, "out of memory");
+    gw->tp.fd = -1;
+    gw->max_peers = cfg->max_peers ? cfg->max_peers : 4096;
+    gw->peer_buckets = pow2_at_least(gw->max_peers * 2);
+    gw->device_buckets = gw->peer_buckets;
+    gw->peers = calloc(gw->peer_buckets, sizeof *gw->peers);
+    gw->devices = calloc(gw->device_buckets, sizeof *gw->devices);
+    if (gw->peers == NULL || gw->devices == NULL) {
+        e = fail_create(d, MW_ENOMEM, "out of memory for the peer table");
+        goto fail;
+    }
+    mwi_dtls_config dc = {
+        .role = MWI_DTLS_SERVER,
+        .ca_file = cfg->ca_file,
+        .cert_file = cfg->cert_file,
+        .key_file = cfg->key_file,
+    };
+    e = mwi_dtls_ctx_create(&dc, &gw->dtls, d);
+    if (e != MW_OK)
+        goto fail;
+    e = mwi_coap_parser_create(MWI_DTLS_MAX_DATAGRAM, &gw->parser);
+    if (e != MW_OK) {
+        e = fail_create(d, e, "cannot create the CoAP parser");
+        goto fail;
+    }
+    gw->clock = cfg->clock.now_ms ? cfg->clock : mw_clock_system();
+    if (mwi_dtls_random(gw->dtls, (uint8_t *)&gw->next_mid, sizeof gw->next_mid) != MW_OK) {
+        e = fail_create(d, MW_EINTERNAL, "the random source failed");
+        goto fail;
+    }
+    if (cfg->transport.send) {
+        gw->tp = cfg->transport;
+    } else {
+        e = mw_udp_open(cfg->listen, &gw->tp);
+        if (e != MW_OK) {
+            char why[160];
+            snprintf(why, sizeof why,
+                     "cannot listen on '%.80s': %s (is the address local and the port free?)",
+                     cfg->listen, mw_strerror(e));
+            e = fail_create(d, e, why);
+            goto fail;
+        }
+        gw->own_tp = true;
+    }
+    gw->sink = cfg->sink;
+    gw->sink_ctx = cfg->sink_ctx;
+    gw->audit = cfg->audit;
+    gw->audit_ctx = cfg->audit_ctx;
+    *out = gw;
+    return MW_OK;
+fail:
+    mw_gateway_destroy(&gw);
+    return e;
+}
+
+static struct peer **peer_slot(mw_gateway_t *gw, const mw_addr_t *a)
+{
+    uint32_t b = hash_bytes(a->data, a->len) & (gw->peer_buckets - 1);
+    struct peer **pp = &gw->peers[b];
+    while (*pp && ((*pp)->route.addr.len != a->len ||
+                   memcmp((*pp)->route.addr.data, a->data, a->len) != 0))
+        pp = &(*pp)->hnext;
+    return pp;
+}
+
+static void peer_free(mw_gateway_t *gw, struct peer *p)
+{
+    if (mwi_dtls_conn_established(p->conn) && gw->st.sessions > 0)
+        gw->st.sessions--;
+    mwi_dtls_conn_destroy(&p->conn);
+    mwi_dtls_conn_destroy(&p->next);
+    free(p);
+    gw->npeers--;
+}
+
+static void peer_remove(mw_gateway_t *gw, struct peer *p)
+{
+    struct peer **pp = peer_slot(gw, &p->route.addr);
+    if (*pp == p)
+        *pp = p->hnext;
+    peer_free(gw, p);
+}
+
+static struct device *device_get(mw_gateway_t *gw, const char *id)
+{
+    uint32_t b = hash_bytes(id, strlen(id)) & (gw->device_buckets - 1);
+    for (struct device *dv = gw->devices[b]; dv; dv = dv->hnext)
+        if (strcmp(dv->id, id) == 0)
+            return dv;
+    struct device *dv = calloc(1, sizeof *dv);
+    if (dv == NULL)
+        return NULL;
+    snprintf(dv->id, sizeof dv->id, "%s", id);
+    dv->hnext = gw->devices[b];
+    gw->devices[b] = dv;
+    return dv;
+}
+
+/* Responses and resets are best effort: if the record cannot go out, the
+ * peer's retransmission asks again. */
+static void write_lossy(mwi_dtls_conn *c, const uint8_t *buf, size_t len)
+{
+    mw_err e = mwi_dtls_conn_write(c, buf, len);
+    (void)e;
+}
+
+static void respond(mw_gateway_t *gw, struct peer *p, const mwi_coap_msg *req, uint8_t code,
+                    int32_t cf, const uint8_t *payload, size_t len)
+{
+    mwi_coap_msg r;
+    uint8_t out[MWI_DTLS_MAX_PLAINTEXT];
+    size_t n;
+    if (req->type == MWI_COAP_CON) {
+        if (mwi_coap_response_for(req, code, &r) != MW_OK)
+            return;
+    } else {
+        /* A NON request gets a NON response with its own MID (RFC 7252 5.2.3). */
+        mwi_coap_msg_init(&r);
+        r.type = MWI_COAP_NON;
+        r.code = code;
+        r.mid = gw->next_mid++;
+        r.token_len = req->token_len;
+        memcpy(r.token, req->token, req->token_len);
+    }
+    r.content_format = cf;
+    r.payload = payload;
+    r.payload_len = len;
+    if (mwi_coap_encode(&r, out, sizeof out, &n) == MW_OK)
+        write_lossy(p->conn, out, n);
+}
+
+static void refuse(mw_gateway_t *gw, struct peer *p, const mwi_coap_msg *req, uint8_t code,
+                   const char *diag)
+{
+    /* RFC 7252 5.5.2: a diagnostic payload in plain text says why. */
+    respond(gw, p, req, code, -1, (const uint8_t *)diag, strlen(diag));
+}
+
+static int cmp_seq(const void *a, const void *b)
+{
+    uint64_t x = ((const mw_message_t *)a)->seq, y = ((const mw_message_t *)b)->seq;
+    return x < y ? -1 : x > y;
+}
+
+static void handle_batch(mw_gateway_t *gw, struct peer *p, const mwi_coap_msg *req)
+{
+    const char *id = mwi_dtls_conn_peer_id(p->conn);
+    size_t n = 0;
+    uint64_t low_water = 0;
+    char why[200];
+    if (req->code != MWI_COAP_POST) {
+        refuse(gw, p, req, MWI_COAP_METHOD_NOT_ALLOWED, "use POST");
+        return;
+    }
+    if (req->content_format != MWI_COAP_CF_MEDWIRE_BATCH) {
+        refuse(gw, p, req, MWI_COAP_UNSUPPORTED_CONTENT_FORMAT,
+               "Content-Format must be 65100 (medwire batch)");
+        return;
+    }
+    mw_err e = mwi_batch_decode(req->payload, req->payload_len, gw->batch, MWI_MAX_BATCH, &n,
+                                &low_water);
+    if (e != MW_OK) {
+        gw->st.refused++;
+        snprintf(why, sizeof why, "batch refused: %s", mw_strerror(e));
+        audit(gw, MW_AUDIT_BAD_MESSAGE, p->text, id, e, 0, why);
+        refuse(gw, p, req, MWI_COAP_BAD_REQUEST, why);
+        return;
+    }
+    /* A device speaks only for itself: one foreign id refuses the batch. */
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(gw->batch[i].device_id, id) != 0) {
+            gw->st.refused++;
+            snprintf(why, sizeof why,
+                     "envelope seq %llu claims device '%.64s' but the certificate says '%.64s'",
+                     (unsigned long long)gw->batch[i].seq, gw->batch[i].device_id, id);
+            audit(gw, MW_AUDIT_IDENTITY_MISMATCH, p->text, id, MW_EIDENTITY, 0, why);
+            refuse(gw, p, req, MWI_COAP_CODE(4, 3), "device id does not match the certificate");
+            return;
+        }
+    }
+    struct device *dv = device_get(gw, id);
+    if (dv == NULL) {
+        refuse(gw, p, req, MWI_COAP_SERVICE_UNAVAILABLE, "out of memory");
+        return;
+    }
+    qsort(gw->batch, n, sizeof gw->batch[0], cmp_seq);
+    uint64_t acked[MWI_MAX_BATCH];
+    size_t nacked = 0;
+    for (size_t i = 0; i < n; i++) {
+        mw_message_t *m = &gw->batch[i];
+        if (m->seq <= dv->high_seq) {
+            /* Already delivered: acknowledge again, deliver never again. */
+            gw->st.duplicates++;
+            acked[nacked++] = m->seq;
+            continue;
+        }
+        if (gw->sink(gw->sink_ctx, m) != MW_OK)
+            break; /* not stored: not acknowledged; the device sends it again */
+        dv->high_seq = m->seq;
+        gw->st.messages_delivered++;
+        acked[nacked++] = m->seq;
+    }
+    if (nacked == 0) {
+        refuse(gw, p, req, MWI_COAP_SERVICE_UNAVAILABLE, "cannot store messages now");
+        return;
+    }
+    mwi_seq_range ranges[MWI_MAX_ACK_RANGES];
+    size_t nr = mwi_ranges_from_seqs(acked, nacked, ranges, MWI_MAX_ACK_RANGES);
+    uint8_t ack[MWI_MAX_ACK_RANGES * 24];
+    size_t alen = 0;
+    if (mwi_ack_encode(ranges, nr, ack, sizeof ack, &alen) != MW_OK)
+        return;
+    respond(gw, p, req, MWI_COAP_CHANGED, MWI_COAP_CF_MEDWIRE_ACK, ack, alen);
+}
+
+static void on_record(void *ctx, const uint8_t *data, size_t len)
+{
+    mw_gateway_t *gw = ctx;
+    struct peer *p = gw->cur;
+    mwi_coap_msg m;
+    mw_err e = mwi_coap_parse(gw->parser, data, len, &m);
+    if (e != MW_OK) {
+        /* A malformed CON is rejected with RST when its MID can be read (RFC 7252 4.2). */
+        if (len >= 4 && (data[0] >> 6) == 1 && ((data[0] >> 4) & 3) == MWI_COAP_CON) {
+            uint8_t rst[4] = {(uint8_t)(0x40 | (MWI_COAP_RST << 4)), 0, data[2], data[3]};
+            write_lossy(p->conn, rst, sizeof rst);
+        }
+        return;
+    }
+    if (!MWI_COAP_IS_REQUEST(m.code)) {
+        if (m.type == MWI_COAP_CON && m.code == MWI_COAP_EMPTY) {
+            /* CoAP ping (RFC 7252 4.3): answer with RST. */
+            mwi_coap_msg r;
+            uint8_t out[8];
+            size_t n;
+            if (mwi_coap_make_rst(&m, &r) == MW_OK && mwi_coap_encode(&r, out, sizeof out, &n) == MW_OK)
+                write_lossy(p->conn, out, n);
+        }
+        return; /* the gateway sends no requests, so expects no responses */
+    }
+    if (m.unknown_critical) {
+        refuse(gw, p, &m, MWI_COAP_BAD_OPTION, "unrecognised critical option");
+        return;
+    }
+    if (strcmp(m.uri_path, BATCH_PATH) == 0) {
+        handle_batch(gw, p, &m);
+    } else if (strcmp(m.uri_path, WELL_KNOWN_PATH) == 0) {
+        if (m.code != MWI_COAP_GET)
+            refuse(gw, p, &m, MWI_COAP_METHOD_NOT_ALLOWED, "use GET");
+        else
+            respond(gw, p, &m, MWI_COAP_CONTENT, CF_LINK_FORMAT, (const uint8_t *)LINKS,
+                    strlen(LINKS));
+    } else {
+        refuse(gw, p, &m, MWI_COAP_NOT_FOUND, "no such resource");
+    }
+}
+
+static void handshake_failed(mw_gateway_t *gw, struct peer *p, mwi_dtls_conn *c)
+{
+    mw_error_detail_t d;
+    mwi_dtls_conn_error(c, &d);
+    if (d.err == MW_OK)
+        d.err = MW_EDTLS;
+    gw->st.handshakes_failed++;
+    audit(gw, MW_AUDIT_HANDSHAKE_FAILED, p->text, "", d.err, d.foreign, d.reason);
+}
+
+static void established(mw_gateway_t *gw, struct peer *p, mwi_dtls_conn *c)
+{
+    char why[160];
+    gw->st.handshakes_completed++;
+    snprintf(why, sizeof why, "device authenticated (%.40s)", mwi_dtls_conn_cipher(c));
+    audit(gw, MW_AUDIT_SESSION_ESTABLISHED, p->text, mwi_dtls_conn_peer_id(c), MW_OK, 0, why);
+}
+
+/* Feeds a datagram to one of the peer's connections; returns false if the
+ * peer should be removed (its only connection failed). */
+static bool feed(mw_gateway_t *gw, struct peer *p, mwi_dtls_conn **pc, const uint8_t *buf,
+                 size_t len, uint64_t now)
+{
+    mwi_dtls_conn *c = *pc;
+    bool was = mwi_dtls_conn_established(c);
+    gw->cur = p;
+    mw_err e = mwi_dtls_conn_input(c, buf, len, now, on_record, gw);
+    gw->cur = NULL;
+    if (e == MW_OK && !was) {
+        established(gw, p, c);
+        if (pc == &p->next) {
+            /* Make-before-break: the new session replaces the old only now. */
+            if (mwi_dtls_conn_established(p->conn) && gw->st.sessions > 0)
+                gw->st.sessions--;
+            mwi_dtls_conn_destroy(&p->conn);
+            p->conn = p->next;
+            p->next = NULL;
+        }
+        gw->st.sessions++;
+        return true;
+    }
+    if (e == MW_OK || e == MW_EINPROGRESS)
+        return true;
+    if (!was) {
+        handshake_failed(gw, p, c);
+    } else {
+        mw_error_detail_t d;
+        mwi_dtls_conn_error(c, &d);
+        audit(gw, MW_AUDIT_SESSION_CLOSED, p->text, mwi_dtls_conn_peer_id(c), d.err, d.foreign,
+              d.reason);
+        if (gw->st.sessions > 0)
+            gw->st.sessions--;
+    }
+    mwi_dtls_conn_destroy(pc);
+    if (pc == &p->next)
+        return p->conn != NULL;
+    if (p->next) {
+        p->conn = p->next;
+        p->next = NULL;
+        return true;
+    }
+    return false;
+}
+
+static void handle_datagram(mw_gateway_t *gw, const mw_addr_t *from, const uint8_t *buf,
+                            size_t len, uint64_t now)
+{
+    struct peer **slot = peer_slot(gw, from);
+    struct peer *p = *slot;
+    if (p != NULL) {
+        p->last_rx_ms = now;
+        bool hello = mwi_dtls_is_client_hello(buf, len);
+        if (hello && mwi_dtls_conn_established(p->conn)) {
+            /* wolfSSL drops a new ClientHello on an established session: a
+             * device that rebooted would be locked out. Run it as a new
+             * session beside the old one (DESIGN.md). */
+            if (p->next == NULL) {
+                mwi_dtls_conn *c = NULL;
+                if (mwi_dtls_accept(gw->dtls, from, buf, len, now, route_send, &p->route, &c) ==
+                    MW_OK) {
+                    gw->st.handshakes_started++;
+                    p->next = c;
+                } else {
+                    gw->st.hello_verify_sent++;
+                }
+                return;
+            }
+            (void)feed(gw, p, &p->next, buf, len, now);
+            return;
+        }
+        /* While a new handshake runs beside an established session, its
+         * handshake and CCS records go to it and application data to the old. */
+        mwi_dtls_conn **pc = &p->conn;
+        if (p->next && (buf[0] == 22 || buf[0] == 20))
+            pc = &p->next;
+        if (!feed(gw, p, pc, buf, len, now))
+            peer_remove(gw, p);
+        return;
+    }
+    /* Unknown address: no state unless the ClientHello carries a valid cookie. */
+    if (!mwi_dtls_is_client_hello(buf, len))
+        return;
+    if (gw->npeers >= gw->max_peers) {
+        char txt[64];
+        if (mw_addr_format(from, txt, sizeof txt) != MW_OK)
+            txt[0] = '\0';
+        audit(gw, MW_AUDIT_PEER_LIMIT, txt, "", MW_EFULL, 0,
+              "session table full: raise max_peers or reap idle sessions");
+        return;
+    }
+    struct peer *np = calloc(1, sizeof *np);
+    if (np == NULL)
+        return;
+    np->route.gw = gw;
+    np->route.addr = *from;
+    mwi_dtls_conn *c = NULL;
+    mw_err e = mwi_dtls_accept(gw->dtls, from, buf, len, now, route_send, &np->route, &c);
+    if (e != MW_OK) {
+        gw->st.hello_verify_sent++;
+        free(np);
+        return;
+    }
+    gw->st.handshakes_started++;
+    np->conn = c;
+    np->last_rx_ms = now;
+    if (mw_addr_format(from, np->text, sizeof np->text) != MW_OK)
+        snprintf(np->text, sizeof np->text, "?");
+    np->hnext = NULL;
+    *slot = np;
+    gw->npeers++;
+}
+
+static void run_timers(mw_gateway_t *gw, uint64_t now)
+{
+    for (uint32_t b = 0; b < gw->peer_buckets; b++) {
+        struct peer *p = gw->peers[b];
+        while (p) {
+            struct peer *nx = p->hnext;
+            bool keep = true;
+            mwi_dtls_conn **cs[2] = {&p->conn, &p->next};
+            for (int i = 0; i < 2; i++) {
+                mwi_dtls_conn **pc = cs[i];
+                if (*pc == NULL || now < mwi_dtls_conn_deadline(*pc))
+                    continue;
+                mw_err e = mwi_dtls_conn_timer(*pc, now);
+                if (e == MW_EINPROGRESS || e == MW_OK)
+                    continue;
+                handshake_failed(gw, p, *pc);
+                mwi_dtls_conn_destroy(pc);
+            }
+            if (p->conn == NULL && p->next != NULL) {
+                p->conn = p->next;
+                p->next = NULL;
+            }
+            if (p->conn == NULL)
+                keep = false;
+            else if (now - p->last_rx_ms > IDLE_TIMEOUT_MS) {
+                audit(gw, MW_AUDIT_SESSION_CLOSED, p->text, mwi_dtls_conn_peer_id(p->conn), MW_OK,
+                      0, "idle session reaped");
+                keep = false;
+            }
+            if (!keep)
+                peer_remove(gw, p);
+            p = nx;
+        }
+    }
+}
+
+static uint64_t next_deadline(const mw_gateway_t *gw)
+{
+    uint64_t at = UINT64_MAX;
+    for (uint32_t b = 0; b < gw->peer_buckets; b++)
+        for (struct peer *p = gw->peers[b]; p; p = p->hnext) {
+            uint64_t d = mwi_dtls_conn_deadline(p->conn);
+            uint64_t d2 = mwi_dtls_conn_deadline(p->next);
+            if (d < at)
+                at = d;
+            if (d2 < at)
+                at = d2;
+        }
+    return at;
+}
+
+mw_err mw_gateway_poll(mw_gateway_t *gw, int timeout_ms)
+{
+    if (gw == NULL)
+        return MW_EINVAL;
+    uint64_t now = now_ms(gw);
+    if (timeout_ms > 0) {
+        uint64_t wait = (uint64_t)timeout_ms;
+        uint64_t at = next_deadline(gw);
+        if (at != UINT64_MAX)
+            wait = at <= now ? 0 : (at - now < wait ? at - now : wait);
+        if (wait > 0 && mw_wait_readable(gw->tp.fd, (int)wait) != MW_OK)
+            return MW_ETRANSPORT;
+        now = now_ms(gw);
+    }
+    bool did = false;
+    for (int i = 0; i < RX_BURST; i++) {
+        mw_addr_t from;
+        size_t n = 0;
+        mw_err e = gw->tp.recv(gw->tp.ctx, &from, gw->rx, sizeof gw->rx, &n);
+        if (e == MW_EAGAIN)
+            break;
+        if (e != MW_OK)
+            return e;
+        did = true;
+        gw->st.datagrams_received++;
+        gw->st.bytes_received += n;
+        if (n == 0 || n > MWI_DTLS_MAX_DATAGRAM)
+            continue; /* truncated or empty: not a DTLS datagram we can use */
+        handle_datagram(gw, &from, gw->rx, n, now);
+    }
+    run_timers(gw, now);
+    return did ? MW_OK : MW_EAGAIN;
+}
+
+mw_err mw_gateway_local_addr(const mw_gateway_t *gw, mw_addr_t *out)
+{
+    if (gw == NULL || out == NULL)
+        return MW_EINVAL;
+    if (!gw->own_tp)
+        return MW_EINVAL;
+    return mw_udp_local_addr(&gw->tp, out);
+}
+
+void mw_gateway_stats(const mw_gateway_t *gw, mw_gateway_stats_t *out)
+{
+    if (gw && out)
+        *out = gw->st;
+}
+
+int mw_gateway_fd(const mw_gateway_t *gw)
+{
+    return gw ? gw->tp.fd : -1;
+}
+
+void mw_gateway_destroy(mw_gateway_t **pgw)
+{
+    if (pgw == NULL || *pgw == NULL)
+        return;
+    mw_gateway_t *gw = *pgw;
+    if (gw->peers) {
+        for (uint32_t b = 0; b < gw->peer_buckets; b++) {
+            struct peer *p = gw->peers[b];
+            while (p) {
+                struct peer *nx = p->hnext;
+                peer_free(gw, p);
+                p = nx;
+            }
+        }
+        free(gw->peers);
+    }
+    if (gw->devices) {
+        for (uint32_t b = 0; b < gw->device_buckets; b++) {
+            struct device *dv = gw->devices[b];
+            while (dv) {
+                struct device *nx = dv->hnext;
+                free(dv);
+                dv = nx;
+            }
+        }
+        free(gw->devices);
+    }
+    mwi_dtls_ctx_destroy(&gw->dtls);
+    mwi_coap_parser_destroy(&gw->parser);
+    if (gw->own_tp && gw->tp.close)
+        gw->tp.close(gw->tp.ctx);
+    free(gw);
+    *pgw = NULL;
+}

@@ -1,0 +1,57 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/**
+ * @file audit.h
+ * @brief Security-relevant events, as structured records for an audit log.
+ *
+ * Handshake failures (and why), identity mismatches, refused messages and
+ * session establishment are reported through one callback on the device and
+ * on the gateway. The record and its strings are valid only during the call;
+ * copy what you keep. The callback runs on the thread that called poll.
+ *
+ * @code
+ * static void on_audit(void *ctx, const mw_audit_event_t *ev)
+ * {
+ *     fprintf(ctx, "%s peer=%s device=%s reason=%s\n", ev->event, ev->peer, ev->device, ev->reason);
+ * }
+ * @endcode
+ */
+#ifndef MEDWIRE_AUDIT_H
+#define MEDWIRE_AUDIT_H
+
+#include <stddef.h>
+
+#include "medwire/err.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/** Event names (the value of mw_audit_event_t::event). */
+#define MW_AUDIT_HANDSHAKE_FAILED "handshake_failed"
+#define MW_AUDIT_SESSION_ESTABLISHED "session_established"
+#define MW_AUDIT_SESSION_CLOSED "session_closed"
+#define MW_AUDIT_IDENTITY_MISMATCH "identity_mismatch"
+#define MW_AUDIT_BAD_MESSAGE "bad_message"
+#define MW_AUDIT_PEER_LIMIT "peer_limit"
+
+/** One audit record. Strings are never NULL ("" when unknown). */
+typedef struct mw_audit_event {
+    const char *event;  /**< one of the MW_AUDIT_* names */
+    const char *peer;   /**< network address "HOST:PORT" */
+    const char *device; /**< authenticated identity, "" before authentication */
+    mw_err err;         /**< the medwire code, MW_OK for non-failures */
+    int foreign;        /**< wolfSSL or libcoap code, 0 when none */
+    const char *reason; /**< a sentence a person can act on */
+} mw_audit_event_t;
+
+/** Receives audit records. Must not call back into the object that raised it. */
+typedef void mw_audit_fn(void *ctx, const mw_audit_event_t *event);
+
+/** Writes @p ev as one JSON object (no newline): "event", "peer", "device", "reason", "error", "code". */
+MW_API MW_NODISCARD mw_err mw_audit_to_json(const mw_audit_event_t *ev, char *out, size_t out_size,
+                                            size_t *out_len);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,149 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/**
+ * @file client.h
+ * @brief The device SDK: send clinical data to a gateway over mutually authenticated DTLS.
+ *
+ * A client holds one secure session to one gateway. Messages handed to it get
+ * a sequence number and wait in its queue until the gateway acknowledges
+ * them; @ref mw_client_poll drives everything (handshake, sending, timers,
+ * retransmission, reconnection) and never blocks longer than asked.
+ *
+ * Threads: a client is not thread-safe; use it from one thread (or lock).
+ * Memory: mw_client_open allocates everything the client needs; nothing
+ * below allocates after it returns, except a reconnection, which rebuilds the
+ * DTLS session inside wolfSSL.
+ *
+ * @code
+ * mw_client_config_t cfg;
+ * mw_client_config_init(&cfg);
+ * cfg.ca_file = "ca.crt"; cfg.cert_file = "pulseox-1.crt"; cfg.key_file = "pulseox-1.key";
+ * cfg.gateway_name = "gateway"; cfg.gateway = "127.0.0.1:5684";
+ * mw_client_t *c = NULL;
+ * if (mw_client_open(&cfg, &c) != MW_OK) exit(1);
+ * mw_observation_t o = {.mdc_code = MW_MDC_PULS_OXIM_SAT_O2, .mantissa = 97, .unit = "%"};
+ * uint64_t seq;
+ * (void)mw_client_send_observation(c, &o, &seq);
+ * while (mw_client_pending(c) > 0) {
+ *     mw_err e = mw_client_poll(c, 100);
+ *     if (e != MW_OK && e != MW_EAGAIN) break; // mw_client_last_error says why
+ * }
+ * mw_client_close(&c);
+ * @endcode
+ */
+#ifndef MEDWIRE_CLIENT_H
+#define MEDWIRE_CLIENT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "medwire/audit.h"
+#include "medwire/err.h"
+#include "medwire/io.h"
+#include "medwire/message.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct mw_client mw_client_t;
+
+/** Client configuration. Strings are copied by mw_client_open. */
+typedef struct mw_client_config {
+    const char *ca_file;      /**< PEM CA certificate(s) the gateway must chain to; required */
+    const char *cert_file;    /**< this device's PEM certificate (role device); required */
+    const char *key_file;     /**< its PEM private key; required */
+    const char *gateway_name; /**< the name the gateway's certificate must carry; required */
+    const char *gateway;      /**< "HOST:PORT" of the gateway; required unless gateway_addr is set */
+    mw_addr_t gateway_addr;   /**< used when gateway is NULL */
+    const char *bind;         /**< local "HOST:PORT" for the UDP socket; NULL: any */
+    mw_transport_t transport; /**< custom transport; send == NULL: a UDP socket is opened */
+    mw_clock_t clock;         /**< now_ms == NULL: the system clock */
+    mw_random_t random;       /**< fill == NULL: wolfCrypt's CSPRNG */
+    uint32_t queue_capacity;  /**< messages held until acknowledged (default 256) */
+    uint32_t ack_timeout_ms;  /**< CoAP ACK_TIMEOUT (default 2000) */
+    uint8_t max_retransmit;   /**< CoAP MAX_RETRANSMIT (default 4) */
+    uint32_t reconnect_min_ms; /**< first reconnection delay (default 1000) */
+    uint32_t reconnect_max_ms; /**< longest reconnection delay (default 60000) */
+    mw_audit_fn *audit;       /**< optional */
+    void *audit_ctx;
+} mw_client_config_t;
+
+/** Counters and the state of the link. */
+typedef struct mw_client_stats {
+    uint64_t messages_queued;     /**< accepted by mw_client_send_* */
+    uint64_t messages_acked;      /**< acknowledged by the gateway and forgotten */
+    uint64_t messages_pending;    /**< waiting for acknowledgement now */
+    uint64_t oldest_pending_age_ms; /**< age of the oldest unacknowledged message, 0 if none */
+    uint64_t requests_sent;       /**< CoAP requests, first transmissions */
+    uint64_t retransmissions;     /**< CoAP retransmissions */
+    uint64_t handshakes;          /**< completed handshakes */
+    uint64_t handshake_failures;
+    uint64_t datagrams_sent, datagrams_received;
+    uint64_t bytes_sent, bytes_received; /**< UDP payload bytes, handshakes included */
+    bool connected;
+    uint64_t next_seq;
+} mw_client_stats_t;
+
+/** Fills @p cfg with defaults (all pointers NULL). */
+MW_API void mw_client_config_init(mw_client_config_t *cfg);
+
+/**
+ * Creates a client: loads and checks the credentials, opens the transport.
+ * Does not block and sends nothing yet.
+ * @return MW_OK; MW_EINVAL (NULL argument); MW_ECONFIG (a required setting is
+ *         missing: CA, certificate, key, gateway name or address);
+ *         MW_ECERT_LOAD (a file cannot be loaded, or key and certificate do
+ *         not match); MW_EADDR; MW_ETRANSPORT; MW_ENOMEM. @p out_detail (may
+ *         be NULL) says which and why.
+ */
+MW_API MW_NODISCARD mw_err mw_client_open(const mw_client_config_t *cfg, mw_client_t **out_client,
+                                          mw_error_detail_t *out_detail);
+
+/**
+ * Queues an observation; @p out_seq (may be NULL) receives its sequence number.
+ * A @c time_ms of 0 is replaced by the clock's wall time.
+ * @return MW_OK; MW_EINVAL (bad field: empty or too long unit, bad status);
+ *         MW_EFULL (queue full: nothing was queued).
+ */
+MW_API MW_NODISCARD mw_err mw_client_send_observation(mw_client_t *c, const mw_observation_t *obs,
+                                                      uint64_t *out_seq);
+/** Queues an alarm (sent before observations). Errors as mw_client_send_observation. */
+MW_API MW_NODISCARD mw_err mw_client_raise_alarm(mw_client_t *c, const mw_alarm_t *alarm,
+                                                 uint64_t *out_seq);
+/** Queues a device status report. Errors as mw_client_send_observation. */
+MW_API MW_NODISCARD mw_err mw_client_send_status(mw_client_t *c, const mw_device_status_t *st,
+                                                 uint64_t *out_seq);
+
+/**
+ * Drives the link for at most @p timeout_ms (0: do what is due, do not wait).
+ * @return MW_OK when something happened, MW_EAGAIN when nothing did; a
+ *         fatal error when the link cannot work as configured (the gateway's
+ *         certificate is untrusted, has the wrong name or role, the gateway
+ *         refused ours, or refused our messages): polling again returns the
+ *         same error. A gateway that cannot be reached is not fatal: the
+ *         client retries with backoff; mw_client_last_error says so.
+ */
+MW_API MW_NODISCARD mw_err mw_client_poll(mw_client_t *c, int timeout_ms);
+
+/** Messages not yet acknowledged. */
+MW_API uint64_t mw_client_pending(const mw_client_t *c);
+/** Fills @p out. */
+MW_API void mw_client_stats(const mw_client_t *c, mw_client_stats_t *out);
+/** The last error met (MW_OK if none), with the foreign code and a reason. */
+MW_API void mw_client_last_error(const mw_client_t *c, mw_error_detail_t *out);
+/** The identity from this device's certificate (its common name). */
+MW_API const char *mw_client_device_id(const mw_client_t *c);
+/** A descriptor to wait on in a caller's own loop, or -1. */
+MW_API int mw_client_fd(const mw_client_t *c);
+/** Milliseconds until mw_client_poll has work due (timers), or -1 if none. */
+MW_API int mw_client_next_timeout_ms(const mw_client_t *c);
+
+/** Closes the session and frees the client; sets *c to NULL. Unacknowledged messages are lost
+ *  (the persistent queue keeps them). */
+MW_API void mw_client_close(mw_client_t **c);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,106 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/**
+ * @file gateway.h
+ * @brief The hospital side: accept many devices on one UDP socket, deliver their messages to a sink.
+ *
+ * One gateway serves every device through one transport and one loop
+ * (@ref mw_gateway_poll). Each device is authenticated by its certificate
+ * (role device, chained to the configured CA); its identity is the
+ * certificate's common name, and every message it sends must carry that id.
+ * No state is kept for a peer before it returns a valid DTLS cookie.
+ *
+ * Threads: not thread-safe; one thread polls. Sink and audit callbacks run
+ * inside mw_gateway_poll.
+ *
+ * @code
+ * static mw_err sink(void *ctx, const mw_message_t *m)
+ * {
+ *     char line[1024]; size_t n;
+ *     if (mw_message_to_json(m, line, sizeof line, &n) == MW_OK) puts(line);
+ *     return MW_OK;
+ * }
+ * mw_gateway_config_t cfg;
+ * mw_gateway_config_init(&cfg);
+ * cfg.ca_file = "ca.crt"; cfg.cert_file = "gateway.crt"; cfg.key_file = "gateway.key";
+ * cfg.listen = "0.0.0.0:5684"; cfg.sink = sink;
+ * mw_gateway_t *gw = NULL;
+ * if (mw_gateway_create(&cfg, &gw, NULL) == MW_OK)
+ *     while (running) (void)mw_gateway_poll(gw, 1000);
+ * mw_gateway_destroy(&gw);
+ * @endcode
+ */
+#ifndef MEDWIRE_GATEWAY_H
+#define MEDWIRE_GATEWAY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "medwire/audit.h"
+#include "medwire/err.h"
+#include "medwire/io.h"
+#include "medwire/message.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct mw_gateway mw_gateway_t;
+
+/**
+ * Receives one accepted message. Return MW_OK once it is stored: only then is
+ * it acknowledged to the device. Any other value leaves it unacknowledged (the
+ * device sends it again). Each (device, seq) is offered once.
+ */
+typedef mw_err mw_sink_fn(void *ctx, const mw_message_t *msg);
+
+typedef struct mw_gateway_config {
+    const char *ca_file;   /**< PEM CA that device certificates must chain to; required */
+    const char *cert_file; /**< the gateway's PEM certificate (role gateway); required */
+    const char *key_file;  /**< its PEM private key; required */
+    const char *listen;    /**< "HOST:PORT" to bind; used when transport.send is NULL */
+    mw_transport_t transport; /**< custom transport; send == NULL: UDP on listen */
+    mw_clock_t clock;         /**< now_ms == NULL: the system clock */
+    uint32_t max_peers;       /**< sessions kept at once (default 4096) */
+    mw_sink_fn *sink;         /**< required */
+    void *sink_ctx;
+    mw_audit_fn *audit; /**< optional */
+    void *audit_ctx;
+} mw_gateway_config_t;
+
+typedef struct mw_gateway_stats {
+    uint64_t sessions;            /**< established now */
+    uint64_t handshakes_started;  /**< with a valid cookie */
+    uint64_t handshakes_completed;
+    uint64_t handshakes_failed;
+    uint64_t hello_verify_sent;   /**< cookie-less ClientHellos answered statelessly */
+    uint64_t messages_delivered;  /**< given to the sink and accepted */
+    uint64_t duplicates;          /**< acknowledged again, not delivered again */
+    uint64_t refused;             /**< batches refused (identity, malformed) */
+    uint64_t datagrams_received, datagrams_sent, bytes_received, bytes_sent;
+} mw_gateway_stats_t;
+
+MW_API void mw_gateway_config_init(mw_gateway_config_t *cfg);
+
+/**
+ * Creates a gateway: loads and checks the credentials, binds the transport.
+ * @return MW_OK; MW_EINVAL; MW_ECONFIG (CA, certificate, key, sink or listen
+ *         address missing); MW_ECERT_LOAD; MW_EADDR; MW_ETRANSPORT; MW_ENOMEM.
+ *         @p out_detail (may be NULL) says which and why.
+ */
+MW_API MW_NODISCARD mw_err mw_gateway_create(const mw_gateway_config_t *cfg, mw_gateway_t **out_gw,
+                                             mw_error_detail_t *out_detail);
+/** Waits up to @p timeout_ms for datagrams, handles them and every due timer.
+ *  @return MW_OK, MW_EAGAIN if nothing happened, MW_ETRANSPORT if the socket failed. */
+MW_API MW_NODISCARD mw_err mw_gateway_poll(mw_gateway_t *gw, int timeout_ms);
+/** The bound address (after port 0, the port the system chose). */
+MW_API MW_NODISCARD mw_err mw_gateway_local_addr(const mw_gateway_t *gw, mw_addr_t *out_addr);
+MW_API void mw_gateway_stats(const mw_gateway_t *gw, mw_gateway_stats_t *out);
+MW_API int mw_gateway_fd(const mw_gateway_t *gw);
+/** Frees everything; sets *gw to NULL. */
+MW_API void mw_gateway_destroy(mw_gateway_t **gw);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

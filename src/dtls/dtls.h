@@ -1,0 +1,110 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* dtls.h -- the DTLS 1.2 channel on wolfSSL: one object per peer, no sockets, no clock inside. */
+#ifndef MWI_DTLS_H
+#define MWI_DTLS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "medwire/err.h"
+#include "medwire/io.h"
+#include "medwire/message.h"
+
+/** Largest plaintext one record carries with either allowed suite (GCM's limit is the lower). */
+#define MWI_DTLS_MAX_PLAINTEXT 1351
+/** Largest datagram we read or write (the Debian build's MTU). */
+#define MWI_DTLS_MAX_DATAGRAM 1500
+/** The only two suites of protocol v1 (RFC 7925 profile plus GCM). */
+#define MWI_DTLS_CIPHERS "ECDHE-ECDSA-AES128-CCM-8:ECDHE-ECDSA-AES128-GCM-SHA256"
+
+typedef enum mwi_dtls_role { MWI_DTLS_CLIENT = 0, MWI_DTLS_SERVER = 1 } mwi_dtls_role;
+
+typedef struct mwi_dtls_config {
+    mwi_dtls_role role;
+    const char *ca_file;   /**< PEM; required */
+    const char *cert_file; /**< PEM; required unless test_no_cert */
+    const char *key_file;  /**< PEM; required unless test_no_cert */
+    const char *peer_name; /**< client: the gateway name the certificate must carry; required */
+    const char *cipher_list; /**< NULL: MWI_DTLS_CIPHERS. Tests only, to play a bad peer. */
+    bool test_no_cert;       /**< tests only: a client that presents no certificate */
+    bool test_skip_role;     /**< tests only: do not check the peer's EKU ourselves */
+} mwi_dtls_config;
+
+typedef struct mwi_dtls_ctx mwi_dtls_ctx;
+typedef struct mwi_dtls_conn mwi_dtls_conn;
+
+/** Where a connection's datagrams go. Called synchronously from input/timer/write/start. */
+typedef void mwi_dtls_send_fn(void *ctx, const uint8_t *buf, size_t len);
+
+/**
+ * Makes a context: loads CA, certificate and key, fixes the cipher list,
+ * curve P-256, verification mode, and (server) a fresh cookie secret.
+ * @return MW_OK, MW_EINVAL or MW_ECONFIG for a missing input, MW_ECERT_LOAD
+ *         (detail says which file and wolfSSL's code), MW_ENOMEM, MW_EINTERNAL.
+ */
+MW_NODISCARD mw_err mwi_dtls_ctx_create(const mwi_dtls_config *cfg, mwi_dtls_ctx **out_ctx,
+                                        mw_error_detail_t *out_detail);
+void mwi_dtls_ctx_destroy(mwi_dtls_ctx **ctx);
+/** Fills @p out from the context's CSPRNG (wolfCrypt's DRBG); usable as an mw_random_fn. */
+MW_NODISCARD mw_err mwi_dtls_random(void *ctx, uint8_t *out, size_t len);
+/** The identity (CN) of our own certificate; "" for a test client without one. */
+const char *mwi_dtls_ctx_own_id(const mwi_dtls_ctx *ctx);
+
+/** A connection to @p peer; output goes to @p send. Client: call mwi_dtls_conn_start next. */
+MW_NODISCARD mw_err mwi_dtls_conn_create(mwi_dtls_ctx *ctx, const mw_addr_t *peer,
+                                         mwi_dtls_send_fn *send, void *send_ctx,
+                                         mwi_dtls_conn **out_conn);
+void mwi_dtls_conn_destroy(mwi_dtls_conn **conn);
+
+/** Client: sends the first ClientHello. Returns MW_EINPROGRESS, or a fatal error. */
+MW_NODISCARD mw_err mwi_dtls_conn_start(mwi_dtls_conn *c, uint64_t now_ms);
+
+/**
+ * Server, for a datagram from an address that has no connection: runs it
+ * through a throwaway object sharing the context's cookie secret. Only a
+ * ClientHello carrying a valid cookie (RFC 6347 4.2.1) yields a connection;
+ * anything else costs no state: a cookie-less ClientHello is answered with a
+ * HelloVerifyRequest (no larger than the ClientHello) and everything else is
+ * dropped.
+ * @return MW_OK with *out_conn set, or MW_EAGAIN with *out_conn NULL.
+ */
+MW_NODISCARD mw_err mwi_dtls_accept(mwi_dtls_ctx *ctx, const mw_addr_t *peer, const uint8_t *dgram,
+                                    size_t len, uint64_t now_ms, mwi_dtls_send_fn *send,
+                                    void *send_ctx, mwi_dtls_conn **out_conn);
+
+/** Receives one record of application data (valid only during the call). */
+typedef void mwi_dtls_record_fn(void *ctx, const uint8_t *data, size_t len);
+
+/**
+ * Feeds one datagram; every application record in it goes to @p on_record
+ * (one datagram may hold several). While handshaking: MW_EINPROGRESS; MW_OK
+ * once established; or a fatal error whose detail mwi_dtls_conn_error gives.
+ * Records that fail authentication are dropped silently (RFC 6347 4.1.2.7):
+ * they cannot disturb the session.
+ */
+MW_NODISCARD mw_err mwi_dtls_conn_input(mwi_dtls_conn *c, const uint8_t *dgram, size_t len,
+                                        uint64_t now_ms, mwi_dtls_record_fn *on_record,
+                                        void *record_ctx);
+/** Sends one record. MW_ETOOBIG past MWI_DTLS_MAX_PLAINTEXT; MW_ECLOSED if not established. */
+MW_NODISCARD mw_err mwi_dtls_conn_write(mwi_dtls_conn *c, const uint8_t *data, size_t len);
+
+/** When mwi_dtls_conn_timer must next be called (UINT64_MAX: no timer). */
+uint64_t mwi_dtls_conn_deadline(const mwi_dtls_conn *c);
+/** Handshake retransmission; MW_EINPROGRESS, MW_OK (nothing due), or MW_EHANDSHAKE_TIMEOUT. */
+MW_NODISCARD mw_err mwi_dtls_conn_timer(mwi_dtls_conn *c, uint64_t now_ms);
+
+bool mwi_dtls_conn_established(const mwi_dtls_conn *c);
+/** The peer's identity (certificate CN) once the handshake is complete, else "". */
+const char *mwi_dtls_conn_peer_id(const mwi_dtls_conn *c);
+/** The negotiated suite's name, or "". */
+const char *mwi_dtls_conn_cipher(const mwi_dtls_conn *c);
+/** The first error this connection met (err MW_OK if none). */
+void mwi_dtls_conn_error(const mwi_dtls_conn *c, mw_error_detail_t *out);
+/** The peer address given at creation. */
+const mw_addr_t *mwi_dtls_conn_peer(const mwi_dtls_conn *c);
+
+/** Classifies a datagram's first record without state: is it an epoch-0 ClientHello? */
+bool mwi_dtls_is_client_hello(const uint8_t *dgram, size_t len);
+
+#endif
