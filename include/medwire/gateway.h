@@ -97,6 +97,8 @@ MW_API MW_NODISCARD mw_err mw_gateway_poll(mw_gateway_t *gw, int timeout_ms);
 MW_API MW_NODISCARD mw_err mw_gateway_local_addr(const mw_gateway_t *gw, mw_addr_t *out_addr);
 MW_API void mw_gateway_stats(const mw_gateway_t *gw, mw_gateway_stats_t *out);
 MW_API int mw_gateway_fd(const mw_gateway_t *gw);
+/** Milliseconds until mw_gateway_poll has timer work due, or -1 if none. */
+MW_API int mw_gateway_next_timeout_ms(const mw_gateway_t *gw);
 /** Frees everything; sets *gw to NULL. */
 MW_API void mw_gateway_destroy(mw_gateway_t **gw);
 

@@ -116,8 +116,39 @@ static const char *alert_name(int code)
     }
 }
 
+/* With OPENSSL_EXTRA (Debian's build) the verify callback sees OpenSSL's
+ * X509_V_ERR numbers (positive) for chain errors, and wolfSSL's own codes
+ * (negative) for the rest; both are mapped, and the native code replaces the
+ * X509 one in the detail once wolfSSL reports it (record_wolf_failure). */
+static mw_err map_x509(int code)
+{
+    switch (code) {
+    case X509_V_ERR_CERT_NOT_YET_VALID:
+    case X509_V_ERR_ERROR_IN_CERT_NOT_BEFORE_FIELD: return MW_ECERT_NOT_YET_VALID;
+    case X509_V_ERR_CERT_HAS_EXPIRED:
+    case X509_V_ERR_ERROR_IN_CERT_NOT_AFTER_FIELD: return MW_ECERT_EXPIRED;
+    case X509_V_ERR_CERT_REVOKED:
+    case X509_V_ERR_UNABLE_TO_GET_CRL: return MW_ECERT_REVOKED;
+    case X509_V_ERR_INVALID_PURPOSE: return MW_ECERT_ROLE;
+    case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT:
+    case X509_V_ERR_UNABLE_TO_DECRYPT_CERT_SIGNATURE:
+    case X509_V_ERR_UNABLE_TO_DECODE_ISSUER_PUBLIC_KEY:
+    case X509_V_ERR_CERT_SIGNATURE_FAILURE:
+    case X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT:
+    case X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN:
+    case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY:
+    case X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE:
+    case X509_V_ERR_INVALID_CA:
+    case X509_V_ERR_CERT_UNTRUSTED:
+    case X509_V_ERR_CERT_REJECTED: return MW_ECERT_UNTRUSTED;
+    default: return MW_EDTLS;
+    }
+}
+
 static mw_err map_wolf(int code)
 {
+    if (code > 0)
+        return map_x509(code);
     switch (code) {
     case ASN_AFTER_DATE_E: return MW_ECERT_EXPIRED;
     case ASN_BEFORE_DATE_E: return MW_ECERT_NOT_YET_VALID;
@@ -145,8 +176,11 @@ static void record_wolf_failure(mwi_dtls_conn *c, int code)
     char buf[96];
     mw_error_detail_t *d = &c->err;
     c->failed = true;
-    if (d->err != MW_OK)
+    if (d->err != MW_OK) {
+        if (d->foreign >= 0 && code < 0 && code != FATAL_ERROR)
+            d->foreign = code; /* wolfSSL's own number, as its documentation lists them */
         return;
+    }
     if (code == FATAL_ERROR) {
         WOLFSSL_ALERT_HISTORY h;
         memset(&h, 0, sizeof h);
@@ -200,14 +234,23 @@ static int verify_cb(int preverify, WOLFSSL_X509_STORE_CTX *store)
         int code = store->error;
         mw_err e = map_wolf(code);
         char buf[96];
-        char what[160];
+        char what[320];
         wolfSSL_ERR_error_string_n((unsigned long)code, buf, sizeof buf);
-        snprintf(what, sizeof what, "certificate '%.64s': %s (wolfSSL %d: %.60s)", cn,
-                 mw_strerror(e), code, buf);
+        if (code > 0)
+            snprintf(what, sizeof what, "certificate '%.64s': %s (X509 verify error %d)", cn,
+                     mw_strerror(e), code);
+        else
+            snprintf(what, sizeof what, "certificate '%.64s': %s (wolfSSL %d: %.60s)", cn,
+                     mw_strerror(e), code, buf);
         set_err(&c->err, e, code, what);
         return 0;
     }
-    if (store->error_depth != 0 || store->current_cert == NULL)
+    if (store->totalCerts == 0 || store->current_cert == NULL) {
+        /* wolfSSL runs the callback for an empty Certificate message too. */
+        set_err(&c->err, MW_ENO_PEER_CERT, NO_PEER_CERT, "the peer sent no certificate");
+        return 0;
+    }
+    if (store->error_depth != 0)
         return 1;
 
     unsigned int xku = wolfSSL_X509_get_extended_key_usage(store->current_cert);
@@ -559,8 +602,10 @@ bool mwi_dtls_is_client_hello(const uint8_t *d, size_t len)
 
 mw_err mwi_dtls_accept(mwi_dtls_ctx *ctx, const mw_addr_t *peer, const uint8_t *dgram, size_t len,
                        uint64_t now_ms, mwi_dtls_send_fn *send, void *send_ctx,
-                       mwi_dtls_conn **out_conn)
+                       mwi_dtls_conn **out_conn, mw_error_detail_t *out_detail)
 {
+    if (out_detail)
+        memset(out_detail, 0, sizeof *out_detail);
     if (out_conn == NULL)
         return MW_EINVAL;
     *out_conn = NULL;
@@ -584,8 +629,10 @@ mw_err mwi_dtls_accept(mwi_dtls_ctx *ctx, const mw_addr_t *peer, const uint8_t *
         *out_conn = c;
         return MW_OK;
     }
+    if (e != MW_EINPROGRESS && e != MW_OK && out_detail)
+        *out_detail = c->err; /* e.g. no suite in common: worth an audit line */
     mwi_dtls_conn_destroy(&c);
-    return MW_EAGAIN;
+    return e != MW_EINPROGRESS && e != MW_OK && e != MW_ENOMEM ? e : MW_EAGAIN;
 }
 
 static bool is_handshake_flight(const uint8_t *d, size_t len)

@@ -67,11 +67,15 @@ MW_NODISCARD mw_err mwi_dtls_conn_start(mwi_dtls_conn *c, uint64_t now_ms);
  * anything else costs no state: a cookie-less ClientHello is answered with a
  * HelloVerifyRequest (no larger than the ClientHello) and everything else is
  * dropped.
- * @return MW_OK with *out_conn set, or MW_EAGAIN with *out_conn NULL.
+ * @return MW_OK with *out_conn set; MW_EAGAIN with *out_conn NULL (HelloVerifyRequest
+ *         sent, or dropped); or the error that made the ClientHello unacceptable (for
+ *         example MW_ECIPHER) with @p out_detail (may be NULL) filled. The source address
+ *         of a refused ClientHello is unverified: it may be spoofed.
  */
 MW_NODISCARD mw_err mwi_dtls_accept(mwi_dtls_ctx *ctx, const mw_addr_t *peer, const uint8_t *dgram,
                                     size_t len, uint64_t now_ms, mwi_dtls_send_fn *send,
-                                    void *send_ctx, mwi_dtls_conn **out_conn);
+                                    void *send_ctx, mwi_dtls_conn **out_conn,
+                                    mw_error_detail_t *out_detail);
 
 /** Receives one record of application data (valid only during the call). */
 typedef void mwi_dtls_record_fn(void *ctx, const uint8_t *data, size_t len);

@@ -18,6 +18,8 @@
 /* Datagrams handled per poll before timers get their turn. */
 #define RX_BURST 256
 #define IDLE_TIMEOUT_MS (10u * 60u * 1000u)
+/* Audit lines per second for handshakes refused before the cookie exchange. */
+#define UNVERIFIED_AUDIT_PER_S 10u
 
 struct mw_gateway;
 
@@ -61,6 +63,8 @@ struct mw_gateway {
     uint32_t device_buckets;
     mwi_coap_parser *parser;
     uint16_t next_mid;
+    uint64_t audit_window_ms;
+    uint32_t audit_in_window;
     mw_gateway_stats_t st;
 
     /* per-record scratch, reused: the gateway decodes one batch at a time */
@@ -476,6 +480,32 @@ static bool feed(mw_gateway_t *gw, struct peer *p, mwi_dtls_conn **pc, const uin
     return false;
 }
 
+/* A ClientHello refused before its sender proved its address (for example
+ * no cipher suite in common) is audited, but at a bounded rate: the source
+ * may be spoofed, and a flood must not become a flood of audit lines. */
+static void stateless_result(mw_gateway_t *gw, const mw_addr_t *from, mw_err e,
+                             const mw_error_detail_t *d, uint64_t now)
+{
+    if (e == MW_EAGAIN) {
+        gw->st.hello_verify_sent++;
+        return;
+    }
+    gw->st.handshakes_failed++;
+    if (now - gw->audit_window_ms >= 1000) {
+        gw->audit_window_ms = now;
+        gw->audit_in_window = 0;
+    }
+    if (gw->audit_in_window >= UNVERIFIED_AUDIT_PER_S)
+        return;
+    gw->audit_in_window++;
+    char txt[64], why[240];
+    if (mw_addr_format(from, txt, sizeof txt) != MW_OK)
+        txt[0] = '\0';
+    snprintf(why, sizeof why, "%.180s (before the cookie exchange: address unverified)",
+             d->reason[0] ? d->reason : mw_strerror(e));
+    audit(gw, MW_AUDIT_HANDSHAKE_FAILED, txt, "", e, d->foreign, why);
+}
+
 static void handle_datagram(mw_gateway_t *gw, const mw_addr_t *from, const uint8_t *buf,
                             size_t len, uint64_t now)
 {
@@ -490,12 +520,14 @@ static void handle_datagram(mw_gateway_t *gw, const mw_addr_t *from, const uint8
              * session beside the old one (DESIGN.md). */
             if (p->next == NULL) {
                 mwi_dtls_conn *c = NULL;
-                if (mwi_dtls_accept(gw->dtls, from, buf, len, now, route_send, &p->route, &c) ==
-                    MW_OK) {
+                mw_error_detail_t d;
+                mw_err e = mwi_dtls_accept(gw->dtls, from, buf, len, now, route_send, &p->route,
+                                           &c, &d);
+                if (e == MW_OK) {
                     gw->st.handshakes_started++;
                     p->next = c;
                 } else {
-                    gw->st.hello_verify_sent++;
+                    stateless_result(gw, from, e, &d, now);
                 }
                 return;
             }
@@ -528,10 +560,11 @@ static void handle_datagram(mw_gateway_t *gw, const mw_addr_t *from, const uint8
     np->route.gw = gw;
     np->route.addr = *from;
     mwi_dtls_conn *c = NULL;
-    mw_err e = mwi_dtls_accept(gw->dtls, from, buf, len, now, route_send, &np->route, &c);
+    mw_error_detail_t d;
+    mw_err e = mwi_dtls_accept(gw->dtls, from, buf, len, now, route_send, &np->route, &c, &d);
     if (e != MW_OK) {
-        gw->st.hello_verify_sent++;
         free(np);
+        stateless_result(gw, from, e, &d, now);
         return;
     }
     gw->st.handshakes_started++;
@@ -647,6 +680,19 @@ void mw_gateway_stats(const mw_gateway_t *gw, mw_gateway_stats_t *out)
 int mw_gateway_fd(const mw_gateway_t *gw)
 {
     return gw ? gw->tp.fd : -1;
+}
+
+int mw_gateway_next_timeout_ms(const mw_gateway_t *gw)
+{
+    if (gw == NULL)
+        return -1;
+    uint64_t at = next_deadline(gw);
+    if (at == UINT64_MAX)
+        return -1;
+    uint64_t now = now_ms(gw);
+    if (at <= now)
+        return 0;
+    return at - now > 0x7fffffff ? 0x7fffffff : (int)(at - now);
 }
 
 void mw_gateway_destroy(mw_gateway_t **pgw)

@@ -1,0 +1,278 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* harness.c -- a gateway and devices on an in-memory network under a fake clock, driven deterministically. */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "harness.h"
+
+static mwt_pki shared_pki;
+static bool pki_made;
+
+static mw_err sink(void *ctx, const mw_message_t *m)
+{
+    mwt_h *h = ctx;
+    if (h->ngot == h->capgot) {
+        size_t cap = h->capgot ? h->capgot * 2 : 1024;
+        mw_message_t *n = realloc(h->got, cap * sizeof *n);
+        if (n == NULL)
+            return MW_ENOMEM;
+        h->got = n;
+        h->capgot = cap;
+    }
+    h->got[h->ngot++] = *m;
+    return MW_OK;
+}
+
+static void on_audit(void *ctx, const mw_audit_event_t *ev)
+{
+    mwt_h *h = ctx;
+    if (h->naudit == MWT_MAX_AUDIT)
+        return;
+    mwt_audit_line *l = &h->audit[h->naudit++];
+    snprintf(l->event, sizeof l->event, "%s", ev->event);
+    snprintf(l->device, sizeof l->device, "%s", ev->device);
+    snprintf(l->reason, sizeof l->reason, "%s", ev->reason);
+    l->err = ev->err;
+    l->foreign = ev->foreign;
+}
+
+void mwt_h_init(mwt_h *h, uint64_t seed)
+{
+    memset(h, 0, sizeof *h);
+    if (!pki_made) {
+        cr_assert(mwt_pki_make(&shared_pki), "medwire-pki must make the test PKI");
+        pki_made = true;
+    }
+    h->pki = shared_pki;
+    h->net = mwt_net_create(seed);
+    h->clk.now_ms = 1000;
+    h->clk.wall_ms = 1790000000000ull;
+    h->rng.state = seed * 7919u + 1;
+    h->next_port = 40000;
+    h->gw_tp = mwt_net_endpoint(h->net, MWT_GATEWAY_ADDR);
+    mw_gateway_config_t cfg;
+    mw_gateway_config_init(&cfg);
+    cfg.ca_file = mwt_pki_ca(&h->pki);
+    cfg.cert_file = mwt_pki_crt(&h->pki, "gateway");
+    cfg.key_file = mwt_pki_key(&h->pki, "gateway");
+    cfg.transport = h->gw_tp;
+    cfg.clock = mwt_clock_table(&h->clk);
+    cfg.sink = sink;
+    cfg.sink_ctx = h;
+    cfg.audit = on_audit;
+    cfg.audit_ctx = h;
+    mw_error_detail_t d;
+    mw_err e = mw_gateway_create(&cfg, &h->gw, &d);
+    cr_assert_eq(e, MW_OK, "gateway: %s", d.reason);
+}
+
+void mwt_h_fini(mwt_h *h)
+{
+    for (size_t i = 0; i < h->nclients; i++)
+        mw_client_close(&h->clients[i]);
+    for (size_t i = 0; i < h->nraws; i++) {
+        mwi_dtls_conn_destroy(&h->raws[i]->conn);
+        mwi_dtls_ctx_destroy(&h->raws[i]->ctx);
+        free(h->raws[i]);
+    }
+    mw_gateway_destroy(&h->gw);
+    mwt_net_destroy(h->net);
+    free(h->got);
+}
+
+static mw_transport_t new_endpoint(mwt_h *h)
+{
+    char addr[32];
+    snprintf(addr, sizeof addr, "127.0.0.2:%d", h->next_port++);
+    return mwt_net_endpoint(h->net, addr);
+}
+
+mw_client_t *mwt_h_client(mwt_h *h, const char *name, const char *gateway_name, mw_err *out_err)
+{
+    mw_client_config_t cfg;
+    mw_client_config_init(&cfg);
+    cfg.ca_file = mwt_pki_ca(&h->pki);
+    cfg.cert_file = mwt_pki_crt(&h->pki, name);
+    cfg.key_file = mwt_pki_key(&h->pki, name);
+    cfg.gateway_name = gateway_name;
+    cfg.gateway = MWT_GATEWAY_ADDR;
+    cfg.transport = new_endpoint(h);
+    cfg.clock = mwt_clock_table(&h->clk);
+    cfg.random = mwt_rng_table(&h->rng);
+    mw_client_t *c = NULL;
+    mw_error_detail_t d;
+    mw_err e = mw_client_open(&cfg, &c, &d);
+    if (out_err)
+        *out_err = e;
+    if (e != MW_OK)
+        return NULL;
+    cr_assert(h->nclients < 8);
+    h->clients[h->nclients++] = c;
+    return c;
+}
+
+static void raw_out(void *ctx, const uint8_t *buf, size_t len)
+{
+    mwt_raw *r = ctx;
+    mw_err e = r->tp.send(r->tp.ctx, &r->gw, buf, len);
+    (void)e;
+}
+
+static void raw_record(void *ctx, const uint8_t *data, size_t len)
+{
+    mwt_raw *r = ctx;
+    if (len > sizeof r->last_record)
+        len = sizeof r->last_record;
+    memcpy(r->last_record, data, len);
+    r->last_record_len = len;
+}
+
+mwt_raw *mwt_h_raw(mwt_h *h, const char *name, const char *ciphers, bool skip_role)
+{
+    mwt_raw *r = calloc(1, sizeof *r);
+    cr_assert_not_null(r);
+    mwi_dtls_config dc = {
+        .role = MWI_DTLS_CLIENT,
+        .ca_file = mwt_pki_ca(&h->pki),
+        .cert_file = name ? mwt_pki_crt(&h->pki, name) : NULL,
+        .key_file = name ? mwt_pki_key(&h->pki, name) : NULL,
+        .peer_name = "gateway",
+        .cipher_list = ciphers,
+        .test_no_cert = name == NULL,
+        .test_skip_role = skip_role,
+    };
+    mw_error_detail_t d;
+    mw_err e = mwi_dtls_ctx_create(&dc, &r->ctx, &d);
+    cr_assert_eq(e, MW_OK, "raw client context: %s", d.reason);
+    r->tp = new_endpoint(h);
+    cr_assert_eq(mw_addr_parse(MWT_GATEWAY_ADDR, &r->gw), MW_OK);
+    cr_assert_eq(mwi_dtls_conn_create(r->ctx, &r->gw, raw_out, r, &r->conn), MW_OK);
+    r->result = mwi_dtls_conn_start(r->conn, h->clk.now_ms);
+    h->raws[h->nraws++] = r;
+    return r;
+}
+
+mw_err mwt_raw_write(mwt_raw *r, const uint8_t *buf, size_t len)
+{
+    return mwi_dtls_conn_write(r->conn, buf, len);
+}
+
+static bool raw_poll(mwt_h *h, mwt_raw *r)
+{
+    bool did = false;
+    uint8_t buf[2048];
+    for (;;) {
+        mw_addr_t from;
+        size_t n;
+        if (r->tp.recv(r->tp.ctx, &from, buf, sizeof buf, &n) != MW_OK)
+            break;
+        did = true;
+        if (r->result != MW_EINPROGRESS && r->result != MW_OK)
+            continue;
+        mw_err e = mwi_dtls_conn_input(r->conn, buf, n, h->clk.now_ms, raw_record, r);
+        if (e == MW_OK || (e != MW_EINPROGRESS && r->result == MW_EINPROGRESS))
+            r->result = e;
+    }
+    if (r->result == MW_EINPROGRESS && h->clk.now_ms >= mwi_dtls_conn_deadline(r->conn)) {
+        mw_err e = mwi_dtls_conn_timer(r->conn, h->clk.now_ms);
+        if (e != MW_EINPROGRESS && e != MW_OK)
+            r->result = e;
+        did = true;
+    }
+    return did;
+}
+
+static uint64_t next_timer(mwt_h *h)
+{
+    uint64_t best = UINT64_MAX;
+    int t = mw_gateway_next_timeout_ms(h->gw);
+    if (t >= 0)
+        best = (uint64_t)t;
+    for (size_t i = 0; i < h->nclients; i++) {
+        t = mw_client_next_timeout_ms(h->clients[i]);
+        if (t >= 0 && (uint64_t)t < best)
+            best = (uint64_t)t;
+    }
+    for (size_t i = 0; i < h->nraws; i++) {
+        uint64_t d = mwi_dtls_conn_deadline(h->raws[i]->conn);
+        if (h->raws[i]->result == MW_EINPROGRESS && d != UINT64_MAX) {
+            uint64_t rel = d > h->clk.now_ms ? d - h->clk.now_ms : 0;
+            if (rel < best)
+                best = rel;
+        }
+    }
+    return best;
+}
+
+bool mwt_h_run(mwt_h *h, bool (*done)(mwt_h *h, void *arg), void *arg, uint64_t max_ms)
+{
+    uint64_t end = h->clk.now_ms + max_ms;
+    while (h->clk.now_ms <= end) {
+        if (done(h, arg))
+            return true;
+        bool did = mw_gateway_poll(h->gw, 0) == MW_OK;
+        for (size_t i = 0; i < h->nclients; i++) {
+            mw_err e = mw_client_poll(h->clients[i], 0);
+            did = did || e == MW_OK;
+        }
+        for (size_t i = 0; i < h->nraws; i++)
+            did = raw_poll(h, h->raws[i]) || did;
+        if (did || mwt_net_in_flight(h->net) > 0)
+            continue;
+        /* Quiet: jump the fake clock to the next timer (at least 1 ms). */
+        uint64_t step = next_timer(h);
+        if (step == UINT64_MAX || step == 0)
+            step = 1;
+        if (step > 1000)
+            step = 1000;
+        mwt_clock_advance(&h->clk, step);
+    }
+    return done(h, arg);
+}
+
+static bool all_drained(mwt_h *h, void *arg)
+{
+    (void)arg;
+    for (size_t i = 0; i < h->nclients; i++) {
+        mw_err e = mw_client_poll(h->clients[i], 0);
+        if (mw_client_pending(h->clients[i]) > 0 && (e == MW_OK || e == MW_EAGAIN))
+            return false;
+    }
+    return true;
+}
+
+bool mwt_h_drain(mwt_h *h, uint64_t max_ms)
+{
+    return mwt_h_run(h, all_drained, NULL, max_ms);
+}
+
+size_t mwt_h_count(const mwt_h *h, const char *device)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < h->ngot; i++)
+        n += strcmp(h->got[i].device_id, device) == 0;
+    return n;
+}
+
+const mwt_audit_line *mwt_h_audit_find(const mwt_h *h, const char *event, mw_err err)
+{
+    for (size_t i = 0; i < h->naudit; i++)
+        if (strcmp(h->audit[i].event, event) == 0 && (err == MW_OK || h->audit[i].err == err))
+            return &h->audit[i];
+    return NULL;
+}
+
+void mwt_send_obs(mw_client_t *c, int n, int base)
+{
+    for (int i = 0; i < n; i++) {
+        mw_observation_t o;
+        memset(&o, 0, sizeof o);
+        o.mdc_code = MW_MDC_PULS_OXIM_SAT_O2;
+        o.mantissa = base + i;
+        snprintf(o.unit, sizeof o.unit, "%%");
+        o.status = MW_MEAS_VALID;
+        cr_assert_eq(mw_client_send_observation(c, &o, NULL), MW_OK);
+    }
+}

@@ -1,0 +1,362 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* test_channel.c -- device and gateway end to end in memory: delivery, faults, and every refusal with its reason. */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "harness.h"
+
+#include "coap/coap.h"
+#include "session/codec.h"
+
+static bool handshake_done(mwt_h *h, void *arg)
+{
+    (void)h;
+    mw_client_stats_t st;
+    mw_client_stats(arg, &st);
+    return st.handshakes > 0;
+}
+
+static void assert_in_order(const mwt_h *h, const char *dev, size_t n, int base)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < h->ngot; i++) {
+        const mw_message_t *m = &h->got[i];
+        if (strcmp(m->device_id, dev) != 0)
+            continue;
+        cr_assert_eq(m->seq, k + 1, "%s: message %zu has seq %llu", dev, k,
+                     (unsigned long long)m->seq);
+        cr_assert_eq(m->type, MW_MSG_OBSERVATION);
+        cr_assert_eq(m->u.observation.mantissa, base + (int)k);
+        k++;
+    }
+    cr_assert_eq(k, n, "%s: %zu delivered, %zu expected", dev, k, n);
+}
+
+Test(channel, delivers_100_observations_in_order_exactly_once)
+{
+    mwt_h h;
+    mwt_h_init(&h, 1);
+    mw_err e;
+    mw_client_t *c = mwt_h_client(&h, "dev-1", "gateway", &e);
+    cr_assert_not_null(c, "client: %s", mw_strerror(e));
+    for (int round = 0; round < 10; round++) {
+        mwt_send_obs(c, 10, 1000 + round * 10);
+        cr_assert(mwt_h_drain(&h, 60000), "round %d not acknowledged", round);
+    }
+    assert_in_order(&h, "dev-1", 100, 1000);
+    mw_client_stats_t st;
+    mw_client_stats(c, &st);
+    cr_assert_eq(st.messages_acked, 100);
+    cr_assert_eq(st.handshakes, 1);
+    mw_gateway_stats_t gs;
+    mw_gateway_stats(h.gw, &gs);
+    cr_assert_eq(gs.messages_delivered, 100);
+    cr_assert_eq(gs.duplicates, 0);
+    cr_assert_not_null(mwt_h_audit_find(&h, MW_AUDIT_SESSION_ESTABLISHED, MW_OK));
+    mwt_h_fini(&h);
+}
+
+Test(channel, a_dropped_and_a_duplicated_datagram_still_deliver_each_exactly_once)
+{
+    mwt_h h;
+    mwt_h_init(&h, 2);
+    mw_client_t *c = mwt_h_client(&h, "dev-1", "gateway", NULL);
+    cr_assert_not_null(c);
+    cr_assert(mwt_h_run(&h, handshake_done, c, 30000));
+    /* After the handshake: the first request is duplicated by the network
+     * (DTLS's replay window drops the copy) and its answer is lost, so the
+     * device retransmits and the gateway sees the same batch twice. */
+    uint64_t next = mwt_net_sent(h.net);
+    mwt_net_duplicate_index(h.net, next);
+    mwt_net_drop_index(h.net, next + 1);
+    for (int round = 0; round < 10; round++) {
+        mwt_send_obs(c, 10, round * 10);
+        cr_assert(mwt_h_drain(&h, 120000));
+    }
+    assert_in_order(&h, "dev-1", 100, 0);
+    mw_client_stats_t st;
+    mw_client_stats(c, &st);
+    cr_assert_geq(st.retransmissions, 1, "the dropped request must have been retransmitted");
+    mw_gateway_stats_t gs;
+    mw_gateway_stats(h.gw, &gs);
+    cr_assert_geq(gs.duplicates, 1, "the duplicated request must have been recognised");
+    mwt_h_fini(&h);
+}
+
+Test(channel, handshake_completes_whichever_single_datagram_is_lost)
+{
+    /* Includes the server's final flight, which wolfSSL never retransmits. */
+    for (uint64_t i = 0; i < 12; i++) {
+        mwt_h h;
+        mwt_h_init(&h, 100 + i);
+        mwt_net_drop_index(h.net, i);
+        mw_client_t *c = mwt_h_client(&h, "dev-1", "gateway", NULL);
+        cr_assert_not_null(c);
+        mwt_send_obs(c, 3, 50);
+        cr_assert(mwt_h_drain(&h, 120000), "datagram %llu lost: not delivered",
+                  (unsigned long long)i);
+        assert_in_order(&h, "dev-1", 3, 50);
+        mwt_h_fini(&h);
+    }
+}
+
+/* A valid device (dev-2) must keep being served while another is refused. */
+static void valid_device_still_served(mwt_h *h, mw_client_t *good, int base)
+{
+    mwt_send_obs(good, 5, base);
+    size_t before = mwt_h_count(h, "dev-2");
+    cr_assert(mwt_h_drain(h, 60000), "the valid device was not served");
+    cr_assert_eq(mwt_h_count(h, "dev-2"), before + 5);
+}
+
+static bool client_failed(mwt_h *h, void *arg)
+{
+    (void)h;
+    mw_err e = mw_client_poll(arg, 0);
+    return e != MW_OK && e != MW_EAGAIN;
+}
+
+static void refused_device(const char *name, const char *gateway_name, mw_err gw_err,
+                           const char *client_reason)
+{
+    mwt_h h;
+    mwt_h_init(&h, 7);
+    mw_client_t *good = mwt_h_client(&h, "dev-2", "gateway", NULL);
+    cr_assert_not_null(good);
+    mw_err e;
+    mw_client_t *bad = mwt_h_client(&h, name, gateway_name, &e);
+    cr_assert_not_null(bad, "%s: open: %s", name, mw_strerror(e));
+    mwt_send_obs(bad, 3, 0);
+    valid_device_still_served(&h, good, 10);
+    cr_assert(mwt_h_run(&h, client_failed, bad, 60000), "%s was not refused", name);
+    mw_error_detail_t d;
+    mw_client_last_error(bad, &d);
+    cr_assert(strstr(d.reason, client_reason) != NULL, "%s: device says '%s', expected '%s'",
+              name, d.reason, client_reason);
+    if (gw_err != MW_OK) {
+        const mwt_audit_line *l = mwt_h_audit_find(&h, MW_AUDIT_HANDSHAKE_FAILED, gw_err);
+        cr_assert_not_null(l, "%s: no audit line with %s", name, mw_strerror(gw_err));
+        cr_assert_neq(l->foreign, 0, "the wolfSSL code is kept");
+    }
+    cr_assert_eq(mwt_h_count(&h, name), 0, "nothing from %s was delivered", name);
+    valid_device_still_served(&h, good, 20);
+    mwt_h_fini(&h);
+}
+
+Test(refuse, an_expired_device_certificate)
+{
+    refused_device("expired", "gateway", MW_ECERT_EXPIRED, "certificate_expired");
+}
+
+Test(refuse, a_device_certificate_not_yet_valid)
+{
+    refused_device("future", "gateway", MW_ECERT_NOT_YET_VALID, "alert");
+}
+
+Test(refuse, a_device_certificate_from_another_ca)
+{
+    refused_device("alien", "gateway", MW_ECERT_UNTRUSTED, "unknown_ca");
+}
+
+Test(refuse, a_self_signed_device_certificate)
+{
+    refused_device("selfsigned", "gateway", MW_ECERT_UNTRUSTED, "alert");
+}
+
+Test(refuse, a_gateway_whose_name_is_not_the_expected_one)
+{
+    /* Refused by the device, which names the mismatch. */
+    refused_device("dev-1", "other-gateway", MW_OK, "does not match");
+}
+
+Test(refuse, a_device_presenting_a_gateway_certificate)
+{
+    /* The SDK will not even open with it ... */
+    mwt_h h;
+    mwt_h_init(&h, 8);
+    mw_err e;
+    cr_assert_null(mwt_h_client(&h, "gateway", "gateway", &e));
+    cr_assert_eq(e, MW_ECERT_ROLE);
+    /* ... and a peer that skips that check is refused by the gateway. */
+    mw_client_t *good = mwt_h_client(&h, "dev-2", "gateway", NULL);
+    mwt_raw *r = mwt_h_raw(&h, "gateway", NULL, true);
+    valid_device_still_served(&h, good, 0);
+    cr_assert_neq(r->result, MW_OK);
+    const mwt_audit_line *l = mwt_h_audit_find(&h, MW_AUDIT_HANDSHAKE_FAILED, MW_ECERT_ROLE);
+    cr_assert_not_null(l, "no audit line for the wrong role");
+    cr_assert(strstr(l->reason, "role") != NULL, "%s", l->reason);
+    mwt_h_fini(&h);
+}
+
+Test(refuse, a_device_with_no_certificate)
+{
+    mwt_h h;
+    mwt_h_init(&h, 9);
+    mw_client_t *good = mwt_h_client(&h, "dev-2", "gateway", NULL);
+    mwt_raw *r = mwt_h_raw(&h, NULL, NULL, false);
+    valid_device_still_served(&h, good, 0);
+    cr_assert_neq(r->result, MW_OK, "a certless client must not get a session");
+    const mwt_audit_line *l = mwt_h_audit_find(&h, MW_AUDIT_HANDSHAKE_FAILED, MW_ENO_PEER_CERT);
+    for (size_t i = 0; l == NULL && i < h.naudit; i++)
+        fprintf(stderr, "audit: %s %s %d %s\n", h.audit[i].event, mw_strerror(h.audit[i].err), h.audit[i].foreign, h.audit[i].reason);
+    cr_assert_not_null(l, "no audit line for the missing certificate");
+    mwt_h_fini(&h);
+}
+
+Test(refuse, a_peer_offering_only_suites_outside_the_two_allowed)
+{
+    mwt_h h;
+    mwt_h_init(&h, 10);
+    mw_client_t *good = mwt_h_client(&h, "dev-2", "gateway", NULL);
+    mwt_raw *r = mwt_h_raw(&h, "dev-1", "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305", false);
+    valid_device_still_served(&h, good, 0);
+    cr_assert_neq(r->result, MW_OK);
+    const mwt_audit_line *l = mwt_h_audit_find(&h, MW_AUDIT_HANDSHAKE_FAILED, MW_ECIPHER);
+    for (size_t i = 0; l == NULL && i < h.naudit; i++)
+        fprintf(stderr, "audit: %s %s %d %s\n", h.audit[i].event, mw_strerror(h.audit[i].err), h.audit[i].foreign, h.audit[i].reason);
+    cr_assert_not_null(l, "no audit line for the cipher suites");
+    mwt_h_fini(&h);
+}
+
+static bool raw_up(mwt_h *h, void *arg)
+{
+    (void)h;
+    mwt_raw *r = arg;
+    return r->result != MW_EINPROGRESS;
+}
+
+static bool raw_answered(mwt_h *h, void *arg)
+{
+    (void)h;
+    return ((mwt_raw *)arg)->last_record_len > 0;
+}
+
+Test(refuse, a_device_whose_envelopes_claim_another_device_id)
+{
+    mwt_h h;
+    mwt_h_init(&h, 11);
+    mw_client_t *good = mwt_h_client(&h, "dev-2", "gateway", NULL);
+    mwt_raw *r = mwt_h_raw(&h, "dev-1", NULL, false);
+    cr_assert(mwt_h_run(&h, raw_up, r, 30000));
+    cr_assert_eq(r->result, MW_OK, "dev-1 itself is a valid device");
+
+    mw_message_t m;
+    memset(&m, 0, sizeof m);
+    snprintf(m.device_id, sizeof m.device_id, "dev-2"); /* not who the certificate says */
+    m.seq = 1;
+    m.type = MW_MSG_OBSERVATION;
+    m.priority = MW_PRIORITY_OBSERVATION;
+    m.u.observation.mdc_code = MW_MDC_PULS_OXIM_SAT_O2;
+    m.u.observation.mantissa = 99;
+    snprintf(m.u.observation.unit, sizeof m.u.observation.unit, "%%");
+    uint8_t payload[512], req[600];
+    size_t plen, count, rlen;
+    cr_assert_eq(mwi_batch_encode(&m, 1, 1, payload, sizeof payload, &plen, &count), MW_OK);
+    mwi_coap_msg q;
+    mwi_coap_msg_init(&q);
+    q.type = MWI_COAP_CON;
+    q.code = MWI_COAP_POST;
+    q.mid = 7;
+    q.token_len = 2;
+    q.token[0] = 1;
+    snprintf(q.uri_path, sizeof q.uri_path, "batch");
+    q.content_format = MWI_COAP_CF_MEDWIRE_BATCH;
+    q.payload = payload;
+    q.payload_len = plen;
+    cr_assert_eq(mwi_coap_encode(&q, req, sizeof req, &rlen), MW_OK);
+    cr_assert_eq(mwt_raw_write(r, req, rlen), MW_OK);
+    cr_assert(mwt_h_run(&h, raw_answered, r, 10000));
+
+    mwi_coap_parser *p = NULL;
+    cr_assert_eq(mwi_coap_parser_create(1500, &p), MW_OK);
+    mwi_coap_msg resp;
+    cr_assert_eq(mwi_coap_parse(p, r->last_record, r->last_record_len, &resp), MW_OK);
+    cr_assert_eq(resp.code, MWI_COAP_CODE(4, 3), "refused with 4.03 Forbidden");
+    mwi_coap_parser_destroy(&p);
+    const mwt_audit_line *l = mwt_h_audit_find(&h, MW_AUDIT_IDENTITY_MISMATCH, MW_EIDENTITY);
+    cr_assert_not_null(l);
+    cr_assert_str_eq(l->device, "dev-1");
+    cr_assert(strstr(l->reason, "dev-2") != NULL);
+    cr_assert_eq(mwt_h_count(&h, "dev-2"), 0, "the forged envelope was not delivered");
+    valid_device_still_served(&h, good, 0);
+    mwt_h_fini(&h);
+}
+
+Test(open, refuses_a_client_without_ca_certificate_or_key)
+{
+    mwt_h h;
+    mwt_h_init(&h, 12);
+    const char *ca = mwt_pki_ca(&h.pki);
+    char crt[300], key[300];
+    snprintf(crt, sizeof crt, "%s", mwt_pki_crt(&h.pki, "dev-1"));
+    snprintf(key, sizeof key, "%s", mwt_pki_key(&h.pki, "dev-1"));
+    for (int missing = 0; missing < 3; missing++) {
+        mw_client_config_t cfg;
+        mw_client_config_init(&cfg);
+        cfg.ca_file = missing == 0 ? NULL : ca;
+        cfg.cert_file = missing == 1 ? NULL : crt;
+        cfg.key_file = missing == 2 ? NULL : key;
+        cfg.gateway_name = "gateway";
+        cfg.gateway = "127.0.0.1:5684";
+        mw_client_t *c = NULL;
+        mw_error_detail_t d;
+        cr_assert_eq(mw_client_open(&cfg, &c, &d), MW_ECONFIG, "missing %d", missing);
+        cr_assert_null(c);
+        cr_assert(strstr(d.reason, "required") != NULL, "%s", d.reason);
+    }
+    mw_client_config_t cfg;
+    mw_client_config_init(&cfg);
+    cfg.ca_file = ca;
+    cfg.cert_file = crt;
+    cfg.key_file = "/nonexistent/dev.key";
+    cfg.gateway_name = "gateway";
+    cfg.gateway = "127.0.0.1:5684";
+    mw_client_t *c = NULL;
+    mw_error_detail_t d;
+    cr_assert_eq(mw_client_open(&cfg, &c, &d), MW_ECERT_LOAD);
+    cr_assert(strstr(d.reason, "/nonexistent/dev.key") != NULL, "%s", d.reason);
+    mwt_h_fini(&h);
+}
+
+static mw_err null_sink(void *ctx, const mw_message_t *m)
+{
+    (void)ctx;
+    (void)m;
+    return MW_OK;
+}
+
+Test(open, refuses_a_gateway_without_ca_certificate_or_key)
+{
+    mwt_h h;
+    mwt_h_init(&h, 13);
+    char ca[300], crt[300], key[300];
+    snprintf(ca, sizeof ca, "%s", mwt_pki_ca(&h.pki));
+    snprintf(crt, sizeof crt, "%s", mwt_pki_crt(&h.pki, "gateway"));
+    snprintf(key, sizeof key, "%s", mwt_pki_key(&h.pki, "gateway"));
+    for (int missing = 0; missing < 3; missing++) {
+        mw_gateway_config_t cfg;
+        mw_gateway_config_init(&cfg);
+        cfg.ca_file = missing == 0 ? NULL : ca;
+        cfg.cert_file = missing == 1 ? NULL : crt;
+        cfg.key_file = missing == 2 ? NULL : key;
+        cfg.listen = "127.0.0.1:0";
+        cfg.sink = null_sink;
+        mw_gateway_t *gw = NULL;
+        mw_error_detail_t d;
+        cr_assert_eq(mw_gateway_create(&cfg, &gw, &d), MW_ECONFIG, "missing %d", missing);
+        cr_assert_null(gw);
+        cr_assert(strstr(d.reason, "required") != NULL, "%s", d.reason);
+    }
+    /* A device certificate cannot serve as the gateway's. */
+    mw_gateway_config_t cfg;
+    mw_gateway_config_init(&cfg);
+    cfg.ca_file = ca;
+    cfg.cert_file = mwt_pki_crt(&h.pki, "dev-1");
+    cfg.key_file = mwt_pki_key(&h.pki, "dev-1");
+    cfg.listen = "127.0.0.1:0";
+    cfg.sink = null_sink;
+    mw_gateway_t *gw = NULL;
+    cr_assert_eq(mw_gateway_create(&cfg, &gw, NULL), MW_ECERT_ROLE);
+    mwt_h_fini(&h);
+}

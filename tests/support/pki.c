@@ -1,0 +1,73 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* pki.c -- a fresh PKI for a test, made by the real medwire-pki program. */
+#include <stdio.h>
+#include <string.h>
+
+#include "support/pki.h"
+#include "support/proc.h"
+
+static char bufs[8][300];
+static unsigned slot;
+
+static const char *path(const mwt_pki *p, const char *name, const char *ext)
+{
+    char *b = bufs[slot++ % 8];
+    snprintf(b, sizeof bufs[0], "%s/%s%s", p->dir, name, ext);
+    return b;
+}
+
+const char *mwt_pki_crt(const mwt_pki *p, const char *name)
+{
+    return path(p, name, ".crt");
+}
+
+const char *mwt_pki_key(const mwt_pki *p, const char *name)
+{
+    return path(p, name, ".key");
+}
+
+const char *mwt_pki_ca(const mwt_pki *p)
+{
+    return path(p, "ca/ca", ".crt");
+}
+
+static bool run(const char *const argv[])
+{
+    int rc = mwt_run(argv, NULL, NULL, 60000);
+    if (rc != 0) {
+        fprintf(stderr, "medwire-pki failed (%d):", rc);
+        for (int i = 0; argv[i]; i++)
+            fprintf(stderr, " %s", argv[i]);
+        fprintf(stderr, "\n");
+    }
+    return rc == 0;
+}
+
+bool mwt_pki_make(mwt_pki *p)
+{
+    const char *pki = mwt_bin("medwire-pki");
+    snprintf(p->dir, sizeof p->dir, "%s", mwt_tmpdir());
+    char ca[256], ca2[256];
+    snprintf(ca, sizeof ca, "%s/ca", p->dir);
+    snprintf(ca2, sizeof ca2, "%s/ca2", p->dir);
+    const char *mk_ca[] = {pki, "ca", "--out", ca, NULL};
+    const char *mk_ca2[] = {pki, "ca", "--out", ca2, "--name", "another CA", NULL};
+    if (!run(mk_ca) || !run(mk_ca2))
+        return false;
+    static const char *const devices[] = {"dev-1", "dev-2", "dev-3"};
+    const char *gw[] = {pki, "issue", "--ca", ca, "--role", "gateway", "--id", "gateway", "--out", p->dir, NULL};
+    if (!run(gw))
+        return false;
+    for (size_t i = 0; i < sizeof devices / sizeof devices[0]; i++) {
+        const char *d[] = {pki, "issue", "--ca", ca, "--role", "device", "--id", devices[i], "--out", p->dir, NULL};
+        if (!run(d))
+            return false;
+    }
+    const char *expired[] = {pki, "issue", "--ca", ca, "--role", "device", "--id", "expired", "--out", p->dir,
+                             "--not-before", "2020-01-01", "--not-after", "2021-01-01", NULL};
+    const char *future[] = {pki, "issue", "--ca", ca, "--role", "device", "--id", "future", "--out", p->dir,
+                            "--not-before", "2090-01-01", "--not-after", "2091-01-01", NULL};
+    const char *alien[] = {pki, "issue", "--ca", ca2, "--role", "device", "--id", "alien", "--out", p->dir, NULL};
+    const char *self[] = {pki, "issue", "--self-signed", "--role", "device", "--id", "selfsigned", "--out", p->dir, NULL};
+    return run(expired) && run(future) && run(alien) && run(self);
+}

@@ -1,0 +1,25 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* pki.h -- a fresh PKI for a test, made by the real medwire-pki program. */
+#ifndef MWT_PKI_H
+#define MWT_PKI_H
+
+#include <stdbool.h>
+
+/** Paths of one test PKI (all under dir). */
+typedef struct mwt_pki {
+    char dir[200];
+} mwt_pki;
+
+/**
+ * Makes, with medwire-pki: ca/ (the CA), gateway (role gateway), dev-1, dev-2, dev-3 (role
+ * device), expired and future (role device, validity in the past and in the future),
+ * alien (role device, from another CA ca2/), selfsigned (role device, self-signed).
+ * Returns false (and prints why) if medwire-pki failed.
+ */
+bool mwt_pki_make(mwt_pki *p);
+/** "DIR/NAME.crt" and "DIR/NAME.key" and "DIR/ca/ca.crt", in rotating static buffers. */
+const char *mwt_pki_crt(const mwt_pki *p, const char *name);
+const char *mwt_pki_key(const mwt_pki *p, const char *name);
+const char *mwt_pki_ca(const mwt_pki *p);
+
+#endif
