@@ -1,0 +1,174 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* test_programs.c -- the real medwire-gateway and medwire-device processes over UDP loopback. */
+#include <criterion/criterion.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "support/pki.h"
+#include "support/proc.h"
+
+typedef struct gw_proc {
+    mwt_proc proc;
+    char dir[256];
+    char out[300], audit[300], port_file[300];
+    char addr[64];
+} gw_proc;
+
+static void start_gateway(gw_proc *g, const mwt_pki *pki)
+{
+    snprintf(g->dir, sizeof g->dir, "%s", mwt_tmpdir());
+    snprintf(g->out, sizeof g->out, "%s/out.jsonl", g->dir);
+    snprintf(g->audit, sizeof g->audit, "%s/audit.jsonl", g->dir);
+    snprintf(g->port_file, sizeof g->port_file, "%s/port", g->dir);
+    char ca[300], crt[300], key[300];
+    snprintf(ca, sizeof ca, "%s", mwt_pki_ca(pki));
+    snprintf(crt, sizeof crt, "%s", mwt_pki_crt(pki, "gateway"));
+    snprintf(key, sizeof key, "%s", mwt_pki_key(pki, "gateway"));
+    const char *argv[] = {mwt_bin("medwire-gateway"), "--listen", "127.0.0.1:0", "--ca", ca,
+                          "--cert", crt, "--key", key, "--out", g->out, "--audit", g->audit,
+                          "--port-file", g->port_file, NULL};
+    cr_assert(mwt_proc_start(&g->proc, argv, NULL, NULL));
+    cr_assert(mwt_wait_file(g->port_file, 10000), "the gateway did not report its port");
+    char *port = mwt_read_file(g->port_file);
+    cr_assert_not_null(port);
+    snprintf(g->addr, sizeof g->addr, "127.0.0.1:%d", atoi(port));
+    free(port);
+}
+
+static void stop_gateway(gw_proc *g)
+{
+    cr_assert_eq(mwt_proc_stop(&g->proc, SIGTERM), 0, "the gateway exits 0 on SIGTERM");
+}
+
+static bool start_device(mwt_proc *p, const mwt_pki *pki, const gw_proc *g, const char *name,
+                         const char *gateway_name, const char *count, const char *err_path)
+{
+    char ca[300], crt[300], key[300];
+    snprintf(ca, sizeof ca, "%s", mwt_pki_ca(pki));
+    snprintf(crt, sizeof crt, "%s", mwt_pki_crt(pki, name));
+    snprintf(key, sizeof key, "%s", mwt_pki_key(pki, name));
+    const char *argv[] = {mwt_bin("medwire-device"), "--gateway", g->addr, "--gateway-name",
+                          gateway_name, "--ca", ca, "--cert", crt, "--key", key, "--count",
+                          count, "--give-up-s", "20", NULL};
+    return mwt_proc_start(p, argv, NULL, err_path);
+}
+
+static void assert_each_seq_once(const char *out, const char *device, int n)
+{
+    for (int seq = 1; seq <= n; seq++) {
+        char dev[80], s[40];
+        snprintf(dev, sizeof dev, "\"device\":\"%s\"", device);
+        snprintf(s, sizeof s, "\"seq\":%d,", seq);
+        const char *needles[] = {dev, s, NULL};
+        cr_assert_eq(mwt_count_lines(out, needles), 1, "%s seq %d appears %zu times", device, seq,
+                     mwt_count_lines(out, needles));
+    }
+}
+
+Test(programs, two_devices_deliver_every_observation_through_a_real_gateway, .timeout = 120)
+{
+    mwt_pki pki;
+    cr_assert(mwt_pki_make(&pki));
+    gw_proc g;
+    start_gateway(&g, &pki);
+    mwt_proc d1, d2;
+    char e1[300], e2[300];
+    snprintf(e1, sizeof e1, "%s/dev-1.err", g.dir);
+    snprintf(e2, sizeof e2, "%s/dev-2.err", g.dir);
+    cr_assert(start_device(&d1, &pki, &g, "dev-1", "gateway", "60", e1));
+    cr_assert(start_device(&d2, &pki, &g, "dev-2", "gateway", "60", e2));
+    int rc1 = mwt_proc_wait(&d1, 60000), rc2 = mwt_proc_wait(&d2, 60000);
+    stop_gateway(&g);
+    char *m1 = mwt_read_file(e1);
+    cr_assert_eq(rc1, 0, "dev-1: %s", m1 ? m1 : "");
+    cr_assert_eq(rc2, 0, "dev-2");
+    free(m1);
+    assert_each_seq_once(g.out, "dev-1", 60);
+    assert_each_seq_once(g.out, "dev-2", 60);
+    const char *obs[] = {"\"type\":\"observation\"", "\"unit\":\"%\"", "\"mdc_code\":150456", NULL};
+    cr_assert_eq(mwt_count_lines(g.out, obs), 60, "30 SpO2 readings from each device");
+    const char *est[] = {"\"event\":\"session_established\"", "\"peer\":\"127.0.0.1:", NULL};
+    cr_assert_eq(mwt_count_lines(g.audit, est), 2);
+}
+
+Test(programs, an_expired_device_is_refused_with_its_reason_while_a_valid_one_is_served,
+     .timeout = 120)
+{
+    mwt_pki pki;
+    cr_assert(mwt_pki_make(&pki));
+    gw_proc g;
+    start_gateway(&g, &pki);
+    mwt_proc bad, good;
+    char eb[300], eg[300];
+    snprintf(eb, sizeof eb, "%s/bad.err", g.dir);
+    snprintf(eg, sizeof eg, "%s/good.err", g.dir);
+    cr_assert(start_device(&bad, &pki, &g, "expired", "gateway", "5", eb));
+    cr_assert(start_device(&good, &pki, &g, "dev-1", "gateway", "20", eg));
+    int rb = mwt_proc_wait(&bad, 60000), rg = mwt_proc_wait(&good, 60000);
+    stop_gateway(&g);
+    cr_assert_eq(rb, 1, "the expired device exits 1");
+    cr_assert_eq(rg, 0, "the valid device is served");
+    char *msg = mwt_read_file(eb);
+    cr_assert_not_null(msg);
+    cr_assert(strstr(msg, "certificate_expired") != NULL, "device says: %s", msg);
+    free(msg);
+    const char *line[] = {"\"event\":\"handshake_failed\"", "expired", "\"reason\":", "\"code\":-151",
+                          NULL};
+    cr_assert_geq(mwt_count_lines(g.audit, line), 1, "audit line with wolfSSL's -151");
+    assert_each_seq_once(g.out, "dev-1", 20);
+    const char *none[] = {"\"device\":\"expired\"", NULL};
+    cr_assert_eq(mwt_count_lines(g.out, none), 0);
+}
+
+Test(programs, a_device_refuses_a_gateway_with_another_name, .timeout = 60)
+{
+    mwt_pki pki;
+    cr_assert(mwt_pki_make(&pki));
+    gw_proc g;
+    start_gateway(&g, &pki);
+    mwt_proc d;
+    char e[300];
+    snprintf(e, sizeof e, "%s/d.err", g.dir);
+    cr_assert(start_device(&d, &pki, &g, "dev-1", "ward-7-gateway", "5", e));
+    int rc = mwt_proc_wait(&d, 30000);
+    stop_gateway(&g);
+    cr_assert_eq(rc, 1);
+    char *msg = mwt_read_file(e);
+    cr_assert_not_null(msg);
+    cr_assert(strstr(msg, "--gateway-name") != NULL, "device says: %s", msg);
+    free(msg);
+}
+
+Test(programs, bad_command_lines_exit_2_and_help_exits_0)
+{
+    const char *gw_help[] = {mwt_bin("medwire-gateway"), "--help", NULL};
+    const char *dev_help[] = {mwt_bin("medwire-device"), "--help", NULL};
+    const char *gw_bad[] = {mwt_bin("medwire-gateway"), "--listen", NULL};
+    const char *dev_bad[] = {mwt_bin("medwire-device"), "--gateway", "127.0.0.1:1", "--count",
+                             "many", NULL};
+    const char *gw_nocert[] = {mwt_bin("medwire-gateway"), "--listen", "127.0.0.1:0", NULL};
+    cr_assert_eq(mwt_run(gw_help, NULL, NULL, 5000), 0);
+    cr_assert_eq(mwt_run(dev_help, NULL, NULL, 5000), 0);
+    cr_assert_eq(mwt_run(gw_bad, NULL, NULL, 5000), 2);
+    cr_assert_eq(mwt_run(dev_bad, NULL, NULL, 5000), 2);
+    cr_assert_eq(mwt_run(gw_nocert, NULL, NULL, 5000), 2);
+}
+
+Test(programs, the_gateway_explains_a_missing_key_file)
+{
+    mwt_pki pki;
+    cr_assert(mwt_pki_make(&pki));
+    char ca[300], crt[300], err[300];
+    snprintf(ca, sizeof ca, "%s", mwt_pki_ca(&pki));
+    snprintf(crt, sizeof crt, "%s", mwt_pki_crt(&pki, "gateway"));
+    snprintf(err, sizeof err, "%s/err", pki.dir);
+    const char *argv[] = {mwt_bin("medwire-gateway"), "--listen", "127.0.0.1:0", "--ca", ca,
+                          "--cert", crt, "--key", "/nonexistent/gateway.key", NULL};
+    cr_assert_eq(mwt_run(argv, NULL, err, 10000), 1);
+    char *msg = mwt_read_file(err);
+    cr_assert_not_null(msg);
+    cr_assert(strstr(msg, "/nonexistent/gateway.key") != NULL, "gateway says: %s", msg);
+    free(msg);
+}
