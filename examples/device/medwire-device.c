@@ -164,6 +164,16 @@ int main(int argc, char **argv)
     cfg.ca_file = ca;
     cfg.cert_file = cert;
     cfg.key_file = key;
+    /* Sequence numbers must never repeat over the device's life, or the gateway
+     * would take a restarted simulator's readings for duplicates. Until the
+     * persistent sequence store exists, start above any earlier run: the
+     * wall-clock time in microseconds (valid while the clock never goes back
+     * and fewer than a million messages a second are sent). */
+    {
+        mw_clock_t sys = mw_clock_system();
+        int synced;
+        cfg.first_seq = sys.wall_ms(sys.ctx, &synced) * 1000u + 1u;
+    }
     mw_client_t *c = NULL;
     mw_error_detail_t d;
     mw_err e = mw_client_open(&cfg, &c, &d);

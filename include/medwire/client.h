@@ -61,6 +61,12 @@ typedef struct mw_client_config {
     mw_clock_t clock;         /**< now_ms == NULL: the system clock */
     mw_random_t random;       /**< fill == NULL: wolfCrypt's CSPRNG */
     uint32_t queue_capacity;  /**< messages held until acknowledged (default 256) */
+    /** Sequence number of the first message (0 means 1). Numbers must never repeat over a
+     *  device's life, across restarts: the gateway acknowledges a repeated number without
+     *  delivering it again. Until the persistent sequence store lands, a device that restarts
+     *  must give a number above every one it used before (medwire-device uses the time in
+     *  microseconds). */
+    uint64_t first_seq;
     uint32_t ack_timeout_ms;  /**< CoAP ACK_TIMEOUT (default 2000) */
     uint8_t max_retransmit;   /**< CoAP MAX_RETRANSMIT (default 4) */
     uint32_t reconnect_min_ms; /**< first reconnection delay (default 1000) */

@@ -7,6 +7,7 @@
 #include "medwire/client.h"
 
 #include "coap/coap.h"
+#include "core/detail.h"
 #include "dtls/dtls.h"
 #include "session/codec.h"
 
@@ -71,9 +72,7 @@ static uint64_t now_ms(const mw_client_t *c)
 
 static void set_last(mw_client_t *c, mw_err e, int foreign, const char *reason)
 {
-    c->last.err = e;
-    c->last.foreign = foreign;
-    snprintf(c->last.reason, sizeof c->last.reason, "%s", reason);
+    mwi_detail_set(&c->last, e, foreign, reason);
 }
 
 static void audit(mw_client_t *c, const char *event, mw_err e, int foreign, const char *reason)
@@ -121,11 +120,7 @@ void mw_client_config_init(mw_client_config_t *cfg)
 
 static mw_err fail_open(mw_error_detail_t *d, mw_err e, const char *reason)
 {
-    if (d && d->err == MW_OK) {
-        d->err = e;
-        d->foreign = 0;
-        snprintf(d->reason, sizeof d->reason, "%s", reason);
-    }
+    mwi_detail_first(d, e, 0, reason);
     return e;
 }
 
@@ -152,7 +147,7 @@ mw_err mw_client_open(const mw_client_config_t *cfg, mw_client_t **out, mw_error
     if (c == NULL)
         return fail_open(d, MW_ENOMEM, "out of memory");
     c->tp.fd = -1;
-    c->next_seq = 1;
+    c->next_seq = cfg->first_seq ? cfg->first_seq : 1;
     c->q_cap = cfg->queue_capacity;
     c->q = calloc(c->q_cap, sizeof *c->q);
     c->q_since_ms = calloc(c->q_cap, sizeof *c->q_since_ms);

@@ -1,6 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* err.c -- the strings for mw_err. */
+#include <stddef.h>
+
 #include "medwire/err.h"
+#include "core/detail.h"
 
 MW_API const char *mw_strerror(mw_err err)
 {
@@ -43,4 +46,23 @@ MW_API const char *mw_strerror(mw_err err)
     case MW_EVERSION: return "unsupported protocol version";
     }
     return "unknown error";
+}
+
+void mwi_detail_set(mw_error_detail_t *d, mw_err e, int foreign, const char *reason)
+{
+    if (d == NULL)
+        return;
+    d->err = e;
+    d->foreign = foreign;
+    size_t i = 0;
+    /* A bounded copy: a reason longer than the field is cut, never overflows. */
+    for (; reason && reason[i] != '\0' && i + 1 < sizeof d->reason; i++)
+        d->reason[i] = reason[i];
+    d->reason[i] = '\0';
+}
+
+void mwi_detail_first(mw_error_detail_t *d, mw_err e, int foreign, const char *reason)
+{
+    if (d != NULL && d->err == MW_OK)
+        mwi_detail_set(d, e, foreign, reason);
 }

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/detail.h"
 #include "dtls/dtls.h"
 
 /* DTLS record header: type(1) version(2) epoch(2) seq(6) length(2). */
@@ -74,13 +75,10 @@ struct mwi_dtls_conn {
     bool resent_once;
 };
 
+/* The first error wins: later ones are consequences. */
 static void set_err(mw_error_detail_t *d, mw_err e, int foreign, const char *reason)
 {
-    if (d->err != MW_OK)
-        return; /* the first error wins: later ones are consequences */
-    d->err = e;
-    d->foreign = foreign;
-    snprintf(d->reason, sizeof d->reason, "%s", reason);
+    mwi_detail_first(d, e, foreign, reason);
 }
 
 /* Key material and secrets are wiped through a volatile pointer so the

@@ -7,6 +7,7 @@
 #include "medwire/gateway.h"
 
 #include "coap/coap.h"
+#include "core/detail.h"
 #include "dtls/dtls.h"
 #include "session/codec.h"
 
@@ -125,11 +126,7 @@ void mw_gateway_config_init(mw_gateway_config_t *cfg)
 
 static mw_err fail_create(mw_error_detail_t *d, mw_err e, const char *reason)
 {
-    if (d && d->err == MW_OK) {
-        d->err = e;
-        d->foreign = 0;
-        snprintf(d->reason, sizeof d->reason, "%s", reason);
-    }
+    mwi_detail_first(d, e, 0, reason);
     return e;
 }
 

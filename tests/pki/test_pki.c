@@ -1,0 +1,622 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* test_pki.c -- medwire-pki makes certificates of the protocol's profile that wolfSSL and OpenSSL
+ * accept. */
+
+#include <dirent.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <criterion/criterion.h>
+
+#include <wolfssl/options.h>
+#include <wolfssl/ssl.h>
+#include <wolfssl/openssl/asn1.h>
+#include <wolfssl/openssl/x509v3.h>
+#include <wolfssl/wolfcrypt/asn.h>
+#include <wolfssl/wolfcrypt/asn_public.h>
+#include <wolfssl/wolfcrypt/ecc.h>
+#include <wolfssl/wolfcrypt/error-crypt.h>
+
+#include "support/proc.h"
+
+#define RUN_TIMEOUT_MS 30000
+
+static char dir[1024];
+static char err_path[1100];
+static char out_path[1100];
+
+/* Joins a name onto the test's directory; eight rotating slots, so one call can take several. */
+static const char *in_dir(const char *rel)
+{
+    static char slots[8][1200];
+    static unsigned next;
+    char *buf = slots[next++ % 8];
+    snprintf(buf, sizeof(slots[0]), "%s/%s", dir, rel);
+    return buf;
+}
+
+static void remove_tree(const char *path)
+{
+    struct stat st;
+    if (lstat(path, &st) != 0)
+        return;
+    if (S_ISDIR(st.st_mode)) {
+        DIR *d = opendir(path);
+        struct dirent *e;
+        while (d != NULL && (e = readdir(d)) != NULL) {
+            if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+                continue;
+            char child[2048];
+            snprintf(child, sizeof(child), "%s/%s", path, e->d_name);
+            remove_tree(child);
+        }
+        if (d != NULL)
+            closedir(d);
+        rmdir(path);
+    } else {
+        unlink(path);
+    }
+}
+
+static void setup(void)
+{
+    const char *d = mwt_tmpdir();
+    cr_assert_not_null(d, "cannot make a temporary directory");
+    snprintf(dir, sizeof(dir), "%s", d);
+    snprintf(err_path, sizeof(err_path), "%s/stderr.txt", dir);
+    snprintf(out_path, sizeof(out_path), "%s/stdout.txt", dir);
+    cr_assert_eq(wolfSSL_Init(), WOLFSSL_SUCCESS);
+}
+
+static void teardown(void)
+{
+    wolfSSL_Cleanup();
+    remove_tree(dir);
+}
+
+TestSuite(pki, .init = setup, .fini = teardown);
+
+/* Runs medwire-pki with the NULL-terminated arguments; stdout and stderr land in the test's
+ * directory. Returns the exit code. */
+static int pki(const char *arg, ...)
+{
+    const char *argv[32];
+    size_t n = 0;
+    va_list ap;
+    argv[n++] = mwt_bin("medwire-pki");
+    va_start(ap, arg);
+    for (const char *a = arg; a != NULL; a = va_arg(ap, const char *)) {
+        cr_assert_lt(n, 31u);
+        argv[n++] = a;
+    }
+    va_end(ap);
+    argv[n] = NULL;
+    return mwt_run(argv, out_path, err_path, RUN_TIMEOUT_MS);
+}
+
+static char *stderr_text(void)
+{
+    char *s = mwt_read_file(err_path);
+    cr_assert_not_null(s);
+    return s;
+}
+
+static void make_ca(const char *name)
+{
+    cr_assert_eq(pki("ca", "--out", in_dir(name), NULL), 0, "ca failed: %s", stderr_text());
+}
+
+static void issue(const char *ca, const char *role, const char *id, const char *out)
+{
+    cr_assert_eq(
+        pki("issue", "--ca", in_dir(ca), "--role", role, "--id", id, "--out", in_dir(out), NULL), 0,
+        "issue failed: %s", stderr_text());
+}
+
+static WOLFSSL_X509 *load_cert(const char *rel)
+{
+    WOLFSSL_X509 *x = wolfSSL_X509_load_certificate_file(in_dir(rel), WOLFSSL_FILETYPE_PEM);
+    cr_assert_not_null(x, "wolfSSL cannot load %s", rel);
+    return x;
+}
+
+/* Verifies a certificate file against one CA file, as a peer's certificate manager would. */
+static int verify(const char *ca_rel, const char *cert_rel)
+{
+    WOLFSSL_CERT_MANAGER *cm = wolfSSL_CertManagerNew();
+    cr_assert_not_null(cm);
+    cr_assert_eq(wolfSSL_CertManagerLoadCA(cm, in_dir(ca_rel), NULL), WOLFSSL_SUCCESS);
+    char *pem = mwt_read_file(in_dir(cert_rel));
+    cr_assert_not_null(pem, "missing %s", cert_rel);
+    int ret = wolfSSL_CertManagerVerifyBuffer(cm, (const unsigned char *)pem, (long)strlen(pem),
+                                              WOLFSSL_FILETYPE_PEM);
+    free(pem);
+    wolfSSL_CertManagerFree(cm);
+    return ret;
+}
+
+static void name_text(WOLFSSL_X509_NAME *name, int nid, char *out, int cap)
+{
+    cr_assert_not_null(name);
+    cr_assert_gt(wolfSSL_X509_NAME_get_text_by_NID(name, nid, out, cap), 0);
+}
+
+static void serial_of(const char *rel, unsigned char *out, int *len)
+{
+    WOLFSSL_X509 *x = load_cert(rel);
+    cr_assert_eq(wolfSSL_X509_get_serial_number(x, out, len), WOLFSSL_SUCCESS);
+    wolfSSL_X509_free(x);
+}
+
+/* --- what the files are ------------------------------------------------------------------- */
+
+Test(pki, ca_writes_a_certificate_and_key_that_wolfssl_loads)
+{
+    make_ca("ca");
+    WOLFSSL_CTX *ctx = wolfSSL_CTX_new(wolfDTLSv1_2_server_method());
+    cr_assert_not_null(ctx);
+    cr_expect_eq(wolfSSL_CTX_use_certificate_file(ctx, in_dir("ca/ca.crt"), WOLFSSL_FILETYPE_PEM),
+                 WOLFSSL_SUCCESS);
+    cr_expect_eq(wolfSSL_CTX_use_PrivateKey_file(ctx, in_dir("ca/ca.key"), WOLFSSL_FILETYPE_PEM),
+                 WOLFSSL_SUCCESS);
+    cr_expect_eq(wolfSSL_CTX_check_private_key(ctx), WOLFSSL_SUCCESS);
+    wolfSSL_CTX_free(ctx);
+}
+
+Test(pki, ca_certificate_is_a_critical_ca_that_may_only_sign_certificates_and_crls)
+{
+    make_ca("ca");
+    WOLFSSL_X509 *x = load_cert("ca/ca.crt");
+    char text[80];
+    cr_expect_eq(wolfSSL_X509_get_isCA(x), 1);
+    cr_expect_eq(wolfSSL_X509_ext_get_critical_by_NID(x, NID_basic_constraints), 1);
+    cr_expect_eq(wolfSSL_X509_get_keyUsage(x), KU_KEY_CERT_SIGN | KU_CRL_SIGN);
+    name_text(wolfSSL_X509_get_subject_name(x), NID_commonName, text, sizeof(text));
+    cr_expect_str_eq(text, "medwire CA");
+    cr_expect_eq(
+        wolfSSL_X509_NAME_cmp(wolfSSL_X509_get_subject_name(x), wolfSSL_X509_get_issuer_name(x)), 0,
+        "a root CA is its own issuer");
+    wolfSSL_X509_free(x);
+}
+
+Test(pki, ca_name_option_sets_the_common_name)
+{
+    cr_assert_eq(pki("ca", "--out", in_dir("ca"), "--name", "St. Elsewhere Radiology CA", NULL), 0);
+    WOLFSSL_X509 *x = load_cert("ca/ca.crt");
+    char text[80];
+    name_text(wolfSSL_X509_get_subject_name(x), NID_commonName, text, sizeof(text));
+    cr_expect_str_eq(text, "St. Elsewhere Radiology CA");
+    wolfSSL_X509_free(x);
+}
+
+Test(pki, device_certificate_has_client_auth_only_and_common_name_equal_to_id)
+{
+    make_ca("ca");
+    issue("ca", "device", "infusion-pump-0042", "dev");
+    WOLFSSL_X509 *x = load_cert("dev/infusion-pump-0042.crt");
+    char text[80];
+    cr_expect_eq(wolfSSL_X509_get_extended_key_usage(x), XKU_SSL_CLIENT);
+    cr_expect_eq(wolfSSL_X509_get_keyUsage(x), KU_DIGITAL_SIGNATURE);
+    cr_expect_eq(wolfSSL_X509_get_isCA(x), 0);
+    name_text(wolfSSL_X509_get_subject_name(x), NID_commonName, text, sizeof(text));
+    cr_expect_str_eq(text, "infusion-pump-0042");
+    name_text(wolfSSL_X509_get_subject_name(x), NID_organizationName, text, sizeof(text));
+    cr_expect_str_eq(text, "medwire");
+    const char *san = wolfSSL_X509_get_next_altname(x);
+    cr_expect(san != NULL && strcmp(san, "urn:medwire:device:infusion-pump-0042") == 0,
+              "device SAN is %s", san ? san : "(none)");
+    wolfSSL_X509_free(x);
+}
+
+Test(pki, gateway_certificate_has_server_auth_and_dns_name)
+{
+    make_ca("ca");
+    issue("ca", "gateway", "gw1.icu.example", "gw");
+    WOLFSSL_X509 *x = load_cert("gw/gw1.icu.example.crt");
+    cr_expect_eq(wolfSSL_X509_get_extended_key_usage(x), XKU_SSL_SERVER);
+    cr_expect_eq(wolfSSL_X509_get_isCA(x), 0);
+    const char *san = wolfSSL_X509_get_next_altname(x);
+    cr_expect(san != NULL && strcmp(san, "gw1.icu.example") == 0, "gateway SAN is %s",
+              san ? san : "(none)");
+    cr_expect_eq(wolfSSL_X509_check_host(x, "gw1.icu.example", 15, 0, NULL), WOLFSSL_SUCCESS);
+    cr_expect_neq(wolfSSL_X509_check_host(x, "gw2.icu.example", 15, 0, NULL), WOLFSSL_SUCCESS);
+    wolfSSL_X509_free(x);
+}
+
+Test(pki, certificates_are_x509_v3_signed_with_ecdsa_sha256_over_p256_keys)
+{
+    make_ca("ca");
+    issue("ca", "device", "d1", "out");
+    const char *files[] = {"ca/ca.crt", "out/d1.crt"};
+    for (size_t i = 0; i < 2; i++) {
+        WOLFSSL_X509 *x = load_cert(files[i]);
+        cr_expect_eq(wolfSSL_X509_version(x), 3, "%s", files[i]);
+        cr_expect_eq(wolfSSL_X509_get_signature_type(x), CTC_SHA256wECDSA, "%s", files[i]);
+        cr_expect_eq(wolfSSL_X509_get_pubkey_type(x), ECDSAk, "%s", files[i]);
+        wolfSSL_X509_free(x);
+    }
+}
+
+Test(pki, key_is_a_sec1_p256_key_that_matches_its_certificate)
+{
+    make_ca("ca");
+    issue("ca", "gateway", "gw", "out");
+    char *pem = mwt_read_file(in_dir("out/gw.key"));
+    cr_assert_not_null(pem);
+    cr_expect(strncmp(pem, "-----BEGIN EC PRIVATE KEY-----\n", 31) == 0, "key file starts %.40s",
+              pem);
+    unsigned char der[512];
+    int der_len =
+        wc_KeyPemToDer((const unsigned char *)pem, (int)strlen(pem), der, sizeof(der), NULL);
+    free(pem);
+    cr_assert_gt(der_len, 0);
+    ecc_key key;
+    word32 idx = 0;
+    cr_assert_eq(wc_ecc_init(&key), 0);
+    cr_expect_eq(wc_EccPrivateKeyDecode(der, &idx, &key, (word32)der_len), 0);
+    cr_expect_eq(wc_ecc_get_curve_id(key.idx), ECC_SECP256R1);
+    wc_ecc_free(&key);
+
+    WOLFSSL_CTX *ctx = wolfSSL_CTX_new(wolfDTLSv1_2_server_method());
+    cr_assert_not_null(ctx);
+    cr_expect_eq(wolfSSL_CTX_use_certificate_file(ctx, in_dir("out/gw.crt"), WOLFSSL_FILETYPE_PEM),
+                 WOLFSSL_SUCCESS);
+    cr_expect_eq(wolfSSL_CTX_use_PrivateKey_file(ctx, in_dir("out/gw.key"), WOLFSSL_FILETYPE_PEM),
+                 WOLFSSL_SUCCESS);
+    cr_expect_eq(wolfSSL_CTX_check_private_key(ctx), WOLFSSL_SUCCESS);
+    wolfSSL_CTX_free(ctx);
+}
+
+Test(pki, two_issued_certificates_have_different_serials)
+{
+    make_ca("ca");
+    issue("ca", "device", "a", "out");
+    issue("ca", "device", "b", "out");
+    unsigned char sa[32], sb[32];
+    int la = sizeof(sa), lb = sizeof(sb);
+    serial_of("out/a.crt", sa, &la);
+    serial_of("out/b.crt", sb, &lb);
+    /* 16 octets, positive (RFC 5280 4.1.2.2), and unpredictable. */
+    cr_expect_eq(la, 16);
+    cr_expect_eq(lb, 16);
+    cr_expect_eq(sa[0] & 0x80, 0);
+    cr_expect_eq(sb[0] & 0x80, 0);
+    cr_expect(la != lb || memcmp(sa, sb, (size_t)la) != 0, "two certificates share a serial");
+}
+
+Test(pki, accepts_an_id_of_64_characters_and_keeps_all_of_it_in_the_names)
+{
+    const char *id = "A123456789012345678901234567890123456789012345678901234567890.-_";
+    cr_assert_eq(strlen(id), 64u);
+    /* A CA name of 64 characters too: the leaf's issuer must still match it byte for byte. */
+    cr_assert_eq(pki("ca", "--out", in_dir("ca"), "--name",
+                     "B123456789012345678901234567890123456789012345678901234567890123", NULL),
+                 0, "%s", stderr_text());
+    issue("ca", "gateway", id, "out");
+    char file[100], text[100];
+    snprintf(file, sizeof(file), "out/%s.crt", id);
+    WOLFSSL_X509 *x = load_cert(file);
+    name_text(wolfSSL_X509_get_subject_name(x), NID_commonName, text, sizeof(text));
+    cr_expect_str_eq(text, id);
+    const char *san = wolfSSL_X509_get_next_altname(x);
+    cr_expect(san != NULL && strcmp(san, id) == 0);
+    wolfSSL_X509_free(x);
+    cr_expect_eq(verify("ca/ca.crt", file), WOLFSSL_SUCCESS);
+}
+
+/* --- how the files verify ----------------------------------------------------------------- */
+
+Test(pki, issued_certificate_verifies_against_its_ca_and_not_against_another)
+{
+    make_ca("ca");
+    make_ca("other");
+    issue("ca", "device", "dev", "out");
+    issue("ca", "gateway", "gw", "out");
+    cr_expect_eq(verify("ca/ca.crt", "out/dev.crt"), WOLFSSL_SUCCESS);
+    cr_expect_eq(verify("ca/ca.crt", "out/gw.crt"), WOLFSSL_SUCCESS);
+    cr_expect_eq(verify("other/ca.crt", "out/dev.crt"), ASN_NO_SIGNER_E);
+    cr_expect_eq(verify("other/ca.crt", "out/gw.crt"), ASN_NO_SIGNER_E);
+}
+
+Test(pki, not_after_in_the_past_makes_an_expired_certificate)
+{
+    make_ca("ca");
+    cr_assert_eq(pki("issue", "--ca", in_dir("ca"), "--role", "device", "--id", "old", "--out",
+                     in_dir("out"), "--not-before", "2015-03-01", "--not-after", "2020-02-29",
+                     NULL),
+                 0, "%s", stderr_text());
+    cr_expect_eq(verify("ca/ca.crt", "out/old.crt"), ASN_AFTER_DATE_E);
+}
+
+Test(pki, not_before_in_the_future_makes_a_certificate_that_is_not_yet_valid)
+{
+    make_ca("ca");
+    cr_assert_eq(pki("issue", "--ca", in_dir("ca"), "--role", "gateway", "--id", "later", "--out",
+                     in_dir("out"), "--not-before", "2090-01-01", "--not-after", "2091-01-01",
+                     NULL),
+                 0, "%s", stderr_text());
+    cr_expect_eq(verify("ca/ca.crt", "out/later.crt"), ASN_BEFORE_DATE_E);
+}
+
+Test(pki, explicit_dates_cover_whole_days_as_utctime_before_2050_and_generalizedtime_after)
+{
+    make_ca("ca");
+    cr_assert_eq(pki("issue", "--ca", in_dir("ca"), "--role", "device", "--id", "d", "--out",
+                     in_dir("out"), "--not-before", "2049-06-01", "--not-after", "2050-01-02",
+                     NULL),
+                 0, "%s", stderr_text());
+    WOLFSSL_X509 *x = load_cert("out/d.crt");
+    WOLFSSL_ASN1_TIME *nb = wolfSSL_X509_get_notBefore(x);
+    WOLFSSL_ASN1_TIME *na = wolfSSL_X509_get_notAfter(x);
+    cr_assert(nb != NULL && na != NULL);
+    cr_expect_eq(nb->type, V_ASN1_UTCTIME);
+    cr_expect_eq(nb->length, 13);
+    cr_expect(memcmp(nb->data, "490601000000Z", 13) == 0, "notBefore %.*s", nb->length,
+              (const char *)nb->data);
+    cr_expect_eq(na->type, V_ASN1_GENERALIZEDTIME);
+    cr_expect_eq(na->length, 15);
+    cr_expect(memcmp(na->data, "20500102235959Z", 15) == 0, "notAfter %.*s", na->length,
+              (const char *)na->data);
+    wolfSSL_X509_free(x);
+}
+
+Test(pki, self_signed_leaf_does_not_verify_against_the_ca)
+{
+    make_ca("ca");
+    cr_assert_eq(pki("issue", "--self-signed", "--role", "gateway", "--id", "rogue", "--out",
+                     in_dir("out"), NULL),
+                 0, "%s", stderr_text());
+    WOLFSSL_X509 *x = load_cert("out/rogue.crt");
+    cr_expect_eq(
+        wolfSSL_X509_NAME_cmp(wolfSSL_X509_get_subject_name(x), wolfSSL_X509_get_issuer_name(x)), 0,
+        "a self-signed leaf is its own issuer");
+    cr_expect_eq(wolfSSL_X509_get_extended_key_usage(x), XKU_SSL_SERVER);
+    wolfSSL_X509_free(x);
+    /* wolfSSL names the reason: self-signed (-275), not merely unknown issuer (-188). */
+    cr_expect_eq(verify("ca/ca.crt", "out/rogue.crt"), ASN_SELF_SIGNED_E);
+}
+
+Test(pki, openssl_accepts_the_chain_and_the_keys)
+{
+    const char *openssl = "/usr/bin/openssl";
+    if (access(openssl, X_OK) != 0)
+        cr_skip_test("no %s", openssl);
+    make_ca("ca");
+    issue("ca", "device", "dev", "out");
+    issue("ca", "gateway", "gw", "out");
+    const char *chain[] = {openssl,
+                           "verify",
+                           "-CAfile",
+                           in_dir("ca/ca.crt"),
+                           in_dir("out/dev.crt"),
+                           in_dir("out/gw.crt"),
+                           NULL};
+    cr_expect_eq(mwt_run(chain, out_path, err_path, RUN_TIMEOUT_MS), 0, "%s", stderr_text());
+    const char *purpose[] = {openssl,
+                             "verify",
+                             "-purpose",
+                             "sslserver",
+                             "-CAfile",
+                             in_dir("ca/ca.crt"),
+                             in_dir("out/dev.crt"),
+                             NULL};
+    cr_expect_neq(mwt_run(purpose, out_path, err_path, RUN_TIMEOUT_MS), 0,
+                  "a device certificate must not pass as a TLS server");
+    const char *keys[] = {"ca/ca.key", "out/dev.key", "out/gw.key"};
+    for (size_t i = 0; i < 3; i++) {
+        const char *check[] = {openssl, "ec", "-check", "-noout", "-in", in_dir(keys[i]), NULL};
+        cr_expect_eq(mwt_run(check, out_path, err_path, RUN_TIMEOUT_MS), 0, "%s: %s", keys[i],
+                     stderr_text());
+    }
+}
+
+/* --- files on disk ------------------------------------------------------------------------ */
+
+Test(pki, key_file_is_readable_by_owner_only)
+{
+    mode_t old = umask(0); /* the program must not rely on the caller's umask */
+    make_ca("ca");
+    issue("ca", "device", "dev", "out");
+    umask(old);
+    struct stat st;
+    cr_assert_eq(stat(in_dir("ca/ca.key"), &st), 0);
+    cr_expect_eq(st.st_mode & 07777, 0600, "ca.key mode %o", (unsigned)(st.st_mode & 07777));
+    cr_assert_eq(stat(in_dir("out/dev.key"), &st), 0);
+    cr_expect_eq(st.st_mode & 07777, 0600, "dev.key mode %o", (unsigned)(st.st_mode & 07777));
+}
+
+Test(pki, certificate_is_world_readable_and_new_directory_private)
+{
+    mode_t old = umask(077);
+    make_ca("ca");
+    issue("ca", "gateway", "gw", "new/out");
+    umask(old);
+    struct stat st;
+    cr_assert_eq(stat(in_dir("new/out/gw.crt"), &st), 0);
+    cr_expect_eq(st.st_mode & 07777, 0644, "gw.crt mode %o", (unsigned)(st.st_mode & 07777));
+    cr_assert_eq(stat(in_dir("new/out"), &st), 0);
+    cr_expect(S_ISDIR(st.st_mode));
+    cr_expect_eq(st.st_mode & 07777, 0700, "directory mode %o", (unsigned)(st.st_mode & 07777));
+}
+
+Test(pki, leaves_only_the_certificate_and_key_in_the_output_directory)
+{
+    make_ca("ca");
+    issue("ca", "device", "dev", "out");
+    DIR *d = opendir(in_dir("out"));
+    cr_assert_not_null(d);
+    struct dirent *e;
+    int files = 0;
+    while ((e = readdir(d)) != NULL) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+            continue;
+        files++;
+        cr_expect(strcmp(e->d_name, "dev.crt") == 0 || strcmp(e->d_name, "dev.key") == 0,
+                  "unexpected file %s", e->d_name);
+    }
+    closedir(d);
+    cr_expect_eq(files, 2);
+}
+
+Test(pki, refuses_to_overwrite_without_force)
+{
+    make_ca("ca");
+    issue("ca", "device", "dev", "out");
+    char *key_before = mwt_read_file(in_dir("out/dev.key"));
+    cr_assert_not_null(key_before);
+
+    cr_expect_eq(pki("issue", "--ca", in_dir("ca"), "--role", "device", "--id", "dev", "--out",
+                     in_dir("out"), NULL),
+                 1);
+    char *err = stderr_text();
+    cr_expect(strstr(err, "already exists") != NULL && strstr(err, "--force") != NULL, "%s", err);
+    free(err);
+    char *key_after = mwt_read_file(in_dir("out/dev.key"));
+    cr_expect_str_eq(key_after, key_before, "the existing key was changed");
+    free(key_after);
+
+    cr_expect_eq(pki("ca", "--out", in_dir("ca"), NULL), 1, "ca must not replace a CA either");
+
+    cr_expect_eq(pki("issue", "--ca", in_dir("ca"), "--role", "device", "--id", "dev", "--out",
+                     in_dir("out"), "--force", NULL),
+                 0);
+    key_after = mwt_read_file(in_dir("out/dev.key"));
+    cr_expect_str_neq(key_after, key_before, "--force did not replace the key");
+    free(key_after);
+    free(key_before);
+}
+
+/* --- what the user is told ---------------------------------------------------------------- */
+
+Test(pki, missing_ca_gives_a_message_that_says_how_to_make_one)
+{
+    const char *ca = in_dir("no-such-ca");
+    cr_expect_eq(
+        pki("issue", "--ca", ca, "--role", "device", "--id", "dev", "--out", in_dir("out"), NULL),
+        1);
+    char *err = stderr_text();
+    char hint[1300];
+    snprintf(hint, sizeof(hint), "medwire-pki ca --out %s", ca);
+    cr_expect(strstr(err, hint) != NULL, "stderr: %s", err);
+    cr_expect(strstr(err, "No such file or directory") != NULL, "stderr: %s", err);
+    free(err);
+    cr_expect_neq(access(in_dir("out"), F_OK), 0, "nothing is written on failure");
+}
+
+Test(pki, refuses_a_ca_key_that_does_not_belong_to_the_ca_certificate)
+{
+    make_ca("ca");
+    make_ca("other");
+    char *other_key = mwt_read_file(in_dir("other/ca.key"));
+    cr_assert_not_null(other_key);
+    FILE *f = fopen(in_dir("ca/ca.key"), "w");
+    cr_assert_not_null(f);
+    fputs(other_key, f);
+    fclose(f);
+    free(other_key);
+    cr_expect_eq(pki("issue", "--ca", in_dir("ca"), "--role", "device", "--id", "dev", "--out",
+                     in_dir("out"), NULL),
+                 1);
+    char *err = stderr_text();
+    cr_expect(strstr(err, "does not belong to") != NULL, "stderr: %s", err);
+    free(err);
+}
+
+Test(pki, refuses_an_id_with_characters_outside_the_allowed_set)
+{
+    make_ca("ca");
+    const char *bad[] = {"../escape", "a/b", "a b", "-dash-first", ".dot-first", "_underscore",
+                         "caf\xc3\xa9", "semi;colon",
+                         /* 65 characters: one over ub-common-name */
+                         "A1234567890123456789012345678901234567890123456789012345678901234"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        cr_expect_eq(pki("issue", "--ca", in_dir("ca"), "--role", "device", "--id", bad[i], "--out",
+                         in_dir("out"), NULL),
+                     2, "id '%s' was accepted", bad[i]);
+        char *err = stderr_text();
+        cr_expect(strstr(err, "--id") != NULL && strstr(err, "A-Z a-z 0-9") != NULL &&
+                      strstr(err, "see 'medwire-pki --help'") != NULL,
+                  "stderr for '%s': %s", bad[i], err);
+        free(err);
+    }
+    cr_expect_neq(access(in_dir("out"), F_OK), 0, "nothing is written for a bad id");
+}
+
+Test(pki, missing_or_unknown_options_are_usage_errors_that_name_the_option)
+{
+    struct {
+        const char *args[12];
+        const char *named;
+    } cases[] = {
+        {{"issue", "--ca", "x", "--id", "d", "--out", "o", NULL}, "--role"},
+        {{"issue", "--ca", "x", "--role", "device", "--out", "o", NULL}, "--id"},
+        {{"issue", "--ca", "x", "--role", "device", "--id", "d", NULL}, "--out"},
+        {{"issue", "--role", "device", "--id", "d", "--out", "o", NULL}, "--ca"},
+        {{"issue", "--ca", "x", "--role", "nurse", "--id", "d", "--out", "o", NULL}, "--role"},
+        {{"issue", "--ca", "x", "--self-signed", "--role", "device", "--id", "d", "--out", "o",
+          NULL},
+         "--self-signed"},
+        {{"ca", NULL}, "--out"},
+        {{"ca", "--out", NULL}, "--out"},
+        {{"ca", "--out", "o", "--colour", "blue", NULL}, "--colour"},
+        {{"sign", NULL}, "sign"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        const char *argv[16] = {mwt_bin("medwire-pki")};
+        for (size_t k = 0; cases[i].args[k] != NULL; k++)
+            argv[k + 1] = cases[i].args[k];
+        cr_expect_eq(mwt_run(argv, out_path, err_path, RUN_TIMEOUT_MS), 2, "case %zu", i);
+        char *err = stderr_text();
+        cr_expect(strstr(err, cases[i].named) != NULL &&
+                      strstr(err, "see 'medwire-pki --help'") != NULL,
+                  "case %zu stderr: %s", i, err);
+        free(err);
+    }
+}
+
+Test(pki, dates_that_are_malformed_or_out_of_order_are_usage_errors)
+{
+    make_ca("ca");
+    const char *pairs[][2] = {
+        {"2030-01-02", "2030-01-01"}, /* not-before after not-after */
+        {"2030-13-01", "2031-01-01"}, /* no month 13 */
+        {"2030-02-29", "2031-01-01"}, /* 2030 is not a leap year */
+        {"30-01-01", "2031-01-01"},   /* two-digit year */
+        {"2030-01-01", "2031-1-1"},   /* unpadded */
+    };
+    for (size_t i = 0; i < sizeof(pairs) / sizeof(pairs[0]); i++) {
+        cr_expect_eq(pki("issue", "--ca", in_dir("ca"), "--role", "device", "--id", "d", "--out",
+                         in_dir("out"), "--not-before", pairs[i][0], "--not-after", pairs[i][1],
+                         NULL),
+                     2, "dates %s..%s", pairs[i][0], pairs[i][1]);
+    }
+    /* One day is a valid period: 00:00:00Z to 23:59:59Z. */
+    cr_expect_eq(pki("issue", "--ca", in_dir("ca"), "--role", "device", "--id", "d", "--out",
+                     in_dir("out"), "--not-before", "2024-02-29", "--not-after", "2024-02-29",
+                     NULL),
+                 0, "%s", stderr_text());
+}
+
+Test(pki, help_and_version_go_to_stdout_and_exit_zero)
+{
+    const char *const runs[][3] = {
+        {"--help", NULL, NULL}, {"-h", NULL, NULL}, {"ca", "--help", NULL}, {"issue", "-h", NULL}};
+    for (size_t i = 0; i < sizeof(runs) / sizeof(runs[0]); i++) {
+        const char *argv[4] = {mwt_bin("medwire-pki"), runs[i][0], runs[i][1], NULL};
+        cr_expect_eq(mwt_run(argv, out_path, err_path, RUN_TIMEOUT_MS), 0);
+        char *out = mwt_read_file(out_path);
+        cr_assert_not_null(out);
+        cr_expect(strstr(out, "medwire-pki ca --out DIR") != NULL, "run %zu: %s", i, out);
+        cr_expect(strstr(out, "--role device|gateway --id NAME") != NULL, "run %zu: %s", i, out);
+        free(out);
+    }
+    cr_expect_eq(pki("--version", NULL), 0);
+    char *out = mwt_read_file(out_path);
+    cr_assert_not_null(out);
+    cr_expect(strncmp(out, "medwire-pki ", 12) == 0, "%s", out);
+    free(out);
+}
