@@ -31,6 +31,8 @@ void mwt_net_corrupt_index(mwt_net *net, uint64_t index);
 
 /** Datagrams sent so far (the index the next one gets). */
 uint64_t mwt_net_sent(const mwt_net *net);
+/** Datagrams lost so far: dropped by a fault, or sent to an address no endpoint has. */
+uint64_t mwt_net_lost(const mwt_net *net);
 /** Datagrams waiting in any inbox. */
 size_t mwt_net_in_flight(const mwt_net *net);
 

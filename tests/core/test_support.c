@@ -1,0 +1,521 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* test_support.c -- the POSIX port and the test-support library keep their headers' promises. */
+#include <criterion/criterion.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "medwire/io.h"
+#include "support/fake_clock.h"
+#include "support/mem_transport.h"
+#include "support/proc.h"
+
+static void assert_round_trip(const char *text)
+{
+    mw_addr_t a, b;
+    char out[56];
+    cr_assert_eq(mw_addr_parse(text, &a), MW_OK, "parse %s", text);
+    cr_assert_eq(mw_addr_format(&a, out, sizeof out), MW_OK);
+    cr_assert_str_eq(out, text);
+    cr_assert_eq(mw_addr_parse(out, &b), MW_OK);
+    cr_assert_eq(a.len, b.len);
+    cr_assert_arr_eq(a.data, b.data, a.len, "parsing the formatted text gives the same bytes");
+}
+
+Test(addr, ipv4_parses_and_formats_back_unchanged)
+{
+    mw_addr_t a;
+    assert_round_trip("1.2.3.4:5684");
+    assert_round_trip("0.0.0.0:0");
+    cr_assert_eq(mw_addr_parse("192.168.10.20:65535", &a), MW_OK);
+    cr_assert_eq(mw_addr_port(&a), 65535);
+}
+
+Test(addr, ipv6_parses_and_formats_back_unchanged)
+{
+    mw_addr_t a;
+    assert_round_trip("[::1]:5684");
+    assert_round_trip("[2001:db8::42]:1");
+    cr_assert_eq(mw_addr_parse("[::1]:5684", &a), MW_OK);
+    cr_assert_eq(mw_addr_port(&a), 5684);
+}
+
+Test(addr, localhost_resolves_to_ipv4_loopback)
+{
+    mw_addr_t a, b;
+    cr_assert_eq(mw_addr_parse("localhost:5684", &a), MW_OK);
+    cr_assert_eq(mw_addr_parse("127.0.0.1:5684", &b), MW_OK);
+    cr_assert_eq(a.len, b.len);
+    cr_assert_arr_eq(a.data, b.data, a.len);
+}
+
+Test(addr, same_text_gives_identical_bytes)
+{
+    mw_addr_t a, b;
+    memset(&a, 0xAA, sizeof a);
+    memset(&b, 0x55, sizeof b);
+    cr_assert_eq(mw_addr_parse("10.0.0.1:5684", &a), MW_OK);
+    cr_assert_eq(mw_addr_parse("10.0.0.1:5684", &b), MW_OK);
+    cr_assert_arr_eq(&a, &b, sizeof a, "no stale bytes survive in the struct");
+}
+
+Test(addr, rejects_text_without_a_valid_port)
+{
+    static const char *const bad[] = {
+        "1.2.3.4",      "1.2.3.4:",     "1.2.3.4:70000", "1.2.3.4:65536",
+        "1.2.3.4:-1",   "1.2.3.4:5x",   "[::1]",         "[::1]5684",
+        "::1:5684",     "[]:5684",      ":5684",         "garbage",
+        "1.2.3.4.5:80", "[1.2.3.4]:80", "[::1:80",       "",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        mw_addr_t a;
+        mw_err e = mw_addr_parse(bad[i], &a);
+        cr_assert(e == MW_EADDR || e == MW_EINVAL, "\"%s\" gave %d", bad[i], (int)e);
+        cr_assert_eq(a.len, 0u, "\"%s\" left an address behind", bad[i]);
+    }
+    cr_assert_eq(mw_addr_parse(NULL, NULL), MW_EINVAL);
+}
+
+Test(addr, format_reports_a_buffer_too_small)
+{
+    mw_addr_t a;
+    char out[8];
+    cr_assert_eq(mw_addr_parse("192.168.100.200:5684", &a), MW_OK);
+    cr_assert_eq(mw_addr_format(&a, out, sizeof out), MW_ENOSPC);
+}
+
+Test(addr, empty_address_has_port_zero_and_does_not_format)
+{
+    mw_addr_t a;
+    char out[56];
+    memset(&a, 0, sizeof a);
+    cr_assert_eq(mw_addr_port(&a), 0);
+    cr_assert_eq(mw_addr_format(&a, out, sizeof out), MW_EADDR);
+}
+
+/* Waits (bounded) until a datagram arrives on @p t. */
+static mw_err recv_wait(mw_transport_t *t, mw_addr_t *from, uint8_t *buf, size_t cap, size_t *len)
+{
+    for (int i = 0; i < 100; i++) {
+        mw_err e;
+        cr_assert_eq(mw_wait_readable(t->fd, 50), MW_OK);
+        e = t->recv(t->ctx, from, buf, cap, len);
+        if (e != MW_EAGAIN)
+            return e;
+    }
+    return MW_ETIMEDOUT;
+}
+
+Test(udp, two_sockets_exchange_a_datagram)
+{
+    mw_transport_t a, b;
+    mw_addr_t a_addr, b_addr, from;
+    uint8_t buf[64];
+    size_t len = 0;
+
+    cr_assert_eq(mw_udp_open("127.0.0.1:0", &a), MW_OK);
+    cr_assert_eq(mw_udp_open("127.0.0.1:0", &b), MW_OK);
+    cr_assert_eq(mw_udp_local_addr(&a, &a_addr), MW_OK);
+    cr_assert_eq(mw_udp_local_addr(&b, &b_addr), MW_OK);
+
+    cr_assert_eq(a.send(a.ctx, &b_addr, (const uint8_t *)"hello", 5), MW_OK);
+    cr_assert_eq(recv_wait(&b, &from, buf, sizeof buf, &len), MW_OK);
+    cr_assert_eq(len, 5u);
+    cr_assert_arr_eq(buf, "hello", 5);
+    cr_assert_eq(from.len, a_addr.len);
+    cr_assert_arr_eq(from.data, a_addr.data, a_addr.len,
+                     "the sender's address is reported exactly");
+
+    /* and back, to the address recv reported */
+    cr_assert_eq(b.send(b.ctx, &from, (const uint8_t *)"ok", 2), MW_OK);
+    cr_assert_eq(recv_wait(&a, NULL, buf, sizeof buf, &len), MW_OK);
+    cr_assert_eq(len, 2u);
+
+    a.close(a.ctx);
+    b.close(b.ctx);
+}
+
+Test(udp, recv_on_an_empty_socket_would_block)
+{
+    mw_transport_t t;
+    uint8_t buf[16];
+    size_t len = 99;
+    cr_assert_eq(mw_udp_open("127.0.0.1:0", &t), MW_OK);
+    cr_assert_eq(t.recv(t.ctx, NULL, buf, sizeof buf, &len), MW_EAGAIN);
+    cr_assert_eq(len, 0u);
+    t.close(t.ctx);
+}
+
+Test(udp, truncated_receive_reports_the_full_length)
+{
+    mw_transport_t a, b;
+    mw_addr_t b_addr;
+    uint8_t big[1000], buf[10];
+    size_t len = 0;
+
+    for (size_t i = 0; i < sizeof big; i++)
+        big[i] = (uint8_t)i;
+    cr_assert_eq(mw_udp_open("127.0.0.1:0", &a), MW_OK);
+    cr_assert_eq(mw_udp_open("127.0.0.1:0", &b), MW_OK);
+    cr_assert_eq(mw_udp_local_addr(&b, &b_addr), MW_OK);
+    cr_assert_eq(a.send(a.ctx, &b_addr, big, sizeof big), MW_OK);
+    cr_assert_eq(recv_wait(&b, NULL, buf, sizeof buf, &len), MW_OK);
+    cr_assert_eq(len, sizeof big);
+    cr_assert_arr_eq(buf, big, sizeof buf);
+    a.close(a.ctx);
+    b.close(b.ctx);
+}
+
+Test(udp, local_addr_reports_the_port_the_system_chose)
+{
+    mw_transport_t t;
+    mw_addr_t addr;
+    char text[56];
+    cr_assert_eq(mw_udp_open("127.0.0.1:0", &t), MW_OK);
+    cr_assert_geq(t.fd, 0);
+    cr_assert_eq(mw_udp_local_addr(&t, &addr), MW_OK);
+    cr_assert_neq(mw_addr_port(&addr), 0);
+    cr_assert_eq(mw_addr_format(&addr, text, sizeof text), MW_OK);
+    cr_assert_eq(strncmp(text, "127.0.0.1:", 10), 0, "got %s", text);
+    t.close(t.ctx);
+}
+
+Test(udp, unreachable_peer_does_not_break_the_socket)
+{
+    mw_transport_t a, b, gone;
+    mw_addr_t b_addr, gone_addr;
+    uint8_t buf[16];
+    size_t len;
+
+    cr_assert_eq(mw_udp_open("127.0.0.1:0", &a), MW_OK);
+    cr_assert_eq(mw_udp_open("127.0.0.1:0", &b), MW_OK);
+    cr_assert_eq(mw_udp_open("127.0.0.1:0", &gone), MW_OK);
+    cr_assert_eq(mw_udp_local_addr(&b, &b_addr), MW_OK);
+    cr_assert_eq(mw_udp_local_addr(&gone, &gone_addr), MW_OK);
+    gone.close(gone.ctx);
+
+    /* the closed port answers with ICMP port unreachable */
+    cr_assert_eq(a.send(a.ctx, &gone_addr, (const uint8_t *)"x", 1), MW_OK);
+    cr_assert_eq(mw_wait_readable(a.fd, 20), MW_OK);
+    mw_err e = a.recv(a.ctx, NULL, buf, sizeof buf, &len);
+    cr_assert_eq(e, MW_EAGAIN);
+    cr_assert_eq(a.send(a.ctx, &b_addr, (const uint8_t *)"y", 1), MW_OK);
+    cr_assert_eq(recv_wait(&b, NULL, buf, sizeof buf, &len), MW_OK);
+    a.close(a.ctx);
+    b.close(b.ctx);
+}
+
+Test(udp, ipv4_peer_on_a_dual_stack_socket_is_seen_as_ipv4)
+{
+    mw_transport_t v6, v4;
+    mw_addr_t v6_addr, v4_addr, from, target;
+    uint8_t buf[16];
+    size_t len;
+    char text[56];
+
+    if (mw_udp_open("[::]:0", &v6) != MW_OK)
+        cr_skip_test("no IPv6 on this host");
+    cr_assert_eq(mw_udp_open("127.0.0.1:0", &v4), MW_OK);
+    cr_assert_eq(mw_udp_local_addr(&v6, &v6_addr), MW_OK);
+    cr_assert_eq(mw_udp_local_addr(&v4, &v4_addr), MW_OK);
+    (void)snprintf(text, sizeof text, "127.0.0.1:%u", (unsigned)mw_addr_port(&v6_addr));
+    cr_assert_eq(mw_addr_parse(text, &target), MW_OK);
+
+    cr_assert_eq(v4.send(v4.ctx, &target, (const uint8_t *)"v4", 2), MW_OK);
+    cr_assert_eq(recv_wait(&v6, &from, buf, sizeof buf, &len), MW_OK);
+    cr_assert_eq(from.len, v4_addr.len);
+    cr_assert_arr_eq(from.data, v4_addr.data, v4_addr.len);
+    cr_assert_eq(v6.send(v6.ctx, &from, (const uint8_t *)"ok", 2), MW_OK);
+    cr_assert_eq(recv_wait(&v4, NULL, buf, sizeof buf, &len), MW_OK);
+    v6.close(v6.ctx);
+    v4.close(v4.ctx);
+}
+
+Test(wait, times_out_on_a_quiet_socket_and_sleeps_without_one)
+{
+    mw_transport_t t;
+    mw_clock_t c = mw_clock_system();
+    uint64_t t0;
+    cr_assert_eq(mw_udp_open("127.0.0.1:0", &t), MW_OK);
+    t0 = c.now_ms(c.ctx);
+    cr_assert_eq(mw_wait_readable(t.fd, 30), MW_OK);
+    cr_assert_geq(c.now_ms(c.ctx) - t0, 25u);
+    t0 = c.now_ms(c.ctx);
+    cr_assert_eq(mw_wait_readable(-1, 30), MW_OK);
+    cr_assert_geq(c.now_ms(c.ctx) - t0, 25u);
+    t.close(t.ctx);
+}
+
+Test(clock, system_clock_is_monotonic_and_wall_is_unix_time)
+{
+    mw_clock_t c = mw_clock_system();
+    int synced = -1;
+    uint64_t a = c.now_ms(c.ctx), b = c.now_ms(c.ctx);
+    uint64_t wall = c.wall_ms(c.ctx, &synced);
+    cr_assert_geq(b, a);
+    cr_assert(synced == 0 || synced == 1);
+    cr_assert_lt(llabs((long long)(wall / 1000) - (long long)time(NULL)), 2);
+}
+
+Test(fake_clock, moves_only_when_advanced)
+{
+    mwt_clock fc = {.now_ms = 100, .wall_ms = 1700000000000ull};
+    mw_clock_t c = mwt_clock_table(&fc);
+    int synced = 0;
+    cr_assert_eq(c.now_ms(c.ctx), 100u);
+    cr_assert_eq(c.now_ms(c.ctx), 100u);
+    mwt_clock_advance(&fc, 250);
+    cr_assert_eq(c.now_ms(c.ctx), 350u);
+    cr_assert_eq(c.wall_ms(c.ctx, &synced), 1700000000350ull);
+    cr_assert_eq(synced, 1);
+}
+
+Test(fake_rng, same_seed_gives_same_bytes_and_zero_seed_works)
+{
+    mwt_rng r1 = {42}, r2 = {42}, z = {0};
+    mw_random_t t1 = mwt_rng_table(&r1), t2 = mwt_rng_table(&r2);
+    uint8_t a[37], b[37];
+    cr_assert_eq(t1.fill(t1.ctx, a, sizeof a), MW_OK);
+    cr_assert_eq(t2.fill(t2.ctx, b, sizeof b), MW_OK);
+    cr_assert_arr_eq(a, b, sizeof a);
+    cr_assert_neq(mwt_rng_next(&z), 0u);
+    cr_assert_neq(mwt_rng_next(&z), mwt_rng_next(&z));
+}
+
+static void send_text(mw_transport_t *t, const mw_addr_t *to, const char *s)
+{
+    cr_assert_eq(t->send(t->ctx, to, (const uint8_t *)s, strlen(s)), MW_OK);
+}
+
+/* Receives everything waiting on @p t as one string "a,b,c". */
+static void drain(mw_transport_t *t, char *out, size_t out_size)
+{
+    uint8_t buf[64];
+    size_t len;
+    out[0] = '\0';
+    while (t->recv(t->ctx, NULL, buf, sizeof buf - 1, &len) == MW_OK) {
+        buf[len] = '\0';
+        if (out[0] != '\0')
+            strncat(out, ",", out_size - strlen(out) - 1);
+        strncat(out, (const char *)buf, out_size - strlen(out) - 1);
+    }
+}
+
+Test(mem_net, delivers_in_order_with_the_sender_address)
+{
+    mwt_net *net = mwt_net_create(1);
+    mw_transport_t a = mwt_net_endpoint(net, "127.0.0.1:1000");
+    mw_transport_t b = mwt_net_endpoint(net, "127.0.0.1:2000");
+    mw_addr_t b_addr = mwt_net_addr(&b), a_addr = mwt_net_addr(&a), from;
+    uint8_t buf[8];
+    size_t len;
+    char got[128];
+
+    cr_assert_eq(a.fd, -1);
+    send_text(&a, &b_addr, "1");
+    send_text(&a, &b_addr, "2");
+    send_text(&a, &b_addr, "3");
+    cr_assert_eq(mwt_net_in_flight(net), 3u);
+    cr_assert_eq(mwt_net_sent(net), 3u);
+    cr_assert_eq(b.recv(b.ctx, &from, buf, sizeof buf, &len), MW_OK);
+    cr_assert_arr_eq(from.data, a_addr.data, a_addr.len);
+    drain(&b, got, sizeof got);
+    cr_assert_str_eq(got, "2,3");
+    cr_assert_eq(b.recv(b.ctx, NULL, buf, sizeof buf, &len), MW_EAGAIN);
+    cr_assert_eq(mwt_net_counters(&a).datagrams_out, 3u);
+    cr_assert_eq(mwt_net_counters(&b).datagrams_in, 3u);
+    cr_assert_eq(mwt_net_counters(&b).bytes_in, 3u);
+    mwt_net_destroy(net);
+}
+
+Test(mem_net, truncated_receive_reports_the_full_length)
+{
+    mwt_net *net = mwt_net_create(1);
+    mw_transport_t a = mwt_net_endpoint(net, "127.0.0.1:1000");
+    mw_transport_t b = mwt_net_endpoint(net, "127.0.0.1:2000");
+    mw_addr_t b_addr = mwt_net_addr(&b);
+    uint8_t buf[4];
+    size_t len;
+    send_text(&a, &b_addr, "abcdefgh");
+    cr_assert_eq(b.recv(b.ctx, NULL, buf, sizeof buf, &len), MW_OK);
+    cr_assert_eq(len, 8u);
+    cr_assert_arr_eq(buf, "abcd", 4);
+    mwt_net_destroy(net);
+}
+
+Test(mem_net, drop_index_drops_exactly_that_datagram)
+{
+    mwt_net *net = mwt_net_create(1);
+    mw_transport_t a = mwt_net_endpoint(net, "127.0.0.1:1000");
+    mw_transport_t b = mwt_net_endpoint(net, "127.0.0.1:2000");
+    mw_addr_t b_addr = mwt_net_addr(&b);
+    char got[128];
+    mwt_net_drop_index(net, 1);
+    send_text(&a, &b_addr, "0");
+    send_text(&a, &b_addr, "1");
+    send_text(&a, &b_addr, "2");
+    drain(&b, got, sizeof got);
+    cr_assert_str_eq(got, "0,2");
+    cr_assert_eq(mwt_net_lost(net), 1u);
+    cr_assert_eq(mwt_net_counters(&a).datagrams_out, 3u, "counted as sent before faults");
+    mwt_net_destroy(net);
+}
+
+Test(mem_net, duplicate_index_delivers_it_twice)
+{
+    mwt_net *net = mwt_net_create(1);
+    mw_transport_t a = mwt_net_endpoint(net, "127.0.0.1:1000");
+    mw_transport_t b = mwt_net_endpoint(net, "127.0.0.1:2000");
+    mw_addr_t b_addr = mwt_net_addr(&b);
+    char got[128];
+    mwt_net_duplicate_index(net, 0);
+    send_text(&a, &b_addr, "0");
+    send_text(&a, &b_addr, "1");
+    drain(&b, got, sizeof got);
+    cr_assert_str_eq(got, "0,0,1");
+    mwt_net_destroy(net);
+}
+
+Test(mem_net, corrupt_index_flips_one_byte_of_that_datagram)
+{
+    mwt_net *net = mwt_net_create(1);
+    mw_transport_t a = mwt_net_endpoint(net, "127.0.0.1:1000");
+    mw_transport_t b = mwt_net_endpoint(net, "127.0.0.1:2000");
+    mw_addr_t b_addr = mwt_net_addr(&b);
+    uint8_t buf[8];
+    size_t len;
+    mwt_net_corrupt_index(net, 1);
+    send_text(&a, &b_addr, "abcd");
+    send_text(&a, &b_addr, "abcd");
+    cr_assert_eq(b.recv(b.ctx, NULL, buf, sizeof buf, &len), MW_OK);
+    cr_assert_arr_eq(buf, "abcd", 4);
+    cr_assert_eq(b.recv(b.ctx, NULL, buf, sizeof buf, &len), MW_OK);
+    cr_assert_eq(len, 4u);
+    int diff = 0;
+    for (size_t i = 0; i < 4; i++)
+        diff += buf[i] != (uint8_t) "abcd"[i];
+    cr_assert_eq(diff, 1);
+    mwt_net_destroy(net);
+}
+
+/* Sends 200 numbered datagrams through a faulty net and records what arrived. */
+static void faulty_run(uint64_t seed, char *out, size_t out_size)
+{
+    mwt_net *net = mwt_net_create(seed);
+    mw_transport_t a = mwt_net_endpoint(net, "127.0.0.1:1000");
+    mw_transport_t b = mwt_net_endpoint(net, "127.0.0.1:2000");
+    mw_addr_t b_addr = mwt_net_addr(&b);
+    mwt_net_set_faults(net, 0.2, 0.1, 0.2);
+    out[0] = '\0';
+    for (int i = 0; i < 200; i++) {
+        char s[16], part[512];
+        snprintf(s, sizeof s, "%d", i);
+        send_text(&a, &b_addr, s);
+        if (i % 5 == 4) {
+            drain(&b, part, sizeof part);
+            strncat(out, part, out_size - strlen(out) - 1);
+            strncat(out, ";", out_size - strlen(out) - 1);
+        }
+    }
+    cr_assert_eq(mwt_net_in_flight(net), 0u);
+    mwt_net_destroy(net);
+}
+
+Test(mem_net, same_seed_gives_the_same_fault_pattern)
+{
+    static char first[4096], second[4096], other[4096], clean[4096];
+    faulty_run(7, first, sizeof first);
+    faulty_run(7, second, sizeof second);
+    faulty_run(8, other, sizeof other);
+    cr_assert_str_eq(first, second);
+    cr_assert_str_neq(first, other, "another seed gives another pattern");
+
+    /* and the faults really happened: not the clean in-order sequence */
+    clean[0] = '\0';
+    for (int i = 0; i < 200; i++) {
+        char s[16];
+        snprintf(s, sizeof s, i % 5 == 4 ? "%d;" : "%d,", i);
+        strcat(clean, s);
+    }
+    cr_assert_str_neq(first, clean);
+}
+
+Test(mem_net, datagram_to_an_unknown_address_is_lost_silently)
+{
+    mwt_net *net = mwt_net_create(1);
+    mw_transport_t a = mwt_net_endpoint(net, "127.0.0.1:1000");
+    mw_addr_t nowhere;
+    cr_assert_eq(mw_addr_parse("127.0.0.1:9999", &nowhere), MW_OK);
+    send_text(&a, &nowhere, "x");
+    cr_assert_eq(mwt_net_in_flight(net), 0u);
+    cr_assert_eq(mwt_net_lost(net), 1u);
+    cr_assert_eq(mwt_net_sent(net), 1u);
+    mwt_net_destroy(net);
+}
+
+Test(proc, run_returns_the_exit_code_and_captures_output)
+{
+    const char *dir = mwt_tmpdir();
+    char out[512];
+    cr_assert_not_null(dir);
+    snprintf(out, sizeof out, "%s/out.txt", dir);
+    const char *const argv[] = {"/bin/sh", "-c", "echo hi; echo there; exit 3", NULL};
+    cr_assert_eq(mwt_run(argv, out, NULL, 5000), 3);
+    char *text = mwt_read_file(out);
+    cr_assert_not_null(text);
+    cr_assert_str_eq(text, "hi\nthere\n");
+    free(text);
+    const char *const needles[] = {"h", "i", NULL};
+    cr_assert_eq(mwt_count_lines(out, needles), 1u);
+    cr_assert(mwt_wait_file(out, 100));
+    remove(out);
+    remove(dir);
+}
+
+Test(proc, run_kills_a_program_that_overruns_its_timeout)
+{
+    const char *const argv[] = {"/bin/sleep", "10", NULL};
+    mw_clock_t c = mw_clock_system();
+    uint64_t t0 = c.now_ms(c.ctx);
+    cr_assert_eq(mwt_run(argv, NULL, NULL, 200), -1);
+    cr_assert_lt(c.now_ms(c.ctx) - t0, 1000u);
+}
+
+Test(proc, stop_reports_the_signal_that_ended_the_program)
+{
+    mwt_proc p;
+    const char *const argv[] = {"/bin/sleep", "10", NULL};
+    cr_assert(mwt_proc_start(&p, argv, NULL, NULL));
+    cr_assert_eq(mwt_proc_wait(&p, 20), -1, "still running");
+    cr_assert_eq(mwt_proc_stop(&p, SIGTERM), 128 + SIGTERM);
+    cr_assert_eq(p.status, 128 + SIGTERM);
+}
+
+Test(proc, start_fails_for_a_missing_program)
+{
+    mwt_proc p;
+    const char *const argv[] = {"/nonexistent/medwire-nothing", NULL};
+    cr_assert_not(mwt_proc_start(&p, argv, NULL, NULL));
+}
+
+Test(proc, bin_joins_the_build_directory_and_the_name)
+{
+    const char *a, *b;
+    setenv("MW_BIN_DIR", "/opt/mw/bin", 1);
+    a = mwt_bin("medwire-pki");
+    b = mwt_bin("medwire-gateway");
+    cr_assert_str_eq(a, "/opt/mw/bin/medwire-pki");
+    cr_assert_str_eq(b, "/opt/mw/bin/medwire-gateway", "an earlier result survives a later call");
+}
+
+Test(udp, ipv6_destination_on_an_ipv4_socket_is_an_address_error)
+{
+    mw_transport_t t;
+    mw_addr_t v6;
+    cr_assert_eq(mw_udp_open("127.0.0.1:0", &t), MW_OK);
+    cr_assert_eq(mw_addr_parse("[::1]:5684", &v6), MW_OK);
+    cr_assert_eq(t.send(t.ctx, &v6, (const uint8_t *)"x", 1), MW_EADDR);
+    t.close(t.ctx);
+}
