@@ -130,7 +130,9 @@ MW_API const char *mw_msg_type_name(mw_msg_type type);
  * Writes @p msg as one JSON object (no newline) into @p out.
  * Keys: "device", "seq", "type", "device_time_ms", "time_synced", "priority",
  * then the payload's fields. Strings are escaped; the output is always valid JSON.
- * @return ::MW_OK, or ::MW_ENOSPC when @p out_size is too small (at least 512 bytes always suffice).
+ * @return ::MW_OK; ::MW_EINVAL for a string without its NUL or an enum out of range; ::MW_ENOSPC
+ *         when @p out_size is too small (917 bytes always suffice, 512 for any message a gateway
+ *         decoded), leaving @p out empty and *out_len the length needed.
  */
 MW_API MW_NODISCARD mw_err mw_message_to_json(const mw_message_t *msg, char *out, size_t out_size,
                                               size_t *out_len);

@@ -1,1 +1,348 @@
 /* SPDX-License-Identifier: Apache-2.0 */
+/* message_json.c -- one message as one JSON object (RFC 8259), with exact decimal values. */
+#include <string.h>
+
+#include "medwire/message.h"
+
+/* Values whose decimal form would need more than this many added zeros are written in
+ * exponent form (975e-30), which is still a JSON number and keeps the output short. */
+#define DECIMAL_EXPONENT_LIMIT 20
+
+/* An output cursor that keeps counting past the end of the buffer, so that the caller learns
+ * the length it would have needed, and never writes past size - 1 (the NUL's place). */
+typedef struct writer {
+    char *out;
+    size_t size;
+    size_t len;
+} writer;
+
+static void put_char(writer *w, char c)
+{
+    if (w->len + 1 < w->size) {
+        w->out[w->len] = c;
+    }
+    w->len++;
+}
+
+static void put_str(writer *w, const char *s)
+{
+    while (*s != '\0') {
+        put_char(w, *s++);
+    }
+}
+
+static void put_u64(writer *w, uint64_t v)
+{
+    char digits[20]; /* UINT64_MAX has 20 digits */
+    size_t n = 0;
+
+    do {
+        digits[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v != 0);
+    while (n > 0) {
+        put_char(w, digits[--n]);
+    }
+}
+
+static void put_i64(writer *w, int64_t v)
+{
+    if (v < 0) {
+        put_char(w, '-');
+        /* Negate in unsigned arithmetic: -INT64_MIN does not fit in int64_t. */
+        put_u64(w, (uint64_t)0 - (uint64_t)v);
+    } else {
+        put_u64(w, (uint64_t)v);
+    }
+}
+
+/* A JSON string from a C string bounded by its array. Quote, backslash and every byte outside
+ * 0x20-0x7E become escapes; a byte >= 0x80 becomes \u00XX of that byte (read as Latin-1), so
+ * the output is pure ASCII and valid JSON whatever the input, and the bytes can be recovered.
+ * Messages that went through the codec hold printable ASCII only, so this rarely applies. */
+static void put_json_string(writer *w, const char *s, size_t size)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t i;
+
+    put_char(w, '"');
+    for (i = 0; i < size && s[i] != '\0'; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '"' || c == '\\') {
+            put_char(w, '\\');
+            put_char(w, (char)c);
+        } else if (c < 0x20 || c > 0x7E) {
+            put_str(w, "\\u00");
+            put_char(w, hex[c >> 4]);
+            put_char(w, hex[c & 0xF]);
+        } else {
+            put_char(w, (char)c);
+        }
+    }
+    put_char(w, '"');
+}
+
+/* mantissa * 10^exponent exactly, without floating point: a SpO2 of 97.5 must not come out as
+ * 97.49999999999999. The digits are kept as the device gave them (970e-1 is 97.0, not 97),
+ * since trailing zeros carry the measurement's precision (FHIR Quantity.value keeps them). */
+static void put_decimal(writer *w, int64_t mantissa, int32_t exponent)
+{
+    char digits[20];
+    size_t n = 0;
+    size_t i;
+    uint64_t mag = mantissa < 0 ? (uint64_t)0 - (uint64_t)mantissa : (uint64_t)mantissa;
+
+    if (exponent > DECIMAL_EXPONENT_LIMIT || exponent < -DECIMAL_EXPONENT_LIMIT) {
+        put_i64(w, mantissa);
+        put_char(w, 'e');
+        put_i64(w, exponent);
+        return;
+    }
+    do {
+        digits[n++] = (char)('0' + mag % 10);
+        mag /= 10;
+    } while (mag != 0);
+    if (mantissa < 0) {
+        put_char(w, '-');
+    }
+    if (exponent >= 0) {
+        while (n > 0) {
+            put_char(w, digits[--n]);
+        }
+        /* 0 * 10^3 is "0": JSON forbids leading zeros such as "000". */
+        if (mantissa != 0) {
+            for (i = 0; i < (size_t)exponent; i++) {
+                put_char(w, '0');
+            }
+        }
+        return;
+    }
+    {
+        size_t frac = (size_t)(-(int64_t)exponent); /* digits after the point, 1..20 */
+        if (n > frac) {
+            while (n > frac) {
+                put_char(w, digits[--n]);
+            }
+        } else {
+            put_char(w, '0');
+        }
+        put_char(w, '.');
+        for (i = n; i < frac; i++) {
+            put_char(w, '0');
+        }
+        while (n > 0) {
+            put_char(w, digits[--n]);
+        }
+    }
+}
+
+static const char *priority_name(mw_priority p)
+{
+    switch (p) {
+    case MW_PRIORITY_STATUS:
+        return "status";
+    case MW_PRIORITY_OBSERVATION:
+        return "observation";
+    case MW_PRIORITY_ALARM:
+        return "alarm";
+    }
+    return NULL;
+}
+
+static const char *meas_status_name(mw_meas_status s)
+{
+    switch (s) {
+    case MW_MEAS_VALID:
+        return "valid";
+    case MW_MEAS_QUESTIONABLE:
+        return "questionable";
+    case MW_MEAS_INVALID:
+        return "invalid";
+    case MW_MEAS_UNAVAILABLE:
+        return "unavailable";
+    case MW_MEAS_CALIBRATING:
+        return "calibrating";
+    case MW_MEAS_TEST_DATA:
+        return "test-data";
+    }
+    return NULL;
+}
+
+static const char *alarm_priority_name(mw_alarm_priority p)
+{
+    switch (p) {
+    case MW_ALARM_INFO:
+        return "info";
+    case MW_ALARM_LOW:
+        return "low";
+    case MW_ALARM_MEDIUM:
+        return "medium";
+    case MW_ALARM_HIGH:
+        return "high";
+    }
+    return NULL;
+}
+
+static const char *alarm_state_name(mw_alarm_state s)
+{
+    switch (s) {
+    case MW_ALARM_INACTIVE:
+        return "inactive";
+    case MW_ALARM_ACTIVE:
+        return "active";
+    case MW_ALARM_ACKNOWLEDGED:
+        return "acknowledged";
+    case MW_ALARM_LATCHED:
+        return "latched";
+    }
+    return NULL;
+}
+
+MW_API const char *mw_msg_type_name(mw_msg_type type)
+{
+    switch (type) {
+    case MW_MSG_OBSERVATION:
+        return "observation";
+    case MW_MSG_ALARM:
+        return "alarm";
+    case MW_MSG_STATUS:
+        return "status";
+    case MW_MSG_UNKNOWN:
+        break;
+    }
+    return "unknown";
+}
+
+static bool terminated(const char *s, size_t size)
+{
+    return memchr(s, '\0', size) != NULL;
+}
+
+/* A struct the codec could never have produced (a string without its NUL, an enum out of
+ * range) is refused rather than written: a hospital system must not receive a guess. */
+static bool well_formed(const mw_message_t *m)
+{
+    if (!terminated(m->device_id, sizeof(m->device_id)) || priority_name(m->priority) == NULL) {
+        return false;
+    }
+    switch (m->type) {
+    case MW_MSG_OBSERVATION:
+        return terminated(m->u.observation.unit, sizeof(m->u.observation.unit)) &&
+               meas_status_name(m->u.observation.status) != NULL;
+    case MW_MSG_ALARM:
+        return terminated(m->u.alarm.text, sizeof(m->u.alarm.text)) &&
+               alarm_priority_name(m->u.alarm.priority) != NULL &&
+               alarm_state_name(m->u.alarm.state) != NULL;
+    case MW_MSG_STATUS:
+    case MW_MSG_UNKNOWN:
+    default:
+        return true;
+    }
+}
+
+static void put_key(writer *w, const char *key)
+{
+    put_char(w, ',');
+    put_char(w, '"');
+    put_str(w, key);
+    put_str(w, "\":");
+}
+
+static void put_key_name(writer *w, const char *key, const char *name)
+{
+    put_key(w, key);
+    put_char(w, '"');
+    put_str(w, name);
+    put_char(w, '"');
+}
+
+MW_API mw_err mw_message_to_json(const mw_message_t *msg, char *out, size_t out_size,
+                                 size_t *out_len)
+{
+    writer w = {out, out_size, 0};
+
+    if (out_len != NULL) {
+        *out_len = 0;
+    }
+    if (msg == NULL || (out == NULL && out_size > 0)) {
+        return MW_EINVAL;
+    }
+    if (out_size > 0) {
+        out[0] = '\0';
+    }
+    if (!well_formed(msg)) {
+        return MW_EINVAL;
+    }
+    put_str(&w, "{\"device\":");
+    put_json_string(&w, msg->device_id, sizeof(msg->device_id));
+    put_key(&w, "seq");
+    put_u64(&w, msg->seq);
+    put_key_name(&w, "type", mw_msg_type_name(msg->type));
+    put_key(&w, "device_time_ms");
+    put_u64(&w, msg->device_time_ms);
+    put_key(&w, "time_synced");
+    put_str(&w, msg->time_synced ? "true" : "false");
+    put_key_name(&w, "priority", priority_name(msg->priority));
+    switch (msg->type) {
+    case MW_MSG_OBSERVATION: {
+        const mw_observation_t *o = &msg->u.observation;
+        put_key(&w, "mdc_code");
+        put_u64(&w, o->mdc_code);
+        put_key(&w, "value");
+        put_decimal(&w, o->mantissa, o->exponent);
+        put_key(&w, "mantissa");
+        put_i64(&w, o->mantissa);
+        put_key(&w, "exponent");
+        put_i64(&w, o->exponent);
+        put_key(&w, "unit");
+        put_json_string(&w, o->unit, sizeof(o->unit));
+        put_key_name(&w, "status", meas_status_name(o->status));
+        put_key(&w, "time_ms");
+        put_u64(&w, o->time_ms);
+        break;
+    }
+    case MW_MSG_ALARM: {
+        const mw_alarm_t *a = &msg->u.alarm;
+        put_key(&w, "mdc_code");
+        put_u64(&w, a->mdc_code);
+        /* "priority" is the envelope's delivery priority; this is IEC 60601-1-8's. */
+        put_key_name(&w, "alarm_priority", alarm_priority_name(a->priority));
+        put_key_name(&w, "state", alarm_state_name(a->state));
+        put_key(&w, "time_ms");
+        put_u64(&w, a->time_ms);
+        put_key(&w, "text");
+        put_json_string(&w, a->text, sizeof(a->text));
+        break;
+    }
+    case MW_MSG_STATUS: {
+        const mw_device_status_t *s = &msg->u.status;
+        put_key(&w, "battery_pct");
+        put_u64(&w, s->battery_pct);
+        put_key(&w, "on_mains");
+        put_str(&w, s->on_mains ? "true" : "false");
+        put_key(&w, "uptime_s");
+        put_u64(&w, s->uptime_s);
+        put_key(&w, "queue_depth");
+        put_u64(&w, s->queue_depth);
+        break;
+    }
+    case MW_MSG_UNKNOWN:
+    default:
+        /* A payload kind this version cannot describe: the header alone still tells a hospital
+         * system that something arrived, from whom, and in what order. */
+        break;
+    }
+    put_char(&w, '}');
+    if (out_len != NULL) {
+        *out_len = w.len;
+    }
+    /* A truncated object would be invalid JSON; an empty string is at least recognisable. */
+    if (w.len >= out_size) {
+        if (out_size > 0) {
+            out[0] = '\0';
+        }
+        return MW_ENOSPC;
+    }
+    out[w.len] = '\0';
+    return MW_OK;
+}
