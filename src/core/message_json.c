@@ -2,6 +2,7 @@
 /* message_json.c -- one message as one JSON object (RFC 8259), with exact decimal values. */
 #include <string.h>
 
+#include "medwire/audit.h"
 #include "medwire/message.h"
 
 /* Values whose decimal form would need more than this many added zeros are written in
@@ -341,6 +342,42 @@ MW_API mw_err mw_message_to_json(const mw_message_t *msg, char *out, size_t out_
         if (out_size > 0) {
             out[0] = '\0';
         }
+        return MW_ENOSPC;
+    }
+    out[w.len] = '\0';
+    return MW_OK;
+}
+
+MW_API mw_err mw_audit_to_json(const mw_audit_event_t *ev, char *out, size_t out_size,
+                               size_t *out_len)
+{
+    writer w = {out, out_size, 0};
+    if (out_len != NULL)
+        *out_len = 0;
+    if (ev == NULL || (out == NULL && out_size > 0))
+        return MW_EINVAL;
+    if (out_size > 0)
+        out[0] = '\0';
+    /* Strings in an audit record may come from a peer (a certificate's name):
+     * they are escaped like any other, bounded by a generous limit. */
+    put_str(&w, "{\"event\":");
+    put_json_string(&w, ev->event ? ev->event : "", 64);
+    put_key(&w, "peer");
+    put_json_string(&w, ev->peer ? ev->peer : "", 64);
+    put_key(&w, "device");
+    put_json_string(&w, ev->device ? ev->device : "", MW_ID_MAX + 1);
+    put_key(&w, "reason");
+    put_json_string(&w, ev->reason ? ev->reason : "", 512);
+    put_key(&w, "error");
+    put_json_string(&w, mw_strerror(ev->err), 128);
+    put_key(&w, "code");
+    put_i64(&w, ev->foreign);
+    put_char(&w, '}');
+    if (out_len != NULL)
+        *out_len = w.len;
+    if (w.len >= out_size) {
+        if (out_size > 0)
+            out[0] = '\0';
         return MW_ENOSPC;
     }
     out[w.len] = '\0';

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "medwire/audit.h"
 #include "medwire/message.h"
 
 /* The longest object mw_message_to_json can write, without the NUL: an alarm with every
@@ -570,4 +571,36 @@ Test(json, malformed_structs_are_refused_not_guessed)
     m = spo2(1, 0);
     cr_assert_eq(mw_message_to_json(&m, NULL, 10, NULL), MW_EINVAL);
     cr_assert_eq(mw_message_to_json(&m, NULL, 0, NULL), MW_ENOSPC, "a pure length query");
+}
+
+Test(audit_json, record_has_the_exact_expected_text_with_hostile_strings_escaped)
+{
+    /* A certificate name reaches the audit log: quotes, backslashes and control
+     * characters in it must not break the JSON line or forge another one. */
+    mw_audit_event_t ev = {.event = "handshake_failed",
+                           .peer = "127.0.0.1:4000",
+                           .device = "",
+                           .err = MW_ECERT_EXPIRED,
+                           .foreign = -151,
+                           .reason = "certificate 'a\"b\\c\n{\"event\":\"x\"}' expired"};
+    char out[512];
+    size_t n = 0;
+    cr_assert_eq(mw_audit_to_json(&ev, out, sizeof out, &n), MW_OK);
+    cr_assert_str_eq(out, "{\"event\":\"handshake_failed\",\"peer\":\"127.0.0.1:4000\","
+                          "\"device\":\"\",\"reason\":\"certificate 'a\\\"b\\\\c\\u000a"
+                          "{\\\"event\\\":\\\"x\\\"}' expired\",\"error\":\"peer certificate "
+                          "has expired\",\"code\":-151}");
+    cr_assert_eq(n, strlen(out));
+}
+
+Test(audit_json, too_small_a_buffer_gives_enospc_and_an_empty_string)
+{
+    mw_audit_event_t ev = {.event = "session_established", .peer = "p", .device = "dev-1",
+                           .reason = "ok"};
+    char out[24];
+    memset(out, 'x', sizeof out);
+    size_t n = 0;
+    cr_assert_eq(mw_audit_to_json(&ev, out, sizeof out, &n), MW_ENOSPC);
+    cr_assert_eq(out[0], '\0');
+    cr_assert_gt(n, sizeof out, "the length needed is reported");
 }
