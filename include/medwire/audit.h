@@ -33,6 +33,7 @@ extern "C" {
 #define MW_AUDIT_IDENTITY_MISMATCH "identity_mismatch"
 #define MW_AUDIT_BAD_MESSAGE "bad_message"
 #define MW_AUDIT_PEER_LIMIT "peer_limit"
+#define MW_AUDIT_REPLAY "replay"
 
 /** One audit record. Strings are never NULL ("" when unknown). */
 typedef struct mw_audit_event {

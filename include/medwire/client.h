@@ -69,6 +69,8 @@ typedef struct mw_client_config {
     uint64_t first_seq;
     uint32_t ack_timeout_ms;  /**< CoAP ACK_TIMEOUT (default 2000) */
     uint8_t max_retransmit;   /**< CoAP MAX_RETRANSMIT (default 4) */
+    uint8_t nstart;           /**< CoAP NSTART: requests in flight at once, 1-4 (default 1) */
+    uint32_t keepalive_ms;    /**< idle time before a CoAP ping checks the link; 0: never */
     uint32_t reconnect_min_ms; /**< first reconnection delay (default 1000) */
     uint32_t reconnect_max_ms; /**< longest reconnection delay (default 60000) */
     mw_audit_fn *audit;       /**< optional */

@@ -62,6 +62,8 @@ typedef struct mw_gateway_config {
     mw_transport_t transport; /**< custom transport; send == NULL: UDP on listen */
     mw_clock_t clock;         /**< now_ms == NULL: the system clock */
     uint32_t max_peers;       /**< sessions kept at once (default 4096) */
+    uint32_t max_body;        /**< largest block-wise (Block1) request body, bytes (default 4096);
+                                   a larger one is refused with 4.13 and never buffered */
     mw_sink_fn *sink;         /**< required */
     void *sink_ctx;
     mw_audit_fn *audit; /**< optional */
@@ -76,7 +78,10 @@ typedef struct mw_gateway_stats {
     uint64_t hello_verify_sent;   /**< cookie-less ClientHellos answered statelessly */
     uint64_t messages_delivered;  /**< given to the sink and accepted */
     uint64_t duplicates;          /**< acknowledged again, not delivered again */
+    uint64_t replays;             /**< refused: below the device's low-water mark */
     uint64_t refused;             /**< batches refused (identity, malformed) */
+    uint64_t coap_duplicates;     /**< CoAP duplicates answered from the cache (RFC 7252 4.5) */
+    uint64_t bodies_too_large;    /**< Block1 bodies refused with 4.13 */
     uint64_t datagrams_received, datagrams_sent, bytes_received, bytes_sent;
 } mw_gateway_stats_t;
 

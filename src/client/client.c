@@ -21,8 +21,28 @@
  * (1+2+4+8+16 s) is abandoned and retried with backoff, rather than waiting
  * the full 127 s wolfSSL would. */
 #define HANDSHAKE_MAX_MS 31000u
+/* Requests in flight at once (NSTART, RFC 7252 4.7); the configured value is capped here. */
+#define NSTART_MAX 4
+/* A batch body that does not fit one record goes block-wise (RFC 7959) in
+ * blocks of 1024 bytes (SZX 6), up to this size. */
+#define BODY_MAX 4096
+#define BLOCK_SZX 6
+#define BLOCK_SIZE 1024u
 
 enum state { ST_IDLE, ST_HANDSHAKE, ST_READY, ST_FAILED };
+
+/* One outstanding CON: a batch (or one block of it) or a keepalive ping. */
+struct req {
+    mwi_coap_request r;
+    bool used;
+    bool ping;
+    bool block; /* carries c->body in Block1 pieces */
+    uint32_t block_num;
+    uint8_t buf[MWI_DTLS_MAX_PLAINTEXT]; /* the bytes sent, for retransmission */
+    size_t len;
+    uint8_t nseq;
+    uint64_t seqs[MWI_MAX_BATCH]; /* the messages it carries */
+};
 
 struct mw_client {
     mwi_dtls_ctx *dtls;
@@ -45,10 +65,15 @@ struct mw_client {
     mwi_coap_parser *parser;
     mwi_coap_ids ids;
     mwi_coap_params params;
-    mwi_coap_request req;
-    uint8_t req_buf[MWI_DTLS_MAX_PLAINTEXT];
-    size_t req_len;
-    uint32_t inflight; /* messages at the head of the queue that the request carries */
+    struct req reqs[NSTART_MAX];
+    uint32_t nstart;
+    /* One block-wise body at a time; its request has block = true. */
+    uint8_t body[BODY_MAX];
+    size_t body_len;
+    bool body_busy;
+    bool no_block1; /* the gateway refused a block-wise body: keep batches to one record */
+    uint32_t keepalive_ms;
+    uint64_t last_rx_ms;
 
     /* Ring of unacknowledged messages in sequence order; sized at open. */
     mw_message_t *q;
@@ -209,6 +234,8 @@ mw_err mw_client_open(const mw_client_config_t *cfg, mw_client_t **out, mw_error
         e = fail_open(d, e, "the random source failed");
         goto fail;
     }
+    c->nstart = cfg->nstart == 0 ? 1 : (cfg->nstart > NSTART_MAX ? NSTART_MAX : cfg->nstart);
+    c->keepalive_ms = cfg->keepalive_ms;
     c->reconnect_min_ms = cfg->reconnect_min_ms ? cfg->reconnect_min_ms : 1000;
     c->reconnect_max_ms = cfg->reconnect_max_ms ? cfg->reconnect_max_ms : 60000;
     if (c->reconnect_max_ms < c->reconnect_min_ms)
@@ -221,11 +248,6 @@ mw_err mw_client_open(const mw_client_config_t *cfg, mw_client_t **out, mw_error
 fail:
     mw_client_close(&c);
     return e;
-}
-
-static mw_message_t *q_at(mw_client_t *c, uint32_t i)
-{
-    return &c->q[(c->q_head + i) % c->q_cap];
 }
 
 static mw_err enqueue(mw_client_t *c, mw_message_t *m, uint64_t *out_seq)
@@ -318,8 +340,9 @@ static void schedule_reconnect(mw_client_t *c, uint64_t now)
 static void drop_link(mw_client_t *c, uint64_t now)
 {
     mwi_dtls_conn_destroy(&c->conn);
-    c->req.active = false;
-    c->inflight = 0;
+    for (size_t i = 0; i < NSTART_MAX; i++)
+        c->reqs[i].used = false; /* their messages stay queued and go again */
+    c->body_busy = false;
     c->st.connected = false;
     c->state = ST_IDLE;
     schedule_reconnect(c, now);
@@ -384,6 +407,7 @@ static void established(mw_client_t *c)
     char why[160];
     c->state = ST_READY;
     c->attempts = 0;
+    c->last_rx_ms = now_ms(c);
     c->st.handshakes++;
     c->st.connected = true;
     snprintf(why, sizeof why, "DTLS 1.2 session with gateway '%.64s' (%.40s)",
@@ -391,25 +415,48 @@ static void established(mw_client_t *c)
     audit(c, MW_AUDIT_SESSION_ESTABLISHED, MW_OK, 0, why);
 }
 
-/* Removes acknowledged messages among the in-flight ones, keeping order. */
-static void apply_ack(mw_client_t *c, const mwi_seq_range *r, size_t n)
+static bool req_carries(const struct req *q, uint64_t seq)
+{
+    for (uint8_t i = 0; i < q->nseq; i++)
+        if (q->seqs[i] == seq)
+            return true;
+    return false;
+}
+
+static bool in_flight(const mw_client_t *c, uint64_t seq)
+{
+    for (size_t i = 0; i < NSTART_MAX; i++)
+        if (c->reqs[i].used && req_carries(&c->reqs[i], seq))
+            return true;
+    return false;
+}
+
+static void release(mw_client_t *c, struct req *q)
+{
+    if (q->block)
+        c->body_busy = false;
+    q->used = false;
+    q->block = false;
+    q->nseq = 0;
+}
+
+/* Forgets the messages of @p q that the gateway acknowledged (custody
+ * transfer): only those both carried and covered by a range. */
+static void apply_ack(mw_client_t *c, struct req *q, const mwi_seq_range *r, size_t n)
 {
     uint32_t keep = 0;
-    uint32_t total = c->q_count;
-    uint32_t inflight = c->inflight < total ? c->inflight : total;
-    for (uint32_t i = 0; i < total; i++) {
-        mw_message_t *m = q_at(c, i);
+    for (uint32_t i = 0; i < c->q_count; i++) {
+        uint32_t from = (c->q_head + i) % c->q_cap;
+        uint64_t seq = c->q[from].seq;
         bool acked = false;
-        if (i < inflight) {
+        if (req_carries(q, seq))
             for (size_t k = 0; k < n && !acked; k++)
-                acked = m->seq >= r[k].first && m->seq <= r[k].last;
-        }
+                acked = seq >= r[k].first && seq <= r[k].last;
         if (acked) {
             c->st.messages_acked++;
             continue;
         }
         if (keep != i) {
-            uint32_t from = (c->q_head + i) % c->q_cap;
             uint32_t to = (c->q_head + keep) % c->q_cap;
             c->q[to] = c->q[from];
             c->q_since_ms[to] = c->q_since_ms[from];
@@ -417,12 +464,26 @@ static void apply_ack(mw_client_t *c, const mwi_seq_range *r, size_t n)
         keep++;
     }
     c->q_count = keep;
-    c->inflight = 0;
 }
 
-static void on_response(mw_client_t *c, const mwi_coap_msg *m)
+static mw_err send_block(mw_client_t *c, struct req *q, uint64_t now);
+
+static void on_response(mw_client_t *c, struct req *q, const mwi_coap_msg *m)
 {
     uint8_t cls = (uint8_t)(m->code >> 5);
+    if (q->block && m->code == MWI_COAP_CONTINUE) {
+        /* 2.31: the gateway took this block; send the next (RFC 7959 2.5). */
+        q->block_num++;
+        if (send_block(c, q, now_ms(c)) != MW_OK)
+            c->drop_requested = true;
+        return;
+    }
+    if (q->block && m->code == MWI_COAP_REQUEST_ENTITY_TOO_LARGE) {
+        /* The gateway takes smaller bodies: fall back to one record per batch. */
+        c->no_block1 = true;
+        release(c, q);
+        return;
+    }
     if (cls == 2) {
         mwi_seq_range r[MWI_MAX_ACK_RANGES];
         size_t n = 0;
@@ -430,10 +491,11 @@ static void on_response(mw_client_t *c, const mwi_coap_msg *m)
             mwi_ack_decode(m->payload, m->payload_len, r, MWI_MAX_ACK_RANGES, &n) != MW_OK) {
             /* Without a readable acknowledgement nothing may be forgotten. */
             set_last(c, MW_EDECODE, 0, "the gateway's acknowledgement could not be decoded");
-            c->inflight = 0;
+            release(c, q);
             return;
         }
-        apply_ack(c, r, n);
+        apply_ack(c, q, r, n);
+        release(c, q);
         c->progressed = true;
         return;
     }
@@ -443,10 +505,10 @@ static void on_response(mw_client_t *c, const mwi_coap_msg *m)
              (unsigned)(m->code & 0x1f), dl ? ": " : "", dl,
              m->payload ? (const char *)m->payload : "");
     set_last(c, MW_ECOAP_RESPONSE, m->code, why);
-    c->inflight = 0;
-    if (cls == 5) {
-        /* The gateway is alive but cannot take custody now: try again later
-         * (the link is dropped once the record callback has returned). */
+    release(c, q);
+    if (cls == 5 || m->code == MWI_COAP_REQUEST_ENTITY_INCOMPLETE) {
+        /* The gateway is alive but cannot take custody now (or lost the
+         * transfer): try again later, after the record callback returns. */
         c->drop_requested = true;
         return;
     }
@@ -454,8 +516,6 @@ static void on_response(mw_client_t *c, const mwi_coap_msg *m)
     c->state = ST_FAILED;
 }
 
-/* Responses and resets are best effort: if the record cannot go out, the
- * peer's retransmission asks again. */
 static void write_lossy(mwi_dtls_conn *c, const uint8_t *buf, size_t len)
 {
     mw_err e = mwi_dtls_conn_write(c, buf, len);
@@ -483,63 +543,187 @@ static void on_record(void *ctx, const uint8_t *data, size_t len)
         send_empty(c, &m, MWI_COAP_RST);
         return;
     }
-    if (!c->req.active)
-        return;
-    mw_err e = mwi_coap_request_match(&c->req, &m);
-    if (e == MW_EAGAIN)
-        return;
-    if (e == MW_ECOAP_RESET) {
-        set_last(c, MW_ECOAP_RESET, 0, "the gateway reset our request");
-        c->inflight = 0;
+    for (size_t i = 0; i < NSTART_MAX; i++) {
+        struct req *q = &c->reqs[i];
+        if (!q->used)
+            continue;
+        mw_err e = mwi_coap_request_match(&q->r, &m);
+        if (e == MW_EAGAIN || e == MW_EINPROGRESS)
+            continue; /* not this one, or an empty ACK: the response follows */
+        if (e == MW_ECOAP_RESET) {
+            if (!q->ping)
+                set_last(c, MW_ECOAP_RESET, 0, "the gateway reset our request");
+            release(c, q); /* a ping's RST is its answer: the gateway is alive */
+            return;
+        }
+        if (e == MW_OK) {
+            if (m.type == MWI_COAP_CON)
+                send_empty(c, &m, MWI_COAP_ACK); /* a separate response is acknowledged (5.2.2) */
+            if (q->ping)
+                release(c, q);
+            else
+                on_response(c, q, &m);
+        }
         return;
     }
-    if (e == MW_OK) {
-        if (m.type == MWI_COAP_CON)
-            send_empty(c, &m, MWI_COAP_ACK); /* a separate response is acknowledged (5.2.2) */
-        on_response(c, &m);
+}
+
+static struct req *free_req(mw_client_t *c)
+{
+    for (size_t i = 0; i < c->nstart; i++)
+        if (!c->reqs[i].used)
+            return &c->reqs[i];
+    return NULL;
+}
+
+/* Encodes @p m into the request's buffer, writes it and starts its timer. */
+static mw_err transmit(mw_client_t *c, struct req *q, mwi_coap_msg *m, uint64_t now)
+{
+    if (m->code != MWI_COAP_EMPTY) {
+        m->token_len = MWI_COAP_MAX_TOKEN;
+        if (mwi_coap_ids_next(&c->ids, &m->mid, m->token) != MW_OK)
+            return MW_EINTERNAL;
+    } else {
+        uint8_t unused[MWI_COAP_MAX_TOKEN];
+        if (mwi_coap_ids_next(&c->ids, &m->mid, unused) != MW_OK)
+            return MW_EINTERNAL;
     }
+    mw_err e = mwi_coap_encode(m, q->buf, sizeof q->buf, &q->len);
+    if (e != MW_OK)
+        return e;
+    e = mwi_dtls_conn_write(c->conn, q->buf, q->len);
+    if (e != MW_OK && e != MW_EAGAIN)
+        return e;
+    e = mwi_coap_request_start(&q->r, &c->params, c->rnd, m->mid, m->token, m->token_len, now);
+    if (e != MW_OK)
+        return e;
+    q->used = true;
+    c->st.requests_sent++;
+    c->progressed = true;
+    return MW_OK;
+}
+
+static void batch_request(mwi_coap_msg *m, const uint8_t *payload, size_t len)
+{
+    mwi_coap_msg_init(m);
+    m->type = MWI_COAP_CON;
+    m->code = MWI_COAP_POST;
+    snprintf(m->uri_path, sizeof m->uri_path, "%s", BATCH_PATH);
+    m->content_format = MWI_COAP_CF_MEDWIRE_BATCH;
+    m->payload = payload;
+    m->payload_len = len;
+}
+
+/* Block q->block_num of c->body, Size1 on the first (RFC 7959 2.5, 4). */
+static mw_err send_block(mw_client_t *c, struct req *q, uint64_t now)
+{
+    size_t off = (size_t)q->block_num * BLOCK_SIZE;
+    if (off >= c->body_len)
+        return MW_EINVAL;
+    size_t n = c->body_len - off < BLOCK_SIZE ? c->body_len - off : BLOCK_SIZE;
+    mwi_coap_msg m;
+    batch_request(&m, c->body + off, n);
+    m.flags |= MWI_COAP_F_BLOCK1;
+    m.block1 = MWI_COAP_BLOCK_VALUE(q->block_num, off + n < c->body_len, BLOCK_SZX);
+    if (q->block_num == 0) {
+        m.flags |= MWI_COAP_F_SIZE1;
+        m.size1 = (uint32_t)c->body_len;
+    }
+    return transmit(c, q, &m, now);
+}
+
+/* The order of the flush: alarms, then observations, then status; oldest
+ * first within each; messages already in flight are skipped. */
+static size_t collect(const mw_client_t *c, const mw_message_t **out, size_t max)
+{
+    size_t n = 0;
+    for (int prio = MW_PRIORITY_ALARM; prio >= MW_PRIORITY_STATUS && n < max; prio--)
+        for (uint32_t i = 0; i < c->q_count && n < max; i++) {
+            const mw_message_t *m = &c->q[(c->q_head + i) % c->q_cap];
+            if ((int)m->priority == prio && !in_flight(c, m->seq))
+                out[n++] = m;
+        }
+    return n;
 }
 
 static void send_batch(mw_client_t *c, uint64_t now)
 {
+    struct req *q = free_req(c);
+    if (q == NULL)
+        return;
     const mw_message_t *ptrs[MWI_MAX_BATCH];
-    size_t n = c->q_count < MWI_MAX_BATCH ? c->q_count : MWI_MAX_BATCH;
-    for (size_t i = 0; i < n; i++)
-        ptrs[i] = q_at(c, (uint32_t)i);
-    uint8_t payload[BATCH_CAP];
-    size_t plen = 0, count = 0;
+    size_t n = collect(c, ptrs, MWI_MAX_BATCH);
+    if (n == 0)
+        return;
     /* The low-water mark is the oldest sequence number still held. */
-    mw_err e = mwi_batch_encode_ptrs(ptrs, n, ptrs[0]->seq, payload, sizeof payload, &plen, &count);
+    uint64_t low = c->q[c->q_head].seq;
+    for (uint32_t i = 1; i < c->q_count; i++) {
+        uint64_t s = c->q[(c->q_head + i) % c->q_cap].seq;
+        if (s < low)
+            low = s;
+    }
+    bool block = !c->body_busy && !c->no_block1;
+    uint8_t one[BATCH_CAP];
+    uint8_t *payload = block ? c->body : one;
+    size_t cap = block ? sizeof c->body : sizeof one;
+    size_t plen = 0, count = 0;
+    mw_err e = mwi_batch_encode_ptrs(ptrs, n, low, payload, cap, &plen, &count);
     if (e != MW_OK) {
         set_last(c, e, 0, "a queued message cannot be encoded");
         c->fatal = e;
         c->state = ST_FAILED;
         return;
     }
+    q->ping = false;
+    q->nseq = (uint8_t)count;
+    for (size_t i = 0; i < count; i++)
+        q->seqs[i] = ptrs[i]->seq;
+    if (block && plen > BATCH_CAP) {
+        c->body_len = plen;
+        c->body_busy = true;
+        q->block = true;
+        q->block_num = 0;
+        e = send_block(c, q, now);
+    } else {
+        if (block && plen > 0 && payload != one)
+            memcpy(one, payload, plen);
+        q->block = false;
+        mwi_coap_msg m;
+        batch_request(&m, one, plen);
+        e = transmit(c, q, &m, now);
+    }
+    if (e != MW_OK) {
+        release(c, q);
+        drop_link(c, now);
+    }
+}
+
+/* CoAP ping (RFC 7252 4.3): an empty CON answered by RST proves the
+ * gateway still holds our session while nothing else is being sent. */
+static void send_ping(mw_client_t *c, uint64_t now)
+{
+    struct req *q = free_req(c);
+    if (q == NULL)
+        return;
     mwi_coap_msg m;
     mwi_coap_msg_init(&m);
     m.type = MWI_COAP_CON;
-    m.code = MWI_COAP_POST;
-    m.token_len = MWI_COAP_MAX_TOKEN;
-    if (mwi_coap_ids_next(&c->ids, &m.mid, m.token) != MW_OK)
-        return;
-    snprintf(m.uri_path, sizeof m.uri_path, "%s", BATCH_PATH);
-    m.content_format = MWI_COAP_CF_MEDWIRE_BATCH;
-    m.payload = payload;
-    m.payload_len = plen;
-    if (mwi_coap_encode(&m, c->req_buf, sizeof c->req_buf, &c->req_len) != MW_OK)
-        return;
-    e = mwi_dtls_conn_write(c->conn, c->req_buf, c->req_len);
-    if (e != MW_OK && e != MW_EAGAIN) {
+    m.code = MWI_COAP_EMPTY;
+    q->ping = true;
+    q->block = false;
+    q->nseq = 0;
+    if (transmit(c, q, &m, now) != MW_OK)
         drop_link(c, now);
-        return;
-    }
-    if (mwi_coap_request_start(&c->req, &c->params, c->rnd, m.mid, m.token, m.token_len, now) !=
-        MW_OK)
-        return;
-    c->inflight = (uint32_t)count;
-    c->st.requests_sent++;
-    c->progressed = true;
+    else
+        c->last_rx_ms = now; /* one ping per interval */
+}
+
+static bool any_request(const mw_client_t *c)
+{
+    for (size_t i = 0; i < NSTART_MAX; i++)
+        if (c->reqs[i].used)
+            return true;
+    return false;
 }
 
 static void run_timers(mw_client_t *c, uint64_t now)
@@ -568,12 +752,17 @@ static void run_timers(mw_client_t *c, uint64_t now)
         }
         return;
     }
-    if (c->state == ST_READY && c->req.active && now >= mwi_coap_request_deadline(&c->req)) {
-        mw_err e = mwi_coap_request_timer(&c->req, &c->params, now);
+    if (c->state != ST_READY)
+        return;
+    for (size_t i = 0; i < NSTART_MAX && c->state == ST_READY; i++) {
+        struct req *q = &c->reqs[i];
+        if (!q->used || now < mwi_coap_request_deadline(&q->r))
+            continue;
+        mw_err e = mwi_coap_request_timer(&q->r, &c->params, now);
         if (e == MW_OK) {
             c->st.retransmissions++;
             c->progressed = true;
-            if (mwi_dtls_conn_write(c->conn, c->req_buf, c->req_len) != MW_OK)
+            if (mwi_dtls_conn_write(c->conn, q->buf, q->len) != MW_OK)
                 drop_link(c, now);
         } else if (e == MW_ECOAP_GIVEUP || e == MW_ETIMEDOUT) {
             char why[160];
@@ -583,6 +772,9 @@ static void run_timers(mw_client_t *c, uint64_t now)
             drop_link(c, now);
         }
     }
+    if (c->state == ST_READY && c->keepalive_ms && !any_request(c) && c->q_count == 0 &&
+        now - c->last_rx_ms >= c->keepalive_ms)
+        send_ping(c, now);
 }
 
 static void receive(mw_client_t *c, uint64_t now)
@@ -595,6 +787,7 @@ static void receive(mw_client_t *c, uint64_t now)
             break;
         c->st.datagrams_received++;
         c->st.bytes_received += n;
+        c->last_rx_ms = now;
         /* Only the gateway's address is listened to; anything else is noise
          * or an attack and must not reach the DTLS state. */
         if (c->conn == NULL || n > MWI_DTLS_MAX_DATAGRAM || from.len != c->gw.len ||
@@ -637,8 +830,13 @@ mw_err mw_client_poll(mw_client_t *c, int timeout_ms)
     for (;;) {
         run_timers(c, now);
         receive(c, now);
-        if (c->state == ST_READY && !c->req.active && c->q_count > 0)
+        for (uint32_t k = 0; k < c->nstart && c->state == ST_READY; k++) {
+            uint32_t before = c->q_count;
+            uint64_t sent = c->st.requests_sent;
             send_batch(c, now);
+            if (c->st.requests_sent == sent || before == 0)
+                break;
+        }
         if (c->fatal != MW_OK)
             return c->fatal;
         if (c->progressed || now >= end)
@@ -709,8 +907,16 @@ int mw_client_next_timeout_ms(const mw_client_t *c)
         uint64_t cap = c->handshake_started_ms + HANDSHAKE_MAX_MS;
         if (cap < at)
             at = cap;
-    } else if (c->req.active)
-        at = mwi_coap_request_deadline(&c->req);
+    } else {
+        for (size_t i = 0; i < NSTART_MAX; i++)
+            if (c->reqs[i].used) {
+                uint64_t d = mwi_coap_request_deadline(&c->reqs[i].r);
+                if (d < at)
+                    at = d;
+            }
+        if (c->keepalive_ms && !any_request(c) && c->q_count == 0)
+            at = c->last_rx_ms + c->keepalive_ms < at ? c->last_rx_ms + c->keepalive_ms : at;
+    }
     if (at == UINT64_MAX)
         return -1;
     if (at <= now)

@@ -121,6 +121,14 @@ enum {
 /** Largest Block1/Block2 value (a 3-byte uint, RFC 7959 2.2). */
 #define MWI_COAP_BLOCK_MAX 0xFFFFFFu
 
+/** Block option fields (RFC 7959 2.2). */
+#define MWI_COAP_BLOCK_NUM(v) ((v) >> 4)
+#define MWI_COAP_BLOCK_MORE(v) (((v) >> 3) & 1u)
+#define MWI_COAP_BLOCK_SZX(v) ((v)&7u)
+#define MWI_COAP_BLOCK_SIZE(szx) (16u << (szx))
+#define MWI_COAP_BLOCK_VALUE(num, more, szx) (((uint32_t)(num) << 4) | ((more) ? 8u : 0u) | (szx))
+
+
 /**
  * One CoAP message, decoded. Plain data, no ownership except that @c payload borrows the
  * buffer that was parsed (or the caller's buffer, to encode).

@@ -7,9 +7,11 @@
 #include "medwire/gateway.h"
 
 #include "coap/coap.h"
+#include "coap/server.h"
 #include "core/detail.h"
 #include "dtls/dtls.h"
 #include "session/codec.h"
+#include "session/replay.h"
 
 #define BATCH_PATH "batch"
 #define WELL_KNOWN_PATH ".well-known/core"
@@ -21,6 +23,8 @@
 #define IDLE_TIMEOUT_MS (10u * 60u * 1000u)
 /* Audit lines per second for handshakes refused before the cookie exchange. */
 #define UNVERIFIED_AUDIT_PER_S 10u
+/* Largest response payload sent in one message; larger ones go block-wise. */
+#define RESPONSE_BLOCK_MAX 1024u
 
 struct mw_gateway;
 
@@ -36,6 +40,9 @@ struct peer {
     mwi_dtls_conn *next; /* a new handshake from the same address (a reboot, a rekey) */
     uint64_t last_rx_ms;
     char text[64];
+    mwi_coap_dedup dedup;  /* responses by MID, for duplicates (RFC 7252 4.5) */
+    mwi_coap_block1 b1;    /* a Block1 body being reassembled */
+    uint8_t *b1_buf;       /* max_body bytes while a transfer runs, else NULL */
     struct peer *hnext;
 };
 
@@ -43,7 +50,7 @@ struct peer {
  * reconnects from another port is the same device. */
 struct device {
     char id[MW_ID_MAX + 1];
-    uint64_t high_seq; /* highest sequence number delivered */
+    mwi_replay rp; /* which sequence numbers were delivered */
     struct device *hnext;
 };
 
@@ -64,6 +71,9 @@ struct mw_gateway {
     uint32_t device_buckets;
     mwi_coap_parser *parser;
     uint16_t next_mid;
+    mwi_coap_params params;
+    size_t max_body;
+    uint64_t now_ms; /* the time of the datagram being handled */
     uint64_t audit_window_ms;
     uint32_t audit_in_window;
     mw_gateway_stats_t st;
@@ -202,6 +212,8 @@ mw_err mw_gateway_create(const mw_gateway_config_t *cfg, mw_gateway_t **out, mw_
     }
     gw->sink = cfg->sink;
     gw->sink_ctx = cfg->sink_ctx;
+    mwi_coap_params_default(&gw->params);
+    gw->max_body = cfg->max_body ? cfg->max_body : 4096;
     gw->audit = cfg->audit;
     gw->audit_ctx = cfg->audit_ctx;
     *out = gw;
@@ -227,6 +239,7 @@ static void peer_free(mw_gateway_t *gw, struct peer *p)
         gw->st.sessions--;
     mwi_dtls_conn_destroy(&p->conn);
     mwi_dtls_conn_destroy(&p->next);
+    free(p->b1_buf);
     free(p);
     gw->npeers--;
 }
@@ -249,6 +262,7 @@ static struct device *device_get(mw_gateway_t *gw, const char *id)
     if (dv == NULL)
         return NULL;
     snprintf(dv->id, sizeof dv->id, "%s", id);
+    mwi_replay_init(&dv->rp);
     dv->hnext = gw->devices[b];
     gw->devices[b] = dv;
     return dv;
@@ -262,8 +276,19 @@ static void write_lossy(mwi_dtls_conn *c, const uint8_t *buf, size_t len)
     (void)e;
 }
 
-static void respond(mw_gateway_t *gw, struct peer *p, const mwi_coap_msg *req, uint8_t code,
-                    int32_t cf, const uint8_t *payload, size_t len)
+/* Options a response may carry besides Content-Format. */
+struct resp_opts {
+    uint8_t flags; /* MWI_COAP_F_BLOCK1 / _SIZE1 */
+    uint32_t block1, size1;
+};
+
+/* Sends the response to @p req and remembers it by MID, so that a duplicate
+ * of the request gets these very bytes (RFC 7252 4.5). A payload larger than
+ * a block, or a request asking for Block2, is served block by block
+ * (RFC 7959 2.2); each block request is a request of its own. */
+static void respond_opts(mw_gateway_t *gw, struct peer *p, const mwi_coap_msg *req, uint8_t code,
+                         int32_t cf, const uint8_t *payload, size_t len,
+                         const struct resp_opts *o)
 {
     mwi_coap_msg r;
     uint8_t out[MWI_DTLS_MAX_PLAINTEXT];
@@ -280,11 +305,38 @@ static void respond(mw_gateway_t *gw, struct peer *p, const mwi_coap_msg *req, u
         r.token_len = req->token_len;
         memcpy(r.token, req->token, req->token_len);
     }
+    size_t off = 0, slice = len;
+    uint32_t b2 = 0;
+    bool bad = false;
+    if (mwi_coap_block2_slice((req->flags & MWI_COAP_F_BLOCK2) != 0, req->block2, len,
+                              RESPONSE_BLOCK_MAX, &off, &slice, &b2, &bad)) {
+        if (bad) {
+            r.code = MWI_COAP_BAD_OPTION;
+            off = slice = 0;
+            cf = -1;
+        } else {
+            r.flags |= MWI_COAP_F_BLOCK2;
+            r.block2 = b2;
+        }
+    }
+    if (o) {
+        r.flags |= o->flags;
+        r.block1 = o->block1;
+        r.size1 = o->size1;
+    }
     r.content_format = cf;
-    r.payload = payload;
-    r.payload_len = len;
-    if (mwi_coap_encode(&r, out, sizeof out, &n) == MW_OK)
-        write_lossy(p->conn, out, n);
+    r.payload = slice ? payload + off : NULL;
+    r.payload_len = slice;
+    if (mwi_coap_encode(&r, out, sizeof out, &n) != MW_OK)
+        return;
+    mwi_coap_dedup_store(&p->dedup, req->type, req->mid, out, n, gw->now_ms, &gw->params);
+    write_lossy(p->conn, out, n);
+}
+
+static void respond(mw_gateway_t *gw, struct peer *p, const mwi_coap_msg *req, uint8_t code,
+                    int32_t cf, const uint8_t *payload, size_t len)
+{
+    respond_opts(gw, p, req, code, cf, payload, len, NULL);
 }
 
 static void refuse(mw_gateway_t *gw, struct peer *p, const mwi_coap_msg *req, uint8_t code,
@@ -300,7 +352,8 @@ static int cmp_seq(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-static void handle_batch(mw_gateway_t *gw, struct peer *p, const mwi_coap_msg *req)
+static void handle_batch(mw_gateway_t *gw, struct peer *p, const mwi_coap_msg *req,
+                         const struct resp_opts *o)
 {
     const char *id = mwi_dtls_conn_peer_id(p->conn);
     size_t n = 0;
@@ -342,24 +395,44 @@ static void handle_batch(mw_gateway_t *gw, struct peer *p, const mwi_coap_msg *r
         return;
     }
     qsort(gw->batch, n, sizeof gw->batch[0], cmp_seq);
+    /* The device holds nothing below its low-water mark: numbers there are
+     * settled, and one that arrives again is a replay (docs/protocol.md 5). */
+    mwi_replay_advance(&dv->rp, low_water);
     uint64_t acked[MWI_MAX_BATCH];
-    size_t nacked = 0;
+    size_t nacked = 0, nold = 0;
     for (size_t i = 0; i < n; i++) {
         mw_message_t *m = &gw->batch[i];
-        if (m->seq <= dv->high_seq) {
+        mwi_replay_verdict v = mwi_replay_check(&dv->rp, m->seq);
+        if (v == MWI_REPLAY_OLD) {
+            gw->st.replays++;
+            nold++;
+            snprintf(why, sizeof why,
+                     "seq %llu is below the device's low-water mark %llu: refused as a replay",
+                     (unsigned long long)m->seq, (unsigned long long)dv->rp.low);
+            audit(gw, MW_AUDIT_REPLAY, p->text, id, MW_EREPLAY, 0, why);
+            continue;
+        }
+        if (v == MWI_REPLAY_DUPLICATE) {
             /* Already delivered: acknowledge again, deliver never again. */
             gw->st.duplicates++;
             acked[nacked++] = m->seq;
             continue;
         }
+        if (!mwi_replay_has_room(&dv->rp, m->seq))
+            break; /* too many holes: wait until the low-water mark moves */
         if (gw->sink(gw->sink_ctx, m) != MW_OK)
             break; /* not stored: not acknowledged; the device sends it again */
-        dv->high_seq = m->seq;
+        if (mwi_replay_mark(&dv->rp, m->seq) != MW_OK)
+            break; /* cannot happen after has_room; never acknowledge unrecorded */
         gw->st.messages_delivered++;
         acked[nacked++] = m->seq;
     }
     if (nacked == 0) {
-        refuse(gw, p, req, MWI_COAP_SERVICE_UNAVAILABLE, "cannot store messages now");
+        if (nold == n)
+            refuse(gw, p, req, MWI_COAP_BAD_REQUEST,
+                   "sequence numbers below the declared low-water mark");
+        else
+            refuse(gw, p, req, MWI_COAP_SERVICE_UNAVAILABLE, "cannot store messages now");
         return;
     }
     mwi_seq_range ranges[MWI_MAX_ACK_RANGES];
@@ -368,7 +441,52 @@ static void handle_batch(mw_gateway_t *gw, struct peer *p, const mwi_coap_msg *r
     size_t alen = 0;
     if (mwi_ack_encode(ranges, nr, ack, sizeof ack, &alen) != MW_OK)
         return;
-    respond(gw, p, req, MWI_COAP_CHANGED, MWI_COAP_CF_MEDWIRE_ACK, ack, alen);
+    respond_opts(gw, p, req, MWI_COAP_CHANGED, MWI_COAP_CF_MEDWIRE_ACK, ack, alen, o);
+}
+
+/* A POST whose body comes in Block1 pieces (RFC 7959 2.5): reassembled up to
+ * max_body, never further; the batch is handled when the last block arrives. */
+static void handle_block1(mw_gateway_t *gw, struct peer *p, const mwi_coap_msg *m)
+{
+    if (p->b1_buf == NULL) {
+        p->b1_buf = malloc(gw->max_body);
+        if (p->b1_buf == NULL) {
+            refuse(gw, p, m, MWI_COAP_SERVICE_UNAVAILABLE, "out of memory");
+            return;
+        }
+    }
+    struct resp_opts o = {.flags = MWI_COAP_F_BLOCK1, .block1 = m->block1};
+    mwi_block1_result r = mwi_coap_block1_input(&p->b1, p->b1_buf, gw->max_body, m, gw->now_ms,
+                                                &gw->params);
+    switch (r) {
+    case MWI_BLOCK1_CONTINUE:
+        respond_opts(gw, p, m, MWI_COAP_CONTINUE, -1, NULL, 0, &o);
+        return;
+    case MWI_BLOCK1_TOO_LARGE: {
+        gw->st.bodies_too_large++;
+        struct resp_opts big = {.flags = MWI_COAP_F_SIZE1, .size1 = (uint32_t)gw->max_body};
+        free(p->b1_buf);
+        p->b1_buf = NULL;
+        respond_opts(gw, p, m, MWI_COAP_REQUEST_ENTITY_TOO_LARGE, -1,
+                     (const uint8_t *)"body larger than the gateway accepts", 36, &big);
+        return;
+    }
+    case MWI_BLOCK1_INCOMPLETE:
+        free(p->b1_buf);
+        p->b1_buf = NULL;
+        refuse(gw, p, m, MWI_COAP_REQUEST_ENTITY_INCOMPLETE, "block out of order");
+        return;
+    case MWI_BLOCK1_COMPLETE: {
+        mwi_coap_msg whole = *m;
+        whole.payload = p->b1_buf;
+        whole.payload_len = p->b1.len;
+        o.block1 = m->block1 & ~8u; /* echo the last block, M = 0 */
+        handle_batch(gw, p, &whole, &o);
+        free(p->b1_buf);
+        p->b1_buf = NULL;
+        return;
+    }
+    }
 }
 
 static void on_record(void *ctx, const uint8_t *data, size_t len)
@@ -396,12 +514,26 @@ static void on_record(void *ctx, const uint8_t *data, size_t len)
         }
         return; /* the gateway sends no requests, so expects no responses */
     }
+    if (m.type == MWI_COAP_CON || m.type == MWI_COAP_NON) {
+        const mwi_coap_dedup_entry *dup =
+            mwi_coap_dedup_find(&p->dedup, m.type, m.mid, gw->now_ms);
+        if (dup != NULL) {
+            /* Processed once already: same answer, no second processing. */
+            gw->st.coap_duplicates++;
+            if (dup->has_response)
+                write_lossy(p->conn, dup->response, dup->len);
+            return;
+        }
+    }
     if (m.unknown_critical) {
         refuse(gw, p, &m, MWI_COAP_BAD_OPTION, "unrecognised critical option");
         return;
     }
     if (strcmp(m.uri_path, BATCH_PATH) == 0) {
-        handle_batch(gw, p, &m);
+        if ((m.flags & MWI_COAP_F_BLOCK1) && m.code == MWI_COAP_POST)
+            handle_block1(gw, p, &m);
+        else
+            handle_batch(gw, p, &m, NULL);
     } else if (strcmp(m.uri_path, WELL_KNOWN_PATH) == 0) {
         if (m.code != MWI_COAP_GET)
             refuse(gw, p, &m, MWI_COAP_METHOD_NOT_ALLOWED, "use GET");
@@ -653,6 +785,7 @@ mw_err mw_gateway_poll(mw_gateway_t *gw, int timeout_ms)
         gw->st.bytes_received += n;
         if (n == 0 || n > MWI_DTLS_MAX_DATAGRAM)
             continue; /* truncated or empty: not a DTLS datagram we can use */
+        gw->now_ms = now;
         handle_datagram(gw, &from, gw->rx, n, now);
     }
     run_timers(gw, now);

@@ -7,6 +7,8 @@
 
 #include "harness.h"
 
+#include "coap/coap.h"
+
 static mwt_pki shared_pki;
 static bool pki_made;
 
@@ -40,6 +42,11 @@ static void on_audit(void *ctx, const mw_audit_event_t *ev)
 
 void mwt_h_init(mwt_h *h, uint64_t seed)
 {
+    mwt_h_init_body(h, seed, 0);
+}
+
+void mwt_h_init_body(mwt_h *h, uint64_t seed, uint32_t max_body)
+{
     memset(h, 0, sizeof *h);
     if (!pki_made) {
         cr_assert(mwt_pki_make(&shared_pki), "medwire-pki must make the test PKI");
@@ -63,6 +70,7 @@ void mwt_h_init(mwt_h *h, uint64_t seed)
     cfg.sink_ctx = h;
     cfg.audit = on_audit;
     cfg.audit_ctx = h;
+    cfg.max_body = max_body;
     mw_error_detail_t d;
     mw_err e = mw_gateway_create(&cfg, &h->gw, &d);
     cr_assert_eq(e, MW_OK, "gateway: %s", d.reason);
@@ -219,10 +227,14 @@ bool mwt_h_run(mwt_h *h, bool (*done)(mwt_h *h, void *arg), void *arg, uint64_t 
         }
         for (size_t i = 0; i < h->nraws; i++)
             did = raw_poll(h, h->raws[i]) || did;
-        if (did || mwt_net_in_flight(h->net) > 0)
+        if (did || mwt_net_ready(h->net) > 0)
             continue;
-        /* Quiet: jump the fake clock to the next timer (at least 1 ms). */
+        /* Quiet: jump the fake clock to the next timer or delayed datagram
+         * (at least 1 ms). */
         uint64_t step = next_timer(h);
+        uint64_t ready = mwt_net_next_ready_ms(h->net);
+        if (ready != UINT64_MAX && ready > h->clk.now_ms && ready - h->clk.now_ms < step)
+            step = ready - h->clk.now_ms;
         if (step == UINT64_MAX || step == 0)
             step = 1;
         if (step > 1000)
@@ -275,4 +287,42 @@ void mwt_send_obs(mw_client_t *c, int n, int base)
         o.status = MW_MEAS_VALID;
         cr_assert_eq(mw_client_send_observation(c, &o, NULL), MW_OK);
     }
+}
+
+static bool raw_is_up(mwt_h *h, void *arg)
+{
+    (void)h;
+    return ((mwt_raw *)arg)->result != MW_EINPROGRESS;
+}
+
+void mwt_raw_wait_up(mwt_h *h, mwt_raw *r)
+{
+    cr_assert(mwt_h_run(h, raw_is_up, r, 30000), "raw client handshake did not finish");
+    cr_assert_eq(r->result, MW_OK, "raw client handshake failed: %s", mw_strerror(r->result));
+}
+
+static bool raw_has_record(mwt_h *h, void *arg)
+{
+    (void)h;
+    return ((mwt_raw *)arg)->last_record_len > 0;
+}
+
+void mwt_raw_exchange(mwt_h *h, mwt_raw *r, const void *vm, uint8_t *out, size_t cap,
+                      size_t *out_len, void *vresp)
+{
+    const mwi_coap_msg *m = vm;
+    mwi_coap_msg *resp = vresp;
+    uint8_t req[1500];
+    size_t n;
+    cr_assert_eq(mwi_coap_encode(m, req, sizeof req, &n), MW_OK);
+    r->last_record_len = 0;
+    cr_assert_eq(mwt_raw_write(r, req, n), MW_OK);
+    cr_assert(mwt_h_run(h, raw_has_record, r, 10000), "no answer from the gateway");
+    cr_assert_leq(r->last_record_len, cap);
+    memcpy(out, r->last_record, r->last_record_len);
+    *out_len = r->last_record_len;
+    mwi_coap_parser *p = NULL;
+    cr_assert_eq(mwi_coap_parser_create(1500, &p), MW_OK);
+    cr_assert_eq(mwi_coap_parse(p, out, *out_len, resp), MW_OK);
+    mwi_coap_parser_destroy(&p);
 }

@@ -56,6 +56,8 @@ typedef struct mwt_h {
 
 /** Makes the PKI (once per process) and a gateway on the in-memory net. Aborts the test on failure. */
 void mwt_h_init(mwt_h *h, uint64_t seed);
+/** As mwt_h_init, with the gateway's max_body (0: default). */
+void mwt_h_init_body(mwt_h *h, uint64_t seed, uint32_t max_body);
 void mwt_h_fini(mwt_h *h);
 
 /** A client with certificate NAME (from the test PKI) talking to the gateway; NULL on failure,
@@ -66,6 +68,12 @@ mw_client_t *mwt_h_client(mwt_h *h, const char *name, const char *gateway_name, 
 mwt_raw *mwt_h_raw(mwt_h *h, const char *name, const char *ciphers, bool skip_role);
 /** Sends one record on an established raw client. */
 mw_err mwt_raw_write(mwt_raw *r, const uint8_t *buf, size_t len);
+/** Runs until @p r is established (fails the test otherwise). */
+void mwt_raw_wait_up(mwt_h *h, mwt_raw *r);
+/** Sends the CoAP message @p m on @p r and waits for one record back; copies it to out (the
+ *  raw bytes) and parses it into *resp (payload pointing into out). */
+void mwt_raw_exchange(mwt_h *h, mwt_raw *r, const void *m, uint8_t *out, size_t cap,
+                      size_t *out_len, void *resp);
 
 /** Runs the loop until @p done returns true or @p max_ms of fake time pass; returns done's value. */
 bool mwt_h_run(mwt_h *h, bool (*done)(mwt_h *h, void *arg), void *arg, uint64_t max_ms);

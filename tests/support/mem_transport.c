@@ -13,6 +13,7 @@ enum { NET_MAX_ENDPOINTS = 64, NET_MAX_MARKS = 64 };
 
 typedef struct dgram {
     struct dgram *next;
+    uint64_t ready_ms; /* not receivable before this time (delay fault) */
     mw_addr_t from;
     size_t len;
     uint8_t data[];
@@ -40,6 +41,9 @@ struct mwt_net {
     uint64_t lost; /* dropped by a fault or sent to no endpoint */
     size_t in_flight;
     double p_drop, p_dup, p_reorder;
+    double p_delay, p_corrupt;
+    uint64_t max_delay_ms;
+    const mwt_clock *clk; /* time source for delays; NULL: no delays */
     marks drop, dup, corrupt;
 };
 
@@ -220,6 +224,7 @@ static dgram *dgram_new(const mw_addr_t *from, const uint8_t *buf, size_t len)
     if (d == NULL)
         die("out of memory");
     d->next = NULL;
+    d->ready_ms = 0;
     d->from = *from;
     d->len = len;
     if (len > 0)
@@ -272,6 +277,9 @@ static mw_err ep_send(void *ctx, const mw_addr_t *to, const uint8_t *buf, size_t
     drop = net_uniform(net) < net->p_drop;
     dup = net_uniform(net) < net->p_dup;
     reorder = net_uniform(net) < net->p_reorder;
+    bool delay = net_uniform(net) < net->p_delay;
+    bool corrupt = net_uniform(net) < net->p_corrupt;
+    uint64_t delay_ms = net->max_delay_ms ? 1 + net_rand(net) % net->max_delay_ms : 0;
     drop = drop || marks_has(&net->drop, index);
     dup = dup || marks_has(&net->dup, index);
 
@@ -283,6 +291,11 @@ static mw_err ep_send(void *ctx, const mw_addr_t *to, const uint8_t *buf, size_t
     }
 
     d = dgram_new(&ep->addr, buf, len);
+    if (delay && net->clk != NULL)
+        d->ready_ms = net->clk->now_ms + delay_ms;
+    if (corrupt && len > 0)
+        /* A random byte anywhere: headers, lengths and ciphertext alike. */
+        d->data[net_rand(net) % len] ^= (uint8_t)(1u << (net_rand(net) % 8));
     if (marks_has(&net->corrupt, index) && len > 0)
         /* The last byte: in a DTLS record that is the AEAD tag, so the record
          * is rejected by authentication, not by a length check. */
@@ -301,16 +314,26 @@ static mw_err ep_send(void *ctx, const mw_addr_t *to, const uint8_t *buf, size_t
 static mw_err ep_recv(void *ctx, mw_addr_t *out_from, uint8_t *out_buf, size_t cap, size_t *out_len)
 {
     endpoint *ep = ctx;
-    dgram *d = ep->head;
+    dgram *d = ep->head, *prev = NULL;
 
     if (out_len == NULL || (out_buf == NULL && cap > 0))
         return MW_EINVAL;
     *out_len = 0;
+    /* The first datagram whose delay has passed: a delayed one lets later
+     * ones overtake it, as on a real network. */
+    uint64_t now = ep->net->clk ? ep->net->clk->now_ms : 0;
+    while (d != NULL && d->ready_ms > now) {
+        prev = d;
+        d = d->next;
+    }
     if (d == NULL)
         return MW_EAGAIN;
-    ep->head = d->next;
-    if (ep->head == NULL)
-        ep->tail = NULL;
+    if (prev)
+        prev->next = d->next;
+    else
+        ep->head = d->next;
+    if (ep->tail == d)
+        ep->tail = prev;
     ep->queued--;
     ep->net->in_flight--;
 
@@ -329,4 +352,36 @@ static mw_err ep_recv(void *ctx, mw_addr_t *out_from, uint8_t *out_buf, size_t c
 static void ep_close(void *ctx)
 {
     (void)ctx;
+}
+
+void mwt_net_set_delay(mwt_net *net, const mwt_clock *clk, double p_delay, uint64_t max_delay_ms)
+{
+    net->clk = clk;
+    net->p_delay = p_delay;
+    net->max_delay_ms = max_delay_ms;
+}
+
+void mwt_net_set_corrupt(mwt_net *net, double p_corrupt)
+{
+    net->p_corrupt = p_corrupt;
+}
+
+size_t mwt_net_ready(const mwt_net *net)
+{
+    size_t n = 0;
+    uint64_t now = net->clk ? net->clk->now_ms : 0;
+    for (size_t i = 0; i < net->n_eps; i++)
+        for (const dgram *d = net->eps[i]->head; d; d = d->next)
+            n += d->ready_ms <= now;
+    return n;
+}
+
+uint64_t mwt_net_next_ready_ms(const mwt_net *net)
+{
+    uint64_t at = UINT64_MAX;
+    for (size_t i = 0; i < net->n_eps; i++)
+        for (const dgram *d = net->eps[i]->head; d; d = d->next)
+            if (d->ready_ms < at)
+                at = d->ready_ms;
+    return at;
 }

@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "medwire/io.h"
+#include "support/fake_clock.h"
 
 typedef struct mwt_net mwt_net;
 
@@ -22,6 +23,15 @@ mw_addr_t mwt_net_addr(const mw_transport_t *t);
 
 /** Probabilities in [0,1] applied to every datagram sent from now on. */
 void mwt_net_set_faults(mwt_net *net, double drop, double duplicate, double reorder);
+/** Delays a datagram with probability @p p_delay by 1..max_delay_ms of @p clk's time
+ *  (later datagrams may overtake it). */
+void mwt_net_set_delay(mwt_net *net, const mwt_clock *clk, double p_delay, uint64_t max_delay_ms);
+/** Flips one random bit of a datagram with probability @p p_corrupt. */
+void mwt_net_set_corrupt(mwt_net *net, double p_corrupt);
+/** Datagrams receivable now (in flight and not delayed past now). */
+size_t mwt_net_ready(const mwt_net *net);
+/** The earliest time a queued datagram becomes receivable (UINT64_MAX if none). */
+uint64_t mwt_net_next_ready_ms(const mwt_net *net);
 /** Drops the datagram with this index (0 = the first ever sent on the net). */
 void mwt_net_drop_index(mwt_net *net, uint64_t index);
 /** Duplicates the datagram with this index. */

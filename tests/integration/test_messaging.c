@@ -1,0 +1,441 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* test_messaging.c -- the CoAP message layer end to end: faults, duplicates, block-wise, NSTART, errors, restarts, pings. */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "harness.h"
+
+#include "coap/coap.h"
+#include "session/codec.h"
+
+/* Exactly once: every sequence number of @p dev from @p first on appears once, n in all. */
+static void assert_exactly_once(const mwt_h *h, const char *dev, size_t n)
+{
+    uint8_t *seen = calloc(n + 1, 1);
+    cr_assert_not_null(seen);
+    size_t k = 0;
+    for (size_t i = 0; i < h->ngot; i++) {
+        const mw_message_t *m = &h->got[i];
+        if (strcmp(m->device_id, dev) != 0)
+            continue;
+        cr_assert(m->seq >= 1 && m->seq <= n, "%s: unexpected seq %llu", dev,
+                  (unsigned long long)m->seq);
+        cr_assert_eq(seen[m->seq], 0, "%s: seq %llu delivered twice", dev,
+                     (unsigned long long)m->seq);
+        seen[m->seq] = 1;
+        k++;
+    }
+    cr_assert_eq(k, n, "%s: %zu delivered of %zu", dev, k, n);
+    free(seen);
+}
+
+Test(messaging, ten_thousand_observations_survive_loss_duplication_reordering_and_delay,
+     .timeout = 600)
+{
+    mwt_h h;
+    mwt_h_init(&h, 20);
+    mwt_net_set_faults(h.net, 0.20, 0.10, 0.10);
+    mwt_net_set_delay(h.net, &h.clk, 0.05, 400);
+    mw_client_t *c = mwt_h_client(&h, "dev-1", "gateway", NULL);
+    cr_assert_not_null(c);
+    const int total = 10000;
+    for (int sent = 0; sent < total; sent += 200) {
+        mwt_send_obs(c, 200, sent);
+        cr_assert(mwt_h_drain(&h, 3600000), "not drained after %d", sent);
+    }
+    assert_exactly_once(&h, "dev-1", (size_t)total);
+    mw_client_stats_t st;
+    mw_client_stats(c, &st);
+    mw_gateway_stats_t gs;
+    mw_gateway_stats(h.gw, &gs);
+    cr_assert_eq(gs.messages_delivered, (uint64_t)total);
+    /* Figures for the record (not asserted: benchmarks are not tests). */
+    printf("20%% loss, 10%% dup, 10%% reorder, 5%% delay: %llu requests, %llu retransmissions "
+           "(%.1f per 1000 messages), %llu handshakes, %llu CoAP duplicates answered from cache\n",
+           (unsigned long long)st.requests_sent, (unsigned long long)st.retransmissions,
+           1000.0 * (double)st.retransmissions / total, (unsigned long long)st.handshakes,
+           (unsigned long long)gs.coap_duplicates);
+    mwt_h_fini(&h);
+}
+
+Test(messaging, corrupted_datagrams_are_dropped_and_the_session_carries_on)
+{
+    mwt_h h;
+    mwt_h_init(&h, 21);
+    mw_client_t *c = mwt_h_client(&h, "dev-1", "gateway", NULL);
+    mwt_send_obs(c, 5, 0);
+    cr_assert(mwt_h_drain(&h, 60000));
+    mwt_net_set_corrupt(h.net, 0.3);
+    mwt_send_obs(c, 200, 5);
+    cr_assert(mwt_h_drain(&h, 3600000));
+    assert_exactly_once(&h, "dev-1", 205);
+    mwt_h_fini(&h);
+}
+
+static void build_batch_request(mwi_coap_msg *q, uint8_t *payload, size_t cap, const char *id,
+                                uint64_t seq, uint16_t mid)
+{
+    mw_message_t m;
+    memset(&m, 0, sizeof m);
+    snprintf(m.device_id, sizeof m.device_id, "%s", id);
+    m.seq = seq;
+    m.type = MW_MSG_OBSERVATION;
+    m.priority = MW_PRIORITY_OBSERVATION;
+    m.u.observation.mdc_code = MW_MDC_PULS_OXIM_SAT_O2;
+    m.u.observation.mantissa = 97;
+    snprintf(m.u.observation.unit, sizeof m.u.observation.unit, "%%");
+    size_t plen, count;
+    cr_assert_eq(mwi_batch_encode(&m, 1, seq, payload, cap, &plen, &count), MW_OK);
+    mwi_coap_msg_init(q);
+    q->type = MWI_COAP_CON;
+    q->code = MWI_COAP_POST;
+    q->mid = mid;
+    q->token_len = 4;
+    memcpy(q->token, "tokn", 4);
+    snprintf(q->uri_path, sizeof q->uri_path, "batch");
+    q->content_format = MWI_COAP_CF_MEDWIRE_BATCH;
+    q->payload = payload;
+    q->payload_len = plen;
+}
+
+Test(messaging, a_duplicate_con_gets_the_identical_response_and_reaches_the_application_once)
+{
+    mwt_h h;
+    mwt_h_init(&h, 22);
+    mwt_raw *r = mwt_h_raw(&h, "dev-1", NULL, false);
+    mwt_raw_wait_up(&h, r);
+    uint8_t payload[256], a[512], b[512];
+    size_t alen, blen;
+    mwi_coap_msg q, ra, rb;
+    build_batch_request(&q, payload, sizeof payload, "dev-1", 1, 0x1234);
+    mwt_raw_exchange(&h, r, &q, a, sizeof a, &alen, &ra);
+    mwt_raw_exchange(&h, r, &q, b, sizeof b, &blen, &rb);
+    cr_assert_eq(ra.code, MWI_COAP_CHANGED);
+    cr_assert_eq(alen, blen);
+    cr_assert_arr_eq(a, b, alen, "the duplicate gets the very same bytes");
+    cr_assert_eq(mwt_h_count(&h, "dev-1"), 1, "delivered once");
+    mw_gateway_stats_t gs;
+    mw_gateway_stats(h.gw, &gs);
+    cr_assert_eq(gs.coap_duplicates, 1);
+    /* A new MID with the same sequence number is a new request but an old
+     * message: acknowledged again, not delivered again. */
+    build_batch_request(&q, payload, sizeof payload, "dev-1", 1, 0x1235);
+    mwt_raw_exchange(&h, r, &q, b, sizeof b, &blen, &rb);
+    cr_assert_eq(rb.code, MWI_COAP_CHANGED);
+    cr_assert_eq(mwt_h_count(&h, "dev-1"), 1);
+    mwt_h_fini(&h);
+}
+
+static bool has_record(mwt_h *h, void *arg)
+{
+    (void)h;
+    return ((mwt_raw *)arg)->last_record_len > 0;
+}
+
+/* Sends bytes the encoder would refuse to write, and parses the answer. */
+static void raw_bytes_exchange(mwt_h *h, mwt_raw *r, const uint8_t *bytes, size_t len,
+                               mwi_coap_msg *resp)
+{
+    static uint8_t keep[1500];
+    r->last_record_len = 0;
+    cr_assert_eq(mwt_raw_write(r, bytes, len), MW_OK);
+    cr_assert(mwt_h_run(h, has_record, r, 10000), "no answer");
+    memcpy(keep, r->last_record, r->last_record_len);
+    mwi_coap_parser *p = NULL;
+    cr_assert_eq(mwi_coap_parser_create(1500, &p), MW_OK);
+    cr_assert_eq(mwi_coap_parse(p, keep, r->last_record_len, resp), MW_OK);
+    mwi_coap_parser_destroy(&p);
+}
+
+static void expect_code(mwt_h *h, mwt_raw *r, mwi_coap_msg *q, uint8_t code)
+{
+    uint8_t out[1500];
+    size_t n;
+    mwi_coap_msg resp;
+    mwt_raw_exchange(h, r, q, out, sizeof out, &n, &resp);
+    cr_assert_eq(resp.code, code, "got %u.%02u, expected %u.%02u", resp.code >> 5,
+                 resp.code & 31, code >> 5, code & 31);
+    cr_assert_eq(resp.mid, q->mid, "piggybacked on the request's MID");
+    cr_assert_eq(resp.token_len, q->token_len);
+}
+
+Test(messaging, bad_requests_get_the_rfc_7252_error_codes)
+{
+    mwt_h h;
+    mwt_h_init(&h, 23);
+    mwt_raw *r = mwt_h_raw(&h, "dev-1", NULL, false);
+    mwt_raw_wait_up(&h, r);
+    uint8_t payload[256];
+    mwi_coap_msg q;
+    uint16_t mid = 100;
+
+    build_batch_request(&q, payload, sizeof payload, "dev-1", 1, mid++);
+    q.content_format = 0; /* text/plain */
+    expect_code(&h, r, &q, MWI_COAP_UNSUPPORTED_CONTENT_FORMAT);
+
+    build_batch_request(&q, payload, sizeof payload, "dev-1", 1, mid++);
+    snprintf(q.uri_path, sizeof q.uri_path, "nothing/here");
+    expect_code(&h, r, &q, MWI_COAP_NOT_FOUND);
+
+    build_batch_request(&q, payload, sizeof payload, "dev-1", 1, mid++);
+    q.code = MWI_COAP_GET;
+    expect_code(&h, r, &q, MWI_COAP_METHOD_NOT_ALLOWED);
+
+    build_batch_request(&q, payload, sizeof payload, "dev-1", 1, mid++);
+    static const uint8_t junk[] = {0xff, 0x01, 0x02, 0x03};
+    q.payload = junk;
+    q.payload_len = sizeof junk;
+    expect_code(&h, r, &q, MWI_COAP_BAD_REQUEST);
+
+    /* An unknown critical option (here 9, unassigned and odd) must be refused
+     * (RFC 7252 5.4.1); the encoder cannot write one, so the bytes are made
+     * by hand: CON POST, TKL 0, MID 0x0077, option 9 of length 0. */
+    static const uint8_t crit[] = {0x40, 0x02, 0x00, 0x77, 0x90};
+    mwi_coap_msg resp;
+    raw_bytes_exchange(&h, r, crit, sizeof crit, &resp);
+    cr_assert_eq(resp.code, MWI_COAP_BAD_OPTION);
+    cr_assert_eq(resp.mid, 0x0077);
+
+    mwi_coap_msg_init(&q);
+    q.type = MWI_COAP_CON;
+    q.code = MWI_COAP_GET;
+    q.mid = mid++;
+    snprintf(q.uri_path, sizeof q.uri_path, ".well-known/core");
+    uint8_t wk[1500];
+    size_t wlen;
+    mwi_coap_msg wr;
+    mwt_raw_exchange(&h, r, &q, wk, sizeof wk, &wlen, &wr);
+    cr_assert_eq(wr.code, MWI_COAP_CONTENT);
+    cr_assert_eq(wr.content_format, 40, "RFC 6690 link-format");
+    char links[256];
+    cr_assert_lt(wr.payload_len, sizeof links);
+    memcpy(links, wr.payload, wr.payload_len);
+    links[wr.payload_len] = '\0';
+    cr_assert(strstr(links, "</batch>") != NULL, "%s", links);
+    cr_assert_eq(mwt_h_count(&h, "dev-1"), 0, "none of the bad requests delivered anything");
+    mwt_h_fini(&h);
+}
+
+/* A Block1 request carrying bytes @p off.. of a body announced as @p size1 (0: no Size1). */
+static void block_request(mwi_coap_msg *q, uint16_t mid, uint32_t num, bool more,
+                          const uint8_t *body, size_t n, uint32_t size1)
+{
+    mwi_coap_msg_init(q);
+    q->type = MWI_COAP_CON;
+    q->code = MWI_COAP_POST;
+    q->mid = mid;
+    q->token_len = 2;
+    memcpy(q->token, "bk", 2);
+    snprintf(q->uri_path, sizeof q->uri_path, "batch");
+    q->content_format = MWI_COAP_CF_MEDWIRE_BATCH;
+    q->flags = MWI_COAP_F_BLOCK1;
+    q->block1 = MWI_COAP_BLOCK_VALUE(num, more, 6);
+    if (size1) {
+        q->flags |= MWI_COAP_F_SIZE1;
+        q->size1 = size1;
+    }
+    q->payload = body;
+    q->payload_len = n;
+}
+
+Test(messaging, a_block_wise_body_larger_than_the_maximum_is_refused_with_4_13)
+{
+    mwt_h h;
+    mwt_h_init_body(&h, 24, 2048);
+    mwt_raw *r = mwt_h_raw(&h, "dev-1", NULL, false);
+    mwt_raw_wait_up(&h, r);
+    static uint8_t body[1024];
+    memset(body, 0x0a, sizeof body);
+    uint8_t out[1500];
+    size_t n;
+    mwi_coap_msg q, resp;
+
+    /* Announced too large: refused before a byte is kept. */
+    block_request(&q, 1, 0, true, body, sizeof body, 100000);
+    mwt_raw_exchange(&h, r, &q, out, sizeof out, &n, &resp);
+    cr_assert_eq(resp.code, MWI_COAP_REQUEST_ENTITY_TOO_LARGE);
+    cr_assert(resp.flags & MWI_COAP_F_SIZE1, "4.13 says how much the gateway takes");
+    cr_assert_eq(resp.size1, 2048);
+
+    /* Growing too large without Size1: two blocks fit, the third does not. */
+    block_request(&q, 2, 0, true, body, sizeof body, 0);
+    mwt_raw_exchange(&h, r, &q, out, sizeof out, &n, &resp);
+    cr_assert_eq(resp.code, MWI_COAP_CONTINUE);
+    cr_assert_eq(resp.block1, MWI_COAP_BLOCK_VALUE(0, true, 6), "2.31 echoes the block");
+    block_request(&q, 3, 1, true, body, sizeof body, 0);
+    mwt_raw_exchange(&h, r, &q, out, sizeof out, &n, &resp);
+    cr_assert_eq(resp.code, MWI_COAP_CONTINUE);
+    block_request(&q, 4, 2, true, body, sizeof body, 0);
+    mwt_raw_exchange(&h, r, &q, out, sizeof out, &n, &resp);
+    cr_assert_eq(resp.code, MWI_COAP_REQUEST_ENTITY_TOO_LARGE);
+
+    /* Out of order: 4.08. */
+    block_request(&q, 5, 3, true, body, sizeof body, 0);
+    mwt_raw_exchange(&h, r, &q, out, sizeof out, &n, &resp);
+    cr_assert_eq(resp.code, MWI_COAP_REQUEST_ENTITY_INCOMPLETE);
+
+    mw_gateway_stats_t gs;
+    mw_gateway_stats(h.gw, &gs);
+    cr_assert_eq(gs.bodies_too_large, 2);
+    cr_assert_eq(mwt_h_count(&h, "dev-1"), 0);
+    /* The session is intact: a normal request still works. */
+    uint8_t payload[256];
+    build_batch_request(&q, payload, sizeof payload, "dev-1", 1, 6);
+    expect_code(&h, r, &q, MWI_COAP_CHANGED);
+    mwt_h_fini(&h);
+}
+
+Test(messaging, a_batch_larger_than_one_record_goes_block_wise_and_arrives_whole)
+{
+    mwt_h h;
+    mwt_h_init(&h, 25);
+    mw_client_t *c = mwt_h_client(&h, "dev-1", "gateway", NULL);
+    /* 16 alarms with long texts: about 1.6 kB, more than one DTLS record. */
+    for (int i = 0; i < 16; i++) {
+        mw_alarm_t a;
+        memset(&a, 0, sizeof a);
+        a.mdc_code = MW_MDC_EVT_LO;
+        a.priority = MW_ALARM_HIGH;
+        a.state = MW_ALARM_ACTIVE;
+        snprintf(a.text, sizeof a.text, "SpO2 below limit on bed %02d, check the probe now", i);
+        cr_assert_eq(mw_client_raise_alarm(c, &a, NULL), MW_OK);
+    }
+    cr_assert(mwt_h_drain(&h, 120000));
+    cr_assert_eq(mwt_h_count(&h, "dev-1"), 16);
+    mw_client_stats_t st;
+    mw_client_stats(c, &st);
+    cr_assert_eq(st.requests_sent, 2, "one body in two blocks, not two batches");
+    for (size_t i = 0; i < h.ngot; i++) {
+        cr_assert_eq(h.got[i].type, MW_MSG_ALARM);
+        cr_assert_eq(h.got[i].seq, i + 1);
+    }
+    mwt_h_fini(&h);
+}
+
+static bool client_connected(mwt_h *h, void *arg)
+{
+    (void)h;
+    mw_client_stats_t st;
+    mw_client_stats(arg, &st);
+    return st.connected;
+}
+
+static bool client_failed_never(mwt_h *h, void *arg)
+{
+    (void)h;
+    (void)arg;
+    return false;
+}
+
+Test(messaging, nstart_lets_several_requests_fly_at_once)
+{
+    mwt_h h;
+    mwt_h_init(&h, 26);
+    mw_client_config_t cfg;
+    mw_client_config_init(&cfg);
+    cfg.ca_file = mwt_pki_ca(&h.pki);
+    cfg.cert_file = mwt_pki_crt(&h.pki, "dev-1");
+    cfg.key_file = mwt_pki_key(&h.pki, "dev-1");
+    cfg.gateway_name = "gateway";
+    cfg.gateway = MWT_GATEWAY_ADDR;
+    cfg.transport = mwt_net_endpoint(h.net, "127.0.0.2:41000");
+    cfg.clock = mwt_clock_table(&h.clk);
+    cfg.random = mwt_rng_table(&h.rng);
+    cfg.nstart = 4;
+    mw_client_t *c = NULL;
+    cr_assert_eq(mw_client_open(&cfg, &c, NULL), MW_OK);
+    h.clients[h.nclients++] = c;
+    cr_assert(mwt_h_run(&h, client_connected, c, 30000));
+    mwt_send_obs(c, 64, 0);
+    uint64_t before = mwt_net_sent(h.net);
+    for (int i = 0; i < 3; i++) {
+        mw_err e = mw_client_poll(c, 0);
+        cr_assert(e == MW_OK || e == MW_EAGAIN);
+    }
+    cr_assert_eq(mwt_net_sent(h.net) - before, 4, "NSTART = 4: four requests before any answer");
+    cr_assert(mwt_h_drain(&h, 60000));
+    assert_exactly_once(&h, "dev-1", 64);
+    mwt_h_fini(&h);
+}
+
+Test(messaging, a_device_that_restarts_on_the_same_address_is_served_again_at_once)
+{
+    mwt_h h;
+    mwt_h_init(&h, 27);
+    mw_client_config_t cfg;
+    mw_client_config_init(&cfg);
+    cfg.ca_file = mwt_pki_ca(&h.pki);
+    cfg.cert_file = mwt_pki_crt(&h.pki, "dev-1");
+    cfg.key_file = mwt_pki_key(&h.pki, "dev-1");
+    cfg.gateway_name = "gateway";
+    cfg.gateway = MWT_GATEWAY_ADDR;
+    cfg.transport = mwt_net_endpoint(h.net, "127.0.0.2:42000");
+    cfg.clock = mwt_clock_table(&h.clk);
+    cfg.random = mwt_rng_table(&h.rng);
+    mw_client_t *c = NULL;
+    cr_assert_eq(mw_client_open(&cfg, &c, NULL), MW_OK);
+    h.clients[h.nclients++] = c;
+    mwt_send_obs(c, 5, 0);
+    cr_assert(mwt_h_drain(&h, 60000));
+    /* Power cut: the device forgets its session; the gateway still holds it. */
+    mw_client_close(&h.clients[0]);
+    h.nclients = 0;
+    cfg.first_seq = 6; /* the persisted sequence continues */
+    cr_assert_eq(mw_client_open(&cfg, &c, NULL), MW_OK);
+    h.clients[h.nclients++] = c;
+    uint64_t t0 = h.clk.now_ms;
+    cr_assert(mwt_h_run(&h, client_connected, c, 60000));
+    cr_assert_lt(h.clk.now_ms - t0, 1000, "served at once, not after a timeout");
+    mwt_send_obs(c, 5, 5);
+    cr_assert(mwt_h_drain(&h, 60000));
+    assert_exactly_once(&h, "dev-1", 10);
+    mw_gateway_stats_t gs;
+    mw_gateway_stats(h.gw, &gs);
+    cr_assert_eq(gs.handshakes_completed, 2);
+    cr_assert_eq(gs.sessions, 1, "the old session was replaced, not kept beside");
+    mwt_h_fini(&h);
+}
+
+Test(messaging, an_idle_link_is_checked_with_a_ping_and_a_dead_one_is_reconnected)
+{
+    mwt_h h;
+    mwt_h_init(&h, 28);
+    mw_client_config_t cfg;
+    mw_client_config_init(&cfg);
+    cfg.ca_file = mwt_pki_ca(&h.pki);
+    cfg.cert_file = mwt_pki_crt(&h.pki, "dev-1");
+    cfg.key_file = mwt_pki_key(&h.pki, "dev-1");
+    cfg.gateway_name = "gateway";
+    cfg.gateway = MWT_GATEWAY_ADDR;
+    cfg.transport = mwt_net_endpoint(h.net, "127.0.0.2:43000");
+    cfg.clock = mwt_clock_table(&h.clk);
+    cfg.random = mwt_rng_table(&h.rng);
+    cfg.keepalive_ms = 30000;
+    mw_client_t *c = NULL;
+    cr_assert_eq(mw_client_open(&cfg, &c, NULL), MW_OK);
+    h.clients[h.nclients++] = c;
+    cr_assert(mwt_h_run(&h, client_connected, c, 60000));
+    mw_client_stats_t st;
+    mw_client_stats(c, &st);
+    uint64_t req0 = st.requests_sent;
+    /* Idle for two minutes: pings go out and are answered; still one session. */
+    uint64_t until = h.clk.now_ms + 120000;
+    while (h.clk.now_ms < until)
+        (void)mwt_h_run(&h, client_failed_never, NULL, 1000);
+    mw_client_stats(c, &st);
+    cr_assert_geq(st.requests_sent - req0, 3, "a ping every 30 s of silence");
+    cr_assert(st.connected);
+    cr_assert_eq(st.handshakes, 1);
+    /* Now the gateway vanishes: the unanswered ping takes the link down and
+     * the client starts reconnecting. */
+    mwt_net_set_faults(h.net, 1.0, 0, 0);
+    (void)mwt_h_run(&h, client_failed_never, NULL, 200000);
+    mw_client_stats(c, &st);
+    cr_assert(!st.connected, "the dead link was noticed");
+    mw_error_detail_t d;
+    mw_client_last_error(c, &d);
+    cr_assert(d.err == MW_ECOAP_GIVEUP || d.err == MW_EHANDSHAKE_TIMEOUT, "%s", d.reason);
+    mwt_h_fini(&h);
+}
