@@ -1,18 +1,21 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* medwire-gateway -- the reference gateway: devices in over DTLS, one JSON line per delivered message out. */
 #include <errno.h>
+#include <stdbool.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "medwire/medwire.h"
 
 static const char USAGE[] =
     "usage: medwire-gateway --listen HOST:PORT --ca FILE --cert FILE --key FILE\n"
-    "                       [--out FILE] [--audit FILE] [--port-file FILE] [--max-peers N]\n"
+    "                       [--out FILE] [--audit FILE] [--store FILE] [--port-file FILE]\n"
+    "                       [--max-peers N]\n"
     "\n"
     "Accepts medical devices over mutually authenticated DTLS 1.2 (CoAP, protobuf) and\n"
     "writes every delivered message as one JSON object per line.\n"
@@ -25,9 +28,18 @@ static const char USAGE[] =
     "                      \"device\", \"seq\" and \"type\" (default: standard output)\n"
     "  --audit FILE        security events, one JSON object per line with at least\n"
     "                      \"event\", \"peer\" and \"reason\" (default: standard error)\n"
+    "  --store FILE        SQLite database (WAL) of accepted messages and each device's\n"
+    "                      replay state (default: medwire-gateway.db in the working\n"
+    "                      directory); a message is acknowledged only once it is\n"
+    "                      committed there and written to --out\n"
     "  --port-file FILE    once listening, write the bound UDP port to FILE\n"
     "  --max-peers N       sessions kept at once (default 4096)\n"
     "  -h, --help          this text;  --version  the version\n"
+    "\n"
+    "With --out FILE, every delivered message appears in FILE exactly once, also when\n"
+    "the gateway is killed and restarted: lines written after the last commit are\n"
+    "removed at start (they were never acknowledged, so the devices send them again).\n"
+    "Standard output cannot be rewound: after a crash it may repeat lines.\n"
     "\n"
     "Runs until SIGINT or SIGTERM, then exits 0. Exit status 1: cannot start (the\n"
     "message says why); 2: bad command line.\n";
@@ -43,6 +55,7 @@ static void on_signal(int sig)
 struct outputs {
     FILE *out;
     FILE *audit;
+    bool out_is_file; /* a regular file can be synced and rewound */
 };
 
 static mw_err sink(void *ctx, const mw_message_t *m)
@@ -53,11 +66,49 @@ static mw_err sink(void *ctx, const mw_message_t *m)
     mw_err e = mw_message_to_json(m, line, sizeof line, &n);
     if (e != MW_OK)
         return e;
-    /* Flushed per line: what is acknowledged to the device must have left
-     * this process (a durable store replaces this in the session layer). */
-    if (fprintf(o->out, "%s\n", line) < 0 || fflush(o->out) != 0)
+    /* Buffered here; sink_commit flushes and syncs once per poll, before
+     * anything is acknowledged. */
+    return fprintf(o->out, "%s\n", line) < 0 ? MW_EIO : MW_OK;
+}
+
+/* The output file's length is the checkpoint stored with each commit. */
+static mw_err sink_commit(void *ctx, uint64_t *out_checkpoint)
+{
+    struct outputs *o = ctx;
+    if (fflush(o->out) != 0)
         return MW_EIO;
+    if (!o->out_is_file) {
+        *out_checkpoint = 0;
+        return MW_OK;
+    }
+    if (fdatasync(fileno(o->out)) != 0)
+        return MW_EIO;
+    off_t end = ftello(o->out);
+    if (end < 0)
+        return MW_EIO;
+    *out_checkpoint = (uint64_t)end;
     return MW_OK;
+}
+
+static mw_err sink_recover(void *ctx, uint64_t checkpoint)
+{
+    struct outputs *o = ctx;
+    if (!o->out_is_file)
+        return MW_OK;
+    if (fflush(o->out) != 0)
+        return MW_EIO;
+    struct stat st;
+    if (fstat(fileno(o->out), &st) != 0)
+        return MW_EIO;
+    if ((uint64_t)st.st_size > checkpoint) {
+        if (ftruncate(fileno(o->out), (off_t)checkpoint) != 0 || fsync(fileno(o->out)) != 0)
+            return MW_EIO;
+        fprintf(stderr,
+                "medwire-gateway: removed %llu bytes of output written after the last commit "
+                "(the devices send those messages again)\n",
+                (unsigned long long)((uint64_t)st.st_size - checkpoint));
+    }
+    return fseeko(o->out, 0, SEEK_END) == 0 ? MW_OK : MW_EIO;
 }
 
 static void on_audit(void *ctx, const mw_audit_event_t *ev)
@@ -109,6 +160,7 @@ int main(int argc, char **argv)
 {
     const char *listen = NULL, *ca = NULL, *cert = NULL, *key = NULL;
     const char *out_path = NULL, *audit_path = NULL, *port_file = NULL;
+    const char *store = "medwire-gateway.db";
     unsigned long max_peers = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -135,6 +187,8 @@ int main(int argc, char **argv)
             slot = &audit_path;
         else if (strcmp(a, "--port-file") == 0)
             slot = &port_file;
+        else if (strcmp(a, "--store") == 0)
+            slot = &store;
         else if (strcmp(a, "--max-peers") == 0) {
             if (i + 1 >= argc)
                 return usage_error("--max-peers needs a value", NULL);
@@ -155,9 +209,13 @@ int main(int argc, char **argv)
     if (!ca || !cert || !key)
         return usage_error("--ca, --cert and --key are required", NULL);
 
-    struct outputs o = {stdout, stderr};
-    if (out_path && (o.out = open_out(out_path, "output")) == NULL)
-        return 1;
+    struct outputs o = {stdout, stderr, false};
+    if (out_path) {
+        if ((o.out = open_out(out_path, "output")) == NULL)
+            return 1;
+        struct stat st;
+        o.out_is_file = fstat(fileno(o.out), &st) == 0 && S_ISREG(st.st_mode);
+    }
     if (audit_path && (o.audit = open_out(audit_path, "audit")) == NULL)
         return 1;
 
@@ -176,7 +234,10 @@ int main(int argc, char **argv)
     cfg.cert_file = cert;
     cfg.key_file = key;
     cfg.sink = sink;
+    cfg.sink_commit = sink_commit;
+    cfg.sink_recover = sink_recover;
     cfg.sink_ctx = &o;
+    cfg.store_path = store;
     cfg.audit = on_audit;
     cfg.audit_ctx = &o;
     if (max_peers)

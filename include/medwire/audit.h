@@ -34,6 +34,9 @@ extern "C" {
 #define MW_AUDIT_BAD_MESSAGE "bad_message"
 #define MW_AUDIT_PEER_LIMIT "peer_limit"
 #define MW_AUDIT_REPLAY "replay"
+#define MW_AUDIT_STORE_FAILED "store_failed"
+#define MW_AUDIT_REKEY_STARTED "rekey_started"
+#define MW_AUDIT_SESSION_ROTATED "session_rotated"
 
 /** One audit record. Strings are never NULL ("" when unknown). */
 typedef struct mw_audit_event {

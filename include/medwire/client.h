@@ -71,6 +71,13 @@ typedef struct mw_client_config {
     uint8_t max_retransmit;   /**< CoAP MAX_RETRANSMIT (default 4) */
     uint8_t nstart;           /**< CoAP NSTART: requests in flight at once, 1-4 (default 1) */
     uint32_t keepalive_ms;    /**< idle time before a CoAP ping checks the link; 0: never */
+    /* Key rotation (a fresh full handshake, make-before-break); 0 disables each limit. */
+    uint64_t rekey_after_ms;      /**< session age */
+    uint64_t rekey_after_records; /**< datagrams sent in the session */
+    uint64_t rekey_after_bytes;   /**< bytes sent in the session */
+    /** Retransmissions of one request after which a new session is tried beside the current
+     *  one (a gateway that restarted forgot our session); default 2, 0: never. */
+    uint8_t rekey_after_retransmits;
     uint32_t reconnect_min_ms; /**< first reconnection delay (default 1000) */
     uint32_t reconnect_max_ms; /**< longest reconnection delay (default 60000) */
     mw_audit_fn *audit;       /**< optional */
@@ -85,7 +92,8 @@ typedef struct mw_client_stats {
     uint64_t oldest_pending_age_ms; /**< age of the oldest unacknowledged message, 0 if none */
     uint64_t requests_sent;       /**< CoAP requests, first transmissions */
     uint64_t retransmissions;     /**< CoAP retransmissions */
-    uint64_t handshakes;          /**< completed handshakes */
+    uint64_t handshakes;          /**< completed handshakes (rotations included) */
+    uint64_t rotations;           /**< sessions replaced by a new one while connected */
     uint64_t handshake_failures;
     uint64_t datagrams_sent, datagrams_received;
     uint64_t bytes_sent, bytes_received; /**< UDP payload bytes, handshakes included */
@@ -133,6 +141,10 @@ MW_API MW_NODISCARD mw_err mw_client_send_status(mw_client_t *c, const mw_device
  *         client retries with backoff; mw_client_last_error says so.
  */
 MW_API MW_NODISCARD mw_err mw_client_poll(mw_client_t *c, int timeout_ms);
+
+/** Asks for a key rotation: a fresh full handshake beside the current session, which it
+ *  replaces once up (make-before-break); nothing in flight is lost. Non-blocking. */
+MW_API MW_NODISCARD mw_err mw_client_rotate_keys(mw_client_t *c);
 
 /** Messages not yet acknowledged. */
 MW_API uint64_t mw_client_pending(const mw_client_t *c);

@@ -54,6 +54,21 @@ typedef struct mw_gateway mw_gateway_t;
  */
 typedef mw_err mw_sink_fn(void *ctx, const mw_message_t *msg);
 
+/**
+ * Optional: makes every message given to the sink since the last call durable, and returns
+ * a checkpoint (for a file: its length) that the gateway stores in the same commit as the
+ * replay state. Called once per poll, before any acknowledgement leaves. A failure
+ * acknowledges nothing; the gateway then calls mw_sink_recover_fn with the last checkpoint.
+ */
+typedef mw_err mw_sink_commit_fn(void *ctx, uint64_t *out_checkpoint);
+/**
+ * Optional: returns the sink to @p checkpoint, dropping what was written after it (it was
+ * never acknowledged, so the devices will send it again). Called at mw_gateway_create with
+ * the stored checkpoint, and after a failed commit. This is what makes delivery exactly
+ * once across a crash.
+ */
+typedef mw_err mw_sink_recover_fn(void *ctx, uint64_t checkpoint);
+
 typedef struct mw_gateway_config {
     const char *ca_file;   /**< PEM CA that device certificates must chain to; required */
     const char *cert_file; /**< the gateway's PEM certificate (role gateway); required */
@@ -65,7 +80,13 @@ typedef struct mw_gateway_config {
     uint32_t max_body;        /**< largest block-wise (Block1) request body, bytes (default 4096);
                                    a larger one is refused with 4.13 and never buffered */
     mw_sink_fn *sink;         /**< required */
+    mw_sink_commit_fn *sink_commit;   /**< optional, see mw_sink_commit_fn */
+    mw_sink_recover_fn *sink_recover; /**< optional, see mw_sink_recover_fn */
     void *sink_ctx;
+    /** SQLite database (WAL) for the accepted-message journal and each device's replay
+     *  state; NULL keeps them in memory only, so a restarted gateway would deliver
+     *  again what devices resend. */
+    const char *store_path;
     mw_audit_fn *audit; /**< optional */
     void *audit_ctx;
 } mw_gateway_config_t;
@@ -82,6 +103,7 @@ typedef struct mw_gateway_stats {
     uint64_t refused;             /**< batches refused (identity, malformed) */
     uint64_t coap_duplicates;     /**< CoAP duplicates answered from the cache (RFC 7252 4.5) */
     uint64_t bodies_too_large;    /**< Block1 bodies refused with 4.13 */
+    uint64_t store_failures;      /**< commits that failed (nothing was acknowledged) */
     uint64_t datagrams_received, datagrams_sent, bytes_received, bytes_sent;
 } mw_gateway_stats_t;
 

@@ -47,6 +47,16 @@ struct req {
 struct mw_client {
     mwi_dtls_ctx *dtls;
     mwi_dtls_conn *conn;
+    /* Make-before-break: a fresh full handshake beside the current session
+     * (key rotation, or a gateway that stopped answering); it replaces the
+     * current one only once it is up. */
+    mwi_dtls_conn *next;
+    uint64_t next_started_ms;
+    uint64_t session_started_ms;
+    uint64_t session_records, session_bytes;
+    uint64_t rekey_after_ms, rekey_after_records, rekey_after_bytes;
+    uint8_t rekey_after_retransmits;
+    bool rekey_requested;
     mw_transport_t tp;
     bool own_tp;
     mw_clock_t clock;
@@ -122,6 +132,8 @@ static void dtls_out(void *ctx, const uint8_t *buf, size_t len)
     if (c->tp.send(c->tp.ctx, &c->gw, buf, len) == MW_OK) {
         c->st.datagrams_sent++;
         c->st.bytes_sent += len;
+        c->session_records++;
+        c->session_bytes += len;
     }
 }
 
@@ -139,6 +151,7 @@ void mw_client_config_init(mw_client_config_t *cfg)
     cfg->queue_capacity = 256;
     cfg->ack_timeout_ms = 2000;
     cfg->max_retransmit = 4;
+    cfg->rekey_after_retransmits = 2;
     cfg->reconnect_min_ms = 1000;
     cfg->reconnect_max_ms = 60000;
 }
@@ -235,6 +248,10 @@ mw_err mw_client_open(const mw_client_config_t *cfg, mw_client_t **out, mw_error
         goto fail;
     }
     c->nstart = cfg->nstart == 0 ? 1 : (cfg->nstart > NSTART_MAX ? NSTART_MAX : cfg->nstart);
+    c->rekey_after_ms = cfg->rekey_after_ms;
+    c->rekey_after_records = cfg->rekey_after_records;
+    c->rekey_after_bytes = cfg->rekey_after_bytes;
+    c->rekey_after_retransmits = cfg->rekey_after_retransmits;
     c->keepalive_ms = cfg->keepalive_ms;
     c->reconnect_min_ms = cfg->reconnect_min_ms ? cfg->reconnect_min_ms : 1000;
     c->reconnect_max_ms = cfg->reconnect_max_ms ? cfg->reconnect_max_ms : 60000;
@@ -339,6 +356,7 @@ static void schedule_reconnect(mw_client_t *c, uint64_t now)
 
 static void drop_link(mw_client_t *c, uint64_t now)
 {
+    mwi_dtls_conn_destroy(&c->next);
     mwi_dtls_conn_destroy(&c->conn);
     for (size_t i = 0; i < NSTART_MAX; i++)
         c->reqs[i].used = false; /* their messages stay queued and go again */
@@ -408,6 +426,8 @@ static void established(mw_client_t *c)
     c->state = ST_READY;
     c->attempts = 0;
     c->last_rx_ms = now_ms(c);
+    c->session_started_ms = c->last_rx_ms;
+    c->session_records = c->session_bytes = 0;
     c->st.handshakes++;
     c->st.connected = true;
     snprintf(why, sizeof why, "DTLS 1.2 session with gateway '%.64s' (%.40s)",
@@ -467,6 +487,7 @@ static void apply_ack(mw_client_t *c, struct req *q, const mwi_seq_range *r, siz
 }
 
 static mw_err send_block(mw_client_t *c, struct req *q, uint64_t now);
+static void start_rekey(mw_client_t *c, uint64_t now, const char *why);
 
 static void on_response(mw_client_t *c, struct req *q, const mwi_coap_msg *m)
 {
@@ -754,6 +775,29 @@ static void run_timers(mw_client_t *c, uint64_t now)
     }
     if (c->state != ST_READY)
         return;
+    if (c->next != NULL) {
+        if (now - c->next_started_ms >= HANDSHAKE_MAX_MS) {
+            mwi_dtls_conn_destroy(&c->next); /* the old session still works, or times out */
+        } else if (now >= mwi_dtls_conn_deadline(c->next)) {
+            mw_err e = mwi_dtls_conn_timer(c->next, now);
+            if (e != MW_EINPROGRESS && e != MW_OK)
+                mwi_dtls_conn_destroy(&c->next);
+        }
+    }
+    /* Rotation policy (docs/protocol.md 6): age, records, bytes, or asked for. */
+    if (c->next == NULL) {
+        const char *why = NULL;
+        if (c->rekey_requested)
+            why = "key rotation requested";
+        else if (c->rekey_after_ms && now - c->session_started_ms >= c->rekey_after_ms)
+            why = "key rotation: session age limit";
+        else if (c->rekey_after_records && c->session_records >= c->rekey_after_records)
+            why = "key rotation: record limit";
+        else if (c->rekey_after_bytes && c->session_bytes >= c->rekey_after_bytes)
+            why = "key rotation: byte limit";
+        if (why)
+            start_rekey(c, now, why);
+    }
     for (size_t i = 0; i < NSTART_MAX && c->state == ST_READY; i++) {
         struct req *q = &c->reqs[i];
         if (!q->used || now < mwi_coap_request_deadline(&q->r))
@@ -764,6 +808,11 @@ static void run_timers(mw_client_t *c, uint64_t now)
             c->progressed = true;
             if (mwi_dtls_conn_write(c->conn, q->buf, q->len) != MW_OK)
                 drop_link(c, now);
+            else if (c->rekey_after_retransmits && q->r.retransmits >= c->rekey_after_retransmits)
+                /* Silence may mean the gateway restarted and forgot our
+                 * session: try a new one beside it rather than wait ~90 s for
+                 * CoAP to give up. */
+                start_rekey(c, now, "the gateway stopped answering; trying a new session");
         } else if (e == MW_ECOAP_GIVEUP || e == MW_ETIMEDOUT) {
             char why[160];
             snprintf(why, sizeof why,
@@ -775,6 +824,64 @@ static void run_timers(mw_client_t *c, uint64_t now)
     if (c->state == ST_READY && c->keepalive_ms && !any_request(c) && c->q_count == 0 &&
         now - c->last_rx_ms >= c->keepalive_ms)
         send_ping(c, now);
+}
+
+/* Starts a fresh full handshake (new ECDHE keys, never resumption) beside
+ * the current session. */
+static void start_rekey(mw_client_t *c, uint64_t now, const char *why)
+{
+    if (c->next != NULL || c->state != ST_READY)
+        return;
+    if (mwi_dtls_conn_create(c->dtls, &c->gw, dtls_out, c, &c->next) != MW_OK)
+        return;
+    c->next_started_ms = now;
+    c->progressed = true;
+    audit(c, MW_AUDIT_REKEY_STARTED, MW_OK, 0, why);
+    mw_err e = mwi_dtls_conn_start(c->next, now);
+    if (e != MW_EINPROGRESS && e != MW_OK)
+        mwi_dtls_conn_destroy(&c->next);
+}
+
+/* The new session is up: it takes over, the old one and its keys are
+ * destroyed, and what was in flight goes again on the new one (the gateway's
+ * duplicate cache and replay state make that safe). */
+static void switch_session(mw_client_t *c, uint64_t now)
+{
+    char why[200];
+    mwi_dtls_conn_destroy(&c->conn); /* wolfSSL_free zeroes the old keys */
+    c->conn = c->next;
+    c->next = NULL;
+    c->rekey_requested = false;
+    c->st.rotations++;
+    c->st.handshakes++;
+    c->session_started_ms = now;
+    c->session_records = c->session_bytes = 0;
+    snprintf(why, sizeof why, "new DTLS session with gateway '%.64s' (%.40s); old keys destroyed",
+             mwi_dtls_conn_peer_id(c->conn), mwi_dtls_conn_cipher(c->conn));
+    audit(c, MW_AUDIT_SESSION_ROTATED, MW_OK, 0, why);
+    for (size_t i = 0; i < NSTART_MAX; i++)
+        if (c->reqs[i].used)
+            write_lossy(c->conn, c->reqs[i].buf, c->reqs[i].len);
+}
+
+static void feed_next(mw_client_t *c, const uint8_t *buf, size_t n, uint64_t now)
+{
+    mw_err e = mwi_dtls_conn_input(c->next, buf, n, now, on_record, c);
+    if (e == MW_OK && mwi_dtls_conn_established(c->next)) {
+        switch_session(c, now);
+    } else if (e != MW_OK && e != MW_EINPROGRESS) {
+        mw_error_detail_t d;
+        mwi_dtls_conn_error(c->next, &d);
+        set_last(c, d.err, d.foreign, d.reason);
+        audit(c, MW_AUDIT_HANDSHAKE_FAILED, d.err, d.foreign, d.reason);
+        mwi_dtls_conn_destroy(&c->next);
+        if (is_fatal_handshake(d.err)) {
+            /* The gateway's certificate (or its view of ours) changed for the
+             * worse: what failed now would fail every time. */
+            c->fatal = d.err;
+            c->state = ST_FAILED;
+        }
+    }
 }
 
 static void receive(mw_client_t *c, uint64_t now)
@@ -793,6 +900,12 @@ static void receive(mw_client_t *c, uint64_t now)
         if (c->conn == NULL || n > MWI_DTLS_MAX_DATAGRAM || from.len != c->gw.len ||
             memcmp(from.data, c->gw.data, from.len) != 0)
             continue;
+        if (c->next != NULL && (c->rx[0] == 22 || c->rx[0] == 20)) {
+            /* Handshake records belong to the session being built. */
+            feed_next(c, c->rx, n, now);
+            c->progressed = true;
+            continue;
+        }
         bool was_ready = c->state == ST_READY;
         e = mwi_dtls_conn_input(c->conn, c->rx, n, now, on_record, c);
         c->progressed = true;
@@ -850,6 +963,14 @@ mw_err mw_client_poll(mw_client_t *c, int timeout_ms)
         now = now_ms(c);
     }
     return c->progressed ? MW_OK : MW_EAGAIN;
+}
+
+mw_err mw_client_rotate_keys(mw_client_t *c)
+{
+    if (c == NULL)
+        return MW_EINVAL;
+    c->rekey_requested = true;
+    return MW_OK;
 }
 
 uint64_t mw_client_pending(const mw_client_t *c)
@@ -914,6 +1035,12 @@ int mw_client_next_timeout_ms(const mw_client_t *c)
                 if (d < at)
                     at = d;
             }
+        if (c->next != NULL) {
+            uint64_t d = mwi_dtls_conn_deadline(c->next);
+            at = d < at ? d : at;
+        }
+        if (c->rekey_after_ms && c->session_started_ms + c->rekey_after_ms < at)
+            at = c->session_started_ms + c->rekey_after_ms;
         if (c->keepalive_ms && !any_request(c) && c->q_count == 0)
             at = c->last_rx_ms + c->keepalive_ms < at ? c->last_rx_ms + c->keepalive_ms : at;
     }
@@ -930,6 +1057,7 @@ void mw_client_close(mw_client_t **pc)
     if (pc == NULL || *pc == NULL)
         return;
     mw_client_t *c = *pc;
+    mwi_dtls_conn_destroy(&c->next);
     mwi_dtls_conn_destroy(&c->conn);
     mwi_dtls_ctx_destroy(&c->dtls);
     mwi_coap_parser_destroy(&c->parser);

@@ -30,6 +30,10 @@
 #define FLIGHT_RESEND_GAP_MS 500
 #define FLIGHT_RESEND_MAX 8
 
+/* Connections alive in this process: lets tests prove that a replaced
+ * session (and with it its keys) was destroyed. */
+static _Atomic long live_conns;
+
 struct mwi_dtls_ctx {
     WOLFSSL_CTX *wctx;
     mwi_dtls_role role;
@@ -511,6 +515,7 @@ mw_err mwi_dtls_conn_create(mwi_dtls_ctx *ctx, const mw_addr_t *peer, mwi_dtls_s
         free(c);
         return MW_ENOMEM;
     }
+    live_conns++;
     wolfSSL_SetIOReadCtx(c->ssl, c);
     wolfSSL_SetIOWriteCtx(c->ssl, c);
     (void)wolfSSL_set_app_data(c->ssl, c);
@@ -530,6 +535,7 @@ mw_err mwi_dtls_conn_create(mwi_dtls_ctx *ctx, const mw_addr_t *peer, mwi_dtls_s
     return MW_OK;
 fail:
     wolfSSL_free(c->ssl);
+    live_conns--;
     free(c);
     return MW_EINTERNAL;
 }
@@ -540,8 +546,10 @@ void mwi_dtls_conn_destroy(mwi_dtls_conn **pc)
         return;
     mwi_dtls_conn *c = *pc;
     /* wolfSSL_free zeroes the session keys before releasing them. */
-    if (c->ssl)
+    if (c->ssl) {
         wolfSSL_free(c->ssl);
+        live_conns--;
+    }
     wipe(c->flight, sizeof c->flight);
     free(c);
     *pc = NULL;
@@ -795,4 +803,9 @@ const char *mwi_dtls_ctx_own_id(const mwi_dtls_ctx *ctx)
 const mw_addr_t *mwi_dtls_conn_peer(const mwi_dtls_conn *c)
 {
     return c ? &c->peer : NULL;
+}
+
+long mwi_dtls_live_conns(void)
+{
+    return live_conns;
 }

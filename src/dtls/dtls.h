@@ -108,6 +108,9 @@ void mwi_dtls_conn_error(const mwi_dtls_conn *c, mw_error_detail_t *out);
 /** The peer address given at creation. */
 const mw_addr_t *mwi_dtls_conn_peer(const mwi_dtls_conn *c);
 
+/** DTLS connections alive in this process (created and not yet destroyed). */
+long mwi_dtls_live_conns(void);
+
 /** Classifies a datagram's first record without state: is it an epoch-0 ClientHello? */
 bool mwi_dtls_is_client_hello(const uint8_t *dgram, size_t len);
 

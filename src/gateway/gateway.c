@@ -10,6 +10,7 @@
 #include "coap/server.h"
 #include "core/detail.h"
 #include "dtls/dtls.h"
+#include "gateway/store.h"
 #include "session/codec.h"
 #include "session/replay.h"
 
@@ -25,6 +26,8 @@
 #define UNVERIFIED_AUDIT_PER_S 10u
 /* Largest response payload sent in one message; larger ones go block-wise. */
 #define RESPONSE_BLOCK_MAX 1024u
+/* Responses (and devices touched) held per commit; a full list commits early. */
+#define DEFER_MAX RX_BURST
 
 struct mw_gateway;
 
@@ -77,6 +80,26 @@ struct mw_gateway {
     uint64_t audit_window_ms;
     uint32_t audit_in_window;
     mw_gateway_stats_t st;
+
+    /* Custody transfer, batched per poll: responses wait here until the
+     * sink and the store have committed what they acknowledge. */
+    mwi_store *store;
+    mw_sink_commit_fn *sink_commit;
+    mw_sink_recover_fn *sink_recover;
+    uint64_t checkpoint; /* of the last successful commit */
+    bool dirty;          /* something was staged since the last commit */
+    bool txn_failed;
+    struct deferred {
+        mw_addr_t addr;
+        size_t len;
+        uint8_t bytes[MWI_DTLS_MAX_PLAINTEXT];
+    } *deferred;
+    size_t ndeferred;
+    struct undo {
+        struct device *dv;
+        mwi_replay before;
+    } *undo;
+    size_t nundo;
 
     /* per-record scratch, reused: the gateway decodes one batch at a time */
     struct peer *cur;
@@ -214,6 +237,33 @@ mw_err mw_gateway_create(const mw_gateway_config_t *cfg, mw_gateway_t **out, mw_
     gw->sink_ctx = cfg->sink_ctx;
     mwi_coap_params_default(&gw->params);
     gw->max_body = cfg->max_body ? cfg->max_body : 4096;
+    gw->sink_commit = cfg->sink_commit;
+    gw->sink_recover = cfg->sink_recover;
+    gw->deferred = calloc(DEFER_MAX, sizeof *gw->deferred);
+    gw->undo = calloc(DEFER_MAX, sizeof *gw->undo);
+    if (gw->deferred == NULL || gw->undo == NULL) {
+        e = fail_create(d, MW_ENOMEM, "out of memory");
+        goto fail;
+    }
+    if (cfg->store_path) {
+        e = mwi_store_open(cfg->store_path, &gw->store, d);
+        if (e != MW_OK)
+            goto fail;
+        e = mwi_store_checkpoint(gw->store, &gw->checkpoint);
+        if (e != MW_OK) {
+            e = fail_create(d, e, "gateway store: cannot read the sink checkpoint");
+            goto fail;
+        }
+    }
+    /* Output written after the last commit was never acknowledged: the
+     * devices will send it again, so it must go (exactly once, not twice). */
+    if (gw->sink_recover) {
+        e = gw->sink_recover(gw->sink_ctx, gw->checkpoint);
+        if (e != MW_OK) {
+            e = fail_create(d, e, "the sink could not return to its last committed state");
+            goto fail;
+        }
+    }
     gw->audit = cfg->audit;
     gw->audit_ctx = cfg->audit_ctx;
     *out = gw;
@@ -263,6 +313,15 @@ static struct device *device_get(mw_gateway_t *gw, const char *id)
         return NULL;
     snprintf(dv->id, sizeof dv->id, "%s", id);
     mwi_replay_init(&dv->rp);
+    bool found = false;
+    if (gw->store && mwi_store_load_device(gw->store, id, &dv->rp, &found) != MW_OK) {
+        /* Never guess replay state: a wrong one loses or repeats messages. */
+        char why[160];
+        snprintf(why, sizeof why, "the stored replay state of '%.64s' is unreadable", id);
+        audit(gw, MW_AUDIT_STORE_FAILED, "", id, MW_EIO, 0, why);
+        free(dv);
+        return NULL;
+    }
     dv->hnext = gw->devices[b];
     gw->devices[b] = dv;
     return dv;
@@ -274,6 +333,34 @@ static void write_lossy(mwi_dtls_conn *c, const uint8_t *buf, size_t len)
 {
     mw_err e = mwi_dtls_conn_write(c, buf, len);
     (void)e;
+}
+
+static void commit(mw_gateway_t *gw);
+
+/* Holds a response until what it acknowledges is committed (custody
+ * transfer): it leaves at the end of the poll's burst, after the commit. */
+static void defer(mw_gateway_t *gw, struct peer *p, const uint8_t *bytes, size_t len)
+{
+    if (gw->ndeferred == DEFER_MAX)
+        commit(gw);
+    struct deferred *d = &gw->deferred[gw->ndeferred++];
+    d->addr = p->route.addr;
+    d->len = len;
+    memcpy(d->bytes, bytes, len);
+}
+
+/* Remembers a device's replay state as it was before this commit's changes. */
+static bool touch(mw_gateway_t *gw, struct device *dv)
+{
+    for (size_t i = 0; i < gw->nundo; i++)
+        if (gw->undo[i].dv == dv)
+            return true;
+    if (gw->nundo == DEFER_MAX)
+        commit(gw);
+    gw->undo[gw->nundo].dv = dv;
+    gw->undo[gw->nundo].before = dv->rp;
+    gw->nundo++;
+    return true;
 }
 
 /* Options a response may carry besides Content-Format. */
@@ -330,7 +417,7 @@ static void respond_opts(mw_gateway_t *gw, struct peer *p, const mwi_coap_msg *r
     if (mwi_coap_encode(&r, out, sizeof out, &n) != MW_OK)
         return;
     mwi_coap_dedup_store(&p->dedup, req->type, req->mid, out, n, gw->now_ms, &gw->params);
-    write_lossy(p->conn, out, n);
+    defer(gw, p, out, n);
 }
 
 static void respond(mw_gateway_t *gw, struct peer *p, const mwi_coap_msg *req, uint8_t code,
@@ -395,6 +482,8 @@ static void handle_batch(mw_gateway_t *gw, struct peer *p, const mwi_coap_msg *r
         return;
     }
     qsort(gw->batch, n, sizeof gw->batch[0], cmp_seq);
+    touch(gw, dv);
+    gw->dirty = true;
     /* The device holds nothing below its low-water mark: numbers there are
      * settled, and one that arrives again is a replay (docs/protocol.md 5). */
     mwi_replay_advance(&dv->rp, low_water);
@@ -420,6 +509,11 @@ static void handle_batch(mw_gateway_t *gw, struct peer *p, const mwi_coap_msg *r
         }
         if (!mwi_replay_has_room(&dv->rp, m->seq))
             break; /* too many holes: wait until the low-water mark moves */
+        if (gw->store && (mwi_store_begin(gw->store) != MW_OK ||
+                          mwi_store_put_message(gw->store, m, gw->now_ms) != MW_OK)) {
+            gw->txn_failed = true; /* the commit will fail and undo this poll */
+            break;
+        }
         if (gw->sink(gw->sink_ctx, m) != MW_OK)
             break; /* not stored: not acknowledged; the device sends it again */
         if (mwi_replay_mark(&dv->rp, m->seq) != MW_OK)
@@ -757,6 +851,69 @@ static uint64_t next_deadline(const mw_gateway_t *gw)
     return at;
 }
 
+static void send_deferred(mw_gateway_t *gw)
+{
+    for (size_t i = 0; i < gw->ndeferred; i++) {
+        struct deferred *d = &gw->deferred[i];
+        struct peer *p = *peer_slot(gw, &d->addr);
+        if (p != NULL && p->conn != NULL)
+            write_lossy(p->conn, d->bytes, d->len);
+    }
+    gw->ndeferred = 0;
+}
+
+/* Makes everything staged since the last commit durable -- the sink's
+ * output first, then the store with the sink's checkpoint -- and only then
+ * lets the acknowledgements go. If either fails, the poll is undone: replay
+ * state restored, the sink rolled back to the last checkpoint, the cached
+ * responses forgotten, nothing acknowledged; the devices send again. */
+static void commit(mw_gateway_t *gw)
+{
+    if (!gw->dirty) {
+        send_deferred(gw);
+        gw->nundo = 0;
+        return;
+    }
+    uint64_t ck = gw->checkpoint;
+    mw_err e = gw->txn_failed ? MW_EIO : MW_OK;
+    if (e == MW_OK && gw->sink_commit)
+        e = gw->sink_commit(gw->sink_ctx, &ck);
+    if (e == MW_OK && gw->store) {
+        for (size_t i = 0; i < gw->nundo && e == MW_OK; i++) {
+            e = mwi_store_begin(gw->store);
+            if (e == MW_OK)
+                e = mwi_store_put_device(gw->store, gw->undo[i].dv->id, &gw->undo[i].dv->rp);
+        }
+        if (e == MW_OK)
+            e = mwi_store_commit(gw->store, ck);
+    }
+    if (e == MW_OK) {
+        gw->checkpoint = ck;
+        send_deferred(gw);
+    } else {
+        gw->st.store_failures++;
+        if (gw->store)
+            mwi_store_rollback(gw->store);
+        for (size_t i = 0; i < gw->nundo; i++)
+            gw->undo[i].dv->rp = gw->undo[i].before;
+        for (size_t i = 0; i < gw->ndeferred; i++) {
+            struct peer *p = *peer_slot(gw, &gw->deferred[i].addr);
+            if (p)
+                memset(&p->dedup, 0, sizeof p->dedup);
+        }
+        gw->ndeferred = 0;
+        if (gw->sink_recover) {
+            mw_err r = gw->sink_recover(gw->sink_ctx, gw->checkpoint);
+            (void)r;
+        }
+        audit(gw, MW_AUDIT_STORE_FAILED, "", "", e, 0,
+              "could not commit received messages; none was acknowledged, devices will resend");
+    }
+    gw->nundo = 0;
+    gw->dirty = false;
+    gw->txn_failed = false;
+}
+
 mw_err mw_gateway_poll(mw_gateway_t *gw, int timeout_ms)
 {
     if (gw == NULL)
@@ -788,6 +945,7 @@ mw_err mw_gateway_poll(mw_gateway_t *gw, int timeout_ms)
         gw->now_ms = now;
         handle_datagram(gw, &from, gw->rx, n, now);
     }
+    commit(gw);
     run_timers(gw, now);
     return did ? MW_OK : MW_EAGAIN;
 }
@@ -854,6 +1012,9 @@ void mw_gateway_destroy(mw_gateway_t **pgw)
     }
     mwi_dtls_ctx_destroy(&gw->dtls);
     mwi_coap_parser_destroy(&gw->parser);
+    mwi_store_close(&gw->store);
+    free(gw->deferred);
+    free(gw->undo);
     if (gw->own_tp && gw->tp.close)
         gw->tp.close(gw->tp.ctx);
     free(gw);

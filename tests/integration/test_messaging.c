@@ -439,3 +439,80 @@ Test(messaging, an_idle_link_is_checked_with_a_ping_and_a_dead_one_is_reconnecte
     cr_assert(d.err == MW_ECOAP_GIVEUP || d.err == MW_EHANDSHAKE_TIMEOUT, "%s", d.reason);
     mwt_h_fini(&h);
 }
+
+static bool nothing_in_flight(mwt_h *h, void *arg)
+{
+    (void)arg;
+    return mwt_net_in_flight(h->net) == 0;
+}
+
+Test(rotation, ten_thousand_observations_with_a_rotation_every_500_records_lose_and_repeat_nothing,
+     .timeout = 600)
+{
+    mwt_h h;
+    mwt_h_init(&h, 30);
+    mw_client_config_t cfg;
+    mw_client_config_init(&cfg);
+    cfg.ca_file = mwt_pki_ca(&h.pki);
+    cfg.cert_file = mwt_pki_crt(&h.pki, "dev-1");
+    cfg.key_file = mwt_pki_key(&h.pki, "dev-1");
+    cfg.gateway_name = "gateway";
+    cfg.gateway = MWT_GATEWAY_ADDR;
+    cfg.transport = mwt_net_endpoint(h.net, "127.0.0.2:44000");
+    cfg.clock = mwt_clock_table(&h.clk);
+    cfg.random = mwt_rng_table(&h.rng);
+    cfg.rekey_after_records = 500;
+    mw_client_t *c = NULL;
+    cr_assert_eq(mw_client_open(&cfg, &c, NULL), MW_OK);
+    h.clients[h.nclients++] = c;
+    /* Observations in small bursts, so that rotations fall while requests
+     * are in flight. */
+    const int total = 10000;
+    for (int sent = 0; sent < total; sent += 2) {
+        mwt_send_obs(c, 2, sent);
+        cr_assert(mwt_h_drain(&h, 600000), "stalled at %d", sent);
+    }
+    cr_assert(mwt_h_run(&h, nothing_in_flight, NULL, 60000));
+    assert_exactly_once(&h, "dev-1", (size_t)total);
+    mw_client_stats_t st;
+    mw_client_stats(c, &st);
+    mw_gateway_stats_t gs;
+    mw_gateway_stats(h.gw, &gs);
+    /* Records sent, less the handshakes' own, divided by 500. */
+    cr_assert_geq(st.rotations, (st.datagrams_sent - 10 * st.handshakes) / 500,
+                  "a rotation every 500 records: %llu rotations for %llu datagrams",
+                  (unsigned long long)st.rotations, (unsigned long long)st.datagrams_sent);
+    cr_assert_geq(st.rotations, 8);
+    cr_assert_eq(st.handshakes, st.rotations + 1, "every handshake is the first or a rotation");
+    cr_assert_eq(gs.handshakes_completed, st.handshakes, "the gateway saw each one");
+    cr_assert_eq(gs.sessions, 1);
+    cr_assert_eq(mwi_dtls_live_conns(), 2, "one session per side: every old one destroyed");
+    const mwt_audit_line *l = mwt_h_audit_find(&h, MW_AUDIT_SESSION_ESTABLISHED, MW_OK);
+    cr_assert_not_null(l);
+    printf("rotation every 500 records: %llu rotations over %d observations, %llu requests, "
+           "%llu bytes sent in all\n",
+           (unsigned long long)st.rotations, total, (unsigned long long)st.requests_sent,
+           (unsigned long long)st.bytes_sent);
+    mwt_h_fini(&h);
+}
+
+Test(rotation, a_rotation_asked_for_replaces_the_session_and_keeps_delivering)
+{
+    mwt_h h;
+    mwt_h_init(&h, 31);
+    mw_client_t *c = mwt_h_client(&h, "dev-1", "gateway", NULL);
+    mwt_send_obs(c, 3, 0);
+    cr_assert(mwt_h_drain(&h, 60000));
+    cr_assert_eq(mw_client_rotate_keys(c), MW_OK);
+    mwt_send_obs(c, 3, 3);
+    cr_assert(mwt_h_drain(&h, 60000));
+    cr_assert(mwt_h_run(&h, nothing_in_flight, NULL, 60000));
+    mwt_send_obs(c, 3, 6);
+    cr_assert(mwt_h_drain(&h, 60000));
+    mw_client_stats_t st;
+    mw_client_stats(c, &st);
+    cr_assert_eq(st.rotations, 1);
+    assert_exactly_once(&h, "dev-1", 9);
+    cr_assert_eq(mwi_dtls_live_conns(), 2);
+    mwt_h_fini(&h);
+}

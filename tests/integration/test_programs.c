@@ -12,22 +12,30 @@
 typedef struct gw_proc {
     mwt_proc proc;
     char dir[256];
-    char out[300], audit[300], port_file[300];
+    char out[300], audit[300], port_file[300], store[300];
     char addr[64];
 } gw_proc;
 
-static void start_gateway(gw_proc *g, const mwt_pki *pki)
+/* Starts (or, with g->addr already set, restarts on the same port) a gateway
+ * whose files live in g->dir. */
+static void run_gateway(gw_proc *g, const mwt_pki *pki)
 {
-    snprintf(g->dir, sizeof g->dir, "%s", mwt_tmpdir());
-    snprintf(g->out, sizeof g->out, "%s/out.jsonl", g->dir);
-    snprintf(g->audit, sizeof g->audit, "%s/audit.jsonl", g->dir);
-    snprintf(g->port_file, sizeof g->port_file, "%s/port", g->dir);
+    bool restart = g->addr[0] != '\0';
+    if (!restart) {
+        snprintf(g->dir, sizeof g->dir, "%s", mwt_tmpdir());
+        snprintf(g->out, sizeof g->out, "%s/out.jsonl", g->dir);
+        snprintf(g->audit, sizeof g->audit, "%s/audit.jsonl", g->dir);
+        snprintf(g->port_file, sizeof g->port_file, "%s/port", g->dir);
+        snprintf(g->store, sizeof g->store, "%s/store.db", g->dir);
+    }
+    remove(g->port_file);
     char ca[300], crt[300], key[300];
     snprintf(ca, sizeof ca, "%s", mwt_pki_ca(pki));
     snprintf(crt, sizeof crt, "%s", mwt_pki_crt(pki, "gateway"));
     snprintf(key, sizeof key, "%s", mwt_pki_key(pki, "gateway"));
-    const char *argv[] = {mwt_bin("medwire-gateway"), "--listen", "127.0.0.1:0", "--ca", ca,
-                          "--cert", crt, "--key", key, "--out", g->out, "--audit", g->audit,
+    const char *argv[] = {mwt_bin("medwire-gateway"), "--listen",
+                          restart ? g->addr : "127.0.0.1:0", "--ca", ca, "--cert", crt, "--key",
+                          key, "--out", g->out, "--audit", g->audit, "--store", g->store,
                           "--port-file", g->port_file, NULL};
     cr_assert(mwt_proc_start(&g->proc, argv, NULL, NULL));
     cr_assert(mwt_wait_file(g->port_file, 10000), "the gateway did not report its port");
@@ -37,9 +45,29 @@ static void start_gateway(gw_proc *g, const mwt_pki *pki)
     free(port);
 }
 
+static void start_gateway(gw_proc *g, const mwt_pki *pki)
+{
+    g->addr[0] = '\0';
+    run_gateway(g, pki);
+}
+
 static void stop_gateway(gw_proc *g)
 {
     cr_assert_eq(mwt_proc_stop(&g->proc, SIGTERM), 0, "the gateway exits 0 on SIGTERM");
+}
+
+static bool start_device_paced(mwt_proc *p, const mwt_pki *pki, const gw_proc *g,
+                               const char *name, const char *count, const char *interval,
+                               const char *err_path)
+{
+    char ca[300], crt[300], key[300];
+    snprintf(ca, sizeof ca, "%s", mwt_pki_ca(pki));
+    snprintf(crt, sizeof crt, "%s", mwt_pki_crt(pki, name));
+    snprintf(key, sizeof key, "%s", mwt_pki_key(pki, name));
+    const char *argv[] = {mwt_bin("medwire-device"), "--gateway", g->addr, "--gateway-name",
+                          "gateway", "--ca", ca, "--cert", crt, "--key", key, "--count", count,
+                          "--interval-ms", interval, "--give-up-s", "60", NULL};
+    return mwt_proc_start(p, argv, NULL, err_path);
 }
 
 static bool start_device(mwt_proc *p, const mwt_pki *pki, const gw_proc *g, const char *name,
@@ -211,4 +239,34 @@ Test(programs, the_gateway_explains_a_missing_key_file)
     cr_assert_not_null(msg);
     cr_assert(strstr(msg, "/nonexistent/gateway.key") != NULL, "gateway says: %s", msg);
     free(msg);
+}
+
+Test(programs, a_gateway_killed_and_restarted_mid_stream_delivers_every_observation_once,
+     .timeout = 240)
+{
+    mwt_pki pki;
+    cr_assert(mwt_pki_make(&pki));
+    gw_proc g;
+    start_gateway(&g, &pki);
+    mwt_proc d1, d2;
+    char e1[300];
+    snprintf(e1, sizeof e1, "%s/dev-1.err", g.dir);
+    cr_assert(start_device_paced(&d1, &pki, &g, "dev-1", "400", "10", e1));
+    cr_assert(start_device_paced(&d2, &pki, &g, "dev-2", "400", "10", NULL));
+    /* Let some traffic be committed, then cut the gateway's power. */
+    const char *any[] = {"\"type\":\"observation\"", NULL};
+    for (int i = 0; i < 500 && mwt_count_lines(g.out, any) < 100; i++)
+        mwt_sleep_ms(10);
+    cr_assert_geq(mwt_count_lines(g.out, any), 100, "traffic before the crash");
+    cr_assert_eq(mwt_proc_stop(&g.proc, SIGKILL), 128 + SIGKILL);
+    mwt_sleep_ms(300);
+    run_gateway(&g, &pki); /* same port, same store, same output */
+    int rc1 = mwt_proc_wait(&d1, 150000), rc2 = mwt_proc_wait(&d2, 150000);
+    stop_gateway(&g);
+    char *m1 = mwt_read_file(e1);
+    cr_assert_eq(rc1, 0, "dev-1: %s", m1 ? m1 : "");
+    free(m1);
+    cr_assert_eq(rc2, 0, "dev-2");
+    assert_each_seq_once(g.out, "dev-1", 400);
+    assert_each_seq_once(g.out, "dev-2", 400);
 }

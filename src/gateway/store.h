@@ -1,0 +1,44 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* store.h -- the gateway's durable store (SQLite, WAL): accepted-message journal, per-device replay state, sink checkpoint. */
+#ifndef MWI_GATEWAY_STORE_H
+#define MWI_GATEWAY_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "medwire/err.h"
+#include "medwire/message.h"
+#include "session/replay.h"
+
+typedef struct mwi_store mwi_store;
+
+/**
+ * Opens (creating if needed) the database at @p path with journal_mode=WAL and
+ * synchronous=FULL: a commit has reached the disk when it returns.
+ * @return MW_OK; MW_EIO (cannot open, not a medwire store, or a newer schema) with the reason.
+ */
+MW_NODISCARD mw_err mwi_store_open(const char *path, mwi_store **out, mw_error_detail_t *d);
+void mwi_store_close(mwi_store **s);
+
+/** Reads a device's replay state; *found false (and *out untouched) if the device is new.
+ *  MW_EIO if the stored state is unreadable (never guessed: a wrong state loses or repeats). */
+MW_NODISCARD mw_err mwi_store_load_device(mwi_store *s, const char *id, mwi_replay *out,
+                                          bool *found);
+/** The sink checkpoint of the last commit (0 if none). */
+MW_NODISCARD mw_err mwi_store_checkpoint(mwi_store *s, uint64_t *out);
+
+/** Starts a transaction (idempotent while one is open). */
+MW_NODISCARD mw_err mwi_store_begin(mwi_store *s);
+/** Journals one accepted message (its envelope as a one-message Batch). */
+MW_NODISCARD mw_err mwi_store_put_message(mwi_store *s, const mw_message_t *m, uint64_t now_ms);
+/** Records a device's replay state. */
+MW_NODISCARD mw_err mwi_store_put_device(mwi_store *s, const char *id, const mwi_replay *r);
+/** Commits with the sink checkpoint; on failure the transaction is rolled back. */
+MW_NODISCARD mw_err mwi_store_commit(mwi_store *s, uint64_t sink_checkpoint);
+void mwi_store_rollback(mwi_store *s);
+bool mwi_store_in_txn(const mwi_store *s);
+/** Journal rows (for tests and operations). */
+MW_NODISCARD mw_err mwi_store_count(mwi_store *s, uint64_t *out);
+
+#endif
