@@ -37,6 +37,8 @@ extern "C" {
 #define MW_AUDIT_STORE_FAILED "store_failed"
 #define MW_AUDIT_REKEY_STARTED "rekey_started"
 #define MW_AUDIT_SESSION_ROTATED "session_rotated"
+#define MW_AUDIT_COMMAND_REFUSED "command_refused"
+#define MW_AUDIT_COMMAND_EXPIRED "command_expired"
 
 /** One audit record. Strings are never NULL ("" when unknown). */
 typedef struct mw_audit_event {

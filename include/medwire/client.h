@@ -48,6 +48,14 @@ extern "C" {
 
 typedef struct mw_client mw_client_t;
 
+/**
+ * Runs a command from the gateway (MW_CMD_SET_INTERVAL, MW_CMD_ACK_ALARM; the SDK runs
+ * MW_CMD_ROTATE_KEYS itself) and says what became of it; the SDK sends the result to the
+ * gateway. Called from mw_client_poll, only for commands that are new (never a replay)
+ * and not expired.
+ */
+typedef mw_command_status mw_command_fn(void *ctx, const mw_command_t *cmd);
+
 /** Client configuration. Strings are copied by mw_client_open. */
 typedef struct mw_client_config {
     const char *ca_file;      /**< PEM CA certificate(s) the gateway must chain to; required */
@@ -82,6 +90,8 @@ typedef struct mw_client_config {
     uint32_t reconnect_max_ms; /**< longest reconnection delay (default 60000) */
     mw_audit_fn *audit;       /**< optional */
     void *audit_ctx;
+    mw_command_fn *on_command; /**< optional: without it those commands are "unsupported" */
+    void *on_command_ctx;
 } mw_client_config_t;
 
 /** Counters and the state of the link. */

@@ -124,6 +124,16 @@ MW_API MW_NODISCARD mw_err mw_gateway_poll(mw_gateway_t *gw, int timeout_ms);
 MW_API MW_NODISCARD mw_err mw_gateway_local_addr(const mw_gateway_t *gw, mw_addr_t *out_addr);
 MW_API void mw_gateway_stats(const mw_gateway_t *gw, mw_gateway_stats_t *out);
 MW_API int mw_gateway_fd(const mw_gateway_t *gw);
+/**
+ * Queues a command for a device (connected or not). It rides in every Ack to that device
+ * until the device's result arrives (delivered to the sink as a MW_MSG_COMMAND_RESULT
+ * message) or it expires; @c id is assigned here, increasing per device across restarts
+ * when a store is configured; @c expires_ms 0 means one minute from now.
+ * Pending commands are kept in memory only. @p out_id may be NULL.
+ * @return MW_OK; MW_EINVAL (bad id or kind); MW_EFULL (4 already pending); MW_EIO.
+ */
+MW_API MW_NODISCARD mw_err mw_gateway_send_command(mw_gateway_t *gw, const char *device_id,
+                                                   const mw_command_t *cmd, uint64_t *out_id);
 /** Milliseconds until mw_gateway_poll has timer work due, or -1 if none. */
 MW_API int mw_gateway_next_timeout_ms(const mw_gateway_t *gw);
 /** Frees everything; sets *gw to NULL. */

@@ -100,12 +100,50 @@ typedef struct mw_device_status {
     uint32_t queue_depth;
 } mw_device_status_t;
 
+/** Longest command result detail, without the NUL. */
+#define MW_COMMAND_DETAIL_MAX 47
+
+/** Commands a gateway may send a device. */
+typedef enum mw_command_kind {
+    MW_CMD_SET_INTERVAL = 1, /**< change the measurement interval */
+    MW_CMD_ACK_ALARM = 2,    /**< a clinician acknowledged an alarm */
+    MW_CMD_ROTATE_KEYS = 3,  /**< rotate the session keys now (handled by the SDK) */
+} mw_command_kind;
+
+/** One command. @c id increases per device over its life; @c expires_ms is Unix time. */
+typedef struct mw_command {
+    uint64_t id;
+    uint64_t expires_ms;
+    mw_command_kind kind;
+    union {
+        uint32_t interval_ms; /**< MW_CMD_SET_INTERVAL */
+        uint64_t alarm_seq;   /**< MW_CMD_ACK_ALARM: the alarm envelope's sequence number */
+    } u;
+} mw_command_t;
+
+/** What became of a command. */
+typedef enum mw_command_status {
+    MW_CMD_DONE = 0,
+    MW_CMD_REFUSED_REPLAY = 1,
+    MW_CMD_REFUSED_EXPIRED = 2,
+    MW_CMD_UNSUPPORTED = 3,
+    MW_CMD_FAILED = 4,
+} mw_command_status;
+
+/** A device's answer to a command (travels as a message of its own). */
+typedef struct mw_command_result {
+    uint64_t command_id;
+    mw_command_status status;
+    char detail[MW_COMMAND_DETAIL_MAX + 1];
+} mw_command_result_t;
+
 /** What an envelope carries. */
 typedef enum mw_msg_type {
     MW_MSG_UNKNOWN = 0, /**< a payload kind this version does not know */
     MW_MSG_OBSERVATION = 1,
     MW_MSG_ALARM = 2,
     MW_MSG_STATUS = 3,
+    MW_MSG_COMMAND_RESULT = 4,
 } mw_msg_type;
 
 /** One delivered message, as the gateway hands it to a sink. */
@@ -120,11 +158,15 @@ typedef struct mw_message {
         mw_observation_t observation;
         mw_alarm_t alarm;
         mw_device_status_t status;
+        mw_command_result_t command_result;
     } u;
 } mw_message_t;
 
-/** Name of a message type ("observation", "alarm", "status", "unknown"). */
+/** Name of a message type ("observation", "alarm", "status", "command_result", "unknown"). */
 MW_API const char *mw_msg_type_name(mw_msg_type type);
+
+/** Name of a command status ("done", "refused-replay", ...), NULL if out of range. */
+MW_API const char *mw_command_status_name(mw_command_status status);
 
 /**
  * Writes @p msg as one JSON object (no newline) into @p out.

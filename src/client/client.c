@@ -10,6 +10,7 @@
 #include "core/detail.h"
 #include "dtls/dtls.h"
 #include "session/codec.h"
+#include "session/command.h"
 
 /* The batch resource (docs/protocol.md). */
 #define BATCH_PATH "batch"
@@ -57,6 +58,9 @@ struct mw_client {
     uint64_t rekey_after_ms, rekey_after_records, rekey_after_bytes;
     uint8_t rekey_after_retransmits;
     bool rekey_requested;
+    mwi_cmd_guard cmd_guard;
+    mw_command_fn *on_command;
+    void *on_command_ctx;
     mw_transport_t tp;
     bool own_tp;
     mw_clock_t clock;
@@ -252,6 +256,8 @@ mw_err mw_client_open(const mw_client_config_t *cfg, mw_client_t **out, mw_error
     c->rekey_after_records = cfg->rekey_after_records;
     c->rekey_after_bytes = cfg->rekey_after_bytes;
     c->rekey_after_retransmits = cfg->rekey_after_retransmits;
+    c->on_command = cfg->on_command;
+    c->on_command_ctx = cfg->on_command_ctx;
     c->keepalive_ms = cfg->keepalive_ms;
     c->reconnect_min_ms = cfg->reconnect_min_ms ? cfg->reconnect_min_ms : 1000;
     c->reconnect_max_ms = cfg->reconnect_max_ms ? cfg->reconnect_max_ms : 60000;
@@ -489,6 +495,64 @@ static void apply_ack(mw_client_t *c, struct req *q, const mwi_seq_range *r, siz
 static mw_err send_block(mw_client_t *c, struct req *q, uint64_t now);
 static void start_rekey(mw_client_t *c, uint64_t now, const char *why);
 
+static void command_result(mw_client_t *c, uint64_t id, mw_command_status st, const char *detail)
+{
+    mw_message_t m;
+    memset(&m, 0, sizeof m);
+    m.type = MW_MSG_COMMAND_RESULT;
+    /* A result may close an alarm: it travels with alarm priority. */
+    m.priority = MW_PRIORITY_ALARM;
+    m.u.command_result.command_id = id;
+    m.u.command_result.status = st;
+    snprintf(m.u.command_result.detail, sizeof m.u.command_result.detail, "%s", detail);
+    if (enqueue(c, &m, NULL) != MW_OK)
+        set_last(c, MW_EFULL, 0, "queue full: a command result was not queued");
+}
+
+/* Commands ride in Acks (docs/protocol.md 9). Each is checked against
+ * replay and expiry, run, and answered with a result message. */
+static void run_commands(mw_client_t *c, const mw_command_t *cmds, size_t n)
+{
+    int synced = 0;
+    uint64_t wall = c->clock.wall_ms ? c->clock.wall_ms(c->clock.ctx, &synced) : 0;
+    for (size_t i = 0; i < n; i++) {
+        const mw_command_t *cmd = &cmds[i];
+        char why[160];
+        switch (mwi_cmd_check(&c->cmd_guard, cmd, wall)) {
+        case MWI_CMD_DUPLICATE:
+            continue;
+        case MWI_CMD_REPLAY:
+            snprintf(why, sizeof why, "command %llu refused: not above the last one run (%llu)",
+                     (unsigned long long)cmd->id, (unsigned long long)c->cmd_guard.last);
+            audit(c, MW_AUDIT_COMMAND_REFUSED, MW_EREPLAY, 0, why);
+            command_result(c, cmd->id, MW_CMD_REFUSED_REPLAY, "replayed command");
+            continue;
+        case MWI_CMD_EXPIRED:
+            snprintf(why, sizeof why, "command %llu refused: expired at %llu, device time %llu%s",
+                     (unsigned long long)cmd->id, (unsigned long long)cmd->expires_ms,
+                     (unsigned long long)wall, synced ? "" : " (clock not synchronised)");
+            audit(c, MW_AUDIT_COMMAND_REFUSED, MW_ETIMEDOUT, 0, why);
+            mwi_cmd_done(&c->cmd_guard, cmd->id);
+            command_result(c, cmd->id, MW_CMD_REFUSED_EXPIRED, "expired");
+            continue;
+        case MWI_CMD_RUN:
+            break;
+        }
+        mwi_cmd_done(&c->cmd_guard, cmd->id);
+        mw_command_status st;
+        if (cmd->kind == MW_CMD_ROTATE_KEYS) {
+            c->rekey_requested = true;
+            st = MW_CMD_DONE;
+        } else if ((cmd->kind == MW_CMD_SET_INTERVAL || cmd->kind == MW_CMD_ACK_ALARM) &&
+                   c->on_command != NULL) {
+            st = c->on_command(c->on_command_ctx, cmd);
+        } else {
+            st = MW_CMD_UNSUPPORTED;
+        }
+        command_result(c, cmd->id, st, st == MW_CMD_DONE ? "" : mw_command_status_name(st));
+    }
+}
+
 static void on_response(mw_client_t *c, struct req *q, const mwi_coap_msg *m)
 {
     uint8_t cls = (uint8_t)(m->code >> 5);
@@ -507,9 +571,11 @@ static void on_response(mw_client_t *c, struct req *q, const mwi_coap_msg *m)
     }
     if (cls == 2) {
         mwi_seq_range r[MWI_MAX_ACK_RANGES];
-        size_t n = 0;
+        mw_command_t cmds[MWI_MAX_COMMANDS];
+        size_t n = 0, ncmds = 0;
         if (m->content_format != MWI_COAP_CF_MEDWIRE_ACK ||
-            mwi_ack_decode(m->payload, m->payload_len, r, MWI_MAX_ACK_RANGES, &n) != MW_OK) {
+            mwi_ack_decode_cmds(m->payload, m->payload_len, r, MWI_MAX_ACK_RANGES, &n, cmds,
+                                MWI_MAX_COMMANDS, &ncmds) != MW_OK) {
             /* Without a readable acknowledgement nothing may be forgotten. */
             set_last(c, MW_EDECODE, 0, "the gateway's acknowledgement could not be decoded");
             release(c, q);
@@ -517,6 +583,7 @@ static void on_response(mw_client_t *c, struct req *q, const mwi_coap_msg *m)
         }
         apply_ack(c, q, r, n);
         release(c, q);
+        run_commands(c, cmds, ncmds);
         c->progressed = true;
         return;
     }

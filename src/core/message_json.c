@@ -208,10 +208,24 @@ MW_API const char *mw_msg_type_name(mw_msg_type type)
         return "alarm";
     case MW_MSG_STATUS:
         return "status";
+    case MW_MSG_COMMAND_RESULT:
+        return "command_result";
     case MW_MSG_UNKNOWN:
         break;
     }
     return "unknown";
+}
+
+MW_API const char *mw_command_status_name(mw_command_status s)
+{
+    switch (s) {
+    case MW_CMD_DONE: return "done";
+    case MW_CMD_REFUSED_REPLAY: return "refused-replay";
+    case MW_CMD_REFUSED_EXPIRED: return "refused-expired";
+    case MW_CMD_UNSUPPORTED: return "unsupported";
+    case MW_CMD_FAILED: return "failed";
+    }
+    return NULL;
 }
 
 static bool terminated(const char *s, size_t size)
@@ -234,6 +248,9 @@ static bool well_formed(const mw_message_t *m)
         return terminated(m->u.alarm.text, sizeof(m->u.alarm.text)) &&
                alarm_priority_name(m->u.alarm.priority) != NULL &&
                alarm_state_name(m->u.alarm.state) != NULL;
+    case MW_MSG_COMMAND_RESULT:
+        return terminated(m->u.command_result.detail, sizeof(m->u.command_result.detail)) &&
+               mw_command_status_name(m->u.command_result.status) != NULL;
     case MW_MSG_STATUS:
     case MW_MSG_UNKNOWN:
     default:
@@ -325,6 +342,15 @@ MW_API mw_err mw_message_to_json(const mw_message_t *msg, char *out, size_t out_
         put_u64(&w, s->uptime_s);
         put_key(&w, "queue_depth");
         put_u64(&w, s->queue_depth);
+        break;
+    }
+    case MW_MSG_COMMAND_RESULT: {
+        const mw_command_result_t *r = &msg->u.command_result;
+        put_key(&w, "command_id");
+        put_u64(&w, r->command_id);
+        put_key_name(&w, "status", mw_command_status_name(r->status));
+        put_key(&w, "detail");
+        put_json_string(&w, r->detail, sizeof(r->detail));
         break;
     }
     case MW_MSG_UNKNOWN:

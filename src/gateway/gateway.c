@@ -54,6 +54,9 @@ struct peer {
 struct device {
     char id[MW_ID_MAX + 1];
     mwi_replay rp; /* which sequence numbers were delivered */
+    uint64_t next_command; /* ids increase over the device's life, across restarts */
+    mw_command_t cmds[MWI_MAX_COMMANDS]; /* sent in every Ack until answered or expired */
+    uint8_t ncmds;
     struct device *hnext;
 };
 
@@ -313,8 +316,10 @@ static struct device *device_get(mw_gateway_t *gw, const char *id)
         return NULL;
     snprintf(dv->id, sizeof dv->id, "%s", id);
     mwi_replay_init(&dv->rp);
+    dv->next_command = 1;
     bool found = false;
-    if (gw->store && mwi_store_load_device(gw->store, id, &dv->rp, &found) != MW_OK) {
+    if (gw->store &&
+        mwi_store_load_device(gw->store, id, &dv->rp, &dv->next_command, &found) != MW_OK) {
         /* Never guess replay state: a wrong one loses or repeats messages. */
         char why[160];
         snprintf(why, sizeof why, "the stored replay state of '%.64s' is unreadable", id);
@@ -433,6 +438,39 @@ static void refuse(mw_gateway_t *gw, struct peer *p, const mwi_coap_msg *req, ui
     respond(gw, p, req, code, -1, (const uint8_t *)diag, strlen(diag));
 }
 
+static uint64_t wall_ms(const mw_gateway_t *gw)
+{
+    int synced;
+    return gw->clock.wall_ms ? gw->clock.wall_ms(gw->clock.ctx, &synced) : 0;
+}
+
+static void drop_command(struct device *dv, uint64_t id)
+{
+    for (uint8_t i = 0; i < dv->ncmds; i++)
+        if (dv->cmds[i].id == id) {
+            memmove(&dv->cmds[i], &dv->cmds[i + 1], (size_t)(dv->ncmds - i - 1) * sizeof dv->cmds[0]);
+            dv->ncmds--;
+            return;
+        }
+}
+
+/* A command past its expiry would only be refused: stop sending it. */
+static void expire_commands(mw_gateway_t *gw, struct device *dv)
+{
+    uint64_t now = wall_ms(gw);
+    for (uint8_t i = 0; i < dv->ncmds;) {
+        if (dv->cmds[i].expires_ms != 0 && now >= dv->cmds[i].expires_ms) {
+            char why[120];
+            snprintf(why, sizeof why, "command %llu expired before the device answered",
+                     (unsigned long long)dv->cmds[i].id);
+            audit(gw, MW_AUDIT_COMMAND_EXPIRED, "", dv->id, MW_ETIMEDOUT, 0, why);
+            drop_command(dv, dv->cmds[i].id);
+        } else {
+            i++;
+        }
+    }
+}
+
 static int cmp_seq(const void *a, const void *b)
 {
     uint64_t x = ((const mw_message_t *)a)->seq, y = ((const mw_message_t *)b)->seq;
@@ -518,6 +556,8 @@ static void handle_batch(mw_gateway_t *gw, struct peer *p, const mwi_coap_msg *r
             break; /* not stored: not acknowledged; the device sends it again */
         if (mwi_replay_mark(&dv->rp, m->seq) != MW_OK)
             break; /* cannot happen after has_room; never acknowledge unrecorded */
+        if (m->type == MW_MSG_COMMAND_RESULT)
+            drop_command(dv, m->u.command_result.command_id);
         gw->st.messages_delivered++;
         acked[nacked++] = m->seq;
     }
@@ -531,9 +571,10 @@ static void handle_batch(mw_gateway_t *gw, struct peer *p, const mwi_coap_msg *r
     }
     mwi_seq_range ranges[MWI_MAX_ACK_RANGES];
     size_t nr = mwi_ranges_from_seqs(acked, nacked, ranges, MWI_MAX_ACK_RANGES);
-    uint8_t ack[MWI_MAX_ACK_RANGES * 24];
+    uint8_t ack[MWI_MAX_ACK_RANGES * 24 + MWI_MAX_COMMANDS * 32];
     size_t alen = 0;
-    if (mwi_ack_encode(ranges, nr, ack, sizeof ack, &alen) != MW_OK)
+    expire_commands(gw, dv);
+    if (mwi_ack_encode_cmds(ranges, nr, dv->cmds, dv->ncmds, ack, sizeof ack, &alen) != MW_OK)
         return;
     respond_opts(gw, p, req, MWI_COAP_CHANGED, MWI_COAP_CF_MEDWIRE_ACK, ack, alen, o);
 }
@@ -882,7 +923,8 @@ static void commit(mw_gateway_t *gw)
         for (size_t i = 0; i < gw->nundo && e == MW_OK; i++) {
             e = mwi_store_begin(gw->store);
             if (e == MW_OK)
-                e = mwi_store_put_device(gw->store, gw->undo[i].dv->id, &gw->undo[i].dv->rp);
+                e = mwi_store_put_device(gw->store, gw->undo[i].dv->id, &gw->undo[i].dv->rp,
+                                         gw->undo[i].dv->next_command);
         }
         if (e == MW_OK)
             e = mwi_store_commit(gw->store, ck);
@@ -968,6 +1010,34 @@ void mw_gateway_stats(const mw_gateway_t *gw, mw_gateway_stats_t *out)
 int mw_gateway_fd(const mw_gateway_t *gw)
 {
     return gw ? gw->tp.fd : -1;
+}
+
+mw_err mw_gateway_send_command(mw_gateway_t *gw, const char *device_id, const mw_command_t *cmd,
+                               uint64_t *out_id)
+{
+    if (gw == NULL || device_id == NULL || cmd == NULL || !mwi_device_id_valid(device_id))
+        return MW_EINVAL;
+    if (cmd->kind != MW_CMD_SET_INTERVAL && cmd->kind != MW_CMD_ACK_ALARM &&
+        cmd->kind != MW_CMD_ROTATE_KEYS)
+        return MW_EINVAL;
+    struct device *dv = device_get(gw, device_id);
+    if (dv == NULL)
+        return MW_EIO;
+    expire_commands(gw, dv);
+    if (dv->ncmds == MWI_MAX_COMMANDS)
+        return MW_EFULL;
+    mw_command_t c = *cmd;
+    c.id = dv->next_command++;
+    if (c.expires_ms == 0)
+        c.expires_ms = wall_ms(gw) + 60000u;
+    dv->cmds[dv->ncmds++] = c;
+    /* The id counter is committed with the next poll, before the command can
+     * reach the device (it rides in an Ack, which waits for the commit). */
+    touch(gw, dv);
+    gw->dirty = true;
+    if (out_id)
+        *out_id = c.id;
+    return MW_OK;
 }
 
 int mw_gateway_next_timeout_ms(const mw_gateway_t *gw)

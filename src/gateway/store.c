@@ -23,7 +23,7 @@ struct mwi_store {
 static const char SCHEMA[] =
     "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL);"
     "CREATE TABLE IF NOT EXISTS devices(id TEXT PRIMARY KEY, replay BLOB NOT NULL,"
-    " updated_ms INTEGER NOT NULL);"
+    " next_command INTEGER NOT NULL, updated_ms INTEGER NOT NULL);"
     "CREATE TABLE IF NOT EXISTS journal(device TEXT NOT NULL, seq INTEGER NOT NULL,"
     " received_ms INTEGER NOT NULL, type INTEGER NOT NULL, batch BLOB NOT NULL,"
     " PRIMARY KEY(device, seq)) WITHOUT ROWID;";
@@ -74,10 +74,11 @@ mw_err mwi_store_open(const char *path, mwi_store **out, mw_error_detail_t *d)
         goto out;
     }
     sqlite3_busy_timeout(s->db, 5000);
-    if (sqlite3_prepare_v2(s->db, "SELECT replay FROM devices WHERE id = ?1", -1, &s->get_dev,
+    if (sqlite3_prepare_v2(s->db, "SELECT replay, next_command FROM devices WHERE id = ?1", -1, &s->get_dev,
                            NULL) != SQLITE_OK ||
         sqlite3_prepare_v2(s->db,
-                           "INSERT OR REPLACE INTO devices(id, replay, updated_ms) VALUES(?1,?2,?3)",
+                           "INSERT OR REPLACE INTO devices(id, replay, next_command, updated_ms)"
+                           " VALUES(?1,?2,?3,?4)",
                            -1, &s->put_dev, NULL) != SQLITE_OK ||
         sqlite3_prepare_v2(s->db,
                            "INSERT OR IGNORE INTO journal(device, seq, received_ms, type, batch)"
@@ -137,7 +138,8 @@ void mwi_store_close(mwi_store **ps)
     *ps = NULL;
 }
 
-mw_err mwi_store_load_device(mwi_store *s, const char *id, mwi_replay *out, bool *found)
+mw_err mwi_store_load_device(mwi_store *s, const char *id, mwi_replay *out,
+                             uint64_t *out_next_command, bool *found)
 {
     *found = false;
     sqlite3_bind_text(s->get_dev, 1, id, -1, SQLITE_TRANSIENT);
@@ -168,6 +170,7 @@ mw_err mwi_store_load_device(mwi_store *s, const char *id, mwi_replay *out, bool
         }
         if (e == MW_OK) {
             *out = r;
+            *out_next_command = (uint64_t)sqlite3_column_int64(s->get_dev, 1);
             *found = true;
         }
     } else if (rc != SQLITE_DONE) {
@@ -216,7 +219,8 @@ mw_err mwi_store_put_message(mwi_store *s, const mw_message_t *m, uint64_t now_m
     return rc == SQLITE_DONE ? MW_OK : MW_EIO;
 }
 
-mw_err mwi_store_put_device(mwi_store *s, const char *id, const mwi_replay *r)
+mw_err mwi_store_put_device(mwi_store *s, const char *id, const mwi_replay *r,
+                            uint64_t next_command)
 {
     uint8_t b[REPLAY_BLOB_MAX];
     b[0] = REPLAY_BLOB_VERSION;
@@ -229,7 +233,8 @@ mw_err mwi_store_put_device(mwi_store *s, const char *id, const mwi_replay *r)
     }
     sqlite3_bind_text(s->put_dev, 1, id, -1, SQLITE_TRANSIENT);
     sqlite3_bind_blob(s->put_dev, 2, b, (int)(18 + 16 * r->n), SQLITE_TRANSIENT);
-    sqlite3_bind_int64(s->put_dev, 3, 0);
+    sqlite3_bind_int64(s->put_dev, 3, (sqlite3_int64)next_command);
+    sqlite3_bind_int64(s->put_dev, 4, 0);
     int rc = sqlite3_step(s->put_dev);
     sqlite3_reset(s->put_dev);
     sqlite3_clear_bindings(s->put_dev);

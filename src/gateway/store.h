@@ -24,7 +24,7 @@ void mwi_store_close(mwi_store **s);
 /** Reads a device's replay state; *found false (and *out untouched) if the device is new.
  *  MW_EIO if the stored state is unreadable (never guessed: a wrong state loses or repeats). */
 MW_NODISCARD mw_err mwi_store_load_device(mwi_store *s, const char *id, mwi_replay *out,
-                                          bool *found);
+                                          uint64_t *out_next_command, bool *found);
 /** The sink checkpoint of the last commit (0 if none). */
 MW_NODISCARD mw_err mwi_store_checkpoint(mwi_store *s, uint64_t *out);
 
@@ -33,7 +33,8 @@ MW_NODISCARD mw_err mwi_store_begin(mwi_store *s);
 /** Journals one accepted message (its envelope as a one-message Batch). */
 MW_NODISCARD mw_err mwi_store_put_message(mwi_store *s, const mw_message_t *m, uint64_t now_ms);
 /** Records a device's replay state. */
-MW_NODISCARD mw_err mwi_store_put_device(mwi_store *s, const char *id, const mwi_replay *r);
+MW_NODISCARD mw_err mwi_store_put_device(mwi_store *s, const char *id, const mwi_replay *r,
+                                         uint64_t next_command);
 /** Commits with the sink checkpoint; on failure the transaction is rolled back. */
 MW_NODISCARD mw_err mwi_store_commit(mwi_store *s, uint64_t sink_checkpoint);
 void mwi_store_rollback(mwi_store *s);

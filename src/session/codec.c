@@ -15,6 +15,9 @@ _Static_assert(sizeof(((medwire_v1_Observation *)0)->unit) == MW_UNIT_MAX + 1, "
 _Static_assert(sizeof(((medwire_v1_Alarm *)0)->text) == MW_ALARM_TEXT_MAX + 1, "text bound");
 _Static_assert(ARRAY_LEN(((medwire_v1_Batch *)0)->envelopes) == MWI_MAX_BATCH, "batch bound");
 _Static_assert(ARRAY_LEN(((medwire_v1_Ack *)0)->acked) == MWI_MAX_ACK_RANGES, "ack bound");
+_Static_assert(ARRAY_LEN(((medwire_v1_Ack *)0)->commands) == MWI_MAX_COMMANDS, "command bound");
+_Static_assert(sizeof(((medwire_v1_CommandResult *)0)->detail) == MW_COMMAND_DETAIL_MAX + 1,
+               "detail bound");
 /* The priority enums are copied by value. */
 _Static_assert((int)medwire_v1_Priority_PRIORITY_STATUS == (int)MW_PRIORITY_STATUS, "priority");
 _Static_assert((int)medwire_v1_Priority_PRIORITY_ALARM == (int)MW_PRIORITY_ALARM, "priority");
@@ -115,6 +118,10 @@ static bool message_ok(const mw_message_t *m)
     }
     case MW_MSG_STATUS:
         return m->u.status.battery_pct <= 100;
+    case MW_MSG_COMMAND_RESULT:
+        return m->u.command_result.command_id != 0 &&
+               (unsigned)m->u.command_result.status <= MW_CMD_FAILED &&
+               ascii_ok(m->u.command_result.detail, sizeof(m->u.command_result.detail), 0x20);
     case MW_MSG_UNKNOWN:
     default:
         /* Nothing this version cannot describe is ever sent. */
@@ -167,6 +174,15 @@ mw_err mwi_envelope_from_message(const mw_message_t *m, medwire_v1_Envelope *out
         p->state = (medwire_v1_AlarmState)a->state;
         p->time_ms = a->time_ms;
         memcpy(p->text, a->text, strlen(a->text));
+        break;
+    }
+    case MW_MSG_COMMAND_RESULT: {
+        const mw_command_result_t *r = &m->u.command_result;
+        medwire_v1_CommandResult *p = &out->payload.command_result;
+        out->which_payload = medwire_v1_Envelope_command_result_tag;
+        p->command_id = r->command_id;
+        p->status = (medwire_v1_CommandStatus)r->status;
+        memcpy(p->detail, r->detail, strlen(r->detail));
         break;
     }
     case MW_MSG_STATUS:
@@ -241,6 +257,18 @@ mw_err mwi_message_from_envelope(const medwire_v1_Envelope *e, mw_message_t *out
         out->u.status.on_mains = p->on_mains;
         out->u.status.uptime_s = p->uptime_s;
         out->u.status.queue_depth = p->queue_depth;
+        break;
+    }
+    case medwire_v1_Envelope_command_result_tag: {
+        const medwire_v1_CommandResult *p = &e->payload.command_result;
+        mw_command_result_t *r = &out->u.command_result;
+        if (!tail_clean(p->detail, sizeof(p->detail))) {
+            return MW_EDECODE;
+        }
+        out->type = MW_MSG_COMMAND_RESULT;
+        r->command_id = p->command_id;
+        r->status = (mw_command_status)p->status;
+        memcpy(r->detail, p->detail, sizeof(r->detail));
         break;
     }
     default:
@@ -450,6 +478,12 @@ out:
 mw_err mwi_ack_encode(const mwi_seq_range *ranges, size_t n, uint8_t *out, size_t cap,
                       size_t *out_len)
 {
+    return mwi_ack_encode_cmds(ranges, n, NULL, 0, out, cap, out_len);
+}
+
+mw_err mwi_ack_encode_cmds(const mwi_seq_range *ranges, size_t n, const mw_command_t *cmds,
+                           size_t ncmds, uint8_t *out, size_t cap, size_t *out_len)
+{
     medwire_v1_Ack ack;
     pb_ostream_t s;
     size_t i;
@@ -458,7 +492,8 @@ mw_err mwi_ack_encode(const mwi_seq_range *ranges, size_t n, uint8_t *out, size_
         return MW_EINVAL;
     }
     *out_len = 0;
-    if ((ranges == NULL && n > 0) || (out == NULL && cap > 0) || n > MWI_MAX_ACK_RANGES) {
+    if ((ranges == NULL && n > 0) || (out == NULL && cap > 0) || n > MWI_MAX_ACK_RANGES ||
+        (cmds == NULL && ncmds > 0) || ncmds > MWI_MAX_COMMANDS) {
         return MW_EINVAL;
     }
     memset(&ack, 0, sizeof(ack));
@@ -471,6 +506,30 @@ mw_err mwi_ack_encode(const mwi_seq_range *ranges, size_t n, uint8_t *out, size_
         ack.acked[i].last = ranges[i].last;
     }
     ack.acked_count = (pb_size_t)n;
+    for (i = 0; i < ncmds; i++) {
+        medwire_v1_Command *c = &ack.commands[i];
+        if (cmds[i].id == 0) {
+            return MW_EINVAL;
+        }
+        c->id = cmds[i].id;
+        c->expires_ms = cmds[i].expires_ms;
+        switch (cmds[i].kind) {
+        case MW_CMD_SET_INTERVAL:
+            c->which_kind = medwire_v1_Command_set_interval_tag;
+            c->kind.set_interval.interval_ms = cmds[i].u.interval_ms;
+            break;
+        case MW_CMD_ACK_ALARM:
+            c->which_kind = medwire_v1_Command_ack_alarm_tag;
+            c->kind.ack_alarm.alarm_seq = cmds[i].u.alarm_seq;
+            break;
+        case MW_CMD_ROTATE_KEYS:
+            c->which_kind = medwire_v1_Command_rotate_keys_tag;
+            break;
+        default:
+            return MW_EINVAL;
+        }
+    }
+    ack.commands_count = (pb_size_t)ncmds;
     s = pb_ostream_from_buffer(out, cap);
     if (!pb_encode(&s, medwire_v1_Ack_fields, &ack)) {
         /* With valid input, the only way a buffer stream fails is running out of room. */
@@ -482,6 +541,12 @@ mw_err mwi_ack_encode(const mwi_seq_range *ranges, size_t n, uint8_t *out, size_
 
 mw_err mwi_ack_decode(const uint8_t *buf, size_t len, mwi_seq_range *out, size_t cap, size_t *out_n)
 {
+    return mwi_ack_decode_cmds(buf, len, out, cap, out_n, NULL, 0, NULL);
+}
+
+mw_err mwi_ack_decode_cmds(const uint8_t *buf, size_t len, mwi_seq_range *out, size_t cap,
+                           size_t *out_n, mw_command_t *cmds, size_t cmdcap, size_t *out_ncmds)
+{
     medwire_v1_Ack ack;
     pb_istream_t s;
     size_t i;
@@ -490,6 +555,9 @@ mw_err mwi_ack_decode(const uint8_t *buf, size_t len, mwi_seq_range *out, size_t
         return MW_EINVAL;
     }
     *out_n = 0;
+    if (out_ncmds != NULL) {
+        *out_ncmds = 0;
+    }
     if ((buf == NULL && len > 0) || (out == NULL && cap > 0)) {
         return MW_EINVAL;
     }
@@ -508,11 +576,42 @@ mw_err mwi_ack_decode(const uint8_t *buf, size_t len, mwi_seq_range *out, size_t
     if (ack.acked_count > cap) {
         return MW_ENOSPC;
     }
+    for (i = 0; i < ack.commands_count; i++) {
+        if (ack.commands[i].id == 0) {
+            return MW_EDECODE;
+        }
+    }
     for (i = 0; i < ack.acked_count; i++) {
         out[i].first = ack.acked[i].first;
         out[i].last = ack.acked[i].last;
     }
     *out_n = ack.acked_count;
+    /* Commands are optional for the caller; a kind this version does not know comes out as
+     * kind 0, which the device answers with "unsupported". */
+    for (i = 0; cmds != NULL && out_ncmds != NULL && i < ack.commands_count && i < cmdcap; i++) {
+        const medwire_v1_Command *c = &ack.commands[i];
+        mw_command_t *m = &cmds[i];
+        memset(m, 0, sizeof(*m));
+        m->id = c->id;
+        m->expires_ms = c->expires_ms;
+        switch (c->which_kind) {
+        case medwire_v1_Command_set_interval_tag:
+            m->kind = MW_CMD_SET_INTERVAL;
+            m->u.interval_ms = c->kind.set_interval.interval_ms;
+            break;
+        case medwire_v1_Command_ack_alarm_tag:
+            m->kind = MW_CMD_ACK_ALARM;
+            m->u.alarm_seq = c->kind.ack_alarm.alarm_seq;
+            break;
+        case medwire_v1_Command_rotate_keys_tag:
+            m->kind = MW_CMD_ROTATE_KEYS;
+            break;
+        default:
+            m->kind = (mw_command_kind)0;
+            break;
+        }
+        *out_ncmds = i + 1;
+    }
     return MW_OK;
 }
 

@@ -17,6 +17,8 @@
 #define MWI_MAX_BATCH 16
 /** Most ranges in one Ack: max_count of Ack.acked in proto/medwire.options. */
 #define MWI_MAX_ACK_RANGES 16
+/** Most commands in one Ack: max_count of Ack.commands. */
+#define MWI_MAX_COMMANDS 4
 /** Exponent bounds of an observation (IEEE 11073-20601 FLOAT has an 8-bit exponent). */
 #define MWI_EXPONENT_MIN (-128)
 #define MWI_EXPONENT_MAX 127
@@ -110,6 +112,16 @@ MW_NODISCARD mw_err mwi_ack_encode(const mwi_seq_range *ranges, size_t n, uint8_
  */
 MW_NODISCARD mw_err mwi_ack_decode(const uint8_t *buf, size_t len, mwi_seq_range *out, size_t cap,
                                    size_t *out_n);
+
+/** As mwi_ack_encode, with up to ::MWI_MAX_COMMANDS commands (id != 0, a known kind). */
+MW_NODISCARD mw_err mwi_ack_encode_cmds(const mwi_seq_range *ranges, size_t n,
+                                        const mw_command_t *cmds, size_t ncmds, uint8_t *out,
+                                        size_t cap, size_t *out_len);
+/** As mwi_ack_decode, also returning the commands (a kind this version does not know comes
+ *  out as kind 0). A command with id 0 refuses the whole Ack (MW_EDECODE). */
+MW_NODISCARD mw_err mwi_ack_decode_cmds(const uint8_t *buf, size_t len, mwi_seq_range *out,
+                                        size_t cap, size_t *out_n, mw_command_t *cmds,
+                                        size_t cmdcap, size_t *out_ncmds);
 
 /**
  * Builds sorted, disjoint, non-adjacent ranges from @p seqs (any order, duplicates allowed;

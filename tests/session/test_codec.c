@@ -153,6 +153,11 @@ static void assert_same_message(const mw_message_t *a, const mw_message_t *b)
         cr_assert_eq(a->u.status.uptime_s, b->u.status.uptime_s);
         cr_assert_eq(a->u.status.queue_depth, b->u.status.queue_depth);
         break;
+    case MW_MSG_COMMAND_RESULT:
+        cr_assert_eq(a->u.command_result.command_id, b->u.command_result.command_id);
+        cr_assert_eq(a->u.command_result.status, b->u.command_result.status);
+        cr_assert_str_eq(a->u.command_result.detail, b->u.command_result.detail);
+        break;
     case MW_MSG_UNKNOWN:
         break;
     }
@@ -1070,4 +1075,56 @@ Test(ranges, never_acknowledge_a_number_that_was_not_received)
             cr_assert_eq(count, want, "round %d covers everything", round);
         }
     }
+}
+
+Test(codec, a_command_result_round_trips_and_a_bad_one_is_refused)
+{
+    mw_message_t m, back[MWI_MAX_BATCH];
+    memset(&m, 0, sizeof m);
+    snprintf(m.device_id, sizeof m.device_id, "dev-1");
+    m.seq = 7;
+    m.priority = MW_PRIORITY_OBSERVATION;
+    m.type = MW_MSG_COMMAND_RESULT;
+    m.u.command_result.command_id = 3;
+    m.u.command_result.status = MW_CMD_REFUSED_EXPIRED;
+    snprintf(m.u.command_result.detail, sizeof m.u.command_result.detail, "too late");
+    uint8_t buf[256];
+    size_t len, count, n;
+    uint64_t low;
+    cr_assert_eq(mwi_batch_encode(&m, 1, 7, buf, sizeof buf, &len, &count), MW_OK);
+    cr_assert_eq(mwi_batch_decode(buf, len, back, MWI_MAX_BATCH, &n, &low), MW_OK);
+    cr_assert_eq(n, 1);
+    assert_same_message(&m, &back[0]);
+    m.u.command_result.command_id = 0;
+    cr_assert_eq(mwi_message_check(&m), MW_EINVAL, "a result for command 0 is refused");
+}
+
+Test(codec, an_ack_carries_commands_of_every_kind)
+{
+    mwi_seq_range r = {5, 9};
+    mw_command_t c[3], back[MWI_MAX_COMMANDS];
+    memset(c, 0, sizeof c);
+    c[0] = (mw_command_t){.id = 1, .expires_ms = 1000, .kind = MW_CMD_SET_INTERVAL};
+    c[0].u.interval_ms = 5000;
+    c[1] = (mw_command_t){.id = 2, .expires_ms = 2000, .kind = MW_CMD_ACK_ALARM};
+    c[1].u.alarm_seq = 77;
+    c[2] = (mw_command_t){.id = 3, .expires_ms = 3000, .kind = MW_CMD_ROTATE_KEYS};
+    uint8_t buf[256];
+    size_t len, n, nc;
+    mwi_seq_range rb[4];
+    cr_assert_eq(mwi_ack_encode_cmds(&r, 1, c, 3, buf, sizeof buf, &len), MW_OK);
+    cr_assert_eq(mwi_ack_decode_cmds(buf, len, rb, 4, &n, back, MWI_MAX_COMMANDS, &nc), MW_OK);
+    cr_assert_eq(n, 1);
+    cr_assert_eq(rb[0].first, 5);
+    cr_assert_eq(nc, 3);
+    cr_assert_eq(back[0].kind, MW_CMD_SET_INTERVAL);
+    cr_assert_eq(back[0].u.interval_ms, 5000);
+    cr_assert_eq(back[1].u.alarm_seq, 77);
+    cr_assert_eq(back[2].kind, MW_CMD_ROTATE_KEYS);
+    cr_assert_eq(back[2].expires_ms, 3000);
+    /* An old decoder ignores the commands and still reads the ranges. */
+    cr_assert_eq(mwi_ack_decode(buf, len, rb, 4, &n), MW_OK);
+    cr_assert_eq(n, 1);
+    c[0].id = 0;
+    cr_assert_eq(mwi_ack_encode_cmds(&r, 1, c, 1, buf, sizeof buf, &len), MW_EINVAL);
 }

@@ -1,0 +1,194 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* test_commands.c -- commands from gateway to device: delivery in Acks, results, replay and expiry refused. */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "harness.h"
+
+#include "session/command.h"
+
+struct seen {
+    int calls;
+    mw_command_t last;
+};
+
+static mw_command_status on_command(void *ctx, const mw_command_t *cmd)
+{
+    struct seen *s = ctx;
+    s->calls++;
+    s->last = *cmd;
+    return MW_CMD_DONE;
+}
+
+static mw_client_t *client_with_commands(mwt_h *h, struct seen *s, const char *port)
+{
+    mw_client_config_t cfg;
+    mw_client_config_init(&cfg);
+    cfg.ca_file = mwt_pki_ca(&h->pki);
+    cfg.cert_file = mwt_pki_crt(&h->pki, "dev-1");
+    cfg.key_file = mwt_pki_key(&h->pki, "dev-1");
+    cfg.gateway_name = "gateway";
+    cfg.gateway = MWT_GATEWAY_ADDR;
+    char addr[40];
+    snprintf(addr, sizeof addr, "127.0.0.2:%s", port);
+    cfg.transport = mwt_net_endpoint(h->net, addr);
+    cfg.clock = mwt_clock_table(&h->clk);
+    cfg.random = mwt_rng_table(&h->rng);
+    cfg.on_command = on_command;
+    cfg.on_command_ctx = s;
+    mw_client_t *c = NULL;
+    cr_assert_eq(mw_client_open(&cfg, &c, NULL), MW_OK);
+    h->clients[h->nclients++] = c;
+    return c;
+}
+
+static const mw_message_t *find_result(const mwt_h *h, uint64_t id)
+{
+    for (size_t i = 0; i < h->ngot; i++)
+        if (h->got[i].type == MW_MSG_COMMAND_RESULT && h->got[i].u.command_result.command_id == id)
+            return &h->got[i];
+    return NULL;
+}
+
+static size_t count_results(const mwt_h *h, uint64_t id)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < h->ngot; i++)
+        n += h->got[i].type == MW_MSG_COMMAND_RESULT && h->got[i].u.command_result.command_id == id;
+    return n;
+}
+
+Test(commands, set_interval_reaches_the_device_and_its_result_reaches_the_gateway_once)
+{
+    mwt_h h;
+    mwt_h_init(&h, 40);
+    struct seen s = {0};
+    mw_client_t *c = client_with_commands(&h, &s, "45000");
+    mwt_send_obs(c, 2, 0);
+    cr_assert(mwt_h_drain(&h, 60000));
+    mw_command_t cmd = {.kind = MW_CMD_SET_INTERVAL, .u.interval_ms = 5000};
+    uint64_t id = 0;
+    cr_assert_eq(mw_gateway_send_command(h.gw, "dev-1", &cmd, &id), MW_OK);
+    cr_assert_eq(id, 1);
+    /* Commands ride in Acks: the device's next batch brings it. */
+    for (int i = 0; i < 4; i++) {
+        mwt_send_obs(c, 1, 10 + i);
+        cr_assert(mwt_h_drain(&h, 60000));
+    }
+    cr_assert_eq(s.calls, 1, "run once, though repeated in Acks until answered");
+    cr_assert_eq(s.last.kind, MW_CMD_SET_INTERVAL);
+    cr_assert_eq(s.last.u.interval_ms, 5000);
+    const mw_message_t *r = find_result(&h, id);
+    cr_assert_not_null(r, "the result reached the gateway's sink");
+    cr_assert_eq(r->u.command_result.status, MW_CMD_DONE);
+    cr_assert_eq(count_results(&h, id), 1);
+    mwt_h_fini(&h);
+}
+
+Test(commands, rotate_keys_is_run_by_the_sdk)
+{
+    mwt_h h;
+    mwt_h_init(&h, 41);
+    struct seen s = {0};
+    mw_client_t *c = client_with_commands(&h, &s, "45001");
+    mwt_send_obs(c, 1, 0);
+    cr_assert(mwt_h_drain(&h, 60000));
+    mw_command_t cmd = {.kind = MW_CMD_ROTATE_KEYS};
+    cr_assert_eq(mw_gateway_send_command(h.gw, "dev-1", &cmd, NULL), MW_OK);
+    for (int i = 0; i < 4; i++) {
+        mwt_send_obs(c, 1, 10 + i);
+        cr_assert(mwt_h_drain(&h, 60000));
+    }
+    mw_client_stats_t st;
+    mw_client_stats(c, &st);
+    cr_assert_eq(st.rotations, 1);
+    cr_assert_eq(s.calls, 0, "the application is not asked");
+    cr_assert_not_null(find_result(&h, 1));
+    mwt_h_fini(&h);
+}
+
+/* A device clock an hour ahead of the gateway's: every command looks expired to it. */
+static uint64_t skew_now(void *ctx)
+{
+    return ((mwt_h *)ctx)->clk.now_ms;
+}
+
+static uint64_t skew_wall(void *ctx, int *synced)
+{
+    mwt_h *h = ctx;
+    *synced = 1;
+    return h->clk.wall_ms + h->clk.now_ms + 3600000u;
+}
+
+static int refusals;
+static char refusal_reason[200];
+
+static void device_audit(void *ctx, const mw_audit_event_t *ev)
+{
+    (void)ctx;
+    if (strcmp(ev->event, MW_AUDIT_COMMAND_REFUSED) == 0) {
+        refusals++;
+        snprintf(refusal_reason, sizeof refusal_reason, "%s", ev->reason);
+    }
+}
+
+Test(commands, an_expired_command_is_refused_with_an_audit_line_and_a_result)
+{
+    mwt_h h;
+    mwt_h_init(&h, 42);
+    struct seen s = {0};
+    mw_client_config_t cfg;
+    mw_client_config_init(&cfg);
+    cfg.ca_file = mwt_pki_ca(&h.pki);
+    cfg.cert_file = mwt_pki_crt(&h.pki, "dev-1");
+    cfg.key_file = mwt_pki_key(&h.pki, "dev-1");
+    cfg.gateway_name = "gateway";
+    cfg.gateway = MWT_GATEWAY_ADDR;
+    cfg.transport = mwt_net_endpoint(h.net, "127.0.0.2:45002");
+    cfg.clock = (mw_clock_t){.ctx = &h, .now_ms = skew_now, .wall_ms = skew_wall};
+    cfg.random = mwt_rng_table(&h.rng);
+    cfg.on_command = on_command;
+    cfg.on_command_ctx = &s;
+    cfg.audit = device_audit;
+    mw_client_t *c = NULL;
+    cr_assert_eq(mw_client_open(&cfg, &c, NULL), MW_OK);
+    h.clients[h.nclients++] = c;
+    refusals = 0;
+    mwt_send_obs(c, 1, 0);
+    cr_assert(mwt_h_drain(&h, 60000));
+    mw_command_t cmd = {.kind = MW_CMD_SET_INTERVAL, .u.interval_ms = 100};
+    uint64_t id;
+    cr_assert_eq(mw_gateway_send_command(h.gw, "dev-1", &cmd, &id), MW_OK);
+    for (int i = 0; i < 4; i++) {
+        mwt_send_obs(c, 1, 1 + i);
+        cr_assert(mwt_h_drain(&h, 60000));
+    }
+    cr_assert_eq(s.calls, 0, "an expired command is never run");
+    cr_assert_eq(refusals, 1, "one audit line, not one per repeat");
+    cr_assert(strstr(refusal_reason, "expired") != NULL, "%s", refusal_reason);
+    const mw_message_t *r = find_result(&h, id);
+    cr_assert_not_null(r);
+    cr_assert_eq(r->u.command_result.status, MW_CMD_REFUSED_EXPIRED);
+    mwt_h_fini(&h);
+}
+
+Test(command_guard, refuses_a_replayed_or_expired_command_and_ignores_a_repeat)
+{
+    mwi_cmd_guard g;
+    memset(&g, 0, sizeof g);
+    mw_command_t c = {.id = 5, .expires_ms = 1000, .kind = MW_CMD_SET_INTERVAL};
+    cr_assert_eq(mwi_cmd_check(&g, &c, 500), MWI_CMD_RUN);
+    mwi_cmd_done(&g, 5);
+    cr_assert_eq(mwi_cmd_check(&g, &c, 500), MWI_CMD_DUPLICATE, "repeated in the next Ack");
+    mw_command_t old = {.id = 4, .expires_ms = 1000, .kind = MW_CMD_SET_INTERVAL};
+    cr_assert_eq(mwi_cmd_check(&g, &old, 500), MWI_CMD_REPLAY, "an older id never run");
+    mw_command_t late = {.id = 6, .expires_ms = 1000, .kind = MW_CMD_SET_INTERVAL};
+    cr_assert_eq(mwi_cmd_check(&g, &late, 1000), MWI_CMD_EXPIRED);
+    mw_command_t zero = {.id = 0, .kind = MW_CMD_ROTATE_KEYS};
+    cr_assert_eq(mwi_cmd_check(&g, &zero, 0), MWI_CMD_REPLAY);
+    /* Once more than MWI_CMD_RECENT newer ones ran, id 5 is a replay, not a repeat. */
+    for (uint64_t id = 10; id < 10 + MWI_CMD_RECENT; id++)
+        mwi_cmd_done(&g, id);
+    cr_assert_eq(mwi_cmd_check(&g, &c, 500), MWI_CMD_REPLAY);
+}
