@@ -33,6 +33,25 @@ static const char USAGE[] =
 
 static volatile sig_atomic_t stop;
 
+/* The measurement interval, changeable by the gateway's set_interval command. */
+static unsigned long interval_ms;
+
+static mw_command_status on_command(void *ctx, const mw_command_t *cmd)
+{
+    (void)ctx;
+    switch (cmd->kind) {
+    case MW_CMD_SET_INTERVAL:
+        interval_ms = cmd->u.interval_ms;
+        return MW_CMD_DONE;
+    case MW_CMD_ACK_ALARM:
+        /* A real monitor would silence the alarm's audio signal here. */
+        return MW_CMD_DONE;
+    case MW_CMD_ROTATE_KEYS:
+    default:
+        return MW_CMD_UNSUPPORTED;
+    }
+}
+
 static void on_signal(int sig)
 {
     (void)sig;
@@ -95,7 +114,7 @@ static int fail(const mw_client_t *c, mw_err e)
 int main(int argc, char **argv)
 {
     const char *gw = NULL, *gw_name = NULL, *ca = NULL, *cert = NULL, *key = NULL;
-    unsigned long count = 0, interval = 0, give_up_s = 60;
+    unsigned long count = 0, give_up_s = 60;
     bool have_count = false, quiet = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -128,7 +147,7 @@ int main(int argc, char **argv)
             max = 100000000;
             have_count = true;
         } else if (strcmp(a, "--interval-ms") == 0) {
-            num = &interval;
+            num = &interval_ms;
             max = 86400000;
         } else if (strcmp(a, "--give-up-s") == 0) {
             num = &give_up_s;
@@ -164,6 +183,7 @@ int main(int argc, char **argv)
     cfg.ca_file = ca;
     cfg.cert_file = cert;
     cfg.key_file = key;
+    cfg.on_command = on_command;
     /* Sequence numbers must never repeat over the device's life, or the gateway
      * would take a restarted simulator's readings for duplicates. Until the
      * persistent sequence store exists, start above any earlier run: the
@@ -223,7 +243,7 @@ int main(int argc, char **argv)
             }
             made++;
             last_made_ms = now;
-            next_at = interval ? next_at + interval : now;
+            next_at = interval_ms ? next_at + interval_ms : now;
         }
         if (made == count && mw_client_pending(c) == 0)
             break;
@@ -239,7 +259,7 @@ int main(int argc, char **argv)
             return 1;
         }
         int wait = 100;
-        if (made < count && interval) {
+        if (made < count && interval_ms) {
             uint64_t t = clk.now_ms(clk.ctx);
             wait = next_at > t ? (int)(next_at - t < 100 ? next_at - t : 100) : 0;
         }

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* medwire-gateway -- the reference gateway: devices in over DTLS, one JSON line per delivered message out. */
 #include <errno.h>
+#include <poll.h>
 #include <stdbool.h>
 #include <signal.h>
 #include <stdio.h>
@@ -12,10 +13,12 @@
 
 #include "medwire/medwire.h"
 
+#include "control.h"
+
 static const char USAGE[] =
     "usage: medwire-gateway --listen HOST:PORT --ca FILE --cert FILE --key FILE\n"
     "                       [--out FILE] [--audit FILE] [--store FILE] [--port-file FILE]\n"
-    "                       [--max-peers N]\n"
+    "                       [--crl FILE] [--control PATH] [--max-peers N]\n"
     "\n"
     "Accepts medical devices over mutually authenticated DTLS 1.2 (CoAP, protobuf) and\n"
     "writes every delivered message as one JSON object per line.\n"
@@ -32,7 +35,17 @@ static const char USAGE[] =
     "                      replay state (default: medwire-gateway.db in the working\n"
     "                      directory); a message is acknowledged only once it is\n"
     "                      committed there and written to --out\n"
+    "  --crl FILE          PEM CRL of the CA (medwire-pki revoke/crl), enforced on every\n"
+    "                      handshake and resumption; SIGHUP reloads it, and closes the\n"
+    "                      sessions of devices it revokes\n"
     "  --port-file FILE    once listening, write the bound UDP port to FILE\n"
+    "  --control PATH      local control socket (Unix stream, owner-only): one JSON\n"
+    "                      object per line, e.g.\n"
+    "                      {\"device\":\"dev-1\",\"command\":\"set_interval\",\"interval_ms\":5000}\n"
+    "                      {\"device\":\"dev-1\",\"command\":\"ack_alarm\",\"alarm_seq\":17}\n"
+    "                      {\"device\":\"dev-1\",\"command\":\"rotate_keys\",\"ttl_s\":60}\n"
+    "                      answered with {\"ok\":true,\"device\":...,\"id\":N}; the device's\n"
+    "                      result appears in --out as a \"command_result\" line\n"
     "  --max-peers N       sessions kept at once (default 4096)\n"
     "  -h, --help          this text;  --version  the version\n"
     "\n"
@@ -45,11 +58,14 @@ static const char USAGE[] =
     "message says why); 2: bad command line.\n";
 
 static volatile sig_atomic_t stop;
+static volatile sig_atomic_t reload;
 
 static void on_signal(int sig)
 {
-    (void)sig;
-    stop = 1;
+    if (sig == SIGHUP)
+        reload = 1;
+    else
+        stop = 1;
 }
 
 struct outputs {
@@ -161,6 +177,8 @@ int main(int argc, char **argv)
     const char *listen = NULL, *ca = NULL, *cert = NULL, *key = NULL;
     const char *out_path = NULL, *audit_path = NULL, *port_file = NULL;
     const char *store = "medwire-gateway.db";
+    const char *control_path = NULL;
+    const char *crl = NULL;
     unsigned long max_peers = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -189,6 +207,10 @@ int main(int argc, char **argv)
             slot = &port_file;
         else if (strcmp(a, "--store") == 0)
             slot = &store;
+        else if (strcmp(a, "--control") == 0)
+            slot = &control_path;
+        else if (strcmp(a, "--crl") == 0)
+            slot = &crl;
         else if (strcmp(a, "--max-peers") == 0) {
             if (i + 1 >= argc)
                 return usage_error("--max-peers needs a value", NULL);
@@ -225,6 +247,7 @@ int main(int argc, char **argv)
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
 
     mw_gateway_config_t cfg;
@@ -238,6 +261,7 @@ int main(int argc, char **argv)
     cfg.sink_recover = sink_recover;
     cfg.sink_ctx = &o;
     cfg.store_path = store;
+    cfg.crl_file = crl;
     cfg.audit = on_audit;
     cfg.audit_ctx = &o;
     if (max_peers)
@@ -263,15 +287,49 @@ int main(int argc, char **argv)
                                 .reason = "listening for devices"};
     on_audit(&o, &started);
 
+    control_t ctl;
+    memset(&ctl, 0, sizeof ctl);
+    ctl.listen_fd = -1;
+    if (control_path && control_open(&ctl, control_path) != 0) {
+        fprintf(stderr, "medwire-gateway: cannot open control socket '%s': %s\n", control_path,
+                strerror(errno));
+        mw_gateway_destroy(&gw);
+        return 1;
+    }
+
+    /* One loop over the gateway's socket and the control socket: the
+     * library's descriptor and timer are what a caller's own loop needs. */
     int rc = 0;
     while (!stop) {
-        e = mw_gateway_poll(gw, 200);
+        struct pollfd fds[1 + 1 + CONTROL_MAX_CLIENTS];
+        int n = 0;
+        fds[n++] = (struct pollfd){.fd = mw_gateway_fd(gw), .events = POLLIN};
+        n += control_fds(&ctl, fds + n, (int)(sizeof fds / sizeof fds[0]) - n);
+        int wait = mw_gateway_next_timeout_ms(gw);
+        if (wait < 0 || wait > 200)
+            wait = 200;
+        if (poll(fds, (nfds_t)n, wait) < 0 && errno != EINTR) {
+            fprintf(stderr, "medwire-gateway: poll: %s\n", strerror(errno));
+            rc = 1;
+            break;
+        }
+        e = mw_gateway_poll(gw, 0);
         if (e != MW_OK && e != MW_EAGAIN) {
             fprintf(stderr, "medwire-gateway: stopped: %s\n", mw_strerror(e));
             rc = 1;
             break;
         }
+        control_service(&ctl, gw);
+        if (reload) {
+            reload = 0;
+            if (crl) {
+                mw_error_detail_t rd;
+                if (mw_gateway_reload_crl(gw, crl, &rd) != MW_OK)
+                    fprintf(stderr, "medwire-gateway: CRL not reloaded: %s\n", rd.reason);
+            }
+        }
     }
+    control_close(&ctl);
     mw_gateway_stats_t st;
     mw_gateway_stats(gw, &st);
     char summary[200];

@@ -22,12 +22,44 @@
  *  - Private keys: SEC1 PEM "EC PRIVATE KEY", mode 0600. Certificates: PEM, mode 0644.
  *    Every file is written to a temporary name, fsynced and renamed, so a crash never
  *    leaves half a key under the real name.
+ *
+ * The CRL profile (RFC 5280 section 5; 'revoke' and 'crl' write it to CADIR/crl.pem):
+ *
+ *  - CertificateList v2, signed ecdsa-with-SHA256 by the CA's P-256 key; PEM "X509 CRL",
+ *    mode 0644. Issuer: the CA certificate's subject Name, copied byte for byte from its DER
+ *    (verifiers match CRL and certificate issuers on the encoding).
+ *  - thisUpdate: now. nextUpdate: now + --next-update-days (default 7). Time encoding as for
+ *    certificates (5.1.2.4, 5.1.2.5).
+ *  - revokedCertificates: every certificate ever revoked in CADIR/index.txt, expired ones
+ *    included, each with its serial, its revocationDate and, when a reason was given, a
+ *    non-critical reasonCode (5.3.1); absent altogether while nothing is revoked (5.1.2.6).
+ *  - crlExtensions, both non-critical: authorityKeyIdentifier = the CA certificate's
+ *    subjectKeyIdentifier (5.2.1, and how wolfSSL finds the CRL's signer), and cRLNumber
+ *    (5.2.3), one more than the last for every CRL this CA writes.
+ *
+ * How the CRL is made: hand-built DER, signed with wolfCrypt ECDSA. wolfCrypt 5.5.4 parses
+ * and verifies CRLs but has no CRL encoder, and medwire takes on no second crypto library
+ * for this one structure (OpenSSL serves only as the tests' independent check). So this
+ * program encodes the TBSCertList itself, hashes it with SHA-256 (wc_Sha256Hash), signs the
+ * hash with the CA key (wc_ecc_sign_hash, an ECDSA-Sig-Value), and wraps TBS,
+ * AlgorithmIdentifier and signature BIT STRING into the CertificateList. 'openssl crl
+ * -CAfile', 'openssl verify -crl_check' and wolfSSL's CRL checks accept the result
+ * (tests/pki and tests/dtls).
+ *
+ * State kept in the CA directory, in the formats of 'openssl ca' so that either tool can
+ * read them: index.txt (one line per issued certificate: status V or R, notAfter,
+ * revocationDate[,reason], serial in hex, "unknown", subject), and crlnumber (the next
+ * cRLNumber, in hex). 'issue --ca' records a certificate there before writing it out, so no
+ * certificate exists that 'revoke' cannot find. Updates hold an fcntl lock on CADIR/.lock
+ * and replace the files atomically.
  */
 
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,6 +74,7 @@
 #include <wolfssl/wolfcrypt/asn_public.h>
 #include <wolfssl/wolfcrypt/ecc.h>
 #include <wolfssl/wolfcrypt/error-crypt.h>
+#include <wolfssl/wolfcrypt/hash.h>
 #include <wolfssl/wolfcrypt/random.h>
 #include <wolfssl/wolfcrypt/wc_port.h>
 
@@ -83,12 +116,15 @@ typedef struct {
     const unsigned char *ca_der; /* NULL when self-signed */
     int ca_der_len;
     unsigned char ca_subject[sizeof(((Cert *)0)->issRaw)]; /* RDNs, NUL-terminated */
+    unsigned char serial[SERIAL_LEN];                      /* set by make_cert */
 } cert_request;
 
 static const char usage_text[] =
     "usage: " PROG " ca --out DIR [--name CN] [--not-before DATE] [--not-after DATE] [--force]\n"
     "       " PROG " issue (--ca DIR | --self-signed) --role device|gateway --id NAME\n"
     "                   --out DIR [--not-before DATE] [--not-after DATE] [--force]\n"
+    "       " PROG " revoke --ca DIR --id NAME [--reason REASON] [--next-update-days N]\n"
+    "       " PROG " crl --ca DIR [--next-update-days N]\n"
     "       " PROG " --version | -h | --help\n";
 
 static const char ca_help[] =
@@ -113,7 +149,35 @@ static const char issue_help[] =
     "  --out DIR          directory to write to; created with mode 0700 if missing\n"
     "  --not-before DATE  YYYY-MM-DD, valid from 00:00:00Z that day (default: now - 1 hour)\n"
     "  --not-after DATE   YYYY-MM-DD, valid until 23:59:59Z that day (default: now + 5 years)\n"
-    "  --force            replace DIR/NAME.crt and DIR/NAME.key if they exist\n";
+    "  --force            replace DIR/NAME.crt and DIR/NAME.key if they exist\n"
+    "  With --ca, the certificate is first recorded in the CA's index.txt, so that 'revoke'\n"
+    "  can find it; the CA directory must be writable.\n";
+
+static const char revoke_help[] =
+    "\n"
+    "revoke: mark every certificate the CA issued to NAME as revoked in DIR/index.txt, then\n"
+    "  write DIR/crl.pem anew, listing every certificate the CA has ever revoked. Revoking\n"
+    "  NAME again changes nothing but the CRL's dates and number.\n"
+    "  --ca DIR              the CA directory ('" PROG " ca --out DIR'; 'issue --ca DIR'\n"
+    "                        records each certificate there)\n"
+    "  --id NAME             the device id or gateway name that was given to 'issue --id'\n"
+    "  --reason REASON       keyCompromise, cessationOfOperation, superseded or\n"
+    "                        affiliationChanged (default: none; the CRL entry then carries\n"
+    "                        no reasonCode)\n"
+    "  --next-update-days N  nextUpdate is now + N days, N from 1 to 365 (default 7); write a\n"
+    "                        new CRL before then ('" PROG " crl'), as verifiers that check\n"
+    "                        revocation refuse every certificate of the CA once it is past\n"
+    "  --this-update DATE    for tests: pretend it is 00:00:00Z of YYYY-MM-DD, to make a CRL\n"
+    "                        that has expired or is not valid yet\n";
+
+static const char crl_help[] =
+    "\n"
+    "crl: write DIR/crl.pem anew from DIR/index.txt without revoking anything: new thisUpdate,\n"
+    "  nextUpdate and cRLNumber. Run it (from cron, say) well before nextUpdate; the first\n"
+    "  run after 'ca' makes the empty CRL a gateway needs before anything is revoked.\n"
+    "  --ca DIR              the CA directory\n"
+    "  --next-update-days N  as for revoke (default 7)\n"
+    "  --this-update DATE    as for revoke (for tests)\n";
 
 static const char profile_help[] =
     "\n"
@@ -122,6 +186,10 @@ static const char profile_help[] =
     "keyCertSign,cRLSign. Device and gateway: CA:FALSE, keyUsage digitalSignature, SKI, AKI.\n"
     "Keys are SEC1 PEM (\"EC PRIVATE KEY\") with mode 0600; certificates PEM with mode 0644.\n"
     "Files are replaced atomically; existing ones are kept unless --force is given.\n"
+    "CRL: X.509 v2, ecdsa-with-SHA256, issuer and authorityKeyIdentifier of the CA, cRLNumber,\n"
+    "reasonCode when given; PEM \"X509 CRL\" with mode 0644. wolfCrypt cannot make CRLs: this\n"
+    "program encodes the DER itself and signs it with wolfCrypt's ECDSA. DIR/index.txt and\n"
+    "DIR/crlnumber have the formats of 'openssl ca'.\n"
     "\n"
     "Exit status: 0 success, 1 failure, 2 usage error.\n";
 
@@ -703,8 +771,7 @@ static int set_serial(WC_RNG *rng, Cert *cert)
     return EXIT_SUCCESS;
 }
 
-static int make_cert(WC_RNG *rng, const cert_request *req, unsigned char *der, int cap,
-                     int *out_len)
+static int make_cert(WC_RNG *rng, cert_request *req, unsigned char *der, int cap, int *out_len)
 {
     int rc = EXIT_FAILURE, ret;
     Cert *cert = wc_CertNew(NULL);
@@ -717,6 +784,7 @@ static int make_cert(WC_RNG *rng, const cert_request *req, unsigned char *der, i
     rc = set_serial(rng, cert);
     if (rc != EXIT_SUCCESS)
         goto out;
+    memcpy(req->serial, cert->serial, SERIAL_LEN);
     rc = EXIT_FAILURE;
 
     set_raw_name(cert->sbjRaw, sizeof(cert->sbjRaw), req->cn);
@@ -890,10 +958,804 @@ static bool same_dir(const char *a, const char *b)
            sa.st_ino == sb.st_ino;
 }
 
-/* Shared tail of both commands: a new key, its certificate, and OUT/BASE.{key,crt}. A NULL
- * signer means self-signed. */
-static int generate(cert_request *req, ecc_key *signer, const char *out, const char *base,
-                    bool force)
+/* --- the CA's record of issued and revoked certificates ----------------------------------- */
+
+/* Growable DER output. The CRL grows with every revocation, so unlike a certificate it has
+ * no fixed bound; allocation failure is sticky and checked once at the end. */
+typedef struct {
+    unsigned char *p;
+    size_t len, cap;
+    bool failed;
+} dbuf;
+
+static void db_put(dbuf *b, const void *src, size_t n)
+{
+    if (b->failed || n == 0)
+        return;
+    if (n > b->cap - b->len) {
+        size_t cap = b->cap ? b->cap : 256;
+        while (cap - b->len < n) {
+            if (cap > SIZE_MAX / 2) {
+                b->failed = true;
+                return;
+            }
+            cap *= 2;
+        }
+        unsigned char *p = realloc(b->p, cap);
+        if (p == NULL) {
+            b->failed = true;
+            return;
+        }
+        b->p = p;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->len, src, n);
+    b->len += n;
+}
+
+static void db_str(dbuf *b, const char *s)
+{
+    db_put(b, s, strlen(s));
+}
+
+/* One TLV with a definite, minimal length (X.690 10.1: DER). */
+static void db_tlv(dbuf *b, unsigned char tag, const void *content, size_t n)
+{
+    unsigned char h[6];
+    size_t hl = 0;
+    h[hl++] = tag;
+    if (n < 0x80) {
+        h[hl++] = (unsigned char)n;
+    } else {
+        int k = n > 0xffffff ? 4 : n > 0xffff ? 3 : n > 0xff ? 2 : 1;
+        if (n > 0xffffffffu) {
+            b->failed = true;
+            return;
+        }
+        h[hl++] = (unsigned char)(0x80 | k);
+        for (int i = k - 1; i >= 0; i--)
+            h[hl++] = (unsigned char)(n >> (8 * i));
+    }
+    db_put(b, h, hl);
+    db_put(b, content, n);
+}
+
+static void db_wrap(dbuf *b, unsigned char tag, const dbuf *inner)
+{
+    if (inner->failed)
+        b->failed = true;
+    else
+        db_tlv(b, tag, inner->p, inner->len);
+}
+
+static void db_free(dbuf *b)
+{
+    free(b->p);
+    *b = (dbuf){0};
+}
+
+/* A non-negative INTEGER from big-endian magnitude bytes: minimal, with a 0x00 in front when
+ * the top bit is set so that it stays positive (X.690 8.3). */
+static void db_uint(dbuf *b, const unsigned char *mag, size_t n)
+{
+    unsigned char v[24];
+    while (n > 1 && mag[0] == 0) {
+        mag++;
+        n--;
+    }
+    if (n == 0 || n > 21) {
+        b->failed = true;
+        return;
+    }
+    size_t k = 0;
+    if (mag[0] & 0x80)
+        v[k++] = 0;
+    memcpy(v + k, mag, n);
+    db_tlv(b, ASN_INTEGER, v, k + n);
+}
+
+static void db_u64(dbuf *b, uint64_t x)
+{
+    unsigned char mag[8];
+    for (int i = 7; i >= 0; i--, x >>= 8)
+        mag[i] = (unsigned char)x;
+    db_uint(b, mag, sizeof(mag));
+}
+
+static void db_time(dbuf *b, const utc_time *t)
+{
+    unsigned char enc[CTC_DATE_SIZE];
+    int n = encode_time(t, enc);
+    if (n < 0)
+        b->failed = true;
+    else
+        db_put(b, enc, (size_t)n);
+}
+
+/* ecdsa-with-SHA256 (1.2.840.10045.4.3.2), parameters absent as RFC 5758 3.2 requires. */
+static const unsigned char ecdsa_sha256_algid[12] = {0x30, 0x0a, 0x06, 0x08, 0x2a, 0x86,
+                                                     0x48, 0xce, 0x3d, 0x04, 0x03, 0x02};
+
+/* id-ce (2.5.29) extensions of RFC 5280. */
+#define OID_CE_SKI        0x0e
+#define OID_CE_CRL_NUMBER 0x14
+#define OID_CE_REASON     0x15
+#define OID_CE_AKI        0x23
+
+/* A non-critical Extension (critical is DEFAULT FALSE, so DER leaves it out). */
+static void db_extension(dbuf *b, unsigned char oid_last, const dbuf *value)
+{
+    const unsigned char oid[5] = {ASN_OBJECT_ID, 3, 0x55, 0x1d, oid_last};
+    dbuf ext = {0};
+    db_put(&ext, oid, sizeof(oid));
+    db_wrap(&ext, ASN_OCTET_STRING, value);
+    db_wrap(b, ASN_SEQUENCE | ASN_CONSTRUCTED, &ext);
+    db_free(&ext);
+}
+
+/* Reads one TLV of [*pos, end) into tag and content [*start, *start + *len); advances *pos. */
+static bool der_next(const unsigned char *buf, size_t end, size_t *pos, unsigned char *tag,
+                     size_t *start, size_t *len)
+{
+    if (*pos >= end)
+        return false;
+    size_t hl = der_header(buf + *pos, end - *pos, len);
+    if (hl == 0)
+        return false;
+    *tag = buf[*pos];
+    *start = *pos + hl;
+    *pos = *start + *len;
+    return true;
+}
+
+/*
+ * Finds in the CA certificate what its CRL must repeat: the subject Name as encoded (the
+ * CRL's issuer must match certificate issuers byte for byte, RFC 5280 5.1.2.3 and 7.1) and
+ * the subjectKeyIdentifier (the CRL's authorityKeyIdentifier, 5.2.1).
+ */
+static int ca_crl_ids(const char *dir, const unsigned char *der, size_t der_len,
+                      const unsigned char **name, size_t *name_len, const unsigned char **ski,
+                      size_t *ski_len)
+{
+    static const unsigned char ski_oid[3] = {0x55, 0x1d, OID_CE_SKI};
+    size_t pos = 0, c, n, end;
+    unsigned char tag;
+    *name = *ski = NULL;
+    if (!der_next(der, der_len, &pos, &tag, &c, &n) || tag != (ASN_SEQUENCE | ASN_CONSTRUCTED))
+        goto bad;
+    pos = c;
+    end = c + n;
+    if (!der_next(der, end, &pos, &tag, &c, &n) || tag != (ASN_SEQUENCE | ASN_CONSTRUCTED))
+        goto bad;
+    pos = c;
+    end = c + n;
+    /* TBSCertificate: [0] version, serial, signature, issuer, validity, subject, spki, ... */
+    for (int field = 0; pos < end;) {
+        size_t at = pos;
+        if (!der_next(der, end, &pos, &tag, &c, &n))
+            goto bad;
+        if (tag == (ASN_CONTEXT_SPECIFIC | ASN_CONSTRUCTED | 0))
+            continue;
+        if (field++ == 4) {
+            *name = der + at;
+            *name_len = pos - at;
+        }
+        if (tag != (ASN_CONTEXT_SPECIFIC | ASN_CONSTRUCTED | 3))
+            continue;
+        size_t epos = c, eend = c + n, ec, en;
+        if (!der_next(der, eend, &epos, &tag, &ec, &en) || tag != (ASN_SEQUENCE | ASN_CONSTRUCTED))
+            goto bad;
+        epos = ec;
+        eend = ec + en;
+        while (epos < eend) {
+            size_t xpos, xend, oc, on, vc, vn;
+            if (!der_next(der, eend, &epos, &tag, &xpos, &xend))
+                goto bad;
+            xend += xpos;
+            if (!der_next(der, xend, &xpos, &tag, &oc, &on) || tag != ASN_OBJECT_ID)
+                goto bad;
+            if (on != sizeof(ski_oid) || memcmp(der + oc, ski_oid, on) != 0)
+                continue;
+            if (!der_next(der, xend, &xpos, &tag, &vc, &vn))
+                goto bad;
+            if (tag == ASN_BOOLEAN && !der_next(der, xend, &xpos, &tag, &vc, &vn))
+                goto bad;
+            size_t kpos = vc;
+            if (tag != ASN_OCTET_STRING || !der_next(der, vc + vn, &kpos, &tag, &vc, &vn) ||
+                tag != ASN_OCTET_STRING || vn == 0)
+                goto bad;
+            *ski = der + vc;
+            *ski_len = vn;
+        }
+    }
+    if (*name == NULL)
+        goto bad;
+    if (*ski == NULL) {
+        return fail("%s/ca.crt has no subjectKeyIdentifier, which the CRL's "
+                    "authorityKeyIdentifier must repeat; make a CA with '" PROG " ca --out DIR'",
+                    dir);
+    }
+    return EXIT_SUCCESS;
+bad:
+    return fail("cannot find the subject and key identifier in %s/ca.crt: unexpected encoding",
+                dir);
+}
+
+/* CRLReason (RFC 5280 5.3.1) under the names 'openssl ca' writes into index.txt. */
+static const struct {
+    const char *name;
+    int code;
+    bool option; /* offered by --reason: the reasons that fit a device or gateway */
+} reasons[] = {
+    {"unspecified", 0, false},     {"keyCompromise", 1, true},
+    {"CACompromise", 2, false},    {"affiliationChanged", 3, true},
+    {"superseded", 4, true},       {"cessationOfOperation", 5, true},
+    {"certificateHold", 6, false}, {"privilegeWithdrawn", 9, false},
+    {"AACompromise", 10, false},
+};
+
+static int reason_code(const char *name, bool option_only)
+{
+    for (size_t i = 0; i < sizeof(reasons) / sizeof(reasons[0]); i++) {
+        if (strcmp(reasons[i].name, name) == 0 && (reasons[i].option || !option_only))
+            return reasons[i].code;
+    }
+    return -1;
+}
+
+/* UTCTime (YYMMDDHHMMSSZ, 1950-2049) or GeneralizedTime (YYYYMMDDHHMMSSZ) text, as in
+ * index.txt. */
+static bool parse_asn1_time(const char *s, size_t n, utc_time *out)
+{
+    int v[7], k = 0;
+    size_t digits = n - 1;
+    if ((n != 13 && n != 15) || s[digits] != 'Z')
+        return false;
+    for (size_t i = 0; i < digits; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return false;
+    }
+    int year;
+    size_t i = 0;
+    if (n == 13) {
+        year = (s[0] - '0') * 10 + (s[1] - '0');
+        year += year < 50 ? 2000 : 1900;
+        i = 2;
+    } else {
+        year = ((s[0] - '0') * 10 + (s[1] - '0')) * 100 + (s[2] - '0') * 10 + (s[3] - '0');
+        i = 4;
+    }
+    v[k++] = year;
+    for (; i < digits; i += 2)
+        v[k++] = (s[i] - '0') * 10 + (s[i + 1] - '0');
+    utc_time t = {v[0], v[1], v[2], v[3], v[4], v[5]};
+    if (t.mon < 1 || t.mon > 12 || t.day < 1 || t.day > days_in_month(t.year, t.mon) ||
+        t.hour > 23 || t.min > 59 || t.sec > 59)
+        return false;
+    *out = t;
+    return true;
+}
+
+/* The text of an ASN.1 time as index.txt stores it: what encode_time puts after tag and
+ * length, so the CRL later re-encodes exactly the same bytes. */
+static bool time_text(const utc_time *t, char out[16])
+{
+    unsigned char enc[CTC_DATE_SIZE];
+    int n = encode_time(t, enc);
+    if (n < 2 || n - 2 >= 16)
+        return false;
+    memcpy(out, enc + 2, (size_t)n - 2);
+    out[n - 2] = '\0';
+    return true;
+}
+
+static int hex_value(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    return -1;
+}
+
+/* Serial number hex as 'openssl ca' writes it: an even number of digits, at most 20 octets
+ * (RFC 5280 4.1.2.2). */
+static bool parse_serial_hex(const char *s, unsigned char *out, size_t *out_len)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n % 2 != 0 || n > 2 * 20)
+        return false;
+    for (size_t i = 0; i < n; i += 2) {
+        int hi = hex_value(s[i]), lo = hex_value(s[i + 1]);
+        if (hi < 0 || lo < 0)
+            return false;
+        out[i / 2] = (unsigned char)(hi << 4 | lo);
+    }
+    *out_len = n / 2;
+    return true;
+}
+
+/* One line of index.txt; the strings point into ca_index.text or to the caller's storage. */
+typedef struct {
+    char status;         /* 'V' valid, 'R' revoked, 'E' expired ('openssl ca -updatedb') */
+    const char *expiry;  /* notAfter */
+    const char *revoked; /* "" or revocationDate[,reason] */
+    const char *serial;  /* hex */
+    const char *file;    /* "unknown": 'openssl ca' would name a certificate file here */
+    const char *subject; /* "/O=medwire/CN=NAME" */
+} index_entry;
+
+typedef struct {
+    char *text;
+    index_entry *e;
+    size_t n, cap;
+} ca_index;
+
+static void index_free(ca_index *idx)
+{
+    free(idx->text);
+    free(idx->e);
+    *idx = (ca_index){0};
+}
+
+static bool index_push(ca_index *idx, const index_entry *e)
+{
+    if (idx->n == idx->cap) {
+        size_t cap = idx->cap ? idx->cap * 2 : 32;
+        index_entry *p = realloc(idx->e, cap * sizeof(*p));
+        if (p == NULL)
+            return false;
+        idx->e = p;
+        idx->cap = cap;
+    }
+    idx->e[idx->n++] = *e;
+    return true;
+}
+
+/* The CN of a subject as index.txt writes it ("/O=medwire/CN=NAME"), or "" if none. */
+static void subject_cn(const char *subject, char *out, size_t cap)
+{
+    const char *p = NULL;
+    for (const char *q = strstr(subject, "/CN="); q != NULL; q = strstr(q + 1, "/CN="))
+        p = q + 4;
+    size_t n = p ? strcspn(p, "/") : 0;
+    if (n >= cap)
+        n = cap - 1;
+    memcpy(out, p ? p : "", n);
+    out[n] = '\0';
+}
+
+/* Checks the revocation field of a line: "" for V and E, "DATE[,reason]" for R. */
+static bool parse_revoked_field(const char *s, utc_time *when, int *reason)
+{
+    size_t n = strcspn(s, ",");
+    if (!parse_asn1_time(s, n, when))
+        return false;
+    *reason = -1;
+    if (s[n] == ',') {
+        *reason = reason_code(s + n + 1, false);
+        if (*reason < 0)
+            return false;
+    }
+    return true;
+}
+
+/* Reads a whole file that may be large (index.txt grows with every certificate). Returns a
+ * NUL-terminated heap buffer, or NULL with errno set (ENOENT if the file is missing). */
+static char *read_text_file(const char *path, size_t limit)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return NULL;
+    dbuf b = {0};
+    unsigned char chunk[8192];
+    for (;;) {
+        ssize_t r = read(fd, chunk, sizeof(chunk));
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            int e = errno;
+            close(fd);
+            db_free(&b);
+            errno = e;
+            return NULL;
+        }
+        if (r == 0)
+            break;
+        db_put(&b, chunk, (size_t)r);
+        if (b.len > limit) {
+            close(fd);
+            db_free(&b);
+            errno = EFBIG;
+            return NULL;
+        }
+    }
+    close(fd);
+    db_put(&b, "", 1);
+    if (b.failed) {
+        db_free(&b);
+        errno = ENOMEM;
+        return NULL;
+    }
+    return (char *)b.p;
+}
+
+#define INDEX_LIMIT (64u << 20)
+
+/*
+ * Loads DIR/index.txt; a missing file is an empty index (a CA that has issued nothing yet, or
+ * one made before certificates were recorded). Every line must parse: skipping one would
+ * silently drop a revocation from the next CRL.
+ */
+static int index_load(const char *dir, ca_index *idx)
+{
+    char path[4096];
+    *idx = (ca_index){0};
+    if (!path_join(path, sizeof(path), dir, "", "index.txt", ""))
+        return fail("--ca path too long: %s", dir);
+    idx->text = read_text_file(path, INDEX_LIMIT);
+    if (idx->text == NULL) {
+        if (errno == ENOENT)
+            return EXIT_SUCCESS;
+        return fail("cannot read %s: %s", path, strerror(errno));
+    }
+    char *p = idx->text;
+    for (size_t line = 1; *p != '\0'; line++) {
+        char *eol = strchr(p, '\n');
+        if (eol == NULL)
+            return fail("%s line %zu: the last line has no newline; the file was cut short "
+                        "(restore it from a backup)",
+                        path, line);
+        *eol = '\0';
+        size_t tabs = 0;
+        for (const char *q = p; *q != '\0'; q++)
+            tabs += *q == '\t';
+        char *f[6] = {p, p, p, p, p, p};
+        if (tabs == 5) {
+            char *q = p;
+            for (int k = 0; k < 6; k++) {
+                f[k] = q;
+                q = strchr(q, '\t');
+                if (q != NULL)
+                    *q++ = '\0';
+            }
+        }
+        const char *why = NULL;
+        utc_time t;
+        int reason;
+        unsigned char serial[20];
+        size_t serial_len;
+        if (tabs != 5)
+            why = "not 6 tab-separated fields";
+        else if (strlen(f[0]) != 1 || strchr("VRE", f[0][0]) == NULL)
+            why = "status is not V, R or E";
+        else if (!parse_asn1_time(f[1], strlen(f[1]), &t))
+            why = "the expiry date is not an ASN.1 time";
+        else if (f[0][0] == 'R' && !parse_revoked_field(f[2], &t, &reason))
+            why = "the revocation field is not DATE or DATE,REASON";
+        else if (f[0][0] != 'R' && f[2][0] != '\0')
+            why = "a certificate that is not revoked has a revocation date";
+        else if (!parse_serial_hex(f[3], serial, &serial_len))
+            why = "the serial number is not an even number of hex digits (at most 40)";
+        else if (f[5][0] != '/')
+            why = "the subject does not start with '/'";
+        if (why != NULL)
+            return fail("%s line %zu: %s; fix the line or restore the file", path, line, why);
+        index_entry e = {f[0][0], f[1], f[2], f[3], f[4], f[5]};
+        if (!index_push(idx, &e))
+            return fail("out of memory");
+        p = eol + 1;
+    }
+    return EXIT_SUCCESS;
+}
+
+static int index_save(const char *dir, const ca_index *idx)
+{
+    dbuf b = {0};
+    for (size_t i = 0; i < idx->n; i++) {
+        const index_entry *e = &idx->e[i];
+        char status[2] = {e->status, '\0'};
+        const char *f[6] = {status, e->expiry, e->revoked, e->serial, e->file, e->subject};
+        for (int k = 0; k < 6; k++) {
+            db_str(&b, f[k]);
+            db_str(&b, k < 5 ? "\t" : "\n");
+        }
+    }
+    if (b.failed) {
+        db_free(&b);
+        return fail("out of memory");
+    }
+    int rc =
+        write_atomic(dir, "index.txt", b.p ? b.p : (const unsigned char *)"", b.len, 0644, true);
+    db_free(&b);
+    return rc;
+}
+
+/*
+ * Serialises every change to a CA directory's state: two 'issue' runs must not each append
+ * to the index they read and lose the other's line, and two 'revoke' runs must not write
+ * CRLs whose numbers and contents disagree. fcntl locks are POSIX and vanish with the
+ * process, so a crash never leaves the CA locked.
+ */
+static int lock_ca(const char *dir, int *out_fd)
+{
+    char path[4096];
+    if (!path_join(path, sizeof(path), dir, "", ".lock", ""))
+        return fail("--ca path too long: %s", dir);
+    int fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        return fail("cannot open %s: %s (the CA directory must be writable: it records every "
+                    "certificate so that it can be revoked)",
+                    path, strerror(errno));
+    }
+    struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
+    while (fcntl(fd, F_SETLKW, &fl) != 0) {
+        if (errno != EINTR) {
+            int e = errno;
+            close(fd);
+            return fail("cannot lock %s: %s", path, strerror(e));
+        }
+    }
+    *out_fd = fd;
+    return EXIT_SUCCESS;
+}
+
+static void unlock_ca(int fd)
+{
+    if (fd >= 0)
+        close(fd); /* closing releases the fcntl lock */
+}
+
+/* Records a certificate 'issue --ca' is about to write, before it is written: a certificate
+ * that exists but is not in the index could never be revoked by name. */
+static int record_issued(const char *dir, const cert_request *req)
+{
+    char serial[2 * SERIAL_LEN + 1], expiry[16], subject[NAME_MAX_LEN + 16];
+    for (size_t i = 0; i < SERIAL_LEN; i++)
+        snprintf(serial + 2 * i, 3, "%02X", req->serial[i]);
+    if (!time_text(&req->not_after, expiry))
+        return fail("cannot encode the expiry date for %s/index.txt", dir);
+    snprintf(subject, sizeof(subject), "/O=medwire/CN=%s", req->cn);
+
+    int lock, rc = lock_ca(dir, &lock);
+    if (rc != EXIT_SUCCESS)
+        return rc;
+    ca_index idx;
+    rc = index_load(dir, &idx);
+    index_entry e = {'V', expiry, "", serial, "unknown", subject};
+    if (rc == EXIT_SUCCESS && !index_push(&idx, &e))
+        rc = fail("out of memory");
+    if (rc == EXIT_SUCCESS)
+        rc = index_save(dir, &idx);
+    if (rc != EXIT_SUCCESS)
+        fprintf(stderr,
+                PROG ": nothing was issued: a certificate %s/index.txt does not record "
+                     "could not be revoked\n",
+                dir);
+    index_free(&idx);
+    unlock_ca(lock);
+    return rc;
+}
+
+/* --- the CRL ------------------------------------------------------------------------------ */
+
+/*
+ * DIR/crlnumber holds the next cRLNumber in hex, as 'openssl ca' keeps it. The number is
+ * consumed (the file advanced) before the CRL is written, so a crash between the two skips a
+ * number but never repeats one: RFC 5280 5.2.3 wants it strictly increasing, and a verifier
+ * may prefer the CRL with the higher number.
+ */
+static int take_crl_number(const char *dir, uint64_t *out)
+{
+    char path[4096], text[64];
+    if (!path_join(path, sizeof(path), dir, "", "crlnumber", ""))
+        return fail("--ca path too long: %s", dir);
+    long n = read_small_file(path, (unsigned char *)text, sizeof(text) - 1);
+    uint64_t next = 1;
+    if (n < 0 && errno != ENOENT)
+        return fail("cannot read %s: %s", path, strerror(errno));
+    if (n >= 0) {
+        text[n] = '\0';
+        size_t digits = strspn(text, "0123456789ABCDEFabcdef");
+        size_t zeros = strspn(text, "0");
+        if (zeros == digits && zeros > 0)
+            zeros--; /* the number 0: one significant digit */
+        if (digits == 0 || digits - zeros > 15 ||
+            strspn(text + digits, "\r\n") != (size_t)n - digits)
+            return fail("%s does not hold a CRL number in hex below 2^60; fix or remove it", path);
+        next = 0;
+        for (size_t i = 0; i < digits; i++)
+            next = next << 4 | (uint64_t)hex_value(text[i]);
+    }
+    char upd[32];
+    int len = snprintf(upd, sizeof(upd), "%016" PRIX64 "\n", next + 1);
+    int skip = 0;
+    while (skip < 14 && upd[skip] == '0' && upd[skip + 1] == '0')
+        skip += 2; /* 'openssl ca' writes an even number of digits */
+    int rc = write_atomic(dir, "crlnumber", (const unsigned char *)upd + skip, (size_t)(len - skip),
+                          0644, true);
+    if (rc == EXIT_SUCCESS)
+        *out = next;
+    return rc;
+}
+
+typedef struct {
+    const unsigned char *issuer; /* the CA's subject Name, whole TLV */
+    size_t issuer_len;
+    const unsigned char *ski;
+    size_t ski_len;
+    utc_time this_update, next_update;
+    uint64_t number;
+} crl_params;
+
+/* One revokedCertificates entry (RFC 5280 5.1.2.6, 5.3.1) from an index line marked R. */
+static void crl_entry(dbuf *out, const index_entry *e)
+{
+    unsigned char serial[20];
+    size_t serial_len = 0;
+    utc_time when;
+    int reason = -1;
+    dbuf entry = {0};
+    if (!parse_serial_hex(e->serial, serial, &serial_len) ||
+        !parse_revoked_field(e->revoked, &when, &reason)) {
+        out->failed = true; /* index_load checked both */
+        return;
+    }
+    db_uint(&entry, serial, serial_len);
+    db_time(&entry, &when);
+    /* 5.3.1: an unspecified reason SHOULD be absent rather than encoded as 0. */
+    if (reason > 0) {
+        dbuf value = {0}, exts = {0};
+        const unsigned char code = (unsigned char)reason;
+        db_tlv(&value, ASN_ENUMERATED, &code, 1);
+        db_extension(&exts, OID_CE_REASON, &value);
+        db_wrap(&entry, ASN_SEQUENCE | ASN_CONSTRUCTED, &exts);
+        db_free(&value);
+        db_free(&exts);
+    }
+    db_wrap(out, ASN_SEQUENCE | ASN_CONSTRUCTED, &entry);
+    db_free(&entry);
+}
+
+/* The TBSCertList of RFC 5280 5.1.2, as the profile at the top of this file describes. */
+static void crl_tbs(dbuf *tbs, const ca_index *idx, const crl_params *cp, size_t *out_revoked)
+{
+    static const unsigned char v2[3] = {ASN_INTEGER, 1, 1};
+    dbuf body = {0}, revoked = {0}, exts = {0}, value = {0}, inner = {0};
+    size_t count = 0;
+
+    db_put(&body, v2, sizeof(v2));
+    db_put(&body, ecdsa_sha256_algid, sizeof(ecdsa_sha256_algid));
+    db_put(&body, cp->issuer, cp->issuer_len);
+    db_time(&body, &cp->this_update);
+    db_time(&body, &cp->next_update);
+    for (size_t i = 0; i < idx->n; i++) {
+        if (idx->e[i].status == 'R') {
+            crl_entry(&revoked, &idx->e[i]);
+            count++;
+        }
+    }
+    if (count > 0) /* 5.1.2.6: absent, not empty, when nothing is revoked */
+        db_wrap(&body, ASN_SEQUENCE | ASN_CONSTRUCTED, &revoked);
+
+    /* AuthorityKeyIdentifier ::= SEQUENCE { keyIdentifier [0] IMPLICIT OCTET STRING } */
+    db_tlv(&inner, ASN_CONTEXT_SPECIFIC | 0, cp->ski, cp->ski_len);
+    db_wrap(&value, ASN_SEQUENCE | ASN_CONSTRUCTED, &inner);
+    db_extension(&exts, OID_CE_AKI, &value);
+    db_free(&value);
+    db_u64(&value, cp->number);
+    db_extension(&exts, OID_CE_CRL_NUMBER, &value);
+    db_free(&inner);
+    db_wrap(&inner, ASN_SEQUENCE | ASN_CONSTRUCTED, &exts);
+    db_wrap(&body, ASN_CONTEXT_SPECIFIC | ASN_CONSTRUCTED | 0, &inner);
+
+    db_wrap(tbs, ASN_SEQUENCE | ASN_CONSTRUCTED, &body);
+    db_free(&body);
+    db_free(&revoked);
+    db_free(&exts);
+    db_free(&value);
+    db_free(&inner);
+    *out_revoked = count;
+}
+
+/* CertificateList ::= SEQUENCE { tbsCertList, signatureAlgorithm, signatureValue BIT STRING },
+ * signed over the DER of tbsCertList (5.1.1.3) with SHA-256 and the CA's ECDSA key. */
+static int crl_sign(const dbuf *tbs, ecc_key *key, WC_RNG *rng, dbuf *out)
+{
+    unsigned char hash[WC_SHA256_DIGEST_SIZE], sig[1 + ECC_MAX_SIG_SIZE];
+    word32 sig_len = sizeof(sig) - 1;
+    if (tbs->len > 0xffffffffu)
+        return fail("the CRL is too large");
+    int ret = wc_Sha256Hash(tbs->p, (word32)tbs->len, hash);
+    if (ret != 0)
+        return wolf_fail("cannot hash the CRL", ret);
+    ret = wc_ecc_sign_hash(hash, sizeof(hash), sig + 1, &sig_len, rng, key);
+    if (ret != 0)
+        return wolf_fail("cannot sign the CRL", ret);
+    sig[0] = 0; /* no unused bits: the BIT STRING holds the whole ECDSA-Sig-Value */
+    dbuf list = {0};
+    db_put(&list, tbs->p, tbs->len);
+    db_put(&list, ecdsa_sha256_algid, sizeof(ecdsa_sha256_algid));
+    db_tlv(&list, ASN_BIT_STRING, sig, sig_len + 1);
+    db_wrap(out, ASN_SEQUENCE | ASN_CONSTRUCTED, &list);
+    db_free(&list);
+    return out->failed ? fail("out of memory") : EXIT_SUCCESS;
+}
+
+static void format_time(const utc_time *t, char *out, size_t cap)
+{
+    snprintf(out, cap, "%04d-%02d-%02d %02d:%02d:%02dZ", t->year, t->mon, t->day, t->hour, t->min,
+             t->sec);
+}
+
+/*
+ * Writes DIR/crl.pem from the index: the shared tail of 'revoke' and 'crl'. The caller holds
+ * the CA lock and has checked the CA key against its certificate (load_ca).
+ */
+static int write_crl(const char *dir, const cert_request *ca, ecc_key *key, const ca_index *idx,
+                     time_t now, int days)
+{
+    crl_params cp = {0};
+    int rc = ca_crl_ids(dir, ca->ca_der, (size_t)ca->ca_der_len, &cp.issuer, &cp.issuer_len,
+                        &cp.ski, &cp.ski_len);
+    if (rc != EXIT_SUCCESS)
+        return rc;
+    cp.this_update = from_epoch(now);
+    cp.next_update = from_epoch(now + (time_t)days * 86400);
+
+    WC_RNG rng;
+    int ret = wc_InitRng(&rng);
+    if (ret != 0)
+        return wolf_fail("cannot start the random generator", ret);
+    ret = wc_ecc_set_rng(key, &rng);
+    if (ret != 0) {
+        wc_FreeRng(&rng);
+        return wolf_fail("cannot attach the random generator to the CA key", ret);
+    }
+    dbuf tbs = {0}, der = {0};
+    unsigned char *pem = NULL;
+    size_t revoked = 0;
+    rc = take_crl_number(dir, &cp.number);
+    if (rc == EXIT_SUCCESS) {
+        crl_tbs(&tbs, idx, &cp, &revoked);
+        rc = tbs.failed ? fail("cannot encode the CRL (out of memory)") : EXIT_SUCCESS;
+    }
+    if (rc == EXIT_SUCCESS)
+        rc = crl_sign(&tbs, key, &rng, &der);
+    if (rc == EXIT_SUCCESS) {
+        /* Base64 grows by 4/3, plus a newline every 64 characters and the two armour lines. */
+        size_t cap = der.len / 3 * 4 + der.len / 32 + 128;
+        pem = malloc(cap);
+        int pem_len = pem && der.len <= 0xffffffffu && cap <= 0x7fffffffu
+                          ? wc_DerToPem(der.p, (word32)der.len, pem, (word32)cap, CRL_TYPE)
+                          : MEMORY_E;
+        if (pem_len <= 0)
+            rc = wolf_fail("cannot encode the CRL as PEM", pem_len);
+        else
+            rc = write_atomic(dir, "crl.pem", pem, (size_t)pem_len, 0644, true);
+    }
+    if (rc == EXIT_SUCCESS) {
+        char next[32];
+        format_time(&cp.next_update, next, sizeof(next));
+        printf("wrote %s/crl.pem: CRL number %" PRIu64 ", %zu revoked certificate%s, next update "
+               "%s\n",
+               dir, cp.number, revoked, revoked == 1 ? "" : "s", next);
+    }
+    free(pem);
+    db_free(&tbs);
+    db_free(&der);
+    (void)wc_ecc_set_rng(key, NULL); /* the generator dies here; the key must not point at it */
+    wc_FreeRng(&rng);
+    return rc;
+}
+
+/* Shared tail of 'ca' and 'issue': a new key, its certificate, and OUT/BASE.{key,crt}. A NULL
+ * signer means self-signed; a non-NULL record_ca is the CA directory whose index.txt records
+ * the certificate. */
+static int generate(cert_request *req, ecc_key *signer, const char *record_ca, const char *out,
+                    const char *base, bool force)
 {
     WC_RNG rng;
     ecc_key key;
@@ -919,6 +1781,8 @@ static int generate(cert_request *req, ecc_key *signer, const char *out, const c
         req->signer_key = signer ? signer : &key;
         rc = make_cert(&rng, req, der, sizeof(der), &der_len);
     }
+    if (rc == EXIT_SUCCESS && record_ca != NULL)
+        rc = record_issued(record_ca, req);
     if (rc == EXIT_SUCCESS)
         rc = make_dirs(out);
     if (rc == EXIT_SUCCESS)
@@ -985,7 +1849,7 @@ static int cmd_ca(int argc, char **argv)
         return rc;
 
     /* The files are named ca.*, whatever the CN, so 'issue --ca DIR' finds them. */
-    return generate(&req, NULL, out, "ca", force);
+    return generate(&req, NULL, NULL, out, "ca", force);
 }
 
 static int cmd_issue(int argc, char **argv)
@@ -1047,21 +1911,264 @@ static int cmd_issue(int argc, char **argv)
     if (rc == EXIT_SUCCESS)
         rc = check_outputs(out, id, force);
     if (rc == EXIT_SUCCESS)
-        rc = generate(&req, ca != NULL ? &ca_key : NULL, out, id, force);
+        rc = generate(&req, ca != NULL ? &ca_key : NULL, ca, out, id, force);
     wc_ecc_free(&ca_key);
     wipe(&ca_key, sizeof(ca_key));
+    return rc;
+}
+
+/* Seconds since the epoch of a UTC time, without timegm (not POSIX). */
+static time_t epoch_of(const utc_time *t)
+{
+    long long days = 0;
+    for (int y = 1970; y < t->year; y++)
+        days += leap_year(y) ? 366 : 365;
+    for (int y = t->year; y < 1970; y++)
+        days -= leap_year(y) ? 366 : 365;
+    for (int m = 1; m < t->mon; m++)
+        days += days_in_month(t->year, m);
+    days += t->day - 1;
+    return (time_t)(days * 86400 + t->hour * 3600 + t->min * 60 + t->sec);
+}
+
+/* The options 'revoke' and 'crl' share: when the CRL is made and how long it is valid. */
+static int resolve_crl_times(const char *days_arg, const char *this_update_arg, int *days,
+                             time_t *now)
+{
+    *days = 7;
+    if (days_arg != NULL) {
+        char *end;
+        errno = 0;
+        long v = strtol(days_arg, &end, 10);
+        if (errno != 0 || *end != '\0' || days_arg[0] < '0' || days_arg[0] > '9' || v < 1 ||
+            v > 365)
+            return usage_error("--next-update-days must be a whole number of days from 1 to 365, "
+                               "not '%s'",
+                               days_arg);
+        *days = (int)v;
+    }
+    *now = time(NULL);
+    if (this_update_arg != NULL) {
+        utc_time t;
+        if (!parse_date(this_update_arg, false, &t))
+            return usage_error("--this-update '%s' is not a date YYYY-MM-DD", this_update_arg);
+        *now = epoch_of(&t);
+    }
+    return EXIT_SUCCESS;
+}
+
+/* Says which names the index knows, so a mistyped --id is quick to fix. */
+static void list_names(const char *dir, const ca_index *idx)
+{
+    if (idx->n == 0) {
+        fprintf(stderr,
+                "  %s/index.txt records no certificate yet: 'issue --ca %s' records each one it "
+                "issues\n  (a certificate issued before its CA recorded them cannot be revoked "
+                "by name)\n",
+                dir, dir);
+        return;
+    }
+    /* At most 20 names, each once: enough to spot a typo without flooding the terminal. */
+    char shown[20][NAME_MAX_LEN + 1];
+    size_t n_shown = 0;
+    bool more = false;
+    fprintf(stderr, "  certificates recorded in %s/index.txt are issued to:", dir);
+    for (size_t i = 0; i < idx->n; i++) {
+        char cn[NAME_MAX_LEN + 1];
+        subject_cn(idx->e[i].subject, cn, sizeof(cn));
+        bool seen = false;
+        for (size_t k = 0; k < n_shown && !seen; k++)
+            seen = strcmp(cn, shown[k]) == 0;
+        if (seen)
+            continue;
+        if (n_shown == sizeof(shown) / sizeof(shown[0])) {
+            more = true;
+            break;
+        }
+        memcpy(shown[n_shown++], cn, sizeof(cn));
+        fprintf(stderr, " %s", cn);
+    }
+    if (more)
+        fprintf(stderr, " (and more: see the file)");
+    fputc('\n', stderr);
+}
+
+/* Loads the CA, checks its key, and takes its lock: the common start of 'revoke' and 'crl'. */
+static int open_ca(const char *dir, unsigned char *der, cert_request *req, ecc_key *key, int *lock)
+{
+    int rc = load_ca(dir, der, req, key);
+    if (rc == EXIT_SUCCESS)
+        rc = lock_ca(dir, lock);
+    return rc;
+}
+
+static int cmd_revoke(int argc, char **argv)
+{
+    const char *ca = NULL, *id = NULL, *reason_arg = NULL, *days_arg = NULL, *tu_arg = NULL;
+    bool help = false;
+    const opt_spec specs[] = {
+        {"--ca", &ca, NULL},
+        {"--id", &id, NULL},
+        {"--reason", &reason_arg, NULL},
+        {"--next-update-days", &days_arg, NULL},
+        {"--this-update", &tu_arg, NULL},
+    };
+    int rc = parse_opts(argc, argv, specs, sizeof(specs) / sizeof(specs[0]), &help);
+    if (rc != EXIT_SUCCESS)
+        return rc;
+    if (help) {
+        fputs(usage_text, stdout);
+        fputs(revoke_help, stdout);
+        fputs(profile_help, stdout);
+        return EXIT_SUCCESS;
+    }
+    if (ca == NULL)
+        return usage_error("revoke: missing --ca DIR");
+    if (id == NULL)
+        return usage_error("revoke: missing --id NAME");
+    if (!valid_id(id)) {
+        return usage_error("--id '%s' is not allowed: use 1-64 characters from A-Z a-z 0-9 . _ "
+                           "-, starting with a letter or digit",
+                           id);
+    }
+    int reason = -1;
+    if (reason_arg != NULL) {
+        reason = reason_code(reason_arg, true);
+        if (reason < 0)
+            return usage_error("--reason must be keyCompromise, cessationOfOperation, superseded "
+                               "or affiliationChanged, not '%s'",
+                               reason_arg);
+    }
+    int days;
+    time_t now;
+    rc = resolve_crl_times(days_arg, tu_arg, &days, &now);
+    if (rc != EXIT_SUCCESS)
+        return rc;
+
+    /* The revocation field of index.txt: DATE or DATE,REASON, shared by every line we mark. */
+    char revoked_text[64], when[16];
+    utc_time now_utc = from_epoch(now);
+    if (!time_text(&now_utc, when))
+        return fail("cannot encode the revocation date");
+    snprintf(revoked_text, sizeof(revoked_text), "%s%s%s", when, reason_arg ? "," : "",
+             reason_arg ? reason_arg : "");
+
+    unsigned char ca_der[CERT_DER_CAP];
+    cert_request req = {0};
+    ecc_key key;
+    int lock = -1;
+    ca_index idx = {0};
+    int ret = wc_ecc_init(&key);
+    if (ret != 0)
+        return wolf_fail("cannot initialise a key", ret);
+    rc = open_ca(ca, ca_der, &req, &key, &lock);
+    if (rc == EXIT_SUCCESS)
+        rc = index_load(ca, &idx);
+    size_t found = 0, newly = 0;
+    if (rc == EXIT_SUCCESS) {
+        for (size_t i = 0; i < idx.n; i++) {
+            char cn[NAME_MAX_LEN + 1];
+            index_entry *e = &idx.e[i];
+            subject_cn(e->subject, cn, sizeof(cn));
+            if (strcmp(cn, id) != 0)
+                continue;
+            found++;
+            if (e->status == 'R') {
+                utc_time at;
+                int why;
+                char at_text[32];
+                if (!parse_revoked_field(e->revoked, &at, &why))
+                    continue; /* index_load checked it */
+                format_time(&at, at_text, sizeof(at_text));
+                fprintf(stderr,
+                        PROG ": note: %s (serial %s) was already revoked on %s%s%s; left "
+                             "as it was\n",
+                        id, e->serial, at_text, why >= 0 ? ", reason " : "",
+                        why >= 0 ? strchr(e->revoked, ',') + 1 : "");
+                continue;
+            }
+            /* A device re-issued with --force has several certificates: revoking the device
+             * revokes them all, expired ones too (E), since a clock can be set back. */
+            e->status = 'R';
+            e->revoked = revoked_text;
+            newly++;
+            printf("revoked %s: serial %s\n", id, e->serial);
+        }
+        if (found == 0) {
+            rc = fail("no certificate issued to '%s' is recorded in %s/index.txt; nothing was "
+                      "revoked",
+                      id, ca);
+            list_names(ca, &idx);
+        }
+    }
+    if (rc == EXIT_SUCCESS && newly > 0)
+        rc = index_save(ca, &idx);
+    if (rc == EXIT_SUCCESS)
+        rc = write_crl(ca, &req, &key, &idx, now, days);
+    index_free(&idx);
+    unlock_ca(lock);
+    wc_ecc_free(&key);
+    wipe(&key, sizeof(key));
+    return rc;
+}
+
+static int cmd_crl(int argc, char **argv)
+{
+    const char *ca = NULL, *days_arg = NULL, *tu_arg = NULL;
+    bool help = false;
+    const opt_spec specs[] = {
+        {"--ca", &ca, NULL},
+        {"--next-update-days", &days_arg, NULL},
+        {"--this-update", &tu_arg, NULL},
+    };
+    int rc = parse_opts(argc, argv, specs, sizeof(specs) / sizeof(specs[0]), &help);
+    if (rc != EXIT_SUCCESS)
+        return rc;
+    if (help) {
+        fputs(usage_text, stdout);
+        fputs(crl_help, stdout);
+        fputs(profile_help, stdout);
+        return EXIT_SUCCESS;
+    }
+    if (ca == NULL)
+        return usage_error("crl: missing --ca DIR");
+    int days;
+    time_t now;
+    rc = resolve_crl_times(days_arg, tu_arg, &days, &now);
+    if (rc != EXIT_SUCCESS)
+        return rc;
+
+    unsigned char ca_der[CERT_DER_CAP];
+    cert_request req = {0};
+    ecc_key key;
+    int lock = -1;
+    ca_index idx = {0};
+    int ret = wc_ecc_init(&key);
+    if (ret != 0)
+        return wolf_fail("cannot initialise a key", ret);
+    rc = open_ca(ca, ca_der, &req, &key, &lock);
+    if (rc == EXIT_SUCCESS)
+        rc = index_load(ca, &idx);
+    if (rc == EXIT_SUCCESS)
+        rc = write_crl(ca, &req, &key, &idx, now, days);
+    index_free(&idx);
+    unlock_ca(lock);
+    wc_ecc_free(&key);
+    wipe(&key, sizeof(key));
     return rc;
 }
 
 int main(int argc, char **argv)
 {
     if (argc < 2)
-        return usage_error("missing command (ca or issue)");
+        return usage_error("missing command (ca, issue, revoke or crl)");
     const char *cmd = argv[1];
     if (strcmp(cmd, "-h") == 0 || strcmp(cmd, "--help") == 0) {
         fputs(usage_text, stdout);
         fputs(ca_help, stdout);
         fputs(issue_help, stdout);
+        fputs(revoke_help, stdout);
+        fputs(crl_help, stdout);
         fputs(profile_help, stdout);
         return EXIT_SUCCESS;
     }
@@ -1069,13 +2176,22 @@ int main(int argc, char **argv)
         printf("%s %s (wolfSSL %s)\n", PROG, MW_VERSION, LIBWOLFSSL_VERSION_STRING);
         return EXIT_SUCCESS;
     }
-    if (strcmp(cmd, "ca") != 0 && strcmp(cmd, "issue") != 0)
-        return usage_error("unknown command '%s' (expected ca or issue)", cmd);
+    static const struct {
+        const char *name;
+        int (*run)(int, char **);
+    } commands[] = {{"ca", cmd_ca}, {"issue", cmd_issue}, {"revoke", cmd_revoke}, {"crl", cmd_crl}};
+    int (*run)(int, char **) = NULL;
+    for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
+        if (strcmp(cmd, commands[i].name) == 0)
+            run = commands[i].run;
+    }
+    if (run == NULL)
+        return usage_error("unknown command '%s' (expected ca, issue, revoke or crl)", cmd);
 
     int ret = wolfCrypt_Init();
     if (ret != 0)
         return wolf_fail("cannot initialise wolfCrypt", ret);
-    int rc = strcmp(cmd, "ca") == 0 ? cmd_ca(argc - 2, argv + 2) : cmd_issue(argc - 2, argv + 2);
+    int rc = run(argc - 2, argv + 2);
     /* Frees the fixed-point ECC caches this build keeps (FP_ECC). */
     wolfCrypt_Cleanup();
     fflush(stdout);

@@ -39,6 +39,8 @@ extern "C" {
 #define MW_AUDIT_SESSION_ROTATED "session_rotated"
 #define MW_AUDIT_COMMAND_REFUSED "command_refused"
 #define MW_AUDIT_COMMAND_EXPIRED "command_expired"
+#define MW_AUDIT_CRL_RELOADED "crl_reloaded"
+#define MW_AUDIT_CRL_RELOAD_FAILED "crl_reload_failed"
 
 /** One audit record. Strings are never NULL ("" when unknown). */
 typedef struct mw_audit_event {

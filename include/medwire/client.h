@@ -104,6 +104,7 @@ typedef struct mw_client_stats {
     uint64_t retransmissions;     /**< CoAP retransmissions */
     uint64_t handshakes;          /**< completed handshakes (rotations included) */
     uint64_t rotations;           /**< sessions replaced by a new one while connected */
+    uint64_t resumptions;         /**< reconnections that resumed the session by ID */
     uint64_t handshake_failures;
     uint64_t datagrams_sent, datagrams_received;
     uint64_t bytes_sent, bytes_received; /**< UDP payload bytes, handshakes included */

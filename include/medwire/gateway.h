@@ -73,6 +73,9 @@ typedef struct mw_gateway_config {
     const char *ca_file;   /**< PEM CA that device certificates must chain to; required */
     const char *cert_file; /**< the gateway's PEM certificate (role gateway); required */
     const char *key_file;  /**< its PEM private key; required */
+    /** PEM CRL of the CA (medwire-pki revoke/crl). Enforced on every full handshake and
+     *  on resumption. NULL: revocation is not checked. An expired CRL refuses everyone. */
+    const char *crl_file;
     const char *listen;    /**< "HOST:PORT" to bind; used when transport.send is NULL */
     mw_transport_t transport; /**< custom transport; send == NULL: UDP on listen */
     mw_clock_t clock;         /**< now_ms == NULL: the system clock */
@@ -134,6 +137,13 @@ MW_API int mw_gateway_fd(const mw_gateway_t *gw);
  */
 MW_API MW_NODISCARD mw_err mw_gateway_send_command(mw_gateway_t *gw, const char *device_id,
                                                    const mw_command_t *cmd, uint64_t *out_id);
+/**
+ * Replaces the CRL (for SIGHUP). The file is checked before it replaces the one in force, so
+ * a bad file changes nothing (MW_ECERT_LOAD, @p out_detail says why). Established sessions
+ * of devices the new CRL revokes are closed; the others carry on.
+ */
+MW_API MW_NODISCARD mw_err mw_gateway_reload_crl(mw_gateway_t *gw, const char *crl_file,
+                                                 mw_error_detail_t *out_detail);
 /** Milliseconds until mw_gateway_poll has timer work due, or -1 if none. */
 MW_API int mw_gateway_next_timeout_ms(const mw_gateway_t *gw);
 /** Frees everything; sets *gw to NULL. */

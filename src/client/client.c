@@ -59,6 +59,7 @@ struct mw_client {
     uint8_t rekey_after_retransmits;
     bool rekey_requested;
     mwi_cmd_guard cmd_guard;
+    mwi_dtls_session *saved; /* the last session, resumed by ID on reconnection */
     mw_command_fn *on_command;
     void *on_command_ctx;
     mw_transport_t tp;
@@ -418,6 +419,10 @@ static void start_handshake(mw_client_t *c, uint64_t now)
         schedule_reconnect(c, now);
         return;
     }
+    /* Reconnection resumes by session ID when it can (cheap, and the gateway
+     * re-checks revocation); a rotation never does (start_rekey). */
+    if (c->saved != NULL && mwi_dtls_conn_set_session(c->conn, c->saved) != MW_OK)
+        mwi_dtls_session_free(&c->saved);
     c->state = ST_HANDSHAKE;
     c->handshake_started_ms = now;
     c->progressed = true;
@@ -434,6 +439,10 @@ static void established(mw_client_t *c)
     c->last_rx_ms = now_ms(c);
     c->session_started_ms = c->last_rx_ms;
     c->session_records = c->session_bytes = 0;
+    if (mwi_dtls_conn_resumed(c->conn))
+        c->st.resumptions++;
+    mwi_dtls_session_free(&c->saved);
+    c->saved = mwi_dtls_conn_save_session(c->conn);
     c->st.handshakes++;
     c->st.connected = true;
     snprintf(why, sizeof why, "DTLS 1.2 session with gateway '%.64s' (%.40s)",
@@ -923,6 +932,8 @@ static void switch_session(mw_client_t *c, uint64_t now)
     c->st.handshakes++;
     c->session_started_ms = now;
     c->session_records = c->session_bytes = 0;
+    mwi_dtls_session_free(&c->saved);
+    c->saved = mwi_dtls_conn_save_session(c->conn);
     snprintf(why, sizeof why, "new DTLS session with gateway '%.64s' (%.40s); old keys destroyed",
              mwi_dtls_conn_peer_id(c->conn), mwi_dtls_conn_cipher(c->conn));
     audit(c, MW_AUDIT_SESSION_ROTATED, MW_OK, 0, why);
@@ -1126,6 +1137,7 @@ void mw_client_close(mw_client_t **pc)
     mw_client_t *c = *pc;
     mwi_dtls_conn_destroy(&c->next);
     mwi_dtls_conn_destroy(&c->conn);
+    mwi_dtls_session_free(&c->saved);
     mwi_dtls_ctx_destroy(&c->dtls);
     mwi_coap_parser_destroy(&c->parser);
     if (c->own_tp && c->tp.close)

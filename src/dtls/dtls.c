@@ -20,6 +20,7 @@
 #define CT_CCS 20
 #define CT_HANDSHAKE 22
 #define HS_CLIENT_HELLO 1
+#define HS_SERVER_HELLO 2
 #define HS_HELLO_VERIFY_REQUEST 3
 
 /* The server's final flight (CCS + Finished) is tiny; this bounds what we cache. */
@@ -43,6 +44,8 @@ struct mwi_dtls_ctx {
     unsigned char cookie_secret[32];
     WC_RNG rng;
     bool rng_ok;
+    bool crl;              /* revocation enforced */
+    char ca_file[256];     /* kept to check a new CRL before it replaces the old */
 };
 
 struct mwi_dtls_conn {
@@ -64,7 +67,8 @@ struct mwi_dtls_conn {
 
     /* Throwaway probing of an unknown peer's ClientHello (mwi_dtls_accept). */
     bool probing;
-    bool sent_other_than_hvr;
+    bool probe_replied;
+    bool sent_server_hello; /* wolfSSL verified the cookie: the peer proved its address */
     size_t probe_in_len;
 
     /* Server final-flight cache: wolfSSL 5.5.4 never retransmits it. */
@@ -280,6 +284,55 @@ static int verify_cb(int preverify, WOLFSSL_X509_STORE_CTX *store)
     return 1;
 }
 
+/* A session resumed by ID skips certificate verification in wolfSSL (and
+ * with it CRL checks and our callback): the peer's certificate, kept with the
+ * session, is checked again here, revocation included. */
+static mw_err check_resumed_peer(mwi_dtls_conn *c)
+{
+    WOLFSSL_X509 *x = wolfSSL_get_peer_certificate(c->ssl);
+    char what[200];
+    mw_err e = MW_OK;
+    if (x == NULL) {
+        set_err(&c->err, MW_ENO_PEER_CERT, NO_PEER_CERT, "resumed session without a peer certificate");
+        return MW_ENO_PEER_CERT;
+    }
+    char cn[MW_ID_MAX + 2] = "";
+    WOLFSSL_X509_NAME *subj = wolfSSL_X509_get_subject_name(x);
+    if (subj == NULL || wolfSSL_X509_NAME_get_text_by_NID(subj, NID_commonName, cn, sizeof cn) < 0 ||
+        !id_valid(cn)) {
+        set_err(&c->err, MW_ECERT_IDENTITY, 0, "resumed session: peer identity unusable");
+        e = MW_ECERT_IDENTITY;
+        goto out;
+    }
+    if (c->ctx->crl) {
+        int sz = 0;
+        const unsigned char *der = wolfSSL_X509_get_der(x, &sz);
+        unsigned char *copy = der && sz > 0 ? malloc((size_t)sz) : NULL;
+        int rc = CRL_MISSING;
+        if (copy) {
+            memcpy(copy, der, (size_t)sz);
+            rc = wolfSSL_CertManagerCheckCRL(wolfSSL_CTX_GetCertManager(c->ctx->wctx), copy, sz);
+            free(copy);
+        }
+        if (rc != WOLFSSL_SUCCESS) {
+            snprintf(what, sizeof what,
+                     "certificate '%.64s': revoked, or the CRL is missing or expired, on "
+                     "resumption (wolfSSL %d)",
+                     cn, rc);
+            set_err(&c->err, MW_ECERT_REVOKED, rc, what);
+            /* Forget the session, so the next attempt is a full handshake that
+             * fails with a proper alert. */
+            (void)wolfSSL_SSL_CTX_remove_session(c->ctx->wctx, wolfSSL_get_session(c->ssl));
+            e = MW_ECERT_REVOKED;
+            goto out;
+        }
+    }
+    memcpy(c->peer_id, cn, strlen(cn) + 1);
+out:
+    wolfSSL_X509_free(x);
+    return e;
+}
+
 static int io_recv(WOLFSSL *ssl, char *buf, int sz, void *vctx)
 {
     (void)ssl;
@@ -303,14 +356,22 @@ static int io_send(WOLFSSL *ssl, char *buf, int sz, void *vctx)
     size_t n = (size_t)sz;
     if (sz <= 0)
         return 0;
-    if (c->probing) {
-        /* No state and no amplification for an unverified address: only a
-         * HelloVerifyRequest no larger than what it sent us may go out. */
-        bool hvr = n > REC_HDR && p[0] == CT_HANDSHAKE && p[REC_HDR] == HS_HELLO_VERIFY_REQUEST;
-        if (!hvr)
-            c->sent_other_than_hvr = true;
-        else if (n > c->probe_in_len)
-            return sz;
+    if (c->probing && !c->sent_server_hello) {
+        /* No state and no amplification for an unverified address: one
+         * datagram no larger than what it sent us is all it gets (RFC 6347
+         * 4.2.1): the HelloVerifyRequest, or the alert that refuses its hello.
+         * wolfSSL sends a ServerHello only for a valid cookie, and only that
+         * proves the address: an alert for a bad record packed behind a
+         * ClientHello once passed for a verified peer and cost a peer slot
+         * (found by fuzz_gateway_hello). */
+        bool hs0 = n > REC_HDR && p[0] == CT_HANDSHAKE && p[3] == 0 && p[4] == 0;
+        if (hs0 && p[REC_HDR] == HS_SERVER_HELLO) {
+            c->sent_server_hello = true;
+        } else {
+            if (c->probe_replied || n > c->probe_in_len)
+                return sz;
+            c->probe_replied = true;
+        }
     }
     if (c->recording) {
         if (c->flight_n < FLIGHT_MAX_DGRAMS) {
@@ -360,6 +421,21 @@ static bool own_identity(mwi_dtls_ctx *ctx, mw_error_detail_t *d)
     }
     memcpy(ctx->own_id, cn, strlen(cn) + 1);
     return true;
+}
+
+static mw_err crl_failed(mw_error_detail_t *d, const char *file, int code)
+{
+    char buf[240];
+    snprintf(buf, sizeof buf,
+             "cannot load CRL '%.100s': %s (wolfSSL %d)", file,
+             code == ASN_CRL_NO_SIGNER_E   ? "not signed by the configured CA"
+             : code == ASN_CRL_CONFIRM_E   ? "its signature does not verify"
+             : code == ASN_PARSE_E         ? "expired (past nextUpdate) or malformed"
+             : code == WOLFSSL_BAD_FILE    ? "missing or unreadable"
+                                           : "refused",
+             code);
+    set_err(d, MW_ECERT_LOAD, code, buf);
+    return MW_ECERT_LOAD;
 }
 
 MW_NODISCARD static mw_err load_failed(mw_error_detail_t *d, const char *what, const char *file,
@@ -434,6 +510,20 @@ mw_err mwi_dtls_ctx_create(const mwi_dtls_config *cfg, mwi_dtls_ctx **out_ctx,
     if ((rc = wolfSSL_CTX_load_verify_locations(ctx->wctx, cfg->ca_file, NULL)) != WOLFSSL_SUCCESS) {
         e = load_failed(d, "CA certificate", cfg->ca_file, rc);
         goto fail;
+    }
+    snprintf(ctx->ca_file, sizeof ctx->ca_file, "%s", cfg->ca_file);
+    if (cfg->crl_file) {
+        /* After the CA: wolfSSL checks the CRL's signature as it loads it. */
+        if (wolfSSL_CTX_EnableCRL(ctx->wctx, WOLFSSL_CRL_CHECKALL) != WOLFSSL_SUCCESS) {
+            e = MW_EINTERNAL;
+            goto fail;
+        }
+        rc = wolfSSL_CTX_LoadCRLFile(ctx->wctx, cfg->crl_file, WOLFSSL_FILETYPE_PEM);
+        if (rc != WOLFSSL_SUCCESS) {
+            e = crl_failed(d, cfg->crl_file, rc);
+            goto fail;
+        }
+        ctx->crl = true;
     }
     if (!cfg->test_no_cert) {
         rc = wolfSSL_CTX_use_certificate_file(ctx->wctx, cfg->cert_file, WOLFSSL_FILETYPE_PEM);
@@ -573,10 +663,15 @@ static mw_err handshake_step(mwi_dtls_conn *c, uint64_t now_ms)
     int rc = server ? wolfSSL_accept(c->ssl) : wolfSSL_connect(c->ssl);
     c->recording = false;
     if (rc == WOLFSSL_SUCCESS) {
-        c->established = true;
         c->deadline = UINT64_MAX;
         if (c->flight_overflow)
             c->flight_n = 0; /* a partial flight would not help the client */
+        if (wolfSSL_session_reused(c->ssl) && check_resumed_peer(c) != MW_OK) {
+            c->failed = true;
+            (void)wolfSSL_shutdown(c->ssl); /* close_notify: the device reconnects in full */
+            return c->err.err;
+        }
+        c->established = true;
         return MW_OK;
     }
     int err = wolfSSL_get_error(c->ssl, rc);
@@ -606,6 +701,38 @@ bool mwi_dtls_is_client_hello(const uint8_t *d, size_t len)
            d[REC_HDR] == HS_CLIENT_HELLO;
 }
 
+/* The length of the part of @p d made of usable records. Invalid records are
+ * dropped silently (RFC 6347 4.1.2.7) before wolfSSL sees them, because
+ * wolfSSL 5.5.4 answers some with a fatal alert under the session's keys,
+ * which ends the session at both ends: one spoofed datagram from an off-path
+ * attacker was enough (found by fuzz_session). Those are a record that runs
+ * past the datagram (a record never spans datagrams, 4.1.1; above wolfSSL's
+ * maximum it sends record_overflow) and a protected record (epoch > 0) too
+ * short for the AEAD's explicit nonce and tag (bad_record_mac). Legitimate
+ * datagrams hold neither, so everything from the first such record on goes. */
+static size_t usable_records(const uint8_t *d, size_t len, size_t min_sealed)
+{
+    size_t off = 0;
+    while (len - off >= REC_HDR) {
+        size_t body = ((size_t)d[off + 11] << 8) | d[off + 12];
+        bool sealed = d[off + 3] != 0 || d[off + 4] != 0;
+        if (body > len - off - REC_HDR || (sealed && body < min_sealed))
+            break;
+        off += REC_HDR + body;
+    }
+    return off;
+}
+
+/* Shortest protected record: the explicit nonce (8 bytes for both suites,
+ * RFC 6655 3, RFC 5288 3) and the tag; until the suite is known, GCM's. */
+#define AEAD_NONCE 8u
+#define MAX_AEAD_TAG 16u
+static size_t min_sealed(const mwi_dtls_conn *c)
+{
+    int tag = c->established ? wolfSSL_GetAeadMacSize(c->ssl) : 0;
+    return AEAD_NONCE + (tag > 0 ? (size_t)tag : MAX_AEAD_TAG);
+}
+
 mw_err mwi_dtls_accept(mwi_dtls_ctx *ctx, const mw_addr_t *peer, const uint8_t *dgram, size_t len,
                        uint64_t now_ms, mwi_dtls_send_fn *send, void *send_ctx,
                        mwi_dtls_conn **out_conn, mw_error_detail_t *out_detail)
@@ -615,6 +742,8 @@ mw_err mwi_dtls_accept(mwi_dtls_ctx *ctx, const mw_addr_t *peer, const uint8_t *
     if (out_conn == NULL)
         return MW_EINVAL;
     *out_conn = NULL;
+    if (dgram != NULL)
+        len = usable_records(dgram, len, AEAD_NONCE + MAX_AEAD_TAG);
     if (ctx == NULL || ctx->role != MWI_DTLS_SERVER || dgram == NULL ||
         !mwi_dtls_is_client_hello(dgram, len))
         return MW_EAGAIN;
@@ -631,7 +760,7 @@ mw_err mwi_dtls_accept(mwi_dtls_ctx *ctx, const mw_addr_t *peer, const uint8_t *
     c->in = NULL;
     c->in_len = 0;
     c->probing = false;
-    if ((e == MW_EINPROGRESS || e == MW_OK) && c->sent_other_than_hvr) {
+    if ((e == MW_EINPROGRESS || e == MW_OK) && c->sent_server_hello) {
         *out_conn = c;
         return MW_OK;
     }
@@ -653,6 +782,11 @@ mw_err mwi_dtls_conn_input(mwi_dtls_conn *c, const uint8_t *dgram, size_t len, u
         return MW_EINVAL;
     if (c->failed)
         return c->err.err != MW_OK ? c->err.err : MW_ECLOSED;
+    if (c->ctx->role == MWI_DTLS_CLIENT && !c->started)
+        return MW_EINVAL;
+    len = usable_records(dgram, len, min_sealed(c));
+    if (len == 0)
+        return c->established ? MW_OK : MW_EINPROGRESS; /* nothing valid: as if never sent */
     if (c->established && c->ctx->role == MWI_DTLS_SERVER && !c->peer_sent_data &&
         c->flight_n > 0 && is_handshake_flight(dgram, len)) {
         /* The client is still repeating its last flight: ours was lost. */
@@ -673,10 +807,6 @@ mw_err mwi_dtls_conn_input(mwi_dtls_conn *c, const uint8_t *dgram, size_t len, u
     c->in_len = len;
     mw_err e = MW_OK;
     if (!c->established) {
-        if (c->ctx->role == MWI_DTLS_CLIENT && !c->started) {
-            e = MW_EINVAL;
-            goto out;
-        }
         e = handshake_step(c, now_ms);
         if (e != MW_OK)
             goto out;
@@ -808,4 +938,96 @@ const mw_addr_t *mwi_dtls_conn_peer(const mwi_dtls_conn *c)
 long mwi_dtls_live_conns(void)
 {
     return live_conns;
+}
+
+mw_err mwi_dtls_ctx_reload_crl(mwi_dtls_ctx *ctx, const char *crl_file, mw_error_detail_t *d)
+{
+    if (d)
+        memset(d, 0, sizeof *d);
+    if (ctx == NULL || crl_file == NULL)
+        return MW_EINVAL;
+    /* A bad file must leave the CRL in force untouched: try it on a scratch
+     * certificate manager first (loading into the live one appends, and a
+     * failed load there would leave every device failing with CRL_MISSING). */
+    WOLFSSL_CERT_MANAGER *cm = wolfSSL_CertManagerNew();
+    if (cm == NULL)
+        return MW_ENOMEM;
+    int rc = wolfSSL_CertManagerLoadCA(cm, ctx->ca_file, NULL);
+    if (rc == WOLFSSL_SUCCESS)
+        rc = wolfSSL_CertManagerEnableCRL(cm, WOLFSSL_CRL_CHECKALL);
+    if (rc == WOLFSSL_SUCCESS)
+        rc = wolfSSL_CertManagerLoadCRLFile(cm, crl_file, WOLFSSL_FILETYPE_PEM);
+    wolfSSL_CertManagerFree(cm);
+    if (rc != WOLFSSL_SUCCESS)
+        return crl_failed(d, crl_file, rc);
+    /* Replace, not append: the newest file is the whole truth. No handshake
+     * runs in between (one thread). */
+    WOLFSSL_CERT_MANAGER *live = wolfSSL_CTX_GetCertManager(ctx->wctx);
+    if (ctx->crl)
+        (void)wolfSSL_CertManagerFreeCRL(live);
+    rc = wolfSSL_CTX_EnableCRL(ctx->wctx, WOLFSSL_CRL_CHECKALL);
+    if (rc == WOLFSSL_SUCCESS)
+        rc = wolfSSL_CTX_LoadCRLFile(ctx->wctx, crl_file, WOLFSSL_FILETYPE_PEM);
+    if (rc != WOLFSSL_SUCCESS)
+        return crl_failed(d, crl_file, rc);
+    ctx->crl = true;
+    return MW_OK;
+}
+
+mw_err mwi_dtls_conn_recheck(mwi_dtls_conn *c)
+{
+    if (c == NULL || !c->established || !c->ctx->crl)
+        return MW_OK;
+    WOLFSSL_X509 *x = wolfSSL_get_peer_certificate(c->ssl);
+    if (x == NULL)
+        return MW_OK;
+    int sz = 0;
+    const unsigned char *der = wolfSSL_X509_get_der(x, &sz);
+    unsigned char *copy = der && sz > 0 ? malloc((size_t)sz) : NULL;
+    int rc = CRL_MISSING;
+    if (copy) {
+        memcpy(copy, der, (size_t)sz);
+        rc = wolfSSL_CertManagerCheckCRL(wolfSSL_CTX_GetCertManager(c->ctx->wctx), copy, sz);
+        free(copy);
+    }
+    wolfSSL_X509_free(x);
+    if (rc == WOLFSSL_SUCCESS)
+        return MW_OK;
+    char what[160];
+    snprintf(what, sizeof what, "certificate '%.64s' is revoked by the new CRL (wolfSSL %d)",
+             c->peer_id, rc);
+    c->err.err = MW_OK;
+    set_err(&c->err, MW_ECERT_REVOKED, rc, what);
+    c->failed = true;
+    return MW_ECERT_REVOKED;
+}
+
+mwi_dtls_session *mwi_dtls_conn_save_session(const mwi_dtls_conn *c)
+{
+    if (c == NULL || !c->established)
+        return NULL;
+    return (mwi_dtls_session *)wolfSSL_get1_session(c->ssl);
+}
+
+mw_err mwi_dtls_conn_set_session(mwi_dtls_conn *c, mwi_dtls_session *s)
+{
+    if (c == NULL || s == NULL)
+        return MW_EINVAL;
+    /* If the gateway no longer knows the session, wolfSSL falls back to a
+     * full handshake by itself (session IDs, unlike tickets, fail soft). */
+    return wolfSSL_set_session(c->ssl, (WOLFSSL_SESSION *)s) == WOLFSSL_SUCCESS ? MW_OK
+                                                                                : MW_EINTERNAL;
+}
+
+void mwi_dtls_session_free(mwi_dtls_session **s)
+{
+    if (s && *s) {
+        wolfSSL_SESSION_free((WOLFSSL_SESSION *)*s);
+        *s = NULL;
+    }
+}
+
+bool mwi_dtls_conn_resumed(const mwi_dtls_conn *c)
+{
+    return c && c->established && wolfSSL_session_reused(c->ssl);
 }

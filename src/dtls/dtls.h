@@ -26,6 +26,7 @@ typedef struct mwi_dtls_config {
     const char *cert_file; /**< PEM; required unless test_no_cert */
     const char *key_file;  /**< PEM; required unless test_no_cert */
     const char *peer_name; /**< client: the gateway name the certificate must carry; required */
+    const char *crl_file;  /**< PEM CRL of the CA; NULL: revocation not checked */
     const char *cipher_list; /**< NULL: MWI_DTLS_CIPHERS. Tests only, to play a bad peer. */
     bool test_no_cert;       /**< tests only: a client that presents no certificate */
     bool test_skip_role;     /**< tests only: do not check the peer's EKU ourselves */
@@ -107,6 +108,24 @@ const char *mwi_dtls_conn_cipher(const mwi_dtls_conn *c);
 void mwi_dtls_conn_error(const mwi_dtls_conn *c, mw_error_detail_t *out);
 /** The peer address given at creation. */
 const mw_addr_t *mwi_dtls_conn_peer(const mwi_dtls_conn *c);
+
+/** Replaces the CRL (for SIGHUP): the new file is checked on a scratch certificate manager
+ *  first, so a bad one leaves the old CRL in force. MW_ECERT_LOAD with the reason. */
+MW_NODISCARD mw_err mwi_dtls_ctx_reload_crl(mwi_dtls_ctx *ctx, const char *crl_file,
+                                            mw_error_detail_t *out_detail);
+/** Checks an established session's peer against the current CRL; MW_ECERT_REVOKED marks the
+ *  connection failed (destroy it). */
+MW_NODISCARD mw_err mwi_dtls_conn_recheck(mwi_dtls_conn *c);
+
+/** A session to resume by ID on a later connection (opaque). */
+typedef struct mwi_dtls_session mwi_dtls_session;
+/** A copy of @p c's session for resumption, or NULL; free with mwi_dtls_session_free. */
+mwi_dtls_session *mwi_dtls_conn_save_session(const mwi_dtls_conn *c);
+/** Offers @p s when @p c connects (before mwi_dtls_conn_start). */
+MW_NODISCARD mw_err mwi_dtls_conn_set_session(mwi_dtls_conn *c, mwi_dtls_session *s);
+void mwi_dtls_session_free(mwi_dtls_session **s);
+/** Was the handshake an abbreviated one (resumed by session ID)? */
+bool mwi_dtls_conn_resumed(const mwi_dtls_conn *c);
 
 /** DTLS connections alive in this process (created and not yet destroyed). */
 long mwi_dtls_live_conns(void);

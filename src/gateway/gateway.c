@@ -208,6 +208,7 @@ mw_err mw_gateway_create(const mw_gateway_config_t *cfg, mw_gateway_t **out, mw_
         .ca_file = cfg->ca_file,
         .cert_file = cfg->cert_file,
         .key_file = cfg->key_file,
+        .crl_file = cfg->crl_file,
     };
     e = mwi_dtls_ctx_create(&dc, &gw->dtls, d);
     if (e != MW_OK)
@@ -1037,6 +1038,40 @@ mw_err mw_gateway_send_command(mw_gateway_t *gw, const char *device_id, const mw
     gw->dirty = true;
     if (out_id)
         *out_id = c.id;
+    return MW_OK;
+}
+
+mw_err mw_gateway_reload_crl(mw_gateway_t *gw, const char *crl_file, mw_error_detail_t *d)
+{
+    if (gw == NULL || crl_file == NULL)
+        return MW_EINVAL;
+    mw_err e = mwi_dtls_ctx_reload_crl(gw->dtls, crl_file, d);
+    if (e != MW_OK) {
+        audit(gw, MW_AUDIT_CRL_RELOAD_FAILED, "", "", e, d ? d->foreign : 0,
+              d ? d->reason : "cannot load the CRL; the previous one stays in force");
+        return e;
+    }
+    /* Sessions that stay valid carry on; a revoked device's session ends now,
+     * not at its next handshake. */
+    uint32_t dropped = 0;
+    for (uint32_t b = 0; b < gw->peer_buckets; b++) {
+        struct peer *p = gw->peers[b];
+        while (p) {
+            struct peer *nx = p->hnext;
+            if (mwi_dtls_conn_recheck(p->conn) == MW_ECERT_REVOKED) {
+                mw_error_detail_t why;
+                mwi_dtls_conn_error(p->conn, &why);
+                audit(gw, MW_AUDIT_SESSION_CLOSED, p->text, mwi_dtls_conn_peer_id(p->conn),
+                      MW_ECERT_REVOKED, why.foreign, why.reason);
+                peer_remove(gw, p);
+                dropped++;
+            }
+            p = nx;
+        }
+    }
+    char msg[120];
+    snprintf(msg, sizeof msg, "CRL reloaded; %u session(s) of revoked devices closed", dropped);
+    audit(gw, MW_AUDIT_CRL_RELOADED, "", "", MW_OK, 0, msg);
     return MW_OK;
 }
 

@@ -45,14 +45,32 @@ void mwt_h_init(mwt_h *h, uint64_t seed)
     mwt_h_init_body(h, seed, 0);
 }
 
+static void init_gateway(mwt_h *h, uint64_t seed, uint32_t max_body, const mwt_pki *pki,
+                         const char *crl);
+
 void mwt_h_init_body(mwt_h *h, uint64_t seed, uint32_t max_body)
 {
+    init_gateway(h, seed, max_body, NULL, NULL);
+}
+
+void mwt_h_init_crl(mwt_h *h, uint64_t seed, const mwt_pki *pki, const char *crl_file)
+{
+    init_gateway(h, seed, 0, pki, crl_file);
+}
+
+static void init_gateway(mwt_h *h, uint64_t seed, uint32_t max_body, const mwt_pki *pki,
+                         const char *crl)
+{
     memset(h, 0, sizeof *h);
-    if (!pki_made) {
-        cr_assert(mwt_pki_make(&shared_pki), "medwire-pki must make the test PKI");
-        pki_made = true;
+    if (pki != NULL) {
+        h->pki = *pki;
+    } else {
+        if (!pki_made) {
+            cr_assert(mwt_pki_make(&shared_pki), "medwire-pki must make the test PKI");
+            pki_made = true;
+        }
+        h->pki = shared_pki;
     }
-    h->pki = shared_pki;
     h->net = mwt_net_create(seed);
     h->clk.now_ms = 1000;
     h->clk.wall_ms = 1790000000000ull;
@@ -71,6 +89,7 @@ void mwt_h_init_body(mwt_h *h, uint64_t seed, uint32_t max_body)
     cfg.audit = on_audit;
     cfg.audit_ctx = h;
     cfg.max_body = max_body;
+    cfg.crl_file = crl;
     mw_error_detail_t d;
     mw_err e = mw_gateway_create(&cfg, &h->gw, &d);
     cr_assert_eq(e, MW_OK, "gateway: %s", d.reason);

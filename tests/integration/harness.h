@@ -58,6 +58,8 @@ typedef struct mwt_h {
 void mwt_h_init(mwt_h *h, uint64_t seed);
 /** As mwt_h_init, with the gateway's max_body (0: default). */
 void mwt_h_init_body(mwt_h *h, uint64_t seed, uint32_t max_body);
+/** As mwt_h_init, with a PKI of the test's own and the gateway enforcing @p crl_file. */
+void mwt_h_init_crl(mwt_h *h, uint64_t seed, const mwt_pki *pki, const char *crl_file);
 void mwt_h_fini(mwt_h *h);
 
 /** A client with certificate NAME (from the test PKI) talking to the gateway; NULL on failure,

@@ -5,6 +5,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
 
 #include "support/pki.h"
 #include "support/proc.h"
@@ -13,6 +17,8 @@ typedef struct gw_proc {
     mwt_proc proc;
     char dir[256];
     char out[300], audit[300], port_file[300], store[300];
+    char control[300]; /* "" for none */
+    char crl[300];     /* "" for none */
     char addr[64];
 } gw_proc;
 
@@ -36,7 +42,10 @@ static void run_gateway(gw_proc *g, const mwt_pki *pki)
     const char *argv[] = {mwt_bin("medwire-gateway"), "--listen",
                           restart ? g->addr : "127.0.0.1:0", "--ca", ca, "--cert", crt, "--key",
                           key, "--out", g->out, "--audit", g->audit, "--store", g->store,
-                          "--port-file", g->port_file, NULL};
+                          "--port-file", g->port_file,
+                          g->control[0] ? "--control" : "--port-file",
+                          g->control[0] ? g->control : g->port_file,
+                          g->crl[0] ? "--crl" : NULL, g->crl, NULL};
     cr_assert(mwt_proc_start(&g->proc, argv, NULL, NULL));
     cr_assert(mwt_wait_file(g->port_file, 10000), "the gateway did not report its port");
     char *port = mwt_read_file(g->port_file);
@@ -48,6 +57,8 @@ static void run_gateway(gw_proc *g, const mwt_pki *pki)
 static void start_gateway(gw_proc *g, const mwt_pki *pki)
 {
     g->addr[0] = '\0';
+    g->control[0] = '\0';
+    g->crl[0] = '\0';
     run_gateway(g, pki);
 }
 
@@ -269,4 +280,101 @@ Test(programs, a_gateway_killed_and_restarted_mid_stream_delivers_every_observat
     cr_assert_eq(rc2, 0, "dev-2");
     assert_each_seq_once(g.out, "dev-1", 400);
     assert_each_seq_once(g.out, "dev-2", 400);
+}
+
+/* Sends one line to the control socket and returns the reply line (static buffer). */
+static const char *control_request(const char *path, const char *line)
+{
+    static char reply[512];
+    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    cr_assert_geq(fd, 0);
+    struct sockaddr_un sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sun_family = AF_UNIX;
+    snprintf(sa.sun_path, sizeof sa.sun_path, "%s", path);
+    cr_assert_eq(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0, "connect %s", path);
+    cr_assert_eq(write(fd, line, strlen(line)), (ssize_t)strlen(line));
+    size_t n = 0;
+    while (n + 1 < sizeof reply) {
+        ssize_t r = read(fd, reply + n, sizeof reply - 1 - n);
+        if (r <= 0)
+            break;
+        n += (size_t)r;
+        if (memchr(reply, '\n', n))
+            break;
+    }
+    reply[n] = '\0';
+    close(fd);
+    return reply;
+}
+
+Test(programs, a_command_sent_on_the_control_socket_reaches_the_device_and_its_result_the_output,
+     .timeout = 120)
+{
+    mwt_pki pki;
+    cr_assert(mwt_pki_make(&pki));
+    gw_proc g;
+    g.addr[0] = '\0';
+    g.crl[0] = '\0';
+    snprintf(g.control, sizeof g.control, "%s/ctl.sock", mwt_tmpdir());
+    run_gateway(&g, &pki);
+    struct stat st;
+    cr_assert_eq(stat(g.control, &st), 0);
+    cr_assert(S_ISSOCK(st.st_mode));
+    cr_assert_eq(st.st_mode & 0777, 0600, "owner-only control socket");
+    mwt_proc d;
+    cr_assert(start_device_paced(&d, &pki, &g, "dev-1", "40", "100", NULL));
+    const char *obs[] = {"\"device\":\"dev-1\"", NULL};
+    for (int i = 0; i < 500 && mwt_count_lines(g.out, obs) < 3; i++)
+        mwt_sleep_ms(10);
+    const char *bad = control_request(g.control, "{\"device\":\"dev-1\",\"command\":\"reboot\"}\n");
+    cr_assert(strstr(bad, "\"ok\":false") != NULL, "%s", bad);
+    const char *ok = control_request(
+        g.control, "{\"device\":\"dev-1\",\"command\":\"set_interval\",\"interval_ms\":10}\n");
+    cr_assert(strstr(ok, "\"ok\":true") != NULL, "%s", ok);
+    const char *idp = strstr(ok, "\"id\":");
+    cr_assert_not_null(idp);
+    unsigned long long id = strtoull(idp + 5, NULL, 10);
+    cr_assert_eq(mwt_proc_wait(&d, 60000), 0);
+    stop_gateway(&g);
+    char want[64];
+    snprintf(want, sizeof want, "\"command_id\":%llu,", id);
+    const char *res[] = {"\"type\":\"command_result\"", want, "\"status\":\"done\"", NULL};
+    cr_assert_eq(mwt_count_lines(g.out, res), 1, "the device's result, once");
+}
+
+Test(programs, sighup_makes_the_gateway_enforce_a_new_crl, .timeout = 120)
+{
+    mwt_pki pki;
+    cr_assert(mwt_pki_make(&pki));
+    char ca[300], crl[300];
+    snprintf(ca, sizeof ca, "%s/ca", pki.dir);
+    snprintf(crl, sizeof crl, "%s/ca/crl.pem", pki.dir);
+    const char *mkcrl[] = {mwt_bin("medwire-pki"), "crl", "--ca", ca, NULL};
+    cr_assert_eq(mwt_run(mkcrl, NULL, NULL, 30000), 0);
+    gw_proc g;
+    g.addr[0] = '\0';
+    snprintf(g.control, sizeof g.control, "%s", "");
+    snprintf(g.crl, sizeof g.crl, "%s", crl);
+    run_gateway(&g, &pki);
+    mwt_proc d;
+    cr_assert(start_device(&d, &pki, &g, "dev-3", "gateway", "5", NULL));
+    cr_assert_eq(mwt_proc_wait(&d, 30000), 0, "served before the revocation");
+    const char *rev[] = {mwt_bin("medwire-pki"), "revoke", "--ca", ca, "--id", "dev-3", NULL};
+    cr_assert_eq(mwt_run(rev, NULL, NULL, 30000), 0);
+    cr_assert_eq(kill(g.proc.pid, SIGHUP), 0);
+    const char *reloaded[] = {"\"event\":\"crl_reloaded\"", NULL};
+    for (int i = 0; i < 500 && mwt_count_lines(g.audit, reloaded) == 0; i++)
+        mwt_sleep_ms(10);
+    cr_assert_eq(mwt_count_lines(g.audit, reloaded), 1);
+    char err[300];
+    snprintf(err, sizeof err, "%s/dev3.err", g.dir);
+    cr_assert(start_device(&d, &pki, &g, "dev-3", "gateway", "5", err));
+    cr_assert_eq(mwt_proc_wait(&d, 30000), 1, "refused after the revocation");
+    char *msg = mwt_read_file(err);
+    cr_assert(msg && strstr(msg, "certificate_revoked"), "device says: %s", msg ? msg : "");
+    free(msg);
+    cr_assert(start_device(&d, &pki, &g, "dev-1", "gateway", "5", NULL));
+    cr_assert_eq(mwt_proc_wait(&d, 30000), 0, "others carry on");
+    stop_gateway(&g);
 }

@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* test_pki.c -- medwire-pki makes certificates of the protocol's profile that wolfSSL and OpenSSL
- * accept. */
+/* test_pki.c -- medwire-pki makes certificates and CRLs of the protocol's profile that wolfSSL and
+ * OpenSSL accept. */
 
 #include <dirent.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +15,7 @@
 
 #include <wolfssl/options.h>
 #include <wolfssl/ssl.h>
+#include <wolfssl/error-ssl.h>
 #include <wolfssl/openssl/asn1.h>
 #include <wolfssl/openssl/x509v3.h>
 #include <wolfssl/wolfcrypt/asn.h>
@@ -564,6 +566,18 @@ Test(pki, missing_or_unknown_options_are_usage_errors_that_name_the_option)
         {{"ca", "--out", NULL}, "--out"},
         {{"ca", "--out", "o", "--colour", "blue", NULL}, "--colour"},
         {{"sign", NULL}, "sign"},
+        {{"revoke", "--ca", "x", NULL}, "--id"},
+        {{"revoke", "--id", "d", NULL}, "--ca"},
+        {{"revoke", "--ca", "x", "--id", "../d", NULL}, "--id"},
+        {{"revoke", "--ca", "x", "--id", "d", "--reason", "bored", NULL}, "--reason"},
+        {{"revoke", "--ca", "x", "--id", "d", "--reason", "certificateHold", NULL}, "--reason"},
+        {{"crl", NULL}, "--ca"},
+        {{"crl", "--ca", "x", "--next-update-days", "0", NULL}, "--next-update-days"},
+        {{"crl", "--ca", "x", "--next-update-days", "366", NULL}, "--next-update-days"},
+        {{"crl", "--ca", "x", "--next-update-days", "7d", NULL}, "--next-update-days"},
+        {{"crl", "--ca", "x", "--next-update-days", "-1", NULL}, "--next-update-days"},
+        {{"crl", "--ca", "x", "--this-update", "2020-02-30", NULL}, "--this-update"},
+        {{"crl", "--ca", "x", "--id", "d", NULL}, "--id"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         const char *argv[16] = {mwt_bin("medwire-pki")};
@@ -603,8 +617,9 @@ Test(pki, dates_that_are_malformed_or_out_of_order_are_usage_errors)
 
 Test(pki, help_and_version_go_to_stdout_and_exit_zero)
 {
-    const char *const runs[][3] = {
-        {"--help", NULL, NULL}, {"-h", NULL, NULL}, {"ca", "--help", NULL}, {"issue", "-h", NULL}};
+    const char *const runs[][3] = {{"--help", NULL, NULL},     {"-h", NULL, NULL},
+                                   {"ca", "--help", NULL},     {"issue", "-h", NULL},
+                                   {"revoke", "--help", NULL}, {"crl", "-h", NULL}};
     for (size_t i = 0; i < sizeof(runs) / sizeof(runs[0]); i++) {
         const char *argv[4] = {mwt_bin("medwire-pki"), runs[i][0], runs[i][1], NULL};
         cr_expect_eq(mwt_run(argv, out_path, err_path, RUN_TIMEOUT_MS), 0);
@@ -612,6 +627,9 @@ Test(pki, help_and_version_go_to_stdout_and_exit_zero)
         cr_assert_not_null(out);
         cr_expect(strstr(out, "medwire-pki ca --out DIR") != NULL, "run %zu: %s", i, out);
         cr_expect(strstr(out, "--role device|gateway --id NAME") != NULL, "run %zu: %s", i, out);
+        cr_expect(strstr(out, "medwire-pki revoke --ca DIR --id NAME") != NULL, "run %zu: %s", i,
+                  out);
+        cr_expect(strstr(out, "medwire-pki crl --ca DIR") != NULL, "run %zu: %s", i, out);
         free(out);
     }
     cr_expect_eq(pki("--version", NULL), 0);
@@ -619,4 +637,603 @@ Test(pki, help_and_version_go_to_stdout_and_exit_zero)
     cr_assert_not_null(out);
     cr_expect(strncmp(out, "medwire-pki ", 12) == 0, "%s", out);
     free(out);
+}
+
+/* --- revocation --------------------------------------------------------------------------- */
+
+static const char openssl_bin[] = "/usr/bin/openssl";
+
+static void revoke_id(const char *ca, const char *id)
+{
+    cr_assert_eq(pki("revoke", "--ca", in_dir(ca), "--id", id, NULL), 0, "revoke failed: %s",
+                 stderr_text());
+}
+
+/* The CRL's DER (free it with wc_FreeDer). */
+static DerBuffer *crl_der(const char *rel)
+{
+    char *pem = mwt_read_file(in_dir(rel));
+    cr_assert_not_null(pem, "missing %s", rel);
+    DerBuffer *der = NULL;
+    cr_assert_eq(wc_PemToDer((const unsigned char *)pem, (long)strlen(pem), CRL_TYPE, &der, NULL,
+                             NULL, NULL),
+                 0, "%s is not a PEM CRL", rel);
+    free(pem);
+    return der;
+}
+
+/* One DER element: tag, content, and the whole TLV. */
+typedef struct {
+    unsigned char tag;
+    const unsigned char *c, *tlv;
+    size_t len, tlv_len;
+} der_el;
+
+static bool der_read(const unsigned char **p, const unsigned char *end, der_el *e)
+{
+    const unsigned char *q = *p;
+    if (end - q < 2)
+        return false;
+    e->tlv = q;
+    e->tag = *q++;
+    size_t len = *q++;
+    if (len & 0x80) {
+        size_t k = len & 0x7f;
+        if (k == 0 || k > 3 || (size_t)(end - q) < k)
+            return false;
+        for (len = 0; k > 0; k--)
+            len = len << 8 | *q++;
+    }
+    if ((size_t)(end - q) < len)
+        return false;
+    e->c = q;
+    e->len = len;
+    e->tlv_len = (size_t)(q + len - e->tlv);
+    *p = q + len;
+    return true;
+}
+
+/* Reads the n-th (0-based) element inside a constructed element. */
+static der_el der_child(const der_el *parent, int n)
+{
+    const unsigned char *p = parent->c, *end = parent->c + parent->len;
+    der_el e;
+    for (int i = 0; i <= n; i++)
+        cr_assert(der_read(&p, end, &e), "element %d of tag 0x%02x is missing", i, parent->tag);
+    return e;
+}
+
+static size_t der_count(const der_el *parent)
+{
+    const unsigned char *p = parent->c, *end = parent->c + parent->len;
+    der_el e;
+    size_t n = 0;
+    while (p < end && der_read(&p, end, &e))
+        n++;
+    return n;
+}
+
+/* The TBSCertList of a CRL file; the DerBuffer must outlive it. */
+static der_el crl_tbs(const DerBuffer *der)
+{
+    const unsigned char *p = der->buffer;
+    der_el list;
+    cr_assert(der_read(&p, der->buffer + der->length, &list));
+    cr_assert_eq(list.tag, 0x30);
+    cr_assert_eq(der_count(&list), 3u, "CertificateList has tbs, algorithm and signature");
+    return der_child(&list, 0);
+}
+
+/* Finds an extension by the last byte of its id-ce OID; returns its extnValue content. */
+static bool find_extension(const der_el *exts, unsigned char oid_last, der_el *value,
+                           bool *critical)
+{
+    for (size_t i = 0; i < der_count(exts); i++) {
+        der_el ext = der_child(exts, (int)i), oid = der_child(&ext, 0);
+        if (oid.len != 3 || memcmp(oid.c, "\x55\x1d", 2) != 0 || oid.c[2] != oid_last)
+            continue;
+        der_el second = der_child(&ext, 1);
+        *critical = second.tag == 0x01;
+        *value = second.tag == 0x01 ? der_child(&ext, 2) : second;
+        return true;
+    }
+    return false;
+}
+
+/* The TBSCertificate element of a certificate file: index 5 is the subject (after [0]). */
+static der_el cert_tbs_field(const char *rel, unsigned char *buf, size_t cap, int field)
+{
+    char *pem = mwt_read_file(in_dir(rel));
+    cr_assert_not_null(pem);
+    int n = wc_CertPemToDer((const unsigned char *)pem, (int)strlen(pem), buf, (int)cap, CERT_TYPE);
+    free(pem);
+    cr_assert_gt(n, 0);
+    const unsigned char *p = buf;
+    der_el cert;
+    cr_assert(der_read(&p, buf + n, &cert));
+    der_el tbs = der_child(&cert, 0);
+    return der_child(&tbs, field);
+}
+
+static uint64_t crl_number(const char *rel)
+{
+    DerBuffer *der = crl_der(rel);
+    der_el tbs = crl_tbs(der);
+    der_el a0 = der_child(&tbs, (int)der_count(&tbs) - 1), exts = der_child(&a0, 0), value;
+    bool critical;
+    cr_assert(find_extension(&exts, 0x14, &value, &critical), "no cRLNumber");
+    const unsigned char *p = value.c;
+    der_el num;
+    cr_assert(der_read(&p, value.c + value.len, &num));
+    cr_assert_eq(num.tag, 0x02);
+    uint64_t v = 0;
+    for (size_t i = 0; i < num.len; i++)
+        v = v << 8 | num.c[i];
+    wc_FreeDer(&der);
+    return v;
+}
+
+static size_t count_revoked(const char *rel)
+{
+    DerBuffer *der = crl_der(rel);
+    der_el tbs = crl_tbs(der);
+    /* version, signature, issuer, thisUpdate, nextUpdate, [revoked], [0] extensions */
+    size_t n = 0;
+    if (der_count(&tbs) == 7) {
+        der_el revoked = der_child(&tbs, 5);
+        n = der_count(&revoked);
+    }
+    wc_FreeDer(&der);
+    return n;
+}
+
+Test(pki, crl_follows_the_profile)
+{
+    make_ca("ca");
+    issue("ca", "device", "dev", "out");
+    revoke_id("ca", "dev");
+    DerBuffer *der = crl_der("ca/crl.pem");
+    der_el tbs = crl_tbs(der);
+    cr_assert_eq(der_count(&tbs), 7u);
+
+    der_el version = der_child(&tbs, 0);
+    cr_expect(version.tag == 0x02 && version.len == 1 && version.c[0] == 1, "v2");
+    static const unsigned char ecdsa_sha256[] = {0x30, 0x0a, 0x06, 0x08, 0x2a, 0x86,
+                                                 0x48, 0xce, 0x3d, 0x04, 0x03, 0x02};
+    der_el sig = der_child(&tbs, 1);
+    cr_expect(sig.tlv_len == sizeof(ecdsa_sha256) &&
+                  memcmp(sig.tlv, ecdsa_sha256, sizeof(ecdsa_sha256)) == 0,
+              "ecdsa-with-SHA256 without parameters");
+
+    unsigned char ca_buf[4096], dev_buf[4096];
+    der_el subject = cert_tbs_field("ca/ca.crt", ca_buf, sizeof(ca_buf), 5);
+    der_el issuer = der_child(&tbs, 2);
+    cr_expect(issuer.tlv_len == subject.tlv_len &&
+                  memcmp(issuer.tlv, subject.tlv, subject.tlv_len) == 0,
+              "the CRL issuer must be the CA subject byte for byte");
+
+    der_el this_update = der_child(&tbs, 3), next_update = der_child(&tbs, 4);
+    cr_expect(this_update.tag == 0x17 && next_update.tag == 0x17, "UTCTime before 2050");
+
+    der_el revoked = der_child(&tbs, 5);
+    cr_assert_eq(der_count(&revoked), 1u);
+    der_el entry = der_child(&revoked, 0), serial = der_child(&entry, 0);
+    der_el dev_serial = cert_tbs_field("out/dev.crt", dev_buf, sizeof(dev_buf), 1);
+    cr_expect(serial.tlv_len == dev_serial.tlv_len &&
+                  memcmp(serial.tlv, dev_serial.tlv, serial.tlv_len) == 0,
+              "the entry names the device certificate's serial");
+    cr_expect_eq(der_count(&entry), 2u, "no reason given: no entry extensions (RFC 5280 5.3.1)");
+
+    der_el a0 = der_child(&tbs, 6);
+    cr_expect_eq(a0.tag, 0xa0);
+    der_el exts = der_child(&a0, 0), value;
+    bool critical = true;
+    cr_assert(find_extension(&exts, 0x23, &value, &critical), "no authorityKeyIdentifier");
+    cr_expect(!critical);
+    /* AKI = SEQUENCE { [0] keyIdentifier } equal to the CA's subjectKeyIdentifier. */
+    der_el aki_seq = der_child(&value, 0), key_id = der_child(&aki_seq, 0);
+    cr_expect_eq(key_id.tag, 0x80);
+    WOLFSSL_X509 *ca = load_cert("ca/ca.crt");
+    unsigned char ski[64];
+    int ski_len = sizeof(ski);
+    cr_assert_not_null(wolfSSL_X509_get_subjectKeyID(ca, ski, &ski_len));
+    cr_expect(key_id.len == (size_t)ski_len && memcmp(key_id.c, ski, key_id.len) == 0,
+              "AKI is the CA's SKI");
+    wolfSSL_X509_free(ca);
+    cr_assert(find_extension(&exts, 0x14, &value, &critical), "no cRLNumber");
+    cr_expect(!critical);
+    wc_FreeDer(&der);
+
+    struct stat st;
+    cr_assert_eq(stat(in_dir("ca/crl.pem"), &st), 0);
+    cr_expect_eq(st.st_mode & 07777, 0644);
+    char *pem = mwt_read_file(in_dir("ca/crl.pem"));
+    cr_expect(strncmp(pem, "-----BEGIN X509 CRL-----\n", 25) == 0, "%.30s", pem);
+    free(pem);
+}
+
+/* Seconds since 2000-01-01 of a UTCTime YYMMDDHHMMSSZ (2000-2049), for differences only. */
+static long utctime_seconds(const unsigned char *t)
+{
+    int v[6];
+    for (int i = 0; i < 6; i++)
+        v[i] = (t[2 * i] - '0') * 10 + (t[2 * i + 1] - '0');
+    static const int mdays[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    long days = 0;
+    for (int y = 0; y < v[0]; y++)
+        days += y % 4 == 0 ? 366 : 365;
+    for (int m = 1; m < v[1]; m++)
+        days += mdays[m - 1] + (m == 2 && v[0] % 4 == 0);
+    days += v[2] - 1;
+    return days * 86400 + v[3] * 3600L + v[4] * 60L + v[5];
+}
+
+Test(pki, crl_lasts_seven_days_by_default_and_next_update_days_changes_it)
+{
+    make_ca("ca");
+    const char *days[] = {NULL, "1", "30", "365"};
+    const int expect[] = {7, 1, 30, 365};
+    for (size_t i = 0; i < 4; i++) {
+        if (days[i] == NULL)
+            cr_assert_eq(pki("crl", "--ca", in_dir("ca"), NULL), 0, "%s", stderr_text());
+        else
+            cr_assert_eq(pki("crl", "--ca", in_dir("ca"), "--next-update-days", days[i], NULL), 0,
+                         "%s", stderr_text());
+        DerBuffer *der = crl_der("ca/crl.pem");
+        der_el tbs = crl_tbs(der);
+        der_el tu = der_child(&tbs, 3), nu = der_child(&tbs, 4);
+        cr_assert(tu.len == 13 && nu.len == 13);
+        long span = utctime_seconds(nu.c) - utctime_seconds(tu.c);
+        cr_expect_eq(span, expect[i] * 86400L, "--next-update-days %s: %ld s",
+                     days[i] ? days[i] : "(default)", span);
+        wc_FreeDer(&der);
+    }
+}
+
+Test(pki, crl_without_revocations_omits_the_revoked_certificates_field)
+{
+    make_ca("ca");
+    issue("ca", "device", "dev", "out");
+    cr_assert_eq(pki("crl", "--ca", in_dir("ca"), NULL), 0, "%s", stderr_text());
+    DerBuffer *der = crl_der("ca/crl.pem");
+    der_el tbs = crl_tbs(der);
+    /* RFC 5280 5.1.2.6: absent, not an empty SEQUENCE. */
+    cr_expect_eq(der_count(&tbs), 6u);
+    cr_expect_eq(der_child(&tbs, 5).tag, 0xa0);
+    wc_FreeDer(&der);
+}
+
+Test(pki, crl_number_increases_with_every_crl)
+{
+    make_ca("ca");
+    issue("ca", "device", "dev", "out");
+    cr_assert_eq(pki("crl", "--ca", in_dir("ca"), NULL), 0);
+    cr_expect_eq(crl_number("ca/crl.pem"), 1u);
+    revoke_id("ca", "dev");
+    cr_expect_eq(crl_number("ca/crl.pem"), 2u);
+    cr_assert_eq(pki("crl", "--ca", in_dir("ca"), NULL), 0);
+    cr_expect_eq(crl_number("ca/crl.pem"), 3u);
+    char *next = mwt_read_file(in_dir("ca/crlnumber"));
+    cr_expect_str_eq(next, "04\n", "crlnumber holds the next number in hex, as openssl ca does");
+    free(next);
+}
+
+Test(pki, issue_records_the_certificate_in_the_ca_index_in_openssl_ca_format)
+{
+    make_ca("ca");
+    cr_assert_eq(pki("issue", "--ca", in_dir("ca"), "--role", "device", "--id", "dev", "--out",
+                     in_dir("out"), "--not-before", "2024-01-01", "--not-after", "2030-06-30",
+                     NULL),
+                 0, "%s", stderr_text());
+    unsigned char serial[32];
+    int len = sizeof(serial);
+    serial_of("out/dev.crt", serial, &len);
+    char hex[80] = "";
+    for (int i = 0; i < len; i++)
+        snprintf(hex + 2 * i, 3, "%02X", serial[i]);
+    char expect[200];
+    snprintf(expect, sizeof(expect), "V\t300630235959Z\t\t%s\tunknown\t/O=medwire/CN=dev\n", hex);
+    char *index = mwt_read_file(in_dir("ca/index.txt"));
+    cr_assert_not_null(index, "issue --ca must write ca/index.txt");
+    cr_expect_str_eq(index, expect);
+    free(index);
+}
+
+Test(pki, revoke_marks_the_index_line_with_date_and_reason)
+{
+    make_ca("ca");
+    issue("ca", "device", "a", "out");
+    issue("ca", "device", "b", "out");
+    cr_assert_eq(
+        pki("revoke", "--ca", in_dir("ca"), "--id", "b", "--reason", "cessationOfOperation", NULL),
+        0, "%s", stderr_text());
+    char *index = mwt_read_file(in_dir("ca/index.txt"));
+    cr_assert_not_null(index);
+    char *line_b = strstr(index, "\n") + 1;
+    cr_expect_eq(index[0], 'V', "a stays valid: %s", index);
+    cr_expect_eq(line_b[0], 'R', "b is revoked: %s", index);
+    /* R, expiry, YYMMDDHHMMSSZ,reason */
+    char *rev = strchr(strchr(line_b, '\t') + 1, '\t') + 1;
+    cr_expect(strncmp(rev + 13, ",cessationOfOperation\t", 22) == 0, "%s", line_b);
+    free(index);
+
+    DerBuffer *der = crl_der("ca/crl.pem");
+    der_el tbs = crl_tbs(der);
+    der_el revoked = der_child(&tbs, 5), entry = der_child(&revoked, 0);
+    cr_assert_eq(der_count(&entry), 3u, "the entry carries crlEntryExtensions");
+    der_el exts = der_child(&entry, 2), value;
+    bool critical = true;
+    cr_assert(find_extension(&exts, 0x15, &value, &critical), "no reasonCode");
+    cr_expect(!critical);
+    cr_expect(value.len == 3 && value.c[0] == 0x0a && value.c[1] == 1 && value.c[2] == 5,
+              "ENUMERATED cessationOfOperation (5)");
+    wc_FreeDer(&der);
+}
+
+Test(pki, revoking_twice_changes_nothing_but_the_crl_and_says_so)
+{
+    make_ca("ca");
+    issue("ca", "device", "dev", "out");
+    revoke_id("ca", "dev");
+    char *index_before = mwt_read_file(in_dir("ca/index.txt"));
+    cr_assert_eq(pki("revoke", "--ca", in_dir("ca"), "--id", "dev", NULL), 0, "%s", stderr_text());
+    char *err = stderr_text();
+    cr_expect(strstr(err, "note: dev") != NULL && strstr(err, "already revoked") != NULL, "%s",
+              err);
+    free(err);
+    char *index_after = mwt_read_file(in_dir("ca/index.txt"));
+    cr_expect_str_eq(index_after, index_before, "the first revocation date is kept");
+    cr_expect_eq(count_revoked("ca/crl.pem"), 1u);
+    cr_expect_eq(crl_number("ca/crl.pem"), 2u);
+    free(index_before);
+    free(index_after);
+}
+
+Test(pki, revoke_revokes_every_certificate_reissued_to_the_name)
+{
+    make_ca("ca");
+    issue("ca", "device", "dev", "out");
+    cr_assert_eq(pki("issue", "--ca", in_dir("ca"), "--role", "device", "--id", "dev", "--out",
+                     in_dir("out"), "--force", NULL),
+                 0);
+    issue("ca", "device", "other", "out");
+    revoke_id("ca", "dev");
+    cr_expect_eq(count_revoked("ca/crl.pem"), 2u, "both certificates of dev are revoked");
+    cr_expect_eq(verify("ca/ca.crt", "out/other.crt"), WOLFSSL_SUCCESS);
+}
+
+Test(pki, revoke_of_an_unknown_name_fails_and_lists_the_names_there_are)
+{
+    make_ca("ca");
+    issue("ca", "device", "pump-1", "out");
+    issue("ca", "gateway", "gw.icu", "out");
+    cr_expect_eq(pki("revoke", "--ca", in_dir("ca"), "--id", "pump-2", NULL), 1);
+    char *err = stderr_text();
+    cr_expect(strstr(err, "no certificate issued to 'pump-2'") != NULL, "%s", err);
+    cr_expect(strstr(err, "pump-1 gw.icu") != NULL, "%s", err);
+    free(err);
+    cr_expect_neq(access(in_dir("ca/crl.pem"), F_OK), 0, "no CRL is written for a failure");
+}
+
+Test(pki, revoke_with_nothing_recorded_says_how_certificates_get_recorded)
+{
+    make_ca("ca");
+    cr_expect_eq(pki("revoke", "--ca", in_dir("ca"), "--id", "dev", NULL), 1);
+    char *err = stderr_text();
+    cr_expect(strstr(err, "records no certificate yet") != NULL &&
+                  strstr(err, "'issue --ca") != NULL,
+              "%s", err);
+    free(err);
+}
+
+Test(pki, revoke_without_a_ca_says_how_to_make_one)
+{
+    cr_expect_eq(pki("revoke", "--ca", in_dir("nowhere"), "--id", "dev", NULL), 1);
+    char *err = stderr_text();
+    cr_expect(strstr(err, "medwire-pki ca --out") != NULL, "%s", err);
+    free(err);
+}
+
+Test(pki, malformed_index_line_stops_revoke_and_names_the_line)
+{
+    make_ca("ca");
+    issue("ca", "device", "a", "out");
+    issue("ca", "device", "b", "out");
+    FILE *f = fopen(in_dir("ca/index.txt"), "a");
+    cr_assert_not_null(f);
+    fputs("R\tgarbage\n", f);
+    fclose(f);
+    cr_expect_eq(pki("revoke", "--ca", in_dir("ca"), "--id", "a", NULL), 1);
+    char *err = stderr_text();
+    cr_expect(strstr(err, "index.txt line 3") != NULL, "%s", err);
+    free(err);
+    cr_expect_eq(pki("crl", "--ca", in_dir("ca"), NULL), 1, "a CRL missing a line is not written");
+}
+
+Test(pki, concurrent_issues_all_land_in_the_index)
+{
+    make_ca("ca");
+    enum { N = 8 };
+    mwt_proc procs[N];
+    char ids[N][16];
+    for (int i = 0; i < N; i++) {
+        snprintf(ids[i], sizeof(ids[i]), "dev-%d", i);
+        const char *argv[] = {mwt_bin("medwire-pki"),
+                              "issue",
+                              "--ca",
+                              in_dir("ca"),
+                              "--role",
+                              "device",
+                              "--id",
+                              ids[i],
+                              "--out",
+                              in_dir("out"),
+                              NULL};
+        cr_assert(mwt_proc_start(&procs[i], argv, NULL, NULL));
+    }
+    for (int i = 0; i < N; i++)
+        cr_expect_eq(mwt_proc_wait(&procs[i], RUN_TIMEOUT_MS), 0, "issue %d", i);
+    const char *needle[] = {"\tunknown\t/O=medwire/CN=dev-", NULL};
+    cr_expect_eq(mwt_count_lines(in_dir("ca/index.txt"), needle), (size_t)N,
+                 "the lock must keep every line");
+}
+
+Test(pki, openssl_verifies_the_crl_signature_against_the_ca)
+{
+    if (access(openssl_bin, X_OK) != 0)
+        cr_skip_test("no %s", openssl_bin);
+    make_ca("ca");
+    issue("ca", "device", "dev", "out");
+    revoke_id("ca", "dev");
+    const char *argv[] = {openssl_bin, "crl",   "-in",     in_dir("ca/crl.pem"),
+                          "-noout",    "-text", "-CAfile", in_dir("ca/ca.crt"),
+                          NULL};
+    cr_expect_eq(mwt_run(argv, out_path, err_path, RUN_TIMEOUT_MS), 0, "%s", stderr_text());
+    char *out = mwt_read_file(out_path), *err = stderr_text();
+    cr_assert_not_null(out);
+    /* OpenSSL 3 prints the verdict on stderr. */
+    cr_expect(strstr(err, "verify OK") != NULL || strstr(out, "verify OK") != NULL, "%s%s", out,
+              err);
+    cr_expect(strstr(out, "Version 2") != NULL && strstr(out, "ecdsa-with-SHA256") != NULL &&
+                  strstr(out, "Issuer: O = medwire, CN = medwire CA") != NULL &&
+                  strstr(out, "X509v3 Authority Key Identifier") != NULL &&
+                  strstr(out, "X509v3 CRL Number") != NULL,
+              "%s", out);
+    free(out);
+    free(err);
+
+    /* And refuses it against another CA. */
+    make_ca("other");
+    const char *wrong[] = {openssl_bin,
+                           "crl",
+                           "-in",
+                           in_dir("ca/crl.pem"),
+                           "-noout",
+                           "-CAfile",
+                           in_dir("other/ca.crt"),
+                           NULL};
+    mwt_run(wrong, out_path, err_path, RUN_TIMEOUT_MS);
+    err = stderr_text();
+    cr_expect(strstr(err, "verify OK") == NULL, "%s", err);
+    free(err);
+}
+
+Test(pki, openssl_verify_with_the_crl_refuses_the_revoked_certificate_and_accepts_another)
+{
+    if (access(openssl_bin, X_OK) != 0)
+        cr_skip_test("no %s", openssl_bin);
+    make_ca("ca");
+    issue("ca", "device", "dev-1", "out");
+    issue("ca", "device", "dev-2", "out");
+    revoke_id("ca", "dev-1");
+    const char *revoked[] = {openssl_bin,
+                             "verify",
+                             "-crl_check",
+                             "-CAfile",
+                             in_dir("ca/ca.crt"),
+                             "-CRLfile",
+                             in_dir("ca/crl.pem"),
+                             in_dir("out/dev-1.crt"),
+                             NULL};
+    cr_expect_neq(mwt_run(revoked, out_path, err_path, RUN_TIMEOUT_MS), 0);
+    char *out = mwt_read_file(out_path), *err = stderr_text();
+    cr_expect(strstr(err, "certificate revoked") != NULL || strstr(out, "certificate revoked"),
+              "%s%s", out, err);
+    free(out);
+    free(err);
+    const char *valid[] = {openssl_bin,
+                           "verify",
+                           "-crl_check",
+                           "-CAfile",
+                           in_dir("ca/ca.crt"),
+                           "-CRLfile",
+                           in_dir("ca/crl.pem"),
+                           in_dir("out/dev-2.crt"),
+                           NULL};
+    cr_expect_eq(mwt_run(valid, out_path, err_path, RUN_TIMEOUT_MS), 0, "%s", stderr_text());
+    out = mwt_read_file(out_path);
+    cr_expect(out != NULL && strstr(out, "dev-2.crt: OK") != NULL, "%s", out ? out : "");
+    free(out);
+}
+
+Test(pki, openssl_sees_a_backdated_crl_as_expired)
+{
+    if (access(openssl_bin, X_OK) != 0)
+        cr_skip_test("no %s", openssl_bin);
+    make_ca("ca");
+    issue("ca", "device", "dev", "out");
+    cr_assert_eq(pki("crl", "--ca", in_dir("ca"), "--this-update", "2020-01-01", NULL), 0);
+    const char *argv[] = {openssl_bin,
+                          "verify",
+                          "-crl_check",
+                          "-CAfile",
+                          in_dir("ca/ca.crt"),
+                          "-CRLfile",
+                          in_dir("ca/crl.pem"),
+                          in_dir("out/dev.crt"),
+                          NULL};
+    cr_expect_neq(mwt_run(argv, out_path, err_path, RUN_TIMEOUT_MS), 0);
+    char *out = mwt_read_file(out_path), *err = stderr_text();
+    cr_expect(strstr(err, "CRL has expired") != NULL || strstr(out, "CRL has expired") != NULL,
+              "%s%s", out, err);
+    free(out);
+    free(err);
+}
+
+Test(pki, openssl_ca_continues_from_our_index_and_crl_number)
+{
+    if (access(openssl_bin, X_OK) != 0)
+        cr_skip_test("no %s", openssl_bin);
+    make_ca("ca");
+    issue("ca", "device", "dev", "out");
+    revoke_id("ca", "dev");
+    FILE *f = fopen(in_dir("openssl.cnf"), "w");
+    cr_assert_not_null(f);
+    fprintf(f,
+            "[ca]\ndefault_ca = c\n[c]\ndatabase = %s\ncrlnumber = %s\ncertificate = %s\n"
+            "private_key = %s\ndefault_md = sha256\ndefault_crl_days = 7\n",
+            in_dir("ca/index.txt"), in_dir("ca/crlnumber"), in_dir("ca/ca.crt"),
+            in_dir("ca/ca.key"));
+    fclose(f);
+    const char *argv[] = {openssl_bin,
+                          "ca",
+                          "-config",
+                          in_dir("openssl.cnf"),
+                          "-gencrl",
+                          "-out",
+                          in_dir("openssl-crl.pem"),
+                          NULL};
+    cr_assert_eq(mwt_run(argv, out_path, err_path, RUN_TIMEOUT_MS), 0, "%s", stderr_text());
+    cr_expect_eq(crl_number("openssl-crl.pem"), 2u, "OpenSSL takes the next number from crlnumber");
+    cr_expect_eq(count_revoked("openssl-crl.pem"), 1u, "OpenSSL reads our revocation");
+}
+
+Test(pki, crl_with_thousands_of_revocations_stays_valid_der)
+{
+    make_ca("ca");
+    issue("ca", "device", "dev-1", "out");
+    issue("ca", "device", "dev-2", "out");
+    revoke_id("ca", "dev-1");
+    /* 2,000 more revoked lines push the DER past 64 KiB, into three-octet lengths. */
+    FILE *f = fopen(in_dir("ca/index.txt"), "a");
+    cr_assert_not_null(f);
+    for (int i = 0; i < 2000; i++)
+        fprintf(
+            f,
+            "R\t301231235959Z\t250101000000Z,superseded\t7F%030X\tunknown\t/O=medwire/CN=bulk-%d\n",
+            i, i);
+    fclose(f);
+    cr_assert_eq(pki("crl", "--ca", in_dir("ca"), NULL), 0, "%s", stderr_text());
+    cr_expect_eq(count_revoked("ca/crl.pem"), 2001u);
+    WOLFSSL_CERT_MANAGER *cm = wolfSSL_CertManagerNew();
+    cr_assert_not_null(cm);
+    cr_assert_eq(wolfSSL_CertManagerLoadCA(cm, in_dir("ca/ca.crt"), NULL), WOLFSSL_SUCCESS);
+    cr_assert_eq(wolfSSL_CertManagerEnableCRL(cm, WOLFSSL_CRL_CHECKALL), WOLFSSL_SUCCESS);
+    cr_expect_eq(wolfSSL_CertManagerLoadCRLFile(cm, in_dir("ca/crl.pem"), WOLFSSL_FILETYPE_PEM),
+                 WOLFSSL_SUCCESS);
+    cr_expect_eq(wolfSSL_CertManagerVerify(cm, in_dir("out/dev-1.crt"), WOLFSSL_FILETYPE_PEM),
+                 CRL_CERT_REVOKED);
+    cr_expect_eq(wolfSSL_CertManagerVerify(cm, in_dir("out/dev-2.crt"), WOLFSSL_FILETYPE_PEM),
+                 WOLFSSL_SUCCESS);
+    wolfSSL_CertManagerFree(cm);
 }
