@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* bench_channel.c -- handshake cost and bytes on the wire per acknowledged observation, in memory. */
+/* bench_channel.c -- handshake cost and bytes on the wire per acknowledged observation, in memory.
+ */
 #include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>

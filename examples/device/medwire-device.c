@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* medwire-device -- a simulated pulse oximeter that sends SpO2 and pulse rate through the device SDK. */
+/* medwire-device -- a simulated pulse oximeter that sends SpO2 and pulse rate through the device
+ * SDK. */
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -60,8 +61,8 @@ static void on_signal(int sig)
 
 static int usage_error(const char *what, const char *arg)
 {
-    fprintf(stderr, "medwire-device: %s%s%s\nsee 'medwire-device --help'\n", what,
-            arg ? ": " : "", arg ? arg : "");
+    fprintf(stderr, "medwire-device: %s%s%s\nsee 'medwire-device --help'\n", what, arg ? ": " : "",
+            arg ? arg : "");
     return 2;
 }
 

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* control.c -- the reference gateway's local control socket: JSON lines in, commands to devices out. */
+/* control.c -- the reference gateway's local control socket: JSON lines in, commands to devices
+ * out. */
 #define _GNU_SOURCE /* accept4, SOCK_NONBLOCK */
 #include <errno.h>
 #include <fcntl.h>
@@ -15,7 +16,7 @@
 
 #include "control.h"
 
-#define MAX_FIELDS 8
+#define MAX_FIELDS     8
 #define LINE_MAX_BYTES 1024
 
 struct field {
@@ -149,7 +150,8 @@ static void handle_line(mw_gateway_t *gw, int fd, const char *line)
     if (strcmp(what->val, "set_interval") == 0) {
         cmd.kind = MW_CMD_SET_INTERVAL;
         if (!get_u64(f, n, "interval_ms", &v) || v == 0 || v > 86400000u) {
-            reply(fd, "{\"ok\":false,\"error\":\"set_interval needs interval_ms (1..86400000)\"}\n");
+            reply(fd,
+                  "{\"ok\":false,\"error\":\"set_interval needs interval_ms (1..86400000)\"}\n");
             return;
         }
         cmd.u.interval_ms = (uint32_t)v;
@@ -169,7 +171,8 @@ static void handle_line(mw_gateway_t *gw, int fd, const char *line)
     if (get_u64(f, n, "ttl_s", &ttl)) {
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
-        cmd.expires_ms = (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u + ttl * 1000u;
+        cmd.expires_ms =
+            (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u + ttl * 1000u;
     }
     uint64_t id = 0;
     mw_err e = mw_gateway_send_command(gw, dev->val, &cmd, &id);

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* control.h -- the reference gateway's local control socket: JSON lines in, commands to devices out. */
+/* control.h -- the reference gateway's local control socket: JSON lines in, commands to devices
+ * out. */
 #ifndef MW_EXAMPLE_CONTROL_H
 #define MW_EXAMPLE_CONTROL_H
 

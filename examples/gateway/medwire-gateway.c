@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* medwire-gateway -- the reference gateway: devices in over DTLS, one JSON line per delivered message out. */
+/* medwire-gateway -- the reference gateway: devices in over DTLS, one JSON line per delivered
+ * message out. */
 #include <errno.h>
 #include <poll.h>
 #include <stdbool.h>
@@ -41,7 +42,8 @@ static const char USAGE[] =
     "  --port-file FILE    once listening, write the bound UDP port to FILE\n"
     "  --control PATH      local control socket (Unix stream, owner-only): one JSON\n"
     "                      object per line, e.g.\n"
-    "                      {\"device\":\"dev-1\",\"command\":\"set_interval\",\"interval_ms\":5000}\n"
+    "                      "
+    "{\"device\":\"dev-1\",\"command\":\"set_interval\",\"interval_ms\":5000}\n"
     "                      {\"device\":\"dev-1\",\"command\":\"ack_alarm\",\"alarm_seq\":17}\n"
     "                      {\"device\":\"dev-1\",\"command\":\"rotate_keys\",\"ttl_s\":60}\n"
     "                      answered with {\"ok\":true,\"device\":...,\"id\":N}; the device's\n"
@@ -270,7 +272,8 @@ int main(int argc, char **argv)
     mw_error_detail_t d;
     mw_err e = mw_gateway_create(&cfg, &gw, &d);
     if (e != MW_OK) {
-        fprintf(stderr, "medwire-gateway: cannot start: %s\n", d.reason[0] ? d.reason : mw_strerror(e));
+        fprintf(stderr, "medwire-gateway: cannot start: %s\n",
+                d.reason[0] ? d.reason : mw_strerror(e));
         return 1;
     }
     mw_addr_t local;
@@ -283,7 +286,9 @@ int main(int argc, char **argv)
         mw_gateway_destroy(&gw);
         return 1;
     }
-    mw_audit_event_t started = {.event = "gateway_started", .peer = local_text, .device = "",
+    mw_audit_event_t started = {.event = "gateway_started",
+                                .peer = local_text,
+                                .device = "",
                                 .reason = "listening for devices"};
     on_audit(&o, &started);
 
@@ -333,13 +338,14 @@ int main(int argc, char **argv)
     mw_gateway_stats_t st;
     mw_gateway_stats(gw, &st);
     char summary[200];
-    snprintf(summary, sizeof summary,
-             "%s; delivered %llu messages (%llu duplicates), %llu handshakes completed, %llu failed",
-             stop ? "signal" : "error", (unsigned long long)st.messages_delivered,
-             (unsigned long long)st.duplicates, (unsigned long long)st.handshakes_completed,
-             (unsigned long long)st.handshakes_failed);
-    mw_audit_event_t stopped = {.event = "gateway_stopped", .peer = local_text, .device = "",
-                                .reason = summary};
+    snprintf(
+        summary, sizeof summary,
+        "%s; delivered %llu messages (%llu duplicates), %llu handshakes completed, %llu failed",
+        stop ? "signal" : "error", (unsigned long long)st.messages_delivered,
+        (unsigned long long)st.duplicates, (unsigned long long)st.handshakes_completed,
+        (unsigned long long)st.handshakes_failed);
+    mw_audit_event_t stopped = {
+        .event = "gateway_stopped", .peer = local_text, .device = "", .reason = summary};
     on_audit(&o, &stopped);
     mw_gateway_destroy(&gw);
     if (o.out != stdout)

@@ -11,7 +11,8 @@
  * @code
  * static void on_audit(void *ctx, const mw_audit_event_t *ev)
  * {
- *     fprintf(ctx, "%s peer=%s device=%s reason=%s\n", ev->event, ev->peer, ev->device, ev->reason);
+ *     fprintf(ctx, "%s peer=%s device=%s reason=%s\n", ev->event, ev->peer, ev->device,
+ * ev->reason);
  * }
  * @endcode
  */
@@ -27,20 +28,20 @@ extern "C" {
 #endif
 
 /** Event names (the value of mw_audit_event_t::event). */
-#define MW_AUDIT_HANDSHAKE_FAILED "handshake_failed"
+#define MW_AUDIT_HANDSHAKE_FAILED    "handshake_failed"
 #define MW_AUDIT_SESSION_ESTABLISHED "session_established"
-#define MW_AUDIT_SESSION_CLOSED "session_closed"
-#define MW_AUDIT_IDENTITY_MISMATCH "identity_mismatch"
-#define MW_AUDIT_BAD_MESSAGE "bad_message"
-#define MW_AUDIT_PEER_LIMIT "peer_limit"
-#define MW_AUDIT_REPLAY "replay"
-#define MW_AUDIT_STORE_FAILED "store_failed"
-#define MW_AUDIT_REKEY_STARTED "rekey_started"
-#define MW_AUDIT_SESSION_ROTATED "session_rotated"
-#define MW_AUDIT_COMMAND_REFUSED "command_refused"
-#define MW_AUDIT_COMMAND_EXPIRED "command_expired"
-#define MW_AUDIT_CRL_RELOADED "crl_reloaded"
-#define MW_AUDIT_CRL_RELOAD_FAILED "crl_reload_failed"
+#define MW_AUDIT_SESSION_CLOSED      "session_closed"
+#define MW_AUDIT_IDENTITY_MISMATCH   "identity_mismatch"
+#define MW_AUDIT_BAD_MESSAGE         "bad_message"
+#define MW_AUDIT_PEER_LIMIT          "peer_limit"
+#define MW_AUDIT_REPLAY              "replay"
+#define MW_AUDIT_STORE_FAILED        "store_failed"
+#define MW_AUDIT_REKEY_STARTED       "rekey_started"
+#define MW_AUDIT_SESSION_ROTATED     "session_rotated"
+#define MW_AUDIT_COMMAND_REFUSED     "command_refused"
+#define MW_AUDIT_COMMAND_EXPIRED     "command_expired"
+#define MW_AUDIT_CRL_RELOADED        "crl_reloaded"
+#define MW_AUDIT_CRL_RELOAD_FAILED   "crl_reload_failed"
 
 /** One audit record. Strings are never NULL ("" when unknown). */
 typedef struct mw_audit_event {
@@ -55,7 +56,8 @@ typedef struct mw_audit_event {
 /** Receives audit records. Must not call back into the object that raised it. */
 typedef void mw_audit_fn(void *ctx, const mw_audit_event_t *event);
 
-/** Writes @p ev as one JSON object (no newline): "event", "peer", "device", "reason", "error", "code". */
+/** Writes @p ev as one JSON object (no newline): "event", "peer", "device", "reason", "error",
+ * "code". */
 MW_API MW_NODISCARD mw_err mw_audit_to_json(const mw_audit_event_t *ev, char *out, size_t out_size,
                                             size_t *out_len);
 

@@ -62,9 +62,9 @@ typedef struct mw_client_config {
     const char *cert_file;    /**< this device's PEM certificate (role device); required */
     const char *key_file;     /**< its PEM private key; required */
     const char *gateway_name; /**< the name the gateway's certificate must carry; required */
-    const char *gateway;      /**< "HOST:PORT" of the gateway; required unless gateway_addr is set */
-    mw_addr_t gateway_addr;   /**< used when gateway is NULL */
-    const char *bind;         /**< local "HOST:PORT" for the UDP socket; NULL: any */
+    const char *gateway;    /**< "HOST:PORT" of the gateway; required unless gateway_addr is set */
+    mw_addr_t gateway_addr; /**< used when gateway is NULL */
+    const char *bind;       /**< local "HOST:PORT" for the UDP socket; NULL: any */
     mw_transport_t transport; /**< custom transport; send == NULL: a UDP socket is opened */
     mw_clock_t clock;         /**< now_ms == NULL: the system clock */
     mw_random_t random;       /**< fill == NULL: wolfCrypt's CSPRNG */
@@ -75,10 +75,10 @@ typedef struct mw_client_config {
      *  must give a number above every one it used before (medwire-device uses the time in
      *  microseconds). */
     uint64_t first_seq;
-    uint32_t ack_timeout_ms;  /**< CoAP ACK_TIMEOUT (default 2000) */
-    uint8_t max_retransmit;   /**< CoAP MAX_RETRANSMIT (default 4) */
-    uint8_t nstart;           /**< CoAP NSTART: requests in flight at once, 1-4 (default 1) */
-    uint32_t keepalive_ms;    /**< idle time before a CoAP ping checks the link; 0: never */
+    uint32_t ack_timeout_ms; /**< CoAP ACK_TIMEOUT (default 2000) */
+    uint8_t max_retransmit;  /**< CoAP MAX_RETRANSMIT (default 4) */
+    uint8_t nstart;          /**< CoAP NSTART: requests in flight at once, 1-4 (default 1) */
+    uint32_t keepalive_ms;   /**< idle time before a CoAP ping checks the link; 0: never */
     /* Key rotation (a fresh full handshake, make-before-break); 0 disables each limit. */
     uint64_t rekey_after_ms;      /**< session age */
     uint64_t rekey_after_records; /**< datagrams sent in the session */
@@ -88,7 +88,7 @@ typedef struct mw_client_config {
     uint8_t rekey_after_retransmits;
     uint32_t reconnect_min_ms; /**< first reconnection delay (default 1000) */
     uint32_t reconnect_max_ms; /**< longest reconnection delay (default 60000) */
-    mw_audit_fn *audit;       /**< optional */
+    mw_audit_fn *audit;        /**< optional */
     void *audit_ctx;
     mw_command_fn *on_command; /**< optional: without it those commands are "unsupported" */
     void *on_command_ctx;
@@ -96,15 +96,15 @@ typedef struct mw_client_config {
 
 /** Counters and the state of the link. */
 typedef struct mw_client_stats {
-    uint64_t messages_queued;     /**< accepted by mw_client_send_* */
-    uint64_t messages_acked;      /**< acknowledged by the gateway and forgotten */
-    uint64_t messages_pending;    /**< waiting for acknowledgement now */
+    uint64_t messages_queued;       /**< accepted by mw_client_send_* */
+    uint64_t messages_acked;        /**< acknowledged by the gateway and forgotten */
+    uint64_t messages_pending;      /**< waiting for acknowledgement now */
     uint64_t oldest_pending_age_ms; /**< age of the oldest unacknowledged message, 0 if none */
-    uint64_t requests_sent;       /**< CoAP requests, first transmissions */
-    uint64_t retransmissions;     /**< CoAP retransmissions */
-    uint64_t handshakes;          /**< completed handshakes (rotations included) */
-    uint64_t rotations;           /**< sessions replaced by a new one while connected */
-    uint64_t resumptions;         /**< reconnections that resumed the session by ID */
+    uint64_t requests_sent;         /**< CoAP requests, first transmissions */
+    uint64_t retransmissions;       /**< CoAP retransmissions */
+    uint64_t handshakes;            /**< completed handshakes (rotations included) */
+    uint64_t rotations;             /**< sessions replaced by a new one while connected */
+    uint64_t resumptions;           /**< reconnections that resumed the session by ID */
     uint64_t handshake_failures;
     uint64_t datagrams_sent, datagrams_received;
     uint64_t bytes_sent, bytes_received; /**< UDP payload bytes, handshakes included */

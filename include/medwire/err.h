@@ -43,35 +43,35 @@ extern "C" {
  *  certificates; 3xx CoAP; 4xx session and protocol. */
 typedef enum mw_err {
     MW_OK = 0,
-    MW_EAGAIN = 1,       /**< nothing to do now; call again later (non-fatal) */
-    MW_EINPROGRESS = 2,  /**< started, not finished yet (non-fatal) */
-    MW_EINVAL = 3,       /**< an argument is missing or out of range */
-    MW_ENOMEM = 4,       /**< an allocation failed */
-    MW_ENOSPC = 5,       /**< a caller's buffer or a fixed-size table is too small */
-    MW_ECLOSED = 6,      /**< the object was closed or has failed fatally */
-    MW_ETIMEDOUT = 7,    /**< a deadline passed */
-    MW_EIO = 8,          /**< a file could not be read or written */
-    MW_ECONFIG = 9,      /**< the configuration is incomplete or inconsistent */
-    MW_EFULL = 10,       /**< a bounded queue or table is full */
-    MW_EINTERNAL = 11,   /**< a dependency failed in a way that is not the peer's doing */
+    MW_EAGAIN = 1,      /**< nothing to do now; call again later (non-fatal) */
+    MW_EINPROGRESS = 2, /**< started, not finished yet (non-fatal) */
+    MW_EINVAL = 3,      /**< an argument is missing or out of range */
+    MW_ENOMEM = 4,      /**< an allocation failed */
+    MW_ENOSPC = 5,      /**< a caller's buffer or a fixed-size table is too small */
+    MW_ECLOSED = 6,     /**< the object was closed or has failed fatally */
+    MW_ETIMEDOUT = 7,   /**< a deadline passed */
+    MW_EIO = 8,         /**< a file could not be read or written */
+    MW_ECONFIG = 9,     /**< the configuration is incomplete or inconsistent */
+    MW_EFULL = 10,      /**< a bounded queue or table is full */
+    MW_EINTERNAL = 11,  /**< a dependency failed in a way that is not the peer's doing */
 
     MW_ETRANSPORT = 100, /**< the transport failed (socket error) */
     MW_EADDR = 101,      /**< an address could not be parsed or resolved */
     MW_ETOOBIG = 102,    /**< a datagram is larger than the transport or record limit */
 
-    MW_EDTLS = 200,              /**< DTLS failed; the detail has wolfSSL's code */
-    MW_ECERT_LOAD = 201,         /**< a CA, certificate or key file could not be loaded */
-    MW_ECERT_EXPIRED = 202,      /**< the peer's certificate has expired */
-    MW_ECERT_NOT_YET_VALID = 203,/**< the peer's certificate is not valid yet */
-    MW_ECERT_UNTRUSTED = 204,    /**< the peer's certificate does not chain to our CA */
-    MW_ECERT_REVOKED = 205,      /**< the peer's certificate is revoked */
-    MW_ECERT_ROLE = 206,         /**< the peer's certificate has the wrong role (EKU) */
-    MW_ECERT_NAME = 207,         /**< the gateway's name is not the one expected */
-    MW_ECERT_IDENTITY = 208,     /**< the peer's certificate carries no usable identity */
-    MW_ENO_PEER_CERT = 209,      /**< the peer sent no certificate */
-    MW_ECIPHER = 210,            /**< no cipher suite in common with the peer */
-    MW_EPEER_ALERT = 211,        /**< the peer aborted the handshake with an alert */
-    MW_EHANDSHAKE_TIMEOUT = 212, /**< the handshake did not complete in time */
+    MW_EDTLS = 200,               /**< DTLS failed; the detail has wolfSSL's code */
+    MW_ECERT_LOAD = 201,          /**< a CA, certificate or key file could not be loaded */
+    MW_ECERT_EXPIRED = 202,       /**< the peer's certificate has expired */
+    MW_ECERT_NOT_YET_VALID = 203, /**< the peer's certificate is not valid yet */
+    MW_ECERT_UNTRUSTED = 204,     /**< the peer's certificate does not chain to our CA */
+    MW_ECERT_REVOKED = 205,       /**< the peer's certificate is revoked */
+    MW_ECERT_ROLE = 206,          /**< the peer's certificate has the wrong role (EKU) */
+    MW_ECERT_NAME = 207,          /**< the gateway's name is not the one expected */
+    MW_ECERT_IDENTITY = 208,      /**< the peer's certificate carries no usable identity */
+    MW_ENO_PEER_CERT = 209,       /**< the peer sent no certificate */
+    MW_ECIPHER = 210,             /**< no cipher suite in common with the peer */
+    MW_EPEER_ALERT = 211,         /**< the peer aborted the handshake with an alert */
+    MW_EHANDSHAKE_TIMEOUT = 212,  /**< the handshake did not complete in time */
 
     MW_ECOAP_MALFORMED = 300, /**< a CoAP message could not be parsed */
     MW_ECOAP_RESET = 301,     /**< the peer answered with RST */

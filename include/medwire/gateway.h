@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /**
  * @file gateway.h
- * @brief The hospital side: accept many devices on one UDP socket, deliver their messages to a sink.
+ * @brief The hospital side: accept many devices on one UDP socket, deliver their messages to a
+ * sink.
  *
  * One gateway serves every device through one transport and one loop
  * (@ref mw_gateway_poll). Each device is authenticated by its certificate
@@ -76,7 +77,7 @@ typedef struct mw_gateway_config {
     /** PEM CRL of the CA (medwire-pki revoke/crl). Enforced on every full handshake and
      *  on resumption. NULL: revocation is not checked. An expired CRL refuses everyone. */
     const char *crl_file;
-    const char *listen;    /**< "HOST:PORT" to bind; used when transport.send is NULL */
+    const char *listen;       /**< "HOST:PORT" to bind; used when transport.send is NULL */
     mw_transport_t transport; /**< custom transport; send == NULL: UDP on listen */
     mw_clock_t clock;         /**< now_ms == NULL: the system clock */
     uint32_t max_peers;       /**< sessions kept at once (default 4096) */
@@ -95,18 +96,18 @@ typedef struct mw_gateway_config {
 } mw_gateway_config_t;
 
 typedef struct mw_gateway_stats {
-    uint64_t sessions;            /**< established now */
-    uint64_t handshakes_started;  /**< with a valid cookie */
+    uint64_t sessions;           /**< established now */
+    uint64_t handshakes_started; /**< with a valid cookie */
     uint64_t handshakes_completed;
     uint64_t handshakes_failed;
-    uint64_t hello_verify_sent;   /**< cookie-less ClientHellos answered statelessly */
-    uint64_t messages_delivered;  /**< given to the sink and accepted */
-    uint64_t duplicates;          /**< acknowledged again, not delivered again */
-    uint64_t replays;             /**< refused: below the device's low-water mark */
-    uint64_t refused;             /**< batches refused (identity, malformed) */
-    uint64_t coap_duplicates;     /**< CoAP duplicates answered from the cache (RFC 7252 4.5) */
-    uint64_t bodies_too_large;    /**< Block1 bodies refused with 4.13 */
-    uint64_t store_failures;      /**< commits that failed (nothing was acknowledged) */
+    uint64_t hello_verify_sent;  /**< cookie-less ClientHellos answered statelessly */
+    uint64_t messages_delivered; /**< given to the sink and accepted */
+    uint64_t duplicates;         /**< acknowledged again, not delivered again */
+    uint64_t replays;            /**< refused: below the device's low-water mark */
+    uint64_t refused;            /**< batches refused (identity, malformed) */
+    uint64_t coap_duplicates;    /**< CoAP duplicates answered from the cache (RFC 7252 4.5) */
+    uint64_t bodies_too_large;   /**< Block1 bodies refused with 4.13 */
+    uint64_t store_failures;     /**< commits that failed (nothing was acknowledged) */
     uint64_t datagrams_received, datagrams_sent, bytes_received, bytes_sent;
 } mw_gateway_stats_t;
 

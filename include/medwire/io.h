@@ -31,13 +31,12 @@ extern "C" {
 
 /** A peer address: a socket address (IPv4 or IPv6) held by value, compared bytewise. */
 typedef struct mw_addr {
-    uint32_t len;      /**< bytes used in @c data; 0 means no address */
-    uint8_t data[28];  /**< a struct sockaddr_in or sockaddr_in6 */
+    uint32_t len;     /**< bytes used in @c data; 0 means no address */
+    uint8_t data[28]; /**< a struct sockaddr_in or sockaddr_in6 */
 } mw_addr_t;
 
 /** Sends one datagram to @p to. ::MW_EAGAIN if it would block. */
-typedef mw_err mw_transport_send_fn(void *ctx, const mw_addr_t *to, const uint8_t *buf,
-                                    size_t len);
+typedef mw_err mw_transport_send_fn(void *ctx, const mw_addr_t *to, const uint8_t *buf, size_t len);
 /** Receives one datagram into @p out_buf; ::MW_EAGAIN when none is waiting.
  *  A datagram longer than @p cap is truncated to @p cap and reported whole in @p out_len. */
 typedef mw_err mw_transport_recv_fn(void *ctx, mw_addr_t *out_from, uint8_t *out_buf, size_t cap,
@@ -87,7 +86,8 @@ MW_API MW_NODISCARD mw_err mw_udp_open(const char *bind_text, mw_transport_t *ou
 /** The address the UDP transport is bound to (after port 0, the port the system chose). */
 MW_API MW_NODISCARD mw_err mw_udp_local_addr(const mw_transport_t *transport, mw_addr_t *out_addr);
 
-/** The real clock: CLOCK_MONOTONIC for timers; CLOCK_REALTIME for timestamps (reported unsynchronised). */
+/** The real clock: CLOCK_MONOTONIC for timers; CLOCK_REALTIME for timestamps (reported
+ * unsynchronised). */
 MW_API mw_clock_t mw_clock_system(void);
 
 /** Waits up to @p timeout_ms for @p fd to become readable (-1 fd: just sleeps). */

@@ -36,9 +36,9 @@ extern "C" {
 #define MW_ALARM_TEXT_MAX 47
 
 /** A few IEEE 11073-10101 codes (partition 2, SCADA: 0x20000 | term code). */
-#define MW_MDC_PULS_OXIM_SAT_O2 150456u   /**< SpO2, unit "%" */
+#define MW_MDC_PULS_OXIM_SAT_O2    150456u /**< SpO2, unit "%" */
 #define MW_MDC_PULS_OXIM_PULS_RATE 149530u /**< pulse rate from oximetry, unit "/min" */
-#define MW_MDC_EVT_LO 196638u              /**< alarm: value below the low limit (partition 3) */
+#define MW_MDC_EVT_LO              196638u /**< alarm: value below the low limit (partition 3) */
 
 /** Delivery priority: alarms first when a queue is flushed; status last. */
 typedef enum mw_priority {

@@ -98,8 +98,8 @@ typedef struct mw_storage_slice {
  * @return ::MW_OK; ::MW_EINVAL for a NULL argument, an empty or out-of-range slice, or a slice
  *         not aligned to the erase unit.
  */
-MW_API MW_NODISCARD mw_err mw_storage_slice(const mw_storage_t *parent, uint32_t off,
-                                            uint32_t size, mw_storage_slice_t *out_slice,
+MW_API MW_NODISCARD mw_err mw_storage_slice(const mw_storage_t *parent, uint32_t off, uint32_t size,
+                                            mw_storage_slice_t *out_slice,
                                             mw_storage_t *out_storage);
 
 #ifdef __cplusplus

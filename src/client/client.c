@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* client.c -- the device SDK: queue, batch, send over CoAP/DTLS, forget only what the gateway acknowledged. */
+/* client.c -- the device SDK: queue, batch, send over CoAP/DTLS, forget only what the gateway
+ * acknowledged. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,7 +18,7 @@
 /* Bytes a CoAP request adds around the batch: header 4, token 8, Uri-Path
  * 1+5, Content-Format 1+2, payload marker 1, rounded up. */
 #define COAP_OVERHEAD 32
-#define BATCH_CAP (MWI_DTLS_MAX_PLAINTEXT - COAP_OVERHEAD)
+#define BATCH_CAP     (MWI_DTLS_MAX_PLAINTEXT - COAP_OVERHEAD)
 /* A handshake that has not completed after wolfSSL's first five timers
  * (1+2+4+8+16 s) is abandoned and retried with backoff, rather than waiting
  * the full 127 s wolfSSL would. */
@@ -26,8 +27,8 @@
 #define NSTART_MAX 4
 /* A batch body that does not fit one record goes block-wise (RFC 7959) in
  * blocks of 1024 bytes (SZX 6), up to this size. */
-#define BODY_MAX 4096
-#define BLOCK_SZX 6
+#define BODY_MAX   4096
+#define BLOCK_SZX  6
 #define BLOCK_SIZE 1024u
 
 enum state { ST_IDLE, ST_HANDSHAKE, ST_READY, ST_FAILED };
@@ -891,8 +892,8 @@ static void run_timers(mw_client_t *c, uint64_t now)
                 start_rekey(c, now, "the gateway stopped answering; trying a new session");
         } else if (e == MW_ECOAP_GIVEUP || e == MW_ETIMEDOUT) {
             char why[160];
-            snprintf(why, sizeof why,
-                     "the gateway at %.60s stopped acknowledging; reconnecting", c->gw_text);
+            snprintf(why, sizeof why, "the gateway at %.60s stopped acknowledging; reconnecting",
+                     c->gw_text);
             set_last(c, MW_ECOAP_GIVEUP, 0, why);
             drop_link(c, now);
         }

@@ -1,11 +1,12 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* server.c -- server-side CoAP mechanics, sans-I/O: duplicate detection with response replay, Block1 reassembly, Block2 slicing. */
+/* server.c -- server-side CoAP mechanics, sans-I/O: duplicate detection with response replay,
+ * Block1 reassembly, Block2 slicing. */
 #include <string.h>
 
 #include "coap/server.h"
 
-const mwi_coap_dedup_entry *mwi_coap_dedup_find(const mwi_coap_dedup *d, uint8_t type,
-                                                uint16_t mid, uint64_t now_ms)
+const mwi_coap_dedup_entry *mwi_coap_dedup_find(const mwi_coap_dedup *d, uint8_t type, uint16_t mid,
+                                                uint64_t now_ms)
 {
     for (size_t i = 0; i < MWI_COAP_DEDUP_ENTRIES; i++) {
         const mwi_coap_dedup_entry *e = &d->e[i];
@@ -28,8 +29,8 @@ void mwi_coap_dedup_store(mwi_coap_dedup *d, uint8_t type, uint16_t mid, const u
         if (e->expires_ms < slot->expires_ms)
             slot = e;
     }
-    uint64_t life = type == MWI_COAP_CON ? mwi_coap_exchange_lifetime_ms(p)
-                                         : mwi_coap_non_lifetime_ms(p);
+    uint64_t life =
+        type == MWI_COAP_CON ? mwi_coap_exchange_lifetime_ms(p) : mwi_coap_non_lifetime_ms(p);
     slot->expires_ms = now_ms + life;
     slot->mid = mid;
     slot->type = type;

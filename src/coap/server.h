@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* server.h -- server-side CoAP mechanics, sans-I/O: duplicate detection with response replay, Block1 reassembly, Block2 slicing. */
+/* server.h -- server-side CoAP mechanics, sans-I/O: duplicate detection with response replay,
+ * Block1 reassembly, Block2 slicing. */
 #ifndef MWI_COAP_SERVER_H
 #define MWI_COAP_SERVER_H
 
@@ -35,8 +36,8 @@ typedef struct mwi_coap_dedup {
 } mwi_coap_dedup;
 
 /** Looks up a request's MID. Returns the entry if it is a duplicate (not expired), else NULL. */
-const mwi_coap_dedup_entry *mwi_coap_dedup_find(const mwi_coap_dedup *d, uint8_t type,
-                                                uint16_t mid, uint64_t now_ms);
+const mwi_coap_dedup_entry *mwi_coap_dedup_find(const mwi_coap_dedup *d, uint8_t type, uint16_t mid,
+                                                uint64_t now_ms);
 /** Remembers that (type, mid) was processed and what was answered (response may be NULL). */
 void mwi_coap_dedup_store(mwi_coap_dedup *d, uint8_t type, uint16_t mid, const uint8_t *response,
                           size_t len, uint64_t now_ms, const mwi_coap_params *p);

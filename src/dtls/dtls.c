@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* dtls.c -- DTLS 1.2 on wolfSSL 5.5.4 with custom I/O, mutual X.509, and the workarounds its build needs. */
+/* dtls.c -- DTLS 1.2 on wolfSSL 5.5.4 with custom I/O, mutual X.509, and the workarounds its build
+ * needs. */
 #include <wolfssl/options.h> /* first: without it struct layouts differ from the library's */
 #include <wolfssl/ssl.h>
 #include <wolfssl/error-ssl.h>
@@ -16,20 +17,20 @@
 #include "dtls/dtls.h"
 
 /* DTLS record header: type(1) version(2) epoch(2) seq(6) length(2). */
-#define REC_HDR 13
-#define CT_CCS 20
-#define CT_HANDSHAKE 22
-#define HS_CLIENT_HELLO 1
-#define HS_SERVER_HELLO 2
+#define REC_HDR                 13
+#define CT_CCS                  20
+#define CT_HANDSHAKE            22
+#define HS_CLIENT_HELLO         1
+#define HS_SERVER_HELLO         2
 #define HS_HELLO_VERIFY_REQUEST 3
 
 /* The server's final flight (CCS + Finished) is tiny; this bounds what we cache. */
-#define FLIGHT_MAX_BYTES 512
+#define FLIGHT_MAX_BYTES  512
 #define FLIGHT_MAX_DGRAMS 4
 /* A client whose copy of our final flight was lost retransmits its own flight
  * each timer (1 s and up); answering more often than this only wastes bytes. */
 #define FLIGHT_RESEND_GAP_MS 500
-#define FLIGHT_RESEND_MAX 8
+#define FLIGHT_RESEND_MAX    8
 
 /* Connections alive in this process: lets tests prove that a replaced
  * session (and with it its keys) was destroyed. */
@@ -44,8 +45,8 @@ struct mwi_dtls_ctx {
     unsigned char cookie_secret[32];
     WC_RNG rng;
     bool rng_ok;
-    bool crl;              /* revocation enforced */
-    char ca_file[256];     /* kept to check a new CRL before it replaces the old */
+    bool crl;          /* revocation enforced */
+    char ca_file[256]; /* kept to check a new CRL before it replaces the old */
 };
 
 struct mwi_dtls_conn {
@@ -101,24 +102,42 @@ static void wipe(void *p, size_t n)
 static const char *alert_name(int code)
 {
     switch (code) {
-    case 0: return "close_notify";
-    case 10: return "unexpected_message";
-    case 20: return "bad_record_mac";
-    case 40: return "handshake_failure";
-    case 42: return "bad_certificate";
-    case 43: return "unsupported_certificate";
-    case 44: return "certificate_revoked";
-    case 45: return "certificate_expired";
-    case 46: return "certificate_unknown";
-    case 47: return "illegal_parameter";
-    case 48: return "unknown_ca";
-    case 49: return "access_denied";
-    case 50: return "decode_error";
-    case 51: return "decrypt_error";
-    case 70: return "protocol_version";
-    case 71: return "insufficient_security";
-    case 80: return "internal_error";
-    default: return "other";
+    case 0:
+        return "close_notify";
+    case 10:
+        return "unexpected_message";
+    case 20:
+        return "bad_record_mac";
+    case 40:
+        return "handshake_failure";
+    case 42:
+        return "bad_certificate";
+    case 43:
+        return "unsupported_certificate";
+    case 44:
+        return "certificate_revoked";
+    case 45:
+        return "certificate_expired";
+    case 46:
+        return "certificate_unknown";
+    case 47:
+        return "illegal_parameter";
+    case 48:
+        return "unknown_ca";
+    case 49:
+        return "access_denied";
+    case 50:
+        return "decode_error";
+    case 51:
+        return "decrypt_error";
+    case 70:
+        return "protocol_version";
+    case 71:
+        return "insufficient_security";
+    case 80:
+        return "internal_error";
+    default:
+        return "other";
     }
 }
 
@@ -130,12 +149,16 @@ static mw_err map_x509(int code)
 {
     switch (code) {
     case X509_V_ERR_CERT_NOT_YET_VALID:
-    case X509_V_ERR_ERROR_IN_CERT_NOT_BEFORE_FIELD: return MW_ECERT_NOT_YET_VALID;
+    case X509_V_ERR_ERROR_IN_CERT_NOT_BEFORE_FIELD:
+        return MW_ECERT_NOT_YET_VALID;
     case X509_V_ERR_CERT_HAS_EXPIRED:
-    case X509_V_ERR_ERROR_IN_CERT_NOT_AFTER_FIELD: return MW_ECERT_EXPIRED;
+    case X509_V_ERR_ERROR_IN_CERT_NOT_AFTER_FIELD:
+        return MW_ECERT_EXPIRED;
     case X509_V_ERR_CERT_REVOKED:
-    case X509_V_ERR_UNABLE_TO_GET_CRL: return MW_ECERT_REVOKED;
-    case X509_V_ERR_INVALID_PURPOSE: return MW_ECERT_ROLE;
+    case X509_V_ERR_UNABLE_TO_GET_CRL:
+        return MW_ECERT_REVOKED;
+    case X509_V_ERR_INVALID_PURPOSE:
+        return MW_ECERT_ROLE;
     case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT:
     case X509_V_ERR_UNABLE_TO_DECRYPT_CERT_SIGNATURE:
     case X509_V_ERR_UNABLE_TO_DECODE_ISSUER_PUBLIC_KEY:
@@ -146,8 +169,10 @@ static mw_err map_x509(int code)
     case X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE:
     case X509_V_ERR_INVALID_CA:
     case X509_V_ERR_CERT_UNTRUSTED:
-    case X509_V_ERR_CERT_REJECTED: return MW_ECERT_UNTRUSTED;
-    default: return MW_EDTLS;
+    case X509_V_ERR_CERT_REJECTED:
+        return MW_ECERT_UNTRUSTED;
+    default:
+        return MW_EDTLS;
     }
 }
 
@@ -156,22 +181,33 @@ static mw_err map_wolf(int code)
     if (code > 0)
         return map_x509(code);
     switch (code) {
-    case ASN_AFTER_DATE_E: return MW_ECERT_EXPIRED;
-    case ASN_BEFORE_DATE_E: return MW_ECERT_NOT_YET_VALID;
+    case ASN_AFTER_DATE_E:
+        return MW_ECERT_EXPIRED;
+    case ASN_BEFORE_DATE_E:
+        return MW_ECERT_NOT_YET_VALID;
     case ASN_NO_SIGNER_E:
     case ASN_SELF_SIGNED_E:
     case ASN_SIG_CONFIRM_E:
     case ASN_SIG_KEY_E:
-    case ASN_PATHLEN_INV_E: return MW_ECERT_UNTRUSTED;
+    case ASN_PATHLEN_INV_E:
+        return MW_ECERT_UNTRUSTED;
     case CRL_CERT_REVOKED:
-    case CRL_MISSING: return MW_ECERT_REVOKED;
-    case NO_PEER_CERT: return MW_ENO_PEER_CERT;
-    case EXTKEYUSE_AUTH_E: return MW_ECERT_ROLE;
-    case DOMAIN_NAME_MISMATCH: return MW_ECERT_NAME;
-    case MATCH_SUITE_ERROR: return MW_ECIPHER;
-    case FATAL_ERROR: return MW_EPEER_ALERT;
-    case MEMORY_E: return MW_ENOMEM;
-    default: return MW_EDTLS;
+    case CRL_MISSING:
+        return MW_ECERT_REVOKED;
+    case NO_PEER_CERT:
+        return MW_ENO_PEER_CERT;
+    case EXTKEYUSE_AUTH_E:
+        return MW_ECERT_ROLE;
+    case DOMAIN_NAME_MISMATCH:
+        return MW_ECERT_NAME;
+    case MATCH_SUITE_ERROR:
+        return MW_ECIPHER;
+    case FATAL_ERROR:
+        return MW_EPEER_ALERT;
+    case MEMORY_E:
+        return MW_ENOMEM;
+    default:
+        return MW_EDTLS;
     }
 }
 
@@ -210,8 +246,8 @@ static bool id_valid(const char *s)
         return false;
     for (size_t i = 0; i < n; i++) {
         char ch = s[i];
-        bool ok = (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ||
-                  (i > 0 && (ch == '.' || ch == '_' || ch == '-'));
+        bool ok = (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') ||
+                  (ch >= '0' && ch <= '9') || (i > 0 && (ch == '.' || ch == '_' || ch == '-'));
         if (!ok)
             return false;
     }
@@ -293,12 +329,14 @@ static mw_err check_resumed_peer(mwi_dtls_conn *c)
     char what[200];
     mw_err e = MW_OK;
     if (x == NULL) {
-        set_err(&c->err, MW_ENO_PEER_CERT, NO_PEER_CERT, "resumed session without a peer certificate");
+        set_err(&c->err, MW_ENO_PEER_CERT, NO_PEER_CERT,
+                "resumed session without a peer certificate");
         return MW_ENO_PEER_CERT;
     }
     char cn[MW_ID_MAX + 2] = "";
     WOLFSSL_X509_NAME *subj = wolfSSL_X509_get_subject_name(x);
-    if (subj == NULL || wolfSSL_X509_NAME_get_text_by_NID(subj, NID_commonName, cn, sizeof cn) < 0 ||
+    if (subj == NULL ||
+        wolfSSL_X509_NAME_get_text_by_NID(subj, NID_commonName, cn, sizeof cn) < 0 ||
         !id_valid(cn)) {
         set_err(&c->err, MW_ECERT_IDENTITY, 0, "resumed session: peer identity unusable");
         e = MW_ECERT_IDENTITY;
@@ -402,7 +440,8 @@ static bool own_identity(mwi_dtls_ctx *ctx, mw_error_detail_t *d)
     WOLFSSL_X509_NAME *subj = x ? wolfSSL_X509_get_subject_name(x) : NULL;
     char cn[MW_ID_MAX + 2];
     char what[160];
-    if (subj == NULL || wolfSSL_X509_NAME_get_text_by_NID(subj, NID_commonName, cn, sizeof cn) < 0 ||
+    if (subj == NULL ||
+        wolfSSL_X509_NAME_get_text_by_NID(subj, NID_commonName, cn, sizeof cn) < 0 ||
         !id_valid(cn)) {
         set_err(d, MW_ECERT_IDENTITY, 0,
                 "our certificate's common name is missing or not a valid identity "
@@ -426,13 +465,12 @@ static bool own_identity(mwi_dtls_ctx *ctx, mw_error_detail_t *d)
 static mw_err crl_failed(mw_error_detail_t *d, const char *file, int code)
 {
     char buf[240];
-    snprintf(buf, sizeof buf,
-             "cannot load CRL '%.100s': %s (wolfSSL %d)", file,
-             code == ASN_CRL_NO_SIGNER_E   ? "not signed by the configured CA"
-             : code == ASN_CRL_CONFIRM_E   ? "its signature does not verify"
-             : code == ASN_PARSE_E         ? "expired (past nextUpdate) or malformed"
-             : code == WOLFSSL_BAD_FILE    ? "missing or unreadable"
-                                           : "refused",
+    snprintf(buf, sizeof buf, "cannot load CRL '%.100s': %s (wolfSSL %d)", file,
+             code == ASN_CRL_NO_SIGNER_E ? "not signed by the configured CA"
+             : code == ASN_CRL_CONFIRM_E ? "its signature does not verify"
+             : code == ASN_PARSE_E       ? "expired (past nextUpdate) or malformed"
+             : code == WOLFSSL_BAD_FILE  ? "missing or unreadable"
+                                         : "refused",
              code);
     set_err(d, MW_ECERT_LOAD, code, buf);
     return MW_ECERT_LOAD;
@@ -442,8 +480,9 @@ MW_NODISCARD static mw_err load_failed(mw_error_detail_t *d, const char *what, c
                                        int code)
 {
     char buf[200];
-    snprintf(buf, sizeof buf, "cannot load %s '%.100s': missing, unreadable or not PEM (wolfSSL %d)",
-             what, file, code);
+    snprintf(buf, sizeof buf,
+             "cannot load %s '%.100s': missing, unreadable or not PEM (wolfSSL %d)", what, file,
+             code);
     set_err(d, MW_ECERT_LOAD, code, buf);
     return MW_ECERT_LOAD;
 }
@@ -457,7 +496,8 @@ mw_err mwi_dtls_ctx_create(const mwi_dtls_config *cfg, mwi_dtls_ctx **out_ctx,
     if (out_ctx == NULL || cfg == NULL)
         return MW_EINVAL;
     *out_ctx = NULL;
-    if (cfg->ca_file == NULL || (!cfg->test_no_cert && (cfg->cert_file == NULL || cfg->key_file == NULL))) {
+    if (cfg->ca_file == NULL ||
+        (!cfg->test_no_cert && (cfg->cert_file == NULL || cfg->key_file == NULL))) {
         set_err(d, MW_ECONFIG, 0, "a CA file, a certificate file and a key file are all required");
         return MW_ECONFIG;
     }
@@ -505,9 +545,11 @@ mw_err mwi_dtls_ctx_create(const mwi_dtls_config *cfg, mwi_dtls_ctx **out_ctx,
     (void)wolfSSL_CTX_NoTicketTLSv12(ctx->wctx);
     int mode = WOLFSSL_VERIFY_PEER;
     if (cfg->role == MWI_DTLS_SERVER)
-        mode |= WOLFSSL_VERIFY_FAIL_IF_NO_PEER_CERT; /* VERIFY_PEER alone admits a certless client */
+        mode |=
+            WOLFSSL_VERIFY_FAIL_IF_NO_PEER_CERT; /* VERIFY_PEER alone admits a certless client */
     wolfSSL_CTX_set_verify(ctx->wctx, mode, verify_cb);
-    if ((rc = wolfSSL_CTX_load_verify_locations(ctx->wctx, cfg->ca_file, NULL)) != WOLFSSL_SUCCESS) {
+    if ((rc = wolfSSL_CTX_load_verify_locations(ctx->wctx, cfg->ca_file, NULL)) !=
+        WOLFSSL_SUCCESS) {
         e = load_failed(d, "CA certificate", cfg->ca_file, rc);
         goto fail;
     }
@@ -616,7 +658,8 @@ mw_err mwi_dtls_conn_create(mwi_dtls_ctx *ctx, const mw_addr_t *peer, mwi_dtls_s
     if (wolfSSL_dtls_set_peer(c->ssl, peer_copy.data, peer_copy.len) != WOLFSSL_SUCCESS)
         goto fail;
     if (ctx->role == MWI_DTLS_SERVER) {
-        if (wolfSSL_DTLS_SetCookieSecret(c->ssl, ctx->cookie_secret, sizeof ctx->cookie_secret) != 0)
+        if (wolfSSL_DTLS_SetCookieSecret(c->ssl, ctx->cookie_secret, sizeof ctx->cookie_secret) !=
+            0)
             goto fail;
     } else if (wolfSSL_check_domain_name(c->ssl, ctx->peer_name) != WOLFSSL_SUCCESS) {
         goto fail;
@@ -725,7 +768,7 @@ static size_t usable_records(const uint8_t *d, size_t len, size_t min_sealed)
 
 /* Shortest protected record: the explicit nonce (8 bytes for both suites,
  * RFC 6655 3, RFC 5288 3) and the tag; until the suite is known, GCM's. */
-#define AEAD_NONCE 8u
+#define AEAD_NONCE   8u
 #define MAX_AEAD_TAG 16u
 static size_t min_sealed(const mwi_dtls_conn *c)
 {

@@ -22,11 +22,11 @@ typedef enum mwi_dtls_role { MWI_DTLS_CLIENT = 0, MWI_DTLS_SERVER = 1 } mwi_dtls
 
 typedef struct mwi_dtls_config {
     mwi_dtls_role role;
-    const char *ca_file;   /**< PEM; required */
-    const char *cert_file; /**< PEM; required unless test_no_cert */
-    const char *key_file;  /**< PEM; required unless test_no_cert */
-    const char *peer_name; /**< client: the gateway name the certificate must carry; required */
-    const char *crl_file;  /**< PEM CRL of the CA; NULL: revocation not checked */
+    const char *ca_file;     /**< PEM; required */
+    const char *cert_file;   /**< PEM; required unless test_no_cert */
+    const char *key_file;    /**< PEM; required unless test_no_cert */
+    const char *peer_name;   /**< client: the gateway name the certificate must carry; required */
+    const char *crl_file;    /**< PEM CRL of the CA; NULL: revocation not checked */
     const char *cipher_list; /**< NULL: MWI_DTLS_CIPHERS. Tests only, to play a bad peer. */
     bool test_no_cert;       /**< tests only: a client that presents no certificate */
     bool test_skip_role;     /**< tests only: do not check the peer's EKU ourselves */

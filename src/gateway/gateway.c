@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* gateway.c -- many devices on one socket: stateless cookie exchange, one DTLS session per address, identity-checked delivery. */
+/* gateway.c -- many devices on one socket: stateless cookie exchange, one DTLS session per address,
+ * identity-checked delivery. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,13 +15,13 @@
 #include "session/codec.h"
 #include "session/replay.h"
 
-#define BATCH_PATH "batch"
+#define BATCH_PATH      "batch"
 #define WELL_KNOWN_PATH ".well-known/core"
 /* RFC 6690 link-format, Content-Format 40. */
 #define CF_LINK_FORMAT 40
-#define LINKS "</batch>;ct=65100;rt=\"medwire.batch\";if=\"medwire.v1\""
+#define LINKS          "</batch>;ct=65100;rt=\"medwire.batch\";if=\"medwire.v1\""
 /* Datagrams handled per poll before timers get their turn. */
-#define RX_BURST 256
+#define RX_BURST        256
 #define IDLE_TIMEOUT_MS (10u * 60u * 1000u)
 /* Audit lines per second for handshakes refused before the cookie exchange. */
 #define UNVERIFIED_AUDIT_PER_S 10u
@@ -43,9 +44,9 @@ struct peer {
     mwi_dtls_conn *next; /* a new handshake from the same address (a reboot, a rekey) */
     uint64_t last_rx_ms;
     char text[64];
-    mwi_coap_dedup dedup;  /* responses by MID, for duplicates (RFC 7252 4.5) */
-    mwi_coap_block1 b1;    /* a Block1 body being reassembled */
-    uint8_t *b1_buf;       /* max_body bytes while a transfer runs, else NULL */
+    mwi_coap_dedup dedup; /* responses by MID, for duplicates (RFC 7252 4.5) */
+    mwi_coap_block1 b1;   /* a Block1 body being reassembled */
+    uint8_t *b1_buf;      /* max_body bytes while a transfer runs, else NULL */
     struct peer *hnext;
 };
 
@@ -53,8 +54,8 @@ struct peer {
  * reconnects from another port is the same device. */
 struct device {
     char id[MW_ID_MAX + 1];
-    mwi_replay rp; /* which sequence numbers were delivered */
-    uint64_t next_command; /* ids increase over the device's life, across restarts */
+    mwi_replay rp;                       /* which sequence numbers were delivered */
+    uint64_t next_command;               /* ids increase over the device's life, across restarts */
     mw_command_t cmds[MWI_MAX_COMMANDS]; /* sent in every Ack until answered or expired */
     uint8_t ncmds;
     struct device *hnext;
@@ -96,12 +97,12 @@ struct mw_gateway {
         mw_addr_t addr;
         size_t len;
         uint8_t bytes[MWI_DTLS_MAX_PLAINTEXT];
-    } *deferred;
+    } * deferred;
     size_t ndeferred;
     struct undo {
         struct device *dv;
         mwi_replay before;
-    } *undo;
+    } * undo;
     size_t nundo;
 
     /* per-record scratch, reused: the gateway decodes one batch at a time */
@@ -380,8 +381,7 @@ struct resp_opts {
  * a block, or a request asking for Block2, is served block by block
  * (RFC 7959 2.2); each block request is a request of its own. */
 static void respond_opts(mw_gateway_t *gw, struct peer *p, const mwi_coap_msg *req, uint8_t code,
-                         int32_t cf, const uint8_t *payload, size_t len,
-                         const struct resp_opts *o)
+                         int32_t cf, const uint8_t *payload, size_t len, const struct resp_opts *o)
 {
     mwi_coap_msg r;
     uint8_t out[MWI_DTLS_MAX_PLAINTEXT];
@@ -449,7 +449,8 @@ static void drop_command(struct device *dv, uint64_t id)
 {
     for (uint8_t i = 0; i < dv->ncmds; i++)
         if (dv->cmds[i].id == id) {
-            memmove(&dv->cmds[i], &dv->cmds[i + 1], (size_t)(dv->ncmds - i - 1) * sizeof dv->cmds[0]);
+            memmove(&dv->cmds[i], &dv->cmds[i + 1],
+                    (size_t)(dv->ncmds - i - 1) * sizeof dv->cmds[0]);
             dv->ncmds--;
             return;
         }
@@ -494,8 +495,8 @@ static void handle_batch(mw_gateway_t *gw, struct peer *p, const mwi_coap_msg *r
                "Content-Format must be 65100 (medwire batch)");
         return;
     }
-    mw_err e = mwi_batch_decode(req->payload, req->payload_len, gw->batch, MWI_MAX_BATCH, &n,
-                                &low_water);
+    mw_err e =
+        mwi_batch_decode(req->payload, req->payload_len, gw->batch, MWI_MAX_BATCH, &n, &low_water);
     if (e != MW_OK) {
         gw->st.refused++;
         snprintf(why, sizeof why, "batch refused: %s", mw_strerror(e));
@@ -592,8 +593,8 @@ static void handle_block1(mw_gateway_t *gw, struct peer *p, const mwi_coap_msg *
         }
     }
     struct resp_opts o = {.flags = MWI_COAP_F_BLOCK1, .block1 = m->block1};
-    mwi_block1_result r = mwi_coap_block1_input(&p->b1, p->b1_buf, gw->max_body, m, gw->now_ms,
-                                                &gw->params);
+    mwi_block1_result r =
+        mwi_coap_block1_input(&p->b1, p->b1_buf, gw->max_body, m, gw->now_ms, &gw->params);
     switch (r) {
     case MWI_BLOCK1_CONTINUE:
         respond_opts(gw, p, m, MWI_COAP_CONTINUE, -1, NULL, 0, &o);
@@ -645,14 +646,14 @@ static void on_record(void *ctx, const uint8_t *data, size_t len)
             mwi_coap_msg r;
             uint8_t out[8];
             size_t n;
-            if (mwi_coap_make_rst(&m, &r) == MW_OK && mwi_coap_encode(&r, out, sizeof out, &n) == MW_OK)
+            if (mwi_coap_make_rst(&m, &r) == MW_OK &&
+                mwi_coap_encode(&r, out, sizeof out, &n) == MW_OK)
                 write_lossy(p->conn, out, n);
         }
         return; /* the gateway sends no requests, so expects no responses */
     }
     if (m.type == MWI_COAP_CON || m.type == MWI_COAP_NON) {
-        const mwi_coap_dedup_entry *dup =
-            mwi_coap_dedup_find(&p->dedup, m.type, m.mid, gw->now_ms);
+        const mwi_coap_dedup_entry *dup = mwi_coap_dedup_find(&p->dedup, m.type, m.mid, gw->now_ms);
         if (dup != NULL) {
             /* Processed once already: same answer, no second processing. */
             gw->st.coap_duplicates++;
@@ -771,8 +772,8 @@ static void stateless_result(mw_gateway_t *gw, const mw_addr_t *from, mw_err e,
     audit(gw, MW_AUDIT_HANDSHAKE_FAILED, txt, "", e, d->foreign, why);
 }
 
-static void handle_datagram(mw_gateway_t *gw, const mw_addr_t *from, const uint8_t *buf,
-                            size_t len, uint64_t now)
+static void handle_datagram(mw_gateway_t *gw, const mw_addr_t *from, const uint8_t *buf, size_t len,
+                            uint64_t now)
 {
     struct peer **slot = peer_slot(gw, from);
     struct peer *p = *slot;
@@ -786,8 +787,8 @@ static void handle_datagram(mw_gateway_t *gw, const mw_addr_t *from, const uint8
             if (p->next == NULL) {
                 mwi_dtls_conn *c = NULL;
                 mw_error_detail_t d;
-                mw_err e = mwi_dtls_accept(gw->dtls, from, buf, len, now, route_send, &p->route,
-                                           &c, &d);
+                mw_err e =
+                    mwi_dtls_accept(gw->dtls, from, buf, len, now, route_send, &p->route, &c, &d);
                 if (e == MW_OK) {
                     gw->st.handshakes_started++;
                     p->next = c;

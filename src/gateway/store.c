@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* store.c -- the gateway's durable store (SQLite, WAL): accepted-message journal, per-device replay state, sink checkpoint. */
+/* store.c -- the gateway's durable store (SQLite, WAL): accepted-message journal, per-device replay
+ * state, sink checkpoint. */
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,7 +13,7 @@
 #define SCHEMA_VERSION 1
 /* Replay state blob: version(1) low(8) done(8) n(1) n * (first(8) last(8)), little endian. */
 #define REPLAY_BLOB_VERSION 1
-#define REPLAY_BLOB_MAX (1 + 8 + 8 + 1 + MWI_REPLAY_MAX_RANGES * 16)
+#define REPLAY_BLOB_MAX     (1 + 8 + 8 + 1 + MWI_REPLAY_MAX_RANGES * 16)
 
 struct mwi_store {
     sqlite3 *db;
@@ -74,8 +75,8 @@ mw_err mwi_store_open(const char *path, mwi_store **out, mw_error_detail_t *d)
         goto out;
     }
     sqlite3_busy_timeout(s->db, 5000);
-    if (sqlite3_prepare_v2(s->db, "SELECT replay, next_command FROM devices WHERE id = ?1", -1, &s->get_dev,
-                           NULL) != SQLITE_OK ||
+    if (sqlite3_prepare_v2(s->db, "SELECT replay, next_command FROM devices WHERE id = ?1", -1,
+                           &s->get_dev, NULL) != SQLITE_OK ||
         sqlite3_prepare_v2(s->db,
                            "INSERT OR REPLACE INTO devices(id, replay, next_command, updated_ms)"
                            " VALUES(?1,?2,?3,?4)",

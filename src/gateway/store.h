@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* store.h -- the gateway's durable store (SQLite, WAL): accepted-message journal, per-device replay state, sink checkpoint. */
+/* store.h -- the gateway's durable store (SQLite, WAL): accepted-message journal, per-device replay
+ * state, sink checkpoint. */
 #ifndef MWI_GATEWAY_STORE_H
 #define MWI_GATEWAY_STORE_H
 

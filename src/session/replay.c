@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* replay.c -- per-device replay state: which sequence numbers were delivered, as a low-water mark and a few ranges. */
+/* replay.c -- per-device replay state: which sequence numbers were delivered, as a low-water mark
+ * and a few ranges. */
 #include <string.h>
 
 #include "session/replay.h"

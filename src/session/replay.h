@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* replay.h -- per-device replay state: which sequence numbers were delivered, as a low-water mark and a few ranges. */
+/* replay.h -- per-device replay state: which sequence numbers were delivered, as a low-water mark
+ * and a few ranges. */
 #ifndef MWI_SESSION_REPLAY_H
 #define MWI_SESSION_REPLAY_H
 

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* harness.c -- a gateway and devices on an in-memory network under a fake clock, driven deterministically. */
+/* harness.c -- a gateway and devices on an in-memory network under a fake clock, driven
+ * deterministically. */
 #include <criterion/criterion.h>
 #include <stdio.h>
 #include <stdlib.h>

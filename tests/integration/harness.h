@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* harness.h -- a gateway and devices on an in-memory network under a fake clock, driven deterministically. */
+/* harness.h -- a gateway and devices on an in-memory network under a fake clock, driven
+ * deterministically. */
 #ifndef MWT_HARNESS_H
 #define MWT_HARNESS_H
 
@@ -15,7 +16,7 @@
 #include "support/pki.h"
 
 #define MWT_GATEWAY_ADDR "127.0.0.1:5684"
-#define MWT_MAX_AUDIT 256
+#define MWT_MAX_AUDIT    256
 
 typedef struct mwt_audit_line {
     char event[40];
@@ -54,7 +55,8 @@ typedef struct mwt_h {
     int next_port;
 } mwt_h;
 
-/** Makes the PKI (once per process) and a gateway on the in-memory net. Aborts the test on failure. */
+/** Makes the PKI (once per process) and a gateway on the in-memory net. Aborts the test on failure.
+ */
 void mwt_h_init(mwt_h *h, uint64_t seed);
 /** As mwt_h_init, with the gateway's max_body (0: default). */
 void mwt_h_init_body(mwt_h *h, uint64_t seed, uint32_t max_body);
@@ -77,7 +79,8 @@ void mwt_raw_wait_up(mwt_h *h, mwt_raw *r);
 void mwt_raw_exchange(mwt_h *h, mwt_raw *r, const void *m, uint8_t *out, size_t cap,
                       size_t *out_len, void *resp);
 
-/** Runs the loop until @p done returns true or @p max_ms of fake time pass; returns done's value. */
+/** Runs the loop until @p done returns true or @p max_ms of fake time pass; returns done's value.
+ */
 bool mwt_h_run(mwt_h *h, bool (*done)(mwt_h *h, void *arg), void *arg, uint64_t max_ms);
 
 /** Runs until every client has an empty queue (or a fatal error), at most @p max_ms. */

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* test_channel.c -- device and gateway end to end in memory: delivery, faults, and every refusal with its reason. */
+/* test_channel.c -- device and gateway end to end in memory: delivery, faults, and every refusal
+ * with its reason. */
 #include <criterion/criterion.h>
 #include <stdio.h>
 #include <string.h>
@@ -134,8 +135,8 @@ static void refused_device(const char *name, const char *gateway_name, mw_err gw
     cr_assert(mwt_h_run(&h, client_failed, bad, 60000), "%s was not refused", name);
     mw_error_detail_t d;
     mw_client_last_error(bad, &d);
-    cr_assert(strstr(d.reason, client_reason) != NULL, "%s: device says '%s', expected '%s'",
-              name, d.reason, client_reason);
+    cr_assert(strstr(d.reason, client_reason) != NULL, "%s: device says '%s', expected '%s'", name,
+              d.reason, client_reason);
     if (gw_err != MW_OK) {
         const mwt_audit_line *l = mwt_h_audit_find(&h, MW_AUDIT_HANDSHAKE_FAILED, gw_err);
         cr_assert_not_null(l, "%s: no audit line with %s", name, mw_strerror(gw_err));
@@ -201,7 +202,8 @@ Test(refuse, a_device_with_no_certificate)
     cr_assert_neq(r->result, MW_OK, "a certless client must not get a session");
     const mwt_audit_line *l = mwt_h_audit_find(&h, MW_AUDIT_HANDSHAKE_FAILED, MW_ENO_PEER_CERT);
     for (size_t i = 0; l == NULL && i < h.naudit; i++)
-        fprintf(stderr, "audit: %s %s %d %s\n", h.audit[i].event, mw_strerror(h.audit[i].err), h.audit[i].foreign, h.audit[i].reason);
+        fprintf(stderr, "audit: %s %s %d %s\n", h.audit[i].event, mw_strerror(h.audit[i].err),
+                h.audit[i].foreign, h.audit[i].reason);
     cr_assert_not_null(l, "no audit line for the missing certificate");
     mwt_h_fini(&h);
 }
@@ -211,12 +213,14 @@ Test(refuse, a_peer_offering_only_suites_outside_the_two_allowed)
     mwt_h h;
     mwt_h_init(&h, 10);
     mw_client_t *good = mwt_h_client(&h, "dev-2", "gateway", NULL);
-    mwt_raw *r = mwt_h_raw(&h, "dev-1", "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305", false);
+    mwt_raw *r = mwt_h_raw(&h, "dev-1",
+                           "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305", false);
     valid_device_still_served(&h, good, 0);
     cr_assert_neq(r->result, MW_OK);
     const mwt_audit_line *l = mwt_h_audit_find(&h, MW_AUDIT_HANDSHAKE_FAILED, MW_ECIPHER);
     for (size_t i = 0; l == NULL && i < h.naudit; i++)
-        fprintf(stderr, "audit: %s %s %d %s\n", h.audit[i].event, mw_strerror(h.audit[i].err), h.audit[i].foreign, h.audit[i].reason);
+        fprintf(stderr, "audit: %s %s %d %s\n", h.audit[i].event, mw_strerror(h.audit[i].err),
+                h.audit[i].foreign, h.audit[i].reason);
     cr_assert_not_null(l, "no audit line for the cipher suites");
     mwt_h_fini(&h);
 }

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* test_commands.c -- commands from gateway to device: delivery in Acks, results, replay and expiry refused. */
+/* test_commands.c -- commands from gateway to device: delivery in Acks, results, replay and expiry
+ * refused. */
 #include <criterion/criterion.h>
 #include <stdio.h>
 #include <string.h>

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* test_messaging.c -- the CoAP message layer end to end: faults, duplicates, block-wise, NSTART, errors, restarts, pings. */
+/* test_messaging.c -- the CoAP message layer end to end: faults, duplicates, block-wise, NSTART,
+ * errors, restarts, pings. */
 #include <criterion/criterion.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -155,8 +156,8 @@ static void expect_code(mwt_h *h, mwt_raw *r, mwi_coap_msg *q, uint8_t code)
     size_t n;
     mwi_coap_msg resp;
     mwt_raw_exchange(h, r, q, out, sizeof out, &n, &resp);
-    cr_assert_eq(resp.code, code, "got %u.%02u, expected %u.%02u", resp.code >> 5,
-                 resp.code & 31, code >> 5, code & 31);
+    cr_assert_eq(resp.code, code, "got %u.%02u, expected %u.%02u", resp.code >> 5, resp.code & 31,
+                 code >> 5, code & 31);
     cr_assert_eq(resp.mid, q->mid, "piggybacked on the request's MID");
     cr_assert_eq(resp.token_len, q->token_len);
 }

@@ -39,13 +39,28 @@ static void run_gateway(gw_proc *g, const mwt_pki *pki)
     snprintf(ca, sizeof ca, "%s", mwt_pki_ca(pki));
     snprintf(crt, sizeof crt, "%s", mwt_pki_crt(pki, "gateway"));
     snprintf(key, sizeof key, "%s", mwt_pki_key(pki, "gateway"));
-    const char *argv[] = {mwt_bin("medwire-gateway"), "--listen",
-                          restart ? g->addr : "127.0.0.1:0", "--ca", ca, "--cert", crt, "--key",
-                          key, "--out", g->out, "--audit", g->audit, "--store", g->store,
-                          "--port-file", g->port_file,
+    const char *argv[] = {mwt_bin("medwire-gateway"),
+                          "--listen",
+                          restart ? g->addr : "127.0.0.1:0",
+                          "--ca",
+                          ca,
+                          "--cert",
+                          crt,
+                          "--key",
+                          key,
+                          "--out",
+                          g->out,
+                          "--audit",
+                          g->audit,
+                          "--store",
+                          g->store,
+                          "--port-file",
+                          g->port_file,
                           g->control[0] ? "--control" : "--port-file",
                           g->control[0] ? g->control : g->port_file,
-                          g->crl[0] ? "--crl" : NULL, g->crl, NULL};
+                          g->crl[0] ? "--crl" : NULL,
+                          g->crl,
+                          NULL};
     cr_assert(mwt_proc_start(&g->proc, argv, NULL, NULL));
     cr_assert(mwt_wait_file(g->port_file, 10000), "the gateway did not report its port");
     char *port = mwt_read_file(g->port_file);
@@ -67,17 +82,31 @@ static void stop_gateway(gw_proc *g)
     cr_assert_eq(mwt_proc_stop(&g->proc, SIGTERM), 0, "the gateway exits 0 on SIGTERM");
 }
 
-static bool start_device_paced(mwt_proc *p, const mwt_pki *pki, const gw_proc *g,
-                               const char *name, const char *count, const char *interval,
-                               const char *err_path)
+static bool start_device_paced(mwt_proc *p, const mwt_pki *pki, const gw_proc *g, const char *name,
+                               const char *count, const char *interval, const char *err_path)
 {
     char ca[300], crt[300], key[300];
     snprintf(ca, sizeof ca, "%s", mwt_pki_ca(pki));
     snprintf(crt, sizeof crt, "%s", mwt_pki_crt(pki, name));
     snprintf(key, sizeof key, "%s", mwt_pki_key(pki, name));
-    const char *argv[] = {mwt_bin("medwire-device"), "--gateway", g->addr, "--gateway-name",
-                          "gateway", "--ca", ca, "--cert", crt, "--key", key, "--count", count,
-                          "--interval-ms", interval, "--give-up-s", "60", NULL};
+    const char *argv[] = {mwt_bin("medwire-device"),
+                          "--gateway",
+                          g->addr,
+                          "--gateway-name",
+                          "gateway",
+                          "--ca",
+                          ca,
+                          "--cert",
+                          crt,
+                          "--key",
+                          key,
+                          "--count",
+                          count,
+                          "--interval-ms",
+                          interval,
+                          "--give-up-s",
+                          "60",
+                          NULL};
     return mwt_proc_start(p, argv, NULL, err_path);
 }
 
@@ -88,9 +117,22 @@ static bool start_device(mwt_proc *p, const mwt_pki *pki, const gw_proc *g, cons
     snprintf(ca, sizeof ca, "%s", mwt_pki_ca(pki));
     snprintf(crt, sizeof crt, "%s", mwt_pki_crt(pki, name));
     snprintf(key, sizeof key, "%s", mwt_pki_key(pki, name));
-    const char *argv[] = {mwt_bin("medwire-device"), "--gateway", g->addr, "--gateway-name",
-                          gateway_name, "--ca", ca, "--cert", crt, "--key", key, "--count",
-                          count, "--give-up-s", "20", NULL};
+    const char *argv[] = {mwt_bin("medwire-device"),
+                          "--gateway",
+                          g->addr,
+                          "--gateway-name",
+                          gateway_name,
+                          "--ca",
+                          ca,
+                          "--cert",
+                          crt,
+                          "--key",
+                          key,
+                          "--count",
+                          count,
+                          "--give-up-s",
+                          "20",
+                          NULL};
     return mwt_proc_start(p, argv, NULL, err_path);
 }
 
@@ -177,8 +219,8 @@ Test(programs, an_expired_device_is_refused_with_its_reason_while_a_valid_one_is
     cr_assert_not_null(msg);
     cr_assert(strstr(msg, "certificate_expired") != NULL, "device says: %s", msg);
     free(msg);
-    const char *line[] = {"\"event\":\"handshake_failed\"", "expired", "\"reason\":", "\"code\":-151",
-                          NULL};
+    const char *line[] = {"\"event\":\"handshake_failed\"", "expired",
+                          "\"reason\":", "\"code\":-151", NULL};
     cr_assert_geq(mwt_count_lines(g.audit, line), 1, "audit line with wolfSSL's -151");
     assert_each_seq_once(g.out, "dev-1", 20);
     const char *none[] = {"\"device\":\"expired\"", NULL};
@@ -225,8 +267,8 @@ Test(programs, bad_command_lines_exit_2_and_help_exits_0)
     const char *gw_help[] = {mwt_bin("medwire-gateway"), "--help", NULL};
     const char *dev_help[] = {mwt_bin("medwire-device"), "--help", NULL};
     const char *gw_bad[] = {mwt_bin("medwire-gateway"), "--listen", NULL};
-    const char *dev_bad[] = {mwt_bin("medwire-device"), "--gateway", "127.0.0.1:1", "--count",
-                             "many", NULL};
+    const char *dev_bad[] = {
+        mwt_bin("medwire-device"), "--gateway", "127.0.0.1:1", "--count", "many", NULL};
     const char *gw_nocert[] = {mwt_bin("medwire-gateway"), "--listen", "127.0.0.1:0", NULL};
     cr_assert_eq(mwt_run(gw_help, NULL, NULL, 5000), 0);
     cr_assert_eq(mwt_run(dev_help, NULL, NULL, 5000), 0);
@@ -243,8 +285,9 @@ Test(programs, the_gateway_explains_a_missing_key_file)
     snprintf(ca, sizeof ca, "%s", mwt_pki_ca(&pki));
     snprintf(crt, sizeof crt, "%s", mwt_pki_crt(&pki, "gateway"));
     snprintf(err, sizeof err, "%s/err", pki.dir);
-    const char *argv[] = {mwt_bin("medwire-gateway"), "--listen", "127.0.0.1:0", "--ca", ca,
-                          "--cert", crt, "--key", "/nonexistent/gateway.key", NULL};
+    const char *argv[] = {
+        mwt_bin("medwire-gateway"), "--listen", "127.0.0.1:0", "--ca", ca, "--cert", crt, "--key",
+        "/nonexistent/gateway.key", NULL};
     cr_assert_eq(mwt_run(argv, NULL, err, 10000), 1);
     char *msg = mwt_read_file(err);
     cr_assert_not_null(msg);

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* test_revocation.c -- a revoked device is refused on a full handshake and on resumption; the others carry on. */
+/* test_revocation.c -- a revoked device is refused on a full handshake and on resumption; the
+ * others carry on. */
 #include <criterion/criterion.h>
 #include <stdio.h>
 #include <string.h>
@@ -22,13 +23,13 @@ static void own_pki(mwt_pki *p)
     snprintf(ca, sizeof ca, "%s/ca", p->dir);
     const char *mk[] = {pki, "ca", "--out", ca, NULL};
     pki_run(mk);
-    const char *gw[] = {pki, "issue", "--ca", ca, "--role", "gateway", "--id", "gateway", "--out",
-                        p->dir, NULL};
+    const char *gw[] = {pki,    "issue",   "--ca",  ca,     "--role", "gateway",
+                        "--id", "gateway", "--out", p->dir, NULL};
     pki_run(gw);
     static const char *const devs[] = {"dev-1", "dev-2", "dev-3"};
     for (int i = 0; i < 3; i++) {
-        const char *d[] = {pki, "issue", "--ca", ca, "--role", "device", "--id", devs[i], "--out",
-                           p->dir, NULL};
+        const char *d[] = {pki,    "issue", "--ca",  ca,     "--role", "device",
+                           "--id", devs[i], "--out", p->dir, NULL};
         pki_run(d);
     }
     const char *crl[] = {pki, "crl", "--ca", ca, NULL};
@@ -67,7 +68,8 @@ static bool reconnect_refused(mwt_h *h, void *arg)
     return false;
 }
 
-Test(revocation, a_revoked_device_is_refused_on_full_handshake_and_on_resumption_and_others_carry_on,
+Test(revocation,
+     a_revoked_device_is_refused_on_full_handshake_and_on_resumption_and_others_carry_on,
      .timeout = 120)
 {
     mwt_pki pki;

@@ -55,19 +55,27 @@ bool mwt_pki_make(mwt_pki *p)
     if (!run(mk_ca) || !run(mk_ca2))
         return false;
     static const char *const devices[] = {"dev-1", "dev-2", "dev-3"};
-    const char *gw[] = {pki, "issue", "--ca", ca, "--role", "gateway", "--id", "gateway", "--out", p->dir, NULL};
+    const char *gw[] = {pki,    "issue",   "--ca",  ca,     "--role", "gateway",
+                        "--id", "gateway", "--out", p->dir, NULL};
     if (!run(gw))
         return false;
     for (size_t i = 0; i < sizeof devices / sizeof devices[0]; i++) {
-        const char *d[] = {pki, "issue", "--ca", ca, "--role", "device", "--id", devices[i], "--out", p->dir, NULL};
+        const char *d[] = {pki,    "issue",    "--ca",  ca,     "--role", "device",
+                           "--id", devices[i], "--out", p->dir, NULL};
         if (!run(d))
             return false;
     }
-    const char *expired[] = {pki, "issue", "--ca", ca, "--role", "device", "--id", "expired", "--out", p->dir,
-                             "--not-before", "2020-01-01", "--not-after", "2021-01-01", NULL};
-    const char *future[] = {pki, "issue", "--ca", ca, "--role", "device", "--id", "future", "--out", p->dir,
-                            "--not-before", "2090-01-01", "--not-after", "2091-01-01", NULL};
-    const char *alien[] = {pki, "issue", "--ca", ca2, "--role", "device", "--id", "alien", "--out", p->dir, NULL};
-    const char *self[] = {pki, "issue", "--self-signed", "--role", "device", "--id", "selfsigned", "--out", p->dir, NULL};
+    const char *expired[] = {
+        pki,           "issue",      "--ca",  ca,     "--role",       "device",
+        "--id",        "expired",    "--out", p->dir, "--not-before", "2020-01-01",
+        "--not-after", "2021-01-01", NULL};
+    const char *future[] = {
+        pki,           "issue",      "--ca",  ca,     "--role",       "device",
+        "--id",        "future",     "--out", p->dir, "--not-before", "2090-01-01",
+        "--not-after", "2091-01-01", NULL};
+    const char *alien[] = {pki,    "issue", "--ca",  ca2,    "--role", "device",
+                           "--id", "alien", "--out", p->dir, NULL};
+    const char *self[] = {pki,    "issue",      "--self-signed", "--role", "device",
+                          "--id", "selfsigned", "--out",         p->dir,   NULL};
     return run(expired) && run(future) && run(alien) && run(self);
 }
