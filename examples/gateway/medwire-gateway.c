@@ -20,6 +20,7 @@ static const char USAGE[] =
     "usage: medwire-gateway --listen HOST:PORT --ca FILE --cert FILE --key FILE\n"
     "                       [--out FILE] [--audit FILE] [--store FILE] [--port-file FILE]\n"
     "                       [--crl FILE] [--control PATH] [--max-peers N]\n"
+    "                       [--comm-loss-s S]\n"
     "\n"
     "Accepts medical devices over mutually authenticated DTLS 1.2 (CoAP, protobuf) and\n"
     "writes every delivered message as one JSON object per line.\n"
@@ -49,6 +50,10 @@ static const char USAGE[] =
     "                      answered with {\"ok\":true,\"device\":...,\"id\":N}; the device's\n"
     "                      result appears in --out as a \"command_result\" line\n"
     "  --max-peers N       sessions kept at once (default 4096)\n"
+    "  --comm-loss-s S     a device silent for more than S seconds gets a\n"
+    "                      \"communication_loss\" line in --out (a technical alarm), and a\n"
+    "                      \"communication_restored\" line when it is heard again (0: off,\n"
+    "                      the default)\n"
     "  -h, --help          this text;  --version  the version\n"
     "\n"
     "With --out FILE, every delivered message appears in FILE exactly once, also when\n"
@@ -181,7 +186,7 @@ int main(int argc, char **argv)
     const char *store = "medwire-gateway.db";
     const char *control_path = NULL;
     const char *crl = NULL;
-    unsigned long max_peers = 0;
+    unsigned long max_peers = 0, comm_loss_s = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
@@ -268,6 +273,7 @@ int main(int argc, char **argv)
     cfg.audit_ctx = &o;
     if (max_peers)
         cfg.max_peers = (uint32_t)max_peers;
+    cfg.comm_loss_ms = (uint64_t)comm_loss_s * 1000u;
     mw_gateway_t *gw = NULL;
     mw_error_detail_t d;
     mw_err e = mw_gateway_create(&cfg, &gw, &d);

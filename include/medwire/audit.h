@@ -42,6 +42,7 @@ extern "C" {
 #define MW_AUDIT_COMMAND_EXPIRED     "command_expired"
 #define MW_AUDIT_CRL_RELOADED        "crl_reloaded"
 #define MW_AUDIT_CRL_RELOAD_FAILED   "crl_reload_failed"
+#define MW_AUDIT_COMM_LOSS           "communication_loss"
 
 /** One audit record. Strings are never NULL ("" when unknown). */
 typedef struct mw_audit_event {

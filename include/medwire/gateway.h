@@ -81,6 +81,9 @@ typedef struct mw_gateway_config {
     mw_transport_t transport; /**< custom transport; send == NULL: UDP on listen */
     mw_clock_t clock;         /**< now_ms == NULL: the system clock */
     uint32_t max_peers;       /**< sessions kept at once (default 4096) */
+    /** A device silent longer than this (ms) gets a MW_MSG_COMM_LOSS message in the sink,
+     *  and a MW_MSG_COMM_RESTORED one when it is heard from again; 0: off. */
+    uint64_t comm_loss_ms;
     uint32_t max_body;        /**< largest block-wise (Block1) request body, bytes (default 4096);
                                    a larger one is refused with 4.13 and never buffered */
     mw_sink_fn *sink;         /**< required */

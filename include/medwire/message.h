@@ -144,7 +144,18 @@ typedef enum mw_msg_type {
     MW_MSG_ALARM = 2,
     MW_MSG_STATUS = 3,
     MW_MSG_COMMAND_RESULT = 4,
+    /** Made by the gateway, not sent by a device (seq 0): the device has been silent longer
+     *  than its configured interval (an IEC 60601-1-8 technical alarm condition) ... */
+    MW_MSG_COMM_LOSS = 5,
+    /** ... and it has been heard from again. */
+    MW_MSG_COMM_RESTORED = 6,
 } mw_msg_type;
+
+/** For MW_MSG_COMM_LOSS and MW_MSG_COMM_RESTORED. */
+typedef struct mw_link_event {
+    uint64_t silent_ms;    /**< how long the device had been silent */
+    uint64_t last_seen_ms; /**< Unix ms of the last message before the silence */
+} mw_link_event_t;
 
 /** One delivered message, as the gateway hands it to a sink. */
 typedef struct mw_message {
@@ -159,10 +170,12 @@ typedef struct mw_message {
         mw_alarm_t alarm;
         mw_device_status_t status;
         mw_command_result_t command_result;
+        mw_link_event_t link;
     } u;
 } mw_message_t;
 
-/** Name of a message type ("observation", "alarm", "status", "command_result", "unknown"). */
+/** Name of a message type ("observation", "alarm", "status", "command_result",
+ *  "communication_loss", "communication_restored", "unknown"). */
 MW_API const char *mw_msg_type_name(mw_msg_type type);
 
 /** Name of a command status ("done", "refused-replay", ...), NULL if out of range. */

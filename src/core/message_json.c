@@ -210,6 +210,10 @@ MW_API const char *mw_msg_type_name(mw_msg_type type)
         return "status";
     case MW_MSG_COMMAND_RESULT:
         return "command_result";
+    case MW_MSG_COMM_LOSS:
+        return "communication_loss";
+    case MW_MSG_COMM_RESTORED:
+        return "communication_restored";
     case MW_MSG_UNKNOWN:
         break;
     }
@@ -353,6 +357,13 @@ MW_API mw_err mw_message_to_json(const mw_message_t *msg, char *out, size_t out_
         put_json_string(&w, r->detail, sizeof(r->detail));
         break;
     }
+    case MW_MSG_COMM_LOSS:
+    case MW_MSG_COMM_RESTORED:
+        put_key(&w, "silent_ms");
+        put_u64(&w, msg->u.link.silent_ms);
+        put_key(&w, "last_seen_ms");
+        put_u64(&w, msg->u.link.last_seen_ms);
+        break;
     case MW_MSG_UNKNOWN:
     default:
         /* A payload kind this version cannot describe: the header alone still tells a hospital

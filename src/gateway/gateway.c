@@ -47,6 +47,7 @@ struct peer {
     mwi_coap_dedup dedup; /* responses by MID, for duplicates (RFC 7252 4.5) */
     mwi_coap_block1 b1;   /* a Block1 body being reassembled */
     uint8_t *b1_buf;      /* max_body bytes while a transfer runs, else NULL */
+    struct device *dv;    /* once the peer has sent a batch */
     struct peer *hnext;
 };
 
@@ -58,6 +59,9 @@ struct device {
     uint64_t next_command;               /* ids increase over the device's life, across restarts */
     mw_command_t cmds[MWI_MAX_COMMANDS]; /* sent in every Ack until answered or expired */
     uint8_t ncmds;
+    uint64_t last_seen_ms;      /* monotonic: for the communication-loss condition */
+    uint64_t last_seen_wall_ms; /* Unix ms, for the report */
+    bool lost;                  /* a communication_loss was delivered, no restore yet */
     struct device *hnext;
 };
 
@@ -78,6 +82,8 @@ struct mw_gateway {
     uint32_t device_buckets;
     mwi_coap_parser *parser;
     uint16_t next_mid;
+    uint64_t comm_loss_ms;
+    uint64_t next_loss_scan_ms;
     mwi_coap_params params;
     size_t max_body;
     uint64_t now_ms; /* the time of the datagram being handled */
@@ -242,6 +248,7 @@ mw_err mw_gateway_create(const mw_gateway_config_t *cfg, mw_gateway_t **out, mw_
     gw->sink_ctx = cfg->sink_ctx;
     mwi_coap_params_default(&gw->params);
     gw->max_body = cfg->max_body ? cfg->max_body : 4096;
+    gw->comm_loss_ms = cfg->comm_loss_ms;
     gw->sink_commit = cfg->sink_commit;
     gw->sink_recover = cfg->sink_recover;
     gw->deferred = calloc(DEFER_MAX, sizeof *gw->deferred);
@@ -445,6 +452,56 @@ static uint64_t wall_ms(const mw_gateway_t *gw)
     return gw->clock.wall_ms ? gw->clock.wall_ms(gw->clock.ctx, &synced) : 0;
 }
 
+/* A gateway-made message about a device's link (seq 0: not the device's). */
+static mw_err link_event(mw_gateway_t *gw, struct device *dv, mw_msg_type type, uint64_t silent)
+{
+    mw_message_t m;
+    memset(&m, 0, sizeof m);
+    snprintf(m.device_id, sizeof m.device_id, "%s", dv->id);
+    m.type = type;
+    m.priority = MW_PRIORITY_ALARM;
+    m.device_time_ms = wall_ms(gw);
+    m.time_synced = false;
+    m.u.link.silent_ms = silent;
+    m.u.link.last_seen_ms = dv->last_seen_wall_ms;
+    mw_err e = gw->sink(gw->sink_ctx, &m);
+    if (e == MW_OK)
+        gw->dirty = true; /* committed with the rest of the poll */
+    return e;
+}
+
+/* The device was heard from: if it had been declared lost, say it is back. */
+static void seen(mw_gateway_t *gw, struct device *dv)
+{
+    if (dv->lost && gw->comm_loss_ms) {
+        if (link_event(gw, dv, MW_MSG_COMM_RESTORED, gw->now_ms - dv->last_seen_ms) == MW_OK)
+            dv->lost = false;
+    }
+    dv->last_seen_ms = gw->now_ms;
+    dv->last_seen_wall_ms = wall_ms(gw);
+}
+
+/* IEC 60601-1-8 calls a lost link a technical alarm condition: a device
+ * silent longer than the configured interval is reported once, and again
+ * when it comes back. Scanned at most once a second. */
+static void scan_comm_loss(mw_gateway_t *gw, uint64_t now)
+{
+    if (gw->comm_loss_ms == 0 || now < gw->next_loss_scan_ms)
+        return;
+    gw->next_loss_scan_ms = now + 1000;
+    for (uint32_t b = 0; b < gw->device_buckets; b++)
+        for (struct device *dv = gw->devices[b]; dv; dv = dv->hnext)
+            if (!dv->lost && dv->last_seen_ms != 0 && now - dv->last_seen_ms > gw->comm_loss_ms &&
+                link_event(gw, dv, MW_MSG_COMM_LOSS, now - dv->last_seen_ms) == MW_OK) {
+                char why[120];
+                dv->lost = true;
+                snprintf(why, sizeof why, "no message for %llu s (limit %llu s)",
+                         (unsigned long long)((now - dv->last_seen_ms) / 1000),
+                         (unsigned long long)(gw->comm_loss_ms / 1000));
+                audit(gw, MW_AUDIT_COMM_LOSS, "", dv->id, MW_ETIMEDOUT, 0, why);
+            }
+}
+
 static void drop_command(struct device *dv, uint64_t id)
 {
     for (uint8_t i = 0; i < dv->ncmds; i++)
@@ -521,6 +578,8 @@ static void handle_batch(mw_gateway_t *gw, struct peer *p, const mwi_coap_msg *r
         refuse(gw, p, req, MWI_COAP_SERVICE_UNAVAILABLE, "out of memory");
         return;
     }
+    p->dv = dv;
+    seen(gw, dv);
     qsort(gw->batch, n, sizeof gw->batch[0], cmp_seq);
     touch(gw, dv);
     gw->dirty = true;
@@ -989,6 +1048,8 @@ mw_err mw_gateway_poll(mw_gateway_t *gw, int timeout_ms)
         gw->now_ms = now;
         handle_datagram(gw, &from, gw->rx, n, now);
     }
+    gw->now_ms = now;
+    scan_comm_loss(gw, now);
     commit(gw);
     run_timers(gw, now);
     return did ? MW_OK : MW_EAGAIN;

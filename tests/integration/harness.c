@@ -78,6 +78,7 @@ static void init_gateway(mwt_h *h, uint64_t seed, uint32_t max_body, const mwt_p
     h->rng.state = seed * 7919u + 1;
     h->next_port = 40000;
     h->gw_tp = mwt_net_endpoint(h->net, MWT_GATEWAY_ADDR);
+    h->sink_fn = sink;
     mw_gateway_config_t cfg;
     mw_gateway_config_init(&cfg);
     cfg.ca_file = mwt_pki_ca(&h->pki);

@@ -53,6 +53,7 @@ typedef struct mwt_h {
     mwt_raw *raws[4];
     size_t nraws;
     int next_port;
+    mw_sink_fn *sink_fn; /* the harness's sink, for tests that build their own gateway */
 } mwt_h;
 
 /** Makes the PKI (once per process) and a gateway on the in-memory net. Aborts the test on failure.

@@ -193,3 +193,63 @@ Test(command_guard, refuses_a_replayed_or_expired_command_and_ignores_a_repeat)
         mwi_cmd_done(&g, id);
     cr_assert_eq(mwi_cmd_check(&g, &c, 500), MWI_CMD_REPLAY);
 }
+
+static size_t count_type(const mwt_h *h, mw_msg_type t)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < h->ngot; i++)
+        n += h->got[i].type == t;
+    return n;
+}
+
+static bool loss_reported(mwt_h *h, void *arg)
+{
+    (void)arg;
+    return count_type(h, MW_MSG_COMM_LOSS) > 0;
+}
+
+Test(comm_loss, a_silent_device_raises_a_communication_loss_and_a_restore_when_heard_again)
+{
+    mwt_h h;
+    mwt_h_init(&h, 43);
+    /* The harness's gateway has no limit: make one with 30 s. */
+    mw_gateway_destroy(&h.gw);
+    mw_gateway_config_t cfg;
+    mw_gateway_config_init(&cfg);
+    cfg.ca_file = mwt_pki_ca(&h.pki);
+    cfg.cert_file = mwt_pki_crt(&h.pki, "gateway");
+    cfg.key_file = mwt_pki_key(&h.pki, "gateway");
+    cfg.transport = h.gw_tp;
+    cfg.clock = mwt_clock_table(&h.clk);
+    cfg.sink = h.sink_fn;
+    cfg.sink_ctx = &h;
+    cfg.comm_loss_ms = 30000;
+    cr_assert_eq(mw_gateway_create(&cfg, &h.gw, NULL), MW_OK);
+    struct seen s = {0};
+    mw_client_t *c = client_with_commands(&h, &s, "45010");
+    mwt_send_obs(c, 2, 0);
+    cr_assert(mwt_h_drain(&h, 60000));
+    cr_assert_eq(count_type(&h, MW_MSG_COMM_LOSS), 0);
+    /* Silence: 29 s is fine, past 30 s is a loss -- reported once. */
+    uint64_t t0 = h.clk.now_ms;
+    cr_assert(mwt_h_run(&h, loss_reported, NULL, 120000));
+    cr_assert_geq(h.clk.now_ms - t0, 30000, "not before the interval");
+    cr_assert_lt(h.clk.now_ms - t0, 33000, "and soon after it");
+    for (int i = 0; i < 60; i++) {
+        mwt_clock_advance(&h.clk, 1000);
+        mw_err e = mw_gateway_poll(h.gw, 0);
+        cr_assert(e == MW_OK || e == MW_EAGAIN);
+    }
+    cr_assert_eq(count_type(&h, MW_MSG_COMM_LOSS), 1, "once, not every scan");
+    const mw_message_t *m = NULL;
+    for (size_t i = 0; i < h.ngot; i++)
+        if (h.got[i].type == MW_MSG_COMM_LOSS)
+            m = &h.got[i];
+    cr_assert_str_eq(m->device_id, "dev-1");
+    cr_assert_geq(m->u.link.silent_ms, 30000);
+    /* Heard from again: restored. */
+    mwt_send_obs(c, 1, 2);
+    cr_assert(mwt_h_drain(&h, 300000));
+    cr_assert_eq(count_type(&h, MW_MSG_COMM_RESTORED), 1);
+    mwt_h_fini(&h);
+}

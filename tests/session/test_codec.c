@@ -158,6 +158,10 @@ static void assert_same_message(const mw_message_t *a, const mw_message_t *b)
         cr_assert_eq(a->u.command_result.status, b->u.command_result.status);
         cr_assert_str_eq(a->u.command_result.detail, b->u.command_result.detail);
         break;
+    case MW_MSG_COMM_LOSS:
+    case MW_MSG_COMM_RESTORED:
+        cr_assert_eq(a->u.link.silent_ms, b->u.link.silent_ms);
+        break;
     case MW_MSG_UNKNOWN:
         break;
     }
@@ -1127,4 +1131,15 @@ Test(codec, an_ack_carries_commands_of_every_kind)
     cr_assert_eq(n, 1);
     c[0].id = 0;
     cr_assert_eq(mwi_ack_encode_cmds(&r, 1, c, 1, buf, sizeof buf, &len), MW_EINVAL);
+}
+
+Test(codec, gateway_made_link_events_can_never_come_from_a_device)
+{
+    mw_message_t m;
+    memset(&m, 0, sizeof m);
+    snprintf(m.device_id, sizeof m.device_id, "dev-1");
+    m.seq = 1;
+    m.priority = MW_PRIORITY_ALARM;
+    m.type = MW_MSG_COMM_LOSS;
+    cr_assert_eq(mwi_message_check(&m), MW_EINVAL, "not encodable, so never on the wire");
 }
