@@ -84,6 +84,12 @@ typedef struct mw_gateway_config {
     /** A device silent longer than this (ms) gets a MW_MSG_COMM_LOSS message in the sink,
      *  and a MW_MSG_COMM_RESTORED one when it is heard from again; 0: off. */
     uint64_t comm_loss_ms;
+    /** Handshakes in progress (valid cookie, not finished) at once; more wait (default 256).
+     *  One that does not finish within 30 s is dropped. */
+    uint32_t max_half_open;
+    /** Datagrams per second one peer may send (burst twice that); excess is dropped
+     *  (default 200). */
+    uint32_t rate_limit_per_s;
     uint32_t max_body;        /**< largest block-wise (Block1) request body, bytes (default 4096);
                                    a larger one is refused with 4.13 and never buffered */
     mw_sink_fn *sink;         /**< required */
@@ -111,6 +117,10 @@ typedef struct mw_gateway_stats {
     uint64_t coap_duplicates;    /**< CoAP duplicates answered from the cache (RFC 7252 4.5) */
     uint64_t bodies_too_large;   /**< Block1 bodies refused with 4.13 */
     uint64_t store_failures;     /**< commits that failed (nothing was acknowledged) */
+    uint64_t peers;            /**< entries in the peer table (sessions and handshakes) */
+    uint64_t half_open;        /**< handshakes in progress */
+    uint64_t peer_limit_drops; /**< ClientHellos dropped: table or half-open limit reached */
+    uint64_t rate_limited;     /**< datagrams dropped by the per-peer rate limit */
     uint64_t datagrams_received, datagrams_sent, bytes_received, bytes_sent;
 } mw_gateway_stats_t;
 

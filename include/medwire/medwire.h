@@ -15,6 +15,7 @@
 #include "medwire/io.h"
 #include "medwire/message.h"
 #include "medwire/audit.h"
+#include "medwire/fhir.h"
 #include "medwire/client.h"
 #include "medwire/gateway.h"
 

@@ -1136,6 +1136,7 @@ void mw_client_close(mw_client_t **pc)
     if (pc == NULL || *pc == NULL)
         return;
     mw_client_t *c = *pc;
+    mwi_dtls_conn_close(c->conn); /* the gateway frees our session now */
     mwi_dtls_conn_destroy(&c->next);
     mwi_dtls_conn_destroy(&c->conn);
     mwi_dtls_session_free(&c->saved);

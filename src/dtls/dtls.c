@@ -1074,3 +1074,14 @@ bool mwi_dtls_conn_resumed(const mwi_dtls_conn *c)
 {
     return c && c->established && wolfSSL_session_reused(c->ssl);
 }
+
+void mwi_dtls_conn_close(mwi_dtls_conn *c)
+{
+    /* close_notify (RFC 5246 7.2.1): the peer learns at once that the
+     * session is over, rather than after its retransmissions time out. */
+    if (c != NULL && c->established && !c->failed) {
+        int rc = wolfSSL_shutdown(c->ssl);
+        (void)rc; /* DTLS does not wait for the peer's close_notify */
+        c->failed = true;
+    }
+}

@@ -109,6 +109,9 @@ void mwi_dtls_conn_error(const mwi_dtls_conn *c, mw_error_detail_t *out);
 /** The peer address given at creation. */
 const mw_addr_t *mwi_dtls_conn_peer(const mwi_dtls_conn *c);
 
+/** Sends close_notify on an established session (then destroy it). */
+void mwi_dtls_conn_close(mwi_dtls_conn *c);
+
 /** Replaces the CRL (for SIGHUP): the new file is checked on a scratch certificate manager
  *  first, so a bad one leaves the old CRL in force. MW_ECERT_LOAD with the reason. */
 MW_NODISCARD mw_err mwi_dtls_ctx_reload_crl(mwi_dtls_ctx *ctx, const char *crl_file,

@@ -23,6 +23,9 @@
 /* Datagrams handled per poll before timers get their turn. */
 #define RX_BURST        256
 #define IDLE_TIMEOUT_MS (10u * 60u * 1000u)
+/* A handshake with a valid cookie that has not completed in this time is
+ * dropped: it holds state for a peer that proved only its address. */
+#define HALF_OPEN_MAX_MS 30000u
 /* Audit lines per second for handshakes refused before the cookie exchange. */
 #define UNVERIFIED_AUDIT_PER_S 10u
 /* Largest response payload sent in one message; larger ones go block-wise. */
@@ -48,6 +51,9 @@ struct peer {
     mwi_coap_block1 b1;   /* a Block1 body being reassembled */
     uint8_t *b1_buf;      /* max_body bytes while a transfer runs, else NULL */
     struct device *dv;    /* once the peer has sent a batch */
+    uint64_t conn_started_ms, next_started_ms; /* to reap handshakes that never finish */
+    double tokens;        /* rate limit: datagrams it may still send now */
+    uint64_t tokens_ms;
     struct peer *hnext;
 };
 
@@ -84,6 +90,9 @@ struct mw_gateway {
     uint16_t next_mid;
     uint64_t comm_loss_ms;
     uint64_t next_loss_scan_ms;
+    uint32_t max_half_open;
+    uint32_t half_open; /* recounted every poll, incremented on each accept */
+    double rate_per_s, rate_burst;
     mwi_coap_params params;
     size_t max_body;
     uint64_t now_ms; /* the time of the datagram being handled */
@@ -249,6 +258,9 @@ mw_err mw_gateway_create(const mw_gateway_config_t *cfg, mw_gateway_t **out, mw_
     mwi_coap_params_default(&gw->params);
     gw->max_body = cfg->max_body ? cfg->max_body : 4096;
     gw->comm_loss_ms = cfg->comm_loss_ms;
+    gw->max_half_open = cfg->max_half_open ? cfg->max_half_open : 256;
+    gw->rate_per_s = cfg->rate_limit_per_s ? cfg->rate_limit_per_s : 200;
+    gw->rate_burst = 2 * gw->rate_per_s;
     gw->sink_commit = cfg->sink_commit;
     gw->sink_recover = cfg->sink_recover;
     gw->deferred = calloc(DEFER_MAX, sizeof *gw->deferred);
@@ -805,6 +817,20 @@ static bool feed(mw_gateway_t *gw, struct peer *p, mwi_dtls_conn **pc, const uin
     return false;
 }
 
+/* Audit lines about unverified or abusive sources are rate-limited: a flood
+ * must not become a flood of audit lines. */
+static bool audit_allowed(mw_gateway_t *gw, uint64_t now)
+{
+    if (now - gw->audit_window_ms >= 1000) {
+        gw->audit_window_ms = now;
+        gw->audit_in_window = 0;
+    }
+    if (gw->audit_in_window >= UNVERIFIED_AUDIT_PER_S)
+        return false;
+    gw->audit_in_window++;
+    return true;
+}
+
 /* A ClientHello refused before its sender proved its address (for example
  * no cipher suite in common) is audited, but at a bounded rate: the source
  * may be spoofed, and a flood must not become a flood of audit lines. */
@@ -816,13 +842,8 @@ static void stateless_result(mw_gateway_t *gw, const mw_addr_t *from, mw_err e,
         return;
     }
     gw->st.handshakes_failed++;
-    if (now - gw->audit_window_ms >= 1000) {
-        gw->audit_window_ms = now;
-        gw->audit_in_window = 0;
-    }
-    if (gw->audit_in_window >= UNVERIFIED_AUDIT_PER_S)
+    if (!audit_allowed(gw, now))
         return;
-    gw->audit_in_window++;
     char txt[64], why[240];
     if (mw_addr_format(from, txt, sizeof txt) != MW_OK)
         txt[0] = '\0';
@@ -837,6 +858,16 @@ static void handle_datagram(mw_gateway_t *gw, const mw_addr_t *from, const uint8
     struct peer **slot = peer_slot(gw, from);
     struct peer *p = *slot;
     if (p != NULL) {
+        /* Token bucket per peer: a device that floods loses its excess
+         * datagrams and disturbs no one else. */
+        double add = (double)(now - p->tokens_ms) * gw->rate_per_s / 1000.0;
+        p->tokens = p->tokens + add > gw->rate_burst ? gw->rate_burst : p->tokens + add;
+        p->tokens_ms = now;
+        if (p->tokens < 1.0) {
+            gw->st.rate_limited++;
+            return;
+        }
+        p->tokens -= 1.0;
         p->last_rx_ms = now;
         bool hello = mwi_dtls_is_client_hello(buf, len);
         if (hello && mwi_dtls_conn_established(p->conn)) {
@@ -850,7 +881,9 @@ static void handle_datagram(mw_gateway_t *gw, const mw_addr_t *from, const uint8
                     mwi_dtls_accept(gw->dtls, from, buf, len, now, route_send, &p->route, &c, &d);
                 if (e == MW_OK) {
                     gw->st.handshakes_started++;
+                    gw->half_open++;
                     p->next = c;
+                    p->next_started_ms = now;
                 } else {
                     stateless_result(gw, from, e, &d, now);
                 }
@@ -871,12 +904,18 @@ static void handle_datagram(mw_gateway_t *gw, const mw_addr_t *from, const uint8
     /* Unknown address: no state unless the ClientHello carries a valid cookie. */
     if (!mwi_dtls_is_client_hello(buf, len))
         return;
-    if (gw->npeers >= gw->max_peers) {
+    if (gw->npeers >= gw->max_peers || gw->half_open >= gw->max_half_open) {
+        /* Checked before any work: a full table costs a flood nothing. */
+        gw->st.peer_limit_drops++;
         char txt[64];
+        if (!audit_allowed(gw, now))
+            return;
         if (mw_addr_format(from, txt, sizeof txt) != MW_OK)
             txt[0] = '\0';
         audit(gw, MW_AUDIT_PEER_LIMIT, txt, "", MW_EFULL, 0,
-              "session table full: raise max_peers or reap idle sessions");
+              gw->npeers >= gw->max_peers
+                  ? "session table full: raise max_peers or reap idle sessions"
+                  : "too many handshakes in progress: new ones wait until some finish");
         return;
     }
     struct peer *np = calloc(1, sizeof *np);
@@ -893,7 +932,11 @@ static void handle_datagram(mw_gateway_t *gw, const mw_addr_t *from, const uint8
         return;
     }
     gw->st.handshakes_started++;
+    gw->half_open++;
     np->conn = c;
+    np->conn_started_ms = now;
+    np->tokens = gw->rate_burst;
+    np->tokens_ms = now;
     np->last_rx_ms = now;
     if (mw_addr_format(from, np->text, sizeof np->text) != MW_OK)
         snprintf(np->text, sizeof np->text, "?");
@@ -902,13 +945,29 @@ static void handle_datagram(mw_gateway_t *gw, const mw_addr_t *from, const uint8
     gw->npeers++;
 }
 
+static bool reap_half_open(mw_gateway_t *gw, struct peer *p, mwi_dtls_conn **pc, uint64_t started,
+                           uint64_t now)
+{
+    if (*pc == NULL || mwi_dtls_conn_established(*pc) || now - started < HALF_OPEN_MAX_MS)
+        return false;
+    gw->st.handshakes_failed++;
+    if (audit_allowed(gw, now))
+        audit(gw, MW_AUDIT_HANDSHAKE_FAILED, p->text, "", MW_EHANDSHAKE_TIMEOUT, 0,
+              "handshake not completed in 30 s: dropped");
+    mwi_dtls_conn_destroy(pc);
+    return true;
+}
+
 static void run_timers(mw_gateway_t *gw, uint64_t now)
 {
+    uint32_t half_open = 0;
     for (uint32_t b = 0; b < gw->peer_buckets; b++) {
         struct peer *p = gw->peers[b];
         while (p) {
             struct peer *nx = p->hnext;
             bool keep = true;
+            (void)reap_half_open(gw, p, &p->conn, p->conn_started_ms, now);
+            (void)reap_half_open(gw, p, &p->next, p->next_started_ms, now);
             mwi_dtls_conn **cs[2] = {&p->conn, &p->next};
             for (int i = 0; i < 2; i++) {
                 mwi_dtls_conn **pc = cs[i];
@@ -931,11 +990,18 @@ static void run_timers(mw_gateway_t *gw, uint64_t now)
                       0, "idle session reaped");
                 keep = false;
             }
-            if (!keep)
+            if (!keep) {
                 peer_remove(gw, p);
+            } else {
+                half_open += p->conn && !mwi_dtls_conn_established(p->conn);
+                half_open += p->next && !mwi_dtls_conn_established(p->next);
+            }
             p = nx;
         }
     }
+    gw->half_open = half_open;
+    gw->st.peers = gw->npeers;
+    gw->st.half_open = half_open;
 }
 
 static uint64_t next_deadline(const mw_gateway_t *gw)
@@ -1155,11 +1221,16 @@ void mw_gateway_destroy(mw_gateway_t **pgw)
     if (pgw == NULL || *pgw == NULL)
         return;
     mw_gateway_t *gw = *pgw;
+    if (gw->deferred && gw->undo)
+        commit(gw); /* what was received is committed and acknowledged first */
     if (gw->peers) {
         for (uint32_t b = 0; b < gw->peer_buckets; b++) {
             struct peer *p = gw->peers[b];
             while (p) {
                 struct peer *nx = p->hnext;
+                /* Draining: devices learn at once, and reconnect (with
+                 * backoff and jitter) to whoever listens next. */
+                mwi_dtls_conn_close(p->conn);
                 peer_free(gw, p);
                 p = nx;
             }

@@ -6,7 +6,7 @@
 
 #include "support/mem_transport.h"
 
-enum { NET_MAX_ENDPOINTS = 64, NET_MAX_MARKS = 64 };
+enum { NET_MAX_ENDPOINTS = 4096, NET_MAX_MARKS = 64 };
 
 /* Any non-zero state works for xorshift; 0 is its fixed point. */
 #define NET_ZERO_SEED UINT64_C(0x9E3779B97F4A7C15)
@@ -384,4 +384,17 @@ uint64_t mwt_net_next_ready_ms(const mwt_net *net)
             if (d->ready_ms < at)
                 at = d->ready_ms;
     return at;
+}
+
+mw_err mwt_net_inject(mwt_net *net, const mw_addr_t *from, const mw_transport_t *to,
+                      const uint8_t *buf, size_t len)
+{
+    endpoint *dst = to->ctx;
+    if (dst == NULL || dst->net != net || from == NULL)
+        return MW_EINVAL;
+    /* A datagram whose source address is whatever the test says: what an
+     * attacker on the path can send, and a real network would deliver. */
+    dgram *d = dgram_new(from, buf, len);
+    inbox_append(dst, d);
+    return MW_OK;
 }

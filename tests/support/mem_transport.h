@@ -28,6 +28,9 @@ void mwt_net_set_faults(mwt_net *net, double drop, double duplicate, double reor
 void mwt_net_set_delay(mwt_net *net, const mwt_clock *clk, double p_delay, uint64_t max_delay_ms);
 /** Flips one random bit of a datagram with probability @p p_corrupt. */
 void mwt_net_set_corrupt(mwt_net *net, double p_corrupt);
+/** Delivers a datagram to @p to that claims to come from @p from (a spoofed source). */
+mw_err mwt_net_inject(mwt_net *net, const mw_addr_t *from, const mw_transport_t *to,
+                      const uint8_t *buf, size_t len);
 /** Datagrams receivable now (in flight and not delayed past now). */
 size_t mwt_net_ready(const mwt_net *net);
 /** The earliest time a queued datagram becomes receivable (UINT64_MAX if none). */

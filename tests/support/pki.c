@@ -79,3 +79,18 @@ bool mwt_pki_make(mwt_pki *p)
                           "--id", "selfsigned", "--out",         p->dir,   NULL};
     return run(expired) && run(future) && run(alien) && run(self);
 }
+
+bool mwt_pki_device(const mwt_pki *p, const char *name)
+{
+    char ca[256], crt[300];
+    snprintf(ca, sizeof ca, "%s/ca", p->dir);
+    snprintf(crt, sizeof crt, "%s/%s.crt", p->dir, name);
+    FILE *f = fopen(crt, "r");
+    if (f != NULL) {
+        fclose(f);
+        return true;
+    }
+    const char *argv[] = {mwt_bin("medwire-pki"), "issue", "--ca", ca, "--role", "device", "--id",
+                          name, "--out", p->dir, NULL};
+    return run(argv);
+}

@@ -17,6 +17,9 @@ typedef struct mwt_pki {
  * Returns false (and prints why) if medwire-pki failed.
  */
 bool mwt_pki_make(mwt_pki *p);
+/** Issues a device certificate NAME in @p p if it does not exist yet (for tests with many
+ *  devices, each with an identity of its own). */
+bool mwt_pki_device(const mwt_pki *p, const char *name);
 /** "DIR/NAME.crt" and "DIR/NAME.key" and "DIR/ca/ca.crt", in rotating static buffers. */
 const char *mwt_pki_crt(const mwt_pki *p, const char *name);
 const char *mwt_pki_key(const mwt_pki *p, const char *name);
