@@ -20,7 +20,7 @@ static const char USAGE[] =
     "usage: medwire-gateway --listen HOST:PORT --ca FILE --cert FILE --key FILE\n"
     "                       [--out FILE] [--audit FILE] [--store FILE] [--port-file FILE]\n"
     "                       [--crl FILE] [--control PATH] [--max-peers N]\n"
-    "                       [--comm-loss-s S]\n"
+    "                       [--comm-loss-s S] [--format json|fhir]\n"
     "\n"
     "Accepts medical devices over mutually authenticated DTLS 1.2 (CoAP, protobuf) and\n"
     "writes every delivered message as one JSON object per line.\n"
@@ -54,6 +54,11 @@ static const char USAGE[] =
     "                      \"communication_loss\" line in --out (a technical alarm), and a\n"
     "                      \"communication_restored\" line when it is heard again (0: off,\n"
     "                      the default)\n"
+    "  --format json|fhir  json (the default): the lines above; fhir: one FHIR R4 resource\n"
+    "                      per line (NDJSON) instead, an Observation for each delivered\n"
+    "                      message in --out and an AuditEvent for each security event in\n"
+    "                      --audit (docs/fhir-mapping.md); command results have no FHIR\n"
+    "                      form and are kept in --store only\n"
     "  -h, --help          this text;  --version  the version\n"
     "\n"
     "With --out FILE, every delivered message appears in FILE exactly once, also when\n"
@@ -63,6 +68,9 @@ static const char USAGE[] =
     "\n"
     "Runs until SIGINT or SIGTERM, then exits 0. Exit status 1: cannot start (the\n"
     "message says why); 2: bad command line.\n";
+
+/* --format fhir: FHIR R4 resources instead of medwire's own JSON lines. */
+static bool format_fhir;
 
 static volatile sig_atomic_t stop;
 static volatile sig_atomic_t reload;
@@ -84,9 +92,12 @@ struct outputs {
 static mw_err sink(void *ctx, const mw_message_t *m)
 {
     struct outputs *o = ctx;
-    char line[1024];
+    char line[MW_FHIR_MAX];
     size_t n = 0;
-    mw_err e = mw_message_to_json(m, line, sizeof line, &n);
+    if (format_fhir && (m->type == MW_MSG_COMMAND_RESULT || m->type == MW_MSG_UNKNOWN))
+        return MW_OK; /* not clinical: no FHIR form (docs/fhir-mapping.md) */
+    mw_err e = format_fhir ? mw_message_to_fhir(m, NULL, line, sizeof line, &n)
+                           : mw_message_to_json(m, line, sizeof line, &n);
     if (e != MW_OK)
         return e;
     /* Buffered here; sink_commit flushes and syncs once per poll, before
@@ -137,9 +148,14 @@ static mw_err sink_recover(void *ctx, uint64_t checkpoint)
 static void on_audit(void *ctx, const mw_audit_event_t *ev)
 {
     struct outputs *o = ctx;
-    char line[1024];
+    char line[MW_FHIR_MAX];
     size_t n = 0;
-    if (mw_audit_to_json(ev, line, sizeof line, &n) == MW_OK) {
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    uint64_t now_ms = (uint64_t)now.tv_sec * 1000u + (uint64_t)now.tv_nsec / 1000000u;
+    mw_err e = format_fhir ? mw_audit_to_fhir(ev, NULL, now_ms, line, sizeof line, &n)
+                           : mw_audit_to_json(ev, line, sizeof line, &n);
+    if (e == MW_OK) {
         fprintf(o->audit, "%s\n", line);
         fflush(o->audit);
     }
@@ -186,6 +202,7 @@ int main(int argc, char **argv)
     const char *store = "medwire-gateway.db";
     const char *control_path = NULL;
     const char *crl = NULL;
+    const char *format = "json";
     unsigned long max_peers = 0, comm_loss_s = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -218,6 +235,8 @@ int main(int argc, char **argv)
             slot = &control_path;
         else if (strcmp(a, "--crl") == 0)
             slot = &crl;
+        else if (strcmp(a, "--format") == 0)
+            slot = &format;
         else if (strcmp(a, "--max-peers") == 0) {
             if (i + 1 >= argc)
                 return usage_error("--max-peers needs a value", NULL);
@@ -237,6 +256,9 @@ int main(int argc, char **argv)
         return usage_error("--listen HOST:PORT is required", NULL);
     if (!ca || !cert || !key)
         return usage_error("--ca, --cert and --key are required", NULL);
+    if (strcmp(format, "json") != 0 && strcmp(format, "fhir") != 0)
+        return usage_error("--format must be json or fhir", format);
+    format_fhir = strcmp(format, "fhir") == 0;
 
     struct outputs o = {stdout, stderr, false};
     if (out_path) {

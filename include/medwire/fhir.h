@@ -3,10 +3,12 @@
  * @file fhir.h
  * @brief Delivered messages and audit records as HL7 FHIR R4 (4.0.1) JSON resources.
  *
- * For hospital systems that read FHIR rather than medwire's own JSON lines. Every message kind
- * a device sends becomes an @c Observation (so one output file holds one resource type, as FHIR
- * Bulk Data NDJSON files do); every audit record becomes an @c AuditEvent. The mapping, field
- * by field, with its codes and the reasons for each choice, is docs/fhir-mapping.md.
+ * For hospital systems that read FHIR rather than medwire's own JSON lines. Measurements,
+ * alarms, device status and the gateway's communication-loss events all become an
+ * @c Observation (so one output file holds one resource type, as FHIR Bulk Data NDJSON files
+ * do); every audit record becomes an @c AuditEvent. Command results have no FHIR form. The
+ * mapping, field by field, with its codes and the reasons for each choice, is
+ * docs/fhir-mapping.md.
  *
  * Each function writes one resource as one JSON object (no newline) into a buffer the caller
  * owns. They allocate nothing, keep no state, never block and are safe to call from any
@@ -89,9 +91,8 @@ typedef struct mw_fhir_options {
  *         ::MW_ENOSPC when @p out_size is too small (::MW_FHIR_MAX always suffices with the
  *         default options), leaving @p out empty and never writing past @p out_size.
  */
-MW_API MW_NODISCARD mw_err mw_message_to_fhir(const mw_message_t *msg,
-                                              const mw_fhir_options_t *opt, char *out,
-                                              size_t out_size, size_t *out_len);
+MW_API MW_NODISCARD mw_err mw_message_to_fhir(const mw_message_t *msg, const mw_fhir_options_t *opt,
+                                              char *out, size_t out_size, size_t *out_len);
 
 /**
  * Writes @p ev as one FHIR R4 @c AuditEvent (no newline) into @p out.

@@ -1,0 +1,947 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* fhir.c -- messages as FHIR R4 Observations and audit records as AuditEvents (one JSON each). */
+#include <stdbool.h>
+#include <string.h>
+#include <time.h>
+
+#include "medwire/fhir.h"
+
+#include "core/json.h"
+
+/* Code and identifier systems. The external ones are HL7's, DICOM's and the standards' own
+ * URIs; the urn:medwire ones name what no published R4 code system covers
+ * (docs/fhir-mapping.md lists every code). */
+#define SYS_MDC            "urn:iso:std:iso:11073:10101"
+#define SYS_LOINC          "http://loinc.org"
+#define SYS_UCUM           "http://unitsofmeasure.org"
+#define SYS_OBS_CATEGORY   "http://terminology.hl7.org/CodeSystem/observation-category"
+#define SYS_ABSENT         "http://terminology.hl7.org/CodeSystem/data-absent-reason"
+#define SYS_MSMT_STATUS    "http://terminology.hl7.org/CodeSystem/measurement-status"
+#define SYS_ACT_REASON     "http://terminology.hl7.org/CodeSystem/v3-ActReason"
+#define SYS_ALARM_PRIORITY "http://terminology.hl7.org/CodeSystem/devicealert-priority"
+#define SYS_DCM            "http://dicom.nema.org/resources/ontology/DCM"
+#define SYS_SOURCE_TYPE    "http://terminology.hl7.org/CodeSystem/security-source-type"
+#define SYS_ENTITY_TYPE    "http://terminology.hl7.org/CodeSystem/audit-entity-type"
+#define SYS_MW_CONCEPT     "urn:medwire:concept"
+#define SYS_MW_ALARM_STATE "urn:medwire:alarm-state"
+#define SYS_MW_AUDIT_EVENT "urn:medwire:audit-event"
+#define SYS_MW_GATEWAY     "urn:medwire:gateway"
+
+/* FHIR dateTime and instant have four-digit years: 10000-01-01T00:00:00Z and later cannot be
+ * written, so such a time is left out (Observation) or refused (AuditEvent.recorded). */
+#define FHIR_TIME_LIMIT_MS 253402300800000ull
+
+/* Bounds of the audit record's strings, as mw_audit_to_json reads them. */
+#define AUDIT_EVENT_MAX  64
+#define AUDIT_PEER_MAX   64
+#define AUDIT_REASON_MAX 512
+
+/* ---- strings ------------------------------------------------------------------------------ */
+
+/* FHIR strings SHALL NOT contain characters below U+0020 other than tab, CR and LF (R4
+ * datatypes, "string"), which plain JSON escaping would let through as \u0001: those become
+ * U+FFFD, the replacement character, so a hostile byte can neither break the JSON nor make
+ * the resource invalid. Everything else is escaped as mw_message_to_json does (bytes >= 0x80
+ * read as Latin-1), so the output stays pure ASCII. */
+static void put_fhir_chars(writer *w, const char *s, size_t size)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t i;
+
+    for (i = 0; i < size && s[i] != '\0'; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '"' || c == '\\') {
+            put_char(w, '\\');
+            put_char(w, (char)c);
+        } else if (c < 0x20 && c != '\t' && c != '\n' && c != '\r') {
+            put_str(w, "\\ufffd");
+        } else if (c < 0x20 || c > 0x7E) {
+            put_str(w, "\\u00");
+            put_char(w, hex[c >> 4]);
+            put_char(w, hex[c & 0xF]);
+        } else {
+            put_char(w, (char)c);
+        }
+    }
+}
+
+static void put_fhir_string(writer *w, const char *s, size_t size)
+{
+    put_char(w, '"');
+    put_fhir_chars(w, s, size);
+    put_char(w, '"');
+}
+
+/* FHIR forbids empty strings and wants non-whitespace content: an element whose text would be
+ * blank is left out rather than written empty (which a validator rejects). */
+static bool blank(const char *s, size_t size)
+{
+    size_t i;
+    for (i = 0; i < size && s[i] != '\0'; i++) {
+        if ((unsigned char)s[i] > 0x20) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* Printable ASCII without spaces, quotes or backslashes: a valid FHIR uri and code, and a
+ * plausible UCUM unit code (UCUM's case-sensitive codes use only these). */
+static bool token(const char *s, size_t size)
+{
+    size_t i;
+    for (i = 0; i < size && s[i] != '\0'; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c <= 0x20 || c > 0x7E || c == '"' || c == '\\') {
+            return false;
+        }
+    }
+    return i > 0;
+}
+
+static bool terminated(const char *s, size_t size)
+{
+    return memchr(s, '\0', size) != NULL;
+}
+
+/* ---- options ------------------------------------------------------------------------------ */
+
+typedef struct names {
+    const char *gateway;
+    const char *device_system;
+    const char *message_system;
+    const char *patient; /* NULL: no subject */
+} names;
+
+/* The options come from the integrator's configuration, not from a peer, but a system URI
+ * with a space would still make every resource invalid: refuse it once, here. */
+static bool resolve(const mw_fhir_options_t *opt, names *n)
+{
+    n->gateway = opt && opt->gateway_name ? opt->gateway_name : MW_FHIR_GATEWAY_NAME;
+    n->device_system = opt && opt->device_system ? opt->device_system : MW_FHIR_DEVICE_SYSTEM;
+    n->message_system = opt && opt->message_system ? opt->message_system : MW_FHIR_MESSAGE_SYSTEM;
+    n->patient = opt ? opt->patient_reference : NULL;
+    return !blank(n->gateway, SIZE_MAX) && token(n->device_system, SIZE_MAX) &&
+           token(n->message_system, SIZE_MAX) &&
+           (n->patient == NULL || token(n->patient, SIZE_MAX));
+}
+
+/* ---- building blocks ---------------------------------------------------------------------- */
+
+/* {"system":S,"code":C,"display":D}; the arguments are constants of this file. */
+static void put_coding(writer *w, const char *system, const char *code, const char *display)
+{
+    put_str(w, "{\"system\":\"");
+    put_str(w, system);
+    put_str(w, "\",\"code\":\"");
+    put_str(w, code);
+    put_char(w, '"');
+    if (display != NULL) {
+        put_str(w, ",\"display\":\"");
+        put_str(w, display);
+        put_char(w, '"');
+    }
+    put_char(w, '}');
+}
+
+/* A CodeableConcept with one coding. */
+static void put_concept(writer *w, const char *system, const char *code, const char *display)
+{
+    put_str(w, "{\"coding\":[");
+    put_coding(w, system, code, display);
+    put_str(w, "]}");
+}
+
+/* A reference to a device (or the gateway) by its identifier: the hospital's Device resources
+ * are its own, so there is no logical id to point at; Reference.identifier is R4's way. */
+static void put_device_ref(writer *w, const char *system, const char *id, size_t size)
+{
+    put_str(w, "{\"type\":\"Device\",\"identifier\":{\"system\":");
+    put_fhir_string(w, system, SIZE_MAX);
+    put_str(w, ",\"value\":");
+    put_fhir_string(w, id, size);
+    put_str(w, "},\"display\":");
+    put_fhir_string(w, id, size);
+    put_char(w, '}');
+}
+
+static void put_2digits(writer *w, int v)
+{
+    put_char(w, (char)('0' + v / 10 % 10));
+    put_char(w, (char)('0' + v % 10));
+}
+
+/* "YYYY-MM-DDThh:mm:ss.mmmZ": a FHIR instant, and a dateTime to the millisecond. The caller
+ * has checked ms < FHIR_TIME_LIMIT_MS. gmtime_r only converts; it reads no clock. */
+static bool put_time(writer *w, uint64_t ms)
+{
+    time_t t = (time_t)(ms / 1000);
+    struct tm tm;
+
+    if (ms >= FHIR_TIME_LIMIT_MS || gmtime_r(&t, &tm) == NULL) {
+        return false;
+    }
+    put_char(w, '"');
+    put_2digits(w, (tm.tm_year + 1900) / 100);
+    put_2digits(w, (tm.tm_year + 1900) % 100);
+    put_char(w, '-');
+    put_2digits(w, tm.tm_mon + 1);
+    put_char(w, '-');
+    put_2digits(w, tm.tm_mday);
+    put_char(w, 'T');
+    put_2digits(w, tm.tm_hour);
+    put_char(w, ':');
+    put_2digits(w, tm.tm_min);
+    put_char(w, ':');
+    put_2digits(w, tm.tm_sec);
+    put_char(w, '.');
+    put_char(w, (char)('0' + ms % 1000 / 100));
+    put_2digits(w, (int)(ms % 100));
+    put_str(w, "Z\"");
+    return true;
+}
+
+/* 0 means "not known"; a time past year 9999 cannot be written. Either way the element is
+ * left out: the observation itself must still reach the hospital. */
+static bool time_usable(uint64_t ms)
+{
+    return ms != 0 && ms < FHIR_TIME_LIMIT_MS;
+}
+
+/* A Quantity in UCUM: unit is the text, system+code make it computable. A unit that cannot be
+ * a UCUM code is kept as text only, rather than claimed as UCUM. */
+static void put_quantity_dec(writer *w, int64_t mantissa, int32_t exponent, const char *unit,
+                             size_t unit_size)
+{
+    put_str(w, "{\"value\":");
+    put_decimal(w, mantissa, exponent);
+    if (!blank(unit, unit_size)) {
+        put_str(w, ",\"unit\":");
+        put_fhir_string(w, unit, unit_size);
+        if (token(unit, unit_size)) {
+            put_str(w, ",\"system\":\"" SYS_UCUM "\",\"code\":");
+            put_fhir_string(w, unit, unit_size);
+        }
+    }
+    put_char(w, '}');
+}
+
+/* A whole number in a constant UCUM unit (the arguments are constants of this file). */
+static void put_quantity_u64(writer *w, uint64_t v, const char *unit, const char *code)
+{
+    put_str(w, "{\"value\":");
+    put_u64(w, v);
+    put_str(w, ",\"unit\":\"");
+    put_str(w, unit);
+    put_str(w, "\",\"system\":\"" SYS_UCUM "\",\"code\":\"");
+    put_str(w, code);
+    put_str(w, "\"}");
+}
+
+/* ---- MDC terms medwire knows -------------------------------------------------------------- */
+
+typedef struct loinc_code {
+    const char *code;
+    const char *display;
+} loinc_code;
+
+/* IEEE 11073-10101 terms (code = partition << 16 | term code) with their reference id, used as
+ * the display as the HL7 Devices work group's guides do, and their LOINC equivalents. The
+ * first LOINC code of a vital sign is the one the R4 vital-signs profile for that measure
+ * requires; the second is the more specific method code. */
+typedef struct mdc_term {
+    uint32_t code;
+    const char *ref_id;
+    bool vital_sign;
+    loinc_code loinc[2];
+} mdc_term;
+
+static const mdc_term MDC_TERMS[] = {
+    {150456u,
+     "MDC_PULS_OXIM_SAT_O2",
+     true,
+     {{"2708-6", "Oxygen saturation in Arterial blood"},
+      {"59408-5", "Oxygen saturation in Arterial blood by Pulse oximetry"}}},
+    {149530u,
+     "MDC_PULS_OXIM_PULS_RATE",
+     true,
+     {{"8867-4", "Heart rate"}, {"8889-8", "Heart rate by Pulse oximetry"}}},
+    {147842u, "MDC_ECG_HEART_RATE", true, {{"8867-4", "Heart rate"}, {NULL, NULL}}},
+    {150021u,
+     "MDC_PRESS_BLD_NONINV_SYS",
+     true,
+     {{"8480-6", "Systolic blood pressure"}, {NULL, NULL}}},
+    {150022u,
+     "MDC_PRESS_BLD_NONINV_DIA",
+     true,
+     {{"8462-4", "Diastolic blood pressure"}, {NULL, NULL}}},
+    {150023u, "MDC_PRESS_BLD_NONINV_MEAN", true, {{"8478-0", "Mean blood pressure"}, {NULL, NULL}}},
+    {150364u, "MDC_TEMP_BODY", true, {{"8310-5", "Body temperature"}, {NULL, NULL}}},
+    /* Partition 3, events: alarm conditions. */
+    {196616u, "MDC_EVT_ALARM", false, {{NULL, NULL}, {NULL, NULL}}},
+    {196648u, "MDC_EVT_HI", false, {{NULL, NULL}, {NULL, NULL}}},
+    {196670u, "MDC_EVT_LO", false, {{NULL, NULL}, {NULL, NULL}}},
+};
+
+#define MDC_BATT_CHARGE 67996u /* MDC_ATTR_VAL_BATT_CHARGE, partition 1 (object attributes) */
+#define MDC_POWER_STAT  67925u /* MDC_ATTR_POWER_STAT */
+
+static const mdc_term *mdc_find(uint32_t code)
+{
+    size_t i;
+    for (i = 0; i < sizeof MDC_TERMS / sizeof MDC_TERMS[0]; i++) {
+        if (MDC_TERMS[i].code == code) {
+            return &MDC_TERMS[i];
+        }
+    }
+    return NULL;
+}
+
+static void put_mdc_coding(writer *w, uint32_t code, const char *ref_id)
+{
+    put_str(w, "{\"system\":\"" SYS_MDC "\",\"code\":\"");
+    put_u64(w, code);
+    put_char(w, '"');
+    if (ref_id != NULL) {
+        put_str(w, ",\"display\":\"");
+        put_str(w, ref_id);
+        put_char(w, '"');
+    }
+    put_char(w, '}');
+}
+
+/* Observation.code: the device's MDC code first (it is what the device said), then LOINC. */
+static void put_mdc_code(writer *w, uint32_t code, const char *text, size_t text_size)
+{
+    const mdc_term *t = mdc_find(code);
+    size_t i;
+
+    put_str(w, "{\"coding\":[");
+    put_mdc_coding(w, code, t ? t->ref_id : NULL);
+    for (i = 0; t != NULL && i < 2 && t->loinc[i].code != NULL; i++) {
+        put_char(w, ',');
+        put_coding(w, SYS_LOINC, t->loinc[i].code, t->loinc[i].display);
+    }
+    put_char(w, ']');
+    if (text != NULL && !blank(text, text_size)) {
+        put_str(w, ",\"text\":");
+        put_fhir_string(w, text, text_size);
+    }
+    put_char(w, '}');
+}
+
+/* ---- Observation parts -------------------------------------------------------------------- */
+
+static void put_obs_head(writer *w, const names *n, const mw_message_t *m, bool test_data)
+{
+    put_str(w, "{\"resourceType\":\"Observation\"");
+    if (test_data) {
+        /* HL7's label for test data, as the PHD guide does for 11073 test/demo data, so a
+         * hospital system keeps it out of the patient record. */
+        put_str(w, ",\"meta\":{\"security\":[");
+        put_coding(w, SYS_ACT_REASON, "HTEST", "test health data");
+        put_str(w, "]}");
+    }
+    /* seq 0 is the gateway's own event, not a device message: it has no sequence to
+     * deduplicate on. */
+    if (m->seq != 0) {
+        put_str(w, ",\"identifier\":[{\"system\":");
+        put_fhir_string(w, n->message_system, SIZE_MAX);
+        put_str(w, ",\"value\":\"");
+        put_fhir_chars(w, m->device_id, sizeof m->device_id);
+        put_char(w, '/');
+        put_u64(w, m->seq);
+        put_str(w, "\"}]");
+    }
+}
+
+static void put_alarm_category(writer *w)
+{
+    /* R4's observation-category has no code for alarms (its binding is preferred, not
+     * required), and a hospital must be able to tell alarms from vital signs. */
+    put_str(w, ",\"category\":[");
+    put_concept(w, SYS_MW_CONCEPT, "alarm", "Device alarm");
+    put_char(w, ']');
+}
+
+static void put_patient(writer *w, const names *n)
+{
+    if (n->patient != NULL) {
+        put_str(w, ",\"subject\":{\"reference\":");
+        put_fhir_string(w, n->patient, SIZE_MAX);
+        put_char(w, '}');
+    }
+}
+
+static void put_device_subject(writer *w, const names *n, const mw_message_t *m)
+{
+    put_str(w, ",\"subject\":");
+    put_device_ref(w, n->device_system, m->device_id, sizeof m->device_id);
+}
+
+static void put_effective(writer *w, uint64_t ms)
+{
+    if (time_usable(ms)) {
+        put_str(w, ",\"effectiveDateTime\":");
+        (void)put_time(w, ms);
+    }
+}
+
+/* FHIR has no element for a clock's trust; a note is what every hospital viewer shows. */
+static void put_clock_note(writer *w, const mw_message_t *m, uint64_t ms)
+{
+    if (!m->time_synced && time_usable(ms)) {
+        put_str(w, ",\"note\":[{\"text\":\"The device's clock was not synchronised: this time "
+                   "is the device's own.\"}]");
+    }
+}
+
+static void put_obs_tail(writer *w, const names *n, const mw_message_t *m)
+{
+    put_str(w, ",\"device\":");
+    put_device_ref(w, n->device_system, m->device_id, sizeof m->device_id);
+}
+
+/* A component whose code is one coding. */
+static void put_component_code(writer *w, const char *system, const char *code, const char *display)
+{
+    put_str(w, "{\"code\":");
+    put_concept(w, system, code, display);
+}
+
+/* ---- the message kinds -------------------------------------------------------------------- */
+
+static bool put_observation(writer *w, const names *n, const mw_message_t *m)
+{
+    const mw_observation_t *o = &m->u.observation;
+    const mdc_term *t = mdc_find(o->mdc_code);
+    uint64_t ms = o->time_ms != 0 ? o->time_ms : m->device_time_ms;
+    const char *absent = NULL;      /* data-absent-reason code: no value */
+    const char *interp = NULL;      /* measurement-status code */
+    const char *interp_disp = NULL; /* its display */
+    const char *status = "final";
+
+    /* 11073 measurement status -> FHIR, following the HL7 PHD guide: the workflow status
+     * stays final unless the value is interim; quality goes to interpretation; a value the
+     * device says is not a measurement is not written at all. */
+    switch (o->status) {
+    case MW_MEAS_VALID:
+    case MW_MEAS_TEST_DATA:
+        break;
+    case MW_MEAS_QUESTIONABLE:
+        interp = "questionable";
+        interp_disp = "Questionable";
+        break;
+    case MW_MEAS_CALIBRATING:
+        status = "preliminary";
+        interp = "calibration-ongoing";
+        interp_disp = "Calibration ongoing";
+        break;
+    case MW_MEAS_INVALID:
+        absent = "error";
+        break;
+    case MW_MEAS_UNAVAILABLE:
+        absent = "unknown";
+        break;
+    default:
+        return false;
+    }
+    if (!terminated(o->unit, sizeof o->unit)) {
+        return false;
+    }
+    put_obs_head(w, n, m, o->status == MW_MEAS_TEST_DATA);
+    put_str(w, ",\"status\":\"");
+    put_str(w, status);
+    put_char(w, '"');
+    if (t != NULL && t->vital_sign) {
+        put_str(w, ",\"category\":[");
+        put_concept(w, SYS_OBS_CATEGORY, "vital-signs", "Vital Signs");
+        put_char(w, ']');
+    }
+    put_str(w, ",\"code\":");
+    put_mdc_code(w, o->mdc_code, NULL, 0);
+    put_patient(w, n);
+    put_effective(w, ms);
+    if (absent == NULL) {
+        put_str(w, ",\"valueQuantity\":");
+        put_quantity_dec(w, o->mantissa, o->exponent, o->unit, sizeof o->unit);
+    } else {
+        put_str(w, ",\"dataAbsentReason\":");
+        put_concept(w, SYS_ABSENT, absent, strcmp(absent, "error") == 0 ? "Error" : "Unknown");
+    }
+    if (interp != NULL) {
+        put_str(w, ",\"interpretation\":[");
+        put_concept(w, SYS_MSMT_STATUS, interp, interp_disp);
+        put_char(w, ']');
+    }
+    put_clock_note(w, m, ms);
+    put_obs_tail(w, n, m);
+    put_char(w, '}');
+    return true;
+}
+
+static const char *alarm_state_code(mw_alarm_state s, const char **display)
+{
+    switch (s) {
+    case MW_ALARM_INACTIVE:
+        *display = "Inactive";
+        return "inactive";
+    case MW_ALARM_ACTIVE:
+        *display = "Active";
+        return "active";
+    case MW_ALARM_ACKNOWLEDGED:
+        *display = "Acknowledged";
+        return "acknowledged";
+    case MW_ALARM_LATCHED:
+        *display = "Latched";
+        return "latched";
+    }
+    return NULL;
+}
+
+static const char *alarm_priority_code(mw_alarm_priority p, const char **display)
+{
+    switch (p) {
+    case MW_ALARM_INFO:
+        *display = "Information Only";
+        return "info";
+    case MW_ALARM_LOW:
+        *display = "Low Priority";
+        return "low";
+    case MW_ALARM_MEDIUM:
+        *display = "Medium Priority";
+        return "medium";
+    case MW_ALARM_HIGH:
+        *display = "High Priority";
+        return "high";
+    }
+    return NULL;
+}
+
+static bool put_alarm(writer *w, const names *n, const mw_message_t *m)
+{
+    const mw_alarm_t *a = &m->u.alarm;
+    uint64_t ms = a->time_ms != 0 ? a->time_ms : m->device_time_ms;
+    const char *state_disp = NULL, *prio_disp = NULL;
+    const char *state = alarm_state_code(a->state, &state_disp);
+    const char *prio = alarm_priority_code(a->priority, &prio_disp);
+
+    if (state == NULL || prio == NULL || !terminated(a->text, sizeof a->text)) {
+        return false;
+    }
+    put_obs_head(w, n, m, false);
+    put_str(w, ",\"status\":\"final\"");
+    put_alarm_category(w);
+    put_str(w, ",\"code\":");
+    put_mdc_code(w, a->mdc_code, a->text, sizeof a->text);
+    put_patient(w, n);
+    put_effective(w, ms);
+    put_str(w, ",\"valueCodeableConcept\":");
+    put_concept(w, SYS_MW_ALARM_STATE, state, state_disp);
+    put_clock_note(w, m, ms);
+    put_obs_tail(w, n, m);
+    put_str(w, ",\"component\":[");
+    put_component_code(w, SYS_MW_CONCEPT, "alarm-priority", "Alarm priority (IEC 60601-1-8)");
+    put_str(w, ",\"valueCodeableConcept\":");
+    put_concept(w, SYS_ALARM_PRIORITY, prio, prio_disp);
+    put_str(w, "}]}");
+    return true;
+}
+
+static void put_status(writer *w, const names *n, const mw_message_t *m)
+{
+    const mw_device_status_t *s = &m->u.status;
+
+    put_obs_head(w, n, m, false);
+    put_str(w, ",\"status\":\"final\",\"code\":");
+    put_concept(w, SYS_MW_CONCEPT, "device-status", "Device status");
+    /* About the device itself, not the patient. */
+    put_device_subject(w, n, m);
+    put_effective(w, m->device_time_ms);
+    put_clock_note(w, m, m->device_time_ms);
+    put_obs_tail(w, n, m);
+    put_str(w, ",\"component\":[{\"code\":{\"coding\":[");
+    put_mdc_coding(w, MDC_BATT_CHARGE, "MDC_ATTR_VAL_BATT_CHARGE");
+    put_str(w, "]},\"valueQuantity\":");
+    put_quantity_u64(w, s->battery_pct, "%", "%");
+    put_str(w, "},{\"code\":{\"coding\":[");
+    put_mdc_coding(w, MDC_POWER_STAT, "MDC_ATTR_POWER_STAT");
+    put_str(w, "]},\"valueCodeableConcept\":");
+    if (s->on_mains) {
+        put_concept(w, SYS_MW_CONCEPT, "on-mains", "On mains power");
+    } else {
+        put_concept(w, SYS_MW_CONCEPT, "on-battery", "On battery");
+    }
+    put_str(w, "},");
+    put_component_code(w, SYS_MW_CONCEPT, "uptime", "Time since the device started");
+    put_str(w, ",\"valueQuantity\":");
+    put_quantity_u64(w, s->uptime_s, "s", "s");
+    put_str(w, "},");
+    put_component_code(w, SYS_MW_CONCEPT, "queue-depth", "Messages waiting in the device's queue");
+    put_str(w, ",\"valueQuantity\":");
+    put_quantity_u64(w, s->queue_depth, "messages", "{messages}");
+    put_str(w, "}]}");
+}
+
+/* The gateway's communication-loss condition: one condition whose state is active when the
+ * device went silent and inactive when it was heard again, like any alarm condition. */
+static void put_link(writer *w, const names *n, const mw_message_t *m)
+{
+    const mw_link_event_t *l = &m->u.link;
+    bool lost = m->type == MW_MSG_COMM_LOSS;
+
+    put_obs_head(w, n, m, false);
+    put_str(w, ",\"status\":\"final\"");
+    put_alarm_category(w);
+    put_str(w, ",\"code\":");
+    put_concept(w, SYS_MW_CONCEPT, "communication-loss",
+                "Communication with the device lost (technical alarm condition)");
+    put_device_subject(w, n, m);
+    /* The gateway's clock (time_synced is false only because the device did not set it). */
+    put_effective(w, m->device_time_ms);
+    put_str(w, ",\"valueCodeableConcept\":");
+    put_concept(w, SYS_MW_ALARM_STATE, lost ? "active" : "inactive", lost ? "Active" : "Inactive");
+    put_obs_tail(w, n, m);
+    put_str(w, ",\"component\":[");
+    put_component_code(w, SYS_MW_CONCEPT, "silent-duration", "Time without a message");
+    put_str(w, ",\"valueQuantity\":");
+    put_quantity_u64(w, l->silent_ms, "ms", "ms");
+    put_char(w, '}');
+    if (time_usable(l->last_seen_ms)) {
+        put_char(w, ',');
+        put_component_code(w, SYS_MW_CONCEPT, "last-seen", "Last message received");
+        put_str(w, ",\"valueDateTime\":");
+        (void)put_time(w, l->last_seen_ms);
+        put_char(w, '}');
+    }
+    put_str(w, "]}");
+}
+
+/* ---- finishing ---------------------------------------------------------------------------- */
+
+/* A truncated resource would be invalid JSON; an empty string is at least recognisable. */
+static mw_err finish(writer *w, size_t *out_len)
+{
+    if (out_len != NULL) {
+        *out_len = w->len;
+    }
+    if (w->len >= w->size) {
+        if (w->size > 0) {
+            w->out[0] = '\0';
+        }
+        return MW_ENOSPC;
+    }
+    w->out[w->len] = '\0';
+    return MW_OK;
+}
+
+static bool priority_ok(mw_priority p)
+{
+    return p == MW_PRIORITY_STATUS || p == MW_PRIORITY_OBSERVATION || p == MW_PRIORITY_ALARM;
+}
+
+MW_API mw_err mw_message_to_fhir(const mw_message_t *msg, const mw_fhir_options_t *opt, char *out,
+                                 size_t out_size, size_t *out_len)
+{
+    writer w = {out, out_size, 0};
+    names n;
+    bool ok;
+
+    if (out_len != NULL) {
+        *out_len = 0;
+    }
+    if (msg == NULL || (out == NULL && out_size > 0)) {
+        return MW_EINVAL;
+    }
+    if (out_size > 0) {
+        out[0] = '\0';
+    }
+    /* A resource must say which device it came from; a struct the codec could never have
+     * produced is refused rather than guessed at. */
+    if (!resolve(opt, &n) || !terminated(msg->device_id, sizeof msg->device_id) ||
+        blank(msg->device_id, sizeof msg->device_id) || !priority_ok(msg->priority)) {
+        return MW_EINVAL;
+    }
+    switch (msg->type) {
+    case MW_MSG_OBSERVATION:
+        ok = put_observation(&w, &n, msg);
+        break;
+    case MW_MSG_ALARM:
+        ok = put_alarm(&w, &n, msg);
+        break;
+    case MW_MSG_STATUS:
+        put_status(&w, &n, msg);
+        ok = true;
+        break;
+    case MW_MSG_COMM_LOSS:
+    case MW_MSG_COMM_RESTORED:
+        put_link(&w, &n, msg);
+        ok = true;
+        break;
+    case MW_MSG_COMMAND_RESULT:
+    case MW_MSG_UNKNOWN:
+    default:
+        /* Not clinical: a command's result is the gateway operator's business, and an
+         * unknown payload has nothing to map. Both stay in the JSON output and the store. */
+        ok = false;
+        break;
+    }
+    if (!ok) {
+        if (out_size > 0) {
+            out[0] = '\0';
+        }
+        return MW_EINVAL;
+    }
+    return finish(&w, out_len);
+}
+
+/* ---- AuditEvent --------------------------------------------------------------------------- */
+
+/* DICOM PS3.16 audit event ids (CID 400-series), the codes R4's AuditEvent.type and subtype
+ * bindings start from, as IHE ATNA uses them. */
+typedef struct audit_kind {
+    const char *event;
+    const char *type, *type_display;       /* DCM event id */
+    const char *subtype, *subtype_display; /* DCM event type code, NULL: none fits */
+    bool own;            /* the gateway's own action: its peer field is its own address */
+    const char *failure; /* outcome when err != MW_OK: 4 a refusal, 8 the gateway failed */
+} audit_kind;
+
+#define ALERT "110113", "Security Alert"
+#define AUTH  "110114", "User Authentication"
+#define APP   "110100", "Application Activity"
+
+static const audit_kind AUDIT_KINDS[] = {
+    /* A device is a node: its failed TLS authentication is DICOM's Node Authentication
+     * alert; a session it opens or closes is a login or logout of that node. */
+    {MW_AUDIT_HANDSHAKE_FAILED, ALERT, "110126", "Node Authentication", false, "4"},
+    {MW_AUDIT_SESSION_ESTABLISHED, AUTH, "110122", "Login", false, "4"},
+    {MW_AUDIT_SESSION_CLOSED, AUTH, "110123", "Logout", false, "4"},
+    {MW_AUDIT_REKEY_STARTED, AUTH, "110122", "Login", false, "4"},
+    {MW_AUDIT_SESSION_ROTATED, AUTH, "110122", "Login", false, "4"},
+    {MW_AUDIT_IDENTITY_MISMATCH, ALERT, NULL, NULL, false, "4"},
+    {MW_AUDIT_BAD_MESSAGE, ALERT, NULL, NULL, false, "4"},
+    {MW_AUDIT_PEER_LIMIT, ALERT, NULL, NULL, false, "4"},
+    {MW_AUDIT_REPLAY, ALERT, NULL, NULL, false, "4"},
+    {MW_AUDIT_STORE_FAILED, ALERT, NULL, NULL, false, "8"},
+    {MW_AUDIT_COMMAND_REFUSED, ALERT, NULL, NULL, false, "4"},
+    {MW_AUDIT_COMMAND_EXPIRED, ALERT, NULL, NULL, false, "4"},
+    {MW_AUDIT_COMM_LOSS, ALERT, NULL, NULL, false, "4"},
+    {MW_AUDIT_CRL_RELOADED, ALERT, "110129", "Security Configuration", true, "8"},
+    {MW_AUDIT_CRL_RELOAD_FAILED, ALERT, "110129", "Security Configuration", true, "8"},
+    /* Raised by the reference gateway program about itself. */
+    {"gateway_started", APP, "110120", "Application Start", true, "8"},
+    {"gateway_stopped", APP, "110121", "Application Stop", true, "8"},
+};
+
+/* Anything else the audit callback reports is security-relevant by definition. */
+static const audit_kind AUDIT_OTHER = {"", ALERT, NULL, NULL, false, "4"};
+
+static const audit_kind *audit_find(const char *event)
+{
+    size_t i;
+    for (i = 0; i < sizeof AUDIT_KINDS / sizeof AUDIT_KINDS[0]; i++) {
+        if (strncmp(event, AUDIT_KINDS[i].event, AUDIT_EVENT_MAX) == 0) {
+            return &AUDIT_KINDS[i];
+        }
+    }
+    return &AUDIT_OTHER;
+}
+
+/* The host part of mw_addr_format's "HOST:PORT" or "[V6]:PORT": AuditEvent.agent.network
+ * wants an address, the port goes to an entity detail. */
+static void split_peer(const char *peer, size_t size, size_t *off, size_t *len)
+{
+    size_t n = strnlen(peer, size), i;
+
+    *off = 0;
+    *len = n;
+    if (n > 0 && peer[0] == '[') {
+        const char *close = memchr(peer, ']', n);
+        if (close != NULL) {
+            *off = 1;
+            *len = (size_t)(close - peer) - 1;
+        }
+        return;
+    }
+    for (i = n; i > 0; i--) {
+        if (peer[i - 1] == ':') {
+            /* One colon followed by digits only: HOST:PORT. More colons: a bare IPv6. */
+            size_t j;
+            bool digits = i < n;
+            for (j = i; j < n; j++) {
+                digits = digits && peer[j] >= '0' && peer[j] <= '9';
+            }
+            if (digits && memchr(peer, ':', i - 1) == NULL) {
+                *len = i - 1;
+            }
+            return;
+        }
+    }
+}
+
+/* network.type 2 is an IP address, 1 a machine name. */
+static bool looks_like_ip(const char *s, size_t len)
+{
+    size_t i;
+    for (i = 0; i < len; i++) {
+        if (strchr("0123456789abcdefABCDEF.:%", s[i]) == NULL) {
+            return false;
+        }
+    }
+    return len > 0;
+}
+
+static void put_network(writer *w, const char *peer)
+{
+    size_t off, len;
+
+    split_peer(peer, AUDIT_PEER_MAX, &off, &len);
+    if (blank(peer + off, len)) {
+        return;
+    }
+    put_str(w, ",\"network\":{\"address\":");
+    put_fhir_string(w, peer + off, len);
+    put_str(w, looks_like_ip(peer + off, len) ? ",\"type\":\"2\"}" : ",\"type\":\"1\"}");
+}
+
+static void put_gateway_ref(writer *w, const names *n)
+{
+    put_device_ref(w, SYS_MW_GATEWAY, n->gateway, SIZE_MAX);
+}
+
+static void put_detail(writer *w, bool *first, const char *type, const char *value, size_t size)
+{
+    put_str(w, *first ? "{\"type\":\"" : ",{\"type\":\"");
+    put_str(w, type);
+    put_str(w, "\",\"valueString\":");
+    put_fhir_string(w, value, size);
+    put_char(w, '}');
+    *first = false;
+}
+
+MW_API mw_err mw_audit_to_fhir(const mw_audit_event_t *ev, const mw_fhir_options_t *opt,
+                               uint64_t time_ms, char *out, size_t out_size, size_t *out_len)
+{
+    writer w = {out, out_size, 0};
+    names n;
+    const char *event, *peer, *device, *reason;
+    const audit_kind *k;
+    bool peer_known, device_known, first = true;
+    char code[24]; /* an int in decimal */
+
+    if (out_len != NULL) {
+        *out_len = 0;
+    }
+    if (ev == NULL || (out == NULL && out_size > 0)) {
+        return MW_EINVAL;
+    }
+    if (out_size > 0) {
+        out[0] = '\0';
+    }
+    if (!resolve(opt, &n) || time_ms >= FHIR_TIME_LIMIT_MS) {
+        return MW_EINVAL;
+    }
+    /* Strings in an audit record may come from a peer (a certificate's name): they are read
+     * to a bound and escaped like any other. */
+    event = ev->event ? ev->event : "";
+    peer = ev->peer ? ev->peer : "";
+    device = ev->device ? ev->device : "";
+    reason = ev->reason ? ev->reason : "";
+    k = audit_find(event);
+    peer_known = !blank(peer, AUDIT_PEER_MAX);
+    device_known = !blank(device, MW_ID_MAX + 1);
+
+    put_str(&w, "{\"resourceType\":\"AuditEvent\",\"type\":");
+    put_coding(&w, SYS_DCM, k->type, k->type_display);
+    if (k->subtype != NULL || !blank(event, AUDIT_EVENT_MAX)) {
+        put_str(&w, ",\"subtype\":[");
+        if (k->subtype != NULL) {
+            put_coding(&w, SYS_DCM, k->subtype, k->subtype_display);
+        }
+        /* medwire's own event name keeps the detail the DICOM codes do not have; a name that
+         * cannot be a FHIR code (a caller's own, with spaces) is kept as the display. */
+        if (!blank(event, AUDIT_EVENT_MAX)) {
+            put_str(&w, k->subtype != NULL ? ",{" : "{");
+            put_str(&w, "\"system\":\"" SYS_MW_AUDIT_EVENT "\",");
+            put_str(&w, token(event, AUDIT_EVENT_MAX) ? "\"code\":" : "\"display\":");
+            put_fhir_string(&w, event, AUDIT_EVENT_MAX);
+            put_char(&w, '}');
+        }
+        put_char(&w, ']');
+    }
+    /* Every event is the execution of a protocol step or of a gateway function. */
+    put_str(&w, ",\"action\":\"E\",\"recorded\":");
+    (void)put_time(&w, time_ms);
+    put_str(&w, ",\"outcome\":\"");
+    put_str(&w, ev->err == MW_OK ? "0" : k->failure);
+    put_char(&w, '"');
+    if (!blank(reason, AUDIT_REASON_MAX)) {
+        put_str(&w, ",\"outcomeDesc\":");
+        put_fhir_string(&w, reason, AUDIT_REASON_MAX);
+    }
+    put_str(&w, ",\"agent\":[");
+    if (k->own) {
+        /* The gateway acted on its own: it is the one agent, at its own address. */
+        put_str(&w, "{\"type\":");
+        put_concept(&w, SYS_DCM, "110150", "Application");
+        put_str(&w, ",\"who\":");
+        put_gateway_ref(&w, &n);
+        put_str(&w, ",\"requestor\":true");
+        put_network(&w, peer);
+        put_char(&w, '}');
+    } else {
+        /* The peer (a device, or an address that has not proved who it is) acted; the
+         * gateway received. */
+        put_str(&w, "{\"type\":");
+        put_concept(&w, SYS_DCM, "110153", "Source Role ID");
+        if (device_known) {
+            put_str(&w, ",\"who\":");
+            put_device_ref(&w, n.device_system, device, MW_ID_MAX + 1);
+        }
+        put_str(&w, ",\"requestor\":true");
+        put_network(&w, peer);
+        put_str(&w, "},{\"type\":");
+        put_concept(&w, SYS_DCM, "110152", "Destination Role ID");
+        put_str(&w, ",\"who\":");
+        put_gateway_ref(&w, &n);
+        put_str(&w, ",\"requestor\":false}");
+    }
+    put_str(&w, "],\"source\":{\"observer\":");
+    put_gateway_ref(&w, &n);
+    put_str(&w, ",\"type\":[");
+    put_coding(&w, SYS_SOURCE_TYPE, "4", "Application Server");
+    put_str(&w, "]}");
+    /* The entity is what the event was about: the device's session. Its details keep what
+     * the JSON audit line has and FHIR has no element for. */
+    if (device_known || peer_known || ev->err != MW_OK || ev->foreign != 0) {
+        put_str(&w, ",\"entity\":[{");
+        if (device_known) {
+            put_str(&w, "\"what\":");
+            put_device_ref(&w, n.device_system, device, MW_ID_MAX + 1);
+            put_char(&w, ',');
+        }
+        put_str(&w, "\"type\":");
+        put_coding(&w, SYS_ENTITY_TYPE, "2", "System Object");
+        if (peer_known || ev->err != MW_OK || ev->foreign != 0) {
+            put_str(&w, ",\"detail\":[");
+            if (peer_known) {
+                put_detail(&w, &first, "peer", peer, AUDIT_PEER_MAX);
+            }
+            if (ev->err != MW_OK) {
+                put_detail(&w, &first, "error", mw_strerror(ev->err), SIZE_MAX);
+            }
+            if (ev->foreign != 0) {
+                /* The foreign code as decimal text (valueString: R4 details are strings). */
+                writer cw = {code, sizeof code, 0};
+                put_i64(&cw, ev->foreign);
+                code[cw.len] = '\0';
+                put_detail(&w, &first, "foreign-code", code, sizeof code);
+            }
+            put_char(&w, ']');
+        }
+        put_str(&w, "}]");
+    }
+    put_char(&w, '}');
+    return finish(&w, out_len);
+}
