@@ -490,7 +490,7 @@ MW_NODISCARD static mw_err load_failed(mw_error_detail_t *d, const char *what, c
 mw_err mwi_dtls_ctx_create(const mwi_dtls_config *cfg, mwi_dtls_ctx **out_ctx,
                            mw_error_detail_t *out_detail)
 {
-    mw_error_detail_t scratch;
+    mw_error_detail_t scratch = {MW_OK, 0, ""}; /* written before read; initialised for cppcheck */
     mw_error_detail_t *d = out_detail ? out_detail : &scratch;
     memset(d, 0, sizeof *d);
     if (out_ctx == NULL || cfg == NULL)
