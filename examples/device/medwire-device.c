@@ -12,6 +12,8 @@
 static const char USAGE[] =
     "usage: medwire-device --gateway HOST:PORT --gateway-name NAME --ca FILE --cert FILE\n"
     "                      --key FILE --count N [--interval-ms M] [--give-up-s S] [--quiet]\n"
+    "                      [--queue FILE --queue-key FILE] [--queue-capacity N]\n"
+    "                      [--group-commit N] [--print-seq]\n"
     "\n"
     "Simulates a pulse oximeter: sends N observations (SpO2 and pulse rate in turn, with\n"
     "an occasional low-SpO2 alarm) to a medwire gateway over mutually authenticated\n"
@@ -22,11 +24,22 @@ static const char USAGE[] =
     "  --ca FILE             PEM CA that the gateway's certificate must chain to\n"
     "  --cert FILE           this device's PEM certificate (role device; its CN is the id)\n"
     "  --key FILE            its PEM private key\n"
-    "  --count N             observations to send (0 or more)\n"
+    "  --count N             observations to send (0 or more; 0 with --queue: deliver what\n"
+    "                        the queue holds and exit)\n"
     "  --interval-ms M       time between observations (default 0: as fast as acknowledged)\n"
     "  --give-up-s S         exit 1 if not all are acknowledged within S seconds after the\n"
     "                        last observation was made (default 60)\n"
     "  --quiet               no summary line\n"
+    "  --queue FILE          keep the offline queue and the sequence numbers in FILE\n"
+    "                        (created, mode 0600): messages survive a crash or power cut\n"
+    "                        and are sent at the next start; without it they live in RAM\n"
+    "  --queue-key FILE      the queue's AES key: 32 bytes, raw or as 64 hex digits\n"
+    "                        (e.g. head -c 32 /dev/urandom > FILE); required with --queue\n"
+    "  --queue-capacity N    messages the queue holds (default 256); when full the oldest of\n"
+    "                        the lowest priority is evicted and reported to the gateway\n"
+    "  --group-commit N      sync the queue once per N messages (or 100 ms) instead of once\n"
+    "                        per message: faster, but a power cut may lose the last N\n"
+    "  --print-seq           print \"queued SEQ\" on stdout once each message is durable\n"
     "  -h, --help            this text;  --version  the version\n"
     "\n"
     "Exit status: 0 all acknowledged; 1 not delivered (the message says why);\n"
@@ -64,6 +77,55 @@ static int usage_error(const char *what, const char *arg)
     fprintf(stderr, "medwire-device: %s%s%s\nsee 'medwire-device --help'\n", what, arg ? ": " : "",
             arg ? arg : "");
     return 2;
+}
+
+/* The queue key: 32 bytes, raw, or 64 hex digits and an optional newline. */
+static int read_key(const char *path, uint8_t key[32])
+{
+    FILE *f = fopen(path, "rb");
+    if (f == NULL) {
+        fprintf(stderr, "medwire-device: cannot read the queue key %s: %s\n", path,
+                strerror(errno));
+        return -1;
+    }
+    uint8_t buf[80];
+    size_t n = fread(buf, 1, sizeof buf, f);
+    fclose(f);
+    while (n == 65 || n == 66) {
+        if (buf[n - 1] != '\n' && buf[n - 1] != '\r')
+            break;
+        n--;
+    }
+    if (n == 32) {
+        memcpy(key, buf, 32);
+        memset(buf, 0, sizeof buf);
+        return 0;
+    }
+    if (n == 64) {
+        for (size_t i = 0; i < 32; i++) {
+            unsigned v = 0;
+            for (size_t j = 0; j < 2; j++) {
+                int ch = buf[2 * i + j];
+                unsigned d = ch >= '0' && ch <= '9'   ? (unsigned)(ch - '0')
+                             : ch >= 'a' && ch <= 'f' ? (unsigned)(ch - 'a' + 10)
+                             : ch >= 'A' && ch <= 'F' ? (unsigned)(ch - 'A' + 10)
+                                                      : 16u;
+                if (d == 16u)
+                    goto bad;
+                v = v * 16u + d;
+            }
+            key[i] = (uint8_t)v;
+        }
+        memset(buf, 0, sizeof buf);
+        return 0;
+    }
+bad:
+    memset(buf, 0, sizeof buf);
+    fprintf(stderr,
+            "medwire-device: the queue key %s must hold 32 bytes, raw or as 64 hex digits "
+            "(make one with: head -c 32 /dev/urandom > %s)\n",
+            path, path);
+    return -1;
 }
 
 static int parse_num(const char *s, unsigned long max, unsigned long *out)
@@ -115,8 +177,9 @@ static int fail(const mw_client_t *c, mw_err e)
 int main(int argc, char **argv)
 {
     const char *gw = NULL, *gw_name = NULL, *ca = NULL, *cert = NULL, *key = NULL;
-    unsigned long count = 0, give_up_s = 60;
-    bool have_count = false, quiet = false;
+    const char *queue = NULL, *queue_key = NULL;
+    unsigned long count = 0, give_up_s = 60, capacity = 256, group_commit = 0;
+    bool have_count = false, quiet = false, print_seq = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
@@ -131,6 +194,10 @@ int main(int argc, char **argv)
             quiet = true;
             continue;
         }
+        if (strcmp(a, "--print-seq") == 0) {
+            print_seq = true;
+            continue;
+        }
         const char **slot = NULL;
         unsigned long *num = NULL, max = 0;
         if (strcmp(a, "--gateway") == 0)
@@ -143,6 +210,17 @@ int main(int argc, char **argv)
             slot = &cert;
         else if (strcmp(a, "--key") == 0)
             slot = &key;
+        else if (strcmp(a, "--queue") == 0)
+            slot = &queue;
+        else if (strcmp(a, "--queue-key") == 0)
+            slot = &queue_key;
+        else if (strcmp(a, "--queue-capacity") == 0) {
+            num = &capacity;
+            max = 1000000;
+        } else if (strcmp(a, "--group-commit") == 0) {
+            num = &group_commit;
+            max = 65536;
+        }
         else if (strcmp(a, "--count") == 0) {
             num = &count;
             max = 100000000;
@@ -169,6 +247,10 @@ int main(int argc, char **argv)
         return usage_error("--ca, --cert and --key are required", NULL);
     if (!have_count)
         return usage_error("--count N is required", NULL);
+    if ((queue == NULL) != (queue_key == NULL))
+        return usage_error("--queue FILE and --queue-key FILE go together", NULL);
+    if (capacity == 0)
+        return usage_error("--queue-capacity must be at least 1", NULL);
 
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
@@ -185,23 +267,48 @@ int main(int argc, char **argv)
     cfg.cert_file = cert;
     cfg.key_file = key;
     cfg.on_command = on_command;
-    /* Sequence numbers must never repeat over the device's life, or the gateway
-     * would take a restarted simulator's readings for duplicates. Until the
-     * persistent sequence store exists, start above any earlier run: the
-     * wall-clock time in microseconds (valid while the clock never goes back
-     * and fewer than a million messages a second are sent). */
-    {
+    cfg.queue_capacity = (uint32_t)capacity;
+    cfg.group_commit_n = (uint32_t)group_commit;
+    mw_error_detail_t d;
+    mw_err e;
+    mw_storage_t region;
+    uint8_t qkey[32];
+    memset(&region, 0, sizeof region);
+    if (queue != NULL) {
+        /* The sequence numbers persist with the queue. */
+        uint32_t size = 0;
+        if (mw_client_storage_size(cfg.queue_capacity, 1, 1, &size) != MW_OK)
+            return usage_error("--queue-capacity is too large", NULL);
+        if (read_key(queue_key, qkey) != 0)
+            return 1;
+        e = mw_storage_file_open(queue, size, &region, &d);
+        if (e != MW_OK) {
+            fprintf(stderr, "medwire-device: cannot open the queue file %s: %s\n", queue,
+                    d.reason);
+            return 1;
+        }
+        cfg.storage = &region;
+        cfg.queue_key = qkey;
+        cfg.queue_key_len = sizeof qkey;
+    } else {
+        /* Sequence numbers must never repeat over the device's life, or the gateway would
+         * take a restarted simulator's readings for duplicates. Without a queue file, start
+         * above any earlier run: the wall-clock time in microseconds (valid while the clock
+         * never goes back and fewer than a million messages a second are sent). */
         mw_clock_t sys = mw_clock_system();
         int synced;
         cfg.first_seq = sys.wall_ms(sys.ctx, &synced) * 1000u + 1u;
     }
     mw_client_t *c = NULL;
-    mw_error_detail_t d;
-    mw_err e = mw_client_open(&cfg, &c, &d);
+    e = mw_client_open(&cfg, &c, &d);
+    memset(qkey, 0, sizeof qkey);
     if (e != MW_OK) {
         const char *h = hint(e);
+        if (queue != NULL && e == MW_ECONFIG && strstr(d.reason, "key") != NULL)
+            h = "--queue-key is not the key this queue file was written with";
         fprintf(stderr, "medwire-device: cannot start: %s%s%s\n", d.reason, h ? "; " : "",
                 h ? h : "");
+        mw_storage_file_close(&region);
         return 1;
     }
     mw_clock_t clk = mw_clock_system();
@@ -227,11 +334,20 @@ int main(int argc, char **argv)
                 snprintf(o.unit, sizeof o.unit, "/min");
             }
             o.status = MW_MEAS_VALID;
-            e = mw_client_send_observation(c, &o, NULL);
+            uint64_t seq = 0;
+            e = mw_client_send_observation(c, &o, &seq);
             if (e == MW_EFULL)
                 break;
-            if (e != MW_OK)
-                return fail(c, e);
+            if (e != MW_OK) {
+                int rc = fail(c, e);
+                mw_client_close(&c);
+                mw_storage_file_close(&region);
+                return rc;
+            }
+            if (print_seq) {
+                printf("queued %llu\n", (unsigned long long)seq);
+                fflush(stdout);
+            }
             if (o.mdc_code == MW_MDC_PULS_OXIM_SAT_O2 && o.mantissa < 90) {
                 mw_alarm_t al;
                 memset(&al, 0, sizeof al);
@@ -257,6 +373,7 @@ int main(int argc, char **argv)
                     give_up_s, (unsigned long long)mw_client_pending(c), count,
                     ld.reason[0] ? "; last error: " : "", ld.reason);
             mw_client_close(&c);
+            mw_storage_file_close(&region);
             return 1;
         }
         int wait = 100;
@@ -268,6 +385,7 @@ int main(int argc, char **argv)
         if (e != MW_OK && e != MW_EAGAIN) {
             int rc = fail(c, e);
             mw_client_close(&c);
+            mw_storage_file_close(&region);
             return rc;
         }
     }
@@ -277,6 +395,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "medwire-device: interrupted with %llu messages unacknowledged\n",
                 (unsigned long long)st.messages_pending);
         mw_client_close(&c);
+        mw_storage_file_close(&region);
         return 3;
     }
     if (!quiet)
@@ -290,5 +409,6 @@ int main(int argc, char **argv)
                 (unsigned long long)st.bytes_received, (unsigned long long)st.datagrams_sent,
                 (unsigned long long)st.datagrams_received);
     mw_client_close(&c);
+    mw_storage_file_close(&region);
     return 0;
 }

@@ -1777,9 +1777,15 @@ static int generate(cert_request *req, ecc_key *signer, const char *record_ca, c
             rc = wolf_fail("cannot attach the random generator to the CA key", ret);
     }
     if (rc == EXIT_SUCCESS) {
-        req->subject_key = &key;
-        req->signer_key = signer ? signer : &key;
-        rc = make_cert(&rng, req, der, sizeof(der), &der_len);
+        /* The keys live in this frame only: a copy of the request carries them. */
+        cert_request with_keys = *req;
+        with_keys.subject_key = &key;
+        with_keys.signer_key = signer ? signer : &key;
+        rc = make_cert(&rng, &with_keys, der, sizeof(der), &der_len);
+        /* What make_cert filled in (the serial) goes back; the key pointers do not. */
+        with_keys.subject_key = NULL;
+        with_keys.signer_key = NULL;
+        *req = with_keys;
     }
     if (rc == EXIT_SUCCESS && record_ca != NULL)
         rc = record_issued(record_ca, req);

@@ -42,7 +42,13 @@ extern "C" {
 #define MW_AUDIT_COMMAND_EXPIRED     "command_expired"
 #define MW_AUDIT_CRL_RELOADED        "crl_reloaded"
 #define MW_AUDIT_CRL_RELOAD_FAILED   "crl_reload_failed"
+#define MW_AUDIT_CREDENTIALS_RELOADED      "credentials_reloaded"
+#define MW_AUDIT_CREDENTIALS_RELOAD_FAILED "credentials_reload_failed"
 #define MW_AUDIT_COMM_LOSS           "communication_loss"
+/* Raised by the device SDK about its offline queue (docs/queue.md). */
+#define MW_AUDIT_QUEUE_EVICTED "queue_evicted" /**< a message removed unsent: queue full */
+#define MW_AUDIT_QUEUE_CORRUPT "queue_corrupt" /**< a stored record failed authentication */
+#define MW_AUDIT_QUEUE_TORN    "queue_torn"    /**< a write cut off by a power loss */
 
 /** One audit record. Strings are never NULL ("" when unknown). */
 typedef struct mw_audit_event {

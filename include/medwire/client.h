@@ -41,6 +41,7 @@
 #include "medwire/err.h"
 #include "medwire/io.h"
 #include "medwire/message.h"
+#include "medwire/storage.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -69,12 +70,26 @@ typedef struct mw_client_config {
     mw_clock_t clock;         /**< now_ms == NULL: the system clock */
     mw_random_t random;       /**< fill == NULL: wolfCrypt's CSPRNG */
     uint32_t queue_capacity;  /**< messages held until acknowledged (default 256) */
-    /** Sequence number of the first message (0 means 1). Numbers must never repeat over a
-     *  device's life, across restarts: the gateway acknowledges a repeated number without
-     *  delivering it again. Until the persistent sequence store lands, a device that restarts
-     *  must give a number above every one it used before (medwire-device uses the time in
-     *  microseconds). */
+    /** Sequence number of the first message (0 means 1); with @c storage, a floor the
+     *  persisted sequence never goes below. Numbers must never repeat over a device's life:
+     *  the gateway acknowledges a repeated number without delivering it again. Without
+     *  @c storage a device that restarts must give a number above every one it used before. */
     uint64_t first_seq;
+    /** Persistent region for the offline queue and the sequence numbers (docs/queue.md): a
+     *  file (mw_storage_file_open), a flash partition, anything meeting storage.h. The first
+     *  part holds the sequence store, the rest the queue; it must hold at least
+     *  mw_client_storage_size() bytes. The table is copied; its context must outlive the
+     *  client. NULL: both in RAM, lost at a power cut or restart. */
+    const mw_storage_t *storage;
+    /** AES key for the queue at rest, 16 or 32 bytes, from the vendor (never derived from the
+     *  TLS key); required with @c storage (without it a random key is made). Copied. */
+    const uint8_t *queue_key;
+    size_t queue_key_len;
+    /** Group commit: 0 (default) makes every message durable before mw_client_send_*
+     *  returns; N > 1 syncs once N operations are unsynced or @c group_commit_ms (default
+     *  100) after the oldest: a power cut loses at most that window (docs/queue.md). */
+    uint32_t group_commit_n;
+    uint32_t group_commit_ms;
     uint32_t ack_timeout_ms; /**< CoAP ACK_TIMEOUT (default 2000) */
     uint8_t max_retransmit;  /**< CoAP MAX_RETRANSMIT (default 4) */
     uint8_t nstart;          /**< CoAP NSTART: requests in flight at once, 1-4 (default 1) */
@@ -110,16 +125,32 @@ typedef struct mw_client_stats {
     uint64_t bytes_sent, bytes_received; /**< UDP payload bytes, handshakes included */
     bool connected;
     uint64_t next_seq;
+    uint32_t queue_capacity;   /**< messages the queue holds */
+    uint64_t messages_evicted; /**< removed unsent to make room (each reported by a gap record) */
+    uint64_t messages_corrupt; /**< found damaged at rest, never sent (reported likewise) */
+    uint64_t gap_records;      /**< gap records queued for the gateway */
 } mw_client_stats_t;
 
 /** Fills @p cfg with defaults (all pointers NULL). */
 MW_API void mw_client_config_init(mw_client_config_t *cfg);
 
 /**
- * Creates a client: loads and checks the credentials, opens the transport.
- * Does not block and sends nothing yet.
+ * Bytes of storage a client needs for @p capacity messages on a medium with these units
+ * (erase_unit 1 and write_unit 1 for a file): the sequence store and twice the smallest queue
+ * region, so that compaction stays rare when the queue is full.
+ * @return ::MW_OK; ::MW_EINVAL (capacity 0, units not powers of two).
+ */
+MW_API MW_NODISCARD mw_err mw_client_storage_size(uint32_t capacity, uint32_t erase_unit,
+                                                  uint32_t write_unit, uint32_t *out_size);
+
+/**
+ * Creates a client: loads and checks the credentials, opens the transport and the queue
+ * (recovering what @c storage holds: every intact message is sent again, damaged ones are
+ * reported through the audit callback and a gap record). Sends nothing yet.
  * @return MW_OK; MW_EINVAL (NULL argument); MW_ECONFIG (a required setting is
- *         missing: CA, certificate, key, gateway name or address);
+ *         missing: CA, certificate, key, gateway name or address; storage without a queue key,
+ *         a key of the wrong length or not the one the queue was written with, a region too
+ *         small); MW_EIO (the storage cannot be read or holds no queue);
  *         MW_ECERT_LOAD (a file cannot be loaded, or key and certificate do
  *         not match); MW_EADDR; MW_ETRANSPORT; MW_ENOMEM. @p out_detail (may
  *         be NULL) says which and why.
@@ -128,10 +159,14 @@ MW_API MW_NODISCARD mw_err mw_client_open(const mw_client_config_t *cfg, mw_clie
                                           mw_error_detail_t *out_detail);
 
 /**
- * Queues an observation; @p out_seq (may be NULL) receives its sequence number.
+ * Queues an observation; @p out_seq (may be NULL) receives its sequence number. With
+ * @c storage and no group commit it is durable when this returns MW_OK.
  * A @c time_ms of 0 is replaced by the clock's wall time.
+ * When the queue is full, the oldest message of the lowest priority present (never above this
+ * one's) is evicted to make room: an audit event and a gap record tell the gateway.
  * @return MW_OK; MW_EINVAL (bad field: empty or too long unit, bad status);
- *         MW_EFULL (queue full: nothing was queued).
+ *         MW_EFULL (queue full of higher priorities: nothing was queued);
+ *         MW_EIO (the storage failed: the client must be reopened; last_error says why).
  */
 MW_API MW_NODISCARD mw_err mw_client_send_observation(mw_client_t *c, const mw_observation_t *obs,
                                                       uint64_t *out_seq);
@@ -170,8 +205,8 @@ MW_API int mw_client_fd(const mw_client_t *c);
 /** Milliseconds until mw_client_poll has work due (timers), or -1 if none. */
 MW_API int mw_client_next_timeout_ms(const mw_client_t *c);
 
-/** Closes the session and frees the client; sets *c to NULL. Unacknowledged messages are lost
- *  (the persistent queue keeps them). */
+/** Closes the session and frees the client; sets *c to NULL. Unacknowledged messages stay in
+ *  @c storage for the next open (without storage they are lost). */
 MW_API void mw_client_close(mw_client_t **c);
 
 #ifdef __cplusplus

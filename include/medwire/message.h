@@ -137,6 +137,23 @@ typedef struct mw_command_result {
     char detail[MW_COMMAND_DETAIL_MAX + 1];
 } mw_command_result_t;
 
+/** Why messages will never reach the gateway (a gap record). */
+typedef enum mw_gap_reason {
+    MW_GAP_EVICTED = 1, /**< removed unsent to make room in a full queue */
+    MW_GAP_CORRUPT = 2, /**< damaged at rest in the device's queue, never sent */
+} mw_gap_reason;
+
+/** Messages a device lost, reported so the hospital knows what it will never receive. For
+ *  evictions, every message of @c priority numbered in [first_seq, last_seq] was either
+ *  delivered or is among the @c count lost. */
+typedef struct mw_gap {
+    unsigned priority; /**< mw_priority of the lost messages, 0 if unknown */
+    mw_gap_reason reason;
+    uint64_t count;
+    uint64_t first_seq; /**< 0 if unknown */
+    uint64_t last_seq;  /**< 0 if unknown */
+} mw_gap_t;
+
 /** What an envelope carries. */
 typedef enum mw_msg_type {
     MW_MSG_UNKNOWN = 0, /**< a payload kind this version does not know */
@@ -149,6 +166,8 @@ typedef enum mw_msg_type {
     MW_MSG_COMM_LOSS = 5,
     /** ... and it has been heard from again. */
     MW_MSG_COMM_RESTORED = 6,
+    /** Sent by a device: messages it lost (queue full, or damaged at rest). */
+    MW_MSG_GAP = 7,
 } mw_msg_type;
 
 /** For MW_MSG_COMM_LOSS and MW_MSG_COMM_RESTORED. */
@@ -171,11 +190,12 @@ typedef struct mw_message {
         mw_device_status_t status;
         mw_command_result_t command_result;
         mw_link_event_t link;
+        mw_gap_t gap;
     } u;
 } mw_message_t;
 
 /** Name of a message type ("observation", "alarm", "status", "command_result",
- *  "communication_loss", "communication_restored", "unknown"). */
+ *  "communication_loss", "communication_restored", "gap", "unknown"). */
 MW_API const char *mw_msg_type_name(mw_msg_type type);
 
 /** Name of a command status ("done", "refused-replay", ...), NULL if out of range. */

@@ -10,6 +10,7 @@
 #include "coap/coap.h"
 #include "core/detail.h"
 #include "dtls/dtls.h"
+#include "queue/queue.h"
 #include "session/codec.h"
 #include "session/command.h"
 
@@ -23,6 +24,9 @@
  * (1+2+4+8+16 s) is abandoned and retried with backoff, rather than waiting
  * the full 127 s wolfSSL would. */
 #define HANDSHAKE_MAX_MS 31000u
+/* Sequence numbers reserved per durable write of the sequence store: a power cut costs at
+ * most this many unused numbers. */
+#define SEQ_BLOCK 1024u
 /* Requests in flight at once (NSTART, RFC 7252 4.7); the configured value is capped here. */
 #define NSTART_MAX 4
 /* A batch body that does not fit one record goes block-wise (RFC 7959) in
@@ -91,12 +95,16 @@ struct mw_client {
     uint32_t keepalive_ms;
     uint64_t last_rx_ms;
 
-    /* Ring of unacknowledged messages in sequence order; sized at open. */
-    mw_message_t *q;
-    uint64_t *q_since_ms; /* when each was queued (monotonic) */
-    uint32_t q_cap, q_head, q_count;
+    /* The offline queue and the sequence numbers, in the vendor's region or in RAM. */
+    mwi_queue *queue;
+    mwi_seq seqs;
+    mw_storage_t region;
+    bool own_region;
+    mw_storage_slice_t seq_slice, q_slice;
+    mw_storage_t seq_st, q_st;
+    uint32_t q_cap;
+    mw_message_t batch[MWI_MAX_BATCH]; /* the messages of the batch being encoded */
 
-    uint64_t next_seq;
     mw_client_stats_t st;
     mw_error_detail_t last;
     mw_err fatal;
@@ -168,6 +176,105 @@ static mw_err fail_open(mw_error_detail_t *d, mw_err e, const char *reason)
     return e;
 }
 
+mw_err mw_client_storage_size(uint32_t capacity, uint32_t erase_unit, uint32_t write_unit,
+                              uint32_t *out_size)
+{
+    uint32_t q = 0;
+    if (out_size == NULL || mwi_queue_region_min(capacity, erase_unit, write_unit, &q) != MW_OK)
+        return MW_EINVAL;
+    uint64_t total = (uint64_t)mwi_seq_region_size(erase_unit, write_unit) + 2u * (uint64_t)q;
+    if (total > UINT32_MAX)
+        return MW_EINVAL;
+    *out_size = (uint32_t)total;
+    return MW_OK;
+}
+
+/* What the queue reports (while it recovers at open, and on eviction) goes to the audit log;
+ * the gap records follow from the queue's gap table (send_gaps). */
+static void on_queue_event(void *ctx, const mwi_queue_event *ev)
+{
+    mw_client_t *c = ctx;
+    const char *name = MW_AUDIT_QUEUE_TORN;
+    mw_err e = MW_EIO;
+    if (ev->kind == MWI_QUEUE_EVICTED) {
+        name = MW_AUDIT_QUEUE_EVICTED;
+        e = MW_EFULL;
+        c->st.messages_evicted++;
+    } else if (ev->kind == MWI_QUEUE_CORRUPT) {
+        name = MW_AUDIT_QUEUE_CORRUPT;
+        c->st.messages_corrupt++;
+    }
+    char why[240];
+    snprintf(why, sizeof why, "%s (seq %llu, priority %u, at byte %lu, %lu bytes)",
+             ev->reason ? ev->reason : "", (unsigned long long)ev->seq, (unsigned)ev->priority,
+             (unsigned long)ev->offset, (unsigned long)ev->length);
+    audit(c, name, e, 0, why);
+}
+
+/* The region: the sequence store first, the queue after it; in RAM when the vendor gave none
+ * (with a random key: what RAM holds dies with the process anyway). */
+static mw_err open_queue(mw_client_t *c, const mw_client_config_t *cfg, mw_error_detail_t *d)
+{
+    uint8_t key[MWI_QUEUE_KEY_256];
+    const uint8_t *k = cfg->queue_key;
+    size_t klen = cfg->queue_key_len;
+    mw_err e;
+    if (cfg->storage != NULL) {
+        if (k == NULL || (klen != MWI_QUEUE_KEY_128 && klen != MWI_QUEUE_KEY_256))
+            return fail_open(d, MW_ECONFIG,
+                             "a queue key of 16 or 32 bytes is required with persistent storage");
+        c->region = *cfg->storage;
+    } else {
+        uint32_t size = 0;
+        if (mw_client_storage_size(c->q_cap, 1, 1, &size) != MW_OK)
+            return fail_open(d, MW_ECONFIG, "queue capacity too large");
+        e = mwi_mem_region_open(size, &c->region);
+        if (e != MW_OK)
+            return fail_open(d, e, "out of memory for the queue");
+        c->own_region = true;
+        if (c->rnd.fill(c->rnd.ctx, key, sizeof key) != MW_OK)
+            return fail_open(d, MW_EINTERNAL, "the random source failed");
+        k = key;
+        klen = sizeof key;
+    }
+    uint32_t need = 0, seq_size = mwi_seq_region_size(c->region.erase_unit, c->region.write_unit);
+    if (mwi_queue_region_min(c->q_cap, c->region.erase_unit, c->region.write_unit, &need) !=
+            MW_OK ||
+        (uint64_t)seq_size + need > c->region.size) {
+        char why[200];
+        snprintf(why, sizeof why,
+                 "the storage region (%lu bytes) is too small for %lu messages: it needs at "
+                 "least %llu bytes (mw_client_storage_size gives the recommended size)",
+                 (unsigned long)c->region.size, (unsigned long)c->q_cap,
+                 (unsigned long long)seq_size + need);
+        return fail_open(d, MW_ECONFIG, why);
+    }
+    e = mw_storage_slice(&c->region, 0, seq_size, &c->seq_slice, &c->seq_st);
+    if (e == MW_OK)
+        e = mw_storage_slice(&c->region, seq_size, c->region.size - seq_size, &c->q_slice,
+                             &c->q_st);
+    if (e != MW_OK)
+        return fail_open(d, MW_ECONFIG,
+                         "the storage region's geometry does not allow splitting it (erase unit)");
+    e = mwi_seq_open(&c->seq_st, SEQ_BLOCK, cfg->first_seq, &c->seqs, d);
+    if (e != MW_OK)
+        return e;
+    mwi_seq_raise(&c->seqs, cfg->first_seq);
+    mwi_queue_config qc;
+    mwi_queue_config_init(&qc);
+    qc.storage = &c->q_st;
+    qc.key = k;
+    qc.key_len = klen;
+    qc.capacity = c->q_cap;
+    qc.group_commit_n = cfg->group_commit_n;
+    qc.group_commit_ms = cfg->group_commit_ms;
+    qc.on_event = on_queue_event;
+    qc.event_ctx = c;
+    e = mwi_queue_open(&qc, &c->queue, d);
+    memset(key, 0, sizeof key);
+    return e;
+}
+
 mw_err mw_client_open(const mw_client_config_t *cfg, mw_client_t **out, mw_error_detail_t *d)
 {
     if (d)
@@ -191,14 +298,7 @@ mw_err mw_client_open(const mw_client_config_t *cfg, mw_client_t **out, mw_error
     if (c == NULL)
         return fail_open(d, MW_ENOMEM, "out of memory");
     c->tp.fd = -1;
-    c->next_seq = cfg->first_seq ? cfg->first_seq : 1;
     c->q_cap = cfg->queue_capacity;
-    c->q = calloc(c->q_cap, sizeof *c->q);
-    c->q_since_ms = calloc(c->q_cap, sizeof *c->q_since_ms);
-    if (c->q == NULL || c->q_since_ms == NULL) {
-        e = fail_open(d, MW_ENOMEM, "out of memory for the queue");
-        goto fail;
-    }
     mwi_dtls_config dc = {
         .role = MWI_DTLS_CLIENT,
         .ca_file = cfg->ca_file,
@@ -267,6 +367,9 @@ mw_err mw_client_open(const mw_client_config_t *cfg, mw_client_t **out, mw_error
         c->reconnect_max_ms = c->reconnect_min_ms;
     c->audit = cfg->audit;
     c->audit_ctx = cfg->audit_ctx;
+    e = open_queue(c, cfg, d);
+    if (e != MW_OK)
+        goto fail;
     c->state = ST_IDLE;
     *out = c;
     return MW_OK;
@@ -275,12 +378,41 @@ fail:
     return e;
 }
 
+/* The queue's time base: wall time when the clock has it, so that the age of what a restart
+ * recovered stays right; the monotonic clock otherwise. */
+static uint64_t qnow(const mw_client_t *c)
+{
+    int synced;
+    return c->clock.wall_ms ? c->clock.wall_ms(c->clock.ctx, &synced) : now_ms(c);
+}
+
+static uint32_t depth(const mw_client_t *c)
+{
+    mwi_queue_stats qs;
+    mwi_queue_stats_get(c->queue, qnow(c), &qs);
+    return qs.depth;
+}
+
+/* A storage failure ends the client: what is durable stays for the next open. */
+static mw_err storage_failed(mw_client_t *c, mw_err e)
+{
+    mw_error_detail_t d;
+    mwi_queue_last_error(c->queue, &d);
+    char why[240];
+    snprintf(why, sizeof why, "the offline queue's storage failed (%.150s): close and reopen the client",
+             d.reason[0] ? d.reason : mw_strerror(e));
+    set_last(c, e, d.foreign, why);
+    c->fatal = e;
+    c->state = ST_FAILED;
+    return e;
+}
+
 static mw_err enqueue(mw_client_t *c, mw_message_t *m, uint64_t *out_seq)
 {
-    if (c->q_count == c->q_cap)
-        return MW_EFULL;
+    if (c->fatal != MW_OK)
+        return c->fatal;
     int synced = 0;
-    m->seq = c->next_seq;
+    m->seq = mwi_seq_peek(&c->seqs);
     snprintf(m->device_id, sizeof m->device_id, "%s", mwi_dtls_ctx_own_id(c->dtls));
     m->device_time_ms = c->clock.wall_ms ? c->clock.wall_ms(c->clock.ctx, &synced) : 0;
     m->time_synced = synced != 0;
@@ -289,11 +421,23 @@ static mw_err enqueue(mw_client_t *c, mw_message_t *m, uint64_t *out_seq)
     mw_err e = mwi_message_check(m);
     if (e != MW_OK)
         return e;
-    uint32_t slot = (c->q_head + c->q_count) % c->q_cap;
-    c->q[slot] = *m;
-    c->q_since_ms[slot] = now_ms(c);
-    c->q_count++;
-    c->next_seq++;
+    /* A number only for a message that can be kept. */
+    if (!mwi_queue_accepts(c->queue, m->priority))
+        return MW_EFULL;
+    e = mwi_seq_next(&c->seqs, &m->seq);
+    if (e == MW_EIO || e == MW_ECLOSED) {
+        set_last(c, MW_EIO, 0, "the sequence store's storage failed: close and reopen the client");
+        c->fatal = MW_EIO;
+        c->state = ST_FAILED;
+        return MW_EIO;
+    }
+    if (e != MW_OK)
+        return e;
+    e = mwi_queue_append(c->queue, m, qnow(c));
+    if (e == MW_EIO || e == MW_ECLOSED)
+        return storage_failed(c, e);
+    if (e != MW_OK)
+        return e;
     c->st.messages_queued++;
     if (out_seq)
         *out_seq = m->seq;
@@ -476,30 +620,37 @@ static void release(mw_client_t *c, struct req *q)
     q->nseq = 0;
 }
 
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
 /* Forgets the messages of @p q that the gateway acknowledged (custody
  * transfer): only those both carried and covered by a range. */
 static void apply_ack(mw_client_t *c, struct req *q, const mwi_seq_range *r, size_t n)
 {
-    uint32_t keep = 0;
-    for (uint32_t i = 0; i < c->q_count; i++) {
-        uint32_t from = (c->q_head + i) % c->q_cap;
-        uint64_t seq = c->q[from].seq;
+    uint64_t got[MWI_MAX_BATCH];
+    size_t k = 0;
+    for (uint8_t i = 0; i < q->nseq; i++) {
         bool acked = false;
-        if (req_carries(q, seq))
-            for (size_t k = 0; k < n && !acked; k++)
-                acked = seq >= r[k].first && seq <= r[k].last;
-        if (acked) {
-            c->st.messages_acked++;
-            continue;
-        }
-        if (keep != i) {
-            uint32_t to = (c->q_head + keep) % c->q_cap;
-            c->q[to] = c->q[from];
-            c->q_since_ms[to] = c->q_since_ms[from];
-        }
-        keep++;
+        for (size_t j = 0; j < n && !acked; j++)
+            acked = q->seqs[i] >= r[j].first && q->seqs[i] <= r[j].last;
+        if (acked)
+            got[k++] = q->seqs[i];
     }
-    c->q_count = keep;
+    if (k == 0)
+        return;
+    qsort(got, k, sizeof got[0], cmp_u64);
+    mwi_seq_range ranges[MWI_MAX_ACK_RANGES];
+    size_t nr = mwi_ranges_from_seqs(got, k, ranges, MWI_MAX_ACK_RANGES);
+    size_t removed = 0;
+    mw_err e = mwi_queue_ack(c->queue, ranges, nr, qnow(c), &removed);
+    if (e != MW_OK) {
+        (void)storage_failed(c, e);
+        return;
+    }
+    c->st.messages_acked += removed;
 }
 
 static mw_err send_block(mw_client_t *c, struct req *q, uint64_t now);
@@ -731,16 +882,25 @@ static mw_err send_block(mw_client_t *c, struct req *q, uint64_t now)
 }
 
 /* The order of the flush: alarms, then observations, then status; oldest
- * first within each; messages already in flight are skipped. */
-static size_t collect(const mw_client_t *c, const mw_message_t **out, size_t max)
+ * first within each (the queue's order); messages already in flight are skipped. */
+static size_t collect(mw_client_t *c, const mw_message_t **out, size_t max)
 {
+    mwi_queue_cursor cur;
+    mwi_queue_cursor_init(&cur);
     size_t n = 0;
-    for (int prio = MW_PRIORITY_ALARM; prio >= MW_PRIORITY_STATUS && n < max; prio--)
-        for (uint32_t i = 0; i < c->q_count && n < max; i++) {
-            const mw_message_t *m = &c->q[(c->q_head + i) % c->q_cap];
-            if ((int)m->priority == prio && !in_flight(c, m->seq))
-                out[n++] = m;
+    while (n < max) {
+        mw_err e = mwi_queue_next(c->queue, &cur, &c->batch[n]);
+        if (e == MW_EAGAIN)
+            break;
+        if (e != MW_OK) {
+            (void)storage_failed(c, e);
+            return 0;
         }
+        if (!in_flight(c, c->batch[n].seq)) {
+            out[n] = &c->batch[n];
+            n++;
+        }
+    }
     return n;
 }
 
@@ -754,12 +914,7 @@ static void send_batch(mw_client_t *c, uint64_t now)
     if (n == 0)
         return;
     /* The low-water mark is the oldest sequence number still held. */
-    uint64_t low = c->q[c->q_head].seq;
-    for (uint32_t i = 1; i < c->q_count; i++) {
-        uint64_t s = c->q[(c->q_head + i) % c->q_cap].seq;
-        if (s < low)
-            low = s;
-    }
+    uint64_t low = mwi_queue_low_water(c->queue);
     bool block = !c->body_busy && !c->no_block1;
     uint8_t one[BATCH_CAP];
     uint8_t *payload = block ? c->body : one;
@@ -793,6 +948,48 @@ static void send_batch(mw_client_t *c, uint64_t now)
     if (e != MW_OK) {
         release(c, q);
         drop_link(c, now);
+    }
+}
+
+/* Gap records: what the queue lost (evicted to make room, damaged at rest) goes to the
+ * gateway as messages of their own, with alarm priority, so that the hospital knows what it
+ * will never receive. Only while there is room without evicting anything: a queue that stays
+ * full while offline widens its gap table's entries instead of trading data for reports. A
+ * power cut between queueing a record and clearing its entry reports that gap twice, never
+ * not at all (docs/queue.md). */
+static void send_gaps(mw_client_t *c)
+{
+    if (c->fatal != MW_OK)
+        return;
+    mwi_queue_gap g[MWI_QUEUE_GAP_SLOTS];
+    size_t n = mwi_queue_gaps(c->queue, g, MWI_QUEUE_GAP_SLOTS);
+    if (n == 0)
+        return;
+    mwi_queue_stats qs;
+    mwi_queue_stats_get(c->queue, qnow(c), &qs);
+    size_t done = 0;
+    while (done < n && qs.depth + done < qs.capacity) {
+        const mwi_queue_gap *e = &g[done];
+        mw_message_t m;
+        memset(&m, 0, sizeof m);
+        m.type = MW_MSG_GAP;
+        m.priority = MW_PRIORITY_ALARM;
+        m.u.gap.priority = (unsigned)e->priority;
+        m.u.gap.reason = e->reason == MWI_QUEUE_GAP_CORRUPT ? MW_GAP_CORRUPT : MW_GAP_EVICTED;
+        m.u.gap.count = e->count;
+        if (e->first_seq != 0 && e->first_seq <= e->last_seq) {
+            m.u.gap.first_seq = e->first_seq;
+            m.u.gap.last_seq = e->last_seq;
+        }
+        if (enqueue(c, &m, NULL) != MW_OK)
+            break;
+        c->st.gap_records++;
+        done++;
+    }
+    if (done > 0) {
+        mw_err e = mwi_queue_gaps_clear(c->queue, g, done);
+        if (e != MW_OK)
+            (void)storage_failed(c, e);
     }
 }
 
@@ -898,7 +1095,7 @@ static void run_timers(mw_client_t *c, uint64_t now)
             drop_link(c, now);
         }
     }
-    if (c->state == ST_READY && c->keepalive_ms && !any_request(c) && c->q_count == 0 &&
+    if (c->state == ST_READY && c->keepalive_ms && !any_request(c) && depth(c) == 0 &&
         now - c->last_rx_ms >= c->keepalive_ms)
         send_ping(c, now);
 }
@@ -1022,12 +1219,17 @@ mw_err mw_client_poll(mw_client_t *c, int timeout_ms)
     for (;;) {
         run_timers(c, now);
         receive(c, now);
+        send_gaps(c);
         for (uint32_t k = 0; k < c->nstart && c->state == ST_READY; k++) {
-            uint32_t before = c->q_count;
             uint64_t sent = c->st.requests_sent;
             send_batch(c, now);
-            if (c->st.requests_sent == sent || before == 0)
+            if (c->st.requests_sent == sent)
                 break;
+        }
+        if (c->fatal == MW_OK) {
+            mw_err fe = mwi_queue_flush(c->queue, qnow(c));
+            if (fe != MW_OK)
+                (void)storage_failed(c, fe);
         }
         if (c->fatal != MW_OK)
             return c->fatal;
@@ -1054,7 +1256,7 @@ mw_err mw_client_rotate_keys(mw_client_t *c)
 
 uint64_t mw_client_pending(const mw_client_t *c)
 {
-    return c ? c->q_count : 0;
+    return c ? depth(c) : 0;
 }
 
 void mw_client_stats(const mw_client_t *c, mw_client_stats_t *out)
@@ -1062,15 +1264,13 @@ void mw_client_stats(const mw_client_t *c, mw_client_stats_t *out)
     if (c == NULL || out == NULL)
         return;
     *out = c->st;
-    out->messages_pending = c->q_count;
-    out->next_seq = c->next_seq;
+    mwi_queue_stats qs;
+    mwi_queue_stats_get(c->queue, qnow(c), &qs);
+    out->messages_pending = qs.depth;
+    out->oldest_pending_age_ms = qs.oldest_age_ms;
+    out->queue_capacity = qs.capacity;
+    out->next_seq = mwi_seq_peek(&c->seqs);
     out->connected = c->state == ST_READY;
-    out->oldest_pending_age_ms = 0;
-    if (c->q_count > 0) {
-        uint64_t now = now_ms(c);
-        uint64_t since = c->q_since_ms[c->q_head];
-        out->oldest_pending_age_ms = now > since ? now - since : 0;
-    }
 }
 
 void mw_client_last_error(const mw_client_t *c, mw_error_detail_t *out)
@@ -1120,9 +1320,12 @@ int mw_client_next_timeout_ms(const mw_client_t *c)
         }
         if (c->rekey_after_ms && c->session_started_ms + c->rekey_after_ms < at)
             at = c->session_started_ms + c->rekey_after_ms;
-        if (c->keepalive_ms && !any_request(c) && c->q_count == 0)
+        if (c->keepalive_ms && !any_request(c) && depth(c) == 0)
             at = c->last_rx_ms + c->keepalive_ms < at ? c->last_rx_ms + c->keepalive_ms : at;
     }
+    int64_t flush = c->queue ? mwi_queue_flush_due_ms(c->queue, qnow(c)) : -1;
+    if (flush >= 0 && now + (uint64_t)flush < at)
+        at = now + (uint64_t)flush;
     if (at == UINT64_MAX)
         return -1;
     if (at <= now)
@@ -1144,8 +1347,9 @@ void mw_client_close(mw_client_t **pc)
     mwi_coap_parser_destroy(&c->parser);
     if (c->own_tp && c->tp.close)
         c->tp.close(c->tp.ctx);
-    free(c->q);
-    free(c->q_since_ms);
+    mwi_queue_close(&c->queue);
+    if (c->own_region)
+        mwi_mem_region_close(&c->region);
     free(c);
     *pc = NULL;
 }

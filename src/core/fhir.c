@@ -617,6 +617,55 @@ static void put_link(writer *w, const names *n, const mw_message_t *m)
     put_str(w, "]}");
 }
 
+/* A device's gap record: messages it will never deliver. About the device's data stream, not
+ * a measurement of the patient; the count is the value, the rest are components. */
+static bool put_gap(writer *w, const names *n, const mw_message_t *m)
+{
+    const mw_gap_t *g = &m->u.gap;
+    static const char *const prio_code[] = {"unknown", "status", "observation", "alarm"};
+    static const char *const prio_disp[] = {"Unknown priority", "Device status", "Observation",
+                                            "Alarm"};
+    const char *why = g->reason == MW_GAP_EVICTED   ? "evicted"
+                      : g->reason == MW_GAP_CORRUPT ? "corrupt"
+                                                    : NULL;
+    if (why == NULL || g->priority > MW_PRIORITY_ALARM) {
+        return false;
+    }
+    put_obs_head(w, n, m, false);
+    put_str(w, ",\"status\":\"final\",\"code\":");
+    put_concept(w, SYS_MW_CONCEPT, "data-gap", "Messages the device will never deliver");
+    put_device_subject(w, n, m);
+    put_effective(w, m->device_time_ms);
+    put_clock_note(w, m, m->device_time_ms);
+    put_str(w, ",\"valueQuantity\":");
+    put_quantity_u64(w, g->count, "messages", "{messages}");
+    put_obs_tail(w, n, m);
+    put_str(w, ",\"component\":[");
+    put_component_code(w, SYS_MW_CONCEPT, "gap-reason", "Why they were lost");
+    put_str(w, ",\"valueCodeableConcept\":");
+    put_concept(w, SYS_MW_CONCEPT, why,
+                g->reason == MW_GAP_EVICTED ? "Removed unsent to make room in a full queue"
+                                            : "Damaged at rest in the device's queue");
+    put_str(w, "},");
+    put_component_code(w, SYS_MW_CONCEPT, "gap-priority", "Delivery priority of the lost messages");
+    put_str(w, ",\"valueCodeableConcept\":");
+    put_concept(w, SYS_MW_CONCEPT, prio_code[g->priority], prio_disp[g->priority]);
+    put_char(w, '}');
+    if (g->first_seq != 0) {
+        /* 64-bit sequence numbers exceed valueInteger (32-bit): the range as text. */
+        put_char(w, ',');
+        put_component_code(w, SYS_MW_CONCEPT, "gap-sequence-range",
+                           "Lowest and highest sequence number lost");
+        put_str(w, ",\"valueString\":\"");
+        put_u64(w, g->first_seq);
+        put_char(w, '-');
+        put_u64(w, g->last_seq);
+        put_str(w, "\"}");
+    }
+    put_str(w, "]}");
+    return true;
+}
+
 /* ---- finishing ---------------------------------------------------------------------------- */
 
 /* A truncated resource would be invalid JSON; an empty string is at least recognisable. */
@@ -678,6 +727,9 @@ MW_API mw_err mw_message_to_fhir(const mw_message_t *msg, const mw_fhir_options_
         put_link(&w, &n, msg);
         ok = true;
         break;
+    case MW_MSG_GAP:
+        ok = put_gap(&w, &n, msg);
+        break;
     case MW_MSG_COMMAND_RESULT:
     case MW_MSG_UNKNOWN:
     default:
@@ -729,6 +781,8 @@ static const audit_kind AUDIT_KINDS[] = {
     {MW_AUDIT_COMM_LOSS, ALERT, NULL, NULL, false, "4"},
     {MW_AUDIT_CRL_RELOADED, ALERT, "110129", "Security Configuration", true, "8"},
     {MW_AUDIT_CRL_RELOAD_FAILED, ALERT, "110129", "Security Configuration", true, "8"},
+    {MW_AUDIT_CREDENTIALS_RELOADED, ALERT, "110129", "Security Configuration", true, "8"},
+    {MW_AUDIT_CREDENTIALS_RELOAD_FAILED, ALERT, "110129", "Security Configuration", true, "8"},
     /* Raised by the reference gateway program about itself. */
     {"gateway_started", APP, "110120", "Application Start", true, "8"},
     {"gateway_stopped", APP, "110121", "Application Stop", true, "8"},

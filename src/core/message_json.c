@@ -84,6 +84,8 @@ MW_API const char *mw_msg_type_name(mw_msg_type type)
         return "communication_loss";
     case MW_MSG_COMM_RESTORED:
         return "communication_restored";
+    case MW_MSG_GAP:
+        return "gap";
     case MW_MSG_UNKNOWN:
         break;
     }
@@ -98,6 +100,15 @@ MW_API const char *mw_command_status_name(mw_command_status s)
     case MW_CMD_REFUSED_EXPIRED: return "refused-expired";
     case MW_CMD_UNSUPPORTED: return "unsupported";
     case MW_CMD_FAILED: return "failed";
+    }
+    return NULL;
+}
+
+static const char *gap_reason_name(mw_gap_reason r)
+{
+    switch (r) {
+    case MW_GAP_EVICTED: return "evicted";
+    case MW_GAP_CORRUPT: return "corrupt";
     }
     return NULL;
 }
@@ -125,6 +136,9 @@ static bool well_formed(const mw_message_t *m)
     case MW_MSG_COMMAND_RESULT:
         return terminated(m->u.command_result.detail, sizeof(m->u.command_result.detail)) &&
                mw_command_status_name(m->u.command_result.status) != NULL;
+    case MW_MSG_GAP:
+        return gap_reason_name(m->u.gap.reason) != NULL &&
+               (m->u.gap.priority == 0 || priority_name((mw_priority)m->u.gap.priority) != NULL);
     case MW_MSG_STATUS:
     case MW_MSG_UNKNOWN:
     default:
@@ -234,6 +248,19 @@ MW_API mw_err mw_message_to_json(const mw_message_t *msg, char *out, size_t out_
         put_key(&w, "last_seen_ms");
         put_u64(&w, msg->u.link.last_seen_ms);
         break;
+    case MW_MSG_GAP: {
+        const mw_gap_t *g = &msg->u.gap;
+        put_key_name(&w, "lost_priority",
+                     g->priority == 0 ? "unknown" : priority_name((mw_priority)g->priority));
+        put_key_name(&w, "reason", gap_reason_name(g->reason));
+        put_key(&w, "count");
+        put_u64(&w, g->count);
+        put_key(&w, "first_seq");
+        put_u64(&w, g->first_seq);
+        put_key(&w, "last_seq");
+        put_u64(&w, g->last_seq);
+        break;
+    }
     case MW_MSG_UNKNOWN:
     default:
         /* A payload kind this version cannot describe: the header alone still tells a hospital

@@ -322,4 +322,13 @@ MW_NODISCARD mw_err mwi_queue_locate(const mwi_queue *q, uint64_t seq, uint32_t 
 /** The last error met, with a reason (MW_OK if none). */
 void mwi_queue_last_error(const mwi_queue *q, mw_error_detail_t *out);
 
+/* ---- a region in RAM --------------------------------------------------------------------- */
+
+/** Makes @p out a region of @p size erased bytes in memory (erase and write unit 1), for a
+ *  client configured without persistent storage: the same queue, lost at a power cut.
+ *  @return ::MW_OK, ::MW_EINVAL, ::MW_ENOMEM. */
+MW_NODISCARD mw_err mwi_mem_region_open(uint32_t size, mw_storage_t *out);
+/** Frees a region made by mwi_mem_region_open() and zeroes @p st. NULL is ignored. */
+void mwi_mem_region_close(mw_storage_t *st);
+
 #endif

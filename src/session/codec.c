@@ -122,6 +122,15 @@ static bool message_ok(const mw_message_t *m)
         return m->u.command_result.command_id != 0 &&
                (unsigned)m->u.command_result.status <= MW_CMD_FAILED &&
                ascii_ok(m->u.command_result.detail, sizeof(m->u.command_result.detail), 0x20);
+    case MW_MSG_GAP: {
+        /* A gap record always reports at least one message; where the numbers are known they
+         * form a range. Its own priority is the device's choice (the SDK sends it as an alarm);
+         * the priority it reports is that of the lost messages (0: unknown). */
+        const mw_gap_t *g = &m->u.gap;
+        return g->count != 0 && g->priority <= MW_PRIORITY_ALARM &&
+               (g->reason == MW_GAP_EVICTED || g->reason == MW_GAP_CORRUPT) &&
+               g->first_seq <= g->last_seq && (g->first_seq != 0 || g->last_seq == 0);
+    }
     case MW_MSG_UNKNOWN:
     default:
         /* Nothing this version cannot describe is ever sent. */
@@ -183,6 +192,17 @@ mw_err mwi_envelope_from_message(const mw_message_t *m, medwire_v1_Envelope *out
         p->command_id = r->command_id;
         p->status = (medwire_v1_CommandStatus)r->status;
         memcpy(p->detail, r->detail, strlen(r->detail));
+        break;
+    }
+    case MW_MSG_GAP: {
+        const mw_gap_t *g = &m->u.gap;
+        medwire_v1_GapRecord *p = &out->payload.gap;
+        out->which_payload = medwire_v1_Envelope_gap_tag;
+        p->priority = (medwire_v1_Priority)g->priority;
+        p->reason = (medwire_v1_GapReason)g->reason;
+        p->count = g->count;
+        p->first_seq = g->first_seq;
+        p->last_seq = g->last_seq;
         break;
     }
     case MW_MSG_STATUS:
@@ -271,8 +291,18 @@ mw_err mwi_message_from_envelope(const medwire_v1_Envelope *e, mw_message_t *out
         memcpy(r->detail, p->detail, sizeof(r->detail));
         break;
     }
+    case medwire_v1_Envelope_gap_tag: {
+        const medwire_v1_GapRecord *p = &e->payload.gap;
+        out->type = MW_MSG_GAP;
+        out->u.gap.priority = (unsigned)p->priority;
+        out->u.gap.reason = (mw_gap_reason)p->reason;
+        out->u.gap.count = p->count;
+        out->u.gap.first_seq = p->first_seq;
+        out->u.gap.last_seq = p->last_seq;
+        break;
+    }
     default:
-        /* A payload kind from a later v1.x (fields 13-19): nanopb skipped it. The header must
+        /* A payload kind from a later v1.x (fields 14-19): nanopb skipped it. The header must
          * still be sound, since the gateway acks and journals it by (device, seq). */
         out->type = MW_MSG_UNKNOWN;
         break;

@@ -474,6 +474,30 @@ Test(fhir, communication_loss_and_its_end_are_one_technical_alarm_condition)
     assert_lacks(out, "last-seen");
 }
 
+Test(fhir, a_gap_record_is_an_observation_about_the_device_with_the_count_lost)
+{
+    mw_message_t m = header(MW_MSG_GAP, MW_PRIORITY_ALARM);
+    m.u.gap.priority = MW_PRIORITY_OBSERVATION;
+    m.u.gap.reason = MW_GAP_EVICTED;
+    m.u.gap.count = 12;
+    m.u.gap.first_seq = 30;
+    m.u.gap.last_seq = 18446744073709551615ull;
+    const char *out = fhir(&m, NULL);
+    assert_has(out, "\"code\":\"data-gap\"");
+    assert_has(out, "\"subject\":" DEVICE_REF);
+    assert_has(out, "\"valueQuantity\":{\"value\":12,\"unit\":\"messages\"");
+    assert_has(out, "\"code\":\"evicted\"");
+    assert_has(out, "\"code\":\"observation\"");
+    assert_has(out, "\"valueString\":\"30-18446744073709551615\"");
+    m.u.gap.reason = MW_GAP_CORRUPT;
+    m.u.gap.priority = 0;
+    m.u.gap.first_seq = m.u.gap.last_seq = 0;
+    out = fhir(&m, NULL);
+    assert_has(out, "\"code\":\"corrupt\"");
+    assert_has(out, "\"code\":\"unknown\"");
+    assert_lacks(out, "gap-sequence-range");
+}
+
 /* ---- refusals ---------------------------------------------------------------------------- */
 
 static void assert_refused(const mw_message_t *m, const mw_fhir_options_t *opt)
@@ -579,6 +603,7 @@ Test(fhir, hostile_strings_are_escaped_and_control_characters_replaced)
 
 /* ---- audit mapping ----------------------------------------------------------------------- */
 
+/* @req IEC62443-CR2.8 IEC62443-CR6.1 MDS2-AUDT */
 Test(fhir, every_audit_event_gets_its_documented_type_subtype_and_outcome)
 {
     static const struct {
@@ -739,7 +764,7 @@ Test(fhir, the_worst_case_fits_in_mw_fhir_max)
     m.seq = UINT64_MAX;
     m.device_time_ms = 253402300799999ull;
     m.priority = MW_PRIORITY_ALARM;
-    for (int type = MW_MSG_OBSERVATION; type <= MW_MSG_COMM_RESTORED; type++) {
+    for (int type = MW_MSG_OBSERVATION; type <= MW_MSG_GAP; type++) {
         if (type == MW_MSG_COMMAND_RESULT)
             continue;
         m.type = (mw_msg_type)type;
@@ -764,6 +789,13 @@ Test(fhir, the_worst_case_fits_in_mw_fhir_max)
             m.u.status.battery_pct = UINT32_MAX;
             m.u.status.uptime_s = UINT64_MAX;
             m.u.status.queue_depth = UINT32_MAX;
+            break;
+        case MW_MSG_GAP:
+            m.u.gap.priority = MW_PRIORITY_OBSERVATION;
+            m.u.gap.reason = MW_GAP_EVICTED;
+            m.u.gap.count = UINT64_MAX;
+            m.u.gap.first_seq = UINT64_MAX;
+            m.u.gap.last_seq = UINT64_MAX;
             break;
         default:
             m.u.link.silent_ms = UINT64_MAX;

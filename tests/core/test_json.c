@@ -257,6 +257,29 @@ Test(json, status_has_the_exact_expected_text)
                     "\"uptime_s\":86400,\"queue_depth\":3}");
 }
 
+Test(json, gap_record_has_the_exact_expected_text)
+{
+    mw_message_t m = header(MW_MSG_GAP, MW_PRIORITY_ALARM);
+    m.u.gap.priority = MW_PRIORITY_OBSERVATION;
+    m.u.gap.reason = MW_GAP_EVICTED;
+    m.u.gap.count = 12;
+    m.u.gap.first_seq = 30;
+    m.u.gap.last_seq = 57;
+    assert_json(&m, "{\"device\":\"spo2-bed-07\",\"seq\":42,\"type\":\"gap\","
+                    "\"device_time_ms\":1700000000123,\"time_synced\":true,"
+                    "\"priority\":\"alarm\",\"lost_priority\":\"observation\","
+                    "\"reason\":\"evicted\",\"count\":12,\"first_seq\":30,\"last_seq\":57}");
+    m.u.gap.priority = 0;
+    m.u.gap.reason = MW_GAP_CORRUPT;
+    char out[512];
+    size_t n;
+    cr_assert_eq(mw_message_to_json(&m, out, sizeof out, &n), MW_OK);
+    cr_assert(strstr(out, "\"lost_priority\":\"unknown\",\"reason\":\"corrupt\"") != NULL, "%s",
+              out);
+    m.u.gap.reason = (mw_gap_reason)9;
+    cr_assert_eq(mw_message_to_json(&m, out, sizeof out, &n), MW_EINVAL);
+}
+
 Test(json, unknown_type_writes_only_the_header)
 {
     mw_message_t m = header(MW_MSG_UNKNOWN, MW_PRIORITY_OBSERVATION);
@@ -311,6 +334,7 @@ Test(json, message_type_names)
 
 /* ---- decimal values ---------------------------------------------------------------------- */
 
+/* @req MDS2-IGAU */
 Test(json, value_is_the_exact_decimal_of_mantissa_and_exponent)
 {
     assert_value(975, -1, "97.5");
@@ -401,6 +425,7 @@ Test(json, device_id_and_unit_are_escaped_too)
 }
 
 /* Every byte value in every string field, one at a time: the output stays valid JSON. */
+/* @req IEC62443-CR3.5 */
 Test(json, any_byte_in_any_string_gives_valid_json)
 {
     char out[1024];
@@ -573,6 +598,7 @@ Test(json, malformed_structs_are_refused_not_guessed)
     cr_assert_eq(mw_message_to_json(&m, NULL, 0, NULL), MW_ENOSPC, "a pure length query");
 }
 
+/* @req IEC62443-CR2.8 MDS2-AUDT */
 Test(audit_json, record_has_the_exact_expected_text_with_hostile_strings_escaped)
 {
     /* A certificate name reaches the audit log: quotes, backslashes and control

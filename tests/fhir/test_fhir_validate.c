@@ -163,6 +163,15 @@ Test(fhir_validator, accepts_every_mapping_the_library_writes, .timeout = 120)
     m.u.link = (mw_link_event_t){.silent_ms = 70000, .last_seen_ms = 0};
     put_message(&n, &m, NULL);
 
+    /* Gap records: evicted observations with their numbers, a damaged record without. */
+    m = header(MW_MSG_GAP, 400);
+    m.priority = MW_PRIORITY_ALARM;
+    m.u.gap = (mw_gap_t){.priority = MW_PRIORITY_OBSERVATION, .reason = MW_GAP_EVICTED,
+                         .count = 12, .first_seq = 30, .last_seq = 57};
+    put_message(&n, &m, &patient);
+    m.u.gap = (mw_gap_t){.priority = 0, .reason = MW_GAP_CORRUPT, .count = 1};
+    put_message(&n, &m, NULL);
+
     /* Audit events: every name medwire raises and some it does not, with IPv4, IPv6, named
      * and missing peers, known and unknown devices, success and failure. */
     static const char *const events[] = {

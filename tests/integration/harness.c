@@ -120,8 +120,25 @@ static mw_transport_t new_endpoint(mwt_h *h)
 
 mw_client_t *mwt_h_client(mwt_h *h, const char *name, const char *gateway_name, mw_err *out_err)
 {
+    return mwt_h_client_with(h, name, gateway_name, NULL, out_err);
+}
+
+mw_client_t *mwt_h_client_with(mwt_h *h, const char *name, const char *gateway_name,
+                               const mw_client_config_t *queue, mw_err *out_err)
+{
     mw_client_config_t cfg;
     mw_client_config_init(&cfg);
+    if (queue) {
+        cfg.queue_capacity = queue->queue_capacity;
+        cfg.storage = queue->storage;
+        cfg.queue_key = queue->queue_key;
+        cfg.queue_key_len = queue->queue_key_len;
+        cfg.group_commit_n = queue->group_commit_n;
+        cfg.group_commit_ms = queue->group_commit_ms;
+        cfg.first_seq = queue->first_seq;
+        cfg.audit = queue->audit;
+        cfg.audit_ctx = queue->audit_ctx;
+    }
     cfg.ca_file = mwt_pki_ca(&h->pki);
     cfg.cert_file = mwt_pki_crt(&h->pki, name);
     cfg.key_file = mwt_pki_key(&h->pki, name);
@@ -133,6 +150,7 @@ mw_client_t *mwt_h_client(mwt_h *h, const char *name, const char *gateway_name, 
     mw_client_t *c = NULL;
     mw_error_detail_t d;
     mw_err e = mw_client_open(&cfg, &c, &d);
+    snprintf(h->last_open_error, sizeof h->last_open_error, "%s", d.reason);
     if (out_err)
         *out_err = e;
     if (e != MW_OK)
@@ -140,6 +158,16 @@ mw_client_t *mwt_h_client(mwt_h *h, const char *name, const char *gateway_name, 
     cr_assert(h->nclients < 8);
     h->clients[h->nclients++] = c;
     return c;
+}
+
+void mwt_h_client_close(mwt_h *h, mw_client_t **c)
+{
+    for (size_t i = 0; i < h->nclients; i++)
+        if (h->clients[i] == *c) {
+            h->clients[i] = h->clients[--h->nclients];
+            break;
+        }
+    mw_client_close(c);
 }
 
 static void raw_out(void *ctx, const uint8_t *buf, size_t len)

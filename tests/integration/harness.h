@@ -49,6 +49,7 @@ typedef struct mwt_h {
     mwt_audit_line audit[MWT_MAX_AUDIT];
     size_t naudit;
     mw_client_t *clients[8];
+    char last_open_error[200];
     size_t nclients;
     mwt_raw *raws[4];
     size_t nraws;
@@ -68,6 +69,13 @@ void mwt_h_fini(mwt_h *h);
 /** A client with certificate NAME (from the test PKI) talking to the gateway; NULL on failure,
  *  with *out_err set. */
 mw_client_t *mwt_h_client(mwt_h *h, const char *name, const char *gateway_name, mw_err *out_err);
+/** As mwt_h_client, taking the queue settings (capacity, storage, key, group commit, first_seq)
+ *  and the audit callback from @p queue (NULL: defaults). h->last_open_error says why on
+ *  failure. */
+mw_client_t *mwt_h_client_with(mwt_h *h, const char *name, const char *gateway_name,
+                               const mw_client_config_t *queue, mw_err *out_err);
+/** Closes @p c (a device that stops or loses power) and forgets it. */
+void mwt_h_client_close(mwt_h *h, mw_client_t **c);
 
 /** A raw client: cert NAME (NULL: no certificate), cipher list (NULL: the allowed two), started. */
 mwt_raw *mwt_h_raw(mwt_h *h, const char *name, const char *ciphers, bool skip_role);

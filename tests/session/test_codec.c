@@ -162,6 +162,13 @@ static void assert_same_message(const mw_message_t *a, const mw_message_t *b)
     case MW_MSG_COMM_RESTORED:
         cr_assert_eq(a->u.link.silent_ms, b->u.link.silent_ms);
         break;
+    case MW_MSG_GAP:
+        cr_assert_eq(a->u.gap.priority, b->u.gap.priority);
+        cr_assert_eq(a->u.gap.reason, b->u.gap.reason);
+        cr_assert_eq(a->u.gap.count, b->u.gap.count);
+        cr_assert_eq(a->u.gap.first_seq, b->u.gap.first_seq);
+        cr_assert_eq(a->u.gap.last_seq, b->u.gap.last_seq);
+        break;
     case MW_MSG_UNKNOWN:
         break;
     }
@@ -221,6 +228,52 @@ Test(envelope, status_round_trips_through_the_wire)
     assert_round_trip(&m);
 }
 
+static mw_message_t gap(uint64_t seq)
+{
+    mw_message_t m = status(seq);
+    m.type = MW_MSG_GAP;
+    m.priority = MW_PRIORITY_ALARM;
+    m.u.gap.priority = MW_PRIORITY_OBSERVATION;
+    m.u.gap.reason = MW_GAP_EVICTED;
+    m.u.gap.count = 17;
+    m.u.gap.first_seq = UINT64_MAX - 40;
+    m.u.gap.last_seq = UINT64_MAX - 1;
+    return m;
+}
+
+Test(envelope, gap_record_round_trips_through_the_wire)
+{
+    mw_message_t m = gap(5);
+    assert_round_trip(&m);
+    m.u.gap.priority = 0; /* damaged record: priority and numbers unknown */
+    m.u.gap.reason = MW_GAP_CORRUPT;
+    m.u.gap.first_seq = m.u.gap.last_seq = 0;
+    assert_round_trip(&m);
+}
+
+Test(envelope, gap_record_must_report_something_coherent)
+{
+    mw_message_t out;
+    mw_message_t m = gap(5);
+    medwire_v1_Envelope e = envelope_of(&m);
+    e.payload.gap.count = 0;
+    cr_assert_eq(decode_one(&e, &out), MW_EDECODE, "a gap of nothing");
+    e = envelope_of(&m);
+    e.payload.gap.first_seq = e.payload.gap.last_seq + 1;
+    cr_assert_eq(decode_one(&e, &out), MW_EDECODE, "an inverted range");
+    e = envelope_of(&m);
+    e.payload.gap.reason = 3;
+    cr_assert_eq(decode_one(&e, &out), MW_EDECODE, "an unknown reason");
+    e = envelope_of(&m);
+    e.payload.gap.priority = 4;
+    cr_assert_eq(decode_one(&e, &out), MW_EDECODE, "an unknown lost priority");
+    e = envelope_of(&m);
+    e.payload.gap.first_seq = 0;
+    cr_assert_eq(decode_one(&e, &out), MW_EDECODE, "a last number without a first");
+    m.u.gap.count = 0;
+    cr_assert_eq(mwi_message_check(&m), MW_EINVAL, "the device never sends one either");
+}
+
 Test(envelope, longest_valid_device_id_round_trips)
 {
     mw_message_t m = observation(1);
@@ -232,12 +285,13 @@ Test(envelope, longest_valid_device_id_round_trips)
     assert_round_trip(&m);
 }
 
+/* @req MDCG-2019-16-PMS MDS2-CSUP */
 Test(envelope, payload_of_a_later_version_decodes_as_unknown_type)
 {
     mw_message_t m = observation(9);
     medwire_v1_Envelope e = envelope_of(&m);
     uint8_t body[512];
-    const uint8_t gap_record[] = {0x08, 0x05}; /* field 1 = 5, inside reserved field 13 */
+    const uint8_t command[] = {0x08, 0x05}; /* field 1 = 5, inside reserved field 14 */
     pb_ostream_t s = pb_ostream_from_buffer(body, sizeof(body));
     wire w = {.len = 0};
     mw_message_t out[MWI_MAX_BATCH];
@@ -245,8 +299,8 @@ Test(envelope, payload_of_a_later_version_decodes_as_unknown_type)
 
     e.which_payload = 0;
     cr_assert(pb_encode(&s, medwire_v1_Envelope_fields, &e));
-    cr_assert(pb_encode_tag(&s, PB_WT_STRING, 13));
-    cr_assert(pb_encode_string(&s, gap_record, sizeof(gap_record)));
+    cr_assert(pb_encode_tag(&s, PB_WT_STRING, 14));
+    cr_assert(pb_encode_string(&s, command, sizeof(command)));
     wire_add_bytes(&w, 1, body, s.bytes_written);
     cr_assert_eq(decode_wire(&w, out, &count), MW_OK);
     cr_assert_eq(count, 1);
@@ -266,6 +320,7 @@ Test(envelope, unknown_payload_still_needs_a_valid_header)
     cr_assert_eq(decode_one(&e, &out), MW_EDECODE);
 }
 
+/* @req MDS2-CSUP */
 Test(envelope, version_other_than_1_is_rejected_with_eversion)
 {
     mw_message_t m = observation(1), out;
@@ -352,6 +407,7 @@ static void wire_envelope_with_long_id(wire *w, size_t n)
     wire_add_bytes(w, 1, body, s.bytes_written);
 }
 
+/* @req IEC62443-CR3.5 */
 Test(envelope, device_id_too_long_on_the_wire_is_rejected_without_overflow)
 {
     size_t n;
@@ -729,6 +785,7 @@ Test(batch, every_truncation_is_refused_or_decodes_the_whole_envelopes_before_th
     }
 }
 
+/* @req MDR-17.2 MDCG-2019-16-VV IEC62443-CR3.5 */
 Test(batch, corrupting_any_byte_never_crashes_and_never_yields_an_invalid_message)
 {
     mw_message_t msgs[6], back[MWI_MAX_BATCH];
@@ -759,6 +816,7 @@ Test(batch, corrupting_any_byte_never_crashes_and_never_yields_an_invalid_messag
     }
 }
 
+/* @req IEC62443-CR3.5 */
 Test(batch, one_invalid_envelope_refuses_the_whole_batch)
 {
     mw_message_t good = observation(1), bad = observation(2), out[MWI_MAX_BATCH];
@@ -837,6 +895,7 @@ Test(batch, empty_batch_is_refused)
         MW_EDECODE);
 }
 
+/* @req MDS2-CSUP */
 Test(batch, unknown_batch_fields_are_skipped)
 {
     mw_message_t m = alarm(3), out[MWI_MAX_BATCH];
@@ -1133,6 +1192,7 @@ Test(codec, an_ack_carries_commands_of_every_kind)
     cr_assert_eq(mwi_ack_encode_cmds(&r, 1, c, 1, buf, sizeof buf, &len), MW_EINVAL);
 }
 
+/* @req IEC62443-CR2.1 */
 Test(codec, gateway_made_link_events_can_never_come_from_a_device)
 {
     mw_message_t m;

@@ -6,7 +6,12 @@
 
 #include "support/mem_transport.h"
 
-enum { NET_MAX_ENDPOINTS = 4096, NET_MAX_MARKS = 64 };
+/* Enough for a gateway and thousands of simulated devices (tests/integration/test_scale.c). */
+enum { NET_MAX_ENDPOINTS = 16384, NET_HASH_BUCKETS = 16384, NET_MAX_MARKS = 64 };
+/* Datagrams of up to DGRAM_POOLED bytes are recycled through a free list of at most
+ * NET_MAX_POOLED: after warm-up the network allocates nothing, so that tests counting a
+ * device's allocations see the device's own and not the wire's. */
+enum { DGRAM_POOLED = 2048, NET_MAX_POOLED = 4096 };
 
 /* Any non-zero state works for xorshift; 0 is its fixed point. */
 #define NET_ZERO_SEED UINT64_C(0x9E3779B97F4A7C15)
@@ -16,13 +21,15 @@ typedef struct dgram {
     uint64_t ready_ms; /* not receivable before this time (delay fault) */
     mw_addr_t from;
     size_t len;
+    size_t cap;
     uint8_t data[];
 } dgram;
 
 typedef struct endpoint {
     mwt_net *net;
     mw_addr_t addr;
-    dgram *head, *tail; /* inbox, FIFO unless the net reorders */
+    struct endpoint *hnext; /* in net->by_addr */
+    dgram *head, *tail;     /* inbox, FIFO unless the net reorders */
     size_t queued;
     mwt_counters counters;
 } endpoint;
@@ -36,6 +43,7 @@ typedef struct marks {
 struct mwt_net {
     endpoint *eps[NET_MAX_ENDPOINTS];
     size_t n_eps;
+    endpoint *by_addr[NET_HASH_BUCKETS]; /* every send looks its destination up */
     uint64_t rng;
     uint64_t sent; /* index of the next datagram */
     uint64_t lost; /* dropped by a fault or sent to no endpoint */
@@ -45,6 +53,8 @@ struct mwt_net {
     uint64_t max_delay_ms;
     const mwt_clock *clk; /* time source for delays; NULL: no delays */
     marks drop, dup, corrupt;
+    dgram *pool; /* free list */
+    size_t pooled;
 };
 
 static mw_transport_send_fn ep_send;
@@ -96,11 +106,19 @@ static bool addr_equal(const mw_addr_t *a, const mw_addr_t *b)
     return a->len == b->len && memcmp(a->data, b->data, a->len) == 0;
 }
 
+static size_t addr_bucket(const mw_addr_t *addr)
+{
+    uint32_t h = 2166136261u; /* FNV-1a */
+    for (uint32_t i = 0; i < addr->len && i < sizeof addr->data; i++)
+        h = (h ^ addr->data[i]) * 16777619u;
+    return h % NET_HASH_BUCKETS;
+}
+
 static endpoint *find_endpoint(mwt_net *net, const mw_addr_t *addr)
 {
-    for (size_t i = 0; i < net->n_eps; i++)
-        if (addr_equal(&net->eps[i]->addr, addr))
-            return net->eps[i];
+    for (endpoint *ep = net->by_addr[addr_bucket(addr)]; ep != NULL; ep = ep->hnext)
+        if (addr_equal(&ep->addr, addr))
+            return ep;
     return NULL;
 }
 
@@ -111,6 +129,17 @@ mwt_net *mwt_net_create(uint64_t seed)
         die("out of memory");
     net->rng = seed != 0 ? seed : NET_ZERO_SEED;
     return net;
+}
+
+static void dgram_free(mwt_net *net, dgram *d)
+{
+    if (d->cap == DGRAM_POOLED && net->pooled < NET_MAX_POOLED) {
+        d->next = net->pool;
+        net->pool = d;
+        net->pooled++;
+        return;
+    }
+    free(d);
 }
 
 static void inbox_free(endpoint *ep)
@@ -133,6 +162,11 @@ void mwt_net_destroy(mwt_net *net)
         inbox_free(net->eps[i]);
         free(net->eps[i]);
     }
+    while (net->pool != NULL) {
+        dgram *next = net->pool->next;
+        free(net->pool);
+        net->pool = next;
+    }
     free(net);
 }
 
@@ -154,12 +188,15 @@ mw_transport_t mwt_net_endpoint(mwt_net *net, const char *addr_text)
     ep->net = net;
     ep->addr = addr;
     net->eps[net->n_eps++] = ep;
+    ep->hnext = net->by_addr[addr_bucket(&addr)];
+    net->by_addr[addr_bucket(&addr)] = ep;
 
     t.ctx = ep;
     t.send = ep_send;
     t.recv = ep_recv;
     t.close = ep_close;
     t.fd = -1;
+    t.recv_many = NULL;
     return t;
 }
 
@@ -218,11 +255,20 @@ void mwt_net_reset_counters(mwt_net *net)
         memset(&net->eps[i]->counters, 0, sizeof net->eps[i]->counters);
 }
 
-static dgram *dgram_new(const mw_addr_t *from, const uint8_t *buf, size_t len)
+static dgram *dgram_new(mwt_net *net, const mw_addr_t *from, const uint8_t *buf, size_t len)
 {
-    dgram *d = malloc(sizeof *d + len);
-    if (d == NULL)
-        die("out of memory");
+    dgram *d;
+    if (len <= DGRAM_POOLED && net->pool != NULL) {
+        d = net->pool;
+        net->pool = d->next;
+        net->pooled--;
+    } else {
+        size_t cap = len <= DGRAM_POOLED ? DGRAM_POOLED : len;
+        d = malloc(sizeof *d + cap);
+        if (d == NULL)
+            die("out of memory");
+        d->cap = cap;
+    }
     d->next = NULL;
     d->ready_ms = 0;
     d->from = *from;
@@ -290,7 +336,7 @@ static mw_err ep_send(void *ctx, const mw_addr_t *to, const uint8_t *buf, size_t
         return MW_OK;
     }
 
-    d = dgram_new(&ep->addr, buf, len);
+    d = dgram_new(net, &ep->addr, buf, len);
     if (delay && net->clk != NULL)
         d->ready_ms = net->clk->now_ms + delay_ms;
     if (corrupt && len > 0)
@@ -305,7 +351,7 @@ static mw_err ep_send(void *ctx, const mw_addr_t *to, const uint8_t *buf, size_t
     else
         inbox_append(dst, d);
     if (dup) {
-        dgram *copy = dgram_new(&d->from, d->data, d->len);
+        dgram *copy = dgram_new(net, &d->from, d->data, d->len);
         inbox_append(dst, copy);
     }
     return MW_OK;
@@ -344,7 +390,7 @@ static mw_err ep_recv(void *ctx, mw_addr_t *out_from, uint8_t *out_buf, size_t c
     *out_len = d->len;
     ep->counters.datagrams_in++;
     ep->counters.bytes_in += d->len;
-    free(d);
+    dgram_free(ep->net, d);
     return MW_OK;
 }
 
@@ -394,7 +440,7 @@ mw_err mwt_net_inject(mwt_net *net, const mw_addr_t *from, const mw_transport_t 
         return MW_EINVAL;
     /* A datagram whose source address is whatever the test says: what an
      * attacker on the path can send, and a real network would deliver. */
-    dgram *d = dgram_new(from, buf, len);
+    dgram *d = dgram_new(net, from, buf, len);
     inbox_append(dst, d);
     return MW_OK;
 }
