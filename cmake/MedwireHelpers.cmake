@@ -22,7 +22,10 @@ function(mw_add_test name)
   set_target_properties(${name} PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR}/tests)
   mw_strict(${name})
   target_link_libraries(${name} PRIVATE mw_testsupport ${T_LIBS} PkgConfig::CRITERION)
-  add_test(NAME ${name} COMMAND ${name} --jobs=1 --timeout=${T_TIMEOUT})
+  # Each run leaves a per-test report (PASSED/FAILED/ERRORED/SKIPPED) for scripts/evidence.py.
+  file(MAKE_DIRECTORY ${CMAKE_BINARY_DIR}/test-reports)
+  add_test(NAME ${name} COMMAND ${name} --jobs=1 --timeout=${T_TIMEOUT}
+    --xml=${CMAKE_BINARY_DIR}/test-reports/${name}.xml)
   set_tests_properties(${name} PROPERTIES TIMEOUT ${T_TIMEOUT}
     ENVIRONMENT "MW_BIN_DIR=${CMAKE_BINARY_DIR}/bin;MW_SOURCE_DIR=${CMAKE_SOURCE_DIR}")
   if(T_LABELS)

@@ -364,6 +364,7 @@ Test(coap_codec, block_size_and_accept_values_round_trip_in_shortest_form)
 
 /* ---- codec: hostile input ---- */
 
+/* @req MDCG-2019-16-VV IEC62443-CR3.5 */
 Test(coap_codec, every_truncation_of_a_valid_message_is_rejected_or_parses_to_the_same_prefix)
 {
     /* Accepted prefixes must be exactly the ones that end on an element boundary, and each
@@ -548,6 +549,7 @@ Test(coap_codec, rejects_option_numbers_above_65535_without_wrapping)
     mwi_coap_parser_destroy(&p);
 }
 
+/* @req IEC62443-CR3.5 */
 Test(coap_codec, reports_the_first_unknown_critical_option)
 {
     /* Options 9 and 21 are unassigned and odd, so critical (5.4.1, 5.4.6). */
@@ -667,6 +669,7 @@ Test(coap_codec, parser_refuses_datagrams_above_its_max_size)
     cr_assert_null(p);
 }
 
+/* @req MDR-17.2 MDCG-2019-16-VV IEC62443-CR3.5 */
 Test(coap_codec, random_mutations_never_read_outside_the_datagram)
 {
     /* A small deterministic fuzz until the libFuzzer target exists: mutate valid messages with

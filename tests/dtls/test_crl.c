@@ -140,6 +140,7 @@ static void copy_ca(const char *to)
 
 /* --- the certificate manager -------------------------------------------------------------- */
 
+/* @req IEC62443-CR1.8 */
 Test(crl, revoked_device_is_refused_with_crl_cert_revoked_and_others_pass)
 {
     revoke("ca", "dev-1");
@@ -203,6 +204,7 @@ Test(crl, crl_of_another_ca_is_refused_at_load_and_leaves_the_crl_missing)
     free(pem);
 }
 
+/* @req IEC62443-CR1.8 */
 Test(crl, forged_crl_with_our_ca_name_and_another_key_is_refused)
 {
     /* Same subject as our CA ("medwire CA"), different key: the issuer name matches, the
@@ -705,6 +707,7 @@ static hs_result handshake(WOLFSSL_CTX *gw, WOLFSSL_CTX *dev, WOLFSSL_SESSION *r
     return r;
 }
 
+/* @req IEC62443-CR1.9 MDS2-AUTH */
 Test(crl, dtls_handshake_of_a_revoked_device_fails_with_certificate_revoked)
 {
     revoke("ca", "dev-1");

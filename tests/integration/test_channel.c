@@ -34,6 +34,7 @@ static void assert_in_order(const mwt_h *h, const char *dev, size_t n, int base)
     cr_assert_eq(k, n, "%s: %zu delivered, %zu expected", dev, k, n);
 }
 
+/* @req MDR-17.2 IEC62443-CR1.2 MDS2-NAUT */
 Test(channel, delivers_100_observations_in_order_exactly_once)
 {
     mwt_h h;
@@ -58,6 +59,7 @@ Test(channel, delivers_100_observations_in_order_exactly_once)
     mwt_h_fini(&h);
 }
 
+/* @req IEC62443-CR3.1 MDS2-TXIG */
 Test(channel, a_dropped_and_a_duplicated_datagram_still_deliver_each_exactly_once)
 {
     mwt_h h;
@@ -87,6 +89,7 @@ Test(channel, a_dropped_and_a_duplicated_datagram_still_deliver_each_exactly_onc
     mwt_h_fini(&h);
 }
 
+/* @req MDR-17.2 */
 Test(channel, handshake_completes_whichever_single_datagram_is_lost)
 {
     /* Includes the server's final flight, which wolfSSL never retransmits. */
@@ -147,32 +150,38 @@ static void refused_device(const char *name, const char *gateway_name, mw_err gw
     mwt_h_fini(&h);
 }
 
+/* @req IEC62443-CR1.9 */
 Test(refuse, an_expired_device_certificate)
 {
     refused_device("expired", "gateway", MW_ECERT_EXPIRED, "certificate_expired");
 }
 
+/* @req IEC62443-CR1.9 */
 Test(refuse, a_device_certificate_not_yet_valid)
 {
     refused_device("future", "gateway", MW_ECERT_NOT_YET_VALID, "alert");
 }
 
+/* @req MDR-17.4 IEC62443-CR1.2 MDS2-NAUT */
 Test(refuse, a_device_certificate_from_another_ca)
 {
     refused_device("alien", "gateway", MW_ECERT_UNTRUSTED, "unknown_ca");
 }
 
+/* @req MDR-18.8 IEC62443-CR1.9 */
 Test(refuse, a_self_signed_device_certificate)
 {
     refused_device("selfsigned", "gateway", MW_ECERT_UNTRUSTED, "alert");
 }
 
+/* @req MDR-17.4 IEC62443-CR1.2 MDS2-NAUT */
 Test(refuse, a_gateway_whose_name_is_not_the_expected_one)
 {
     /* Refused by the device, which names the mismatch. */
     refused_device("dev-1", "other-gateway", MW_OK, "does not match");
 }
 
+/* @req IEC62443-CR2.1 IEC62443-CR5.1 MDS2-AUTH */
 Test(refuse, a_device_presenting_a_gateway_certificate)
 {
     /* The SDK will not even open with it ... */
@@ -192,6 +201,7 @@ Test(refuse, a_device_presenting_a_gateway_certificate)
     mwt_h_fini(&h);
 }
 
+/* @req MDR-17.4 IEC62443-CR1.2 MDS2-TXCF */
 Test(refuse, a_device_with_no_certificate)
 {
     mwt_h h;
@@ -208,6 +218,7 @@ Test(refuse, a_device_with_no_certificate)
     mwt_h_fini(&h);
 }
 
+/* @req MDCG-2019-16-DESIGN IEC62443-CR4.1 IEC62443-CR4.3 MDS2-TXCF */
 Test(refuse, a_peer_offering_only_suites_outside_the_two_allowed)
 {
     mwt_h h;
@@ -238,6 +249,7 @@ static bool raw_answered(mwt_h *h, void *arg)
     return ((mwt_raw *)arg)->last_record_len > 0;
 }
 
+/* @req IEC62443-CR2.1 MDS2-IGAU MDS2-AUTH */
 Test(refuse, a_device_whose_envelopes_claim_another_device_id)
 {
     mwt_h h;
@@ -289,6 +301,7 @@ Test(refuse, a_device_whose_envelopes_claim_another_device_id)
     mwt_h_fini(&h);
 }
 
+/* @req MDR-17.4 IEC62443-CR3.7 */
 Test(open, refuses_a_client_without_ca_certificate_or_key)
 {
     mwt_h h;
@@ -332,6 +345,7 @@ static mw_err null_sink(void *ctx, const mw_message_t *m)
     return MW_OK;
 }
 
+/* @req MDR-17.4 IEC62443-CR3.7 */
 Test(open, refuses_a_gateway_without_ca_certificate_or_key)
 {
     mwt_h h;

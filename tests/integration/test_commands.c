@@ -134,6 +134,7 @@ static void device_audit(void *ctx, const mw_audit_event_t *ev)
     }
 }
 
+/* @req IEC62443-CR2.8 MDS2-AUDT */
 Test(commands, an_expired_command_is_refused_with_an_audit_line_and_a_result)
 {
     mwt_h h;
@@ -174,6 +175,7 @@ Test(commands, an_expired_command_is_refused_with_an_audit_line_and_a_result)
     mwt_h_fini(&h);
 }
 
+/* @req MDR-18.8 IEC62443-CR3.8 MDS2-AUTH */
 Test(command_guard, refuses_a_replayed_or_expired_command_and_ignores_a_repeat)
 {
     mwi_cmd_guard g;
@@ -208,6 +210,7 @@ static bool loss_reported(mwt_h *h, void *arg)
     return count_type(h, MW_MSG_COMM_LOSS) > 0;
 }
 
+/* @req IEC62443-CR6.2 */
 Test(comm_loss, a_silent_device_raises_a_communication_loss_and_a_restore_when_heard_again)
 {
     mwt_h h;

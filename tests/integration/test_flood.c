@@ -39,6 +39,7 @@ static size_t heap_in_use(void)
     return mi.uordblks;
 }
 
+/* @req MDR-18.8 IEC62443-CR7.1 */
 Test(flood, a_spoofed_client_hello_flood_keeps_no_state_and_real_devices_complete,
      .timeout = 600)
 {
@@ -124,6 +125,7 @@ Test(flood, a_spoofed_client_hello_flood_keeps_no_state_and_real_devices_complet
     mwt_h_fini(&h);
 }
 
+/* @req IEC62443-CR7.1 IEC62443-CR7.2 */
 Test(flood, spoofed_hellos_alone_leave_the_heap_where_it_was)
 {
     mwt_h h;
@@ -150,6 +152,7 @@ Test(flood, spoofed_hellos_alone_leave_the_heap_where_it_was)
     mwt_h_fini(&h);
 }
 
+/* @req MDR-18.8 IEC62443-CR3.1 MDS2-TXIG */
 Test(flood, garbage_and_forged_records_do_not_disturb_an_established_session)
 {
     mwt_h h;
@@ -187,6 +190,7 @@ Test(flood, garbage_and_forged_records_do_not_disturb_an_established_session)
     mwt_h_fini(&h);
 }
 
+/* @req MDR-18.8 IEC62443-CR7.1 */
 Test(flood, a_peer_over_its_rate_limit_loses_the_excess_and_others_are_served)
 {
     mwt_h h;
@@ -214,6 +218,7 @@ Test(flood, a_peer_over_its_rate_limit_loses_the_excess_and_others_are_served)
     mwt_h_fini(&h);
 }
 
+/* @req IEC62443-CR7.3 MDS2-DTBK */
 Test(restart, a_gateway_restarted_while_200_devices_send_delivers_every_message_once,
      .timeout = 900)
 {

@@ -68,6 +68,7 @@ static bool reconnect_refused(mwt_h *h, void *arg)
     return false;
 }
 
+/* @req MDR-18.8 IEC62443-CR1.9 IEC62443-CR2.6 MDS2-AUTH */
 Test(revocation,
      a_revoked_device_is_refused_on_full_handshake_and_on_resumption_and_others_carry_on,
      .timeout = 120)
@@ -130,6 +131,7 @@ Test(revocation,
     mwt_h_fini(&h);
 }
 
+/* @req IEC62443-CR1.8 IEC62443-CR3.7 */
 Test(revocation, a_bad_crl_file_leaves_the_one_in_force)
 {
     mwt_pki pki;

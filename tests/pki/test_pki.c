@@ -195,6 +195,7 @@ Test(pki, ca_name_option_sets_the_common_name)
     wolfSSL_X509_free(x);
 }
 
+/* @req IEC62443-CR1.8 */
 Test(pki, device_certificate_has_client_auth_only_and_common_name_equal_to_id)
 {
     make_ca("ca");
@@ -214,6 +215,7 @@ Test(pki, device_certificate_has_client_auth_only_and_common_name_equal_to_id)
     wolfSSL_X509_free(x);
 }
 
+/* @req IEC62443-CR1.8 */
 Test(pki, gateway_certificate_has_server_auth_and_dns_name)
 {
     make_ca("ca");
@@ -229,6 +231,7 @@ Test(pki, gateway_certificate_has_server_auth_and_dns_name)
     wolfSSL_X509_free(x);
 }
 
+/* @req IEC62443-CR4.3 */
 Test(pki, certificates_are_x509_v3_signed_with_ecdsa_sha256_over_p256_keys)
 {
     make_ca("ca");
@@ -273,6 +276,7 @@ Test(pki, key_is_a_sec1_p256_key_that_matches_its_certificate)
     wolfSSL_CTX_free(ctx);
 }
 
+/* @req IEC62443-CR1.5 */
 Test(pki, two_issued_certificates_have_different_serials)
 {
     make_ca("ca");
@@ -418,6 +422,7 @@ Test(pki, openssl_accepts_the_chain_and_the_keys)
 
 /* --- files on disk ------------------------------------------------------------------------ */
 
+/* @req IEC62443-CR1.5 */
 Test(pki, key_file_is_readable_by_owner_only)
 {
     mode_t old = umask(0); /* the program must not rely on the caller's umask */
@@ -464,6 +469,7 @@ Test(pki, leaves_only_the_certificate_and_key_in_the_output_directory)
     cr_expect_eq(files, 2);
 }
 
+/* @req IEC62443-CR1.5 */
 Test(pki, refuses_to_overwrite_without_force)
 {
     make_ca("ca");
@@ -787,6 +793,7 @@ static size_t count_revoked(const char *rel)
     return n;
 }
 
+/* @req IEC62443-CR1.8 */
 Test(pki, crl_follows_the_profile)
 {
     make_ca("ca");

@@ -106,6 +106,7 @@ Test(storage, crc32c_matches_the_standard_check_value)
                  0xE3069283u, "the CRC continues across calls");
 }
 
+/* @req IEC62443-CR4.1 MDS2-STCF */
 Test(storage, file_backend_creates_an_owner_only_file_of_erased_bytes)
 {
     char path[512];
@@ -429,6 +430,7 @@ Test(queue, explicit_compaction_keeps_the_queue_and_its_gap_table)
 
 /* ---- full queue -------------------------------------------------------------------------- */
 
+/* @req IEC62443-CR7.2 */
 Test(queue, fills_while_offline_evicts_lowest_priority_oldest_first_and_reports_each_gap)
 {
     fix f;
@@ -566,6 +568,7 @@ Test(queue, gap_table_survives_reopen_and_clearing_keeps_what_was_added_since)
 
 /* ---- keys and configuration -------------------------------------------------------------- */
 
+/* @req IEC62443-CR4.1 MDS2-STCF */
 Test(queue, wrong_key_is_refused_with_a_reason_and_leaves_the_data_intact)
 {
     fix f;
@@ -601,6 +604,7 @@ Test(queue, wrong_key_is_refused_with_a_reason_and_leaves_the_data_intact)
     fix_fini(&f);
 }
 
+/* @req MDS2-STCF */
 Test(queue, missing_key_is_refused_with_a_reason)
 {
     mwt_ram *ram = mwt_ram_create(qt_region(8, 1, 1, 1), 1, 1);
@@ -815,6 +819,7 @@ Test(queue, group_commit_syncs_every_n_operations_or_once_m_ms_passed_at_flush)
 
 /* ---- damage after open, storage failure -------------------------------------------------- */
 
+/* @req IEC62443-CR3.4 */
 Test(queue, a_record_damaged_after_open_is_reported_and_never_delivered)
 {
     fix f;
@@ -842,6 +847,7 @@ Test(queue, a_record_damaged_after_open_is_reported_and_never_delivered)
     fix_fini(&f);
 }
 
+/* @req IEC62443-CR3.7 */
 Test(queue, storage_failure_makes_every_operation_fail_until_reopened)
 {
     fix f;
@@ -869,6 +875,7 @@ Test(queue, storage_failure_makes_every_operation_fail_until_reopened)
 
 /* ---- statistics, media ------------------------------------------------------------------- */
 
+/* @req IEC62443-CR6.2 */
 Test(queue, stats_report_depth_per_priority_and_the_age_of_the_oldest_message)
 {
     fix f;

@@ -71,6 +71,7 @@ Test(alloc, the_counting_allocator_sees_allocations)
     cr_assert_eq(allocations, 1, "the interposed malloc is the one in use");
 }
 
+/* @req IEC62443-CR7.2 MDS2-SAHD */
 Test(alloc, append_peek_ack_flush_compact_and_eviction_allocate_nothing_after_open)
 {
     const uint32_t cap = 64;

@@ -526,6 +526,7 @@ static void every_cut(uint32_t eu, uint32_t wu, uint32_t group_n, uint64_t seed,
     free(rn);
 }
 
+/* @req MDR-17.2 IEC62443-CR7.4 MDS2-DTBK */
 Test(faults, power_cut_at_every_write_of_a_50_operation_script_loses_nothing_durable,
      .timeout = 600)
 {
@@ -544,6 +545,7 @@ Test(faults, power_cut_in_group_commit_mode_loses_at_most_the_unsynced_window, .
 
 /* ---- a power cut during recovery --------------------------------------------------------- */
 
+/* @req IEC62443-CR7.4 */
 Test(faults, power_cut_during_recovery_itself_is_recovered_too, .timeout = 600)
 {
     runner *rn = calloc(1, sizeof *rn);
@@ -627,6 +629,7 @@ typedef struct extent {
     uint32_t off, len;
 } extent;
 
+/* @req MDCG-2019-16-VV IEC62443-CR3.4 MDS2-IGAU */
 Test(faults, ten_thousand_bit_flips_and_truncations_are_all_detected_and_never_delivered,
      .timeout = 600)
 {
@@ -840,6 +843,7 @@ static int cmp_u64(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
+/* @req IEC62443-CR3.4 IEC62443-CR4.3 */
 Test(faults, nonces_never_repeat_across_reopens_and_power_cuts, .timeout = 600)
 {
     const uint32_t cap = 12;

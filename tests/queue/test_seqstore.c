@@ -165,6 +165,7 @@ static void cuts(uint32_t eu, uint32_t wu, uint64_t seed)
     mwt_ram_destroy(ram);
 }
 
+/* @req IEC62443-CR7.4 IEC62443-CR3.8 */
 Test(seqstore, survives_1000_random_power_cuts_without_issuing_a_number_twice)
 {
     cuts(1, 1, 11);

@@ -33,6 +33,7 @@ Test(replay, an_alarm_sent_ahead_of_older_observations_does_not_hide_them)
     cr_assert_eq(mwi_replay_check(&r, 50), MWI_REPLAY_DUPLICATE);
 }
 
+/* @req IEC62443-CR3.8 MDS2-IGAU */
 Test(replay, rejects_sequence_below_low_water_mark)
 {
     mwi_replay r;
@@ -59,6 +60,7 @@ Test(replay, a_resent_message_at_the_low_water_mark_is_a_duplicate_not_a_replay)
     cr_assert_eq(mwi_replay_check(&r, 2), MWI_REPLAY_DUPLICATE);
 }
 
+/* @req IEC62443-CR7.2 */
 Test(replay, a_far_future_jump_costs_one_range_and_the_bound_is_enforced)
 {
     mwi_replay r;
