@@ -34,6 +34,11 @@ static bool same_message(const mw_message_t *a, const mw_message_t *b)
         return x->battery_pct == y->battery_pct && x->on_mains == y->on_mains &&
                x->uptime_s == y->uptime_s && x->queue_depth == y->queue_depth;
     }
+    case MW_MSG_GAP: {
+        const mw_gap_t *x = &a->u.gap, *y = &b->u.gap;
+        return x->priority == y->priority && x->reason == y->reason && x->count == y->count &&
+               x->first_seq == y->first_seq && x->last_seq == y->last_seq;
+    }
     case MW_MSG_UNKNOWN:
     default:
         return true;

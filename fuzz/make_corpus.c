@@ -10,9 +10,11 @@
 
 #include "coap/coap.h"
 #include "dtls/dtls.h"
+#include "queue/queue.h"
 #include "session/codec.h"
 #include "support/fake_clock.h"
 #include "support/mem_transport.h"
+#include "support/ram_storage.h"
 
 #include "fuzz_support.h"
 
@@ -101,6 +103,96 @@ static size_t batch(const mw_message_t *msgs, size_t n, uint64_t low_water, uint
     return len;
 }
 
+/* fuzz_queue: whole regions (capacity 8, the fuzzer's key) in the states recovery meets. */
+static const uint8_t QUEUE_KEY[32] = {0x6d, 0x65, 0x64, 0x77, 0x69, 0x72, 0x65, 0x2d,
+                                      0x66, 0x75, 0x7a, 0x7a, 0x2d, 0x71, 0x75, 0x65,
+                                      0x75, 0x65, 0x2d, 0x6b, 0x65, 0x79, 0x2d, 0x30,
+                                      0x31, 0x32, 0x33, 0x34, 0x35, 0x36, 0x37, 0x38};
+
+static mw_message_t queue_msg(uint64_t seq, mw_priority prio)
+{
+    mw_message_t m;
+    memset(&m, 0, sizeof m);
+    snprintf(m.device_id, sizeof m.device_id, "oxi-000042");
+    m.seq = seq;
+    m.device_time_ms = 1700000000000ull + seq;
+    m.priority = prio;
+    if (prio == MW_PRIORITY_ALARM) {
+        m.type = MW_MSG_ALARM;
+        m.u.alarm.mdc_code = MW_MDC_EVT_LO;
+        m.u.alarm.priority = MW_ALARM_HIGH;
+        m.u.alarm.state = MW_ALARM_ACTIVE;
+        snprintf(m.u.alarm.text, sizeof m.u.alarm.text, "SpO2 low");
+    } else if (prio == MW_PRIORITY_OBSERVATION) {
+        m.type = MW_MSG_OBSERVATION;
+        m.u.observation.mdc_code = MW_MDC_PULS_OXIM_SAT_O2;
+        m.u.observation.mantissa = 97;
+        snprintf(m.u.observation.unit, sizeof m.u.observation.unit, "%%");
+    } else {
+        m.type = MW_MSG_STATUS;
+        m.u.status.battery_pct = 80;
+    }
+    return m;
+}
+
+static void queue_image(const char *name, int appends, int acks, bool compact, bool torn)
+{
+    uint32_t size = 0;
+    if (mwi_queue_region_min(8, 1, 1, &size) != MW_OK)
+        die("mwi_queue_region_min");
+    mwt_ram *ram = mwt_ram_create(size, 1, 1);
+    mw_storage_t st = mwt_ram_storage(ram);
+    mwi_queue_config c;
+    mwi_queue_config_init(&c);
+    c.storage = &st;
+    c.key = QUEUE_KEY;
+    c.key_len = sizeof QUEUE_KEY;
+    c.capacity = 8;
+    mwi_queue *q = NULL;
+    if (mwi_queue_open(&c, &q, NULL) != MW_OK)
+        die("mwi_queue_open");
+    for (int i = 0; i < appends; i++) {
+        mw_message_t m = queue_msg((uint64_t)i + 1, (mw_priority)(1 + i % 3));
+        if (mwi_queue_accepts(q, m.priority) && mwi_queue_append(q, &m, (uint64_t)i) != MW_OK)
+            die("mwi_queue_append");
+    }
+    for (int i = 0; i < acks; i++) {
+        mwi_seq_range r = {(uint64_t)i * 2 + 1, (uint64_t)i * 2 + 1};
+        if (mwi_queue_ack(q, &r, 1, 100, NULL) != MW_OK)
+            die("mwi_queue_ack");
+    }
+    if (compact && mwi_queue_compact(q) != MW_OK)
+        die("mwi_queue_compact");
+    if (torn) {
+        /* The next append is cut by a power loss halfway through its write. */
+        mwt_ram_cut_after(ram, mwt_ram_ops(ram));
+        mw_message_t m = queue_msg(1000, MW_PRIORITY_ALARM);
+        mw_err cut = mwi_queue_append(q, &m, 200); /* fails: the power is gone */
+        (void)cut;
+        mwt_fate fates[8];
+        memset(fates, 0, sizeof fates);
+        for (size_t i = 0; i < mwt_ram_pending(ram) && i < 8; i++) {
+            fates[i].kind = MWT_FATE_TEAR;
+            fates[i].tear_at = mwt_ram_pending_len(ram, i) / 2;
+        }
+        mwi_queue_close(&q);
+        mwt_ram_power_cut(ram, fates);
+    } else {
+        mwi_queue_close(&q);
+    }
+    put("fuzz_queue", name, mwt_ram_image(ram), size);
+    mwt_ram_destroy(ram);
+}
+
+static void corpus_queue(void)
+{
+    queue_image("empty-queue", 0, 0, false, false);
+    queue_image("five-mixed", 5, 0, false, false);
+    queue_image("full-with-evictions", 14, 0, false, false);
+    queue_image("acked-and-compacted", 8, 3, true, false);
+    queue_image("torn-last-append", 4, 1, false, true);
+}
+
 static void corpus_batch(void)
 {
     uint8_t buf[4096];
@@ -113,6 +205,12 @@ static void corpus_batch(void)
     mixed[0].time_synced = false;
     mixed[0].u.observation.exponent = MWI_EXPONENT_MIN;
     put("fuzz_batch", "mixed", buf, batch(mixed, 3, 9, buf, sizeof buf));
+    mw_message_t gap = queue_msg(12, MW_PRIORITY_ALARM);
+    gap.type = MW_MSG_GAP;
+    memset(&gap.u, 0, sizeof gap.u);
+    gap.u.gap = (mw_gap_t){.priority = MW_PRIORITY_OBSERVATION, .reason = MW_GAP_EVICTED,
+                           .count = 12, .first_seq = 3, .last_seq = 11};
+    put("fuzz_batch", "gap", buf, batch(&gap, 1, 3, buf, sizeof buf));
     mwi_seq_range r[3] = {{1, 1}, {3, 9}, {12, 4000000000ull}};
     if (mwi_ack_encode(r, 3, buf, sizeof buf, &len) != MW_OK)
         die("mwi_ack_encode");
@@ -518,6 +616,7 @@ int main(int argc, char **argv)
     corpus_gateway_hello();
     corpus_session();
     corpus_certs();
+    corpus_queue();
     mwf_pki_discard();
     return 0;
 }

@@ -50,11 +50,21 @@ banner() {
 # ---- stages ----
 
 # gcc, the main compiler: the whole suite, which includes every fuzz corpus replayed
-# (label fuzz-replay) and the hardening and exported-symbols checks (label hardening).
+# (label fuzz-replay), the hardening and exported-symbols checks (label hardening) and the SBOM
+# (label evidence); then, for a whole run, the regulatory matrix from this run's reports
+# (build/evidence/regulatory-matrix.md, docs/regulatory.md), written even when a test failed.
 stage_main() {
   cmake -S . -B "$build" -DCMAKE_BUILD_TYPE="${MW_BUILD_TYPE:-RelWithDebInfo}" -DMW_BUILD_TESTS=ON
   cmake --build "$build" -j "$jobs"
-  ctest --test-dir "$build" --output-on-failure -j "$jobs" "$@"
+  local reports rc=0
+  reports="$(cd "$build" && pwd)/test-reports"
+  rm -rf "$reports" && mkdir -p "$reports"
+  ctest --test-dir "$build" --output-on-failure -j "$jobs" --output-junit "$reports/ctest-junit.xml" \
+    "$@" || rc=$?
+  if [ $# -eq 0 ]; then
+    python3 scripts/evidence.py --build "$build" || [ $rc -ne 0 ] || rc=1
+  fi
+  return $rc
 }
 
 # clang with the same -Werror flags (mw_strict): a second compiler's warnings. Its
@@ -178,7 +188,7 @@ fuzz_one() {
 
 stage_fuzz() {
   local secs=${MW_FUZZ_SECONDS:-60}
-  local targets="fuzz_session fuzz_gateway_hello fuzz_certs fuzz_batch fuzz_coap"
+  local targets="fuzz_session fuzz_gateway_hello fuzz_certs fuzz_queue fuzz_batch fuzz_coap"
   CC=clang cmake -S . -B "$build-fuzz" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMW_BUILD_FUZZERS=ON
   # shellcheck disable=SC2086 # one word per target
   cmake --build "$build-fuzz" -j "$jobs" --target $targets

@@ -2,6 +2,7 @@
 /* test_programs.c -- the real medwire-gateway and medwire-device processes over UDP loopback. */
 #include <criterion/criterion.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -198,6 +199,7 @@ Test(programs, two_devices_deliver_every_observation_through_a_real_gateway, .ti
     cr_assert_eq(mwt_count_lines(g.audit, est), 2);
 }
 
+/* @req MDCG-2019-16-IFU IEC62443-CR2.8 IEC62443-CR6.1 MDS2-AUDT */
 Test(programs, an_expired_device_is_refused_with_its_reason_while_a_valid_one_is_served,
      .timeout = 120)
 {
@@ -243,6 +245,7 @@ Test(programs, a_device_run_twice_against_one_gateway_delivers_both_runs, .timeo
     cr_assert_eq(mwt_count_lines(g.out, lines), 20, "a restarted device is not a duplicate");
 }
 
+/* @req MDCG-2019-16-IFU MDS2-NAUT */
 Test(programs, a_device_refuses_a_gateway_with_another_name, .timeout = 60)
 {
     mwt_pki pki;
@@ -262,6 +265,7 @@ Test(programs, a_device_refuses_a_gateway_with_another_name, .timeout = 60)
     free(msg);
 }
 
+/* @req MDCG-2019-16-IFU */
 Test(programs, bad_command_lines_exit_2_and_help_exits_0)
 {
     const char *gw_help[] = {mwt_bin("medwire-gateway"), "--help", NULL};
@@ -277,6 +281,7 @@ Test(programs, bad_command_lines_exit_2_and_help_exits_0)
     cr_assert_eq(mwt_run(gw_nocert, NULL, NULL, 5000), 2);
 }
 
+/* @req MDR-17.4 MDCG-2019-16-IFU IEC62443-CR3.7 */
 Test(programs, the_gateway_explains_a_missing_key_file)
 {
     mwt_pki pki;
@@ -295,6 +300,7 @@ Test(programs, the_gateway_explains_a_missing_key_file)
     free(msg);
 }
 
+/* @req IEC62443-CR7.3 MDS2-DTBK */
 Test(programs, a_gateway_killed_and_restarted_mid_stream_delivers_every_observation_once,
      .timeout = 240)
 {
@@ -386,6 +392,7 @@ Test(programs, a_command_sent_on_the_control_socket_reaches_the_device_and_its_r
     cr_assert_eq(mwt_count_lines(g.out, res), 1, "the device's result, once");
 }
 
+/* @req IEC62443-CR2.6 */
 Test(programs, sighup_makes_the_gateway_enforce_a_new_crl, .timeout = 120)
 {
     mwt_pki pki;
@@ -420,4 +427,203 @@ Test(programs, sighup_makes_the_gateway_enforce_a_new_crl, .timeout = 120)
     cr_assert(start_device(&d, &pki, &g, "dev-1", "gateway", "5", NULL));
     cr_assert_eq(mwt_proc_wait(&d, 30000), 0, "others carry on");
     stop_gateway(&g);
+}
+
+/* ---- the device's persistent queue (medwire-device --queue) -------------------------------- */
+
+typedef struct queue_dev {
+    char file[300], key[300], bad_key[300];
+} queue_dev;
+
+static void write_key(const char *path, uint8_t fill)
+{
+    FILE *f = fopen(path, "wb");
+    cr_assert_not_null(f);
+    uint8_t k[32];
+    for (size_t i = 0; i < sizeof k; i++)
+        k[i] = (uint8_t)(fill + i * 7);
+    cr_assert_eq(fwrite(k, 1, sizeof k, f), sizeof k);
+    fclose(f);
+}
+
+static void queue_dev_init(queue_dev *q, const char *dir)
+{
+    snprintf(q->file, sizeof q->file, "%s/queue.bin", dir);
+    snprintf(q->key, sizeof q->key, "%s/queue.key", dir);
+    snprintf(q->bad_key, sizeof q->bad_key, "%s/other.key", dir);
+    write_key(q->key, 1);
+    write_key(q->bad_key, 2);
+}
+
+/* medwire-device with --queue; @p gateway_addr may be a port nobody listens on. */
+static bool start_queue_device(mwt_proc *p, const mwt_pki *pki, const char *gateway_addr,
+                               const queue_dev *q, const char *key, const char *count,
+                               const char *capacity, const char *give_up, const char *out_path,
+                               const char *err_path)
+{
+    char ca[300], crt[300], k[300];
+    snprintf(ca, sizeof ca, "%s", mwt_pki_ca(pki));
+    snprintf(crt, sizeof crt, "%s", mwt_pki_crt(pki, "dev-1"));
+    snprintf(k, sizeof k, "%s", mwt_pki_key(pki, "dev-1"));
+    const char *argv[] = {mwt_bin("medwire-device"),
+                          "--gateway",
+                          gateway_addr,
+                          "--gateway-name",
+                          "gateway",
+                          "--ca",
+                          ca,
+                          "--cert",
+                          crt,
+                          "--key",
+                          k,
+                          "--count",
+                          count,
+                          "--queue",
+                          q->file,
+                          "--queue-key",
+                          key,
+                          "--queue-capacity",
+                          capacity,
+                          "--give-up-s",
+                          give_up,
+                          "--print-seq",
+                          NULL};
+    return mwt_proc_start(p, argv, out_path, err_path);
+}
+
+/* Sequence numbers of dev-1's messages of @p type in the gateway's output. */
+static size_t delivered_seqs(const char *out, const char *type, unsigned long long *seqs,
+                             size_t cap)
+{
+    char *text = mwt_read_file(out);
+    cr_assert_not_null(text);
+    static const char dev[] = "{\"device\":\"dev-1\",\"seq\":";
+    char want[64];
+    snprintf(want, sizeof want, ",\"type\":\"%s\"", type);
+    size_t n = 0;
+    for (const char *p = strstr(text, dev); p; p = strstr(p + 1, dev)) {
+        char *end = NULL;
+        unsigned long long s = strtoull(p + strlen(dev), &end, 10);
+        if (strncmp(end, want, strlen(want)) == 0) {
+            cr_assert_lt(n, cap);
+            seqs[n++] = s;
+        }
+    }
+    free(text);
+    return n;
+}
+
+/* @req MDR-17.2 IEC62443-CR7.1 MDS2-DTBK */
+Test(programs, a_device_killed_50_times_while_sending_loses_no_durable_message_and_repeats_none,
+     .timeout = 300)
+{
+    mwt_pki pki;
+    cr_assert(mwt_pki_make(&pki));
+    gw_proc g;
+    start_gateway(&g, &pki);
+    queue_dev q;
+    queue_dev_init(&q, g.dir);
+    /* Every "queued SEQ" line a device printed was durable when printed: it must arrive. */
+    static unsigned long long printed[50 * 60];
+    size_t nprinted = 0;
+    unsigned seed = 12345;
+    for (int run = 0; run < 50; run++) {
+        char out[300];
+        snprintf(out, sizeof out, "%s/run-%d.out", g.dir, run);
+        mwt_proc d;
+        cr_assert(start_queue_device(&d, &pki, g.addr, &q, q.key, "40", "256", "60", out, NULL));
+        seed = seed * 1103515245u + 12345u;
+        mwt_sleep_ms(20 + (int)((seed >> 16) % 120));
+        int rc = mwt_proc_stop(&d, SIGKILL);
+        cr_assert(rc == 128 + SIGKILL || rc == 0, "run %d: exit %d", run, rc);
+        char *text = mwt_read_file(out);
+        cr_assert_not_null(text);
+        for (const char *p = strstr(text, "queued "); p; p = strstr(p + 1, "queued ")) {
+            cr_assert_lt(nprinted, sizeof printed / sizeof printed[0]);
+            printed[nprinted++] = strtoull(p + 7, NULL, 10);
+        }
+        free(text);
+    }
+    /* The last start only delivers what the queue still holds. */
+    mwt_proc d;
+    char err[300];
+    snprintf(err, sizeof err, "%s/drain.err", g.dir);
+    cr_assert(start_queue_device(&d, &pki, g.addr, &q, q.key, "0", "256", "60", NULL, err));
+    int rc = mwt_proc_wait(&d, 120000);
+    char *msg = mwt_read_file(err);
+    cr_assert_eq(rc, 0, "drain: %s", msg ? msg : "");
+    free(msg);
+    stop_gateway(&g);
+
+    static unsigned long long got[50 * 60 + 64];
+    size_t n = delivered_seqs(g.out, "observation", got, sizeof got / sizeof got[0]);
+    qsort(got, n, sizeof got[0], cmp_u64);
+    for (size_t i = 1; i < n; i++)
+        cr_assert_neq(got[i], got[i - 1], "seq %llu delivered twice", got[i]);
+    for (size_t i = 0; i < nprinted; i++)
+        cr_assert_not_null(bsearch(&printed[i], got, n, sizeof got[0], cmp_u64),
+                           "seq %llu was durable but never delivered", printed[i]);
+    cr_assert_geq(nprinted, 100, "the kills left messages to recover (%zu)", nprinted);
+    cr_log_info("50 kills: %zu messages durable when killed or sent, %zu delivered, none twice",
+                nprinted, n);
+}
+
+/* @req MDR-17.4 MDS2-STCF */
+Test(programs, a_device_with_the_wrong_queue_key_stops_with_a_clear_error_and_keeps_the_queue,
+     .timeout = 120)
+{
+    mwt_pki pki;
+    cr_assert(mwt_pki_make(&pki));
+    gw_proc g;
+    start_gateway(&g, &pki);
+    queue_dev q;
+    queue_dev_init(&q, g.dir);
+    /* Offline: a port nobody listens on; the device gives up with 3 messages queued. */
+    mwt_proc d;
+    cr_assert(start_queue_device(&d, &pki, "127.0.0.1:9", &q, q.key, "3", "256", "1", NULL, NULL));
+    cr_assert_eq(mwt_proc_wait(&d, 30000), 1, "not delivered while offline");
+    char err[300];
+    snprintf(err, sizeof err, "%s/bad-key.err", g.dir);
+    cr_assert(start_queue_device(&d, &pki, g.addr, &q, q.bad_key, "0", "256", "5", NULL, err));
+    cr_assert_eq(mwt_proc_wait(&d, 30000), 1);
+    char *msg = mwt_read_file(err);
+    cr_assert(msg && strstr(msg, "--queue-key is not the key this queue file was written with"),
+              "says what to do: %s", msg ? msg : "");
+    free(msg);
+    snprintf(err, sizeof err, "%s/missing-key.err", g.dir);
+    cr_assert(start_queue_device(&d, &pki, g.addr, &q, "/nonexistent/key", "0", "256", "5", NULL,
+                                 err));
+    cr_assert_eq(mwt_proc_wait(&d, 30000), 1);
+    msg = mwt_read_file(err);
+    cr_assert(msg && strstr(msg, "cannot read the queue key"), "%s", msg ? msg : "");
+    free(msg);
+    /* The right key: the three arrive. */
+    cr_assert(start_queue_device(&d, &pki, g.addr, &q, q.key, "0", "256", "30", NULL, NULL));
+    cr_assert_eq(mwt_proc_wait(&d, 60000), 0);
+    stop_gateway(&g);
+    unsigned long long got[8];
+    cr_assert_eq(delivered_seqs(g.out, "observation", got, 8), 3);
+}
+
+/* @req MDR-17.2 MDS2-DTBK */
+Test(programs, a_device_whose_queue_overflowed_offline_reports_the_gap_to_the_gateway,
+     .timeout = 120)
+{
+    mwt_pki pki;
+    cr_assert(mwt_pki_make(&pki));
+    gw_proc g;
+    start_gateway(&g, &pki);
+    queue_dev q;
+    queue_dev_init(&q, g.dir);
+    mwt_proc d;
+    cr_assert(start_queue_device(&d, &pki, "127.0.0.1:9", &q, q.key, "20", "8", "1", NULL, NULL));
+    cr_assert_eq(mwt_proc_wait(&d, 30000), 1);
+    cr_assert(start_queue_device(&d, &pki, g.addr, &q, q.key, "0", "8", "30", NULL, NULL));
+    cr_assert_eq(mwt_proc_wait(&d, 60000), 0);
+    stop_gateway(&g);
+    unsigned long long got[32];
+    cr_assert_eq(delivered_seqs(g.out, "observation", got, 32), 8, "the newest eight");
+    const char *gap[] = {"\"type\":\"gap\"", "\"lost_priority\":\"observation\"",
+                         "\"reason\":\"evicted\"", "\"count\":12", NULL};
+    cr_assert_eq(mwt_count_lines(g.out, gap), 1, "one gap record for the twelve lost");
 }
