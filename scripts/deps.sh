@@ -13,7 +13,9 @@ MW_PACKAGES=(
   nanopb libnanopb-dev python3-protobuf  # protobuf code generated at build time
   libcriterion-dev        # tests
   libsqlite3-dev          # gateway store
+  libmicrohttpd-dev       # medwire-gateway --metrics (Prometheus over HTTP); the program only
   openssl                 # independent certificate checks in tests
+  doxygen                 # the API reference (target docs; ctest api_reference)
 )
 
 # What the CI stages of test.sh add (scripts/test.sh installs them when it runs those stages).

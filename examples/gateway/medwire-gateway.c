@@ -15,12 +15,16 @@
 #include "medwire/medwire.h"
 
 #include "control.h"
+#include "log.h"
+#include "metrics.h"
 
 static const char USAGE[] =
     "usage: medwire-gateway --listen HOST:PORT --ca FILE --cert FILE --key FILE\n"
     "                       [--out FILE] [--audit FILE] [--store FILE] [--port-file FILE]\n"
     "                       [--crl FILE] [--control PATH] [--max-peers N]\n"
-    "                       [--comm-loss-s S] [--format json|fhir]\n"
+    "                       [--comm-loss-s S] [--idle-timeout-s S] [--format json|fhir]\n"
+    "                       [--metrics HOST:PORT] [--metrics-port-file FILE]\n"
+    "                       [--log-level error|warn|info|debug] [--log-format text|json]\n"
     "\n"
     "Accepts medical devices over mutually authenticated DTLS 1.2 (CoAP, protobuf) and\n"
     "writes every delivered message as one JSON object per line.\n"
@@ -50,6 +54,9 @@ static const char USAGE[] =
     "                      answered with {\"ok\":true,\"device\":...,\"id\":N}; the device's\n"
     "                      result appears in --out as a \"command_result\" line\n"
     "  --max-peers N       sessions kept at once (default 4096)\n"
+    "  --idle-timeout-s S  a session that has received nothing for S seconds is closed\n"
+    "                      (close_notify) and its memory freed; the device reconnects\n"
+    "                      when it next sends (default 600; 0: never)\n"
     "  --comm-loss-s S     a device silent for more than S seconds gets a\n"
     "                      \"communication_loss\" line in --out (a technical alarm), and a\n"
     "                      \"communication_restored\" line when it is heard again (0: off,\n"
@@ -59,6 +66,20 @@ static const char USAGE[] =
     "                      message in --out and an AuditEvent for each security event in\n"
     "                      --audit (docs/fhir-mapping.md); command results have no FHIR\n"
     "                      form and are kept in --store only\n"
+    "  --metrics HOST:PORT serve Prometheus metrics over HTTP at http://HOST:PORT/metrics\n"
+    "                      (text format 0.0.4): sessions, peers, handshakes by outcome and\n"
+    "                      failure reason, messages accepted, duplicates, replays refused,\n"
+    "                      rate-limited datagrams, evictions reported by devices, store commit\n"
+    "                      latency (histogram), datagrams and bytes, credential reloads.\n"
+    "                      Served from the gateway's own loop (no thread); port 0: the\n"
+    "                      system picks one\n"
+    "  --metrics-port-file FILE  once serving, write the bound TCP port to FILE\n"
+    "  --log-level L       error, warn, info (the default) or debug: the program's log on\n"
+    "                      standard error, one line per event (start, stop, reload, errors;\n"
+    "                      with --audit FILE also the security events: refusals at warn,\n"
+    "                      sessions at debug)\n"
+    "  --log-format F      text (the default: TIME LEVEL EVENT key=value ...) or json (one\n"
+    "                      object per line with \"time\", \"level\", \"event\" and the fields)\n"
     "  -h, --help          this text;  --version  the version\n"
     "\n"
     "With --out FILE, every delivered message appears in FILE exactly once, also when\n"
@@ -66,8 +87,16 @@ static const char USAGE[] =
     "removed at start (they were never acknowledged, so the devices send them again).\n"
     "Standard output cannot be rewound: after a crash it may repeat lines.\n"
     "\n"
-    "Runs until SIGINT or SIGTERM, then exits 0. Exit status 1: cannot start (the\n"
-    "message says why); 2: bad command line.\n";
+    "SIGHUP reloads the CA, the certificate, the key and the CRL from the same files:\n"
+    "new handshakes get the new certificate, established sessions carry on without a\n"
+    "new handshake, except those of devices the new CA or CRL no longer accepts (they\n"
+    "are closed). A file that cannot be loaded changes nothing: the old credentials stay\n"
+    "and the log says why (credentials_reload_failed).\n"
+    "\n"
+    "Runs until SIGINT or SIGTERM, then drains and exits 0: it stops reading datagrams,\n"
+    "commits and acknowledges what it received, sends close_notify to every device\n"
+    "(they reconnect, with backoff, to whoever listens next). Exit status 1: cannot start\n"
+    "(the message says why); 2: bad command line.\n";
 
 /* --format fhir: FHIR R4 resources instead of medwire's own JSON lines. */
 static bool format_fhir;
@@ -137,12 +166,50 @@ static mw_err sink_recover(void *ctx, uint64_t checkpoint)
     if ((uint64_t)st.st_size > checkpoint) {
         if (ftruncate(fileno(o->out), (off_t)checkpoint) != 0 || fsync(fileno(o->out)) != 0)
             return MW_EIO;
-        fprintf(stderr,
-                "medwire-gateway: removed %llu bytes of output written after the last commit "
-                "(the devices send those messages again)\n",
-                (unsigned long long)((uint64_t)st.st_size - checkpoint));
+        gwlog(GWLOG_WARN, "output_rewound", "u:bytes_removed",
+              (unsigned long long)((uint64_t)st.st_size - checkpoint), "s:reason",
+              "removed output written after the last commit (the devices send those messages "
+              "again)",
+              GWLOG_END);
     }
     return fseeko(o->out, 0, SEEK_END) == 0 ? MW_OK : MW_EIO;
+}
+
+/* Security events in the log: what an operator must act on is a warning,
+ * sessions coming and going are detail. */
+static gwlog_level audit_level(const char *event)
+{
+    static const char *const errors[] = {MW_AUDIT_STORE_FAILED, MW_AUDIT_CRL_RELOAD_FAILED,
+                                         MW_AUDIT_CREDENTIALS_RELOAD_FAILED};
+    static const char *const infos[] = {MW_AUDIT_CRL_RELOADED, MW_AUDIT_CREDENTIALS_RELOADED,
+                                        "gateway_started", "gateway_stopped"};
+    static const char *const debugs[] = {MW_AUDIT_SESSION_ESTABLISHED, MW_AUDIT_SESSION_CLOSED,
+                                         MW_AUDIT_SESSION_ROTATED, MW_AUDIT_REKEY_STARTED};
+    for (size_t i = 0; i < sizeof errors / sizeof errors[0]; i++)
+        if (strcmp(event, errors[i]) == 0)
+            return GWLOG_ERROR;
+    for (size_t i = 0; i < sizeof infos / sizeof infos[0]; i++)
+        if (strcmp(event, infos[i]) == 0)
+            return GWLOG_INFO;
+    for (size_t i = 0; i < sizeof debugs / sizeof debugs[0]; i++)
+        if (strcmp(event, debugs[i]) == 0)
+            return GWLOG_DEBUG;
+    return GWLOG_WARN;
+}
+
+/* What the library said about the last credentials reload, for its log line. */
+static char reload_reason[300];
+
+static void log_audit(const mw_audit_event_t *ev)
+{
+    /* The program's own start, stop and reload have log lines of their own. */
+    if (strcmp(ev->event, "gateway_started") == 0 || strcmp(ev->event, "gateway_stopped") == 0 ||
+        strcmp(ev->event, MW_AUDIT_CREDENTIALS_RELOADED) == 0 ||
+        strcmp(ev->event, MW_AUDIT_CREDENTIALS_RELOAD_FAILED) == 0)
+        return;
+    gwlog(audit_level(ev->event), ev->event, "s:peer", ev->peer[0] ? ev->peer : NULL, "s:device",
+          ev->device[0] ? ev->device : NULL, "s:error", ev->err ? mw_strerror(ev->err) : NULL,
+          "i:code", (long long)ev->foreign, "s:reason", ev->reason, GWLOG_END);
 }
 
 static void on_audit(void *ctx, const mw_audit_event_t *ev)
@@ -150,6 +217,8 @@ static void on_audit(void *ctx, const mw_audit_event_t *ev)
     struct outputs *o = ctx;
     char line[MW_FHIR_MAX];
     size_t n = 0;
+    if (strcmp(ev->event, MW_AUDIT_CREDENTIALS_RELOADED) == 0)
+        snprintf(reload_reason, sizeof reload_reason, "%s", ev->reason);
     struct timespec now;
     clock_gettime(CLOCK_REALTIME, &now);
     uint64_t now_ms = (uint64_t)now.tv_sec * 1000u + (uint64_t)now.tv_nsec / 1000000u;
@@ -159,6 +228,9 @@ static void on_audit(void *ctx, const mw_audit_event_t *ev)
         fprintf(o->audit, "%s\n", line);
         fflush(o->audit);
     }
+    /* Audit lines already on stderr are not repeated there as log lines. */
+    if (o->audit != stderr)
+        log_audit(ev);
 }
 
 static int usage_error(const char *what, const char *arg)
@@ -171,9 +243,11 @@ static int usage_error(const char *what, const char *arg)
 static FILE *open_out(const char *path, const char *what)
 {
     FILE *f = fopen(path, "a");
-    if (f == NULL)
-        fprintf(stderr, "medwire-gateway: cannot open %s file '%s': %s\n", what, path,
-                strerror(errno));
+    if (f == NULL) {
+        char why[300];
+        snprintf(why, sizeof why, "cannot open %s file '%s': %s", what, path, strerror(errno));
+        gwlog(GWLOG_ERROR, "cannot_start", "s:reason", why, GWLOG_END);
+    }
     return f;
 }
 
@@ -203,7 +277,10 @@ int main(int argc, char **argv)
     const char *control_path = NULL;
     const char *crl = NULL;
     const char *format = "json";
+    const char *metrics_addr = NULL, *metrics_port_file = NULL;
+    const char *log_level = "info", *log_format = "text";
     unsigned long max_peers = 0, comm_loss_s = 0;
+    long idle_timeout_s = -1; /* -1: the library's default */
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
@@ -237,6 +314,14 @@ int main(int argc, char **argv)
             slot = &crl;
         else if (strcmp(a, "--format") == 0)
             slot = &format;
+        else if (strcmp(a, "--metrics") == 0)
+            slot = &metrics_addr;
+        else if (strcmp(a, "--metrics-port-file") == 0)
+            slot = &metrics_port_file;
+        else if (strcmp(a, "--log-level") == 0)
+            slot = &log_level;
+        else if (strcmp(a, "--log-format") == 0)
+            slot = &log_format;
         else if (strcmp(a, "--max-peers") == 0) {
             if (i + 1 >= argc)
                 return usage_error("--max-peers needs a value", NULL);
@@ -245,6 +330,18 @@ int main(int argc, char **argv)
             max_peers = strtoul(argv[++i], &end, 10);
             if (errno || end == argv[i] || *end || max_peers == 0 || max_peers > 1000000)
                 return usage_error("--max-peers must be a number from 1 to 1000000", argv[i]);
+            continue;
+        } else if (strcmp(a, "--idle-timeout-s") == 0) {
+            if (i + 1 >= argc)
+                return usage_error("--idle-timeout-s needs a value", NULL);
+            char *end = NULL;
+            errno = 0;
+            unsigned long v = strtoul(argv[++i], &end, 10);
+            if (errno || end == argv[i] || *end || argv[i][0] == '-' || v > 31536000)
+                return usage_error("--idle-timeout-s must be a number of seconds from 0 to "
+                                   "31536000 (a year)",
+                                   argv[i]);
+            idle_timeout_s = (long)v;
             continue;
         } else
             return usage_error("unknown option", a);
@@ -259,6 +356,12 @@ int main(int argc, char **argv)
     if (strcmp(format, "json") != 0 && strcmp(format, "fhir") != 0)
         return usage_error("--format must be json or fhir", format);
     format_fhir = strcmp(format, "fhir") == 0;
+    if (!gwlog_setup(log_level, "text"))
+        return usage_error("--log-level must be error, warn, info or debug", log_level);
+    if (!gwlog_setup(log_level, log_format))
+        return usage_error("--log-format must be text or json", log_format);
+    if (metrics_port_file && !metrics_addr)
+        return usage_error("--metrics-port-file needs --metrics HOST:PORT", NULL);
 
     struct outputs o = {stdout, stderr, false};
     if (out_path) {
@@ -296,12 +399,14 @@ int main(int argc, char **argv)
     if (max_peers)
         cfg.max_peers = (uint32_t)max_peers;
     cfg.comm_loss_ms = (uint64_t)comm_loss_s * 1000u;
+    if (idle_timeout_s >= 0)
+        cfg.idle_timeout_ms = (uint64_t)idle_timeout_s * 1000u;
     mw_gateway_t *gw = NULL;
     mw_error_detail_t d;
     mw_err e = mw_gateway_create(&cfg, &gw, &d);
     if (e != MW_OK) {
-        fprintf(stderr, "medwire-gateway: cannot start: %s\n",
-                d.reason[0] ? d.reason : mw_strerror(e));
+        gwlog(GWLOG_ERROR, "cannot_start", "s:error", mw_strerror(e), "i:code",
+              (long long)d.foreign, "s:reason", d.reason[0] ? d.reason : mw_strerror(e), GWLOG_END);
         return 1;
     }
     mw_addr_t local;
@@ -309,23 +414,46 @@ int main(int argc, char **argv)
     if (mw_gateway_local_addr(gw, &local) == MW_OK &&
         mw_addr_format(&local, local_text, sizeof local_text) == MW_OK && port_file &&
         write_port_file(port_file, mw_addr_port(&local)) != 0) {
-        fprintf(stderr, "medwire-gateway: cannot write port file '%s': %s\n", port_file,
-                strerror(errno));
+        gwlog(GWLOG_ERROR, "cannot_start", "s:file", port_file, "s:reason",
+              "cannot write the port file", "s:error", strerror(errno), GWLOG_END);
         mw_gateway_destroy(&gw);
         return 1;
+    }
+    metrics_t *metrics = NULL;
+    char metrics_text[80] = "";
+    if (metrics_addr) {
+        char why[200];
+        metrics = metrics_start(metrics_addr, gw, why, sizeof why);
+        if (metrics == NULL) {
+            gwlog(GWLOG_ERROR, "cannot_start", "s:reason", why, GWLOG_END);
+            mw_gateway_destroy(&gw);
+            return 1;
+        }
+        snprintf(metrics_text, sizeof metrics_text, "%u", (unsigned)metrics_port(metrics));
+        if (metrics_port_file && write_port_file(metrics_port_file, metrics_port(metrics)) != 0) {
+            gwlog(GWLOG_ERROR, "cannot_start", "s:file", metrics_port_file, "s:reason",
+                  "cannot write the metrics port file", "s:error", strerror(errno), GWLOG_END);
+            metrics_stop(&metrics);
+            mw_gateway_destroy(&gw);
+            return 1;
+        }
     }
     mw_audit_event_t started = {.event = "gateway_started",
                                 .peer = local_text,
                                 .device = "",
                                 .reason = "listening for devices"};
     on_audit(&o, &started);
+    gwlog(GWLOG_INFO, "gateway_started", "s:listen", local_text, "s:metrics_port",
+          metrics ? metrics_text : NULL, "s:store", store, "s:crl", crl, "s:format", format,
+          "s:reason", "listening for devices", GWLOG_END);
 
     control_t ctl;
     memset(&ctl, 0, sizeof ctl);
     ctl.listen_fd = -1;
     if (control_path && control_open(&ctl, control_path) != 0) {
-        fprintf(stderr, "medwire-gateway: cannot open control socket '%s': %s\n", control_path,
-                strerror(errno));
+        gwlog(GWLOG_ERROR, "cannot_start", "s:file", control_path, "s:reason",
+              "cannot open the control socket", "s:error", strerror(errno), GWLOG_END);
+        metrics_stop(&metrics);
         mw_gateway_destroy(&gw);
         return 1;
     }
@@ -334,37 +462,55 @@ int main(int argc, char **argv)
      * library's descriptor and timer are what a caller's own loop needs. */
     int rc = 0;
     while (!stop) {
-        struct pollfd fds[1 + 1 + CONTROL_MAX_CLIENTS];
+        struct pollfd fds[1 + 1 + 1 + CONTROL_MAX_CLIENTS];
         int n = 0;
         fds[n++] = (struct pollfd){.fd = mw_gateway_fd(gw), .events = POLLIN};
+        if (metrics)
+            fds[n++] = (struct pollfd){.fd = metrics_fd(metrics), .events = POLLIN};
         n += control_fds(&ctl, fds + n, (int)(sizeof fds / sizeof fds[0]) - n);
         int wait = mw_gateway_next_timeout_ms(gw);
         if (wait < 0 || wait > 200)
             wait = 200;
+        int mwait = metrics_timeout_ms(metrics);
+        if (mwait >= 0 && mwait < wait)
+            wait = mwait;
         if (poll(fds, (nfds_t)n, wait) < 0 && errno != EINTR) {
-            fprintf(stderr, "medwire-gateway: poll: %s\n", strerror(errno));
+            gwlog(GWLOG_ERROR, "stopped", "s:reason", "poll failed", "s:error", strerror(errno),
+                  GWLOG_END);
             rc = 1;
             break;
         }
+        if (stop)
+            break; /* draining: no more datagrams are read */
         e = mw_gateway_poll(gw, 0);
         if (e != MW_OK && e != MW_EAGAIN) {
-            fprintf(stderr, "medwire-gateway: stopped: %s\n", mw_strerror(e));
+            gwlog(GWLOG_ERROR, "stopped", "s:reason", "the gateway's socket failed", "s:error",
+                  mw_strerror(e), GWLOG_END);
             rc = 1;
             break;
         }
         control_service(&ctl, gw);
+        metrics_service(metrics);
         if (reload) {
             reload = 0;
-            if (crl) {
-                mw_error_detail_t rd;
-                if (mw_gateway_reload_crl(gw, crl, &rd) != MW_OK)
-                    fprintf(stderr, "medwire-gateway: CRL not reloaded: %s\n", rd.reason);
-            }
+            /* CA, certificate, key and CRL, all from the same files, all or nothing. */
+            mw_error_detail_t rd;
+            mw_err re = mw_gateway_reload_credentials(gw, &rd);
+            if (re != MW_OK)
+                gwlog(GWLOG_ERROR, "credentials_reload_failed", "s:error", mw_strerror(re),
+                      "i:code", (long long)rd.foreign, "s:reason", rd.reason, "s:kept",
+                      "the previous credentials stay in force", GWLOG_END);
+            else
+                gwlog(GWLOG_INFO, "credentials_reloaded", "s:ca", ca, "s:cert", cert, "s:key", key,
+                      "s:crl", crl, "s:reason", reload_reason, GWLOG_END);
         }
     }
     control_close(&ctl);
+    metrics_stop(&metrics);
     mw_gateway_stats_t st;
     mw_gateway_stats(gw, &st);
+    gwlog(GWLOG_INFO, "draining", "u:sessions", (unsigned long long)st.sessions, "s:reason",
+          "committing what was received, then close_notify to every device", GWLOG_END);
     char summary[200];
     snprintf(
         summary, sizeof summary,
@@ -376,6 +522,11 @@ int main(int argc, char **argv)
         .event = "gateway_stopped", .peer = local_text, .device = "", .reason = summary};
     on_audit(&o, &stopped);
     mw_gateway_destroy(&gw);
+    gwlog(rc == 0 ? GWLOG_INFO : GWLOG_ERROR, "gateway_stopped", "s:cause",
+          stop ? "signal" : "error", "u:delivered", (unsigned long long)st.messages_delivered,
+          "u:duplicates", (unsigned long long)st.duplicates, "u:handshakes_completed",
+          (unsigned long long)st.handshakes_completed, "u:handshakes_failed",
+          (unsigned long long)st.handshakes_failed, GWLOG_END);
     if (o.out != stdout)
         fclose(o.out);
     if (o.audit != stderr)

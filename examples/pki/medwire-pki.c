@@ -150,6 +150,8 @@ static const char issue_help[] =
     "  --not-before DATE  YYYY-MM-DD, valid from 00:00:00Z that day (default: now - 1 hour)\n"
     "  --not-after DATE   YYYY-MM-DD, valid until 23:59:59Z that day (default: now + 5 years)\n"
     "  --force            replace DIR/NAME.crt and DIR/NAME.key if they exist\n"
+    "  --count N          issue N certificates at once, named NAME-1 ... NAME-N (1-100000;\n"
+    "                     a test fleet in one process instead of N)\n"
     "  With --ca, the certificate is first recorded in the CA's index.txt, so that 'revoke'\n"
     "  can find it; the CA directory must be writable.\n";
 
@@ -422,7 +424,7 @@ static size_t put_rdn(unsigned char *p, unsigned char oid_last, const char *valu
     p[8] = oid_last;
     p[9] = ASN_UTF8STRING;
     p[10] = (unsigned char)n;
-    memcpy(p + 11, value, n);
+    memcpy(p + 11, value, n); /* NOLINT(bugprone-not-null-terminated-result): DER, not a string */
     return n + 11;
 }
 
@@ -434,10 +436,9 @@ static size_t put_rdn(unsigned char *p, unsigned char oid_last, const char *valu
  */
 static void set_raw_name(unsigned char *dst, size_t cap, const char *cn)
 {
-    size_t n = 0;
     memset(dst, 0, cap);
-    n += put_rdn(dst + n, 0x0a, "medwire"); /* organizationName */
-    n += put_rdn(dst + n, 0x03, cn);        /* commonName */
+    size_t n = put_rdn(dst, 0x0a, "medwire"); /* organizationName */
+    (void)put_rdn(dst + n, 0x03, cn);         /* commonName */
 }
 
 /* GeneralNames with one name of the given context tag (2: dNSName, 6: URI), RFC 5280 4.2.1.6. */
@@ -580,7 +581,7 @@ static int make_dirs(const char *dir)
     char path[4096];
     if (strlen(dir) >= sizeof(path))
         return fail("output directory name is too long: %s", dir);
-    strcpy(path, dir);
+    memcpy(path, dir, strlen(dir) + 1);
     for (char *p = path + 1;; p++) {
         if (*p != '/' && *p != '\0')
             continue;
@@ -785,7 +786,6 @@ static int make_cert(WC_RNG *rng, cert_request *req, unsigned char *der, int cap
     if (rc != EXIT_SUCCESS)
         goto out;
     memcpy(req->serial, cert->serial, SERIAL_LEN);
-    rc = EXIT_FAILURE;
 
     set_raw_name(cert->sbjRaw, sizeof(cert->sbjRaw), req->cn);
     if (req->ca_der) {
@@ -1593,7 +1593,7 @@ typedef struct {
 /* One revokedCertificates entry (RFC 5280 5.1.2.6, 5.3.1) from an index line marked R. */
 static void crl_entry(dbuf *out, const index_entry *e)
 {
-    unsigned char serial[20];
+    unsigned char serial[20] = {0};
     size_t serial_len = 0;
     utc_time when;
     int reason = -1;
@@ -1861,12 +1861,14 @@ static int cmd_ca(int argc, char **argv)
 static int cmd_issue(int argc, char **argv)
 {
     const char *ca = NULL, *role_arg = NULL, *id = NULL, *out = NULL, *nb = NULL, *na = NULL;
+    const char *count_arg = NULL;
     bool self_signed = false, force = false, help = false;
     const opt_spec specs[] = {
         {"--ca", &ca, NULL},         {"--self-signed", NULL, &self_signed},
         {"--role", &role_arg, NULL}, {"--id", &id, NULL},
         {"--out", &out, NULL},       {"--not-before", &nb, NULL},
         {"--not-after", &na, NULL},  {"--force", NULL, &force},
+        {"--count", &count_arg, NULL},
     };
     int rc = parse_opts(argc, argv, specs, sizeof(specs) / sizeof(specs[0]), &help);
     if (rc != EXIT_SUCCESS)
@@ -1899,6 +1901,20 @@ static int cmd_issue(int argc, char **argv)
     }
     if (out == NULL)
         return usage_error("issue: missing --out DIR");
+    long count = 0; /* 0: one certificate named exactly NAME */
+    if (count_arg != NULL) {
+        char *end = NULL;
+        errno = 0;
+        count = strtol(count_arg, &end, 10);
+        if (errno != 0 || *end != '\0' || count_arg[0] < '0' || count_arg[0] > '9' ||
+            count < 1 || count > 100000)
+            return usage_error("--count must be a whole number from 1 to 100000, not '%s'",
+                               count_arg);
+        if (strlen(id) + 7 > 64)
+            return usage_error("--id '%s' leaves no room for the '-N' suffix of --count (64 "
+                               "characters in all)",
+                               id);
+    }
     req.cn = id;
     rc = resolve_validity(nb, na, 5, &req.not_before, &req.not_after);
     if (rc != EXIT_SUCCESS)
@@ -1914,10 +1930,21 @@ static int cmd_issue(int argc, char **argv)
     }
     if (rc == EXIT_SUCCESS && ca != NULL && strcmp(id, "ca") == 0 && same_dir(ca, out))
         rc = fail("--id ca in the CA's own directory would replace the CA; choose another --out");
-    if (rc == EXIT_SUCCESS)
-        rc = check_outputs(out, id, force);
-    if (rc == EXIT_SUCCESS)
-        rc = generate(&req, ca != NULL ? &ca_key : NULL, ca, out, id, force);
+    if (count == 0) {
+        if (rc == EXIT_SUCCESS)
+            rc = check_outputs(out, id, force);
+        if (rc == EXIT_SUCCESS)
+            rc = generate(&req, ca != NULL ? &ca_key : NULL, ca, out, id, force);
+    }
+    for (long i = 1; i <= count && rc == EXIT_SUCCESS; i++) {
+        char name[72];
+        snprintf(name, sizeof name, "%s-%ld", id, i);
+        cert_request one = req;
+        one.cn = name;
+        rc = check_outputs(out, name, force);
+        if (rc == EXIT_SUCCESS)
+            rc = generate(&one, ca != NULL ? &ca_key : NULL, ca, out, name, force);
+    }
     wc_ecc_free(&ca_key);
     wipe(&ca_key, sizeof(ca_key));
     return rc;
@@ -2045,8 +2072,8 @@ static int cmd_revoke(int argc, char **argv)
                                "or affiliationChanged, not '%s'",
                                reason_arg);
     }
-    int days;
-    time_t now;
+    int days = 0;
+    time_t now = 0;
     rc = resolve_crl_times(days_arg, tu_arg, &days, &now);
     if (rc != EXIT_SUCCESS)
         return rc;

@@ -80,7 +80,15 @@ typedef struct mw_gateway_config {
     const char *listen;       /**< "HOST:PORT" to bind; used when transport.send is NULL */
     mw_transport_t transport; /**< custom transport; send == NULL: UDP on listen */
     mw_clock_t clock;         /**< now_ms == NULL: the system clock */
-    uint32_t max_peers;       /**< sessions kept at once (default 4096) */
+    /** Peers kept at once: sessions and handshakes in progress (default 4096). A ClientHello
+     *  from a new address beyond it is dropped before any work. What one idle session costs
+     *  is measured by bench/bench_sessions.c (README, "Gateway"): budget max_peers times
+     *  that. */
+    uint32_t max_peers;
+    /** A session that has received no datagram for this long (ms) is closed (close_notify)
+     *  and freed; the device reconnects when it next sends. mw_gateway_config_init sets 10
+     *  minutes; 0: never. Checked about once a second. */
+    uint64_t idle_timeout_ms;
     /** A device silent longer than this (ms) gets a MW_MSG_COMM_LOSS message in the sink,
      *  and a MW_MSG_COMM_RESTORED one when it is heard from again; 0: off. */
     uint64_t comm_loss_ms;
@@ -102,7 +110,33 @@ typedef struct mw_gateway_config {
     const char *store_path;
     mw_audit_fn *audit; /**< optional */
     void *audit_ctx;
+    /** Optional: microseconds on a monotonic clock (ctx is clock.ctx), to time store commits
+     *  (mw_gateway_stats_t commit_us_*). NULL: the system's monotonic clock when @c clock is
+     *  the system clock, else clock.now_ms times 1000 (a fake clock then times commits too). */
+    uint64_t (*now_us)(void *ctx);
 } mw_gateway_config_t;
+
+/** Why a handshake failed, for mw_gateway_stats_t.handshake_failures_by_reason. */
+typedef enum mw_gateway_hs_reason {
+    MW_GATEWAY_HSR_OTHER = 0,         /**< any other DTLS failure */
+    MW_GATEWAY_HSR_EXPIRED = 1,       /**< the device's certificate has expired */
+    MW_GATEWAY_HSR_NOT_YET_VALID = 2, /**< ... is not valid yet */
+    MW_GATEWAY_HSR_UNTRUSTED = 3,     /**< ... does not chain to the CA */
+    MW_GATEWAY_HSR_REVOKED = 4,       /**< ... is revoked (or the CRL is missing/expired) */
+    MW_GATEWAY_HSR_NO_CERT = 5,       /**< the device sent no certificate */
+    MW_GATEWAY_HSR_ROLE = 6,          /**< not a device certificate (EKU) */
+    MW_GATEWAY_HSR_IDENTITY = 7,      /**< no usable identity (CN) */
+    MW_GATEWAY_HSR_CIPHER = 8,        /**< no cipher suite in common */
+    MW_GATEWAY_HSR_PEER_ALERT = 9,    /**< the device aborted with an alert */
+    MW_GATEWAY_HSR_TIMEOUT = 10,      /**< not completed in time */
+} mw_gateway_hs_reason;
+#define MW_GATEWAY_HSR_COUNT 11
+
+/** Upper bounds (microseconds) of the store commit latency buckets; one more bucket counts
+ *  the commits slower than the last bound. */
+#define MW_GATEWAY_COMMIT_BOUNDS_US                                                               \
+    {100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 500000, 1000000}
+#define MW_GATEWAY_COMMIT_BUCKETS 14
 
 typedef struct mw_gateway_stats {
     uint64_t sessions;           /**< established now */
@@ -122,6 +156,20 @@ typedef struct mw_gateway_stats {
     uint64_t peer_limit_drops; /**< ClientHellos dropped: table or half-open limit reached */
     uint64_t rate_limited;     /**< datagrams dropped by the per-peer rate limit */
     uint64_t datagrams_received, datagrams_sent, bytes_received, bytes_sent;
+    /* Added for operations (metrics); new fields go at the end. */
+    /** handshakes_failed, split by mw_gateway_hs_reason */
+    uint64_t handshake_failures_by_reason[MW_GATEWAY_HSR_COUNT];
+    uint64_t gap_records;        /**< MW_MSG_GAP messages delivered */
+    uint64_t evictions_reported; /**< messages devices report evicted (sum of their gap counts) */
+    uint64_t commits;            /**< store commits timed (polls that had something to commit) */
+    uint64_t commit_us_sum;      /**< their total duration, microseconds */
+    /** commits per latency bucket (not cumulative): bucket i counts those at most
+     *  MW_GATEWAY_COMMIT_BOUNDS_US[i] and above the previous bound; the last, the rest */
+    uint64_t commit_us_buckets[MW_GATEWAY_COMMIT_BUCKETS];
+    uint64_t credential_reloads;         /**< successful mw_gateway_reload_credentials */
+    uint64_t credential_reload_failures; /**< refused ones (the old credentials stayed) */
+    uint64_t sessions_invalidated;       /**< sessions closed because a reload revoked them */
+    uint64_t idle_reaped; /**< sessions closed after idle_timeout_ms without a datagram */
 } mw_gateway_stats_t;
 
 MW_API void mw_gateway_config_init(mw_gateway_config_t *cfg);
@@ -158,6 +206,23 @@ MW_API MW_NODISCARD mw_err mw_gateway_send_command(mw_gateway_t *gw, const char 
  */
 MW_API MW_NODISCARD mw_err mw_gateway_reload_crl(mw_gateway_t *gw, const char *crl_file,
                                                  mw_error_detail_t *out_detail);
+/**
+ * Reloads the gateway's credentials (for SIGHUP) from the files given at creation: CA,
+ * certificate, key and the CRL in force (the configured one, or the last one given to
+ * mw_gateway_reload_crl). Everything is loaded and checked into a new DTLS context first, so
+ * a bad or mismatched file changes nothing (MW_ECERT_LOAD or MW_ECERT_ROLE/IDENTITY,
+ * @p out_detail says which file and why; audited as "credentials_reload_failed").
+ * On success new handshakes present the new certificate and are checked against the new CA
+ * and CRL; established sessions carry on, without a new handshake, on the context they
+ * were made with, except those whose device certificate the new CA, CRL or dates no
+ * longer accept: they are closed (audited "session_closed"). Audited
+ * "credentials_reloaded" (and "crl_reloaded" when a CRL is configured).
+ * @return MW_OK; MW_EINVAL; MW_ECERT_LOAD ...; MW_ENOMEM.
+ */
+MW_API MW_NODISCARD mw_err mw_gateway_reload_credentials(mw_gateway_t *gw,
+                                                         mw_error_detail_t *out_detail);
+/** A short name of @p r for logs and metric labels ("certificate_expired", "timeout", ...). */
+MW_API const char *mw_gateway_hs_reason_name(mw_gateway_hs_reason r);
 /** Milliseconds until mw_gateway_poll has timer work due, or -1 if none. */
 MW_API int mw_gateway_next_timeout_ms(const mw_gateway_t *gw);
 /** Frees everything; sets *gw to NULL. */

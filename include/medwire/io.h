@@ -44,6 +44,21 @@ typedef mw_err mw_transport_recv_fn(void *ctx, mw_addr_t *out_from, uint8_t *out
 /** Releases the transport's resources. */
 typedef void mw_transport_close_fn(void *ctx);
 
+/** One slot of a batched receive (::mw_transport_recv_many_fn). The caller sets @c buf and
+ *  @c cap; the transport fills @c from and @c len. */
+typedef struct mw_datagram {
+    mw_addr_t from; /**< the sender */
+    uint8_t *buf;   /**< the caller's buffer for this slot */
+    size_t cap;     /**< its size */
+    size_t len;     /**< the datagram's real length: more than @c cap means it was truncated */
+} mw_datagram_t;
+
+/** Receives up to @p max datagrams in one call, in arrival order, into @p slots[0..*out_n).
+ *  ::MW_EAGAIN (with *out_n 0) when none is waiting; a truncated datagram is reported as
+ *  recv reports it (at most @c cap bytes written, the whole length in @c len). */
+typedef mw_err mw_transport_recv_many_fn(void *ctx, mw_datagram_t *slots, size_t max,
+                                         size_t *out_n);
+
 /** A datagram transport: a table of functions and the context they share. */
 typedef struct mw_transport {
     void *ctx;
@@ -51,6 +66,10 @@ typedef struct mw_transport {
     mw_transport_recv_fn *recv;
     mw_transport_close_fn *close; /**< may be NULL */
     int fd; /**< a descriptor that becomes readable when recv may succeed, or -1 */
+    /** Optional (NULL: not supported): several datagrams per call, which saves a system call
+     *  per datagram when many devices send at once (the UDP port uses recvmmsg). Set it to
+     *  NULL in a table filled field by field. */
+    mw_transport_recv_many_fn *recv_many;
 } mw_transport_t;
 
 /** Milliseconds on a monotonic clock (any epoch). */
@@ -89,6 +108,9 @@ MW_API MW_NODISCARD mw_err mw_udp_local_addr(const mw_transport_t *transport, mw
 /** The real clock: CLOCK_MONOTONIC for timers; CLOCK_REALTIME for timestamps (reported
  * unsynchronised). */
 MW_API mw_clock_t mw_clock_system(void);
+
+/** Microseconds on CLOCK_MONOTONIC (any epoch), for timing short operations; @p ctx unused. */
+MW_API uint64_t mw_clock_monotonic_us(void *ctx);
 
 /** Waits up to @p timeout_ms for @p fd to become readable (-1 fd: just sleeps). */
 MW_API MW_NODISCARD mw_err mw_wait_readable(int fd, int timeout_ms);

@@ -47,6 +47,16 @@ struct mwi_dtls_ctx {
     bool rng_ok;
     bool crl;          /* revocation enforced */
     char ca_file[256]; /* kept to check a new CRL before it replaces the old */
+    /* The owner's reference plus one per connection. A gateway that reloads
+     * its credentials makes a new context for new handshakes while the
+     * sessions already established keep the one they were made with: each
+     * connection reads its context (role, CRL, certificate manager) for its
+     * whole life, and its WOLFSSL borrows the old WOLFSSL_CTX's certificate
+     * and key buffers (wolfSSL_new copies pointers, not the buffers).
+     * wolfSSL 5.5.4 refcounts the WOLFSSL_CTX too (wolfSSL_new takes a
+     * reference, wolfSSL_free drops it), but we do not rely on that: the
+     * WOLFSSL_CTX is freed only with the last of our references. */
+    long refs;
 };
 
 struct mwi_dtls_conn {
@@ -320,6 +330,8 @@ static int verify_cb(int preverify, WOLFSSL_X509_STORE_CTX *store)
     return 1;
 }
 
+static int check_cert_now(mwi_dtls_ctx *ctx, WOLFSSL_X509 *x, bool chain);
+
 /* A session resumed by ID skips certificate verification in wolfSSL (and
  * with it CRL checks and our callback): the peer's certificate, kept with the
  * session, is checked again here, revocation included. */
@@ -342,28 +354,32 @@ static mw_err check_resumed_peer(mwi_dtls_conn *c)
         e = MW_ECERT_IDENTITY;
         goto out;
     }
-    if (c->ctx->crl) {
-        int sz = 0;
-        const unsigned char *der = wolfSSL_X509_get_der(x, &sz);
-        unsigned char *copy = der && sz > 0 ? malloc((size_t)sz) : NULL;
-        int rc = CRL_MISSING;
-        if (copy) {
-            memcpy(copy, der, (size_t)sz);
-            rc = wolfSSL_CertManagerCheckCRL(wolfSSL_CTX_GetCertManager(c->ctx->wctx), copy, sz);
-            free(copy);
-        }
-        if (rc != WOLFSSL_SUCCESS) {
-            snprintf(what, sizeof what,
-                     "certificate '%.64s': revoked, or the CRL is missing or expired, on "
-                     "resumption (wolfSSL %d)",
-                     cn, rc);
-            set_err(&c->err, MW_ECERT_REVOKED, rc, what);
-            /* Forget the session, so the next attempt is a full handshake that
-             * fails with a proper alert. */
-            (void)wolfSSL_SSL_CTX_remove_session(c->ctx->wctx, wolfSSL_get_session(c->ssl));
-            e = MW_ECERT_REVOKED;
-            goto out;
-        }
+    /* The session cache is process-wide: a session made under credentials
+     * since reloaded (another CA) must not outlive them, so the chain is
+     * checked against this context's CA too, not only the CRL. */
+    int rc = check_cert_now(c->ctx, x, true);
+    if (rc != WOLFSSL_SUCCESS && rc != CRL_CERT_REVOKED && rc != CRL_MISSING) {
+        mw_err ce = map_wolf(rc);
+        if (ce == MW_EDTLS || ce == MW_EPEER_ALERT || ce == MW_ENOMEM)
+            ce = MW_ECERT_UNTRUSTED;
+        snprintf(what, sizeof what, "certificate '%.64s': %s on resumption (wolfSSL %d)", cn,
+                 mw_strerror(ce), rc);
+        set_err(&c->err, ce, rc, what);
+        (void)wolfSSL_SSL_CTX_remove_session(c->ctx->wctx, wolfSSL_get_session(c->ssl));
+        e = ce;
+        goto out;
+    }
+    if (rc != WOLFSSL_SUCCESS) {
+        snprintf(what, sizeof what,
+                 "certificate '%.64s': revoked, or the CRL is missing or expired, on "
+                 "resumption (wolfSSL %d)",
+                 cn, rc);
+        set_err(&c->err, MW_ECERT_REVOKED, rc, what);
+        /* Forget the session, so the next attempt is a full handshake that
+         * fails with a proper alert. */
+        (void)wolfSSL_SSL_CTX_remove_session(c->ctx->wctx, wolfSSL_get_session(c->ssl));
+        e = MW_ECERT_REVOKED;
+        goto out;
     }
     memcpy(c->peer_id, cn, strlen(cn) + 1);
 out:
@@ -517,6 +533,7 @@ mw_err mwi_dtls_ctx_create(const mwi_dtls_config *cfg, mwi_dtls_ctx **out_ctx,
         e = MW_ENOMEM;
         goto fail;
     }
+    ctx->refs = 1;
     ctx->role = cfg->role;
     ctx->skip_role = cfg->test_skip_role;
     if (cfg->peer_name)
@@ -612,19 +629,34 @@ fail:
     return e;
 }
 
-void mwi_dtls_ctx_destroy(mwi_dtls_ctx **pctx)
+static void ctx_release(mwi_dtls_ctx *ctx)
 {
-    if (pctx == NULL || *pctx == NULL)
+    if (--ctx->refs > 0)
         return;
-    mwi_dtls_ctx *ctx = *pctx;
     if (ctx->wctx)
         wolfSSL_CTX_free(ctx->wctx);
     if (ctx->rng_ok)
         wc_FreeRng(&ctx->rng);
     wipe(ctx->cookie_secret, sizeof ctx->cookie_secret);
     free(ctx);
-    *pctx = NULL;
     wolfSSL_Cleanup();
+}
+
+void mwi_dtls_ctx_destroy(mwi_dtls_ctx **pctx)
+{
+    if (pctx == NULL || *pctx == NULL)
+        return;
+    mwi_dtls_ctx *ctx = *pctx;
+    *pctx = NULL;
+    ctx_release(ctx); /* freed now, or with its last connection */
+}
+
+void mwi_dtls_ctx_share_cookie_secret(mwi_dtls_ctx *dst, const mwi_dtls_ctx *src)
+{
+    /* A client between our HelloVerifyRequest and its second ClientHello
+     * holds a cookie made with the old secret: it stays valid. */
+    if (dst && src)
+        memcpy(dst->cookie_secret, src->cookie_secret, sizeof dst->cookie_secret);
 }
 
 mw_err mwi_dtls_conn_create(mwi_dtls_ctx *ctx, const mw_addr_t *peer, mwi_dtls_send_fn *send,
@@ -648,6 +680,7 @@ mw_err mwi_dtls_conn_create(mwi_dtls_ctx *ctx, const mw_addr_t *peer, mwi_dtls_s
         return MW_ENOMEM;
     }
     live_conns++;
+    ctx->refs++;
     wolfSSL_SetIOReadCtx(c->ssl, c);
     wolfSSL_SetIOWriteCtx(c->ssl, c);
     (void)wolfSSL_set_app_data(c->ssl, c);
@@ -669,6 +702,7 @@ mw_err mwi_dtls_conn_create(mwi_dtls_ctx *ctx, const mw_addr_t *peer, mwi_dtls_s
 fail:
     wolfSSL_free(c->ssl);
     live_conns--;
+    ctx->refs--;
     free(c);
     return MW_EINTERNAL;
 }
@@ -684,8 +718,10 @@ void mwi_dtls_conn_destroy(mwi_dtls_conn **pc)
         live_conns--;
     }
     wipe(c->flight, sizeof c->flight);
+    mwi_dtls_ctx *ctx = c->ctx;
     free(c);
     *pc = NULL;
+    ctx_release(ctx);
 }
 
 static void arm_timer(mwi_dtls_conn *c, uint64_t now_ms)
@@ -1017,32 +1053,84 @@ mw_err mwi_dtls_ctx_reload_crl(mwi_dtls_ctx *ctx, const char *crl_file, mw_error
     return MW_OK;
 }
 
-mw_err mwi_dtls_conn_recheck(mwi_dtls_conn *c)
+/* Checks a certificate the peer proved earlier against @p ctx's trust as it is
+ * now: chained to its CA and within its validity (with @p chain), and not
+ * revoked by its CRL. wolfSSL's code, or WOLFSSL_SUCCESS. */
+static int check_cert_now(mwi_dtls_ctx *ctx, WOLFSSL_X509 *x, bool chain)
 {
-    if (c == NULL || !c->established || !c->ctx->crl)
+    int sz = 0;
+    const unsigned char *der = wolfSSL_X509_get_der(x, &sz);
+    unsigned char *copy = der && sz > 0 ? malloc((size_t)sz) : NULL;
+    if (copy == NULL)
+        return MEMORY_E;
+    memcpy(copy, der, (size_t)sz);
+    WOLFSSL_CERT_MANAGER *cm = wolfSSL_CTX_GetCertManager(ctx->wctx);
+    int rc = WOLFSSL_SUCCESS;
+    if (chain)
+        rc = wolfSSL_CertManagerVerifyBuffer(cm, copy, sz, WOLFSSL_FILETYPE_ASN1);
+    if (rc == WOLFSSL_SUCCESS && ctx->crl)
+        rc = wolfSSL_CertManagerCheckCRL(cm, copy, sz);
+    free(copy);
+    return rc;
+}
+
+mw_err mwi_dtls_conn_revalidate(mwi_dtls_conn *c, mwi_dtls_ctx *ctx, bool chain)
+{
+    if (c == NULL || !c->established || c->failed)
+        return MW_OK;
+    if (ctx == NULL)
+        ctx = c->ctx;
+    if (!chain && !ctx->crl)
         return MW_OK;
     WOLFSSL_X509 *x = wolfSSL_get_peer_certificate(c->ssl);
     if (x == NULL)
         return MW_OK;
-    int sz = 0;
-    const unsigned char *der = wolfSSL_X509_get_der(x, &sz);
-    unsigned char *copy = der && sz > 0 ? malloc((size_t)sz) : NULL;
-    int rc = CRL_MISSING;
-    if (copy) {
-        memcpy(copy, der, (size_t)sz);
-        rc = wolfSSL_CertManagerCheckCRL(wolfSSL_CTX_GetCertManager(c->ctx->wctx), copy, sz);
-        free(copy);
-    }
+    int rc = check_cert_now(ctx, x, chain);
     wolfSSL_X509_free(x);
     if (rc == WOLFSSL_SUCCESS)
         return MW_OK;
-    char what[160];
-    snprintf(what, sizeof what, "certificate '%.64s' is revoked by the new CRL (wolfSSL %d)",
-             c->peer_id, rc);
+    mw_err e = rc == CRL_CERT_REVOKED || rc == CRL_MISSING ? MW_ECERT_REVOKED : map_wolf(rc);
+    if (e == MW_EDTLS || e == MW_EPEER_ALERT)
+        e = MW_ECERT_UNTRUSTED;
+    char buf[96], what[240];
+    wolfSSL_ERR_error_string_n((unsigned long)rc, buf, sizeof buf);
+    snprintf(what, sizeof what,
+             "certificate '%.64s' is no longer accepted by the reloaded %s: %s (wolfSSL %d: %.60s)",
+             c->peer_id, chain ? "credentials" : "CRL", mw_strerror(e), rc, buf);
     c->err.err = MW_OK;
-    set_err(&c->err, MW_ECERT_REVOKED, rc, what);
+    set_err(&c->err, e, rc, what);
+    /* close_notify first: the device learns now, and its next handshake
+     * meets the new rules with a proper alert. */
+    (void)wolfSSL_shutdown(c->ssl);
     c->failed = true;
-    return MW_ECERT_REVOKED;
+    return e;
+}
+
+mw_err mwi_dtls_conn_recheck(mwi_dtls_conn *c)
+{
+    return mwi_dtls_conn_revalidate(c, NULL, false);
+}
+
+mw_err mwi_dtls_ctx_own_cert_text(const mwi_dtls_ctx *ctx, char *out, size_t cap)
+{
+    if (ctx == NULL || out == NULL || cap == 0)
+        return MW_EINVAL;
+    out[0] = '\0';
+    WOLFSSL_X509 *x = wolfSSL_CTX_get0_certificate(ctx->wctx);
+    if (x == NULL)
+        return MW_EINVAL;
+    unsigned char serial[32];
+    int slen = (int)sizeof serial;
+    char hex[2 * sizeof serial + 1] = "";
+    if (wolfSSL_X509_get_serial_number(x, serial, &slen) == WOLFSSL_SUCCESS)
+        for (int i = 0; i < slen && i < (int)sizeof serial; i++)
+            snprintf(hex + 2 * i, 3, "%02x", serial[i]);
+    char until[40] = "?";
+    WOLFSSL_ASN1_TIME *na = wolfSSL_X509_get_notAfter(x);
+    if (na == NULL || wolfSSL_ASN1_TIME_to_string(na, until, (int)sizeof until) == NULL)
+        snprintf(until, sizeof until, "?");
+    snprintf(out, cap, "certificate '%s', serial %s, valid until %s", ctx->own_id, hex, until);
+    return MW_OK;
 }
 
 mwi_dtls_session *mwi_dtls_conn_save_session(const mwi_dtls_conn *c)

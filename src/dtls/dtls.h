@@ -46,6 +46,9 @@ typedef void mwi_dtls_send_fn(void *ctx, const uint8_t *buf, size_t len);
  */
 MW_NODISCARD mw_err mwi_dtls_ctx_create(const mwi_dtls_config *cfg, mwi_dtls_ctx **out_ctx,
                                         mw_error_detail_t *out_detail);
+/** Drops the owner's reference and sets *ctx to NULL. The context lives on until its last
+ *  connection is destroyed, so connections may outlive it (a gateway reloading its
+ *  credentials keeps established sessions on the context they were made with). */
 void mwi_dtls_ctx_destroy(mwi_dtls_ctx **ctx);
 /** Fills @p out from the context's CSPRNG (wolfCrypt's DRBG); usable as an mw_random_fn. */
 MW_NODISCARD mw_err mwi_dtls_random(void *ctx, uint8_t *out, size_t len);
@@ -119,6 +122,16 @@ MW_NODISCARD mw_err mwi_dtls_ctx_reload_crl(mwi_dtls_ctx *ctx, const char *crl_f
 /** Checks an established session's peer against the current CRL; MW_ECERT_REVOKED marks the
  *  connection failed (destroy it). */
 MW_NODISCARD mw_err mwi_dtls_conn_recheck(mwi_dtls_conn *c);
+/** Checks an established session's peer certificate against @p ctx (NULL: the context the
+ *  connection was made with) as it is now: with @p chain, chained to its CA and within its
+ *  validity; always, not revoked by its CRL (if it has one). A failure marks the connection
+ *  failed (destroy it) and returns why (MW_ECERT_REVOKED, MW_ECERT_EXPIRED,
+ *  MW_ECERT_UNTRUSTED, ...). Sessions already closed or in handshake: MW_OK. */
+MW_NODISCARD mw_err mwi_dtls_conn_revalidate(mwi_dtls_conn *c, mwi_dtls_ctx *ctx, bool chain);
+/** Makes @p dst accept the cookies @p src issued (a context replacing another). */
+void mwi_dtls_ctx_share_cookie_secret(mwi_dtls_ctx *dst, const mwi_dtls_ctx *src);
+/** "certificate 'CN', serial HEX, valid until DATE" of our own certificate. */
+MW_NODISCARD mw_err mwi_dtls_ctx_own_cert_text(const mwi_dtls_ctx *ctx, char *out, size_t cap);
 
 /** A session to resume by ID on a later connection (opaque). */
 typedef struct mwi_dtls_session mwi_dtls_session;

@@ -21,8 +21,14 @@
 #define CF_LINK_FORMAT 40
 #define LINKS          "</batch>;ct=65100;rt=\"medwire.batch\";if=\"medwire.v1\""
 /* Datagrams handled per poll before timers get their turn. */
-#define RX_BURST        256
-#define IDLE_TIMEOUT_MS (10u * 60u * 1000u)
+#define RX_BURST 256
+/* Datagrams per batched receive (transport recv_many, recvmmsg on POSIX). */
+#define RX_BATCH 32
+/* mw_gateway_config_t.idle_timeout_ms by default: 10 minutes. */
+#define IDLE_TIMEOUT_DEFAULT_MS (10u * 60u * 1000u)
+/* The peer table is swept (idle sessions, stalled handshakes) at least this often;
+ * between sweeps a poll costs nothing per peer, only per datagram. */
+#define SWEEP_MS 1000u
 /* A handshake with a valid cookie that has not completed in this time is
  * dropped: it holds state for a peer that proved only its address. */
 #define HALF_OPEN_MAX_MS 30000u
@@ -91,7 +97,12 @@ struct mw_gateway {
     uint64_t comm_loss_ms;
     uint64_t next_loss_scan_ms;
     uint32_t max_half_open;
-    uint32_t half_open; /* recounted every poll, incremented on each accept */
+    uint32_t half_open;       /* recounted every sweep, incremented on each accept */
+    uint64_t idle_timeout_ms; /* 0: sessions are never reaped for silence */
+    /* No timer of any peer is due before this (it may be earlier than needed, never
+     * later): lowered as datagrams arm handshake timers, recomputed by each sweep. */
+    uint64_t timers_at;
+    mw_datagram_t *rxv; /* RX_BATCH slots when the transport has recv_many, else NULL */
     double rate_per_s, rate_burst;
     mwi_coap_params params;
     size_t max_body;
@@ -99,6 +110,10 @@ struct mw_gateway {
     uint64_t audit_window_ms;
     uint32_t audit_in_window;
     mw_gateway_stats_t st;
+    /* What mw_gateway_reload_credentials reads again (copies: the caller's
+     * configuration strings need not outlive mw_gateway_create). */
+    char *ca_path, *cert_path, *key_path, *crl_path;
+    uint64_t (*now_us)(void *ctx); /* times commits */
 
     /* Custody transfer, batched per poll: responses wait here until the
      * sink and the store have committed what they acknowledge. */
@@ -129,6 +144,77 @@ struct mw_gateway {
 static uint64_t now_ms(const mw_gateway_t *gw)
 {
     return gw->clock.now_ms(gw->clock.ctx);
+}
+
+/* An injected clock without a microsecond source still times commits, at
+ * its own resolution: a test's fake clock then sees exact durations. */
+static uint64_t ms_clock_as_us(const mw_gateway_t *gw)
+{
+    return gw->clock.now_ms(gw->clock.ctx) * 1000u;
+}
+
+static uint64_t now_us(const mw_gateway_t *gw)
+{
+    return gw->now_us ? gw->now_us(gw->clock.ctx) : ms_clock_as_us(gw);
+}
+
+static char *copy_str(const char *s)
+{
+    if (s == NULL)
+        return NULL;
+    size_t n = strlen(s) + 1;
+    char *c = malloc(n);
+    if (c)
+        memcpy(c, s, n);
+    return c;
+}
+
+static const char *const HS_REASON_NAMES[MW_GATEWAY_HSR_COUNT] = {
+    "other",        "certificate_expired", "certificate_not_yet_valid", "certificate_untrusted",
+    "certificate_revoked", "no_certificate", "certificate_role",     "certificate_identity",
+    "no_common_cipher",    "peer_alert",     "timeout",
+};
+
+const char *mw_gateway_hs_reason_name(mw_gateway_hs_reason r)
+{
+    return (unsigned)r < MW_GATEWAY_HSR_COUNT ? HS_REASON_NAMES[r] : "other";
+}
+
+static mw_gateway_hs_reason hs_reason_of(mw_err e)
+{
+    switch (e) {
+    case MW_ECERT_EXPIRED:
+        return MW_GATEWAY_HSR_EXPIRED;
+    case MW_ECERT_NOT_YET_VALID:
+        return MW_GATEWAY_HSR_NOT_YET_VALID;
+    case MW_ECERT_UNTRUSTED:
+        return MW_GATEWAY_HSR_UNTRUSTED;
+    case MW_ECERT_REVOKED:
+        return MW_GATEWAY_HSR_REVOKED;
+    case MW_ENO_PEER_CERT:
+        return MW_GATEWAY_HSR_NO_CERT;
+    case MW_ECERT_ROLE:
+        return MW_GATEWAY_HSR_ROLE;
+    case MW_ECERT_IDENTITY:
+    case MW_ECERT_NAME:
+        return MW_GATEWAY_HSR_IDENTITY;
+    case MW_ECIPHER:
+        return MW_GATEWAY_HSR_CIPHER;
+    case MW_EPEER_ALERT:
+        return MW_GATEWAY_HSR_PEER_ALERT;
+    case MW_EHANDSHAKE_TIMEOUT:
+    case MW_ETIMEDOUT:
+        return MW_GATEWAY_HSR_TIMEOUT;
+    default:
+        return MW_GATEWAY_HSR_OTHER;
+    }
+}
+
+/* Every failed handshake is counted once, in the total and by its reason. */
+static void count_hs_failure(mw_gateway_t *gw, mw_err e)
+{
+    gw->st.handshakes_failed++;
+    gw->st.handshake_failures_by_reason[hs_reason_of(e)]++;
 }
 
 static uint32_t hash_bytes(const void *p, size_t n)
@@ -174,6 +260,7 @@ void mw_gateway_config_init(mw_gateway_config_t *cfg)
     memset(cfg, 0, sizeof *cfg);
     cfg->transport.fd = -1;
     cfg->max_peers = 4096;
+    cfg->idle_timeout_ms = IDLE_TIMEOUT_DEFAULT_MS;
 }
 
 static mw_err fail_create(mw_error_detail_t *d, mw_err e, const char *reason)
@@ -213,8 +300,8 @@ mw_err mw_gateway_create(const mw_gateway_config_t *cfg, mw_gateway_t **out, mw_
     gw->max_peers = cfg->max_peers ? cfg->max_peers : 4096;
     gw->peer_buckets = pow2_at_least(gw->max_peers * 2);
     gw->device_buckets = gw->peer_buckets;
-    gw->peers = calloc(gw->peer_buckets, sizeof *gw->peers);
-    gw->devices = calloc(gw->device_buckets, sizeof *gw->devices);
+    gw->peers = calloc(gw->peer_buckets, sizeof(struct peer *));
+    gw->devices = calloc(gw->device_buckets, sizeof(struct device *));
     if (gw->peers == NULL || gw->devices == NULL) {
         e = fail_create(d, MW_ENOMEM, "out of memory for the peer table");
         goto fail;
@@ -258,6 +345,7 @@ mw_err mw_gateway_create(const mw_gateway_config_t *cfg, mw_gateway_t **out, mw_
     mwi_coap_params_default(&gw->params);
     gw->max_body = cfg->max_body ? cfg->max_body : 4096;
     gw->comm_loss_ms = cfg->comm_loss_ms;
+    gw->idle_timeout_ms = cfg->idle_timeout_ms;
     gw->max_half_open = cfg->max_half_open ? cfg->max_half_open : 256;
     gw->rate_per_s = cfg->rate_limit_per_s ? cfg->rate_limit_per_s : 200;
     gw->rate_burst = 2 * gw->rate_per_s;
@@ -268,6 +356,21 @@ mw_err mw_gateway_create(const mw_gateway_config_t *cfg, mw_gateway_t **out, mw_
     if (gw->deferred == NULL || gw->undo == NULL) {
         e = fail_create(d, MW_ENOMEM, "out of memory");
         goto fail;
+    }
+    if (gw->tp.recv_many != NULL) {
+        /* One block: the slots, then their buffers. A byte more than the largest
+         * datagram we use, so that a longer one shows as truncated. */
+        size_t cap = MWI_DTLS_MAX_DATAGRAM + 1;
+        gw->rxv = malloc(RX_BATCH * (sizeof *gw->rxv + cap));
+        if (gw->rxv == NULL) {
+            e = fail_create(d, MW_ENOMEM, "out of memory");
+            goto fail;
+        }
+        uint8_t *bufs = (uint8_t *)(gw->rxv + RX_BATCH);
+        for (size_t i = 0; i < RX_BATCH; i++) {
+            gw->rxv[i].buf = bufs + i * cap;
+            gw->rxv[i].cap = cap;
+        }
     }
     if (cfg->store_path) {
         e = mwi_store_open(cfg->store_path, &gw->store, d);
@@ -290,6 +393,15 @@ mw_err mw_gateway_create(const mw_gateway_config_t *cfg, mw_gateway_t **out, mw_
     }
     gw->audit = cfg->audit;
     gw->audit_ctx = cfg->audit_ctx;
+    gw->now_us = cfg->now_us ? cfg->now_us : cfg->clock.now_ms ? NULL : mw_clock_monotonic_us;
+    gw->ca_path = copy_str(cfg->ca_file);
+    gw->cert_path = copy_str(cfg->cert_file);
+    gw->key_path = copy_str(cfg->key_file);
+    gw->crl_path = copy_str(cfg->crl_file);
+    if (!gw->ca_path || !gw->cert_path || !gw->key_path || (cfg->crl_file && !gw->crl_path)) {
+        e = fail_create(d, MW_ENOMEM, "out of memory");
+        goto fail;
+    }
     *out = gw;
     return MW_OK;
 fail:
@@ -311,6 +423,9 @@ static void peer_free(mw_gateway_t *gw, struct peer *p)
 {
     if (mwi_dtls_conn_established(p->conn) && gw->st.sessions > 0)
         gw->st.sessions--;
+    /* The half-open count must not wait for the next sweep: it gates new handshakes. */
+    gw->half_open -= (uint32_t)(p->conn && !mwi_dtls_conn_established(p->conn) && gw->half_open);
+    gw->half_open -= (uint32_t)(p->next && !mwi_dtls_conn_established(p->next) && gw->half_open);
     mwi_dtls_conn_destroy(&p->conn);
     mwi_dtls_conn_destroy(&p->next);
     free(p->b1_buf);
@@ -437,7 +552,7 @@ static void respond_opts(mw_gateway_t *gw, struct peer *p, const mwi_coap_msg *r
         r.size1 = o->size1;
     }
     r.content_format = cf;
-    r.payload = slice ? payload + off : NULL;
+    r.payload = slice > 0 && payload != NULL ? payload + off : NULL;
     r.payload_len = slice;
     if (mwi_coap_encode(&r, out, sizeof out, &n) != MW_OK)
         return;
@@ -599,13 +714,16 @@ static void handle_batch(mw_gateway_t *gw, struct peer *p, const mwi_coap_msg *r
      * settled, and one that arrives again is a replay (docs/protocol.md 5). */
     mwi_replay_advance(&dv->rp, low_water);
     uint64_t acked[MWI_MAX_BATCH];
-    size_t nacked = 0, nold = 0;
+    size_t nacked = 0;
     for (size_t i = 0; i < n; i++) {
         mw_message_t *m = &gw->batch[i];
         mwi_replay_verdict v = mwi_replay_check(&dv->rp, m->seq);
         if (v == MWI_REPLAY_OLD) {
+            /* Never delivered; acknowledged as settled, so that a device whose queue brought
+             * back numbers it had already been acknowledged for (damage at rest) forgets them
+             * instead of sending them forever. An Ack gives an attacker nothing. */
             gw->st.replays++;
-            nold++;
+            acked[nacked++] = m->seq;
             snprintf(why, sizeof why,
                      "seq %llu is below the device's low-water mark %llu: refused as a replay",
                      (unsigned long long)m->seq, (unsigned long long)dv->rp.low);
@@ -632,14 +750,16 @@ static void handle_batch(mw_gateway_t *gw, struct peer *p, const mwi_coap_msg *r
         if (m->type == MW_MSG_COMMAND_RESULT)
             drop_command(dv, m->u.command_result.command_id);
         gw->st.messages_delivered++;
+        if (m->type == MW_MSG_GAP) {
+            /* What devices had to drop is an availability signal of its own. */
+            gw->st.gap_records++;
+            if (m->u.gap.reason == MW_GAP_EVICTED)
+                gw->st.evictions_reported += m->u.gap.count;
+        }
         acked[nacked++] = m->seq;
     }
     if (nacked == 0) {
-        if (nold == n)
-            refuse(gw, p, req, MWI_COAP_BAD_REQUEST,
-                   "sequence numbers below the declared low-water mark");
-        else
-            refuse(gw, p, req, MWI_COAP_SERVICE_UNAVAILABLE, "cannot store messages now");
+        refuse(gw, p, req, MWI_COAP_SERVICE_UNAVAILABLE, "cannot store messages now");
         return;
     }
     mwi_seq_range ranges[MWI_MAX_ACK_RANGES];
@@ -759,7 +879,7 @@ static void handshake_failed(mw_gateway_t *gw, struct peer *p, mwi_dtls_conn *c)
     mwi_dtls_conn_error(c, &d);
     if (d.err == MW_OK)
         d.err = MW_EDTLS;
-    gw->st.handshakes_failed++;
+    count_hs_failure(gw, d.err);
     audit(gw, MW_AUDIT_HANDSHAKE_FAILED, p->text, "", d.err, d.foreign, d.reason);
 }
 
@@ -781,6 +901,10 @@ static bool feed(mw_gateway_t *gw, struct peer *p, mwi_dtls_conn **pc, const uin
     gw->cur = p;
     mw_err e = mwi_dtls_conn_input(c, buf, len, now, on_record, gw);
     gw->cur = NULL;
+    /* Completed or failed, it is no longer half-open: a handshake that ends frees its place
+     * for the next at once, not at the next sweep (which recounts anyway). */
+    if (!was && e != MW_EINPROGRESS && gw->half_open > 0)
+        gw->half_open--;
     if (e == MW_OK && !was) {
         established(gw, p, c);
         if (pc == &p->next) {
@@ -841,7 +965,7 @@ static void stateless_result(mw_gateway_t *gw, const mw_addr_t *from, mw_err e,
         gw->st.hello_verify_sent++;
         return;
     }
-    gw->st.handshakes_failed++;
+    count_hs_failure(gw, e);
     if (!audit_allowed(gw, now))
         return;
     char txt[64], why[240];
@@ -950,7 +1074,7 @@ static bool reap_half_open(mw_gateway_t *gw, struct peer *p, mwi_dtls_conn **pc,
 {
     if (*pc == NULL || mwi_dtls_conn_established(*pc) || now - started < HALF_OPEN_MAX_MS)
         return false;
-    gw->st.handshakes_failed++;
+    count_hs_failure(gw, MW_EHANDSHAKE_TIMEOUT);
     if (audit_allowed(gw, now))
         audit(gw, MW_AUDIT_HANDSHAKE_FAILED, p->text, "", MW_EHANDSHAKE_TIMEOUT, 0,
               "handshake not completed in 30 s: dropped");
@@ -961,6 +1085,7 @@ static bool reap_half_open(mw_gateway_t *gw, struct peer *p, mwi_dtls_conn **pc,
 static void run_timers(mw_gateway_t *gw, uint64_t now)
 {
     uint32_t half_open = 0;
+    uint64_t next_at = gw->npeers ? now + SWEEP_MS : UINT64_MAX;
     for (uint32_t b = 0; b < gw->peer_buckets; b++) {
         struct peer *p = gw->peers[b];
         while (p) {
@@ -985,9 +1110,16 @@ static void run_timers(mw_gateway_t *gw, uint64_t now)
             }
             if (p->conn == NULL)
                 keep = false;
-            else if (now - p->last_rx_ms > IDLE_TIMEOUT_MS) {
+            else if (gw->idle_timeout_ms != 0 && now - p->last_rx_ms >= gw->idle_timeout_ms) {
+                /* Silent sessions hold a wolfSSL object each; a device that comes
+                 * back reconnects (close_notify tells it at once, if it listens). */
                 audit(gw, MW_AUDIT_SESSION_CLOSED, p->text, mwi_dtls_conn_peer_id(p->conn), MW_OK,
                       0, "idle session reaped");
+                /* Counted out here: once closed, peer_free no longer sees it established. */
+                if (mwi_dtls_conn_established(p->conn) && gw->st.sessions > 0)
+                    gw->st.sessions--;
+                mwi_dtls_conn_close(p->conn);
+                gw->st.idle_reaped++;
                 keep = false;
             }
             if (!keep) {
@@ -995,28 +1127,37 @@ static void run_timers(mw_gateway_t *gw, uint64_t now)
             } else {
                 half_open += p->conn && !mwi_dtls_conn_established(p->conn);
                 half_open += p->next && !mwi_dtls_conn_established(p->next);
+                uint64_t d = mwi_dtls_conn_deadline(p->conn), d2 = mwi_dtls_conn_deadline(p->next);
+                next_at = d < next_at ? d : next_at;
+                next_at = d2 < next_at ? d2 : next_at;
             }
             p = nx;
         }
     }
     gw->half_open = half_open;
+    gw->timers_at = next_at;
     gw->st.peers = gw->npeers;
     gw->st.half_open = half_open;
 }
 
+/* A datagram may have armed a handshake timer of its peer's: bring the next
+ * sweep forward to it. O(1), so a poll's cost does not grow with the table. */
+static void note_timers(mw_gateway_t *gw, const mw_addr_t *from)
+{
+    const struct peer *p = *peer_slot(gw, from);
+    if (p == NULL)
+        return;
+    uint64_t d = mwi_dtls_conn_deadline(p->conn), d2 = mwi_dtls_conn_deadline(p->next);
+    if (d < gw->timers_at)
+        gw->timers_at = d;
+    if (d2 < gw->timers_at)
+        gw->timers_at = d2;
+}
+
 static uint64_t next_deadline(const mw_gateway_t *gw)
 {
-    uint64_t at = UINT64_MAX;
-    for (uint32_t b = 0; b < gw->peer_buckets; b++)
-        for (struct peer *p = gw->peers[b]; p; p = p->hnext) {
-            uint64_t d = mwi_dtls_conn_deadline(p->conn);
-            uint64_t d2 = mwi_dtls_conn_deadline(p->next);
-            if (d < at)
-                at = d;
-            if (d2 < at)
-                at = d2;
-        }
-    return at;
+    /* Not a walk over the peers: at 5,000 sessions that would cost every poll. */
+    return gw->timers_at;
 }
 
 static void send_deferred(mw_gateway_t *gw)
@@ -1035,6 +1176,19 @@ static void send_deferred(mw_gateway_t *gw)
  * lets the acknowledgements go. If either fails, the poll is undone: replay
  * state restored, the sink rolled back to the last checkpoint, the cached
  * responses forgotten, nothing acknowledged; the devices send again. */
+static void record_commit_time(mw_gateway_t *gw, uint64_t us)
+{
+    static const uint64_t bounds[] = MW_GATEWAY_COMMIT_BOUNDS_US;
+    _Static_assert(sizeof bounds / sizeof bounds[0] + 1 == MW_GATEWAY_COMMIT_BUCKETS,
+                   "one bucket per bound, and one above the last");
+    size_t i = 0;
+    while (i < sizeof bounds / sizeof bounds[0] && us > bounds[i])
+        i++;
+    gw->st.commits++;
+    gw->st.commit_us_sum += us;
+    gw->st.commit_us_buckets[i]++;
+}
+
 static void commit(mw_gateway_t *gw)
 {
     if (!gw->dirty) {
@@ -1044,6 +1198,7 @@ static void commit(mw_gateway_t *gw)
     }
     uint64_t ck = gw->checkpoint;
     mw_err e = gw->txn_failed ? MW_EIO : MW_OK;
+    uint64_t t0 = now_us(gw);
     if (e == MW_OK && gw->sink_commit)
         e = gw->sink_commit(gw->sink_ctx, &ck);
     if (e == MW_OK && gw->store) {
@@ -1056,6 +1211,8 @@ static void commit(mw_gateway_t *gw)
         if (e == MW_OK)
             e = mwi_store_commit(gw->store, ck);
     }
+    /* Custody transfer waits on this: its latency is what devices feel. */
+    record_commit_time(gw, now_us(gw) - t0);
     if (e == MW_OK) {
         gw->checkpoint = ck;
         send_deferred(gw);
@@ -1083,6 +1240,55 @@ static void commit(mw_gateway_t *gw)
     gw->txn_failed = false;
 }
 
+/* One received datagram; @p n is its real length. */
+static void receive_one(mw_gateway_t *gw, const mw_addr_t *from, const uint8_t *buf, size_t n,
+                        uint64_t now)
+{
+    gw->st.datagrams_received++;
+    gw->st.bytes_received += n;
+    if (n == 0 || n > MWI_DTLS_MAX_DATAGRAM)
+        return; /* truncated or empty: not a DTLS datagram we can use */
+    gw->now_ms = now;
+    handle_datagram(gw, from, buf, n, now);
+    note_timers(gw, from);
+}
+
+/* At most RX_BURST datagrams, then timers get their turn: a steady stream from
+ * thousands of devices must not starve retransmissions and reaping. With a
+ * batched receive, RX_BATCH of them per call into the transport. */
+static mw_err receive_burst(mw_gateway_t *gw, uint64_t now, bool *did)
+{
+    if (gw->rxv == NULL) {
+        for (int i = 0; i < RX_BURST; i++) {
+            mw_addr_t from;
+            size_t n = 0;
+            mw_err e = gw->tp.recv(gw->tp.ctx, &from, gw->rx, sizeof gw->rx, &n);
+            if (e == MW_EAGAIN)
+                break;
+            if (e != MW_OK)
+                return e;
+            *did = true;
+            receive_one(gw, &from, gw->rx, n, now);
+        }
+        return MW_OK;
+    }
+    for (size_t left = RX_BURST; left > 0;) {
+        size_t n = 0;
+        mw_err e = gw->tp.recv_many(gw->tp.ctx, gw->rxv, left < RX_BATCH ? left : RX_BATCH, &n);
+        if (e == MW_EAGAIN || (e == MW_OK && n == 0))
+            break;
+        if (e != MW_OK)
+            return e;
+        if (n > RX_BATCH)
+            n = RX_BATCH; /* a transport that overran its slots is not believed */
+        *did = true;
+        for (size_t i = 0; i < n; i++)
+            receive_one(gw, &gw->rxv[i].from, gw->rxv[i].buf, gw->rxv[i].len, now);
+        left -= n < left ? n : left;
+    }
+    return MW_OK;
+}
+
 mw_err mw_gateway_poll(mw_gateway_t *gw, int timeout_ms)
 {
     if (gw == NULL)
@@ -1098,26 +1304,16 @@ mw_err mw_gateway_poll(mw_gateway_t *gw, int timeout_ms)
         now = now_ms(gw);
     }
     bool did = false;
-    for (int i = 0; i < RX_BURST; i++) {
-        mw_addr_t from;
-        size_t n = 0;
-        mw_err e = gw->tp.recv(gw->tp.ctx, &from, gw->rx, sizeof gw->rx, &n);
-        if (e == MW_EAGAIN)
-            break;
-        if (e != MW_OK)
-            return e;
-        did = true;
-        gw->st.datagrams_received++;
-        gw->st.bytes_received += n;
-        if (n == 0 || n > MWI_DTLS_MAX_DATAGRAM)
-            continue; /* truncated or empty: not a DTLS datagram we can use */
-        gw->now_ms = now;
-        handle_datagram(gw, &from, gw->rx, n, now);
-    }
+    mw_err e = receive_burst(gw, now, &did);
+    if (e != MW_OK)
+        return e;
     gw->now_ms = now;
     scan_comm_loss(gw, now);
     commit(gw);
-    run_timers(gw, now);
+    if (now >= gw->timers_at)
+        run_timers(gw, now);
+    gw->st.peers = gw->npeers;
+    gw->st.half_open = gw->half_open;
     return did ? MW_OK : MW_EAGAIN;
 }
 
@@ -1169,6 +1365,35 @@ mw_err mw_gateway_send_command(mw_gateway_t *gw, const char *device_id, const mw
     return MW_OK;
 }
 
+/* Closes the established sessions whose device certificate @p ctx no longer
+ * accepts (revoked by its CRL; with @p chain also another CA or out of its
+ * validity). The others carry on: their keys do not depend on it. */
+static uint32_t close_invalidated(mw_gateway_t *gw, mwi_dtls_ctx *ctx, bool chain)
+{
+    uint32_t dropped = 0;
+    for (uint32_t b = 0; b < gw->peer_buckets; b++) {
+        struct peer *p = gw->peers[b];
+        while (p) {
+            struct peer *nx = p->hnext;
+            if (mwi_dtls_conn_revalidate(p->conn, ctx, chain) != MW_OK) {
+                mw_error_detail_t why;
+                mwi_dtls_conn_error(p->conn, &why);
+                audit(gw, MW_AUDIT_SESSION_CLOSED, p->text, mwi_dtls_conn_peer_id(p->conn),
+                      why.err, why.foreign, why.reason);
+                /* It was established (revalidate sent close_notify and marked
+                 * it failed, so peer_free no longer counts it). */
+                if (gw->st.sessions > 0)
+                    gw->st.sessions--;
+                peer_remove(gw, p);
+                gw->st.sessions_invalidated++;
+                dropped++;
+            }
+            p = nx;
+        }
+    }
+    return dropped;
+}
+
 mw_err mw_gateway_reload_crl(mw_gateway_t *gw, const char *crl_file, mw_error_detail_t *d)
 {
     if (gw == NULL || crl_file == NULL)
@@ -1179,27 +1404,69 @@ mw_err mw_gateway_reload_crl(mw_gateway_t *gw, const char *crl_file, mw_error_de
               d ? d->reason : "cannot load the CRL; the previous one stays in force");
         return e;
     }
-    /* Sessions that stay valid carry on; a revoked device's session ends now,
-     * not at its next handshake. */
-    uint32_t dropped = 0;
-    for (uint32_t b = 0; b < gw->peer_buckets; b++) {
-        struct peer *p = gw->peers[b];
-        while (p) {
-            struct peer *nx = p->hnext;
-            if (mwi_dtls_conn_recheck(p->conn) == MW_ECERT_REVOKED) {
-                mw_error_detail_t why;
-                mwi_dtls_conn_error(p->conn, &why);
-                audit(gw, MW_AUDIT_SESSION_CLOSED, p->text, mwi_dtls_conn_peer_id(p->conn),
-                      MW_ECERT_REVOKED, why.foreign, why.reason);
-                peer_remove(gw, p);
-                dropped++;
-            }
-            p = nx;
-        }
+    /* The CRL in force is what a later credentials reload loads again. */
+    char *path = copy_str(crl_file);
+    if (path) {
+        free(gw->crl_path);
+        gw->crl_path = path;
     }
+    /* Sessions that stay valid carry on; a revoked device's session ends now,
+     * not at its next handshake. Checked against the current context: a
+     * session made before a credentials reload holds an older one. */
+    uint32_t dropped = close_invalidated(gw, gw->dtls, false);
     char msg[120];
     snprintf(msg, sizeof msg, "CRL reloaded; %u session(s) of revoked devices closed", dropped);
     audit(gw, MW_AUDIT_CRL_RELOADED, "", "", MW_OK, 0, msg);
+    return MW_OK;
+}
+
+mw_err mw_gateway_reload_credentials(mw_gateway_t *gw, mw_error_detail_t *d)
+{
+    mw_error_detail_t scratch;
+    if (d == NULL)
+        d = &scratch;
+    memset(d, 0, sizeof *d);
+    if (gw == NULL)
+        return MW_EINVAL;
+    /* A new context for new handshakes, built and checked in full before it
+     * replaces anything: a bad, missing or mismatched file leaves the gateway
+     * exactly as it was. The old context is not changed in place: wolfSSL
+     * objects borrow its certificate and key buffers, and established
+     * sessions keep using it until they end (mwi_dtls_ctx is refcounted). */
+    mwi_dtls_config dc = {
+        .role = MWI_DTLS_SERVER,
+        .ca_file = gw->ca_path,
+        .cert_file = gw->cert_path,
+        .key_file = gw->key_path,
+        .crl_file = gw->crl_path,
+    };
+    mwi_dtls_ctx *fresh = NULL;
+    mw_err e = mwi_dtls_ctx_create(&dc, &fresh, d);
+    if (e != MW_OK) {
+        gw->st.credential_reload_failures++;
+        char why[sizeof d->reason + 64];
+        snprintf(why, sizeof why, "%s; the previous credentials stay in force", d->reason);
+        audit(gw, MW_AUDIT_CREDENTIALS_RELOAD_FAILED, "", "", e, d->foreign, why);
+        return e;
+    }
+    mwi_dtls_ctx_share_cookie_secret(fresh, gw->dtls);
+    mwi_dtls_ctx_destroy(&gw->dtls); /* lives on with the sessions made under it */
+    gw->dtls = fresh;
+    gw->st.credential_reloads++;
+    uint32_t dropped = close_invalidated(gw, gw->dtls, true);
+    char own[160], msg[300];
+    if (mwi_dtls_ctx_own_cert_text(gw->dtls, own, sizeof own) != MW_OK)
+        snprintf(own, sizeof own, "certificate");
+    snprintf(msg, sizeof msg,
+             "credentials reloaded: new handshakes get %s; %u session(s) no longer valid closed, "
+             "the others carry on",
+             own, dropped);
+    audit(gw, MW_AUDIT_CREDENTIALS_RELOADED, "", "", MW_OK, 0, msg);
+    if (gw->crl_path) {
+        snprintf(msg, sizeof msg, "CRL reloaded with the credentials; %u session(s) closed",
+                 dropped);
+        audit(gw, MW_AUDIT_CRL_RELOADED, "", "", MW_OK, 0, msg);
+    }
     return MW_OK;
 }
 
@@ -1251,8 +1518,13 @@ void mw_gateway_destroy(mw_gateway_t **pgw)
     mwi_dtls_ctx_destroy(&gw->dtls);
     mwi_coap_parser_destroy(&gw->parser);
     mwi_store_close(&gw->store);
+    free(gw->ca_path);
+    free(gw->cert_path);
+    free(gw->key_path);
+    free(gw->crl_path);
     free(gw->deferred);
     free(gw->undo);
+    free(gw->rxv);
     if (gw->own_tp && gw->tp.close)
         gw->tp.close(gw->tp.ctx);
     free(gw);

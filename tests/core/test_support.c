@@ -233,6 +233,112 @@ Test(udp, ipv4_peer_on_a_dual_stack_socket_is_seen_as_ipv4)
     v4.close(v4.ctx);
 }
 
+/* Sends are synchronous on loopback: once they return, every datagram is queued. */
+Test(udp, recv_many_returns_every_queued_datagram_with_its_source_and_length)
+{
+    enum { SENDERS = 3, DGRAMS = 7 };
+    mw_transport_t r, s[SENDERS];
+    mw_addr_t r_addr, s_addr[SENDERS];
+    cr_assert_eq(mw_udp_open("127.0.0.1:0", &r), MW_OK);
+    cr_assert_not_null(r.recv_many, "the POSIX port receives in batches (recvmmsg)");
+    cr_assert_eq(mw_udp_local_addr(&r, &r_addr), MW_OK);
+    for (int i = 0; i < SENDERS; i++) {
+        cr_assert_eq(mw_udp_open("127.0.0.1:0", &s[i]), MW_OK);
+        cr_assert_eq(mw_udp_local_addr(&s[i], &s_addr[i]), MW_OK);
+    }
+    for (int k = 0; k < DGRAMS; k++) {
+        uint8_t msg[64];
+        memset(msg, 'a' + k, sizeof msg);
+        cr_assert_eq(s[k % SENDERS].send(s[k % SENDERS].ctx, &r_addr, msg, (size_t)(10 + k)),
+                     MW_OK);
+    }
+    cr_assert_eq(mw_wait_readable(r.fd, 1000), MW_OK);
+    uint8_t bufs[16][64];
+    mw_datagram_t slots[16];
+    memset(slots, 0, sizeof slots);
+    for (int i = 0; i < 16; i++) {
+        slots[i].buf = bufs[i];
+        slots[i].cap = sizeof bufs[i];
+    }
+    size_t n = 99;
+    cr_assert_eq(r.recv_many(r.ctx, slots, 16, &n), MW_OK);
+    cr_assert_eq(n, (size_t)DGRAMS, "one call returns all %d, got %zu", DGRAMS, n);
+    for (int k = 0; k < DGRAMS; k++) {
+        cr_assert_eq(slots[k].len, (size_t)(10 + k), "datagram %d", k);
+        for (size_t j = 0; j < slots[k].len; j++)
+            cr_assert_eq(slots[k].buf[j], (uint8_t)('a' + k));
+        cr_assert_eq(slots[k].from.len, s_addr[k % SENDERS].len);
+        cr_assert_arr_eq(slots[k].from.data, s_addr[k % SENDERS].data, slots[k].from.len,
+                         "datagram %d: the sender's address", k);
+    }
+    cr_assert_eq(r.recv_many(r.ctx, slots, 16, &n), MW_EAGAIN);
+    cr_assert_eq(n, 0u);
+    for (int i = 0; i < SENDERS; i++)
+        s[i].close(s[i].ctx);
+    r.close(r.ctx);
+}
+
+Test(udp, recv_many_returns_no_more_than_asked_and_the_rest_next_time)
+{
+    mw_transport_t a, b;
+    mw_addr_t b_addr;
+    cr_assert_eq(mw_udp_open("127.0.0.1:0", &a), MW_OK);
+    cr_assert_eq(mw_udp_open("127.0.0.1:0", &b), MW_OK);
+    cr_assert_eq(mw_udp_local_addr(&b, &b_addr), MW_OK);
+    for (uint8_t k = 0; k < 5; k++)
+        cr_assert_eq(a.send(a.ctx, &b_addr, &k, 1), MW_OK);
+    cr_assert_eq(mw_wait_readable(b.fd, 1000), MW_OK);
+    uint8_t bufs[5][4];
+    mw_datagram_t slots[5];
+    for (int i = 0; i < 5; i++) {
+        slots[i].buf = bufs[i];
+        slots[i].cap = sizeof bufs[i];
+    }
+    size_t n = 0;
+    cr_assert_eq(b.recv_many(b.ctx, slots, 2, &n), MW_OK);
+    cr_assert_eq(n, 2u);
+    cr_assert_eq(bufs[0][0], 0);
+    cr_assert_eq(bufs[1][0], 1);
+    cr_assert_eq(b.recv_many(b.ctx, slots, 5, &n), MW_OK);
+    cr_assert_eq(n, 3u, "the three left, in order");
+    for (int i = 0; i < 3; i++)
+        cr_assert_eq(bufs[i][0], 2 + i);
+    a.close(a.ctx);
+    b.close(b.ctx);
+}
+
+Test(udp, recv_many_reports_a_datagram_longer_than_its_slot_as_truncated_without_overflow)
+{
+    mw_transport_t a, b;
+    mw_addr_t b_addr;
+    uint8_t big[1000];
+    for (size_t i = 0; i < sizeof big; i++)
+        big[i] = (uint8_t)i;
+    cr_assert_eq(mw_udp_open("127.0.0.1:0", &a), MW_OK);
+    cr_assert_eq(mw_udp_open("127.0.0.1:0", &b), MW_OK);
+    cr_assert_eq(mw_udp_local_addr(&b, &b_addr), MW_OK);
+    cr_assert_eq(a.send(a.ctx, &b_addr, big, sizeof big), MW_OK);
+    cr_assert_eq(a.send(a.ctx, &b_addr, (const uint8_t *)"small", 5), MW_OK);
+    cr_assert_eq(mw_wait_readable(b.fd, 1000), MW_OK);
+    /* Two slots of 10 bytes inside one buffer, with guard bytes around each. */
+    uint8_t mem[64];
+    memset(mem, 0xEE, sizeof mem);
+    mw_datagram_t slots[2] = {{.buf = mem + 4, .cap = 10}, {.buf = mem + 24, .cap = 10}};
+    size_t n = 0;
+    cr_assert_eq(b.recv_many(b.ctx, slots, 2, &n), MW_OK);
+    cr_assert_eq(n, 2u);
+    cr_assert_gt(slots[0].len, slots[0].cap, "reported truncated");
+    cr_assert_eq(slots[0].len, sizeof big, "with its real length");
+    cr_assert_arr_eq(mem + 4, big, 10);
+    cr_assert_eq(slots[1].len, 5u, "the next datagram is intact");
+    cr_assert_arr_eq(mem + 24, "small", 5);
+    for (size_t i = 0; i < sizeof mem; i++)
+        if ((i < 4 || i >= 14) && (i < 24 || i >= 34))
+            cr_assert_eq(mem[i], 0xEE, "byte %zu outside the slots was written", i);
+    a.close(a.ctx);
+    b.close(b.ctx);
+}
+
 Test(wait, times_out_on_a_quiet_socket_and_sleeps_without_one)
 {
     mw_transport_t t;

@@ -294,6 +294,40 @@ Test(pki, two_issued_certificates_have_different_serials)
     cr_expect(la != lb || memcmp(sa, sb, (size_t)la) != 0, "two certificates share a serial");
 }
 
+Test(pki, issue_count_makes_a_fleet_in_one_run_each_with_its_own_name_serial_and_index_line)
+{
+    make_ca("ca");
+    cr_assert_eq(pki("issue", "--ca", in_dir("ca"), "--role", "device", "--id", "bed", "--count",
+                     "3", "--out", in_dir("out"), NULL),
+                 0, "%s", stderr_text());
+    unsigned char s[3][32];
+    int len[3];
+    for (int i = 0; i < 3; i++) {
+        char crt[32], cn[80];
+        snprintf(crt, sizeof crt, "out/bed-%d.crt", i + 1);
+        cr_assert_eq(verify("ca/ca.crt", crt), WOLFSSL_SUCCESS, "%s", crt);
+        WOLFSSL_X509 *x = load_cert(crt);
+        name_text(wolfSSL_X509_get_subject_name(x), NID_commonName, cn, sizeof cn);
+        wolfSSL_X509_free(x);
+        char want[16];
+        snprintf(want, sizeof want, "bed-%d", i + 1);
+        cr_assert_str_eq(cn, want);
+        len[i] = (int)sizeof s[i];
+        serial_of(crt, s[i], &len[i]);
+    }
+    cr_assert(memcmp(s[0], s[1], (size_t)len[0]) != 0 && memcmp(s[1], s[2], (size_t)len[1]) != 0);
+    char *index = mwt_read_file(in_dir("ca/index.txt"));
+    cr_assert_not_null(index);
+    cr_assert(strstr(index, "CN=bed-1\n") && strstr(index, "CN=bed-3\n"), "%s", index);
+    free(index);
+    /* The revocation of one of them finds it: the index holds each serial. */
+    cr_assert_eq(pki("revoke", "--ca", in_dir("ca"), "--id", "bed-2", NULL), 0, "%s",
+                 stderr_text());
+    cr_assert_eq(pki("issue", "--ca", in_dir("ca"), "--role", "device", "--id", "bed", "--count",
+                     "0", "--out", in_dir("out"), NULL),
+                 2, "--count 0 is a usage error");
+}
+
 Test(pki, accepts_an_id_of_64_characters_and_keeps_all_of_it_in_the_names)
 {
     const char *id = "A123456789012345678901234567890123456789012345678901234567890.-_";

@@ -1,7 +1,13 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* pki.c -- a fresh PKI for a test, made by the real medwire-pki program. */
+/* nftw() is an XSI extension. */
+#define _XOPEN_SOURCE 700
+#include <errno.h>
+#include <ftw.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "support/pki.h"
 #include "support/proc.h"
@@ -93,4 +99,59 @@ bool mwt_pki_device(const mwt_pki *p, const char *name)
     const char *argv[] = {mwt_bin("medwire-pki"), "issue", "--ca", ca, "--role", "device", "--id",
                           name, "--out", p->dir, NULL};
     return run(argv);
+}
+
+bool mwt_pki_devices(const mwt_pki *p, const char *prefix, int n)
+{
+    char ca[256], last[300], count[16];
+    snprintf(ca, sizeof ca, "%s/ca", p->dir);
+    snprintf(last, sizeof last, "%s/%s-%d.crt", p->dir, prefix, n);
+    FILE *f = fopen(last, "r");
+    if (f != NULL) {
+        fclose(f);
+        return true;
+    }
+    snprintf(count, sizeof count, "%d", n);
+    const char *argv[] = {mwt_bin("medwire-pki"), "issue", "--ca", ca,     "--role", "device",
+                          "--id",                 prefix,  "--count", count, "--out", p->dir,
+                          "--force",              NULL};
+    return run(argv);
+}
+
+static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    return remove(path) == 0 || errno == ENOENT ? 0 : -1;
+}
+
+bool mwt_pki_fleet(mwt_pki *p)
+{
+    const char *bin = getenv("MW_BIN_DIR");
+    const char *pki = mwt_bin("medwire-pki");
+    char ca_dir[256], ca_crt[300];
+    struct stat prog, made;
+    snprintf(p->dir, sizeof p->dir, "%s/../tests/fleet-pki", bin && *bin ? bin : "./bin");
+    snprintf(ca_dir, sizeof ca_dir, "%s/ca", p->dir);
+    snprintf(ca_crt, sizeof ca_crt, "%s/ca.crt", ca_dir);
+    if (stat(pki, &prog) != 0) {
+        fprintf(stderr, "mwt_pki_fleet: %s: %s\n", pki, strerror(errno));
+        return false;
+    }
+    if (stat(ca_crt, &made) == 0 && made.st_mtime >= prog.st_mtime)
+        return true;
+    /* Certificates of an older medwire-pki might not follow today's profile. */
+    if (nftw(p->dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS) != 0 && errno != ENOENT) {
+        fprintf(stderr, "mwt_pki_fleet: cannot clear %s: %s\n", p->dir, strerror(errno));
+        return false;
+    }
+    if (mkdir(p->dir, 0700) != 0 && errno != EEXIST) {
+        fprintf(stderr, "mwt_pki_fleet: cannot make %s: %s\n", p->dir, strerror(errno));
+        return false;
+    }
+    const char *mk_ca[] = {pki, "ca", "--out", ca_dir, NULL};
+    const char *gw[] = {pki,    "issue",   "--ca",  ca_dir, "--role", "gateway",
+                        "--id", "gateway", "--out", p->dir, NULL};
+    return run(mk_ca) && run(gw);
 }

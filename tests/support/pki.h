@@ -20,6 +20,17 @@ bool mwt_pki_make(mwt_pki *p);
 /** Issues a device certificate NAME in @p p if it does not exist yet (for tests with many
  *  devices, each with an identity of its own). */
 bool mwt_pki_device(const mwt_pki *p, const char *name);
+/** Certificates PREFIX-1 ... PREFIX-N for a fleet (one medwire-pki run with --count), unless
+ *  PREFIX-N exists already. */
+bool mwt_pki_devices(const mwt_pki *p, const char *prefix, int n);
+/**
+ * A PKI kept in the build tree across runs (MW_BIN_DIR/../tests/fleet-pki): ca/ and gateway
+ * as mwt_pki_make makes them, and the device certificates mwt_pki_device adds. For tests and
+ * benchmarks with thousands of devices: a certificate costs a medwire-pki run (about 15 ms),
+ * so a fleet is issued once per build tree. Made again from scratch when medwire-pki is newer
+ * than the CA. Returns false (and prints why) on failure.
+ */
+bool mwt_pki_fleet(mwt_pki *p);
 /** "DIR/NAME.crt" and "DIR/NAME.key" and "DIR/ca/ca.crt", in rotating static buffers. */
 const char *mwt_pki_crt(const mwt_pki *p, const char *name);
 const char *mwt_pki_key(const mwt_pki *p, const char *name);

@@ -62,6 +62,15 @@ static uint64_t system_wall_ms(void *ctx, int *out_synced)
     return ms_of(&ts);
 }
 
+MW_API uint64_t mw_clock_monotonic_us(void *ctx)
+{
+    struct timespec ts;
+    (void)ctx;
+    if (clock_gettime(CLOCK_MONOTONIC, &ts) != 0)
+        return 0;
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
 MW_API mw_clock_t mw_clock_system(void)
 {
     mw_clock_t c;

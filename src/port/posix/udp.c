@@ -1,5 +1,10 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* udp.c -- POSIX UDP transport and address text; the only code that opens sockets. */
+#if defined(__linux__)
+/* recvmmsg() is a Linux extension outside POSIX. */
+#define _GNU_SOURCE      1
+#define MW_HAVE_RECVMMSG 1
+#endif
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -25,6 +30,9 @@ enum { UDP_RCVBUF = 1 << 20 };
 /* A socket that keeps reporting ICMP errors is retried this often before giving up for now. */
 enum { ICMP_ERROR_RETRIES = 8 };
 
+/* Datagrams one batched receive returns at most (the caller may ask for fewer). */
+enum { UDP_BATCH_MAX = 64 };
+
 typedef struct udp {
     int fd;
     int family; /* AF_INET or AF_INET6, the socket's own family */
@@ -33,6 +41,9 @@ typedef struct udp {
 static mw_transport_send_fn udp_send;
 static mw_transport_recv_fn udp_recv;
 static mw_transport_close_fn udp_close;
+#ifdef MW_HAVE_RECVMMSG
+static mw_transport_recv_many_fn udp_recv_many;
+#endif
 
 /* Stores a socket address in an mw_addr_t. Others compare addresses bytewise, so
  * every byte that is not a field (padding, sin_zero) must be zero: callers build
@@ -366,6 +377,9 @@ MW_API mw_err mw_udp_open(const char *bind_text, mw_transport_t *out_transport)
     out_transport->recv = udp_recv;
     out_transport->close = udp_close;
     out_transport->fd = fd;
+#ifdef MW_HAVE_RECVMMSG
+    out_transport->recv_many = udp_recv_many;
+#endif
     return MW_OK;
 
 fail:
@@ -510,6 +524,80 @@ static mw_err udp_recv(void *ctx, mw_addr_t *out_from, uint8_t *out_buf, size_t 
         }
     }
 }
+
+#ifdef MW_HAVE_RECVMMSG
+/* One system call for a burst: a gateway serving thousands of devices otherwise
+ * spends most of a busy poll entering and leaving the kernel once per datagram. */
+static mw_err udp_recv_many(void *ctx, mw_datagram_t *slots, size_t max, size_t *out_n)
+{
+    udp *u = ctx;
+    struct mmsghdr msgs[UDP_BATCH_MAX];
+    struct iovec iov[UDP_BATCH_MAX];
+    struct sockaddr_storage ss[UDP_BATCH_MAX];
+    int tries = 0;
+
+    if (out_n != NULL)
+        *out_n = 0;
+    if (u == NULL || out_n == NULL || (slots == NULL && max > 0))
+        return MW_EINVAL;
+    if (max > UDP_BATCH_MAX)
+        max = UDP_BATCH_MAX;
+    if (max == 0)
+        return MW_OK;
+    memset(msgs, 0, max * sizeof msgs[0]);
+    for (size_t i = 0; i < max; i++) {
+        if (slots[i].buf == NULL && slots[i].cap > 0)
+            return MW_EINVAL;
+        iov[i].iov_base = slots[i].buf;
+        iov[i].iov_len = slots[i].cap;
+        msgs[i].msg_hdr.msg_name = &ss[i];
+        msgs[i].msg_hdr.msg_namelen = sizeof ss[i];
+        msgs[i].msg_hdr.msg_iov = &iov[i];
+        msgs[i].msg_hdr.msg_iovlen = 1;
+    }
+
+    for (;;) {
+        /* MSG_TRUNC: as in udp_recv, each msg_len is the datagram's real length. */
+        int n = recvmmsg(u->fd, msgs, (unsigned)max, MSG_DONTWAIT | MSG_TRUNC, NULL);
+        if (n > 0) {
+            for (int i = 0; i < n; i++) {
+                mw_datagram_t *s = &slots[i];
+                s->len = msgs[i].msg_len;
+                /* Should a kernel report truncation without the real length, the
+                 * caller must still see that the datagram did not fit. */
+                if ((msgs[i].msg_hdr.msg_flags & MSG_TRUNC) != 0 && s->len <= s->cap)
+                    s->len = s->cap + 1;
+                /* A source that is neither IPv4 nor IPv6 cannot be answered: the
+                 * slot reads as an empty datagram, which every caller ignores. */
+                if (addr_from_sockaddr(&s->from, &ss[i], msgs[i].msg_hdr.msg_namelen) != MW_OK)
+                    s->len = 0;
+            }
+            *out_n = (size_t)n;
+            return MW_OK;
+        }
+        if (n == 0)
+            return MW_EAGAIN;
+        switch (errno) {
+        case EINTR:
+            continue;
+        case EAGAIN:
+#if EWOULDBLOCK != EAGAIN
+        case EWOULDBLOCK:
+#endif
+            return MW_EAGAIN;
+        case ECONNREFUSED:
+        case EHOSTUNREACH:
+        case ENETUNREACH:
+            /* As in udp_recv: one unreachable peer must not break a shared socket. */
+            if (++tries < ICMP_ERROR_RETRIES)
+                continue;
+            return MW_EAGAIN;
+        default:
+            return MW_ETRANSPORT;
+        }
+    }
+}
+#endif
 
 static void udp_close(void *ctx)
 {
