@@ -1021,9 +1021,17 @@ static bool any_request(const mw_client_t *c)
     return false;
 }
 
+/* Whether an idle client should (re)connect: at first, to be ready; afterwards only with
+ * something to send or a keepalive to keep. A gateway that closed an idle session (idle
+ * reaping, drain) is not called back by a device with nothing to say. */
+static bool wants_link(const mw_client_t *c)
+{
+    return c->st.handshakes == 0 || c->keepalive_ms != 0 || depth(c) > 0;
+}
+
 static void run_timers(mw_client_t *c, uint64_t now)
 {
-    if (c->state == ST_IDLE && now >= c->reconnect_at_ms) {
+    if (c->state == ST_IDLE && now >= c->reconnect_at_ms && wants_link(c)) {
         start_handshake(c, now);
         return;
     }
@@ -1301,7 +1309,7 @@ int mw_client_next_timeout_ms(const mw_client_t *c)
     uint64_t now = now_ms(c);
     uint64_t at = UINT64_MAX;
     if (c->state == ST_IDLE)
-        at = c->reconnect_at_ms;
+        at = wants_link(c) ? c->reconnect_at_ms : UINT64_MAX;
     else if (c->state == ST_HANDSHAKE) {
         at = mwi_dtls_conn_deadline(c->conn);
         uint64_t cap = c->handshake_started_ms + HANDSHAKE_MAX_MS;
