@@ -192,6 +192,13 @@ MW_API MW_NODISCARD mw_err mw_client_poll(mw_client_t *c, int timeout_ms);
  *  replaces once up (make-before-break); nothing in flight is lost. Non-blocking. */
 MW_API MW_NODISCARD mw_err mw_client_rotate_keys(mw_client_t *c);
 
+/** Closes the session (close_notify) and connects again at the next poll, resuming the session
+ *  by ID when the gateway still holds it (an abbreviated handshake, no certificates sent).
+ *  For a device whose address changed (a new network, a new DHCP lease): DTLS 1.2 without
+ *  Connection ID binds a session to the address. Nothing queued or in flight is lost; what
+ *  was in flight goes again. Non-blocking. @return MW_OK; MW_EINVAL; the fatal error. */
+MW_API MW_NODISCARD mw_err mw_client_reconnect(mw_client_t *c);
+
 /** Messages not yet acknowledged. */
 MW_API uint64_t mw_client_pending(const mw_client_t *c);
 /** Fills @p out. */

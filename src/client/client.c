@@ -110,6 +110,7 @@ struct mw_client {
     mw_err fatal;
     bool progressed;
     bool drop_requested; /* set inside a record callback, acted on after it */
+    bool reconnect_requested; /* mw_client_reconnect: connect even with nothing to send */
 
     uint8_t rx[MWI_DTLS_MAX_DATAGRAM + 1];
 };
@@ -581,6 +582,7 @@ static void established(mw_client_t *c)
     char why[160];
     c->state = ST_READY;
     c->attempts = 0;
+    c->reconnect_requested = false;
     c->last_rx_ms = now_ms(c);
     c->session_started_ms = c->last_rx_ms;
     c->session_records = c->session_bytes = 0;
@@ -1026,7 +1028,8 @@ static bool any_request(const mw_client_t *c)
  * reaping, drain) is not called back by a device with nothing to say. */
 static bool wants_link(const mw_client_t *c)
 {
-    return c->st.handshakes == 0 || c->keepalive_ms != 0 || depth(c) > 0;
+    return c->st.handshakes == 0 || c->reconnect_requested || c->keepalive_ms != 0 ||
+           depth(c) > 0;
 }
 
 static void run_timers(mw_client_t *c, uint64_t now)
@@ -1259,6 +1262,22 @@ mw_err mw_client_rotate_keys(mw_client_t *c)
     if (c == NULL)
         return MW_EINVAL;
     c->rekey_requested = true;
+    return MW_OK;
+}
+
+mw_err mw_client_reconnect(mw_client_t *c)
+{
+    if (c == NULL)
+        return MW_EINVAL;
+    if (c->fatal != MW_OK)
+        return c->fatal;
+    uint64_t now = now_ms(c);
+    if (c->conn != NULL)
+        mwi_dtls_conn_close(c->conn); /* close_notify: the session stays resumable */
+    drop_link(c, now);
+    c->attempts = 0;
+    c->reconnect_at_ms = now;
+    c->reconnect_requested = true;
     return MW_OK;
 }
 

@@ -60,6 +60,40 @@ Test(channel, delivers_100_observations_in_order_exactly_once)
 }
 
 /* @req IEC62443-CR3.1 MDS2-TXIG */
+static bool reconnected(mwt_h *h, void *arg)
+{
+    (void)h;
+    mw_client_stats_t st;
+    mw_client_stats(arg, &st);
+    return st.connected && st.handshakes == 2;
+}
+
+Test(channel, reconnect_resumes_the_session_by_id_and_loses_nothing)
+{
+    mwt_h h;
+    mwt_h_init(&h, 2);
+    mw_client_t *c = mwt_h_client(&h, "dev-1", "gateway", NULL);
+    cr_assert_not_null(c);
+    mwt_send_obs(c, 5, 0);
+    cr_assert(mwt_h_drain(&h, 60000));
+    /* A new address, say: the device reconnects at once, with nothing queued... */
+    cr_assert_eq(mw_client_reconnect(c), MW_OK);
+    cr_assert(mwt_h_run(&h, reconnected, c, 60000), "reconnected without anything to send");
+    mw_client_stats_t st;
+    mw_client_stats(c, &st);
+    cr_assert_eq(st.resumptions, 1, "the second handshake resumed the session by ID");
+    /* ...and with messages in flight: they go again, once. */
+    mwt_send_obs(c, 5, 5);
+    cr_assert_eq(mw_client_reconnect(c), MW_OK);
+    cr_assert(mwt_h_drain(&h, 60000));
+    assert_in_order(&h, "dev-1", 10, 0);
+    mw_client_stats(c, &st);
+    cr_assert_eq(st.handshakes, 3);
+    cr_assert_eq(st.resumptions, 2);
+    cr_assert_eq(mw_client_reconnect(NULL), MW_EINVAL);
+    mwt_h_fini(&h);
+}
+
 Test(channel, a_dropped_and_a_duplicated_datagram_still_deliver_each_exactly_once)
 {
     mwt_h h;
