@@ -532,8 +532,13 @@ Test(programs, a_device_killed_50_times_while_sending_loses_no_durable_message_a
         snprintf(out, sizeof out, "%s/run-%d.out", g.dir, run);
         mwt_proc d;
         cr_assert(start_queue_device(&d, &pki, g.addr, &q, q.key, "40", "256", "60", out, NULL));
+        /* Once it is queueing (however slow the start, under valgrind too), at a random
+         * moment of its sending. */
+        const char *queued[] = {"queued ", NULL};
+        for (int i = 0; i < 3000 && mwt_count_lines(out, queued) == 0; i++)
+            mwt_sleep_ms(5);
         seed = seed * 1103515245u + 12345u;
-        mwt_sleep_ms(20 + (int)((seed >> 16) % 120));
+        mwt_sleep_ms((int)((seed >> 16) % 100));
         int rc = mwt_proc_stop(&d, SIGKILL);
         cr_assert(rc == 128 + SIGKILL || rc == 0, "run %d: exit %d", run, rc);
         char *text = mwt_read_file(out);
