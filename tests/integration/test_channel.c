@@ -59,7 +59,6 @@ Test(channel, delivers_100_observations_in_order_exactly_once)
     mwt_h_fini(&h);
 }
 
-/* @req IEC62443-CR3.1 MDS2-TXIG */
 static bool reconnected(mwt_h *h, void *arg)
 {
     (void)h;
@@ -94,6 +93,7 @@ Test(channel, reconnect_resumes_the_session_by_id_and_loses_nothing)
     mwt_h_fini(&h);
 }
 
+/* @req IEC62443-CR3.1 MDS2-TXIG */
 Test(channel, a_dropped_and_a_duplicated_datagram_still_deliver_each_exactly_once)
 {
     mwt_h h;
