@@ -5,6 +5,7 @@
  * checks or a number twice, and a recovered queue must work and reopen to the same state
  * without reporting anything again. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "queue/queue.h"
@@ -27,6 +28,10 @@ static void on_event(void *ctx, const mwi_queue_event *ev)
     MWF_CHECK(ev->kind >= MWI_QUEUE_EVICTED && ev->kind <= MWI_QUEUE_TORN, "event kind %d",
               (int)ev->kind);
     MWF_CHECK(ev->reason != NULL, "an event without a reason");
+    if (getenv("MWF_DEBUG") != NULL) /* triage: what recovery reported */
+        fprintf(stderr, "event %d seq %llu prio %d at %u len %u: %s\n", (int)ev->kind,
+                (unsigned long long)ev->seq, (int)ev->priority, (unsigned)ev->offset,
+                (unsigned)ev->length, ev->reason);
     events++;
 }
 

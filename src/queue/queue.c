@@ -1626,6 +1626,14 @@ static mw_err open_body(mwi_queue *q, const mwi_queue_config *cfg, mw_error_deta
             return cfg_error(d, e, "queue: cannot write the region label");
         }
     }
+    if (active < 0 && q->nonces.corrupt_slots != 0) {
+        /* No half survived, but a damaged nonce slot did: rewrite it now, or every later open
+         * would report it again (found by fuzz_queue). */
+        uint64_t unused;
+        if (mwi_seq_next(&q->nonces, &unused) != MW_OK) {
+            return cfg_error(d, MW_EIO, "queue: cannot rewrite the nonce store");
+        }
+    }
     if (active < 0) {
         /* A new queue: an empty half 0 with the key check, generation 0 (no record is ever
          * sealed under generation 0 before this header is durable). A creation interrupted by
