@@ -389,9 +389,16 @@ static uint64_t qnow(const mw_client_t *c)
 
 static uint32_t depth(const mw_client_t *c)
 {
-    mwi_queue_stats qs;
-    mwi_queue_stats_get(c->queue, qnow(c), &qs);
-    return qs.depth;
+    return mwi_queue_depth(c->queue);
+}
+
+/* An error the client cannot go on after: polling returns it from now on. */
+static mw_err fail_fatal(mw_client_t *c, mw_err e, int foreign, const char *why)
+{
+    set_last(c, e, foreign, why);
+    c->fatal = e;
+    c->state = ST_FAILED;
+    return e;
 }
 
 /* A storage failure ends the client: what is durable stays for the next open. */
@@ -402,10 +409,7 @@ static mw_err storage_failed(mw_client_t *c, mw_err e)
     char why[240];
     snprintf(why, sizeof why, "the offline queue's storage failed (%.150s): close and reopen the client",
              d.reason[0] ? d.reason : mw_strerror(e));
-    set_last(c, e, d.foreign, why);
-    c->fatal = e;
-    c->state = ST_FAILED;
-    return e;
+    return fail_fatal(c, e, d.foreign, why);
 }
 
 static mw_err enqueue(mw_client_t *c, mw_message_t *m, uint64_t *out_seq)
@@ -426,12 +430,9 @@ static mw_err enqueue(mw_client_t *c, mw_message_t *m, uint64_t *out_seq)
     if (!mwi_queue_accepts(c->queue, m->priority))
         return MW_EFULL;
     e = mwi_seq_next(&c->seqs, &m->seq);
-    if (e == MW_EIO || e == MW_ECLOSED) {
-        set_last(c, MW_EIO, 0, "the sequence store's storage failed: close and reopen the client");
-        c->fatal = MW_EIO;
-        c->state = ST_FAILED;
-        return MW_EIO;
-    }
+    if (e == MW_EIO || e == MW_ECLOSED)
+        return fail_fatal(c, MW_EIO, 0,
+                          "the sequence store's storage failed: close and reopen the client");
     if (e != MW_OK)
         return e;
     e = mwi_queue_append(c->queue, m, qnow(c));
@@ -885,10 +886,17 @@ static mw_err send_block(mw_client_t *c, struct req *q, uint64_t now)
 
 /* The order of the flush: alarms, then observations, then status; oldest
  * first within each (the queue's order); messages already in flight are skipped. */
+static bool skip_in_flight(void *ctx, uint64_t seq)
+{
+    return in_flight(ctx, seq);
+}
+
 static size_t collect(mw_client_t *c, const mw_message_t **out, size_t max)
 {
     mwi_queue_cursor cur;
     mwi_queue_cursor_init(&cur);
+    cur.skip = skip_in_flight; /* passed over unread: no decryption for them */
+    cur.skip_ctx = c;
     size_t n = 0;
     while (n < max) {
         mw_err e = mwi_queue_next(c->queue, &cur, &c->batch[n]);
@@ -898,10 +906,8 @@ static size_t collect(mw_client_t *c, const mw_message_t **out, size_t max)
             (void)storage_failed(c, e);
             return 0;
         }
-        if (!in_flight(c, c->batch[n].seq)) {
-            out[n] = &c->batch[n];
-            n++;
-        }
+        out[n] = &c->batch[n];
+        n++;
     }
     return n;
 }
@@ -967,10 +973,9 @@ static void send_gaps(mw_client_t *c)
     size_t n = mwi_queue_gaps(c->queue, g, MWI_QUEUE_GAP_SLOTS);
     if (n == 0)
         return;
-    mwi_queue_stats qs;
-    mwi_queue_stats_get(c->queue, qnow(c), &qs);
+    uint32_t held = depth(c);
     size_t done = 0;
-    while (done < n && qs.depth + done < qs.capacity) {
+    while (done < n && held + done < c->q_cap) {
         const mwi_queue_gap *e = &g[done];
         mw_message_t m;
         memset(&m, 0, sizeof m);

@@ -1895,8 +1895,7 @@ static mw_err drop_decayed(mwi_queue *q)
 void mwi_queue_cursor_init(mwi_queue_cursor *c)
 {
     if (c != NULL) {
-        c->priority = 0;
-        c->after_seq = 0;
+        memset(c, 0, sizeof *c);
     }
 }
 
@@ -1934,6 +1933,10 @@ mw_err mwi_queue_next(mwi_queue *q, mwi_queue_cursor *c, mw_message_t *out_msg)
             continue;
         }
         en = &q->ent[i];
+        if (c->skip != NULL && c->skip(c->skip_ctx, en->seq)) {
+            c->after_seq = en->seq;
+            continue;
+        }
         if (win_get(q, en->off, en->len, end, &raw) != MW_OK) {
             return fail(q, MW_EIO, "queue: storage read failed");
         }
@@ -2040,6 +2043,11 @@ uint64_t mwi_queue_low_water(const mwi_queue *q)
         }
     }
     return low;
+}
+
+uint32_t mwi_queue_depth(const mwi_queue *q)
+{
+    return q == NULL ? 0 : q->n;
 }
 
 void mwi_queue_stats_get(const mwi_queue *q, uint64_t now_ms, mwi_queue_stats *out)

@@ -268,6 +268,10 @@ MW_NODISCARD mw_err mwi_queue_ack(mwi_queue *q, const mwi_seq_range *ranges, siz
 typedef struct mwi_queue_cursor {
     uint8_t priority; /**< 0: not started */
     uint64_t after_seq;
+    /** Optional: messages for which this returns true are passed over without being read
+     *  or decrypted (the client's messages already in flight). */
+    bool (*skip)(void *ctx, uint64_t seq);
+    void *skip_ctx;
 } mwi_queue_cursor;
 
 void mwi_queue_cursor_init(mwi_queue_cursor *c);
@@ -297,6 +301,9 @@ MW_NODISCARD mw_err mwi_queue_sync(mwi_queue *q);
 /** Rewrites the live messages into the other half and makes it the active one (also done
  *  automatically when the active half is full). Synced. @return ::MW_OK, ::MW_EIO, ::MW_ECLOSED. */
 MW_NODISCARD mw_err mwi_queue_compact(mwi_queue *q);
+
+/** Messages held now; O(1) (mwi_queue_stats_get also scans for the oldest). */
+uint32_t mwi_queue_depth(const mwi_queue *q);
 
 /** The lowest sequence number queued (the Envelope's low_water), 0 if the queue is empty. */
 uint64_t mwi_queue_low_water(const mwi_queue *q);

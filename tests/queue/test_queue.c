@@ -323,6 +323,38 @@ Test(queue, cursor_survives_acks_and_appends_between_steps)
     fix_fini(&f);
 }
 
+static bool skip_two(void *ctx, uint64_t seq)
+{
+    (void)ctx;
+    return seq == 2;
+}
+
+Test(queue, a_cursor_passes_over_skipped_messages_without_reading_them)
+{
+    fix f;
+    mwi_queue_cursor c;
+    mw_message_t m;
+    uint32_t off = 0, len = 0;
+
+    fix_init(&f, 16, 1, 1, 1);
+    append(&f, 1, MW_PRIORITY_OBSERVATION);
+    append(&f, 2, MW_PRIORITY_OBSERVATION);
+    append(&f, 3, MW_PRIORITY_OBSERVATION);
+    /* Damage the skipped record: reading it would report and drop it. */
+    cr_assert_eq(mwi_queue_locate(f.q, 2, &off, &len), MW_OK);
+    mwt_ram_flip_bit(f.ram, off + len - 8, 1);
+    mwi_queue_cursor_init(&c);
+    c.skip = skip_two;
+    cr_assert_eq(mwi_queue_next(f.q, &c, &m), MW_OK);
+    cr_assert_eq(m.seq, 1);
+    cr_assert_eq(mwi_queue_next(f.q, &c, &m), MW_OK);
+    cr_assert_eq(m.seq, 3);
+    cr_assert_eq(mwi_queue_next(f.q, &c, &m), MW_EAGAIN);
+    cr_assert_eq(f.ev.corrupt, 0, "the skipped record was never read");
+    cr_assert_eq(mwi_queue_depth(f.q), 3);
+    fix_fini(&f);
+}
+
 Test(queue, ack_removes_only_the_acknowledged_numbers_and_survives_reopen)
 {
     fix f;
