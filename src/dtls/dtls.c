@@ -7,6 +7,8 @@
 #include <wolfssl/wolfcrypt/error-crypt.h>
 #include <wolfssl/wolfcrypt/random.h>
 #include <wolfssl/wolfcrypt/memory.h>
+#include <wolfssl/wolfcrypt/ecc.h>
+#include <wolfssl/wolfcrypt/asn_public.h>
 #include <wolfssl/openssl/x509v3.h>
 
 #include <stdio.h>
@@ -23,6 +25,9 @@
 #define HS_CLIENT_HELLO         1
 #define HS_SERVER_HELLO         2
 #define HS_HELLO_VERIFY_REQUEST 3
+
+/* Larger than any PEM key with its parameters and comments; a bigger file is not a key. */
+#define KEY_FILE_MAX 16384
 
 /* The server's final flight (CCS + Finished) is tiny; this bounds what we cache. */
 #define FLIGHT_MAX_BYTES  512
@@ -446,6 +451,22 @@ static int io_send(WOLFSSL *ssl, char *buf, int sz, void *vctx)
     return sz;
 }
 
+/* Whether the DER SubjectPublicKeyInfo or private key in @p der is ECDSA on P-256, the only
+ * curve of the protocol; a private key must also lie in [1, n-1] with its public point on the
+ * curve. */
+static bool der_is_p256(const uint8_t *der, word32 len, bool priv)
+{
+    ecc_key k;
+    word32 idx = 0;
+    if (wc_ecc_init(&k) != 0)
+        return false;
+    int rc = priv ? wc_EccPrivateKeyDecode(der, &idx, &k, len)
+                  : wc_EccPublicKeyDecode(der, &idx, &k, len);
+    bool ok = rc == 0 && wc_ecc_get_curve_id(k.idx) == ECC_SECP256R1 && wc_ecc_check_key(&k) == 0;
+    wc_ecc_free(&k);
+    return ok;
+}
+
 /* Our own identity is the CN of our certificate, never a configuration
  * string: a device cannot then be set up to claim an id it cannot prove. The
  * role is checked too, so a device given a gateway certificate learns it here
@@ -462,6 +483,21 @@ static bool own_identity(mwi_dtls_ctx *ctx, mw_error_detail_t *d)
         set_err(d, MW_ECERT_IDENTITY, 0,
                 "our certificate's common name is missing or not a valid identity "
                 "([A-Za-z0-9][A-Za-z0-9._-]{0,63})");
+        return false;
+    }
+    /* Asked for its size first: a P-256 SubjectPublicKeyInfo is 91 bytes, anything larger is
+     * another key. */
+    uint8_t spki[128];
+    int spki_len = 0;
+    if (wolfSSL_X509_get_pubkey_buffer(x, NULL, &spki_len) != WOLFSSL_SUCCESS || spki_len <= 0 ||
+        spki_len > (int)sizeof spki ||
+        wolfSSL_X509_get_pubkey_buffer(x, spki, &spki_len) != WOLFSSL_SUCCESS ||
+        !der_is_p256(spki, (word32)spki_len, false)) {
+        snprintf(what, sizeof what,
+                 "our certificate '%.64s' does not carry an ECDSA P-256 key, the protocol's only "
+                 "curve",
+                 cn);
+        set_err(d, MW_ECERT_LOAD, 0, what);
         return false;
     }
     unsigned int xku = wolfSSL_X509_get_extended_key_usage(x);
@@ -501,6 +537,64 @@ MW_NODISCARD static mw_err load_failed(mw_error_detail_t *d, const char *what, c
              code);
     set_err(d, MW_ECERT_LOAD, code, buf);
     return MW_ECERT_LOAD;
+}
+
+/*
+ * Loads our private key, checked by us before wolfSSL sees it. wolfSSL 5.5.4 accepts an EC key
+ * whose scalar is larger than its curve and then writes past a stack buffer when it exports it
+ * (wolfSSL_CTX_check_private_key, found by fuzz_certs): so the key is read once, decoded with
+ * wolfCrypt, and only a P-256 key in range reaches wolfSSL, as the DER we checked.
+ */
+static mw_err load_private_key(mwi_dtls_ctx *ctx, const char *file, mw_error_detail_t *d)
+{
+    char what[240];
+    mw_err e = MW_ECERT_LOAD;
+    FILE *f = fopen(file, "rb");
+    if (f == NULL)
+        return load_failed(d, "private key", file, WOLFSSL_BAD_FILE);
+    /* One allocation for the file and its DER, wiped before it is freed. */
+    uint8_t *pem = malloc(2 * KEY_FILE_MAX + 1);
+    if (pem == NULL) {
+        fclose(f);
+        return MW_ENOMEM;
+    }
+    uint8_t *der = pem + KEY_FILE_MAX + 1;
+    size_t n = fread(pem, 1, KEY_FILE_MAX + 1, f);
+    bool read_err = ferror(f) != 0;
+    fclose(f);
+    if (read_err || n > KEY_FILE_MAX) {
+        snprintf(what, sizeof what, "cannot load private key '%.100s': %s", file,
+                 read_err ? "read error" : "larger than 16 KiB, not a key file");
+        set_err(d, e, 0, what);
+        goto out;
+    }
+    int len = wc_KeyPemToDer(pem, (int)n, der, KEY_FILE_MAX, NULL);
+    if (len <= 0) {
+        e = load_failed(d, "private key", file, len);
+        goto out;
+    }
+    /* PKCS#8 ("PRIVATE KEY", as OpenSSL writes) wraps the SEC 1 key medwire-pki writes. */
+    word32 off = 0;
+    if (wc_GetPkcs8TraditionalOffset(der, &off, (word32)len) < 0)
+        off = 0;
+    if (!der_is_p256(der + off, (word32)len - off, true)) {
+        snprintf(what, sizeof what,
+                 "cannot load private key '%.100s': not a valid ECDSA P-256 key (the protocol's "
+                 "only curve); make one with medwire-pki",
+                 file);
+        set_err(d, e, 0, what);
+        goto out;
+    }
+    int rc = wolfSSL_CTX_use_PrivateKey_buffer(ctx->wctx, der, len, WOLFSSL_FILETYPE_ASN1);
+    if (rc != WOLFSSL_SUCCESS) {
+        e = load_failed(d, "private key", file, rc);
+        goto out;
+    }
+    e = MW_OK;
+out:
+    wipe(pem, 2 * KEY_FILE_MAX + 1);
+    free(pem);
+    return e;
 }
 
 mw_err mwi_dtls_ctx_create(const mwi_dtls_config *cfg, mwi_dtls_ctx **out_ctx,
@@ -590,15 +684,12 @@ mw_err mwi_dtls_ctx_create(const mwi_dtls_config *cfg, mwi_dtls_ctx **out_ctx,
             e = load_failed(d, "certificate", cfg->cert_file, rc);
             goto fail;
         }
-        rc = wolfSSL_CTX_use_PrivateKey_file(ctx->wctx, cfg->key_file, WOLFSSL_FILETYPE_PEM);
-        if (rc != WOLFSSL_SUCCESS) {
-            e = load_failed(d, "private key", cfg->key_file, rc);
-            goto fail;
-        }
         if (!own_identity(ctx, d)) {
             e = d->err;
             goto fail;
         }
+        if ((e = load_private_key(ctx, cfg->key_file, d)) != MW_OK)
+            goto fail;
         if (wolfSSL_CTX_check_private_key(ctx->wctx) != WOLFSSL_SUCCESS) {
             char what[160];
             snprintf(what, sizeof what, "the private key '%.100s' does not match the certificate",

@@ -3,9 +3,17 @@
  * with its reason. */
 #include <criterion/criterion.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include <wolfssl/options.h>
+#include <wolfssl/wolfcrypt/asn.h>
+#include <wolfssl/wolfcrypt/asn_public.h>
+#include <wolfssl/wolfcrypt/ecc.h>
+#include <wolfssl/wolfcrypt/random.h>
+
 #include "harness.h"
+#include "support/proc.h"
 
 #include "coap/coap.h"
 #include "session/codec.h"
@@ -369,6 +377,134 @@ Test(open, refuses_a_client_without_ca_certificate_or_key)
     mw_error_detail_t d;
     cr_assert_eq(mw_client_open(&cfg, &c, &d), MW_ECERT_LOAD);
     cr_assert(strstr(d.reason, "/nonexistent/dev.key") != NULL, "%s", d.reason);
+    mwt_h_fini(&h);
+}
+
+/* Writes @p der as PEM of @p type into the test PKI's directory; returns the file's path. */
+static const char *write_key(const mwt_h *h, const char *name, const uint8_t *der, word32 len,
+                             int type)
+{
+    static char path[3][300];
+    static int next;
+    char *p = path[next++ % 3];
+    uint8_t pem[2048];
+    int n = wc_DerToPem(der, len, pem, sizeof pem, type);
+    cr_assert_gt(n, 0, "PEM of %s", name);
+    snprintf(p, sizeof path[0], "%s/%s.key", h->pki.dir, name);
+    FILE *f = fopen(p, "wb");
+    cr_assert_not_null(f);
+    cr_assert_eq(fwrite(pem, 1, (size_t)n, f), (size_t)n);
+    cr_assert_eq(fclose(f), 0);
+    return p;
+}
+
+/* The key refused (or accepted) with a certificate (NULL: the device's own), before any
+ * handshake. */
+static mw_err load_creds(const mwt_h *h, const char *cert_file, const char *key_file,
+                         mw_error_detail_t *d)
+{
+    mwi_dtls_config dc = {
+        .role = MWI_DTLS_CLIENT,
+        .ca_file = mwt_pki_ca(&h->pki),
+        .cert_file = cert_file ? cert_file : mwt_pki_crt(&h->pki, "dev-1"),
+        .key_file = key_file,
+        .peer_name = "gateway",
+    };
+    mwi_dtls_ctx *ctx = NULL;
+    mw_err e = mwi_dtls_ctx_create(&dc, &ctx, d);
+    mwi_dtls_ctx_destroy(&ctx);
+    return e;
+}
+
+static mw_err load_key(const mwt_h *h, const char *key_file, mw_error_detail_t *d)
+{
+    return load_creds(h, NULL, key_file, d);
+}
+
+/*
+ * Only a P-256 key whose scalar lies below the curve's order reaches wolfSSL. wolfSSL 5.5.4
+ * itself loads an EC key whose scalar is larger than its curve and then writes past a stack
+ * buffer checking it against the certificate (found by fuzz_certs; its reproducer is in
+ * fuzz/corpus/fuzz_certs/): the same key with its curve changed to prime239v2 is the second
+ * case here. PKCS#8, as OpenSSL writes keys, is accepted like SEC 1.
+ */
+/* @req MDR-17.4 IEC62443-CR3.7 */
+Test(open, refuses_a_private_key_that_is_not_p256_in_range_and_accepts_pkcs8)
+{
+    mwt_h h;
+    mwt_h_init(&h, 14);
+    char *pem = mwt_read_file(mwt_pki_key(&h.pki, "dev-1"));
+    cr_assert_not_null(pem);
+    uint8_t der[512], bad[512];
+    int len = wc_KeyPemToDer((const uint8_t *)pem, (int)strlen(pem), der, sizeof der, NULL);
+    free(pem);
+    /* SEC 1: SEQUENCE { INTEGER 1, OCTET STRING (32) scalar, [0] { OID prime256v1 } ... } */
+    static const uint8_t p256_oid[] = {0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07};
+    cr_assert(len > 57 && der[5] == 0x04 && der[6] == 32 && der[41] == 0x06 &&
+                  memcmp(der + 43, p256_oid, sizeof p256_oid) == 0,
+              "medwire-pki writes SEC 1 P-256 keys");
+    mw_error_detail_t d;
+    cr_assert_eq(load_key(&h, write_key(&h, "sec1", der, (word32)len, ECC_PRIVATEKEY_TYPE), &d),
+                 MW_OK, "%s", d.reason);
+
+    uint8_t p8[600];
+    word32 p8_len = sizeof p8;
+    cr_assert_gt(
+        wc_CreatePKCS8Key(p8, &p8_len, der, (word32)len, ECDSAk, p256_oid, sizeof p256_oid), 0);
+    cr_assert_eq(load_key(&h, write_key(&h, "pkcs8", p8, p8_len, PKCS8_PRIVATEKEY_TYPE), &d), MW_OK,
+                 "%s", d.reason);
+
+    /* The scalar all ones: larger than the order of P-256. */
+    memcpy(bad, der, (size_t)len);
+    memset(bad + 7, 0xff, 32);
+    const char *f = write_key(&h, "above-order", bad, (word32)len, ECC_PRIVATEKEY_TYPE);
+    cr_assert_eq(load_key(&h, f, &d), MW_ECERT_LOAD);
+    cr_assert(strstr(d.reason, "not a valid ECDSA P-256 key") && strstr(d.reason, f), "%s",
+              d.reason);
+
+    /* The same key on prime239v2 (OID ...3.1.5): a 256-bit scalar on a 239-bit curve. */
+    memcpy(bad, der, (size_t)len);
+    bad[43 + sizeof p256_oid - 1] = 0x05;
+    cr_assert_eq(
+        load_key(&h, write_key(&h, "prime239v2", bad, (word32)len, ECC_PRIVATEKEY_TYPE), &d),
+        MW_ECERT_LOAD);
+    cr_assert(strstr(d.reason, "not a valid ECDSA P-256 key"), "%s", d.reason);
+
+    /* A sound key on another curve. */
+    WC_RNG rng;
+    ecc_key k;
+    cr_assert_eq(wc_InitRng(&rng), 0);
+    cr_assert_eq(wc_ecc_init(&k), 0);
+    cr_assert_eq(wc_ecc_make_key_ex(&rng, 48, &k, ECC_SECP384R1), 0);
+    int n = wc_EccKeyToDer(&k, bad, sizeof bad);
+    cr_assert_gt(n, 0);
+    const char *p384_key = write_key(&h, "p384", bad, (word32)n, ECC_PRIVATEKEY_TYPE);
+    cr_assert_eq(load_key(&h, p384_key, &d), MW_ECERT_LOAD);
+    cr_assert(strstr(d.reason, "not a valid ECDSA P-256 key"), "%s", d.reason);
+
+    /* A certificate on P-384 with its own key: refused for its key, whatever else it holds. */
+    Cert cert;
+    cr_assert_eq(wc_InitCert(&cert), 0);
+    snprintf(cert.subject.commonName, sizeof cert.subject.commonName, "dev-384");
+    cert.sigType = CTC_SHA384wECDSA;
+    cert.isCA = 0;
+    uint8_t cder[1024];
+    cr_assert_gt(wc_MakeCert_ex(&cert, cder, sizeof cder, ECC_TYPE, &k, &rng), 0);
+    int clen = wc_SignCert_ex(cert.bodySz, cert.sigType, cder, sizeof cder, ECC_TYPE, &k, &rng);
+    cr_assert_gt(clen, 0);
+    wc_ecc_free(&k);
+    wc_FreeRng(&rng);
+    uint8_t cpem[2048];
+    int cpem_len = wc_DerToPem(cder, (word32)clen, cpem, sizeof cpem, CERT_TYPE);
+    cr_assert_gt(cpem_len, 0);
+    char crt[300];
+    snprintf(crt, sizeof crt, "%s/p384.crt", h.pki.dir);
+    FILE *cf = fopen(crt, "wb");
+    cr_assert_not_null(cf);
+    cr_assert_eq(fwrite(cpem, 1, (size_t)cpem_len, cf), (size_t)cpem_len);
+    cr_assert_eq(fclose(cf), 0);
+    cr_assert_eq(load_creds(&h, crt, p384_key, &d), MW_ECERT_LOAD);
+    cr_assert(strstr(d.reason, "does not carry an ECDSA P-256 key"), "%s", d.reason);
     mwt_h_fini(&h);
 }
 
