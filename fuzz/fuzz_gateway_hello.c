@@ -113,6 +113,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                   "%llu bytes answered a %zu-byte datagram",
                   (unsigned long long)(after.bytes_out - before.bytes_out), f.len);
 
+        /* A ClientHello that is not whole and well formed never reaches wolfSSL: no answer. */
+        if (mwi_dtls_is_client_hello(f.data, f.len) &&
+            !mwi_dtls_client_hello_well_formed(f.data, f.len))
+            MWF_CHECK(after.datagrams_out == before.datagrams_out,
+                      "a malformed ClientHello of %zu bytes was answered", f.len);
         /* No state for a peer that has not returned a valid cookie, which no input can forge
          * (the cookie secret is random). No handshake, so no timer either. */
         mw_gateway_stats_t st;

@@ -83,6 +83,9 @@ char *metrics_render(const mw_gateway_stats_t *st, size_t *out_len)
         "Datagrams dropped by the per-device rate limit.", st->rate_limited);
     one(f, "medwire_peer_limit_drops_total", "counter",
         "ClientHellos dropped: peer table or half-open limit reached.", st->peer_limit_drops);
+    one(f, "medwire_hellos_malformed_total", "counter",
+        "ClientHellos dropped before the TLS library: fragmented or malformed.",
+        st->hellos_malformed);
     one(f, "medwire_gap_records_total", "counter",
         "Gap records delivered (messages devices lost).", st->gap_records);
     one(f, "medwire_evictions_reported_total", "counter",

@@ -170,6 +170,9 @@ typedef struct mw_gateway_stats {
     uint64_t credential_reload_failures; /**< refused ones (the old credentials stayed) */
     uint64_t sessions_invalidated;       /**< sessions closed because a reload revoked them */
     uint64_t idle_reaped; /**< sessions closed after idle_timeout_ms without a datagram */
+    /** ClientHellos dropped before wolfSSL: fragmented, lengths that do not nest, an extension
+     *  twice (protocol.md section 1) */
+    uint64_t hellos_malformed;
 } mw_gateway_stats_t;
 
 MW_API void mw_gateway_config_init(mw_gateway_config_t *cfg);

@@ -148,5 +148,12 @@ long mwi_dtls_live_conns(void);
 
 /** Classifies a datagram's first record without state: is it an epoch-0 ClientHello? */
 bool mwi_dtls_is_client_hello(const uint8_t *dgram, size_t len);
+/**
+ * Is @p dgram exactly one record holding one whole (unfragmented) ClientHello whose every length
+ * nests, with no extension twice, and with the extensions wolfSSL parses (server name, groups,
+ * point formats, signature algorithms, ALPN, renegotiation info) well formed inside? Only such a
+ * ClientHello reaches wolfSSL on the server (docs/protocol.md section 1).
+ */
+bool mwi_dtls_client_hello_well_formed(const uint8_t *dgram, size_t len);
 
 #endif

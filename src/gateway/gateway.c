@@ -979,6 +979,12 @@ static void stateless_result(mw_gateway_t *gw, const mw_addr_t *from, mw_err e,
 static void handle_datagram(mw_gateway_t *gw, const mw_addr_t *from, const uint8_t *buf, size_t len,
                             uint64_t now)
 {
+    bool hello = mwi_dtls_is_client_hello(buf, len);
+    if (hello && !mwi_dtls_client_hello_well_formed(buf, len)) {
+        /* Kept from wolfSSL's parser (CVE-2026-3547 and its like), whoever sends it. */
+        gw->st.hellos_malformed++;
+        return;
+    }
     struct peer **slot = peer_slot(gw, from);
     struct peer *p = *slot;
     if (p != NULL) {
@@ -993,7 +999,6 @@ static void handle_datagram(mw_gateway_t *gw, const mw_addr_t *from, const uint8
         }
         p->tokens -= 1.0;
         p->last_rx_ms = now;
-        bool hello = mwi_dtls_is_client_hello(buf, len);
         if (hello && mwi_dtls_conn_established(p->conn)) {
             /* wolfSSL drops a new ClientHello on an established session: a
              * device that rebooted would be locked out. Run it as a new
@@ -1026,7 +1031,7 @@ static void handle_datagram(mw_gateway_t *gw, const mw_addr_t *from, const uint8
         return;
     }
     /* Unknown address: no state unless the ClientHello carries a valid cookie. */
-    if (!mwi_dtls_is_client_hello(buf, len))
+    if (!hello)
         return;
     if (gw->npeers >= gw->max_peers || gw->half_open >= gw->max_half_open) {
         /* Checked before any work: a full table costs a flood nothing. */

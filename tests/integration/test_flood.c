@@ -2,6 +2,7 @@
 /* test_flood.c -- the gateway under a spoofed ClientHello flood, garbage and a greedy peer: real devices carry on. */
 #include <criterion/criterion.h>
 #include <malloc.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -149,6 +150,154 @@ Test(flood, spoofed_hellos_alone_leave_the_heap_where_it_was)
     size_t heap1 = heap_in_use();
     cr_assert_lt(heap1 > heap0 ? heap1 - heap0 : 0, (size_t)64 << 10,
                  "5000 spoofed hellos must not grow the heap: %zu -> %zu", heap0, heap1);
+    mwt_h_fini(&h);
+}
+
+static size_t be(const uint8_t *p, int n)
+{
+    size_t v = 0;
+    for (int i = 0; i < n; i++)
+        v = v << 8 | p[i];
+    return v;
+}
+
+static void put_be(uint8_t *p, int n, size_t v)
+{
+    for (int i = n - 1; i >= 0; i--, v >>= 8)
+        p[i] = (uint8_t)v;
+}
+
+/* Where the extensions block's 2-byte length sits in a captured (well-formed) ClientHello. */
+static size_t extensions_at(const uint8_t *d)
+{
+    size_t p = 13 + 12 + 2 + 32;
+    p += 1 + d[p];         /* session_id */
+    p += 1 + d[p];         /* cookie */
+    p += 2 + be(d + p, 2); /* cipher_suites */
+    p += 1 + d[p];         /* compression_methods */
+    return p;
+}
+
+/* Appends @p n bytes to the hello and adds them to every enclosing length (record, handshake
+ * message, fragment, extensions). */
+static size_t grow(uint8_t *d, size_t len, const uint8_t *add, size_t n)
+{
+    size_t ext = extensions_at(d);
+    memcpy(d + len, add, n);
+    put_be(d + 11, 2, be(d + 11, 2) + n);
+    put_be(d + 14, 3, be(d + 14, 3) + n);
+    put_be(d + 22, 3, be(d + 22, 3) + n);
+    put_be(d + ext, 2, be(d + ext, 2) + n);
+    return len + n;
+}
+
+static int sends;
+static void count_send(void *ctx, const uint8_t *buf, size_t len)
+{
+    (void)ctx;
+    (void)buf;
+    (void)len;
+    sends++;
+}
+
+/*
+ * Only a whole, well-formed ClientHello reaches wolfSSL's parser on the gateway: wolfSSL 5.5.4
+ * has pre-authentication parse bugs (CVE-2026-3547, an over-read in ALPN) that no one could
+ * reach then with a hello whose lengths do not nest. Each mutant is dropped without an answer
+ * and counted, by the gateway and by the DTLS layer beneath it; the same hello with a sound
+ * ALPN extension is answered.
+ */
+/* @req MDR-18.8 IEC62443-CR3.5 */
+Test(flood, malformed_client_hellos_never_reach_wolfssl_and_sound_ones_are_answered)
+{
+    mwt_h h;
+    mwt_h_init(&h, 64);
+    uint8_t hello[1500];
+    size_t hlen = capture_client_hello(&h, hello, sizeof hello);
+    cr_assert(mwi_dtls_client_hello_well_formed(hello, hlen), "a device's own hello");
+    size_t ext = extensions_at(hello);
+    cr_assert_eq(ext + 2 + be(hello + ext, 2), hlen, "the capture is parsed as wolfSSL wrote it");
+
+    enum { VARIANTS = 9 };
+    uint8_t v[VARIANTS][1600];
+    size_t vlen[VARIANTS];
+    bool sound[VARIANTS] = {false};
+    for (int i = 0; i < VARIANTS; i++) {
+        memcpy(v[i], hello, hlen);
+        vlen[i] = hlen;
+    }
+    static const uint8_t alpn[] = {0x00, 0x10, 0x00, 0x07, 0x00, 0x05, 0x04, 'c', 'o', 'a', 'p'};
+    vlen[0] = grow(v[0], hlen, alpn, sizeof alpn); /* sound */
+    sound[0] = true;
+    uint8_t bad_name[sizeof alpn];
+    memcpy(bad_name, alpn, sizeof alpn);
+    bad_name[6] = 0x40; /* a name longer than its list */
+    vlen[1] = grow(v[1], hlen, bad_name, sizeof bad_name);
+    uint8_t bad_list[sizeof alpn];
+    memcpy(bad_list, alpn, sizeof alpn);
+    bad_list[5] = 0x09; /* a list longer than its extension */
+    vlen[2] = grow(v[2], hlen, bad_list, sizeof bad_list);
+    /* The first extension twice. */
+    const uint8_t *first = hello + ext + 2;
+    vlen[3] = grow(v[3], hlen, first, 4 + be(first + 2, 2));
+    /* Extensions one byte longer than what follows them. */
+    put_be(v[4] + ext, 2, be(v[4] + ext, 2) + 1);
+    /* A fragment: the first half of the message. */
+    size_t half = (hlen - 25) / 2;
+    put_be(v[5] + 22, 3, half);
+    put_be(v[5] + 11, 2, 12 + half);
+    vlen[5] = 25 + half;
+    /* A second record after the hello: wolfSSL would read it too. */
+    memcpy(v[6] + hlen, hello, hlen);
+    vlen[6] = 2 * hlen;
+    /* A session id of 33 bytes. */
+    v[7][13 + 12 + 34] = 33;
+    /* The same hello cut short by one byte, every length untouched. */
+    vlen[8] = hlen - 1;
+
+    /* The DTLS layer alone: an answer (HelloVerifyRequest) or nothing. */
+    mwi_dtls_config dc = {
+        .role = MWI_DTLS_SERVER,
+        .ca_file = mwt_pki_ca(&h.pki),
+        .cert_file = mwt_pki_crt(&h.pki, "gateway"),
+        .key_file = mwt_pki_key(&h.pki, "gateway"),
+    };
+    mwi_dtls_ctx *ctx = NULL;
+    mw_error_detail_t d;
+    cr_assert_eq(mwi_dtls_ctx_create(&dc, &ctx, &d), MW_OK, "%s", d.reason);
+    mw_addr_t peer;
+    cr_assert_eq(mw_addr_parse("127.45.0.1:1000", &peer), MW_OK);
+    for (int i = 0; i < VARIANTS; i++) {
+        cr_assert_eq(mwi_dtls_client_hello_well_formed(v[i], vlen[i]), sound[i], "variant %d", i);
+        mwi_dtls_conn *c = NULL;
+        sends = 0;
+        mw_err e = mwi_dtls_accept(ctx, &peer, v[i], vlen[i], 0, count_send, NULL, &c, &d);
+        cr_assert_eq(e, MW_EAGAIN, "variant %d: no state before the cookie", i);
+        cr_assert_null(c);
+        cr_assert_eq(sends, sound[i] ? 1 : 0, "variant %d: %d datagrams sent", i, sends);
+    }
+    mwi_dtls_ctx_destroy(&ctx);
+
+    /* The gateway: each from its own address. */
+    for (int i = 0; i < VARIANTS; i++) {
+        mw_gateway_stats_t before, after;
+        mw_gateway_stats(h.gw, &before);
+        char text[40];
+        snprintf(text, sizeof text, "127.46.0.%d:2000", i + 1);
+        mw_addr_t from;
+        cr_assert_eq(mw_addr_parse(text, &from), MW_OK);
+        cr_assert_eq(mwt_net_inject(h.net, &from, &h.gw_tp, v[i], vlen[i]), MW_OK);
+        mw_err e = mw_gateway_poll(h.gw, 0);
+        cr_assert(e == MW_OK || e == MW_EAGAIN);
+        mw_gateway_stats(h.gw, &after);
+        cr_assert_eq(after.datagrams_sent - before.datagrams_sent, sound[i] ? 1u : 0u, "variant %d",
+                     i);
+        cr_assert_eq(after.hello_verify_sent - before.hello_verify_sent, sound[i] ? 1u : 0u,
+                     "variant %d", i);
+        cr_assert_eq(after.hellos_malformed - before.hellos_malformed, sound[i] ? 0u : 1u,
+                     "variant %d", i);
+        cr_assert_eq(after.peers, 0, "variant %d left state", i);
+    }
     mwt_h_fini(&h);
 }
 

@@ -450,7 +450,27 @@ Test(operations, metrics_report_what_the_gateway_did, .timeout = 120)
     cr_assert_gt(sample(body, "medwire_datagrams_received_total"), 0);
     cr_assert_gt(sample(body, "medwire_sent_bytes_total"), 0);
     cr_assert_eq(sample(body, "medwire_evictions_reported_total"), 0);
+    cr_assert_eq(sample(body, "medwire_hellos_malformed_total"), 0);
     free(body);
+
+    /* A ClientHello with nothing after its handshake header: dropped before wolfSSL, counted. */
+    uint8_t hello[25] = {22, 0xfe, 0xfd, [12] = 12, [13] = 1};
+    mw_addr_t to;
+    cr_assert_eq(mw_addr_parse(g.addr, &to), MW_OK);
+    int fd = socket(AF_INET, SOCK_DGRAM, 0);
+    cr_assert_geq(fd, 0);
+    cr_assert_eq(sendto(fd, hello, sizeof hello, 0, (const struct sockaddr *)to.data, to.len),
+                 (ssize_t)sizeof hello);
+    close(fd);
+    double malformed = 0;
+    for (int i = 0; i < 100 && malformed == 0; i++) {
+        body = scrape(&g);
+        malformed = sample(body, "medwire_hellos_malformed_total");
+        free(body);
+        if (malformed == 0)
+            mwt_sleep_ms(50);
+    }
+    cr_assert_eq(malformed, 1, "the malformed ClientHello is counted once");
 
     char *nf = http_get(g.mport, "/other");
     cr_assert(nf && strstr(nf, " 404 ") != NULL, "%s", nf ? nf : "");
