@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "medwire/io.h"
+#include "port/posix/clock.h"
 #include "support/fake_clock.h"
 #include "support/mem_transport.h"
 #include "support/proc.h"
@@ -624,4 +625,34 @@ Test(udp, ipv6_destination_on_an_ipv4_socket_is_an_address_error)
     cr_assert_eq(mw_addr_parse("[::1]:5684", &v6), MW_OK);
     cr_assert_eq(t.send(t.ctx, &v6, (const uint8_t *)"x", 1), MW_EADDR);
     t.close(t.ctx);
+}
+
+static int sync_reads, sync_now;
+static int read_sync(void)
+{
+    sync_reads++;
+    return sync_now;
+}
+
+/* The wall clock's synchronisation state is a system call to read; a device stamps every
+ * message with it, so the system clock reads it at most once a second (MWI_SYNC_CACHE_MS). */
+Test(clock, the_sync_state_is_read_at_most_once_a_second_and_then_again)
+{
+    mwi_sync_cache cache = {0};
+    sync_reads = 0;
+    sync_now = 1;
+    cr_assert_eq(mwi_sync_cached(&cache, 5000, read_sync), 1);
+    cr_assert_eq(sync_reads, 1, "the first call reads");
+    sync_now = 0; /* the kernel loses its time source */
+    for (uint64_t t = 5000; t < 5000 + MWI_SYNC_CACHE_MS; t += 100)
+        cr_assert_eq(mwi_sync_cached(&cache, t, read_sync), 1, "reused at %llu",
+                     (unsigned long long)t);
+    cr_assert_eq(sync_reads, 1);
+    cr_assert_eq(mwi_sync_cached(&cache, 5000 + MWI_SYNC_CACHE_MS, read_sync), 0,
+                 "a second later the change is seen");
+    cr_assert_eq(sync_reads, 2);
+    /* A cache never read is read, whatever the time (a clock that starts at 0). */
+    mwi_sync_cache fresh = {0};
+    cr_assert_eq(mwi_sync_cached(&fresh, 0, read_sync), 0);
+    cr_assert_eq(sync_reads, 3);
 }

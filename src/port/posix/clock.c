@@ -14,6 +14,8 @@
 
 #include "medwire/io.h"
 
+#include "port/posix/clock.h"
+
 static uint64_t ms_of(const struct timespec *ts)
 {
     return (uint64_t)ts->tv_sec * 1000u + (uint64_t)ts->tv_nsec / 1000000u;
@@ -48,6 +50,18 @@ static int wall_clock_synced(void)
 #endif
 }
 
+int mwi_sync_cached(mwi_sync_cache *cache, uint64_t now_ms, int (*read)(void))
+{
+    if (now_ms < atomic_load_explicit(&cache->next_ms, memory_order_acquire))
+        return atomic_load_explicit(&cache->state, memory_order_relaxed);
+    int state = read();
+    atomic_store_explicit(&cache->state, state, memory_order_relaxed);
+    atomic_store_explicit(&cache->next_ms, now_ms + MWI_SYNC_CACHE_MS, memory_order_release);
+    return state;
+}
+
+static mwi_sync_cache sync_cache;
+
 static uint64_t system_wall_ms(void *ctx, int *out_synced)
 {
     struct timespec ts;
@@ -58,7 +72,7 @@ static uint64_t system_wall_ms(void *ctx, int *out_synced)
         return 0;
     }
     if (out_synced != NULL)
-        *out_synced = wall_clock_synced();
+        *out_synced = mwi_sync_cached(&sync_cache, system_now_ms(NULL), wall_clock_synced);
     return ms_of(&ts);
 }
 
