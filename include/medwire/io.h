@@ -55,7 +55,9 @@ typedef struct mw_datagram {
 
 /** Receives up to @p max datagrams in one call, in arrival order, into @p slots[0..*out_n).
  *  ::MW_EAGAIN (with *out_n 0) when none is waiting; a truncated datagram is reported as
- *  recv reports it (at most @c cap bytes written, the whole length in @c len). */
+ *  recv reports it (at most @c cap bytes written, the whole length in @c len). The gateway
+ *  reads fewer than @p max as "nothing more is waiting" and reads again at its next poll (its
+ *  descriptor, still readable, ends the wait at once): return as many as are waiting. */
 typedef mw_err mw_transport_recv_many_fn(void *ctx, mw_datagram_t *slots, size_t max,
                                          size_t *out_n);
 

@@ -72,7 +72,6 @@ struct device {
     mw_command_t cmds[MWI_MAX_COMMANDS]; /* sent in every Ack until answered or expired */
     uint8_t ncmds;
     uint64_t last_seen_ms;      /* monotonic: for the communication-loss condition */
-    uint64_t last_seen_wall_ms; /* Unix ms, for the report */
     bool lost;                  /* a communication_loss was delivered, no restore yet */
     struct device *hnext;
 };
@@ -590,7 +589,10 @@ static mw_err link_event(mw_gateway_t *gw, struct device *dv, mw_msg_type type, 
     m.device_time_ms = wall_ms(gw);
     m.time_synced = false;
     m.u.link.silent_ms = silent;
-    m.u.link.last_seen_ms = dv->last_seen_wall_ms;
+    /* When it was last heard, on the wall clock: counted back from now on the monotonic one,
+     * so that no message pays for reading the wall clock (a system call with its sync state). */
+    uint64_t ago = gw->now_ms - dv->last_seen_ms;
+    m.u.link.last_seen_ms = m.device_time_ms > ago ? m.device_time_ms - ago : 0;
     mw_err e = gw->sink(gw->sink_ctx, &m);
     if (e == MW_OK)
         gw->dirty = true; /* committed with the rest of the poll */
@@ -605,7 +607,6 @@ static void seen(mw_gateway_t *gw, struct device *dv)
             dv->lost = false;
     }
     dv->last_seen_ms = gw->now_ms;
-    dv->last_seen_wall_ms = wall_ms(gw);
 }
 
 /* IEC 60601-1-8 calls a lost link a technical alarm condition: a device
@@ -643,6 +644,8 @@ static void drop_command(struct device *dv, uint64_t id)
 /* A command past its expiry would only be refused: stop sending it. */
 static void expire_commands(mw_gateway_t *gw, struct device *dv)
 {
+    if (dv->ncmds == 0)
+        return;
     uint64_t now = wall_ms(gw);
     for (uint8_t i = 0; i < dv->ncmds;) {
         if (dv->cmds[i].expires_ms != 0 && now >= dv->cmds[i].expires_ms) {
@@ -1289,6 +1292,10 @@ static mw_err receive_burst(mw_gateway_t *gw, uint64_t now, bool *did)
         *did = true;
         for (size_t i = 0; i < n; i++)
             receive_one(gw, &gw->rxv[i].from, gw->rxv[i].buf, gw->rxv[i].len, now);
+        /* A short batch emptied the socket: asking again would only return EAGAIN, one system
+         * call per poll for nothing (what arrives meanwhile wakes the next poll). */
+        if (n < (left < RX_BATCH ? left : RX_BATCH))
+            break;
         left -= n < left ? n : left;
     }
     return MW_OK;

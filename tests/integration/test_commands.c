@@ -250,6 +250,9 @@ Test(comm_loss, a_silent_device_raises_a_communication_loss_and_a_restore_when_h
             m = &h.got[i];
     cr_assert_str_eq(m->device_id, "dev-1");
     cr_assert_geq(m->u.link.silent_ms, 30000);
+    /* Last heard: on the wall clock, before the silence began and as long ago as it says. */
+    cr_assert_leq(m->u.link.last_seen_ms, h.clk.wall_ms + t0);
+    cr_assert_eq(m->u.link.last_seen_ms, m->device_time_ms - m->u.link.silent_ms);
     /* Heard from again: restored. */
     mwt_send_obs(c, 1, 2);
     cr_assert(mwt_h_drain(&h, 300000));

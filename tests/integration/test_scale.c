@@ -31,6 +31,7 @@ typedef struct fleet {
     uint64_t got;     /* all messages */
     uint64_t dups;    /* a (device, seq) offered twice: must stay 0 */
     uint64_t strange; /* a device id or seq the test never made: must stay 0 */
+    uint64_t recv_many_calls; /* batched receives the gateway asked for */
 } fleet;
 
 static double wall_s(void)
@@ -78,6 +79,7 @@ static mw_err batched_recv(void *ctx, mw_datagram_t *slots, size_t max, size_t *
     fleet *f = ctx;
     size_t n = 0;
     *out_n = 0;
+    f->recv_many_calls++;
     while (n < max) {
         mw_err e =
             f->gw_tp.recv(f->gw_tp.ctx, &slots[n].from, slots[n].buf, slots[n].cap, &slots[n].len);
@@ -393,6 +395,36 @@ Test(scale, no_session_is_reaped_when_the_idle_timeout_is_zero)
     mw_gateway_stats(f.gw, &gs);
     cr_assert_eq(gs.sessions, 2);
     cr_assert_eq(gs.idle_reaped, 0);
+    fleet_fini(&f);
+}
+
+/* Each batched receive is a system call: one that came back short emptied the socket, so the
+ * gateway does not ask again in the same poll; a full one may have left more, so it does. */
+Test(scale, a_short_batch_ends_the_receive_and_a_full_one_asks_again)
+{
+    fleet f;
+    fleet_init(&f, 1, 8, 0);
+    mw_addr_t from;
+    cr_assert_eq(mw_addr_parse("127.9.9.9:999", &from), MW_OK);
+    static const uint8_t noise[] = {23, 0xfe, 0xfd, 0, 1}; /* no peer: dropped on arrival */
+    /* datagrams waiting -> batched receives one poll makes (32 per batch) */
+    static const struct {
+        int waiting, calls;
+    } cases[] = {{1, 1}, {31, 1}, {40, 2}, {64, 3}};
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        for (int i = 0; i < cases[k].waiting; i++)
+            cr_assert_eq(mwt_net_inject(f.net, &from, &f.gw_tp, noise, sizeof noise), MW_OK);
+        mw_gateway_stats_t before, after;
+        mw_gateway_stats(f.gw, &before);
+        f.recv_many_calls = 0;
+        mw_err e = mw_gateway_poll(f.gw, 0);
+        cr_assert(e == MW_OK || e == MW_EAGAIN);
+        mw_gateway_stats(f.gw, &after);
+        cr_assert_eq(after.datagrams_received - before.datagrams_received,
+                     (uint64_t)cases[k].waiting, "every waiting datagram read in one poll");
+        cr_assert_eq(f.recv_many_calls, (uint64_t)cases[k].calls, "%d waiting: %llu calls",
+                     cases[k].waiting, (unsigned long long)f.recv_many_calls);
+    }
     fleet_fini(&f);
 }
 
