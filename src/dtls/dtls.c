@@ -462,7 +462,15 @@ static bool der_is_p256(const uint8_t *der, word32 len, bool priv)
         return false;
     int rc = priv ? wc_EccPrivateKeyDecode(der, &idx, &k, len)
                   : wc_EccPublicKeyDecode(der, &idx, &k, len);
-    bool ok = rc == 0 && wc_ecc_get_curve_id(k.idx) == ECC_SECP256R1 && wc_ecc_check_key(&k) == 0;
+    bool ok = rc == 0 && wc_ecc_get_curve_id(k.idx) == ECC_SECP256R1;
+    if (ok) {
+        rc = wc_ecc_check_key(&k);
+        /* SEC 1 makes the public key optional (openssl ec -no_public): computed from the
+         * scalar, which wc_ecc_make_pub refuses unless it is in range. */
+        if (priv && rc == ECC_INF_E)
+            rc = wc_ecc_make_pub(&k, NULL) == 0 ? wc_ecc_check_key(&k) : rc;
+        ok = rc == 0;
+    }
     wc_ecc_free(&k);
     return ok;
 }

@@ -454,6 +454,12 @@ Test(open, refuses_a_private_key_that_is_not_p256_in_range_and_accepts_pkcs8)
     cr_assert_eq(load_key(&h, write_key(&h, "pkcs8", p8, p8_len, PKCS8_PRIVATEKEY_TYPE), &d), MW_OK,
                  "%s", d.reason);
 
+    /* SEC 1 without its optional public key (openssl ec -no_public): the scalar and curve. */
+    memcpy(bad, der, 51);
+    bad[1] = 49;
+    cr_assert_eq(load_key(&h, write_key(&h, "no-public", bad, 51, ECC_PRIVATEKEY_TYPE), &d), MW_OK,
+                 "%s", d.reason);
+
     /* The scalar all ones: larger than the order of P-256. */
     memcpy(bad, der, (size_t)len);
     memset(bad + 7, 0xff, 32);
