@@ -44,7 +44,8 @@ static const char USAGE[] =
     "  --crl FILE          PEM CRL of the CA (medwire-pki revoke/crl), enforced on every\n"
     "                      handshake and resumption; SIGHUP reloads it, and closes the\n"
     "                      sessions of devices it revokes\n"
-    "  --port-file FILE    once listening, write the bound UDP port to FILE\n"
+    "  --port-file FILE    once ready (listening, and the control socket and metrics\n"
+    "                      open), write the bound UDP port to FILE\n"
     "  --control PATH      local control socket (Unix stream, owner-only): one JSON\n"
     "                      object per line, e.g.\n"
     "                      "
@@ -411,14 +412,8 @@ int main(int argc, char **argv)
     }
     mw_addr_t local;
     char local_text[64] = "?";
-    if (mw_gateway_local_addr(gw, &local) == MW_OK &&
-        mw_addr_format(&local, local_text, sizeof local_text) == MW_OK && port_file &&
-        write_port_file(port_file, mw_addr_port(&local)) != 0) {
-        gwlog(GWLOG_ERROR, "cannot_start", "s:file", port_file, "s:reason",
-              "cannot write the port file", "s:error", strerror(errno), GWLOG_END);
-        mw_gateway_destroy(&gw);
-        return 1;
-    }
+    bool have_local = mw_gateway_local_addr(gw, &local) == MW_OK &&
+                      mw_addr_format(&local, local_text, sizeof local_text) == MW_OK;
     metrics_t *metrics = NULL;
     char metrics_text[80] = "";
     if (metrics_addr) {
@@ -438,15 +433,6 @@ int main(int argc, char **argv)
             return 1;
         }
     }
-    mw_audit_event_t started = {.event = "gateway_started",
-                                .peer = local_text,
-                                .device = "",
-                                .reason = "listening for devices"};
-    on_audit(&o, &started);
-    gwlog(GWLOG_INFO, "gateway_started", "s:listen", local_text, "s:metrics_port",
-          metrics ? metrics_text : NULL, "s:store", store, "s:crl", crl, "s:format", format,
-          "s:reason", "listening for devices", GWLOG_END);
-
     control_t ctl;
     memset(&ctl, 0, sizeof ctl);
     ctl.listen_fd = -1;
@@ -457,6 +443,25 @@ int main(int argc, char **argv)
         mw_gateway_destroy(&gw);
         return 1;
     }
+
+    /* The port file says "ready": written last, once the control socket and the metrics
+     * exist, so that whoever waits for it can use all three. */
+    if (have_local && port_file && write_port_file(port_file, mw_addr_port(&local)) != 0) {
+        gwlog(GWLOG_ERROR, "cannot_start", "s:file", port_file, "s:reason",
+              "cannot write the port file", "s:error", strerror(errno), GWLOG_END);
+        control_close(&ctl);
+        metrics_stop(&metrics);
+        mw_gateway_destroy(&gw);
+        return 1;
+    }
+    mw_audit_event_t started = {.event = "gateway_started",
+                                .peer = local_text,
+                                .device = "",
+                                .reason = "listening for devices"};
+    on_audit(&o, &started);
+    gwlog(GWLOG_INFO, "gateway_started", "s:listen", local_text, "s:metrics_port",
+          metrics ? metrics_text : NULL, "s:store", store, "s:crl", crl, "s:format", format,
+          "s:reason", "listening for devices", GWLOG_END);
 
     /* One loop over the gateway's socket and the control socket: the
      * library's descriptor and timer are what a caller's own loop needs. */
