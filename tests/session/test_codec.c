@@ -657,6 +657,39 @@ Test(batch, worst_case_batch_fits_nanopb_size_bound)
            medwire_v1_Batch_size);
 }
 
+/* The batch encoder writes each envelope itself (encoded once, then copied): its bytes must be
+ * nanopb's own encoding of the same Batch, for the smallest and the largest envelopes. */
+Test(batch, bytes_are_nanopbs_own_encoding_of_the_batch)
+{
+    static mw_message_t msgs[MWI_MAX_BATCH];
+    static medwire_v1_Batch b;
+    uint8_t ours[medwire_v1_Batch_size], theirs[medwire_v1_Batch_size];
+    size_t len, count;
+
+    for (int big = 0; big < 2; big++) {
+        memset(&b, 0, sizeof b);
+        for (size_t i = 0; i < MWI_MAX_BATCH; i++) {
+            msgs[i] = big ? alarm(UINT64_MAX - i) : observation(1 + i);
+            if (big) {
+                memset(msgs[i].device_id, 'W', MW_ID_MAX);
+                msgs[i].device_id[MW_ID_MAX] = '\0';
+                memset(msgs[i].u.alarm.text, '~', MW_ALARM_TEXT_MAX);
+                msgs[i].u.alarm.text[MW_ALARM_TEXT_MAX] = '\0';
+            }
+            cr_assert_eq(mwi_envelope_from_message(&msgs[i], &b.envelopes[i]), MW_OK);
+            b.envelopes[i].low_water = 1;
+        }
+        b.envelopes_count = MWI_MAX_BATCH;
+        cr_assert_eq(
+            mwi_batch_encode(msgs, MWI_MAX_BATCH, 1, ours, sizeof(ours), &len, &count), MW_OK);
+        cr_assert_eq(count, MWI_MAX_BATCH);
+        pb_ostream_t s = pb_ostream_from_buffer(theirs, sizeof(theirs));
+        cr_assert(pb_encode(&s, medwire_v1_Batch_fields, &b), "%s", PB_GET_ERROR(&s));
+        cr_assert_eq(len, s.bytes_written, "%s envelopes", big ? "largest" : "small");
+        cr_assert_arr_eq(ours, theirs, len);
+    }
+}
+
 Test(batch, encode_stops_at_capacity_and_reports_how_many_fitted)
 {
     mw_message_t msgs[8], back[MWI_MAX_BATCH];
