@@ -884,13 +884,14 @@ static mw_err send_block(mw_client_t *c, struct req *q, uint64_t now)
     return transmit(c, q, &m, now);
 }
 
-/* The order of the flush: alarms, then observations, then status; oldest
- * first within each (the queue's order); messages already in flight are skipped. */
+/* in_flight as the queue cursor's skip callback. */
 static bool skip_in_flight(void *ctx, uint64_t seq)
 {
     return in_flight(ctx, seq);
 }
 
+/* The order of the flush: alarms, then observations, then status; oldest
+ * first within each (the queue's order); messages already in flight are skipped. */
 static size_t collect(mw_client_t *c, const mw_message_t **out, size_t max)
 {
     mwi_queue_cursor cur;

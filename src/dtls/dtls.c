@@ -1033,7 +1033,7 @@ static size_t usable_records(const uint8_t *d, size_t len, size_t min_sealed, bo
 {
     size_t off = 0;
     while (len - off >= REC_HDR) {
-        size_t body = ((size_t)d[off + 11] << 8) | d[off + 12];
+        size_t body = be16(d + off + 11);
         bool sealed = d[off + 3] != 0 || d[off + 4] != 0;
         if (body > len - off - REC_HDR || (sealed && body < min_sealed))
             break;
