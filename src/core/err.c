@@ -1,6 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* err.c -- the strings for mw_err. */
+#include <stdarg.h>
 #include <stddef.h>
+#include <stdio.h>
+#include <string.h>
 
 #include "medwire/err.h"
 #include "core/detail.h"
@@ -35,7 +38,7 @@ MW_API const char *mw_strerror(mw_err err)
     case MW_ETRANSPORT:
         return "transport (socket) error";
     case MW_EADDR:
-        return "address cannot be parsed or resolved";
+        return "address cannot be parsed or resolved, or is not one of this machine's";
     case MW_ETOOBIG:
         return "datagram too large";
     case MW_EDTLS:
@@ -101,4 +104,45 @@ void mwi_detail_first(mw_error_detail_t *d, mw_err e, int foreign, const char *r
 {
     if (d != NULL && d->err == MW_OK)
         mwi_detail_set(d, e, foreign, reason);
+}
+
+void mwi_detail_copy(mw_error_detail_t *out, const mw_error_detail_t *src)
+{
+    if (out == NULL)
+        return;
+    if (src == NULL)
+        memset(out, 0, sizeof *out);
+    else
+        *out = *src;
+}
+
+mw_err mwi_detail_fail(mw_error_detail_t *d, mw_err e, const char *reason)
+{
+    mwi_detail_first(d, e, 0, reason);
+    return e;
+}
+
+mw_err mwi_detail_firstf(mw_error_detail_t *d, mw_err e, int foreign, const char *fmt, ...)
+{
+    if (d != NULL && d->err == MW_OK) {
+        char reason[sizeof d->reason];
+        va_list ap;
+        va_start(ap, fmt);
+        (void)vsnprintf(reason, sizeof reason, fmt, ap);
+        va_end(ap);
+        mwi_detail_set(d, e, foreign, reason);
+    }
+    return e;
+}
+
+mw_err mwi_detail_open_checks(mw_error_detail_t *d, int have_cfg_and_out, const char *ca,
+                              const char *cert, const char *key, const char *whose)
+{
+    mwi_detail_copy(d, NULL);
+    if (!have_cfg_and_out)
+        return mwi_detail_fail(d, MW_EINVAL, "a configuration and an output pointer are required");
+    if (ca == NULL || cert == NULL || key == NULL)
+        return mwi_detail_firstf(d, MW_ECONFIG, 0,
+                                 "a CA file, a %s certificate and its key are all required", whose);
+    return MW_OK;
 }

@@ -2,11 +2,11 @@
 /* fhir.c -- messages as FHIR R4 Observations and audit records as AuditEvents (one JSON each). */
 #include <stdbool.h>
 #include <string.h>
-#include <time.h>
 
 #include "medwire/fhir.h"
 
 #include "core/json.h"
+#include "core/names.h"
 
 /* Code and identifier systems. The external ones are HL7's, DICOM's and the standards' own
  * URIs; the urn:medwire ones name what no published R4 code system covers
@@ -31,11 +31,6 @@
  * written, so such a time is left out (Observation) or refused (AuditEvent.recorded). */
 #define FHIR_TIME_LIMIT_MS 253402300800000ull
 
-/* Bounds of the audit record's strings, as mw_audit_to_json reads them. */
-#define AUDIT_EVENT_MAX  64
-#define AUDIT_PEER_MAX   64
-#define AUDIT_REASON_MAX 512
-
 /* ---- strings ------------------------------------------------------------------------------ */
 
 /* FHIR strings SHALL NOT contain characters below U+0020 other than tab, CR and LF (R4
@@ -43,33 +38,16 @@
  * U+FFFD, the replacement character, so a hostile byte can neither break the JSON nor make
  * the resource invalid. Everything else is escaped as mw_message_to_json does (bytes >= 0x80
  * read as Latin-1), so the output stays pure ASCII. */
-static void put_fhir_chars(writer *w, const char *s, size_t size)
+static void put_fhir_chars(mwi_json_writer *w, const char *s, size_t size)
 {
-    static const char hex[] = "0123456789abcdef";
-    size_t i;
-
-    for (i = 0; i < size && s[i] != '\0'; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c == '"' || c == '\\') {
-            put_char(w, '\\');
-            put_char(w, (char)c);
-        } else if (c < 0x20 && c != '\t' && c != '\n' && c != '\r') {
-            put_str(w, "\\ufffd");
-        } else if (c < 0x20 || c > 0x7E) {
-            put_str(w, "\\u00");
-            put_char(w, hex[c >> 4]);
-            put_char(w, hex[c & 0xF]);
-        } else {
-            put_char(w, (char)c);
-        }
-    }
+    mwi_json_put_escaped(w, s, size, "\\ufffd");
 }
 
-static void put_fhir_string(writer *w, const char *s, size_t size)
+static void put_fhir_string(mwi_json_writer *w, const char *s, size_t size)
 {
-    put_char(w, '"');
+    mwi_json_put_char(w, '"');
     put_fhir_chars(w, s, size);
-    put_char(w, '"');
+    mwi_json_put_char(w, '"');
 }
 
 /* FHIR forbids empty strings and wants non-whitespace content: an element whose text would be
@@ -99,11 +77,6 @@ static bool token(const char *s, size_t size)
     return i > 0;
 }
 
-static bool terminated(const char *s, size_t size)
-{
-    return memchr(s, '\0', size) != NULL;
-}
-
 /* ---- options ------------------------------------------------------------------------------ */
 
 typedef struct names {
@@ -129,75 +102,95 @@ static bool resolve(const mw_fhir_options_t *opt, names *n)
 /* ---- building blocks ---------------------------------------------------------------------- */
 
 /* {"system":S,"code":C,"display":D}; the arguments are constants of this file. */
-static void put_coding(writer *w, const char *system, const char *code, const char *display)
+static void put_coding(mwi_json_writer *w, const char *system, const char *code,
+                       const char *display)
 {
-    put_str(w, "{\"system\":\"");
-    put_str(w, system);
-    put_str(w, "\",\"code\":\"");
-    put_str(w, code);
-    put_char(w, '"');
+    mwi_json_put_str(w, "{\"system\":\"");
+    mwi_json_put_str(w, system);
+    mwi_json_put_str(w, "\",\"code\":\"");
+    mwi_json_put_str(w, code);
+    mwi_json_put_char(w, '"');
     if (display != NULL) {
-        put_str(w, ",\"display\":\"");
-        put_str(w, display);
-        put_char(w, '"');
+        mwi_json_put_str(w, ",\"display\":\"");
+        mwi_json_put_str(w, display);
+        mwi_json_put_char(w, '"');
     }
-    put_char(w, '}');
+    mwi_json_put_char(w, '}');
 }
 
 /* A CodeableConcept with one coding. */
-static void put_concept(writer *w, const char *system, const char *code, const char *display)
+static void put_concept(mwi_json_writer *w, const char *system, const char *code,
+                        const char *display)
 {
-    put_str(w, "{\"coding\":[");
+    mwi_json_put_str(w, "{\"coding\":[");
     put_coding(w, system, code, display);
-    put_str(w, "]}");
+    mwi_json_put_str(w, "]}");
 }
 
 /* A reference to a device (or the gateway) by its identifier: the hospital's Device resources
  * are its own, so there is no logical id to point at; Reference.identifier is R4's way. */
-static void put_device_ref(writer *w, const char *system, const char *id, size_t size)
+static void put_device_ref(mwi_json_writer *w, const char *system, const char *id, size_t size)
 {
-    put_str(w, "{\"type\":\"Device\",\"identifier\":{\"system\":");
+    mwi_json_put_str(w, "{\"type\":\"Device\",\"identifier\":{\"system\":");
     put_fhir_string(w, system, SIZE_MAX);
-    put_str(w, ",\"value\":");
+    mwi_json_put_str(w, ",\"value\":");
     put_fhir_string(w, id, size);
-    put_str(w, "},\"display\":");
+    mwi_json_put_str(w, "},\"display\":");
     put_fhir_string(w, id, size);
-    put_char(w, '}');
+    mwi_json_put_char(w, '}');
 }
 
-static void put_2digits(writer *w, int v)
+static void put_2digits(mwi_json_writer *w, int v)
 {
-    put_char(w, (char)('0' + v / 10 % 10));
-    put_char(w, (char)('0' + v % 10));
+    mwi_json_put_char(w, (char)('0' + v / 10 % 10));
+    mwi_json_put_char(w, (char)('0' + v % 10));
 }
 
-/* "YYYY-MM-DDThh:mm:ss.mmmZ": a FHIR instant, and a dateTime to the millisecond. The caller
- * has checked ms < FHIR_TIME_LIMIT_MS. gmtime_r only converts; it reads no clock. */
-static bool put_time(writer *w, uint64_t ms)
+/* The proleptic Gregorian date of @p days since 1970-01-01: plain arithmetic on 400-year eras
+ * (146,097 days each), so that core needs no C library time conversion (gmtime_r is POSIX,
+ * and absent or costly on a microcontroller). */
+static void civil_from_days(uint64_t days, int *year, int *month, int *day)
 {
-    time_t t = (time_t)(ms / 1000);
-    struct tm tm;
+    uint64_t z = days + 719468; /* days since 0000-03-01, the start of an era's first year */
+    uint64_t era = z / 146097;
+    uint64_t doe = z - era * 146097;                                      /* [0, 146096] */
+    uint64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365; /* [0, 399] */
+    uint64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);               /* [0, 365] */
+    uint64_t mp = (5 * doy + 2) / 153;                                    /* March = 0 */
+    *day = (int)(doy - (153 * mp + 2) / 5 + 1);
+    *month = (int)(mp < 10 ? mp + 3 : mp - 9);
+    *year = (int)(yoe + era * 400 + (*month <= 2));
+}
 
-    if (ms >= FHIR_TIME_LIMIT_MS || gmtime_r(&t, &tm) == NULL) {
+/* "YYYY-MM-DDThh:mm:ss.mmmZ": a FHIR instant, and a dateTime to the millisecond. */
+static bool put_time(mwi_json_writer *w, uint64_t ms)
+{
+    if (ms >= FHIR_TIME_LIMIT_MS)
         return false;
-    }
-    put_char(w, '"');
+    uint64_t s = ms / 1000;
+    int year, month, day;
+    civil_from_days(s / 86400, &year, &month, &day);
+    struct {
+        int tm_year, tm_mon, tm_mday, tm_hour, tm_min, tm_sec;
+    } tm = {year - 1900,          month - 1,    day, (int)(s % 86400 / 3600),
+            (int)(s % 3600 / 60), (int)(s % 60)};
+    mwi_json_put_char(w, '"');
     put_2digits(w, (tm.tm_year + 1900) / 100);
     put_2digits(w, (tm.tm_year + 1900) % 100);
-    put_char(w, '-');
+    mwi_json_put_char(w, '-');
     put_2digits(w, tm.tm_mon + 1);
-    put_char(w, '-');
+    mwi_json_put_char(w, '-');
     put_2digits(w, tm.tm_mday);
-    put_char(w, 'T');
+    mwi_json_put_char(w, 'T');
     put_2digits(w, tm.tm_hour);
-    put_char(w, ':');
+    mwi_json_put_char(w, ':');
     put_2digits(w, tm.tm_min);
-    put_char(w, ':');
+    mwi_json_put_char(w, ':');
     put_2digits(w, tm.tm_sec);
-    put_char(w, '.');
-    put_char(w, (char)('0' + ms % 1000 / 100));
+    mwi_json_put_char(w, '.');
+    mwi_json_put_char(w, (char)('0' + ms % 1000 / 100));
     put_2digits(w, (int)(ms % 100));
-    put_str(w, "Z\"");
+    mwi_json_put_str(w, "Z\"");
     return true;
 }
 
@@ -210,32 +203,32 @@ static bool time_usable(uint64_t ms)
 
 /* A Quantity in UCUM: unit is the text, system+code make it computable. A unit that cannot be
  * a UCUM code is kept as text only, rather than claimed as UCUM. */
-static void put_quantity_dec(writer *w, int64_t mantissa, int32_t exponent, const char *unit,
-                             size_t unit_size)
+static void put_quantity_dec(mwi_json_writer *w, int64_t mantissa, int32_t exponent,
+                             const char *unit, size_t unit_size)
 {
-    put_str(w, "{\"value\":");
-    put_decimal(w, mantissa, exponent);
+    mwi_json_put_str(w, "{\"value\":");
+    mwi_json_put_decimal(w, mantissa, exponent);
     if (!blank(unit, unit_size)) {
-        put_str(w, ",\"unit\":");
+        mwi_json_put_str(w, ",\"unit\":");
         put_fhir_string(w, unit, unit_size);
         if (token(unit, unit_size)) {
-            put_str(w, ",\"system\":\"" SYS_UCUM "\",\"code\":");
+            mwi_json_put_str(w, ",\"system\":\"" SYS_UCUM "\",\"code\":");
             put_fhir_string(w, unit, unit_size);
         }
     }
-    put_char(w, '}');
+    mwi_json_put_char(w, '}');
 }
 
 /* A whole number in a constant UCUM unit (the arguments are constants of this file). */
-static void put_quantity_u64(writer *w, uint64_t v, const char *unit, const char *code)
+static void put_quantity_u64(mwi_json_writer *w, uint64_t v, const char *unit, const char *code)
 {
-    put_str(w, "{\"value\":");
-    put_u64(w, v);
-    put_str(w, ",\"unit\":\"");
-    put_str(w, unit);
-    put_str(w, "\",\"system\":\"" SYS_UCUM "\",\"code\":\"");
-    put_str(w, code);
-    put_str(w, "\"}");
+    mwi_json_put_str(w, "{\"value\":");
+    mwi_json_put_u64(w, v);
+    mwi_json_put_str(w, ",\"unit\":\"");
+    mwi_json_put_str(w, unit);
+    mwi_json_put_str(w, "\",\"system\":\"" SYS_UCUM "\",\"code\":\"");
+    mwi_json_put_str(w, code);
+    mwi_json_put_str(w, "\"}");
 }
 
 /* ---- MDC terms medwire knows -------------------------------------------------------------- */
@@ -297,121 +290,152 @@ static const mdc_term *mdc_find(uint32_t code)
     return NULL;
 }
 
-static void put_mdc_coding(writer *w, uint32_t code, const char *ref_id)
+static void put_mdc_coding(mwi_json_writer *w, uint32_t code, const char *ref_id)
 {
-    put_str(w, "{\"system\":\"" SYS_MDC "\",\"code\":\"");
-    put_u64(w, code);
-    put_char(w, '"');
+    mwi_json_put_str(w, "{\"system\":\"" SYS_MDC "\",\"code\":\"");
+    mwi_json_put_u64(w, code);
+    mwi_json_put_char(w, '"');
     if (ref_id != NULL) {
-        put_str(w, ",\"display\":\"");
-        put_str(w, ref_id);
-        put_char(w, '"');
+        mwi_json_put_str(w, ",\"display\":\"");
+        mwi_json_put_str(w, ref_id);
+        mwi_json_put_char(w, '"');
     }
-    put_char(w, '}');
+    mwi_json_put_char(w, '}');
 }
 
 /* Observation.code: the device's MDC code first (it is what the device said), then LOINC. */
-static void put_mdc_code(writer *w, uint32_t code, const char *text, size_t text_size)
+static void put_mdc_code(mwi_json_writer *w, uint32_t code, const char *text, size_t text_size)
 {
     const mdc_term *t = mdc_find(code);
     size_t i;
 
-    put_str(w, "{\"coding\":[");
+    mwi_json_put_str(w, "{\"coding\":[");
     put_mdc_coding(w, code, t ? t->ref_id : NULL);
     for (i = 0; t != NULL && i < 2 && t->loinc[i].code != NULL; i++) {
-        put_char(w, ',');
+        mwi_json_put_char(w, ',');
         put_coding(w, SYS_LOINC, t->loinc[i].code, t->loinc[i].display);
     }
-    put_char(w, ']');
+    mwi_json_put_char(w, ']');
     if (text != NULL && !blank(text, text_size)) {
-        put_str(w, ",\"text\":");
+        mwi_json_put_str(w, ",\"text\":");
         put_fhir_string(w, text, text_size);
     }
-    put_char(w, '}');
+    mwi_json_put_char(w, '}');
 }
 
 /* ---- Observation parts -------------------------------------------------------------------- */
 
-static void put_obs_head(writer *w, const names *n, const mw_message_t *m, bool test_data)
+static void put_obs_head(mwi_json_writer *w, const names *n, const mw_message_t *m, bool test_data)
 {
-    put_str(w, "{\"resourceType\":\"Observation\"");
-    if (test_data) {
-        /* HL7's label for test data, as the PHD guide does for 11073 test/demo data, so a
-         * hospital system keeps it out of the patient record. */
-        put_str(w, ",\"meta\":{\"security\":[");
-        put_coding(w, SYS_ACT_REASON, "HTEST", "test health data");
-        put_str(w, "]}");
+    mwi_json_put_str(w, "{\"resourceType\":\"Observation\"");
+    if (test_data || m->possible_duplicate) {
+        mwi_json_put_str(w, ",\"meta\":{");
+        if (test_data) {
+            /* HL7's label for test data, as the PHD guide does for 11073 test/demo data, so a
+             * hospital system keeps it out of the patient record. */
+            mwi_json_put_str(w, "\"security\":[");
+            put_coding(w, SYS_ACT_REASON, "HTEST", "test health data");
+            mwi_json_put_char(w, ']');
+        }
+        if (m->possible_duplicate) {
+            /* Sent again after a sequence resynchronisation: it may repeat an Observation
+             * delivered under the device's earlier space (docs/protocol.md 5b). */
+            mwi_json_put_str(w, test_data ? ",\"tag\":[" : "\"tag\":[");
+            put_coding(w, SYS_MW_CONCEPT, "possible-duplicate", "Possible duplicate");
+            mwi_json_put_char(w, ']');
+        }
+        mwi_json_put_char(w, '}');
     }
     /* seq 0 is the gateway's own event, not a device message: it has no sequence to
-     * deduplicate on. */
+     * deduplicate on. A message is (device, space, seq); the space is left out when the device
+     * declares none. */
     if (m->seq != 0) {
-        put_str(w, ",\"identifier\":[{\"system\":");
+        mwi_json_put_str(w, ",\"identifier\":[{\"system\":");
         put_fhir_string(w, n->message_system, SIZE_MAX);
-        put_str(w, ",\"value\":\"");
+        mwi_json_put_str(w, ",\"value\":\"");
         put_fhir_chars(w, m->device_id, sizeof m->device_id);
-        put_char(w, '/');
-        put_u64(w, m->seq);
-        put_str(w, "\"}]");
+        mwi_json_put_char(w, '/');
+        if (m->space != 0) {
+            mwi_json_put_hex64(w, m->space);
+            mwi_json_put_char(w, '/');
+        }
+        mwi_json_put_u64(w, m->seq);
+        mwi_json_put_str(w, "\"}]");
     }
 }
 
-static void put_alarm_category(writer *w)
+static void put_alarm_category(mwi_json_writer *w)
 {
     /* R4's observation-category has no code for alarms (its binding is preferred, not
      * required), and a hospital must be able to tell alarms from vital signs. */
-    put_str(w, ",\"category\":[");
+    mwi_json_put_str(w, ",\"category\":[");
     put_concept(w, SYS_MW_CONCEPT, "alarm", "Device alarm");
-    put_char(w, ']');
+    mwi_json_put_char(w, ']');
 }
 
-static void put_patient(writer *w, const names *n)
+static void put_patient(mwi_json_writer *w, const names *n)
 {
     if (n->patient != NULL) {
-        put_str(w, ",\"subject\":{\"reference\":");
+        mwi_json_put_str(w, ",\"subject\":{\"reference\":");
         put_fhir_string(w, n->patient, SIZE_MAX);
-        put_char(w, '}');
+        mwi_json_put_char(w, '}');
     }
 }
 
-static void put_device_subject(writer *w, const names *n, const mw_message_t *m)
+static void put_device_subject(mwi_json_writer *w, const names *n, const mw_message_t *m)
 {
-    put_str(w, ",\"subject\":");
+    mwi_json_put_str(w, ",\"subject\":");
     put_device_ref(w, n->device_system, m->device_id, sizeof m->device_id);
 }
 
-static void put_effective(writer *w, uint64_t ms)
+static void put_effective(mwi_json_writer *w, uint64_t ms)
 {
     if (time_usable(ms)) {
-        put_str(w, ",\"effectiveDateTime\":");
+        mwi_json_put_str(w, ",\"effectiveDateTime\":");
         (void)put_time(w, ms);
     }
 }
 
 /* FHIR has no element for a clock's trust; a note is what every hospital viewer shows. */
-static void put_clock_note(writer *w, const mw_message_t *m, uint64_t ms)
+static void put_clock_note(mwi_json_writer *w, const mw_message_t *m, uint64_t ms)
 {
     if (!m->time_synced && time_usable(ms)) {
-        put_str(w, ",\"note\":[{\"text\":\"The device's clock was not synchronised: this time "
-                   "is the device's own.\"}]");
+        mwi_json_put_str(
+            w, ",\"note\":[{\"text\":\"The device's clock was not synchronised: this time "
+               "is the device's own.\"}]");
     }
 }
 
-static void put_obs_tail(writer *w, const names *n, const mw_message_t *m)
+static void put_obs_tail(mwi_json_writer *w, const names *n, const mw_message_t *m)
 {
-    put_str(w, ",\"device\":");
+    mwi_json_put_str(w, ",\"device\":");
     put_device_ref(w, n->device_system, m->device_id, sizeof m->device_id);
 }
 
-/* A component whose code is one coding. */
-static void put_component_code(writer *w, const char *system, const char *code, const char *display)
+/* The start of an Observation about the device itself, not the patient, at the device's own
+ * time: a final one whose code is the medwire concept @p code. */
+static void put_device_obs_head(mwi_json_writer *w, const names *n, const mw_message_t *m,
+                                const char *code, const char *display)
 {
-    put_str(w, "{\"code\":");
+    put_obs_head(w, n, m, false);
+    mwi_json_put_str(w, ",\"status\":\"final\",\"code\":");
+    put_concept(w, SYS_MW_CONCEPT, code, display);
+    put_device_subject(w, n, m);
+    put_effective(w, m->device_time_ms);
+    put_clock_note(w, m, m->device_time_ms);
+}
+
+/* A component whose code is one coding. */
+static void put_component_code(mwi_json_writer *w, const char *system, const char *code,
+                               const char *display)
+{
+    mwi_json_put_str(w, "{\"code\":");
     put_concept(w, system, code, display);
 }
 
 /* ---- the message kinds -------------------------------------------------------------------- */
 
-static bool put_observation(writer *w, const names *n, const mw_message_t *m)
+static bool put_observation(mwi_json_writer *w, const names *n, const mw_message_t *m)
 {
     const mw_observation_t *o = &m->u.observation;
     const mdc_term *t = mdc_find(o->mdc_code);
@@ -446,269 +470,188 @@ static bool put_observation(writer *w, const names *n, const mw_message_t *m)
     default:
         return false;
     }
-    if (!terminated(o->unit, sizeof o->unit)) {
+    if (!mwi_json_terminated(o->unit, sizeof o->unit)) {
         return false;
     }
     put_obs_head(w, n, m, o->status == MW_MEAS_TEST_DATA);
-    put_str(w, ",\"status\":\"");
-    put_str(w, status);
-    put_char(w, '"');
+    mwi_json_put_str(w, ",\"status\":\"");
+    mwi_json_put_str(w, status);
+    mwi_json_put_char(w, '"');
     if (t != NULL && t->vital_sign) {
-        put_str(w, ",\"category\":[");
+        mwi_json_put_str(w, ",\"category\":[");
         put_concept(w, SYS_OBS_CATEGORY, "vital-signs", "Vital Signs");
-        put_char(w, ']');
+        mwi_json_put_char(w, ']');
     }
-    put_str(w, ",\"code\":");
+    mwi_json_put_str(w, ",\"code\":");
     put_mdc_code(w, o->mdc_code, NULL, 0);
     put_patient(w, n);
     put_effective(w, ms);
     if (absent == NULL) {
-        put_str(w, ",\"valueQuantity\":");
+        mwi_json_put_str(w, ",\"valueQuantity\":");
         put_quantity_dec(w, o->mantissa, o->exponent, o->unit, sizeof o->unit);
     } else {
-        put_str(w, ",\"dataAbsentReason\":");
+        mwi_json_put_str(w, ",\"dataAbsentReason\":");
         put_concept(w, SYS_ABSENT, absent, strcmp(absent, "error") == 0 ? "Error" : "Unknown");
     }
     if (interp != NULL) {
-        put_str(w, ",\"interpretation\":[");
+        mwi_json_put_str(w, ",\"interpretation\":[");
         put_concept(w, SYS_MSMT_STATUS, interp, interp_disp);
-        put_char(w, ']');
+        mwi_json_put_char(w, ']');
     }
     put_clock_note(w, m, ms);
     put_obs_tail(w, n, m);
-    put_char(w, '}');
+    mwi_json_put_char(w, '}');
     return true;
 }
 
-static const char *alarm_state_code(mw_alarm_state s, const char **display)
-{
-    switch (s) {
-    case MW_ALARM_INACTIVE:
-        *display = "Inactive";
-        return "inactive";
-    case MW_ALARM_ACTIVE:
-        *display = "Active";
-        return "active";
-    case MW_ALARM_ACKNOWLEDGED:
-        *display = "Acknowledged";
-        return "acknowledged";
-    case MW_ALARM_LATCHED:
-        *display = "Latched";
-        return "latched";
-    }
-    return NULL;
-}
-
-static const char *alarm_priority_code(mw_alarm_priority p, const char **display)
-{
-    switch (p) {
-    case MW_ALARM_INFO:
-        *display = "Information Only";
-        return "info";
-    case MW_ALARM_LOW:
-        *display = "Low Priority";
-        return "low";
-    case MW_ALARM_MEDIUM:
-        *display = "Medium Priority";
-        return "medium";
-    case MW_ALARM_HIGH:
-        *display = "High Priority";
-        return "high";
-    }
-    return NULL;
-}
-
-static bool put_alarm(writer *w, const names *n, const mw_message_t *m)
+static bool put_alarm(mwi_json_writer *w, const names *n, const mw_message_t *m)
 {
     const mw_alarm_t *a = &m->u.alarm;
     uint64_t ms = a->time_ms != 0 ? a->time_ms : m->device_time_ms;
-    const char *state_disp = NULL, *prio_disp = NULL;
-    const char *state = alarm_state_code(a->state, &state_disp);
-    const char *prio = alarm_priority_code(a->priority, &prio_disp);
+    const char *state = mwi_name_code(&mwi_alarm_state_names, a->state);
+    const char *prio = mwi_name_code(&mwi_alarm_priority_names, a->priority);
 
-    if (state == NULL || prio == NULL || !terminated(a->text, sizeof a->text)) {
+    if (state == NULL || prio == NULL || !mwi_json_terminated(a->text, sizeof a->text)) {
         return false;
     }
     put_obs_head(w, n, m, false);
-    put_str(w, ",\"status\":\"final\"");
+    mwi_json_put_str(w, ",\"status\":\"final\"");
     put_alarm_category(w);
-    put_str(w, ",\"code\":");
+    mwi_json_put_str(w, ",\"code\":");
     put_mdc_code(w, a->mdc_code, a->text, sizeof a->text);
     put_patient(w, n);
     put_effective(w, ms);
-    put_str(w, ",\"valueCodeableConcept\":");
-    put_concept(w, SYS_MW_ALARM_STATE, state, state_disp);
+    mwi_json_put_str(w, ",\"valueCodeableConcept\":");
+    put_concept(w, SYS_MW_ALARM_STATE, state, mwi_name_display(&mwi_alarm_state_names, a->state));
     put_clock_note(w, m, ms);
     put_obs_tail(w, n, m);
-    put_str(w, ",\"component\":[");
+    mwi_json_put_str(w, ",\"component\":[");
     put_component_code(w, SYS_MW_CONCEPT, "alarm-priority", "Alarm priority (IEC 60601-1-8)");
-    put_str(w, ",\"valueCodeableConcept\":");
-    put_concept(w, SYS_ALARM_PRIORITY, prio, prio_disp);
-    put_str(w, "}]}");
+    mwi_json_put_str(w, ",\"valueCodeableConcept\":");
+    put_concept(w, SYS_ALARM_PRIORITY, prio,
+                mwi_name_display(&mwi_alarm_priority_names, a->priority));
+    mwi_json_put_str(w, "}]}");
     return true;
 }
 
-static void put_status(writer *w, const names *n, const mw_message_t *m)
+static void put_status(mwi_json_writer *w, const names *n, const mw_message_t *m)
 {
     const mw_device_status_t *s = &m->u.status;
 
-    put_obs_head(w, n, m, false);
-    put_str(w, ",\"status\":\"final\",\"code\":");
-    put_concept(w, SYS_MW_CONCEPT, "device-status", "Device status");
-    /* About the device itself, not the patient. */
-    put_device_subject(w, n, m);
-    put_effective(w, m->device_time_ms);
-    put_clock_note(w, m, m->device_time_ms);
+    put_device_obs_head(w, n, m, "device-status", "Device status");
     put_obs_tail(w, n, m);
-    put_str(w, ",\"component\":[{\"code\":{\"coding\":[");
+    mwi_json_put_str(w, ",\"component\":[{\"code\":{\"coding\":[");
     put_mdc_coding(w, MDC_BATT_CHARGE, "MDC_ATTR_VAL_BATT_CHARGE");
-    put_str(w, "]},\"valueQuantity\":");
+    mwi_json_put_str(w, "]},\"valueQuantity\":");
     put_quantity_u64(w, s->battery_pct, "%", "%");
-    put_str(w, "},{\"code\":{\"coding\":[");
+    mwi_json_put_str(w, "},{\"code\":{\"coding\":[");
     put_mdc_coding(w, MDC_POWER_STAT, "MDC_ATTR_POWER_STAT");
-    put_str(w, "]},\"valueCodeableConcept\":");
+    mwi_json_put_str(w, "]},\"valueCodeableConcept\":");
     if (s->on_mains) {
         put_concept(w, SYS_MW_CONCEPT, "on-mains", "On mains power");
     } else {
         put_concept(w, SYS_MW_CONCEPT, "on-battery", "On battery");
     }
-    put_str(w, "},");
+    mwi_json_put_str(w, "},");
     put_component_code(w, SYS_MW_CONCEPT, "uptime", "Time since the device started");
-    put_str(w, ",\"valueQuantity\":");
+    mwi_json_put_str(w, ",\"valueQuantity\":");
     put_quantity_u64(w, s->uptime_s, "s", "s");
-    put_str(w, "},");
+    mwi_json_put_str(w, "},");
     put_component_code(w, SYS_MW_CONCEPT, "queue-depth", "Messages waiting in the device's queue");
-    put_str(w, ",\"valueQuantity\":");
+    mwi_json_put_str(w, ",\"valueQuantity\":");
     put_quantity_u64(w, s->queue_depth, "messages", "{messages}");
-    put_str(w, "}]}");
+    mwi_json_put_str(w, "}]}");
 }
 
 /* The gateway's communication-loss condition: one condition whose state is active when the
  * device went silent and inactive when it was heard again, like any alarm condition. */
-static void put_link(writer *w, const names *n, const mw_message_t *m)
+static void put_link(mwi_json_writer *w, const names *n, const mw_message_t *m)
 {
     const mw_link_event_t *l = &m->u.link;
-    bool lost = m->type == MW_MSG_COMM_LOSS;
+    mw_alarm_state state = m->type == MW_MSG_COMM_LOSS ? MW_ALARM_ACTIVE : MW_ALARM_INACTIVE;
 
     put_obs_head(w, n, m, false);
-    put_str(w, ",\"status\":\"final\"");
+    mwi_json_put_str(w, ",\"status\":\"final\"");
     put_alarm_category(w);
-    put_str(w, ",\"code\":");
+    mwi_json_put_str(w, ",\"code\":");
     put_concept(w, SYS_MW_CONCEPT, "communication-loss",
                 "Communication with the device lost (technical alarm condition)");
     put_device_subject(w, n, m);
     /* The gateway's clock (time_synced is false only because the device did not set it). */
     put_effective(w, m->device_time_ms);
-    put_str(w, ",\"valueCodeableConcept\":");
-    put_concept(w, SYS_MW_ALARM_STATE, lost ? "active" : "inactive", lost ? "Active" : "Inactive");
+    mwi_json_put_str(w, ",\"valueCodeableConcept\":");
+    put_concept(w, SYS_MW_ALARM_STATE, mwi_name_code(&mwi_alarm_state_names, state),
+                mwi_name_display(&mwi_alarm_state_names, state));
     put_obs_tail(w, n, m);
-    put_str(w, ",\"component\":[");
+    mwi_json_put_str(w, ",\"component\":[");
     put_component_code(w, SYS_MW_CONCEPT, "silent-duration", "Time without a message");
-    put_str(w, ",\"valueQuantity\":");
+    mwi_json_put_str(w, ",\"valueQuantity\":");
     put_quantity_u64(w, l->silent_ms, "ms", "ms");
-    put_char(w, '}');
+    mwi_json_put_char(w, '}');
     if (time_usable(l->last_seen_ms)) {
-        put_char(w, ',');
+        mwi_json_put_char(w, ',');
         put_component_code(w, SYS_MW_CONCEPT, "last-seen", "Last message received");
-        put_str(w, ",\"valueDateTime\":");
+        mwi_json_put_str(w, ",\"valueDateTime\":");
         (void)put_time(w, l->last_seen_ms);
-        put_char(w, '}');
+        mwi_json_put_char(w, '}');
     }
-    put_str(w, "]}");
+    mwi_json_put_str(w, "]}");
 }
 
 /* A device's gap record: messages it will never deliver. About the device's data stream, not
  * a measurement of the patient; the count is the value, the rest are components. */
-static bool put_gap(writer *w, const names *n, const mw_message_t *m)
+static bool put_gap(mwi_json_writer *w, const names *n, const mw_message_t *m)
 {
     const mw_gap_t *g = &m->u.gap;
-    static const char *const prio_code[] = {"unknown", "status", "observation", "alarm"};
-    static const char *const prio_disp[] = {"Unknown priority", "Device status", "Observation",
-                                            "Alarm"};
-    const char *why = g->reason == MW_GAP_EVICTED   ? "evicted"
-                      : g->reason == MW_GAP_CORRUPT ? "corrupt"
-                                                    : NULL;
-    if (why == NULL || g->priority > MW_PRIORITY_ALARM) {
+    /* The lost messages' priority may be 0, unknown. */
+    const char *why = mwi_name_code(&mwi_gap_reason_names, g->reason);
+    const char *prio = mwi_name_code(&mwi_priority_names, g->priority);
+    if (why == NULL || prio == NULL) {
         return false;
     }
-    put_obs_head(w, n, m, false);
-    put_str(w, ",\"status\":\"final\",\"code\":");
-    put_concept(w, SYS_MW_CONCEPT, "data-gap", "Messages the device will never deliver");
-    put_device_subject(w, n, m);
-    put_effective(w, m->device_time_ms);
-    put_clock_note(w, m, m->device_time_ms);
-    put_str(w, ",\"valueQuantity\":");
+    put_device_obs_head(w, n, m, "data-gap", "Messages the device will never deliver");
+    mwi_json_put_str(w, ",\"valueQuantity\":");
     put_quantity_u64(w, g->count, "messages", "{messages}");
     put_obs_tail(w, n, m);
-    put_str(w, ",\"component\":[");
+    mwi_json_put_str(w, ",\"component\":[");
     put_component_code(w, SYS_MW_CONCEPT, "gap-reason", "Why they were lost");
-    put_str(w, ",\"valueCodeableConcept\":");
-    put_concept(w, SYS_MW_CONCEPT, why,
-                g->reason == MW_GAP_EVICTED ? "Removed unsent to make room in a full queue"
-                                            : "Damaged at rest in the device's queue");
-    put_str(w, "},");
+    mwi_json_put_str(w, ",\"valueCodeableConcept\":");
+    put_concept(w, SYS_MW_CONCEPT, why, mwi_name_display(&mwi_gap_reason_names, g->reason));
+    mwi_json_put_str(w, "},");
     put_component_code(w, SYS_MW_CONCEPT, "gap-priority", "Delivery priority of the lost messages");
-    put_str(w, ",\"valueCodeableConcept\":");
-    put_concept(w, SYS_MW_CONCEPT, prio_code[g->priority], prio_disp[g->priority]);
-    put_char(w, '}');
+    mwi_json_put_str(w, ",\"valueCodeableConcept\":");
+    put_concept(w, SYS_MW_CONCEPT, prio, mwi_name_display(&mwi_priority_names, g->priority));
+    mwi_json_put_char(w, '}');
     if (g->first_seq != 0) {
         /* 64-bit sequence numbers exceed valueInteger (32-bit): the range as text. */
-        put_char(w, ',');
+        mwi_json_put_char(w, ',');
         put_component_code(w, SYS_MW_CONCEPT, "gap-sequence-range",
                            "Lowest and highest sequence number lost");
-        put_str(w, ",\"valueString\":\"");
-        put_u64(w, g->first_seq);
-        put_char(w, '-');
-        put_u64(w, g->last_seq);
-        put_str(w, "\"}");
+        mwi_json_put_str(w, ",\"valueString\":\"");
+        mwi_json_put_u64(w, g->first_seq);
+        mwi_json_put_char(w, '-');
+        mwi_json_put_u64(w, g->last_seq);
+        mwi_json_put_str(w, "\"}");
     }
-    put_str(w, "]}");
+    mwi_json_put_str(w, "]}");
     return true;
-}
-
-/* ---- finishing ---------------------------------------------------------------------------- */
-
-/* A truncated resource would be invalid JSON; an empty string is at least recognisable. */
-static mw_err finish(writer *w, size_t *out_len)
-{
-    if (out_len != NULL) {
-        *out_len = w->len;
-    }
-    if (w->len >= w->size) {
-        if (w->size > 0) {
-            w->out[0] = '\0';
-        }
-        return MW_ENOSPC;
-    }
-    w->out[w->len] = '\0';
-    return MW_OK;
-}
-
-static bool priority_ok(mw_priority p)
-{
-    return p == MW_PRIORITY_STATUS || p == MW_PRIORITY_OBSERVATION || p == MW_PRIORITY_ALARM;
 }
 
 MW_API mw_err mw_message_to_fhir(const mw_message_t *msg, const mw_fhir_options_t *opt, char *out,
                                  size_t out_size, size_t *out_len)
 {
-    writer w = {out, out_size, 0};
+    mwi_json_writer w;
     names n;
     bool ok;
 
-    if (out_len != NULL) {
-        *out_len = 0;
-    }
-    if (msg == NULL || (out == NULL && out_size > 0)) {
+    if (!mwi_json_start(&w, msg, out, out_size, out_len)) {
         return MW_EINVAL;
-    }
-    if (out_size > 0) {
-        out[0] = '\0';
     }
     /* A resource must say which device it came from; a struct the codec could never have
      * produced is refused rather than guessed at. */
-    if (!resolve(opt, &n) || !terminated(msg->device_id, sizeof msg->device_id) ||
-        blank(msg->device_id, sizeof msg->device_id) || !priority_ok(msg->priority)) {
+    if (!resolve(opt, &n) || !mwi_json_terminated(msg->device_id, sizeof msg->device_id) ||
+        blank(msg->device_id, sizeof msg->device_id) ||
+        mwi_envelope_priority(msg->priority) == NULL) {
         return MW_EINVAL;
     }
     switch (msg->type) {
@@ -744,7 +687,7 @@ MW_API mw_err mw_message_to_fhir(const mw_message_t *msg, const mw_fhir_options_
         }
         return MW_EINVAL;
     }
-    return finish(&w, out_len);
+    return mwi_json_finish(&w, out_len);
 }
 
 /* ---- AuditEvent --------------------------------------------------------------------------- */
@@ -795,7 +738,7 @@ static const audit_kind *audit_find(const char *event)
 {
     size_t i;
     for (i = 0; i < sizeof AUDIT_KINDS / sizeof AUDIT_KINDS[0]; i++) {
-        if (strncmp(event, AUDIT_KINDS[i].event, AUDIT_EVENT_MAX) == 0) {
+        if (strncmp(event, AUDIT_KINDS[i].event, MWI_AUDIT_EVENT_MAX) == 0) {
             return &AUDIT_KINDS[i];
         }
     }
@@ -846,52 +789,47 @@ static bool looks_like_ip(const char *s, size_t len)
     return len > 0;
 }
 
-static void put_network(writer *w, const char *peer)
+static void put_network(mwi_json_writer *w, const char *peer)
 {
     size_t off, len;
 
-    split_peer(peer, AUDIT_PEER_MAX, &off, &len);
+    split_peer(peer, MWI_AUDIT_PEER_MAX, &off, &len);
     if (blank(peer + off, len)) {
         return;
     }
-    put_str(w, ",\"network\":{\"address\":");
+    mwi_json_put_str(w, ",\"network\":{\"address\":");
     put_fhir_string(w, peer + off, len);
-    put_str(w, looks_like_ip(peer + off, len) ? ",\"type\":\"2\"}" : ",\"type\":\"1\"}");
+    mwi_json_put_str(w, looks_like_ip(peer + off, len) ? ",\"type\":\"2\"}" : ",\"type\":\"1\"}");
 }
 
-static void put_gateway_ref(writer *w, const names *n)
+static void put_gateway_ref(mwi_json_writer *w, const names *n)
 {
     put_device_ref(w, SYS_MW_GATEWAY, n->gateway, SIZE_MAX);
 }
 
-static void put_detail(writer *w, bool *first, const char *type, const char *value, size_t size)
+static void put_detail(mwi_json_writer *w, bool *first, const char *type, const char *value,
+                       size_t size)
 {
-    put_str(w, *first ? "{\"type\":\"" : ",{\"type\":\"");
-    put_str(w, type);
-    put_str(w, "\",\"valueString\":");
+    mwi_json_put_str(w, *first ? "{\"type\":\"" : ",{\"type\":\"");
+    mwi_json_put_str(w, type);
+    mwi_json_put_str(w, "\",\"valueString\":");
     put_fhir_string(w, value, size);
-    put_char(w, '}');
+    mwi_json_put_char(w, '}');
     *first = false;
 }
 
 MW_API mw_err mw_audit_to_fhir(const mw_audit_event_t *ev, const mw_fhir_options_t *opt,
                                uint64_t time_ms, char *out, size_t out_size, size_t *out_len)
 {
-    writer w = {out, out_size, 0};
+    mwi_json_writer w;
     names n;
     const char *event, *peer, *device, *reason;
     const audit_kind *k;
     bool peer_known, device_known, first = true;
     char code[24]; /* an int in decimal */
 
-    if (out_len != NULL) {
-        *out_len = 0;
-    }
-    if (ev == NULL || (out == NULL && out_size > 0)) {
+    if (!mwi_json_start(&w, ev, out, out_size, out_len)) {
         return MW_EINVAL;
-    }
-    if (out_size > 0) {
-        out[0] = '\0';
     }
     if (!resolve(opt, &n) || time_ms >= FHIR_TIME_LIMIT_MS) {
         return MW_EINVAL;
@@ -903,99 +841,99 @@ MW_API mw_err mw_audit_to_fhir(const mw_audit_event_t *ev, const mw_fhir_options
     device = ev->device ? ev->device : "";
     reason = ev->reason ? ev->reason : "";
     k = audit_find(event);
-    peer_known = !blank(peer, AUDIT_PEER_MAX);
+    peer_known = !blank(peer, MWI_AUDIT_PEER_MAX);
     device_known = !blank(device, MW_ID_MAX + 1);
 
-    put_str(&w, "{\"resourceType\":\"AuditEvent\",\"type\":");
+    mwi_json_put_str(&w, "{\"resourceType\":\"AuditEvent\",\"type\":");
     put_coding(&w, SYS_DCM, k->type, k->type_display);
-    if (k->subtype != NULL || !blank(event, AUDIT_EVENT_MAX)) {
-        put_str(&w, ",\"subtype\":[");
+    if (k->subtype != NULL || !blank(event, MWI_AUDIT_EVENT_MAX)) {
+        mwi_json_put_str(&w, ",\"subtype\":[");
         if (k->subtype != NULL) {
             put_coding(&w, SYS_DCM, k->subtype, k->subtype_display);
         }
         /* medwire's own event name keeps the detail the DICOM codes do not have; a name that
          * cannot be a FHIR code (a caller's own, with spaces) is kept as the display. */
-        if (!blank(event, AUDIT_EVENT_MAX)) {
-            put_str(&w, k->subtype != NULL ? ",{" : "{");
-            put_str(&w, "\"system\":\"" SYS_MW_AUDIT_EVENT "\",");
-            put_str(&w, token(event, AUDIT_EVENT_MAX) ? "\"code\":" : "\"display\":");
-            put_fhir_string(&w, event, AUDIT_EVENT_MAX);
-            put_char(&w, '}');
+        if (!blank(event, MWI_AUDIT_EVENT_MAX)) {
+            mwi_json_put_str(&w, k->subtype != NULL ? ",{" : "{");
+            mwi_json_put_str(&w, "\"system\":\"" SYS_MW_AUDIT_EVENT "\",");
+            mwi_json_put_str(&w, token(event, MWI_AUDIT_EVENT_MAX) ? "\"code\":" : "\"display\":");
+            put_fhir_string(&w, event, MWI_AUDIT_EVENT_MAX);
+            mwi_json_put_char(&w, '}');
         }
-        put_char(&w, ']');
+        mwi_json_put_char(&w, ']');
     }
     /* Every event is the execution of a protocol step or of a gateway function. */
-    put_str(&w, ",\"action\":\"E\",\"recorded\":");
+    mwi_json_put_str(&w, ",\"action\":\"E\",\"recorded\":");
     (void)put_time(&w, time_ms);
-    put_str(&w, ",\"outcome\":\"");
-    put_str(&w, ev->err == MW_OK ? "0" : k->failure);
-    put_char(&w, '"');
-    if (!blank(reason, AUDIT_REASON_MAX)) {
-        put_str(&w, ",\"outcomeDesc\":");
-        put_fhir_string(&w, reason, AUDIT_REASON_MAX);
+    mwi_json_put_str(&w, ",\"outcome\":\"");
+    mwi_json_put_str(&w, ev->err == MW_OK ? "0" : k->failure);
+    mwi_json_put_char(&w, '"');
+    if (!blank(reason, MWI_AUDIT_REASON_MAX)) {
+        mwi_json_put_str(&w, ",\"outcomeDesc\":");
+        put_fhir_string(&w, reason, MWI_AUDIT_REASON_MAX);
     }
-    put_str(&w, ",\"agent\":[");
+    mwi_json_put_str(&w, ",\"agent\":[");
     if (k->own) {
         /* The gateway acted on its own: it is the one agent, at its own address. */
-        put_str(&w, "{\"type\":");
+        mwi_json_put_str(&w, "{\"type\":");
         put_concept(&w, SYS_DCM, "110150", "Application");
-        put_str(&w, ",\"who\":");
+        mwi_json_put_str(&w, ",\"who\":");
         put_gateway_ref(&w, &n);
-        put_str(&w, ",\"requestor\":true");
+        mwi_json_put_str(&w, ",\"requestor\":true");
         put_network(&w, peer);
-        put_char(&w, '}');
+        mwi_json_put_char(&w, '}');
     } else {
         /* The peer (a device, or an address that has not proved who it is) acted; the
          * gateway received. */
-        put_str(&w, "{\"type\":");
+        mwi_json_put_str(&w, "{\"type\":");
         put_concept(&w, SYS_DCM, "110153", "Source Role ID");
         if (device_known) {
-            put_str(&w, ",\"who\":");
+            mwi_json_put_str(&w, ",\"who\":");
             put_device_ref(&w, n.device_system, device, MW_ID_MAX + 1);
         }
-        put_str(&w, ",\"requestor\":true");
+        mwi_json_put_str(&w, ",\"requestor\":true");
         put_network(&w, peer);
-        put_str(&w, "},{\"type\":");
+        mwi_json_put_str(&w, "},{\"type\":");
         put_concept(&w, SYS_DCM, "110152", "Destination Role ID");
-        put_str(&w, ",\"who\":");
+        mwi_json_put_str(&w, ",\"who\":");
         put_gateway_ref(&w, &n);
-        put_str(&w, ",\"requestor\":false}");
+        mwi_json_put_str(&w, ",\"requestor\":false}");
     }
-    put_str(&w, "],\"source\":{\"observer\":");
+    mwi_json_put_str(&w, "],\"source\":{\"observer\":");
     put_gateway_ref(&w, &n);
-    put_str(&w, ",\"type\":[");
+    mwi_json_put_str(&w, ",\"type\":[");
     put_coding(&w, SYS_SOURCE_TYPE, "4", "Application Server");
-    put_str(&w, "]}");
+    mwi_json_put_str(&w, "]}");
     /* The entity is what the event was about: the device's session. Its details keep what
      * the JSON audit line has and FHIR has no element for. */
     if (device_known || peer_known || ev->err != MW_OK || ev->foreign != 0) {
-        put_str(&w, ",\"entity\":[{");
+        mwi_json_put_str(&w, ",\"entity\":[{");
         if (device_known) {
-            put_str(&w, "\"what\":");
+            mwi_json_put_str(&w, "\"what\":");
             put_device_ref(&w, n.device_system, device, MW_ID_MAX + 1);
-            put_char(&w, ',');
+            mwi_json_put_char(&w, ',');
         }
-        put_str(&w, "\"type\":");
+        mwi_json_put_str(&w, "\"type\":");
         put_coding(&w, SYS_ENTITY_TYPE, "2", "System Object");
         if (peer_known || ev->err != MW_OK || ev->foreign != 0) {
-            put_str(&w, ",\"detail\":[");
+            mwi_json_put_str(&w, ",\"detail\":[");
             if (peer_known) {
-                put_detail(&w, &first, "peer", peer, AUDIT_PEER_MAX);
+                put_detail(&w, &first, "peer", peer, MWI_AUDIT_PEER_MAX);
             }
             if (ev->err != MW_OK) {
                 put_detail(&w, &first, "error", mw_strerror(ev->err), SIZE_MAX);
             }
             if (ev->foreign != 0) {
                 /* The foreign code as decimal text (valueString: R4 details are strings). */
-                writer cw = {code, sizeof code, 0};
-                put_i64(&cw, ev->foreign);
+                mwi_json_writer cw = {code, sizeof code, 0};
+                mwi_json_put_i64(&cw, ev->foreign);
                 code[cw.len] = '\0';
                 put_detail(&w, &first, "foreign-code", code, sizeof code);
             }
-            put_char(&w, ']');
+            mwi_json_put_char(&w, ']');
         }
-        put_str(&w, "}]");
+        mwi_json_put_str(&w, "}]");
     }
-    put_char(&w, '}');
-    return finish(&w, out_len);
+    mwi_json_put_char(&w, '}');
+    return mwi_json_finish(&w, out_len);
 }

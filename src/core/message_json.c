@@ -6,139 +6,35 @@
 #include "medwire/message.h"
 
 #include "core/json.h"
+#include "core/names.h"
 
-static const char *priority_name(mw_priority p)
-{
-    switch (p) {
-    case MW_PRIORITY_STATUS:
-        return "status";
-    case MW_PRIORITY_OBSERVATION:
-        return "observation";
-    case MW_PRIORITY_ALARM:
-        return "alarm";
-    }
-    return NULL;
-}
-
-static const char *meas_status_name(mw_meas_status s)
-{
-    switch (s) {
-    case MW_MEAS_VALID:
-        return "valid";
-    case MW_MEAS_QUESTIONABLE:
-        return "questionable";
-    case MW_MEAS_INVALID:
-        return "invalid";
-    case MW_MEAS_UNAVAILABLE:
-        return "unavailable";
-    case MW_MEAS_CALIBRATING:
-        return "calibrating";
-    case MW_MEAS_TEST_DATA:
-        return "test-data";
-    }
-    return NULL;
-}
-
-static const char *alarm_priority_name(mw_alarm_priority p)
-{
-    switch (p) {
-    case MW_ALARM_INFO:
-        return "info";
-    case MW_ALARM_LOW:
-        return "low";
-    case MW_ALARM_MEDIUM:
-        return "medium";
-    case MW_ALARM_HIGH:
-        return "high";
-    }
-    return NULL;
-}
-
-static const char *alarm_state_name(mw_alarm_state s)
-{
-    switch (s) {
-    case MW_ALARM_INACTIVE:
-        return "inactive";
-    case MW_ALARM_ACTIVE:
-        return "active";
-    case MW_ALARM_ACKNOWLEDGED:
-        return "acknowledged";
-    case MW_ALARM_LATCHED:
-        return "latched";
-    }
-    return NULL;
-}
-
-MW_API const char *mw_msg_type_name(mw_msg_type type)
-{
-    switch (type) {
-    case MW_MSG_OBSERVATION:
-        return "observation";
-    case MW_MSG_ALARM:
-        return "alarm";
-    case MW_MSG_STATUS:
-        return "status";
-    case MW_MSG_COMMAND_RESULT:
-        return "command_result";
-    case MW_MSG_COMM_LOSS:
-        return "communication_loss";
-    case MW_MSG_COMM_RESTORED:
-        return "communication_restored";
-    case MW_MSG_GAP:
-        return "gap";
-    case MW_MSG_UNKNOWN:
-        break;
-    }
-    return "unknown";
-}
-
-MW_API const char *mw_command_status_name(mw_command_status s)
-{
-    switch (s) {
-    case MW_CMD_DONE: return "done";
-    case MW_CMD_REFUSED_REPLAY: return "refused-replay";
-    case MW_CMD_REFUSED_EXPIRED: return "refused-expired";
-    case MW_CMD_UNSUPPORTED: return "unsupported";
-    case MW_CMD_FAILED: return "failed";
-    }
-    return NULL;
-}
-
-static const char *gap_reason_name(mw_gap_reason r)
-{
-    switch (r) {
-    case MW_GAP_EVICTED: return "evicted";
-    case MW_GAP_CORRUPT: return "corrupt";
-    }
-    return NULL;
-}
-
-static bool terminated(const char *s, size_t size)
-{
-    return memchr(s, '\0', size) != NULL;
-}
+/* An enum value's code in @p t (names.h); NULL outside the enum. */
+#define CODE(t, v) mwi_name_code(&mwi_##t##_names, (v))
 
 /* A struct the codec could never have produced (a string without its NUL, an enum out of
  * range) is refused rather than written: a hospital system must not receive a guess. */
 static bool well_formed(const mw_message_t *m)
 {
-    if (!terminated(m->device_id, sizeof(m->device_id)) || priority_name(m->priority) == NULL) {
+    if (!mwi_json_terminated(m->device_id, sizeof(m->device_id)) ||
+        mwi_envelope_priority(m->priority) == NULL) {
         return false;
     }
     switch (m->type) {
     case MW_MSG_OBSERVATION:
-        return terminated(m->u.observation.unit, sizeof(m->u.observation.unit)) &&
-               meas_status_name(m->u.observation.status) != NULL;
+        return mwi_json_terminated(m->u.observation.unit, sizeof(m->u.observation.unit)) &&
+               CODE(meas_status, m->u.observation.status) != NULL;
     case MW_MSG_ALARM:
-        return terminated(m->u.alarm.text, sizeof(m->u.alarm.text)) &&
-               alarm_priority_name(m->u.alarm.priority) != NULL &&
-               alarm_state_name(m->u.alarm.state) != NULL;
+        return mwi_json_terminated(m->u.alarm.text, sizeof(m->u.alarm.text)) &&
+               CODE(alarm_priority, m->u.alarm.priority) != NULL &&
+               CODE(alarm_state, m->u.alarm.state) != NULL;
     case MW_MSG_COMMAND_RESULT:
-        return terminated(m->u.command_result.detail, sizeof(m->u.command_result.detail)) &&
-               mw_command_status_name(m->u.command_result.status) != NULL;
+        return mwi_json_terminated(m->u.command_result.detail,
+                                   sizeof(m->u.command_result.detail)) &&
+               CODE(command_status, m->u.command_result.status) != NULL;
     case MW_MSG_GAP:
-        return gap_reason_name(m->u.gap.reason) != NULL &&
-               (m->u.gap.priority == 0 || priority_name((mw_priority)m->u.gap.priority) != NULL);
+        /* The lost messages' priority may be 0, unknown. */
+        return CODE(gap_reason, m->u.gap.reason) != NULL &&
+               CODE(priority, m->u.gap.priority) != NULL;
     case MW_MSG_STATUS:
     case MW_MSG_UNKNOWN:
     default:
@@ -146,174 +42,173 @@ static bool well_formed(const mw_message_t *m)
     }
 }
 
-static void put_key(writer *w, const char *key)
+static void put_key(mwi_json_writer *w, const char *key)
 {
-    put_char(w, ',');
-    put_char(w, '"');
-    put_str(w, key);
-    put_str(w, "\":");
+    mwi_json_put_char(w, ',');
+    mwi_json_put_char(w, '"');
+    mwi_json_put_str(w, key);
+    mwi_json_put_str(w, "\":");
 }
 
-static void put_key_name(writer *w, const char *key, const char *name)
+/* The field writers: ,"key": and the value. */
+static void put_key_name(mwi_json_writer *w, const char *key, const char *name)
 {
     put_key(w, key);
-    put_char(w, '"');
-    put_str(w, name);
-    put_char(w, '"');
+    mwi_json_put_char(w, '"');
+    mwi_json_put_str(w, name);
+    mwi_json_put_char(w, '"');
 }
+
+static void put_key_u64(mwi_json_writer *w, const char *key, uint64_t v)
+{
+    put_key(w, key);
+    mwi_json_put_u64(w, v);
+}
+
+static void put_key_i64(mwi_json_writer *w, const char *key, int64_t v)
+{
+    put_key(w, key);
+    mwi_json_put_i64(w, v);
+}
+
+static void put_key_bool(mwi_json_writer *w, const char *key, bool v)
+{
+    put_key(w, key);
+    mwi_json_put_str(w, v ? "true" : "false");
+}
+
+/* A string from a peer, bounded by @p size. */
+static void put_key_string(mwi_json_writer *w, const char *key, const char *s, size_t size)
+{
+    put_key(w, key);
+    mwi_json_put_json_string(w, s, size);
+}
+
+/* ---- the payloads, one writer each ---- */
+
+typedef void payload_writer(mwi_json_writer *w, const mw_message_t *m);
+
+static void put_observation(mwi_json_writer *w, const mw_message_t *m)
+{
+    const mw_observation_t *o = &m->u.observation;
+    put_key_u64(w, "mdc_code", o->mdc_code);
+    put_key(w, "value");
+    mwi_json_put_decimal(w, o->mantissa, o->exponent);
+    put_key_i64(w, "mantissa", o->mantissa);
+    put_key_i64(w, "exponent", o->exponent);
+    put_key_string(w, "unit", o->unit, sizeof(o->unit));
+    put_key_name(w, "status", CODE(meas_status, o->status));
+    put_key_u64(w, "time_ms", o->time_ms);
+}
+
+static void put_alarm(mwi_json_writer *w, const mw_message_t *m)
+{
+    const mw_alarm_t *a = &m->u.alarm;
+    put_key_u64(w, "mdc_code", a->mdc_code);
+    /* "priority" is the envelope's delivery priority; this is IEC 60601-1-8's. */
+    put_key_name(w, "alarm_priority", CODE(alarm_priority, a->priority));
+    put_key_name(w, "state", CODE(alarm_state, a->state));
+    put_key_u64(w, "time_ms", a->time_ms);
+    put_key_string(w, "text", a->text, sizeof(a->text));
+}
+
+static void put_status(mwi_json_writer *w, const mw_message_t *m)
+{
+    const mw_device_status_t *s = &m->u.status;
+    put_key_u64(w, "battery_pct", s->battery_pct);
+    put_key_bool(w, "on_mains", s->on_mains);
+    put_key_u64(w, "uptime_s", s->uptime_s);
+    put_key_u64(w, "queue_depth", s->queue_depth);
+}
+
+static void put_command_result(mwi_json_writer *w, const mw_message_t *m)
+{
+    const mw_command_result_t *r = &m->u.command_result;
+    put_key_u64(w, "command_id", r->command_id);
+    put_key_name(w, "status", CODE(command_status, r->status));
+    put_key_string(w, "detail", r->detail, sizeof(r->detail));
+}
+
+static void put_link(mwi_json_writer *w, const mw_message_t *m)
+{
+    put_key_u64(w, "silent_ms", m->u.link.silent_ms);
+    put_key_u64(w, "last_seen_ms", m->u.link.last_seen_ms);
+}
+
+static void put_gap(mwi_json_writer *w, const mw_message_t *m)
+{
+    const mw_gap_t *g = &m->u.gap;
+    put_key_name(w, "lost_priority", CODE(priority, g->priority));
+    put_key_name(w, "reason", CODE(gap_reason, g->reason));
+    put_key_u64(w, "count", g->count);
+    put_key_u64(w, "first_seq", g->first_seq);
+    put_key_u64(w, "last_seq", g->last_seq);
+}
+
+/* The writer of each payload kind. MW_MSG_UNKNOWN has none: the header alone still tells a
+ * hospital system that something arrived, from whom, and in what order. */
+static payload_writer *const PAYLOADS[] = {
+    [MW_MSG_OBSERVATION] = put_observation,
+    [MW_MSG_ALARM] = put_alarm,
+    [MW_MSG_STATUS] = put_status,
+    [MW_MSG_COMMAND_RESULT] = put_command_result,
+    [MW_MSG_COMM_LOSS] = put_link,
+    [MW_MSG_COMM_RESTORED] = put_link,
+    [MW_MSG_GAP] = put_gap,
+};
 
 MW_API mw_err mw_message_to_json(const mw_message_t *msg, char *out, size_t out_size,
                                  size_t *out_len)
 {
-    writer w = {out, out_size, 0};
+    mwi_json_writer w;
 
-    if (out_len != NULL) {
-        *out_len = 0;
-    }
-    if (msg == NULL || (out == NULL && out_size > 0)) {
+    if (!mwi_json_start(&w, msg, out, out_size, out_len) || !well_formed(msg)) {
         return MW_EINVAL;
     }
-    if (out_size > 0) {
-        out[0] = '\0';
-    }
-    if (!well_formed(msg)) {
-        return MW_EINVAL;
-    }
-    put_str(&w, "{\"device\":");
-    put_json_string(&w, msg->device_id, sizeof(msg->device_id));
-    put_key(&w, "seq");
-    put_u64(&w, msg->seq);
+    mwi_json_put_str(&w, "{\"device\":");
+    mwi_json_put_json_string(&w, msg->device_id, sizeof(msg->device_id));
+    put_key_u64(&w, "seq", msg->seq);
     put_key_name(&w, "type", mw_msg_type_name(msg->type));
-    put_key(&w, "device_time_ms");
-    put_u64(&w, msg->device_time_ms);
-    put_key(&w, "time_synced");
-    put_str(&w, msg->time_synced ? "true" : "false");
-    put_key_name(&w, "priority", priority_name(msg->priority));
-    switch (msg->type) {
-    case MW_MSG_OBSERVATION: {
-        const mw_observation_t *o = &msg->u.observation;
-        put_key(&w, "mdc_code");
-        put_u64(&w, o->mdc_code);
-        put_key(&w, "value");
-        put_decimal(&w, o->mantissa, o->exponent);
-        put_key(&w, "mantissa");
-        put_i64(&w, o->mantissa);
-        put_key(&w, "exponent");
-        put_i64(&w, o->exponent);
-        put_key(&w, "unit");
-        put_json_string(&w, o->unit, sizeof(o->unit));
-        put_key_name(&w, "status", meas_status_name(o->status));
-        put_key(&w, "time_ms");
-        put_u64(&w, o->time_ms);
-        break;
+    put_key_u64(&w, "device_time_ms", msg->device_time_ms);
+    put_key_bool(&w, "time_synced", msg->time_synced);
+    put_key_name(&w, "priority", mwi_envelope_priority(msg->priority));
+    /* (device, space, seq) names a message; a device that declares no space (0) has one
+     * numbering only, and the key is left out. */
+    if (msg->space != 0) {
+        put_key(&w, "space");
+        mwi_json_put_char(&w, '"');
+        mwi_json_put_hex64(&w, msg->space);
+        mwi_json_put_char(&w, '"');
     }
-    case MW_MSG_ALARM: {
-        const mw_alarm_t *a = &msg->u.alarm;
-        put_key(&w, "mdc_code");
-        put_u64(&w, a->mdc_code);
-        /* "priority" is the envelope's delivery priority; this is IEC 60601-1-8's. */
-        put_key_name(&w, "alarm_priority", alarm_priority_name(a->priority));
-        put_key_name(&w, "state", alarm_state_name(a->state));
-        put_key(&w, "time_ms");
-        put_u64(&w, a->time_ms);
-        put_key(&w, "text");
-        put_json_string(&w, a->text, sizeof(a->text));
-        break;
+    if (msg->possible_duplicate) {
+        put_key_bool(&w, "possible_duplicate", true);
     }
-    case MW_MSG_STATUS: {
-        const mw_device_status_t *s = &msg->u.status;
-        put_key(&w, "battery_pct");
-        put_u64(&w, s->battery_pct);
-        put_key(&w, "on_mains");
-        put_str(&w, s->on_mains ? "true" : "false");
-        put_key(&w, "uptime_s");
-        put_u64(&w, s->uptime_s);
-        put_key(&w, "queue_depth");
-        put_u64(&w, s->queue_depth);
-        break;
+    if ((unsigned)msg->type < sizeof PAYLOADS / sizeof PAYLOADS[0] && PAYLOADS[msg->type] != NULL) {
+        PAYLOADS[msg->type](&w, msg);
     }
-    case MW_MSG_COMMAND_RESULT: {
-        const mw_command_result_t *r = &msg->u.command_result;
-        put_key(&w, "command_id");
-        put_u64(&w, r->command_id);
-        put_key_name(&w, "status", mw_command_status_name(r->status));
-        put_key(&w, "detail");
-        put_json_string(&w, r->detail, sizeof(r->detail));
-        break;
-    }
-    case MW_MSG_COMM_LOSS:
-    case MW_MSG_COMM_RESTORED:
-        put_key(&w, "silent_ms");
-        put_u64(&w, msg->u.link.silent_ms);
-        put_key(&w, "last_seen_ms");
-        put_u64(&w, msg->u.link.last_seen_ms);
-        break;
-    case MW_MSG_GAP: {
-        const mw_gap_t *g = &msg->u.gap;
-        put_key_name(&w, "lost_priority",
-                     g->priority == 0 ? "unknown" : priority_name((mw_priority)g->priority));
-        put_key_name(&w, "reason", gap_reason_name(g->reason));
-        put_key(&w, "count");
-        put_u64(&w, g->count);
-        put_key(&w, "first_seq");
-        put_u64(&w, g->first_seq);
-        put_key(&w, "last_seq");
-        put_u64(&w, g->last_seq);
-        break;
-    }
-    case MW_MSG_UNKNOWN:
-    default:
-        /* A payload kind this version cannot describe: the header alone still tells a hospital
-         * system that something arrived, from whom, and in what order. */
-        break;
-    }
-    put_char(&w, '}');
-    if (out_len != NULL) {
-        *out_len = w.len;
-    }
-    /* A truncated object would be invalid JSON; an empty string is at least recognisable. */
-    if (w.len >= out_size) {
-        if (out_size > 0) {
-            out[0] = '\0';
-        }
-        return MW_ENOSPC;
-    }
-    out[w.len] = '\0';
-    return MW_OK;
+    mwi_json_put_char(&w, '}');
+    return mwi_json_finish(&w, out_len);
 }
 
 MW_API mw_err mw_audit_to_json(const mw_audit_event_t *ev, char *out, size_t out_size,
                                size_t *out_len)
 {
-    writer w = {out, out_size, 0};
-    if (out_len != NULL)
-        *out_len = 0;
-    if (ev == NULL || (out == NULL && out_size > 0))
+    mwi_json_writer w;
+    if (!mwi_json_start(&w, ev, out, out_size, out_len))
         return MW_EINVAL;
-    if (out_size > 0)
-        out[0] = '\0';
     /* Strings in an audit record may come from a peer (a certificate's name):
      * they are escaped like any other, bounded by a generous limit. */
-    put_str(&w, "{\"event\":");
-    put_json_string(&w, ev->event ? ev->event : "", 64);
-    put_key(&w, "peer");
-    put_json_string(&w, ev->peer ? ev->peer : "", 64);
-    put_key(&w, "device");
-    put_json_string(&w, ev->device ? ev->device : "", MW_ID_MAX + 1);
-    put_key(&w, "reason");
-    put_json_string(&w, ev->reason ? ev->reason : "", 512);
-    put_key(&w, "error");
-    put_json_string(&w, mw_strerror(ev->err), 128);
-    put_key(&w, "code");
-    put_i64(&w, ev->foreign);
-    put_char(&w, '}');
-    if (out_len != NULL)
-        *out_len = w.len;
-    if (w.len >= out_size) {
-        if (out_size > 0)
-            out[0] = '\0';
-        return MW_ENOSPC;
+    mwi_json_put_str(&w, "{\"event\":");
+    mwi_json_put_json_string(&w, ev->event ? ev->event : "", MWI_AUDIT_EVENT_MAX);
+    put_key_string(&w, "peer", ev->peer ? ev->peer : "", MWI_AUDIT_PEER_MAX);
+    put_key_string(&w, "device", ev->device ? ev->device : "", MW_ID_MAX + 1);
+    put_key_string(&w, "reason", ev->reason ? ev->reason : "", MWI_AUDIT_REASON_MAX);
+    /* A session established or closed normally is no failure: "error":"success" would read
+     * as one. */
+    if (ev->err != MW_OK || ev->foreign != 0) {
+        put_key_string(&w, "error", mw_strerror(ev->err), MWI_AUDIT_ERROR_MAX);
+        put_key_i64(&w, "code", ev->foreign);
     }
-    out[w.len] = '\0';
-    return MW_OK;
+    mwi_json_put_char(&w, '}');
+    return mwi_json_finish(&w, out_len);
 }

@@ -5,6 +5,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "medwire/fhir.h"
 
@@ -141,7 +142,7 @@ static mw_message_t spo2(int64_t mantissa, int32_t exponent)
 static mw_message_t alarm(mw_alarm_priority prio, mw_alarm_state state, const char *text)
 {
     mw_message_t m = header(MW_MSG_ALARM, MW_PRIORITY_ALARM);
-    m.u.alarm.mdc_code = 196670u; /* MDC_EVT_LO */
+    m.u.alarm.mdc_code = MW_MDC_EVT_LO;
     m.u.alarm.priority = prio;
     m.u.alarm.state = state;
     m.u.alarm.time_ms = T0;
@@ -377,6 +378,43 @@ Test(fhir, clock_trust_patient_and_time_follow_the_options_and_the_envelope)
     assert_has(fhir(&m, NULL), "\"effectiveDateTime\":\"9999-12-31T23:59:59.999Z\"");
     m.u.observation.time_ms = 1;
     assert_has(fhir(&m, NULL), "\"effectiveDateTime\":\"1970-01-01T00:00:00.001Z\"");
+}
+
+/* The library converts times by arithmetic (no gmtime_r in core): it must agree with the C
+ * library's conversion everywhere from 1970 to 9999, leap days and century years included. */
+Test(fhir, times_agree_with_the_c_library_from_1970_to_9999)
+{
+    mw_message_t m = spo2(97, 0);
+    uint64_t x = 88172645463325252ull;
+    for (int i = 0; i < 20000; i++) {
+        uint64_t ms;
+        if (i < 6) {
+            static const uint64_t edge[6] = {951782400000ull,   /* 2000-02-29 */
+                                             951868800000ull,   /* 2000-03-01 */
+                                             4107456000000ull,  /* 2100-02-28 */
+                                             4107542400000ull,  /* 2100-03-01 */
+                                             68169600000ull,    /* 1972-02-29 */
+                                             253402300799999ull};
+            ms = edge[i];
+        } else {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            ms = 1 + x % 253402300799999ull;
+        }
+        m.u.observation.time_ms = ms;
+        time_t t = (time_t)(ms / 1000);
+        struct tm tm;
+        cr_assert_not_null(gmtime_r(&t, &tm));
+        char want[80];
+        snprintf(want, sizeof want,
+                 "\"effectiveDateTime\":\"%04d-%02d-%02dT%02d:%02d:%02d.%03dZ\"",
+                 tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                 (int)(ms % 1000));
+        const char *out = fhir(&m, NULL);
+        cr_assert(strstr(out, want) != NULL, "%llu ms: want %s in %s", (unsigned long long)ms,
+                  want, out);
+    }
 }
 
 /* ---- alarms, status, communication loss -------------------------------------------------- */
@@ -762,6 +800,8 @@ Test(fhir, the_worst_case_fits_in_mw_fhir_max)
     memset(&m, 0, sizeof m);
     memset(m.device_id, 0xff, MW_ID_MAX);
     m.seq = UINT64_MAX;
+    m.space = UINT64_MAX;
+    m.possible_duplicate = true;
     m.device_time_ms = 253402300799999ull;
     m.priority = MW_PRIORITY_ALARM;
     for (int type = MW_MSG_OBSERVATION; type <= MW_MSG_GAP; type++) {
@@ -826,4 +866,24 @@ Test(fhir, the_worst_case_fits_in_mw_fhir_max)
     cr_assert_lt(worst, MW_FHIR_MAX, "the worst message (type %c) needs %zu bytes", longest, worst);
     cr_log_info("worst cases: message %zu bytes, audit event %zu bytes (MW_FHIR_MAX %d)", worst,
                 len, MW_FHIR_MAX);
+}
+
+Test(fhir, a_resent_message_is_tagged_a_possible_duplicate_and_its_identifier_names_its_space)
+{
+    mw_message_t m = spo2(97, 0);
+    m.space = 0x00c0ffee12345678ull;
+    m.possible_duplicate = true;
+    const char *out = fhir(&m, NULL);
+    assert_has(out, "\"meta\":{\"tag\":[{\"system\":\"urn:medwire:concept\","
+                    "\"code\":\"possible-duplicate\",\"display\":\"Possible duplicate\"}]}");
+    assert_has(out, "\"identifier\":[{\"system\":\"urn:medwire:message\","
+                    "\"value\":\"spo2-bed-07/00c0ffee12345678/42\"}]");
+    m.u.observation.status = MW_MEAS_TEST_DATA;
+    out = fhir(&m, NULL);
+    assert_has(out, "\"meta\":{\"security\":[{\"system\":"
+                    "\"http://terminology.hl7.org/CodeSystem/v3-ActReason\",\"code\":\"HTEST\","
+                    "\"display\":\"test health data\"}],\"tag\":[{\"system\":"
+                    "\"urn:medwire:concept\",\"code\":\"possible-duplicate\"");
+    m = spo2(97, 0);
+    assert_lacks(fhir(&m, NULL), "\"meta\"");
 }

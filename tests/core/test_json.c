@@ -9,13 +9,14 @@
 #include "medwire/message.h"
 
 /* The longest object mw_message_to_json can write, without the NUL: an alarm with every
- * number at its maximum and a 64-byte id and 47-byte text of bytes that escape to \u00XX
+ * number at its maximum, a space, the possible-duplicate mark, and a 64-byte id and 47-byte text
+ * of bytes that escape to \u00XX
  * (see the test that builds it). message.h documents this bound plus one. */
-#define JSON_WORST_LEN 916
+#define JSON_WORST_LEN 969
 /* The longest for a message that passed the codec's checks (id [A-Za-z0-9._-], printable
  * ASCII unit and text, so at most a 2-byte escape per character; exponent in [-128, 127]):
  * an observation whose value is 20 digits followed by 20 zeros. */
-#define JSON_WORST_LEN_CODEC 420
+#define JSON_WORST_LEN_CODEC 473
 
 /* ---- a strict RFC 8259 validator, enough to check our own output ------------------------- */
 
@@ -240,7 +241,7 @@ Test(json, alarm_has_the_exact_expected_text)
     strcpy(m.u.alarm.text, "SpO2 low");
     assert_json(&m, "{\"device\":\"spo2-bed-07\",\"seq\":42,\"type\":\"alarm\","
                     "\"device_time_ms\":1700000000123,\"time_synced\":false,"
-                    "\"priority\":\"alarm\",\"mdc_code\":196638,\"alarm_priority\":\"high\","
+                    "\"priority\":\"alarm\",\"mdc_code\":196670,\"alarm_priority\":\"high\","
                     "\"state\":\"active\",\"time_ms\":1700000000100,\"text\":\"SpO2 low\"}");
 }
 
@@ -452,6 +453,8 @@ static mw_message_t worst_alarm(char fill)
     memset(m.device_id, fill, MW_ID_MAX);
     m.device_id[MW_ID_MAX] = '\0';
     m.seq = UINT64_MAX;
+    m.space = UINT64_MAX;
+    m.possible_duplicate = true;
     m.device_time_ms = UINT64_MAX;
     m.time_synced = false;
     m.u.alarm.mdc_code = UINT32_MAX;
@@ -469,6 +472,8 @@ static mw_message_t worst_observation(char fill)
     memset(m.device_id, fill, MW_ID_MAX);
     m.device_id[MW_ID_MAX] = '\0';
     m.seq = UINT64_MAX;
+    m.space = UINT64_MAX;
+    m.possible_duplicate = true;
     m.device_time_ms = UINT64_MAX;
     m.time_synced = false;
     m.u.observation.mdc_code = UINT32_MAX;
@@ -502,7 +507,8 @@ Test(json, documented_size_suffices_for_the_worst_case_message)
     s = header(MW_MSG_STATUS, MW_PRIORITY_OBSERVATION);
     memset(s.device_id, '\x01', MW_ID_MAX);
     s.device_id[MW_ID_MAX] = '\0';
-    s.seq = s.device_time_ms = s.u.status.uptime_s = UINT64_MAX;
+    s.seq = s.device_time_ms = s.u.status.uptime_s = s.space = UINT64_MAX;
+    s.possible_duplicate = true;
     s.u.status.battery_pct = s.u.status.queue_depth = UINT32_MAX;
     s.time_synced = false;
     s.u.status.on_mains = false;
@@ -619,6 +625,20 @@ Test(audit_json, record_has_the_exact_expected_text_with_hostile_strings_escaped
     cr_assert_eq(n, strlen(out));
 }
 
+Test(audit_json, a_record_that_is_no_failure_carries_no_error_field)
+{
+    mw_audit_event_t ev = {.event = "session_closed",
+                           .peer = "127.0.0.1:4000",
+                           .device = "dev-1",
+                           .reason = "closed by the device (close_notify)"};
+    char out[256];
+    size_t n = 0;
+    cr_assert_eq(mw_audit_to_json(&ev, out, sizeof out, &n), MW_OK);
+    cr_assert_str_eq(out, "{\"event\":\"session_closed\",\"peer\":\"127.0.0.1:4000\","
+                          "\"device\":\"dev-1\",\"reason\":\"closed by the device "
+                          "(close_notify)\"}");
+}
+
 Test(audit_json, too_small_a_buffer_gives_enospc_and_an_empty_string)
 {
     mw_audit_event_t ev = {.event = "session_established", .peer = "p", .device = "dev-1",
@@ -629,4 +649,21 @@ Test(audit_json, too_small_a_buffer_gives_enospc_and_an_empty_string)
     cr_assert_eq(mw_audit_to_json(&ev, out, sizeof out, &n), MW_ENOSPC);
     cr_assert_eq(out[0], '\0');
     cr_assert_gt(n, sizeof out, "the length needed is reported");
+}
+
+Test(json, a_message_names_its_sequence_space_in_hex_and_says_when_it_may_be_a_duplicate)
+{
+    mw_message_t m = header(MW_MSG_STATUS, MW_PRIORITY_STATUS);
+    m.space = 0x00c0ffee12345678ull;
+    m.possible_duplicate = true;
+    m.u.status.battery_pct = 80;
+    assert_json(&m, "{\"device\":\"spo2-bed-07\",\"seq\":42,\"type\":\"status\","
+                    "\"device_time_ms\":1700000000123,\"time_synced\":true,\"priority\":"
+                    "\"status\",\"space\":\"00c0ffee12345678\",\"possible_duplicate\":true,"
+                    "\"battery_pct\":80,\"on_mains\":false,\"uptime_s\":0,\"queue_depth\":0}");
+    m.space = 0;
+    m.possible_duplicate = false;
+    assert_json(&m, "{\"device\":\"spo2-bed-07\",\"seq\":42,\"type\":\"status\",\"device_time_ms\":"
+                    "1700000000123,\"time_synced\":true,\"priority\":\"status\","
+                    "\"battery_pct\":80,\"on_mains\":false,\"uptime_s\":0,\"queue_depth\":0}");
 }
