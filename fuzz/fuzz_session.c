@@ -7,6 +7,7 @@
 #include "medwire/medwire.h"
 
 #include "coap/coap.h"
+#include "session/protocol.h"
 #include "dtls/dtls.h"
 #include "session/codec.h"
 #include "support/fake_clock.h"
@@ -28,6 +29,34 @@ static mwi_dtls_conn *cl;
 static mwi_coap_parser *parser;
 static uint64_t delivered;
 
+/* Every sequence number the sink was given, in any space: an Ack may cover only these
+ * (acknowledged implies delivered, now or as the duplicate of an earlier delivery). Open
+ * addressing; once it is nearly full the check stops rather than guess. */
+#define SEEN_SLOTS (1u << 20)
+static uint64_t *seen;
+static size_t nseen;
+
+static bool seen_has(uint64_t seq)
+{
+    for (size_t i = (size_t)(seq * 0x9E3779B97F4A7C15ull >> 44);; i = (i + 1) & (SEEN_SLOTS - 1)) {
+        if (seen[i] == seq)
+            return true;
+        if (seen[i] == 0)
+            return false;
+    }
+}
+
+static void seen_add(uint64_t seq)
+{
+    if (seq == 0 || nseen >= SEEN_SLOTS / 2 || seen_has(seq))
+        return;
+    size_t i = (size_t)(seq * 0x9E3779B97F4A7C15ull >> 44);
+    while (seen[i] != 0)
+        i = (i + 1) & (SEEN_SLOTS - 1);
+    seen[i] = seq;
+    nseen++;
+}
+
 /* The gateway's sink: everything it delivers was sent by the authenticated device, for itself,
  * and passed the codec's rules. */
 static mw_err sink(void *ctx, const mw_message_t *m)
@@ -37,8 +66,28 @@ static mw_err sink(void *ctx, const mw_message_t *m)
               m->device_id, CLIENT_ID);
     MWF_CHECK(m->type == MW_MSG_UNKNOWN || mwi_message_check(m) == MW_OK,
               "delivered an invalid message, seq %llu", (unsigned long long)m->seq);
+    seen_add(m->seq);
     delivered++;
     return MW_OK;
+}
+
+/* Acknowledged implies delivered: a number an Ack covers was given to the sink, or the device
+ * would forget a message the hospital never received. */
+static void check_ack(const mwi_coap_msg *m)
+{
+    mwi_seq_range r[MWI_MAX_ACK_RANGES];
+    size_t n = 0;
+    if (m->code != MWI_COAP_CHANGED || m->content_format != MWI_COAP_CF_MEDWIRE_ACK ||
+        mwi_ack_decode_full(m->payload, m->payload_len, r, MWI_MAX_ACK_RANGES, &n, NULL, 0, NULL,
+                            NULL) != MW_OK)
+        return;
+    for (size_t i = 0; i < n && nseen < SEEN_SLOTS / 2; i++) {
+        MWF_CHECK(r[i].last - r[i].first < MWI_MAX_BATCH, "an Ack range of %llu numbers",
+                  (unsigned long long)(r[i].last - r[i].first + 1));
+        for (uint64_t s = r[i].first; s <= r[i].last; s++)
+            MWF_CHECK(seen_has(s), "seq %llu acknowledged but never delivered",
+                      (unsigned long long)s);
+    }
 }
 
 static void on_audit(void *ctx, const mw_audit_event_t *ev)
@@ -69,6 +118,7 @@ static void on_reply(void *ctx, const uint8_t *data, size_t len)
     MWF_CHECK(m.type != MWI_COAP_CON, "the gateway sent a CON");
     MWF_CHECK(m.code == MWI_COAP_EMPTY || MWI_COAP_IS_RESPONSE(m.code),
               "the gateway sent code %u.%02u", m.code >> 5, m.code & 31u);
+    check_ack(&m);
 }
 
 /* Delivers what the gateway sent to the client; returns false if there was nothing. */
@@ -125,6 +175,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     (void)argc;
     (void)argv;
     const mwt_pki *pki = mwf_pki();
+    seen = calloc(SEEN_SLOTS, sizeof *seen);
+    MWF_CHECK(seen != NULL, "out of memory");
     net = mwt_net_create(1);
     clk.now_ms = 1000;
     clk.wall_ms = 1790000000000ull;

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* coap.c -- encode and parse CoAP messages (RFC 7252 3), libcoap doing the option format. */
-#include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -30,7 +30,7 @@ struct mwi_coap_parser {
  * option (at LOG_DEBUG), which an attacker could otherwise turn into log spam if the host
  * application raised the level. Lowering it, never raising it, keeps an application's quieter
  * choice. */
-static pthread_once_t coap_once = PTHREAD_ONCE_INIT;
+static atomic_flag coap_quieted = ATOMIC_FLAG_INIT;
 
 static void coap_quiet_logging(void)
 {
@@ -38,9 +38,13 @@ static void coap_quiet_logging(void)
         coap_set_log_level(LOG_ERR);
 }
 
+/* Once per process, with C11 atomics rather than pthread_once (no threads library on a
+ * microcontroller). A second thread that races past the flag before the level is lowered
+ * costs at most a debug line: lowering is idempotent. */
 static void coap_init_once(void)
 {
-    (void)pthread_once(&coap_once, coap_quiet_logging);
+    if (!atomic_flag_test_and_set(&coap_quieted))
+        coap_quiet_logging();
 }
 
 void mwi_coap_msg_init(mwi_coap_msg *m)
@@ -228,7 +232,7 @@ typedef struct reader {
     mwi_coap_msg *m;
     size_t path_len;
     bool path_seen;
-    uint32_t seen; /* bit per known non-repeatable option, see seen_bit() */
+    uint32_t seen; /* bit per known non-repeatable option, see option_rule_of() */
 } reader;
 
 /* 5.4.1: the option number's low bit says whether it is critical. */
@@ -245,55 +249,50 @@ static void not_understood(reader *rd, uint16_t number)
         rd->m->unknown_critical = number;
 }
 
-static uint32_t seen_bit(uint16_t number)
+/* The options medwire knows, with their value lengths (RFC 7252 5.10; RFC 7959 2.1 and 4),
+ * whether they may repeat (Uri-Path, Uri-Query), and for Block1/2 and Size1/2 the flag that says
+ * the message holds the value (flagged_field). */
+typedef struct option_rule {
+    uint16_t number;
+    uint8_t min_len, max_len;
+    bool repeatable;
+    uint8_t flag; /* MWI_COAP_F_*, 0: none */
+} option_rule;
+
+static const option_rule KNOWN_OPTIONS[] = {
+    {MWI_COAP_OPT_URI_HOST, 1, 255, false, 0},
+    {MWI_COAP_OPT_URI_PORT, 0, 2, false, 0},
+    {MWI_COAP_OPT_URI_PATH, 0, 255, true, 0},
+    {MWI_COAP_OPT_CONTENT_FORMAT, 0, 2, false, 0},
+    {MWI_COAP_OPT_URI_QUERY, 0, 255, true, 0},
+    {MWI_COAP_OPT_ACCEPT, 0, 2, false, 0},
+    {MWI_COAP_OPT_BLOCK2, 0, 3, false, MWI_COAP_F_BLOCK2},
+    {MWI_COAP_OPT_BLOCK1, 0, 3, false, MWI_COAP_F_BLOCK1},
+    {MWI_COAP_OPT_SIZE2, 0, 4, false, MWI_COAP_F_SIZE2},
+    {MWI_COAP_OPT_SIZE1, 0, 4, false, MWI_COAP_F_SIZE1},
+};
+_Static_assert(sizeof KNOWN_OPTIONS / sizeof KNOWN_OPTIONS[0] <= 32, "a seen bit each");
+
+/* The rule of @p number and its index (its bit in reader.seen), or NULL for an unknown option. */
+static const option_rule *option_rule_of(uint16_t number, uint32_t *out_bit)
 {
-    switch (number) {
-    case MWI_COAP_OPT_URI_HOST:
-        return 1u << 0;
-    case MWI_COAP_OPT_URI_PORT:
-        return 1u << 1;
-    case MWI_COAP_OPT_CONTENT_FORMAT:
-        return 1u << 2;
-    case MWI_COAP_OPT_ACCEPT:
-        return 1u << 3;
-    case MWI_COAP_OPT_BLOCK2:
-        return 1u << 4;
-    case MWI_COAP_OPT_BLOCK1:
-        return 1u << 5;
-    case MWI_COAP_OPT_SIZE2:
-        return 1u << 6;
-    case MWI_COAP_OPT_SIZE1:
-        return 1u << 7;
-    default:
-        return 0; /* repeatable (Uri-Path, Uri-Query) or unknown */
+    for (size_t i = 0; i < sizeof KNOWN_OPTIONS / sizeof KNOWN_OPTIONS[0]; i++) {
+        if (KNOWN_OPTIONS[i].number == number) {
+            *out_bit = KNOWN_OPTIONS[i].repeatable ? 0 : 1u << i;
+            return &KNOWN_OPTIONS[i];
+        }
     }
+    *out_bit = 0;
+    return NULL;
 }
 
-/* Value length ranges of the known options (5.10 table; RFC 7959 2.1 and 4). */
-static bool length_ok(uint16_t number, size_t len)
+/* The field of @p m that the option of @p flag fills. */
+static uint32_t *flagged_field(mwi_coap_msg *m, uint8_t flag)
 {
-    switch (number) {
-    case MWI_COAP_OPT_URI_HOST:
-        return len >= 1 && len <= 255;
-    case MWI_COAP_OPT_URI_PORT:
-        return len <= 2;
-    case MWI_COAP_OPT_URI_PATH:
-        return len <= 255;
-    case MWI_COAP_OPT_CONTENT_FORMAT:
-        return len <= 2;
-    case MWI_COAP_OPT_URI_QUERY:
-        return len <= 255;
-    case MWI_COAP_OPT_ACCEPT:
-        return len <= 2;
-    case MWI_COAP_OPT_BLOCK2:
-    case MWI_COAP_OPT_BLOCK1:
-        return len <= 3;
-    case MWI_COAP_OPT_SIZE2:
-    case MWI_COAP_OPT_SIZE1:
-        return len <= 4;
-    default:
-        return true;
-    }
+    return flag == MWI_COAP_F_BLOCK1   ? &m->block1
+           : flag == MWI_COAP_F_BLOCK2 ? &m->block2
+           : flag == MWI_COAP_F_SIZE1  ? &m->size1
+                                       : &m->size2;
 }
 
 static void add_path_segment(reader *rd, const uint8_t *val, size_t len)
@@ -322,15 +321,21 @@ static void add_path_segment(reader *rd, const uint8_t *val, size_t len)
 static void take_option(reader *rd, uint16_t number, const uint8_t *val, size_t len)
 {
     mwi_coap_msg *m = rd->m;
-    uint32_t bit = seen_bit(number);
+    uint32_t bit;
+    const option_rule *rule = option_rule_of(number, &bit);
 
     /* 5.4.3 and 5.4.5: a known option with a bad length, or a supernumerary occurrence, is
      * treated like an unrecognised one. */
-    if (!length_ok(number, len) || (bit != 0 && (rd->seen & bit) != 0)) {
+    if ((rule != NULL && (len < rule->min_len || len > rule->max_len)) || (rd->seen & bit) != 0) {
         not_understood(rd, number);
         return;
     }
     rd->seen |= bit;
+    if (rule != NULL && rule->flag != 0) {
+        *flagged_field(m, rule->flag) = coap_decode_var_bytes(val, len);
+        m->flags |= rule->flag;
+        return;
+    }
     switch (number) {
     case MWI_COAP_OPT_URI_PATH:
         add_path_segment(rd, val, len);
@@ -340,22 +345,6 @@ static void take_option(reader *rd, uint16_t number, const uint8_t *val, size_t 
         break;
     case MWI_COAP_OPT_ACCEPT:
         m->accept = (int32_t)coap_decode_var_bytes(val, len);
-        break;
-    case MWI_COAP_OPT_BLOCK2:
-        m->block2 = coap_decode_var_bytes(val, len);
-        m->flags |= MWI_COAP_F_BLOCK2;
-        break;
-    case MWI_COAP_OPT_BLOCK1:
-        m->block1 = coap_decode_var_bytes(val, len);
-        m->flags |= MWI_COAP_F_BLOCK1;
-        break;
-    case MWI_COAP_OPT_SIZE2:
-        m->size2 = coap_decode_var_bytes(val, len);
-        m->flags |= MWI_COAP_F_SIZE2;
-        break;
-    case MWI_COAP_OPT_SIZE1:
-        m->size1 = coap_decode_var_bytes(val, len);
-        m->flags |= MWI_COAP_F_SIZE1;
         break;
     case MWI_COAP_OPT_URI_HOST:
     case MWI_COAP_OPT_URI_PORT:
@@ -474,28 +463,58 @@ mw_err mwi_coap_response_for(const mwi_coap_msg *req, uint8_t code, mwi_coap_msg
     return MW_OK;
 }
 
+/* An empty message of @p type answering message id @p mid (an ACK or RST answers by id alone).
+ * The id is passed by value: @p out may be the message answered. */
+static void empty_answer(mwi_coap_msg *out, uint8_t type, uint16_t mid)
+{
+    mwi_coap_msg_init(out);
+    out->type = type;
+    out->mid = mid;
+}
+
 mw_err mwi_coap_make_ack(const mwi_coap_msg *con, mwi_coap_msg *ack)
 {
-    uint16_t mid;
-
     if (con == NULL || ack == NULL || con->type != MWI_COAP_CON)
         return MW_EINVAL;
-    mid = con->mid;
-    mwi_coap_msg_init(ack);
-    ack->type = MWI_COAP_ACK;
-    ack->mid = mid;
+    empty_answer(ack, MWI_COAP_ACK, con->mid);
     return MW_OK;
 }
 
 mw_err mwi_coap_make_rst(const mwi_coap_msg *msg, mwi_coap_msg *rst)
 {
-    uint16_t mid;
-
     if (msg == NULL || rst == NULL || (msg->type != MWI_COAP_CON && msg->type != MWI_COAP_NON))
         return MW_EINVAL;
-    mid = msg->mid;
-    mwi_coap_msg_init(rst);
-    rst->type = MWI_COAP_RST;
-    rst->mid = mid;
+    empty_answer(rst, MWI_COAP_RST, msg->mid);
+    return MW_OK;
+}
+
+mw_err mwi_coap_encode_empty(const mwi_coap_msg *to, uint8_t type, uint8_t *out, size_t cap,
+                             size_t *out_len)
+{
+    mwi_coap_msg e;
+    mw_err r;
+
+    if (out_len == NULL)
+        return MW_EINVAL;
+    *out_len = 0;
+    if (type == MWI_COAP_ACK)
+        r = mwi_coap_make_ack(to, &e);
+    else if (type == MWI_COAP_RST)
+        r = mwi_coap_make_rst(to, &e);
+    else
+        r = MW_EINVAL;
+    return r != MW_OK ? r : mwi_coap_encode(&e, out, cap, out_len);
+}
+
+mw_err mwi_coap_read_header(const uint8_t *buf, size_t len, mwi_coap_msg *out)
+{
+    if (buf == NULL || out == NULL)
+        return MW_EINVAL;
+    mwi_coap_msg_init(out);
+    if (len < HEADER_LEN || (buf[0] >> 6) != VERSION)
+        return MW_ECOAP_MALFORMED;
+    out->type = (uint8_t)((buf[0] >> 4) & 0x03);
+    out->code = buf[1];
+    out->mid = (uint16_t)(((unsigned)buf[2] << 8) | buf[3]);
     return MW_OK;
 }

@@ -30,7 +30,7 @@
  * req.token_len = MWI_COAP_MAX_TOKEN;
  * if (mwi_coap_ids_next(&ids, &req.mid, req.token) != MW_OK) return;
  * strcpy(req.uri_path, "v1/batch");
- * req.content_format = MWI_COAP_CF_MEDWIRE_BATCH;
+ * req.content_format = 65100;
  * req.payload = batch;
  * req.payload_len = batch_len;
  * if (mwi_coap_encode(&req, wire, sizeof wire, &wire_len) != MW_OK) return;
@@ -102,11 +102,6 @@ enum {
     MWI_COAP_OPT_SIZE2 = 28,
     MWI_COAP_OPT_SIZE1 = 60,
 };
-
-/** medwire protobuf Batch, experimental range (RFC 7252 12.3). */
-#define MWI_COAP_CF_MEDWIRE_BATCH 65100
-/** medwire protobuf Ack. */
-#define MWI_COAP_CF_MEDWIRE_ACK 65101
 
 /** Flags of ::mwi_coap_msg. */
 #define MWI_COAP_F_BLOCK1 0x01u /**< block1 holds a Block1 option value */
@@ -229,6 +224,29 @@ MW_NODISCARD mw_err mwi_coap_make_ack(const mwi_coap_msg *con, mwi_coap_msg *ack
  *         is never answered).
  */
 MW_NODISCARD mw_err mwi_coap_make_rst(const mwi_coap_msg *msg, mwi_coap_msg *rst);
+
+/** Bytes of an empty message: the 4-byte header alone (RFC 7252 4.1). */
+#define MWI_COAP_EMPTY_SIZE 4
+
+/**
+ * Encodes the empty ACK or RST (@p type) answering @p to, of which only the type and Message ID
+ * are read: the empty ACK of a CON (mwi_coap_make_ack), or the Reset of a CON or NON
+ * (mwi_coap_make_rst). The one way both ends answer with an empty message.
+ * @param[out] out_len bytes written: ::MWI_COAP_EMPTY_SIZE (0 on error)
+ * @return ::MW_OK; ::MW_EINVAL for NULL arguments, @p type neither ACK nor RST, or @p to of a
+ *         type that message may not answer; ::MW_ENOSPC if @p cap < ::MWI_COAP_EMPTY_SIZE.
+ */
+MW_NODISCARD mw_err mwi_coap_encode_empty(const mwi_coap_msg *to, uint8_t type, uint8_t *out,
+                                          size_t cap, size_t *out_len);
+
+/**
+ * Reads only the fixed header (version, type, code, Message ID; RFC 7252 3) of buf[0..len), for
+ * a message that mwi_coap_parse() refused: a CON that cannot be processed is still rejected by
+ * an RST with its Message ID (4.2). The rest of @p out is as mwi_coap_msg_init() leaves it.
+ * @return ::MW_OK; ::MW_ECOAP_MALFORMED for fewer than 4 bytes or a version other than 1;
+ *         ::MW_EINVAL for NULL arguments.
+ */
+MW_NODISCARD mw_err mwi_coap_read_header(const uint8_t *buf, size_t len, mwi_coap_msg *out);
 
 /** Transmission parameters (RFC 7252 4.8). */
 typedef struct mwi_coap_params {
@@ -355,5 +373,47 @@ MW_NODISCARD mw_err mwi_coap_request_timer(mwi_coap_request *r, const mwi_coap_p
  *         ::MW_EINVAL for NULL arguments.
  */
 MW_NODISCARD mw_err mwi_coap_request_match(mwi_coap_request *r, const mwi_coap_msg *m);
+
+/**
+ * The sending side of one request body in Block1 pieces (RFC 7959 2.5), sans-I/O: it makes each
+ * block's request from a template; the caller gives it a Message ID and token, sends it as a CON
+ * (::mwi_coap_request) and, when the answer is 2.31 Continue, moves to the next block. Blocks
+ * are numbered from 0, each but the last full (16 << szx bytes) with M set; the first carries
+ * Size1, the whole body's length (4). Caller-owned storage; the body is borrowed and must stay
+ * as it is while the transfer runs. One body at a time.
+ */
+typedef struct mwi_coap_block1_sender {
+    bool active;         /**< a body is being sent */
+    uint8_t szx;         /**< block size exponent: 16 << szx bytes a block */
+    uint32_t num;        /**< the block being sent */
+    const uint8_t *body; /**< borrowed */
+    size_t len;
+    mwi_coap_msg tpl; /**< what every block's request repeats: type, code, Uri-Path, format */
+} mwi_coap_block1_sender;
+
+/**
+ * Starts sending body[0..len) in blocks of 16 << @p szx bytes, each request a copy of @p tpl
+ * (its Message ID, token and payload are ignored: the caller sets the first two per block).
+ * @return ::MW_OK (block 0 is current); ::MW_EINVAL for NULL arguments, @p len 0, @p szx above
+ *         6 (7 is reserved, RFC 7959 2.2), or a body needing more blocks than Block1 numbers
+ *         (2^20); @p s is then inactive.
+ */
+MW_NODISCARD mw_err mwi_coap_block1_sender_start(mwi_coap_block1_sender *s, const mwi_coap_msg *tpl,
+                                                 const uint8_t *body, size_t len, uint8_t szx);
+/**
+ * Makes @p out the request of the current block: the template with the block's slice of the
+ * body as payload, Block1 (number, M unless it is the last, szx) and, on block 0, Size1.
+ * @p out->payload points into the body.
+ * @return ::MW_OK; ::MW_EINVAL for NULL arguments, @p s inactive, or a block past the body's end.
+ */
+MW_NODISCARD mw_err mwi_coap_block1_sender_msg(const mwi_coap_block1_sender *s, mwi_coap_msg *out);
+/**
+ * 2.31 Continue came for the current block: the next one becomes current.
+ * @return ::MW_OK if there is one; ::MW_EINVAL if @p s is inactive or the body has no more (the
+ *         peer asked for a block past the end).
+ */
+MW_NODISCARD mw_err mwi_coap_block1_sender_next(mwi_coap_block1_sender *s);
+/** The transfer is over (answered, refused, or its link dropped): @p s becomes inactive. */
+void mwi_coap_block1_sender_stop(mwi_coap_block1_sender *s);
 
 #endif

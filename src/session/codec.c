@@ -146,6 +146,87 @@ mw_err mwi_message_check(const mw_message_t *m)
     return MW_OK;
 }
 
+/* Each payload's fields, named alike in message.h and in the generated structs, listed once so
+ * that encoding and decoding cannot drift apart: N(field) a number or bool, copied as it is;
+ * E(field, wire type, message type) an enum, cast each way; S(field) a string, whose arrays
+ * have one size on both sides (asserted above). */
+/* clang-format off */
+#define OBSERVATION_FIELDS(N, E, S)                                                                \
+    N(mdc_code)                                                                                    \
+    N(mantissa)                                                                                    \
+    N(exponent)                                                                                    \
+    S(unit)                                                                                        \
+    E(status, medwire_v1_MeasurementStatus, mw_meas_status)                                        \
+    N(time_ms)
+#define ALARM_FIELDS(N, E, S)                                                                      \
+    N(mdc_code)                                                                                    \
+    E(priority, medwire_v1_AlarmPriority, mw_alarm_priority)                                       \
+    E(state, medwire_v1_AlarmState, mw_alarm_state)                                                \
+    N(time_ms)                                                                                     \
+    S(text)
+#define STATUS_FIELDS(N, E, S)                                                                     \
+    N(battery_pct)                                                                                 \
+    N(on_mains)                                                                                    \
+    N(uptime_s)                                                                                    \
+    N(queue_depth)
+#define COMMAND_RESULT_FIELDS(N, E, S)                                                             \
+    N(command_id)                                                                                  \
+    E(status, medwire_v1_CommandStatus, mw_command_status)                                         \
+    S(detail)
+#define GAP_FIELDS(N, E, S)                                                                        \
+    E(priority, medwire_v1_Priority, unsigned)                                                     \
+    E(reason, medwire_v1_GapReason, mw_gap_reason)                                                 \
+    N(count)                                                                                       \
+    N(first_seq)                                                                                   \
+    N(last_seq)
+/* clang-format on */
+
+/* The payloads: X(message type, member of mw_message_t.u and of the Envelope's payload (which
+ * also names its tag), wire struct, message struct, fields). */
+#define PAYLOADS(X)                                                                                \
+    X(MW_MSG_OBSERVATION, observation, medwire_v1_Observation, mw_observation_t,                   \
+      OBSERVATION_FIELDS)                                                                          \
+    X(MW_MSG_ALARM, alarm, medwire_v1_Alarm, mw_alarm_t, ALARM_FIELDS)                             \
+    X(MW_MSG_STATUS, status, medwire_v1_DeviceStatus, mw_device_status_t, STATUS_FIELDS)           \
+    X(MW_MSG_COMMAND_RESULT, command_result, medwire_v1_CommandResult, mw_command_result_t,        \
+      COMMAND_RESULT_FIELDS)                                                                       \
+    X(MW_MSG_GAP, gap, medwire_v1_GapRecord, mw_gap_t, GAP_FIELDS)
+
+/* Message (msg_) to wire (wire_): the wire struct is zeroed, so a string is copied up to its NUL
+ * and its tail stays clean (see tail_clean). */
+#define TO_WIRE_N(f)       wire_->f = msg_->f;
+#define TO_WIRE_E(f, W, M) wire_->f = (W)msg_->f;
+#define TO_WIRE_S(f)       memcpy(wire_->f, msg_->f, strlen(msg_->f));
+#define ENCODE_CASE(kind, member, W, M, FIELDS)                                                    \
+    case kind: {                                                                                   \
+        const M *msg_ = &m->u.member;                                                              \
+        /* NOLINTNEXTLINE(bugprone-macro-parentheses): W is a type */                              \
+        W *wire_ = &out->payload.member;                                                           \
+        out->which_payload = medwire_v1_Envelope_##member##_tag;                                   \
+        FIELDS(TO_WIRE_N, TO_WIRE_E, TO_WIRE_S)                                                    \
+        break;                                                                                     \
+    }
+
+/* Wire to message, once every string of the payload is clean. */
+#define NO_N(f)
+#define NO_E(f, W, M)
+#define CLEAN_S(f)           &&tail_clean(wire_->f, sizeof(wire_->f))
+#define FROM_WIRE_N(f)       msg_->f = wire_->f;
+#define FROM_WIRE_E(f, W, M) msg_->f = (M)wire_->f;
+#define FROM_WIRE_S(f)       memcpy(msg_->f, wire_->f, sizeof(msg_->f));
+#define DECODE_CASE(kind, member, W, M, FIELDS)                                                    \
+    case medwire_v1_Envelope_##member##_tag: {                                                     \
+        const W *wire_ = &e->payload.member;                                                       \
+        /* NOLINTNEXTLINE(bugprone-macro-parentheses): M is a type */                              \
+        M *msg_ = &out->u.member;                                                                  \
+        if (!(true FIELDS(NO_N, NO_E, CLEAN_S))) {                                                 \
+            return MW_EDECODE;                                                                     \
+        }                                                                                          \
+        out->type = kind;                                                                          \
+        FIELDS(FROM_WIRE_N, FROM_WIRE_E, FROM_WIRE_S)                                              \
+        break;                                                                                     \
+    }
+
 mw_err mwi_envelope_from_message(const mw_message_t *m, medwire_v1_Envelope *out)
 {
     if (m == NULL || out == NULL || !message_ok(m)) {
@@ -161,61 +242,11 @@ mw_err mwi_envelope_from_message(const mw_message_t *m, medwire_v1_Envelope *out
     out->time_trust = m->time_synced ? medwire_v1_TimeTrust_TIME_SYNCHRONISED
                                      : medwire_v1_TimeTrust_TIME_UNSYNCHRONISED;
     out->priority = (medwire_v1_Priority)m->priority;
+    out->possible_duplicate = m->possible_duplicate;
     switch (m->type) {
-    case MW_MSG_OBSERVATION: {
-        const mw_observation_t *o = &m->u.observation;
-        medwire_v1_Observation *p = &out->payload.observation;
-        out->which_payload = medwire_v1_Envelope_observation_tag;
-        p->mdc_code = o->mdc_code;
-        p->mantissa = o->mantissa;
-        p->exponent = o->exponent;
-        memcpy(p->unit, o->unit, strlen(o->unit));
-        p->status = (medwire_v1_MeasurementStatus)o->status;
-        p->time_ms = o->time_ms;
-        break;
-    }
-    case MW_MSG_ALARM: {
-        const mw_alarm_t *a = &m->u.alarm;
-        medwire_v1_Alarm *p = &out->payload.alarm;
-        out->which_payload = medwire_v1_Envelope_alarm_tag;
-        p->mdc_code = a->mdc_code;
-        p->priority = (medwire_v1_AlarmPriority)a->priority;
-        p->state = (medwire_v1_AlarmState)a->state;
-        p->time_ms = a->time_ms;
-        memcpy(p->text, a->text, strlen(a->text));
-        break;
-    }
-    case MW_MSG_COMMAND_RESULT: {
-        const mw_command_result_t *r = &m->u.command_result;
-        medwire_v1_CommandResult *p = &out->payload.command_result;
-        out->which_payload = medwire_v1_Envelope_command_result_tag;
-        p->command_id = r->command_id;
-        p->status = (medwire_v1_CommandStatus)r->status;
-        memcpy(p->detail, r->detail, strlen(r->detail));
-        break;
-    }
-    case MW_MSG_GAP: {
-        const mw_gap_t *g = &m->u.gap;
-        medwire_v1_GapRecord *p = &out->payload.gap;
-        out->which_payload = medwire_v1_Envelope_gap_tag;
-        p->priority = (medwire_v1_Priority)g->priority;
-        p->reason = (medwire_v1_GapReason)g->reason;
-        p->count = g->count;
-        p->first_seq = g->first_seq;
-        p->last_seq = g->last_seq;
-        break;
-    }
-    case MW_MSG_STATUS:
-    default: {
-        const mw_device_status_t *s = &m->u.status;
-        medwire_v1_DeviceStatus *p = &out->payload.status;
-        out->which_payload = medwire_v1_Envelope_status_tag;
-        p->battery_pct = s->battery_pct;
-        p->on_mains = s->on_mains;
-        p->uptime_s = s->uptime_s;
-        p->queue_depth = s->queue_depth;
-        break;
-    }
+        PAYLOADS(ENCODE_CASE)
+    default:
+        return MW_EINVAL; /* message_ok lets no other type through */
     }
     return MW_OK;
 }
@@ -240,67 +271,9 @@ mw_err mwi_message_from_envelope(const medwire_v1_Envelope *e, mw_message_t *out
     out->device_time_ms = e->device_time_ms;
     out->time_synced = e->time_trust == medwire_v1_TimeTrust_TIME_SYNCHRONISED;
     out->priority = (mw_priority)e->priority;
+    out->possible_duplicate = e->possible_duplicate;
     switch (e->which_payload) {
-    case medwire_v1_Envelope_observation_tag: {
-        const medwire_v1_Observation *p = &e->payload.observation;
-        mw_observation_t *o = &out->u.observation;
-        if (!tail_clean(p->unit, sizeof(p->unit))) {
-            return MW_EDECODE;
-        }
-        out->type = MW_MSG_OBSERVATION;
-        o->mdc_code = p->mdc_code;
-        o->mantissa = p->mantissa;
-        o->exponent = p->exponent;
-        memcpy(o->unit, p->unit, sizeof(o->unit));
-        o->status = (mw_meas_status)p->status;
-        o->time_ms = p->time_ms;
-        break;
-    }
-    case medwire_v1_Envelope_alarm_tag: {
-        const medwire_v1_Alarm *p = &e->payload.alarm;
-        mw_alarm_t *a = &out->u.alarm;
-        if (!tail_clean(p->text, sizeof(p->text))) {
-            return MW_EDECODE;
-        }
-        out->type = MW_MSG_ALARM;
-        a->mdc_code = p->mdc_code;
-        a->priority = (mw_alarm_priority)p->priority;
-        a->state = (mw_alarm_state)p->state;
-        a->time_ms = p->time_ms;
-        memcpy(a->text, p->text, sizeof(a->text));
-        break;
-    }
-    case medwire_v1_Envelope_status_tag: {
-        const medwire_v1_DeviceStatus *p = &e->payload.status;
-        out->type = MW_MSG_STATUS;
-        out->u.status.battery_pct = p->battery_pct;
-        out->u.status.on_mains = p->on_mains;
-        out->u.status.uptime_s = p->uptime_s;
-        out->u.status.queue_depth = p->queue_depth;
-        break;
-    }
-    case medwire_v1_Envelope_command_result_tag: {
-        const medwire_v1_CommandResult *p = &e->payload.command_result;
-        mw_command_result_t *r = &out->u.command_result;
-        if (!tail_clean(p->detail, sizeof(p->detail))) {
-            return MW_EDECODE;
-        }
-        out->type = MW_MSG_COMMAND_RESULT;
-        r->command_id = p->command_id;
-        r->status = (mw_command_status)p->status;
-        memcpy(r->detail, p->detail, sizeof(r->detail));
-        break;
-    }
-    case medwire_v1_Envelope_gap_tag: {
-        const medwire_v1_GapRecord *p = &e->payload.gap;
-        out->type = MW_MSG_GAP;
-        out->u.gap.priority = (unsigned)p->priority;
-        out->u.gap.reason = (mw_gap_reason)p->reason;
-        out->u.gap.count = p->count;
-        out->u.gap.first_seq = p->first_seq;
-        out->u.gap.last_seq = p->last_seq;
-        break;
-    }
+        PAYLOADS(DECODE_CASE)
     default:
         /* A payload kind from a later v1.x (fields 14-19): nanopb skipped it. The header must
          * still be sound, since the gateway acks and journals it by (device, seq). */
@@ -353,13 +326,17 @@ static MW_NODISCARD mw_err append_envelope(pb_ostream_t *s, const mw_message_t *
 }
 _Static_assert(medwire_v1_Envelope_size < 16384, "envelope length varint fits in 2 bytes");
 
+/* Batch.space: key 0x11 (field 2, fixed64) and 8 bytes, after the envelopes. */
+#define SPACE_FIELD_LEN 9u
+
 /* Shared by both encoders: exactly one of msgs and ptrs is set. */
 static MW_NODISCARD mw_err batch_encode(const mw_message_t *msgs, const mw_message_t *const *ptrs,
-                                        size_t n, uint64_t low_water, uint8_t *out, size_t cap,
-                                        size_t *out_len, size_t *out_count)
+                                        size_t n, const mwi_batch_head *h, uint8_t *out,
+                                        size_t cap, size_t *out_len, size_t *out_count)
 {
     pb_ostream_t s;
     size_t i;
+    size_t tail = h->space != 0 ? SPACE_FIELD_LEN : 0;
 
     if (out_len == NULL || out_count == NULL) {
         return MW_EINVAL;
@@ -369,7 +346,10 @@ static MW_NODISCARD mw_err batch_encode(const mw_message_t *msgs, const mw_messa
     if (n == 0 || out == NULL) {
         return MW_EINVAL;
     }
-    s = pb_ostream_from_buffer(out, cap);
+    if (cap <= tail) {
+        return MW_ENOSPC;
+    }
+    s = pb_ostream_from_buffer(out, cap - tail);
     /* The gateway refuses a batch of more than MWI_MAX_BATCH envelopes, so never send one. */
     for (i = 0; i < n && i < MWI_MAX_BATCH; i++) {
         const mw_message_t *m = ptrs != NULL ? ptrs[i] : &msgs[i];
@@ -379,7 +359,7 @@ static MW_NODISCARD mw_err batch_encode(const mw_message_t *msgs, const mw_messa
         if (m == NULL) {
             return MW_EINVAL;
         }
-        err = append_envelope(&s, m, low_water, &fits);
+        err = append_envelope(&s, m, h->low_water, &fits);
         if (err != MW_OK) {
             *out_len = 0;
             return err;
@@ -391,6 +371,13 @@ static MW_NODISCARD mw_err batch_encode(const mw_message_t *msgs, const mw_messa
     if (i == 0) {
         return MW_ENOSPC;
     }
+    if (tail > 0) {
+        s.max_size += tail;
+        if (!pb_encode_tag(&s, PB_WT_64BIT, medwire_v1_Batch_space_tag) ||
+            !pb_encode_fixed64(&s, &h->space)) {
+            return MW_EINTERNAL;
+        }
+    }
     *out_len = s.bytes_written;
     *out_count = i;
     return MW_OK;
@@ -399,19 +386,27 @@ static MW_NODISCARD mw_err batch_encode(const mw_message_t *msgs, const mw_messa
 mw_err mwi_batch_encode(const mw_message_t *msgs, size_t n, uint64_t low_water, uint8_t *out,
                         size_t cap, size_t *out_len, size_t *out_count)
 {
+    mwi_batch_head h = {.low_water = low_water, .space = 0};
     if (msgs == NULL) {
         return MW_EINVAL;
     }
-    return batch_encode(msgs, NULL, n, low_water, out, cap, out_len, out_count);
+    return batch_encode(msgs, NULL, n, &h, out, cap, out_len, out_count);
 }
 
 mw_err mwi_batch_encode_ptrs(const mw_message_t *const *msgs, size_t n, uint64_t low_water,
                              uint8_t *out, size_t cap, size_t *out_len, size_t *out_count)
 {
-    if (msgs == NULL) {
+    mwi_batch_head h = {.low_water = low_water, .space = 0};
+    return mwi_batch_encode_in(msgs, n, &h, out, cap, out_len, out_count);
+}
+
+mw_err mwi_batch_encode_in(const mw_message_t *const *msgs, size_t n, const mwi_batch_head *h,
+                           uint8_t *out, size_t cap, size_t *out_len, size_t *out_count)
+{
+    if (msgs == NULL || h == NULL) {
         return MW_EINVAL;
     }
-    return batch_encode(NULL, msgs, n, low_water, out, cap, out_len, out_count);
+    return batch_encode(NULL, msgs, n, h, out, cap, out_len, out_count);
 }
 
 /* Decodes one length-delimited Envelope from s into *out. */
@@ -437,16 +432,33 @@ static MW_NODISCARD mw_err decode_envelope(pb_istream_t *s, mw_message_t *out, u
 mw_err mwi_batch_decode(const uint8_t *buf, size_t len, mw_message_t *out_msgs, size_t cap,
                         size_t *out_count, uint64_t *out_low_water)
 {
+    mwi_batch_head h;
+    mw_err err;
+
+    if (out_low_water == NULL) {
+        return MW_EINVAL;
+    }
+    err = mwi_batch_decode_in(buf, len, out_msgs, cap, out_count, &h);
+    *out_low_water = h.low_water;
+    return err;
+}
+
+mw_err mwi_batch_decode_in(const uint8_t *buf, size_t len, mw_message_t *out_msgs, size_t cap,
+                           size_t *out_count, mwi_batch_head *out_head)
+{
     pb_istream_t s;
     size_t count = 0;
-    uint64_t low_water = 0;
+    uint64_t low_water = 0, space = 0;
+    bool have_space = false;
     mw_err err = MW_OK;
 
-    if (out_count == NULL || out_low_water == NULL) {
+    if (out_head != NULL) {
+        memset(out_head, 0, sizeof(*out_head));
+    }
+    if (out_count == NULL || out_head == NULL) {
         return MW_EINVAL;
     }
     *out_count = 0;
-    *out_low_water = 0;
     if ((buf == NULL && len > 0) || out_msgs == NULL) {
         return MW_EINVAL;
     }
@@ -467,6 +479,15 @@ mw_err mwi_batch_decode(const uint8_t *buf, size_t len, mw_message_t *out_msgs, 
         if (tag == 0) {
             err = MW_EDECODE;
             goto out;
+        }
+        if (tag == medwire_v1_Batch_space_tag) {
+            /* Once, as fixed64: a batch that names two spaces is spliced or forged. */
+            if (wt != PB_WT_64BIT || have_space || !pb_decode_fixed64(&s, &space)) {
+                err = MW_EDECODE;
+                goto out;
+            }
+            have_space = true;
+            continue;
         }
         if (tag != medwire_v1_Batch_envelopes_tag) {
             /* A later v1.x may add Batch fields; v1 ignores them, as protobuf intends. */
@@ -502,8 +523,14 @@ mw_err mwi_batch_decode(const uint8_t *buf, size_t len, mw_message_t *out_msgs, 
         err = MW_EDECODE;
         goto out;
     }
+    /* Every message carries the space it was numbered in: the sink and the journal key on
+     * (device, space, seq). */
+    for (size_t i = 0; i < count; i++) {
+        out_msgs[i].space = space;
+    }
     *out_count = count;
-    *out_low_water = low_water;
+    out_head->low_water = low_water;
+    out_head->space = space;
 out:
     return err;
 }
@@ -517,16 +544,108 @@ mw_err mwi_ack_encode(const mwi_seq_range *ranges, size_t n, uint8_t *out, size_
 mw_err mwi_ack_encode_cmds(const mwi_seq_range *ranges, size_t n, const mw_command_t *cmds,
                            size_t ncmds, uint8_t *out, size_t cap, size_t *out_len)
 {
+    return mwi_ack_encode_full(ranges, n, cmds, ncmds, MWI_RESYNC_NONE, out, cap, out_len);
+}
+
+static bool command_to_pb(const mw_command_t *in, medwire_v1_Command *c)
+{
+    if (in->id == 0) {
+        return false;
+    }
+    c->id = in->id;
+    c->expires_ms = in->expires_ms;
+    switch (in->kind) {
+    case MW_CMD_SET_INTERVAL:
+        c->which_kind = medwire_v1_Command_set_interval_tag;
+        c->kind.set_interval.interval_ms = in->u.interval_ms;
+        return true;
+    case MW_CMD_ACK_ALARM:
+        c->which_kind = medwire_v1_Command_ack_alarm_tag;
+        c->kind.ack_alarm.alarm_seq = in->u.alarm_seq;
+        return true;
+    case MW_CMD_ROTATE_KEYS:
+        c->which_kind = medwire_v1_Command_rotate_keys_tag;
+        return true;
+    default:
+        return false;
+    }
+}
+
+/* A kind this version does not know comes out as kind 0, which the device answers with
+ * "unsupported". */
+static void command_from_pb(const medwire_v1_Command *c, mw_command_t *m)
+{
+    memset(m, 0, sizeof(*m));
+    m->id = c->id;
+    m->expires_ms = c->expires_ms;
+    switch (c->which_kind) {
+    case medwire_v1_Command_set_interval_tag:
+        m->kind = MW_CMD_SET_INTERVAL;
+        m->u.interval_ms = c->kind.set_interval.interval_ms;
+        break;
+    case medwire_v1_Command_ack_alarm_tag:
+        m->kind = MW_CMD_ACK_ALARM;
+        m->u.alarm_seq = c->kind.ack_alarm.alarm_seq;
+        break;
+    case medwire_v1_Command_rotate_keys_tag:
+        m->kind = MW_CMD_ROTATE_KEYS;
+        break;
+    default:
+        m->kind = (mw_command_kind)0;
+        break;
+    }
+}
+
+mw_err mwi_command_encode(const mw_command_t *cmd, uint8_t *out, size_t cap, size_t *out_len)
+{
+    medwire_v1_Command c;
+    pb_ostream_t s;
+
+    if (cmd == NULL || out == NULL || out_len == NULL) {
+        return MW_EINVAL;
+    }
+    *out_len = 0;
+    memset(&c, 0, sizeof(c));
+    if (!command_to_pb(cmd, &c)) {
+        return MW_EINVAL;
+    }
+    s = pb_ostream_from_buffer(out, cap);
+    if (!pb_encode(&s, medwire_v1_Command_fields, &c)) {
+        return MW_ENOSPC;
+    }
+    *out_len = s.bytes_written;
+    return MW_OK;
+}
+
+mw_err mwi_command_decode(const uint8_t *buf, size_t len, mw_command_t *out)
+{
+    medwire_v1_Command c;
+    pb_istream_t s;
+
+    if ((buf == NULL && len > 0) || out == NULL) {
+        return MW_EINVAL;
+    }
+    s = pb_istream_from_buffer(buf, len);
+    if (!pb_decode(&s, medwire_v1_Command_fields, &c) || c.id == 0) {
+        return MW_EDECODE;
+    }
+    command_from_pb(&c, out);
+    return MW_OK;
+}
+
+mw_err mwi_ack_encode_full(const mwi_seq_range *ranges, size_t n, const mw_command_t *cmds,
+                           size_t ncmds, mwi_resync resync, uint8_t *out, size_t cap,
+                           size_t *out_len)
+{
     medwire_v1_Ack ack;
     pb_ostream_t s;
     size_t i;
 
-    if (out_len == NULL) {
-        return MW_EINVAL;
+    if (out_len != NULL) {
+        *out_len = 0;
     }
-    *out_len = 0;
-    if ((ranges == NULL && n > 0) || (out == NULL && cap > 0) || n > MWI_MAX_ACK_RANGES ||
-        (cmds == NULL && ncmds > 0) || ncmds > MWI_MAX_COMMANDS) {
+    if (out_len == NULL || (ranges == NULL && n > 0) || (out == NULL && cap > 0) ||
+        n > MWI_MAX_ACK_RANGES || (cmds == NULL && ncmds > 0) || ncmds > MWI_MAX_COMMANDS) {
         return MW_EINVAL;
     }
     memset(&ack, 0, sizeof(ack));
@@ -540,29 +659,15 @@ mw_err mwi_ack_encode_cmds(const mwi_seq_range *ranges, size_t n, const mw_comma
     }
     ack.acked_count = (pb_size_t)n;
     for (i = 0; i < ncmds; i++) {
-        medwire_v1_Command *c = &ack.commands[i];
-        if (cmds[i].id == 0) {
-            return MW_EINVAL;
-        }
-        c->id = cmds[i].id;
-        c->expires_ms = cmds[i].expires_ms;
-        switch (cmds[i].kind) {
-        case MW_CMD_SET_INTERVAL:
-            c->which_kind = medwire_v1_Command_set_interval_tag;
-            c->kind.set_interval.interval_ms = cmds[i].u.interval_ms;
-            break;
-        case MW_CMD_ACK_ALARM:
-            c->which_kind = medwire_v1_Command_ack_alarm_tag;
-            c->kind.ack_alarm.alarm_seq = cmds[i].u.alarm_seq;
-            break;
-        case MW_CMD_ROTATE_KEYS:
-            c->which_kind = medwire_v1_Command_rotate_keys_tag;
-            break;
-        default:
+        if (!command_to_pb(&cmds[i], &ack.commands[i])) {
             return MW_EINVAL;
         }
     }
     ack.commands_count = (pb_size_t)ncmds;
+    if ((unsigned)resync > MWI_RESYNC_RETIRED) {
+        return MW_EINVAL;
+    }
+    ack.resync = (medwire_v1_Resync)resync;
     s = pb_ostream_from_buffer(out, cap);
     if (!pb_encode(&s, medwire_v1_Ack_fields, &ack)) {
         /* With valid input, the only way a buffer stream fails is running out of room. */
@@ -580,6 +685,13 @@ mw_err mwi_ack_decode(const uint8_t *buf, size_t len, mwi_seq_range *out, size_t
 mw_err mwi_ack_decode_cmds(const uint8_t *buf, size_t len, mwi_seq_range *out, size_t cap,
                            size_t *out_n, mw_command_t *cmds, size_t cmdcap, size_t *out_ncmds)
 {
+    return mwi_ack_decode_full(buf, len, out, cap, out_n, cmds, cmdcap, out_ncmds, NULL);
+}
+
+mw_err mwi_ack_decode_full(const uint8_t *buf, size_t len, mwi_seq_range *out, size_t cap,
+                           size_t *out_n, mw_command_t *cmds, size_t cmdcap, size_t *out_ncmds,
+                           mwi_resync *out_resync)
+{
     medwire_v1_Ack ack;
     pb_istream_t s;
     size_t i;
@@ -590,6 +702,9 @@ mw_err mwi_ack_decode_cmds(const uint8_t *buf, size_t len, mwi_seq_range *out, s
     *out_n = 0;
     if (out_ncmds != NULL) {
         *out_ncmds = 0;
+    }
+    if (out_resync != NULL) {
+        *out_resync = MWI_RESYNC_NONE;
     }
     if ((buf == NULL && len > 0) || (out == NULL && cap > 0)) {
         return MW_EINVAL;
@@ -614,6 +729,11 @@ mw_err mwi_ack_decode_cmds(const uint8_t *buf, size_t len, mwi_seq_range *out, s
             return MW_EDECODE;
         }
     }
+    /* A reason from a later version still asks for a resynchronisation. */
+    if (out_resync != NULL && ack.resync != medwire_v1_Resync_RESYNC_NONE) {
+        *out_resync = (unsigned)ack.resync <= MWI_RESYNC_RETIRED ? (mwi_resync)ack.resync
+                                                                  : MWI_RESYNC_UNKNOWN;
+    }
     for (i = 0; i < ack.acked_count; i++) {
         out[i].first = ack.acked[i].first;
         out[i].last = ack.acked[i].last;
@@ -622,27 +742,7 @@ mw_err mwi_ack_decode_cmds(const uint8_t *buf, size_t len, mwi_seq_range *out, s
     /* Commands are optional for the caller; a kind this version does not know comes out as
      * kind 0, which the device answers with "unsupported". */
     for (i = 0; cmds != NULL && out_ncmds != NULL && i < ack.commands_count && i < cmdcap; i++) {
-        const medwire_v1_Command *c = &ack.commands[i];
-        mw_command_t *m = &cmds[i];
-        memset(m, 0, sizeof(*m));
-        m->id = c->id;
-        m->expires_ms = c->expires_ms;
-        switch (c->which_kind) {
-        case medwire_v1_Command_set_interval_tag:
-            m->kind = MW_CMD_SET_INTERVAL;
-            m->u.interval_ms = c->kind.set_interval.interval_ms;
-            break;
-        case medwire_v1_Command_ack_alarm_tag:
-            m->kind = MW_CMD_ACK_ALARM;
-            m->u.alarm_seq = c->kind.ack_alarm.alarm_seq;
-            break;
-        case medwire_v1_Command_rotate_keys_tag:
-            m->kind = MW_CMD_ROTATE_KEYS;
-            break;
-        default:
-            m->kind = (mw_command_kind)0;
-            break;
-        }
+        command_from_pb(&ack.commands[i], &cmds[i]);
         *out_ncmds = i + 1;
     }
     return MW_OK;

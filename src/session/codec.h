@@ -74,6 +74,18 @@ MW_NODISCARD mw_err mwi_batch_encode_ptrs(const mw_message_t *const *msgs, size_
                                           uint64_t low_water, uint8_t *out, size_t cap,
                                           size_t *out_len, size_t *out_count);
 
+/** What a Batch declares besides its envelopes. */
+typedef struct mwi_batch_head {
+    uint64_t low_water; /**< Envelope.low_water, alike in every envelope */
+    uint64_t space;     /**< Batch.space: the sequence space of every number (0: none) */
+} mwi_batch_head;
+
+/** As mwi_batch_encode_ptrs(), in a sequence space: Batch.space (9 bytes) follows the
+ *  envelopes when it is not 0, and is counted in @p cap. */
+MW_NODISCARD mw_err mwi_batch_encode_in(const mw_message_t *const *msgs, size_t n,
+                                        const mwi_batch_head *h, uint8_t *out, size_t cap,
+                                        size_t *out_len, size_t *out_count);
+
 /**
  * Decodes and validates a whole Batch into out_msgs[0..cap) before anything is delivered: a
  * batch is accepted or refused whole, so on any error nothing in @p out_msgs may be acted on
@@ -90,6 +102,19 @@ MW_NODISCARD mw_err mwi_batch_encode_ptrs(const mw_message_t *const *msgs, size_
  */
 MW_NODISCARD mw_err mwi_batch_decode(const uint8_t *buf, size_t len, mw_message_t *out_msgs,
                                      size_t cap, size_t *out_count, uint64_t *out_low_water);
+
+/** As mwi_batch_decode(), also returning Batch.space (given at most once, as fixed64, or the
+ *  batch is refused with ::MW_EDECODE); each decoded message's @c space is set to it. */
+MW_NODISCARD mw_err mwi_batch_decode_in(const uint8_t *buf, size_t len, mw_message_t *out_msgs,
+                                        size_t cap, size_t *out_count, mwi_batch_head *out_head);
+
+/** Ack.resync: why the device must move to a new sequence space (docs/protocol.md 5b). */
+typedef enum mwi_resync {
+    MWI_RESYNC_NONE = 0,
+    MWI_RESYNC_CONFLICT = 1, /**< a delivered number came again with other content */
+    MWI_RESYNC_UNKNOWN = 2,  /**< a number the gateway can no longer judge */
+    MWI_RESYNC_RETIRED = 3,  /**< the batch's space was left earlier */
+} mwi_resync;
 
 /** An inclusive range of sequence numbers the gateway has taken custody of. */
 typedef struct mwi_seq_range {
@@ -122,6 +147,25 @@ MW_NODISCARD mw_err mwi_ack_encode_cmds(const mwi_seq_range *ranges, size_t n,
 MW_NODISCARD mw_err mwi_ack_decode_cmds(const uint8_t *buf, size_t len, mwi_seq_range *out,
                                         size_t cap, size_t *out_n, mw_command_t *cmds,
                                         size_t cmdcap, size_t *out_ncmds);
+
+/** As mwi_ack_encode_cmds, with Ack.resync. */
+MW_NODISCARD mw_err mwi_ack_encode_full(const mwi_seq_range *ranges, size_t n,
+                                        const mw_command_t *cmds, size_t ncmds,
+                                        mwi_resync resync, uint8_t *out, size_t cap,
+                                        size_t *out_len);
+/** As mwi_ack_decode_cmds, also returning Ack.resync in @p out_resync (may be NULL); a reason
+ *  from a later version comes out as ::MWI_RESYNC_UNKNOWN. */
+MW_NODISCARD mw_err mwi_ack_decode_full(const uint8_t *buf, size_t len, mwi_seq_range *out,
+                                        size_t cap, size_t *out_n, mw_command_t *cmds,
+                                        size_t cmdcap, size_t *out_ncmds, mwi_resync *out_resync);
+
+/** One Command as the body of a gateway's POST to the device's /cmd resource.
+ *  @return ::MW_OK; ::MW_EINVAL (id 0, unknown kind, NULL); ::MW_ENOSPC. */
+MW_NODISCARD mw_err mwi_command_encode(const mw_command_t *cmd, uint8_t *out, size_t cap,
+                                       size_t *out_len);
+/** Decodes a /cmd body; an unknown kind comes out as kind 0.
+ *  @return ::MW_OK; ::MW_EDECODE (bytes that do not parse, or id 0); ::MW_EINVAL. */
+MW_NODISCARD mw_err mwi_command_decode(const uint8_t *buf, size_t len, mw_command_t *out);
 
 /**
  * Builds sorted, disjoint, non-adjacent ranges from @p seqs (any order, duplicates allowed;

@@ -9,7 +9,12 @@
 
 /** Command ids remembered as recently handled: a gateway repeats a command in every Ack until
  *  its result arrives, and such repeats must be ignored quietly, not refused. */
-#define MWI_CMD_RECENT 8
+#define MWI_CMD_RECENT 16
+/** Ids carry the gateway's wall-clock milliseconds in their upper 48 bits (docs/protocol.md 7),
+ *  so that they stay unique across gateways and across a gateway's new store. Several
+ *  gateways' clocks differ a little: an id is refused as a replay only when it is this much
+ *  older than the newest one handled. */
+#define MWI_CMD_WINDOW_MS (10u * 60u * 1000u)
 
 typedef struct mwi_cmd_guard {
     uint64_t last; /**< highest id handled */
@@ -20,7 +25,7 @@ typedef struct mwi_cmd_guard {
 typedef enum mwi_cmd_verdict {
     MWI_CMD_RUN,       /**< new and in time: run it, then mwi_cmd_done */
     MWI_CMD_DUPLICATE, /**< handled already (its result is on its way): ignore */
-    MWI_CMD_REPLAY,    /**< not above the last id handled, and not a recent one: refuse */
+    MWI_CMD_REPLAY,    /**< id 0, or older than the window below the newest handled: refuse */
     MWI_CMD_EXPIRED,   /**< new but past expires_ms: refuse, then mwi_cmd_done */
 } mwi_cmd_verdict;
 

@@ -11,6 +11,7 @@
 #include <coap3/coap.h>
 
 #include "coap/coap.h"
+#include "session/protocol.h"
 #include "support/fake_clock.h"
 
 /* ---- helpers ---- */
@@ -852,6 +853,65 @@ Test(coap_codec, reply_helpers_echo_the_mid_and_refuse_what_is_never_answered)
     cr_assert_eq(mwi_coap_make_rst(&ack, &m), MW_EINVAL, "an ACK is never answered");
     ack.type = MWI_COAP_RST;
     cr_assert_eq(mwi_coap_make_rst(&ack, &m), MW_EINVAL, "an RST is never answered");
+}
+
+/* The one way both ends answer with an empty message: the bytes of make_ack / make_rst. */
+Test(coap_codec, encode_empty_answers_with_four_header_bytes_and_refuses_what_is_never_answered)
+{
+    static const uint8_t ack[4] = {0x60, 0x00, 0x12, 0x34};
+    static const uint8_t rst[4] = {0x70, 0x00, 0x12, 0x34};
+    mwi_coap_msg req;
+    uint8_t out[MWI_COAP_EMPTY_SIZE];
+    size_t n = 99;
+    make_post(&req);
+    cr_assert_eq(mwi_coap_encode_empty(&req, MWI_COAP_ACK, out, sizeof out, &n), MW_OK);
+    cr_assert_eq(n, 4u);
+    cr_assert_arr_eq(out, ack, 4);
+    cr_assert_eq(mwi_coap_encode_empty(&req, MWI_COAP_RST, out, sizeof out, &n), MW_OK);
+    cr_assert_eq(n, 4u);
+    cr_assert_arr_eq(out, rst, 4);
+    cr_assert_eq(mwi_coap_encode_empty(&req, MWI_COAP_RST, out, 3, &n), MW_ENOSPC);
+    cr_assert_eq(n, 0u);
+    cr_assert_eq(mwi_coap_encode_empty(&req, MWI_COAP_CON, out, sizeof out, &n), MW_EINVAL);
+    cr_assert_eq(mwi_coap_encode_empty(&req, MWI_COAP_NON, out, sizeof out, &n), MW_EINVAL);
+    cr_assert_eq(mwi_coap_encode_empty(NULL, MWI_COAP_RST, out, sizeof out, &n), MW_EINVAL);
+    cr_assert_eq(mwi_coap_encode_empty(&req, MWI_COAP_RST, out, sizeof out, NULL), MW_EINVAL);
+    req.type = MWI_COAP_NON;
+    cr_assert_eq(mwi_coap_encode_empty(&req, MWI_COAP_ACK, out, sizeof out, &n), MW_EINVAL,
+                 "a NON is not acknowledged");
+    cr_assert_eq(mwi_coap_encode_empty(&req, MWI_COAP_RST, out, sizeof out, &n), MW_OK);
+    cr_assert_arr_eq(out, rst, 4);
+    req.type = MWI_COAP_ACK;
+    cr_assert_eq(mwi_coap_encode_empty(&req, MWI_COAP_RST, out, sizeof out, &n), MW_EINVAL,
+                 "an ACK is never answered");
+}
+
+/* A CON that does not parse is still rejected by RST with its Message ID (RFC 7252 4.2): the
+ * header alone is read, and the answer is the four bytes a gateway used to write by hand. */
+Test(coap_codec, a_con_that_does_not_parse_is_answered_by_rst_from_its_header)
+{
+    static const uint8_t bad[] = {0x49, 0x02, 0xBE, 0xEF, 1, 2, 3, 4, 5, 6, 7, 8, 9}; /* TKL 9 */
+    mwi_coap_parser *p = new_parser();
+    mwi_coap_msg m;
+    uint8_t out[MWI_COAP_EMPTY_SIZE];
+    size_t n = 0;
+    cr_assert_eq(parse_bytes(p, bad, sizeof bad, &m), MW_ECOAP_MALFORMED);
+    cr_assert_eq(mwi_coap_read_header(bad, sizeof bad, &m), MW_OK);
+    cr_assert_eq(m.type, MWI_COAP_CON);
+    cr_assert_eq(m.code, MWI_COAP_POST);
+    cr_assert_eq(m.mid, 0xBEEF);
+    cr_assert_eq(m.token_len, 0);
+    cr_assert_eq(m.content_format, -1);
+    cr_assert_eq(mwi_coap_encode_empty(&m, MWI_COAP_RST, out, sizeof out, &n), MW_OK);
+    const uint8_t by_hand[4] = {(uint8_t)(0x40 | (MWI_COAP_RST << 4)), 0, bad[2], bad[3]};
+    cr_assert_eq(n, 4u);
+    cr_assert_arr_eq(out, by_hand, 4);
+    static const uint8_t v2[4] = {0x80, 0x02, 0, 1};
+    cr_assert_eq(mwi_coap_read_header(v2, sizeof v2, &m), MW_ECOAP_MALFORMED, "version 2");
+    cr_assert_eq(mwi_coap_read_header(bad, 3, &m), MW_ECOAP_MALFORMED, "3 bytes");
+    cr_assert_eq(mwi_coap_read_header(NULL, 4, &m), MW_EINVAL);
+    cr_assert_eq(mwi_coap_read_header(bad, 4, NULL), MW_EINVAL);
+    mwi_coap_parser_destroy(&p);
 }
 
 /* ---- exchange ---- */
