@@ -8,6 +8,7 @@
 #include <wolfssl/wolfcrypt/random.h>
 #include <wolfssl/wolfcrypt/memory.h>
 #include <wolfssl/wolfcrypt/ecc.h>
+#include <wolfssl/wolfcrypt/asn.h>
 #include <wolfssl/wolfcrypt/asn_public.h>
 #include <wolfssl/openssl/x509v3.h>
 
@@ -16,18 +17,18 @@
 #include <string.h>
 
 #include "core/detail.h"
+#include "core/limits.h"
+#include "core/wipe.h"
 #include "dtls/dtls.h"
+#include "dtls/records.h"
 
-/* DTLS record header: type(1) version(2) epoch(2) seq(6) length(2). */
-#define REC_HDR                 13
-#define CT_CCS                  20
-#define CT_HANDSHAKE            22
-#define HS_CLIENT_HELLO         1
+#define REC_HDR                 MWI_DTLS_REC_HDR
+#define CT_HANDSHAKE            MWI_DTLS_CT_HANDSHAKE
 #define HS_SERVER_HELLO         2
 #define HS_HELLO_VERIFY_REQUEST 3
 
-/* Larger than any PEM key with its parameters and comments; a bigger file is not a key. */
-#define KEY_FILE_MAX 16384
+/* The credential files' size limits (MWI_KEY_FILE_MAX, MWI_CA_FILE_MAX, MWI_CA_PINS_MAX) are in
+ * core/limits.h. */
 
 /* The server's final flight (CCS + Finished) is tiny; this bounds what we cache. */
 #define FLIGHT_MAX_BYTES  512
@@ -48,10 +49,23 @@ struct mwi_dtls_ctx {
     char peer_name[MW_ID_MAX + 1];
     char own_id[MW_ID_MAX + 1];
     unsigned char cookie_secret[32];
+    /* The secret before the last rotation, still honoured: a client between our
+     * HelloVerifyRequest and its second ClientHello when the secret changed. */
+    unsigned char prev_secret[32];
+    bool has_prev;
+    bool cookie_clock_set;
+    uint64_t cookie_since_ms; /* when cookie_secret became the current one */
     WC_RNG rng;
     bool rng_ok;
     bool crl;          /* revocation enforced */
     char ca_file[256]; /* kept to check a new CRL before it replaces the old */
+    /* The configured CA certificates alone: a peer's leaf must verify against them directly,
+     * whatever the peer sent with it (check_peer). */
+    WOLFSSL_CERT_MANAGER *anchors;
+    /* SHA-256 of each certificate in the CA file: a leaf found here is pinned, trusted as it
+     * is (a device given the gateway's own certificate as its CA file). */
+    uint8_t pins[MWI_CA_PINS_MAX][32];
+    int n_pins;
     /* The owner's reference plus one per connection. A gateway that reloads
      * its credentials makes a new context for new handshakes while the
      * sessions already established keep the one they were made with: each
@@ -86,6 +100,8 @@ struct mwi_dtls_conn {
     bool probe_replied;
     bool sent_server_hello; /* wolfSSL verified the cookie: the peer proved its address */
     size_t probe_in_len;
+    uint8_t *probe_reply; /* the one answer to an unverified address, held until it is chosen */
+    size_t probe_reply_len;
 
     /* Server final-flight cache: wolfSSL 5.5.4 never retransmits it. */
     bool recording;
@@ -103,15 +119,6 @@ struct mwi_dtls_conn {
 static void set_err(mw_error_detail_t *d, mw_err e, int foreign, const char *reason)
 {
     mwi_detail_first(d, e, foreign, reason);
-}
-
-/* Key material and secrets are wiped through a volatile pointer so the
- * compiler cannot drop the stores. */
-static void wipe(void *p, size_t n)
-{
-    volatile unsigned char *v = p;
-    while (n--)
-        *v++ = 0;
 }
 
 static const char *alert_name(int code)
@@ -185,6 +192,8 @@ static mw_err map_x509(int code)
     case X509_V_ERR_INVALID_CA:
     case X509_V_ERR_CERT_UNTRUSTED:
     case X509_V_ERR_CERT_REJECTED:
+    case X509_V_ERR_CERT_CHAIN_TOO_LONG:
+    case X509_V_ERR_PATH_LENGTH_EXCEEDED:
         return MW_ECERT_UNTRUSTED;
     default:
         return MW_EDTLS;
@@ -205,6 +214,8 @@ static mw_err map_wolf(int code)
     case ASN_SIG_CONFIRM_E:
     case ASN_SIG_KEY_E:
     case ASN_PATHLEN_INV_E:
+    case ASN_PATHLEN_SIZE_E:
+    case MAX_CHAIN_ERROR:
         return MW_ECERT_UNTRUSTED;
     case CRL_CERT_REVOKED:
     case CRL_MISSING:
@@ -244,6 +255,15 @@ static void record_wolf_failure(mwi_dtls_conn *c, int code)
         (void)wolfSSL_get_alert_history(c->ssl, &h);
         d->err = MW_EPEER_ALERT;
         d->foreign = code;
+        if (h.last_rx.code == 45) {
+            /* TLS has no alert for "not valid yet": wolfSSL sends certificate_expired for
+             * both, so the receiver cannot tell which and must not claim "expired". */
+            snprintf(d->reason, sizeof d->reason,
+                     "the %s refused our certificate as expired or not yet valid; check its "
+                     "validity dates and both clocks",
+                     c->ctx->role == MWI_DTLS_CLIENT ? "gateway" : "device");
+            return;
+        }
         snprintf(d->reason, sizeof d->reason, "the peer refused the handshake with alert %s (%d)",
                  alert_name(h.last_rx.code), h.last_rx.code);
         return;
@@ -269,10 +289,263 @@ static bool id_valid(const char *s)
     return true;
 }
 
+/* One DER element at @p p (at most @p n bytes): its tag, and its contents in [*body, *body +
+ * *len). Definite lengths of up to four bytes, as certificates use. */
+static bool der_next(const uint8_t *p, size_t n, uint8_t *tag, const uint8_t **body, size_t *len)
+{
+    if (n < 2)
+        return false;
+    size_t l = p[1], hdr = 2;
+    if (l & 0x80) {
+        size_t k = l & 0x7f;
+        if (k == 0 || k > 4 || n < 2 + k)
+            return false;
+        l = 0;
+        for (size_t i = 0; i < k; i++)
+            l = (l << 8) | p[2 + i];
+        hdr += k;
+    }
+    if (l > n - hdr)
+        return false;
+    *tag = p[0];
+    *body = p + hdr;
+    *len = l;
+    return true;
+}
+
+/* The common names (2.5.4.3) of the subject Name @p name: how many, and the first two's bytes.
+ * -1 if the Name does not parse. */
+static int subject_cns(const uint8_t *name, size_t n, const uint8_t *cn[2], size_t cn_len[2])
+{
+    static const uint8_t oid_cn[] = {0x55, 0x04, 0x03};
+    uint8_t tag;
+    const uint8_t *b;
+    size_t len;
+    int count = 0;
+    if (n > 0 && name[0] == 0x30) { /* the Name's own SEQUENCE: go inside */
+        if (!der_next(name, n, &tag, &b, &len))
+            return -1;
+        name = b;
+        n = len;
+    }
+    while (n > 0) {
+        const uint8_t *rdn;
+        size_t rdn_len;
+        if (!der_next(name, n, &tag, &rdn, &rdn_len) || tag != 0x31)
+            return -1;
+        n -= (size_t)(rdn + rdn_len - name);
+        name = rdn + rdn_len;
+        while (rdn_len > 0) { /* a multi-valued RDN may hide a second CN */
+            const uint8_t *atv, *oid, *val;
+            size_t atv_len, oid_len, val_len;
+            if (!der_next(rdn, rdn_len, &tag, &atv, &atv_len) || tag != 0x30 ||
+                !der_next(atv, atv_len, &tag, &oid, &oid_len) || tag != 0x06 ||
+                !der_next(oid + oid_len, atv_len - (size_t)(oid + oid_len - atv), &tag, &val,
+                          &val_len))
+                return -1;
+            if (oid_len == sizeof oid_cn && memcmp(oid, oid_cn, sizeof oid_cn) == 0) {
+                if (count < 2) {
+                    cn[count] = val;
+                    cn_len[count] = val_len;
+                }
+                count++;
+            }
+            rdn_len -= (size_t)(atv + atv_len - rdn);
+            rdn = atv + atv_len;
+        }
+    }
+    return count;
+}
+
+/* @p b (@p n bytes) as text for a detail: at most 64 characters, anything unprintable as '?'. */
+static void shown(const uint8_t *b, size_t n, char out[MW_ID_MAX + 1])
+{
+    size_t i = 0;
+    for (; i < n && i < MW_ID_MAX; i++)
+        out[i] = b[i] >= 0x20 && b[i] < 0x7f ? (char)b[i] : '?';
+    out[i] = '\0';
+}
+
+/* Whether @p b (@p n bytes) is @p s exactly: same bytes, same length, no case folding, no
+ * wildcard. */
+static bool same_bytes(const uint8_t *b, size_t n, const char *s)
+{
+    return n == strlen(s) && memcmp(b, s, n) == 0;
+}
+
+/*
+ * The peer's identity from its certificate @p der: exactly one common name, the identity
+ * reported, copied to @p out_id. A device also requires it equal, byte for byte, to the gateway
+ * name it expects, and every DNS subjectAltName too. wolfSSL's domain check, used before, folds
+ * case, honours wildcards and accepts any SAN or the last CN while the first CN was reported: a
+ * certificate for '*', 'g*', 'GW1', or CN 'evil' plus CN 'gw1' passed for 'gw1' and one
+ * wildcard certificate from the CA would impersonate every gateway.
+ */
+static mw_err check_names(const mwi_dtls_ctx *ctx, const uint8_t *der, int der_len,
+                          char out_id[MW_ID_MAX + 1], mw_error_detail_t *d)
+{
+    bool client = ctx->role == MWI_DTLS_CLIENT;
+    mw_err bad = client ? MW_ECERT_NAME : MW_ECERT_IDENTITY;
+    char what[400], a[MW_ID_MAX + 1], b[MW_ID_MAX + 1];
+    DecodedCert *dc = malloc(sizeof *dc);
+    if (dc == NULL) {
+        set_err(d, MW_ENOMEM, 0, "out of memory checking the peer's certificate");
+        return MW_ENOMEM;
+    }
+    InitDecodedCert(dc, der, (word32)der_len, NULL);
+    mw_err e = bad;
+    const uint8_t *cns[2] = {(const uint8_t *)"", (const uint8_t *)""};
+    size_t cns_len[2] = {0, 0};
+    int count = -1;
+    if (ParseCert(dc, CERT_TYPE, NO_VERIFY, NULL) == 0 && dc->subjectRaw != NULL)
+        count = subject_cns(dc->subjectRaw, (size_t)dc->subjectRawLen, cns, cns_len);
+    if (count < 0) {
+        set_err(d, bad, 0, "the peer's certificate subject cannot be read");
+        goto out;
+    }
+    if (count != 1) {
+        /* Both named: the second is the one a loose check would have matched. */
+        shown(cns[0], cns_len[0], a);
+        shown(cns[1], cns_len[1], b);
+        if (count == 0)
+            snprintf(what, sizeof what, "the peer's certificate carries no common name");
+        else
+            snprintf(what, sizeof what,
+                     "the peer's certificate carries %d common names ('%s', '%s'%s), not one",
+                     count, a, b, count > 2 ? ", ..." : "");
+        if (client)
+            snprintf(what + strlen(what), sizeof what - strlen(what),
+                     "; expected exactly one: '%s'", ctx->peer_name);
+        set_err(d, bad, 0, what);
+        goto out;
+    }
+    const uint8_t *cn = cns[0];
+    size_t cn_len = cns_len[0];
+    shown(cn, cn_len, a);
+    if (client && !same_bytes(cn, cn_len, ctx->peer_name)) {
+        mwi_detail_firstf(d, bad, DOMAIN_NAME_MISMATCH,
+                          "the gateway's certificate names '%s', which does not match the expected "
+                          "gateway name '%s' exactly (case and every character count)",
+                          a, ctx->peer_name);
+        goto out;
+    }
+    if (cn_len > MW_ID_MAX || memchr(cn, '\0', cn_len) != NULL || !id_valid(a)) {
+        mwi_detail_firstf(d, bad, 0,
+                          "certificate common name '%s' is not a valid identity "
+                          "([A-Za-z0-9][A-Za-z0-9._-]{0,63})",
+                          a);
+        goto out;
+    }
+    for (const DNS_entry *n = dc->altNames; client && n != NULL; n = n->next) {
+        if (n->type != ASN_DNS_TYPE || n->len < 0 ||
+            same_bytes((const uint8_t *)n->name, (size_t)n->len, ctx->peer_name))
+            continue;
+        shown((const uint8_t *)n->name, (size_t)n->len, b);
+        mwi_detail_firstf(
+            d, bad, DOMAIN_NAME_MISMATCH,
+            "the gateway's certificate '%s' also names DNS '%s', which does not match the "
+            "expected gateway name '%s' exactly (no wildcards)",
+            a, b, ctx->peer_name);
+        goto out;
+    }
+    memcpy(out_id, a, cn_len + 1);
+    e = MW_OK;
+out:
+    FreeDecodedCert(dc);
+    free(dc);
+    return e;
+}
+
+static bool is_pinned(const mwi_dtls_ctx *ctx, const unsigned char *der, int len)
+{
+    uint8_t h[32];
+    if (ctx->n_pins == 0 || wc_Sha256Hash(der, (word32)len, h) != 0)
+        return false;
+    for (int i = 0; i < ctx->n_pins; i++)
+        if (memcmp(h, ctx->pins[i], sizeof h) == 0)
+            return true;
+    return false;
+}
+
+/* Keeps the SHA-256 of each certificate in the CA file (wolfSSL has read and checked it). */
+static void load_pins(mwi_dtls_ctx *ctx, const char *file)
+{
+    static const char begin[] = "-----BEGIN CERTIFICATE-----";
+    static const char end[] = "-----END CERTIFICATE-----";
+    ctx->n_pins = 0;
+    FILE *f = fopen(file, "rb");
+    if (f == NULL)
+        return;
+    char *pem = malloc(MWI_CA_FILE_MAX + 1);
+    uint8_t *der = malloc(MWI_CA_FILE_MAX);
+    size_t n = pem ? fread(pem, 1, MWI_CA_FILE_MAX, f) : 0;
+    fclose(f);
+    if (pem == NULL || der == NULL) {
+        free(pem);
+        free(der);
+        return;
+    }
+    pem[n] = '\0';
+    for (char *p = strstr(pem, begin); p != NULL && ctx->n_pins < MWI_CA_PINS_MAX;
+         p = strstr(p, begin)) {
+        char *e = strstr(p, end);
+        if (e == NULL)
+            break;
+        e += sizeof end - 1;
+        int len = wc_CertPemToDer((const unsigned char *)p, (int)(e - p), der, MWI_CA_FILE_MAX,
+                                  CERT_TYPE);
+        if (len > 0 && wc_Sha256Hash(der, (word32)len, ctx->pins[ctx->n_pins]) == 0)
+            ctx->n_pins++;
+        p = e;
+    }
+    free(pem);
+    free(der);
+}
+
+/* The peer's leaf @p x: of the other role (EKU), and with the identity check_names wants, copied
+ * to @p out_id. The same for a full handshake and a resumed one. */
+static mw_err check_peer(const mwi_dtls_ctx *ctx, WOLFSSL_X509 *x, char out_id[MW_ID_MAX + 1],
+                         mw_error_detail_t *d)
+{
+    char cn[MW_ID_MAX + 2] = "";
+    WOLFSSL_X509_NAME *subj = wolfSSL_X509_get_subject_name(x);
+    if (subj == NULL || wolfSSL_X509_NAME_get_text_by_NID(subj, NID_commonName, cn, sizeof cn) < 0)
+        cn[0] = '\0';
+    unsigned int xku = wolfSSL_X509_get_extended_key_usage(x);
+    bool want_server = ctx->role == MWI_DTLS_CLIENT;
+    unsigned int need = want_server ? XKU_SSL_SERVER : XKU_SSL_CLIENT;
+    unsigned int other = want_server ? XKU_SSL_CLIENT : XKU_SSL_SERVER;
+    if (!ctx->skip_role && (!(xku & need) || (xku & other))) {
+        mwi_detail_firstf(
+            d, MW_ECERT_ROLE, EXTKEYUSE_AUTH_E,
+            "certificate '%.64s' is not a %s certificate (extended key usage must be %s only)", cn,
+            want_server ? "gateway" : "device", want_server ? "serverAuth" : "clientAuth");
+        return MW_ECERT_ROLE;
+    }
+    int len = 0;
+    const unsigned char *der = wolfSSL_X509_get_der(x, &len);
+    if (der == NULL || len <= 0) {
+        set_err(d, MW_ECERT_IDENTITY, 0, "the peer's certificate cannot be read");
+        return MW_ECERT_IDENTITY;
+    }
+    /* Signed by a configured CA itself, not through a CA certificate the peer sent with it;
+     * or the very certificate the CA file holds (pinning). */
+    int rc = wolfSSL_CertManagerVerifyBuffer(ctx->anchors, der, len, WOLFSSL_FILETYPE_ASN1);
+    if (rc != WOLFSSL_SUCCESS && !is_pinned(ctx, der, len)) {
+        mwi_detail_firstf(
+            d, MW_ECERT_UNTRUSTED, rc,
+            "certificate '%.64s' is not issued by the configured CA itself (wolfSSL %d): "
+            "the chain must be CA to leaf",
+            cn, rc);
+        return MW_ECERT_UNTRUSTED;
+    }
+    return check_names(ctx, der, len, out_id, d);
+}
+
 /* Called by wolfSSL for each certificate of the peer's chain, also when its
  * own checks passed (WOLFSSL_ALWAYS_VERIFY_CB), so that we can keep the exact
  * reason of a failure and add the checks wolfSSL does not make: the role
- * (EKU) and a usable identity (CN) of the leaf. */
+ * (EKU) and the exact identity (CN, and the gateway's name) of the leaf. */
 static int verify_cb(int preverify, WOLFSSL_X509_STORE_CTX *store)
 {
     WOLFSSL *ssl =
@@ -291,15 +564,13 @@ static int verify_cb(int preverify, WOLFSSL_X509_STORE_CTX *store)
         int code = store->error;
         mw_err e = map_wolf(code);
         char buf[96];
-        char what[320];
         wolfSSL_ERR_error_string_n((unsigned long)code, buf, sizeof buf);
         if (code > 0)
-            snprintf(what, sizeof what, "certificate '%.64s': %s (X509 verify error %d)", cn,
-                     mw_strerror(e), code);
+            mwi_detail_firstf(&c->err, e, code, "certificate '%.64s': %s (X509 verify error %d)",
+                              cn, mw_strerror(e), code);
         else
-            snprintf(what, sizeof what, "certificate '%.64s': %s (wolfSSL %d: %.60s)", cn,
-                     mw_strerror(e), code, buf);
-        set_err(&c->err, e, code, what);
+            mwi_detail_firstf(&c->err, e, code, "certificate '%.64s': %s (wolfSSL %d: %.60s)", cn,
+                              mw_strerror(e), code, buf);
         return 0;
     }
     if (store->totalCerts == 0 || store->current_cert == NULL) {
@@ -310,53 +581,32 @@ static int verify_cb(int preverify, WOLFSSL_X509_STORE_CTX *store)
     if (store->error_depth != 0)
         return 1;
 
-    unsigned int xku = wolfSSL_X509_get_extended_key_usage(store->current_cert);
-    bool want_server = c->ctx->role == MWI_DTLS_CLIENT;
-    unsigned int need = want_server ? XKU_SSL_SERVER : XKU_SSL_CLIENT;
-    unsigned int other = want_server ? XKU_SSL_CLIENT : XKU_SSL_SERVER;
-    if (!c->ctx->skip_role && (!(xku & need) || (xku & other))) {
-        char what[160];
-        snprintf(what, sizeof what,
-                 "certificate '%.64s' is not a %s certificate (extended key usage must be %s only)",
-                 cn, want_server ? "gateway" : "device", want_server ? "serverAuth" : "clientAuth");
-        set_err(&c->err, MW_ECERT_ROLE, EXTKEYUSE_AUTH_E, what);
-        return 0;
-    }
-    if (!id_valid(cn)) {
-        char what[160];
-        snprintf(what, sizeof what,
-                 "certificate common name '%.64s' is not a valid identity "
-                 "([A-Za-z0-9][A-Za-z0-9._-]{0,63})",
-                 cn);
-        set_err(&c->err, MW_ECERT_IDENTITY, 0, what);
-        return 0;
-    }
-    memcpy(c->peer_id, cn, strlen(cn) + 1);
-    return 1;
+    mw_err e = check_peer(c->ctx, store->current_cert, c->peer_id, &c->err);
+    return e == MW_OK ? 1 : 0;
 }
 
 static int check_cert_now(mwi_dtls_ctx *ctx, WOLFSSL_X509 *x, bool chain);
 
 /* A session resumed by ID skips certificate verification in wolfSSL (and
  * with it CRL checks and our callback): the peer's certificate, kept with the
- * session, is checked again here, revocation included. */
+ * session, is checked again here as on a full handshake (role, exact identity
+ * and, for a device, the gateway name this context expects: a session cached
+ * under other rules must not carry a peer past them), revocation included. */
 static mw_err check_resumed_peer(mwi_dtls_conn *c)
 {
     WOLFSSL_X509 *x = wolfSSL_get_peer_certificate(c->ssl);
-    char what[200];
     mw_err e = MW_OK;
     if (x == NULL) {
         set_err(&c->err, MW_ENO_PEER_CERT, NO_PEER_CERT,
                 "resumed session without a peer certificate");
         return MW_ENO_PEER_CERT;
     }
-    char cn[MW_ID_MAX + 2] = "";
-    WOLFSSL_X509_NAME *subj = wolfSSL_X509_get_subject_name(x);
-    if (subj == NULL ||
-        wolfSSL_X509_NAME_get_text_by_NID(subj, NID_commonName, cn, sizeof cn) < 0 ||
-        !id_valid(cn)) {
-        set_err(&c->err, MW_ECERT_IDENTITY, 0, "resumed session: peer identity unusable");
-        e = MW_ECERT_IDENTITY;
+    char cn[MW_ID_MAX + 1] = "";
+    e = check_peer(c->ctx, x, cn, &c->err);
+    if (e != MW_OK) {
+        size_t l = strlen(c->err.reason);
+        snprintf(c->err.reason + l, sizeof c->err.reason - l, ", on resumption");
+        (void)wolfSSL_SSL_CTX_remove_session(c->ctx->wctx, wolfSSL_get_session(c->ssl));
         goto out;
     }
     /* The session cache is process-wide: a session made under credentials
@@ -367,19 +617,17 @@ static mw_err check_resumed_peer(mwi_dtls_conn *c)
         mw_err ce = map_wolf(rc);
         if (ce == MW_EDTLS || ce == MW_EPEER_ALERT || ce == MW_ENOMEM)
             ce = MW_ECERT_UNTRUSTED;
-        snprintf(what, sizeof what, "certificate '%.64s': %s on resumption (wolfSSL %d)", cn,
-                 mw_strerror(ce), rc);
-        set_err(&c->err, ce, rc, what);
+        mwi_detail_firstf(&c->err, ce, rc, "certificate '%.64s': %s on resumption (wolfSSL %d)", cn,
+                          mw_strerror(ce), rc);
         (void)wolfSSL_SSL_CTX_remove_session(c->ctx->wctx, wolfSSL_get_session(c->ssl));
         e = ce;
         goto out;
     }
     if (rc != WOLFSSL_SUCCESS) {
-        snprintf(what, sizeof what,
-                 "certificate '%.64s': revoked, or the CRL is missing or expired, on "
-                 "resumption (wolfSSL %d)",
-                 cn, rc);
-        set_err(&c->err, MW_ECERT_REVOKED, rc, what);
+        mwi_detail_firstf(&c->err, MW_ECERT_REVOKED, rc,
+                          "certificate '%.64s': revoked, or the CRL is missing or expired, on "
+                          "resumption (wolfSSL %d)",
+                          cn, rc);
         /* Forget the session, so the next attempt is a full handshake that
          * fails with a proper alert. */
         (void)wolfSSL_SSL_CTX_remove_session(c->ctx->wctx, wolfSSL_get_session(c->ssl));
@@ -392,6 +640,13 @@ out:
     return e;
 }
 
+/* Lends @p dgram to wolfSSL's next read (io_recv takes it once); (NULL, 0) takes it back. */
+static void lend_input(mwi_dtls_conn *c, const uint8_t *dgram, size_t len)
+{
+    c->in = dgram;
+    c->in_len = len;
+}
+
 static int io_recv(WOLFSSL *ssl, char *buf, int sz, void *vctx)
 {
     (void)ssl;
@@ -402,8 +657,7 @@ static int io_recv(WOLFSSL *ssl, char *buf, int sz, void *vctx)
      * fail their length checks and are dropped, as on a real socket. */
     size_t n = c->in_len < (size_t)sz ? c->in_len : (size_t)sz;
     memcpy(buf, c->in, n);
-    c->in_len = 0;
-    c->in = NULL;
+    lend_input(c, NULL, 0);
     return (int)n;
 }
 
@@ -430,6 +684,9 @@ static int io_send(WOLFSSL *ssl, char *buf, int sz, void *vctx)
             if (c->probe_replied || n > c->probe_in_len)
                 return sz;
             c->probe_replied = true;
+            memcpy(c->probe_reply, p, n); /* n <= probe_in_len <= MWI_DTLS_MAX_DATAGRAM */
+            c->probe_reply_len = n;
+            return sz;
         }
     }
     if (c->recording) {
@@ -475,6 +732,43 @@ static bool der_is_p256(const uint8_t *der, word32 len, bool priv)
     return ok;
 }
 
+/* Whether the P-256 private key @p der is the one whose public half the SubjectPublicKeyInfo
+ * @p spki carries: the point is computed from the scalar, not read from the key file, whose
+ * optional public key could itself be another. */
+static bool key_matches(const uint8_t *der, word32 len, const uint8_t *spki, word32 spki_len)
+{
+    ecc_key priv, pub;
+    word32 idx = 0, pidx = 0;
+    bool ok = false;
+    if (wc_ecc_init(&priv) != 0)
+        return false;
+    if (wc_ecc_init(&pub) != 0) {
+        wc_ecc_free(&priv);
+        return false;
+    }
+    ecc_point *point = wc_ecc_new_point();
+    if (point != NULL && wc_EccPrivateKeyDecode(der, &idx, &priv, len) == 0 &&
+        wc_EccPublicKeyDecode(spki, &pidx, &pub, spki_len) == 0 &&
+        wc_ecc_make_pub(&priv, point) == 0)
+        ok = wc_ecc_cmp_point(point, &pub.pubkey) == MP_EQ;
+    wc_ecc_del_point(point);
+    wc_ecc_free(&priv);
+    wc_ecc_free(&pub);
+    return ok;
+}
+
+/* The SubjectPublicKeyInfo of our certificate into @p out (128 bytes: a P-256 one is 91, anything
+ * larger is another key); its length, or 0. */
+static word32 own_spki(const mwi_dtls_ctx *ctx, uint8_t out[128])
+{
+    WOLFSSL_X509 *x = wolfSSL_CTX_get0_certificate(ctx->wctx);
+    int len = 0;
+    if (x == NULL || wolfSSL_X509_get_pubkey_buffer(x, NULL, &len) != WOLFSSL_SUCCESS || len <= 0 ||
+        len > 128 || wolfSSL_X509_get_pubkey_buffer(x, out, &len) != WOLFSSL_SUCCESS)
+        return 0;
+    return (word32)len;
+}
+
 /* Our own identity is the CN of our certificate, never a configuration
  * string: a device cannot then be set up to claim an id it cannot prove. The
  * role is checked too, so a device given a gateway certificate learns it here
@@ -484,7 +778,6 @@ static bool own_identity(mwi_dtls_ctx *ctx, mw_error_detail_t *d)
     WOLFSSL_X509 *x = wolfSSL_CTX_get0_certificate(ctx->wctx);
     WOLFSSL_X509_NAME *subj = x ? wolfSSL_X509_get_subject_name(x) : NULL;
     char cn[MW_ID_MAX + 2];
-    char what[160];
     if (subj == NULL ||
         wolfSSL_X509_NAME_get_text_by_NID(subj, NID_commonName, cn, sizeof cn) < 0 ||
         !id_valid(cn)) {
@@ -493,29 +786,23 @@ static bool own_identity(mwi_dtls_ctx *ctx, mw_error_detail_t *d)
                 "([A-Za-z0-9][A-Za-z0-9._-]{0,63})");
         return false;
     }
-    /* Asked for its size first: a P-256 SubjectPublicKeyInfo is 91 bytes, anything larger is
-     * another key. */
     uint8_t spki[128];
-    int spki_len = 0;
-    if (wolfSSL_X509_get_pubkey_buffer(x, NULL, &spki_len) != WOLFSSL_SUCCESS || spki_len <= 0 ||
-        spki_len > (int)sizeof spki ||
-        wolfSSL_X509_get_pubkey_buffer(x, spki, &spki_len) != WOLFSSL_SUCCESS ||
-        !der_is_p256(spki, (word32)spki_len, false)) {
-        snprintf(what, sizeof what,
-                 "our certificate '%.64s' does not carry an ECDSA P-256 key, the protocol's only "
-                 "curve",
-                 cn);
-        set_err(d, MW_ECERT_LOAD, 0, what);
+    word32 spki_len = own_spki(ctx, spki);
+    if (spki_len == 0 || !der_is_p256(spki, spki_len, false)) {
+        mwi_detail_firstf(
+            d, MW_ECERT_LOAD, 0,
+            "our certificate '%.64s' does not carry an ECDSA P-256 key, the protocol's only "
+            "curve",
+            cn);
         return false;
     }
     unsigned int xku = wolfSSL_X509_get_extended_key_usage(x);
     bool server = ctx->role == MWI_DTLS_SERVER;
     unsigned int need = server ? XKU_SSL_SERVER : XKU_SSL_CLIENT;
     if (!ctx->skip_role && !(xku & need)) {
-        snprintf(what, sizeof what,
-                 "our certificate '%.64s' is not a %s certificate (extended key usage %s)", cn,
-                 server ? "gateway" : "device", server ? "serverAuth" : "clientAuth");
-        set_err(d, MW_ECERT_ROLE, 0, what);
+        mwi_detail_firstf(d, MW_ECERT_ROLE, 0,
+                          "our certificate '%.64s' is not a %s certificate (extended key usage %s)",
+                          cn, server ? "gateway" : "device", server ? "serverAuth" : "clientAuth");
         return false;
     }
     memcpy(ctx->own_id, cn, strlen(cn) + 1);
@@ -524,59 +811,68 @@ static bool own_identity(mwi_dtls_ctx *ctx, mw_error_detail_t *d)
 
 static mw_err crl_failed(mw_error_detail_t *d, const char *file, int code)
 {
-    char buf[240];
-    snprintf(buf, sizeof buf, "cannot load CRL '%.100s': %s (wolfSSL %d)", file,
-             code == ASN_CRL_NO_SIGNER_E ? "not signed by the configured CA"
-             : code == ASN_CRL_CONFIRM_E ? "its signature does not verify"
-             : code == ASN_PARSE_E       ? "expired (past nextUpdate) or malformed"
-             : code == WOLFSSL_BAD_FILE  ? "missing or unreadable"
-                                         : "refused",
-             code);
-    set_err(d, MW_ECERT_LOAD, code, buf);
+    mwi_detail_firstf(d, MW_ECERT_LOAD, code, "cannot load CRL '%.100s': %s (wolfSSL %d)", file,
+                      code == ASN_CRL_NO_SIGNER_E ? "not signed by the configured CA"
+                      : code == ASN_CRL_CONFIRM_E ? "its signature does not verify"
+                      : code == ASN_PARSE_E       ? "expired (past nextUpdate) or malformed"
+                      : code == WOLFSSL_BAD_FILE  ? "missing or unreadable"
+                                                  : "refused",
+                      code);
     return MW_ECERT_LOAD;
 }
 
 MW_NODISCARD static mw_err load_failed(mw_error_detail_t *d, const char *what, const char *file,
                                        int code)
 {
-    char buf[200];
-    snprintf(buf, sizeof buf,
-             "cannot load %s '%.100s': missing, unreadable or not PEM (wolfSSL %d)", what, file,
-             code);
-    set_err(d, MW_ECERT_LOAD, code, buf);
+    mwi_detail_firstf(d, MW_ECERT_LOAD, code,
+                      "cannot load %s '%.100s': missing, unreadable or not PEM (wolfSSL %d)", what,
+                      file, code);
     return MW_ECERT_LOAD;
+}
+
+/* Two paths must fit in one detail: a long one is shown by its end, where the file's name is. */
+#define PATH_SHOWN 44
+static const char *path_cut(const char *path)
+{
+    return strlen(path) > PATH_SHOWN ? "..." : "";
+}
+
+static const char *path_tail(const char *path)
+{
+    size_t n = strlen(path);
+    return n > PATH_SHOWN ? path + n - PATH_SHOWN : path;
 }
 
 /*
  * Loads our private key, checked by us before wolfSSL sees it. wolfSSL 5.5.4 accepts an EC key
  * whose scalar is larger than its curve and then writes past a stack buffer when it exports it
  * (wolfSSL_CTX_check_private_key, found by fuzz_certs): so the key is read once, decoded with
- * wolfCrypt, and only a P-256 key in range reaches wolfSSL, as the DER we checked.
+ * wolfCrypt, and only a P-256 key in range that matches @p cert_file (already loaded) reaches
+ * wolfSSL, as the DER we checked.
  */
-static mw_err load_private_key(mwi_dtls_ctx *ctx, const char *file, mw_error_detail_t *d)
+static mw_err load_private_key(mwi_dtls_ctx *ctx, const char *file, const char *cert_file,
+                               mw_error_detail_t *d)
 {
-    char what[240];
     mw_err e = MW_ECERT_LOAD;
     FILE *f = fopen(file, "rb");
     if (f == NULL)
         return load_failed(d, "private key", file, WOLFSSL_BAD_FILE);
     /* One allocation for the file and its DER, wiped before it is freed. */
-    uint8_t *pem = malloc(2 * KEY_FILE_MAX + 1);
+    uint8_t *pem = malloc(2 * MWI_KEY_FILE_MAX + 1);
     if (pem == NULL) {
         fclose(f);
         return MW_ENOMEM;
     }
-    uint8_t *der = pem + KEY_FILE_MAX + 1;
-    size_t n = fread(pem, 1, KEY_FILE_MAX + 1, f);
+    uint8_t *der = pem + MWI_KEY_FILE_MAX + 1;
+    size_t n = fread(pem, 1, MWI_KEY_FILE_MAX + 1, f);
     bool read_err = ferror(f) != 0;
     fclose(f);
-    if (read_err || n > KEY_FILE_MAX) {
-        snprintf(what, sizeof what, "cannot load private key '%.100s': %s", file,
-                 read_err ? "read error" : "larger than 16 KiB, not a key file");
-        set_err(d, e, 0, what);
+    if (read_err || n > MWI_KEY_FILE_MAX) {
+        mwi_detail_firstf(d, e, 0, "cannot load private key '%.100s': %s", file,
+                          read_err ? "read error" : "larger than 16 KiB, not a key file");
         goto out;
     }
-    int len = wc_KeyPemToDer(pem, (int)n, der, KEY_FILE_MAX, NULL);
+    int len = wc_KeyPemToDer(pem, (int)n, der, MWI_KEY_FILE_MAX, NULL);
     if (len <= 0) {
         e = load_failed(d, "private key", file, len);
         goto out;
@@ -586,11 +882,23 @@ static mw_err load_private_key(mwi_dtls_ctx *ctx, const char *file, mw_error_det
     if (wc_GetPkcs8TraditionalOffset(der, &off, (word32)len) < 0)
         off = 0;
     if (!der_is_p256(der + off, (word32)len - off, true)) {
-        snprintf(what, sizeof what,
-                 "cannot load private key '%.100s': not a valid ECDSA P-256 key (the protocol's "
-                 "only curve); make one with medwire-pki",
-                 file);
-        set_err(d, e, 0, what);
+        mwi_detail_firstf(
+            d, e, 0,
+            "cannot load private key '%.100s': not a valid ECDSA P-256 key (the protocol's "
+            "only curve); make one with medwire-pki",
+            file);
+        goto out;
+    }
+    /* wolfSSL_CTX_check_private_key passes any P-256 key in 5.5.4: unchecked, a gateway started
+     * and failed every handshake with -330, and a device was told its certificate was refused. */
+    uint8_t spki[128];
+    word32 spki_len = own_spki(ctx, spki);
+    if (!key_matches(der + off, (word32)len - off, spki, spki_len)) {
+        mwi_detail_firstf(
+            d, e, 0,
+            "the private key '%s%s' does not match the certificate '%s%s': give the key "
+            "made with that certificate",
+            path_cut(file), path_tail(file), path_cut(cert_file), path_tail(cert_file));
         goto out;
     }
     int rc = wolfSSL_CTX_use_PrivateKey_buffer(ctx->wctx, der, len, WOLFSSL_FILETYPE_ASN1);
@@ -600,9 +908,23 @@ static mw_err load_private_key(mwi_dtls_ctx *ctx, const char *file, mw_error_det
     }
     e = MW_OK;
 out:
-    wipe(pem, 2 * KEY_FILE_MAX + 1);
+    mwi_wipe(pem, 2 * MWI_KEY_FILE_MAX + 1);
     free(pem);
     return e;
+}
+
+/* wolfSSL as Debian builds it (FP_ECC) keeps, per thread, a table of 256 precomputed multiples
+ * of each point it has multiplied twice, up to 15 points, about 0.8 MB each. A handshake uses
+ * the peer's ephemeral key twice (checked, then multiplied), so every full handshake left a
+ * table behind for a key never seen again: a device reconnecting to a gateway that never
+ * answered grew by 0.8 MB per handshake up to some 12 MB. A device makes a handshake now and
+ * then, so it drops the tables once one is over (and after open, which checked its own key):
+ * a rebuild per handshake at most, and its heap stays flat. The gateway keeps them: its own
+ * key and its CA's serve every handshake it makes. */
+static void drop_ecc_tables(const mwi_dtls_ctx *ctx)
+{
+    if (ctx->role == MWI_DTLS_CLIENT)
+        wc_ecc_fp_free();
 }
 
 mw_err mwi_dtls_ctx_create(const mwi_dtls_config *cfg, mwi_dtls_ctx **out_ctx,
@@ -660,19 +982,35 @@ mw_err mwi_dtls_ctx_create(const mwi_dtls_config *cfg, mwi_dtls_ctx **out_ctx,
         goto fail;
     }
     /* Tickets lose the peer identity on resumption and fail hard when
-     * rejected (DESIGN.md): resumption, when it comes, is by session ID. */
+     * rejected (docs/SECURITY-MODEL.md 6.1): resumption, when it comes, is by session ID. */
     (void)wolfSSL_CTX_NoTicketTLSv12(ctx->wctx);
     int mode = WOLFSSL_VERIFY_PEER;
     if (cfg->role == MWI_DTLS_SERVER)
         mode |=
             WOLFSSL_VERIFY_FAIL_IF_NO_PEER_CERT; /* VERIFY_PEER alone admits a certless client */
     wolfSSL_CTX_set_verify(ctx->wctx, mode, verify_cb);
+    /* The protocol's chain is CA to leaf. wolfSSL's default depth accepts intermediates: a CA
+     * certificate that our CA signed by mistake, or under a CA that set no path length, could
+     * then issue for every name. wolfSSL counts the certificates the peer sends above its own,
+     * and some peers (libcoap over OpenSSL) send the CA too: one is allowed, and check_peer
+     * requires the leaf to be signed by a configured CA itself. */
+    wolfSSL_CTX_set_verify_depth(ctx->wctx, 1);
     if ((rc = wolfSSL_CTX_load_verify_locations(ctx->wctx, cfg->ca_file, NULL)) !=
         WOLFSSL_SUCCESS) {
         e = load_failed(d, "CA certificate", cfg->ca_file, rc);
         goto fail;
     }
     snprintf(ctx->ca_file, sizeof ctx->ca_file, "%s", cfg->ca_file);
+    ctx->anchors = wolfSSL_CertManagerNew();
+    if (ctx->anchors == NULL) {
+        e = MW_ENOMEM;
+        goto fail;
+    }
+    if ((rc = wolfSSL_CertManagerLoadCA(ctx->anchors, cfg->ca_file, NULL)) != WOLFSSL_SUCCESS) {
+        e = load_failed(d, "CA certificate", cfg->ca_file, rc);
+        goto fail;
+    }
+    load_pins(ctx, cfg->ca_file);
     if (cfg->crl_file) {
         /* After the CA: wolfSSL checks the CRL's signature as it loads it. */
         if (wolfSSL_CTX_EnableCRL(ctx->wctx, WOLFSSL_CRL_CHECKALL) != WOLFSSL_SUCCESS) {
@@ -696,16 +1034,8 @@ mw_err mwi_dtls_ctx_create(const mwi_dtls_config *cfg, mwi_dtls_ctx **out_ctx,
             e = d->err;
             goto fail;
         }
-        if ((e = load_private_key(ctx, cfg->key_file, d)) != MW_OK)
+        if ((e = load_private_key(ctx, cfg->key_file, cfg->cert_file, d)) != MW_OK)
             goto fail;
-        if (wolfSSL_CTX_check_private_key(ctx->wctx) != WOLFSSL_SUCCESS) {
-            char what[160];
-            snprintf(what, sizeof what, "the private key '%.100s' does not match the certificate",
-                     cfg->key_file);
-            set_err(d, MW_ECERT_LOAD, 0, what);
-            e = MW_ECERT_LOAD;
-            goto fail;
-        }
     }
     wolfSSL_CTX_SetIORecv(ctx->wctx, io_recv);
     wolfSSL_CTX_SetIOSend(ctx->wctx, io_send);
@@ -719,6 +1049,7 @@ mw_err mwi_dtls_ctx_create(const mwi_dtls_config *cfg, mwi_dtls_ctx **out_ctx,
         e = MW_EINTERNAL;
         goto fail;
     }
+    drop_ecc_tables(ctx);
     *out_ctx = ctx;
     return MW_OK;
 fail:
@@ -734,9 +1065,12 @@ static void ctx_release(mwi_dtls_ctx *ctx)
         return;
     if (ctx->wctx)
         wolfSSL_CTX_free(ctx->wctx);
+    if (ctx->anchors)
+        wolfSSL_CertManagerFree(ctx->anchors);
     if (ctx->rng_ok)
         wc_FreeRng(&ctx->rng);
-    wipe(ctx->cookie_secret, sizeof ctx->cookie_secret);
+    mwi_wipe(ctx->cookie_secret, sizeof ctx->cookie_secret);
+    mwi_wipe(ctx->prev_secret, sizeof ctx->prev_secret);
     free(ctx);
     wolfSSL_Cleanup();
 }
@@ -753,9 +1087,15 @@ void mwi_dtls_ctx_destroy(mwi_dtls_ctx **pctx)
 void mwi_dtls_ctx_share_cookie_secret(mwi_dtls_ctx *dst, const mwi_dtls_ctx *src)
 {
     /* A client between our HelloVerifyRequest and its second ClientHello
-     * holds a cookie made with the old secret: it stays valid. */
-    if (dst && src)
+     * holds a cookie made with the old secret: it stays valid, and the
+     * rotation goes on where it was. */
+    if (dst && src) {
         memcpy(dst->cookie_secret, src->cookie_secret, sizeof dst->cookie_secret);
+        memcpy(dst->prev_secret, src->prev_secret, sizeof dst->prev_secret);
+        dst->has_prev = src->has_prev;
+        dst->cookie_clock_set = src->cookie_clock_set;
+        dst->cookie_since_ms = src->cookie_since_ms;
+    }
 }
 
 mw_err mwi_dtls_conn_create(mwi_dtls_ctx *ctx, const mw_addr_t *peer, mwi_dtls_send_fn *send,
@@ -789,13 +1129,10 @@ mw_err mwi_dtls_conn_create(mwi_dtls_ctx *ctx, const mw_addr_t *peer, mwi_dtls_s
     mw_addr_t peer_copy = *peer;
     if (wolfSSL_dtls_set_peer(c->ssl, peer_copy.data, peer_copy.len) != WOLFSSL_SUCCESS)
         goto fail;
-    if (ctx->role == MWI_DTLS_SERVER) {
-        if (wolfSSL_DTLS_SetCookieSecret(c->ssl, ctx->cookie_secret, sizeof ctx->cookie_secret) !=
-            0)
-            goto fail;
-    } else if (wolfSSL_check_domain_name(c->ssl, ctx->peer_name) != WOLFSSL_SUCCESS) {
+    /* The gateway's name is checked by verify_cb (check_names), exactly. */
+    if (ctx->role == MWI_DTLS_SERVER &&
+        wolfSSL_DTLS_SetCookieSecret(c->ssl, ctx->cookie_secret, sizeof ctx->cookie_secret) != 0)
         goto fail;
-    }
     *out_conn = c;
     return MW_OK;
 fail:
@@ -816,8 +1153,10 @@ void mwi_dtls_conn_destroy(mwi_dtls_conn **pc)
         wolfSSL_free(c->ssl);
         live_conns--;
     }
-    wipe(c->flight, sizeof c->flight);
+    mwi_wipe(c->flight, sizeof c->flight);
     mwi_dtls_ctx *ctx = c->ctx;
+    if (!c->established)
+        drop_ecc_tables(ctx); /* a handshake given up */
     free(c);
     *pc = NULL;
     ctx_release(ctx);
@@ -841,6 +1180,7 @@ static mw_err handshake_step(mwi_dtls_conn *c, uint64_t now_ms)
     int rc = server ? wolfSSL_accept(c->ssl) : wolfSSL_connect(c->ssl);
     c->recording = false;
     if (rc == WOLFSSL_SUCCESS) {
+        drop_ecc_tables(c->ctx);
         c->deadline = UINT64_MAX;
         if (c->flight_overflow)
             c->flight_n = 0; /* a partial flight would not help the client */
@@ -858,6 +1198,7 @@ static mw_err handshake_step(mwi_dtls_conn *c, uint64_t now_ms)
         return MW_EINPROGRESS;
     }
     record_wolf_failure(c, err);
+    drop_ecc_tables(c->ctx);
     c->deadline = UINT64_MAX;
     return c->err.err;
 }
@@ -870,183 +1211,6 @@ mw_err mwi_dtls_conn_start(mwi_dtls_conn *c, uint64_t now_ms)
     return handshake_step(c, now_ms);
 }
 
-bool mwi_dtls_is_client_hello(const uint8_t *d, size_t len)
-{
-    /* type, version 1.0 or 1.2 (DTLS 1.0 records may carry a 1.2 hello),
-     * epoch 0, and a handshake body that starts with client_hello. */
-    return len >= REC_HDR + 12 && d[0] == CT_HANDSHAKE && d[1] == 0xFE &&
-           (d[2] == 0xFD || d[2] == 0xFF) && d[3] == 0 && d[4] == 0 &&
-           d[REC_HDR] == HS_CLIENT_HELLO;
-}
-
-static size_t be16(const uint8_t *p)
-{
-    return ((size_t)p[0] << 8) | p[1];
-}
-
-static size_t be24(const uint8_t *p)
-{
-    return ((size_t)p[0] << 16) | ((size_t)p[1] << 8) | p[2];
-}
-
-/* A vector of @p width length bytes that fills @p ext exactly, of at least @p min bytes and a
- * multiple of @p unit. */
-static bool ext_vector(const uint8_t *ext, size_t n, unsigned width, size_t min, size_t unit)
-{
-    if (n < width)
-        return false;
-    size_t v = width == 1 ? ext[0] : be16(ext);
-    return v == n - width && v >= min && v % unit == 0;
-}
-
-/* Entries of @p width length bytes each (names of at least one byte after @p skip bytes of
- * type) that fill the vector exactly: SNI's server_name_list, ALPN's protocol_name_list. */
-static bool ext_names(const uint8_t *ext, size_t n, size_t skip, unsigned width)
-{
-    if (!ext_vector(ext, n, 2, 1, 1))
-        return false;
-    size_t p = 2;
-    while (p < n) {
-        if (n - p < skip + width)
-            return false;
-        size_t l = width == 1 ? ext[p + skip] : be16(ext + p + skip);
-        p += skip + width;
-        if (l == 0 || l > n - p)
-            return false;
-        p += l;
-    }
-    return true;
-}
-
-/* Legitimate ClientHellos carry about a dozen extensions; many more is an attack on a parser. */
-#define HELLO_MAX_EXTENSIONS 48
-
-static bool hello_extensions_ok(const uint8_t *b, size_t n)
-{
-    uint16_t seen[HELLO_MAX_EXTENSIONS];
-    size_t count = 0, p = 0;
-    while (p < n) {
-        if (n - p < 4 || count == HELLO_MAX_EXTENSIONS)
-            return false;
-        uint16_t type = (uint16_t)be16(b + p);
-        size_t l = be16(b + p + 2);
-        const uint8_t *e = b + p + 4;
-        p += 4;
-        if (l > n - p)
-            return false;
-        p += l;
-        for (size_t i = 0; i < count; i++)
-            if (seen[i] == type)
-                return false; /* RFC 5246 7.4.1.4: never twice */
-        seen[count++] = type;
-        bool ok = true;
-        switch (type) {
-        case 0: /* server_name (RFC 6066 3): type, then a 2-byte name length */
-            ok = ext_names(e, l, 1, 2);
-            break;
-        case 10: /* supported_groups (RFC 8422 5.1.1) */
-            ok = ext_vector(e, l, 2, 2, 2);
-            break;
-        case 11: /* ec_point_formats (RFC 8422 5.1.2) */
-            ok = ext_vector(e, l, 1, 1, 1);
-            break;
-        case 13: /* signature_algorithms (RFC 5246 7.4.1.4.1) */
-            ok = ext_vector(e, l, 2, 2, 2);
-            break;
-        case 16: /* application_layer_protocol_negotiation (RFC 7301 3.1) */
-            ok = ext_names(e, l, 0, 1);
-            break;
-        case 0xff01: /* renegotiation_info (RFC 5746 3.2) */
-            ok = ext_vector(e, l, 1, 0, 1);
-            break;
-        default:
-            break;
-        }
-        if (!ok)
-            return false;
-    }
-    return true;
-}
-
-bool mwi_dtls_client_hello_well_formed(const uint8_t *d, size_t len)
-{
-    if (!mwi_dtls_is_client_hello(d, len) || be16(d + 11) != len - REC_HDR)
-        return false;
-    const uint8_t *hs = d + REC_HDR;
-    size_t n = be24(hs + 1);
-    /* Whole and alone: offset 0, fragment = message = the rest of the record. wolfSSL would
-     * reassemble fragments that no one here could check first. */
-    if (be24(hs + 6) != 0 || be24(hs + 9) != n || n != len - REC_HDR - 12)
-        return false;
-    const uint8_t *b = hs + 12;
-    size_t p = 2 + 32; /* client_version, random */
-    if (n < p + 1 || b[p] > 32 || (size_t)b[p] > n - p - 1)
-        return false; /* session_id */
-    p += 1 + b[p];
-    if (n < p + 1 || (size_t)b[p] > n - p - 1)
-        return false; /* cookie */
-    p += 1 + b[p];
-    if (n < p + 2)
-        return false;
-    size_t suites = be16(b + p);
-    if (suites < 2 || suites % 2 != 0 || suites > n - p - 2)
-        return false;
-    p += 2 + suites;
-    if (n < p + 1 || b[p] < 1 || (size_t)b[p] > n - p - 1)
-        return false; /* compression_methods */
-    p += 1 + b[p];
-    if (p == n)
-        return true; /* no extensions */
-    if (n - p < 2 || be16(b + p) != n - p - 2)
-        return false;
-    return hello_extensions_ok(b + p + 2, n - p - 2);
-}
-
-/* Does the plaintext handshake record @p b carry a ClientHello (or a fragment of one) in any of
- * its messages? */
-static bool holds_client_hello(const uint8_t *b, size_t n)
-{
-    size_t p = 0;
-    while (p < n) {
-        if (b[p] == HS_CLIENT_HELLO)
-            return true;
-        if (n - p < 12)
-            break;
-        size_t frag = be24(b + p + 9);
-        if (frag > n - p - 12)
-            break;
-        p += 12 + frag;
-    }
-    return false;
-}
-
-/* The length of the part of @p d made of usable records. Invalid records are
- * dropped silently (RFC 6347 4.1.2.7) before wolfSSL sees them, because
- * wolfSSL 5.5.4 answers some with a fatal alert under the session's keys,
- * which ends the session at both ends: one spoofed datagram from an off-path
- * attacker was enough (found by fuzz_session). Those are a record that runs
- * past the datagram (a record never spans datagrams, 4.1.1; above wolfSSL's
- * maximum it sends record_overflow) and a protected record (epoch > 0) too
- * short for the AEAD's explicit nonce and tag (bad_record_mac). Legitimate
- * datagrams hold neither, so everything from the first such record on goes. */
-static size_t usable_records(const uint8_t *d, size_t len, size_t min_sealed, bool server)
-{
-    size_t off = 0;
-    while (len - off >= REC_HDR) {
-        size_t body = be16(d + off + 11);
-        bool sealed = d[off + 3] != 0 || d[off + 4] != 0;
-        if (body > len - off - REC_HDR || (sealed && body < min_sealed))
-            break;
-        /* A server lets a ClientHello through only whole, alone and well formed. */
-        if (server && !sealed && d[off] == CT_HANDSHAKE &&
-            holds_client_hello(d + off + REC_HDR, body) &&
-            !(off == 0 && mwi_dtls_client_hello_well_formed(d, len)))
-            break;
-        off += REC_HDR + body;
-    }
-    return off;
-}
-
 /* Shortest protected record: the explicit nonce (8 bytes for both suites,
  * RFC 6655 3, RFC 5288 3) and the tag; until the suite is known, GCM's. */
 #define AEAD_NONCE   8u
@@ -1055,6 +1219,63 @@ static size_t min_sealed(const mwi_dtls_conn *c)
 {
     int tag = c->established ? wolfSSL_GetAeadMacSize(c->ssl) : 0;
     return AEAD_NONCE + (tag > 0 ? (size_t)tag : MAX_AEAD_TAG);
+}
+
+/* Every MWI_DTLS_COOKIE_PERIOD_MS the cookie secret changes, the old one honoured one period more:
+ * a secret that never changed let a cookie seen once (on the path, or in a capture) open
+ * handshakes from that address for the gateway's whole life. Driven by the caller's clock,
+ * lazily: cookies are only made here, so a secret is never older than its period when one is. */
+static void rotate_cookie_secret(mwi_dtls_ctx *ctx, uint64_t now_ms)
+{
+    if (!ctx->cookie_clock_set || now_ms < ctx->cookie_since_ms) {
+        ctx->cookie_clock_set = true;
+        ctx->cookie_since_ms = now_ms;
+        return;
+    }
+    uint64_t age = now_ms - ctx->cookie_since_ms;
+    if (age < MWI_DTLS_COOKIE_PERIOD_MS)
+        return;
+    unsigned char fresh[sizeof ctx->cookie_secret];
+    if (wc_RNG_GenerateBlock(&ctx->rng, fresh, sizeof fresh) != 0)
+        return; /* keep the current one rather than stop answering */
+    ctx->has_prev = age < 2 * MWI_DTLS_COOKIE_PERIOD_MS; /* else it too is past its time */
+    if (ctx->has_prev)
+        memcpy(ctx->prev_secret, ctx->cookie_secret, sizeof ctx->prev_secret);
+    else
+        mwi_wipe(ctx->prev_secret, sizeof ctx->prev_secret);
+    memcpy(ctx->cookie_secret, fresh, sizeof fresh);
+    mwi_wipe(fresh, sizeof fresh);
+    ctx->cookie_since_ms = now_ms;
+}
+
+/* Runs the ClientHello @p dgram through a throwaway connection verifying cookies with @p secret.
+ * Its one answer to an unverified address is held in @p reply, not sent; what a verified one is
+ * sent goes out. *out_conn is the connection (NULL only on failure to make one). */
+static mw_err probe(mwi_dtls_ctx *ctx, const unsigned char *secret, const mw_addr_t *peer,
+                    const uint8_t *dgram, size_t len, uint64_t now_ms, mwi_dtls_send_fn *send,
+                    void *send_ctx, uint8_t *reply, size_t *reply_len, mwi_dtls_conn **out_conn)
+{
+    mwi_dtls_conn *c = NULL;
+    mw_err e = mwi_dtls_conn_create(ctx, peer, send, send_ctx, &c);
+    if (e != MW_OK)
+        return e == MW_ENOMEM ? MW_ENOMEM : MW_EAGAIN;
+    if (secret != ctx->cookie_secret &&
+        wolfSSL_DTLS_SetCookieSecret(c->ssl, secret, sizeof ctx->cookie_secret) != 0) {
+        mwi_dtls_conn_destroy(&c);
+        return MW_EAGAIN;
+    }
+    c->probing = true;
+    c->probe_in_len = len;
+    c->probe_reply = reply;
+    c->started = true;
+    lend_input(c, dgram, len);
+    e = handshake_step(c, now_ms);
+    lend_input(c, NULL, 0);
+    c->probing = false;
+    c->probe_reply = NULL;
+    *reply_len = c->probe_reply_len;
+    *out_conn = c;
+    return e;
 }
 
 mw_err mwi_dtls_accept(mwi_dtls_ctx *ctx, const mw_addr_t *peer, const uint8_t *dgram, size_t len,
@@ -1067,23 +1288,37 @@ mw_err mwi_dtls_accept(mwi_dtls_ctx *ctx, const mw_addr_t *peer, const uint8_t *
         return MW_EINVAL;
     *out_conn = NULL;
     if (dgram != NULL)
-        len = usable_records(dgram, len, AEAD_NONCE + MAX_AEAD_TAG, true);
+        len = mwi_dtls_usable_records(dgram, len, AEAD_NONCE + MAX_AEAD_TAG, true);
     if (ctx == NULL || ctx->role != MWI_DTLS_SERVER || dgram == NULL ||
         !mwi_dtls_is_client_hello(dgram, len))
         return MW_EAGAIN;
+    rotate_cookie_secret(ctx, now_ms);
+    uint8_t reply[MWI_DTLS_MAX_DATAGRAM];
+    size_t reply_len = 0;
     mwi_dtls_conn *c = NULL;
-    mw_err e = mwi_dtls_conn_create(ctx, peer, send, send_ctx, &c);
-    if (e != MW_OK)
-        return e == MW_ENOMEM ? MW_ENOMEM : MW_EAGAIN;
-    c->probing = true;
-    c->probe_in_len = len;
-    c->started = true;
-    c->in = dgram;
-    c->in_len = len;
-    e = handshake_step(c, now_ms);
-    c->in = NULL;
-    c->in_len = 0;
-    c->probing = false;
+    mw_err e = probe(ctx, ctx->cookie_secret, peer, dgram, len, now_ms, send, send_ctx, reply,
+                     &reply_len, &c);
+    if (e == MW_ENOMEM)
+        return MW_ENOMEM;
+    if ((e == MW_EINPROGRESS || e == MW_OK) && !c->sent_server_hello && ctx->has_prev &&
+        mwi_dtls_hello_has_cookie(dgram, len)) {
+        /* A cookie the current secret did not make may be one of the previous secret's. */
+        uint8_t unused[MWI_DTLS_MAX_DATAGRAM];
+        size_t unused_len = 0;
+        mwi_dtls_conn *older = NULL;
+        mw_err oe = probe(ctx, ctx->prev_secret, peer, dgram, len, now_ms, send, send_ctx, unused,
+                          &unused_len, &older);
+        if ((oe == MW_EINPROGRESS || oe == MW_OK) && older->sent_server_hello) {
+            mwi_dtls_conn_destroy(&c);
+            *out_conn = older;
+            return MW_OK;
+        }
+        mwi_dtls_conn_destroy(&older);
+    }
+    if (reply_len > 0)
+        send(send_ctx, reply, reply_len);
+    if (c == NULL)
+        return MW_EAGAIN;
     if ((e == MW_EINPROGRESS || e == MW_OK) && c->sent_server_hello) {
         *out_conn = c;
         return MW_OK;
@@ -1092,11 +1327,6 @@ mw_err mwi_dtls_accept(mwi_dtls_ctx *ctx, const mw_addr_t *peer, const uint8_t *
         *out_detail = c->err; /* e.g. no suite in common: worth an audit line */
     mwi_dtls_conn_destroy(&c);
     return e != MW_EINPROGRESS && e != MW_OK && e != MW_ENOMEM ? e : MW_EAGAIN;
-}
-
-static bool is_handshake_flight(const uint8_t *d, size_t len)
-{
-    return len >= REC_HDR && (d[0] == CT_HANDSHAKE || d[0] == CT_CCS);
 }
 
 mw_err mwi_dtls_conn_input(mwi_dtls_conn *c, const uint8_t *dgram, size_t len, uint64_t now_ms,
@@ -1108,11 +1338,11 @@ mw_err mwi_dtls_conn_input(mwi_dtls_conn *c, const uint8_t *dgram, size_t len, u
         return c->err.err != MW_OK ? c->err.err : MW_ECLOSED;
     if (c->ctx->role == MWI_DTLS_CLIENT && !c->started)
         return MW_EINVAL;
-    len = usable_records(dgram, len, min_sealed(c), c->ctx->role == MWI_DTLS_SERVER);
+    len = mwi_dtls_usable_records(dgram, len, min_sealed(c), c->ctx->role == MWI_DTLS_SERVER);
     if (len == 0)
         return c->established ? MW_OK : MW_EINPROGRESS; /* nothing valid: as if never sent */
     if (c->established && c->ctx->role == MWI_DTLS_SERVER && !c->peer_sent_data &&
-        c->flight_n > 0 && is_handshake_flight(dgram, len)) {
+        c->flight_n > 0 && mwi_dtls_is_handshake_flight(dgram, len)) {
         /* The client is still repeating its last flight: ours was lost. */
         if ((!c->resent_once || now_ms - c->last_resend_ms >= FLIGHT_RESEND_GAP_MS) &&
             c->flight_resends < FLIGHT_RESEND_MAX) {
@@ -1127,8 +1357,7 @@ mw_err mwi_dtls_conn_input(mwi_dtls_conn *c, const uint8_t *dgram, size_t len, u
         }
         return MW_OK;
     }
-    c->in = dgram;
-    c->in_len = len;
+    lend_input(c, dgram, len);
     mw_err e = MW_OK;
     if (!c->established) {
         e = handshake_step(c, now_ms);
@@ -1149,7 +1378,9 @@ mw_err mwi_dtls_conn_input(mwi_dtls_conn *c, const uint8_t *dgram, size_t len, u
             break;
         if (err == WOLFSSL_ERROR_ZERO_RETURN) {
             c->failed = true;
-            set_err(&c->err, MW_ECLOSED, 0, "the peer closed the session");
+            set_err(&c->err, MW_ECLOSED, 0,
+                    c->ctx->role == MWI_DTLS_SERVER ? "closed by the device (close_notify)"
+                                                    : "closed by the gateway (close_notify)");
             e = MW_ECLOSED;
             break;
         }
@@ -1158,8 +1389,7 @@ mw_err mwi_dtls_conn_input(mwi_dtls_conn *c, const uint8_t *dgram, size_t len, u
         break;
     }
 out:
-    c->in = NULL;
-    c->in_len = 0;
+    lend_input(c, NULL, 0);
     return e;
 }
 
@@ -1178,7 +1408,7 @@ mw_err mwi_dtls_conn_write(mwi_dtls_conn *c, const uint8_t *data, size_t len)
     if (err == WOLFSSL_ERROR_WANT_WRITE)
         return MW_EAGAIN;
     if (err == DTLS_SIZE_ERROR)
-        return MW_ETOOBIG; /* nothing was sent (DESIGN.md) */
+        return MW_ETOOBIG; /* nothing was sent (docs/SECURITY-MODEL.md 6.1) */
     record_wolf_failure(c, err);
     return c->err.err;
 }
@@ -1232,13 +1462,7 @@ const char *mwi_dtls_conn_cipher(const mwi_dtls_conn *c)
 
 void mwi_dtls_conn_error(const mwi_dtls_conn *c, mw_error_detail_t *out)
 {
-    if (out == NULL)
-        return;
-    if (c == NULL) {
-        memset(out, 0, sizeof *out);
-        return;
-    }
-    *out = c->err;
+    mwi_detail_copy(out, c ? &c->err : NULL);
 }
 
 mw_err mwi_dtls_random(void *vctx, uint8_t *out, size_t len)

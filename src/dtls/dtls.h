@@ -9,12 +9,16 @@
 
 #include "medwire/err.h"
 #include "medwire/io.h"
+#include "dtls/records.h"
 #include "medwire/message.h"
 
 /** Largest plaintext one record carries with either allowed suite (GCM's limit is the lower). */
 #define MWI_DTLS_MAX_PLAINTEXT 1351
 /** Largest datagram we read or write (the Debian build's MTU). */
 #define MWI_DTLS_MAX_DATAGRAM 1500
+/** The gateway's cookie secret changes this often (ms, by the clock given to mwi_dtls_accept); a
+ *  cookie stays valid until the rotation after the one that retired its secret. */
+#define MWI_DTLS_COOKIE_PERIOD_MS (5u * 60u * 1000u)
 /** The only two suites of protocol v1 (RFC 7925 profile plus GCM). */
 #define MWI_DTLS_CIPHERS "ECDHE-ECDSA-AES128-CCM-8:ECDHE-ECDSA-AES128-GCM-SHA256"
 
@@ -39,8 +43,9 @@ typedef struct mwi_dtls_conn mwi_dtls_conn;
 typedef void mwi_dtls_send_fn(void *ctx, const uint8_t *buf, size_t len);
 
 /**
- * Makes a context: loads CA, certificate and key, fixes the cipher list,
- * curve P-256, verification mode, and (server) a fresh cookie secret.
+ * Makes a context: loads CA, certificate and key (refused unless it matches the
+ * certificate), fixes the cipher list, curve P-256, verification mode and depth
+ * (CA to leaf), and (server) a fresh cookie secret, rotated by mwi_dtls_accept.
  * @return MW_OK, MW_EINVAL or MW_ECONFIG for a missing input, MW_ECERT_LOAD
  *         (detail says which file and wolfSSL's code), MW_ENOMEM, MW_EINTERNAL.
  */
@@ -70,7 +75,7 @@ MW_NODISCARD mw_err mwi_dtls_conn_start(mwi_dtls_conn *c, uint64_t now_ms);
  * ClientHello carrying a valid cookie (RFC 6347 4.2.1) yields a connection;
  * anything else costs no state: a cookie-less ClientHello is answered with a
  * HelloVerifyRequest (no larger than the ClientHello) and everything else is
- * dropped.
+ * dropped. The cookie secret rotates here, by @p now_ms (MWI_DTLS_COOKIE_PERIOD_MS).
  * @return MW_OK with *out_conn set; MW_EAGAIN with *out_conn NULL (HelloVerifyRequest
  *         sent, or dropped); or the error that made the ClientHello unacceptable (for
  *         example MW_ECIPHER) with @p out_detail (may be NULL) filled. The source address
@@ -145,15 +150,5 @@ bool mwi_dtls_conn_resumed(const mwi_dtls_conn *c);
 
 /** DTLS connections alive in this process (created and not yet destroyed). */
 long mwi_dtls_live_conns(void);
-
-/** Classifies a datagram's first record without state: is it an epoch-0 ClientHello? */
-bool mwi_dtls_is_client_hello(const uint8_t *dgram, size_t len);
-/**
- * Is @p dgram exactly one record holding one whole (unfragmented) ClientHello whose every length
- * nests, with no extension twice, and with the extensions wolfSSL parses (server name, groups,
- * point formats, signature algorithms, ALPN, renegotiation info) well formed inside? Only such a
- * ClientHello reaches wolfSSL on the server (docs/protocol.md section 1).
- */
-bool mwi_dtls_client_hello_well_formed(const uint8_t *dgram, size_t len);
 
 #endif

@@ -779,7 +779,7 @@ Test(crl, resumed_session_of_a_device_revoked_since_is_accepted_by_wolfssl)
     cr_expect_eq(full.server_err, CRL_CERT_REVOKED);
 
     /* The abbreviated handshake has no Certificate message, so nothing is verified: wolfSSL
-     * lets the revoked device back in. DESIGN.md's rule (re-check on resumption) is ours. */
+     * lets the revoked device back in. The rule of docs/SECURITY-MODEL.md 6.1 (re-check on resumption) is ours. */
     hs_result resumed = handshake(gw, dev, first.session);
     cr_expect_eq(resumed.server_err, 0, "gateway error %d", resumed.server_err);
     cr_expect_eq(resumed.client_err, 0);
