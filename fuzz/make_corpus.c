@@ -9,6 +9,7 @@
 #include "medwire/medwire.h"
 
 #include "coap/coap.h"
+#include "session/protocol.h"
 #include "dtls/dtls.h"
 #include "queue/queue.h"
 #include "session/codec.h"
@@ -135,7 +136,7 @@ static mw_message_t queue_msg(uint64_t seq, mw_priority prio)
     return m;
 }
 
-static void queue_image(const char *name, int appends, int acks, bool compact, bool torn)
+static mwt_ram *queue_ram(int appends, int acks, bool compact, bool torn, uint32_t *out_size)
 {
     uint32_t size = 0;
     if (mwi_queue_region_min(8, 1, 1, &size) != MW_OK)
@@ -148,6 +149,8 @@ static void queue_image(const char *name, int appends, int acks, bool compact, b
     c.key = QUEUE_KEY;
     c.key_len = sizeof QUEUE_KEY;
     c.capacity = 8;
+    mwt_rng rng = {0x51A7u}; /* deterministic: the same seeds on every run */
+    c.random = mwt_rng_table(&rng);
     mwi_queue *q = NULL;
     if (mwi_queue_open(&c, &q, NULL) != MW_OK)
         die("mwi_queue_open");
@@ -180,7 +183,33 @@ static void queue_image(const char *name, int appends, int acks, bool compact, b
     } else {
         mwi_queue_close(&q);
     }
+    *out_size = size;
+    return ram;
+}
+
+static void queue_image(const char *name, int appends, int acks, bool compact, bool torn)
+{
+    uint32_t size;
+    mwt_ram *ram = queue_ram(appends, acks, compact, torn, &size);
     put("fuzz_queue", name, mwt_ram_image(ram), size);
+    mwt_ram_destroy(ram);
+}
+
+/* What the fuzzer once found, in the current format: nothing left of the queue but its nonce
+ * store, one slot of which was damaged after it was complete. Every open reported the slot
+ * again until the queue rewrote it. */
+static void queue_damaged_slot(void)
+{
+    uint32_t size, store = mwi_seq_region_size(1, 1);
+    mwt_ram *ram = queue_ram(1, 0, false, false, &size);
+    uint8_t *ff = malloc(size - store);
+    if (ff == NULL)
+        die("out of memory");
+    memset(ff, 0xFF, size - store);
+    mwt_ram_poke(ram, store, ff, size - store);
+    mwt_ram_flip_bit(ram, store / 2 + 16, 0); /* slot B's ceiling: its CRC no longer matches */
+    put("fuzz_queue", "repro-damaged-nonce-slot-without-a-half", mwt_ram_image(ram), size);
+    free(ff);
     mwt_ram_destroy(ram);
 }
 
@@ -191,6 +220,7 @@ static void corpus_queue(void)
     queue_image("full-with-evictions", 14, 0, false, false);
     queue_image("acked-and-compacted", 8, 3, true, false);
     queue_image("torn-last-append", 4, 1, false, true);
+    queue_damaged_slot();
 }
 
 static void corpus_batch(void)
@@ -242,6 +272,26 @@ static mwi_coap_msg request(uint8_t type, uint8_t code, uint16_t mid, const char
 }
 
 /* A POST of a batch, as the client sends it (client.c). */
+/* A batch POST in sequence space @p space, declaring low-water mark @p low. */
+static size_t post_batch_in(const mw_message_t *msgs, size_t n, uint64_t space, uint64_t low,
+                            uint16_t mid, uint8_t *out, size_t cap)
+{
+    uint8_t payload[1200];
+    const mw_message_t *ptrs[MWI_MAX_BATCH];
+    size_t len = 0, count = 0;
+    for (size_t i = 0; i < n && i < MWI_MAX_BATCH; i++)
+        ptrs[i] = &msgs[i];
+    mwi_batch_head h = {.low_water = low, .space = space};
+    if (mwi_batch_encode_in(ptrs, n, &h, payload, sizeof payload, &len, &count) != MW_OK ||
+        count != n)
+        die("mwi_batch_encode_in");
+    mwi_coap_msg m = request(MWI_COAP_CON, MWI_COAP_POST, mid, "batch");
+    m.content_format = MWI_COAP_CF_MEDWIRE_BATCH;
+    m.payload = payload;
+    m.payload_len = len;
+    return coap(&m, out, cap);
+}
+
 static size_t post_batch(const mw_message_t *msgs, size_t n, uint16_t mid, uint8_t *out,
                          size_t cap)
 {
@@ -501,6 +551,28 @@ static void corpus_session(void)
     (void)mwf_put_frame(buf, sizeof buf, &pos, 0, not_coap, sizeof not_coap);
     put("fuzz_session", "refusals", buf, pos);
 
+    /* Sequence spaces (docs/protocol.md 5b): a space opened, a forged low-water mark of 2^64-1,
+     * later numbers (delivered: the mark is bounded), a number reused with other content (a
+     * conflict), a new space, then the retired one again. */
+    mw_message_t s1[2] = {obs("dev-1", 10, 97), obs("dev-1", 11, 96)};
+    mw_message_t s2 = obs("dev-1", 12, 95), s3 = obs("dev-1", 11, 50);
+    pos = 0;
+    (void)mwf_put_frame(buf, sizeof buf, &pos, 0, m1,
+                        post_batch_in(s1, 2, 0xA1, 10, 0x0500, m1, sizeof m1));
+    (void)mwf_put_frame(buf, sizeof buf, &pos, 8, m1,
+                        post_batch_in(&s2, 1, 0xA1, UINT64_MAX, 0x0501, m1, sizeof m1));
+    s2.seq = 13;
+    (void)mwf_put_frame(buf, sizeof buf, &pos, 8, m1,
+                        post_batch_in(&s2, 1, 0xA1, 13, 0x0502, m1, sizeof m1));
+    (void)mwf_put_frame(buf, sizeof buf, &pos, 8, m1,
+                        post_batch_in(&s3, 1, 0xA1, 11, 0x0503, m1, sizeof m1));
+    s3.possible_duplicate = true;
+    (void)mwf_put_frame(buf, sizeof buf, &pos, 8, m1,
+                        post_batch_in(&s3, 1, 0xB2, 11, 0x0504, m1, sizeof m1));
+    (void)mwf_put_frame(buf, sizeof buf, &pos, 8, m1,
+                        post_batch_in(s1, 2, 0xA1, 10, 0x0505, m1, sizeof m1));
+    put("fuzz_session", "spaces-forged-mark-conflict-retired", buf, pos);
+
     /* Unencrypted datagrams from the device's own address: a ClientHello (a reboot, or a
      * spoofer) and the recorded second flight replayed. */
     pos = 0;
@@ -573,7 +645,7 @@ static void corpus_certs(void)
     put_file("device-cert-pem", 0x04 | (1 << 3), copy, len);
     dlen = pem_to_der(copy, len, der);
     put_file("device-cert-der", 0x05 | (3 << 3), der, dlen);
-    /* No private key is ever committed (DESIGN.md), not even a throwaway one: the key seed is
+    /* No private key is ever committed (fuzz/README.md), not even a throwaway one: the key seed is
      * the SEC 1 ECPrivateKey with d = 1, whose public key is the P-256 generator itself. */
     static const uint8_t key_d1[] = {
         0x30, 0x77, 0x02, 0x01, 0x01, 0x04, 0x20, /* ECPrivateKey, version 1, d: */

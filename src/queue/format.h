@@ -7,11 +7,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/limits.h"
+
 /* Every on-storage structure ends in this byte. A write torn before its end leaves the erased
  * value 0xFF there, a complete one leaves 0x5A, and no single bit flip turns one into the
  * other: that is how recovery tells an interrupted write from damage to finished data. */
 #define MWI_TRAILER 0x5Au
 #define MWI_ERASED  0xFFu
+/* MWI_WRITE_UNIT_MAX, the largest write unit a region may declare, is in core/limits.h. */
 
 /** CRC-32C (Castagnoli) of @p len bytes, continuing from @p crc (start with 0). */
 uint32_t mwi_crc32c(uint32_t crc, const uint8_t *p, size_t len);

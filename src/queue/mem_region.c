@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "queue/queue.h"
+#include "core/storage.h"
 
 typedef struct mem_region {
     uint32_t size;
@@ -63,16 +64,8 @@ mw_err mwi_mem_region_open(uint32_t size, mw_storage_t *out)
     }
     r->size = size;
     memset(r->bytes, 0xff, size);
-    *out = (mw_storage_t){
-        .ctx = r,
-        .read = mem_read,
-        .write = mem_write,
-        .erase = mem_erase,
-        .sync = mem_sync,
-        .size = size,
-        .erase_unit = 1,
-        .write_unit = 1,
-    };
+    static const mwi_storage_ops mem_ops = {mem_read, mem_write, mem_erase, mem_sync};
+    *out = mwi_storage_table(r, &mem_ops, size, 1, 1);
     return MW_OK;
 }
 

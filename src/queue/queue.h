@@ -5,8 +5,9 @@
 #define MWI_QUEUE_QUEUE_H
 
 /*
- * Both objects are sans-I/O in the sense of STYLE.md: they reach the medium only through an
- * mw_storage_t and never read a clock (the caller passes now_ms). Neither is thread-safe.
+ * Both objects are sans-I/O: they reach the medium only through an mw_storage_t, never read a
+ * clock (the caller passes now_ms) and take randomness only from the caller's mw_random_t.
+ * Neither is thread-safe.
  * docs/queue.md describes the on-storage format, the crypto and the recovery algorithm.
  *
  * Typical use by the client (error handling elided):
@@ -16,6 +17,7 @@
  *     mwi_queue_config qc;
  *     mwi_queue_config_init(&qc);
  *     qc.storage = &queue_region; qc.key = key; qc.key_len = 32; qc.capacity = 256;
+ *     qc.random = rnd;                       // salts a new queue's key (creation, format)
  *     qc.on_event = on_queue_event;          // evictions, corrupt records -> audit + gap
  *     mwi_queue *q;
  *     mwi_queue_open(&qc, &q, &why);
@@ -42,6 +44,7 @@
 #include <stdint.h>
 
 #include "medwire/err.h"
+#include "medwire/io.h"
 #include "medwire/message.h"
 #include "medwire/storage.h"
 #include "session/codec.h"
@@ -56,6 +59,9 @@
  * trailer byte) written alternately, so a torn write never loses the last durable ceiling.
  * Plain data: the caller owns it; nothing to free.
  */
+/** Bytes of caller data kept beside the ceiling in every slot (the client's sequence space). */
+#define MWI_SEQ_AUX 16
+
 typedef struct mwi_seq {
     mw_storage_t st;       /**< copy of the region table */
     uint32_t slot_size;    /**< bytes per slot (erase and write aligned) */
@@ -68,6 +74,7 @@ typedef struct mwi_seq {
     bool broken;           /**< a storage error happened: reopen */
     uint8_t torn_slots;    /**< bit i: slot i held an interrupted write at open */
     uint8_t corrupt_slots; /**< bit i: slot i held damaged complete data at open */
+    uint8_t aux[MWI_SEQ_AUX]; /**< caller data of the newest valid slot (zero when fresh) */
 } mwi_seq;
 
 /** Bytes a sequence store needs on a medium with these units (two slots). */
@@ -100,6 +107,16 @@ MW_NODISCARD mw_err mwi_seq_next(mwi_seq *s, uint64_t *out_value);
  * nonces its records carry). The first mwi_seq_next() rewrites both slots.
  */
 void mwi_seq_restart(mwi_seq *s, uint64_t first);
+
+/**
+ * Replaces the caller data kept with the ceiling and makes it durable now (one slot written and
+ * synced, or both on a fresh store), without handing out a number.
+ * @return ::MW_OK; ::MW_EIO (storage failed: the store is broken); ::MW_ECLOSED (broken before).
+ */
+MW_NODISCARD mw_err mwi_seq_set_aux(mwi_seq *s, const uint8_t aux[MWI_SEQ_AUX]);
+
+/** The caller data of the newest slot (all zero for a fresh store); never NULL for a store. */
+const uint8_t *mwi_seq_aux(const mwi_seq *s);
 
 /** Raises the next number to at least @p floor (never lowers it). No I/O. */
 void mwi_seq_raise(mwi_seq *s, uint64_t floor);
@@ -164,9 +181,15 @@ typedef struct mwi_queue_gap {
 typedef struct mwi_queue_config {
     /** The region (table copied; its context must outlive the queue). */
     const mw_storage_t *storage;
-    /** AES key, 16 or 32 bytes, from the vendor; one key per region (copied, wiped at close). */
+    /** AES key, 16 or 32 bytes, from the vendor. Records are sealed under a key derived from
+     *  it and the region's random salt (docs/queue.md, 7), so one vendor key may serve several
+     *  regions and incarnations. Read at open only; not kept. */
     const uint8_t *key;
     size_t key_len;
+    /** Draws the salt when a region becomes a queue (creation on an erased region,
+     *  mwi_queue_format()); both refuse without one (::MW_ECONFIG). Opening an existing queue
+     *  does not use it. */
+    mw_random_t random;
     /** Messages held (default 256). The queue can hold up to twice as many after damage to a
      *  stored acknowledgement or a smaller capacity than before (see docs/queue.md, 9). */
     uint32_t capacity;
@@ -213,13 +236,15 @@ MW_NODISCARD mw_err mwi_queue_region_min(uint32_t capacity, uint32_t erase_unit,
  * Opens the queue in @p cfg->storage, recovering it: keeps every intact record, cuts off torn
  * writes, reports damaged records (never delivers them), and rewrites the log into the other
  * half if it found anything to cut or skip, so that nothing is reported twice. A fresh
- * (erased) region becomes an empty queue. The key is checked before anything is written.
+ * (erased) region becomes an empty queue under a fresh salt from @p cfg->random. The key is
+ * checked before anything is written.
  * Events (evictions, damage, torn writes) found while recovering are delivered during the
  * call; afterwards mwi_queue_gaps() lists what the gateway must still be told.
  * @return ::MW_OK; ::MW_EINVAL (NULL); ::MW_ECONFIG (key missing or not 16/32 bytes; key
  *         different from the one the queue was written with; region too small, misaligned, or
- *         of another geometry than when it was created; caller memory too small or not
- *         16-byte aligned) -- in each of these cases nothing was written;
+ *         of another geometry than when it was created; region written by format 1 (an older
+ *         medwire); a new queue to create but no random source; caller memory too small or
+ *         not 16-byte aligned) -- in each of these cases nothing was written;
  *         ::MW_EIO (storage failed, or the region holds data but no valid queue header, so
  *         opening would destroy it: use mwi_queue_format() to start over deliberately);
  *         ::MW_ENOMEM. @p out_detail (may be NULL) says which and why.
@@ -231,10 +256,14 @@ MW_NODISCARD mw_err mwi_queue_open(const mwi_queue_config *cfg, mwi_queue **out_
  *  allocated; sets *q to NULL. NULL is ignored. */
 void mwi_queue_close(mwi_queue **q);
 
-/** Erases both halves: every message and the key check are gone (the nonce store and the
- *  label stay, so nonces never restart under a reused key). For a deliberate reset: a new
- *  key, or a region open refused with MW_EIO. Synced. @return ::MW_OK, ::MW_EINVAL, ::MW_EIO. */
-MW_NODISCARD mw_err mwi_queue_format(const mw_storage_t *storage);
+/** Starts @p cfg->storage over as a new incarnation: erases both halves (every message and the
+ *  key check are gone) and writes the label with a fresh salt from @p cfg->random. The nonce
+ *  store stays, so the next open's first generation is above every earlier one. For a
+ *  deliberate reset: a new key, or a region open refused with MW_EIO. Synced; the next
+ *  mwi_queue_open() creates the queue. The key is not used.
+ *  @return ::MW_OK; ::MW_EINVAL; ::MW_ECONFIG (no random source, or a geometry the
+ *  capacity does not fit: nothing written); ::MW_EIO. @p out_detail (may be NULL) says why. */
+MW_NODISCARD mw_err mwi_queue_format(const mwi_queue_config *cfg, mw_error_detail_t *out_detail);
 
 /** True if mwi_queue_append() of a message of @p priority would keep it: there is room, or a
  *  message of the same or lower priority can be evicted. Take a sequence number only then. */

@@ -32,11 +32,12 @@
  * trailer then reads 0xFF, which tells a power cut from a bit flip (format.h).
  */
 
-#define SLOT_MAGIC      0x3153574Du /* "MWS1" */
-#define SLOT_BYTES      32u
-#define SLOT_CRC_AT     24u
-#define SLOT_TRAILER_AT 31u
-#define WRITE_UNIT_MAX  512u
+#define SLOT_MAGIC      0x3253574Du /* "MWS2" */
+#define SLOT_MAGIC_V1   0x3153574Du /* "MWS1": 32-byte slots without caller data */
+#define SLOT_BYTES      48u
+#define SLOT_AUX_AT     24u
+#define SLOT_CRC_AT     40u
+#define SLOT_TRAILER_AT 47u
 
 enum slot_state { SLOT_ERASED, SLOT_VALID, SLOT_TORN, SLOT_CORRUPT };
 
@@ -45,6 +46,7 @@ typedef struct slot {
     uint32_t block;
     uint64_t counter;
     uint64_t ceiling;
+    uint8_t aux[MWI_SEQ_AUX];
 } slot;
 
 static uint32_t unit_of(uint32_t u)
@@ -67,11 +69,12 @@ static void slot_parse(const uint8_t *p, slot *out)
         return;
     }
     if (mwi_get32(p) == SLOT_MAGIC && mwi_get32(p + SLOT_CRC_AT) == mwi_crc32c(0, p, SLOT_CRC_AT) &&
-        p[28] == 0 && p[29] == 0 && p[30] == 0 && p[SLOT_TRAILER_AT] == MWI_TRAILER) {
+        p[44] == 0 && p[45] == 0 && p[46] == 0 && p[SLOT_TRAILER_AT] == MWI_TRAILER) {
         out->state = SLOT_VALID;
         out->block = mwi_get32(p + 4);
         out->counter = mwi_get64(p + 8);
         out->ceiling = mwi_get64(p + 16);
+        memcpy(out->aux, p + SLOT_AUX_AT, MWI_SEQ_AUX);
         return;
     }
     /* A torn write leaves its end erased, a torn erase its start; a bit flip in a complete
@@ -84,7 +87,7 @@ static bool geometry_ok(const mw_storage_t *st)
 {
     uint32_t w = unit_of(st->write_unit);
     uint32_t e = unit_of(st->erase_unit);
-    return w <= WRITE_UNIT_MAX && e % w == 0 && st->read != NULL && st->write != NULL &&
+    return w <= MWI_WRITE_UNIT_MAX && e % w == 0 && st->read != NULL && st->write != NULL &&
            st->erase != NULL && st->sync != NULL && st->size >= mwi_seq_region_size(e, w);
 }
 
@@ -111,6 +114,14 @@ mw_err mwi_seq_open(const mw_storage_t *storage, uint64_t block, uint64_t first,
             mwi_detail_first(out_detail, MW_EIO, 0, "sequence store: cannot read a slot");
             return MW_EIO;
         }
+        if (i == 0 && mwi_get32(raw) == SLOT_MAGIC_V1) {
+            /* Format 1 kept no sequence space: its numbers cannot be told from a later
+             * incarnation's, and its geometry differs. Refused rather than misread. */
+            mwi_detail_first(out_detail, MW_ECONFIG, 0,
+                             "sequence store: written by an older medwire (format 1); deliver "
+                             "what it holds with that version, then start from an erased region");
+            return MW_ECONFIG;
+        }
         slot_parse(raw, &s[i]);
         if (s[i].state == SLOT_TORN) {
             q->torn_slots |= (uint8_t)(1u << i);
@@ -126,11 +137,16 @@ mw_err mwi_seq_open(const mw_storage_t *storage, uint64_t block, uint64_t first,
         q->counter = s[newest].counter;
         q->next = s[0].ceiling > s[1].ceiling ? s[0].ceiling : s[1].ceiling;
         q->write_slot = (uint8_t)(newest ^ 1u);
+        memcpy(q->aux, s[newest].aux, MWI_SEQ_AUX);
     } else if (s[0].state == SLOT_VALID || s[1].state == SLOT_VALID) {
         unsigned v = s[0].state == SLOT_VALID ? 0u : 1u;
         uint64_t step = s[v].block > block ? s[v].block : block;
         q->counter = s[v].counter;
         q->next = s[v].ceiling;
+        /* The damaged slot may have held newer caller data (a write cut short, or a later bit
+         * flip): the older value comes back. The client keeps its sequence space here, and an
+         * older space is safe: the gateway has retired it and asks for a resynchronisation. */
+        memcpy(q->aux, s[v].aux, MWI_SEQ_AUX);
         /* Slots alternate from counter 1 (A) and 2 (B, same ceiling): if the intact slot is
          * still A's first write, the other can only be its twin, never a block ahead. */
         if (s[v].counter != 1) {
@@ -162,7 +178,8 @@ mw_err mwi_seq_open(const mw_storage_t *storage, uint64_t block, uint64_t first,
 /* Erase, sync, write, sync: see the invariant at the top. */
 static mw_err write_slot(mwi_seq *q, unsigned which, uint64_t counter, uint64_t ceiling)
 {
-    uint8_t buf[WRITE_UNIT_MAX > SLOT_BYTES ? WRITE_UNIT_MAX : SLOT_BYTES];
+    _Static_assert(SLOT_AUX_AT + MWI_SEQ_AUX == SLOT_CRC_AT, "slot layout");
+    uint8_t buf[MWI_WRITE_UNIT_MAX > SLOT_BYTES ? MWI_WRITE_UNIT_MAX : SLOT_BYTES];
     uint32_t len = mwi_align_up(SLOT_BYTES, unit_of(q->st.write_unit));
     uint32_t off = which * q->slot_size;
     mw_err e;
@@ -172,8 +189,9 @@ static mw_err write_slot(mwi_seq *q, unsigned which, uint64_t counter, uint64_t 
     mwi_put32(buf + 4, (uint32_t)q->block);
     mwi_put64(buf + 8, counter);
     mwi_put64(buf + 16, ceiling);
+    memcpy(buf + SLOT_AUX_AT, q->aux, MWI_SEQ_AUX);
     mwi_put32(buf + SLOT_CRC_AT, mwi_crc32c(0, buf, SLOT_CRC_AT));
-    buf[28] = buf[29] = buf[30] = 0;
+    buf[44] = buf[45] = buf[46] = 0;
     buf[SLOT_TRAILER_AT] = MWI_TRAILER;
     e = q->st.erase(q->st.ctx, off, q->slot_size);
     if (e == MW_OK) {
@@ -186,6 +204,37 @@ static mw_err write_slot(mwi_seq *q, unsigned which, uint64_t counter, uint64_t 
         e = q->st.sync(q->st.ctx);
     }
     return e;
+}
+
+/* Makes @p ceiling (and the caller data) durable in the slot that does not hold the newest. */
+static mw_err persist(mwi_seq *q, uint64_t ceiling)
+{
+    mw_err e;
+    if (q->fresh) {
+        /* Both slots, one after the other: from now on a single damaged slot always has a
+         * valid partner, which the recovery rules above rely on. */
+        e = write_slot(q, 0, 1, ceiling);
+        if (e == MW_OK) {
+            e = write_slot(q, 1, 2, ceiling);
+        }
+        if (e == MW_OK) {
+            q->counter = 2;
+            q->write_slot = 0;
+            q->fresh = false;
+        }
+    } else {
+        e = write_slot(q, q->write_slot, q->counter + 1, ceiling);
+        if (e == MW_OK) {
+            q->counter++;
+            q->write_slot ^= 1u;
+        }
+    }
+    if (e != MW_OK) {
+        q->broken = true;
+        return MW_EIO;
+    }
+    q->ceiling = ceiling;
+    return MW_OK;
 }
 
 mw_err mwi_seq_next(mwi_seq *q, uint64_t *out_value)
@@ -201,34 +250,31 @@ mw_err mwi_seq_next(mwi_seq *q, uint64_t *out_value)
     }
     if (q->next >= q->ceiling) {
         uint64_t ceiling = q->next > UINT64_MAX - q->block ? UINT64_MAX : q->next + q->block;
-        mw_err e;
-        if (q->fresh) {
-            /* Both slots, one after the other: from now on a single damaged slot always has a
-             * valid partner, which the recovery rules above rely on. */
-            e = write_slot(q, 0, 1, ceiling);
-            if (e == MW_OK) {
-                e = write_slot(q, 1, 2, ceiling);
-            }
-            if (e == MW_OK) {
-                q->counter = 2;
-                q->write_slot = 0;
-                q->fresh = false;
-            }
-        } else {
-            e = write_slot(q, q->write_slot, q->counter + 1, ceiling);
-            if (e == MW_OK) {
-                q->counter++;
-                q->write_slot ^= 1u;
-            }
-        }
+        mw_err e = persist(q, ceiling);
         if (e != MW_OK) {
-            q->broken = true;
-            return MW_EIO;
+            return e;
         }
-        q->ceiling = ceiling;
     }
     *out_value = q->next++;
     return MW_OK;
+}
+
+mw_err mwi_seq_set_aux(mwi_seq *q, const uint8_t aux[MWI_SEQ_AUX])
+{
+    if (q == NULL || aux == NULL) {
+        return MW_EINVAL;
+    }
+    if (q->broken) {
+        return MW_ECLOSED;
+    }
+    memcpy(q->aux, aux, MWI_SEQ_AUX);
+    /* The same ceiling again (I1 holds: nothing above it is handed out), with the new data. */
+    return persist(q, q->ceiling > q->next ? q->ceiling : q->next);
+}
+
+const uint8_t *mwi_seq_aux(const mwi_seq *q)
+{
+    return q == NULL ? NULL : q->aux;
 }
 
 void mwi_seq_restart(mwi_seq *q, uint64_t first)

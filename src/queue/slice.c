@@ -1,14 +1,10 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* slice.c -- a sub-region of a storage region, so one partition or file can hold several stores. */
 #include <stdbool.h>
-#include <string.h>
 
 #include "medwire/storage.h"
 
-static mw_storage_read_fn slice_read;
-static mw_storage_write_fn slice_write;
-static mw_storage_erase_fn slice_erase;
-static mw_storage_sync_fn slice_sync;
+#include "core/storage.h"
 
 /* Checked here as well as by the parent: a store that strays out of its slice would corrupt
  * its neighbour, which the parent cannot know is a different store. */
@@ -50,6 +46,8 @@ static mw_err slice_sync(void *ctx)
     return s->parent.sync(s->parent.ctx);
 }
 
+static const mwi_storage_ops SLICE_OPS = {slice_read, slice_write, slice_erase, slice_sync};
+
 MW_API mw_err mw_storage_slice(const mw_storage_t *parent, uint32_t off, uint32_t size,
                                mw_storage_slice_t *out_slice, mw_storage_t *out_storage)
 {
@@ -63,17 +61,9 @@ MW_API mw_err mw_storage_slice(const mw_storage_t *parent, uint32_t off, uint32_
     if (off % eu != 0 || size % eu != 0) {
         return MW_EINVAL;
     }
-    out_slice->parent = *parent;
-    out_slice->base = off;
-    out_slice->size = size;
-    memset(out_storage, 0, sizeof *out_storage);
-    out_storage->ctx = out_slice;
-    out_storage->read = slice_read;
-    out_storage->write = slice_write;
-    out_storage->erase = slice_erase;
-    out_storage->sync = slice_sync;
-    out_storage->size = size;
-    out_storage->erase_unit = parent->erase_unit;
-    out_storage->write_unit = parent->write_unit;
+    /* The units first: @p parent may be the slice's own copy of its parent. */
+    uint32_t eu_parent = parent->erase_unit, wu_parent = parent->write_unit;
+    *out_slice = (mw_storage_slice_t){.parent = *parent, .base = off, .size = size};
+    *out_storage = mwi_storage_table(out_slice, &SLICE_OPS, size, eu_parent, wu_parent);
     return MW_OK;
 }

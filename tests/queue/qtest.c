@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "qtest.h"
+#include "support/fake_clock.h"
 
 const uint8_t qt_key[32] = {0x60, 0x3d, 0xeb, 0x10, 0x15, 0xca, 0x71, 0xbe, 0x2b, 0x73, 0xae,
                             0xf0, 0x85, 0x7d, 0x77, 0x81, 0x1f, 0x35, 0x2c, 0x07, 0x3b, 0x61,
@@ -101,11 +102,18 @@ void qt_on_event(void *ctx, const mwi_queue_event *ev)
     }
 }
 
+mw_random_t qt_random(void)
+{
+    static mwt_rng rng = {0x51A7u};
+    return mwt_rng_table(&rng);
+}
+
 mwi_queue_config qt_config(const mw_storage_t *st, uint32_t capacity, qt_events *rec)
 {
     mwi_queue_config c;
     mwi_queue_config_init(&c);
     c.storage = st;
+    c.random = qt_random();
     c.key = qt_key;
     c.key_len = 32;
     c.capacity = capacity;

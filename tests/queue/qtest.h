@@ -26,7 +26,10 @@ typedef struct qt_events {
 } qt_events;
 void qt_on_event(void *ctx, const mwi_queue_event *ev);
 
-/** Configuration for @p st with the test key, capacity, and the recorder. */
+/** A deterministic random source (the same sequence in every test process). */
+mw_random_t qt_random(void);
+
+/** Configuration for @p st with the test key, capacity, random source, and the recorder. */
 mwi_queue_config qt_config(const mw_storage_t *st, uint32_t capacity, qt_events *rec);
 
 /** All queued messages in flush order (at most @p cap). */

@@ -743,7 +743,7 @@ Test(queue, region_with_data_but_no_valid_header_is_refused_not_formatted)
 {
     fix f;
     mwi_queue_stats s;
-    uint8_t zero[128];
+    uint8_t zero[160];
     uint64_t ops;
 
     fix_init(&f, 8, 1, 1, 1);
@@ -761,7 +761,10 @@ Test(queue, region_with_data_but_no_valid_header_is_refused_not_formatted)
         cr_assert(strstr(why.reason, "not formatting") != NULL, "%s", why.reason);
     }
     cr_assert_eq(mwt_ram_ops(f.ram), ops);
-    cr_assert_eq(mwi_queue_format(&f.st), MW_OK);
+    {
+        mwi_queue_config c = qt_config(&f.st, 8, NULL);
+        cr_assert_eq(mwi_queue_format(&c, NULL), MW_OK);
+    }
     fix_open(&f);
     mwi_queue_stats_get(f.q, 0, &s);
     cr_assert_eq(s.depth, 0, "a deliberate format starts over");
@@ -1005,16 +1008,32 @@ Test(queue, format_erases_the_queue_and_keeps_the_nonce_store)
     fix f;
     mwi_queue_stats s;
     uint32_t store = mwi_seq_region_size(1, 1);
+    const uint32_t label = 48;
     uint8_t *slots = malloc(store);
+    uint8_t old_label[48];
+    mwi_queue_config c;
 
     fix_init(&f, 8, 1, 1, 1);
     append(&f, 1, MW_PRIORITY_OBSERVATION);
     mwi_queue_close(&f.q);
     memcpy(slots, mwt_ram_image(f.ram), store);
+    memcpy(old_label, mwt_ram_image(f.ram) + f.st.size - label, label);
     cr_assert(!mwi_all_erased(slots, store), "the nonce store was used");
-    cr_assert_eq(mwi_queue_format(&f.st), MW_OK);
+    c = qt_config(&f.st, 8, NULL);
+    c.random.fill = NULL;
+    {
+        mw_error_detail_t why = {0};
+        uint64_t ops = mwt_ram_ops(f.ram);
+        cr_assert_eq(mwi_queue_format(&c, &why), MW_ECONFIG);
+        cr_assert(strstr(why.reason, "random source") != NULL, "%s", why.reason);
+        cr_assert_eq(mwt_ram_ops(f.ram), ops, "refused before anything was erased");
+    }
+    c = qt_config(&f.st, 8, NULL);
+    cr_assert_eq(mwi_queue_format(&c, NULL), MW_OK);
     cr_assert_arr_eq(mwt_ram_image(f.ram), slots, store);
-    cr_assert(mwi_all_erased(mwt_ram_image(f.ram) + store, f.st.size - store - 32));
+    cr_assert(mwi_all_erased(mwt_ram_image(f.ram) + store, f.st.size - store - label));
+    cr_assert_neq(memcmp(mwt_ram_image(f.ram) + f.st.size - label, old_label, label), 0,
+                  "a new label: a new salt");
     f.ev.n = 0;
     fix_open(&f);
     mwi_queue_stats_get(f.q, 0, &s);

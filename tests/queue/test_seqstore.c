@@ -175,3 +175,60 @@ Test(seqstore, survives_1000_random_power_cuts_on_flash_geometry)
 {
     cuts(4096, 8, 12);
 }
+
+Test(seqstore, caller_data_is_durable_at_once_and_a_cut_leaves_the_old_or_the_new_value)
+{
+    uint8_t a[MWI_SEQ_AUX], b[MWI_SEQ_AUX], zero[MWI_SEQ_AUX] = {0};
+    memset(a, 0xA1, sizeof a);
+    memset(b, 0xB2, sizeof b);
+    /* Cut the second set_aux at each of its operations, the pending one applied, dropped or
+     * torn after 20 bytes. */
+    for (uint64_t k = 0; k < 18; k++) {
+        uint64_t cut = k / 3;
+        mwt_ram *ram = region(1, 1);
+        mw_storage_t st = mwt_ram_storage(ram);
+        mwi_seq s;
+        uint64_t v = 0, last = 0;
+        cr_assert_eq(mwi_seq_open(&st, 10, 1, &s, NULL), MW_OK);
+        cr_assert_eq(memcmp(mwi_seq_aux(&s), zero, MWI_SEQ_AUX), 0, "fresh: zero");
+        cr_assert_eq(mwi_seq_set_aux(&s, a), MW_OK);
+        for (int i = 0; i < 15; i++) {
+            cr_assert_eq(mwi_seq_next(&s, &v), MW_OK);
+        }
+        last = v;
+        cr_assert_eq(mwi_seq_open(&st, 10, 1, &s, NULL), MW_OK);
+        cr_assert_eq(memcmp(mwi_seq_aux(&s), a, MWI_SEQ_AUX), 0, "kept across reopen");
+        mwt_ram_cut_after(ram, mwt_ram_ops(ram) + cut);
+        mw_err e = mwi_seq_set_aux(&s, b);
+        bool cut_happened = mwt_ram_is_dead(ram);
+        mwt_fate fates[8];
+        for (size_t i = 0; i < 8; i++) {
+            fates[i].kind = (mwt_fate_kind)(k % 3);
+            fates[i].tear_at = 20;
+        }
+        mwt_ram_power_cut(ram, fates);
+        cr_assert_eq(mwi_seq_open(&st, 10, 1, &s, NULL), MW_OK, "cut %llu", (unsigned long long)cut);
+        const uint8_t *got = mwi_seq_aux(&s);
+        cr_assert(memcmp(got, a, MWI_SEQ_AUX) == 0 || memcmp(got, b, MWI_SEQ_AUX) == 0,
+                  "cut %llu: old or new caller data", (unsigned long long)cut);
+        if (e == MW_OK && !cut_happened) {
+            cr_assert_eq(memcmp(got, b, MWI_SEQ_AUX), 0, "a returned set_aux is durable");
+        }
+        cr_assert_eq(mwi_seq_next(&s, &v), MW_OK);
+        cr_assert_gt(v, last, "cut %llu: no number handed out twice", (unsigned long long)cut);
+        mwt_ram_destroy(ram);
+    }
+}
+
+Test(seqstore, a_format_1_store_is_refused_with_a_sentence)
+{
+    mwt_ram *ram = region(1, 1);
+    mw_storage_t st = mwt_ram_storage(ram);
+    mwi_seq s;
+    mw_error_detail_t why = {0};
+    const uint8_t v1[4] = {'M', 'W', 'S', '1'};
+    mwt_ram_poke(ram, 0, v1, sizeof v1);
+    cr_assert_eq(mwi_seq_open(&st, 10, 1, &s, &why), MW_ECONFIG);
+    cr_assert(strstr(why.reason, "older medwire (format 1)") != NULL, "%s", why.reason);
+    mwt_ram_destroy(ram);
+}
