@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "core/detail.h"
+#include "core/storage.h"
 #include "medwire/storage.h"
 
 /* Erasing and extending write this many 0xFF bytes per call; a stack buffer, no allocation. */
@@ -20,11 +21,6 @@ typedef struct file_region {
     int fd;
     uint32_t size;
 } file_region;
-
-static mw_storage_read_fn file_read;
-static mw_storage_write_fn file_write;
-static mw_storage_erase_fn file_erase;
-static mw_storage_sync_fn file_sync;
 
 static bool in_region(const file_region *f, uint32_t off, size_t len)
 {
@@ -132,11 +128,9 @@ static mw_err file_sync(void *ctx)
 
 static mw_err fail(mw_error_detail_t *d, mw_err e, const char *what, const char *path)
 {
-    char reason[sizeof d->reason];
     int err = errno;
 
-    snprintf(reason, sizeof reason, "%s %s: %s", what, path, strerror(err));
-    mwi_detail_first(d, e, err, reason);
+    mwi_detail_firstf(d, e, err, "%s %s: %s", what, path, strerror(err));
     return e;
 }
 
@@ -164,6 +158,8 @@ static mw_err sync_parent_dir(const char *path)
     return rc == 0 ? MW_OK : MW_EIO;
 }
 
+static const mwi_storage_ops FILE_OPS = {file_read, file_write, file_erase, file_sync};
+
 MW_API mw_err mw_storage_file_open(const char *path, uint32_t size, mw_storage_t *out_storage,
                                    mw_error_detail_t *out_detail)
 {
@@ -174,6 +170,9 @@ MW_API mw_err mw_storage_file_open(const char *path, uint32_t size, mw_storage_t
     mw_err err = MW_OK;
     int fd;
 
+    if (out_detail != NULL) {
+        memset(out_detail, 0, sizeof *out_detail);
+    }
     if (path == NULL || out_storage == NULL || size == 0) {
         mwi_detail_first(out_detail, MW_EINVAL, 0, "storage file: path, output or size missing");
         return MW_EINVAL;
@@ -197,7 +196,15 @@ MW_API mw_err mw_storage_file_open(const char *path, uint32_t size, mw_storage_t
     lk.l_type = F_WRLCK;
     lk.l_whence = SEEK_SET;
     if (fcntl(fd, F_SETLK, &lk) != 0) {
-        err = fail(out_detail, MW_EIO, "cannot lock (in use by another process?)", path);
+        if (errno != EAGAIN && errno != EACCES) {
+            err = fail(out_detail, MW_EIO, "cannot lock", path);
+            goto out;
+        }
+        /* POSIX lets a held lock fail with either; one code lets a caller tell this case. */
+        mwi_detail_firstf(out_detail, MW_EIO, EAGAIN,
+                          "%.90s is locked by another process (only one at a time may use it)",
+                          path);
+        err = MW_EIO;
         goto out;
     }
     if (fstat(fd, &sb) != 0) {
@@ -228,14 +235,7 @@ MW_API mw_err mw_storage_file_open(const char *path, uint32_t size, mw_storage_t
     }
     f->fd = fd;
     f->size = size;
-    out_storage->ctx = f;
-    out_storage->read = file_read;
-    out_storage->write = file_write;
-    out_storage->erase = file_erase;
-    out_storage->sync = file_sync;
-    out_storage->size = size;
-    out_storage->erase_unit = 1;
-    out_storage->write_unit = 1;
+    *out_storage = mwi_storage_table(f, &FILE_OPS, size, 1, 1);
     return MW_OK;
 out:
     (void)close(fd);

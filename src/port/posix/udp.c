@@ -10,6 +10,7 @@
 #include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +18,7 @@
 #include <unistd.h>
 
 #include "medwire/io.h"
+#include "port/posix/udp.h"
 
 /* mw_addr_t.data must hold either socket address by value. */
 _Static_assert(sizeof(struct sockaddr_in6) <= sizeof(((mw_addr_t *)0)->data),
@@ -270,6 +272,36 @@ MW_API mw_err mw_addr_format(const mw_addr_t *addr, char *out, size_t out_size)
     return MW_OK;
 }
 
+MW_API mw_err mw_addr_host_prefix(const mw_addr_t *addr, mw_addr_t *out_host)
+{
+    if (addr == NULL || out_host == NULL)
+        return MW_EINVAL;
+    mw_addr_t h;
+    memset(&h, 0, sizeof h);
+    switch (addr_family(addr)) {
+    case AF_INET: {
+        struct sockaddr_in sin;
+        memcpy(&sin, addr->data, sizeof sin);
+        addr_from_v4(&h, &sin.sin_addr, 0);
+        break;
+    }
+    case AF_INET6: {
+        struct sockaddr_in6 sin6;
+        memcpy(&sin6, addr->data, sizeof sin6);
+        /* One site gets a /64: more addresses inside it buy no more handshakes. A mapped IPv4
+         * address is one host and keeps all its bits. */
+        if (!IN6_IS_ADDR_V4MAPPED(&sin6.sin6_addr))
+            memset((uint8_t *)&sin6.sin6_addr + 8, 0, 8);
+        addr_from_v6(&h, &sin6.sin6_addr, 0, 0);
+        break;
+    }
+    default:
+        return MW_EINVAL;
+    }
+    *out_host = h;
+    return MW_OK;
+}
+
 MW_API uint16_t mw_addr_port(const mw_addr_t *addr)
 {
     if (addr == NULL)
@@ -326,6 +358,7 @@ MW_API mw_err mw_udp_open(const char *bind_text, mw_transport_t *out_transport)
     udp *u = NULL;
     int fd = -1;
     int family;
+    int saved;
     mw_err err;
 
     if (out_transport == NULL)
@@ -372,20 +405,69 @@ MW_API mw_err mw_udp_open(const char *bind_text, mw_transport_t *out_transport)
 
     u->fd = fd;
     u->family = family;
-    out_transport->ctx = u;
-    out_transport->send = udp_send;
-    out_transport->recv = udp_recv;
-    out_transport->close = udp_close;
-    out_transport->fd = fd;
+    *out_transport = (mw_transport_t){
+        .ctx = u, .send = udp_send, .recv = udp_recv, .close = udp_close, .fd = fd};
 #ifdef MW_HAVE_RECVMMSG
     out_transport->recv_many = udp_recv_many;
 #endif
     return MW_OK;
 
 fail:
+    /* mwi_udp_listen explains the failure from errno: keep the one that failed. */
+    saved = errno;
     if (fd >= 0)
         close(fd);
     free(u);
+    errno = saved;
+    return err;
+}
+
+/* Whether @p text ends in ":PORT" with a port mw_addr_parse accepts (after "]" for IPv6). */
+static int has_port(const char *text)
+{
+    const char *colon = strrchr(text, ':');
+    const char *bracket = strrchr(text, ']');
+    uint16_t port;
+    return colon != NULL && colon != text && (bracket == NULL || bracket < colon) &&
+           parse_port(colon + 1, &port) == MW_OK;
+}
+
+mw_err mwi_udp_listen(const char *bind_text, mw_transport_t *out_transport, char *why,
+                      size_t why_size)
+{
+    mw_err err = mw_udp_open(bind_text, out_transport);
+    int sys = errno;
+    mw_addr_t local;
+    const char *todo;
+
+    if (err == MW_OK || why == NULL || why_size == 0)
+        return err;
+    if (bind_text == NULL) {
+        (void)snprintf(why, why_size, "no address to listen on (HOST:PORT)");
+        return err;
+    }
+    if (!has_port(bind_text)) {
+        (void)snprintf(why, why_size,
+                       "cannot listen on '%.80s': not HOST:PORT (the port is missing or not a "
+                       "number from 0 to 65535)",
+                       bind_text);
+        return err;
+    }
+    if (mw_addr_parse(bind_text, &local) != MW_OK) {
+        (void)snprintf(why, why_size,
+                       "cannot listen on '%.80s': the host cannot be resolved (give one of this "
+                       "machine's addresses, or 0.0.0.0 for all)",
+                       bind_text);
+        return err;
+    }
+    /* What to do, for the failures a setting causes; otherwise the system's words say it. */
+    todo = sys == EADDRNOTAVAIL ? ": not an address of this machine (give one of its own, or "
+                                  "0.0.0.0 for all)"
+           : sys == EADDRINUSE  ? " (another program holds this UDP port: stop it, or choose "
+                                  "another port)"
+           : sys == EACCES      ? " (ports below 1024 need privileges: choose one from 1024 up)"
+                                : "";
+    (void)snprintf(why, why_size, "cannot listen on '%.60s': %s%s", bind_text, strerror(sys), todo);
     return err;
 }
 
@@ -408,6 +490,39 @@ MW_API mw_err mw_udp_local_addr(const mw_transport_t *transport, mw_addr_t *out_
     return addr_from_sockaddr(out_addr, &ss, len);
 }
 
+/* What the errno of a failed sendto, recvfrom or recvmmsg means: true to try the call again,
+ * false with the result to return in *out. A pending ICMP error from some earlier peer is
+ * reported on the next call and then cleared; it says nothing about this datagram, so the call
+ * is retried (ICMP_ERROR_RETRIES times at most) instead of failing a socket that many devices
+ * share. Only a send can find the kernel's buffers full or the datagram too large. */
+static bool retry_after(int err, bool sending, int *tries, mw_err *out)
+{
+    switch (err) {
+    case EINTR:
+        return true;
+    case EAGAIN:
+#if EWOULDBLOCK != EAGAIN
+    case EWOULDBLOCK:
+#endif
+        *out = MW_EAGAIN;
+        return false;
+    case ENOBUFS:
+        *out = sending ? MW_EAGAIN : MW_ETRANSPORT;
+        return false;
+    case EMSGSIZE:
+        *out = sending ? MW_ETOOBIG : MW_ETRANSPORT;
+        return false;
+    case ECONNREFUSED:
+    case EHOSTUNREACH:
+    case ENETUNREACH:
+        *out = MW_EAGAIN;
+        return ++*tries < ICMP_ERROR_RETRIES;
+    default:
+        *out = MW_ETRANSPORT;
+        return false;
+    }
+}
+
 static mw_err udp_send(void *ctx, const mw_addr_t *to, const uint8_t *buf, size_t len)
 {
     udp *u = ctx;
@@ -415,6 +530,7 @@ static mw_err udp_send(void *ctx, const mw_addr_t *to, const uint8_t *buf, size_
     socklen_t sl;
     int to_family;
     int tries = 0;
+    mw_err err;
 
     if (u == NULL || to == NULL || (buf == NULL && len > 0))
         return MW_EINVAL;
@@ -449,29 +565,8 @@ static mw_err udp_send(void *ctx, const mw_addr_t *to, const uint8_t *buf, size_
         if (n >= 0)
             /* UDP sends a datagram whole or not at all. */
             return (size_t)n == len ? MW_OK : MW_ETRANSPORT;
-        switch (errno) {
-        case EINTR:
-            continue;
-        case EAGAIN:
-#if EWOULDBLOCK != EAGAIN
-        case EWOULDBLOCK:
-#endif
-        case ENOBUFS:
-            return MW_EAGAIN;
-        case EMSGSIZE:
-            return MW_ETOOBIG;
-        case ECONNREFUSED:
-        case EHOSTUNREACH:
-        case ENETUNREACH:
-            /* A pending ICMP error from some earlier peer is reported on the
-             * next call and then cleared; it says nothing about this peer, so
-             * retry instead of failing a socket that many devices share. */
-            if (++tries < ICMP_ERROR_RETRIES)
-                continue;
-            return MW_EAGAIN;
-        default:
-            return MW_ETRANSPORT;
-        }
+        if (!retry_after(errno, true, &tries, &err))
+            return err;
     }
 }
 
@@ -480,6 +575,7 @@ static mw_err udp_recv(void *ctx, mw_addr_t *out_from, uint8_t *out_buf, size_t 
 {
     udp *u = ctx;
     int tries = 0;
+    mw_err err;
 
     if (out_len != NULL)
         *out_len = 0;
@@ -503,25 +599,8 @@ static mw_err udp_recv(void *ctx, mw_addr_t *out_from, uint8_t *out_buf, size_t 
                 return MW_ETRANSPORT;
             return MW_OK;
         }
-        switch (errno) {
-        case EINTR:
-            continue;
-        case EAGAIN:
-#if EWOULDBLOCK != EAGAIN
-        case EWOULDBLOCK:
-#endif
-            return MW_EAGAIN;
-        case ECONNREFUSED:
-        case EHOSTUNREACH:
-        case ENETUNREACH:
-            /* An ICMP error about one unreachable peer must not break a
-             * gateway socket shared by many: drop it and look for data. */
-            if (++tries < ICMP_ERROR_RETRIES)
-                continue;
-            return MW_EAGAIN;
-        default:
-            return MW_ETRANSPORT;
-        }
+        if (!retry_after(errno, false, &tries, &err))
+            return err;
     }
 }
 
@@ -535,6 +614,7 @@ static mw_err udp_recv_many(void *ctx, mw_datagram_t *slots, size_t max, size_t 
     struct iovec iov[UDP_BATCH_MAX];
     struct sockaddr_storage ss[UDP_BATCH_MAX];
     int tries = 0;
+    mw_err err;
 
     if (out_n != NULL)
         *out_n = 0;
@@ -577,24 +657,8 @@ static mw_err udp_recv_many(void *ctx, mw_datagram_t *slots, size_t max, size_t 
         }
         if (n == 0)
             return MW_EAGAIN;
-        switch (errno) {
-        case EINTR:
-            continue;
-        case EAGAIN:
-#if EWOULDBLOCK != EAGAIN
-        case EWOULDBLOCK:
-#endif
-            return MW_EAGAIN;
-        case ECONNREFUSED:
-        case EHOSTUNREACH:
-        case ENETUNREACH:
-            /* As in udp_recv: one unreachable peer must not break a shared socket. */
-            if (++tries < ICMP_ERROR_RETRIES)
-                continue;
-            return MW_EAGAIN;
-        default:
-            return MW_ETRANSPORT;
-        }
+        if (!retry_after(errno, false, &tries, &err))
+            return err;
     }
 }
 #endif
