@@ -45,6 +45,13 @@ extern "C" {
 #define MW_AUDIT_CREDENTIALS_RELOADED      "credentials_reloaded"
 #define MW_AUDIT_CREDENTIALS_RELOAD_FAILED "credentials_reload_failed"
 #define MW_AUDIT_COMM_LOSS           "communication_loss"
+/** Gateway: a device's batch opened a new sequence space (storage created anew, or the device
+ *  resynchronised); the earlier space is retired and never reopened. */
+#define MW_AUDIT_SPACE_STARTED "sequence_space_started"
+/** Gateway: some messages could not be judged delivered or duplicate (a number reused with
+ *  other content, settled without a digest, or in a retired space); the device was asked to
+ *  move to a new space and send them again. Device: the gateway asked, and it moved. */
+#define MW_AUDIT_RESYNC "sequence_resync"
 /* Raised by the device SDK about its offline queue (docs/queue.md). */
 #define MW_AUDIT_QUEUE_EVICTED "queue_evicted" /**< a message removed unsent: queue full */
 #define MW_AUDIT_QUEUE_CORRUPT "queue_corrupt" /**< a stored record failed authentication */
@@ -63,8 +70,8 @@ typedef struct mw_audit_event {
 /** Receives audit records. Must not call back into the object that raised it. */
 typedef void mw_audit_fn(void *ctx, const mw_audit_event_t *event);
 
-/** Writes @p ev as one JSON object (no newline): "event", "peer", "device", "reason", "error",
- * "code". */
+/** Writes @p ev as one JSON object (no newline): "event", "peer", "device", "reason", and for a
+ * failure (err not MW_OK, or a foreign code) "error" (mw_strerror) and "code" (foreign). */
 MW_API MW_NODISCARD mw_err mw_audit_to_json(const mw_audit_event_t *ev, char *out, size_t out_size,
                                             size_t *out_len);
 

@@ -17,16 +17,23 @@
  * static mw_err sink(void *ctx, const mw_message_t *m)
  * {
  *     char line[1024]; size_t n;
- *     if (mw_message_to_json(m, line, sizeof line, &n) == MW_OK) puts(line);
- *     return MW_OK;
+ *     if (mw_message_to_json(m, line, sizeof line, &n) != MW_OK) return MW_EIO;
+ *     return fprintf(ctx, "%s\n", line) < 0 ? MW_EIO : MW_OK; // acknowledged once written
  * }
  * mw_gateway_config_t cfg;
  * mw_gateway_config_init(&cfg);
  * cfg.ca_file = "ca.crt"; cfg.cert_file = "gateway.crt"; cfg.key_file = "gateway.key";
- * cfg.listen = "0.0.0.0:5684"; cfg.sink = sink;
+ * cfg.listen = "0.0.0.0:5684"; cfg.sink = sink; cfg.sink_ctx = stdout;
  * mw_gateway_t *gw = NULL;
- * if (mw_gateway_create(&cfg, &gw, NULL) == MW_OK)
- *     while (running) (void)mw_gateway_poll(gw, 1000);
+ * mw_error_detail_t why;
+ * if (mw_gateway_create(&cfg, &gw, &why) != MW_OK) {
+ *     fprintf(stderr, "%s\n", why.reason);
+ *     exit(1);
+ * }
+ * while (running) {
+ *     mw_err e = mw_gateway_poll(gw, 1000);
+ *     if (e != MW_OK && e != MW_EAGAIN) break; // the socket failed
+ * }
  * mw_gateway_destroy(&gw);
  * @endcode
  */
@@ -74,6 +81,9 @@ typedef struct mw_gateway_config {
     const char *ca_file;   /**< PEM CA that device certificates must chain to; required */
     const char *cert_file; /**< the gateway's PEM certificate (role gateway); required */
     const char *key_file;  /**< its PEM private key; required */
+    /** Accept a key file that its group or others may read or write (refused by default, as
+     *  ssh does: any local account that reads it can pose as the gateway). Also at reload. */
+    bool allow_shared_key_file;
     /** PEM CRL of the CA (medwire-pki revoke/crl). Enforced on every full handshake and
      *  on resumption. NULL: revocation is not checked. An expired CRL refuses everyone. */
     const char *crl_file;
@@ -96,7 +106,8 @@ typedef struct mw_gateway_config {
      *  One that does not finish within 30 s is dropped. */
     uint32_t max_half_open;
     /** Datagrams per second one peer may send (burst twice that); excess is dropped
-     *  (default 200). */
+     *  (default 200). It holds per source address and, once the peer is authenticated, per
+     *  identity across all the addresses and ports it uses. */
     uint32_t rate_limit_per_s;
     uint32_t max_body;        /**< largest block-wise (Block1) request body, bytes (default 4096);
                                    a larger one is refused with 4.13 and never buffered */
@@ -106,7 +117,10 @@ typedef struct mw_gateway_config {
     void *sink_ctx;
     /** SQLite database (WAL) for the accepted-message journal and each device's replay
      *  state; NULL keeps them in memory only, so a restarted gateway would deliver
-     *  again what devices resend. */
+     *  again what devices resend. A new file is created with mode 0600 (its -wal and -shm
+     *  files take the same mode). The gateway holds the file locked (flock) until
+     *  mw_gateway_destroy: mw_gateway_create fails with MW_EIO, and a reason naming the file,
+     *  while another gateway uses it. */
     const char *store_path;
     mw_audit_fn *audit; /**< optional */
     void *audit_ctx;
@@ -114,6 +128,18 @@ typedef struct mw_gateway_config {
      *  (mw_gateway_stats_t commit_us_*). NULL: the system's monotonic clock when @c clock is
      *  the system clock, else clock.now_ms times 1000 (a fake clock then times commits too). */
     uint64_t (*now_us)(void *ctx);
+    /* Admission (docs/SECURITY-MODEL.md 5): what one source host or identity may take. */
+    /** Handshakes in progress from one host (an IPv4 address or an IPv6 /64) at once; more
+     *  are dropped after the cookie exchange (default 16; devices behind one NAT share it). */
+    uint32_t max_half_open_per_host;
+    /** Handshakes one host may start per second, burst twice that (default 20). */
+    uint32_t handshakes_per_host_per_s;
+    /** Handshakes one identity may complete per minute (default 60), burst a sixth of that
+     *  and at least 10: more are closed at once, however many addresses or ports it uses. */
+    uint32_t handshakes_per_identity_per_min;
+    /** Audit lines of one kind about one identity per minute (default 20); the rest become
+     *  one line with their count. */
+    uint32_t audit_per_identity_per_min;
 } mw_gateway_config_t;
 
 /** Why a handshake failed, for mw_gateway_stats_t.handshake_failures_by_reason. */
@@ -146,7 +172,7 @@ typedef struct mw_gateway_stats {
     uint64_t hello_verify_sent;  /**< cookie-less ClientHellos answered statelessly */
     uint64_t messages_delivered; /**< given to the sink and accepted */
     uint64_t duplicates;         /**< acknowledged again, not delivered again */
-    uint64_t replays;            /**< refused: below the device's low-water mark */
+    uint64_t replays;            /**< settled numbers sent again that could not be judged */
     uint64_t refused;            /**< batches refused (identity, malformed) */
     uint64_t coap_duplicates;    /**< CoAP duplicates answered from the cache (RFC 7252 4.5) */
     uint64_t bodies_too_large;   /**< Block1 bodies refused with 4.13 */
@@ -154,7 +180,9 @@ typedef struct mw_gateway_stats {
     uint64_t peers;            /**< entries in the peer table (sessions and handshakes) */
     uint64_t half_open;        /**< handshakes in progress */
     uint64_t peer_limit_drops; /**< ClientHellos dropped: table or half-open limit reached */
-    uint64_t rate_limited;     /**< datagrams dropped by the per-peer rate limit */
+    /** Datagrams dropped by the rate limit (rate_limit_per_s), which holds per peer address
+     *  and, once a session is established, per identity across all its addresses. */
+    uint64_t rate_limited;
     uint64_t datagrams_received, datagrams_sent, bytes_received, bytes_sent;
     /* Added for operations (metrics); new fields go at the end. */
     /** handshakes_failed, split by mw_gateway_hs_reason */
@@ -173,6 +201,22 @@ typedef struct mw_gateway_stats {
     /** ClientHellos dropped before wolfSSL: fragmented, lengths that do not nest, an extension
      *  twice (protocol.md section 1) */
     uint64_t hellos_malformed;
+    uint64_t conflicts;         /**< a delivered number came again with other content */
+    uint64_t resyncs_requested; /**< Acks that asked a device to move to a new space */
+    uint64_t spaces_started;    /**< new sequence spaces opened by devices */
+    /** Handshakes dropped after the cookie exchange: their host had max_half_open_per_host in
+     *  progress, or exceeded handshakes_per_host_per_s. */
+    uint64_t host_limit_drops;
+    /** Sessions closed at once: their identity exceeded handshakes_per_identity_per_min. */
+    uint64_t identity_limit_drops;
+    /** Sessions replaced by a newer one of the same identity (a device that moved, or one
+     *  identity on many ports: it holds one session, never more). */
+    uint64_t sessions_replaced;
+    /** Audit lines held back by audit_per_identity_per_min (reported as counts). */
+    uint64_t audit_lines_held;
+    /** Of rate_limited, datagrams dropped by the identity's share: its other addresses had
+     *  used the rate already. */
+    uint64_t identity_rate_limited;
 } mw_gateway_stats_t;
 
 MW_API void mw_gateway_config_init(mw_gateway_config_t *cfg);
@@ -180,7 +224,9 @@ MW_API void mw_gateway_config_init(mw_gateway_config_t *cfg);
 /**
  * Creates a gateway: loads and checks the credentials, binds the transport.
  * @return MW_OK; MW_EINVAL; MW_ECONFIG (CA, certificate, key, sink or listen
- *         address missing); MW_ECERT_LOAD; MW_EADDR; MW_ETRANSPORT; MW_ENOMEM.
+ *         address missing); MW_ECERT_LOAD (a file cannot be loaded, the key is not the
+ *         certificate's, or others may read it: see allow_shared_key_file); MW_EADDR;
+ *         MW_ETRANSPORT; MW_ENOMEM.
  *         @p out_detail (may be NULL) says which and why.
  */
 MW_API MW_NODISCARD mw_err mw_gateway_create(const mw_gateway_config_t *cfg, mw_gateway_t **out_gw,

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* store.c -- the gateway's durable store (SQLite, WAL): accepted-message journal, per-device replay
  * state, sink checkpoint. */
+#include <errno.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,16 +9,27 @@
 
 #include "core/detail.h"
 #include "gateway/store.h"
+#include "port/posix/owned_file.h"
 #include "session/codec.h"
 
-#define SCHEMA_VERSION 1
-/* Replay state blob: version(1) low(8) done(8) n(1) n * (first(8) last(8)), little endian. */
-#define REPLAY_BLOB_VERSION 1
-#define REPLAY_BLOB_MAX     (1 + 8 + 8 + 1 + MWI_REPLAY_MAX_RANGES * 16)
+/* 1: journal keyed by (device, seq). 2: messages keyed by (device, space, seq), retired
+ * spaces, replay blob 2 with digests. A version-1 store is upgraded in place at open: its
+ * journal stays as it was (read-only history), its replay states read as space 0. */
+#define SCHEMA_VERSION 2
+/* Replay state blob 1: version(1) low(8) done(8) n(1) n * (first(8) last(8)), little endian. */
+#define REPLAY_BLOB_V1 1
+/* Blob 2: version(1) flags(1: bit 0 fresh) space(8) low(8) done(8) top(8) zero(3) n(1) nd(1)
+ * nretired(1), then n * (first(8) last(8)), nd * (seq(8) digest(8)), nretired * space(8). */
+#define REPLAY_BLOB_VERSION 2
+#define REPLAY_BLOB_HEAD    40
+#define REPLAY_BLOB_MAX                                                                            \
+    (REPLAY_BLOB_HEAD + MWI_REPLAY_MAX_RANGES * 16 + MWI_REPLAY_DIGESTS * 16 +                     \
+     MWI_REPLAY_RETIRED * 8)
 
 struct mwi_store {
     sqlite3 *db;
-    sqlite3_stmt *get_dev, *put_dev, *put_msg, *get_meta, *put_meta;
+    int lock_fd; /* holds the file's lock while the store is open; -1: in memory */
+    sqlite3_stmt *get_dev, *put_dev, *put_msg, *get_meta, *put_meta, *put_space, *get_space;
     bool txn;
 };
 
@@ -25,9 +37,11 @@ static const char SCHEMA[] =
     "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL);"
     "CREATE TABLE IF NOT EXISTS devices(id TEXT PRIMARY KEY, replay BLOB NOT NULL,"
     " next_command INTEGER NOT NULL, updated_ms INTEGER NOT NULL);"
-    "CREATE TABLE IF NOT EXISTS journal(device TEXT NOT NULL, seq INTEGER NOT NULL,"
-    " received_ms INTEGER NOT NULL, type INTEGER NOT NULL, batch BLOB NOT NULL,"
-    " PRIMARY KEY(device, seq)) WITHOUT ROWID;";
+    "CREATE TABLE IF NOT EXISTS messages(device TEXT NOT NULL, space INTEGER NOT NULL,"
+    " seq INTEGER NOT NULL, received_ms INTEGER NOT NULL, type INTEGER NOT NULL,"
+    " batch BLOB NOT NULL, PRIMARY KEY(device, space, seq)) WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS spaces(device TEXT NOT NULL, space INTEGER NOT NULL,"
+    " retired_ms INTEGER NOT NULL, PRIMARY KEY(device, space)) WITHOUT ROWID;";
 
 static mw_err fail(mwi_store *s, mw_error_detail_t *d, const char *what)
 {
@@ -60,8 +74,37 @@ mw_err mwi_store_open(const char *path, mwi_store **out, mw_error_detail_t *d)
     mwi_store *s = calloc(1, sizeof *s);
     if (s == NULL)
         return MW_ENOMEM;
+    s->lock_fd = -1;
     mw_err e = MW_OK;
-    if (sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) !=
+    /* An SQLite built with SQLITE_USE_URI (Debian's is) reads a name starting "file:" as a
+     * URI; a store is a file, and the file locked below must be the one SQLite opens. */
+    char name[4096];
+    if (snprintf(name, sizeof name, "%s%s", strncmp(path, "file:", 5) == 0 ? "./" : "", path) >=
+        (int)sizeof name) {
+        mwi_detail_first(d, MW_EINVAL, 0, "gateway store: path too long");
+        free(s);
+        return MW_EINVAL;
+    }
+    /* Two gateways on one store would each acknowledge what the other's replay state does not
+     * know: the lock refuses the second one before it reads anything. Creating the file here
+     * also gives it mode 0600, and SQLite gives its -wal and -shm files the database's mode. */
+    if (strcmp(name, ":memory:") != 0 && name[0] != '\0') {
+        mw_error_detail_t od;
+        memset(&od, 0, sizeof od);
+        e = mwi_owned_file_acquire(name, "gateway store", &s->lock_fd, &od);
+        if (e != MW_OK) {
+            char why[sizeof od.reason];
+            if (od.foreign == EAGAIN)
+                snprintf(why, sizeof why,
+                         "gateway store %.68s is in use by another gateway: stop it, or give "
+                         "this one a store of its own",
+                         name);
+            mwi_detail_first(d, e, od.foreign, od.foreign == EAGAIN ? why : od.reason);
+            free(s);
+            return e;
+        }
+    }
+    if (sqlite3_open_v2(name, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) !=
         SQLITE_OK) {
         e = fail(s, d, "cannot open the database");
         goto out;
@@ -82,9 +125,15 @@ mw_err mwi_store_open(const char *path, mwi_store **out, mw_error_detail_t *d)
                            " VALUES(?1,?2,?3,?4)",
                            -1, &s->put_dev, NULL) != SQLITE_OK ||
         sqlite3_prepare_v2(s->db,
-                           "INSERT OR IGNORE INTO journal(device, seq, received_ms, type, batch)"
-                           " VALUES(?1,?2,?3,?4,?5)",
+                           "INSERT OR IGNORE INTO messages(device, space, seq, received_ms, type,"
+                           " batch) VALUES(?1,?2,?3,?4,?5,?6)",
                            -1, &s->put_msg, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(s->db,
+                           "INSERT OR IGNORE INTO spaces(device, space, retired_ms)"
+                           " VALUES(?1,?2,?3)",
+                           -1, &s->put_space, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(s->db, "SELECT 1 FROM spaces WHERE device = ?1 AND space = ?2", -1,
+                           &s->get_space, NULL) != SQLITE_OK ||
         sqlite3_prepare_v2(s->db, "SELECT value FROM meta WHERE key = ?1", -1, &s->get_meta,
                            NULL) != SQLITE_OK ||
         sqlite3_prepare_v2(s->db, "INSERT OR REPLACE INTO meta(key, value) VALUES(?1, ?2)", -1,
@@ -103,7 +152,7 @@ mw_err mwi_store_open(const char *path, mwi_store **out, mw_error_detail_t *d)
         e = MW_EIO;
         goto out;
     }
-    if (version == 0) {
+    if (version < SCHEMA_VERSION) {
         sqlite3_bind_text(s->put_meta, 1, "schema", -1, SQLITE_STATIC);
         sqlite3_bind_int64(s->put_meta, 2, SCHEMA_VERSION);
         rc = sqlite3_step(s->put_meta);
@@ -134,9 +183,80 @@ void mwi_store_close(mwi_store **ps)
     sqlite3_finalize(s->put_msg);
     sqlite3_finalize(s->get_meta);
     sqlite3_finalize(s->put_meta);
+    sqlite3_finalize(s->put_space);
+    sqlite3_finalize(s->get_space);
     sqlite3_close(s->db);
+    /* Only now: SQLite's own locks are fcntl locks, which closing any descriptor of the file
+     * would drop while SQLite still held it open. */
+    mwi_owned_file_release(&s->lock_fd);
     free(s);
     *ps = NULL;
+}
+
+/* Blob 1 (a version-1 store): one space, 0, no digests. What it settled stays settled. */
+static bool parse_v1(const uint8_t *b, int n, mwi_replay *r)
+{
+    if (n < 18 || b[17] > MWI_REPLAY_MAX_RANGES || n != 18 + 16 * b[17])
+        return false;
+    mwi_replay_init(r);
+    r->fresh = false;
+    r->low = get64(b + 1);
+    r->done = get64(b + 9);
+    r->n = b[17];
+    r->top = r->done - 1;
+    for (uint32_t i = 0; i < r->n; i++) {
+        r->r[i].first = get64(b + 18 + 16 * i);
+        r->r[i].last = get64(b + 26 + 16 * i);
+        r->top = r->r[i].last;
+    }
+    return true;
+}
+
+static bool parse_v2(const uint8_t *b, int n, mwi_replay *r)
+{
+    if (n < REPLAY_BLOB_HEAD || (b[1] & ~1u) != 0 || b[34] != 0 || b[35] != 0 || b[36] != 0)
+        return false;
+    uint32_t nr = b[37], nd = b[38], nt = b[39];
+    if (nr > MWI_REPLAY_MAX_RANGES || nd > MWI_REPLAY_DIGESTS || nt > MWI_REPLAY_RETIRED ||
+        (size_t)n != REPLAY_BLOB_HEAD + 16u * nr + 16u * nd + 8u * nt)
+        return false;
+    memset(r, 0, sizeof *r);
+    r->fresh = (b[1] & 1u) != 0;
+    r->space = get64(b + 2);
+    r->low = get64(b + 10);
+    r->done = get64(b + 18);
+    r->top = get64(b + 26);
+    const uint8_t *p = b + REPLAY_BLOB_HEAD;
+    r->n = nr;
+    for (uint32_t i = 0; i < nr; i++, p += 16) {
+        r->r[i].first = get64(p);
+        r->r[i].last = get64(p + 8);
+    }
+    r->nd = nd;
+    for (uint32_t i = 0; i < nd; i++, p += 16) {
+        r->d[i].seq = get64(p);
+        r->d[i].digest = get64(p + 8);
+    }
+    r->nretired = nt;
+    for (uint32_t i = 0; i < nt; i++, p += 8)
+        r->retired[i] = get64(p);
+    return true;
+}
+
+/* The invariants mwi_replay relies on; a state that breaks them is never used: a wrong one
+ * loses or repeats messages. */
+static bool replay_sound(const mwi_replay *r)
+{
+    if (r->low == 0 || r->done < r->low)
+        return false;
+    for (uint32_t i = 0; i < r->n; i++)
+        if (r->r[i].first > r->r[i].last || r->r[i].first <= r->done ||
+            (i > 0 && r->r[i].first <= r->r[i - 1].last + 1) || r->r[i].last > r->top)
+            return false;
+    for (uint32_t i = 0; i < r->nd; i++)
+        if (r->d[i].seq < r->low || r->d[i].seq > r->top)
+            return false;
+    return true;
 }
 
 mw_err mwi_store_load_device(mwi_store *s, const char *id, mwi_replay *out,
@@ -149,31 +269,20 @@ mw_err mwi_store_load_device(mwi_store *s, const char *id, mwi_replay *out,
     if (rc == SQLITE_ROW) {
         const uint8_t *b = sqlite3_column_blob(s->get_dev, 0);
         int n = sqlite3_column_bytes(s->get_dev, 0);
-        mwi_replay r;
-        memset(&r, 0, sizeof r);
+        mwi_replay *r = malloc(sizeof *r);
         /* Length-checked field by field: the file is outside our control. */
-        if (b == NULL || n < 18 || b[0] != REPLAY_BLOB_VERSION || b[17] > MWI_REPLAY_MAX_RANGES ||
-            n != 18 + 16 * b[17]) {
-            e = MW_EIO;
-        } else {
-            r.low = get64(b + 1);
-            r.done = get64(b + 9);
-            r.n = b[17];
-            for (uint32_t i = 0; i < r.n; i++) {
-                r.r[i].first = get64(b + 18 + 16 * i);
-                r.r[i].last = get64(b + 26 + 16 * i);
-                if (r.r[i].first > r.r[i].last || r.r[i].first <= r.done ||
-                    (i > 0 && r.r[i].first <= r.r[i - 1].last + 1))
-                    e = MW_EIO;
-            }
-            if (r.low == 0 || r.done < r.low)
-                e = MW_EIO;
-        }
-        if (e == MW_OK) {
-            *out = r;
+        bool ok = r != NULL && b != NULL && n >= 1 &&
+                  ((b[0] == REPLAY_BLOB_V1 && parse_v1(b, n, r)) ||
+                   (b[0] == REPLAY_BLOB_VERSION && parse_v2(b, n, r))) &&
+                  replay_sound(r);
+        if (ok) {
+            *out = *r;
             *out_next_command = (uint64_t)sqlite3_column_int64(s->get_dev, 1);
             *found = true;
+        } else {
+            e = r == NULL ? MW_ENOMEM : MW_EIO;
         }
+        free(r);
     } else if (rc != SQLITE_DONE) {
         e = MW_EIO;
     }
@@ -207,13 +316,17 @@ mw_err mwi_store_put_message(mwi_store *s, const mw_message_t *m, uint64_t now_m
 {
     uint8_t buf[512];
     size_t len = 0, count = 0;
-    if (mwi_batch_encode(m, 1, m->seq, buf, sizeof buf, &len, &count) != MW_OK)
+    const mw_message_t *one = m;
+    mwi_batch_head h = {.low_water = m->seq, .space = m->space};
+    if (mwi_batch_encode_in(&one, 1, &h, buf, sizeof buf, &len, &count) != MW_OK)
         return MW_EINVAL;
     sqlite3_bind_text(s->put_msg, 1, m->device_id, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_int64(s->put_msg, 2, (sqlite3_int64)m->seq); /* bit pattern kept above 2^63 */
-    sqlite3_bind_int64(s->put_msg, 3, (sqlite3_int64)now_ms);
-    sqlite3_bind_int(s->put_msg, 4, (int)m->type);
-    sqlite3_bind_blob(s->put_msg, 5, buf, (int)len, SQLITE_TRANSIENT);
+    /* Bit patterns kept above 2^63. */
+    sqlite3_bind_int64(s->put_msg, 2, (sqlite3_int64)m->space);
+    sqlite3_bind_int64(s->put_msg, 3, (sqlite3_int64)m->seq);
+    sqlite3_bind_int64(s->put_msg, 4, (sqlite3_int64)now_ms);
+    sqlite3_bind_int(s->put_msg, 5, (int)m->type);
+    sqlite3_bind_blob(s->put_msg, 6, buf, (int)len, SQLITE_TRANSIENT);
     int rc = sqlite3_step(s->put_msg);
     sqlite3_reset(s->put_msg);
     sqlite3_clear_bindings(s->put_msg);
@@ -225,21 +338,58 @@ mw_err mwi_store_put_device(mwi_store *s, const char *id, const mwi_replay *r,
 {
     uint8_t b[REPLAY_BLOB_MAX];
     b[0] = REPLAY_BLOB_VERSION;
-    put64(b + 1, r->low);
-    put64(b + 9, r->done);
-    b[17] = (uint8_t)r->n;
-    for (uint32_t i = 0; i < r->n; i++) {
-        put64(b + 18 + 16 * i, r->r[i].first);
-        put64(b + 26 + 16 * i, r->r[i].last);
+    b[1] = r->fresh ? 1u : 0u;
+    put64(b + 2, r->space);
+    put64(b + 10, r->low);
+    put64(b + 18, r->done);
+    put64(b + 26, r->top);
+    b[34] = b[35] = b[36] = 0;
+    b[37] = (uint8_t)r->n;
+    b[38] = (uint8_t)r->nd;
+    b[39] = (uint8_t)r->nretired;
+    uint8_t *p = b + REPLAY_BLOB_HEAD;
+    for (uint32_t i = 0; i < r->n; i++, p += 16) {
+        put64(p, r->r[i].first);
+        put64(p + 8, r->r[i].last);
     }
+    for (uint32_t i = 0; i < r->nd; i++, p += 16) {
+        put64(p, r->d[i].seq);
+        put64(p + 8, r->d[i].digest);
+    }
+    for (uint32_t i = 0; i < r->nretired; i++, p += 8)
+        put64(p, r->retired[i]);
     sqlite3_bind_text(s->put_dev, 1, id, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_blob(s->put_dev, 2, b, (int)(18 + 16 * r->n), SQLITE_TRANSIENT);
+    sqlite3_bind_blob(s->put_dev, 2, b, (int)(p - b), SQLITE_TRANSIENT);
     sqlite3_bind_int64(s->put_dev, 3, (sqlite3_int64)next_command);
     sqlite3_bind_int64(s->put_dev, 4, 0);
     int rc = sqlite3_step(s->put_dev);
     sqlite3_reset(s->put_dev);
     sqlite3_clear_bindings(s->put_dev);
     return rc == SQLITE_DONE ? MW_OK : MW_EIO;
+}
+
+mw_err mwi_store_retire_space(mwi_store *s, const char *id, uint64_t space, uint64_t now_ms)
+{
+    sqlite3_bind_text(s->put_space, 1, id, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(s->put_space, 2, (sqlite3_int64)space);
+    sqlite3_bind_int64(s->put_space, 3, (sqlite3_int64)now_ms);
+    int rc = sqlite3_step(s->put_space);
+    sqlite3_reset(s->put_space);
+    sqlite3_clear_bindings(s->put_space);
+    return rc == SQLITE_DONE ? MW_OK : MW_EIO;
+}
+
+mw_err mwi_store_space_retired(mwi_store *s, const char *id, uint64_t space, bool *out)
+{
+    *out = false;
+    sqlite3_bind_text(s->get_space, 1, id, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(s->get_space, 2, (sqlite3_int64)space);
+    int rc = sqlite3_step(s->get_space);
+    if (rc == SQLITE_ROW)
+        *out = true;
+    sqlite3_reset(s->get_space);
+    sqlite3_clear_bindings(s->get_space);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? MW_OK : MW_EIO;
 }
 
 mw_err mwi_store_commit(mwi_store *s, uint64_t sink_checkpoint)
@@ -276,7 +426,7 @@ mw_err mwi_store_count(mwi_store *s, uint64_t *out)
 {
     sqlite3_stmt *st = NULL;
     *out = 0;
-    if (sqlite3_prepare_v2(s->db, "SELECT count(*) FROM journal", -1, &st, NULL) != SQLITE_OK)
+    if (sqlite3_prepare_v2(s->db, "SELECT count(*) FROM messages", -1, &st, NULL) != SQLITE_OK)
         return MW_EIO;
     mw_err e = sqlite3_step(st) == SQLITE_ROW ? MW_OK : MW_EIO;
     if (e == MW_OK)

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* store.h -- the gateway's durable store (SQLite, WAL): accepted-message journal, per-device replay
- * state, sink checkpoint. */
+ * state and retired sequence spaces, sink checkpoint. */
 #ifndef MWI_GATEWAY_STORE_H
 #define MWI_GATEWAY_STORE_H
 
@@ -15,9 +15,13 @@
 typedef struct mwi_store mwi_store;
 
 /**
- * Opens (creating if needed) the database at @p path with journal_mode=WAL and
- * synchronous=FULL: a commit has reached the disk when it returns.
- * @return MW_OK; MW_EIO (cannot open, not a medwire store, or a newer schema) with the reason.
+ * Opens (creating if needed, mode 0600) the database at @p path with journal_mode=WAL and
+ * synchronous=FULL: a commit has reached the disk when it returns. The file stays locked
+ * (flock) until mwi_store_close, so no second store opens it meanwhile; ":memory:" is not
+ * a file and is not locked.
+ * @return MW_OK; MW_EIO (cannot open, not a medwire store, or a newer schema) with the reason;
+ *         MW_EIO with foreign EAGAIN, and a reason that says so, when another store holds
+ *         the file.
  */
 MW_NODISCARD mw_err mwi_store_open(const char *path, mwi_store **out, mw_error_detail_t *d);
 void mwi_store_close(mwi_store **s);
@@ -36,6 +40,12 @@ MW_NODISCARD mw_err mwi_store_put_message(mwi_store *s, const mw_message_t *m, u
 /** Records a device's replay state. */
 MW_NODISCARD mw_err mwi_store_put_device(mwi_store *s, const char *id, const mwi_replay *r,
                                          uint64_t next_command);
+/** Records that the device left @p space (inside the open transaction): it is never reopened. */
+MW_NODISCARD mw_err mwi_store_retire_space(mwi_store *s, const char *id, uint64_t space,
+                                           uint64_t now_ms);
+/** Did the device leave @p space, by the durable record of every space it left? */
+MW_NODISCARD mw_err mwi_store_space_retired(mwi_store *s, const char *id, uint64_t space,
+                                            bool *out);
 /** Commits with the sink checkpoint; on failure the transaction is rolled back. */
 MW_NODISCARD mw_err mwi_store_commit(mwi_store *s, uint64_t sink_checkpoint);
 void mwi_store_rollback(mwi_store *s);

@@ -1,0 +1,159 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* custody.c -- custody transfer: what a poll accepts is staged (the sink's output, the store's
+ * messages and replay states), committed once per poll, and only then acknowledged. The Acks
+ * wait here until the commit; a failed commit undoes the poll and acknowledges nothing. */
+#include <string.h>
+
+#include "gateway/gateway_internal.h"
+
+/* An injected clock without a microsecond source still times commits, at
+ * its own resolution: a test's fake clock then sees exact durations. */
+static uint64_t now_us(const mw_gateway_t *gw)
+{
+    return gw->now_us ? gw->now_us(gw->clock.ctx) : gw->clock.now_ms(gw->clock.ctx) * 1000u;
+}
+
+/* Holds a response until what it acknowledges is committed (custody
+ * transfer): it leaves at the end of the poll's burst, after the commit. */
+void mwi_gw_defer(mw_gateway_t *gw, struct peer *p, const uint8_t *bytes, size_t len)
+{
+    if (gw->ndeferred == DEFER_MAX)
+        mwi_gw_commit(gw);
+    struct deferred *d = &gw->deferred[gw->ndeferred++];
+    d->addr = p->route.addr;
+    d->len = len;
+    memcpy(d->bytes, bytes, len);
+}
+
+void mwi_gw_touch(mw_gateway_t *gw, struct device *dv)
+{
+    for (size_t i = 0; i < gw->nundo; i++)
+        if (gw->undo[i].dv == dv)
+            return;
+    if (gw->nundo == DEFER_MAX)
+        mwi_gw_commit(gw);
+    gw->undo[gw->nundo].dv = dv;
+    gw->undo[gw->nundo].before = dv->rp;
+    gw->nundo++;
+}
+
+/* A store write of this poll's transaction: one that fails fails the commit, which undoes the
+ * poll, so that nothing is acknowledged that the store does not hold. */
+static bool staged(mw_gateway_t *gw, mw_err e)
+{
+    if (e != MW_OK)
+        gw->txn_failed = true;
+    return e == MW_OK;
+}
+
+bool mwi_gw_stage_message(mw_gateway_t *gw, const mw_message_t *m)
+{
+    if (gw->store == NULL)
+        return true;
+    mw_err e = mwi_store_begin(gw->store);
+    if (e == MW_OK)
+        e = mwi_store_put_message(gw->store, m, gw->now_ms);
+    return staged(gw, e);
+}
+
+bool mwi_gw_stage_retired_space(mw_gateway_t *gw, const struct device *dv)
+{
+    if (gw->store == NULL)
+        return true;
+    mw_err e = mwi_store_begin(gw->store);
+    if (e == MW_OK)
+        e = mwi_store_retire_space(gw->store, dv->id, dv->rp.space, gw->now_ms);
+    return staged(gw, e);
+}
+
+static void send_deferred(mw_gateway_t *gw)
+{
+    for (size_t i = 0; i < gw->ndeferred; i++) {
+        struct deferred *d = &gw->deferred[i];
+        struct peer *p = *mwi_gw_peer_slot(gw, &d->addr);
+        if (p != NULL && p->link.conn != NULL)
+            write_lossy(p->link.conn, d->bytes, d->len);
+    }
+    gw->ndeferred = 0;
+}
+
+static void record_commit_time(mw_gateway_t *gw, uint64_t us)
+{
+    static const uint64_t bounds[] = MW_GATEWAY_COMMIT_BOUNDS_US;
+    _Static_assert(sizeof bounds / sizeof bounds[0] + 1 == MW_GATEWAY_COMMIT_BUCKETS,
+                   "one bucket per bound, and one above the last");
+    size_t i = 0;
+    while (i < sizeof bounds / sizeof bounds[0] && us > bounds[i])
+        i++;
+    gw->st.commits++;
+    gw->st.commit_us_sum += us;
+    gw->st.commit_us_buckets[i]++;
+}
+
+/* The sink's output and the store, with the sink's checkpoint in it; MW_OK or the first error. */
+static mw_err make_durable(mw_gateway_t *gw, uint64_t *ck)
+{
+    mw_err e = gw->txn_failed ? MW_EIO : MW_OK;
+    if (e == MW_OK && gw->sink_commit)
+        e = gw->sink_commit(gw->sink_ctx, ck);
+    if (e == MW_OK && gw->store) {
+        for (size_t i = 0; i < gw->nundo && e == MW_OK; i++) {
+            e = mwi_store_begin(gw->store);
+            if (e == MW_OK)
+                e = mwi_store_put_device(gw->store, gw->undo[i].dv->id, &gw->undo[i].dv->rp,
+                                         gw->undo[i].dv->next_command);
+        }
+        if (e == MW_OK)
+            e = mwi_store_commit(gw->store, *ck);
+    }
+    return e;
+}
+
+/* The poll is undone: replay state restored, the sink rolled back to the last checkpoint, the
+ * cached responses forgotten, nothing acknowledged; the devices send again. */
+static void undo(mw_gateway_t *gw, mw_err e)
+{
+    gw->st.store_failures++;
+    if (gw->store)
+        mwi_store_rollback(gw->store);
+    for (size_t i = 0; i < gw->nundo; i++)
+        gw->undo[i].dv->rp = gw->undo[i].before;
+    for (size_t i = 0; i < gw->ndeferred; i++) {
+        struct peer *p = *mwi_gw_peer_slot(gw, &gw->deferred[i].addr);
+        if (p)
+            memset(&p->dedup, 0, sizeof p->dedup);
+    }
+    gw->ndeferred = 0;
+    if (gw->sink_recover) {
+        mw_err r = gw->sink_recover(gw->sink_ctx, gw->checkpoint);
+        (void)r;
+    }
+    mwi_gw_audit(gw, MW_AUDIT_STORE_FAILED, "", "", e, 0,
+                 "could not commit received messages; none was acknowledged, devices will resend");
+}
+
+/* Makes everything staged since the last commit durable -- the sink's
+ * output first, then the store with the sink's checkpoint -- and only then
+ * lets the acknowledgements go. If either fails, the poll is undone. */
+void mwi_gw_commit(mw_gateway_t *gw)
+{
+    if (!gw->dirty) {
+        send_deferred(gw);
+        gw->nundo = 0;
+        return;
+    }
+    uint64_t ck = gw->checkpoint;
+    uint64_t t0 = now_us(gw);
+    mw_err e = make_durable(gw, &ck);
+    /* Custody transfer waits on this: its latency is what devices feel. */
+    record_commit_time(gw, now_us(gw) - t0);
+    if (e == MW_OK) {
+        gw->checkpoint = ck;
+        send_deferred(gw);
+    } else {
+        undo(gw, e);
+    }
+    gw->nundo = 0;
+    gw->dirty = false;
+    gw->txn_failed = false;
+}
