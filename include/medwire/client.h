@@ -11,7 +11,11 @@
  * Threads: a client is not thread-safe; use it from one thread (or lock).
  * Memory: mw_client_open allocates everything the client needs; nothing
  * below allocates after it returns, except a reconnection, which rebuilds the
- * DTLS session inside wolfSSL.
+ * DTLS session inside wolfSSL and frees it again: the heap is where it was
+ * after every handshake, however many there are. The client also frees, after
+ * each handshake, the tables of precomputed ECC points that wolfSSL keeps per
+ * thread (about 0.8 MB each in a build with FP_ECC), at some CPU cost per
+ * handshake: an application that uses wolfCrypt on the same thread loses them.
  *
  * @code
  * mw_client_config_t cfg;
@@ -19,12 +23,14 @@
  * cfg.ca_file = "ca.crt"; cfg.cert_file = "pulseox-1.crt"; cfg.key_file = "pulseox-1.key";
  * cfg.gateway_name = "gateway"; cfg.gateway = "127.0.0.1:5684";
  * mw_client_t *c = NULL;
- * if (mw_client_open(&cfg, &c) != MW_OK) exit(1);
+ * mw_error_detail_t why;
+ * if (mw_client_open(&cfg, &c, &why) != MW_OK) { fprintf(stderr, "%s\n", why.reason); exit(1); }
  * mw_observation_t o = {.mdc_code = MW_MDC_PULS_OXIM_SAT_O2, .mantissa = 97, .unit = "%"};
  * uint64_t seq;
- * (void)mw_client_send_observation(c, &o, &seq);
+ * mw_err e = mw_client_send_observation(c, &o, &seq);
+ * if (e != MW_OK) fprintf(stderr, "not queued: %s\n", mw_strerror(e));
  * while (mw_client_pending(c) > 0) {
- *     mw_err e = mw_client_poll(c, 100);
+ *     e = mw_client_poll(c, 100);
  *     if (e != MW_OK && e != MW_EAGAIN) break; // mw_client_last_error says why
  * }
  * mw_client_close(&c);
@@ -52,16 +58,50 @@ typedef struct mw_client mw_client_t;
 /**
  * Runs a command from the gateway (MW_CMD_SET_INTERVAL, MW_CMD_ACK_ALARM; the SDK runs
  * MW_CMD_ROTATE_KEYS itself) and says what became of it; the SDK sends the result to the
- * gateway. Called from mw_client_poll, only for commands that are new (never a replay)
- * and not expired.
+ * gateway. Called from mw_client_poll, only for commands that are new (never a replay),
+ * not expired, and whose argument is in its range:
+ * - MW_CMD_SET_INTERVAL: @c interval_ms in [MW_CMD_INTERVAL_MIN_MS, MW_CMD_INTERVAL_MAX_MS]
+ *   (1 ms to 24 h);
+ * - MW_CMD_ACK_ALARM: @c alarm_seq in [1, the last sequence number this client issued].
+ * Outside it the SDK refuses the command without calling this: status MW_CMD_FAILED, the
+ * detail naming the argument and its range ("interval_ms 0 not in 1..86400000"), and a
+ * command_refused audit event. Anything narrower the device needs, this returns
+ * MW_CMD_FAILED for. A command whose result would find no room in the queue (see
+ * mw_client_stats_t.commands_deferred) waits, unrun, until the gateway sends it again.
  */
 typedef mw_command_status mw_command_fn(void *ctx, const mw_command_t *cmd);
 
+/** What became of one message the client had queued. */
+typedef enum mw_fate {
+    MW_FATE_DELIVERED = 1, /**< the gateway acknowledged it: delivered, or a proven duplicate */
+    MW_FATE_EVICTED = 2,   /**< removed unsent to make room (a gap record reports it) */
+    MW_FATE_DAMAGED = 3,   /**< found damaged at rest, never sent (a gap record reports it) */
+    MW_FATE_REFUSED = 4,   /**< the gateway refused it for good (4.xx); @c reason says why */
+} mw_fate;
+
+/** One message's fate, as mw_fate_fn receives it. Strings are valid during the call only. */
+typedef struct mw_fate_report {
+    uint64_t seq;
+    mw_msg_type type;     /**< MW_MSG_UNKNOWN where the queue no longer knows (evictions) */
+    mw_priority priority; /**< always known */
+    mw_fate fate;
+    mw_err err;         /**< MW_OK for delivered ones */
+    const char *reason; /**< never NULL; "" for delivered ones */
+} mw_fate_report_t;
+
+/** Tells the application, message by message, what became of what it queued: an alarm source
+ *  learns that its alarm reached the hospital. Called from mw_client_poll and mw_client_send_*
+ *  (evictions); must not call back into the client. */
+typedef void mw_fate_fn(void *ctx, const mw_fate_report_t *report);
+
 /** Client configuration. Strings are copied by mw_client_open. */
 typedef struct mw_client_config {
-    const char *ca_file;      /**< PEM CA certificate(s) the gateway must chain to; required */
-    const char *cert_file;    /**< this device's PEM certificate (role device); required */
-    const char *key_file;     /**< its PEM private key; required */
+    const char *ca_file;   /**< PEM CA certificate(s) the gateway must chain to; required */
+    const char *cert_file; /**< this device's PEM certificate (role device); required */
+    const char *key_file;  /**< its PEM private key; required */
+    /** Accept a key file that its group or others may read or write (refused by default, as
+     *  ssh does: any local account that reads it can pose as this device). */
+    bool allow_shared_key_file;
     const char *gateway_name; /**< the name the gateway's certificate must carry; required */
     const char *gateway;    /**< "HOST:PORT" of the gateway; required unless gateway_addr is set */
     mw_addr_t gateway_addr; /**< used when gateway is NULL */
@@ -70,10 +110,11 @@ typedef struct mw_client_config {
     mw_clock_t clock;         /**< now_ms == NULL: the system clock */
     mw_random_t random;       /**< fill == NULL: wolfCrypt's CSPRNG */
     uint32_t queue_capacity;  /**< messages held until acknowledged (default 256) */
-    /** Sequence number of the first message (0 means 1); with @c storage, a floor the
-     *  persisted sequence never goes below. Numbers must never repeat over a device's life:
-     *  the gateway acknowledges a repeated number without delivering it again. Without
-     *  @c storage a device that restarts must give a number above every one it used before. */
+    /** Sequence number of the first message in a new sequence space (0 means 1); with
+     *  @c storage, a floor the persisted sequence never goes below. Numbers belong to a
+     *  sequence space chosen at random when the storage is created (at every open without
+     *  @c storage), so a device that lost its storage or restarts without any may start again
+     *  at 1: the gateway tells the spaces apart (docs/protocol.md 5b). */
     uint64_t first_seq;
     /** Persistent region for the offline queue and the sequence numbers (docs/queue.md): a
      *  file (mw_storage_file_open), a flash partition, anything meeting storage.h. The first
@@ -101,12 +142,16 @@ typedef struct mw_client_config {
     /** Retransmissions of one request after which a new session is tried beside the current
      *  one (a gateway that restarted forgot our session); default 2, 0: never. */
     uint8_t rekey_after_retransmits;
-    uint32_t reconnect_min_ms; /**< first reconnection delay (default 1000) */
-    uint32_t reconnect_max_ms; /**< longest reconnection delay (default 60000) */
+    /** First reconnection delay (default 1000); also the first wait before sending again
+     *  after an answer that settled nothing (stats useless_answers). */
+    uint32_t reconnect_min_ms;
+    uint32_t reconnect_max_ms; /**< longest delay of either (default 60000) */
     mw_audit_fn *audit;        /**< optional */
     void *audit_ctx;
     mw_command_fn *on_command; /**< optional: without it those commands are "unsupported" */
     void *on_command_ctx;
+    mw_fate_fn *on_fate; /**< optional: each message's fate (delivered, evicted, ...) */
+    void *on_fate_ctx;
 } mw_client_config_t;
 
 /** Counters and the state of the link. */
@@ -129,6 +174,24 @@ typedef struct mw_client_stats {
     uint64_t messages_evicted; /**< removed unsent to make room (each reported by a gap record) */
     uint64_t messages_corrupt; /**< found damaged at rest, never sent (reported likewise) */
     uint64_t gap_records;      /**< gap records queued for the gateway */
+    /** Times the gateway asked the device to move to a new sequence space (it could not judge
+     *  some numbers: lost or rolled-back storage, a forged low-water mark), and it did. What
+     *  the device held then was sent again marked as possible duplicates. */
+    uint64_t resyncs;
+    uint64_t space; /**< the current sequence space */
+    uint64_t messages_refused; /**< refused for good by the gateway (4.xx), each reported */
+    /** Of messages_pending, the observations (the rest: alarms, status reports, command
+     *  results, gap records). */
+    uint64_t observations_pending;
+    /** Answers that settled none of the messages their request carried: an RST, an Ack that
+     *  does not decode, an Ack covering none of them (without a resynchronisation). After each
+     *  the next batch waits, with backoff (docs/protocol.md 3), instead of going again at once. */
+    uint64_t useless_answers;
+    /** Commands from the gateway left unrun, for now, because their result would have had no
+     *  room: command results take at most an eighth of queue_capacity at once, and never a
+     *  place a message would have to be evicted from. The gateway sends them again; each
+     *  runs once there is room (docs/protocol.md 7). */
+    uint64_t commands_deferred;
 } mw_client_stats_t;
 
 /** Fills @p cfg with defaults (all pointers NULL). */
@@ -151,9 +214,9 @@ MW_API MW_NODISCARD mw_err mw_client_storage_size(uint32_t capacity, uint32_t er
  *         missing: CA, certificate, key, gateway name or address; storage without a queue key,
  *         a key of the wrong length or not the one the queue was written with, a region too
  *         small); MW_EIO (the storage cannot be read or holds no queue);
- *         MW_ECERT_LOAD (a file cannot be loaded, or key and certificate do
- *         not match); MW_EADDR; MW_ETRANSPORT; MW_ENOMEM. @p out_detail (may
- *         be NULL) says which and why.
+ *         MW_ECERT_LOAD (a file cannot be loaded, key and certificate do not match, or
+ *         others may read the key: see allow_shared_key_file); MW_EADDR; MW_ETRANSPORT;
+ *         MW_ENOMEM. @p out_detail (may be NULL) says which and why.
  */
 MW_API MW_NODISCARD mw_err mw_client_open(const mw_client_config_t *cfg, mw_client_t **out_client,
                                           mw_error_detail_t *out_detail);

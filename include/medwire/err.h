@@ -56,7 +56,7 @@ typedef enum mw_err {
     MW_EINTERNAL = 11,  /**< a dependency failed in a way that is not the peer's doing */
 
     MW_ETRANSPORT = 100, /**< the transport failed (socket error) */
-    MW_EADDR = 101,      /**< an address could not be parsed or resolved */
+    MW_EADDR = 101,      /**< an address could not be parsed or resolved, or bound (not local) */
     MW_ETOOBIG = 102,    /**< a datagram is larger than the transport or record limit */
 
     MW_EDTLS = 200,               /**< DTLS failed; the detail has wolfSSL's code */

@@ -101,6 +101,10 @@ MW_API MW_NODISCARD mw_err mw_addr_parse(const char *text, mw_addr_t *out_addr);
 MW_API MW_NODISCARD mw_err mw_addr_format(const mw_addr_t *addr, char *out, size_t out_size);
 /** Port of @p addr in host order, or 0. */
 MW_API uint16_t mw_addr_port(const mw_addr_t *addr);
+/** The host part of @p addr as a key that compares bytewise: the port set to 0, an IPv6
+ *  address cut to its /64 prefix (what one site or customer is given), an IPv4-mapped IPv6
+ *  address left whole. ::MW_EINVAL for anything that is not IPv4 or IPv6. */
+MW_API MW_NODISCARD mw_err mw_addr_host_prefix(const mw_addr_t *addr, mw_addr_t *out_host);
 
 /** Opens a non-blocking UDP socket bound to @p bind_text ("HOST:PORT", port 0 = any). */
 MW_API MW_NODISCARD mw_err mw_udp_open(const char *bind_text, mw_transport_t *out_transport);

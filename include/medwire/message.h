@@ -11,8 +11,10 @@
  * value = mantissa * 10^exponent in a UCUM unit.
  *
  * @code
- * mw_observation_t spo2 = {.mdc_code = MW_MDC_PULS_OXIM_SAT_O2, .mantissa = 97,
- *                          .exponent = 0, .unit = "%", .status = MW_MEAS_VALID};
+ * mw_observation_t spo2 = {.mdc_code = MW_MDC_PULS_OXIM_SAT_O2, .mantissa = 975,
+ *                          .exponent = -1, .unit = "%", .status = MW_MEAS_VALID}; // 97.5 %
+ * if (mw_client_send_observation(client, &spo2, NULL) != MW_OK)
+ *     fprintf(stderr, "not queued\n"); // mw_client_last_error says why
  * @endcode
  */
 #ifndef MEDWIRE_MESSAGE_H
@@ -38,7 +40,8 @@ extern "C" {
 /** A few IEEE 11073-10101 codes (partition 2, SCADA: 0x20000 | term code). */
 #define MW_MDC_PULS_OXIM_SAT_O2    150456u /**< SpO2, unit "%" */
 #define MW_MDC_PULS_OXIM_PULS_RATE 149530u /**< pulse rate from oximetry, unit "/min" */
-#define MW_MDC_EVT_LO              196638u /**< alarm: value below the low limit (partition 3) */
+/** Alarm: value below the low limit (partition 3, events: 0x30000 | term 62). */
+#define MW_MDC_EVT_LO              196670u
 
 /** Delivery priority: alarms first when a queue is flushed; status last. */
 typedef enum mw_priority {
@@ -110,7 +113,13 @@ typedef enum mw_command_kind {
     MW_CMD_ROTATE_KEYS = 3,  /**< rotate the session keys now (handled by the SDK) */
 } mw_command_kind;
 
-/** One command. @c id increases per device over its life; @c expires_ms is Unix time. */
+/** The measurement intervals MW_CMD_SET_INTERVAL may set, in ms: 1 ms to 24 h, as the reference
+ *  gateway's control socket takes them. A device refuses one outside them without running it. */
+#define MW_CMD_INTERVAL_MIN_MS 1u
+#define MW_CMD_INTERVAL_MAX_MS 86400000u
+
+/** One command. @c id is unique per device across gateways and restarts (wall-clock ms in the
+ *  upper 48 bits, random below); @c expires_ms is Unix time. */
 typedef struct mw_command {
     uint64_t id;
     uint64_t expires_ms;
@@ -176,10 +185,16 @@ typedef struct mw_link_event {
     uint64_t last_seen_ms; /**< Unix ms of the last message before the silence */
 } mw_link_event_t;
 
-/** One delivered message, as the gateway hands it to a sink. */
+/** One delivered message, as the gateway hands it to a sink. A message is identified by
+ *  (device_id, space, seq): @c space changes when the device's storage is created anew or the
+ *  gateway asks it to resynchronise (docs/protocol.md 5b). */
 typedef struct mw_message {
     char device_id[MW_ID_MAX + 1];
+    uint64_t space; /**< the sequence space of @c seq (0: none declared) */
     uint64_t seq;
+    /** Sent again after a resynchronisation: it may repeat a message delivered earlier under
+     *  another space. Outputs carry the mark; a consumer deduplicates on content if it must. */
+    bool possible_duplicate;
     uint64_t device_time_ms;
     bool time_synced;
     mw_priority priority;
@@ -203,10 +218,11 @@ MW_API const char *mw_command_status_name(mw_command_status status);
 
 /**
  * Writes @p msg as one JSON object (no newline) into @p out.
- * Keys: "device", "seq", "type", "device_time_ms", "time_synced", "priority",
- * then the payload's fields. Strings are escaped; the output is always valid JSON.
+ * Keys: "device", "seq", "type", "device_time_ms", "time_synced", "priority", "space" (16 hex
+ * digits, left out when 0), "possible_duplicate" (only when true), then the payload's fields.
+ * Strings are escaped; the output is always valid JSON.
  * @return ::MW_OK; ::MW_EINVAL for a string without its NUL or an enum out of range; ::MW_ENOSPC
- *         when @p out_size is too small (917 bytes always suffice, 512 for any message a gateway
+ *         when @p out_size is too small (970 bytes always suffice, 512 for any message a gateway
  *         decoded), leaving @p out empty and *out_len the length needed.
  */
 MW_API MW_NODISCARD mw_err mw_message_to_json(const mw_message_t *msg, char *out, size_t out_size,

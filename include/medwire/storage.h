@@ -75,8 +75,8 @@ typedef struct mw_storage {
  * The file is locked (fcntl) so that a second process cannot open the same region.
  * Writes are pwrite, sync is fdatasync. Blocks on the file system. Allocates a small context.
  * @return ::MW_OK; ::MW_EINVAL (NULL argument or @p size 0); ::MW_EIO (cannot open, lock,
- *         extend or sync the file; @p out_detail says which, with errno as foreign code);
- *         ::MW_ENOMEM.
+ *         extend or sync the file; @p out_detail says which, with errno as foreign code:
+ *         EAGAIN when another process holds the lock); ::MW_ENOMEM.
  */
 MW_API MW_NODISCARD mw_err mw_storage_file_open(const char *path, uint32_t size,
                                                 mw_storage_t *out_storage,

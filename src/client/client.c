@@ -9,31 +9,21 @@
 
 #include "coap/coap.h"
 #include "core/detail.h"
+#include "core/limits.h"
+#include "core/wipe.h"
 #include "dtls/dtls.h"
+#include "dtls/link.h"
+#include "port/posix/key_file.h"
 #include "queue/queue.h"
 #include "session/codec.h"
 #include "session/command.h"
+#include "session/protocol.h"
 
-/* The batch resource (docs/protocol.md). */
-#define BATCH_PATH "batch"
-/* Bytes a CoAP request adds around the batch: header 4, token 8, Uri-Path
- * 1+5, Content-Format 1+2, payload marker 1, rounded up. */
-#define COAP_OVERHEAD 32
-#define BATCH_CAP     (MWI_DTLS_MAX_PLAINTEXT - COAP_OVERHEAD)
-/* A handshake that has not completed after wolfSSL's first five timers
- * (1+2+4+8+16 s) is abandoned and retried with backoff, rather than waiting
- * the full 127 s wolfSSL would. */
-#define HANDSHAKE_MAX_MS 31000u
+#define BATCH_CAP (MWI_DTLS_MAX_PLAINTEXT - MWI_COAP_REQUEST_OVERHEAD)
+_Static_assert(MWI_COAP_BLOCK_SIZE(MWI_BLOCK_SZX) == MWI_BLOCK_SIZE, "Block1 SZX and size agree");
 /* Sequence numbers reserved per durable write of the sequence store: a power cut costs at
  * most this many unused numbers. */
 #define SEQ_BLOCK 1024u
-/* Requests in flight at once (NSTART, RFC 7252 4.7); the configured value is capped here. */
-#define NSTART_MAX 4
-/* A batch body that does not fit one record goes block-wise (RFC 7959) in
- * blocks of 1024 bytes (SZX 6), up to this size. */
-#define BODY_MAX   4096
-#define BLOCK_SZX  6
-#define BLOCK_SIZE 1024u
 
 enum state { ST_IDLE, ST_HANDSHAKE, ST_READY, ST_FAILED };
 
@@ -42,21 +32,20 @@ struct req {
     mwi_coap_request r;
     bool used;
     bool ping;
-    bool block; /* carries c->body in Block1 pieces */
-    uint32_t block_num;
+    bool block;                          /* carries c->body in Block1 pieces (c->b1 says which) */
     uint8_t buf[MWI_DTLS_MAX_PLAINTEXT]; /* the bytes sent, for retransmission */
     size_t len;
     uint8_t nseq;
-    uint64_t seqs[MWI_MAX_BATCH]; /* the messages it carries */
+    uint64_t seqs[MWI_MAX_BATCH];                       /* the messages it carries */
+    uint8_t types[MWI_MAX_BATCH], prios[MWI_MAX_BATCH]; /* theirs, for the fate reports */
+    uint64_t space;                                     /* the sequence space it was sent in */
 };
 
 struct mw_client {
     mwi_dtls_ctx *dtls;
-    mwi_dtls_conn *conn;
-    /* Make-before-break: a fresh full handshake beside the current session
-     * (key rotation, or a gateway that stopped answering); it replaces the
-     * current one only once it is up. */
-    mwi_dtls_conn *next;
+    /* The session, and make-before-break: a fresh full handshake beside it (key rotation, or a
+     * gateway that stopped answering) replaces it only once it is up (dtls/link.h). */
+    mwi_link link;
     uint64_t next_started_ms;
     uint64_t session_started_ms;
     uint64_t session_records, session_bytes;
@@ -67,6 +56,8 @@ struct mw_client {
     mwi_dtls_session *saved; /* the last session, resumed by ID on reconnection */
     mw_command_fn *on_command;
     void *on_command_ctx;
+    mw_fate_fn *on_fate;
+    void *on_fate_ctx;
     mw_transport_t tp;
     bool own_tp;
     mw_clock_t clock;
@@ -81,35 +72,46 @@ struct mw_client {
     uint64_t reconnect_at_ms;
     uint32_t reconnect_min_ms, reconnect_max_ms;
     uint32_t attempts; /* consecutive failed connection attempts */
+    /* Answers in a row that settled nothing (an RST, an Ack that does not decode or covers
+     * none of the request's messages), and when the next batch may go. */
+    uint32_t useless;
+    uint64_t resend_at_ms;
 
     mwi_coap_parser *parser;
     mwi_coap_ids ids;
     mwi_coap_params params;
-    struct req reqs[NSTART_MAX];
+    struct req reqs[MWI_NSTART_MAX];
     uint32_t nstart;
     /* One block-wise body at a time; its request has block = true. */
-    uint8_t body[BODY_MAX];
-    size_t body_len;
-    bool body_busy;
+    uint8_t body[MWI_BODY_MAX];
+    mwi_coap_block1_sender b1; /* active while a request carries it */
     bool no_block1; /* the gateway refused a block-wise body: keep batches to one record */
     uint32_t keepalive_ms;
     uint64_t last_rx_ms;
 
-    /* The offline queue and the sequence numbers, in the vendor's region or in RAM. */
+    /* The offline queue and the sequence numbers, in the vendor's region or in RAM. The
+     * sequence space and the first number taken in it are kept with the numbers (the store's
+     * caller data): a message numbered below space_start was numbered in an earlier space and
+     * may have been delivered under it, so it goes out marked as a possible duplicate. */
     mwi_queue *queue;
     mwi_seq seqs;
+    uint64_t space, space_start;
     mw_storage_t region;
     bool own_region;
     mw_storage_slice_t seq_slice, q_slice;
     mw_storage_t seq_st, q_st;
     uint32_t q_cap;
     mw_message_t batch[MWI_MAX_BATCH]; /* the messages of the batch being encoded */
+    /* The command results queued and not yet acknowledged, by sequence number: at most
+     * results_max at once (see result_room). */
+    uint64_t *results;
+    uint32_t nresults, results_max;
 
     mw_client_stats_t st;
     mw_error_detail_t last;
     mw_err fatal;
     bool progressed;
-    bool drop_requested; /* set inside a record callback, acted on after it */
+    bool drop_requested;      /* set inside a record callback, acted on after it */
     bool reconnect_requested; /* mw_client_reconnect: connect even with nothing to send */
 
     uint8_t rx[MWI_DTLS_MAX_DATAGRAM + 1];
@@ -132,7 +134,7 @@ static void audit(mw_client_t *c, const char *event, mw_err e, int foreign, cons
     mw_audit_event_t ev = {
         .event = event,
         .peer = c->gw_text,
-        .device = mwi_dtls_conn_peer_id(c->conn),
+        .device = mwi_dtls_conn_peer_id(c->link.conn),
         .err = e,
         .foreign = foreign,
         .reason = reason ? reason : "",
@@ -171,12 +173,6 @@ void mw_client_config_init(mw_client_config_t *cfg)
     cfg->reconnect_max_ms = 60000;
 }
 
-static mw_err fail_open(mw_error_detail_t *d, mw_err e, const char *reason)
-{
-    mwi_detail_first(d, e, 0, reason);
-    return e;
-}
-
 mw_err mw_client_storage_size(uint32_t capacity, uint32_t erase_unit, uint32_t write_unit,
                               uint32_t *out_size)
 {
@@ -188,6 +184,30 @@ mw_err mw_client_storage_size(uint32_t capacity, uint32_t erase_unit, uint32_t w
         return MW_EINVAL;
     *out_size = (uint32_t)total;
     return MW_OK;
+}
+
+static void report_fate(mw_client_t *c, uint64_t seq, mw_msg_type type, unsigned prio, mw_fate f,
+                        mw_err e, const char *reason)
+{
+    if (c->on_fate == NULL)
+        return;
+    mw_fate_report_t r = {.seq = seq,
+                          .type = type,
+                          .priority = (mw_priority)prio,
+                          .fate = f,
+                          .err = e,
+                          .reason = reason ? reason : ""};
+    c->on_fate(c->on_fate_ctx, &r);
+}
+
+/* A command result left the queue (acknowledged, evicted, found damaged). */
+static void result_gone(mw_client_t *c, uint64_t seq)
+{
+    for (uint32_t i = 0; i < c->nresults; i++)
+        if (c->results[i] == seq) {
+            c->results[i] = c->results[--c->nresults];
+            return;
+        }
 }
 
 /* What the queue reports (while it recovers at open, and on eviction) goes to the audit log;
@@ -210,6 +230,51 @@ static void on_queue_event(void *ctx, const mwi_queue_event *ev)
              ev->reason ? ev->reason : "", (unsigned long long)ev->seq, (unsigned)ev->priority,
              (unsigned long)ev->offset, (unsigned long)ev->length);
     audit(c, name, e, 0, why);
+    if (ev->kind == MWI_QUEUE_EVICTED || ev->kind == MWI_QUEUE_CORRUPT)
+        result_gone(c, ev->seq);
+    if (ev->seq != 0 && (ev->kind == MWI_QUEUE_EVICTED || ev->kind == MWI_QUEUE_CORRUPT))
+        report_fate(c, ev->seq, MW_MSG_UNKNOWN, ev->priority,
+                    ev->kind == MWI_QUEUE_EVICTED ? MW_FATE_EVICTED : MW_FATE_DAMAGED, e, why);
+}
+
+/* A new sequence space: random, never 0, and durable before any number is sent in it. Every
+ * message numbered before it may have been delivered under the old one. */
+static mw_err new_space(mw_client_t *c)
+{
+    uint64_t sp = 0;
+    uint8_t aux[MWI_SEQ_AUX];
+    while (sp == 0 || sp == c->space)
+        if (c->rnd.fill(c->rnd.ctx, (uint8_t *)&sp, sizeof sp) != MW_OK)
+            return MW_EINTERNAL;
+    uint64_t start = mwi_seq_peek(&c->seqs);
+    for (int i = 0; i < 8; i++) {
+        aux[i] = (uint8_t)(sp >> (8 * i));
+        aux[8 + i] = (uint8_t)(start >> (8 * i));
+    }
+    mw_err e = mwi_seq_set_aux(&c->seqs, aux);
+    if (e != MW_OK)
+        return e;
+    c->space = sp;
+    c->space_start = start;
+    c->st.space = sp;
+    return MW_OK;
+}
+
+/* The space the store keeps; a store that keeps none (created now) gets a new one. */
+static mw_err load_space(mw_client_t *c)
+{
+    const uint8_t *aux = mwi_seq_aux(&c->seqs);
+    uint64_t sp = 0, start = 0;
+    for (int i = 7; i >= 0; i--) {
+        sp = (sp << 8) | aux[i];
+        start = (start << 8) | aux[8 + i];
+    }
+    if (sp == 0)
+        return new_space(c);
+    c->space = sp;
+    c->space_start = start;
+    c->st.space = sp;
+    return MW_OK;
 }
 
 /* The region: the sequence store first, the queue after it; in RAM when the vendor gave none
@@ -222,21 +287,17 @@ static mw_err open_queue(mw_client_t *c, const mw_client_config_t *cfg, mw_error
     mw_err e;
     if (cfg->storage != NULL) {
         if (k == NULL || (klen != MWI_QUEUE_KEY_128 && klen != MWI_QUEUE_KEY_256))
-            return fail_open(d, MW_ECONFIG,
-                             "a queue key of 16 or 32 bytes is required with persistent storage");
+            return mwi_detail_fail(
+                d, MW_ECONFIG, "a queue key of 16 or 32 bytes is required with persistent storage");
         c->region = *cfg->storage;
     } else {
         uint32_t size = 0;
         if (mw_client_storage_size(c->q_cap, 1, 1, &size) != MW_OK)
-            return fail_open(d, MW_ECONFIG, "queue capacity too large");
+            return mwi_detail_fail(d, MW_ECONFIG, "queue capacity too large");
         e = mwi_mem_region_open(size, &c->region);
         if (e != MW_OK)
-            return fail_open(d, e, "out of memory for the queue");
+            return mwi_detail_fail(d, e, "out of memory for the queue");
         c->own_region = true;
-        if (c->rnd.fill(c->rnd.ctx, key, sizeof key) != MW_OK)
-            return fail_open(d, MW_EINTERNAL, "the random source failed");
-        k = key;
-        klen = sizeof key;
     }
     uint32_t need = 0, seq_size = mwi_seq_region_size(c->region.erase_unit, c->region.write_unit);
     if (mwi_queue_region_min(c->q_cap, c->region.erase_unit, c->region.write_unit, &need) !=
@@ -248,58 +309,92 @@ static mw_err open_queue(mw_client_t *c, const mw_client_config_t *cfg, mw_error
                  "least %llu bytes (mw_client_storage_size gives the recommended size)",
                  (unsigned long)c->region.size, (unsigned long)c->q_cap,
                  (unsigned long long)seq_size + need);
-        return fail_open(d, MW_ECONFIG, why);
+        return mwi_detail_fail(d, MW_ECONFIG, why);
     }
     e = mw_storage_slice(&c->region, 0, seq_size, &c->seq_slice, &c->seq_st);
     if (e == MW_OK)
         e = mw_storage_slice(&c->region, seq_size, c->region.size - seq_size, &c->q_slice,
                              &c->q_st);
     if (e != MW_OK)
-        return fail_open(d, MW_ECONFIG,
-                         "the storage region's geometry does not allow splitting it (erase unit)");
+        return mwi_detail_fail(
+            d, MW_ECONFIG,
+            "the storage region's geometry does not allow splitting it (erase unit)");
     e = mwi_seq_open(&c->seq_st, SEQ_BLOCK, cfg->first_seq, &c->seqs, d);
     if (e != MW_OK)
         return e;
     mwi_seq_raise(&c->seqs, cfg->first_seq);
+    e = load_space(c);
+    if (e != MW_OK)
+        return mwi_detail_fail(d, e, "cannot record a new sequence space in the storage region");
+    /* Made only now, so that no early return above leaves a key on the stack. */
+    if (cfg->storage == NULL) {
+        k = key;
+        klen = sizeof key;
+        if (c->rnd.fill(c->rnd.ctx, key, sizeof key) != MW_OK) {
+            mwi_wipe(key, sizeof key);
+            return mwi_detail_fail(d, MW_EINTERNAL, "the random source failed");
+        }
+    }
     mwi_queue_config qc;
     mwi_queue_config_init(&qc);
     qc.storage = &c->q_st;
     qc.key = k;
     qc.key_len = klen;
     qc.capacity = c->q_cap;
+    qc.random = c->rnd;
     qc.group_commit_n = cfg->group_commit_n;
     qc.group_commit_ms = cfg->group_commit_ms;
     qc.on_event = on_queue_event;
     qc.event_ctx = c;
     e = mwi_queue_open(&qc, &c->queue, d);
-    memset(key, 0, sizeof key);
+    mwi_wipe(key, sizeof key);
     return e;
+}
+
+/* The command results a recovered queue holds (they travel with alarm priority, so they are
+ * among the first read): they count against the share of the queue results may take. */
+static mw_err count_results(mw_client_t *c, mw_error_detail_t *d)
+{
+    mwi_queue_cursor cur;
+    mwi_queue_cursor_init(&cur);
+    for (;;) {
+        mw_err e = mwi_queue_next(c->queue, &cur, &c->batch[0]);
+        if (e == MW_EAGAIN || (e == MW_OK && c->batch[0].priority != MW_PRIORITY_ALARM))
+            return MW_OK;
+        if (e != MW_OK) {
+            mwi_queue_last_error(c->queue, d);
+            return e;
+        }
+        if (c->batch[0].type == MW_MSG_COMMAND_RESULT && c->nresults < c->results_max)
+            c->results[c->nresults++] = c->batch[0].seq;
+    }
 }
 
 mw_err mw_client_open(const mw_client_config_t *cfg, mw_client_t **out, mw_error_detail_t *d)
 {
-    if (d)
-        memset(d, 0, sizeof *d);
+    if (out != NULL)
+        *out = NULL;
     if (cfg == NULL || out == NULL)
-        return fail_open(d, MW_EINVAL, "a configuration and an output pointer are required");
-    *out = NULL;
-    if (cfg->ca_file == NULL || cfg->cert_file == NULL || cfg->key_file == NULL)
-        return fail_open(d, MW_ECONFIG,
-                         "a CA file, a device certificate and its key are all required");
+        return mwi_detail_open_checks(d, 0, NULL, NULL, NULL, "device");
+    mw_err e = mwi_detail_open_checks(d, 1, cfg->ca_file, cfg->cert_file, cfg->key_file, "device");
+    if (e != MW_OK)
+        return e;
     if (cfg->gateway_name == NULL)
-        return fail_open(d, MW_ECONFIG, "the expected gateway name is required");
+        return mwi_detail_fail(d, MW_ECONFIG, "the expected gateway name is required");
     if (cfg->gateway == NULL && cfg->gateway_addr.len == 0)
-        return fail_open(d, MW_ECONFIG, "the gateway address (HOST:PORT) is required");
+        return mwi_detail_fail(d, MW_ECONFIG, "the gateway address (HOST:PORT) is required");
     if (cfg->queue_capacity == 0 || cfg->max_retransmit == 0 || cfg->ack_timeout_ms == 0)
-        return fail_open(d, MW_ECONFIG,
-                         "queue capacity, ack timeout and max retransmit must be positive");
+        return mwi_detail_fail(d, MW_ECONFIG,
+                               "queue capacity, ack timeout and max retransmit must be positive");
 
-    mw_err e;
     mw_client_t *c = calloc(1, sizeof *c);
     if (c == NULL)
-        return fail_open(d, MW_ENOMEM, "out of memory");
+        return mwi_detail_fail(d, MW_ENOMEM, "out of memory");
     c->tp.fd = -1;
     c->q_cap = cfg->queue_capacity;
+    e = mwi_key_file_private(cfg->key_file, cfg->allow_shared_key_file, d);
+    if (e != MW_OK)
+        goto fail;
     mwi_dtls_config dc = {
         .role = MWI_DTLS_CLIENT,
         .ca_file = cfg->ca_file,
@@ -316,7 +411,7 @@ mw_err mw_client_open(const mw_client_config_t *cfg, mw_client_t **out, mw_error
             char why[160];
             snprintf(why, sizeof why, "cannot resolve the gateway address '%.100s' (HOST:PORT)",
                      cfg->gateway);
-            e = fail_open(d, e, why);
+            e = mwi_detail_fail(d, e, why);
             goto fail;
         }
     } else {
@@ -336,7 +431,7 @@ mw_err mw_client_open(const mw_client_config_t *cfg, mw_client_t **out, mw_error
     } else {
         e = mw_udp_open(cfg->bind ? cfg->bind : "0.0.0.0:0", &c->tp);
         if (e != MW_OK) {
-            e = fail_open(d, e, "cannot open a UDP socket");
+            e = mwi_detail_fail(d, e, "cannot open a UDP socket");
             goto fail;
         }
         c->own_tp = true;
@@ -346,21 +441,24 @@ mw_err mw_client_open(const mw_client_config_t *cfg, mw_client_t **out, mw_error
     c->params.max_retransmit = cfg->max_retransmit;
     e = mwi_coap_parser_create(MWI_DTLS_MAX_DATAGRAM, &c->parser);
     if (e != MW_OK) {
-        e = fail_open(d, e, "cannot create the CoAP parser");
+        e = mwi_detail_fail(d, e, "cannot create the CoAP parser");
         goto fail;
     }
     e = mwi_coap_ids_init(&c->ids, c->rnd);
     if (e != MW_OK) {
-        e = fail_open(d, e, "the random source failed");
+        e = mwi_detail_fail(d, e, "the random source failed");
         goto fail;
     }
-    c->nstart = cfg->nstart == 0 ? 1 : (cfg->nstart > NSTART_MAX ? NSTART_MAX : cfg->nstart);
+    c->nstart =
+        cfg->nstart == 0 ? 1 : (cfg->nstart > MWI_NSTART_MAX ? MWI_NSTART_MAX : cfg->nstart);
     c->rekey_after_ms = cfg->rekey_after_ms;
     c->rekey_after_records = cfg->rekey_after_records;
     c->rekey_after_bytes = cfg->rekey_after_bytes;
     c->rekey_after_retransmits = cfg->rekey_after_retransmits;
     c->on_command = cfg->on_command;
     c->on_command_ctx = cfg->on_command_ctx;
+    c->on_fate = cfg->on_fate;
+    c->on_fate_ctx = cfg->on_fate_ctx;
     c->keepalive_ms = cfg->keepalive_ms;
     c->reconnect_min_ms = cfg->reconnect_min_ms ? cfg->reconnect_min_ms : 1000;
     c->reconnect_max_ms = cfg->reconnect_max_ms ? cfg->reconnect_max_ms : 60000;
@@ -368,7 +466,15 @@ mw_err mw_client_open(const mw_client_config_t *cfg, mw_client_t **out, mw_error
         c->reconnect_max_ms = c->reconnect_min_ms;
     c->audit = cfg->audit;
     c->audit_ctx = cfg->audit_ctx;
+    c->results_max = c->q_cap / 8 ? c->q_cap / 8 : 1;
+    c->results = calloc(c->results_max, sizeof c->results[0]);
+    if (c->results == NULL) {
+        e = mwi_detail_fail(d, MW_ENOMEM, "out of memory");
+        goto fail;
+    }
     e = open_queue(c, cfg, d);
+    if (e == MW_OK)
+        e = count_results(c, d);
     if (e != MW_OK)
         goto fail;
     c->state = ST_IDLE;
@@ -407,7 +513,8 @@ static mw_err storage_failed(mw_client_t *c, mw_err e)
     mw_error_detail_t d;
     mwi_queue_last_error(c->queue, &d);
     char why[240];
-    snprintf(why, sizeof why, "the offline queue's storage failed (%.150s): close and reopen the client",
+    snprintf(why, sizeof why,
+             "the offline queue's storage failed (%.150s): close and reopen the client",
              d.reason[0] ? d.reason : mw_strerror(e));
     return fail_fatal(c, e, d.foreign, why);
 }
@@ -454,67 +561,87 @@ static uint64_t stamp(const mw_client_t *c, uint64_t t)
     return c->clock.wall_ms(c->clock.ctx, &synced);
 }
 
-mw_err mw_client_send_observation(mw_client_t *c, const mw_observation_t *obs, uint64_t *out_seq)
+/* What the application hands in: @p body (NULL: refused), @p size bytes of the union member
+ * of @p type, goes in a message of its own with @p prio; an observation or an alarm without a
+ * time (0) takes the wall clock's now. */
+static mw_err submit(mw_client_t *c, mw_msg_type type, mw_priority prio, const void *body,
+                     size_t size, uint64_t *out_seq)
 {
-    if (c == NULL || obs == NULL)
+    if (c == NULL || body == NULL)
         return MW_EINVAL;
     mw_message_t m;
     memset(&m, 0, sizeof m);
-    m.type = MW_MSG_OBSERVATION;
-    m.priority = MW_PRIORITY_OBSERVATION;
-    m.u.observation = *obs;
-    m.u.observation.time_ms = stamp(c, obs->time_ms);
+    m.type = type;
+    m.priority = prio;
+    memcpy(&m.u, body, size);
+    if (type == MW_MSG_OBSERVATION)
+        m.u.observation.time_ms = stamp(c, m.u.observation.time_ms);
+    else if (type == MW_MSG_ALARM)
+        m.u.alarm.time_ms = stamp(c, m.u.alarm.time_ms);
     return enqueue(c, &m, out_seq);
+}
+
+mw_err mw_client_send_observation(mw_client_t *c, const mw_observation_t *obs, uint64_t *out_seq)
+{
+    return submit(c, MW_MSG_OBSERVATION, MW_PRIORITY_OBSERVATION, obs, sizeof *obs, out_seq);
 }
 
 mw_err mw_client_raise_alarm(mw_client_t *c, const mw_alarm_t *alarm, uint64_t *out_seq)
 {
-    if (c == NULL || alarm == NULL)
-        return MW_EINVAL;
-    mw_message_t m;
-    memset(&m, 0, sizeof m);
-    m.type = MW_MSG_ALARM;
-    m.priority = MW_PRIORITY_ALARM;
-    m.u.alarm = *alarm;
-    m.u.alarm.time_ms = stamp(c, alarm->time_ms);
-    return enqueue(c, &m, out_seq);
+    return submit(c, MW_MSG_ALARM, MW_PRIORITY_ALARM, alarm, sizeof *alarm, out_seq);
 }
 
 mw_err mw_client_send_status(mw_client_t *c, const mw_device_status_t *st, uint64_t *out_seq)
 {
-    if (c == NULL || st == NULL)
-        return MW_EINVAL;
-    mw_message_t m;
-    memset(&m, 0, sizeof m);
-    m.type = MW_MSG_STATUS;
-    m.priority = MW_PRIORITY_STATUS;
-    m.u.status = *st;
-    return enqueue(c, &m, out_seq);
+    return submit(c, MW_MSG_STATUS, MW_PRIORITY_STATUS, st, sizeof *st, out_seq);
+}
+
+/* The reconnection schedule's ceiling after @p n steps, min(max, min * 2^n), and a random draw
+ * below it (@p r: 32 random bits, 0 if the random source fails). */
+static uint64_t backoff_cap(mw_client_t *c, uint32_t n, uint32_t *r)
+{
+    uint64_t cap = c->reconnect_min_ms;
+    for (uint32_t i = 0; i < n && cap < c->reconnect_max_ms; i++)
+        cap *= 2;
+    if (cap > c->reconnect_max_ms)
+        cap = c->reconnect_max_ms;
+    *r = 0;
+    if (c->rnd.fill(c->rnd.ctx, (uint8_t *)r, sizeof *r) != MW_OK)
+        *r = 0;
+    return cap;
 }
 
 /* Full jitter (a random delay in [0, min(max, min * 2^attempts)]) so that a
  * fleet that lost its gateway at once does not come back at once. */
 static void schedule_reconnect(mw_client_t *c, uint64_t now)
 {
-    uint64_t cap = c->reconnect_min_ms;
-    for (uint32_t i = 0; i < c->attempts && cap < c->reconnect_max_ms; i++)
-        cap *= 2;
-    if (cap > c->reconnect_max_ms)
-        cap = c->reconnect_max_ms;
-    uint32_t r = 0;
-    if (c->rnd.fill(c->rnd.ctx, (uint8_t *)&r, sizeof r) != MW_OK)
-        r = 0;
+    uint32_t r;
+    uint64_t cap = backoff_cap(c, c->attempts, &r);
     c->reconnect_at_ms = now + (cap ? (uint64_t)r % (cap + 1) : 0);
     c->attempts++;
 }
 
+/* An answer that settled nothing. Sending the same batch again at once would let a gateway
+ * that answers every request that way (broken, or hostile) keep the device busy at thousands
+ * of requests a second, draining its battery and radio. The next batch waits instead, on the
+ * reconnection schedule with equal jitter: a random delay in [cap / 2, cap], cap =
+ * min(max, min * 2^(n-1)) after n such answers in a row. The floor bounds the request rate
+ * whatever the random source says; an Ack that settles something ends it. */
+static void useless_answer(mw_client_t *c, uint64_t now)
+{
+    uint32_t r;
+    uint64_t cap = backoff_cap(c, c->useless, &r);
+    c->resend_at_ms = now + cap - (uint64_t)r % (cap / 2 + 1);
+    c->useless++;
+    c->st.useless_answers++;
+}
+
 static void drop_link(mw_client_t *c, uint64_t now)
 {
-    mwi_dtls_conn_destroy(&c->next);
-    mwi_dtls_conn_destroy(&c->conn);
-    for (size_t i = 0; i < NSTART_MAX; i++)
+    mwi_link_clear(&c->link);
+    for (size_t i = 0; i < MWI_NSTART_MAX; i++)
         c->reqs[i].used = false; /* their messages stay queued and go again */
-    c->body_busy = false;
+    mwi_coap_block1_sender_stop(&c->b1);
     c->st.connected = false;
     c->state = ST_IDLE;
     schedule_reconnect(c, now);
@@ -542,7 +669,7 @@ static bool is_fatal_handshake(mw_err e)
 static void handshake_failed(mw_client_t *c, uint64_t now)
 {
     mw_error_detail_t d;
-    mwi_dtls_conn_error(c->conn, &d);
+    mwi_dtls_conn_error(c->link.conn, &d);
     if (d.err == MW_OK)
         d.err = MW_EDTLS;
     c->st.handshake_failures++;
@@ -550,7 +677,7 @@ static void handshake_failed(mw_client_t *c, uint64_t now)
     audit(c, MW_AUDIT_HANDSHAKE_FAILED, d.err, d.foreign, d.reason);
     if (is_fatal_handshake(d.err)) {
         /* Retrying cannot fix a certificate or a refusal: say so once, stop. */
-        mwi_dtls_conn_destroy(&c->conn);
+        mwi_link_clear(&c->link);
         c->state = ST_FAILED;
         c->fatal = d.err;
         return;
@@ -560,7 +687,7 @@ static void handshake_failed(mw_client_t *c, uint64_t now)
 
 static void start_handshake(mw_client_t *c, uint64_t now)
 {
-    mw_err e = mwi_dtls_conn_create(c->dtls, &c->gw, dtls_out, c, &c->conn);
+    mw_err e = mwi_link_connect(&c->link, c->dtls, &c->gw, dtls_out, c);
     if (e != MW_OK) {
         set_last(c, e, 0, "cannot create a DTLS session");
         schedule_reconnect(c, now);
@@ -568,12 +695,12 @@ static void start_handshake(mw_client_t *c, uint64_t now)
     }
     /* Reconnection resumes by session ID when it can (cheap, and the gateway
      * re-checks revocation); a rotation never does (start_rekey). */
-    if (c->saved != NULL && mwi_dtls_conn_set_session(c->conn, c->saved) != MW_OK)
+    if (c->saved != NULL && mwi_dtls_conn_set_session(c->link.conn, c->saved) != MW_OK)
         mwi_dtls_session_free(&c->saved);
     c->state = ST_HANDSHAKE;
     c->handshake_started_ms = now;
     c->progressed = true;
-    e = mwi_dtls_conn_start(c->conn, now);
+    e = mwi_link_start(&c->link, now);
     if (e != MW_EINPROGRESS && e != MW_OK)
         handshake_failed(c, now);
 }
@@ -587,14 +714,14 @@ static void established(mw_client_t *c)
     c->last_rx_ms = now_ms(c);
     c->session_started_ms = c->last_rx_ms;
     c->session_records = c->session_bytes = 0;
-    if (mwi_dtls_conn_resumed(c->conn))
+    if (mwi_dtls_conn_resumed(c->link.conn))
         c->st.resumptions++;
     mwi_dtls_session_free(&c->saved);
-    c->saved = mwi_dtls_conn_save_session(c->conn);
+    c->saved = mwi_dtls_conn_save_session(c->link.conn);
     c->st.handshakes++;
     c->st.connected = true;
     snprintf(why, sizeof why, "DTLS 1.2 session with gateway '%.64s' (%.40s)",
-             mwi_dtls_conn_peer_id(c->conn), mwi_dtls_conn_cipher(c->conn));
+             mwi_dtls_conn_peer_id(c->link.conn), mwi_dtls_conn_cipher(c->link.conn));
     audit(c, MW_AUDIT_SESSION_ESTABLISHED, MW_OK, 0, why);
 }
 
@@ -608,7 +735,7 @@ static bool req_carries(const struct req *q, uint64_t seq)
 
 static bool in_flight(const mw_client_t *c, uint64_t seq)
 {
-    for (size_t i = 0; i < NSTART_MAX; i++)
+    for (size_t i = 0; i < MWI_NSTART_MAX; i++)
         if (c->reqs[i].used && req_carries(&c->reqs[i], seq))
             return true;
     return false;
@@ -617,7 +744,7 @@ static bool in_flight(const mw_client_t *c, uint64_t seq)
 static void release(mw_client_t *c, struct req *q)
 {
     if (q->block)
-        c->body_busy = false;
+        mwi_coap_block1_sender_stop(&c->b1);
     q->used = false;
     q->block = false;
     q->nseq = 0;
@@ -630,20 +757,25 @@ static int cmp_u64(const void *a, const void *b)
 }
 
 /* Forgets the messages of @p q that the gateway acknowledged (custody
- * transfer): only those both carried and covered by a range. */
-static void apply_ack(mw_client_t *c, struct req *q, const mwi_seq_range *r, size_t n)
+ * transfer): only those both carried and covered by a range. Returns how many. */
+static size_t apply_ack(mw_client_t *c, struct req *q, const mwi_seq_range *r, size_t n)
 {
     uint64_t got[MWI_MAX_BATCH];
+    uint8_t gi[MWI_MAX_BATCH];
     size_t k = 0;
     for (uint8_t i = 0; i < q->nseq; i++) {
         bool acked = false;
         for (size_t j = 0; j < n && !acked; j++)
             acked = q->seqs[i] >= r[j].first && q->seqs[i] <= r[j].last;
-        if (acked)
+        if (acked) {
+            gi[k] = i;
             got[k++] = q->seqs[i];
+        }
     }
     if (k == 0)
-        return;
+        return 0;
+    uint64_t seqs[MWI_MAX_BATCH];
+    memcpy(seqs, got, k * sizeof got[0]); /* the pairing with gi, before sorting */
     qsort(got, k, sizeof got[0], cmp_u64);
     mwi_seq_range ranges[MWI_MAX_ACK_RANGES];
     size_t nr = mwi_ranges_from_seqs(got, k, ranges, MWI_MAX_ACK_RANGES);
@@ -651,13 +783,34 @@ static void apply_ack(mw_client_t *c, struct req *q, const mwi_seq_range *r, siz
     mw_err e = mwi_queue_ack(c->queue, ranges, nr, qnow(c), &removed);
     if (e != MW_OK) {
         (void)storage_failed(c, e);
-        return;
+        return 0;
     }
     c->st.messages_acked += removed;
+    for (size_t i = 0; i < k; i++)
+        if (q->types[gi[i]] == MW_MSG_COMMAND_RESULT)
+            result_gone(c, seqs[i]);
+    /* Once the removal is recorded: a storage failure before it sends them again, and they
+     * are reported then. */
+    for (size_t i = 0; i < k; i++)
+        report_fate(c, seqs[i], (mw_msg_type)q->types[gi[i]], q->prios[gi[i]], MW_FATE_DELIVERED,
+                    MW_OK, "");
+    return k;
 }
 
 static mw_err send_block(mw_client_t *c, struct req *q, uint64_t now);
 static void start_rekey(mw_client_t *c, uint64_t now, const char *why);
+
+/* Whether a command may be handled now. Handling one (running or refusing it) queues its
+ * result with alarm priority, and a gateway may send four new commands in every Ack: unbounded,
+ * their results would fill the queue and evict the observations and alarms it holds for the
+ * hospital. So results take at most an eighth of the queue at once (one at least), and only
+ * a free place: never one a message would have to be evicted from. A command that finds no
+ * room is neither run nor recorded as handled; the gateway sends it again, in every Ack until
+ * its result arrives (docs/protocol.md 7), and it runs once there is room. */
+static bool result_room(const mw_client_t *c)
+{
+    return c->nresults < c->results_max && depth(c) < c->q_cap;
+}
 
 static void command_result(mw_client_t *c, uint64_t id, mw_command_status st, const char *detail)
 {
@@ -669,20 +822,55 @@ static void command_result(mw_client_t *c, uint64_t id, mw_command_status st, co
     m.u.command_result.command_id = id;
     m.u.command_result.status = st;
     snprintf(m.u.command_result.detail, sizeof m.u.command_result.detail, "%s", detail);
-    if (enqueue(c, &m, NULL) != MW_OK)
+    uint64_t seq = 0;
+    if (enqueue(c, &m, &seq) != MW_OK)
         set_last(c, MW_EFULL, 0, "queue full: a command result was not queued");
+    else if (c->nresults < c->results_max)
+        c->results[c->nresults++] = seq;
+}
+
+/* A command's argument outside the range the SDK documents (client.h, docs/protocol.md 7) is
+ * refused unrun, whatever the application would do with it: a gateway (compromised, or an
+ * operator's slip) must not be able to stop a monitor's measurements with an interval of 0 or
+ * of 49 days, nor acknowledge an alarm this device never raised. Says why in @p why (audit) and
+ * @p detail (the result the gateway receives). */
+static bool args_in_range(const mw_client_t *c, const mw_command_t *cmd, char *why, size_t wcap,
+                          char *detail, size_t dcap)
+{
+    if (cmd->kind == MW_CMD_SET_INTERVAL && (cmd->u.interval_ms < MW_CMD_INTERVAL_MIN_MS ||
+                                             cmd->u.interval_ms > MW_CMD_INTERVAL_MAX_MS)) {
+        snprintf(detail, dcap, "interval_ms %lu not in %u..%u", (unsigned long)cmd->u.interval_ms,
+                 MW_CMD_INTERVAL_MIN_MS, MW_CMD_INTERVAL_MAX_MS);
+    } else if (cmd->kind == MW_CMD_ACK_ALARM &&
+               (cmd->u.alarm_seq == 0 || cmd->u.alarm_seq >= mwi_seq_peek(&c->seqs))) {
+        snprintf(detail, dcap, "alarm_seq %llu never issued", (unsigned long long)cmd->u.alarm_seq);
+    } else {
+        return true;
+    }
+    snprintf(why, wcap, "command %llu refused: %s", (unsigned long long)cmd->id, detail);
+    return false;
 }
 
 /* Commands ride in Acks (docs/protocol.md 9). Each is checked against
- * replay and expiry, run, and answered with a result message. */
-static void run_commands(mw_client_t *c, const mw_command_t *cmds, size_t n)
+ * replay and expiry, run, and answered with a result message. False if some had to wait for
+ * room for their result (result_room). */
+static bool run_commands(mw_client_t *c, const mw_command_t *cmds, size_t n)
 {
+    bool all = true;
     int synced = 0;
     uint64_t wall = c->clock.wall_ms ? c->clock.wall_ms(c->clock.ctx, &synced) : 0;
     for (size_t i = 0; i < n; i++) {
         const mw_command_t *cmd = &cmds[i];
         char why[160];
-        switch (mwi_cmd_check(&c->cmd_guard, cmd, wall)) {
+        mwi_cmd_verdict v = mwi_cmd_check(&c->cmd_guard, cmd, wall);
+        if (v == MWI_CMD_DUPLICATE)
+            continue;
+        if (!result_room(c)) {
+            c->st.commands_deferred++;
+            all = false;
+            continue;
+        }
+        switch (v) {
         case MWI_CMD_DUPLICATE:
             continue;
         case MWI_CMD_REPLAY:
@@ -703,6 +891,12 @@ static void run_commands(mw_client_t *c, const mw_command_t *cmds, size_t n)
             break;
         }
         mwi_cmd_done(&c->cmd_guard, cmd->id);
+        char detail[MW_COMMAND_DETAIL_MAX + 1];
+        if (!args_in_range(c, cmd, why, sizeof why, detail, sizeof detail)) {
+            audit(c, MW_AUDIT_COMMAND_REFUSED, MW_EINVAL, 0, why);
+            command_result(c, cmd->id, MW_CMD_FAILED, detail);
+            continue;
+        }
         mw_command_status st;
         if (cmd->kind == MW_CMD_ROTATE_KEYS) {
             c->rekey_requested = true;
@@ -715,6 +909,31 @@ static void run_commands(mw_client_t *c, const mw_command_t *cmds, size_t n)
         }
         command_result(c, cmd->id, st, st == MW_CMD_DONE ? "" : mw_command_status_name(st));
     }
+    return all;
+}
+
+/* The gateway could not judge some of our numbers (docs/protocol.md 5b): move to a new space,
+ * where what we hold goes again, marked as possible duplicates. */
+static void resynchronise(mw_client_t *c, mwi_resync why)
+{
+    static const char *const because[] = {"", "a number it delivered came again with other content",
+                                          "a number it can no longer judge",
+                                          "our sequence space is one we left earlier"};
+    uint64_t old = c->space;
+    mw_err e = new_space(c);
+    if (e != MW_OK) {
+        (void)storage_failed(c, e);
+        return;
+    }
+    c->st.resyncs++;
+    char text[240];
+    snprintf(text, sizeof text,
+             "the gateway asked for a resynchronisation (%s): sequence space %016llx replaces "
+             "%016llx; messages numbered below %llu go again as possible duplicates",
+             because[(unsigned)why <= MWI_RESYNC_RETIRED ? why : MWI_RESYNC_UNKNOWN],
+             (unsigned long long)c->space, (unsigned long long)old,
+             (unsigned long long)c->space_start);
+    audit(c, MW_AUDIT_RESYNC, MW_EREPLAY, 0, text);
 }
 
 static void on_response(mw_client_t *c, struct req *q, const mwi_coap_msg *m)
@@ -722,8 +941,7 @@ static void on_response(mw_client_t *c, struct req *q, const mwi_coap_msg *m)
     uint8_t cls = (uint8_t)(m->code >> 5);
     if (q->block && m->code == MWI_COAP_CONTINUE) {
         /* 2.31: the gateway took this block; send the next (RFC 7959 2.5). */
-        q->block_num++;
-        if (send_block(c, q, now_ms(c)) != MW_OK)
+        if (mwi_coap_block1_sender_next(&c->b1) != MW_OK || send_block(c, q, now_ms(c)) != MW_OK)
             c->drop_requested = true;
         return;
     }
@@ -737,15 +955,29 @@ static void on_response(mw_client_t *c, struct req *q, const mwi_coap_msg *m)
         mwi_seq_range r[MWI_MAX_ACK_RANGES];
         mw_command_t cmds[MWI_MAX_COMMANDS];
         size_t n = 0, ncmds = 0;
+        mwi_resync resync = MWI_RESYNC_NONE;
         if (m->content_format != MWI_COAP_CF_MEDWIRE_ACK ||
-            mwi_ack_decode_cmds(m->payload, m->payload_len, r, MWI_MAX_ACK_RANGES, &n, cmds,
-                                MWI_MAX_COMMANDS, &ncmds) != MW_OK) {
+            mwi_ack_decode_full(m->payload, m->payload_len, r, MWI_MAX_ACK_RANGES, &n, cmds,
+                                MWI_MAX_COMMANDS, &ncmds, &resync) != MW_OK) {
             /* Without a readable acknowledgement nothing may be forgotten. */
             set_last(c, MW_EDECODE, 0, "the gateway's acknowledgement could not be decoded");
             release(c, q);
+            useless_answer(c, now_ms(c));
             return;
         }
-        apply_ack(c, q, r, n);
+        /* The link works: an error met while it did not is no longer the state of things. */
+        set_last(c, MW_OK, 0, NULL);
+        if (apply_ack(c, q, r, n) > 0) {
+            c->useless = 0;
+            c->resend_at_ms = 0;
+        } else if (resync == MWI_RESYNC_NONE) {
+            /* A resynchronisation is an answer; an Ack of nothing without one is not. */
+            useless_answer(c, now_ms(c));
+        }
+        /* Only an answer to a request in the current space moves it: a late answer to one sent
+         * before the last move asks for what was done already. */
+        if (resync != MWI_RESYNC_NONE && q->space == c->space)
+            resynchronise(c, resync);
         release(c, q);
         run_commands(c, cmds, ncmds);
         c->progressed = true;
@@ -757,13 +989,19 @@ static void on_response(mw_client_t *c, struct req *q, const mwi_coap_msg *m)
              (unsigned)(m->code & 0x1f), dl ? ": " : "", dl,
              m->payload ? (const char *)m->payload : "");
     set_last(c, MW_ECOAP_RESPONSE, m->code, why);
-    release(c, q);
     if (cls == 5 || m->code == MWI_COAP_REQUEST_ENTITY_INCOMPLETE) {
         /* The gateway is alive but cannot take custody now (or lost the
          * transfer): try again later, after the record callback returns. */
+        release(c, q);
         c->drop_requested = true;
         return;
     }
+    for (uint8_t i = 0; i < q->nseq; i++) {
+        c->st.messages_refused++;
+        report_fate(c, q->seqs[i], (mw_msg_type)q->types[i], q->prios[i], MW_FATE_REFUSED,
+                    MW_ECOAP_RESPONSE, why);
+    }
+    release(c, q);
     c->fatal = MW_ECOAP_RESPONSE;
     c->state = ST_FAILED;
 }
@@ -776,12 +1014,37 @@ static void write_lossy(mwi_dtls_conn *c, const uint8_t *buf, size_t len)
 
 static void send_empty(mw_client_t *c, const mwi_coap_msg *to, uint8_t type)
 {
-    mwi_coap_msg e;
-    uint8_t out[8];
+    uint8_t out[MWI_COAP_EMPTY_SIZE];
     size_t n;
-    mw_err r = type == MWI_COAP_RST ? mwi_coap_make_rst(to, &e) : mwi_coap_make_ack(to, &e);
-    if (r == MW_OK && mwi_coap_encode(&e, out, sizeof out, &n) == MW_OK)
-        write_lossy(c->conn, out, n);
+    if (mwi_coap_encode_empty(to, type, out, sizeof out, &n) == MW_OK)
+        write_lossy(c->link.conn, out, n);
+}
+
+/* The gateway's one request: a command POSTed to /cmd (docs/protocol.md 7). It runs through
+ * the same guard as a command in an Ack, so a retransmission, or the same command in the next
+ * Ack, runs once. Answered piggybacked, 5.03 when it could not run for want of room for its
+ * result (it comes again in Acks); anything else gets RST (RFC 7252 4.2, 4.3). */
+static void handle_request(mw_client_t *c, const mwi_coap_msg *m)
+{
+    mw_command_t cmd;
+    mwi_coap_msg r;
+    uint8_t out[32];
+    size_t n;
+    if (m->type != MWI_COAP_CON || m->code != MWI_COAP_POST ||
+        strcmp(m->uri_path, MWI_PATH_COMMAND) != 0) {
+        send_empty(c, m, MWI_COAP_RST);
+        return;
+    }
+    uint8_t code = MWI_COAP_CHANGED;
+    if (m->content_format != MWI_COAP_CF_MEDWIRE_COMMAND)
+        code = MWI_COAP_UNSUPPORTED_CONTENT_FORMAT;
+    else if (mwi_command_decode(m->payload, m->payload_len, &cmd) != MW_OK)
+        code = MWI_COAP_BAD_REQUEST;
+    else if (!run_commands(c, &cmd, 1))
+        code = MWI_COAP_SERVICE_UNAVAILABLE; /* not run: no room for its result yet */
+    if (mwi_coap_response_for(m, code, &r) == MW_OK &&
+        mwi_coap_encode(&r, out, sizeof out, &n) == MW_OK)
+        write_lossy(c->link.conn, out, n);
 }
 
 static void on_record(void *ctx, const uint8_t *data, size_t len)
@@ -791,11 +1054,10 @@ static void on_record(void *ctx, const uint8_t *data, size_t len)
     if (mwi_coap_parse(c->parser, data, len, &m) != MW_OK)
         return; /* not CoAP: nothing to answer (RFC 7252 4.2 allows silence) */
     if (MWI_COAP_IS_REQUEST(m.code)) {
-        /* The gateway sends no requests in protocol v1: reject (RFC 7252 4.2, 4.3). */
-        send_empty(c, &m, MWI_COAP_RST);
+        handle_request(c, &m);
         return;
     }
-    for (size_t i = 0; i < NSTART_MAX; i++) {
+    for (size_t i = 0; i < MWI_NSTART_MAX; i++) {
         struct req *q = &c->reqs[i];
         if (!q->used)
             continue;
@@ -803,9 +1065,12 @@ static void on_record(void *ctx, const uint8_t *data, size_t len)
         if (e == MW_EAGAIN || e == MW_EINPROGRESS)
             continue; /* not this one, or an empty ACK: the response follows */
         if (e == MW_ECOAP_RESET) {
-            if (!q->ping)
-                set_last(c, MW_ECOAP_RESET, 0, "the gateway reset our request");
+            bool ping = q->ping;
             release(c, q); /* a ping's RST is its answer: the gateway is alive */
+            if (!ping) {
+                set_last(c, MW_ECOAP_RESET, 0, "the gateway reset our request");
+                useless_answer(c, now_ms(c));
+            }
             return;
         }
         if (e == MW_OK) {
@@ -843,7 +1108,7 @@ static mw_err transmit(mw_client_t *c, struct req *q, mwi_coap_msg *m, uint64_t 
     mw_err e = mwi_coap_encode(m, q->buf, sizeof q->buf, &q->len);
     if (e != MW_OK)
         return e;
-    e = mwi_dtls_conn_write(c->conn, q->buf, q->len);
+    e = mwi_dtls_conn_write(c->link.conn, q->buf, q->len);
     if (e != MW_OK && e != MW_EAGAIN)
         return e;
     e = mwi_coap_request_start(&q->r, &c->params, c->rnd, m->mid, m->token, m->token_len, now);
@@ -860,28 +1125,18 @@ static void batch_request(mwi_coap_msg *m, const uint8_t *payload, size_t len)
     mwi_coap_msg_init(m);
     m->type = MWI_COAP_CON;
     m->code = MWI_COAP_POST;
-    snprintf(m->uri_path, sizeof m->uri_path, "%s", BATCH_PATH);
+    snprintf(m->uri_path, sizeof m->uri_path, "%s", MWI_PATH_BATCH);
     m->content_format = MWI_COAP_CF_MEDWIRE_BATCH;
     m->payload = payload;
     m->payload_len = len;
 }
 
-/* Block q->block_num of c->body, Size1 on the first (RFC 7959 2.5, 4). */
+/* The current block of c->body (c->b1), Size1 on the first (RFC 7959 2.5, 4). */
 static mw_err send_block(mw_client_t *c, struct req *q, uint64_t now)
 {
-    size_t off = (size_t)q->block_num * BLOCK_SIZE;
-    if (off >= c->body_len)
-        return MW_EINVAL;
-    size_t n = c->body_len - off < BLOCK_SIZE ? c->body_len - off : BLOCK_SIZE;
     mwi_coap_msg m;
-    batch_request(&m, c->body + off, n);
-    m.flags |= MWI_COAP_F_BLOCK1;
-    m.block1 = MWI_COAP_BLOCK_VALUE(q->block_num, off + n < c->body_len, BLOCK_SZX);
-    if (q->block_num == 0) {
-        m.flags |= MWI_COAP_F_SIZE1;
-        m.size1 = (uint32_t)c->body_len;
-    }
-    return transmit(c, q, &m, now);
+    mw_err e = mwi_coap_block1_sender_msg(&c->b1, &m);
+    return e != MW_OK ? e : transmit(c, q, &m, now);
 }
 
 /* in_flight as the queue cursor's skip callback. */
@@ -916,20 +1171,22 @@ static size_t collect(mw_client_t *c, const mw_message_t **out, size_t max)
 static void send_batch(mw_client_t *c, uint64_t now)
 {
     struct req *q = free_req(c);
-    if (q == NULL)
+    if (q == NULL || now < c->resend_at_ms)
         return;
     const mw_message_t *ptrs[MWI_MAX_BATCH];
     size_t n = collect(c, ptrs, MWI_MAX_BATCH);
     if (n == 0)
         return;
     /* The low-water mark is the oldest sequence number still held. */
-    uint64_t low = mwi_queue_low_water(c->queue);
-    bool block = !c->body_busy && !c->no_block1;
+    mwi_batch_head head = {.low_water = mwi_queue_low_water(c->queue), .space = c->space};
+    for (size_t i = 0; i < n; i++)
+        c->batch[i].possible_duplicate = c->batch[i].seq < c->space_start;
+    bool block = !c->b1.active && !c->no_block1;
     uint8_t one[BATCH_CAP];
     uint8_t *payload = block ? c->body : one;
     size_t cap = block ? sizeof c->body : sizeof one;
     size_t plen = 0, count = 0;
-    mw_err e = mwi_batch_encode_ptrs(ptrs, n, low, payload, cap, &plen, &count);
+    mw_err e = mwi_batch_encode_in(ptrs, n, &head, payload, cap, &plen, &count);
     if (e != MW_OK) {
         set_last(c, e, 0, "a queued message cannot be encoded");
         c->fatal = e;
@@ -938,14 +1195,19 @@ static void send_batch(mw_client_t *c, uint64_t now)
     }
     q->ping = false;
     q->nseq = (uint8_t)count;
-    for (size_t i = 0; i < count; i++)
+    q->space = c->space;
+    for (size_t i = 0; i < count; i++) {
         q->seqs[i] = ptrs[i]->seq;
+        q->types[i] = (uint8_t)ptrs[i]->type;
+        q->prios[i] = (uint8_t)ptrs[i]->priority;
+    }
     if (block && plen > BATCH_CAP) {
-        c->body_len = plen;
-        c->body_busy = true;
-        q->block = true;
-        q->block_num = 0;
-        e = send_block(c, q, now);
+        mwi_coap_msg tpl;
+        batch_request(&tpl, NULL, 0);
+        e = mwi_coap_block1_sender_start(&c->b1, &tpl, c->body, plen, MWI_BLOCK_SZX);
+        q->block = e == MW_OK;
+        if (e == MW_OK)
+            e = send_block(c, q, now);
     } else {
         if (block && plen > 0 && payload != one)
             memcpy(one, payload, plen);
@@ -1023,7 +1285,7 @@ static void send_ping(mw_client_t *c, uint64_t now)
 
 static bool any_request(const mw_client_t *c)
 {
-    for (size_t i = 0; i < NSTART_MAX; i++)
+    for (size_t i = 0; i < MWI_NSTART_MAX; i++)
         if (c->reqs[i].used)
             return true;
     return false;
@@ -1034,8 +1296,18 @@ static bool any_request(const mw_client_t *c)
  * reaping, drain) is not called back by a device with nothing to say. */
 static bool wants_link(const mw_client_t *c)
 {
-    return c->st.handshakes == 0 || c->reconnect_requested || c->keepalive_ms != 0 ||
-           depth(c) > 0;
+    return c->st.handshakes == 0 || c->reconnect_requested || c->keepalive_ms != 0 || depth(c) > 0;
+}
+
+/* A handshake flight timed out unanswered: said at once, not only when the attempt is
+ * abandoned, so that mw_client_last_error explains a gateway that cannot be reached. */
+static void handshake_unanswered(mw_client_t *c, uint64_t now)
+{
+    char why[160];
+    snprintf(why, sizeof why,
+             "the gateway at %.60s could not be reached: no answer to the handshake for %llu s",
+             c->gw_text, (unsigned long long)((now - c->handshake_started_ms) / 1000u));
+    set_last(c, MW_EHANDSHAKE_TIMEOUT, 0, why);
 }
 
 static void run_timers(mw_client_t *c, uint64_t now)
@@ -1045,38 +1317,41 @@ static void run_timers(mw_client_t *c, uint64_t now)
         return;
     }
     if (c->state == ST_HANDSHAKE) {
-        if (now - c->handshake_started_ms >= HANDSHAKE_MAX_MS) {
+        if (now - c->handshake_started_ms >= MWI_HANDSHAKE_MAX_MS) {
             char why[160];
             snprintf(why, sizeof why,
-                     "no answer from the gateway at %.60s within %u s; retrying with backoff",
-                     c->gw_text, HANDSHAKE_MAX_MS / 1000u);
+                     "the gateway at %.60s could not be reached: no answer to the handshake "
+                     "within %u s",
+                     c->gw_text, MWI_HANDSHAKE_MAX_MS / 1000u);
             c->st.handshake_failures++;
             set_last(c, MW_EHANDSHAKE_TIMEOUT, 0, why);
             audit(c, MW_AUDIT_HANDSHAKE_FAILED, MW_EHANDSHAKE_TIMEOUT, 0, why);
             drop_link(c, now);
             return;
         }
-        if (now >= mwi_dtls_conn_deadline(c->conn)) {
-            mw_err e = mwi_dtls_conn_timer(c->conn, now);
+        if (now >= mwi_dtls_conn_deadline(c->link.conn)) {
+            mw_err e = mwi_dtls_conn_timer(c->link.conn, now);
             c->progressed = true;
             if (e != MW_EINPROGRESS && e != MW_OK)
                 handshake_failed(c, now);
+            else
+                handshake_unanswered(c, now);
         }
         return;
     }
     if (c->state != ST_READY)
         return;
-    if (c->next != NULL) {
-        if (now - c->next_started_ms >= HANDSHAKE_MAX_MS) {
-            mwi_dtls_conn_destroy(&c->next); /* the old session still works, or times out */
-        } else if (now >= mwi_dtls_conn_deadline(c->next)) {
-            mw_err e = mwi_dtls_conn_timer(c->next, now);
+    if (c->link.next != NULL) {
+        if (now - c->next_started_ms >= MWI_HANDSHAKE_MAX_MS) {
+            mwi_link_drop_next(&c->link); /* the old session still works, or times out */
+        } else if (now >= mwi_dtls_conn_deadline(c->link.next)) {
+            mw_err e = mwi_dtls_conn_timer(c->link.next, now);
             if (e != MW_EINPROGRESS && e != MW_OK)
-                mwi_dtls_conn_destroy(&c->next);
+                mwi_link_drop_next(&c->link);
         }
     }
     /* Rotation policy (docs/protocol.md 6): age, records, bytes, or asked for. */
-    if (c->next == NULL) {
+    if (c->link.next == NULL) {
         const char *why = NULL;
         if (c->rekey_requested)
             why = "key rotation requested";
@@ -1089,7 +1364,7 @@ static void run_timers(mw_client_t *c, uint64_t now)
         if (why)
             start_rekey(c, now, why);
     }
-    for (size_t i = 0; i < NSTART_MAX && c->state == ST_READY; i++) {
+    for (size_t i = 0; i < MWI_NSTART_MAX && c->state == ST_READY; i++) {
         struct req *q = &c->reqs[i];
         if (!q->used || now < mwi_coap_request_deadline(&q->r))
             continue;
@@ -1097,7 +1372,7 @@ static void run_timers(mw_client_t *c, uint64_t now)
         if (e == MW_OK) {
             c->st.retransmissions++;
             c->progressed = true;
-            if (mwi_dtls_conn_write(c->conn, q->buf, q->len) != MW_OK)
+            if (mwi_dtls_conn_write(c->link.conn, q->buf, q->len) != MW_OK)
                 drop_link(c, now);
             else if (c->rekey_after_retransmits && q->r.retransmits >= c->rekey_after_retransmits)
                 /* Silence may mean the gateway restarted and forgot our
@@ -1121,59 +1396,49 @@ static void run_timers(mw_client_t *c, uint64_t now)
  * the current session. */
 static void start_rekey(mw_client_t *c, uint64_t now, const char *why)
 {
-    if (c->next != NULL || c->state != ST_READY)
+    if (c->link.next != NULL || c->state != ST_READY)
         return;
-    if (mwi_dtls_conn_create(c->dtls, &c->gw, dtls_out, c, &c->next) != MW_OK)
+    if (mwi_link_connect(&c->link, c->dtls, &c->gw, dtls_out, c) != MW_OK)
         return;
     c->next_started_ms = now;
     c->progressed = true;
     audit(c, MW_AUDIT_REKEY_STARTED, MW_OK, 0, why);
-    mw_err e = mwi_dtls_conn_start(c->next, now);
-    if (e != MW_EINPROGRESS && e != MW_OK)
-        mwi_dtls_conn_destroy(&c->next);
+    mw_err e = mwi_link_start(&c->link, now); /* a next that cannot start is dropped */
+    (void)e;
 }
 
-/* The new session is up: it takes over, the old one and its keys are
- * destroyed, and what was in flight goes again on the new one (the gateway's
- * duplicate cache and replay state make that safe). */
+/* The new session is up and has taken over (mwi_link_input destroyed the old one and its keys):
+ * what was in flight goes again on the new one (the gateway's duplicate cache and replay state
+ * make that safe). */
 static void switch_session(mw_client_t *c, uint64_t now)
 {
     char why[200];
-    mwi_dtls_conn_destroy(&c->conn); /* wolfSSL_free zeroes the old keys */
-    c->conn = c->next;
-    c->next = NULL;
     c->rekey_requested = false;
     c->st.rotations++;
     c->st.handshakes++;
     c->session_started_ms = now;
     c->session_records = c->session_bytes = 0;
     mwi_dtls_session_free(&c->saved);
-    c->saved = mwi_dtls_conn_save_session(c->conn);
+    c->saved = mwi_dtls_conn_save_session(c->link.conn);
     snprintf(why, sizeof why, "new DTLS session with gateway '%.64s' (%.40s); old keys destroyed",
-             mwi_dtls_conn_peer_id(c->conn), mwi_dtls_conn_cipher(c->conn));
+             mwi_dtls_conn_peer_id(c->link.conn), mwi_dtls_conn_cipher(c->link.conn));
     audit(c, MW_AUDIT_SESSION_ROTATED, MW_OK, 0, why);
-    for (size_t i = 0; i < NSTART_MAX; i++)
+    for (size_t i = 0; i < MWI_NSTART_MAX; i++)
         if (c->reqs[i].used)
-            write_lossy(c->conn, c->reqs[i].buf, c->reqs[i].len);
+            write_lossy(c->link.conn, c->reqs[i].buf, c->reqs[i].len);
 }
 
-static void feed_next(mw_client_t *c, const uint8_t *buf, size_t n, uint64_t now)
+/* The handshake beside the session failed (mwi_link_input dropped it): the session goes on. */
+static void next_failed(mw_client_t *c, const mw_error_detail_t *why)
 {
-    mw_err e = mwi_dtls_conn_input(c->next, buf, n, now, on_record, c);
-    if (e == MW_OK && mwi_dtls_conn_established(c->next)) {
-        switch_session(c, now);
-    } else if (e != MW_OK && e != MW_EINPROGRESS) {
-        mw_error_detail_t d;
-        mwi_dtls_conn_error(c->next, &d);
-        set_last(c, d.err, d.foreign, d.reason);
-        audit(c, MW_AUDIT_HANDSHAKE_FAILED, d.err, d.foreign, d.reason);
-        mwi_dtls_conn_destroy(&c->next);
-        if (is_fatal_handshake(d.err)) {
-            /* The gateway's certificate (or its view of ours) changed for the
-             * worse: what failed now would fail every time. */
-            c->fatal = d.err;
-            c->state = ST_FAILED;
-        }
+    mw_error_detail_t d = *why;
+    set_last(c, d.err, d.foreign, d.reason);
+    audit(c, MW_AUDIT_HANDSHAKE_FAILED, d.err, d.foreign, d.reason);
+    if (is_fatal_handshake(d.err)) {
+        /* The gateway's certificate (or its view of ours) changed for the
+         * worse: what failed now would fail every time. */
+        c->fatal = d.err;
+        c->state = ST_FAILED;
     }
 }
 
@@ -1190,32 +1455,33 @@ static void receive(mw_client_t *c, uint64_t now)
         c->last_rx_ms = now;
         /* Only the gateway's address is listened to; anything else is noise
          * or an attack and must not reach the DTLS state. */
-        if (c->conn == NULL || n > MWI_DTLS_MAX_DATAGRAM || from.len != c->gw.len ||
+        if (c->link.conn == NULL || n > MWI_DTLS_MAX_DATAGRAM || from.len != c->gw.len ||
             memcmp(from.data, c->gw.data, from.len) != 0)
             continue;
-        if (c->next != NULL && (c->rx[0] == 22 || c->rx[0] == 20)) {
+        bool was_ready = c->state == ST_READY;
+        mwi_link_result r;
+        mwi_link_event ev = mwi_link_input(&c->link, c->rx, n, now, on_record, c, &r);
+        c->progressed = true;
+        if (r.to_next) {
             /* Handshake records belong to the session being built. */
-            feed_next(c, c->rx, n, now);
-            c->progressed = true;
+            if (ev == MWI_LINK_SWITCHED)
+                switch_session(c, now);
+            else if (ev == MWI_LINK_NEXT_FAILED)
+                next_failed(c, &r.detail);
             continue;
         }
-        bool was_ready = c->state == ST_READY;
-        e = mwi_dtls_conn_input(c->conn, c->rx, n, now, on_record, c);
-        c->progressed = true;
-        if (c->state == ST_FAILED || c->conn == NULL)
+        if (c->state == ST_FAILED || c->link.conn == NULL)
             break;
         if (c->drop_requested) {
             c->drop_requested = false;
             drop_link(c, now);
             break;
         }
-        if (e == MW_OK && c->state == ST_HANDSHAKE) {
+        if (ev == MWI_LINK_ESTABLISHED && c->state == ST_HANDSHAKE) {
             established(c);
-        } else if (e != MW_OK && e != MW_EINPROGRESS) {
+        } else if (ev == MWI_LINK_FAILED) {
             if (was_ready) {
-                mw_error_detail_t d;
-                mwi_dtls_conn_error(c->conn, &d);
-                set_last(c, d.err, d.foreign, d.reason);
+                set_last(c, r.detail.err, r.detail.foreign, r.detail.reason);
                 drop_link(c, now);
             } else {
                 handshake_failed(c, now);
@@ -1278,8 +1544,8 @@ mw_err mw_client_reconnect(mw_client_t *c)
     if (c->fatal != MW_OK)
         return c->fatal;
     uint64_t now = now_ms(c);
-    if (c->conn != NULL)
-        mwi_dtls_conn_close(c->conn); /* close_notify: the session stays resumable */
+    if (c->link.conn != NULL)
+        mwi_dtls_conn_close(c->link.conn); /* close_notify: the session stays resumable */
     drop_link(c, now);
     c->attempts = 0;
     c->reconnect_at_ms = now;
@@ -1300,6 +1566,7 @@ void mw_client_stats(const mw_client_t *c, mw_client_stats_t *out)
     mwi_queue_stats qs;
     mwi_queue_stats_get(c->queue, qnow(c), &qs);
     out->messages_pending = qs.depth;
+    out->observations_pending = qs.depth_by_priority[MW_PRIORITY_OBSERVATION];
     out->oldest_pending_age_ms = qs.oldest_age_ms;
     out->queue_capacity = qs.capacity;
     out->next_seq = mwi_seq_peek(&c->seqs);
@@ -1308,13 +1575,7 @@ void mw_client_stats(const mw_client_t *c, mw_client_stats_t *out)
 
 void mw_client_last_error(const mw_client_t *c, mw_error_detail_t *out)
 {
-    if (out == NULL)
-        return;
-    if (c == NULL) {
-        memset(out, 0, sizeof *out);
-        return;
-    }
-    *out = c->last;
+    mwi_detail_copy(out, c ? &c->last : NULL);
 }
 
 const char *mw_client_device_id(const mw_client_t *c)
@@ -1336,23 +1597,25 @@ int mw_client_next_timeout_ms(const mw_client_t *c)
     if (c->state == ST_IDLE)
         at = wants_link(c) ? c->reconnect_at_ms : UINT64_MAX;
     else if (c->state == ST_HANDSHAKE) {
-        at = mwi_dtls_conn_deadline(c->conn);
-        uint64_t cap = c->handshake_started_ms + HANDSHAKE_MAX_MS;
+        at = mwi_dtls_conn_deadline(c->link.conn);
+        uint64_t cap = c->handshake_started_ms + MWI_HANDSHAKE_MAX_MS;
         if (cap < at)
             at = cap;
     } else {
-        for (size_t i = 0; i < NSTART_MAX; i++)
+        for (size_t i = 0; i < MWI_NSTART_MAX; i++)
             if (c->reqs[i].used) {
                 uint64_t d = mwi_coap_request_deadline(&c->reqs[i].r);
                 if (d < at)
                     at = d;
             }
-        if (c->next != NULL) {
-            uint64_t d = mwi_dtls_conn_deadline(c->next);
+        if (c->link.next != NULL) {
+            uint64_t d = mwi_dtls_conn_deadline(c->link.next);
             at = d < at ? d : at;
         }
         if (c->rekey_after_ms && c->session_started_ms + c->rekey_after_ms < at)
             at = c->session_started_ms + c->rekey_after_ms;
+        if (c->resend_at_ms > now && depth(c) > 0 && c->resend_at_ms < at)
+            at = c->resend_at_ms;
         if (c->keepalive_ms && !any_request(c) && depth(c) == 0)
             at = c->last_rx_ms + c->keepalive_ms < at ? c->last_rx_ms + c->keepalive_ms : at;
     }
@@ -1372,9 +1635,8 @@ void mw_client_close(mw_client_t **pc)
     if (pc == NULL || *pc == NULL)
         return;
     mw_client_t *c = *pc;
-    mwi_dtls_conn_close(c->conn); /* the gateway frees our session now */
-    mwi_dtls_conn_destroy(&c->next);
-    mwi_dtls_conn_destroy(&c->conn);
+    mwi_dtls_conn_close(c->link.conn); /* the gateway frees our session now */
+    mwi_link_clear(&c->link);
     mwi_dtls_session_free(&c->saved);
     mwi_dtls_ctx_destroy(&c->dtls);
     mwi_coap_parser_destroy(&c->parser);
@@ -1383,6 +1645,7 @@ void mw_client_close(mw_client_t **pc)
     mwi_queue_close(&c->queue);
     if (c->own_region)
         mwi_mem_region_close(&c->region);
+    free(c->results);
     free(c);
     *pc = NULL;
 }
