@@ -215,6 +215,33 @@ Test(pki, device_certificate_has_client_auth_only_and_common_name_equal_to_id)
     wolfSSL_X509_free(x);
 }
 
+/* The protocol's certificate profile is what integrators build other CAs from: its table
+ * must say what medwire-pki writes. */
+Test(pki, the_protocol_document_gives_the_san_uri_a_device_certificate_carries)
+{
+    make_ca("ca");
+    issue("ca", "device", "pulseox-1", "dev");
+    WOLFSSL_X509 *x = load_cert("dev/pulseox-1.crt");
+    const char *san = wolfSSL_X509_get_next_altname(x);
+    cr_assert(san != NULL && strcmp(san, "urn:medwire:device:pulseox-1") == 0, "SAN %s",
+              san ? san : "(none)");
+    wolfSSL_X509_free(x);
+    const char *src = getenv("MW_SOURCE_DIR");
+    cr_assert_not_null(src, "MW_SOURCE_DIR is not set (run through ctest)");
+    char path[512];
+    snprintf(path, sizeof path, "%s/docs/protocol.md", src);
+    char *doc = mwt_read_file(path);
+    cr_assert_not_null(doc, "%s", path);
+    const char *row = strstr(doc, "\n| subjectAltName |");
+    cr_assert_not_null(row, "docs/protocol.md section 2 has no subjectAltName row");
+    const char *end = strchr(row + 1, '\n');
+    cr_assert_not_null(end);
+    const char *uri = strstr(row, "| URI = `urn:medwire:device:` + device id |\n");
+    cr_assert(uri != NULL && uri < end,
+              "docs/protocol.md section 2 does not give the device's SAN URI");
+    free(doc);
+}
+
 /* @req IEC62443-CR1.8 */
 Test(pki, gateway_certificate_has_server_auth_and_dns_name)
 {
@@ -452,6 +479,25 @@ Test(pki, openssl_accepts_the_chain_and_the_keys)
         cr_expect_eq(mwt_run(check, out_path, err_path, RUN_TIMEOUT_MS), 0, "%s: %s", keys[i],
                      stderr_text());
     }
+}
+
+/* The protocol's chain is CA to leaf: a CA certificate signed by this CA by mistake must not be
+ * able to issue certificates of its own. */
+/* @req IEC62443-CR1.2 */
+Test(pki, ca_certificate_forbids_intermediate_cas_with_path_length_zero)
+{
+    const char *openssl = "/usr/bin/openssl";
+    if (access(openssl, X_OK) != 0)
+        cr_skip_test("no %s", openssl);
+    make_ca("ca");
+    const char *text[] = {openssl, "x509", "-noout", "-text", "-in", in_dir("ca/ca.crt"), NULL};
+    cr_assert_eq(mwt_run(text, out_path, err_path, RUN_TIMEOUT_MS), 0, "%s", stderr_text());
+    char *out = mwt_read_file(out_path);
+    cr_assert_not_null(out);
+    const char *bc = strstr(out, "X509v3 Basic Constraints: critical");
+    cr_assert_not_null(bc, "%s", out);
+    cr_expect_not_null(strstr(bc, "CA:TRUE, pathlen:0"), "%s", bc);
+    free(out);
 }
 
 /* --- files on disk ------------------------------------------------------------------------ */
