@@ -9,11 +9,14 @@
 
 #include "medwire/medwire.h"
 
+#include "cmdline.h"
+#include "core/wipe.h"
+
 static const char USAGE[] =
     "usage: medwire-device --gateway HOST:PORT --gateway-name NAME --ca FILE --cert FILE\n"
     "                      --key FILE --count N [--interval-ms M] [--give-up-s S] [--quiet]\n"
     "                      [--queue FILE --queue-key FILE] [--queue-capacity N]\n"
-    "                      [--group-commit N] [--print-seq]\n"
+    "                      [--group-commit N] [--print-seq] [--allow-shared-key-file]\n"
     "\n"
     "Simulates a pulse oximeter: sends N observations (SpO2 and pulse rate in turn, with\n"
     "an occasional low-SpO2 alarm) to a medwire gateway over mutually authenticated\n"
@@ -21,9 +24,14 @@ static const char USAGE[] =
     "\n"
     "  --gateway HOST:PORT   the gateway's UDP address\n"
     "  --gateway-name NAME   the name the gateway's certificate must carry\n"
-    "  --ca FILE             PEM CA that the gateway's certificate must chain to\n"
+    "  --ca FILE             PEM CA that the gateway's certificate must chain to; the\n"
+    "                        gateway's own certificate works here too and pins it: then\n"
+    "                        only that certificate is accepted, not another gateway's from\n"
+    "                        the same CA, nor this gateway's once it is renewed\n"
     "  --cert FILE           this device's PEM certificate (role device; its CN is the id)\n"
-    "  --key FILE            its PEM private key\n"
+    "  --key FILE            its PEM private key; refused if its group or others may read\n"
+    "                        or write it (chmod 600 FILE)\n"
+    "  --allow-shared-key-file  accept such a key file anyway\n"
     "  --count N             observations to send (0 or more; 0 with --queue: deliver what\n"
     "                        the queue holds and exit)\n"
     "  --interval-ms M       time between observations (default 0: as fast as acknowledged)\n"
@@ -41,6 +49,7 @@ static const char USAGE[] =
     "                        per message: faster, but a power cut may lose the last N\n"
     "  --print-seq           print \"queued SEQ\" on stdout once each message is durable\n"
     "  -h, --help            this text;  --version  the version\n"
+    "Options take their value as --opt VALUE or --opt=VALUE.\n"
     "\n"
     "Exit status: 0 all acknowledged; 1 not delivered (the message says why);\n"
     "2 bad command line; 3 interrupted.\n";
@@ -64,6 +73,15 @@ static mw_command_status on_command(void *ctx, const mw_command_t *cmd)
     default:
         return MW_CMD_UNSUPPORTED;
     }
+}
+
+/* A resynchronisation is said on standard error when it happens: what the device held goes
+ * again, marked as possible duplicates, and an operator should know why. */
+static void on_audit(void *ctx, const mw_audit_event_t *ev)
+{
+    (void)ctx;
+    if (strcmp(ev->event, MW_AUDIT_RESYNC) == 0)
+        fprintf(stderr, "medwire-device: %s\n", ev->reason);
 }
 
 static void on_signal(int sig)
@@ -98,7 +116,7 @@ static int read_key(const char *path, uint8_t key[32])
     }
     if (n == 32) {
         memcpy(key, buf, 32);
-        memset(buf, 0, sizeof buf);
+        mwi_wipe(buf, sizeof buf);
         return 0;
     }
     if (n == 64) {
@@ -116,11 +134,11 @@ static int read_key(const char *path, uint8_t key[32])
             }
             key[i] = (uint8_t)v;
         }
-        memset(buf, 0, sizeof buf);
+        mwi_wipe(buf, sizeof buf);
         return 0;
     }
 bad:
-    memset(buf, 0, sizeof buf);
+    mwi_wipe(buf, sizeof buf);
     fprintf(stderr,
             "medwire-device: the queue key %s must hold 32 bytes, raw or as 64 hex digits "
             "(make one with: head -c 32 /dev/urandom > %s)\n",
@@ -168,10 +186,49 @@ static int fail(const mw_client_t *c, mw_err e)
 {
     mw_error_detail_t d;
     mw_client_last_error(c, &d);
-    const char *h = hint(d.err != MW_OK ? d.err : e);
+    /* Some reasons already say what to check; a second hint would only repeat it. */
+    const char *h = strstr(d.reason, "; check ") ? NULL : hint(d.err != MW_OK ? d.err : e);
     fprintf(stderr, "medwire-device: cannot deliver: %s%s%s\n",
             d.reason[0] ? d.reason : mw_strerror(e), h ? "; " : "", h ? h : "");
     return 1;
+}
+
+/* Says, at --give-up-s, how many observations are left and why: most often a gateway that
+ * cannot be reached, which the client retries without end and so never reports as fatal. */
+static void give_up(const mw_client_t *c, const char *gw, unsigned long give_up_s,
+                    unsigned long count, bool queued)
+{
+    mw_client_stats_t st;
+    mw_client_stats(c, &st);
+    mw_error_detail_t d;
+    mw_client_last_error(c, &d);
+    /* Alarms, command results and gap records wait in the same queue: they are not counted
+     * as observations. */
+    char left[160];
+    if (queued)
+        snprintf(left, sizeof left,
+                 "%llu observations not acknowledged (kept in the queue file for the next start)",
+                 (unsigned long long)st.observations_pending);
+    else
+        snprintf(left, sizeof left, "%llu of %lu observations not acknowledged",
+                 (unsigned long long)st.observations_pending, count);
+    if (d.err == MW_EHANDSHAKE_TIMEOUT || d.err == MW_ECOAP_GIVEUP ||
+        (d.err == MW_OK && !st.connected)) {
+        fprintf(stderr,
+                "medwire-device: gave up after %lu s: %s: the gateway %s could not be reached; "
+                "check that medwire-gateway runs there and listens on that UDP port "
+                "(--gateway HOST:PORT), and that no firewall drops UDP between them\n",
+                give_up_s, left, gw);
+    } else if (d.err != MW_OK) {
+        const char *h = strstr(d.reason, "; check ") ? NULL : hint(d.err);
+        fprintf(stderr, "medwire-device: gave up after %lu s: %s: %s%s%s\n", give_up_s, left,
+                d.reason, h ? "; " : "", h ? h : "");
+    } else {
+        fprintf(stderr,
+                "medwire-device: gave up after %lu s: %s: the gateway %s is connected but did "
+                "not acknowledge them in time; check its log\n",
+                give_up_s, left, gw);
+    }
 }
 
 int main(int argc, char **argv)
@@ -179,7 +236,12 @@ int main(int argc, char **argv)
     const char *gw = NULL, *gw_name = NULL, *ca = NULL, *cert = NULL, *key = NULL;
     const char *queue = NULL, *queue_key = NULL;
     unsigned long count = 0, give_up_s = 60, capacity = 256, group_commit = 0;
-    bool have_count = false, quiet = false, print_seq = false;
+    bool have_count = false, quiet = false, print_seq = false, allow_shared_key_file = false;
+    argv = cmdline_split(&argc, argv);
+    if (argv == NULL) {
+        fputs("medwire-device: out of memory\n", stderr);
+        return 1;
+    }
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
@@ -196,6 +258,10 @@ int main(int argc, char **argv)
         }
         if (strcmp(a, "--print-seq") == 0) {
             print_seq = true;
+            continue;
+        }
+        if (strcmp(a, "--allow-shared-key-file") == 0) {
+            allow_shared_key_file = true;
             continue;
         }
         const char **slot = NULL;
@@ -243,6 +309,8 @@ int main(int argc, char **argv)
     }
     if (!gw || !gw_name)
         return usage_error("--gateway HOST:PORT and --gateway-name NAME are required", NULL);
+    if (!cmdline_hostport(gw))
+        return usage_error("--gateway must be HOST:PORT, e.g. 10.0.0.5:5684", gw);
     if (!ca || !cert || !key)
         return usage_error("--ca, --cert and --key are required", NULL);
     if (!have_count)
@@ -266,10 +334,12 @@ int main(int argc, char **argv)
     cfg.ca_file = ca;
     cfg.cert_file = cert;
     cfg.key_file = key;
+    cfg.allow_shared_key_file = allow_shared_key_file;
     cfg.on_command = on_command;
+    cfg.audit = on_audit;
     cfg.queue_capacity = (uint32_t)capacity;
     cfg.group_commit_n = (uint32_t)group_commit;
-    mw_error_detail_t d;
+    mw_error_detail_t d = {0};
     mw_err e;
     mw_storage_t region;
     uint8_t qkey[32];
@@ -283,25 +353,23 @@ int main(int argc, char **argv)
             return 1;
         e = mw_storage_file_open(queue, size, &region, &d);
         if (e != MW_OK) {
-            fprintf(stderr, "medwire-device: cannot open the queue file %s: %s\n", queue,
-                    d.reason);
+            /* EAGAIN: the lock is held, by another simulator given the same file. */
+            fprintf(stderr, "medwire-device: cannot use the queue file: %s%s\n", d.reason,
+                    d.foreign == EAGAIN ? "; is another medwire-device running with this --queue? "
+                                          "Stop it, or give each device a queue file of its own"
+                                        : "");
             return 1;
         }
         cfg.storage = &region;
         cfg.queue_key = qkey;
         cfg.queue_key_len = sizeof qkey;
-    } else {
-        /* Sequence numbers must never repeat over the device's life, or the gateway would
-         * take a restarted simulator's readings for duplicates. Without a queue file, start
-         * above any earlier run: the wall-clock time in microseconds (valid while the clock
-         * never goes back and fewer than a million messages a second are sent). */
-        mw_clock_t sys = mw_clock_system();
-        int synced;
-        cfg.first_seq = sys.wall_ms(sys.ctx, &synced) * 1000u + 1u;
     }
+    /* Without a queue file every start numbers from 1 in a new random sequence space, which the
+     * gateway tells apart from earlier runs: no clock is involved, so a clock set back repeats
+     * nothing. */
     mw_client_t *c = NULL;
     e = mw_client_open(&cfg, &c, &d);
-    memset(qkey, 0, sizeof qkey);
+    mwi_wipe(qkey, sizeof qkey);
     if (e != MW_OK) {
         const char *h = hint(e);
         if (queue != NULL && e == MW_ECONFIG && strstr(d.reason, "key") != NULL)
@@ -365,13 +433,7 @@ int main(int argc, char **argv)
         if (made == count && mw_client_pending(c) == 0)
             break;
         if (made == count && now - last_made_ms > give_up_s * 1000u) {
-            mw_error_detail_t ld;
-            mw_client_last_error(c, &ld);
-            fprintf(stderr,
-                    "medwire-device: gave up after %lu s: %llu of %lu observations not "
-                    "acknowledged%s%s\n",
-                    give_up_s, (unsigned long long)mw_client_pending(c), count,
-                    ld.reason[0] ? "; last error: " : "", ld.reason);
+            give_up(c, gw, give_up_s, count, queue != NULL);
             mw_client_close(&c);
             mw_storage_file_close(&region);
             return 1;
@@ -398,7 +460,7 @@ int main(int argc, char **argv)
         mw_storage_file_close(&region);
         return 3;
     }
-    if (!quiet)
+    if (!quiet) {
         fprintf(stderr,
                 "medwire-device: %s: %llu observations and %llu alarms acknowledged; "
                 "%llu handshakes, %llu requests, %llu retransmissions, %llu bytes sent and "
@@ -408,6 +470,13 @@ int main(int argc, char **argv)
                 (unsigned long long)st.retransmissions, (unsigned long long)st.bytes_sent,
                 (unsigned long long)st.bytes_received, (unsigned long long)st.datagrams_sent,
                 (unsigned long long)st.datagrams_received);
+        if (st.resyncs > 0)
+            fprintf(stderr,
+                    "medwire-device: %llu resynchronisation(s): the gateway could not judge some "
+                    "sequence numbers (lost or restored queue file?); they were sent again in "
+                    "sequence space %016llx, marked as possible duplicates\n",
+                    (unsigned long long)st.resyncs, (unsigned long long)st.space);
+    }
     mw_client_close(&c);
     mw_storage_file_close(&region);
     return 0;

@@ -25,9 +25,15 @@ struct field {
     bool is_str;
 };
 
+/* parse_object's answer for an object that gives a key twice (-1: malformed). */
+#define PARSE_DUPLICATE (-2)
+
 /* A flat JSON object of string, number and boolean members; nothing nested.
- * Strict: anything else is refused (the socket is local but still input). */
-static int parse_object(const char *p, struct field *f, int max)
+ * Strict: anything else is refused (the socket is local but still input). A key given twice
+ * is refused too (PARSE_DUPLICATE, *out_dup names it): RFC 8259 leaves its meaning to each
+ * parser, so a line that reads as one command to us could read as another to the tool that
+ * checked or logged it. */
+static int parse_object(const char *p, struct field *f, int max, const char **out_dup)
 {
     int n = 0;
     while (*p == ' ' || *p == '\t')
@@ -50,6 +56,11 @@ static int parse_object(const char *p, struct field *f, int max)
         f[n].key[k] = '\0';
         if (*p++ != '"')
             return -1;
+        for (int i = 0; i < n; i++)
+            if (strcmp(f[i].key, f[n].key) == 0) {
+                *out_dup = f[n].key;
+                return PARSE_DUPLICATE;
+            }
         while (*p == ' ')
             p++;
         if (*p++ != ':')
@@ -98,6 +109,15 @@ static int parse_object(const char *p, struct field *f, int max)
     }
 }
 
+/* Printable ASCII with nothing JSON must escape. */
+static bool plain(const char *s)
+{
+    for (; *s; s++)
+        if (*s < 0x20 || *s > 0x7e || *s == '"' || *s == '\\')
+            return false;
+    return true;
+}
+
 static const struct field *get(const struct field *f, int n, const char *key)
 {
     for (int i = 0; i < n; i++)
@@ -136,7 +156,17 @@ static void handle_line(mw_gateway_t *gw, int fd, const char *line)
 {
     struct field f[MAX_FIELDS];
     char out[256];
-    int n = parse_object(line, f, MAX_FIELDS);
+    const char *dup = NULL;
+    int n = parse_object(line, f, MAX_FIELDS, &dup);
+    if (n == PARSE_DUPLICATE) {
+        /* The key is echoed only when it needs no escaping to stay valid JSON. */
+        const char *k = plain(dup) ? dup : NULL;
+        snprintf(out, sizeof out,
+                 "{\"ok\":false,\"error\":\"duplicate key%s%s%s: each key may appear once\"}\n",
+                 k ? " \\\"" : "", k ? k : "", k ? "\\\"" : "");
+        reply(fd, out);
+        return;
+    }
     const struct field *dev = n > 0 ? get(f, n, "device") : NULL;
     const struct field *what = n > 0 ? get(f, n, "command") : NULL;
     if (n < 0 || dev == NULL || what == NULL || !dev->is_str || !what->is_str) {
@@ -189,6 +219,7 @@ int control_open(control_t *c, const char *path)
 {
     memset(c, 0, sizeof *c);
     c->listen_fd = -1;
+    c->idle_ms = CONTROL_IDLE_MS;
     for (int i = 0; i < CONTROL_MAX_CLIENTS; i++)
         c->clients[i].fd = -1;
     struct sockaddr_un sa;
@@ -259,52 +290,102 @@ static void drop_client(struct control_client *cl)
     cl->len = 0;
 }
 
-void control_service(control_t *c, mw_gateway_t *gw)
+/* Reads what @p cl sent and answers each complete line. */
+static void serve_client(struct control_client *cl, mw_gateway_t *gw, uint64_t now_ms)
+{
+    for (;;) {
+        ssize_t r = read(cl->fd, cl->buf + cl->len, sizeof cl->buf - cl->len);
+        if (r == 0 || (r < 0 && errno != EAGAIN && errno != EINTR)) {
+            drop_client(cl);
+            return;
+        }
+        if (r < 0)
+            return;
+        cl->len += (size_t)r;
+        char *nl;
+        while ((nl = memchr(cl->buf, '\n', cl->len)) != NULL) {
+            *nl = '\0';
+            handle_line(gw, cl->fd, cl->buf);
+            cl->active_ms = now_ms;
+            size_t used = (size_t)(nl - cl->buf) + 1;
+            memmove(cl->buf, cl->buf + used, cl->len - used);
+            cl->len -= used;
+        }
+        if (cl->len == sizeof cl->buf) {
+            reply(cl->fd, "{\"ok\":false,\"error\":\"line too long\"}\n");
+            drop_client(cl);
+            return;
+        }
+    }
+}
+
+int control_timeout_ms(const control_t *c, uint64_t now_ms)
+{
+    int wait = -1;
+    for (int i = 0; i < CONTROL_MAX_CLIENTS; i++) {
+        const struct control_client *cl = &c->clients[i];
+        if (cl->fd < 0)
+            continue;
+        uint64_t due = cl->active_ms + c->idle_ms;
+        uint64_t left = due > now_ms ? due - now_ms : 0;
+        if (left > 0x7fffffff)
+            left = 0x7fffffff;
+        if (wait < 0 || (int)left < wait)
+            wait = (int)left;
+    }
+    return wait;
+}
+
+void control_service(control_t *c, mw_gateway_t *gw, uint64_t now_ms)
 {
     if (c->listen_fd < 0)
         return;
+    /* Lines already sent are answered first: a client with a request waiting is not idle. */
+    for (int i = 0; i < CONTROL_MAX_CLIENTS; i++)
+        if (c->clients[i].fd >= 0)
+            serve_client(&c->clients[i], gw, now_ms);
+    /* Places are few (each is a descriptor and a line buffer); without a deadline, clients
+     * that connect and say nothing, or never finish a line, would keep the operator out for
+     * as long as they liked. */
+    char why[96];
+    snprintf(why, sizeof why, "{\"ok\":false,\"error\":\"closed: no complete line for %llu s\"}\n",
+             (unsigned long long)(c->idle_ms / 1000u));
+    for (int i = 0; i < CONTROL_MAX_CLIENTS; i++) {
+        struct control_client *cl = &c->clients[i];
+        if (cl->fd >= 0 && now_ms - cl->active_ms >= c->idle_ms) {
+            reply(cl->fd, why);
+            drop_client(cl);
+        }
+    }
+    bool accepted = false;
     for (;;) {
         int fd = accept4(c->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0)
             break;
+        /* Full: the client idle longest makes room. A new client is the operator as often as
+         * not, and one that waits for a free place could wait for the idle deadline. */
         int slot = -1;
-        for (int i = 0; i < CONTROL_MAX_CLIENTS && slot < 0; i++)
-            if (c->clients[i].fd < 0)
+        for (int i = 0; i < CONTROL_MAX_CLIENTS; i++) {
+            if (c->clients[i].fd < 0) {
                 slot = i;
-        if (slot < 0) {
-            reply(fd, "{\"ok\":false,\"error\":\"too many control clients\"}\n");
-            close(fd);
-            continue;
+                break;
+            }
+            if (slot < 0 || c->clients[i].active_ms < c->clients[slot].active_ms)
+                slot = i;
+        }
+        if (c->clients[slot].fd >= 0) {
+            reply(c->clients[slot].fd,
+                  "{\"ok\":false,\"error\":\"closed: idle the longest when all places were "
+                  "taken and another client came\"}\n");
+            drop_client(&c->clients[slot]);
         }
         c->clients[slot].fd = fd;
         c->clients[slot].len = 0;
+        c->clients[slot].active_ms = now_ms;
+        accepted = true;
     }
-    for (int i = 0; i < CONTROL_MAX_CLIENTS; i++) {
-        struct control_client *cl = &c->clients[i];
-        if (cl->fd < 0)
-            continue;
-        for (;;) {
-            ssize_t r = read(cl->fd, cl->buf + cl->len, sizeof cl->buf - cl->len);
-            if (r == 0 || (r < 0 && errno != EAGAIN && errno != EINTR)) {
-                drop_client(cl);
-                break;
-            }
-            if (r < 0)
-                break;
-            cl->len += (size_t)r;
-            char *nl;
-            while (cl->fd >= 0 && (nl = memchr(cl->buf, '\n', cl->len)) != NULL) {
-                *nl = '\0';
-                handle_line(gw, cl->fd, cl->buf);
-                size_t used = (size_t)(nl - cl->buf) + 1;
-                memmove(cl->buf, cl->buf + used, cl->len - used);
-                cl->len -= used;
-            }
-            if (cl->fd >= 0 && cl->len == sizeof cl->buf) {
-                reply(cl->fd, "{\"ok\":false,\"error\":\"line too long\"}\n");
-                drop_client(cl);
-                break;
-            }
-        }
-    }
+    if (accepted)
+        for (int i = 0; i < CONTROL_MAX_CLIENTS; i++)
+            if (c->clients[i].fd >= 0)
+                serve_client(&c->clients[i], gw, now_ms);
 }

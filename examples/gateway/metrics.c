@@ -2,11 +2,14 @@
 /* metrics.c -- the reference gateway's Prometheus endpoint (GNU libmicrohttpd), served from the
  * program's own loop. */
 #define _GNU_SOURCE /* open_memstream */
+#include <errno.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <microhttpd.h>
 
@@ -21,10 +24,42 @@
  * directly, consistent as of the end of the last poll, with no lock and no
  * copy. A scrape is a few kilobytes rendered in microseconds: it delays the
  * gateway's loop less than one DTLS handshake does. */
+/* Admission. Scrapers are few and quick (one request, a few kilobytes), so the danger is not
+ * load but clients that connect and then say nothing, or trickle a request byte by byte:
+ * MHD keeps each until its timeout, and while the limit is reached it accepts no one, so
+ * 8 such clients used to keep a scraper waiting for as long as they liked. Now:
+ *  - HTTP_MAX_CONNECTIONS at once (each at most HTTP_CONNECTION_MEMORY): bounded memory and
+ *    descriptors;
+ *  - above HTTP_MAX_CONNECTIONS - HTTP_SPARE, the connections idle longest (no complete
+ *    request since they opened, or since their last one) are closed, so a newcomer always
+ *    finds a place, as on the control socket;
+ *  - HTTP_TIMEOUT_S of silence closes any connection, so a quiet flood also drains by itself.
+ * No limit per client address (MHD_OPTION_PER_IP_CONNECTION_LIMIT): every local client
+ * shares 127.0.0.1, so such a limit would shut a scraper on this host out together with a
+ * local flood; shedding the idle keeps room for whoever comes next, from any address. */
+#define HTTP_MAX_CONNECTIONS   64
+#define HTTP_SPARE             4
+#define HTTP_TIMEOUT_S         10
+#define HTTP_CONNECTION_MEMORY 32768
+#define HTTP_BACKLOG           64
+
+struct conn {
+    struct MHD_Connection *c; /* NULL: a free place */
+    uint64_t active_ms;       /* opened, or its last request arrived */
+    bool shed;                /* shut down by us; MHD closes it on its next run */
+};
+
 struct metrics {
     struct MHD_Daemon *d;
     mw_gateway_t *gw;
-    int fd;
+    int fd;          /* MHD's epoll descriptor */
+    int listen_fd;   /* ours, handed to MHD (which closes it) */
+    uint64_t now_ms; /* as of the current metrics_service */
+    unsigned open;   /* tracked connections, shed ones included */
+    unsigned shed;   /* of which shut down, waiting for MHD to close them */
+    struct conn conns[HTTP_MAX_CONNECTIONS];
+    metrics_hl7_fn *hl7; /* NULL: no --hl7 */
+    void *hl7_ctx;
 };
 
 static const char CONTENT_TYPE[] = "text/plain; version=0.0.4; charset=utf-8";
@@ -40,7 +75,14 @@ static void one(FILE *f, const char *name, const char *type, const char *text, u
     fprintf(f, "%s %llu\n", name, (unsigned long long)v);
 }
 
+static void put_hl7(FILE *f, const metrics_hl7_t *h);
+
 char *metrics_render(const mw_gateway_stats_t *st, size_t *out_len)
+{
+    return metrics_render_with(st, NULL, out_len);
+}
+
+char *metrics_render_with(const mw_gateway_stats_t *st, const metrics_hl7_t *hl7, size_t *out_len)
 {
     char *buf = NULL;
     size_t len = 0;
@@ -72,22 +114,51 @@ char *metrics_render(const mw_gateway_stats_t *st, size_t *out_len)
     one(f, "medwire_messages_duplicate_total", "counter",
         "Messages acknowledged again, not delivered again.", st->duplicates);
     one(f, "medwire_replays_refused_total", "counter",
-        "Messages refused as replays (below the device's low-water mark).", st->replays);
+        "Settled numbers sent again that could not be judged (not acknowledged; the device "
+        "resynchronises).",
+        st->replays);
+    one(f, "medwire_sequence_conflicts_total", "counter",
+        "Delivered numbers that came again with other content (not acknowledged).", st->conflicts);
+    one(f, "medwire_resyncs_requested_total", "counter",
+        "Acks that asked a device to move to a new sequence space.", st->resyncs_requested);
+    one(f, "medwire_sequence_spaces_started_total", "counter",
+        "Sequence spaces opened by devices (new storage, or a resynchronisation).",
+        st->spaces_started);
     one(f, "medwire_batches_refused_total", "counter",
         "Batches refused (identity mismatch, malformed).", st->refused);
-    one(f, "medwire_coap_duplicates_total", "counter",
-        "CoAP duplicates answered from the cache.", st->coap_duplicates);
-    one(f, "medwire_bodies_too_large_total", "counter",
-        "Block-wise bodies refused with 4.13.", st->bodies_too_large);
+    one(f, "medwire_coap_duplicates_total", "counter", "CoAP duplicates answered from the cache.",
+        st->coap_duplicates);
+    one(f, "medwire_bodies_too_large_total", "counter", "Block-wise bodies refused with 4.13.",
+        st->bodies_too_large);
     one(f, "medwire_rate_limited_total", "counter",
-        "Datagrams dropped by the per-device rate limit.", st->rate_limited);
+        "Datagrams dropped by the rate limit (per peer address and per identity).",
+        st->rate_limited);
     one(f, "medwire_peer_limit_drops_total", "counter",
         "ClientHellos dropped: peer table or half-open limit reached.", st->peer_limit_drops);
+    help(f, "medwire_admission_refusals_total", "counter",
+         "Datagrams, handshakes and sessions refused by admission limits, by reason.");
+    const struct {
+        const char *reason;
+        uint64_t n;
+    } adm[] = {
+        {"peer_table", st->peer_limit_drops},
+        {"host_handshakes", st->host_limit_drops},
+        {"identity_handshakes", st->identity_limit_drops},
+        {"peer_rate", st->rate_limited - st->identity_rate_limited},
+        {"identity_rate", st->identity_rate_limited},
+    };
+    for (size_t i = 0; i < sizeof adm / sizeof adm[0]; i++)
+        fprintf(f, "medwire_admission_refusals_total{reason=\"%s\"} %llu\n", adm[i].reason,
+                (unsigned long long)adm[i].n);
+    one(f, "medwire_sessions_replaced_total", "counter",
+        "Sessions replaced by a newer session of the same identity.", st->sessions_replaced);
+    one(f, "medwire_audit_lines_held_total", "counter",
+        "Audit lines not written one by one (a count per minute instead).", st->audit_lines_held);
     one(f, "medwire_hellos_malformed_total", "counter",
         "ClientHellos dropped before the TLS library: fragmented or malformed.",
         st->hellos_malformed);
-    one(f, "medwire_gap_records_total", "counter",
-        "Gap records delivered (messages devices lost).", st->gap_records);
+    one(f, "medwire_gap_records_total", "counter", "Gap records delivered (messages devices lost).",
+        st->gap_records);
     one(f, "medwire_evictions_reported_total", "counter",
         "Messages devices report evicted from a full queue.", st->evictions_reported);
     one(f, "medwire_store_failures_total", "counter",
@@ -105,8 +176,7 @@ char *metrics_render(const mw_gateway_stats_t *st, size_t *out_len)
             fprintf(f, "medwire_store_commit_duration_seconds_bucket{le=\"+Inf\"} %llu\n",
                     (unsigned long long)cum);
     }
-    fprintf(f, "medwire_store_commit_duration_seconds_sum %.6f\n",
-            (double)st->commit_us_sum / 1e6);
+    fprintf(f, "medwire_store_commit_duration_seconds_sum %.6f\n", (double)st->commit_us_sum / 1e6);
     fprintf(f, "medwire_store_commit_duration_seconds_count %llu\n",
             (unsigned long long)st->commits);
     one(f, "medwire_datagrams_received_total", "counter", "UDP datagrams received.",
@@ -124,12 +194,57 @@ char *metrics_render(const mw_gateway_stats_t *st, size_t *out_len)
     one(f, "medwire_sessions_invalidated_total", "counter",
         "Sessions closed because reloaded credentials or CRL no longer accept the device.",
         st->sessions_invalidated);
+    if (hl7)
+        put_hl7(f, hl7);
     if (fclose(f) != 0) {
         free(buf);
         return NULL;
     }
     *out_len = len;
     return buf;
+}
+
+/* One labelled sample per HL7 destination (there is one, --hl7). The destination is the
+ * operator's own mllp://HOST:PORT, checked at start: no quote or backslash can be in it. */
+static void put_hl7(FILE *f, const metrics_hl7_t *h)
+{
+    const struct {
+        const char *name, *type, *text;
+        uint64_t v;
+    } rows[] = {
+        {"medwire_hl7_outbox_depth", "gauge",
+         "Messages in the outbox not yet acknowledged by the destination (parked ones included).",
+         h->depth},
+        {"medwire_hl7_outbox_parked", "gauge",
+         "Messages in the outbox given up after repeated rejections.", h->parked_now},
+        {"medwire_hl7_outbox_max", "gauge", "The outbox's bound (--outbox-max).", h->max_rows},
+        {"medwire_hl7_oldest_undelivered_seconds", "gauge",
+         "Age of the oldest message waiting for the destination (0: none).",
+         h->oldest_age_ms / 1000u},
+        {"medwire_hl7_outbox_full_total", "counter",
+         "Commits refused because the outbox was full (nothing was acknowledged).", h->outbox_full},
+        {"medwire_hl7_sent_total", "counter",
+         "Messages written to the destination, resends included.", h->sent},
+        {"medwire_hl7_acknowledged_total", "counter",
+         "Messages the destination accepted (AA or CA): custody ended.", h->acked},
+        {"medwire_hl7_retried_total", "counter",
+         "Attempts that failed (connection, timeout, AE or AR) and were tried again.", h->retried},
+        {"medwire_hl7_parked_total", "counter", "Messages parked after repeated rejections.",
+         h->parked},
+        {"medwire_hl7_destination_up", "gauge",
+         "1 unless the last connection attempt to the destination failed.", h->down ? 0u : 1u},
+    };
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+        help(f, rows[i].name, rows[i].type, rows[i].text);
+        fprintf(f, "%s{destination=\"%s\"} %llu\n", rows[i].name, h->destination,
+                (unsigned long long)rows[i].v);
+    }
+}
+
+void metrics_set_hl7(metrics_t *m, metrics_hl7_fn *fn, void *ctx)
+{
+    m->hl7 = fn;
+    m->hl7_ctx = ctx;
 }
 
 static enum MHD_Result reply(struct MHD_Connection *c, unsigned code, const char *text)
@@ -149,28 +264,92 @@ static enum MHD_Result reply(struct MHD_Connection *c, unsigned code, const char
     return ok;
 }
 
+static void on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
+                          enum MHD_ConnectionNotificationCode toe)
+{
+    metrics_t *m = cls;
+    if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+        *socket_context = NULL;
+        for (size_t i = 0; i < HTTP_MAX_CONNECTIONS; i++) {
+            if (m->conns[i].c == NULL) {
+                m->conns[i] = (struct conn){.c = c, .active_ms = m->now_ms};
+                *socket_context = &m->conns[i];
+                m->open++;
+                break;
+            }
+        }
+        return;
+    }
+    struct conn *k = *socket_context;
+    if (toe == MHD_CONNECTION_NOTIFY_CLOSED && k != NULL) {
+        if (k->shed)
+            m->shed--;
+        m->open--;
+        *k = (struct conn){0};
+        *socket_context = NULL;
+    }
+}
+
+/* Under pressure, the connections idle longest go first. A shutdown, not a close: the
+ * descriptor stays MHD's, which reads the end of the stream at its next run and closes the
+ * connection as if the client had left (MHD offers no call to close one itself). */
+static void shed_idle(metrics_t *m)
+{
+    while (m->open - m->shed > HTTP_MAX_CONNECTIONS - HTTP_SPARE) {
+        struct conn *oldest = NULL;
+        for (size_t i = 0; i < HTTP_MAX_CONNECTIONS; i++) {
+            struct conn *k = &m->conns[i];
+            if (k->c != NULL && !k->shed && (oldest == NULL || k->active_ms < oldest->active_ms))
+                oldest = k;
+        }
+        if (oldest == NULL)
+            return;
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(oldest->c, MHD_CONNECTION_INFO_CONNECTION_FD);
+        if (ci != NULL)
+            (void)shutdown(ci->connect_fd, SHUT_RDWR);
+        oldest->shed = true;
+        m->shed++;
+    }
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
-                                  const char *method, const char *version,
-                                  const char *upload_data, size_t *upload_data_size,
-                                  void **con_cls)
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **con_cls)
 {
     metrics_t *m = cls;
     (void)version;
     (void)upload_data;
     (void)upload_data_size;
     (void)con_cls;
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    if (ci != NULL && ci->socket_context != NULL)
+        ((struct conn *)ci->socket_context)->active_ms = m->now_ms;
     if (strcmp(method, MHD_HTTP_METHOD_GET) != 0 && strcmp(method, MHD_HTTP_METHOD_HEAD) != 0)
-        return reply(c, MHD_HTTP_METHOD_NOT_ALLOWED, "only GET /metrics\n");
+        return reply(c, MHD_HTTP_METHOD_NOT_ALLOWED, "only GET /metrics and /healthz\n");
+    /* For load balancers and supervisors: an answer means the gateway's loop is running, as
+     * HTTP is served from it; a gateway that is starting, draining or stuck gives none. */
+    if (strcmp(url, "/healthz") == 0) {
+        /* The gateway still takes custody while the hospital is unreachable (the outbox
+         * holds the messages), so it stays "ok" for the load balancer; the text says so. */
+        metrics_hl7_t h = {0};
+        if (m->hl7)
+            m->hl7(m->hl7_ctx, &h);
+        return reply(c, MHD_HTTP_OK, m->hl7 && h.down ? "ok; hl7 destination down\n" : "ok\n");
+    }
     if (strcmp(url, "/metrics") != 0)
-        return reply(c, MHD_HTTP_NOT_FOUND, "not found: try /metrics\n");
+        return reply(c, MHD_HTTP_NOT_FOUND, "not found: try /metrics or /healthz\n");
     mw_gateway_stats_t st;
     mw_gateway_stats(m->gw, &st);
     size_t len = 0;
-    char *text = metrics_render(&st, &len);
+    metrics_hl7_t h = {0};
+    if (m->hl7)
+        m->hl7(m->hl7_ctx, &h);
+    char *text = metrics_render_with(&st, m->hl7 ? &h : NULL, &len);
     if (text == NULL)
         return reply(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory\n");
-    struct MHD_Response *r =
-        MHD_create_response_from_buffer(len, text, MHD_RESPMEM_MUST_FREE);
+    struct MHD_Response *r = MHD_create_response_from_buffer(len, text, MHD_RESPMEM_MUST_FREE);
     if (r == NULL) {
         free(text);
         return MHD_NO;
@@ -181,9 +360,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     return ok;
 }
 
-/* libmicrohttpd's own messages: the format comes from the library, not from a peer. */
-__attribute__((format(printf, 2, 0))) static void on_mhd_log(void *cls, const char *fmt,
-                                                            va_list ap)
+/* libmicrohttpd's own messages: the format comes from the library, not from a peer. At debug:
+ * what an operator must know (a port that cannot be bound) gets a sentence of ours instead. */
+__attribute__((format(printf, 2, 0))) static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 {
     char msg[256];
     (void)cls;
@@ -191,7 +370,35 @@ __attribute__((format(printf, 2, 0))) static void on_mhd_log(void *cls, const ch
     size_t n = strlen(msg);
     while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == '\r'))
         msg[--n] = '\0';
-    gwlog(GWLOG_WARN, "metrics_http", "s:reason", msg, GWLOG_END);
+    gwlog(GWLOG_DEBUG, "metrics_http", "s:reason", msg, GWLOG_END);
+}
+
+/* Binds and listens here rather than in libmicrohttpd, which says only "Failed to bind to
+ * port 0": errno says what happened, and the sentence what to do. -1 with @p why filled. */
+static int listen_tcp(const char *hostport, const mw_addr_t *a, char *why, size_t why_size)
+{
+    const struct sockaddr *sa = (const struct sockaddr *)a->data;
+    int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd >= 0) {
+        int one = 1; /* a restart must not wait for the last run's TIME_WAIT connections */
+        (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+        if (bind(fd, sa, (socklen_t)a->len) == 0 && listen(fd, HTTP_BACKLOG) == 0)
+            return fd;
+    }
+    int err = errno;
+    const char *todo = err == EADDRINUSE
+                           ? " (another program holds this TCP port: stop it, or choose another "
+                             "port)"
+                       : err == EADDRNOTAVAIL
+                           ? ": not an address of this machine (give one of its own, or 0.0.0.0 "
+                             "for all)"
+                       : err == EACCES ? " (ports below 1024 need privileges: choose one from "
+                                         "1024 up)"
+                                       : "";
+    snprintf(why, why_size, "cannot serve metrics on '%s': %s%s", hostport, strerror(err), todo);
+    if (fd >= 0)
+        close(fd);
+    return -1;
 }
 
 metrics_t *metrics_start(const char *hostport, mw_gateway_t *gw, char *why, size_t why_size)
@@ -207,20 +414,25 @@ metrics_t *metrics_start(const char *hostport, mw_gateway_t *gw, char *why, size
         return NULL;
     }
     m->gw = gw;
+    m->listen_fd = listen_tcp(hostport, &a, why, why_size);
+    if (m->listen_fd < 0) {
+        free(m);
+        return NULL;
+    }
     const struct sockaddr *sa = (const struct sockaddr *)a.data;
     unsigned flags = MHD_USE_EPOLL | MHD_USE_ERROR_LOG;
     if (sa->sa_family == AF_INET6)
         flags |= MHD_USE_IPv6;
-    /* Bounded: a few scrapers at once, and one that stalls is dropped. */
-    m->d = MHD_start_daemon(flags, 0, NULL, NULL, on_request, m, MHD_OPTION_EXTERNAL_LOGGER,
-                            on_mhd_log, NULL, MHD_OPTION_SOCK_ADDR, sa,
-                            MHD_OPTION_CONNECTION_LIMIT, (unsigned)8,
-                            MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)10,
-                            MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)32768, MHD_OPTION_END);
+    m->d = MHD_start_daemon(
+        flags, 0, NULL, NULL, on_request, m, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
+        MHD_OPTION_LISTEN_SOCKET, m->listen_fd, MHD_OPTION_NOTIFY_CONNECTION, on_connection, m,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned)HTTP_MAX_CONNECTIONS, MHD_OPTION_CONNECTION_TIMEOUT,
+        (unsigned)HTTP_TIMEOUT_S, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+        (size_t)HTTP_CONNECTION_MEMORY, MHD_OPTION_END);
     if (m->d == NULL) {
-        snprintf(why, why_size,
-                 "cannot serve metrics on '%s' (is the address local and the port free?)",
+        snprintf(why, why_size, "cannot serve metrics on '%s': libmicrohttpd failed to start",
                  hostport);
+        close(m->listen_fd);
         free(m);
         return NULL;
     }
@@ -247,16 +459,24 @@ int metrics_timeout_ms(const metrics_t *m)
     return t > 0x7fffffff ? 0x7fffffff : (int)t;
 }
 
-void metrics_service(metrics_t *m)
+void metrics_service(metrics_t *m, uint64_t now_ms)
 {
-    if (m)
-        (void)MHD_run(m->d);
+    if (m == NULL)
+        return;
+    m->now_ms = now_ms;
+    (void)MHD_run(m->d);
+    shed_idle(m);
 }
 
 uint16_t metrics_port(const metrics_t *m)
 {
-    const union MHD_DaemonInfo *i = m ? MHD_get_daemon_info(m->d, MHD_DAEMON_INFO_BIND_PORT) : NULL;
-    return i ? i->port : 0;
+    mw_addr_t a;
+    memset(&a, 0, sizeof a);
+    socklen_t len = sizeof a.data;
+    if (m == NULL || getsockname(m->listen_fd, (struct sockaddr *)a.data, &len) != 0)
+        return 0;
+    a.len = (uint32_t)len;
+    return mw_addr_port(&a);
 }
 
 void metrics_stop(metrics_t **pm)
