@@ -2,6 +2,7 @@
 /* medwire-gateway -- the reference gateway: devices in over DTLS, one JSON line per delivered
  * message out. */
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <stdbool.h>
 #include <signal.h>
@@ -14,9 +15,13 @@
 
 #include "medwire/medwire.h"
 
+#include "cmdline.h"
 #include "control.h"
+#include "hl7.h"
 #include "log.h"
 #include "metrics.h"
+#include "mllp.h"
+#include "outbox.h"
 
 static const char USAGE[] =
     "usage: medwire-gateway --listen HOST:PORT --ca FILE --cert FILE --key FILE\n"
@@ -25,22 +30,31 @@ static const char USAGE[] =
     "                       [--comm-loss-s S] [--idle-timeout-s S] [--format json|fhir]\n"
     "                       [--metrics HOST:PORT] [--metrics-port-file FILE]\n"
     "                       [--log-level error|warn|info|debug] [--log-format text|json]\n"
+    "                       [--allow-shared-key-file] [admission limits, below]\n"
+    "                       [--hl7 mllp://HOST:PORT] [--outbox FILE] [--outbox-max N]\n"
     "\n"
     "Accepts medical devices over mutually authenticated DTLS 1.2 (CoAP, protobuf) and\n"
     "writes every delivered message as one JSON object per line.\n"
     "\n"
-    "  --listen HOST:PORT  UDP address to listen on (port 0: the system picks one)\n"
+    "  --listen HOST:PORT  UDP address to listen on: one of this machine's addresses, or\n"
+    "                      0.0.0.0 for all of them (port 0: the system picks one)\n"
     "  --ca FILE           PEM CA that device certificates must chain to\n"
     "  --cert FILE         this gateway's PEM certificate (role gateway)\n"
-    "  --key FILE          its PEM private key\n"
+    "  --key FILE          its PEM private key; refused if its group or others may read\n"
+    "                      or write it (chmod 600 FILE)\n"
+    "  --allow-shared-key-file  accept such a key file anyway (at start and at reload)\n"
     "  --out FILE          delivered messages, one JSON object per line with at least\n"
-    "                      \"device\", \"seq\" and \"type\" (default: standard output)\n"
+    "                      \"device\", \"seq\" and \"type\" (default: standard output); an\n"
+    "                      observation's exact reading is \"mantissa\" x 10^\"exponent\", as\n"
+    "                      the device sent it; \"value\" is the same as a floating-point\n"
+    "                      number, a convenience that may be inexact (97.5 is 975 and -1)\n"
     "  --audit FILE        security events, one JSON object per line with at least\n"
     "                      \"event\", \"peer\" and \"reason\" (default: standard error)\n"
     "  --store FILE        SQLite database (WAL) of accepted messages and each device's\n"
     "                      replay state (default: medwire-gateway.db in the working\n"
     "                      directory); a message is acknowledged only once it is\n"
-    "                      committed there and written to --out\n"
+    "                      committed there and written to --out. Locked while the gateway\n"
+    "                      runs: a second gateway given the same FILE does not start\n"
     "  --crl FILE          PEM CRL of the CA (medwire-pki revoke/crl), enforced on every\n"
     "                      handshake and resumption; SIGHUP reloads it, and closes the\n"
     "                      sessions of devices it revokes\n"
@@ -53,7 +67,10 @@ static const char USAGE[] =
     "                      {\"device\":\"dev-1\",\"command\":\"ack_alarm\",\"alarm_seq\":17}\n"
     "                      {\"device\":\"dev-1\",\"command\":\"rotate_keys\",\"ttl_s\":60}\n"
     "                      answered with {\"ok\":true,\"device\":...,\"id\":N}; the device's\n"
-    "                      result appears in --out as a \"command_result\" line\n"
+    "                      result appears in --out as a \"command_result\" line. A key given\n"
+    "                      twice is refused. At most 8 clients at once: one that sends no\n"
+    "                      complete line for 30 s is closed, and when all 8 places are\n"
+    "                      taken, a new client gets the place of the one idle longest\n"
     "  --max-peers N       sessions kept at once (default 4096)\n"
     "  --idle-timeout-s S  a session that has received nothing for S seconds is closed\n"
     "                      (close_notify) and its memory freed; the device reconnects\n"
@@ -62,6 +79,24 @@ static const char USAGE[] =
     "                      \"communication_loss\" line in --out (a technical alarm), and a\n"
     "                      \"communication_restored\" line when it is heard again (0: off,\n"
     "                      the default)\n"
+    "Admission (what one source host or one device identity may take; a host is an\n"
+    "IPv4 address or an IPv6 /64, so devices behind one NAT share its limits):\n"
+    "  --max-half-open N   handshakes in progress at once, all hosts (default 256)\n"
+    "  --max-half-open-per-host N  ... from one host (default 16); more are dropped\n"
+    "                      after the cookie exchange, so a flood from one host never\n"
+    "                      holds the slots devices elsewhere need\n"
+    "  --handshakes-per-host-per-s N  handshakes one host may start per second, burst\n"
+    "                      twice that (default 20)\n"
+    "  --handshakes-per-identity-per-min N  handshakes one device identity may complete\n"
+    "                      per minute, burst 10 or a sixth (default 60); more are closed at once,\n"
+    "                      however many addresses or ports it uses. One identity holds\n"
+    "                      one session: a newer one replaces the older\n"
+    "  --datagrams-per-peer-per-s N  datagrams one peer, and one identity across all\n"
+    "                      its addresses, may send per second, burst twice that\n"
+    "                      (default 200); the excess is dropped\n"
+    "  --audit-per-identity-per-min N  audit lines of one kind about one identity, or\n"
+    "                      of admission refusals about one host, per minute (default\n"
+    "                      20); the rest become one line with their count\n"
     "  --format json|fhir  json (the default): the lines above; fhir: one FHIR R4 resource\n"
     "                      per line (NDJSON) instead, an Observation for each delivered\n"
     "                      message in --out and an AuditEvent for each security event in\n"
@@ -73,8 +108,27 @@ static const char USAGE[] =
     "                      rate-limited datagrams, evictions reported by devices, store commit\n"
     "                      latency (histogram), datagrams and bytes, credential reloads.\n"
     "                      Served from the gateway's own loop (no thread); port 0: the\n"
-    "                      system picks one\n"
+    "                      system picks one. http://HOST:PORT/healthz answers 200 \"ok\"\n"
+    "                      while the gateway serves (for load balancers). At most 64\n"
+    "                      connections; beyond 60 the ones idle longest are closed, so\n"
+    "                      a scraper always gets in; 10 s of silence closes any\n"
+    "                      connection\n"
     "  --metrics-port-file FILE  once serving, write the bound TCP port to FILE\n"
+    "  --hl7 mllp://HOST:PORT  deliver readings and alarms to a hospital's HL7 listener\n"
+    "                      (IHE PCD-01 ORU^R01, HL7 v2.6) over MLLP instead of --out (the\n"
+    "                      two do not go together): a device is acknowledged once its\n"
+    "                      message is committed in the --outbox, and the outbox keeps it\n"
+    "                      until the listener answers AA or CA; connection failures and\n"
+    "                      timeouts (10 s) are retried with backoff from 0.5 s to 30 s,\n"
+    "                      AE or AR 5 times, then the message is parked (kept, not sent,\n"
+    "                      audited \"hl7_parked\"). docs/hospital-integration.md. (No TLS:\n"
+    "                      mllps:// is not supported; use a VPN or stunnel.)\n"
+    "  --outbox FILE       SQLite file of messages not yet acknowledged by --hl7 (default:\n"
+    "                      the --store FILE with \".outbox\" added); locked while the\n"
+    "                      gateway runs\n"
+    "  --outbox-max N      messages the outbox holds (default 100000); when full, nothing\n"
+    "                      more is acknowledged to devices (they keep their messages and\n"
+    "                      resend), audited \"hl7_outbox_full\"; a warning at 90%\n"
     "  --log-level L       error, warn, info (the default) or debug: the program's log on\n"
     "                      standard error, one line per event (start, stop, reload, errors;\n"
     "                      with --audit FILE also the security events: refusals at warn,\n"
@@ -82,6 +136,11 @@ static const char USAGE[] =
     "  --log-format F      text (the default: TIME LEVEL EVENT key=value ...) or json (one\n"
     "                      object per line with \"time\", \"level\", \"event\" and the fields)\n"
     "  -h, --help          this text;  --version  the version\n"
+    "Options take their value as --opt VALUE or --opt=VALUE.\n"
+    "\n"
+    "--out, --audit and --store (and SQLite's FILE-wal and FILE-shm beside the store) are\n"
+    "created owner-only (mode 0600) whatever the umask: they hold health data and the\n"
+    "audit trail. A file that exists already keeps its mode.\n"
     "\n"
     "With --out FILE, every delivered message appears in FILE exactly once, also when\n"
     "the gateway is killed and restarted: lines written after the last commit are\n"
@@ -97,7 +156,8 @@ static const char USAGE[] =
     "Runs until SIGINT or SIGTERM, then drains and exits 0: it stops reading datagrams,\n"
     "commits and acknowledges what it received, sends close_notify to every device\n"
     "(they reconnect, with backoff, to whoever listens next). Exit status 1: cannot start\n"
-    "(the message says why); 2: bad command line.\n";
+    "(the message says why, e.g. that another gateway uses the --store); 2: bad command\n"
+    "line.\n";
 
 /* --format fhir: FHIR R4 resources instead of medwire's own JSON lines. */
 static bool format_fhir;
@@ -117,13 +177,66 @@ struct outputs {
     FILE *out;
     FILE *audit;
     bool out_is_file; /* a regular file can be synced and rewound */
+    outbox_t *ob;     /* --hl7: messages go to the outbox instead of --out */
+    bool outbox_high; /* above 90% of --outbox-max: warned once until it drains */
 };
+
+static void on_audit(void *ctx, const mw_audit_event_t *ev);
+
+/* The program's own HL7 delivery events in the audit trail, about @p device at @p destination. */
+static void audit_hl7(struct outputs *o, const char *event, const char *device, const char *reason)
+{
+    mw_audit_event_t ev = {.event = event,
+                           .peer = o->ob ? outbox_destination(o->ob) : "",
+                           .device = device,
+                           .reason = reason};
+    on_audit(o, &ev);
+}
+
+static mw_err sink_hl7(struct outputs *o, const mw_message_t *m)
+{
+    if (!hl7_has_form(m))
+        return MW_OK; /* status, command results, link and gap records: not sent over HL7 */
+    char msg[HL7_MAX];
+    size_t n = 0;
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    mw_err e = hl7_encode(m, (uint64_t)now.tv_sec * 1000u + (uint64_t)now.tv_nsec / 1000000u, msg,
+                          sizeof msg, &n);
+    return e == MW_OK ? outbox_stage(o->ob, m->device_id, msg, n) : e;
+}
+
+static mw_err sink_commit_hl7(struct outputs *o, uint64_t *out_checkpoint)
+{
+    mw_err e = outbox_commit(o->ob, out_checkpoint);
+    outbox_stats_t st;
+    outbox_stats(o->ob, &st);
+    if (e == MW_EFULL) {
+        audit_hl7(o, "hl7_outbox_full", "",
+                  "the HL7 outbox is full: nothing was acknowledged, devices keep their "
+                  "messages and resend");
+        gwlog(GWLOG_ERROR, "hl7_outbox_full", "u:depth", (unsigned long long)st.depth, "u:max",
+              (unsigned long long)st.max_rows, "s:reason",
+              "the HL7 destination is not taking messages; devices are not acknowledged",
+              GWLOG_END);
+    } else if (!o->outbox_high && st.depth * 10 >= st.max_rows * 9) {
+        o->outbox_high = true;
+        gwlog(GWLOG_WARN, "hl7_outbox_high", "u:depth", (unsigned long long)st.depth, "u:max",
+              (unsigned long long)st.max_rows, "s:reason",
+              "the HL7 outbox is 90% full: at 100% devices are no longer acknowledged", GWLOG_END);
+    } else if (o->outbox_high && st.depth * 10 < st.max_rows * 8) {
+        o->outbox_high = false;
+    }
+    return e;
+}
 
 static mw_err sink(void *ctx, const mw_message_t *m)
 {
     struct outputs *o = ctx;
     char line[MW_FHIR_MAX];
     size_t n = 0;
+    if (o->ob)
+        return sink_hl7(o, m);
     if (format_fhir && (m->type == MW_MSG_COMMAND_RESULT || m->type == MW_MSG_UNKNOWN))
         return MW_OK; /* not clinical: no FHIR form (docs/fhir-mapping.md) */
     mw_err e = format_fhir ? mw_message_to_fhir(m, NULL, line, sizeof line, &n)
@@ -139,6 +252,8 @@ static mw_err sink(void *ctx, const mw_message_t *m)
 static mw_err sink_commit(void *ctx, uint64_t *out_checkpoint)
 {
     struct outputs *o = ctx;
+    if (o->ob)
+        return sink_commit_hl7(o, out_checkpoint);
     if (fflush(o->out) != 0)
         return MW_EIO;
     if (!o->out_is_file) {
@@ -157,6 +272,8 @@ static mw_err sink_commit(void *ctx, uint64_t *out_checkpoint)
 static mw_err sink_recover(void *ctx, uint64_t checkpoint)
 {
     struct outputs *o = ctx;
+    if (o->ob)
+        return outbox_recover(o->ob, checkpoint);
     if (!o->out_is_file)
         return MW_OK;
     if (fflush(o->out) != 0)
@@ -234,6 +351,22 @@ static void on_audit(void *ctx, const mw_audit_event_t *ev)
         log_audit(ev);
 }
 
+/* The program's own start and stop records: the address is where it listens, not a peer's,
+ * so the JSON line names it "listen" (the FHIR AuditEvent keeps it as the network address). */
+static void audit_program_event(struct outputs *o, const char *event, const char *listen,
+                                const char *reason)
+{
+    if (format_fhir) {
+        mw_audit_event_t ev = {.event = event, .peer = listen, .device = "", .reason = reason};
+        on_audit(o, &ev);
+        return;
+    }
+    /* Our own strings: an address and sentences without quotes or control characters. */
+    fprintf(o->audit, "{\"event\":\"%s\",\"listen\":\"%s\",\"reason\":\"%s\"}\n", event, listen,
+            reason);
+    fflush(o->audit);
+}
+
 static int usage_error(const char *what, const char *arg)
 {
     fprintf(stderr, "medwire-gateway: %s%s%s\nsee 'medwire-gateway --help'\n", what,
@@ -243,13 +376,100 @@ static int usage_error(const char *what, const char *arg)
 
 static FILE *open_out(const char *path, const char *what)
 {
-    FILE *f = fopen(path, "a");
+    /* Owner-only when created: delivered readings are health data, and the audit trail says
+     * who connected when; neither is for every local account, whatever the umask. An existing
+     * file keeps the mode its owner gave it. */
+    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+    FILE *f = fd >= 0 ? fdopen(fd, "a") : NULL;
     if (f == NULL) {
+        if (fd >= 0) {
+            int saved = errno;
+            close(fd);
+            errno = saved;
+        }
         char why[300];
         snprintf(why, sizeof why, "cannot open %s file '%s': %s", what, path, strerror(errno));
         gwlog(GWLOG_ERROR, "cannot_start", "s:reason", why, GWLOG_END);
     }
     return f;
+}
+
+/* A file made by an older version, or by hand, keeps its mode: say so when others can reach
+ * what it holds, with the fix. Devices and pipes are the operator's choice and pass. */
+static void warn_if_shared(const char *path, const char *option)
+{
+    struct stat st;
+    if (path == NULL || stat(path, &st) != 0 || !S_ISREG(st.st_mode) ||
+        (st.st_mode & (S_IRWXG | S_IRWXO)) == 0)
+        return;
+    char mode[8], why[300];
+    snprintf(mode, sizeof mode, "%04o", (unsigned)(st.st_mode & 07777));
+    snprintf(why, sizeof why, "other local users may read or write it: chmod 600 %s", path);
+    gwlog(GWLOG_WARN, "file_open_to_others", "s:option", option, "s:file", path, "s:mode", mode,
+          "s:reason", why, GWLOG_END);
+}
+
+/* An unsigned number from @p min to @p max, the whole of @p s. */
+static bool parse_num(const char *s, unsigned long min, unsigned long max, unsigned long *out)
+{
+    char *end = NULL;
+    errno = 0;
+    unsigned long v = strtoul(s, &end, 10);
+    if (errno || end == s || *end || s[0] == '-' || v < min || v > max)
+        return false;
+    *out = v;
+    return true;
+}
+
+/* The HL7 delivery as /metrics shows it. */
+struct hl7_view {
+    outbox_t *ob;
+    mllp_t *sender;
+};
+
+static void hl7_metrics(void *ctx, metrics_hl7_t *out)
+{
+    const struct hl7_view *v = ctx;
+    outbox_stats_t os;
+    outbox_stats(v->ob, &os);
+    mllp_stats_t ms;
+    mllp_stats(v->sender, &ms);
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    uint64_t now_ms = (uint64_t)now.tv_sec * 1000u + (uint64_t)now.tv_nsec / 1000000u;
+    *out = (metrics_hl7_t){.destination = outbox_destination(v->ob),
+                           .depth = os.depth,
+                           .parked_now = os.parked,
+                           .max_rows = os.max_rows,
+                           .oldest_age_ms =
+                               os.oldest_ms && now_ms > os.oldest_ms ? now_ms - os.oldest_ms : 0,
+                           .outbox_full = os.full,
+                           .sent = ms.sent,
+                           .acked = ms.acked,
+                           .retried = ms.retried,
+                           .parked = ms.parked,
+                           .down = ms.down};
+}
+
+/* Messages the sender gave up on, into the audit trail (from the loop's thread). */
+static void report_parked(struct outputs *o, mllp_t *sender)
+{
+    mllp_parked_t p[16];
+    size_t n = mllp_take_parked(sender, p, sizeof p / sizeof p[0]);
+    for (size_t i = 0; i < n; i++) {
+        char reason[160];
+        snprintf(reason, sizeof reason,
+                 "the HL7 destination refused outbox message %lld (%s) %u times: kept in the "
+                 "outbox, parked, not sent again",
+                 (long long)p[i].id, p[i].code, MLLP_MAX_REJECTS);
+        audit_hl7(o, "hl7_parked", p[i].device, reason);
+    }
+}
+
+/* The clock of the program's own deadlines (control and HTTP clients); never steps. */
+static uint64_t monotonic_ms(void)
+{
+    return mw_clock_monotonic_us(NULL) / 1000u;
 }
 
 static int write_port_file(const char *path, uint16_t port)
@@ -280,8 +500,18 @@ int main(int argc, char **argv)
     const char *format = "json";
     const char *metrics_addr = NULL, *metrics_port_file = NULL;
     const char *log_level = "info", *log_format = "text";
-    unsigned long max_peers = 0, comm_loss_s = 0;
-    long idle_timeout_s = -1; /* -1: the library's default */
+    const char *hl7_url = NULL, *outbox_path = NULL;
+    unsigned long outbox_max = OUTBOX_DEFAULT_MAX;
+    unsigned long max_peers = 0, comm_loss_s = 0, idle_timeout_s = 0;
+    unsigned long max_half_open = 0, half_open_per_host = 0, hs_per_host = 0, hs_per_identity = 0,
+                  datagrams_per_peer = 0, audit_per_identity = 0;
+    bool have_idle_timeout = false; /* without it, the library's default */
+    argv = cmdline_split(&argc, argv);
+    if (argv == NULL) {
+        fputs("medwire-gateway: out of memory\n", stderr);
+        return 1;
+    }
+    bool allow_shared_key_file = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
@@ -292,7 +522,13 @@ int main(int argc, char **argv)
             printf("medwire-gateway %s\n", MW_VERSION);
             return 0;
         }
+        if (strcmp(a, "--allow-shared-key-file") == 0) {
+            allow_shared_key_file = true;
+            continue;
+        }
         const char **slot = NULL;
+        unsigned long *num = NULL, min = 0, max = 0;
+        const char *range = NULL;
         if (strcmp(a, "--listen") == 0)
             slot = &listen;
         else if (strcmp(a, "--ca") == 0)
@@ -323,35 +559,79 @@ int main(int argc, char **argv)
             slot = &log_level;
         else if (strcmp(a, "--log-format") == 0)
             slot = &log_format;
-        else if (strcmp(a, "--max-peers") == 0) {
-            if (i + 1 >= argc)
-                return usage_error("--max-peers needs a value", NULL);
-            char *end = NULL;
-            errno = 0;
-            max_peers = strtoul(argv[++i], &end, 10);
-            if (errno || end == argv[i] || *end || max_peers == 0 || max_peers > 1000000)
-                return usage_error("--max-peers must be a number from 1 to 1000000", argv[i]);
-            continue;
+        else if (strcmp(a, "--hl7") == 0)
+            slot = &hl7_url;
+        else if (strcmp(a, "--outbox") == 0)
+            slot = &outbox_path;
+        else if (strcmp(a, "--outbox-max") == 0) {
+            num = &outbox_max;
+            min = 1;
+            max = 100000000;
+            range = "--outbox-max must be a number from 1 to 100000000";
+        } else if (strcmp(a, "--max-peers") == 0) {
+            num = &max_peers;
+            min = 1;
+            max = 1000000;
+            range = "--max-peers must be a number from 1 to 1000000";
         } else if (strcmp(a, "--idle-timeout-s") == 0) {
-            if (i + 1 >= argc)
-                return usage_error("--idle-timeout-s needs a value", NULL);
-            char *end = NULL;
-            errno = 0;
-            unsigned long v = strtoul(argv[++i], &end, 10);
-            if (errno || end == argv[i] || *end || argv[i][0] == '-' || v > 31536000)
-                return usage_error("--idle-timeout-s must be a number of seconds from 0 to "
-                                   "31536000 (a year)",
-                                   argv[i]);
-            idle_timeout_s = (long)v;
-            continue;
+            num = &idle_timeout_s;
+            max = 31536000;
+            range = "--idle-timeout-s must be a number of seconds from 0 to 31536000 (a year)";
+            have_idle_timeout = true;
+        } else if (strcmp(a, "--comm-loss-s") == 0) {
+            num = &comm_loss_s;
+            max = 31536000;
+            range = "--comm-loss-s must be a number of seconds from 0 (off) to 31536000 (a year)";
+        } else if (strcmp(a, "--max-half-open") == 0) {
+            num = &max_half_open;
+            min = 1;
+            max = 1000000;
+            range = "--max-half-open must be a number from 1 to 1000000";
+        } else if (strcmp(a, "--max-half-open-per-host") == 0) {
+            num = &half_open_per_host;
+            min = 1;
+            max = 1000000;
+            range = "--max-half-open-per-host must be a number from 1 to 1000000";
+        } else if (strcmp(a, "--handshakes-per-host-per-s") == 0) {
+            num = &hs_per_host;
+            min = 1;
+            max = 1000000;
+            range = "--handshakes-per-host-per-s must be a number from 1 to 1000000";
+        } else if (strcmp(a, "--handshakes-per-identity-per-min") == 0) {
+            num = &hs_per_identity;
+            min = 1;
+            max = 1000000;
+            range = "--handshakes-per-identity-per-min must be a number from 1 to 1000000";
+        } else if (strcmp(a, "--datagrams-per-peer-per-s") == 0) {
+            num = &datagrams_per_peer;
+            min = 1;
+            max = 1000000;
+            range = "--datagrams-per-peer-per-s must be a number from 1 to 1000000";
+        } else if (strcmp(a, "--audit-per-identity-per-min") == 0) {
+            num = &audit_per_identity;
+            min = 1;
+            max = 1000000;
+            range = "--audit-per-identity-per-min must be a number from 1 to 1000000";
         } else
             return usage_error("unknown option", a);
         if (i + 1 >= argc)
             return usage_error("option needs a value", a);
-        *slot = argv[++i];
+        const char *v = argv[++i];
+        if (slot)
+            *slot = v;
+        else if (!parse_num(v, min, max, num))
+            return usage_error(range, v);
     }
     if (!listen)
         return usage_error("--listen HOST:PORT is required", NULL);
+    if (!cmdline_hostport(listen))
+        return usage_error("--listen must be HOST:PORT, e.g. 0.0.0.0:5684 (port 0: the system "
+                           "picks one)",
+                           listen);
+    if (metrics_addr && !cmdline_hostport(metrics_addr))
+        return usage_error("--metrics must be HOST:PORT, e.g. 127.0.0.1:9464 (port 0: the system "
+                           "picks one)",
+                           metrics_addr);
     if (!ca || !cert || !key)
         return usage_error("--ca, --cert and --key are required", NULL);
     if (strcmp(format, "json") != 0 && strcmp(format, "fhir") != 0)
@@ -363,8 +643,17 @@ int main(int argc, char **argv)
         return usage_error("--log-format must be text or json", log_format);
     if (metrics_port_file && !metrics_addr)
         return usage_error("--metrics-port-file needs --metrics HOST:PORT", NULL);
+    char hl7_host[256], hl7_port[16];
+    if (hl7_url && !mllp_parse_url(hl7_url, hl7_host, sizeof hl7_host, hl7_port, sizeof hl7_port))
+        return usage_error("--hl7 must be mllp://HOST:PORT (mllps:// is not supported)", hl7_url);
+    if (hl7_url && out_path)
+        return usage_error("--hl7 and --out do not go together: the gateway keeps one "
+                           "checkpoint, of one output",
+                           NULL);
+    if ((outbox_path || outbox_max != OUTBOX_DEFAULT_MAX) && !hl7_url)
+        return usage_error("--outbox and --outbox-max need --hl7 mllp://HOST:PORT", NULL);
 
-    struct outputs o = {stdout, stderr, false};
+    struct outputs o = {stdout, stderr, false, NULL, false};
     if (out_path) {
         if ((o.out = open_out(out_path, "output")) == NULL)
             return 1;
@@ -373,6 +662,22 @@ int main(int argc, char **argv)
     }
     if (audit_path && (o.audit = open_out(audit_path, "audit")) == NULL)
         return 1;
+    warn_if_shared(out_path, "--out");
+    warn_if_shared(audit_path, "--audit");
+    char outbox_default[4096];
+    if (hl7_url) {
+        if (outbox_path == NULL) {
+            snprintf(outbox_default, sizeof outbox_default, "%s.outbox", store);
+            outbox_path = outbox_default;
+        }
+        char why[600];
+        o.ob = outbox_open(outbox_path, hl7_url, outbox_max, why, sizeof why);
+        if (o.ob == NULL) {
+            gwlog(GWLOG_ERROR, "cannot_start", "s:reason", why, GWLOG_END);
+            return 1;
+        }
+        warn_if_shared(outbox_path, "--outbox");
+    }
 
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
@@ -389,6 +694,7 @@ int main(int argc, char **argv)
     cfg.ca_file = ca;
     cfg.cert_file = cert;
     cfg.key_file = key;
+    cfg.allow_shared_key_file = allow_shared_key_file;
     cfg.sink = sink;
     cfg.sink_commit = sink_commit;
     cfg.sink_recover = sink_recover;
@@ -399,8 +705,15 @@ int main(int argc, char **argv)
     cfg.audit_ctx = &o;
     if (max_peers)
         cfg.max_peers = (uint32_t)max_peers;
+    /* 0 (not given) keeps the library's defaults. */
+    cfg.max_half_open = (uint32_t)max_half_open;
+    cfg.max_half_open_per_host = (uint32_t)half_open_per_host;
+    cfg.handshakes_per_host_per_s = (uint32_t)hs_per_host;
+    cfg.handshakes_per_identity_per_min = (uint32_t)hs_per_identity;
+    cfg.rate_limit_per_s = (uint32_t)datagrams_per_peer;
+    cfg.audit_per_identity_per_min = (uint32_t)audit_per_identity;
     cfg.comm_loss_ms = (uint64_t)comm_loss_s * 1000u;
-    if (idle_timeout_s >= 0)
+    if (have_idle_timeout)
         cfg.idle_timeout_ms = (uint64_t)idle_timeout_s * 1000u;
     mw_gateway_t *gw = NULL;
     mw_error_detail_t d;
@@ -408,8 +721,25 @@ int main(int argc, char **argv)
     if (e != MW_OK) {
         gwlog(GWLOG_ERROR, "cannot_start", "s:error", mw_strerror(e), "i:code",
               (long long)d.foreign, "s:reason", d.reason[0] ? d.reason : mw_strerror(e), GWLOG_END);
+        outbox_close(&o.ob);
         return 1;
     }
+    /* The rows up to the store's checkpoint are the gateway's to deliver; the sender starts
+     * with those. */
+    mllp_t *sender = NULL;
+    if (o.ob) {
+        outbox_release(o.ob);
+        char why[400];
+        sender = mllp_start(hl7_url, o.ob, 0, why, sizeof why);
+        if (sender == NULL) {
+            gwlog(GWLOG_ERROR, "cannot_start", "s:reason", why, GWLOG_END);
+            mw_gateway_destroy(&gw);
+            outbox_close(&o.ob);
+            return 1;
+        }
+    }
+    struct hl7_view hv = {o.ob, sender};
+    warn_if_shared(store, "--store");
     mw_addr_t local;
     char local_text[64] = "?";
     bool have_local = mw_gateway_local_addr(gw, &local) == MW_OK &&
@@ -425,6 +755,8 @@ int main(int argc, char **argv)
             return 1;
         }
         snprintf(metrics_text, sizeof metrics_text, "%u", (unsigned)metrics_port(metrics));
+        if (sender)
+            metrics_set_hl7(metrics, hl7_metrics, &hv);
         if (metrics_port_file && write_port_file(metrics_port_file, metrics_port(metrics)) != 0) {
             gwlog(GWLOG_ERROR, "cannot_start", "s:file", metrics_port_file, "s:reason",
                   "cannot write the metrics port file", "s:error", strerror(errno), GWLOG_END);
@@ -454,11 +786,7 @@ int main(int argc, char **argv)
         mw_gateway_destroy(&gw);
         return 1;
     }
-    mw_audit_event_t started = {.event = "gateway_started",
-                                .peer = local_text,
-                                .device = "",
-                                .reason = "listening for devices"};
-    on_audit(&o, &started);
+    audit_program_event(&o, "gateway_started", local_text, "listening for devices");
     gwlog(GWLOG_INFO, "gateway_started", "s:listen", local_text, "s:metrics_port",
           metrics ? metrics_text : NULL, "s:store", store, "s:crl", crl, "s:format", format,
           "s:reason", "listening for devices", GWLOG_END);
@@ -479,6 +807,9 @@ int main(int argc, char **argv)
         int mwait = metrics_timeout_ms(metrics);
         if (mwait >= 0 && mwait < wait)
             wait = mwait;
+        int cwait = control_timeout_ms(&ctl, monotonic_ms());
+        if (cwait >= 0 && cwait < wait)
+            wait = cwait;
         if (poll(fds, (nfds_t)n, wait) < 0 && errno != EINTR) {
             gwlog(GWLOG_ERROR, "stopped", "s:reason", "poll failed", "s:error", strerror(errno),
                   GWLOG_END);
@@ -494,8 +825,14 @@ int main(int argc, char **argv)
             rc = 1;
             break;
         }
-        control_service(&ctl, gw);
-        metrics_service(metrics);
+        if (o.ob) {
+            /* mw_gateway_poll has committed the store: what the outbox holds up to its
+             * checkpoint may go. */
+            outbox_release(o.ob);
+            report_parked(&o, sender);
+        }
+        control_service(&ctl, gw, monotonic_ms());
+        metrics_service(metrics, monotonic_ms());
         if (reload) {
             reload = 0;
             /* CA, certificate, key and CRL, all from the same files, all or nothing. */
@@ -523,10 +860,14 @@ int main(int argc, char **argv)
         stop ? "signal" : "error", (unsigned long long)st.messages_delivered,
         (unsigned long long)st.duplicates, (unsigned long long)st.handshakes_completed,
         (unsigned long long)st.handshakes_failed);
-    mw_audit_event_t stopped = {
-        .event = "gateway_stopped", .peer = local_text, .device = "", .reason = summary};
-    on_audit(&o, &stopped);
+    audit_program_event(&o, "gateway_stopped", local_text, summary);
     mw_gateway_destroy(&gw);
+    /* What the destination has not acknowledged stays in the outbox for the next start. */
+    if (o.ob) {
+        outbox_release(o.ob);
+        mllp_stop(&sender);
+        outbox_close(&o.ob);
+    }
     gwlog(rc == 0 ? GWLOG_INFO : GWLOG_ERROR, "gateway_stopped", "s:cause",
           stop ? "signal" : "error", "u:delivered", (unsigned long long)st.messages_delivered,
           "u:duplicates", (unsigned long long)st.duplicates, "u:handshakes_completed",

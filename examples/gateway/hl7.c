@@ -1,0 +1,306 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* hl7.c -- delivered messages as HL7 v2.6 ORU^R01 per IHE PCD-01 (Device Enterprise
+ * Communication), and the acknowledgement a receiver answers over MLLP. */
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "hl7.h"
+
+/* The profile PCD-01 messages declare in MSH-21 (IHE PCD TF-2, PCD-01). */
+#define PCD01_PROFILE "IHE_PCD_001^IHE PCD^1.3.6.1.4.1.19376.1.6.1.1.1^ISO"
+/* OBR-4: what the observations are the result of, as PCD-01's examples name it (SNOMED CT). */
+#define OBR_SERVICE "182777000^monitoring of patient^SNOMED-CT"
+/* MSH-3 and the namespace of OBX-18's device identifiers. */
+#define SENDER "MEDWIRE"
+
+/* The IEEE 11073-10101 reference ids of the codes the SDK names (message.h); any other code goes
+ * as its number alone, with the coding system MDC. */
+static const struct {
+    uint32_t code;
+    const char *refid;
+} MDC_NAMES[] = {
+    {MW_MDC_PULS_OXIM_SAT_O2, "MDC_PULS_OXIM_SAT_O2"},
+    {MW_MDC_PULS_OXIM_PULS_RATE, "MDC_PULS_OXIM_PULS_RATE"},
+    {MW_MDC_EVT_LO, "MDC_EVT_LO"},
+};
+
+typedef struct writer {
+    char *p;
+    size_t n, cap;
+    bool over;
+} writer;
+
+static void put_n(writer *w, const char *s, size_t n)
+{
+    if (w->over || n >= w->cap - w->n) {
+        w->over = true;
+        return;
+    }
+    memcpy(w->p + w->n, s, n);
+    w->n += n;
+    w->p[w->n] = '\0';
+}
+
+static void put(writer *w, const char *s)
+{
+    put_n(w, s, strlen(s));
+}
+
+/* Text from a device, as HL7 v2 escapes it (2.7.4): the five delimiters by name, and control
+ * characters (a carriage return would end the segment) as hexadecimal data. */
+static void put_text(writer *w, const char *s, size_t max)
+{
+    for (size_t i = 0; i < max && s[i]; i++) {
+        unsigned char c = (unsigned char)s[i];
+        switch (c) {
+        case '|':
+            put(w, "\\F\\");
+            break;
+        case '^':
+            put(w, "\\S\\");
+            break;
+        case '~':
+            put(w, "\\R\\");
+            break;
+        case '\\':
+            put(w, "\\E\\");
+            break;
+        case '&':
+            put(w, "\\T\\");
+            break;
+        default:
+            if (c < 0x20 || c == 0x7f) {
+                char hex[8];
+                snprintf(hex, sizeof hex, "\\X%02X\\", c);
+                put(w, hex);
+            } else {
+                put_n(w, (const char *)&c, 1);
+            }
+        }
+    }
+}
+
+/* HL7 DTM to the millisecond, in UTC: YYYYMMDDHHMMSS.SSS+0000. */
+static void put_time(writer *w, uint64_t unix_ms)
+{
+    time_t t = (time_t)(unix_ms / 1000u);
+    struct tm tm;
+    if (gmtime_r(&t, &tm) == NULL) {
+        w->over = true;
+        return;
+    }
+    char dtm[48];
+    snprintf(dtm, sizeof dtm, "%04d%02d%02d%02d%02d%02d.%03u+0000", tm.tm_year + 1900,
+             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+             (unsigned)(unix_ms % 1000u));
+    put(w, dtm);
+}
+
+/* mantissa x 10^exponent as an exact decimal (HL7 NM): no floating point on the way. */
+static void put_decimal(writer *w, int64_t mantissa, int32_t exponent)
+{
+    char digits[24];
+    uint64_t mag = mantissa < 0 ? (uint64_t)0 - (uint64_t)mantissa : (uint64_t)mantissa;
+    int nd = snprintf(digits, sizeof digits, "%" PRIu64, mag);
+    if (mantissa < 0)
+        put(w, "-");
+    if (mag == 0) {
+        put(w, "0");
+        return;
+    }
+    if (exponent >= 0) {
+        put(w, digits);
+        for (int32_t i = 0; i < exponent && !w->over; i++)
+            put(w, "0");
+        return;
+    }
+    int64_t point = (int64_t)nd + exponent; /* digits before the decimal point */
+    if (point > 0) {
+        put_n(w, digits, (size_t)point);
+        put(w, ".");
+        put(w, digits + point);
+    } else {
+        put(w, "0.");
+        for (int64_t i = 0; i < -point && !w->over; i++)
+            put(w, "0");
+        put(w, digits);
+    }
+}
+
+static void put_mdc(writer *w, uint32_t code)
+{
+    const char *refid = "";
+    for (size_t i = 0; i < sizeof MDC_NAMES / sizeof MDC_NAMES[0]; i++)
+        if (MDC_NAMES[i].code == code)
+            refid = MDC_NAMES[i].refid;
+    char t[96];
+    snprintf(t, sizeof t, "%" PRIu32 "^%s^MDC", code, refid);
+    put(w, t);
+}
+
+bool hl7_has_form(const mw_message_t *m)
+{
+    return m->type == MW_MSG_OBSERVATION || m->type == MW_MSG_ALARM;
+}
+
+void hl7_control_id(const mw_message_t *m, char *out, size_t out_size)
+{
+    writer w = {out, 0, out_size, false};
+    if (out_size == 0)
+        return;
+    out[0] = '\0';
+    put_text(&w, m->device_id, sizeof m->device_id);
+    char t[48];
+    snprintf(t, sizeof t, "-%" PRIx64 "-%" PRIu64, m->space, m->seq);
+    put(&w, t);
+    if (w.over)
+        out[0] = '\0';
+}
+
+/* When the reading was taken: the observation's own time, else the envelope's. */
+static uint64_t observed_ms(const mw_message_t *m)
+{
+    if (m->type == MW_MSG_OBSERVATION && m->u.observation.time_ms)
+        return m->u.observation.time_ms;
+    if (m->type == MW_MSG_ALARM && m->u.alarm.time_ms)
+        return m->u.alarm.time_ms;
+    return m->device_time_ms;
+}
+
+static void put_obx(writer *w, const mw_message_t *m, uint64_t when)
+{
+    /* OBX-4 is the reading's place in the device's containment tree, MDS.VMD.CHAN.METRIC:
+     * a medwire message carries one metric of one channel. */
+    if (m->type == MW_MSG_OBSERVATION) {
+        const mw_observation_t *o = &m->u.observation;
+        /* A reading the device itself calls invalid or unavailable has no value: OBX-11 X,
+         * "results cannot be obtained" (HL7 table 0085). */
+        bool none = o->status == MW_MEAS_INVALID || o->status == MW_MEAS_UNAVAILABLE;
+        put(w, "OBX|1|NM|");
+        put_mdc(w, o->mdc_code);
+        put(w, "|1.1.1.1|");
+        if (!none)
+            put_decimal(w, o->mantissa, o->exponent);
+        put(w, "|");
+        put_text(w, o->unit, sizeof o->unit);
+        put(w, "^");
+        put_text(w, o->unit, sizeof o->unit);
+        put(w, "^UCUM|||||");
+        put(w, none ? "X" : "R");
+    } else {
+        /* Alarms go as ORU^R01 with the alarm's text (ST), not yet as PCD-04's ORU^R40. */
+        const mw_alarm_t *a = &m->u.alarm;
+        put(w, "OBX|1|ST|");
+        put_mdc(w, a->mdc_code);
+        put(w, "|1.1.1.1|");
+        put_text(w, a->text, sizeof a->text);
+        put(w, "||||||R");
+    }
+    put(w, "|||");
+    put_time(w, when);
+    put(w, "||||");
+    put_text(w, m->device_id, sizeof m->device_id);
+    put(w, "^" SENDER "\r");
+}
+
+mw_err hl7_encode(const mw_message_t *m, uint64_t now_ms, char *out, size_t out_size,
+                  size_t *out_len)
+{
+    if (m == NULL || out == NULL || out_size == 0 || out_len == NULL)
+        return MW_EINVAL;
+    *out_len = 0;
+    out[0] = '\0';
+    if (!hl7_has_form(m) || memchr(m->device_id, '\0', sizeof m->device_id) == NULL)
+        return MW_EINVAL;
+    char ctrl[HL7_CONTROL_ID_MAX];
+    hl7_control_id(m, ctrl, sizeof ctrl);
+    if (ctrl[0] == '\0')
+        return MW_EINVAL;
+    uint64_t when = observed_ms(m);
+    writer w = {out, 0, out_size, false};
+    /* MSH-15 AL, MSH-16 NE: the receiver commits each message (an accept acknowledgement),
+     * as PCD-01 asks. */
+    put(&w, "MSH|^~\\&|" SENDER "||||");
+    put_time(&w, now_ms);
+    put(&w, "||ORU^R01^ORU_R01|");
+    put(&w, ctrl);
+    put(&w, "|P|2.6|||AL|NE|||||" PCD01_PROFILE "\r");
+    /* The gateway does not know the patient: PID-3 and PID-5 stay empty, and the receiver binds
+     * the readings to a patient through the device (OBX-18). PV1-2 U: patient class unknown. */
+    put(&w, "PID|||\r");
+    put(&w, "PV1||U\r");
+    put(&w, "OBR|1||");
+    put(&w, ctrl);
+    put(&w, "^" SENDER "|" OBR_SERVICE "|||");
+    put_time(&w, when);
+    put(&w, "\r");
+    put_obx(&w, m, when);
+    if (w.over) {
+        out[0] = '\0';
+        return MW_ENOSPC;
+    }
+    *out_len = w.n;
+    return MW_OK;
+}
+
+bool hl7_ack_accepts(const char *code)
+{
+    return strcmp(code, "AA") == 0 || strcmp(code, "CA") == 0;
+}
+
+/* Field @p idx (0: the segment name) of the segment [s, end) split at @p sep. */
+static bool field(const char *s, const char *end, char sep, int idx, const char **fs,
+                  const char **fe)
+{
+    const char *p = s;
+    for (int i = 0; i < idx; i++) {
+        const char *q = memchr(p, sep, (size_t)(end - p));
+        if (q == NULL)
+            return false;
+        p = q + 1;
+    }
+    const char *q = memchr(p, sep, (size_t)(end - p));
+    *fs = p;
+    *fe = q ? q : end;
+    return true;
+}
+
+bool hl7_parse_ack(const char *msg, size_t len, hl7_ack_t *out)
+{
+    memset(out, 0, sizeof *out);
+    /* The field separator is whatever follows "MSH" in the answer. */
+    if (len < 8 || memcmp(msg, "MSH", 3) != 0)
+        return false;
+    char sep = msg[3];
+    const char *end = msg + len;
+    const char *seg = msg;
+    while (seg < end) {
+        const char *cr = memchr(seg, '\r', (size_t)(end - seg));
+        const char *segend = cr ? cr : end;
+        /* Some senders end segments with CR LF; a leading LF is not part of the name. */
+        while (seg < segend && *seg == '\n')
+            seg++;
+        if (segend - seg >= 4 && memcmp(seg, "MSA", 3) == 0 && seg[3] == sep) {
+            const char *fs, *fe;
+            if (!field(seg, segend, sep, 1, &fs, &fe) || fe - fs != 2)
+                return false;
+            memcpy(out->code, fs, 2);
+            static const char *const codes[] = {"AA", "AE", "AR", "CA", "CE", "CR"};
+            bool known = false;
+            for (size_t i = 0; i < sizeof codes / sizeof codes[0]; i++)
+                known = known || strcmp(out->code, codes[i]) == 0;
+            if (!known)
+                return false;
+            if (field(seg, segend, sep, 2, &fs, &fe)) {
+                if ((size_t)(fe - fs) >= sizeof out->control_id)
+                    return false;
+                memcpy(out->control_id, fs, (size_t)(fe - fs));
+            }
+            return true;
+        }
+        seg = segend + 1;
+    }
+    return false;
+}

@@ -1,0 +1,52 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* hl7.h -- delivered messages as HL7 v2.6 ORU^R01 per IHE PCD-01, and the MLLP acknowledgement
+ * the receiver answers (docs/hospital-integration.md has the mapping field by field). */
+#ifndef MW_EXAMPLE_HL7_H
+#define MW_EXAMPLE_HL7_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "medwire/medwire.h"
+
+/** Enough for any message hl7_encode writes (one OBX; strings are bounded in message.h). */
+#define HL7_MAX 2048
+/** Longest message control id (MSH-10) hl7_control_id writes, with its NUL. */
+#define HL7_CONTROL_ID_MAX 128
+
+/** Whether @p m has an HL7 form: observations and alarms do; the rest (status, command results,
+ *  communication loss, gaps) are not sent over HL7. */
+bool hl7_has_form(const mw_message_t *m);
+
+/**
+ * MSH-10 for @p m: the device id, its sequence space and the sequence number, so that a message
+ * sent again carries the same id and two messages never share one. Escaped as MSH-10 is sent.
+ */
+void hl7_control_id(const mw_message_t *m, char *out, size_t out_size);
+
+/**
+ * Writes @p m as one ORU^R01 (segments end with a carriage return, no MLLP framing);
+ * @p now_ms (Unix ms) is MSH-7. Returns MW_OK, MW_EINVAL (no HL7 form: see hl7_has_form) or
+ * MW_ENOSPC (@p out_size too small; HL7_MAX always suffices).
+ */
+mw_err hl7_encode(const mw_message_t *m, uint64_t now_ms, char *out, size_t out_size,
+                  size_t *out_len);
+
+/** What an acknowledgement says. */
+typedef struct hl7_ack {
+    char code[3];                        /**< MSA-1: AA, AE, AR, CA, CE or CR */
+    char control_id[HL7_CONTROL_ID_MAX]; /**< MSA-2: the acknowledged message's MSH-10 */
+} hl7_ack_t;
+
+/**
+ * Reads the MSA segment of the acknowledgement @p msg (@p len bytes, MLLP framing removed).
+ * Returns false when it is not an acknowledgement: no MSH, no MSA, an MSA-1 that is none of the
+ * six codes, or an MSA-2 longer than HL7_CONTROL_ID_MAX - 1.
+ */
+bool hl7_parse_ack(const char *msg, size_t len, hl7_ack_t *out);
+
+/** Whether @p code ends custody: AA (application accept) or CA (commit accept). */
+bool hl7_ack_accepts(const char *code);
+
+#endif

@@ -1,0 +1,394 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* outbox.c -- the delivery outbox: encoded messages held durably in a SQLite file of their own
+ * until the hospital acknowledges them. The gateway's loop writes it (one connection), the
+ * sender reads and deletes (another connection, its own thread). */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <sqlite3.h>
+
+#include "outbox.h"
+
+struct staged {
+    char device[MW_ID_MAX + 1];
+    char *payload;
+    size_t len;
+};
+
+struct outbox {
+    int lock_fd; /* held open: flock, and SQLite's POSIX locks live as long as it does */
+    char destination[300];
+    uint64_t max_rows;
+    /* The gateway's loop. */
+    sqlite3 *db;
+    sqlite3_stmt *insert, *oldest;
+    struct staged *staged;
+    size_t nstaged, cap;
+    uint64_t committed; /* the last checkpoint outbox_commit returned or recover was given */
+    /* The sender's. */
+    sqlite3 *sdb;
+    sqlite3_stmt *next, *del, *retry, *park;
+    /* Shared. */
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool woken;
+    _Atomic uint64_t released; /* rows up to this id may be sent */
+    _Atomic uint64_t depth, parked, full;
+};
+
+static const char SCHEMA[] =
+    "PRAGMA journal_mode=WAL;"
+    "CREATE TABLE IF NOT EXISTS outbox("
+    " id INTEGER PRIMARY KEY AUTOINCREMENT," /* never reused: checkpoints only grow */
+    " destination TEXT NOT NULL,"
+    " device TEXT NOT NULL,"
+    " payload BLOB NOT NULL,"
+    " attempts INTEGER NOT NULL DEFAULT 0,"
+    " next_try_ms INTEGER NOT NULL DEFAULT 0,"
+    " parked INTEGER NOT NULL DEFAULT 0,"
+    " created_ms INTEGER NOT NULL);";
+
+static uint64_t wall_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_REALTIME, &t);
+    return (uint64_t)t.tv_sec * 1000u + (uint64_t)t.tv_nsec / 1000000u;
+}
+
+static sqlite3 *open_db(const char *path, char *why, size_t why_size)
+{
+    sqlite3 *db = NULL;
+    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) != SQLITE_OK) {
+        snprintf(why, why_size, "cannot open the outbox '%s': %s", path,
+                 db ? sqlite3_errmsg(db) : "out of memory");
+        sqlite3_close(db);
+        return NULL;
+    }
+    /* FULL: a commit is on disk before the gateway acknowledges what it holds. */
+    char *err = NULL;
+    if (sqlite3_busy_timeout(db, 10000) != SQLITE_OK ||
+        sqlite3_exec(db, "PRAGMA synchronous=FULL;", NULL, NULL, &err) != SQLITE_OK) {
+        snprintf(why, why_size, "outbox '%s': %s", path, err ? err : sqlite3_errmsg(db));
+        sqlite3_free(err);
+        sqlite3_close(db);
+        return NULL;
+    }
+    return db;
+}
+
+static bool prepare(sqlite3 *db, const char *sql, sqlite3_stmt **st, char *why, size_t why_size)
+{
+    if (sqlite3_prepare_v2(db, sql, -1, st, NULL) == SQLITE_OK)
+        return true;
+    snprintf(why, why_size, "outbox: %s", sqlite3_errmsg(db));
+    return false;
+}
+
+static uint64_t count(sqlite3 *db, const char *sql)
+{
+    sqlite3_stmt *st = NULL;
+    uint64_t n = 0;
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
+        n = (uint64_t)sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return n;
+}
+
+outbox_t *outbox_open(const char *path, const char *destination, uint64_t max_rows, char *why,
+                      size_t why_size)
+{
+    outbox_t *ob = calloc(1, sizeof *ob);
+    if (ob == NULL) {
+        snprintf(why, why_size, "out of memory");
+        return NULL;
+    }
+    snprintf(ob->destination, sizeof ob->destination, "%s", destination);
+    ob->max_rows = max_rows;
+    pthread_mutex_init(&ob->mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&ob->cv, &ca);
+    pthread_condattr_destroy(&ca);
+    /* Created owner-only whatever the umask (it holds health data); SQLite gives its -wal and
+     * -shm files the same mode. */
+    ob->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (ob->lock_fd < 0) {
+        snprintf(why, why_size, "cannot open the outbox '%s': %s", path, strerror(errno));
+        goto fail;
+    }
+    if (flock(ob->lock_fd, LOCK_EX | LOCK_NB) != 0) {
+        snprintf(why, why_size, "the outbox '%s' is in use by another gateway", path);
+        goto fail;
+    }
+    char *err = NULL;
+    if ((ob->db = open_db(path, why, why_size)) == NULL)
+        goto fail;
+    if (sqlite3_exec(ob->db, SCHEMA, NULL, NULL, &err) != SQLITE_OK) {
+        snprintf(why, why_size, "outbox '%s': %s", path, err ? err : "cannot create the table");
+        sqlite3_free(err);
+        goto fail;
+    }
+    /* The sender's deletes need not wait for the disk: one lost in a crash sends its message
+     * again, with the same control id, which the receiver recognises. */
+    if ((ob->sdb = open_db(path, why, why_size)) == NULL ||
+        sqlite3_exec(ob->sdb, "PRAGMA synchronous=NORMAL;", NULL, NULL, NULL) != SQLITE_OK)
+        goto fail;
+    if (!prepare(ob->db,
+                 "INSERT INTO outbox(destination, device, payload, created_ms) VALUES(?,?,?,?)",
+                 &ob->insert, why, why_size) ||
+        !prepare(ob->db, "SELECT created_ms FROM outbox WHERE parked = 0 ORDER BY id LIMIT 1",
+                 &ob->oldest, why, why_size) ||
+        !prepare(ob->sdb,
+                 "SELECT id, device, payload, attempts FROM outbox WHERE parked = 0 AND id <= ?"
+                 " ORDER BY id LIMIT 1",
+                 &ob->next, why, why_size) ||
+        !prepare(ob->sdb, "DELETE FROM outbox WHERE id = ?", &ob->del, why, why_size) ||
+        !prepare(ob->sdb, "UPDATE outbox SET attempts = ?, next_try_ms = ? WHERE id = ?",
+                 &ob->retry, why, why_size) ||
+        !prepare(ob->sdb, "UPDATE outbox SET parked = 1 WHERE id = ?", &ob->park, why, why_size))
+        goto fail;
+    atomic_store(&ob->depth, count(ob->db, "SELECT count(*) FROM outbox"));
+    atomic_store(&ob->parked, count(ob->db, "SELECT count(*) FROM outbox WHERE parked = 1"));
+    ob->committed = count(ob->db, "SELECT coalesce(max(id), 0) FROM outbox");
+    return ob;
+fail:
+    outbox_close(&ob);
+    return NULL;
+}
+
+static void drop_staged(outbox_t *ob)
+{
+    for (size_t i = 0; i < ob->nstaged; i++)
+        free(ob->staged[i].payload);
+    ob->nstaged = 0;
+}
+
+void outbox_close(outbox_t **pob)
+{
+    outbox_t *ob = *pob;
+    if (ob == NULL)
+        return;
+    drop_staged(ob);
+    free(ob->staged);
+    sqlite3_stmt *sts[] = {ob->insert, ob->oldest, ob->next, ob->del, ob->retry, ob->park};
+    for (size_t i = 0; i < sizeof sts / sizeof sts[0]; i++)
+        sqlite3_finalize(sts[i]);
+    sqlite3_close(ob->sdb);
+    sqlite3_close(ob->db);
+    if (ob->lock_fd >= 0)
+        close(ob->lock_fd);
+    pthread_cond_destroy(&ob->cv);
+    pthread_mutex_destroy(&ob->mu);
+    free(ob);
+    *pob = NULL;
+}
+
+mw_err outbox_stage(outbox_t *ob, const char *device, const char *payload, size_t len)
+{
+    if (ob->nstaged == ob->cap) {
+        size_t cap = ob->cap ? ob->cap * 2 : 64;
+        struct staged *s = realloc(ob->staged, cap * sizeof *s);
+        if (s == NULL)
+            return MW_ENOMEM;
+        ob->staged = s;
+        ob->cap = cap;
+    }
+    struct staged *s = &ob->staged[ob->nstaged];
+    s->payload = malloc(len ? len : 1);
+    if (s->payload == NULL)
+        return MW_ENOMEM;
+    memcpy(s->payload, payload, len);
+    s->len = len;
+    snprintf(s->device, sizeof s->device, "%s", device);
+    ob->nstaged++;
+    return MW_OK;
+}
+
+mw_err outbox_commit(outbox_t *ob, uint64_t *out_checkpoint)
+{
+    if (ob->nstaged == 0) {
+        *out_checkpoint = ob->committed;
+        return MW_OK;
+    }
+    if (atomic_load(&ob->depth) + ob->nstaged > ob->max_rows) {
+        atomic_fetch_add(&ob->full, 1);
+        drop_staged(ob);
+        return MW_EFULL;
+    }
+    if (sqlite3_exec(ob->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
+        drop_staged(ob);
+        return MW_EIO;
+    }
+    uint64_t now = wall_ms();
+    bool ok = true;
+    for (size_t i = 0; i < ob->nstaged && ok; i++) {
+        sqlite3_stmt *st = ob->insert;
+        sqlite3_bind_text(st, 1, ob->destination, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, ob->staged[i].device, -1, SQLITE_STATIC);
+        sqlite3_bind_blob(st, 3, ob->staged[i].payload, (int)ob->staged[i].len, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 4, (sqlite3_int64)now);
+        ok = sqlite3_step(st) == SQLITE_DONE;
+        sqlite3_reset(st);
+        sqlite3_clear_bindings(st);
+    }
+    uint64_t last = (uint64_t)sqlite3_last_insert_rowid(ob->db);
+    if (ok)
+        ok = sqlite3_exec(ob->db, "COMMIT", NULL, NULL, NULL) == SQLITE_OK;
+    if (!ok) {
+        sqlite3_exec(ob->db, "ROLLBACK", NULL, NULL, NULL);
+        drop_staged(ob);
+        return MW_EIO;
+    }
+    atomic_fetch_add(&ob->depth, ob->nstaged);
+    drop_staged(ob);
+    ob->committed = last;
+    *out_checkpoint = last;
+    return MW_OK;
+}
+
+mw_err outbox_recover(outbox_t *ob, uint64_t checkpoint)
+{
+    drop_staged(ob);
+    /* 0 is a store that has recorded no checkpoint (a new one): the rows it finds were
+     * acknowledged under an earlier store, and are kept. */
+    if (checkpoint == 0)
+        return MW_OK;
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(ob->db, "DELETE FROM outbox WHERE id > ?", -1, &st, NULL) != SQLITE_OK)
+        return MW_EIO;
+    sqlite3_bind_int64(st, 1, (sqlite3_int64)checkpoint);
+    bool ok = sqlite3_step(st) == SQLITE_DONE;
+    sqlite3_finalize(st);
+    if (!ok)
+        return MW_EIO;
+    atomic_store(&ob->depth, count(ob->db, "SELECT count(*) FROM outbox"));
+    if (ob->committed > checkpoint)
+        ob->committed = checkpoint;
+    return MW_OK;
+}
+
+void outbox_release(outbox_t *ob)
+{
+    if (atomic_load(&ob->released) == ob->committed)
+        return;
+    atomic_store(&ob->released, ob->committed);
+    pthread_mutex_lock(&ob->mu);
+    pthread_cond_signal(&ob->cv);
+    pthread_mutex_unlock(&ob->mu);
+}
+
+void outbox_wake(outbox_t *ob)
+{
+    pthread_mutex_lock(&ob->mu);
+    ob->woken = true;
+    pthread_cond_broadcast(&ob->cv);
+    pthread_mutex_unlock(&ob->mu);
+}
+
+static bool read_next(outbox_t *ob, outbox_row_t *out)
+{
+    sqlite3_stmt *st = ob->next;
+    sqlite3_bind_int64(st, 1, (sqlite3_int64)atomic_load(&ob->released));
+    bool found = false;
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        const void *blob = sqlite3_column_blob(st, 2);
+        int n = sqlite3_column_bytes(st, 2);
+        const unsigned char *dev = sqlite3_column_text(st, 1);
+        out->payload = malloc(n > 0 ? (size_t)n : 1);
+        if (out->payload) {
+            out->id = sqlite3_column_int64(st, 0);
+            snprintf(out->device, sizeof out->device, "%s", dev ? (const char *)dev : "");
+            if (n > 0)
+                memcpy(out->payload, blob, (size_t)n);
+            out->len = n > 0 ? (size_t)n : 0;
+            out->attempts = (unsigned)sqlite3_column_int(st, 3);
+            found = true;
+        }
+    }
+    sqlite3_reset(st);
+    return found;
+}
+
+bool outbox_next(outbox_t *ob, int wait_ms, outbox_row_t *out)
+{
+    memset(out, 0, sizeof *out);
+    if (read_next(ob, out))
+        return true;
+    struct timespec until;
+    clock_gettime(CLOCK_MONOTONIC, &until);
+    until.tv_sec += wait_ms / 1000;
+    until.tv_nsec += (long)(wait_ms % 1000) * 1000000L;
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&ob->mu);
+    if (!ob->woken)
+        pthread_cond_timedwait(&ob->cv, &ob->mu, &until);
+    ob->woken = false;
+    pthread_mutex_unlock(&ob->mu);
+    return read_next(ob, out);
+}
+
+void outbox_row_free(outbox_row_t *row)
+{
+    free(row->payload);
+    row->payload = NULL;
+}
+
+static mw_err run_id(sqlite3_stmt *st, int idx, int64_t id)
+{
+    sqlite3_bind_int64(st, idx, id);
+    bool ok = sqlite3_step(st) == SQLITE_DONE;
+    sqlite3_reset(st);
+    return ok ? MW_OK : MW_EIO;
+}
+
+mw_err outbox_delivered(outbox_t *ob, int64_t id)
+{
+    mw_err e = run_id(ob->del, 1, id);
+    if (e == MW_OK && sqlite3_changes(ob->sdb) > 0)
+        atomic_fetch_sub(&ob->depth, 1);
+    return e;
+}
+
+mw_err outbox_retry(outbox_t *ob, int64_t id, unsigned attempts, uint64_t next_try_ms)
+{
+    sqlite3_bind_int(ob->retry, 1, (int)attempts);
+    sqlite3_bind_int64(ob->retry, 2, (sqlite3_int64)next_try_ms);
+    return run_id(ob->retry, 3, id);
+}
+
+mw_err outbox_park(outbox_t *ob, int64_t id)
+{
+    mw_err e = run_id(ob->park, 1, id);
+    if (e == MW_OK)
+        atomic_fetch_add(&ob->parked, 1);
+    return e;
+}
+
+void outbox_stats(outbox_t *ob, outbox_stats_t *out)
+{
+    memset(out, 0, sizeof *out);
+    out->depth = atomic_load(&ob->depth);
+    out->parked = atomic_load(&ob->parked);
+    out->max_rows = ob->max_rows;
+    out->full = atomic_load(&ob->full);
+    if (sqlite3_step(ob->oldest) == SQLITE_ROW)
+        out->oldest_ms = (uint64_t)sqlite3_column_int64(ob->oldest, 0);
+    sqlite3_reset(ob->oldest);
+}
+
+const char *outbox_destination(const outbox_t *ob)
+{
+    return ob->destination;
+}

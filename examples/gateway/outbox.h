@@ -1,0 +1,79 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* outbox.h -- the delivery outbox: encoded messages held durably in a SQLite file of their own
+ * until the hospital acknowledges them, written by the gateway's loop and read by a sender. */
+#ifndef MW_EXAMPLE_OUTBOX_H
+#define MW_EXAMPLE_OUTBOX_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "medwire/medwire.h"
+
+typedef struct outbox outbox_t;
+
+/** Default bound of rows held (--outbox-max). */
+#define OUTBOX_DEFAULT_MAX 100000u
+
+/**
+ * Opens (or creates, mode 0600) the outbox at @p path for @p destination, holding at most
+ * @p max_rows rows. The file is locked until outbox_close: a second gateway given the same file
+ * does not start. Returns NULL and fills @p why on failure.
+ */
+outbox_t *outbox_open(const char *path, const char *destination, uint64_t max_rows, char *why,
+                      size_t why_size);
+void outbox_close(outbox_t **ob);
+
+/* The gateway's loop (one thread): staging is the sink, commit and recover are sink_commit
+ * and sink_recover. */
+
+/** Keeps @p payload (@p len bytes) for @p device in memory until outbox_commit. */
+mw_err outbox_stage(outbox_t *ob, const char *device, const char *payload, size_t len);
+/**
+ * Writes every staged payload in one durable transaction and returns the id of the last row,
+ * the checkpoint. MW_EFULL (nothing written, the staged payloads dropped) when they would take
+ * the outbox past its bound.
+ */
+mw_err outbox_commit(outbox_t *ob, uint64_t *out_checkpoint);
+/** Drops what is staged and deletes the rows after @p checkpoint (never acknowledged). */
+mw_err outbox_recover(outbox_t *ob, uint64_t checkpoint);
+/** Lets the sender have the rows committed so far: call once the gateway's store has committed
+ *  the checkpoint too (after mw_gateway_poll returns). */
+void outbox_release(outbox_t *ob);
+
+/* The sender (its own thread and its own database connection). */
+
+typedef struct outbox_row {
+    int64_t id;
+    char device[MW_ID_MAX + 1];
+    char *payload; /**< malloc'd; outbox_row_free */
+    size_t len;
+    unsigned attempts;
+} outbox_row_t;
+
+/** The oldest released row not parked; false when there is none (or on an error). Waits up to
+ *  @p wait_ms for outbox_release to offer one. */
+bool outbox_next(outbox_t *ob, int wait_ms, outbox_row_t *out);
+void outbox_row_free(outbox_row_t *row);
+/** The hospital has it: the row goes. */
+mw_err outbox_delivered(outbox_t *ob, int64_t id);
+/** Records one more failed attempt, and when to try again. */
+mw_err outbox_retry(outbox_t *ob, int64_t id, unsigned attempts, uint64_t next_try_ms);
+/** Keeps the row but sends it no more (parked = 1), for an operator to look at. */
+mw_err outbox_park(outbox_t *ob, int64_t id);
+/** Wakes a sender waiting in outbox_next (to stop it). */
+void outbox_wake(outbox_t *ob);
+
+typedef struct outbox_stats {
+    uint64_t depth;     /**< rows not yet acknowledged, parked ones included */
+    uint64_t parked;    /**< of which parked */
+    uint64_t max_rows;  /**< the bound */
+    uint64_t oldest_ms; /**< Unix ms the oldest unparked row was committed; 0: none */
+    uint64_t full;      /**< commits refused because the outbox was full */
+} outbox_stats_t;
+
+/** From the gateway's loop (its connection). */
+void outbox_stats(outbox_t *ob, outbox_stats_t *out);
+const char *outbox_destination(const outbox_t *ob);
+
+#endif

@@ -1,0 +1,131 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
+"""A hospital's MLLP listener for the HL7 tests, built on python-hl7 (hl7.mllp, hl7.parse).
+
+  mllp_peer.py --port-file F --ids F --errors F [--port N]
+      listens on 127.0.0.1 (port 0: the system picks; the test restarts it on the port it had),
+      writes the port to the port file once listening, parses every message, appends its
+      MSH-10 to the ids file, answers AA, or AE when the message does not parse or lacks
+      MSH-9, MSH-12 or an OBX with OBX-3, OBX-4, OBX-11 and OBX-18 (then one line in the
+      errors file says why). With --reject-seq SEQ --rejected F it answers AE to the messages
+      whose MSH-10 ends in -SEQ, and writes their MSH-10 to F instead.
+  mllp_peer.py --check FILE
+      parses one message from FILE the same way and prints its fields; exit 1 if it fails.
+"""
+import argparse
+import asyncio
+import os
+import sys
+
+import hl7
+import hl7.mllp
+
+
+def check(text):
+    """The message's control id and fields, or raises ValueError saying what is wrong."""
+    msg = hl7.parse(text)
+    msh = msg.segment("MSH")
+    fields = {
+        "MSH-9": str(msh[9]),
+        "MSH-10": str(msh[10]),
+        "MSH-11": str(msh[11]),
+        "MSH-12": str(msh[12]),
+        "MSH-21": str(msh[21]) if len(msh) > 21 else "",
+    }
+    for name in ("MSH-9", "MSH-10", "MSH-12"):
+        if not fields[name]:
+            raise ValueError(f"{name} is empty")
+    obx = msg.segment("OBX")
+    for n in (2, 3, 4, 5, 6, 11, 14, 18):
+        fields[f"OBX-{n}"] = str(obx[n]) if len(obx) > n else ""
+    for n in (3, 4, 11, 18):
+        if not fields[f"OBX-{n}"]:
+            raise ValueError(f"OBX-{n} is empty")
+    obr = msg.segment("OBR")
+    fields["OBR-4"] = str(obr[4])
+    fields["OBR-7"] = str(obr[7])
+    fields["PV1-2"] = str(msg.segment("PV1")[2])
+    return fields
+
+
+class Rejected(Exception):
+    """A message refused on purpose (--reject-seq)."""
+
+
+def append(path, line):
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write(line + "\n")
+
+
+async def serve(args):
+    async def on_client(reader, writer):
+        try:
+            while not writer.is_closing():
+                block = await reader.readblock()
+                text = block.decode("utf-8", "replace")
+                try:
+                    fields = check(text)
+                    code = "AA"
+                    if args.reject_seq and fields["MSH-10"].endswith("-" + args.reject_seq):
+                        append(args.rejected, fields["MSH-10"])
+                        code = "AE"
+                        raise Rejected()
+                    # recorded before the answer: a resend after a lost answer shows as a repeat
+                    append(args.ids, fields["MSH-10"])
+                except Rejected:
+                    pass
+                except Exception as exc:  # any parse failure is the sender's error
+                    code = "AE"
+                    append(args.errors, f"{type(exc).__name__}: {exc}: {text!r}")
+                try:
+                    ack = hl7.parse(text).create_ack(code, application="PEER")
+                    answer = str(ack)
+                except Exception:
+                    answer = "MSH|^~\\&|PEER||||||ACK|0|P|2.6\rMSA|AE|"
+                writer.writeblock(answer.encode("utf-8"))
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    server = await hl7.mllp.start_hl7_server(on_client, "127.0.0.1", args.port)
+    port = server.sockets[0].getsockname()[1]
+    tmp = args.port_file + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(f"{port}\n")
+    os.replace(tmp, args.port_file)
+    print(port, flush=True)
+    async with server:
+        await server.serve_forever()
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--check")
+    p.add_argument("--port", type=int, default=0)
+    p.add_argument("--port-file")
+    p.add_argument("--ids")
+    p.add_argument("--errors")
+    p.add_argument("--reject-seq", help="answer AE to every message whose MSH-10 ends in -SEQ")
+    p.add_argument("--rejected", help="the MSH-10 of each message refused so")
+    args = p.parse_args()
+    if args.check:
+        with open(args.check, encoding="utf-8", newline="") as fh:
+            text = fh.read()
+        try:
+            fields = check(text)
+        except Exception as exc:
+            print(f"does not parse: {type(exc).__name__}: {exc}")
+            return 1
+        for k, v in fields.items():
+            print(f"{k}={v}")
+        return 0
+    if not (args.port_file and args.ids and args.errors):
+        p.error("--port-file, --ids and --errors are needed to serve")
+    asyncio.run(serve(args))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

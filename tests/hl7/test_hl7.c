@@ -1,0 +1,186 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* test_hl7.c -- the gateway's IHE PCD-01 encoder, read back by python-hl7 (an HL7 parser written
+ * by others), and the acknowledgements it reads. */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "hl7.h"
+#include "support/proc.h"
+
+static mw_message_t observation(int64_t mantissa, int32_t exponent)
+{
+    mw_message_t m;
+    memset(&m, 0, sizeof m);
+    snprintf(m.device_id, sizeof m.device_id, "%s", "oxi-7");
+    m.space = 0x1f;
+    m.seq = 42;
+    m.device_time_ms = 1700000000000u;
+    m.type = MW_MSG_OBSERVATION;
+    m.u.observation.mdc_code = MW_MDC_PULS_OXIM_SAT_O2;
+    m.u.observation.mantissa = mantissa;
+    m.u.observation.exponent = exponent;
+    snprintf(m.u.observation.unit, sizeof m.u.observation.unit, "%s", "%");
+    m.u.observation.time_ms = 1700000000123u;
+    return m;
+}
+
+static char *encode(const mw_message_t *m)
+{
+    static char out[HL7_MAX];
+    size_t n = 0;
+    cr_assert_eq(hl7_encode(m, 1700000001000u, out, sizeof out, &n), MW_OK);
+    cr_assert_eq(n, strlen(out));
+    return out;
+}
+
+/* The OBX-5 of @p m's encoding. */
+static const char *obx5(const mw_message_t *m)
+{
+    static char v[256];
+    const char *obx = strstr(encode(m), "\rOBX|");
+    cr_assert_not_null(obx);
+    const char *p = obx + 1;
+    for (int i = 0; i < 5; i++)
+        p = strchr(p, '|') + 1;
+    size_t n = strcspn(p, "|");
+    memcpy(v, p, n);
+    v[n] = '\0';
+    return v;
+}
+
+Test(hl7, value_is_the_exact_decimal)
+{
+    mw_message_t m = observation(975, -1);
+    cr_expect_str_eq(obx5(&m), "97.5");
+    m = observation(5, -3);
+    cr_expect_str_eq(obx5(&m), "0.005");
+    m = observation(-12, 2);
+    cr_expect_str_eq(obx5(&m), "-1200");
+    m = observation(0, -5);
+    cr_expect_str_eq(obx5(&m), "0");
+    m = observation(INT64_MIN, 0);
+    cr_expect_str_eq(obx5(&m), "-9223372036854775808");
+    m = observation(123456789, -9);
+    cr_expect_str_eq(obx5(&m), "0.123456789");
+    m = observation(1, 127);
+    cr_expect_eq(strlen(obx5(&m)), 128u);
+}
+
+Test(hl7, segments_and_fields)
+{
+    mw_message_t m = observation(975, -1);
+    const char *s = encode(&m);
+    cr_expect(strncmp(s, "MSH|^~\\&|MEDWIRE|", 17) == 0, "%s", s);
+    cr_expect_not_null(strstr(s, "||ORU^R01^ORU_R01|oxi-7-1f-42|P|2.6|"));
+    cr_expect_not_null(strstr(s, "\rPID|||\rPV1||U\rOBR|1||oxi-7-1f-42^MEDWIRE|"));
+    cr_expect_not_null(strstr(s, "|150456^MDC_PULS_OXIM_SAT_O2^MDC|1.1.1.1|97.5|%^%^UCUM|||||R|||"
+                                 "20231114221320.123+0000||||oxi-7^MEDWIRE\r"));
+    cr_expect_eq(s[strlen(s) - 1], '\r', "every segment ends with a carriage return");
+    cr_expect_null(strchr(s, '\n'));
+    m.u.observation.mdc_code = 12345;
+    cr_expect_not_null(strstr(encode(&m), "|12345^^MDC|"), "a code without a known name");
+    m.u.observation.status = MW_MEAS_INVALID;
+    cr_expect_not_null(strstr(encode(&m), "|1.1.1.1||%^%^UCUM|||||X|"), "no value, status X");
+}
+
+Test(hl7, delimiters_in_values_are_escaped)
+{
+    mw_message_t m = observation(1, 0);
+    snprintf(m.device_id, sizeof m.device_id, "%s", "a|b^c~d\\e&f");
+    m.type = MW_MSG_ALARM;
+    memset(&m.u, 0, sizeof m.u);
+    m.u.alarm.mdc_code = MW_MDC_EVT_LO;
+    snprintf(m.u.alarm.text, sizeof m.u.alarm.text, "%s", "SpO2 low|\r<90");
+    const char *s = encode(&m);
+    cr_expect_not_null(strstr(s, "|a\\F\\b\\S\\c\\R\\d\\E\\e\\T\\f-1f-42|"), "%s", s);
+    cr_expect_not_null(strstr(s, "|ST|196670^MDC_EVT_LO^MDC|1.1.1.1|SpO2 low\\F\\\\X0D\\<90|"));
+}
+
+Test(hl7, messages_without_a_form_and_small_buffers)
+{
+    mw_message_t m = observation(1, 0);
+    m.type = MW_MSG_STATUS;
+    char out[HL7_MAX];
+    size_t n = 1;
+    cr_expect_eq(hl7_encode(&m, 0, out, sizeof out, &n), MW_EINVAL);
+    m = observation(1, 0);
+    cr_expect_eq(hl7_encode(&m, 0, out, 100, &n), MW_ENOSPC);
+    cr_expect_eq(n, 0u);
+    cr_expect_str_eq(out, "");
+}
+
+Test(hl7, acknowledgements)
+{
+    hl7_ack_t a;
+    const char ok[] = "MSH|^~\\&|PEER||MEDWIRE||20261205||ACK^R01^ACK|1|P|2.6\rMSA|AA|oxi-7-1f-42";
+    cr_assert(hl7_parse_ack(ok, strlen(ok), &a));
+    cr_expect_str_eq(a.code, "AA");
+    cr_expect_str_eq(a.control_id, "oxi-7-1f-42");
+    cr_expect(hl7_ack_accepts(a.code));
+    const char ae[] = "MSH#^~\\&#PEER\r\nMSA#AE#x#bad\r";
+    cr_assert(hl7_parse_ack(ae, strlen(ae), &a), "another separator, CR LF");
+    cr_expect_str_eq(a.code, "AE");
+    cr_expect_not(hl7_ack_accepts(a.code));
+    const char *bad[] = {"MSH|^~\\&|X\rMSA|ZZ|1", "MSH|^~\\&|X\rMSA|A", "MSH|^~\\&|X\rERR|1",
+                         "MSA|AA|1", ""};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        cr_expect_not(hl7_parse_ack(bad[i], strlen(bad[i]), &a), "%s", bad[i]);
+    char longid[400] = "MSH|^~\\&|X\rMSA|AA|";
+    memset(longid + strlen(longid), 'x', 200);
+    cr_expect_not(hl7_parse_ack(longid, strlen(longid), &a), "MSA-2 longer than any we send");
+}
+
+/* python-hl7 reads each kind of message we write and finds the fields PCD-01 requires. */
+Test(hl7, python_hl7_parses_what_we_encode)
+{
+    const char *python = getenv("MW_HL7_PYTHON");
+    const char *src = getenv("MW_SOURCE_DIR");
+    cr_assert(python && src, "run through ctest");
+    char script[600];
+    snprintf(script, sizeof script, "%s/tests/hl7/mllp_peer.py", src);
+    mw_message_t alarm = observation(1, 0);
+    alarm.type = MW_MSG_ALARM;
+    memset(&alarm.u, 0, sizeof alarm.u);
+    alarm.u.alarm.mdc_code = MW_MDC_EVT_LO;
+    alarm.u.alarm.time_ms = 1700000000123u;
+    snprintf(alarm.u.alarm.text, sizeof alarm.u.alarm.text, "%s", "SpO2 < 90 | check & ~probe^");
+    mw_message_t msgs[] = {observation(975, -1), observation(-3, 4), alarm};
+    const char *want[][2] = {{"OBX-5=97.5", "OBX-2=NM"},
+                             {"OBX-5=-30000", "OBX-6=%^%^UCUM"},
+                             {"OBX-2=ST", "OBX-5=SpO2 < 90 \\F\\ check \\T\\ \\R\\probe\\S\\"}};
+    const char *always[] = {"MSH-9=ORU^R01^ORU_R01",
+                            "MSH-10=oxi-7-1f-42",
+                            "MSH-11=P",
+                            "MSH-12=2.6",
+                            "MSH-21=IHE_PCD_001^IHE PCD^1.3.6.1.4.1.19376.1.6.1.1.1^ISO",
+                            "OBX-4=1.1.1.1",
+                            "OBX-11=R",
+                            "OBX-14=20231114221320.123+0000",
+                            "OBX-18=oxi-7^MEDWIRE",
+                            "OBR-4=182777000^monitoring of patient^SNOMED-CT",
+                            "OBR-7=20231114221320.123+0000",
+                            "PV1-2=U"};
+    for (size_t i = 0; i < sizeof msgs / sizeof msgs[0]; i++) {
+        char dir[300], file[400], out[400];
+        snprintf(dir, sizeof dir, "%s", mwt_tmpdir());
+        snprintf(file, sizeof file, "%s/msg.hl7", dir);
+        snprintf(out, sizeof out, "%s/fields.txt", dir);
+        FILE *f = fopen(file, "wb");
+        cr_assert_not_null(f);
+        fputs(encode(&msgs[i]), f);
+        fclose(f);
+        const char *argv[] = {python, script, "--check", file, NULL};
+        int rc = mwt_run(argv, out, NULL, 20000);
+        char *got = mwt_read_file(out);
+        cr_assert_eq(rc, 0, "python-hl7 refused message %zu: %s", i, got ? got : "");
+        for (size_t k = 0; k < sizeof always / sizeof always[0]; k++)
+            cr_expect_not_null(strstr(got, always[k]), "message %zu lacks %s:\n%s", i, always[k],
+                               got);
+        for (size_t k = 0; k < 2; k++)
+            cr_expect_not_null(strstr(got, want[i][k]), "message %zu lacks %s:\n%s", i, want[i][k],
+                               got);
+        free(got);
+    }
+}
