@@ -106,6 +106,10 @@ Test(fhir_validator, accepts_every_mapping_the_library_writes, .timeout = 120)
         put_message(&n, &m, &patient);
         m = observation(MW_MDC_PULS_OXIM_PULS_RATE, 72, 0, "/min", (mw_meas_status)s);
         put_message(&n, &m, &patient);
+        /* Sent again after a resynchronisation, in a named sequence space. */
+        m.space = 0x00c0ffee12345678ull;
+        m.possible_duplicate = true;
+        put_message(&n, &m, &patient);
     }
     mw_message_t m = observation(123456u, 975, -30, "mL", MW_MEAS_VALID);
     put_message(&n, &m, NULL);
@@ -125,7 +129,7 @@ Test(fhir_validator, accepts_every_mapping_the_library_writes, .timeout = 120)
         for (int s = MW_ALARM_INACTIVE; s <= MW_ALARM_LATCHED; s++) {
             m = header(MW_MSG_ALARM, 100 + (uint64_t)(p * 4 + s));
             m.priority = MW_PRIORITY_ALARM;
-            m.u.alarm.mdc_code = p % 2 ? 196670u : MW_MDC_EVT_LO;
+            m.u.alarm.mdc_code = p % 2 ? 196648u /* MDC_EVT_HI */ : MW_MDC_EVT_LO;
             m.u.alarm.priority = (mw_alarm_priority)p;
             m.u.alarm.state = (mw_alarm_state)s;
             m.u.alarm.time_ms = s == 0 ? 0 : T0;
@@ -304,7 +308,7 @@ Test(fhir_validator, finds_the_codes_and_units_the_mapping_document_promises, .t
             assert_has(line, "\"code\":\"vital-signs\"");
         fprintf(n.f, "%s\n", line);
         n.lines++;
-        /* What issue 6 names: SpO2 with LOINC 59408-5 in %, pulse rate in /min. */
+        /* The mapping the FHIR output promises: SpO2 with LOINC 59408-5 in %, pulse rate in /min. */
         spo2 =
             spo2 || (r->mdc == 150456 && strcmp(r->unit, "%") == 0 &&
                      (strcmp(r->loinc[0], "59408-5") == 0 || strcmp(r->loinc[1], "59408-5") == 0));

@@ -31,6 +31,7 @@ static mw_err sink(void *ctx, const mw_message_t *m)
 static void on_audit(void *ctx, const mw_audit_event_t *ev)
 {
     mwt_h *h = ctx;
+    h->naudit_all++;
     if (h->naudit == MWT_MAX_AUDIT)
         return;
     mwt_audit_line *l = &h->audit[h->naudit++];
@@ -48,6 +49,14 @@ void mwt_h_init(mwt_h *h, uint64_t seed)
 
 static void init_gateway(mwt_h *h, uint64_t seed, uint32_t max_body, const mwt_pki *pki,
                          const char *crl);
+static void (*tune_next)(mw_gateway_config_t *cfg);
+
+void mwt_h_init_tuned(mwt_h *h, uint64_t seed, void (*tune)(mw_gateway_config_t *cfg))
+{
+    tune_next = tune;
+    init_gateway(h, seed, 0, NULL, NULL);
+    tune_next = NULL;
+}
 
 void mwt_h_init_body(mwt_h *h, uint64_t seed, uint32_t max_body)
 {
@@ -92,6 +101,8 @@ static void init_gateway(mwt_h *h, uint64_t seed, uint32_t max_body, const mwt_p
     cfg.audit_ctx = h;
     cfg.max_body = max_body;
     cfg.crl_file = crl;
+    if (tune_next)
+        tune_next(&cfg);
     mw_error_detail_t d;
     mw_err e = mw_gateway_create(&cfg, &h->gw, &d);
     cr_assert_eq(e, MW_OK, "gateway: %s", d.reason);
@@ -106,6 +117,8 @@ void mwt_h_fini(mwt_h *h)
         mwi_dtls_ctx_destroy(&h->raws[i]->ctx);
         free(h->raws[i]);
     }
+    for (size_t i = 0; i < h->nfakes; i++)
+        mwt_fake_destroy(&h->fakes[i]);
     mw_gateway_destroy(&h->gw);
     mwt_net_destroy(h->net);
     free(h->got);
@@ -118,6 +131,10 @@ static mw_transport_t new_endpoint(mwt_h *h)
     return mwt_net_endpoint(h->net, addr);
 }
 
+static mw_client_t *client_at(mwt_h *h, const char *name, const char *gateway_name,
+                              const char *gateway_addr, const mw_client_config_t *queue,
+                              mw_err *out_err);
+
 mw_client_t *mwt_h_client(mwt_h *h, const char *name, const char *gateway_name, mw_err *out_err)
 {
     return mwt_h_client_with(h, name, gateway_name, NULL, out_err);
@@ -125,6 +142,27 @@ mw_client_t *mwt_h_client(mwt_h *h, const char *name, const char *gateway_name, 
 
 mw_client_t *mwt_h_client_with(mwt_h *h, const char *name, const char *gateway_name,
                                const mw_client_config_t *queue, mw_err *out_err)
+{
+    return client_at(h, name, gateway_name, MWT_GATEWAY_ADDR, queue, out_err);
+}
+
+mw_client_t *mwt_h_client_to(mwt_h *h, const char *name, const char *gateway_addr,
+                             const mw_client_config_t *queue, mw_err *out_err)
+{
+    return client_at(h, name, "gateway", gateway_addr, queue, out_err);
+}
+
+mwt_fake *mwt_h_fake(mwt_h *h, const char *addr, mwt_fake_mode mode)
+{
+    cr_assert(h->nfakes < sizeof h->fakes / sizeof h->fakes[0]);
+    mwt_fake *f = mwt_fake_create(h->net, &h->pki, &h->clk, addr, mode);
+    h->fakes[h->nfakes++] = f;
+    return f;
+}
+
+static mw_client_t *client_at(mwt_h *h, const char *name, const char *gateway_name,
+                              const char *gateway_addr, const mw_client_config_t *queue,
+                              mw_err *out_err)
 {
     mw_client_config_t cfg;
     mw_client_config_init(&cfg);
@@ -138,12 +176,16 @@ mw_client_t *mwt_h_client_with(mwt_h *h, const char *name, const char *gateway_n
         cfg.first_seq = queue->first_seq;
         cfg.audit = queue->audit;
         cfg.audit_ctx = queue->audit_ctx;
+        cfg.on_fate = queue->on_fate;
+        cfg.on_fate_ctx = queue->on_fate_ctx;
+        cfg.on_command = queue->on_command;
+        cfg.on_command_ctx = queue->on_command_ctx;
     }
     cfg.ca_file = mwt_pki_ca(&h->pki);
     cfg.cert_file = mwt_pki_crt(&h->pki, name);
     cfg.key_file = mwt_pki_key(&h->pki, name);
     cfg.gateway_name = gateway_name;
-    cfg.gateway = MWT_GATEWAY_ADDR;
+    cfg.gateway = gateway_addr;
     cfg.transport = new_endpoint(h);
     cfg.clock = mwt_clock_table(&h->clk);
     cfg.random = mwt_rng_table(&h->rng);
@@ -252,6 +294,11 @@ static uint64_t next_timer(mwt_h *h)
         if (t >= 0 && (uint64_t)t < best)
             best = (uint64_t)t;
     }
+    for (size_t i = 0; i < h->nfakes; i++) {
+        uint64_t d = mwt_fake_next_ms(h->fakes[i]);
+        if (d < best)
+            best = d;
+    }
     for (size_t i = 0; i < h->nraws; i++) {
         uint64_t d = mwi_dtls_conn_deadline(h->raws[i]->conn);
         if (h->raws[i]->result == MW_EINPROGRESS && d != UINT64_MAX) {
@@ -276,6 +323,8 @@ bool mwt_h_run(mwt_h *h, bool (*done)(mwt_h *h, void *arg), void *arg, uint64_t 
         }
         for (size_t i = 0; i < h->nraws; i++)
             did = raw_poll(h, h->raws[i]) || did;
+        for (size_t i = 0; i < h->nfakes; i++)
+            did = mwt_fake_poll(h->fakes[i]) || did;
         if (did || mwt_net_ready(h->net) > 0)
             continue;
         /* Quiet: jump the fake clock to the next timer or delayed datagram

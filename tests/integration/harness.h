@@ -11,6 +11,7 @@
 #include "medwire/medwire.h"
 
 #include "dtls/dtls.h"
+#include "fake_gateway.h"
 #include "support/fake_clock.h"
 #include "support/mem_transport.h"
 #include "support/pki.h"
@@ -48,11 +49,14 @@ typedef struct mwt_h {
     size_t ngot, capgot;
     mwt_audit_line audit[MWT_MAX_AUDIT];
     size_t naudit;
+    size_t naudit_all; /* every audit line, also past MWT_MAX_AUDIT */
     mw_client_t *clients[8];
     char last_open_error[200];
     size_t nclients;
     mwt_raw *raws[4];
     size_t nraws;
+    mwt_fake *fakes[2]; /* fake gateways beside the real one, polled with it */
+    size_t nfakes;
     int next_port;
     mw_sink_fn *sink_fn; /* the harness's sink, for tests that build their own gateway */
 } mwt_h;
@@ -60,6 +64,8 @@ typedef struct mwt_h {
 /** Makes the PKI (once per process) and a gateway on the in-memory net. Aborts the test on failure.
  */
 void mwt_h_init(mwt_h *h, uint64_t seed);
+/** As mwt_h_init, with @p tune changing the gateway's configuration before it is created. */
+void mwt_h_init_tuned(mwt_h *h, uint64_t seed, void (*tune)(mw_gateway_config_t *cfg));
 /** As mwt_h_init, with the gateway's max_body (0: default). */
 void mwt_h_init_body(mwt_h *h, uint64_t seed, uint32_t max_body);
 /** As mwt_h_init, with a PKI of the test's own and the gateway enforcing @p crl_file. */
@@ -70,10 +76,16 @@ void mwt_h_fini(mwt_h *h);
  *  with *out_err set. */
 mw_client_t *mwt_h_client(mwt_h *h, const char *name, const char *gateway_name, mw_err *out_err);
 /** As mwt_h_client, taking the queue settings (capacity, storage, key, group commit, first_seq)
- *  and the audit callback from @p queue (NULL: defaults). h->last_open_error says why on
+ *  and the audit and fate callbacks from @p queue (NULL: defaults). h->last_open_error says why on
  *  failure. */
 mw_client_t *mwt_h_client_with(mwt_h *h, const char *name, const char *gateway_name,
                                const mw_client_config_t *queue, mw_err *out_err);
+/** As mwt_h_client_with, talking to the gateway at @p gateway_addr (a fake one). The queue
+ *  settings, the audit, fate and command callbacks come from @p queue (NULL: defaults). */
+mw_client_t *mwt_h_client_to(mwt_h *h, const char *name, const char *gateway_addr,
+                             const mw_client_config_t *queue, mw_err *out_err);
+/** A fake gateway at @p addr, polled by mwt_h_run and destroyed by mwt_h_fini. */
+mwt_fake *mwt_h_fake(mwt_h *h, const char *addr, mwt_fake_mode mode);
 /** Closes @p c (a device that stops or loses power) and forgets it. */
 void mwt_h_client_close(mwt_h *h, mw_client_t **c);
 

@@ -5,6 +5,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <wolfssl/options.h>
 #include <wolfssl/wolfcrypt/asn.h>
@@ -16,6 +18,7 @@
 #include "support/proc.h"
 
 #include "coap/coap.h"
+#include "session/protocol.h"
 #include "session/codec.h"
 
 static bool handshake_done(mwt_h *h, void *arg)
@@ -195,13 +198,17 @@ static void refused_device(const char *name, const char *gateway_name, mw_err gw
 /* @req IEC62443-CR1.9 */
 Test(refuse, an_expired_device_certificate)
 {
-    refused_device("expired", "gateway", MW_ECERT_EXPIRED, "certificate_expired");
+    refused_device("expired", "gateway", MW_ECERT_EXPIRED,
+                   "the gateway refused our certificate as expired or not yet valid; check its "
+                   "validity dates and both clocks");
 }
 
 /* @req IEC62443-CR1.9 */
 Test(refuse, a_device_certificate_not_yet_valid)
 {
-    refused_device("future", "gateway", MW_ECERT_NOT_YET_VALID, "alert");
+    refused_device("future", "gateway", MW_ECERT_NOT_YET_VALID,
+                   "the gateway refused our certificate as expired or not yet valid; check its "
+                   "validity dates and both clocks");
 }
 
 /* @req MDR-17.4 IEC62443-CR1.2 MDS2-NAUT */
@@ -554,5 +561,143 @@ Test(open, refuses_a_gateway_without_ca_certificate_or_key)
     cfg.sink = null_sink;
     mw_gateway_t *gw = NULL;
     cr_assert_eq(mw_gateway_create(&cfg, &gw, NULL), MW_ECERT_ROLE);
+    mwt_h_fini(&h);
+}
+
+/* Opens a client (device) or creates a gateway with @p key as its key file. */
+static mw_err open_with_key(const mwt_h *h, bool gateway, const char *key, bool allow_shared,
+                            mw_error_detail_t *d)
+{
+    char crt[300];
+    snprintf(crt, sizeof crt, "%s", mwt_pki_crt(&h->pki, gateway ? "gateway" : "dev-1"));
+    if (gateway) {
+        mw_gateway_config_t gc;
+        mw_gateway_config_init(&gc);
+        gc.ca_file = mwt_pki_ca(&h->pki);
+        gc.cert_file = crt;
+        gc.key_file = key;
+        gc.allow_shared_key_file = allow_shared;
+        gc.listen = "127.0.0.1:0";
+        gc.sink = null_sink;
+        mw_gateway_t *gw = NULL;
+        mw_err e = mw_gateway_create(&gc, &gw, d);
+        mw_gateway_destroy(&gw);
+        return e;
+    }
+    mw_client_config_t cc;
+    mw_client_config_init(&cc);
+    cc.ca_file = mwt_pki_ca(&h->pki);
+    cc.cert_file = crt;
+    cc.key_file = key;
+    cc.allow_shared_key_file = allow_shared;
+    cc.gateway_name = "gateway";
+    cc.gateway = "127.0.0.1:5684";
+    mw_client_t *c = NULL;
+    mw_err e = mw_client_open(&cc, &c, d);
+    mw_client_close(&c);
+    return e;
+}
+
+/* A key that is not the certificate's used to pass the load: the gateway then failed every
+ * handshake without a word and the device blamed its certificate. */
+/* @req MDR-17.4 IEC62443-CR3.7 */
+Test(open, refuses_a_key_that_does_not_match_its_certificate_naming_both_files)
+{
+    mwt_h h;
+    mwt_h_init(&h, 15);
+    char other_key[300];
+    snprintf(other_key, sizeof other_key, "%s", mwt_pki_key(&h.pki, "dev-2"));
+    static const char *const certs[] = {"dev-1.crt", "gateway.crt"};
+    for (int gateway = 0; gateway < 2; gateway++) {
+        mw_error_detail_t d;
+        cr_assert_eq(open_with_key(&h, gateway, other_key, false, &d), MW_ECERT_LOAD, "%s",
+                     d.reason);
+        cr_assert(strstr(d.reason, "dev-2.key") && strstr(d.reason, certs[gateway]) &&
+                      strstr(d.reason, "does not match"),
+                  "%s", d.reason);
+    }
+    mwt_h_fini(&h);
+}
+
+/* A key other local accounts can read lets any of them pose as this peer: refused as ssh does,
+ * unless the configuration says a shared key file is intended. */
+/* @req MDR-17.4 IEC62443-CR3.7 */
+Test(open, refuses_a_key_file_open_to_other_users_unless_allowed_on_client_and_gateway)
+{
+    mwt_h h;
+    mwt_h_init(&h, 16);
+    for (int gateway = 0; gateway < 2; gateway++) {
+        /* A copy: the test PKI's own files are shared with other tests. */
+        char key[300], fix[320];
+        snprintf(key, sizeof key, "%s/mode-%d.key", h.pki.dir, gateway);
+        char *pem = mwt_read_file(mwt_pki_key(&h.pki, gateway ? "gateway" : "dev-1"));
+        cr_assert_not_null(pem);
+        FILE *f = fopen(key, "w");
+        cr_assert_not_null(f);
+        cr_assert_eq(fputs(pem, f) >= 0 && fclose(f) == 0, true);
+        free(pem);
+        snprintf(fix, sizeof fix, "chmod 600 %s", key);
+        mw_error_detail_t d;
+        cr_assert_eq(chmod(key, 0644), 0);
+        cr_assert_eq(open_with_key(&h, gateway, key, false, &d), MW_ECERT_LOAD, "%s", d.reason);
+        cr_assert(strstr(d.reason, fix) && strstr(d.reason, "0644"), "%s", d.reason);
+        cr_assert_eq(open_with_key(&h, gateway, key, true, &d), MW_OK, "%s", d.reason);
+        cr_assert_eq(chmod(key, 0640), 0);
+        cr_assert_eq(open_with_key(&h, gateway, key, false, &d), MW_ECERT_LOAD, "group: %s",
+                     d.reason);
+        cr_assert_eq(chmod(key, 0600), 0);
+        cr_assert_eq(open_with_key(&h, gateway, key, false, &d), MW_OK, "%s", d.reason);
+    }
+    mwt_h_fini(&h);
+}
+
+/* The store holds health data and every device's replay state: no other local account reads
+ * it, and no second gateway writes it (each would acknowledge what the other's replay state
+ * does not know). */
+Test(open, a_store_is_created_owner_only_and_a_second_gateway_on_it_is_refused_naming_it)
+{
+    mwt_h h;
+    mwt_h_init(&h, 17);
+    char ca[300], crt[300], key[300], store[300], link[300], part[320];
+    snprintf(ca, sizeof ca, "%s", mwt_pki_ca(&h.pki));
+    snprintf(crt, sizeof crt, "%s", mwt_pki_crt(&h.pki, "gateway"));
+    snprintf(key, sizeof key, "%s", mwt_pki_key(&h.pki, "gateway"));
+    const char *dir = mwt_tmpdir();
+    snprintf(store, sizeof store, "%s/store.db", dir);
+    snprintf(link, sizeof link, "%s/other-name.db", dir);
+    mw_gateway_config_t cfg;
+    mw_gateway_config_init(&cfg);
+    cfg.ca_file = ca;
+    cfg.cert_file = crt;
+    cfg.key_file = key;
+    cfg.listen = "127.0.0.1:0";
+    cfg.sink = null_sink;
+    cfg.store_path = store;
+    mode_t old = umask(022);
+    mw_gateway_t *first = NULL, *second = NULL;
+    mw_error_detail_t d;
+    cr_assert_eq(mw_gateway_create(&cfg, &first, &d), MW_OK, "%s", d.reason);
+    umask(old);
+    const char *suffix[] = {"", "-wal", "-shm"};
+    for (int i = 0; i < 3; i++) {
+        struct stat st;
+        snprintf(part, sizeof part, "%s%s", store, suffix[i]);
+        cr_assert_eq(stat(part, &st), 0, "%s exists", part);
+        cr_assert_eq(st.st_mode & 0777, 0600, "%s has mode %o under umask 022", part,
+                     (unsigned)(st.st_mode & 0777));
+    }
+    cr_assert_eq(mw_gateway_create(&cfg, &second, &d), MW_EIO);
+    cr_assert_null(second);
+    char want[400];
+    snprintf(want, sizeof want, "gateway store %s is in use by another gateway", store);
+    cr_assert(strstr(d.reason, want) != NULL, "%s", d.reason);
+    /* The lock is the file's, not its name's. */
+    cr_assert_eq(symlink(store, link), 0);
+    cfg.store_path = link;
+    cr_assert_eq(mw_gateway_create(&cfg, &second, &d), MW_EIO, "through a symbolic link");
+    mw_gateway_destroy(&first);
+    cr_assert_eq(mw_gateway_create(&cfg, &second, &d), MW_OK, "once the first is gone: %s",
+                 d.reason);
+    mw_gateway_destroy(&second);
     mwt_h_fini(&h);
 }

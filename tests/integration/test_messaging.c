@@ -9,6 +9,7 @@
 #include "harness.h"
 
 #include "coap/coap.h"
+#include "session/protocol.h"
 #include "session/codec.h"
 
 /* Exactly once: every sequence number of @p dev from @p first on appears once, n in all. */
@@ -449,6 +450,31 @@ Test(messaging, an_idle_link_is_checked_with_a_ping_and_a_dead_one_is_reconnecte
     mwt_h_fini(&h);
 }
 
+Test(messaging, last_error_says_the_gateway_cannot_be_reached_and_clears_once_it_acknowledges)
+{
+    mwt_h h;
+    mwt_h_init(&h, 29);
+    mwt_net_set_faults(h.net, 1.0, 0, 0); /* the gateway cannot be reached */
+    mw_err e;
+    mw_client_t *c = mwt_h_client(&h, "dev-1", "gateway", &e);
+    cr_assert_not_null(c, "client: %s", mw_strerror(e));
+    mwt_send_obs(c, 3, 90);
+    /* Long before the attempt is abandoned (31 s), the first unanswered flight (1 s) says so. */
+    (void)mwt_h_run(&h, client_failed_never, NULL, 2000);
+    mw_error_detail_t d;
+    mw_client_last_error(c, &d);
+    cr_assert_eq(d.err, MW_EHANDSHAKE_TIMEOUT, "%s: %s", mw_strerror(d.err), d.reason);
+    cr_assert_str_eq(d.reason, "the gateway at " MWT_GATEWAY_ADDR " could not be reached: no "
+                               "answer to the handshake for 1 s");
+    /* The network comes back: once a request is acknowledged, the error is history. */
+    mwt_net_set_faults(h.net, 0, 0, 0);
+    cr_assert(mwt_h_drain(&h, 120000));
+    mw_client_last_error(c, &d);
+    cr_assert_eq(d.err, MW_OK, "still reports: %s", d.reason);
+    cr_assert_eq(mwt_h_count(&h, "dev-1"), 3);
+    mwt_h_fini(&h);
+}
+
 static bool nothing_in_flight(mwt_h *h, void *arg)
 {
     (void)arg;
@@ -545,8 +571,22 @@ static void batch_with_low(mwi_coap_msg *q, uint8_t *payload, size_t cap, uint64
     q->payload_len = plen;
 }
 
+/* The Ack a raw exchange got: its ranges and its resynchronisation request. */
+static void expect_ack(mwt_h *h, mwt_raw *r, mwi_coap_msg *q, size_t *out_n, mwi_seq_range *out,
+                       mwi_resync *out_resync)
+{
+    uint8_t buf[1500];
+    size_t n;
+    mwi_coap_msg resp;
+    mwt_raw_exchange(h, r, q, buf, sizeof buf, &n, &resp);
+    cr_assert_eq(resp.code, MWI_COAP_CHANGED, "got %u.%02u", resp.code >> 5, resp.code & 31);
+    cr_assert_eq(mwi_ack_decode_full(resp.payload, resp.payload_len, out, MWI_MAX_ACK_RANGES, out_n,
+                                     NULL, 0, NULL, out_resync),
+                 MW_OK);
+}
+
 /* @req IEC62443-CR3.8 MDS2-IGAU */
-Test(replay, the_gateway_never_delivers_below_the_low_water_mark_and_takes_a_far_future_jump)
+Test(replay, the_gateway_never_acknowledges_a_number_below_the_low_water_mark_it_cannot_judge)
 {
     mwt_h h;
     mwt_h_init(&h, 32);
@@ -554,15 +594,21 @@ Test(replay, the_gateway_never_delivers_below_the_low_water_mark_and_takes_a_far
     mwt_raw_wait_up(&h, r);
     uint8_t payload[256];
     mwi_coap_msg q;
+    mwi_seq_range ranges[MWI_MAX_ACK_RANGES];
+    size_t nr = 0;
+    mwi_resync rs = MWI_RESYNC_NONE;
     batch_with_low(&q, payload, sizeof payload, 5, 5, 1);
     expect_code(&h, r, &q, MWI_COAP_CHANGED);
-    /* The device declared it holds nothing below 5: seq 3 is a replay, never delivered, and
-     * acknowledged as settled so that a device that sends it again forgets it. */
+    /* The device declared it holds nothing below 5: seq 3 was never delivered, so an Ack
+     * would drop it in silence. It is not acknowledged; the device is asked to move to a new
+     * sequence space and send it there. */
     batch_with_low(&q, payload, sizeof payload, 3, 3, 2);
-    expect_code(&h, r, &q, MWI_COAP_CHANGED);
+    expect_ack(&h, r, &q, &nr, ranges, &rs);
+    cr_assert_eq(nr, 0, "seq 3 not acknowledged");
+    cr_assert_eq(rs, MWI_RESYNC_UNKNOWN);
     cr_assert_eq(mwt_h_count(&h, "dev-1"), 1, "only 5 was delivered");
-    const mwt_audit_line *l = mwt_h_audit_find(&h, MW_AUDIT_REPLAY, MW_EREPLAY);
-    cr_assert_not_null(l, "a replay audit line");
+    const mwt_audit_line *l = mwt_h_audit_find(&h, MW_AUDIT_RESYNC, MW_EREPLAY);
+    cr_assert_not_null(l, "a resync audit line");
     cr_assert_str_eq(l->device, "dev-1");
     /* A jump far ahead is new (one range of state), and the numbers between
      * stay deliverable. */
@@ -572,11 +618,156 @@ Test(replay, the_gateway_never_delivers_below_the_low_water_mark_and_takes_a_far
     expect_code(&h, r, &q, MWI_COAP_CHANGED);
     /* The same envelope sent twice (new MID): acknowledged, delivered once. */
     batch_with_low(&q, payload, sizeof payload, 6, 6, 5);
-    expect_code(&h, r, &q, MWI_COAP_CHANGED);
+    expect_ack(&h, r, &q, &nr, ranges, &rs);
+    cr_assert_eq(nr, 1);
+    cr_assert_eq(rs, MWI_RESYNC_NONE);
     cr_assert_eq(mwt_h_count(&h, "dev-1"), 3, "5, 10^12 and 6, each once");
     mw_gateway_stats_t gs;
     mw_gateway_stats(h.gw, &gs);
     cr_assert_eq(gs.replays, 1);
     cr_assert_eq(gs.duplicates, 1);
+    cr_assert_eq(gs.resyncs_requested, 1);
+    mwt_h_fini(&h);
+}
+
+Test(replay, a_forged_low_water_mark_never_silences_the_later_messages_of_its_identity)
+{
+    mwt_h h;
+    mwt_h_init(&h, 33);
+    mwt_raw *r = mwt_h_raw(&h, "dev-1", NULL, false);
+    mwt_raw_wait_up(&h, r);
+    uint8_t payload[256];
+    mwi_coap_msg q;
+    batch_with_low(&q, payload, sizeof payload, 1, 1, 1);
+    expect_code(&h, r, &q, MWI_COAP_CHANGED);
+    /* Seq 2 declaring a low-water mark of 2^64-1: it may settle 1 and 2, nothing beyond. */
+    batch_with_low(&q, payload, sizeof payload, 2, UINT64_MAX, 2);
+    expect_code(&h, r, &q, MWI_COAP_CHANGED);
+    for (uint64_t s = 3; s <= 7; s++) {
+        batch_with_low(&q, payload, sizeof payload, s, s, (uint16_t)(10 + s));
+        expect_code(&h, r, &q, MWI_COAP_CHANGED);
+    }
+    cr_assert_eq(mwt_h_count(&h, "dev-1"), 7, "every later message delivered");
+    mwt_h_fini(&h);
+}
+
+Test(replay, a_number_reused_with_other_content_is_a_conflict_and_a_retired_space_stays_closed)
+{
+    mwt_h h;
+    mwt_h_init(&h, 34);
+    mwt_raw *r = mwt_h_raw(&h, "dev-1", NULL, false);
+    mwt_raw_wait_up(&h, r);
+    uint8_t payload[256];
+    mwi_coap_msg q;
+    mwi_seq_range ranges[MWI_MAX_ACK_RANGES];
+    size_t nr = 0;
+    mwi_resync rs = MWI_RESYNC_NONE;
+    batch_with_low(&q, payload, sizeof payload, 1, 1, 1);
+    expect_code(&h, r, &q, MWI_COAP_CHANGED);
+    /* Seq 1 again with another value: a rolled-back device reusing the number. */
+    batch_with_low(&q, payload, sizeof payload, 1, 1, 2);
+    mw_message_t m;
+    size_t count = 0;
+    uint64_t low = 0;
+    cr_assert_eq(mwi_batch_decode(q.payload, q.payload_len, &m, 1, &count, &low), MW_OK);
+    m.u.observation.mantissa = 42;
+    size_t plen = 0;
+    cr_assert_eq(mwi_batch_encode(&m, 1, 1, payload, sizeof payload, &plen, &count), MW_OK);
+    q.payload_len = plen;
+    expect_ack(&h, r, &q, &nr, ranges, &rs);
+    cr_assert_eq(nr, 0);
+    cr_assert_eq(rs, MWI_RESYNC_CONFLICT);
+    /* The device moves to space 0x5A: seq 1 is new there, delivered and marked. */
+    m.possible_duplicate = true;
+    const mw_message_t *one = &m;
+    mwi_batch_head hd = {.low_water = 1, .space = 0x5A};
+    cr_assert_eq(mwi_batch_encode_in(&one, 1, &hd, payload, sizeof payload, &plen, &count), MW_OK);
+    q.payload_len = plen;
+    q.mid = 3;
+    expect_ack(&h, r, &q, &nr, ranges, &rs);
+    cr_assert_eq(nr, 1);
+    cr_assert_eq(rs, MWI_RESYNC_NONE);
+    cr_assert_eq(mwt_h_count(&h, "dev-1"), 2);
+    /* The old space (0, what batch_with_low sends) is retired: never reopened. */
+    batch_with_low(&q, payload, sizeof payload, 9, 9, 4);
+    expect_ack(&h, r, &q, &nr, ranges, &rs);
+    cr_assert_eq(nr, 0);
+    cr_assert_eq(rs, MWI_RESYNC_RETIRED);
+    cr_assert_eq(mwt_h_count(&h, "dev-1"), 2);
+    mw_gateway_stats_t gs;
+    mw_gateway_stats(h.gw, &gs);
+    cr_assert_eq(gs.conflicts, 1);
+    cr_assert_eq(gs.spaces_started, 2);
+    mwt_h_fini(&h);
+}
+
+/* A device without storage numbers from 1 at every start, in a new random sequence space: no
+ * clock is involved, so a clock set back a day (an NTP correction, a flat RTC battery) repeats
+ * nothing the gateway would take for a duplicate. */
+/* @req MDR-17.2 IEC62443-CR3.8 */
+Test(custody, a_device_without_storage_whose_clock_went_back_a_day_loses_nothing)
+{
+    mwt_h h;
+    mwt_h_init(&h, 35);
+    mw_client_t *c = mwt_h_client(&h, "dev-1", "gateway", NULL);
+    cr_assert_not_null(c);
+    mwt_send_obs(c, 5, 0);
+    cr_assert(mwt_h_drain(&h, 60000));
+    mw_client_stats_t st;
+    mw_client_stats(c, &st);
+    uint64_t first_space = st.space;
+    mwt_h_client_close(&h, &c);
+    h.clk.wall_ms -= 24u * 3600u * 1000u;
+    c = mwt_h_client(&h, "dev-1", "gateway", NULL);
+    cr_assert_not_null(c);
+    mwt_send_obs(c, 5, 100);
+    cr_assert(mwt_h_drain(&h, 60000));
+    mw_client_stats(c, &st);
+    cr_assert_neq(st.space, first_space, "a new start, a new space");
+    cr_assert_eq(mwt_h_count(&h, "dev-1"), 10, "the five after the clock step delivered too");
+    mwt_h_fini(&h);
+}
+
+struct fates {
+    size_t n;
+    mw_fate_report_t last;
+    size_t delivered, evicted;
+};
+
+static void on_fate(void *ctx, const mw_fate_report_t *r)
+{
+    struct fates *f = ctx;
+    f->n++;
+    f->last = *r;
+    f->delivered += r->fate == MW_FATE_DELIVERED;
+    f->evicted += r->fate == MW_FATE_EVICTED;
+}
+
+Test(custody, the_application_learns_each_messages_fate_by_its_sequence_number)
+{
+    mwt_h h;
+    mwt_h_init(&h, 36);
+    struct fates f = {0};
+    mw_client_config_t q;
+    mw_client_config_init(&q);
+    q.queue_capacity = 4;
+    q.on_fate = on_fate;
+    q.on_fate_ctx = &f;
+    mw_client_t *c = mwt_h_client_with(&h, "dev-1", "gateway", &q, NULL);
+    cr_assert_not_null(c);
+    mw_alarm_t a = {.mdc_code = MW_MDC_EVT_LO, .priority = MW_ALARM_HIGH,
+                    .state = MW_ALARM_ACTIVE};
+    uint64_t seq = 0;
+    cr_assert_eq(mw_client_raise_alarm(c, &a, &seq), MW_OK);
+    cr_assert(mwt_h_drain(&h, 60000));
+    cr_assert_eq(f.delivered, 1);
+    cr_assert_eq(f.last.seq, seq);
+    cr_assert_eq(f.last.type, MW_MSG_ALARM, "an alarm source learns its alarm arrived");
+    cr_assert_eq(f.last.fate, MW_FATE_DELIVERED);
+    /* Five observations queued at once into room for four: the oldest is evicted, and said so. */
+    mwt_send_obs(c, 5, 0);
+    cr_assert_eq(f.evicted, 1);
+    cr_assert_eq(f.last.fate, MW_FATE_EVICTED);
+    cr_assert_eq(f.last.priority, MW_PRIORITY_OBSERVATION);
     mwt_h_fini(&h);
 }

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* mw-batchfile -- writes one valid protobuf Batch to a file, for foreign CoAP clients to POST. */
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,11 +10,14 @@
 
 static const char USAGE[] =
     "usage: mw-batchfile --device ID --count N --out FILE [--first-seq S]\n"
+    "                    [--low-water L] [--space HEX]\n"
     "\n"
     "Writes one medwire Batch (Content-Format 65100, proto/medwire.proto) to FILE:\n"
     "N pulse-rate observations (1 <= N <= 16) from device ID with sequence numbers\n"
     "S..S+N-1 (S defaults to 1). Observation k (its sequence number) has MDC code\n"
     "149530, value 60+k in unit \"/min\", status valid, time 1700000000000+1000*k ms.\n"
+    "The low-water mark is L (default S) and the sequence space HEX (default none):\n"
+    "a test can declare what a hostile or broken device would.\n"
     "The batch is made by medwire's own encoder, so it is exactly what a device sends.\n"
     "Exit status: 0 written, 1 cannot encode or write, 2 bad command line.\n";
 
@@ -44,7 +48,8 @@ static int parse_u64(const char *s, unsigned long long max, unsigned long long *
 int main(int argc, char **argv)
 {
     const char *device = NULL, *out_path = NULL;
-    unsigned long long count = 0, first = 1;
+    unsigned long long count = 0, first = 1, low = 0, space = 0;
+    bool have_low = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
@@ -62,8 +67,18 @@ int main(int argc, char **argv)
             if (parse_u64(v, MWI_MAX_BATCH, &count) != 0 || count == 0)
                 return usage_error("--count must be 1 to 16");
         } else if (strcmp(a, "--first-seq") == 0) {
-            if (parse_u64(v, (unsigned long long)INT64_MAX, &first) != 0 || first == 0)
+            if (parse_u64(v, UINT64_MAX - MWI_MAX_BATCH, &first) != 0 || first == 0)
                 return usage_error("--first-seq must be a positive number");
+        } else if (strcmp(a, "--low-water") == 0) {
+            if (parse_u64(v, UINT64_MAX, &low) != 0)
+                return usage_error("--low-water must be a number");
+            have_low = true;
+        } else if (strcmp(a, "--space") == 0) {
+            char *end = NULL;
+            errno = 0;
+            space = strtoull(v, &end, 16);
+            if (errno != 0 || end == v || *end != '\0' || v[0] == '-')
+                return usage_error("--space must be hexadecimal");
         } else
             return usage_error("unknown option");
     }
@@ -92,8 +107,13 @@ int main(int argc, char **argv)
     }
     uint8_t buf[BATCH_CAP];
     size_t len = 0, encoded = 0;
-    /* The low-water mark is the oldest sequence number the device still holds: the first. */
-    mw_err e = mwi_batch_encode(msgs, (size_t)count, first, buf, sizeof buf, &len, &encoded);
+    /* The low-water mark is the oldest sequence number the device still holds: the first,
+     * unless the test declares another. */
+    const mw_message_t *ptrs[MWI_MAX_BATCH];
+    for (unsigned long long k = 0; k < count; k++)
+        ptrs[k] = &msgs[k];
+    mwi_batch_head head = {.low_water = have_low ? low : first, .space = space};
+    mw_err e = mwi_batch_encode_in(ptrs, (size_t)count, &head, buf, sizeof buf, &len, &encoded);
     if (e != MW_OK || encoded != count) {
         fprintf(stderr, "mw-batchfile: cannot encode %llu messages: %s\n", count,
                 e != MW_OK ? mw_strerror(e) : "they do not fit in one batch");

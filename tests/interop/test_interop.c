@@ -333,7 +333,7 @@ static const char PROTOC_BATCH[] =
     "envelopes {\n"
     "  version: 1 device_id: \"dev-1\" seq: 2 device_time_ms: 1700000001000\n"
     "  priority: PRIORITY_ALARM low_water: 1\n"
-    "  alarm { mdc_code: 196638 priority: ALARM_PRIORITY_HIGH state: ALARM_STATE_ACTIVE\n"
+    "  alarm { mdc_code: 196670 priority: ALARM_PRIORITY_HIGH state: ALARM_STATE_ACTIVE\n"
     "          time_ms: 1700000001000 text: \"SpO2 low\" }\n"
     "}\n";
 
