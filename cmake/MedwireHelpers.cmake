@@ -33,7 +33,7 @@ function(mw_add_test name)
   endif()
 endfunction()
 
-# ---- Hardening of what we ship (issue 7) ----
+# ---- Hardening of what we ship ----
 # The programs and libmedwire.so are network-facing on both sides of a clinical link, so they
 # get the distribution-grade hardening: PIE and full RELRO (no writable GOT after start-up),
 # stack protector, stack-clash probes, CET branch protection where the target has it, and
@@ -68,7 +68,7 @@ if(MW_HARDEN)
   endif()
 endif()
 
-# ---- libFuzzer builds (fuzz/, issue 7) ----
+# ---- libFuzzer builds (fuzz/) ----
 # Everything, the library included, is instrumented for coverage and built with ASan and UBSan,
 # as OSS-Fuzz builds a project; only the fuzz targets link libFuzzer itself (fuzz/CMakeLists.txt).
 if(MW_BUILD_FUZZERS)
