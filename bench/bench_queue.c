@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -54,6 +55,13 @@ static mw_message_t observation(uint64_t seq)
     return m;
 }
 
+/* The salt of each new queue file, from the kernel's CSPRNG. */
+static mw_err kernel_random(void *ctx, uint8_t *out, size_t len)
+{
+    (void)ctx;
+    return getrandom(out, len, 0) == (ssize_t)len ? MW_OK : MW_EIO;
+}
+
 static void die(const char *what, mw_err e, const mw_error_detail_t *d)
 {
     fprintf(stderr, "bench-queue: %s: %s (%s)\n", what, mw_strerror(e), d != NULL ? d->reason : "");
@@ -88,6 +96,7 @@ static mwi_queue *open_queue(const char *path, uint32_t capacity, uint32_t group
     c.key = key;
     c.key_len = sizeof key;
     c.capacity = capacity;
+    c.random.fill = kernel_random;
     c.group_commit_n = group_n;
     c.group_commit_ms = 100;
     e = mwi_queue_open(&c, &q, &d);

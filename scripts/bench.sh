@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
-# bench.sh -- build and run every benchmark of issue 8 side by side (medwire against libcoap with
+# bench.sh -- build and run every benchmark side by side (medwire against libcoap with
 # OpenSSL DTLS, mosquitto over TLS, bare wolfSSL/wolfCrypt, fdatasync, SQLite), write
 # bench/results/latest.md and bench/results/ratios.png, print the table. Figures, not tests.
 #
@@ -249,7 +249,8 @@ banner "5. device footprint (-Os): x86-64 and Cortex-M4 (compile only)"
 # (medwire.pb.c) count as ours; the nanopb runtime, wolfSSL and libcoap do not.
 dev_src=(src/core/err.c src/client/client.c src/session/codec.c src/session/command.c
          src/session/replay.c src/coap/coap.c src/coap/exchange.c src/dtls/dtls.c
-         src/queue/queue.c src/queue/seqstore.c src/queue/slice.c src/queue/format.c)
+         src/queue/queue.c src/queue/record.c src/queue/aead.c src/queue/index.c src/queue/log.c
+         src/queue/recovery.c src/queue/seqstore.c src/queue/slice.c src/queue/format.c)
 pbc=$(find "$build" -name medwire.pb.c | head -n 1)
 [ -n "$pbc" ] && dev_src+=("$pbc")
 pbdir=$(dirname "${pbc:-$build/proto/gen/x}")

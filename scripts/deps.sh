@@ -15,6 +15,7 @@ MW_PACKAGES=(
   libsqlite3-dev          # gateway store
   libmicrohttpd-dev       # medwire-gateway --metrics (Prometheus over HTTP); the program only
   openssl                 # independent certificate checks in tests
+  python3-hl7             # an MLLP listener and HL7 parser written by others (tests/hl7)
   doxygen                 # the API reference (target docs; ctest api_reference)
 )
 
