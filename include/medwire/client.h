@@ -183,8 +183,9 @@ typedef struct mw_client_stats {
     /** Of messages_pending, the observations (the rest: alarms, status reports, command
      *  results, gap records). */
     uint64_t observations_pending;
-    /** Answers that settled none of the messages their request carried: an RST, an Ack that
-     *  does not decode, an Ack covering none of them (without a resynchronisation). After each
+    /** Answers that settled none of the messages their request carried: an RST, a 5.xx, an
+     *  Ack that does not decode, an Ack covering none of them (without a resynchronisation).
+     *  After each
      *  the next batch waits, with backoff (docs/protocol.md 3), instead of going again at once. */
     uint64_t useless_answers;
     /** Commands from the gateway left unrun, for now, because their result would have had no

@@ -989,9 +989,17 @@ static void on_response(mw_client_t *c, struct req *q, const mwi_coap_msg *m)
              (unsigned)(m->code & 0x1f), dl ? ": " : "", dl,
              m->payload ? (const char *)m->payload : "");
     set_last(c, MW_ECOAP_RESPONSE, m->code, why);
-    if (cls == 5 || m->code == MWI_COAP_REQUEST_ENTITY_INCOMPLETE) {
-        /* The gateway is alive but cannot take custody now (or lost the
-         * transfer): try again later, after the record callback returns. */
+    if (cls == 5) {
+        /* The gateway is alive but cannot take custody now: wait with backoff on the session we
+         * have, as for any answer that settles nothing. Reconnecting would add a handshake per
+         * device to a gateway that is already struggling. */
+        release(c, q);
+        useless_answer(c, now_ms(c));
+        return;
+    }
+    if (m->code == MWI_COAP_REQUEST_ENTITY_INCOMPLETE) {
+        /* The gateway lost the block-wise transfer: start again on a fresh link, after the
+         * record callback returns. */
         release(c, q);
         c->drop_requested = true;
         return;

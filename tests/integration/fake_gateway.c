@@ -190,6 +190,9 @@ static void on_record(void *ctx, const uint8_t *data, size_t len)
         cr_assert_eq(mwi_coap_response_for(&m, MWI_COAP_CHANGED, &r), MW_OK);
         r.content_format = MWI_COAP_CF_MEDWIRE_ACK;
         break;
+    case MWT_FAKE_UNAVAILABLE:
+        cr_assert_eq(mwi_coap_response_for(&m, MWI_COAP_SERVICE_UNAVAILABLE, &r), MW_OK);
+        break;
     case MWT_FAKE_ACK_ALL:
         if (m.flags & MWI_COAP_F_BLOCK1) {
             /* Only what fits one record: the device falls back to that. */

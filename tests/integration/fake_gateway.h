@@ -20,6 +20,7 @@ typedef enum mwt_fake_mode {
     MWT_FAKE_RST,         /**< an RST: the request is refused unread */
     MWT_FAKE_GARBAGE_ACK, /**< 2.04 with an Ack body that does not decode */
     MWT_FAKE_EMPTY_ACK,   /**< 2.04 with an Ack of no range: it settles nothing */
+    MWT_FAKE_UNAVAILABLE, /**< 5.03: alive, but it cannot take custody (its store is down) */
     MWT_FAKE_ACK_ALL,     /**< 2.04 with an Ack of every envelope, and cmds_per_ack new commands */
 } mwt_fake_mode;
 

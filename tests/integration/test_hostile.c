@@ -94,6 +94,15 @@ Test(hostile_gateway, an_ack_that_settles_nothing_is_met_with_backoff)
     backs_off_from(MWT_FAKE_EMPTY_ACK, 302);
 }
 
+/* A gateway whose store is down answers 5.03 to every batch: the device waits as for any answer
+ * that settles nothing, on the session it has, rather than reconnecting at once (a fleet doing
+ * that would handshake with the gateway every second while it is least able to bear it). */
+/* @req MDR-18.8 IEC62443-CR7.1 */
+Test(hostile_gateway, a_503_to_every_request_is_met_with_backoff_on_the_same_session)
+{
+    backs_off_from(MWT_FAKE_UNAVAILABLE, 303);
+}
+
 struct ran {
     uint64_t ids[4096];
     size_t n;
