@@ -201,8 +201,8 @@ static mw_err sink_hl7(struct outputs *o, const mw_message_t *m)
     size_t n = 0;
     struct timespec now;
     clock_gettime(CLOCK_REALTIME, &now);
-    mw_err e = hl7_encode(m, (uint64_t)now.tv_sec * 1000u + (uint64_t)now.tv_nsec / 1000000u, msg,
-                          sizeof msg, &n);
+    mw_err e = hl7_encode(m, NULL, (uint64_t)now.tv_sec * 1000u + (uint64_t)now.tv_nsec / 1000000u,
+                          msg, sizeof msg, &n);
     return e == MW_OK ? outbox_stage(o->ob, m->device_id, msg, n) : e;
 }
 
