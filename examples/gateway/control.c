@@ -21,7 +21,7 @@
 
 struct field {
     char key[24];
-    char val[96];
+    char val[ASSOC_NAME_MAX + 8]; /* a name or a location at its bound, and some room */
     bool is_str;
 };
 
@@ -151,8 +151,71 @@ static void reply(int fd, const char *text)
     }
 }
 
+/* {"ok":false,"error":WHY} with WHY escaped as JSON needs: it may repeat what was sent. */
+static void reply_error(int fd, const char *why)
+{
+    char out[ASSOC_WHY_MAX * 6 + 40];
+    size_t n = (size_t)snprintf(out, sizeof out, "{\"ok\":false,\"error\":\"");
+    for (size_t i = 0; why[i] && n + 8 < sizeof out; i++) {
+        unsigned char ch = (unsigned char)why[i];
+        if (ch == '"' || ch == '\\')
+            n += (size_t)snprintf(out + n, sizeof out - n, "\\%c", ch);
+        else if (ch < 0x20 || ch == 0x7f)
+            n += (size_t)snprintf(out + n, sizeof out - n, "\\u%04x", ch);
+        else
+            out[n++] = (char)ch;
+    }
+    snprintf(out + n, sizeof out - n, "\"}\n");
+    reply(fd, out);
+}
+
+/* An optional string member: "" when absent; false when it is there but not a string. */
+static bool get_str(const struct field *f, int n, const char *key, const char **out)
+{
+    const struct field *x = get(f, n, key);
+    *out = x ? x->val : "";
+    return x == NULL || x->is_str;
+}
+
+/* associate and dissociate: the patient and bed of @p device, in memory and in the
+ * --associations file when there is one. */
+static void handle_association(associations_t *a, int fd, const struct field *f, int n,
+                               const char *device, bool set)
+{
+    char why[ASSOC_WHY_MAX];
+    if (a == NULL) {
+        reply_error(fd, "associations are used only with --hl7: this gateway does not keep them");
+        return;
+    }
+    bool ok;
+    if (set) {
+        const char *pid = NULL, *name = NULL, *loc = NULL;
+        association_t x;
+        if (!get_str(f, n, "patient_id", &pid) || !get_str(f, n, "patient_name", &name) ||
+            !get_str(f, n, "location", &loc)) {
+            reply_error(fd, "patient_id, patient_name and location are strings");
+            return;
+        }
+        ok = association_fill(&x, device, strlen(device), pid, strlen(pid), name, strlen(name), loc,
+                              strlen(loc), why, sizeof why) &&
+             associations_set(a, &x, why, sizeof why);
+    } else {
+        ok = associations_remove(a, device, why, sizeof why);
+    }
+    if (!ok) {
+        reply_error(fd, why);
+        return;
+    }
+    /* The device passed association_fill or was found: an id needs no escaping. */
+    char out[300];
+    snprintf(out, sizeof out, "{\"ok\":true,\"device\":\"%s\",\"kept\":\"%s\"}\n", device,
+             a->path ? "written to the --associations file"
+                     : "in memory only (no --associations file): lost when the gateway stops");
+    reply(fd, out);
+}
+
 /* One request line -> one reply line. */
-static void handle_line(mw_gateway_t *gw, int fd, const char *line)
+static void handle_line(associations_t *assoc, mw_gateway_t *gw, int fd, const char *line)
 {
     struct field f[MAX_FIELDS];
     char out[256];
@@ -171,7 +234,12 @@ static void handle_line(mw_gateway_t *gw, int fd, const char *line)
     const struct field *what = n > 0 ? get(f, n, "command") : NULL;
     if (n < 0 || dev == NULL || what == NULL || !dev->is_str || !what->is_str) {
         reply(fd, "{\"ok\":false,\"error\":\"expected {\\\"device\\\":ID,\\\"command\\\":"
-                  "\\\"set_interval\\\"|\\\"ack_alarm\\\"|\\\"rotate_keys\\\",...}\"}\n");
+                  "\\\"set_interval\\\"|\\\"ack_alarm\\\"|\\\"rotate_keys\\\"|"
+                  "\\\"associate\\\"|\\\"dissociate\\\",...}\"}\n");
+        return;
+    }
+    if (strcmp(what->val, "associate") == 0 || strcmp(what->val, "dissociate") == 0) {
+        handle_association(assoc, fd, f, n, dev->val, what->val[0] == 'a');
         return;
     }
     mw_command_t cmd;
@@ -291,7 +359,8 @@ static void drop_client(struct control_client *cl)
 }
 
 /* Reads what @p cl sent and answers each complete line. */
-static void serve_client(struct control_client *cl, mw_gateway_t *gw, uint64_t now_ms)
+static void serve_client(struct control_client *cl, associations_t *assoc, mw_gateway_t *gw,
+                         uint64_t now_ms)
 {
     for (;;) {
         ssize_t r = read(cl->fd, cl->buf + cl->len, sizeof cl->buf - cl->len);
@@ -305,7 +374,7 @@ static void serve_client(struct control_client *cl, mw_gateway_t *gw, uint64_t n
         char *nl;
         while ((nl = memchr(cl->buf, '\n', cl->len)) != NULL) {
             *nl = '\0';
-            handle_line(gw, cl->fd, cl->buf);
+            handle_line(assoc, gw, cl->fd, cl->buf);
             cl->active_ms = now_ms;
             size_t used = (size_t)(nl - cl->buf) + 1;
             memmove(cl->buf, cl->buf + used, cl->len - used);
@@ -343,7 +412,7 @@ void control_service(control_t *c, mw_gateway_t *gw, uint64_t now_ms)
     /* Lines already sent are answered first: a client with a request waiting is not idle. */
     for (int i = 0; i < CONTROL_MAX_CLIENTS; i++)
         if (c->clients[i].fd >= 0)
-            serve_client(&c->clients[i], gw, now_ms);
+            serve_client(&c->clients[i], c->assoc, gw, now_ms);
     /* Places are few (each is a descriptor and a line buffer); without a deadline, clients
      * that connect and say nothing, or never finish a line, would keep the operator out for
      * as long as they liked. */
@@ -387,5 +456,5 @@ void control_service(control_t *c, mw_gateway_t *gw, uint64_t now_ms)
     if (accepted)
         for (int i = 0; i < CONTROL_MAX_CLIENTS; i++)
             if (c->clients[i].fd >= 0)
-                serve_client(&c->clients[i], gw, now_ms);
+                serve_client(&c->clients[i], c->assoc, gw, now_ms);
 }

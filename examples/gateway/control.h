@@ -11,6 +11,8 @@
 
 #include "medwire/medwire.h"
 
+#include "associations.h"
+
 /* Places for clients at once. A new client always gets one: when all are taken, the client
  * that has been idle longest gives its place up. */
 #define CONTROL_MAX_CLIENTS 8
@@ -28,6 +30,9 @@ typedef struct control {
     int listen_fd;
     uint64_t idle_ms; /* CONTROL_IDLE_MS unless a test sets another */
     char path[108];
+    /* The associate and dissociate commands change these; NULL: they are refused. Set after
+     * control_open. */
+    associations_t *assoc;
     struct control_client clients[CONTROL_MAX_CLIENTS];
 } control_t;
 

@@ -205,8 +205,55 @@ static void put_obx(writer *w, const mw_message_t *m, uint64_t when)
     put(w, "^" SENDER "\r");
 }
 
-mw_err hl7_encode(const mw_message_t *m, uint64_t now_ms, char *out, size_t out_size,
-                  size_t *out_len)
+/* @p s (at most @p max bytes), components separated by '^', each escaped: the separators are
+ * ours, whatever the values hold. */
+static void put_components(writer *w, const char *s, size_t max)
+{
+    size_t n = strnlen(s, max);
+    const char *end = s + n;
+    for (const char *p = s;;) {
+        const char *hat = memchr(p, '^', (size_t)(end - p));
+        const char *ce = hat ? hat : end;
+        put_text(w, p, (size_t)(ce - p));
+        if (hat == NULL)
+            break;
+        put(w, "^");
+        p = hat + 1;
+    }
+}
+
+static bool ascii(const char *s, size_t max)
+{
+    for (size_t i = 0; i < max && s[i]; i++)
+        if ((unsigned char)s[i] >= 0x80)
+            return false;
+    return true;
+}
+
+/* PID and PV1: the patient and bed of the device when it has an association. PID-3 is a CX
+ * whose identifier type (CX.5) is MR, medical record number, with no assigning authority;
+ * PV1-2 I (inpatient), PV1-3 the PL PointOfCare^Room^Bed. */
+static void put_patient(writer *w, const association_t *a)
+{
+    if (a == NULL) {
+        /* The gateway does not know the patient: PID-3 and PID-5 stay empty, and the receiver
+         * binds the readings to a patient through the device (OBX-18). PV1-2 U: patient class
+         * unknown. */
+        put(w, "PID|||\r");
+        put(w, "PV1||U\r");
+        return;
+    }
+    put(w, "PID|||");
+    put_text(w, a->patient_id, sizeof a->patient_id);
+    put(w, "^^^^MR||");
+    put_components(w, a->patient_name, sizeof a->patient_name);
+    put(w, "\rPV1||I|");
+    put_components(w, a->location, sizeof a->location);
+    put(w, "\r");
+}
+
+mw_err hl7_encode(const mw_message_t *m, const association_t *assoc, uint64_t now_ms, char *out,
+                  size_t out_size, size_t *out_len)
 {
     if (m == NULL || out == NULL || out_size == 0 || out_len == NULL)
         return MW_EINVAL;
@@ -226,11 +273,13 @@ mw_err hl7_encode(const mw_message_t *m, uint64_t now_ms, char *out, size_t out_
     put_time(&w, now_ms);
     put(&w, "||ORU^R01^ORU_R01|");
     put(&w, ctrl);
-    put(&w, "|P|2.6|||AL|NE|||||" PCD01_PROFILE "\r");
-    /* The gateway does not know the patient: PID-3 and PID-5 stay empty, and the receiver binds
-     * the readings to a patient through the device (OBX-18). PV1-2 U: patient class unknown. */
-    put(&w, "PID|||\r");
-    put(&w, "PV1||U\r");
+    /* MSH-18: HL7's default character set is ASCII; a name or a bed beyond it is UTF-8. */
+    bool utf8 = assoc && !(ascii(assoc->patient_id, sizeof assoc->patient_id) &&
+                           ascii(assoc->patient_name, sizeof assoc->patient_name) &&
+                           ascii(assoc->location, sizeof assoc->location));
+    put(&w, utf8 ? "|P|2.6|||AL|NE||UNICODE UTF-8|||" : "|P|2.6|||AL|NE|||||");
+    put(&w, PCD01_PROFILE "\r");
+    put_patient(&w, assoc);
     put(&w, "OBR|1||");
     put(&w, ctrl);
     put(&w, "^" SENDER "|" OBR_SERVICE "|||");

@@ -10,8 +10,11 @@
 
 #include "medwire/medwire.h"
 
-/** Enough for any message hl7_encode writes (one OBX; strings are bounded in message.h). */
-#define HL7_MAX 2048
+#include "associations.h"
+
+/** Enough for any message hl7_encode writes (one OBX; strings are bounded in message.h and
+ *  associations.h). */
+#define HL7_MAX 4096
 /** Longest message control id (MSH-10) hl7_control_id writes, with its NUL. */
 #define HL7_CONTROL_ID_MAX 128
 
@@ -27,11 +30,14 @@ void hl7_control_id(const mw_message_t *m, char *out, size_t out_size);
 
 /**
  * Writes @p m as one ORU^R01 (segments end with a carriage return, no MLLP framing);
- * @p now_ms (Unix ms) is MSH-7. Returns MW_OK, MW_EINVAL (no HL7 form: see hl7_has_form) or
- * MW_ENOSPC (@p out_size too small; HL7_MAX always suffices).
+ * @p now_ms (Unix ms) is MSH-7. @p assoc, when not NULL, is the patient and bed of the device:
+ * PID-3 (the patient id, identifier type MR), PID-5 (the name), PV1-2 I and PV1-3 (the
+ * location), each component escaped; NULL leaves PID empty and PV1-2 U. Returns MW_OK,
+ * MW_EINVAL (no HL7 form: see hl7_has_form) or MW_ENOSPC (@p out_size too small; HL7_MAX
+ * always suffices).
  */
-mw_err hl7_encode(const mw_message_t *m, uint64_t now_ms, char *out, size_t out_size,
-                  size_t *out_len);
+mw_err hl7_encode(const mw_message_t *m, const association_t *assoc, uint64_t now_ms, char *out,
+                  size_t out_size, size_t *out_len);
 
 /** What an acknowledgement says. */
 typedef struct hl7_ack {

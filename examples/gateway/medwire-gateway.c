@@ -15,6 +15,7 @@
 
 #include "medwire/medwire.h"
 
+#include "associations.h"
 #include "cmdline.h"
 #include "control.h"
 #include "hl7.h"
@@ -32,6 +33,7 @@ static const char USAGE[] =
     "                       [--log-level error|warn|info|debug] [--log-format text|json]\n"
     "                       [--allow-shared-key-file] [admission limits, below]\n"
     "                       [--hl7 mllp://HOST:PORT] [--outbox FILE] [--outbox-max N]\n"
+    "                       [--associations FILE]\n"
     "\n"
     "Accepts medical devices over mutually authenticated DTLS 1.2 (CoAP, protobuf) and\n"
     "writes every delivered message as one JSON object per line.\n"
@@ -126,6 +128,13 @@ static const char USAGE[] =
     "  --outbox FILE       SQLite file of messages not yet acknowledged by --hl7 (default:\n"
     "                      the --store FILE with \".outbox\" added); locked while the\n"
     "                      gateway runs\n"
+    "  --associations FILE  with --hl7: each device's patient and bed, one a line,\n"
+    "                      DEVICE-ID<TAB>PATIENT-ID<TAB>Family^Given<TAB>PointOfCare^Room^Bed\n"
+    "                      ('#' comments), sent as PID-3, PID-5 and PV1-3; SIGHUP reloads it,\n"
+    "                      the control socket's {\"device\":ID,\"command\":\"associate\",\n"
+    "                      \"patient_id\":...,\"patient_name\":...,\"location\":...} and\n"
+    "                      {\"device\":ID,\"command\":\"dissociate\"} change it (and rewrite\n"
+    "                      FILE). A bad FILE stops the start (exit 2) and is ignored at reload\n"
     "  --outbox-max N      messages the outbox holds (default 100000); when full, nothing\n"
     "                      more is acknowledged to devices (they keep their messages and\n"
     "                      resend), audited \"hl7_outbox_full\"; a warning at 90%\n"
@@ -176,9 +185,11 @@ static void on_signal(int sig)
 struct outputs {
     FILE *out;
     FILE *audit;
-    bool out_is_file; /* a regular file can be synced and rewound */
-    outbox_t *ob;     /* --hl7: messages go to the outbox instead of --out */
-    bool outbox_high; /* above 90% of --outbox-max: warned once until it drains */
+    bool out_is_file;      /* a regular file can be synced and rewound */
+    outbox_t *ob;          /* --hl7: messages go to the outbox instead of --out */
+    bool outbox_high;      /* above 90% of --outbox-max: warned once until it drains */
+    associations_t assoc;  /* --hl7: each device's patient and bed */
+    uint64_t unassociated; /* HL7 messages encoded for a device without one */
 };
 
 static void on_audit(void *ctx, const mw_audit_event_t *ev);
@@ -201,8 +212,11 @@ static mw_err sink_hl7(struct outputs *o, const mw_message_t *m)
     size_t n = 0;
     struct timespec now;
     clock_gettime(CLOCK_REALTIME, &now);
-    mw_err e = hl7_encode(m, (uint64_t)now.tv_sec * 1000u + (uint64_t)now.tv_nsec / 1000000u, msg,
-                          sizeof msg, &n);
+    const association_t *a = associations_find(&o->assoc, m->device_id);
+    mw_err e = hl7_encode(m, a, (uint64_t)now.tv_sec * 1000u + (uint64_t)now.tv_nsec / 1000000u,
+                          msg, sizeof msg, &n);
+    if (e == MW_OK && a == NULL)
+        o->unassociated++;
     return e == MW_OK ? outbox_stage(o->ob, m->device_id, msg, n) : e;
 }
 
@@ -423,7 +437,7 @@ static bool parse_num(const char *s, unsigned long min, unsigned long max, unsig
 
 /* The HL7 delivery as /metrics shows it. */
 struct hl7_view {
-    outbox_t *ob;
+    const struct outputs *o;
     mllp_t *sender;
 };
 
@@ -431,13 +445,13 @@ static void hl7_metrics(void *ctx, metrics_hl7_t *out)
 {
     const struct hl7_view *v = ctx;
     outbox_stats_t os;
-    outbox_stats(v->ob, &os);
+    outbox_stats(v->o->ob, &os);
     mllp_stats_t ms;
     mllp_stats(v->sender, &ms);
     struct timespec now;
     clock_gettime(CLOCK_REALTIME, &now);
     uint64_t now_ms = (uint64_t)now.tv_sec * 1000u + (uint64_t)now.tv_nsec / 1000000u;
-    *out = (metrics_hl7_t){.destination = outbox_destination(v->ob),
+    *out = (metrics_hl7_t){.destination = outbox_destination(v->o->ob),
                            .depth = os.depth,
                            .parked_now = os.parked,
                            .max_rows = os.max_rows,
@@ -448,6 +462,7 @@ static void hl7_metrics(void *ctx, metrics_hl7_t *out)
                            .acked = ms.acked,
                            .retried = ms.retried,
                            .parked = ms.parked,
+                           .unassociated = v->o->unassociated,
                            .down = ms.down};
 }
 
@@ -500,7 +515,7 @@ int main(int argc, char **argv)
     const char *format = "json";
     const char *metrics_addr = NULL, *metrics_port_file = NULL;
     const char *log_level = "info", *log_format = "text";
-    const char *hl7_url = NULL, *outbox_path = NULL;
+    const char *hl7_url = NULL, *outbox_path = NULL, *assoc_path = NULL;
     unsigned long outbox_max = OUTBOX_DEFAULT_MAX;
     unsigned long max_peers = 0, comm_loss_s = 0, idle_timeout_s = 0;
     unsigned long max_half_open = 0, half_open_per_host = 0, hs_per_host = 0, hs_per_identity = 0,
@@ -563,6 +578,8 @@ int main(int argc, char **argv)
             slot = &hl7_url;
         else if (strcmp(a, "--outbox") == 0)
             slot = &outbox_path;
+        else if (strcmp(a, "--associations") == 0)
+            slot = &assoc_path;
         else if (strcmp(a, "--outbox-max") == 0) {
             num = &outbox_max;
             min = 1;
@@ -652,8 +669,14 @@ int main(int argc, char **argv)
                            NULL);
     if ((outbox_path || outbox_max != OUTBOX_DEFAULT_MAX) && !hl7_url)
         return usage_error("--outbox and --outbox-max need --hl7 mllp://HOST:PORT", NULL);
-
-    struct outputs o = {stdout, stderr, false, NULL, false};
+    if (assoc_path && !hl7_url)
+        return usage_error("--associations needs --hl7 mllp://HOST:PORT: only the HL7 output "
+                           "carries patients and beds",
+                           NULL);
+    struct outputs o = {stdout, stderr, false, NULL, false, {NULL, 0, 0, NULL}, 0};
+    char why_assoc[ASSOC_WHY_MAX];
+    if (assoc_path && !associations_load(&o.assoc, assoc_path, why_assoc, sizeof why_assoc))
+        return usage_error(why_assoc, NULL);
     if (out_path) {
         if ((o.out = open_out(out_path, "output")) == NULL)
             return 1;
@@ -738,7 +761,7 @@ int main(int argc, char **argv)
             return 1;
         }
     }
-    struct hl7_view hv = {o.ob, sender};
+    struct hl7_view hv = {&o, sender};
     warn_if_shared(store, "--store");
     mw_addr_t local;
     char local_text[64] = "?";
@@ -775,6 +798,8 @@ int main(int argc, char **argv)
         mw_gateway_destroy(&gw);
         return 1;
     }
+    if (o.ob)
+        ctl.assoc = &o.assoc; /* associations are the HL7 output's */
 
     /* The port file says "ready": written last, once the control socket and the metrics
      * exist, so that whoever waits for it can use all three. */
@@ -845,6 +870,12 @@ int main(int argc, char **argv)
             else
                 gwlog(GWLOG_INFO, "credentials_reloaded", "s:ca", ca, "s:cert", cert, "s:key", key,
                       "s:crl", crl, "s:reason", reload_reason, GWLOG_END);
+            if (assoc_path && !associations_reload(&o.assoc, why_assoc, sizeof why_assoc))
+                gwlog(GWLOG_ERROR, "associations_reload_failed", "s:file", assoc_path, "s:reason",
+                      why_assoc, "s:kept", "the previous associations stay in force", GWLOG_END);
+            else if (assoc_path)
+                gwlog(GWLOG_INFO, "associations_reloaded", "s:file", assoc_path, "u:associations",
+                      (unsigned long long)o.assoc.n, GWLOG_END);
         }
     }
     control_close(&ctl);
@@ -873,6 +904,7 @@ int main(int argc, char **argv)
           "u:duplicates", (unsigned long long)st.duplicates, "u:handshakes_completed",
           (unsigned long long)st.handshakes_completed, "u:handshakes_failed",
           (unsigned long long)st.handshakes_failed, GWLOG_END);
+    associations_free(&o.assoc);
     if (o.out != stdout)
         fclose(o.out);
     if (o.audit != stderr)

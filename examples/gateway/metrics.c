@@ -231,6 +231,10 @@ static void put_hl7(FILE *f, const metrics_hl7_t *h)
          "Attempts that failed (connection, timeout, AE or AR) and were tried again.", h->retried},
         {"medwire_hl7_parked_total", "counter", "Messages parked after repeated rejections.",
          h->parked},
+        {"medwire_messages_without_association_total", "counter",
+         "Messages encoded for a device with no patient association (--associations, control "
+         "socket): PID and PV1 empty.",
+         h->unassociated},
         {"medwire_hl7_destination_up", "gauge",
          "1 unless the last connection attempt to the destination failed.", h->down ? 0u : 1u},
     };

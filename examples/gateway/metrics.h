@@ -39,7 +39,8 @@ typedef struct metrics_hl7 {
     uint64_t oldest_age_ms;  /**< age of the oldest unparked row; 0: none */
     uint64_t outbox_full;    /**< commits refused because the outbox was full */
     uint64_t sent, acked, retried, parked;
-    bool down; /**< the last connection attempt failed */
+    uint64_t unassociated; /**< messages encoded for a device without an association */
+    bool down;             /**< the last connection attempt failed */
 } metrics_hl7_t;
 typedef void metrics_hl7_fn(void *ctx, metrics_hl7_t *out);
 

@@ -8,7 +8,10 @@
       MSH-10 to the ids file, answers AA, or AE when the message does not parse or lacks
       MSH-9, MSH-12 or an OBX with OBX-3, OBX-4, OBX-11 and OBX-18 (then one line in the
       errors file says why). With --reject-seq SEQ --rejected F it answers AE to the messages
-      whose MSH-10 ends in -SEQ, and writes their MSH-10 to F instead.
+      whose MSH-10 ends in -SEQ, and writes their MSH-10 to F instead. With --fields F it also
+      appends, per message accepted, one tab-separated line: MSH-10, then the patient and bed
+      as python-hl7 reads them (unescaped components; empty when absent) in the order of
+      PATIENT_FIELDS.
   mllp_peer.py --check FILE
       parses one message from FILE the same way and prints its fields; exit 1 if it fails.
 """
@@ -48,6 +51,33 @@ def check(text):
     return fields
 
 
+# The components of PID and PV1 that carry a device's patient association.
+PATIENT_FIELDS = (
+    ("PID-3.1", "PID.F3.R1.C1"),  # patient identifier
+    ("PID-3.5", "PID.F3.R1.C5"),  # identifier type code
+    ("PID-5.1", "PID.F5.R1.C1"),  # family name
+    ("PID-5.2", "PID.F5.R1.C2"),  # given name
+    ("PV1-2", "PV1.F2"),  # patient class
+    ("PV1-3.1", "PV1.F3.R1.C1"),  # point of care
+    ("PV1-3.2", "PV1.F3.R1.C2"),  # room
+    ("PV1-3.3", "PV1.F3.R1.C3"),  # bed
+)
+
+
+def component(msg, path):
+    """One component as python-hl7 reads it, unescaped; "" when the message does not have it."""
+    try:
+        return str(msg[path])
+    except (IndexError, KeyError):
+        return ""
+
+
+def patient(text):
+    """The PATIENT_FIELDS of a message, by name."""
+    msg = hl7.parse(text)
+    return {name: component(msg, path) for name, path in PATIENT_FIELDS}
+
+
 class Rejected(Exception):
     """A message refused on purpose (--reject-seq)."""
 
@@ -71,6 +101,10 @@ async def serve(args):
                         code = "AE"
                         raise Rejected()
                     # recorded before the answer: a resend after a lost answer shows as a repeat
+                    if args.fields:
+                        got = patient(text)
+                        values = [fields["MSH-10"]] + [got[name] for name, _ in PATIENT_FIELDS]
+                        append(args.fields, "\t".join(v.replace("\t", " ") for v in values))
                     append(args.ids, fields["MSH-10"])
                 except Rejected:
                     pass
@@ -109,6 +143,7 @@ def main():
     p.add_argument("--errors")
     p.add_argument("--reject-seq", help="answer AE to every message whose MSH-10 ends in -SEQ")
     p.add_argument("--rejected", help="the MSH-10 of each message refused so")
+    p.add_argument("--fields", help="MSH-10 and the patient fields of each message accepted")
     args = p.parse_args()
     if args.check:
         with open(args.check, encoding="utf-8", newline="") as fh:
@@ -118,6 +153,7 @@ def main():
         except Exception as exc:
             print(f"does not parse: {type(exc).__name__}: {exc}")
             return 1
+        fields.update(patient(text))
         for k, v in fields.items():
             print(f"{k}={v}")
         return 0

@@ -26,13 +26,29 @@ static mw_message_t observation(int64_t mantissa, int32_t exponent)
     return m;
 }
 
-static char *encode(const mw_message_t *m)
+static char *encode_for(const mw_message_t *m, const association_t *a)
 {
     static char out[HL7_MAX];
     size_t n = 0;
-    cr_assert_eq(hl7_encode(m, 1700000001000u, out, sizeof out, &n), MW_OK);
+    cr_assert_eq(hl7_encode(m, a, 1700000001000u, out, sizeof out, &n), MW_OK);
     cr_assert_eq(n, strlen(out));
     return out;
+}
+
+static char *encode(const mw_message_t *m)
+{
+    return encode_for(m, NULL);
+}
+
+static association_t assoc(const char *pid, const char *name, const char *location)
+{
+    association_t a;
+    memset(&a, 0, sizeof a);
+    snprintf(a.device, sizeof a.device, "%s", "oxi-7");
+    snprintf(a.patient_id, sizeof a.patient_id, "%s", pid);
+    snprintf(a.patient_name, sizeof a.patient_name, "%s", name);
+    snprintf(a.location, sizeof a.location, "%s", location);
+    return a;
 }
 
 /* The OBX-5 of @p m's encoding. */
@@ -98,15 +114,56 @@ Test(hl7, delimiters_in_values_are_escaped)
     cr_expect_not_null(strstr(s, "|ST|196670^MDC_EVT_LO^MDC|1.1.1.1|SpO2 low\\F\\\\X0D\\<90|"));
 }
 
+Test(hl7, an_associated_device_names_its_patient_and_bed)
+{
+    mw_message_t m = observation(975, -1);
+    association_t a = assoc("MRN0001", "Doe^Jane", "ICU^12^B");
+    const char *s = encode_for(&m, &a);
+    cr_expect_not_null(strstr(s, "\rPID|||MRN0001^^^^MR||Doe^Jane\rPV1||I|ICU^12^B\rOBR|1||"), "%s",
+                       s);
+    cr_expect_not_null(strstr(s, "|P|2.6|||AL|NE|||||IHE_PCD_001"), "ASCII: MSH-18 empty");
+    a = assoc("MRN0002", "Smith", "");
+    cr_expect_not_null(strstr(encode_for(&m, &a), "\rPID|||MRN0002^^^^MR||Smith\rPV1||I|\rOBR|"),
+                       "a name without given name, no location");
+    m.type = MW_MSG_ALARM;
+    memset(&m.u, 0, sizeof m.u);
+    m.u.alarm.mdc_code = MW_MDC_EVT_LO;
+    a = assoc("MRN0003", "", "ER");
+    cr_expect_not_null(strstr(encode_for(&m, &a), "\rPID|||MRN0003^^^^MR||\rPV1||I|ER\rOBR|"),
+                       "alarms too");
+}
+
+/* Every component is escaped on its own; the separators between them are the encoder's. */
+Test(hl7, delimiters_in_association_values_are_escaped)
+{
+    mw_message_t m = observation(975, -1);
+    association_t a = assoc("a|b^c~d\\e&f", "O|Brien&Co~x^J\\o", "W|1^R&2^B~3\\");
+    const char *s = encode_for(&m, &a);
+    cr_expect_not_null(strstr(s, "\rPID|||a\\F\\b\\S\\c\\R\\d\\E\\e\\T\\f^^^^MR||"
+                                 "O\\F\\Brien\\T\\Co\\R\\x^J\\E\\o\r"
+                                 "PV1||I|W\\F\\1^R\\T\\2^B\\R\\3\\E\\\r"),
+                       "%s", s);
+}
+
+/* A name beyond ASCII is UTF-8, and MSH-18 says so. */
+Test(hl7, a_name_beyond_ascii_declares_utf8)
+{
+    mw_message_t m = observation(975, -1);
+    association_t a = assoc("MRN0004", "M\xc3\xbcller^Zo\xc3\xab", "ICU");
+    const char *s = encode_for(&m, &a);
+    cr_expect_not_null(strstr(s, "|P|2.6|||AL|NE||UNICODE UTF-8|||IHE_PCD_001"), "%s", s);
+    cr_expect_not_null(strstr(s, "||M\xc3\xbcller^Zo\xc3\xab\rPV1||I|ICU\r"), "%s", s);
+}
+
 Test(hl7, messages_without_a_form_and_small_buffers)
 {
     mw_message_t m = observation(1, 0);
     m.type = MW_MSG_STATUS;
     char out[HL7_MAX];
     size_t n = 1;
-    cr_expect_eq(hl7_encode(&m, 0, out, sizeof out, &n), MW_EINVAL);
+    cr_expect_eq(hl7_encode(&m, NULL, 0, out, sizeof out, &n), MW_EINVAL);
     m = observation(1, 0);
-    cr_expect_eq(hl7_encode(&m, 0, out, 100, &n), MW_ENOSPC);
+    cr_expect_eq(hl7_encode(&m, NULL, 0, out, 100, &n), MW_ENOSPC);
     cr_expect_eq(n, 0u);
     cr_expect_str_eq(out, "");
 }
@@ -146,10 +203,16 @@ Test(hl7, python_hl7_parses_what_we_encode)
     alarm.u.alarm.mdc_code = MW_MDC_EVT_LO;
     alarm.u.alarm.time_ms = 1700000000123u;
     snprintf(alarm.u.alarm.text, sizeof alarm.u.alarm.text, "%s", "SpO2 < 90 | check & ~probe^");
-    mw_message_t msgs[] = {observation(975, -1), observation(-3, 4), alarm};
-    const char *want[][2] = {{"OBX-5=97.5", "OBX-2=NM"},
-                             {"OBX-5=-30000", "OBX-6=%^%^UCUM"},
-                             {"OBX-2=ST", "OBX-5=SpO2 < 90 \\F\\ check \\T\\ \\R\\probe\\S\\"}};
+    mw_message_t msgs[] = {observation(975, -1), observation(-3, 4), alarm, observation(1, 0)};
+    association_t a = assoc("MRN|7", "Doe&Co^Jane~Ann", "ICU^12^B\\C");
+    const association_t *assocs[] = {NULL, NULL, NULL, &a};
+    const char *want[][6] = {
+        {"OBX-5=97.5", "OBX-2=NM", "PID-3.1=\n", "PID-5.1=\n", "PV1-2=U", "PV1-3.1=\n"},
+        {"OBX-5=-30000", "OBX-6=%^%^UCUM", "PID-3.5=\n", "PID-5.2=\n", "PV1-2=U", "PV1-3.3=\n"},
+        {"OBX-2=ST", "OBX-5=SpO2 < 90 \\F\\ check \\T\\ \\R\\probe\\S\\", "PID-3.1=\n", "PV1-2=U",
+         "PV1-3.1=\n", "PV1-3.2=\n"},
+        {"PID-3.1=MRN|7\n", "PID-3.5=MR\n", "PID-5.1=Doe&Co\n", "PID-5.2=Jane~Ann\n", "PV1-2=I\n",
+         "PV1-3.3=B\\C\n"}};
     const char *always[] = {"MSH-9=ORU^R01^ORU_R01",
                             "MSH-10=oxi-7-1f-42",
                             "MSH-11=P",
@@ -160,8 +223,7 @@ Test(hl7, python_hl7_parses_what_we_encode)
                             "OBX-14=20231114221320.123+0000",
                             "OBX-18=oxi-7^MEDWIRE",
                             "OBR-4=182777000^monitoring of patient^SNOMED-CT",
-                            "OBR-7=20231114221320.123+0000",
-                            "PV1-2=U"};
+                            "OBR-7=20231114221320.123+0000"};
     for (size_t i = 0; i < sizeof msgs / sizeof msgs[0]; i++) {
         char dir[300], file[400], out[400];
         snprintf(dir, sizeof dir, "%s", mwt_tmpdir());
@@ -169,7 +231,7 @@ Test(hl7, python_hl7_parses_what_we_encode)
         snprintf(out, sizeof out, "%s/fields.txt", dir);
         FILE *f = fopen(file, "wb");
         cr_assert_not_null(f);
-        fputs(encode(&msgs[i]), f);
+        fputs(encode_for(&msgs[i], assocs[i]), f);
         fclose(f);
         const char *argv[] = {python, script, "--check", file, NULL};
         int rc = mwt_run(argv, out, NULL, 20000);
@@ -178,7 +240,7 @@ Test(hl7, python_hl7_parses_what_we_encode)
         for (size_t k = 0; k < sizeof always / sizeof always[0]; k++)
             cr_expect_not_null(strstr(got, always[k]), "message %zu lacks %s:\n%s", i, always[k],
                                got);
-        for (size_t k = 0; k < 2; k++)
+        for (size_t k = 0; k < 6; k++)
             cr_expect_not_null(strstr(got, want[i][k]), "message %zu lacks %s:\n%s", i, want[i][k],
                                got);
         free(got);

@@ -2,12 +2,18 @@
 /* test_hl7_delivery.c -- the real medwire-gateway delivering to python-hl7's MLLP server (a
  * listener written by others) while real medwire-device processes send: every message arrives,
  * and one that arrives twice carries the same control id. */
+#include <arpa/inet.h>
 #include <criterion/criterion.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
 
 #include "support/programs.h"
 
@@ -16,13 +22,14 @@
 
 typedef struct peer {
     mwt_proc proc;
-    char port_file[400], ids[400], errors[400], rejected[400], port[16];
+    char port_file[400], ids[400], errors[400], rejected[400], fields[400], port[16];
     const char *reject_seq; /* NULL: accept every message */
 } peer;
 
 typedef struct gateway {
     mwt_proc proc;
     char dir[300], store[400], port_file[400], audit[400], err[400], addr[64], hl7[64];
+    const char *more[12]; /* further options, NULL-terminated */
 } gateway;
 
 /* @p dir/@p name into @p out. */
@@ -43,6 +50,7 @@ static void peer_start(peer *p, const char *dir)
     in_dir(p->ids, sizeof p->ids, dir, "ids.txt");
     in_dir(p->errors, sizeof p->errors, dir, "errors.txt");
     in_dir(p->rejected, sizeof p->rejected, dir, "rejected.txt");
+    in_dir(p->fields, sizeof p->fields, dir, "fields.tsv");
     remove(p->port_file);
     const char *argv[] = {python,
                           script,
@@ -54,6 +62,8 @@ static void peer_start(peer *p, const char *dir)
                           p->errors,
                           "--rejected",
                           p->rejected,
+                          "--fields",
+                          p->fields,
                           "--port",
                           p->port[0] ? p->port : "0",
                           p->reject_seq ? "--reject-seq" : NULL,
@@ -79,7 +89,9 @@ static void gateway_start(gateway *g, const mwt_pki *pki, const peer *p)
         in_dir(g->err, sizeof g->err, g->dir, "gateway.err");
         snprintf(g->hl7, sizeof g->hl7, "mllp://127.0.0.1:%s", p->port);
     }
-    const char *extra[] = {"--store", g->store, "--audit", g->audit, "--hl7", g->hl7, NULL};
+    const char *extra[20] = {"--store", g->store, "--audit", g->audit, "--hl7", g->hl7};
+    for (size_t i = 0; g->more[i] && i + 7 < sizeof extra / sizeof extra[0]; i++)
+        extra[6 + i] = g->more[i];
     char listen[64];
     snprintf(listen, sizeof listen, "%s", restart ? g->addr : "127.0.0.1:0");
     cr_assert(mwt_gateway_start(&g->proc, pki, listen, g->port_file, extra, g->err, g->addr,
@@ -272,4 +284,269 @@ Test(hl7_delivery, a_refused_message_is_parked)
     cr_expect_eq(mwt_count_lines(w.p.rejected, needle), 5u, "tried 5 times");
     no_parse_errors(&w.p);
     world_stop(&w);
+}
+
+/* ---- patients and beds (--associations) ---------------------------------------------------- */
+
+#define PHASE_OBSERVATIONS 5
+
+static void write_text(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f, "%s", path);
+    fputs(text, f);
+    fclose(f);
+}
+
+/* Runs hl7dev-1 .. hl7dev-@p n once more (a new sequence space each), each sending
+ * PHASE_OBSERVATIONS readings, and waits until the peer has them all; *seen is the number of
+ * lines in the peer's fields file, before and after. */
+static void phase(world *w, int n, size_t *seen)
+{
+    mwt_proc devs[DEVICES];
+    for (int i = 0; i < n; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "hl7dev-%d", i + 1);
+        cr_assert(mwt_device_start(&devs[i], &w->pki, w->g.addr, name, "5", "0", "45"));
+    }
+    devices_finish(devs, n);
+    size_t want = *seen + (size_t)n * PHASE_OBSERVATIONS, got = 0;
+    for (int i = 0; i < 300 && got < want; i++) {
+        const char *any[] = {"", NULL};
+        got = mwt_count_lines(w->p.fields, any);
+        if (got < want)
+            mwt_sleep_ms(100);
+    }
+    cr_assert_eq(got, want, "the peer has every message of the phase");
+    *seen = got;
+}
+
+/* Each of the last PHASE_OBSERVATIONS x @p n lines of the peer's fields file that is hl7dev-@p
+ * dev's has exactly @p want (PID-3.1, PID-3.5, PID-5.1, PID-5.2, PV1-2, PV1-3.1, PV1-3.2,
+ * PV1-3.3, tab-separated, as python-hl7 reads them). */
+static void expect_patient(const world *w, size_t from, int dev, const char *want)
+{
+    char *text = mwt_read_file(w->p.fields);
+    cr_assert_not_null(text);
+    char prefix[32];
+    snprintf(prefix, sizeof prefix, "hl7dev-%d-", dev);
+    size_t line = 0, found = 0;
+    for (char *p = text; *p; line++) {
+        char *nl = strchr(p, '\n');
+        cr_assert_not_null(nl);
+        *nl = '\0';
+        char *tab = strchr(p, '\t');
+        cr_assert_not_null(tab);
+        if (line >= from && strncmp(p, prefix, strlen(prefix)) == 0) {
+            found++;
+            cr_expect_str_eq(tab + 1, want, "hl7dev-%d, line %zu", dev, line + 1);
+        }
+        p = nl + 1;
+    }
+    cr_expect_eq(found, (size_t)PHASE_OBSERVATIONS, "hl7dev-%d's messages in the phase", dev);
+    free(text);
+}
+
+/* Sends one line to the control socket at @p path; the reply line (static). */
+static const char *control_request(const char *path, const char *line)
+{
+    static char reply[1024];
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    cr_assert_geq(fd, 0);
+    struct sockaddr_un sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sun_family = AF_UNIX;
+    snprintf(sa.sun_path, sizeof sa.sun_path, "%s", path);
+    cr_assert_eq(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0, "connect %s", path);
+    cr_assert_eq(write(fd, line, strlen(line)), (ssize_t)strlen(line));
+    size_t n = 0;
+    while (n + 1 < sizeof reply && memchr(reply, '\n', n) == NULL) {
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        if (poll(&p, 1, 10000) <= 0)
+            break;
+        ssize_t r = read(fd, reply + n, sizeof reply - 1 - n);
+        if (r <= 0)
+            break;
+        n += (size_t)r;
+    }
+    reply[n] = '\0';
+    close(fd);
+    return reply;
+}
+
+/* The body of GET /metrics on 127.0.0.1:@p port (HTTP/1.0), malloc'd. */
+static char *scrape(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    cr_assert_geq(fd, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    cr_assert_eq(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    const char req[] = "GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
+    cr_assert_eq(write(fd, req, sizeof req - 1), (ssize_t)(sizeof req - 1));
+    size_t cap = 1 << 17, len = 0;
+    char *buf = malloc(cap);
+    cr_assert_not_null(buf);
+    for (;;) {
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        if (poll(&p, 1, 5000) <= 0)
+            break;
+        ssize_t r = read(fd, buf + len, cap - 1 - len);
+        if (r <= 0)
+            break;
+        len += (size_t)r;
+        if (len == cap - 1)
+            break;
+    }
+    close(fd);
+    buf[len] = '\0';
+    return buf;
+}
+
+/* Waits up to 10 s for the gateway's log to hold @p event @p times. */
+static void wait_log(const gateway *g, const char *event, size_t times)
+{
+    const char *needle[] = {event, NULL};
+    size_t n = 0;
+    for (int i = 0; i < 100 && n < times; i++) {
+        n = mwt_count_lines(g->err, needle);
+        if (n < times)
+            mwt_sleep_ms(100);
+    }
+    cr_assert_eq(n, times, "%s in the log", event);
+}
+
+/* The hospital gets each associated device's patient (PID-3, PID-5) and bed (PV1-3), escaped
+ * and read back by python-hl7, and nothing for the others; SIGHUP and the control socket change
+ * them for the messages that follow, and a control change survives the next SIGHUP. */
+Test(hl7_delivery, patients_and_beds_follow_the_associations, .timeout = 170)
+{
+    world w;
+    memset(&w, 0, sizeof w);
+    cr_assert(mwt_pki_make(&w.pki));
+    cr_assert(mwt_pki_devices(&w.pki, "hl7dev", 3));
+    snprintf(w.dir, sizeof w.dir, "%s", mwt_tmpdir());
+    peer_start(&w.p, w.dir);
+    char file[400], ctl[400], mport[400], assoc_opt[420];
+    in_dir(file, sizeof file, w.dir, "assoc.tsv");
+    in_dir(ctl, sizeof ctl, w.dir, "ctl.sock");
+    in_dir(mport, sizeof mport, w.dir, "metrics.port");
+    write_text(file, "# bedside monitors of ward 3\n"
+                     "hl7dev-1\tMRN-1\tDoe^Jane\tICU^12^B\n"
+                     "hl7dev-2\tMRN|2\tO&Brien^Ann~Marie\tER\\1\n");
+    snprintf(assoc_opt, sizeof assoc_opt, "--associations=%s", file);
+    const char *more[] = {assoc_opt,     "--control",           ctl,   "--metrics",
+                          "127.0.0.1:0", "--metrics-port-file", mport, NULL};
+    memcpy(w.g.more, more, sizeof more);
+    gateway_start(&w.g, &w.pki, &w.p);
+    const char *none = "\t\t\t\tU\t\t\t";
+
+    size_t seen = 0, from = 0;
+    phase(&w, 3, &seen);
+    expect_patient(&w, from, 1, "MRN-1\tMR\tDoe\tJane\tI\tICU\t12\tB");
+    expect_patient(&w, from, 2, "MRN|2\tMR\tO&Brien\tAnn~Marie\tI\tER\\1\t\t");
+    expect_patient(&w, from, 3, none);
+
+    /* A bad file on reload changes nothing, and the log says where it is wrong. */
+    write_text(file, "hl7dev-1\tMRN-1\n");
+    cr_assert_eq(kill(w.g.proc.pid, SIGHUP), 0);
+    wait_log(&w.g, "associations_reload_failed", 1);
+    char *log = mwt_read_file(w.g.err);
+    cr_expect(log && strstr(log, "assoc.tsv:1: 2 fields where 4 are expected"), "%s",
+              log ? log : "");
+    free(log);
+    write_text(file, "hl7dev-1\tMRN-1\tDoe^Jane\tICU^14^A\n"
+                     "hl7dev-3\tMRN-3\tRoe\tWARD-5\n");
+    cr_assert_eq(kill(w.g.proc.pid, SIGHUP), 0);
+    wait_log(&w.g, "associations_reloaded", 1);
+    from = seen;
+    phase(&w, 3, &seen);
+    expect_patient(&w, from, 1, "MRN-1\tMR\tDoe\tJane\tI\tICU\t14\tA");
+    expect_patient(&w, from, 2, none);
+    expect_patient(&w, from, 3, "MRN-3\tMR\tRoe\t\tI\tWARD-5\t\t");
+
+    /* The control socket: in force for the next messages, and written to the file. */
+    cr_expect_str_eq(control_request(ctl, "{\"device\":\"hl7dev-2\",\"command\":\"associate\","
+                                          "\"patient_id\":\"MRN-2b\",\"patient_name\":\"Poe^"
+                                          "Edgar\",\"location\":\"ICU^1^C\"}\n"),
+                     "{\"ok\":true,\"device\":\"hl7dev-2\",\"kept\":\"written to the "
+                     "--associations file\"}\n");
+    cr_expect_str_eq(control_request(ctl, "{\"device\":\"hl7dev-1\",\"command\":\"dissociate\"}\n"),
+                     "{\"ok\":true,\"device\":\"hl7dev-1\",\"kept\":\"written to the "
+                     "--associations file\"}\n");
+    struct stat st;
+    cr_assert_eq(stat(file, &st), 0);
+    cr_expect_eq(st.st_mode & 0777, 0600);
+    from = seen;
+    phase(&w, 3, &seen);
+    expect_patient(&w, from, 1, none);
+    expect_patient(&w, from, 2, "MRN-2b\tMR\tPoe\tEdgar\tI\tICU\t1\tC");
+    expect_patient(&w, from, 3, "MRN-3\tMR\tRoe\t\tI\tWARD-5\t\t");
+
+    /* A SIGHUP after it reads the file the control socket wrote: the change stays. */
+    cr_assert_eq(kill(w.g.proc.pid, SIGHUP), 0);
+    wait_log(&w.g, "associations_reloaded", 2);
+    from = seen;
+    phase(&w, 2, &seen);
+    expect_patient(&w, from, 1, none);
+    expect_patient(&w, from, 2, "MRN-2b\tMR\tPoe\tEdgar\tI\tICU\t1\tC");
+    no_parse_errors(&w.p);
+
+    /* hl7dev-3 in the first phase, hl7dev-2 in the second, hl7dev-1 in the last two. */
+    int port = mwt_wait_port(mport, 5000);
+    cr_assert_gt(port, 0);
+    char *metrics = scrape(port);
+    char want[200];
+    snprintf(want, sizeof want,
+             "\nmedwire_messages_without_association_total{destination=\"%s\"} %d\n", w.g.hl7,
+             4 * PHASE_OBSERVATIONS);
+    cr_expect(strstr(metrics, want) != NULL, "%s not in\n%s", want, metrics);
+    free(metrics);
+    world_stop(&w);
+}
+
+/* A bad file at start: exit 2 and a sentence naming FILE:LINE, before anything is opened. */
+Test(hl7_delivery, a_bad_associations_file_stops_the_start)
+{
+    char dir[300], file[400], err[400];
+    snprintf(dir, sizeof dir, "%s", mwt_tmpdir());
+    in_dir(file, sizeof file, dir, "assoc.tsv");
+    in_dir(err, sizeof err, dir, "gateway.err");
+    write_text(file, "dev-1\tMRN1\tDoe\tICU\ndev-1\tMRN2\tRoe\tER\n");
+    const char *argv[] = {mwt_bin("medwire-gateway"),
+                          "--listen",
+                          "127.0.0.1:0",
+                          "--ca",
+                          "ca",
+                          "--cert",
+                          "cert",
+                          "--key",
+                          "key",
+                          "--hl7",
+                          "mllp://127.0.0.1:9",
+                          "--associations",
+                          file,
+                          NULL};
+    cr_assert_eq(mwt_run(argv, NULL, err, 20000), 2);
+    char *text = mwt_read_file(err);
+    char want[600];
+    snprintf(want, sizeof want,
+             "medwire-gateway: %s:2: device dev-1 is associated already on line 1: keep one "
+             "line per device\n",
+             file);
+    cr_expect(text && strstr(text, want), "%s", text ? text : "");
+    free(text);
+    const char *no_hl7[] = {mwt_bin("medwire-gateway"),
+                            "--listen",
+                            "127.0.0.1:0",
+                            "--ca",
+                            "ca",
+                            "--cert",
+                            "cert",
+                            "--key",
+                            "key",
+                            "--associations",
+                            file,
+                            NULL};
+    cr_expect_eq(mwt_run(no_hl7, NULL, err, 20000), 2, "--associations needs --hl7");
 }

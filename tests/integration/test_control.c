@@ -156,3 +156,59 @@ Test(control, a_key_given_twice_is_refused_with_a_reply_naming_it)
     close(fd);
     control_close(&c);
 }
+
+/* associate and dissociate change the gateway's associations, without a gateway: they are the
+ * program's, not the library's. */
+Test(control, associate_and_dissociate_change_the_associations_and_say_where_they_are_kept)
+{
+    control_t c;
+    open_control(&c);
+    associations_t a;
+    memset(&a, 0, sizeof a);
+    int fd = connect_client(&c);
+    control_service(&c, NO_GATEWAY, 0);
+    send_text(fd, "{\"device\":\"dev-1\",\"command\":\"associate\",\"patient_id\":\"MRN1\"}\n");
+    control_service(&c, NO_GATEWAY, 1);
+    cr_assert_str_eq(received(fd), "{\"ok\":false,\"error\":\"associations are used only with "
+                                   "--hl7: this gateway does not keep them\"}\n");
+    c.assoc = &a;
+    send_text(fd, "{\"device\":\"dev-1\",\"command\":\"associate\",\"patient_id\":\"MRN1\","
+                  "\"patient_name\":\"Doe^Jane\",\"location\":\"ICU^1^\\\"A\\\"\"}\n");
+    control_service(&c, NO_GATEWAY, 2);
+    cr_assert_str_eq(received(fd), "{\"ok\":true,\"device\":\"dev-1\",\"kept\":\"in memory only "
+                                   "(no --associations file): lost when the gateway stops\"}\n");
+    const association_t *x = associations_find(&a, "dev-1");
+    cr_assert_not_null(x);
+    cr_expect_str_eq(x->patient_id, "MRN1");
+    cr_expect_str_eq(x->patient_name, "Doe^Jane");
+    cr_expect_str_eq(x->location, "ICU^1^\"A\"");
+    /* Refusals are the checks' own sentences, escaped for JSON. */
+    send_text(fd, "{\"device\":\"dev 1\",\"command\":\"associate\",\"patient_id\":\"MRN1\"}\n");
+    control_service(&c, NO_GATEWAY, 3);
+    cr_assert_str_eq(received(fd),
+                     "{\"ok\":false,\"error\":\"DEVICE-ID is not a device id: it must match "
+                     "[A-Za-z0-9][A-Za-z0-9._-]{0,63}, the device certificate's CN\"}\n");
+    send_text(fd, "{\"device\":\"dev-2\",\"command\":\"associate\"}\n");
+    control_service(&c, NO_GATEWAY, 4);
+    cr_assert(strstr(received(fd), "\"error\":\"PATIENT-ID is empty") != NULL);
+    send_text(fd, "{\"device\":\"dev-2\",\"command\":\"associate\",\"patient_id\":7}\n");
+    control_service(&c, NO_GATEWAY, 5);
+    cr_assert_str_eq(received(fd), "{\"ok\":false,\"error\":\"patient_id, patient_name and "
+                                   "location are strings\"}\n");
+    send_text(fd, "{\"device\":\"dev-2\",\"command\":\"associate\",\"patient_id\":\"M\","
+                  "\"location\":\"a^b^c^d\"}\n");
+    control_service(&c, NO_GATEWAY, 6);
+    cr_assert_str_eq(received(fd), "{\"ok\":false,\"error\":\"LOCATION has 4 components separated "
+                                   "by '^', at most 3: write PointOfCare^Room^Bed\"}\n");
+    cr_expect_null(associations_find(&a, "dev-2"));
+    send_text(fd, "{\"device\":\"dev-1\",\"command\":\"dissociate\"}\n");
+    control_service(&c, NO_GATEWAY, 7);
+    cr_assert(strstr(received(fd), "{\"ok\":true,\"device\":\"dev-1\"") != NULL);
+    cr_expect_null(associations_find(&a, "dev-1"));
+    send_text(fd, "{\"device\":\"dev-1\",\"command\":\"dissociate\"}\n");
+    control_service(&c, NO_GATEWAY, 8);
+    cr_assert_str_eq(received(fd), "{\"ok\":false,\"error\":\"the device has no association\"}\n");
+    close(fd);
+    control_close(&c);
+    associations_free(&a);
+}
