@@ -6,6 +6,7 @@
 #include <poll.h>
 #include <stdbool.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -189,7 +190,8 @@ struct outputs {
     outbox_t *ob;          /* --hl7: messages go to the outbox instead of --out */
     bool outbox_high;      /* above 90% of --outbox-max: warned once until it drains */
     associations_t assoc;  /* --hl7: each device's patient and bed */
-    uint64_t unassociated; /* HL7 messages encoded for a device without one */
+    /* HL7 messages encoded for a device without one; read by the metrics thread */
+    atomic_uint_fast64_t unassociated;
 };
 
 static void on_audit(void *ctx, const mw_audit_event_t *ev);
@@ -216,7 +218,7 @@ static mw_err sink_hl7(struct outputs *o, const mw_message_t *m)
     mw_err e = hl7_encode(m, a, (uint64_t)now.tv_sec * 1000u + (uint64_t)now.tv_nsec / 1000000u,
                           msg, sizeof msg, &n);
     if (e == MW_OK && a == NULL)
-        o->unassociated++;
+        atomic_fetch_add_explicit(&o->unassociated, 1, memory_order_relaxed);
     return e == MW_OK ? outbox_stage(o->ob, m->device_id, msg, n) : e;
 }
 
@@ -462,7 +464,8 @@ static void hl7_metrics(void *ctx, metrics_hl7_t *out)
                            .acked = ms.acked,
                            .retried = ms.retried,
                            .parked = ms.parked,
-                           .unassociated = v->o->unassociated,
+                           .unassociated = atomic_load_explicit(&v->o->unassociated,
+                                                                memory_order_relaxed),
                            .down = ms.down};
 }
 
