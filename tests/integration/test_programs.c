@@ -1053,6 +1053,11 @@ Test(programs, the_audit_log_reads_a_normal_close_as_normal_and_names_the_listen
     mwt_proc d;
     cr_assert(start_device(&d, &pki, &g, "dev-1", "gateway", "2", NULL));
     cr_assert_eq(mwt_proc_wait(&d, 30000), 0);
+    /* The device's close_notify may still be on its way when the device has exited; a gateway
+     * told to stop reads no more, so wait for the close before stopping it. */
+    const char *closed_line[] = {"{\"event\":\"session_closed\"", NULL};
+    for (int i = 0; i < 2000 && mwt_count_lines(g.audit, closed_line) == 0; i++)
+        mwt_sleep_ms(10);
     stop_gateway(&g);
     char *audit = mwt_read_file(g.audit);
     cr_assert_not_null(audit);
