@@ -34,8 +34,8 @@ function(mw_add_test name)
 endfunction()
 
 # ---- Hardening of what we ship ----
-# The programs and libmedwire.so are network-facing on both sides of a clinical link, so they
-# get the distribution-grade hardening: PIE and full RELRO (no writable GOT after start-up),
+# The programs and the shared libraries are network-facing on both sides of a clinical link, so
+# they get the distribution-grade hardening: PIE and full RELRO (no writable GOT after start-up),
 # stack protector, stack-clash probes, CET branch protection where the target has it, and
 # FORTIFY_SOURCE in optimised builds. tests/hardening checks the result with readelf and nm.
 option(MW_HARDEN "Build with PIE, full RELRO, stack protector and FORTIFY_SOURCE" ON)

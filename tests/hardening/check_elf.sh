@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
-# check_elf.sh -- checks the shipped binaries with readelf and nm: hardening flags, and that
-# libmedwire.so exports only the public mw_ API.
+# check_elf.sh -- checks the shipped binaries with readelf and nm: hardening flags, that
+# libmedwire.so and libmedwire-gateway.so export only the public mw_ API, and that the device
+# library needs nothing of the gateway's dependencies.
 #
 #   check_elf.sh hardening [--fortify] FILE...   PIE (programs), full RELRO, non-executable
 #                                                stack, stack protector, FORTIFY_SOURCE
-#   check_elf.sh exports LIB                     every defined dynamic symbol starts with mw_
+#   check_elf.sh exports LIB [SYMBOL...]         every defined dynamic symbol starts with mw_,
+#                                                and each SYMBOL is among them
+#   check_elf.sh no-imports PREFIX FILE...       no undefined symbol of FILE (a shared or
+#                                                static library) starts with PREFIX
 set -euo pipefail
 
 fail=0 # any file failed
@@ -55,6 +59,7 @@ check_hardening() {
 
 check_exports() {
   local lib=$1 names others
+  shift
   bad=0
   # Versioned names look like mw_foo@@VERSION; the name is what counts.
   names=$(nm -D --defined-only "$lib" | awk '{ sub(/@.*/, "", $NF); print $NF }')
@@ -67,11 +72,29 @@ check_exports() {
     problem "$lib exports symbols outside the public API:"
     while read -r sym; do echo "    $sym" >&2; done <<<"$others"
   fi
-  for needed in mw_strerror mw_gateway_create mw_client_open mw_message_to_json; do
+  for needed in "$@"; do
     grep -q -x "$needed" <<<"$names" || problem "$lib does not export $needed"
   done
   if [ $bad -eq 0 ]; then
     echo "ok: $lib exports $(wc -l <<<"$names") symbols, all mw_"
+  fi
+}
+
+# Undefined symbols with PREFIX in a shared library (dynamic table) or an archive.
+check_no_imports() {
+  local prefix=$1 f=$2 found
+  bad=0
+  if [[ $f == *.a ]]; then
+    found=$(nm -u "$f" 2>/dev/null | awk '{ print $NF }' | grep -E "^${prefix}" | sort -u || true)
+  else
+    found=$(nm -D --undefined-only "$f" | awk '{ sub(/@.*/, "", $NF); print $NF }' |
+      grep -E "^${prefix}" | sort -u || true)
+  fi
+  if [ -n "$found" ]; then
+    problem "$f needs symbols it must not ($prefix*):"
+    while read -r sym; do echo "    $sym" >&2; done <<<"$found"
+  else
+    echo "ok: $f needs no $prefix* symbol"
   fi
 }
 
@@ -90,11 +113,19 @@ case "$mode" in
     done
     ;;
   exports)
-    [ $# -eq 1 ] || { echo "usage: $0 exports LIB" >&2; exit 2; }
-    check_exports "$1"
+    [ $# -ge 1 ] || { echo "usage: $0 exports LIB [SYMBOL...]" >&2; exit 2; }
+    check_exports "$@"
+    ;;
+  no-imports)
+    [ $# -ge 2 ] || { echo "usage: $0 no-imports PREFIX FILE..." >&2; exit 2; }
+    prefix=$1
+    shift
+    for f in "$@"; do
+      check_no_imports "$prefix" "$f"
+    done
     ;;
   *)
-    echo "usage: $0 hardening [--fortify] FILE... | exports LIB" >&2
+    echo "usage: $0 hardening [--fortify] FILE... | exports LIB [SYMBOL...] | no-imports PREFIX FILE..." >&2
     exit 2
     ;;
 esac
