@@ -1337,6 +1337,7 @@ static int spki_of(const char *rel, unsigned char *out, int cap)
     return len;
 }
 
+/* @req IEC62443-CR1.8 */
 Test(pki, a_request_made_with_a_key_file_gets_a_certificate_for_that_key_and_no_key)
 {
     make_ca("ca");
@@ -1396,6 +1397,7 @@ static void request_refused(const char *rel, const char *words)
     free(err);
 }
 
+/* @req IEC62443-CR1.8 */
 Test(pki, requests_with_another_curve_a_bad_name_or_an_altered_body_are_refused)
 {
     if (access("/usr/bin/openssl", X_OK) != 0)
