@@ -369,6 +369,22 @@ static void audit_program_event(struct outputs *o, const char *event, const char
     fflush(o->audit);
 }
 
+/* The key as a log line may show it: a token key's URI up to its query, which may hold the
+ * PIN (pin-value); a key file's path as it is. */
+static const char *key_shown(const char *key, char *buf, size_t cap)
+{
+    static const char scheme[] = "pkcs11:";
+    for (size_t i = 0; i < sizeof scheme - 1; i++) {
+        char c = key[i];
+        if (c >= 'A' && c <= 'Z')
+            c = (char)(c - 'A' + 'a');
+        if (c != scheme[i])
+            return key;
+    }
+    snprintf(buf, cap, "%.*s", (int)strcspn(key, "?"), key);
+    return buf;
+}
+
 static int usage_error(const char *what, const char *arg)
 {
     fprintf(stderr, "medwire-gateway: %s%s%s\nsee 'medwire-gateway --help'\n", what,
@@ -844,9 +860,12 @@ int main(int argc, char **argv)
                 gwlog(GWLOG_ERROR, "credentials_reload_failed", "s:error", mw_strerror(re),
                       "i:code", (long long)rd.foreign, "s:reason", rd.reason, "s:kept",
                       "the previous credentials stay in force", GWLOG_END);
-            else
-                gwlog(GWLOG_INFO, "credentials_reloaded", "s:ca", ca, "s:cert", cert, "s:key", key,
-                      "s:crl", crl, "s:reason", reload_reason, GWLOG_END);
+            else {
+                char shown[1100];
+                gwlog(GWLOG_INFO, "credentials_reloaded", "s:ca", ca, "s:cert", cert, "s:key",
+                      key_shown(key, shown, sizeof shown), "s:crl", crl, "s:reason",
+                      reload_reason, GWLOG_END);
+            }
         }
     }
     control_close(&ctl);

@@ -17,6 +17,7 @@ import ctypes
 import os
 import secrets
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -243,8 +244,9 @@ def scenario(tmp, env, module, softhsm, p11tool, pki, gateway, device, pin, so_p
         if secret in out + out2:
             raise Failed("a PIN appears in the device's output")
 
-    # A gateway's key can live in a token too: its own pair, request and certificate.
-    uri_gw = f"pkcs11:token={TOKEN};object=gw1?module-path={module}&pin-source={pin_file}"
+    # A gateway's key can live in a token too: its own pair, request and certificate; here with
+    # the PIN in the URI, which its log must not show, at start or when SIGHUP reloads it.
+    uri_gw = f"pkcs11:token={TOKEN};object=gw1?module-path={module}&pin-value={pin}"
     must(tool(p11tool, module, "--login", "--pin", pin, "--keypairgen", "--key-type",
               "EC:prime256v1", "--label", "gw1", "--id", "02", "--usage-sign", "--sensitive"), env)
     must([pki, "csr", "--key", uri_gw, "--id", "gw1", "--out", path("gw1.csr")], env)
@@ -257,7 +259,20 @@ def scenario(tmp, env, module, softhsm, p11tool, pki, gateway, device, pin, so_p
         raise Failed(f"a device could not deliver to a gateway whose key is in the token:\n{out}")
     if count_observations(out2_file, "other", 3) != 3:
         raise Failed("the gateway with its key in the token did not write the 3 observations")
-    print("a gateway whose key is in the token received 3 observations")
+    gw2.send_signal(signal.SIGHUP)  # a second context on the token while the first lives
+    deadline = time.monotonic() + 10
+    err_path = path("gw1.err")
+    while "credentials_reloaded" not in open(err_path).read():
+        if time.monotonic() > deadline:
+            raise Failed(f"gw1 did not reload its credentials:\n{open(err_path).read()}")
+        time.sleep(0.05)
+    code, out = dev(path("other.key"), "other.crt", "2", addr2, "gw1")
+    if code != 0 or count_observations(out2_file, "other", 5) != 5:
+        raise Failed(f"after reloading its token key the gateway did not serve the device:\n{out}")
+    log = open(err_path).read()
+    if pin in log:
+        raise Failed(f"the gateway's log shows the PIN:\n{log}")
+    print("a gateway whose key is in the token received 5 observations, before and after SIGHUP")
 
 
 def count_observations(out_file, device, want):
