@@ -21,7 +21,8 @@
 #include "core/wipe.h"
 #include "dtls/p11.h"
 
-#if !defined(HAVE_PKCS11) || !defined(WOLF_CRYPTO_CB) || !defined(WOLF_PRIVATE_KEY_ID)
+/* (settings.h then defines WOLF_PRIVATE_KEY_ID, which wc_ecc_init_id and _label need.) */
+#if !defined(HAVE_PKCS11) || !defined(WOLF_CRYPTO_CB)
 #error "keys in PKCS#11 tokens need a wolfSSL built with PKCS#11 and crypto callbacks"
 #endif
 
@@ -333,14 +334,14 @@ const char *mwi_p11_key_name(const mwi_p11_key *k)
     return k->name;
 }
 
-int mwi_p11_key_ecc_init(const mwi_p11_key *k, ecc_key *key)
+int mwi_p11_key_ecc_init(const mwi_p11_key *k, ecc_key *out_key)
 {
     if (k->by_id) {
         unsigned char id[MWI_P11_ID_MAX];
         memcpy(id, k->id, k->id_len);
-        return wc_ecc_init_id(key, id, (int)k->id_len, NULL, mwi_p11_key_dev_id(k));
+        return wc_ecc_init_id(out_key, id, (int)k->id_len, NULL, mwi_p11_key_dev_id(k));
     }
-    return wc_ecc_init_label(key, k->label, NULL, mwi_p11_key_dev_id(k));
+    return wc_ecc_init_label(out_key, k->label, NULL, mwi_p11_key_dev_id(k));
 }
 
 mw_err mwi_p11_key_check(const mwi_p11_key *k, const uint8_t *spki, size_t spki_len,
