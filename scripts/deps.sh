@@ -16,6 +16,7 @@ MW_PACKAGES=(
   libmicrohttpd-dev       # medwire-gateway --metrics (Prometheus over HTTP); the program only
   openssl                 # independent certificate checks in tests
   python3-hl7             # an MLLP listener and HL7 parser written by others (tests/hl7)
+  softhsm2 opensc         # a PKCS#11 token and pkcs11-tool for keys in tokens (tests/pkcs11)
   doxygen                 # the API reference (target docs; ctest api_reference)
 )
 

@@ -44,7 +44,9 @@ static const char USAGE[] =
     "  --ca FILE           PEM CA that device certificates must chain to\n"
     "  --cert FILE         this gateway's PEM certificate (role gateway)\n"
     "  --key FILE          its PEM private key; refused if its group or others may read\n"
-    "                      or write it (chmod 600 FILE)\n"
+    "                      or write it (chmod 600 FILE); or a key kept in a PKCS#11 token,\n"
+    "                      as an RFC 7512 URI 'pkcs11:token=T;object=K?module-path=LIB\n"
+    "                      &pin-source=FILE' (docs/keys.md)\n"
     "  --allow-shared-key-file  accept such a key file anyway (at start and at reload)\n"
     "  --out FILE          delivered messages, one JSON object per line with at least\n"
     "                      \"device\", \"seq\" and \"type\" (default: standard output); an\n"
@@ -381,6 +383,22 @@ static void audit_program_event(struct outputs *o, const char *event, const char
     fprintf(o->audit, "{\"event\":\"%s\",\"listen\":\"%s\",\"reason\":\"%s\"}\n", event, listen,
             reason);
     fflush(o->audit);
+}
+
+/* The key as a log line may show it: a token key's URI up to its query, which may hold the
+ * PIN (pin-value); a key file's path as it is. */
+static const char *key_shown(const char *key, char *buf, size_t cap)
+{
+    static const char scheme[] = "pkcs11:";
+    for (size_t i = 0; i < sizeof scheme - 1; i++) {
+        char c = key[i];
+        if (c >= 'A' && c <= 'Z')
+            c = (char)(c - 'A' + 'a');
+        if (c != scheme[i])
+            return key;
+    }
+    snprintf(buf, cap, "%.*s", (int)strcspn(key, "?"), key);
+    return buf;
 }
 
 static int usage_error(const char *what, const char *arg)
@@ -870,9 +888,12 @@ int main(int argc, char **argv)
                 gwlog(GWLOG_ERROR, "credentials_reload_failed", "s:error", mw_strerror(re),
                       "i:code", (long long)rd.foreign, "s:reason", rd.reason, "s:kept",
                       "the previous credentials stay in force", GWLOG_END);
-            else
-                gwlog(GWLOG_INFO, "credentials_reloaded", "s:ca", ca, "s:cert", cert, "s:key", key,
-                      "s:crl", crl, "s:reason", reload_reason, GWLOG_END);
+            else {
+                char shown[1100];
+                gwlog(GWLOG_INFO, "credentials_reloaded", "s:ca", ca, "s:cert", cert, "s:key",
+                      key_shown(key, shown, sizeof shown), "s:crl", crl, "s:reason",
+                      reload_reason, GWLOG_END);
+            }
             if (assoc_path && !associations_reload(&o.assoc, why_assoc, sizeof why_assoc))
                 gwlog(GWLOG_ERROR, "associations_reload_failed", "s:file", assoc_path, "s:reason",
                       why_assoc, "s:kept", "the previous associations stay in force", GWLOG_END);

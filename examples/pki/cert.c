@@ -68,7 +68,7 @@ static size_t put_rdn(unsigned char *p, unsigned char oid_last, const char *valu
  * wolfCrypt reads that buffer as a C string: it must be NUL-free, which holds because every
  * length is non-zero and names are printable ASCII.
  */
-static void set_raw_name(unsigned char *dst, size_t cap, const char *cn)
+void pki_subject_raw(unsigned char *dst, size_t cap, const char *cn)
 {
     memset(dst, 0, cap);
     size_t n = put_rdn(dst, 0x0a, "medwire"); /* organizationName */
@@ -166,6 +166,21 @@ static int make_basic_constraints_critical(unsigned char *tbs, int tbs_len, int 
     return (int)o;
 }
 
+/* NAME becomes a file name, a CN and a DNS name: the set keeps it safe as all three. */
+bool pki_valid_id(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > PKI_NAME_MAX_LEN)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        bool alnum = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
+        if (!alnum && (i == 0 || (c != '.' && c != '_' && c != '-')))
+            return false;
+    }
+    return true;
+}
+
 int pki_make_key(WC_RNG *rng, ecc_key *key)
 {
     int ret = wc_ecc_make_key_ex(rng, 32, key, ECC_SECP256R1);
@@ -205,7 +220,7 @@ int pki_make_cert(WC_RNG *rng, cert_request *req, unsigned char *der, int cap, i
         goto out;
     memcpy(req->serial, cert->serial, PKI_SERIAL_LEN);
 
-    set_raw_name(cert->sbjRaw, sizeof(cert->sbjRaw), req->cn);
+    pki_subject_raw(cert->sbjRaw, sizeof(cert->sbjRaw), req->cn);
     if (req->ca_der) {
         /* The issuer must equal the CA's subject byte for byte: verifiers match names on
          * their encoding. wc_SetIssuerBuffer re-encodes the name from CertName fields (63

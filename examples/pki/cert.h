@@ -37,6 +37,14 @@ typedef struct {
     unsigned char serial[PKI_SERIAL_LEN];                  /* set by pki_make_cert */
 } cert_request;
 
+/** Whether @p s is a valid NAME: [A-Za-z0-9][A-Za-z0-9._-]{0,63}, a file name, a CN and a DNS
+ *  name at once. */
+bool pki_valid_id(const char *s);
+
+/** Writes the subject of the profile, O=medwire, CN=@p cn, as the raw RDNs wolfCrypt takes in
+ *  Cert.sbjRaw (@p cap bytes, zero-filled). */
+void pki_subject_raw(unsigned char *dst, size_t cap, const char *cn);
+
 /** Makes a P-256 key in @p key (initialised by the caller) and has it use @p rng to blind its
  *  signatures. EXIT_SUCCESS, or EXIT_FAILURE after reporting why. */
 int pki_make_key(WC_RNG *rng, ecc_key *key);

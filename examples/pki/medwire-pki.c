@@ -31,6 +31,7 @@
 #include "civil_time.h"
 #include "crl.h"
 #include "crl_reason.h"
+#include "csr.h"
 #include "diag.h"
 #include "files.h"
 
@@ -51,6 +52,9 @@ static const char usage_text[] =
     " [--force]\n"
     "       " PKI_PROG " issue (--ca DIR | --self-signed) --role device|gateway --id NAME\n"
     "                   --out DIR [--not-before DATE] [--not-after DATE] [--force]\n"
+    "       " PKI_PROG " issue --ca DIR --role device|gateway --csr FILE [--id NAME]\n"
+    "                   --out DIR [--not-before DATE] [--not-after DATE] [--force]\n"
+    "       " PKI_PROG " csr --key KEY-OR-URI --id NAME --out FILE [--force]\n"
     "       " PKI_PROG " revoke --ca DIR --id NAME [--reason REASON] [--next-update-days N]\n"
     "       " PKI_PROG " crl --ca DIR [--next-update-days N]\n"
     "       " PKI_PROG " --version | -h | --help\n";
@@ -80,8 +84,29 @@ static const char issue_help[] =
     "  --force            replace DIR/NAME.crt and DIR/NAME.key if they exist\n"
     "  --count N          issue N certificates at once, named NAME-1 ... NAME-N (1-100000;\n"
     "                     a test fleet in one process instead of N)\n"
+    "  --csr FILE         issue for the key of the PKCS#10 request FILE ('" PKI_PROG " csr')\n"
+    "                     instead of a new key: only DIR/NAME.crt is written, NAME being the\n"
+    "                     request's common name (--id, if given, must equal it). The request\n"
+    "                     must verify with its own key, an ECDSA P-256 one, and name exactly\n"
+    "                     one valid NAME; nothing else in it is used. Needs --ca.\n"
     "  With --ca, the certificate is first recorded in the CA's index.txt, so that 'revoke'\n"
     "  can find it; the CA directory must be writable.\n";
+
+static const char csr_help[] =
+    "\n"
+    "csr: write FILE, a PKCS#10 certificate request (PEM) for subject O=medwire, CN=NAME,\n"
+    "  signed ecdsa-with-SHA256 by KEY, for a CA to answer with 'issue --csr FILE'.\n"
+    "  --key KEY-OR-URI   a PEM P-256 key file, or the RFC 7512 URI of a key in a PKCS#11\n"
+    "                     token, which then signs the request in the token; the key never\n"
+    "                     leaves it. The token also holds the key's public half (same label\n"
+    "                     or id), as key generation in a token makes it. For example\n"
+    "                     'pkcs11:token=medwire;object=dev1?module-path=/usr/lib/softhsm/\n"
+    "                     libsofthsm2.so&pin-source=/etc/medwire/pin' (also id=%01%02 for\n"
+    "                     CKA_ID, pin-value=PIN in place of pin-source)\n"
+    "  --id NAME          the device id or gateway name the certificate is to carry;\n"
+    "                     [A-Za-z0-9][A-Za-z0-9._-]{0,63}\n"
+    "  --out FILE         where to write the request (mode 0644; its folder must exist)\n"
+    "  --force            replace FILE if it exists\n";
 
 static const char revoke_help[] =
     "\n"
@@ -178,21 +203,6 @@ static int parse_opts(int argc, char **argv, const opt_spec *specs, size_t nspec
         *s->value = val;
     }
     return EXIT_SUCCESS;
-}
-
-/* NAME becomes a file name, a CN and a DNS name: the set keeps it safe as all three. */
-static bool valid_id(const char *s)
-{
-    size_t n = strlen(s);
-    if (n == 0 || n > PKI_NAME_MAX_LEN)
-        return false;
-    for (size_t i = 0; i < n; i++) {
-        char c = s[i];
-        bool alnum = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
-        if (!alnum && (i == 0 || (c != '.' && c != '_' && c != '-')))
-            return false;
-    }
-    return true;
 }
 
 static bool valid_ca_name(const char *s)
@@ -292,6 +302,102 @@ static int generate(cert_request *req, ecc_key *signer, const char *record_ca, c
 
 /* --- commands ----------------------------------------------------------------------------- */
 
+/* 'issue --csr': the certificate of the profile for the key and name of a request; no key is
+ * made and none written. */
+static int issue_for_csr(const char *ca, const char *csr, const char *id, role_t role,
+                         const char *out, const char *nb, const char *na, bool force)
+{
+    char cn[PKI_NAME_MAX_LEN + 1], path[4096];
+    cert_request req = {.role = role};
+    int rc = resolve_validity(nb, na, 5, &req.not_before, &req.not_after);
+    if (rc != EXIT_SUCCESS)
+        return rc;
+    ecc_key subject, ca_key;
+    unsigned char ca_der[PKI_CERT_DER_CAP], der[PKI_CERT_DER_CAP];
+    int der_len = 0;
+    WC_RNG rng;
+    int ret = wc_InitRng(&rng);
+    if (ret != 0)
+        return pki_wolf_fail("cannot start the random generator", ret);
+    if (wc_ecc_init(&subject) != 0 || wc_ecc_init(&ca_key) != 0) {
+        wc_FreeRng(&rng);
+        return pki_fail("out of memory");
+    }
+    rc = pki_read_csr(csr, &subject, cn);
+    if (rc == EXIT_SUCCESS && id != NULL && strcmp(id, cn) != 0)
+        rc = pki_fail("the request %s asks for '%s', not for --id '%s'; give the name it asks "
+                      "for, or a request for that name",
+                      csr, cn, id);
+    req.cn = cn;
+    if (rc == EXIT_SUCCESS)
+        rc = pki_load_ca(ca, ca_der, &req, &ca_key);
+    if (rc == EXIT_SUCCESS && strcmp(cn, "ca") == 0 && pki_same_dir(ca, out))
+        rc = pki_fail("a certificate named ca in the CA's own directory would replace the CA; "
+                      "choose another --out");
+    if (rc == EXIT_SUCCESS && !force) {
+        if (!pki_path_join(path, sizeof(path), out, "", cn, ".crt"))
+            rc = pki_fail("--out path too long: %s", out);
+        else
+            rc = pki_refuse_existing(path);
+    }
+    if (rc == EXIT_SUCCESS && (ret = wc_ecc_set_rng(&ca_key, &rng)) != 0)
+        rc = pki_wolf_fail("cannot attach the random generator to the CA key", ret);
+    if (rc == EXIT_SUCCESS) {
+        req.subject_key = &subject;
+        req.signer_key = &ca_key;
+        rc = pki_make_cert(&rng, &req, der, sizeof(der), &der_len);
+        req.subject_key = NULL;
+        req.signer_key = NULL;
+    }
+    if (rc == EXIT_SUCCESS)
+        rc = pki_record_issued(ca, &req);
+    if (rc == EXIT_SUCCESS)
+        rc = pki_make_dirs(out);
+    if (rc == EXIT_SUCCESS)
+        rc = pki_write_cert(out, cn, der, der_len, force);
+    if (rc == EXIT_SUCCESS)
+        printf("wrote %s/%s.crt for the key of %s\n", out, cn, csr);
+    wc_ecc_free(&subject);
+    wc_ecc_free(&ca_key);
+    mwi_wipe(&ca_key, sizeof(ca_key));
+    wc_FreeRng(&rng);
+    return rc;
+}
+
+static int cmd_csr(int argc, char **argv)
+{
+    const char *key = NULL, *id = NULL, *out = NULL;
+    bool force = false, help = false;
+    const opt_spec specs[] = {
+        {"--key", &key, NULL},
+        {"--id", &id, NULL},
+        {"--out", &out, NULL},
+        {"--force", NULL, &force},
+    };
+    int rc = parse_opts(argc, argv, specs, sizeof(specs) / sizeof(specs[0]), &help);
+    if (rc != EXIT_SUCCESS)
+        return rc;
+    if (help) {
+        fputs(usage_text, stdout);
+        fputs(csr_help, stdout);
+        return EXIT_SUCCESS;
+    }
+    if (key == NULL)
+        return usage_error("csr: missing --key KEY-OR-URI");
+    if (id == NULL)
+        return usage_error("csr: missing --id NAME");
+    if (!pki_valid_id(id)) {
+        return usage_error("--id '%s' is not allowed: use 1-64 characters from A-Z a-z 0-9 . _ "
+                           "-, starting with a letter or digit",
+                           id);
+    }
+    if (out == NULL)
+        return usage_error("csr: missing --out FILE");
+    if (!force && pki_refuse_existing(out) != EXIT_SUCCESS)
+        return EXIT_FAILURE;
+    return pki_make_csr(key, id, out, force);
+}
+
 static int check_outputs(const char *out, const char *name, bool force)
 {
     char path[4096];
@@ -347,14 +453,14 @@ static int cmd_ca(int argc, char **argv)
 static int cmd_issue(int argc, char **argv)
 {
     const char *ca = NULL, *role_arg = NULL, *id = NULL, *out = NULL, *nb = NULL, *na = NULL;
-    const char *count_arg = NULL;
+    const char *count_arg = NULL, *csr = NULL;
     bool self_signed = false, force = false, help = false;
     const opt_spec specs[] = {
-        {"--ca", &ca, NULL},         {"--self-signed", NULL, &self_signed},
-        {"--role", &role_arg, NULL}, {"--id", &id, NULL},
-        {"--out", &out, NULL},       {"--not-before", &nb, NULL},
-        {"--not-after", &na, NULL},  {"--force", NULL, &force},
-        {"--count", &count_arg, NULL},
+        {"--ca", &ca, NULL},           {"--self-signed", NULL, &self_signed},
+        {"--role", &role_arg, NULL},   {"--id", &id, NULL},
+        {"--out", &out, NULL},         {"--not-before", &nb, NULL},
+        {"--not-after", &na, NULL},    {"--force", NULL, &force},
+        {"--count", &count_arg, NULL}, {"--csr", &csr, NULL},
     };
     int rc = parse_opts(argc, argv, specs, sizeof(specs) / sizeof(specs[0]), &help);
     if (rc != EXIT_SUCCESS)
@@ -378,9 +484,18 @@ static int cmd_issue(int argc, char **argv)
         req.role = ROLE_GATEWAY;
     else
         return usage_error("--role must be device or gateway, not '%s'", role_arg);
+    if (csr != NULL) {
+        if (ca == NULL)
+            return usage_error("issue: --csr needs --ca DIR: a request is answered by a CA");
+        if (count_arg != NULL)
+            return usage_error("issue: --csr and --count exclude each other");
+        if (out == NULL)
+            return usage_error("issue: missing --out DIR");
+        return issue_for_csr(ca, csr, id, req.role, out, nb, na, force);
+    }
     if (id == NULL)
         return usage_error("issue: missing --id NAME");
-    if (!valid_id(id)) {
+    if (!pki_valid_id(id)) {
         return usage_error("--id '%s' is not allowed: use 1-64 characters from A-Z a-z 0-9 . _ "
                            "-, starting with a letter or digit",
                            id);
@@ -532,7 +647,7 @@ static int cmd_revoke(int argc, char **argv)
         return usage_error("revoke: missing --ca DIR");
     if (id == NULL)
         return usage_error("revoke: missing --id NAME");
-    if (!valid_id(id)) {
+    if (!pki_valid_id(id)) {
         return usage_error("--id '%s' is not allowed: use 1-64 characters from A-Z a-z 0-9 . _ "
                            "-, starting with a letter or digit",
                            id);
@@ -667,12 +782,13 @@ static int cmd_crl(int argc, char **argv)
 int main(int argc, char **argv)
 {
     if (argc < 2)
-        return usage_error("missing command (ca, issue, revoke or crl)");
+        return usage_error("missing command (ca, issue, csr, revoke or crl)");
     const char *cmd = argv[1];
     if (strcmp(cmd, "-h") == 0 || strcmp(cmd, "--help") == 0) {
         fputs(usage_text, stdout);
         fputs(ca_help, stdout);
         fputs(issue_help, stdout);
+        fputs(csr_help, stdout);
         fputs(revoke_help, stdout);
         fputs(crl_help, stdout);
         fputs(profile_help, stdout);
@@ -685,14 +801,18 @@ int main(int argc, char **argv)
     static const struct {
         const char *name;
         int (*run)(int, char **);
-    } commands[] = {{"ca", cmd_ca}, {"issue", cmd_issue}, {"revoke", cmd_revoke}, {"crl", cmd_crl}};
+    } commands[] = {{"ca", cmd_ca},
+                    {"issue", cmd_issue},
+                    {"csr", cmd_csr},
+                    {"revoke", cmd_revoke},
+                    {"crl", cmd_crl}};
     int (*run)(int, char **) = NULL;
     for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
         if (strcmp(cmd, commands[i].name) == 0)
             run = commands[i].run;
     }
     if (run == NULL)
-        return usage_error("unknown command '%s' (expected ca, issue, revoke or crl)", cmd);
+        return usage_error("unknown command '%s' (expected ca, issue, csr, revoke or crl)", cmd);
 
     int ret = wolfCrypt_Init();
     if (ret != 0)

@@ -80,7 +80,13 @@ typedef mw_err mw_sink_recover_fn(void *ctx, uint64_t checkpoint);
 typedef struct mw_gateway_config {
     const char *ca_file;   /**< PEM CA that device certificates must chain to; required */
     const char *cert_file; /**< the gateway's PEM certificate (role gateway); required */
-    const char *key_file;  /**< its PEM private key; required */
+    /** its PEM private key file; or an RFC 7512 URI naming the key in a PKCS#11 token, the key
+     *  then never leaving it ("pkcs11:token=T;object=K?module-path=/usr/lib/softhsm/libsofthsm2.so
+     *  &pin-source=/etc/medwire/pin"; also id=%01%02 for CKA_ID, and
+     *  pin-value=PIN, which others may see in the configuration). The token's key must sign for
+     *  cert_file's public key, checked at open. A token key is not a file: the ownership check
+     *  (allow_shared_key_file) applies to its pin-source file. Required. */
+    const char *key_file;
     /** Accept a key file that its group or others may read or write (refused by default, as
      *  ssh does: any local account that reads it can pose as the gateway). Also at reload. */
     bool allow_shared_key_file;

@@ -19,7 +19,9 @@
 #include "core/detail.h"
 #include "core/limits.h"
 #include "core/wipe.h"
+#include "core/p11_uri.h"
 #include "dtls/dtls.h"
+#include "dtls/p11.h"
 #include "dtls/records.h"
 
 #define REC_HDR                 MWI_DTLS_REC_HDR
@@ -62,6 +64,9 @@ struct mwi_dtls_ctx {
     /* The configured CA certificates alone: a peer's leaf must verify against them directly,
      * whatever the peer sent with it (check_peer). */
     WOLFSSL_CERT_MANAGER *anchors;
+    /* Our private key when it lives in a PKCS#11 token (key_file a "pkcs11:" URI): the module,
+     * the logged-in session and the device wolfSSL signs through, for the context's life. */
+    mwi_p11_key *p11;
     /* SHA-256 of each certificate in the CA file: a leaf found here is pinned, trusted as it
      * is (a device given the gateway's own certificate as its CA file). */
     uint8_t pins[MWI_CA_PINS_MAX][32];
@@ -913,6 +918,36 @@ out:
     return e;
 }
 
+/*
+ * Loads our private key from a PKCS#11 token (@p uri, RFC 7512): the key stays there and wolfSSL
+ * signs through the token's device. It is checked as a key file is: the token signs a random
+ * digest that the public key of @p cert_file (already loaded) must verify, so a wrong object
+ * is refused here rather than by every handshake.
+ */
+static mw_err load_token_key(mwi_dtls_ctx *ctx, const char *uri, const char *cert_file,
+                             mw_error_detail_t *d)
+{
+    mw_err e = mwi_p11_key_open(uri, &ctx->p11, d);
+    if (e != MW_OK)
+        return e;
+    uint8_t spki[128];
+    word32 spki_len = own_spki(ctx, spki);
+    if ((e = mwi_p11_key_check(ctx->p11, spki, spki_len, cert_file, d)) != MW_OK)
+        return e;
+    int dev = mwi_p11_key_dev_id(ctx->p11);
+    size_t id_len = 0;
+    const uint8_t *id = mwi_p11_key_id(ctx->p11, &id_len);
+    /* The device id goes with the key only: the rest of the handshake's cryptography (ECDHE,
+     * verifying the peer, the record ciphers) stays in wolfCrypt, not in the token. */
+    int rc = id != NULL
+                 ? wolfSSL_CTX_use_PrivateKey_Id(ctx->wctx, id, (long)id_len, dev)
+                 : wolfSSL_CTX_use_PrivateKey_Label(ctx->wctx, mwi_p11_key_label(ctx->p11), dev);
+    if (rc != WOLFSSL_SUCCESS)
+        return mwi_detail_firstf(d, MW_ECERT_LOAD, rc, "key %.60s: refused by wolfSSL (%d)",
+                                 mwi_p11_key_name(ctx->p11), rc);
+    return MW_OK;
+}
+
 /* wolfSSL as Debian builds it (FP_ECC) keeps, per thread, a table of 256 precomputed multiples
  * of each point it has multiplied twice, up to 15 points, about 0.8 MB each. A handshake uses
  * the peer's ephemeral key twice (checked, then multiplied), so every full handshake left a
@@ -1034,7 +1069,9 @@ mw_err mwi_dtls_ctx_create(const mwi_dtls_config *cfg, mwi_dtls_ctx **out_ctx,
             e = d->err;
             goto fail;
         }
-        if ((e = load_private_key(ctx, cfg->key_file, cfg->cert_file, d)) != MW_OK)
+        e = mwi_p11_is_uri(cfg->key_file) ? load_token_key(ctx, cfg->key_file, cfg->cert_file, d)
+                                          : load_private_key(ctx, cfg->key_file, cfg->cert_file, d);
+        if (e != MW_OK)
             goto fail;
     }
     wolfSSL_CTX_SetIORecv(ctx->wctx, io_recv);
@@ -1065,6 +1102,7 @@ static void ctx_release(mwi_dtls_ctx *ctx)
         return;
     if (ctx->wctx)
         wolfSSL_CTX_free(ctx->wctx);
+    mwi_p11_key_close(&ctx->p11); /* after the WOLFSSL_CTX, whose key names its device */
     if (ctx->anchors)
         wolfSSL_CertManagerFree(ctx->anchors);
     if (ctx->rng_ok)

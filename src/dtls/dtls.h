@@ -28,7 +28,7 @@ typedef struct mwi_dtls_config {
     mwi_dtls_role role;
     const char *ca_file;     /**< PEM; required */
     const char *cert_file;   /**< PEM; required unless test_no_cert */
-    const char *key_file;    /**< PEM; required unless test_no_cert */
+    const char *key_file;    /**< PEM, or a "pkcs11:" URI; required unless test_no_cert */
     const char *peer_name;   /**< client: the gateway name the certificate must carry; required */
     const char *crl_file;    /**< PEM CRL of the CA; NULL: revocation not checked */
     const char *cipher_list; /**< NULL: MWI_DTLS_CIPHERS. Tests only, to play a bad peer. */

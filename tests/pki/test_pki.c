@@ -1324,3 +1324,123 @@ Test(pki, crl_with_thousands_of_revocations_stays_valid_der)
                  WOLFSSL_SUCCESS);
     wolfSSL_CertManagerFree(cm);
 }
+
+/* --- certificate requests ------------------------------------------------------------------ */
+
+/* The SubjectPublicKeyInfo of a certificate file, as DER, into @p out. */
+static int spki_of(const char *rel, unsigned char *out, int cap)
+{
+    WOLFSSL_X509 *x = load_cert(rel);
+    int len = cap;
+    cr_assert_eq(wolfSSL_X509_get_pubkey_buffer(x, out, &len), WOLFSSL_SUCCESS);
+    wolfSSL_X509_free(x);
+    return len;
+}
+
+/* @req IEC62443-CR1.8 */
+Test(pki, a_request_made_with_a_key_file_gets_a_certificate_for_that_key_and_no_key)
+{
+    make_ca("ca");
+    issue("ca", "device", "k1", "keys");
+    cr_assert_eq(pki("csr", "--key", in_dir("keys/k1.key"), "--id", "pump-7", "--out",
+                     in_dir("pump-7.csr"), NULL),
+                 0, "%s", stderr_text());
+    cr_assert_eq(pki("issue", "--ca", in_dir("ca"), "--role", "device", "--csr",
+                     in_dir("pump-7.csr"), "--out", in_dir("out"), NULL),
+                 0, "%s", stderr_text());
+    cr_assert_eq(verify("ca/ca.crt", "out/pump-7.crt"), WOLFSSL_SUCCESS);
+    cr_assert_eq(access(in_dir("out/pump-7.key"), F_OK), -1, "no key is made for a request");
+    unsigned char a[128], b[128];
+    int la = spki_of("keys/k1.crt", a, sizeof a), lb = spki_of("out/pump-7.crt", b, sizeof b);
+    cr_assert_eq(la, lb);
+    cr_assert_arr_eq(a, b, (size_t)la, "the certificate is for the request's key");
+    WOLFSSL_X509 *x = load_cert("out/pump-7.crt");
+    char cn[80];
+    name_text(wolfSSL_X509_get_subject_name(x), NID_commonName, cn, sizeof cn);
+    cr_assert_str_eq(cn, "pump-7");
+    cr_assert(wolfSSL_X509_get_extended_key_usage(x) & XKU_SSL_CLIENT);
+    wolfSSL_X509_free(x);
+    /* --id, when given, must be the name asked for; and a request is answered by a CA. */
+    cr_assert_eq(pki("issue", "--ca", in_dir("ca"), "--role", "device", "--csr",
+                     in_dir("pump-7.csr"), "--id", "pump-8", "--out", in_dir("out2"), NULL),
+                 1);
+    char *err = stderr_text();
+    cr_assert(strstr(err, "asks for 'pump-7', not for --id 'pump-8'") != NULL, "%s", err);
+    free(err);
+    cr_assert_eq(pki("issue", "--self-signed", "--role", "device", "--csr", in_dir("pump-7.csr"),
+                     "--out", in_dir("out2"), NULL),
+                 2);
+}
+
+/* Runs openssl with the NULL-terminated arguments; its exit code. */
+static int openssl(const char *arg, ...)
+{
+    const char *argv[32] = {"/usr/bin/openssl"};
+    size_t n = 1;
+    va_list ap;
+    va_start(ap, arg);
+    for (const char *a = arg; a != NULL; a = va_arg(ap, const char *))
+        argv[n++] = a;
+    va_end(ap);
+    argv[n] = NULL;
+    return mwt_run(argv, NULL, NULL, RUN_TIMEOUT_MS);
+}
+
+/* Issuing for the request @p rel fails with exit 1 and a message holding @p words. */
+static void request_refused(const char *rel, const char *words)
+{
+    cr_assert_eq(pki("issue", "--ca", in_dir("ca"), "--role", "device", "--csr", in_dir(rel),
+                     "--out", in_dir("out"), NULL),
+                 1, "issued for %s", rel);
+    char *err = stderr_text();
+    cr_assert(strstr(err, words) != NULL, "for %s: %s", rel, err);
+    free(err);
+}
+
+/* @req IEC62443-CR1.8 */
+Test(pki, requests_with_another_curve_a_bad_name_or_an_altered_body_are_refused)
+{
+    if (access("/usr/bin/openssl", X_OK) != 0)
+        cr_skip_test("no openssl");
+    make_ca("ca");
+    cr_assert_eq(openssl("ecparam", "-name", "secp384r1", "-genkey", "-noout", "-out",
+                         in_dir("p384.key"), NULL),
+                 0);
+    cr_assert_eq(openssl("req", "-new", "-key", in_dir("p384.key"), "-subj", "/CN=dev", "-out",
+                         in_dir("p384.csr"), NULL),
+                 0);
+    request_refused("p384.csr", "does not carry an ECDSA P-256 key");
+    cr_assert_eq(openssl("ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out",
+                         in_dir("p256.key"), NULL),
+                 0);
+    cr_assert_eq(openssl("req", "-new", "-key", in_dir("p256.key"), "-subj", "/CN=-dev", "-out",
+                         in_dir("dash.csr"), NULL),
+                 0);
+    request_refused("dash.csr", "asks for the name '-dev', which is no identity");
+    cr_assert_eq(openssl("req", "-new", "-key", in_dir("p256.key"), "-subj", "/CN=a/CN=b", "-out",
+                         in_dir("two.csr"), NULL),
+                 0);
+    request_refused("two.csr", "exactly one common name");
+    /* A request whose name was changed after signing: its signature no longer verifies. */
+    cr_assert_eq(openssl("req", "-new", "-key", in_dir("p256.key"), "-subj", "/CN=deva", "-outform",
+                         "DER", "-out", in_dir("good.der"), NULL),
+                 0);
+    FILE *f = fopen(in_dir("good.der"), "r+b");
+    cr_assert_not_null(f);
+    unsigned char der[1024];
+    size_t n = fread(der, 1, sizeof der, f);
+    size_t at = 0;
+    while (at + 4 <= n && memcmp(der + at, "deva", 4) != 0)
+        at++;
+    cr_assert_leq(at + 4, n, "the name is in the request");
+    der[at + 3] = 'b';
+    rewind(f);
+    cr_assert_eq(fwrite(der, 1, n, f), n);
+    fclose(f);
+    cr_assert_eq(openssl("req", "-inform", "DER", "-in", in_dir("good.der"), "-out",
+                         in_dir("altered.csr"), NULL),
+                 0);
+    request_refused("altered.csr", "is not signed ecdsa-with-SHA256 by its own key");
+    request_refused("missing.csr", "cannot read the request");
+    cr_assert_eq(access(in_dir("out"), F_OK), -1, "nothing is written for a refused request");
+}
