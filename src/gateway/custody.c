@@ -51,8 +51,8 @@ bool mwi_gw_stage_message(mw_gateway_t *gw, const mw_message_t *m)
     if (gw->store == NULL)
         return true;
     mw_err e = mwi_store_begin(gw->store);
-    if (e == MW_OK)
-        e = mwi_store_put_message(gw->store, m, gw->now_ms);
+    if (e == MW_OK) /* received at: a date for whoever reads the journal, not a monotonic time */
+        e = mwi_store_put_message(gw->store, m, wall_ms(gw));
     return staged(gw, e);
 }
 
@@ -62,7 +62,7 @@ bool mwi_gw_stage_retired_space(mw_gateway_t *gw, const struct device *dv)
         return true;
     mw_err e = mwi_store_begin(gw->store);
     if (e == MW_OK)
-        e = mwi_store_retire_space(gw->store, dv->id, dv->rp.space, gw->now_ms);
+        e = mwi_store_retire_space(gw->store, dv->id, dv->rp.space, wall_ms(gw));
     return staged(gw, e);
 }
 

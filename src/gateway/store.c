@@ -312,7 +312,7 @@ mw_err mwi_store_begin(mwi_store *s)
     return MW_OK;
 }
 
-mw_err mwi_store_put_message(mwi_store *s, const mw_message_t *m, uint64_t now_ms)
+mw_err mwi_store_put_message(mwi_store *s, const mw_message_t *m, uint64_t received_ms)
 {
     uint8_t buf[512];
     size_t len = 0, count = 0;
@@ -324,7 +324,7 @@ mw_err mwi_store_put_message(mwi_store *s, const mw_message_t *m, uint64_t now_m
     /* Bit patterns kept above 2^63. */
     sqlite3_bind_int64(s->put_msg, 2, (sqlite3_int64)m->space);
     sqlite3_bind_int64(s->put_msg, 3, (sqlite3_int64)m->seq);
-    sqlite3_bind_int64(s->put_msg, 4, (sqlite3_int64)now_ms);
+    sqlite3_bind_int64(s->put_msg, 4, (sqlite3_int64)received_ms);
     sqlite3_bind_int(s->put_msg, 5, (int)m->type);
     sqlite3_bind_blob(s->put_msg, 6, buf, (int)len, SQLITE_TRANSIENT);
     int rc = sqlite3_step(s->put_msg);
@@ -368,11 +368,11 @@ mw_err mwi_store_put_device(mwi_store *s, const char *id, const mwi_replay *r,
     return rc == SQLITE_DONE ? MW_OK : MW_EIO;
 }
 
-mw_err mwi_store_retire_space(mwi_store *s, const char *id, uint64_t space, uint64_t now_ms)
+mw_err mwi_store_retire_space(mwi_store *s, const char *id, uint64_t space, uint64_t retired_ms)
 {
     sqlite3_bind_text(s->put_space, 1, id, -1, SQLITE_TRANSIENT);
     sqlite3_bind_int64(s->put_space, 2, (sqlite3_int64)space);
-    sqlite3_bind_int64(s->put_space, 3, (sqlite3_int64)now_ms);
+    sqlite3_bind_int64(s->put_space, 3, (sqlite3_int64)retired_ms);
     int rc = sqlite3_step(s->put_space);
     sqlite3_reset(s->put_space);
     sqlite3_clear_bindings(s->put_space);

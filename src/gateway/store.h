@@ -35,14 +35,17 @@ MW_NODISCARD mw_err mwi_store_checkpoint(mwi_store *s, uint64_t *out);
 
 /** Starts a transaction (idempotent while one is open). */
 MW_NODISCARD mw_err mwi_store_begin(mwi_store *s);
-/** Journals one accepted message (its envelope as a one-message Batch). */
-MW_NODISCARD mw_err mwi_store_put_message(mwi_store *s, const mw_message_t *m, uint64_t now_ms);
+/** Journals one accepted message (its envelope as a one-message Batch), received at
+ *  @p received_ms: Unix ms by the gateway's wall clock, 0 without one. */
+MW_NODISCARD mw_err mwi_store_put_message(mwi_store *s, const mw_message_t *m,
+                                          uint64_t received_ms);
 /** Records a device's replay state. */
 MW_NODISCARD mw_err mwi_store_put_device(mwi_store *s, const char *id, const mwi_replay *r,
                                          uint64_t next_command);
-/** Records that the device left @p space (inside the open transaction): it is never reopened. */
+/** Records that the device left @p space (inside the open transaction): it is never reopened.
+ *  @p retired_ms: Unix ms by the gateway's wall clock, 0 without one. */
 MW_NODISCARD mw_err mwi_store_retire_space(mwi_store *s, const char *id, uint64_t space,
-                                           uint64_t now_ms);
+                                           uint64_t retired_ms);
 /** Did the device leave @p space, by the durable record of every space it left? */
 MW_NODISCARD mw_err mwi_store_space_retired(mwi_store *s, const char *id, uint64_t space,
                                             bool *out);

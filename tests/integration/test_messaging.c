@@ -2,6 +2,7 @@
 /* test_messaging.c -- the CoAP message layer end to end: faults, duplicates, block-wise, NSTART,
  * errors, restarts, pings. */
 #include <criterion/criterion.h>
+#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +12,7 @@
 #include "coap/coap.h"
 #include "session/protocol.h"
 #include "session/codec.h"
+#include "support/proc.h"
 
 /* Exactly once: every sequence number of @p dev from @p first on appears once, n in all. */
 static void assert_exactly_once(const mwt_h *h, const char *dev, size_t n)
@@ -726,6 +728,46 @@ Test(custody, a_device_without_storage_whose_clock_went_back_a_day_loses_nothing
     cr_assert_neq(st.space, first_space, "a new start, a new space");
     cr_assert_eq(mwt_h_count(&h, "dev-1"), 10, "the five after the clock step delivered too");
     mwt_h_fini(&h);
+}
+
+static char journal_path[300];
+
+static void journal_on_file(mw_gateway_config_t *cfg)
+{
+    snprintf(journal_path, sizeof journal_path, "%s/store.db", mwt_tmpdir());
+    cfg->store_path = journal_path;
+}
+
+/* The journal's receive time is a date a reader can use (Unix ms from the gateway's wall
+ * clock), not a monotonic reading that reads as 1970. */
+/* @req MDR-18.8 */
+Test(custody, the_journal_stamps_each_message_with_the_gateways_wall_clock)
+{
+    mwt_h h;
+    mwt_h_init_tuned(&h, 37, journal_on_file);
+    h.clk.now_ms = 5000; /* a monotonic clock that is plainly not a date */
+    mw_client_t *c = mwt_h_client(&h, "dev-1", "gateway", NULL);
+    cr_assert_not_null(c);
+    uint64_t before = h.clk.wall_ms + h.clk.now_ms;
+    mwt_send_obs(c, 3, 0);
+    cr_assert(mwt_h_drain(&h, 60000));
+    uint64_t after = h.clk.wall_ms + h.clk.now_ms;
+    mwt_h_fini(&h);
+    sqlite3 *db = NULL;
+    cr_assert_eq(sqlite3_open_v2(journal_path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    sqlite3_stmt *st = NULL;
+    cr_assert_eq(sqlite3_prepare_v2(db, "SELECT received_ms FROM messages", -1, &st, NULL),
+                 SQLITE_OK, "%s", sqlite3_errmsg(db));
+    int rows = 0;
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        uint64_t at = (uint64_t)sqlite3_column_int64(st, 0);
+        cr_assert(at >= before && at <= after, "received_ms %llu, not within [%llu, %llu]",
+                  (unsigned long long)at, (unsigned long long)before, (unsigned long long)after);
+        rows++;
+    }
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    cr_assert_eq(rows, 3);
 }
 
 struct fates {
