@@ -63,7 +63,7 @@ free_port() { # a UDP+TCP port (and port+1) nobody listens on
   local p
   while :; do
     p=$((20000 + RANDOM % 30000))
-    if ! ss -lntu 2>/dev/null | awk '{print $5}' | grep -qE ":($p|$((p + 1)))\$"; then
+    if ! ss -lntu 2>/dev/null | awk '{print $5}' | grep -E ":($p|$((p + 1)))\$" >/dev/null; then
       echo "$p"; return
     fi
   done
