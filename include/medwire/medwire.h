@@ -14,6 +14,7 @@
 #include "medwire/err.h"
 #include "medwire/io.h"
 #include "medwire/message.h"
+#include "medwire/terms.h"
 #include "medwire/audit.h"
 #include "medwire/fhir.h"
 #include "medwire/client.h"

@@ -25,6 +25,7 @@
 #include <stdint.h>
 
 #include "medwire/err.h"
+#include "medwire/terms.h" /* the MW_MDC_ codes */
 
 #ifdef __cplusplus
 extern "C" {
@@ -36,12 +37,6 @@ extern "C" {
 #define MW_UNIT_MAX 15
 /** Longest alarm text, without the NUL. */
 #define MW_ALARM_TEXT_MAX 47
-
-/** A few IEEE 11073-10101 codes (partition 2, SCADA: 0x20000 | term code). */
-#define MW_MDC_PULS_OXIM_SAT_O2    150456u /**< SpO2, unit "%" */
-#define MW_MDC_PULS_OXIM_PULS_RATE 149530u /**< pulse rate from oximetry, unit "/min" */
-/** Alarm: value below the low limit (partition 3, events: 0x30000 | term 62). */
-#define MW_MDC_EVT_LO              196670u
 
 /** Delivery priority: alarms first when a queue is flushed; status last. */
 typedef enum mw_priority {

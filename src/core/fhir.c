@@ -231,64 +231,10 @@ static void put_quantity_u64(mwi_json_writer *w, uint64_t v, const char *unit, c
     mwi_json_put_str(w, "\"}");
 }
 
-/* ---- MDC terms medwire knows -------------------------------------------------------------- */
-
-typedef struct loinc_code {
-    const char *code;
-    const char *display;
-} loinc_code;
-
-/* IEEE 11073-10101 terms (code = partition << 16 | term code) with their reference id, used as
- * the display as the HL7 Devices work group's guides do, and their LOINC equivalents. The
- * first LOINC code of a vital sign is the one the R4 vital-signs profile for that measure
- * requires; the second is the more specific method code. */
-typedef struct mdc_term {
-    uint32_t code;
-    const char *ref_id;
-    bool vital_sign;
-    loinc_code loinc[2];
-} mdc_term;
-
-static const mdc_term MDC_TERMS[] = {
-    {150456u,
-     "MDC_PULS_OXIM_SAT_O2",
-     true,
-     {{"2708-6", "Oxygen saturation in Arterial blood"},
-      {"59408-5", "Oxygen saturation in Arterial blood by Pulse oximetry"}}},
-    {149530u,
-     "MDC_PULS_OXIM_PULS_RATE",
-     true,
-     {{"8867-4", "Heart rate"}, {"8889-8", "Heart rate by Pulse oximetry"}}},
-    {147842u, "MDC_ECG_HEART_RATE", true, {{"8867-4", "Heart rate"}, {NULL, NULL}}},
-    {150021u,
-     "MDC_PRESS_BLD_NONINV_SYS",
-     true,
-     {{"8480-6", "Systolic blood pressure"}, {NULL, NULL}}},
-    {150022u,
-     "MDC_PRESS_BLD_NONINV_DIA",
-     true,
-     {{"8462-4", "Diastolic blood pressure"}, {NULL, NULL}}},
-    {150023u, "MDC_PRESS_BLD_NONINV_MEAN", true, {{"8478-0", "Mean blood pressure"}, {NULL, NULL}}},
-    {150364u, "MDC_TEMP_BODY", true, {{"8310-5", "Body temperature"}, {NULL, NULL}}},
-    /* Partition 3, events: alarm conditions. */
-    {196616u, "MDC_EVT_ALARM", false, {{NULL, NULL}, {NULL, NULL}}},
-    {196648u, "MDC_EVT_HI", false, {{NULL, NULL}, {NULL, NULL}}},
-    {196670u, "MDC_EVT_LO", false, {{NULL, NULL}, {NULL, NULL}}},
-};
+/* ---- MDC terms: the shared table of include/medwire/terms.h --------------------------------- */
 
 #define MDC_BATT_CHARGE 67996u /* MDC_ATTR_VAL_BATT_CHARGE, partition 1 (object attributes) */
 #define MDC_POWER_STAT  67925u /* MDC_ATTR_POWER_STAT */
-
-static const mdc_term *mdc_find(uint32_t code)
-{
-    size_t i;
-    for (i = 0; i < sizeof MDC_TERMS / sizeof MDC_TERMS[0]; i++) {
-        if (MDC_TERMS[i].code == code) {
-            return &MDC_TERMS[i];
-        }
-    }
-    return NULL;
-}
 
 static void put_mdc_coding(mwi_json_writer *w, uint32_t code, const char *ref_id)
 {
@@ -306,14 +252,17 @@ static void put_mdc_coding(mwi_json_writer *w, uint32_t code, const char *ref_id
 /* Observation.code: the device's MDC code first (it is what the device said), then LOINC. */
 static void put_mdc_code(mwi_json_writer *w, uint32_t code, const char *text, size_t text_size)
 {
-    const mdc_term *t = mdc_find(code);
-    size_t i;
+    const mw_term_t *t = mw_term_find(code);
 
     mwi_json_put_str(w, "{\"coding\":[");
     put_mdc_coding(w, code, t ? t->ref_id : NULL);
-    for (i = 0; t != NULL && i < 2 && t->loinc[i].code != NULL; i++) {
+    if (t != NULL && t->loinc != NULL) {
         mwi_json_put_char(w, ',');
-        put_coding(w, SYS_LOINC, t->loinc[i].code, t->loinc[i].display);
+        put_coding(w, SYS_LOINC, t->loinc, t->loinc_display);
+    }
+    if (t != NULL && t->loinc_method != NULL) {
+        mwi_json_put_char(w, ',');
+        put_coding(w, SYS_LOINC, t->loinc_method, t->loinc_method_display);
     }
     mwi_json_put_char(w, ']');
     if (text != NULL && !blank(text, text_size)) {
@@ -438,7 +387,7 @@ static void put_component_code(mwi_json_writer *w, const char *system, const cha
 static bool put_observation(mwi_json_writer *w, const names *n, const mw_message_t *m)
 {
     const mw_observation_t *o = &m->u.observation;
-    const mdc_term *t = mdc_find(o->mdc_code);
+    const mw_term_t *t = mw_term_find(o->mdc_code);
     uint64_t ms = o->time_ms != 0 ? o->time_ms : m->device_time_ms;
     const char *absent = NULL;      /* data-absent-reason code: no value */
     const char *interp = NULL;      /* measurement-status code */

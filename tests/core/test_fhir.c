@@ -887,3 +887,23 @@ Test(fhir, a_resent_message_is_tagged_a_possible_duplicate_and_its_identifier_na
     m = spo2(97, 0);
     assert_lacks(fhir(&m, NULL), "\"meta\"");
 }
+
+/* The terminology table reaches FHIR: an infusion rate is named, with no vital-signs category
+ * and no LOINC code the table does not give. */
+Test(fhir, an_infusion_rate_is_named_from_the_terminology_table)
+{
+    mw_message_t m = spo2(125, -1);
+    m.u.observation.mdc_code = MW_MDC_FLOW_FLUID_PUMP;
+    strcpy(m.u.observation.unit, "mL/h");
+    const char *out = fhir(&m, NULL);
+    assert_has(out, "{\"system\":\"urn:iso:std:iso:11073:10101\",\"code\":\"157784\","
+                    "\"display\":\"MDC_FLOW_FLUID_PUMP\"}");
+    cr_expect_null(strstr(out, "loinc.org"), "%s", out);
+    cr_expect_null(strstr(out, "vital-signs"), "%s", out);
+    m.u.observation.mdc_code = MW_MDC_RESP_RATE;
+    strcpy(m.u.observation.unit, "/min");
+    out = fhir(&m, NULL);
+    assert_has(out, "{\"system\":\"http://loinc.org\",\"code\":\"9279-1\","
+                    "\"display\":\"Respiratory rate\"}");
+    assert_has(out, "\"code\":\"vital-signs\"");
+}

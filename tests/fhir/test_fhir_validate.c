@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* test_fhir_validate.c -- every FHIR mapping the library writes passes two FHIR R4 validators
- * written elsewhere, and carries the codes and units docs/fhir-mapping.md promises. */
+ * written elsewhere, and carries the codes and units docs/terminology.md promises. */
 #include <criterion/criterion.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -207,7 +207,7 @@ Test(fhir_validator, accepts_every_mapping_the_library_writes, .timeout = 120)
     assert_valid(n.path, n.lines);
 }
 
-/* ---- the codes and units docs/fhir-mapping.md promises ----------------------------------- */
+/* ---- the codes and units docs/terminology.md promises ------------------------------------ */
 
 typedef struct row {
     unsigned long mdc;
@@ -227,46 +227,47 @@ static char *trim(char *s)
     return s;
 }
 
-/* The rows of the "MDC → LOINC" table: | 150456 | MDC_... | 2708-6 text; 59408-5 text | `%` |
- * vital-signs | */
+/* The rows of the terminology table of docs/terminology.md that have a unit:
+ * | 150456 | 2::19384 | MDC_... | `%` | 2708-6 text; 59408-5 text | vital-signs | status | */
 static size_t read_table(row *rows, size_t max)
 {
     const char *src = getenv("MW_SOURCE_DIR");
     char path[1024];
-    snprintf(path, sizeof path, "%s/docs/fhir-mapping.md", src ? src : ".");
+    snprintf(path, sizeof path, "%s/docs/terminology.md", src ? src : ".");
     char *text = mwt_read_file(path);
     cr_assert_not_null(text, "cannot read %s", path);
     size_t n = 0;
     for (char *line = strtok(text, "\n"); line != NULL; line = strtok(NULL, "\n")) {
         if (strncmp(line, "| 1", 3) != 0 || strstr(line, "| MDC_") == NULL)
             continue;
+        char *cells[7];
+        int k = 0;
+        char *save = NULL;
+        for (char *c = strtok_r(line, "|", &save); c != NULL && k < 7;
+             c = strtok_r(NULL, "|", &save))
+            cells[k++] = trim(c);
+        cr_assert_geq(k, 6, "a table row with %d cells", k);
+        char *tick = strchr(cells[3], '`');
+        if (tick == NULL)
+            continue; /* an event code: no unit, not an Observation value */
         cr_assert_lt(n, max);
         row *r = &rows[n++];
         memset(r, 0, sizeof *r);
-        char *cells[6];
-        int k = 0;
-        char *save = NULL;
-        for (char *c = strtok_r(line, "|", &save); c != NULL && k < 6;
-             c = strtok_r(NULL, "|", &save))
-            cells[k++] = trim(c);
-        cr_assert_geq(k, 5, "a table row with %d cells", k);
         r->mdc = strtoul(cells[0], NULL, 10);
-        snprintf(r->ref, sizeof r->ref, "%s", cells[1]);
+        snprintf(r->ref, sizeof r->ref, "%.*s", (int)strcspn(cells[2], " "), cells[2]);
         int nl = 0;
         char *save2 = NULL;
-        for (char *c = strtok_r(cells[2], ";", &save2); c != NULL && nl < 2;
+        for (char *c = strtok_r(cells[4], ";", &save2); c != NULL && nl < 2;
              c = strtok_r(NULL, ";", &save2)) {
             c = trim(c);
             size_t len = strspn(c, "0123456789-");
             cr_assert(len > 2 && len < sizeof r->loinc[0], "a LOINC code in '%s'", c);
             memcpy(r->loinc[nl++], c, len);
         }
-        char *tick = strchr(cells[3], '`');
-        cr_assert_not_null(tick, "the unit in backticks: %s", cells[3]);
         size_t ulen = strcspn(tick + 1, "`");
         cr_assert_lt(ulen, sizeof r->unit);
         memcpy(r->unit, tick + 1, ulen);
-        r->vital = strstr(cells[4], "vital-signs") != NULL;
+        r->vital = strstr(cells[5], "vital-signs") != NULL;
     }
     free(text);
     return n;
@@ -285,7 +286,7 @@ Test(fhir_validator, finds_the_codes_and_units_the_mapping_document_promises, .t
     ndjson n;
     char want[256];
 
-    cr_assert_geq(nrows, 2, "the MDC -> LOINC table of docs/fhir-mapping.md has rows");
+    cr_assert_geq(nrows, 2, "the table of docs/terminology.md has rows");
     ndjson_open(&n, "promises.ndjson");
     for (size_t i = 0; i < nrows; i++) {
         const row *r = &rows[i];
@@ -306,6 +307,10 @@ Test(fhir_validator, finds_the_codes_and_units_the_mapping_document_promises, .t
         assert_has(line, want);
         if (r->vital)
             assert_has(line, "\"code\":\"vital-signs\"");
+        else
+            cr_assert_null(strstr(line, "vital-signs"), "%lu is no vital sign: %s", r->mdc, line);
+        if (r->loinc[0][0] == '\0')
+            cr_assert_null(strstr(line, "loinc.org"), "%lu has no LOINC code: %s", r->mdc, line);
         fprintf(n.f, "%s\n", line);
         n.lines++;
         /* The mapping the FHIR output promises: SpO2 with LOINC 59408-5 in %, pulse rate in /min. */
