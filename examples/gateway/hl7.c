@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* hl7.c -- delivered messages as HL7 v2.6 ORU^R01 per IHE PCD-01 (Device Enterprise
- * Communication), and the acknowledgement a receiver answers over MLLP. */
+ * Communication), alarms as ORU^R40 per IHE PCD-04 (Alert Communication Management), and the
+ * acknowledgement a receiver answers over MLLP. */
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
@@ -10,21 +11,14 @@
 
 /* The profile PCD-01 messages declare in MSH-21 (IHE PCD TF-2, PCD-01). */
 #define PCD01_PROFILE "IHE_PCD_001^IHE PCD^1.3.6.1.4.1.19376.1.6.1.1.1^ISO"
+/* The profile PCD-04 alarm reports declare (IHE PCD TF-2, Alert Communication Management). */
+#define PCD04_PROFILE "IHE_PCD_ACM_001^IHE PCD^1.3.6.1.4.1.19376.1.6.4.4^ISO"
+/* OBR-4 of a PCD-04 report: an alarm event. */
+#define OBR_ALARM "196616^MDC_EVT_ALARM^MDC"
 /* OBR-4: what the observations are the result of, as PCD-01's examples name it (SNOMED CT). */
 #define OBR_SERVICE "182777000^monitoring of patient^SNOMED-CT"
 /* MSH-3 and the namespace of OBX-18's device identifiers. */
 #define SENDER "MEDWIRE"
-
-/* The IEEE 11073-10101 reference ids of the codes the SDK names (message.h); any other code goes
- * as its number alone, with the coding system MDC. */
-static const struct {
-    uint32_t code;
-    const char *refid;
-} MDC_NAMES[] = {
-    {MW_MDC_PULS_OXIM_SAT_O2, "MDC_PULS_OXIM_SAT_O2"},
-    {MW_MDC_PULS_OXIM_PULS_RATE, "MDC_PULS_OXIM_PULS_RATE"},
-    {MW_MDC_EVT_LO, "MDC_EVT_LO"},
-};
 
 typedef struct writer {
     char *p;
@@ -129,12 +123,12 @@ static void put_decimal(writer *w, int64_t mantissa, int32_t exponent)
     }
 }
 
+/* A CWE of the MDC coding system: the code, its reference id from the shared table
+ * (include/medwire/terms.h), or the code alone for a term medwire does not know. */
 static void put_mdc(writer *w, uint32_t code)
 {
-    const char *refid = "";
-    for (size_t i = 0; i < sizeof MDC_NAMES / sizeof MDC_NAMES[0]; i++)
-        if (MDC_NAMES[i].code == code)
-            refid = MDC_NAMES[i].refid;
+    const mw_term_t *term = mw_term_find(code);
+    const char *refid = term ? term->ref_id : "";
     char t[96];
     snprintf(t, sizeof t, "%" PRIu32 "^%s^MDC", code, refid);
     put(w, t);
@@ -171,38 +165,61 @@ static uint64_t observed_ms(const mw_message_t *m)
 
 static void put_obx(writer *w, const mw_message_t *m, uint64_t when)
 {
+    const mw_observation_t *o = &m->u.observation;
+    /* A reading the device itself calls invalid or unavailable has no value: OBX-11 X,
+     * "results cannot be obtained" (HL7 table 0085). */
+    bool none = o->status == MW_MEAS_INVALID || o->status == MW_MEAS_UNAVAILABLE;
     /* OBX-4 is the reading's place in the device's containment tree, MDS.VMD.CHAN.METRIC:
      * a medwire message carries one metric of one channel. */
-    if (m->type == MW_MSG_OBSERVATION) {
-        const mw_observation_t *o = &m->u.observation;
-        /* A reading the device itself calls invalid or unavailable has no value: OBX-11 X,
-         * "results cannot be obtained" (HL7 table 0085). */
-        bool none = o->status == MW_MEAS_INVALID || o->status == MW_MEAS_UNAVAILABLE;
-        put(w, "OBX|1|NM|");
-        put_mdc(w, o->mdc_code);
-        put(w, "|1.1.1.1|");
-        if (!none)
-            put_decimal(w, o->mantissa, o->exponent);
-        put(w, "|");
-        put_text(w, o->unit, sizeof o->unit);
-        put(w, "^");
-        put_text(w, o->unit, sizeof o->unit);
-        put(w, "^UCUM|||||");
-        put(w, none ? "X" : "R");
-    } else {
-        /* Alarms go as ORU^R01 with the alarm's text (ST), not yet as PCD-04's ORU^R40. */
-        const mw_alarm_t *a = &m->u.alarm;
-        put(w, "OBX|1|ST|");
-        put_mdc(w, a->mdc_code);
-        put(w, "|1.1.1.1|");
-        put_text(w, a->text, sizeof a->text);
-        put(w, "||||||R");
-    }
+    put(w, "OBX|1|NM|");
+    put_mdc(w, o->mdc_code);
+    put(w, "|1.1.1.1|");
+    if (!none)
+        put_decimal(w, o->mantissa, o->exponent);
+    put(w, "|");
+    put_text(w, o->unit, sizeof o->unit);
+    put(w, "^");
+    put_text(w, o->unit, sizeof o->unit);
+    put(w, "^UCUM|||||");
+    put(w, none ? "X" : "R");
     put(w, "|||");
     put_time(w, when);
     put(w, "||||");
     put_text(w, m->device_id, sizeof m->device_id);
     put(w, "^" SENDER "\r");
+}
+
+/* An alarm as PCD-04 (IHE PCD TF-2, Alert Communication Management) reports it: one OBX per
+ * facet of the alarm, under the alarm's place in the containment tree (1.1.1.1) with the
+ * facet as a fifth level: .1 the event (its MDC code, the device's text in OBX-5), .3 the
+ * event phase, .4 the alarm state, .6 the priority, .7 the alert type. */
+static void put_alarm_obx(writer *w, const mw_message_t *m, uint64_t when)
+{
+    static const char *const PHASE[] = {"end", "start", "update", "continue"};
+    static const char *const STATE[] = {"inactive", "active", "acknowledged", "latched"};
+    static const char *const PRIORITY[] = {"PN", "PL", "PM", "PH"};
+    const mw_alarm_t *a = &m->u.alarm;
+    unsigned st = (unsigned)a->state < 4 ? (unsigned)a->state : 1u;
+    unsigned pr = (unsigned)a->priority < 4 ? (unsigned)a->priority : 3u;
+
+    put(w, "OBX|1|ST|");
+    put_mdc(w, a->mdc_code);
+    put(w, "|1.1.1.1.1|");
+    put_text(w, a->text, sizeof a->text);
+    put(w, "||||||F|||");
+    put_time(w, when);
+    put(w, "||||");
+    put_text(w, m->device_id, sizeof m->device_id);
+    put(w, "^" SENDER "\r");
+    put(w, "OBX|2|ST|68481^MDC_ATTR_EVENT_PHASE^MDC|1.1.1.1.3|");
+    put(w, PHASE[st]);
+    put(w, "||||||F\rOBX|3|ST|68482^MDC_ATTR_ALARM_STATE^MDC|1.1.1.1.4|");
+    put(w, STATE[st]);
+    put(w, "||||||F\rOBX|4|ST|68484^MDC_ATTR_ALARM_PRIORITY^MDC|1.1.1.1.6|");
+    put(w, PRIORITY[pr]);
+    /* medwire's alarms are conditions of a measured value (physiological); a device's own
+     * technical alarms are not told apart on the wire yet. */
+    put(w, "||||||F\rOBX|5|ST|68485^MDC_ATTR_ALERT_TYPE^MDC|1.1.1.1.7|SP||||||F\r");
 }
 
 /* @p s (at most @p max bytes), components separated by '^', each escaped: the separators are
@@ -271,21 +288,25 @@ mw_err hl7_encode(const mw_message_t *m, const association_t *assoc, uint64_t no
      * as PCD-01 asks. */
     put(&w, "MSH|^~\\&|" SENDER "||||");
     put_time(&w, now_ms);
-    put(&w, "||ORU^R01^ORU_R01|");
+    bool alarm = m->type == MW_MSG_ALARM;
+    put(&w, alarm ? "||ORU^R40^ORU_R40|" : "||ORU^R01^ORU_R01|");
     put(&w, ctrl);
     /* MSH-18: HL7's default character set is ASCII; a name or a bed beyond it is UTF-8. */
     bool utf8 = assoc && !(ascii(assoc->patient_id, sizeof assoc->patient_id) &&
                            ascii(assoc->patient_name, sizeof assoc->patient_name) &&
                            ascii(assoc->location, sizeof assoc->location));
     put(&w, utf8 ? "|P|2.6|||AL|NE||UNICODE UTF-8|||" : "|P|2.6|||AL|NE|||||");
-    put(&w, PCD01_PROFILE "\r");
+    put(&w, alarm ? PCD04_PROFILE "\r" : PCD01_PROFILE "\r");
     put_patient(&w, assoc);
     put(&w, "OBR|1||");
     put(&w, ctrl);
-    put(&w, "^" SENDER "|" OBR_SERVICE "|||");
+    put(&w, alarm ? "^" SENDER "|" OBR_ALARM "|||" : "^" SENDER "|" OBR_SERVICE "|||");
     put_time(&w, when);
     put(&w, "\r");
-    put_obx(&w, m, when);
+    if (alarm)
+        put_alarm_obx(&w, m, when);
+    else
+        put_obx(&w, m, when);
     if (w.over) {
         out[0] = '\0';
         return MW_ENOSPC;

@@ -2,6 +2,7 @@
 /* test_hl7.c -- the gateway's IHE PCD-01 encoder, read back by python-hl7 (an HL7 parser written
  * by others), and the acknowledgements it reads. */
 #include <criterion/criterion.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -111,7 +112,7 @@ Test(hl7, delimiters_in_values_are_escaped)
     snprintf(m.u.alarm.text, sizeof m.u.alarm.text, "%s", "SpO2 low|\r<90");
     const char *s = encode(&m);
     cr_expect_not_null(strstr(s, "|a\\F\\b\\S\\c\\R\\d\\E\\e\\T\\f-1f-42|"), "%s", s);
-    cr_expect_not_null(strstr(s, "|ST|196670^MDC_EVT_LO^MDC|1.1.1.1|SpO2 low\\F\\\\X0D\\<90|"));
+    cr_expect_not_null(strstr(s, "|ST|196670^MDC_EVT_LO^MDC|1.1.1.1.1|SpO2 low\\F\\\\X0D\\<90|"));
 }
 
 Test(hl7, an_associated_device_names_its_patient_and_bed)
@@ -197,20 +198,12 @@ Test(hl7, python_hl7_parses_what_we_encode)
     cr_assert(python && src, "run through ctest");
     char script[600];
     snprintf(script, sizeof script, "%s/tests/hl7/mllp_peer.py", src);
-    mw_message_t alarm = observation(1, 0);
-    alarm.type = MW_MSG_ALARM;
-    memset(&alarm.u, 0, sizeof alarm.u);
-    alarm.u.alarm.mdc_code = MW_MDC_EVT_LO;
-    alarm.u.alarm.time_ms = 1700000000123u;
-    snprintf(alarm.u.alarm.text, sizeof alarm.u.alarm.text, "%s", "SpO2 < 90 | check & ~probe^");
-    mw_message_t msgs[] = {observation(975, -1), observation(-3, 4), alarm, observation(1, 0)};
+    mw_message_t msgs[] = {observation(975, -1), observation(-3, 4), observation(1, 0)};
     association_t a = assoc("MRN|7", "Doe&Co^Jane~Ann", "ICU^12^B\\C");
-    const association_t *assocs[] = {NULL, NULL, NULL, &a};
+    const association_t *assocs[] = {NULL, NULL, &a};
     const char *want[][6] = {
         {"OBX-5=97.5", "OBX-2=NM", "PID-3.1=\n", "PID-5.1=\n", "PV1-2=U", "PV1-3.1=\n"},
         {"OBX-5=-30000", "OBX-6=%^%^UCUM", "PID-3.5=\n", "PID-5.2=\n", "PV1-2=U", "PV1-3.3=\n"},
-        {"OBX-2=ST", "OBX-5=SpO2 < 90 \\F\\ check \\T\\ \\R\\probe\\S\\", "PID-3.1=\n", "PV1-2=U",
-         "PV1-3.1=\n", "PV1-3.2=\n"},
         {"PID-3.1=MRN|7\n", "PID-3.5=MR\n", "PID-5.1=Doe&Co\n", "PID-5.2=Jane~Ann\n", "PV1-2=I\n",
          "PV1-3.3=B\\C\n"}};
     const char *always[] = {"MSH-9=ORU^R01^ORU_R01",
@@ -245,4 +238,97 @@ Test(hl7, python_hl7_parses_what_we_encode)
                                got);
         free(got);
     }
+}
+
+static mw_message_t alarm_msg(mw_alarm_state state, mw_alarm_priority priority)
+{
+    mw_message_t m = observation(1, 0);
+    m.type = MW_MSG_ALARM;
+    memset(&m.u, 0, sizeof m.u);
+    m.u.alarm.mdc_code = MW_MDC_EVT_LO;
+    m.u.alarm.state = state;
+    m.u.alarm.priority = priority;
+    m.u.alarm.time_ms = 1700000000123u;
+    snprintf(m.u.alarm.text, sizeof m.u.alarm.text, "%s", "SpO2 < 90 | check & ~probe^");
+    return m;
+}
+
+/* IHE PCD-04: ORU^R40 under the ACM profile, OBR-4 an alarm event, one OBX per facet. */
+Test(hl7, an_alarm_goes_as_pcd04_with_its_phase_state_and_priority)
+{
+    mw_message_t m = alarm_msg(MW_ALARM_ACTIVE, MW_ALARM_HIGH);
+    const char *s = encode(&m);
+    cr_expect_not_null(strstr(s, "||ORU^R40^ORU_R40|oxi-7-1f-42|P|2.6|"), "%s", s);
+    cr_expect_not_null(strstr(s, "|IHE_PCD_ACM_001^IHE PCD^1.3.6.1.4.1.19376.1.6.4.4^ISO\r"));
+    cr_expect_not_null(strstr(s, "\rOBR|1||oxi-7-1f-42^MEDWIRE|196616^MDC_EVT_ALARM^MDC|||"));
+    cr_expect_not_null(strstr(s, "\rOBX|2|ST|68481^MDC_ATTR_EVENT_PHASE^MDC|1.1.1.1.3|start|"));
+    cr_expect_not_null(strstr(s, "\rOBX|3|ST|68482^MDC_ATTR_ALARM_STATE^MDC|1.1.1.1.4|active|"));
+    cr_expect_not_null(strstr(s, "\rOBX|4|ST|68484^MDC_ATTR_ALARM_PRIORITY^MDC|1.1.1.1.6|PH|"));
+    cr_expect_not_null(strstr(s, "\rOBX|5|ST|68485^MDC_ATTR_ALERT_TYPE^MDC|1.1.1.1.7|SP|"));
+    cr_expect_null(strstr(s, "ORU^R01"), "an alarm is not a PCD-01 report");
+
+    m = alarm_msg(MW_ALARM_INACTIVE, MW_ALARM_LOW);
+    s = encode(&m);
+    cr_expect_not_null(strstr(s, "|1.1.1.1.3|end|"), "an alarm that ended: %s", s);
+    cr_expect_not_null(strstr(s, "|1.1.1.1.4|inactive|"));
+    cr_expect_not_null(strstr(s, "|1.1.1.1.6|PL|"));
+    m = alarm_msg(MW_ALARM_ACKNOWLEDGED, MW_ALARM_MEDIUM);
+    s = encode(&m);
+    cr_expect_not_null(strstr(s, "|1.1.1.1.3|update|"), "%s", s);
+    cr_expect_not_null(strstr(s, "|1.1.1.1.4|acknowledged|"));
+    cr_expect_not_null(strstr(s, "|1.1.1.1.6|PM|"));
+    m = alarm_msg(MW_ALARM_LATCHED, MW_ALARM_INFO);
+    s = encode(&m);
+    cr_expect_not_null(strstr(s, "|1.1.1.1.3|continue|"), "%s", s);
+    cr_expect_not_null(strstr(s, "|1.1.1.1.4|latched|"));
+    cr_expect_not_null(strstr(s, "|1.1.1.1.6|PN|"));
+}
+
+Test(hl7, python_hl7_parses_a_pcd04_alarm)
+{
+    const char *python = getenv("MW_HL7_PYTHON");
+    const char *src = getenv("MW_SOURCE_DIR");
+    cr_assert(python && src, "run through ctest");
+    char script[600], file[400], out[400];
+    snprintf(script, sizeof script, "%s/tests/hl7/mllp_peer.py", src);
+    snprintf(file, sizeof file, "%s/alarm.hl7", mwt_tmpdir());
+    snprintf(out, sizeof out, "%s/fields.txt", mwt_tmpdir());
+    mw_message_t m = alarm_msg(MW_ALARM_ACTIVE, MW_ALARM_HIGH);
+    FILE *f = fopen(file, "wb");
+    cr_assert_not_null(f);
+    fputs(encode(&m), f);
+    fclose(f);
+    const char *argv[] = {python, script, "--check", file, NULL};
+    int rc = mwt_run(argv, out, NULL, 20000);
+    char *got = mwt_read_file(out);
+    cr_assert_eq(rc, 0, "python-hl7 refused the alarm: %s", got ? got : "");
+    const char *want[] = {"MSH-9=ORU^R40^ORU_R40",
+                          "MSH-21=IHE_PCD_ACM_001^IHE PCD^1.3.6.1.4.1.19376.1.6.4.4^ISO",
+                          "OBR-4=196616^MDC_EVT_ALARM^MDC",
+                          "OBX-2=ST",
+                          "OBX-3=196670^MDC_EVT_LO^MDC",
+                          "OBX-4=1.1.1.1.1",
+                          "OBX-5=SpO2 < 90 \\F\\ check \\T\\ \\R\\probe\\S\\",
+                          "OBX-11=F",
+                          "OBX-14=20231114221320.123+0000",
+                          "OBX-18=oxi-7^MEDWIRE"};
+    for (size_t k = 0; k < sizeof want / sizeof want[0]; k++)
+        cr_expect_not_null(strstr(got, want[k]), "lacks %s:\n%s", want[k], got);
+    free(got);
+}
+
+/* Every output reads the one table: a term the SDK names reaches HL7 with its reference id. */
+Test(hl7, obx3_names_every_term_of_the_table)
+{
+    for (size_t i = 0; mw_term_at(i) != NULL; i++) {
+        const mw_term_t *t = mw_term_at(i);
+        mw_message_t m = observation(1, 0);
+        m.u.observation.mdc_code = t->mdc_code;
+        char want[96];
+        snprintf(want, sizeof want, "|NM|%" PRIu32 "^%s^MDC|", t->mdc_code, t->ref_id);
+        cr_expect_not_null(strstr(encode(&m), want), "%s", want);
+    }
+    mw_message_t m = observation(1, 0);
+    m.u.observation.mdc_code = 150999u;
+    cr_expect_not_null(strstr(encode(&m), "|NM|150999^^MDC|"), "an unknown code goes alone");
 }
