@@ -104,9 +104,9 @@ static const char USAGE[] =
     "                      20); the rest become one line with their count\n"
     "  --format json|fhir  json (the default): the lines above; fhir: one FHIR R4 resource\n"
     "                      per line (NDJSON) instead, an Observation for each delivered\n"
-    "                      message in --out and an AuditEvent for each security event in\n"
-    "                      --audit (docs/fhir-mapping.md); command results have no FHIR\n"
-    "                      form and are kept in --store only\n"
+    "                      message (a Task for a command result) in --out and an\n"
+    "                      AuditEvent for each security event in --audit\n"
+    "                      (docs/fhir-mapping.md)\n"
     "  --metrics HOST:PORT serve Prometheus metrics over HTTP at http://HOST:PORT/metrics\n"
     "                      (text format 0.0.4): sessions, peers, handshakes by outcome and\n"
     "                      failure reason, messages accepted, duplicates, replays refused,\n"
@@ -255,8 +255,8 @@ static mw_err sink(void *ctx, const mw_message_t *m)
     size_t n = 0;
     if (o->ob)
         return sink_hl7(o, m);
-    if (format_fhir && (m->type == MW_MSG_COMMAND_RESULT || m->type == MW_MSG_UNKNOWN))
-        return MW_OK; /* not clinical: no FHIR form (docs/fhir-mapping.md) */
+    if (format_fhir && m->type == MW_MSG_UNKNOWN)
+        return MW_OK; /* nothing to map: kept in --store (docs/fhir-mapping.md) */
     mw_err e = format_fhir ? mw_message_to_fhir(m, NULL, line, sizeof line, &n)
                            : mw_message_to_json(m, line, sizeof line, &n);
     if (e != MW_OK)

@@ -11,21 +11,23 @@
 /* Code and identifier systems. The external ones are HL7's, DICOM's and the standards' own
  * URIs; the urn:medwire ones name what no published R4 code system covers
  * (docs/fhir-mapping.md lists every code). */
-#define SYS_MDC            "urn:iso:std:iso:11073:10101"
-#define SYS_LOINC          "http://loinc.org"
-#define SYS_UCUM           "http://unitsofmeasure.org"
-#define SYS_OBS_CATEGORY   "http://terminology.hl7.org/CodeSystem/observation-category"
-#define SYS_ABSENT         "http://terminology.hl7.org/CodeSystem/data-absent-reason"
-#define SYS_MSMT_STATUS    "http://terminology.hl7.org/CodeSystem/measurement-status"
-#define SYS_ACT_REASON     "http://terminology.hl7.org/CodeSystem/v3-ActReason"
-#define SYS_ALARM_PRIORITY "http://terminology.hl7.org/CodeSystem/devicealert-priority"
-#define SYS_DCM            "http://dicom.nema.org/resources/ontology/DCM"
-#define SYS_SOURCE_TYPE    "http://terminology.hl7.org/CodeSystem/security-source-type"
-#define SYS_ENTITY_TYPE    "http://terminology.hl7.org/CodeSystem/audit-entity-type"
-#define SYS_MW_CONCEPT     "urn:medwire:concept"
-#define SYS_MW_ALARM_STATE "urn:medwire:alarm-state"
-#define SYS_MW_AUDIT_EVENT "urn:medwire:audit-event"
-#define SYS_MW_GATEWAY     "urn:medwire:gateway"
+#define SYS_MDC               "urn:iso:std:iso:11073:10101"
+#define SYS_LOINC             "http://loinc.org"
+#define SYS_UCUM              "http://unitsofmeasure.org"
+#define SYS_OBS_CATEGORY      "http://terminology.hl7.org/CodeSystem/observation-category"
+#define SYS_ABSENT            "http://terminology.hl7.org/CodeSystem/data-absent-reason"
+#define SYS_MSMT_STATUS       "http://terminology.hl7.org/CodeSystem/measurement-status"
+#define SYS_ACT_REASON        "http://terminology.hl7.org/CodeSystem/v3-ActReason"
+#define SYS_ALARM_PRIORITY    "http://terminology.hl7.org/CodeSystem/devicealert-priority"
+#define SYS_DCM               "http://dicom.nema.org/resources/ontology/DCM"
+#define SYS_SOURCE_TYPE       "http://terminology.hl7.org/CodeSystem/security-source-type"
+#define SYS_ENTITY_TYPE       "http://terminology.hl7.org/CodeSystem/audit-entity-type"
+#define SYS_MW_CONCEPT        "urn:medwire:concept"
+#define SYS_MW_ALARM_STATE    "urn:medwire:alarm-state"
+#define SYS_MW_AUDIT_EVENT    "urn:medwire:audit-event"
+#define SYS_MW_GATEWAY        "urn:medwire:gateway"
+#define SYS_MW_COMMAND        "urn:medwire:command"
+#define SYS_MW_COMMAND_STATUS "urn:medwire:command-status"
 
 /* FHIR dateTime and instant have four-digit years: 10000-01-01T00:00:00Z and later cannot be
  * written, so such a time is left out (Observation) or refused (AuditEvent.recorded). */
@@ -274,6 +276,25 @@ static void put_mdc_code(mwi_json_writer *w, uint32_t code, const char *text, si
 
 /* ---- Observation parts -------------------------------------------------------------------- */
 
+/* seq 0 is the gateway's own event, not a device message: it has no sequence to deduplicate on.
+ * A message is (device, space, seq); the space is left out when the device declares none. */
+static void put_msg_identifier(mwi_json_writer *w, const names *n, const mw_message_t *m)
+{
+    if (m->seq != 0) {
+        mwi_json_put_str(w, ",\"identifier\":[{\"system\":");
+        put_fhir_string(w, n->message_system, SIZE_MAX);
+        mwi_json_put_str(w, ",\"value\":\"");
+        put_fhir_chars(w, m->device_id, sizeof m->device_id);
+        mwi_json_put_char(w, '/');
+        if (m->space != 0) {
+            mwi_json_put_hex64(w, m->space);
+            mwi_json_put_char(w, '/');
+        }
+        mwi_json_put_u64(w, m->seq);
+        mwi_json_put_str(w, "\"}]");
+    }
+}
+
 static void put_obs_head(mwi_json_writer *w, const names *n, const mw_message_t *m, bool test_data)
 {
     mwi_json_put_str(w, "{\"resourceType\":\"Observation\"");
@@ -295,22 +316,7 @@ static void put_obs_head(mwi_json_writer *w, const names *n, const mw_message_t 
         }
         mwi_json_put_char(w, '}');
     }
-    /* seq 0 is the gateway's own event, not a device message: it has no sequence to
-     * deduplicate on. A message is (device, space, seq); the space is left out when the device
-     * declares none. */
-    if (m->seq != 0) {
-        mwi_json_put_str(w, ",\"identifier\":[{\"system\":");
-        put_fhir_string(w, n->message_system, SIZE_MAX);
-        mwi_json_put_str(w, ",\"value\":\"");
-        put_fhir_chars(w, m->device_id, sizeof m->device_id);
-        mwi_json_put_char(w, '/');
-        if (m->space != 0) {
-            mwi_json_put_hex64(w, m->space);
-            mwi_json_put_char(w, '/');
-        }
-        mwi_json_put_u64(w, m->seq);
-        mwi_json_put_str(w, "\"}]");
-    }
+    put_msg_identifier(w, n, m);
 }
 
 static void put_alarm_category(mwi_json_writer *w)
@@ -586,6 +592,64 @@ static bool put_gap(mwi_json_writer *w, const names *n, const mw_message_t *m)
     return true;
 }
 
+/* A device's answer to a gateway command, as the Task the command was: done is completed, a
+ * refusal (replay, expired, unsupported) rejected, a failure failed; the device's own status name
+ * and detail are the status reason. The device owns the task; the command id groups the
+ * answers to one command (a device may answer a resent command again). */
+static bool put_command_result(mwi_json_writer *w, const names *n, const mw_message_t *m)
+{
+    const mw_command_result_t *r = &m->u.command_result;
+    const char *name = mw_command_status_name(r->status);
+    const char *status;
+
+    switch (r->status) {
+    case MW_CMD_DONE:
+        status = "completed";
+        break;
+    case MW_CMD_REFUSED_REPLAY:
+    case MW_CMD_REFUSED_EXPIRED:
+    case MW_CMD_UNSUPPORTED:
+        status = "rejected";
+        break;
+    case MW_CMD_FAILED:
+        status = "failed";
+        break;
+    default:
+        return false;
+    }
+    if (name == NULL || !mwi_json_terminated(r->detail, sizeof r->detail)) {
+        return false;
+    }
+    mwi_json_put_str(w, "{\"resourceType\":\"Task\"");
+    put_msg_identifier(w, n, m);
+    mwi_json_put_str(w, ",\"groupIdentifier\":{\"system\":\"" SYS_MW_COMMAND "\",\"value\":\"");
+    mwi_json_put_u64(w, r->command_id);
+    mwi_json_put_str(w, "\"},\"status\":\"");
+    mwi_json_put_str(w, status);
+    mwi_json_put_str(w, "\",\"statusReason\":{\"coding\":[");
+    put_coding(w, SYS_MW_COMMAND_STATUS, name, NULL);
+    mwi_json_put_char(w, ']');
+    if (!blank(r->detail, sizeof r->detail)) {
+        mwi_json_put_str(w, ",\"text\":");
+        put_fhir_string(w, r->detail, sizeof r->detail);
+    }
+    mwi_json_put_str(w, "},\"intent\":\"order\",\"code\":");
+    put_concept(w, SYS_MW_CONCEPT, "device-command", "Command from the gateway to the device");
+    if (n->patient != NULL) {
+        mwi_json_put_str(w, ",\"for\":{\"reference\":");
+        put_fhir_string(w, n->patient, SIZE_MAX);
+        mwi_json_put_char(w, '}');
+    }
+    if (time_usable(m->device_time_ms)) {
+        mwi_json_put_str(w, ",\"lastModified\":");
+        (void)put_time(w, m->device_time_ms);
+    }
+    mwi_json_put_str(w, ",\"owner\":");
+    put_device_ref(w, n->device_system, m->device_id, sizeof m->device_id);
+    mwi_json_put_char(w, '}');
+    return true;
+}
+
 MW_API mw_err mw_message_to_fhir(const mw_message_t *msg, const mw_fhir_options_t *opt, char *out,
                                  size_t out_size, size_t *out_len)
 {
@@ -623,10 +687,11 @@ MW_API mw_err mw_message_to_fhir(const mw_message_t *msg, const mw_fhir_options_
         ok = put_gap(&w, &n, msg);
         break;
     case MW_MSG_COMMAND_RESULT:
+        ok = put_command_result(&w, &n, msg);
+        break;
     case MW_MSG_UNKNOWN:
     default:
-        /* Not clinical: a command's result is the gateway operator's business, and an
-         * unknown payload has nothing to map. Both stay in the JSON output and the store. */
+        /* An unknown payload has nothing to map: it stays in the JSON output and the store. */
         ok = false;
         break;
     }

@@ -548,13 +548,45 @@ static void assert_refused(const mw_message_t *m, const mw_fhir_options_t *opt)
     cr_assert_eq(len, 0);
 }
 
-Test(fhir, kinds_without_clinical_meaning_are_refused)
+/* A command's result is the Task the command was, owned by the device. */
+Test(fhir, a_command_result_is_a_task)
 {
     mw_message_t m = header(MW_MSG_COMMAND_RESULT, MW_PRIORITY_STATUS);
     m.u.command_result.command_id = 3;
     strcpy(m.u.command_result.detail, "ok");
+    const char *out = fhir(&m, NULL);
+    assert_has(out, "{\"resourceType\":\"Task\",\"identifier\":[{");
+    assert_has(out, "\"groupIdentifier\":{\"system\":\"urn:medwire:command\",\"value\":\"3\"}");
+    assert_has(out, "\"status\":\"completed\",\"statusReason\":{\"coding\":[{\"system\":"
+                    "\"urn:medwire:command-status\",\"code\":\"done\"}],\"text\":\"ok\"}");
+    assert_has(out, "\"intent\":\"order\"");
+    assert_has(out, "\"lastModified\":\"");
+    assert_has(out, "\"owner\":" DEVICE_REF "}");
+    static const struct {
+        mw_command_status st;
+        const char *fhir_status;
+    } map[] = {{MW_CMD_REFUSED_REPLAY, "rejected"},
+               {MW_CMD_REFUSED_EXPIRED, "rejected"},
+               {MW_CMD_UNSUPPORTED, "rejected"},
+               {MW_CMD_FAILED, "failed"}};
+    for (size_t i = 0; i < sizeof map / sizeof map[0]; i++) {
+        m.u.command_result.status = map[i].st;
+        char want[64];
+        snprintf(want, sizeof want, "\"status\":\"%s\"", map[i].fhir_status);
+        assert_has(fhir(&m, NULL), want);
+    }
+    m.u.command_result.detail[0] = '\0';
+    cr_expect_null(strstr(fhir(&m, NULL), "\"text\""), "a blank detail is left out");
+    m.u.command_result.status = (mw_command_status)9;
     assert_refused(&m, NULL);
-    m.type = MW_MSG_UNKNOWN;
+    m.u.command_result.status = MW_CMD_DONE;
+    memset(m.u.command_result.detail, 'x', sizeof m.u.command_result.detail);
+    assert_refused(&m, NULL);
+}
+
+Test(fhir, kinds_without_clinical_meaning_are_refused)
+{
+    mw_message_t m = header(MW_MSG_UNKNOWN, MW_PRIORITY_STATUS);
     assert_refused(&m, NULL);
     m.type = (mw_msg_type)77;
     assert_refused(&m, NULL);
@@ -805,8 +837,6 @@ Test(fhir, the_worst_case_fits_in_mw_fhir_max)
     m.device_time_ms = 253402300799999ull;
     m.priority = MW_PRIORITY_ALARM;
     for (int type = MW_MSG_OBSERVATION; type <= MW_MSG_GAP; type++) {
-        if (type == MW_MSG_COMMAND_RESULT)
-            continue;
         m.type = (mw_msg_type)type;
         memset(&m.u, 0, sizeof m.u);
         switch (m.type) {
@@ -836,6 +866,11 @@ Test(fhir, the_worst_case_fits_in_mw_fhir_max)
             m.u.gap.count = UINT64_MAX;
             m.u.gap.first_seq = UINT64_MAX;
             m.u.gap.last_seq = UINT64_MAX;
+            break;
+        case MW_MSG_COMMAND_RESULT:
+            m.u.command_result.command_id = UINT64_MAX;
+            m.u.command_result.status = MW_CMD_REFUSED_EXPIRED;
+            memset(m.u.command_result.detail, 0xff, MW_COMMAND_DETAIL_MAX);
             break;
         default:
             m.u.link.silent_ms = UINT64_MAX;

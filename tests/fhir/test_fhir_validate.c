@@ -176,6 +176,17 @@ Test(fhir_validator, accepts_every_mapping_the_library_writes, .timeout = 120)
     m.u.gap = (mw_gap_t){.priority = 0, .reason = MW_GAP_CORRUPT, .count = 1};
     put_message(&n, &m, NULL);
 
+    /* Command results, one per status, with and without a detail and a patient. */
+    for (int st = MW_CMD_DONE; st <= MW_CMD_FAILED; st++) {
+        m = header(MW_MSG_COMMAND_RESULT, 500 + (uint64_t)st);
+        m.priority = MW_PRIORITY_STATUS;
+        m.u.command_result.command_id = UINT64_MAX - (uint64_t)st;
+        m.u.command_result.status = (mw_command_status)st;
+        if (st % 2 == 0)
+            strcpy(m.u.command_result.detail, "interval_ms 0 not in 1..86400000 \"q\"\x01");
+        put_message(&n, &m, st % 2 == 0 ? &patient : NULL);
+    }
+
     /* Audit events: every name medwire raises and some it does not, with IPv4, IPv6, named
      * and missing peers, known and unknown devices, success and failure. */
     static const char *const events[] = {
