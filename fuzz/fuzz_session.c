@@ -79,7 +79,7 @@ static void check_ack(const mwi_coap_msg *m)
     size_t n = 0;
     if (m->code != MWI_COAP_CHANGED || m->content_format != MWI_COAP_CF_MEDWIRE_ACK ||
         mwi_ack_decode_full(m->payload, m->payload_len, r, MWI_MAX_ACK_RANGES, &n, NULL, 0, NULL,
-                            NULL) != MW_OK)
+                            NULL, NULL) != MW_OK)
         return;
     for (size_t i = 0; i < n && nseen < SEEN_SLOTS / 2; i++) {
         MWF_CHECK(r[i].last - r[i].first < MWI_MAX_BATCH, "an Ack range of %llu numbers",

@@ -199,6 +199,16 @@ typedef struct mw_client_stats {
      *  place a message would have to be evicted from. The gateway sends them again; each
      *  runs once there is room (docs/protocol.md 7). */
     uint64_t commands_deferred;
+    /** The gateway's wall clock minus this device's (its wall clock, or its monotonic clock
+     *  without one), as last measured from an acknowledgement, half the round trip added
+     *  (docs/protocol.md 4b); meaningful once @c gateway_time_updates > 0. While the device's
+     *  own clock is not synchronised, its messages are stamped with its clock plus this offset
+     *  and marked synchronised. */
+    int64_t gateway_time_offset_ms;
+    uint64_t gateway_time_updates; /**< acknowledgements that carried the gateway's time */
+    /** Messages stamped with the gateway's time because the device's own clock was not
+     *  synchronised (counted when queued). */
+    uint64_t messages_stamped_by_gateway_time;
 } mw_client_stats_t;
 
 /** Fills @p cfg with defaults (all pointers NULL). */

@@ -39,6 +39,7 @@ struct req {
     uint64_t seqs[MWI_MAX_BATCH];                       /* the messages it carries */
     uint8_t types[MWI_MAX_BATCH], prios[MWI_MAX_BATCH]; /* theirs, for the fate reports */
     uint64_t space;                                     /* the sequence space it was sent in */
+    uint64_t sent_ms;                                   /* first transmission (monotonic) */
 };
 
 struct mw_client {
@@ -53,6 +54,10 @@ struct mw_client {
     uint8_t rekey_after_retransmits;
     bool rekey_requested;
     mwi_cmd_guard cmd_guard;
+    /* The gateway's clock (Ack.gateway_time_ms) as an offset from clock_base(): what this
+     * device stamps its messages with while its own wall clock is not synchronised. */
+    bool gw_time_valid;
+    int64_t gw_offset_ms;
     mwi_dtls_session *saved; /* the last session, resumed by ID on reconnection */
     mw_command_fn *on_command;
     void *on_command_ctx;
@@ -519,6 +524,54 @@ static mw_err storage_failed(mw_client_t *c, mw_err e)
     return fail_fatal(c, e, d.foreign, why);
 }
 
+/* What the gateway's time is kept relative to: the device's own wall clock when it has one, even
+ * unsynchronised (it does not jump between acknowledgements), else its monotonic clock. */
+static uint64_t clock_base(const mw_client_t *c, int *out_synced)
+{
+    *out_synced = 0;
+    if (c->clock.wall_ms != NULL)
+        return c->clock.wall_ms(c->clock.ctx, out_synced);
+    return now_ms(c);
+}
+
+/* The time a message is stamped with: the device's own wall clock while it is synchronised;
+ * else the gateway's, kept as an offset, which is synchronised too (the gateway sends its time
+ * only while its clock is); else the unsynchronised wall clock, or 0 without one. */
+static uint64_t device_now(const mw_client_t *c, int *out_synced, bool *out_by_gateway)
+{
+    uint64_t base = clock_base(c, out_synced);
+    *out_by_gateway = false;
+    if (*out_synced)
+        return base;
+    if (c->gw_time_valid) {
+        *out_synced = 1;
+        *out_by_gateway = true;
+        return (uint64_t)((int64_t)base + c->gw_offset_ms);
+    }
+    return c->clock.wall_ms != NULL ? base : 0;
+}
+
+/* Earliest gateway time believed (2020-01-01): an Ack carrying less is from a gateway whose
+ * clock is broken, whatever it claims. */
+#define MIN_GATEWAY_TIME_MS 1577836800000ull
+
+/* Takes the gateway's time from an answer to @p q. A device with a synchronised clock of its
+ * own keeps using it; the offset is still measured, for mw_client_stats. Half the round trip
+ * is added when the request went once (a retransmitted one's round trip is not known). */
+static void learn_gateway_time(mw_client_t *c, const struct req *q, uint64_t gw_ms)
+{
+    if (gw_ms < MIN_GATEWAY_TIME_MS || gw_ms > (uint64_t)INT64_MAX / 2)
+        return;
+    uint64_t now = now_ms(c);
+    uint64_t half_rtt = q->r.retransmits == 0 && now >= q->sent_ms ? (now - q->sent_ms) / 2 : 0;
+    int synced;
+    uint64_t base = clock_base(c, &synced);
+    c->gw_offset_ms = (int64_t)(gw_ms + half_rtt) - (int64_t)base;
+    c->gw_time_valid = true;
+    c->st.gateway_time_offset_ms = c->gw_offset_ms;
+    c->st.gateway_time_updates++;
+}
+
 static mw_err enqueue(mw_client_t *c, mw_message_t *m, uint64_t *out_seq)
 {
     if (c->fatal != MW_OK)
@@ -526,7 +579,8 @@ static mw_err enqueue(mw_client_t *c, mw_message_t *m, uint64_t *out_seq)
     int synced = 0;
     m->seq = mwi_seq_peek(&c->seqs);
     snprintf(m->device_id, sizeof m->device_id, "%s", mwi_dtls_ctx_own_id(c->dtls));
-    m->device_time_ms = c->clock.wall_ms ? c->clock.wall_ms(c->clock.ctx, &synced) : 0;
+    bool by_gateway;
+    m->device_time_ms = device_now(c, &synced, &by_gateway);
     m->time_synced = synced != 0;
     /* A message the gateway would refuse must not enter the queue: a batch is
      * accepted or refused whole, so it would block everything behind it. */
@@ -548,6 +602,8 @@ static mw_err enqueue(mw_client_t *c, mw_message_t *m, uint64_t *out_seq)
     if (e != MW_OK)
         return e;
     c->st.messages_queued++;
+    if (by_gateway)
+        c->st.messages_stamped_by_gateway_time++;
     if (out_seq)
         *out_seq = m->seq;
     return MW_OK;
@@ -556,9 +612,10 @@ static mw_err enqueue(mw_client_t *c, mw_message_t *m, uint64_t *out_seq)
 static uint64_t stamp(const mw_client_t *c, uint64_t t)
 {
     int synced;
-    if (t != 0 || c->clock.wall_ms == NULL)
+    bool by_gateway;
+    if (t != 0)
         return t;
-    return c->clock.wall_ms(c->clock.ctx, &synced);
+    return device_now(c, &synced, &by_gateway);
 }
 
 /* What the application hands in: @p body (NULL: refused), @p size bytes of the union member
@@ -956,9 +1013,10 @@ static void on_response(mw_client_t *c, struct req *q, const mwi_coap_msg *m)
         mw_command_t cmds[MWI_MAX_COMMANDS];
         size_t n = 0, ncmds = 0;
         mwi_resync resync = MWI_RESYNC_NONE;
+        uint64_t gw_time = 0;
         if (m->content_format != MWI_COAP_CF_MEDWIRE_ACK ||
             mwi_ack_decode_full(m->payload, m->payload_len, r, MWI_MAX_ACK_RANGES, &n, cmds,
-                                MWI_MAX_COMMANDS, &ncmds, &resync) != MW_OK) {
+                                MWI_MAX_COMMANDS, &ncmds, &resync, &gw_time) != MW_OK) {
             /* Without a readable acknowledgement nothing may be forgotten. */
             set_last(c, MW_EDECODE, 0, "the gateway's acknowledgement could not be decoded");
             release(c, q);
@@ -967,6 +1025,7 @@ static void on_response(mw_client_t *c, struct req *q, const mwi_coap_msg *m)
         }
         /* The link works: an error met while it did not is no longer the state of things. */
         set_last(c, MW_OK, 0, NULL);
+        learn_gateway_time(c, q, gw_time);
         if (apply_ack(c, q, r, n) > 0) {
             c->useless = 0;
             c->resend_at_ms = 0;
@@ -1123,6 +1182,7 @@ static mw_err transmit(mw_client_t *c, struct req *q, mwi_coap_msg *m, uint64_t 
     if (e != MW_OK)
         return e;
     q->used = true;
+    q->sent_ms = now;
     c->st.requests_sent++;
     c->progressed = true;
     return MW_OK;

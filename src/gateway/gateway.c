@@ -243,10 +243,11 @@ static void refuse(mw_gateway_t *gw, struct peer *p, const mwi_coap_msg *req, ui
 static void ask_resync(mw_gateway_t *gw, struct peer *p, const mwi_coap_msg *req,
                        const struct resp_opts *o, mwi_resync why)
 {
-    uint8_t ack[8];
+    uint8_t ack[16];
     size_t alen = 0;
     gw->st.resyncs_requested++;
-    if (mwi_ack_encode_full(NULL, 0, NULL, 0, why, ack, sizeof ack, &alen) == MW_OK)
+    if (mwi_ack_encode_full(NULL, 0, NULL, 0, why, synced_wall_ms(gw), ack, sizeof ack, &alen) ==
+        MW_OK)
         respond_opts(gw, p, req, MWI_COAP_CHANGED, MWI_COAP_CF_MEDWIRE_ACK, ack, alen, o);
 }
 
@@ -308,11 +309,11 @@ static void handle_batch(mw_gateway_t *gw, struct peer *p, const mwi_coap_msg *r
     case MWI_GW_BATCH_ACK:
         break;
     }
-    uint8_t ack[MWI_MAX_ACK_RANGES * 24 + MWI_MAX_COMMANDS * 32 + 4];
+    uint8_t ack[MWI_MAX_ACK_RANGES * 24 + MWI_MAX_COMMANDS * 32 + 16];
     size_t alen = 0;
     mwi_gw_expire_commands(gw, dv);
-    if (mwi_ack_encode_full(in.ranges, in.nranges, dv->cmds, dv->ncmds, in.resync, ack, sizeof ack,
-                            &alen) != MW_OK)
+    if (mwi_ack_encode_full(in.ranges, in.nranges, dv->cmds, dv->ncmds, in.resync,
+                            synced_wall_ms(gw), ack, sizeof ack, &alen) != MW_OK)
         return;
     respond_opts(gw, p, req, MWI_COAP_CHANGED, MWI_COAP_CF_MEDWIRE_ACK, ack, alen, o);
 }

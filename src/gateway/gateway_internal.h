@@ -167,6 +167,15 @@ static inline uint64_t wall_ms(const mw_gateway_t *gw)
     return gw->clock.wall_ms ? gw->clock.wall_ms(gw->clock.ctx, &synced) : 0;
 }
 
+/* The wall clock for devices to set theirs by (Ack.gateway_time_ms): only while it is
+ * synchronised, since a device would stamp clinical data with it as synchronised; 0 otherwise. */
+static inline uint64_t synced_wall_ms(const mw_gateway_t *gw)
+{
+    int synced = 0;
+    uint64_t t = gw->clock.wall_ms ? gw->clock.wall_ms(gw->clock.ctx, &synced) : 0;
+    return synced ? t : 0;
+}
+
 /* ---- audit.c: audit lines, limited per identity and per second; handshake failures ---- */
 
 /* Writes an audit line; events about an authenticated identity are limited per kind. */

@@ -544,7 +544,7 @@ mw_err mwi_ack_encode(const mwi_seq_range *ranges, size_t n, uint8_t *out, size_
 mw_err mwi_ack_encode_cmds(const mwi_seq_range *ranges, size_t n, const mw_command_t *cmds,
                            size_t ncmds, uint8_t *out, size_t cap, size_t *out_len)
 {
-    return mwi_ack_encode_full(ranges, n, cmds, ncmds, MWI_RESYNC_NONE, out, cap, out_len);
+    return mwi_ack_encode_full(ranges, n, cmds, ncmds, MWI_RESYNC_NONE, 0, out, cap, out_len);
 }
 
 static bool command_to_pb(const mw_command_t *in, medwire_v1_Command *c)
@@ -634,8 +634,8 @@ mw_err mwi_command_decode(const uint8_t *buf, size_t len, mw_command_t *out)
 }
 
 mw_err mwi_ack_encode_full(const mwi_seq_range *ranges, size_t n, const mw_command_t *cmds,
-                           size_t ncmds, mwi_resync resync, uint8_t *out, size_t cap,
-                           size_t *out_len)
+                           size_t ncmds, mwi_resync resync, uint64_t gateway_time_ms, uint8_t *out,
+                           size_t cap, size_t *out_len)
 {
     medwire_v1_Ack ack;
     pb_ostream_t s;
@@ -668,6 +668,7 @@ mw_err mwi_ack_encode_full(const mwi_seq_range *ranges, size_t n, const mw_comma
         return MW_EINVAL;
     }
     ack.resync = (medwire_v1_Resync)resync;
+    ack.gateway_time_ms = gateway_time_ms;
     s = pb_ostream_from_buffer(out, cap);
     if (!pb_encode(&s, medwire_v1_Ack_fields, &ack)) {
         /* With valid input, the only way a buffer stream fails is running out of room. */
@@ -685,12 +686,12 @@ mw_err mwi_ack_decode(const uint8_t *buf, size_t len, mwi_seq_range *out, size_t
 mw_err mwi_ack_decode_cmds(const uint8_t *buf, size_t len, mwi_seq_range *out, size_t cap,
                            size_t *out_n, mw_command_t *cmds, size_t cmdcap, size_t *out_ncmds)
 {
-    return mwi_ack_decode_full(buf, len, out, cap, out_n, cmds, cmdcap, out_ncmds, NULL);
+    return mwi_ack_decode_full(buf, len, out, cap, out_n, cmds, cmdcap, out_ncmds, NULL, NULL);
 }
 
 mw_err mwi_ack_decode_full(const uint8_t *buf, size_t len, mwi_seq_range *out, size_t cap,
                            size_t *out_n, mw_command_t *cmds, size_t cmdcap, size_t *out_ncmds,
-                           mwi_resync *out_resync)
+                           mwi_resync *out_resync, uint64_t *out_gateway_time_ms)
 {
     medwire_v1_Ack ack;
     pb_istream_t s;
@@ -705,6 +706,9 @@ mw_err mwi_ack_decode_full(const uint8_t *buf, size_t len, mwi_seq_range *out, s
     }
     if (out_resync != NULL) {
         *out_resync = MWI_RESYNC_NONE;
+    }
+    if (out_gateway_time_ms != NULL) {
+        *out_gateway_time_ms = 0;
     }
     if ((buf == NULL && len > 0) || (out == NULL && cap > 0)) {
         return MW_EINVAL;
@@ -739,6 +743,9 @@ mw_err mwi_ack_decode_full(const uint8_t *buf, size_t len, mwi_seq_range *out, s
         out[i].last = ack.acked[i].last;
     }
     *out_n = ack.acked_count;
+    if (out_gateway_time_ms != NULL) {
+        *out_gateway_time_ms = ack.gateway_time_ms;
+    }
     /* Commands are optional for the caller; a kind this version does not know comes out as
      * kind 0, which the device answers with "unsupported". */
     for (i = 0; cmds != NULL && out_ncmds != NULL && i < ack.commands_count && i < cmdcap; i++) {

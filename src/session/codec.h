@@ -148,16 +148,18 @@ MW_NODISCARD mw_err mwi_ack_decode_cmds(const uint8_t *buf, size_t len, mwi_seq_
                                         size_t cap, size_t *out_n, mw_command_t *cmds,
                                         size_t cmdcap, size_t *out_ncmds);
 
-/** As mwi_ack_encode_cmds, with Ack.resync. */
+/** As mwi_ack_encode_cmds, with Ack.resync and Ack.gateway_time_ms (0: none). */
 MW_NODISCARD mw_err mwi_ack_encode_full(const mwi_seq_range *ranges, size_t n,
                                         const mw_command_t *cmds, size_t ncmds,
-                                        mwi_resync resync, uint8_t *out, size_t cap,
-                                        size_t *out_len);
-/** As mwi_ack_decode_cmds, also returning Ack.resync in @p out_resync (may be NULL); a reason
- *  from a later version comes out as ::MWI_RESYNC_UNKNOWN. */
+                                        mwi_resync resync, uint64_t gateway_time_ms, uint8_t *out,
+                                        size_t cap, size_t *out_len);
+/** As mwi_ack_decode_cmds, also returning Ack.resync in @p out_resync and Ack.gateway_time_ms in
+ *  @p out_gateway_time_ms (each may be NULL); a reason from a later version comes out as
+ *  ::MWI_RESYNC_UNKNOWN. */
 MW_NODISCARD mw_err mwi_ack_decode_full(const uint8_t *buf, size_t len, mwi_seq_range *out,
                                         size_t cap, size_t *out_n, mw_command_t *cmds,
-                                        size_t cmdcap, size_t *out_ncmds, mwi_resync *out_resync);
+                                        size_t cmdcap, size_t *out_ncmds, mwi_resync *out_resync,
+                                        uint64_t *out_gateway_time_ms);
 
 /** One Command as the body of a gateway's POST to the device's /cmd resource.
  *  @return ::MW_OK; ::MW_EINVAL (id 0, unknown kind, NULL); ::MW_ENOSPC. */

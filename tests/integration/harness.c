@@ -188,6 +188,8 @@ static mw_client_t *client_at(mwt_h *h, const char *name, const char *gateway_na
     cfg.gateway = gateway_addr;
     cfg.transport = new_endpoint(h);
     cfg.clock = mwt_clock_table(&h->clk);
+    if (queue && queue->clock.now_ms)
+        cfg.clock = queue->clock; /* a device with a clock of its own (tests of time) */
     cfg.random = mwt_rng_table(&h->rng);
     mw_client_t *c = NULL;
     mw_error_detail_t d;

@@ -583,7 +583,7 @@ static void expect_ack(mwt_h *h, mwt_raw *r, mwi_coap_msg *q, size_t *out_n, mwi
     mwt_raw_exchange(h, r, q, buf, sizeof buf, &n, &resp);
     cr_assert_eq(resp.code, MWI_COAP_CHANGED, "got %u.%02u", resp.code >> 5, resp.code & 31);
     cr_assert_eq(mwi_ack_decode_full(resp.payload, resp.payload_len, out, MWI_MAX_ACK_RANGES, out_n,
-                                     NULL, 0, NULL, out_resync),
+                                     NULL, 0, NULL, out_resync, NULL),
                  MW_OK);
 }
 

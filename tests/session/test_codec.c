@@ -1236,3 +1236,24 @@ Test(codec, gateway_made_link_events_can_never_come_from_a_device)
     m.type = MW_MSG_COMM_LOSS;
     cr_assert_eq(mwi_message_check(&m), MW_EINVAL, "not encodable, so never on the wire");
 }
+
+Test(ack, the_gateways_time_round_trips_and_is_absent_by_default)
+{
+    const mwi_seq_range r = {1, 3};
+    uint8_t buf[64];
+    size_t len = 0, n = 0;
+    mwi_seq_range out[MWI_MAX_ACK_RANGES];
+    uint64_t t = 1;
+    mw_err e =
+        mwi_ack_encode_full(&r, 1, NULL, 0, MWI_RESYNC_NONE, 1700000000123u, buf, sizeof buf, &len);
+    cr_assert_eq(e, MW_OK);
+    e = mwi_ack_decode_full(buf, len, out, MWI_MAX_ACK_RANGES, &n, NULL, 0, NULL, NULL, &t);
+    cr_assert_eq(e, MW_OK);
+    cr_expect_eq(t, 1700000000123u);
+    cr_expect_eq(n, 1);
+    /* An Ack from a gateway that sends no time (or an older one) reads as 0. */
+    cr_assert_eq(mwi_ack_encode(&r, 1, buf, sizeof buf, &len), MW_OK);
+    e = mwi_ack_decode_full(buf, len, out, MWI_MAX_ACK_RANGES, &n, NULL, 0, NULL, NULL, &t);
+    cr_assert_eq(e, MW_OK);
+    cr_expect_eq(t, 0);
+}
