@@ -15,6 +15,10 @@
 #define PCD04_PROFILE "IHE_PCD_ACM_001^IHE PCD^1.3.6.1.4.1.19376.1.6.4.4^ISO"
 /* OBR-4 of a PCD-04 report: an alarm event. */
 #define OBR_ALARM "196616^MDC_EVT_ALARM^MDC"
+/* The local codes (HL7 table 0396: a coding system named 99zzz is the sender's own) of what no
+ * MDC term confirmed here covers. */
+#define LINK_EVENT     "communication-loss^Communication with the device lost^99MEDWIRE"
+#define COMMAND_RESULT "command-result^Result of a command to the device^99MEDWIRE"
 /* OBR-4: what the observations are the result of, as PCD-01's examples name it (SNOMED CT). */
 #define OBR_SERVICE "182777000^monitoring of patient^SNOMED-CT"
 /* MSH-3 and the namespace of OBX-18's device identifiers. */
@@ -136,7 +140,23 @@ static void put_mdc(writer *w, uint32_t code)
 
 bool hl7_has_form(const mw_message_t *m)
 {
-    return m->type == MW_MSG_OBSERVATION || m->type == MW_MSG_ALARM;
+    switch (m->type) {
+    case MW_MSG_OBSERVATION:
+    case MW_MSG_ALARM:
+    case MW_MSG_COMM_LOSS:
+    case MW_MSG_COMM_RESTORED:
+    case MW_MSG_COMMAND_RESULT:
+        return true;
+    default:
+        return false;
+    }
+}
+
+/* Whether @p m goes as a PCD-04 alert report (ORU^R40) rather than PCD-01 (ORU^R01). */
+static bool is_alert(const mw_message_t *m)
+{
+    return m->type == MW_MSG_ALARM || m->type == MW_MSG_COMM_LOSS ||
+           m->type == MW_MSG_COMM_RESTORED;
 }
 
 void hl7_control_id(const mw_message_t *m, char *out, size_t out_size)
@@ -147,7 +167,13 @@ void hl7_control_id(const mw_message_t *m, char *out, size_t out_size)
     out[0] = '\0';
     put_text(&w, m->device_id, sizeof m->device_id);
     char t[48];
-    snprintf(t, sizeof t, "-%" PRIx64 "-%" PRIu64, m->space, m->seq);
+    if (m->seq == 0) {
+        /* The gateway's own events have no sequence number: the event and its time name it. */
+        snprintf(t, sizeof t, "-%s-%" PRIu64, m->type == MW_MSG_COMM_LOSS ? "loss" : "restored",
+                 m->device_time_ms);
+    } else {
+        snprintf(t, sizeof t, "-%" PRIx64 "-%" PRIu64, m->space, m->seq);
+    }
     put(&w, t);
     if (w.over)
         out[0] = '\0';
@@ -189,23 +215,25 @@ static void put_obx(writer *w, const mw_message_t *m, uint64_t when)
     put(w, "^" SENDER "\r");
 }
 
-/* An alarm as PCD-04 (IHE PCD TF-2, Alert Communication Management) reports it: one OBX per
- * facet of the alarm, under the alarm's place in the containment tree (1.1.1.1) with the
- * facet as a fifth level: .1 the event (its MDC code, the device's text in OBX-5), .3 the
- * event phase, .4 the alarm state, .6 the priority, .7 the alert type. */
-static void put_alarm_obx(writer *w, const mw_message_t *m, uint64_t when)
+/* One PCD-04 report (IHE PCD TF-2, Alert Communication Management): one OBX per facet of the
+ * alert, under its place in the containment tree (1.1.1.1) with the facet as a fifth level:
+ * .1 the event (@p event, a CWE, with @p text in OBX-5), .3 the event phase, .4 the alarm
+ * state (@p state, an mw_alarm_state), .6 the priority (an mw_alarm_priority), .7 the alert
+ * type (SP physiological, ST technical). */
+static void put_alert_obx(writer *w, const mw_message_t *m, uint64_t when, const char *event,
+                          const char *text, size_t text_max, unsigned state, unsigned priority,
+                          const char *type)
 {
     static const char *const PHASE[] = {"end", "start", "update", "continue"};
     static const char *const STATE[] = {"inactive", "active", "acknowledged", "latched"};
     static const char *const PRIORITY[] = {"PN", "PL", "PM", "PH"};
-    const mw_alarm_t *a = &m->u.alarm;
-    unsigned st = (unsigned)a->state < 4 ? (unsigned)a->state : 1u;
-    unsigned pr = (unsigned)a->priority < 4 ? (unsigned)a->priority : 3u;
+    unsigned st = state < 4 ? state : 1u;
+    unsigned pr = priority < 4 ? priority : 3u;
 
     put(w, "OBX|1|ST|");
-    put_mdc(w, a->mdc_code);
+    put(w, event);
     put(w, "|1.1.1.1.1|");
-    put_text(w, a->text, sizeof a->text);
+    put_text(w, text, text_max);
     put(w, "||||||F|||");
     put_time(w, when);
     put(w, "||||");
@@ -217,9 +245,57 @@ static void put_alarm_obx(writer *w, const mw_message_t *m, uint64_t when)
     put(w, STATE[st]);
     put(w, "||||||F\rOBX|4|ST|68484^MDC_ATTR_ALARM_PRIORITY^MDC|1.1.1.1.6|");
     put(w, PRIORITY[pr]);
-    /* medwire's alarms are conditions of a measured value (physiological); a device's own
-     * technical alarms are not told apart on the wire yet. */
-    put(w, "||||||F\rOBX|5|ST|68485^MDC_ATTR_ALERT_TYPE^MDC|1.1.1.1.7|SP||||||F\r");
+    put(w, "||||||F\rOBX|5|ST|68485^MDC_ATTR_ALERT_TYPE^MDC|1.1.1.1.7|");
+    put(w, type);
+    put(w, "||||||F\r");
+}
+
+/* A device's alarm. medwire's alarms are conditions of a measured value (physiological); a
+ * device's own technical alarms are not told apart on the wire yet. */
+static void put_alarm_obx(writer *w, const mw_message_t *m, uint64_t when)
+{
+    const mw_alarm_t *a = &m->u.alarm;
+    writer cw;
+    char event[96];
+    cw = (writer){event, 0, sizeof event, false};
+    put_mdc(&cw, a->mdc_code);
+    put_alert_obx(w, m, when, event, a->text, sizeof a->text, (unsigned)a->state,
+                  (unsigned)a->priority, "SP");
+}
+
+/* The gateway's communication-loss condition: a technical alarm of medium priority, active
+ * while the device is silent and inactive when it is heard again. No MDC term for it could be
+ * confirmed from here, so its code is medwire's own, in an HL7 local coding system (99...). */
+static void put_link_obx(writer *w, const mw_message_t *m, uint64_t when)
+{
+    char text[64];
+    snprintf(text, sizeof text, "silent for %" PRIu64 " s", m->u.link.silent_ms / 1000u);
+    put_alert_obx(w, m, when, LINK_EVENT, text, sizeof text,
+                  m->type == MW_MSG_COMM_LOSS ? (unsigned)MW_ALARM_ACTIVE
+                                              : (unsigned)MW_ALARM_INACTIVE,
+                  (unsigned)MW_ALARM_MEDIUM, "ST");
+}
+
+/* A device's answer to a gateway command: not a measurement, but the interface engine is where
+ * a hospital follows what became of an alarm acknowledgement or an interval change. One OBX at
+ * the device level (1.0.0.0), OBX-5 "<status> (command <id>): <detail>". */
+static void put_command_obx(writer *w, const mw_message_t *m, uint64_t when)
+{
+    const mw_command_result_t *r = &m->u.command_result;
+    const char *name = mw_command_status_name(r->status);
+    char t[64];
+    snprintf(t, sizeof t, "%s (command %" PRIu64 ")", name ? name : "unknown", r->command_id);
+    put(w, "OBX|1|ST|" COMMAND_RESULT "|1.0.0.0|");
+    put(w, t);
+    if (r->detail[0] != '\0') {
+        put(w, ": ");
+        put_text(w, r->detail, sizeof r->detail);
+    }
+    put(w, "||||||F|||");
+    put_time(w, when);
+    put(w, "||||");
+    put_text(w, m->device_id, sizeof m->device_id);
+    put(w, "^" SENDER "\r");
 }
 
 /* @p s (at most @p max bytes), components separated by '^', each escaped: the separators are
@@ -288,7 +364,7 @@ mw_err hl7_encode(const mw_message_t *m, const association_t *assoc, uint64_t no
      * as PCD-01 asks. */
     put(&w, "MSH|^~\\&|" SENDER "||||");
     put_time(&w, now_ms);
-    bool alarm = m->type == MW_MSG_ALARM;
+    bool alarm = is_alert(m);
     put(&w, alarm ? "||ORU^R40^ORU_R40|" : "||ORU^R01^ORU_R01|");
     put(&w, ctrl);
     /* MSH-18: HL7's default character set is ASCII; a name or a bed beyond it is UTF-8. */
@@ -303,8 +379,12 @@ mw_err hl7_encode(const mw_message_t *m, const association_t *assoc, uint64_t no
     put(&w, alarm ? "^" SENDER "|" OBR_ALARM "|||" : "^" SENDER "|" OBR_SERVICE "|||");
     put_time(&w, when);
     put(&w, "\r");
-    if (alarm)
+    if (m->type == MW_MSG_ALARM)
         put_alarm_obx(&w, m, when);
+    else if (alarm)
+        put_link_obx(&w, m, when);
+    else if (m->type == MW_MSG_COMMAND_RESULT)
+        put_command_obx(&w, m, when);
     else
         put_obx(&w, m, when);
     if (w.over) {

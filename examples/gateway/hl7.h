@@ -18,8 +18,9 @@
 /** Longest message control id (MSH-10) hl7_control_id writes, with its NUL. */
 #define HL7_CONTROL_ID_MAX 128
 
-/** Whether @p m has an HL7 form: observations and alarms do; the rest (status, command results,
- *  communication loss, gaps) are not sent over HL7. */
+/** Whether @p m has an HL7 form: observations (PCD-01), alarms and the gateway's communication
+ *  loss and restoration (PCD-04), command results (ORU^R01 with a local code) do; device status
+ *  and gap records are not sent over HL7. */
 bool hl7_has_form(const mw_message_t *m);
 
 /**

@@ -332,3 +332,83 @@ Test(hl7, obx3_names_every_term_of_the_table)
     m.u.observation.mdc_code = 150999u;
     cr_expect_not_null(strstr(encode(&m), "|NM|150999^^MDC|"), "an unknown code goes alone");
 }
+
+/* The gateway's communication-loss condition goes as a PCD-04 technical alarm, named by the
+ * event and its time (it has no sequence number), so that loss and restoration differ. */
+Test(hl7, communication_loss_and_restoration_are_technical_pcd04_alarms)
+{
+    mw_message_t m = observation(1, 0);
+    m.type = MW_MSG_COMM_LOSS;
+    m.seq = 0;
+    m.space = 0;
+    memset(&m.u, 0, sizeof m.u);
+    m.u.link.silent_ms = 65000;
+    m.device_time_ms = 1700000065000u;
+    const char *s = encode(&m);
+    cr_expect_not_null(strstr(s, "||ORU^R40^ORU_R40|oxi-7-loss-1700000065000|P|2.6|"), "%s", s);
+    cr_expect_not_null(strstr(s, "\rOBX|1|ST|communication-loss^Communication with the device "
+                                 "lost^99MEDWIRE|1.1.1.1.1|silent for 65 s||||||F|||"));
+    cr_expect_not_null(strstr(s, "|1.1.1.1.3|start|"));
+    cr_expect_not_null(strstr(s, "|1.1.1.1.4|active|"));
+    cr_expect_not_null(strstr(s, "|1.1.1.1.6|PM|"));
+    cr_expect_not_null(strstr(s, "|1.1.1.1.7|ST|"), "a technical alarm");
+    m.type = MW_MSG_COMM_RESTORED;
+    s = encode(&m);
+    cr_expect_not_null(strstr(s, "|oxi-7-restored-1700000065000|"), "%s", s);
+    cr_expect_not_null(strstr(s, "|1.1.1.1.3|end|"));
+    cr_expect_not_null(strstr(s, "|1.1.1.1.4|inactive|"));
+}
+
+Test(hl7, a_command_result_goes_as_an_oru_r01_with_a_local_code)
+{
+    mw_message_t m = observation(1, 0);
+    m.type = MW_MSG_COMMAND_RESULT;
+    memset(&m.u, 0, sizeof m.u);
+    m.u.command_result.command_id = 77;
+    m.u.command_result.status = MW_CMD_FAILED;
+    snprintf(m.u.command_result.detail, sizeof m.u.command_result.detail, "%s", "probe|off");
+    const char *s = encode(&m);
+    cr_expect_not_null(strstr(s, "||ORU^R01^ORU_R01|oxi-7-1f-42|"), "%s", s);
+    cr_expect_not_null(strstr(s, "\rOBX|1|ST|command-result^Result of a command to the "
+                                 "device^99MEDWIRE|1.0.0.0|failed (command 77): probe\\F\\off|"));
+    cr_expect_not_null(strstr(s, "||||oxi-7^MEDWIRE\r"), "OBX-18 the device");
+}
+
+/* python-hl7 reads both, with the fields the MLLP peer checks. */
+Test(hl7, python_hl7_parses_link_events_and_command_results)
+{
+    const char *python = getenv("MW_HL7_PYTHON");
+    const char *src = getenv("MW_SOURCE_DIR");
+    cr_assert(python && src, "run through ctest");
+    char script[600], file[400], out[400];
+    snprintf(script, sizeof script, "%s/tests/hl7/mllp_peer.py", src);
+    snprintf(file, sizeof file, "%s/event.hl7", mwt_tmpdir());
+    snprintf(out, sizeof out, "%s/fields.txt", mwt_tmpdir());
+    mw_message_t loss = observation(1, 0);
+    loss.type = MW_MSG_COMM_LOSS;
+    loss.seq = 0;
+    memset(&loss.u, 0, sizeof loss.u);
+    loss.u.link.silent_ms = 65000;
+    mw_message_t cmd = observation(1, 0);
+    cmd.type = MW_MSG_COMMAND_RESULT;
+    memset(&cmd.u, 0, sizeof cmd.u);
+    cmd.u.command_result.command_id = 9;
+    const mw_message_t *msgs[] = {&loss, &cmd};
+    const char *want[][3] = {
+        {"MSH-9=ORU^R40^ORU_R40", "OBX-11=F", "OBX-3=communication-loss^"},
+        {"MSH-9=ORU^R01^ORU_R01", "OBX-5=done (command 9)", "OBX-18=oxi-7^MEDWIRE"}};
+    for (size_t i = 0; i < 2; i++) {
+        FILE *f = fopen(file, "wb");
+        cr_assert_not_null(f);
+        fputs(encode(msgs[i]), f);
+        fclose(f);
+        const char *argv[] = {python, script, "--check", file, NULL};
+        int rc = mwt_run(argv, out, NULL, 20000);
+        char *got = mwt_read_file(out);
+        cr_assert_eq(rc, 0, "python-hl7 refused message %zu: %s", i, got ? got : "");
+        for (size_t k = 0; k < 3; k++)
+            cr_expect_not_null(strstr(got, want[i][k]), "message %zu lacks %s:\n%s", i, want[i][k],
+                               got);
+        free(got);
+    }
+}
