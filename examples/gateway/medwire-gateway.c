@@ -33,7 +33,8 @@ static const char USAGE[] =
     "                       [--metrics HOST:PORT] [--metrics-port-file FILE]\n"
     "                       [--log-level error|warn|info|debug] [--log-format text|json]\n"
     "                       [--allow-shared-key-file] [admission limits, below]\n"
-    "                       [--hl7 mllp://HOST:PORT] [--outbox FILE] [--outbox-max N]\n"
+    "                       [--hl7 mllp://HOST:PORT|mllps://HOST:PORT] [--hl7-ca FILE]\n"
+    "                       [--hl7-cert FILE --hl7-key FILE] [--outbox FILE] [--outbox-max N]\n"
     "                       [--associations FILE]\n"
     "\n"
     "Accepts medical devices over mutually authenticated DTLS 1.2 (CoAP, protobuf) and\n"
@@ -126,8 +127,12 @@ static const char USAGE[] =
     "                      until the listener answers AA or CA; connection failures and\n"
     "                      timeouts (10 s) are retried with backoff from 0.5 s to 30 s,\n"
     "                      AE or AR 5 times, then the message is parked (kept, not sent,\n"
-    "                      audited \"hl7_parked\"). docs/hospital-integration.md. (No TLS:\n"
-    "                      mllps:// is not supported; use a VPN or stunnel.)\n"
+    "                      audited \"hl7_parked\"). docs/hospital-integration.md.\n"
+    "                      mllps://HOST:PORT: the same over TLS (1.2 or later); the\n"
+    "                      listener's certificate must chain to --hl7-ca and name HOST\n"
+    "  --hl7-ca FILE       with mllps://: PEM CA certificate(s) of the HL7 listener\n"
+    "  --hl7-cert FILE, --hl7-key FILE  with mllps://: the gateway's TLS client\n"
+    "                      certificate and its PEM key, for a listener that asks for one\n"
     "  --outbox FILE       SQLite file of messages not yet acknowledged by --hl7 (default:\n"
     "                      the --store FILE with \".outbox\" added); locked while the\n"
     "                      gateway runs\n"
@@ -211,7 +216,7 @@ static void audit_hl7(struct outputs *o, const char *event, const char *device, 
 static mw_err sink_hl7(struct outputs *o, const mw_message_t *m)
 {
     if (!hl7_has_form(m))
-        return MW_OK; /* status, command results, link and gap records: not sent over HL7 */
+        return MW_OK; /* status and gap records: not sent over HL7 (hl7.h) */
     char msg[HL7_MAX];
     size_t n = 0;
     struct timespec now;
@@ -537,6 +542,7 @@ int main(int argc, char **argv)
     const char *metrics_addr = NULL, *metrics_port_file = NULL;
     const char *log_level = "info", *log_format = "text";
     const char *hl7_url = NULL, *outbox_path = NULL, *assoc_path = NULL;
+    mllp_tls_t hl7_tls = {NULL, NULL, NULL};
     unsigned long outbox_max = OUTBOX_DEFAULT_MAX;
     unsigned long max_peers = 0, comm_loss_s = 0, idle_timeout_s = 0;
     unsigned long max_half_open = 0, half_open_per_host = 0, hs_per_host = 0, hs_per_identity = 0,
@@ -597,6 +603,12 @@ int main(int argc, char **argv)
             slot = &log_format;
         else if (strcmp(a, "--hl7") == 0)
             slot = &hl7_url;
+        else if (strcmp(a, "--hl7-ca") == 0)
+            slot = &hl7_tls.ca_file;
+        else if (strcmp(a, "--hl7-cert") == 0)
+            slot = &hl7_tls.cert_file;
+        else if (strcmp(a, "--hl7-key") == 0)
+            slot = &hl7_tls.key_file;
         else if (strcmp(a, "--outbox") == 0)
             slot = &outbox_path;
         else if (strcmp(a, "--associations") == 0)
@@ -682,8 +694,18 @@ int main(int argc, char **argv)
     if (metrics_port_file && !metrics_addr)
         return usage_error("--metrics-port-file needs --metrics HOST:PORT", NULL);
     char hl7_host[256], hl7_port[16];
-    if (hl7_url && !mllp_parse_url(hl7_url, hl7_host, sizeof hl7_host, hl7_port, sizeof hl7_port))
-        return usage_error("--hl7 must be mllp://HOST:PORT (mllps:// is not supported)", hl7_url);
+    bool hl7_secure = false;
+    if (hl7_url &&
+        !mllp_parse_url(hl7_url, hl7_host, sizeof hl7_host, hl7_port, sizeof hl7_port, &hl7_secure))
+        return usage_error("--hl7 must be mllp://HOST:PORT or mllps://HOST:PORT", hl7_url);
+    if ((hl7_tls.ca_file || hl7_tls.cert_file || hl7_tls.key_file) && !hl7_secure)
+        return usage_error("--hl7-ca, --hl7-cert and --hl7-key need --hl7 mllps://HOST:PORT", NULL);
+    if (hl7_secure && hl7_tls.ca_file == NULL)
+        return usage_error("--hl7 mllps:// needs --hl7-ca FILE, the CA of the listener's "
+                           "certificate",
+                           NULL);
+    if ((hl7_tls.cert_file == NULL) != (hl7_tls.key_file == NULL))
+        return usage_error("--hl7-cert and --hl7-key go together", NULL);
     if (hl7_url && out_path)
         return usage_error("--hl7 and --out do not go together: the gateway keeps one "
                            "checkpoint, of one output",
@@ -774,7 +796,7 @@ int main(int argc, char **argv)
     if (o.ob) {
         outbox_release(o.ob);
         char why[400];
-        sender = mllp_start(hl7_url, o.ob, 0, why, sizeof why);
+        sender = mllp_start(hl7_url, &hl7_tls, o.ob, 0, why, sizeof why);
         if (sender == NULL) {
             gwlog(GWLOG_ERROR, "cannot_start", "s:reason", why, GWLOG_END);
             mw_gateway_destroy(&gw);

@@ -15,6 +15,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <wolfssl/options.h> /* first: the library's build settings */
+#include <wolfssl/ssl.h>
+
 #include "hl7.h"
 #include "log.h"
 #include "mllp.h"
@@ -37,6 +40,9 @@ struct mllp {
     pthread_t thread;
     bool started;
     int fd;
+    bool tls;
+    WOLFSSL_CTX *tls_ctx; /* mllps:// only */
+    WOLFSSL *ssl;         /* the connection's TLS session, while connected */
     unsigned seed;
     pthread_mutex_t mu; /* guards stop's wait and the parked ring */
     pthread_cond_t cv;
@@ -47,12 +53,17 @@ struct mllp {
     _Atomic bool down;
 };
 
-bool mllp_parse_url(const char *url, char *host, size_t host_size, char *port, size_t port_size)
+bool mllp_parse_url(const char *url, char *host, size_t host_size, char *port, size_t port_size,
+                    bool *out_tls)
 {
-    static const char scheme[] = "mllp://";
-    if (strncmp(url, scheme, sizeof scheme - 1) != 0)
+    static const char plain[] = "mllp://", secure[] = "mllps://";
+    const char *h;
+    if (strncmp(url, plain, sizeof plain - 1) == 0)
+        h = url + sizeof plain - 1;
+    else if (strncmp(url, secure, sizeof secure - 1) == 0)
+        h = url + sizeof secure - 1;
+    else
         return false;
-    const char *h = url + sizeof scheme - 1;
     const char *colon;
     size_t hl;
     if (*h == '[') {
@@ -76,6 +87,8 @@ bool mllp_parse_url(const char *url, char *host, size_t host_size, char *port, s
     memcpy(host, h, hl);
     host[hl] = '\0';
     memcpy(port, p, pl + 1);
+    if (out_tls != NULL)
+        *out_tls = url[4] == 's';
     return true;
 }
 
@@ -117,6 +130,11 @@ static uint32_t backoff(mllp_t *m, uint32_t *next)
 
 static void disconnect(mllp_t *m)
 {
+    if (m->ssl != NULL) {
+        (void)wolfSSL_shutdown(m->ssl); /* best effort: the socket is non-blocking */
+        wolfSSL_free(m->ssl);
+        m->ssl = NULL;
+    }
     if (m->fd >= 0)
         close(m->fd);
     m->fd = -1;
@@ -147,6 +165,46 @@ static bool wait_fd(mllp_t *m, short events, uint64_t deadline)
     }
 }
 
+/* Waits as the last TLS call asked (read or write); false on any other error. */
+static bool tls_wait(mllp_t *m, int ret, uint64_t deadline)
+{
+    int err = wolfSSL_get_error(m->ssl, ret);
+    if (err == WOLFSSL_ERROR_WANT_READ)
+        return wait_fd(m, POLLIN, deadline);
+    if (err == WOLFSSL_ERROR_WANT_WRITE)
+        return wait_fd(m, POLLOUT, deadline);
+    return false;
+}
+
+/* The TLS handshake on the connected socket: the listener's certificate must chain to the CA
+ * and name HOST; a failure is logged once per outage with wolfSSL's reason. */
+static bool tls_handshake(mllp_t *m)
+{
+    m->ssl = wolfSSL_new(m->tls_ctx);
+    if (m->ssl == NULL || wolfSSL_set_fd(m->ssl, m->fd) != WOLFSSL_SUCCESS ||
+        wolfSSL_check_domain_name(m->ssl, m->host) != WOLFSSL_SUCCESS) {
+        disconnect(m);
+        return false;
+    }
+    (void)wolfSSL_UseSNI(m->ssl, WOLFSSL_SNI_HOST_NAME, m->host, (unsigned short)strlen(m->host));
+    uint64_t deadline = mono_ms() + CONNECT_TIMEOUT_MS;
+    for (;;) {
+        int r = wolfSSL_connect(m->ssl);
+        if (r == WOLFSSL_SUCCESS)
+            return true;
+        if (!tls_wait(m, r, deadline)) {
+            int err = wolfSSL_get_error(m->ssl, r);
+            char reason[WOLFSSL_MAX_ERROR_SZ];
+            wolfSSL_ERR_error_string_n((unsigned long)err, reason, sizeof reason);
+            if (!atomic_load(&m->down))
+                gwlog(GWLOG_WARN, "hl7_tls_failed", "s:destination", m->url, "i:code", (long)err,
+                      "s:reason", reason, GWLOG_END);
+            disconnect(m);
+            return false;
+        }
+    }
+}
+
 static bool connect_peer(mllp_t *m)
 {
     struct addrinfo hints, *res = NULL;
@@ -172,11 +230,21 @@ static bool connect_peer(mllp_t *m)
             disconnect(m);
     }
     freeaddrinfo(res);
-    return ok;
+    return ok && (!m->tls || tls_handshake(m));
 }
 
 static bool write_all(mllp_t *m, const unsigned char *p, size_t n, uint64_t deadline)
 {
+    while (m->ssl != NULL && n > 0) {
+        int chunk = n > 16384 ? 16384 : (int)n;
+        int w = wolfSSL_write(m->ssl, p, chunk);
+        if (w > 0) {
+            p += w;
+            n -= (size_t)w;
+        } else if (!tls_wait(m, w, deadline)) {
+            return false;
+        }
+    }
     while (n > 0) {
         ssize_t w = send(m->fd, p, n, MSG_NOSIGNAL);
         if (w > 0) {
@@ -201,7 +269,18 @@ static bool read_frame(mllp_t *m, char *buf, size_t *out_len, uint64_t deadline)
     bool started = false, after_fs = false;
     for (;;) {
         unsigned char chunk[4096];
-        ssize_t r = recv(m->fd, chunk, sizeof chunk, 0);
+        ssize_t r;
+        if (m->ssl != NULL) {
+            int t = wolfSSL_read(m->ssl, chunk, (int)sizeof chunk);
+            if (t <= 0) {
+                if (tls_wait(m, t, deadline))
+                    continue;
+                return false;
+            }
+            r = t;
+        } else {
+            r = recv(m->fd, chunk, sizeof chunk, 0);
+        }
         if (r == 0)
             return false;
         if (r < 0) {
@@ -380,23 +459,71 @@ static void *run(void *arg)
     return NULL;
 }
 
-mllp_t *mllp_start(const char *url, outbox_t *ob, uint32_t ack_timeout_ms, char *why,
-                   size_t why_size)
+/* The TLS client context of mllps://: TLS 1.2 or later, the listener verified against the CA. */
+static bool tls_setup(mllp_t *m, const mllp_tls_t *tls, char *why, size_t why_size)
+{
+    if (tls == NULL || tls->ca_file == NULL) {
+        snprintf(why, why_size,
+                 "mllps:// needs --hl7-ca FILE, the CA of the listener's certificate");
+        return false;
+    }
+    if ((tls->cert_file == NULL) != (tls->key_file == NULL)) {
+        snprintf(why, why_size,
+                 "--hl7-cert and --hl7-key go together (the client certificate and "
+                 "its key)");
+        return false;
+    }
+    if (wolfSSL_Init() != WOLFSSL_SUCCESS ||
+        (m->tls_ctx = wolfSSL_CTX_new(wolfSSLv23_client_method())) == NULL ||
+        wolfSSL_CTX_SetMinVersion(m->tls_ctx, WOLFSSL_TLSV1_2) != WOLFSSL_SUCCESS) {
+        snprintf(why, why_size, "cannot set up TLS for the MLLP sender");
+        return false;
+    }
+    wolfSSL_CTX_set_verify(m->tls_ctx, WOLFSSL_VERIFY_PEER, NULL);
+    if (wolfSSL_CTX_load_verify_locations(m->tls_ctx, tls->ca_file, NULL) != WOLFSSL_SUCCESS) {
+        snprintf(why, why_size, "--hl7-ca %s: cannot load it as PEM CA certificates", tls->ca_file);
+        return false;
+    }
+    if (tls->cert_file != NULL &&
+        wolfSSL_CTX_use_certificate_chain_file(m->tls_ctx, tls->cert_file) != WOLFSSL_SUCCESS) {
+        snprintf(why, why_size, "--hl7-cert %s: cannot load it as a PEM certificate",
+                 tls->cert_file);
+        return false;
+    }
+    if (tls->key_file != NULL &&
+        (wolfSSL_CTX_use_PrivateKey_file(m->tls_ctx, tls->key_file, WOLFSSL_FILETYPE_PEM) !=
+             WOLFSSL_SUCCESS ||
+         wolfSSL_CTX_check_private_key(m->tls_ctx) != WOLFSSL_SUCCESS)) {
+        snprintf(why, why_size, "--hl7-key %s: cannot load it, or it is not the key of --hl7-cert",
+                 tls->key_file);
+        return false;
+    }
+    return true;
+}
+
+mllp_t *mllp_start(const char *url, const mllp_tls_t *tls, outbox_t *ob, uint32_t ack_timeout_ms,
+                   char *why, size_t why_size)
 {
     mllp_t *m = calloc(1, sizeof *m);
     if (m == NULL) {
         snprintf(why, why_size, "out of memory");
         return NULL;
     }
-    if (!mllp_parse_url(url, m->host, sizeof m->host, m->port, sizeof m->port)) {
-        snprintf(why, why_size, "--hl7 must be mllp://HOST:PORT: %s", url);
+    m->fd = -1;
+    if (!mllp_parse_url(url, m->host, sizeof m->host, m->port, sizeof m->port, &m->tls)) {
+        snprintf(why, why_size, "--hl7 must be mllp://HOST:PORT or mllps://HOST:PORT: %s", url);
+        free(m);
+        return NULL;
+    }
+    if (m->tls && !tls_setup(m, tls, why, why_size)) {
+        if (m->tls_ctx != NULL)
+            wolfSSL_CTX_free(m->tls_ctx);
         free(m);
         return NULL;
     }
     snprintf(m->url, sizeof m->url, "%s", url);
     m->ob = ob;
     m->ack_timeout_ms = ack_timeout_ms ? ack_timeout_ms : MLLP_ACK_TIMEOUT_MS;
-    m->fd = -1;
     m->seed = (unsigned)time(NULL) ^ (unsigned)getpid();
     pthread_mutex_init(&m->mu, NULL);
     pthread_condattr_t ca;
@@ -427,6 +554,8 @@ void mllp_stop(mllp_t **pm)
         pthread_join(m->thread, NULL);
     }
     disconnect(m);
+    if (m->tls_ctx != NULL)
+        wolfSSL_CTX_free(m->tls_ctx);
     pthread_cond_destroy(&m->cv);
     pthread_mutex_destroy(&m->mu);
     free(m);

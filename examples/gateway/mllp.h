@@ -17,24 +17,35 @@ typedef struct mllp mllp_t;
 /** Negative acknowledgements (AE, AR, CE, CR) a message gets before it is parked. */
 #define MLLP_MAX_REJECTS 5u
 
-/** Splits "mllp://HOST:PORT" ([V6]:PORT too) into @p host and @p port; false if it is not one. */
-bool mllp_parse_url(const char *url, char *host, size_t host_size, char *port, size_t port_size);
+/** Splits "mllp://HOST:PORT" or "mllps://HOST:PORT" ([V6]:PORT too) into @p host and @p port,
+ *  @p out_tls telling which (may be NULL); false if it is neither. */
+bool mllp_parse_url(const char *url, char *host, size_t host_size, char *port, size_t port_size,
+                    bool *out_tls);
 
-/** Starts the sender for @p url (checked with mllp_parse_url) over @p ob. Returns NULL and fills
- *  @p why on failure. The first connection is made by the thread, not here. */
-mllp_t *mllp_start(const char *url, outbox_t *ob, uint32_t ack_timeout_ms, char *why,
-                   size_t why_size);
+/** TLS for mllps:// (files in PEM): the CA the listener's certificate must chain to (required;
+ *  its name must match HOST), and this gateway's client certificate and key (both or neither). */
+typedef struct mllp_tls {
+    const char *ca_file;
+    const char *cert_file;
+    const char *key_file;
+} mllp_tls_t;
+
+/** Starts the sender for @p url (checked with mllp_parse_url) over @p ob; @p tls is required for
+ *  mllps:// and ignored for mllp://. Returns NULL and fills @p why on failure (a credential that
+ *  does not load is named). The first connection is made by the thread, not here. */
+mllp_t *mllp_start(const char *url, const mllp_tls_t *tls, outbox_t *ob, uint32_t ack_timeout_ms,
+                   char *why, size_t why_size);
 /** Stops the thread (within about 200 ms, or an ack timeout at worst) and frees everything; rows
  *  not acknowledged stay in the outbox for the next start. */
 void mllp_stop(mllp_t **m);
 
 typedef struct mllp_stats {
-    uint64_t sent;    /**< messages written to the listener, resends included */
-    uint64_t acked;   /**< acknowledged with AA or CA: custody ended */
-    uint64_t retried; /**< attempts that failed and were tried again */
-    uint64_t parked;  /**< given up after MLLP_MAX_REJECTS rejections */
-    uint64_t connects_failed;
-    bool down; /**< the last connection attempt failed */
+    uint64_t sent;            /**< messages written to the listener, resends included */
+    uint64_t acked;           /**< acknowledged with AA or CA: custody ended */
+    uint64_t retried;         /**< attempts that failed and were tried again */
+    uint64_t parked;          /**< given up after MLLP_MAX_REJECTS rejections */
+    uint64_t connects_failed; /**< TCP connections and TLS handshakes that failed */
+    bool down;                /**< the last connection attempt failed */
 } mllp_stats_t;
 
 void mllp_stats(mllp_t *m, mllp_stats_t *out);

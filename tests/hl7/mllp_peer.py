@@ -11,13 +11,15 @@
       whose MSH-10 ends in -SEQ, and writes their MSH-10 to F instead. With --fields F it also
       appends, per message accepted, one tab-separated line: MSH-10, then the patient and bed
       as python-hl7 reads them (unescaped components; empty when absent) in the order of
-      PATIENT_FIELDS.
+      PATIENT_FIELDS. With --tls-cert F --tls-key F --tls-ca F it serves MLLP over TLS and asks
+      every client for a certificate chaining to the CA (--clients F: each one's CN).
   mllp_peer.py --check FILE
       parses one message from FILE the same way and prints its fields; exit 1 if it fails.
 """
 import argparse
 import asyncio
 import os
+import ssl
 import sys
 
 import hl7
@@ -89,6 +91,10 @@ def append(path, line):
 
 async def serve(args):
     async def on_client(reader, writer):
+        cert = writer.get_extra_info("peercert")
+        if cert and args.clients:
+            subject = dict(x[0] for x in cert.get("subject", ()))
+            append(args.clients, subject.get("commonName", ""))
         try:
             while not writer.is_closing():
                 block = await reader.readblock()
@@ -123,7 +129,14 @@ async def serve(args):
         finally:
             writer.close()
 
-    server = await hl7.mllp.start_hl7_server(on_client, "127.0.0.1", args.port)
+    tls = None
+    if args.tls_cert:
+        # mllps: Python's TLS (OpenSSL) in front of the same listener, asking every client for a
+        # certificate that chains to --tls-ca; each client's subject goes to --clients.
+        tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=args.tls_ca)
+        tls.load_cert_chain(args.tls_cert, args.tls_key)
+        tls.verify_mode = ssl.CERT_REQUIRED
+    server = await hl7.mllp.start_hl7_server(on_client, "127.0.0.1", args.port, ssl=tls)
     port = server.sockets[0].getsockname()[1]
     tmp = args.port_file + ".tmp"
     with open(tmp, "w", encoding="utf-8") as fh:
@@ -144,6 +157,10 @@ def main():
     p.add_argument("--reject-seq", help="answer AE to every message whose MSH-10 ends in -SEQ")
     p.add_argument("--rejected", help="the MSH-10 of each message refused so")
     p.add_argument("--fields", help="MSH-10 and the patient fields of each message accepted")
+    p.add_argument("--tls-cert", help="serve MLLP over TLS with this PEM certificate (mllps)")
+    p.add_argument("--tls-key", help="its PEM key")
+    p.add_argument("--tls-ca", help="the CA every client's certificate must chain to")
+    p.add_argument("--clients", help="with --tls-cert: the CN of each client, one a connection")
     args = p.parse_args()
     if args.check:
         with open(args.check, encoding="utf-8", newline="") as fh:
