@@ -35,7 +35,7 @@ struct outbox {
     uint64_t committed; /* the last checkpoint outbox_commit returned or recover was given */
     /* The sender's. */
     sqlite3 *sdb;
-    sqlite3_stmt *next, *del, *retry, *park;
+    sqlite3_stmt *next, *nextn, *del, *retry, *park;
     /* Shared. */
     pthread_mutex_t mu;
     pthread_cond_t cv;
@@ -151,6 +151,10 @@ outbox_t *outbox_open(const char *path, const char *destination, uint64_t max_ro
                  "SELECT id, device, payload, attempts FROM outbox WHERE parked = 0 AND id <= ?"
                  " ORDER BY id LIMIT 1",
                  &ob->next, why, why_size) ||
+        !prepare(ob->sdb,
+                 "SELECT id, device, payload, attempts FROM outbox WHERE parked = 0 AND id <= ?"
+                 " ORDER BY id LIMIT ?",
+                 &ob->nextn, why, why_size) ||
         !prepare(ob->sdb, "DELETE FROM outbox WHERE id = ?", &ob->del, why, why_size) ||
         !prepare(ob->sdb, "UPDATE outbox SET attempts = ?, next_try_ms = ? WHERE id = ?",
                  &ob->retry, why, why_size) ||
@@ -179,7 +183,7 @@ void outbox_close(outbox_t **pob)
         return;
     drop_staged(ob);
     free(ob->staged);
-    sqlite3_stmt *sts[] = {ob->insert, ob->oldest, ob->next, ob->del, ob->retry, ob->park};
+    sqlite3_stmt *sts[] = {ob->insert, ob->oldest, ob->next, ob->nextn, ob->del, ob->retry, ob->park};
     for (size_t i = 0; i < sizeof sts / sizeof sts[0]; i++)
         sqlite3_finalize(sts[i]);
     sqlite3_close(ob->sdb);
@@ -294,12 +298,11 @@ void outbox_wake(outbox_t *ob)
     pthread_mutex_unlock(&ob->mu);
 }
 
-static bool read_next(outbox_t *ob, outbox_row_t *out)
+/* The row @p st stands on, into @p out; false when out of memory. */
+static bool take_row(sqlite3_stmt *st, outbox_row_t *out)
 {
-    sqlite3_stmt *st = ob->next;
-    sqlite3_bind_int64(st, 1, (sqlite3_int64)atomic_load(&ob->released));
     bool found = false;
-    if (sqlite3_step(st) == SQLITE_ROW) {
+    {
         const void *blob = sqlite3_column_blob(st, 2);
         int n = sqlite3_column_bytes(st, 2);
         const unsigned char *dev = sqlite3_column_text(st, 1);
@@ -314,8 +317,32 @@ static bool read_next(outbox_t *ob, outbox_row_t *out)
             found = true;
         }
     }
+    return found;
+}
+
+static bool read_next(outbox_t *ob, outbox_row_t *out)
+{
+    sqlite3_stmt *st = ob->next;
+    sqlite3_bind_int64(st, 1, (sqlite3_int64)atomic_load(&ob->released));
+    bool found = sqlite3_step(st) == SQLITE_ROW && take_row(st, out);
     sqlite3_reset(st);
     return found;
+}
+
+static size_t read_rows(outbox_t *ob, outbox_row_t *out, size_t max)
+{
+    sqlite3_stmt *st = ob->nextn;
+    sqlite3_bind_int64(st, 1, (sqlite3_int64)atomic_load(&ob->released));
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)max);
+    size_t n = 0;
+    while (n < max && sqlite3_step(st) == SQLITE_ROW) {
+        memset(&out[n], 0, sizeof out[n]);
+        if (!take_row(st, &out[n]))
+            break;
+        n++;
+    }
+    sqlite3_reset(st);
+    return n;
 }
 
 bool outbox_next(outbox_t *ob, int wait_ms, outbox_row_t *out)
@@ -337,6 +364,29 @@ bool outbox_next(outbox_t *ob, int wait_ms, outbox_row_t *out)
     ob->woken = false;
     pthread_mutex_unlock(&ob->mu);
     return read_next(ob, out);
+}
+
+size_t outbox_next_batch(outbox_t *ob, int wait_ms, outbox_row_t *out, size_t max)
+{
+    if (max == 0)
+        return 0;
+    size_t n = read_rows(ob, out, max);
+    if (n > 0)
+        return n;
+    struct timespec until;
+    clock_gettime(CLOCK_MONOTONIC, &until);
+    until.tv_sec += wait_ms / 1000;
+    until.tv_nsec += (long)(wait_ms % 1000) * 1000000L;
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&ob->mu);
+    if (!ob->woken)
+        pthread_cond_timedwait(&ob->cv, &ob->mu, &until);
+    ob->woken = false;
+    pthread_mutex_unlock(&ob->mu);
+    return read_rows(ob, out, max);
 }
 
 void outbox_row_free(outbox_row_t *row)

@@ -54,6 +54,10 @@ typedef struct outbox_row {
 /** The oldest released row not parked; false when there is none (or on an error). Waits up to
  *  @p wait_ms for outbox_release to offer one. */
 bool outbox_next(outbox_t *ob, int wait_ms, outbox_row_t *out);
+/** Up to @p max of the oldest released rows not parked, in order, into @p out (each to be
+ *  freed with outbox_row_free); 0 when there is none after waiting up to @p wait_ms. For
+ *  destinations that take several messages in one request (--fhir-server). */
+size_t outbox_next_batch(outbox_t *ob, int wait_ms, outbox_row_t *out, size_t max);
 void outbox_row_free(outbox_row_t *row);
 /** The hospital has it: the row goes. */
 mw_err outbox_delivered(outbox_t *ob, int64_t id);

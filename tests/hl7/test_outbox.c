@@ -109,3 +109,35 @@ Test(outbox, bound_and_lock)
     cr_expect_eq(st.depth, 1u, "rows after the checkpoint go");
     outbox_close(&ob);
 }
+
+Test(outbox, batch_takes_released_unparked_rows_in_order)
+{
+    char path[400];
+    outbox_t *ob = open_in(path, sizeof path, 100);
+    stage(ob, "a", "m1");
+    stage(ob, "b", "m2");
+    stage(ob, "a", "m3");
+    uint64_t ck = 0;
+    cr_assert_eq(outbox_commit(ob, &ck), MW_OK);
+    outbox_row_t rows[4];
+    cr_expect_eq(outbox_next_batch(ob, 0, rows, 4), 0u, "not released yet");
+    outbox_release(ob);
+    stage(ob, "c", "m4"); /* committed after the release: not offered */
+    uint64_t ck2 = 0;
+    cr_assert_eq(outbox_commit(ob, &ck2), MW_OK);
+    size_t n = outbox_next_batch(ob, 0, rows, 2);
+    cr_assert_eq(n, 2u, "at most the batch size");
+    cr_expect_eq(rows[0].id, 1);
+    cr_expect_eq(rows[1].id, 2);
+    cr_expect_eq(outbox_park(ob, rows[1].id), MW_OK);
+    cr_expect_eq(outbox_delivered(ob, rows[0].id), MW_OK);
+    for (size_t i = 0; i < n; i++)
+        outbox_row_free(&rows[i]);
+    n = outbox_next_batch(ob, 0, rows, 4);
+    cr_assert_eq(n, 1u, "the parked row and the unreleased one are left out");
+    cr_expect_eq(rows[0].id, 3);
+    cr_expect_str_eq(rows[0].device, "a");
+    cr_expect(rows[0].len == 2 && memcmp(rows[0].payload, "m3", 2) == 0);
+    outbox_row_free(&rows[0]);
+    outbox_close(&ob);
+}
