@@ -395,6 +395,113 @@ mw_err hl7_encode(const mw_message_t *m, const association_t *assoc, uint64_t no
     return MW_OK;
 }
 
+/* The segment of @p msg that starts with @p name ("PID|"), as [*start, *end) with its CR; false
+ * when there is none before the first OBR. */
+static bool segment(const char *msg, size_t len, const char *name, const char **start,
+                    const char **end)
+{
+    size_t nl = strlen(name);
+    const char *p = msg, *stop = msg + len;
+    while (p < stop) {
+        const char *cr = memchr(p, '\r', (size_t)(stop - p));
+        const char *next = cr ? cr + 1 : stop;
+        if ((size_t)(stop - p) >= nl && memcmp(p, name, nl) == 0) {
+            *start = p;
+            *end = next;
+            return true;
+        }
+        if ((size_t)(stop - p) >= 4 && memcmp(p, "OBR|", 4) == 0)
+            return false;
+        p = next;
+    }
+    return false;
+}
+
+/* Where the first OBR begins, or NULL. */
+static const char *first_obr(const char *msg, size_t len)
+{
+    const char *p = msg, *stop = msg + len;
+    while (p < stop) {
+        if ((size_t)(stop - p) >= 4 && memcmp(p, "OBR|", 4) == 0)
+            return p;
+        const char *cr = memchr(p, '\r', (size_t)(stop - p));
+        if (cr == NULL)
+            return NULL;
+        p = cr + 1;
+    }
+    return NULL;
+}
+
+static bool is_r01(const char *msg, size_t len)
+{
+    static const char type[] = "||ORU^R01^ORU_R01|";
+    const char *cr = memchr(msg, '\r', len);
+    size_t msh = cr ? (size_t)(cr - msg) : len;
+    for (size_t i = 0; i + sizeof type - 1 <= msh; i++)
+        if (memcmp(msg + i, type, sizeof type - 1) == 0)
+            return first_obr(msg, len) != NULL;
+    return false;
+}
+
+static bool same_segment(const char *a, size_t alen, const char *b, size_t blen, const char *name)
+{
+    const char *as, *ae, *bs, *be;
+    if (!segment(a, alen, name, &as, &ae) || !segment(b, blen, name, &bs, &be))
+        return false;
+    return ae - as == be - bs && memcmp(as, bs, (size_t)(ae - as)) == 0;
+}
+
+bool hl7_mergeable(const char *a, size_t alen, const char *b, size_t blen)
+{
+    return is_r01(a, alen) && is_r01(b, blen) && same_segment(a, alen, b, blen, "PID|") &&
+           same_segment(a, alen, b, blen, "PV1|");
+}
+
+size_t hl7_merge(const char *const *msgs, const size_t *lens, size_t n, char *out, size_t cap)
+{
+    if (n == 0 || n > HL7_MERGE_MAX || cap == 0)
+        return 0;
+    writer w = {out, 0, cap, false};
+    out[0] = '\0';
+    const char *obr0 = first_obr(msgs[0], lens[0]);
+    const char *msh_end = memchr(msgs[0], '\r', lens[0]);
+    if (obr0 == NULL || msh_end == NULL || !is_r01(msgs[0], lens[0]))
+        return 0;
+    /* MSH with MSH-10 (the tenth field: nine bars before it) followed by "+n". */
+    const char *p = msgs[0];
+    int bars = 0;
+    const char *f10_end = NULL;
+    for (const char *q = p; q < msh_end; q++) {
+        if (*q == '|' && ++bars == 10) {
+            f10_end = q;
+            break;
+        }
+    }
+    if (f10_end == NULL)
+        return 0;
+    put_n(&w, p, (size_t)(f10_end - p));
+    char t[16];
+    snprintf(t, sizeof t, "+%zu", n);
+    put(&w, t);
+    put_n(&w, f10_end, (size_t)(obr0 - f10_end)); /* the rest of MSH, PID and PV1 */
+    for (size_t i = 0; i < n; i++) {
+        const char *obr = first_obr(msgs[i], lens[i]);
+        if (obr == NULL || (i > 0 && !hl7_mergeable(msgs[0], lens[0], msgs[i], lens[i])))
+            return 0;
+        /* "OBR|1|" becomes "OBR|<i+1>|". */
+        if ((size_t)(msgs[i] + lens[i] - obr) < 6 || memcmp(obr, "OBR|1|", 6) != 0)
+            return 0;
+        snprintf(t, sizeof t, "OBR|%zu|", i + 1);
+        put(&w, t);
+        put_n(&w, obr + 6, (size_t)(msgs[i] + lens[i] - (obr + 6)));
+    }
+    if (w.over) {
+        out[0] = '\0';
+        return 0;
+    }
+    return w.n;
+}
+
 bool hl7_ack_accepts(const char *code)
 {
     return strcmp(code, "AA") == 0 || strcmp(code, "CA") == 0;

@@ -40,6 +40,25 @@ void hl7_control_id(const mw_message_t *m, char *out, size_t out_size);
 mw_err hl7_encode(const mw_message_t *m, const association_t *assoc, uint64_t now_ms, char *out,
                   size_t out_size, size_t *out_len);
 
+/** Most messages hl7_merge puts in one. */
+#define HL7_MERGE_MAX 64
+
+/**
+ * Whether the ORU^R01 @p b (as hl7_encode wrote it) may travel in one message with @p a: both
+ * PCD-01 observation reports (ORU^R01 with an OBR), with the same PID and PV1 segments (the same
+ * device and patient association).
+ */
+bool hl7_mergeable(const char *a, size_t alen, const char *b, size_t blen);
+
+/**
+ * Writes the @p n (1 to HL7_MERGE_MAX) mergeable ORU^R01 messages @p msgs as one: the first's
+ * MSH with MSH-10 "<its control id>+<n>", its PID and PV1, then each message's OBR (OBR-1 set id
+ * 1 to n; OBR-3 keeps each message's own control id, which is how a receiver recognises one it
+ * already has) and OBX segments, in order. Returns the length, or 0 when @p cap is too small or
+ * a message is not an ORU^R01 of that form.
+ */
+size_t hl7_merge(const char *const *msgs, const size_t *lens, size_t n, char *out, size_t cap);
+
 /** What an acknowledgement says. */
 typedef struct hl7_ack {
     char code[3];                        /**< MSA-1: AA, AE, AR, CA, CE or CR */

@@ -34,7 +34,8 @@ static const char USAGE[] =
     "                       [--log-level error|warn|info|debug] [--log-format text|json]\n"
     "                       [--allow-shared-key-file] [admission limits, below]\n"
     "                       [--hl7 mllp://HOST:PORT|mllps://HOST:PORT] [--hl7-ca FILE]\n"
-    "                       [--hl7-cert FILE --hl7-key FILE] [--outbox FILE] [--outbox-max N]\n"
+    "                       [--hl7-cert FILE --hl7-key FILE] [--hl7-batch N] [--outbox FILE]\n"
+    "                       [--outbox-max N]\n"
     "                       [--associations FILE]\n"
     "\n"
     "Accepts medical devices over mutually authenticated DTLS 1.2 (CoAP, protobuf) and\n"
@@ -130,6 +131,9 @@ static const char USAGE[] =
     "                      audited \"hl7_parked\"). docs/hospital-integration.md.\n"
     "                      mllps://HOST:PORT: the same over TLS (1.2 or later); the\n"
     "                      listener's certificate must chain to --hl7-ca and name HOST\n"
+    "  --hl7-batch N       a device's next messages merged into one ORU^R01 (several\n"
+    "                      OBR/OBX groups, one acknowledgement), at most N (1 to 64,\n"
+    "                      default 16; 1: one message a frame); alarms go alone\n"
     "  --hl7-ca FILE       with mllps://: PEM CA certificate(s) of the HL7 listener\n"
     "  --hl7-cert FILE, --hl7-key FILE  with mllps://: the gateway's TLS client\n"
     "                      certificate and its PEM key, for a listener that asks for one\n"
@@ -543,7 +547,7 @@ int main(int argc, char **argv)
     const char *log_level = "info", *log_format = "text";
     const char *hl7_url = NULL, *outbox_path = NULL, *assoc_path = NULL;
     mllp_tls_t hl7_tls = {NULL, NULL, NULL};
-    unsigned long outbox_max = OUTBOX_DEFAULT_MAX;
+    unsigned long outbox_max = OUTBOX_DEFAULT_MAX, hl7_batch = MLLP_BATCH_DEFAULT;
     unsigned long max_peers = 0, comm_loss_s = 0, idle_timeout_s = 0;
     unsigned long max_half_open = 0, half_open_per_host = 0, hs_per_host = 0, hs_per_identity = 0,
                   datagrams_per_peer = 0, audit_per_identity = 0;
@@ -618,6 +622,11 @@ int main(int argc, char **argv)
             min = 1;
             max = 100000000;
             range = "--outbox-max must be a number from 1 to 100000000";
+        } else if (strcmp(a, "--hl7-batch") == 0) {
+            num = &hl7_batch;
+            min = 1;
+            max = HL7_MERGE_MAX;
+            range = "--hl7-batch must be a number from 1 to 64";
         } else if (strcmp(a, "--max-peers") == 0) {
             num = &max_peers;
             min = 1;
@@ -710,6 +719,8 @@ int main(int argc, char **argv)
         return usage_error("--hl7 and --out do not go together: the gateway keeps one "
                            "checkpoint, of one output",
                            NULL);
+    if (hl7_batch != MLLP_BATCH_DEFAULT && !hl7_url)
+        return usage_error("--hl7-batch needs --hl7 mllp://HOST:PORT", NULL);
     if ((outbox_path || outbox_max != OUTBOX_DEFAULT_MAX) && !hl7_url)
         return usage_error("--outbox and --outbox-max need --hl7 mllp://HOST:PORT", NULL);
     if (assoc_path && !hl7_url)
@@ -796,7 +807,7 @@ int main(int argc, char **argv)
     if (o.ob) {
         outbox_release(o.ob);
         char why[400];
-        sender = mllp_start(hl7_url, &hl7_tls, o.ob, 0, why, sizeof why);
+        sender = mllp_start(hl7_url, &hl7_tls, o.ob, 0, (unsigned)hl7_batch, why, sizeof why);
         if (sender == NULL) {
             gwlog(GWLOG_ERROR, "cannot_start", "s:reason", why, GWLOG_END);
             mw_gateway_destroy(&gw);

@@ -37,6 +37,7 @@ struct mllp {
     char url[300], host[256], port[16];
     outbox_t *ob;
     uint32_t ack_timeout_ms;
+    unsigned batch_max; /* messages merged into one ORU^R01 at most (1: none merged) */
     pthread_t thread;
     bool started;
     int fd;
@@ -49,7 +50,7 @@ struct mllp {
     bool stop;
     mllp_parked_t parked_ring[PARKED_RING];
     size_t nparked;
-    _Atomic uint64_t sent, acked, retried, parked, connects_failed;
+    _Atomic uint64_t sent, acked, retried, parked, connects_failed, frames;
     _Atomic bool down;
 };
 
@@ -326,11 +327,11 @@ static void note_parked(mllp_t *m, const outbox_row_t *row, const char *code)
     pthread_mutex_unlock(&m->mu);
 }
 
-/* The control id the row was sent with, to match the acknowledgement against. */
-static void control_id_of(const outbox_row_t *row, char *out, size_t size)
+/* The control id a frame was sent with (its MSH-10), to match the acknowledgement against. */
+static void control_id_of(const char *payload, size_t len, char *out, size_t size)
 {
     out[0] = '\0';
-    const char *p = row->payload, *end = row->payload + row->len;
+    const char *p = payload, *end = payload + len;
     for (int field = 0; field < 9 && p < end; field++) {
         const char *bar = memchr(p, '|', (size_t)(end - p));
         if (bar == NULL)
@@ -345,36 +346,95 @@ static void control_id_of(const outbox_row_t *row, char *out, size_t size)
     }
 }
 
-/* One attempt at @p row: 1 accepted, 0 rejected (AE, AR, CE, CR), -1 the connection failed,
+/* One attempt at @p payload: 1 accepted, 0 rejected (AE, AR, CE, CR), -1 the connection failed,
  * timed out or answered something that is not an acknowledgement of it. */
-static int send_row(mllp_t *m, const outbox_row_t *row, char *ack_buf, char *code)
+static int send_payload(mllp_t *m, const char *payload, size_t len, size_t count, char *ack_buf,
+                        char *code)
 {
     uint64_t deadline = mono_ms() + m->ack_timeout_ms;
     /* One write for the whole frame: in three, Nagle's algorithm held the last two back until
      * the listener's delayed ACK, 40 ms a message. */
-    unsigned char *frame = malloc(row->len + 3);
+    unsigned char *frame = malloc(len + 3);
     if (frame == NULL)
         return -1;
     frame[0] = VT;
-    memcpy(frame + 1, row->payload, row->len);
-    frame[row->len + 1] = FS;
-    frame[row->len + 2] = CR;
-    bool written = write_all(m, frame, row->len + 3, deadline);
+    memcpy(frame + 1, payload, len);
+    frame[len + 1] = FS;
+    frame[len + 2] = CR;
+    bool written = write_all(m, frame, len + 3, deadline);
     free(frame);
     if (!written)
         return -1;
-    atomic_fetch_add(&m->sent, 1);
+    atomic_fetch_add(&m->sent, count);
+    atomic_fetch_add(&m->frames, 1);
     size_t n = 0;
     if (!read_frame(m, ack_buf, &n, deadline))
         return -1;
     hl7_ack_t ack;
     char want[HL7_CONTROL_ID_MAX];
-    control_id_of(row, want, sizeof want);
+    control_id_of(payload, len, want, sizeof want);
     if (!hl7_parse_ack(ack_buf, n, &ack) ||
         (ack.control_id[0] && strcmp(ack.control_id, want) != 0))
         return -1;
     snprintf(code, 3, "%s", ack.code);
     return hl7_ack_accepts(ack.code) ? 1 : 0;
+}
+
+static int send_row(mllp_t *m, const outbox_row_t *row, char *ack_buf, char *code)
+{
+    return send_payload(m, row->payload, row->len, 1, ack_buf, code);
+}
+
+/* How many of @p rows (the oldest first) go in one ORU^R01 with rows[0]: the following rows of
+ * the same device, never tried before, that hl7_mergeable allows, up to the first row of that
+ * device that cannot join (so that a device's messages keep their order). Rows of other
+ * devices are passed over (they wait for a later frame); the indexes go to @p pick. */
+static size_t group(const mllp_t *m, const outbox_row_t *rows, size_t n, size_t *pick)
+{
+    size_t k = 0;
+    pick[k++] = 0;
+    if (rows[0].attempts != 0)
+        return k;
+    for (size_t i = 1; i < n && k < m->batch_max; i++) {
+        if (strcmp(rows[i].device, rows[0].device) != 0)
+            continue;
+        if (rows[i].attempts != 0 ||
+            !hl7_mergeable(rows[0].payload, rows[0].len, rows[i].payload, rows[i].len))
+            break;
+        pick[k++] = i;
+    }
+    return k;
+}
+
+/* Sends rows[pick[0..k)] as one merged ORU^R01: 1 all delivered, 0 rejected or not mergeable
+ * after all (then they go one by one), -1 a connection failure. */
+static int send_group(mllp_t *m, const outbox_row_t *rows, const size_t *pick, size_t k,
+                      char *ack_buf)
+{
+    const char *msgs[HL7_MERGE_MAX];
+    size_t lens[HL7_MERGE_MAX], total = 64;
+    for (size_t i = 0; i < k; i++) {
+        msgs[i] = rows[pick[i]].payload;
+        lens[i] = rows[pick[i]].len;
+        total += lens[i];
+    }
+    char *merged = malloc(total);
+    if (merged == NULL)
+        return 0;
+    size_t len = hl7_merge(msgs, lens, k, merged, total);
+    int r = 0;
+    char code[3] = "";
+    if (len > 0)
+        r = send_payload(m, merged, len, k, ack_buf, code);
+    free(merged);
+    if (r == 1) {
+        for (size_t i = 0; i < k; i++)
+            (void)outbox_delivered(m->ob, rows[pick[i]].id);
+        atomic_fetch_add(&m->acked, k);
+    } else {
+        atomic_fetch_add(&m->retried, k);
+    }
+    return r;
 }
 
 /* Connects, and says so in the log when the destination goes down or comes back. */
@@ -392,15 +452,66 @@ static bool connect_and_report(mllp_t *m)
     return true;
 }
 
+/* Sends @p row alone until it is delivered, parked, or the sender stops. */
+static void send_alone(mllp_t *m, outbox_row_t *row, char *ack_buf, uint32_t *conn_backoff)
+{
+    uint32_t reject_backoff = 0;
+    unsigned attempts = row->attempts;
+    while (!stopping(m)) {
+        if (m->fd < 0) {
+            if (!connect_and_report(m)) {
+                pause_ms(m, backoff(m, conn_backoff));
+                continue;
+            }
+            *conn_backoff = 0;
+        }
+        char code[3] = "";
+        int r = send_row(m, row, ack_buf, code);
+        if (r == 1) {
+            (void)outbox_delivered(m->ob, row->id);
+            atomic_fetch_add(&m->acked, 1);
+            return;
+        }
+        atomic_fetch_add(&m->retried, 1);
+        if (r < 0) {
+            /* The stream's state is unknown: start again on a new connection, and send the
+             * same message (same control id) again. */
+            disconnect(m);
+            pause_ms(m, backoff(m, conn_backoff));
+            continue;
+        }
+        attempts++;
+        if (attempts >= MLLP_MAX_REJECTS) {
+            (void)outbox_retry(m->ob, row->id, attempts, 0);
+            (void)outbox_park(m->ob, row->id);
+            atomic_fetch_add(&m->parked, 1);
+            note_parked(m, row, code);
+            return;
+        }
+        uint32_t wait = backoff(m, &reject_backoff);
+        struct timespec now;
+        clock_gettime(CLOCK_REALTIME, &now);
+        (void)outbox_retry(m->ob, row->id, attempts,
+                           (uint64_t)now.tv_sec * 1000u + (uint64_t)now.tv_nsec / 1000000u + wait);
+        row->attempts = attempts;
+        pause_ms(m, wait);
+    }
+}
+
+/* The rows read ahead per turn, among which a device's next messages are merged. */
+#define READ_AHEAD 256
+
 static void *run(void *arg)
 {
     mllp_t *m = arg;
     char *ack_buf = malloc(ACK_MAX);
+    outbox_row_t *rows = calloc(READ_AHEAD, sizeof *rows);
+    size_t *pick = calloc(READ_AHEAD, sizeof *pick);
     uint32_t conn_backoff = 0;
     uint64_t next_connect = 0;
-    while (ack_buf && !stopping(m)) {
-        outbox_row_t row;
-        if (!outbox_next(m->ob, 200, &row)) {
+    while (ack_buf && rows && pick && !stopping(m)) {
+        size_t n = outbox_next_batch(m->ob, 200, rows, m->batch_max > 1 ? READ_AHEAD : 1);
+        if (n == 0) {
             /* Idle: stay connected, so that /healthz knows whether the destination is there
              * before there is anything to send. */
             if (m->fd < 0 && mono_ms() >= next_connect) {
@@ -411,49 +522,31 @@ static void *run(void *arg)
             }
             continue;
         }
-        uint32_t reject_backoff = 0;
-        unsigned attempts = row.attempts;
-        while (!stopping(m)) {
-            if (m->fd < 0) {
-                if (!connect_and_report(m)) {
-                    pause_ms(m, backoff(m, &conn_backoff));
-                    continue;
-                }
-                conn_backoff = 0;
-            }
-            char code[3] = "";
-            int r = send_row(m, &row, ack_buf, code);
-            if (r == 1) {
-                (void)outbox_delivered(m->ob, row.id);
-                atomic_fetch_add(&m->acked, 1);
-                break;
-            }
-            atomic_fetch_add(&m->retried, 1);
-            if (r < 0) {
-                /* The stream's state is unknown: start again on a new connection, and send
-                 * the same message (same control id) again. */
-                disconnect(m);
+        size_t k = group(m, rows, n, pick);
+        int r = -2;
+        if (k > 1) {
+            if (m->fd < 0 && !connect_and_report(m)) {
                 pause_ms(m, backoff(m, &conn_backoff));
-                continue;
+            } else {
+                conn_backoff = 0;
+                r = send_group(m, rows, pick, k, ack_buf);
+                if (r < 0) {
+                    disconnect(m);
+                    pause_ms(m, backoff(m, &conn_backoff));
+                }
             }
-            attempts++;
-            if (attempts >= MLLP_MAX_REJECTS) {
-                (void)outbox_retry(m->ob, row.id, attempts, 0);
-                (void)outbox_park(m->ob, row.id);
-                atomic_fetch_add(&m->parked, 1);
-                note_parked(m, &row, code);
-                break;
-            }
-            uint32_t wait = backoff(m, &reject_backoff);
-            struct timespec now;
-            clock_gettime(CLOCK_REALTIME, &now);
-            (void)outbox_retry(m->ob, row.id, attempts,
-                               (uint64_t)now.tv_sec * 1000u + (uint64_t)now.tv_nsec / 1000000u +
-                                   wait);
-            pause_ms(m, wait);
         }
-        outbox_row_free(&row);
+        /* One message; or a merged one the listener rejected: each of them goes alone, in
+         * order, so that a message it refuses is parked by itself and the others follow. */
+        if (k == 1)
+            send_alone(m, &rows[0], ack_buf, &conn_backoff);
+        for (size_t i = 0; r == 0 && i < k && !stopping(m); i++)
+            send_alone(m, &rows[pick[i]], ack_buf, &conn_backoff);
+        for (size_t i = 0; i < n; i++)
+            outbox_row_free(&rows[i]);
     }
+    free(pick);
+    free(rows);
     free(ack_buf);
     disconnect(m);
     return NULL;
@@ -502,7 +595,7 @@ static bool tls_setup(mllp_t *m, const mllp_tls_t *tls, char *why, size_t why_si
 }
 
 mllp_t *mllp_start(const char *url, const mllp_tls_t *tls, outbox_t *ob, uint32_t ack_timeout_ms,
-                   char *why, size_t why_size)
+                   unsigned batch_max, char *why, size_t why_size)
 {
     mllp_t *m = calloc(1, sizeof *m);
     if (m == NULL) {
@@ -524,6 +617,7 @@ mllp_t *mllp_start(const char *url, const mllp_tls_t *tls, outbox_t *ob, uint32_
     snprintf(m->url, sizeof m->url, "%s", url);
     m->ob = ob;
     m->ack_timeout_ms = ack_timeout_ms ? ack_timeout_ms : MLLP_ACK_TIMEOUT_MS;
+    m->batch_max = batch_max == 0 ? 1 : batch_max > HL7_MERGE_MAX ? HL7_MERGE_MAX : batch_max;
     m->seed = (unsigned)time(NULL) ^ (unsigned)getpid();
     pthread_mutex_init(&m->mu, NULL);
     pthread_condattr_t ca;
@@ -569,6 +663,7 @@ void mllp_stats(mllp_t *m, mllp_stats_t *out)
     out->retried = atomic_load(&m->retried);
     out->parked = atomic_load(&m->parked);
     out->connects_failed = atomic_load(&m->connects_failed);
+    out->frames = atomic_load(&m->frames);
     out->down = atomic_load(&m->down);
 }
 

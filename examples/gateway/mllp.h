@@ -30,17 +30,23 @@ typedef struct mllp_tls {
     const char *key_file;
 } mllp_tls_t;
 
-/** Starts the sender for @p url (checked with mllp_parse_url) over @p ob; @p tls is required for
- *  mllps:// and ignored for mllp://. Returns NULL and fills @p why on failure (a credential that
- *  does not load is named). The first connection is made by the thread, not here. */
+/** Messages of one device merged into one ORU^R01 by default (hl7_merge): the listener
+ *  acknowledges them together. */
+#define MLLP_BATCH_DEFAULT 16u
+
+/** Starts the sender for @p url (checked with mllp_parse_url) over @p ob, merging up to @p
+ * batch_max (1: none; at most HL7_MERGE_MAX) of a device's next messages into one frame; @p tls is
+ * required for mllps:// and ignored for mllp://. Returns NULL and fills @p why on failure (a
+ * credential that does not load is named). The first connection is made by the thread, not here. */
 mllp_t *mllp_start(const char *url, const mllp_tls_t *tls, outbox_t *ob, uint32_t ack_timeout_ms,
-                   char *why, size_t why_size);
+                   unsigned batch_max, char *why, size_t why_size);
 /** Stops the thread (within about 200 ms, or an ack timeout at worst) and frees everything; rows
  *  not acknowledged stay in the outbox for the next start. */
 void mllp_stop(mllp_t **m);
 
 typedef struct mllp_stats {
     uint64_t sent;            /**< messages written to the listener, resends included */
+    uint64_t frames;          /**< MLLP frames written (one carries up to batch_max messages) */
     uint64_t acked;           /**< acknowledged with AA or CA: custody ended */
     uint64_t retried;         /**< attempts that failed and were tried again */
     uint64_t parked;          /**< given up after MLLP_MAX_REJECTS rejections */

@@ -4,12 +4,13 @@
 
   mllp_peer.py --port-file F --ids F --errors F [--port N]
       listens on 127.0.0.1 (port 0: the system picks; the test restarts it on the port it had),
-      writes the port to the port file once listening, parses every message, appends its
-      MSH-10 to the ids file, answers AA, or AE when the message does not parse or lacks
+      writes the port to the port file once listening, parses every message, appends the
+      control id of each medwire message in it (each OBR-3; a frame may carry several) to the
+      ids file, answers AA, or AE when the message does not parse or lacks
       MSH-9, MSH-12 or an OBX with OBX-3, OBX-4, OBX-11 and OBX-18 (then one line in the
-      errors file says why). With --reject-seq SEQ --rejected F it answers AE to the messages
-      whose MSH-10 ends in -SEQ, and writes their MSH-10 to F instead. With --fields F it also
-      appends, per message accepted, one tab-separated line: MSH-10, then the patient and bed
+      errors file says why). With --reject-seq SEQ --rejected F it answers AE to the frames
+      holding a message whose control id ends in -SEQ, and writes their MSH-10 to F instead. With --fields F it also
+      appends, per message accepted, one tab-separated line: its id, then the patient and bed
       as python-hl7 reads them (unescaped components; empty when absent) in the order of
       PATIENT_FIELDS. With --tls-cert F --tls-key F --tls-ca F it serves MLLP over TLS and asks
       every client for a certificate chaining to the CA (--clients F: each one's CN).
@@ -80,6 +81,15 @@ def patient(text):
     return {name: component(msg, path) for name, path in PATIENT_FIELDS}
 
 
+def message_ids(text):
+    """The medwire messages a frame carries: the control id in each OBR-3 (filler order number,
+    "ID^MEDWIRE"); a gateway merges several of a device's messages into one ORU^R01, one OBR
+    group each. A frame without an OBR counts as one message, named by its MSH-10."""
+    msg = hl7.parse(text)
+    ids = [str(obr[3]).split("^")[0] for obr in msg.segments("OBR")] if "OBR" in text else []
+    return ids or [str(msg.segment("MSH")[10])]
+
+
 class Rejected(Exception):
     """A message refused on purpose (--reject-seq)."""
 
@@ -101,17 +111,21 @@ async def serve(args):
                 text = block.decode("utf-8", "replace")
                 try:
                     fields = check(text)
+                    ids = message_ids(text)
                     code = "AA"
-                    if args.reject_seq and fields["MSH-10"].endswith("-" + args.reject_seq):
+                    if args.reject_seq and any(i.endswith("-" + args.reject_seq) for i in ids):
                         append(args.rejected, fields["MSH-10"])
                         code = "AE"
                         raise Rejected()
                     # recorded before the answer: a resend after a lost answer shows as a repeat
-                    if args.fields:
-                        got = patient(text)
-                        values = [fields["MSH-10"]] + [got[name] for name, _ in PATIENT_FIELDS]
-                        append(args.fields, "\t".join(v.replace("\t", " ") for v in values))
-                    append(args.ids, fields["MSH-10"])
+                    if args.frames:
+                        append(args.frames, f"{fields['MSH-10']}\t{len(ids)}")
+                    for one in ids:
+                        if args.fields:
+                            got = patient(text)
+                            values = [one] + [got[name] for name, _ in PATIENT_FIELDS]
+                            append(args.fields, "\t".join(v.replace("\t", " ") for v in values))
+                        append(args.ids, one)
                 except Rejected:
                     pass
                 except Exception as exc:  # any parse failure is the sender's error
@@ -157,6 +171,7 @@ def main():
     p.add_argument("--reject-seq", help="answer AE to every message whose MSH-10 ends in -SEQ")
     p.add_argument("--rejected", help="the MSH-10 of each message refused so")
     p.add_argument("--fields", help="MSH-10 and the patient fields of each message accepted")
+    p.add_argument("--frames", help="per frame accepted: its MSH-10 and how many messages")
     p.add_argument("--tls-cert", help="serve MLLP over TLS with this PEM certificate (mllps)")
     p.add_argument("--tls-key", help="its PEM key")
     p.add_argument("--tls-ca", help="the CA every client's certificate must chain to")
@@ -171,6 +186,7 @@ def main():
             print(f"does not parse: {type(exc).__name__}: {exc}")
             return 1
         fields.update(patient(text))
+        fields["IDS"] = ",".join(message_ids(text))
         for k, v in fields.items():
             print(f"{k}={v}")
         return 0

@@ -412,3 +412,78 @@ Test(hl7, python_hl7_parses_link_events_and_command_results)
         free(got);
     }
 }
+
+/* Several messages of one device in one ORU^R01: one OBR group each, OBR-3 naming each. */
+Test(hl7, a_devices_messages_merge_into_one_oru_with_an_obr_group_each)
+{
+    static char enc[3][HL7_MAX];
+    size_t lens[3];
+    const char *msgs[3];
+    for (int i = 0; i < 3; i++) {
+        mw_message_t m = observation(970 + i, -1);
+        m.seq = 42 + (uint64_t)i;
+        cr_assert_eq(hl7_encode(&m, NULL, 1700000001000u, enc[i], sizeof enc[i], &lens[i]), MW_OK);
+        msgs[i] = enc[i];
+    }
+    cr_expect(hl7_mergeable(enc[0], lens[0], enc[1], lens[1]));
+    static char out[3 * HL7_MAX];
+    size_t n = hl7_merge(msgs, lens, 3, out, sizeof out);
+    cr_assert_gt(n, 0);
+    cr_expect_eq(n, strlen(out));
+    cr_expect_not_null(strstr(out, "||ORU^R01^ORU_R01|oxi-7-1f-42+3|P|2.6|"), "%s", out);
+    cr_expect_not_null(strstr(out, "\rOBR|1||oxi-7-1f-42^MEDWIRE|"));
+    cr_expect_not_null(strstr(out, "\rOBR|2||oxi-7-1f-43^MEDWIRE|"));
+    cr_expect_not_null(strstr(out, "\rOBR|3||oxi-7-1f-44^MEDWIRE|"));
+    cr_expect_not_null(strstr(out, "|97.2|"));
+    cr_expect_eq(strstr(out, "PID|") - out, strstr(enc[0], "PID|") - enc[0] + 2,
+                 "the first message's MSH, \"+3\" added to MSH-10, then its PID");
+    cr_expect_null(strstr(strstr(out, "PID|") + 1, "PID|"), "one PID only");
+    cr_expect_eq(hl7_merge(msgs, lens, 3, out, 100), 0u, "too small a buffer");
+
+    /* Not with an alarm, nor with another patient. */
+    mw_message_t a = alarm_msg(MW_ALARM_ACTIVE, MW_ALARM_HIGH);
+    static char al[HL7_MAX];
+    size_t alen;
+    cr_assert_eq(hl7_encode(&a, NULL, 1700000001000u, al, sizeof al, &alen), MW_OK);
+    cr_expect_not(hl7_mergeable(enc[0], lens[0], al, alen));
+    mw_message_t o = observation(1, 0);
+    association_t as = assoc("MRN1", "Doe", "ICU");
+    static char other[HL7_MAX];
+    size_t olen;
+    cr_assert_eq(hl7_encode(&o, &as, 1700000001000u, other, sizeof other, &olen), MW_OK);
+    cr_expect_not(hl7_mergeable(enc[0], lens[0], other, olen));
+}
+
+Test(hl7, python_hl7_reads_a_merged_oru_and_each_message_in_it)
+{
+    const char *python = getenv("MW_HL7_PYTHON");
+    const char *src = getenv("MW_SOURCE_DIR");
+    cr_assert(python && src, "run through ctest");
+    static char enc[4][HL7_MAX];
+    size_t lens[4];
+    const char *msgs[4];
+    for (int i = 0; i < 4; i++) {
+        mw_message_t m = observation(970 + i, -1);
+        m.seq = 42 + (uint64_t)i;
+        cr_assert_eq(hl7_encode(&m, NULL, 1700000001000u, enc[i], sizeof enc[i], &lens[i]), MW_OK);
+        msgs[i] = enc[i];
+    }
+    static char out[4 * HL7_MAX];
+    cr_assert_gt(hl7_merge(msgs, lens, 4, out, sizeof out), 0);
+    char script[600], file[400], res[400];
+    snprintf(script, sizeof script, "%s/tests/hl7/mllp_peer.py", src);
+    snprintf(file, sizeof file, "%s/merged.hl7", mwt_tmpdir());
+    snprintf(res, sizeof res, "%s/fields.txt", mwt_tmpdir());
+    FILE *f = fopen(file, "wb");
+    cr_assert_not_null(f);
+    fputs(out, f);
+    fclose(f);
+    const char *argv[] = {python, script, "--check", file, NULL};
+    int rc = mwt_run(argv, res, NULL, 20000);
+    char *got = mwt_read_file(res);
+    cr_assert_eq(rc, 0, "python-hl7 refused the merged message: %s", got ? got : "");
+    cr_expect_not_null(strstr(got, "IDS=oxi-7-1f-42,oxi-7-1f-43,oxi-7-1f-44,oxi-7-1f-45\n"), "%s",
+                       got);
+    cr_expect_not_null(strstr(got, "MSH-10=oxi-7-1f-42+4\n"), "%s", got);
+    free(got);
+}

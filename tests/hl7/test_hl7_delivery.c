@@ -22,7 +22,7 @@
 
 typedef struct peer {
     mwt_proc proc;
-    char port_file[400], ids[400], errors[400], rejected[400], fields[400], port[16];
+    char port_file[400], ids[400], errors[400], rejected[400], fields[400], frames[400], port[16];
     const char *reject_seq; /* NULL: accept every message */
     /* mllps: the listener's certificate and key, the CA of its clients, where their CNs go */
     char tls_cert[400], tls_key[400], tls_ca[400], clients[400];
@@ -53,6 +53,7 @@ static void peer_start(peer *p, const char *dir)
     in_dir(p->errors, sizeof p->errors, dir, "errors.txt");
     in_dir(p->rejected, sizeof p->rejected, dir, "rejected.txt");
     in_dir(p->fields, sizeof p->fields, dir, "fields.tsv");
+    in_dir(p->frames, sizeof p->frames, dir, "frames.tsv");
     remove(p->port_file);
     const char *argv[] = {python,
                           script,
@@ -66,6 +67,8 @@ static void peer_start(peer *p, const char *dir)
                           p->rejected,
                           "--fields",
                           p->fields,
+                          "--frames",
+                          p->frames,
                           "--port",
                           p->port[0] ? p->port : "0",
                           p->reject_seq ? "--reject-seq" : NULL,
@@ -80,7 +83,7 @@ static void peer_start(peer *p, const char *dir)
                           NULL,
                           NULL};
     if (p->tls_cert[0]) {
-        size_t at = p->reject_seq ? 16 : 14;
+        size_t at = p->reject_seq ? 18 : 16;
         const char *tls[] = {"--tls-cert", p->tls_cert, "--tls-key", p->tls_key,
                              "--tls-ca",   p->tls_ca,   "--clients", p->clients};
         for (size_t i = 0; i < 8; i++)
@@ -252,6 +255,12 @@ Test(hl7_delivery, the_hospital_down_for_a_while)
     tally t = wait_all(&w.p);
     cr_expect_eq(t.distinct, DEVICES * OBSERVATIONS, "every message arrives once it is back");
     no_parse_errors(&w.p);
+    /* The backlog goes several messages of a device to a frame (--hl7-batch, 16 by default). */
+    const char *any[] = {"", NULL};
+    size_t frames = mwt_count_lines(w.p.frames, any);
+    cr_expect_gt(frames, 0u);
+    cr_expect_leq(frames, (size_t)(DEVICES * OBSERVATIONS / 4), "%zu frames for %d messages",
+                  frames, DEVICES * OBSERVATIONS);
     char *log = mwt_read_file(w.g.err);
     cr_expect(log && strstr(log, "hl7_destination_down"), "the log says it was down");
     free(log);
