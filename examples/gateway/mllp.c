@@ -17,6 +17,7 @@
 
 #include <wolfssl/options.h> /* first: the library's build settings */
 #include <wolfssl/ssl.h>
+#include <wolfssl/wolfcrypt/ecc.h>
 
 #include "hl7.h"
 #include "log.h"
@@ -43,6 +44,7 @@ struct mllp {
     int fd;
     bool tls;
     WOLFSSL_CTX *tls_ctx; /* mllps:// only */
+    bool tls_inited;      /* wolfSSL_Init succeeded: wolfSSL_Cleanup at the end */
     WOLFSSL *ssl;         /* the connection's TLS session, while connected */
     unsigned seed;
     pthread_mutex_t mu; /* guards stop's wait and the parked ring */
@@ -549,6 +551,10 @@ static void *run(void *arg)
     free(rows);
     free(ack_buf);
     disconnect(m);
+    /* wolfSSL as Debian builds it (FP_ECC) keeps per thread the tables of the points it
+     * multiplied (the listener's keys, some 0.8 MB each); this thread's go with it. */
+    if (m->tls)
+        wc_ecc_fp_free();
     return NULL;
 }
 
@@ -566,8 +572,12 @@ static bool tls_setup(mllp_t *m, const mllp_tls_t *tls, char *why, size_t why_si
                  "its key)");
         return false;
     }
-    if (wolfSSL_Init() != WOLFSSL_SUCCESS ||
-        (m->tls_ctx = wolfSSL_CTX_new(wolfSSLv23_client_method())) == NULL ||
+    if (wolfSSL_Init() != WOLFSSL_SUCCESS) {
+        snprintf(why, why_size, "cannot initialise wolfSSL for the MLLP sender");
+        return false;
+    }
+    m->tls_inited = true;
+    if ((m->tls_ctx = wolfSSL_CTX_new(wolfSSLv23_client_method())) == NULL ||
         wolfSSL_CTX_SetMinVersion(m->tls_ctx, WOLFSSL_TLSV1_2) != WOLFSSL_SUCCESS) {
         snprintf(why, why_size, "cannot set up TLS for the MLLP sender");
         return false;
@@ -611,6 +621,8 @@ mllp_t *mllp_start(const char *url, const mllp_tls_t *tls, outbox_t *ob, uint32_
     if (m->tls && !tls_setup(m, tls, why, why_size)) {
         if (m->tls_ctx != NULL)
             wolfSSL_CTX_free(m->tls_ctx);
+        if (m->tls_inited)
+            wolfSSL_Cleanup();
         free(m);
         return NULL;
     }
@@ -650,6 +662,10 @@ void mllp_stop(mllp_t **pm)
     disconnect(m);
     if (m->tls_ctx != NULL)
         wolfSSL_CTX_free(m->tls_ctx);
+    /* wolfSSL counts its initialisations: this one's share of its global state goes now, so
+     * that nothing of it is left at exit. */
+    if (m->tls_inited)
+        wolfSSL_Cleanup();
     pthread_cond_destroy(&m->cv);
     pthread_mutex_destroy(&m->mu);
     free(m);

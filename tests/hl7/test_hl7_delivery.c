@@ -287,6 +287,21 @@ Test(hl7_delivery, the_gateway_killed_mid_delivery)
 
 /* A message the hospital keeps refusing (AE) is tried 5 times, then parked and audited; the
  * others, before and after it, arrive. */
+/* The lines of @p path that end in @p suffix: refusals of one message sent by itself. */
+static size_t count_refused_alone(const char *path, const char *suffix)
+{
+    char *text = mwt_read_file(path);
+    size_t n = 0, sl = strlen(suffix);
+    for (char *line = text, *nl; line != NULL && *line != '\0'; line = nl ? nl + 1 : NULL) {
+        nl = strchr(line, '\n');
+        size_t len = nl ? (size_t)(nl - line) : strlen(line);
+        if (len >= sl && memcmp(line + len - sl, suffix, sl) == 0)
+            n++;
+    }
+    free(text);
+    return n;
+}
+
 Test(hl7_delivery, a_refused_message_is_parked)
 {
     world w;
@@ -309,8 +324,9 @@ Test(hl7_delivery, a_refused_message_is_parked)
             mwt_sleep_ms(100);
     }
     cr_expect(parked, "the audit trail says it was parked");
-    const char *needle[] = {"-7", NULL};
-    cr_expect_eq(mwt_count_lines(w.p.rejected, needle), 5u, "tried 5 times");
+    /* A refused merged frame (MSH-10 "...-5+6+7") is followed by the message alone: the five
+     * refusals that park it are of the message by itself. */
+    cr_expect_eq(count_refused_alone(w.p.rejected, "-7"), 5u, "tried alone 5 times");
     no_parse_errors(&w.p);
     world_stop(&w);
 }
