@@ -66,6 +66,10 @@ typedef struct mw_fhir_options {
      *  hospital associates device and patient). The options are per call, so a caller that
      *  knows the association can pass the right patient for each message. */
     const char *patient_reference;
+    /** Literal reference of the Device resource of the message's device ("Device/7" or a
+     *  transaction Bundle's "urn:uuid:..."), written in @c Observation.device beside the
+     *  device identifier; no spaces. NULL: the identifier only. */
+    const char *device_reference;
 } mw_fhir_options_t;
 
 /**

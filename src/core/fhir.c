@@ -86,6 +86,7 @@ typedef struct names {
     const char *device_system;
     const char *message_system;
     const char *patient; /* NULL: no subject */
+    const char *device;  /* NULL: the device is referenced by its identifier only */
 } names;
 
 /* The options come from the integrator's configuration, not from a peer, but a system URI
@@ -96,9 +97,11 @@ static bool resolve(const mw_fhir_options_t *opt, names *n)
     n->device_system = opt && opt->device_system ? opt->device_system : MW_FHIR_DEVICE_SYSTEM;
     n->message_system = opt && opt->message_system ? opt->message_system : MW_FHIR_MESSAGE_SYSTEM;
     n->patient = opt ? opt->patient_reference : NULL;
+    n->device = opt ? opt->device_reference : NULL;
     return !blank(n->gateway, SIZE_MAX) && token(n->device_system, SIZE_MAX) &&
            token(n->message_system, SIZE_MAX) &&
-           (n->patient == NULL || token(n->patient, SIZE_MAX));
+           (n->patient == NULL || token(n->patient, SIZE_MAX)) &&
+           (n->device == NULL || token(n->device, SIZE_MAX));
 }
 
 /* ---- building blocks ---------------------------------------------------------------------- */
@@ -364,7 +367,21 @@ static void put_clock_note(mwi_json_writer *w, const mw_message_t *m, uint64_t m
 static void put_obs_tail(mwi_json_writer *w, const names *n, const mw_message_t *m)
 {
     mwi_json_put_str(w, ",\"device\":");
-    put_device_ref(w, n->device_system, m->device_id, sizeof m->device_id);
+    if (n->device == NULL) {
+        put_device_ref(w, n->device_system, m->device_id, sizeof m->device_id);
+        return;
+    }
+    /* A literal reference as well, to a Device resource the caller sends alongside (e.g. a
+     * transaction Bundle entry's urn:uuid fullUrl); the identifier stays. */
+    mwi_json_put_str(w, "{\"reference\":");
+    put_fhir_string(w, n->device, SIZE_MAX);
+    mwi_json_put_str(w, ",\"type\":\"Device\",\"identifier\":{\"system\":");
+    put_fhir_string(w, n->device_system, SIZE_MAX);
+    mwi_json_put_str(w, ",\"value\":");
+    put_fhir_string(w, m->device_id, sizeof m->device_id);
+    mwi_json_put_str(w, "},\"display\":");
+    put_fhir_string(w, m->device_id, sizeof m->device_id);
+    mwi_json_put_char(w, '}');
 }
 
 /* The start of an Observation about the device itself, not the patient, at the device's own

@@ -364,6 +364,13 @@ Test(fhir, clock_trust_patient_and_time_follow_the_options_and_the_envelope)
     assert_has(out, "\"identifier\":[{\"system\":\"https://hospital.example/medwire\"");
     assert_has(out, "\"identifier\":{\"system\":\"https://hospital.example/devices\"");
     assert_has(out, "\"note\":[{\"text\":\"The device's clock was not synchronised");
+    assert_lacks(out, "\"device\":{\"reference\"");
+    /* A Device resource sent alongside (a transaction Bundle's entry) is referenced literally,
+     * and the identifier stays. */
+    mw_fhir_options_t with_device = {.device_reference = "urn:uuid:0f0e0d0c-0b0a-4908-8706-050403020100"};
+    assert_has(fhir(&m, &with_device),
+               "\"device\":{\"reference\":\"urn:uuid:0f0e0d0c-0b0a-4908-8706-050403020100\","
+               "\"type\":\"Device\",\"identifier\":{\"system\":\"urn:medwire:device\"");
 
     /* time_ms 0: the envelope's time; both 0 or past year 9999: no time at all. */
     m.u.observation.time_ms = 0;
@@ -614,6 +621,8 @@ Test(fhir, malformed_messages_and_options_are_refused)
     assert_refused(&m, &bad_system);
     mw_fhir_options_t bad_patient = {.patient_reference = "Patient/\"1\""};
     assert_refused(&m, &bad_patient);
+    mw_fhir_options_t bad_device = {.device_reference = "urn:uuid:a b"};
+    assert_refused(&m, &bad_device);
     mw_fhir_options_t blank_name = {.gateway_name = " "};
     assert_refused(&m, &blank_name);
     char buf[16];
