@@ -204,10 +204,12 @@ char *metrics_render_with(const mw_gateway_stats_t *st, const metrics_hl7_t *hl7
     return buf;
 }
 
-/* One labelled sample per HL7 destination (there is one, --hl7). The destination is the
- * operator's own mllp://HOST:PORT, checked at start: no quote or backslash can be in it. */
+/* One labelled sample per destination (there is one, --hl7 or --fhir-server), named
+ * medwire_hl7_* or medwire_fhir_* after its kind. The destination is the operator's own URL,
+ * checked at start: no quote or backslash can be in it. */
 static void put_hl7(FILE *f, const metrics_hl7_t *h)
 {
+    const char *kind = h->kind ? h->kind : "hl7";
     const struct {
         const char *name, *type, *text;
         uint64_t v;
@@ -239,8 +241,15 @@ static void put_hl7(FILE *f, const metrics_hl7_t *h)
          "1 unless the last connection attempt to the destination failed.", h->down ? 0u : 1u},
     };
     for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
-        help(f, rows[i].name, rows[i].type, rows[i].text);
-        fprintf(f, "%s{destination=\"%s\"} %llu\n", rows[i].name, h->destination,
+        char name[96];
+        const char *n = rows[i].name;
+        /* medwire_hl7_X becomes medwire_<kind>_X; the association counter keeps its name. */
+        if (strncmp(n, "medwire_hl7_", 12) == 0) {
+            snprintf(name, sizeof name, "medwire_%s_%s", kind, n + 12);
+            n = name;
+        }
+        help(f, n, rows[i].type, rows[i].text);
+        fprintf(f, "%s{destination=\"%s\"} %llu\n", n, h->destination,
                 (unsigned long long)rows[i].v);
     }
 }
@@ -340,7 +349,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         metrics_hl7_t h = {0};
         if (m->hl7)
             m->hl7(m->hl7_ctx, &h);
-        return reply(c, MHD_HTTP_OK, m->hl7 && h.down ? "ok; hl7 destination down\n" : "ok\n");
+        if (m->hl7 && h.down) {
+            char text[64];
+            snprintf(text, sizeof text, "ok; %s destination down\n", h.kind ? h.kind : "hl7");
+            return reply(c, MHD_HTTP_OK, text);
+        }
+        return reply(c, MHD_HTTP_OK, "ok\n");
     }
     if (strcmp(url, "/metrics") != 0)
         return reply(c, MHD_HTTP_NOT_FOUND, "not found: try /metrics or /healthz\n");

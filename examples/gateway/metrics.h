@@ -32,7 +32,8 @@ void metrics_stop(metrics_t **m);
 
 /** What the HL7 delivery (--hl7) reports, read at each scrape. */
 typedef struct metrics_hl7 {
-    const char *destination; /**< "mllp://HOST:PORT" */
+    const char *kind;        /**< "hl7" (NULL too) or "fhir": the metric names' prefix */
+    const char *destination; /**< "mllp://HOST:PORT" or the FHIR base URL */
     uint64_t depth;          /**< outbox rows not yet acknowledged, parked ones included */
     uint64_t parked_now;     /**< of which parked */
     uint64_t max_rows;       /**< --outbox-max */
