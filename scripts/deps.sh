@@ -14,6 +14,7 @@ MW_PACKAGES=(
   libcriterion-dev        # tests
   libsqlite3-dev          # gateway store
   libmicrohttpd-dev       # medwire-gateway --metrics (Prometheus over HTTP); the program only
+  libcurl4-openssl-dev    # medwire-gateway --fhir-server (FHIR REST over HTTPS); the program only
   openssl                 # independent certificate checks in tests
   python3-hl7             # an MLLP listener and HL7 parser written by others (tests/hl7)
   softhsm2 opensc         # a PKCS#11 token and pkcs11-tool for keys in tokens (tests/pkcs11)

@@ -24,6 +24,9 @@
 #include "metrics.h"
 #include "mllp.h"
 #include "outbox.h"
+#ifdef MW_HAVE_CURL
+#include "fhir_rest.h"
+#endif
 
 static const char USAGE[] =
     "usage: medwire-gateway --listen HOST:PORT --ca FILE --cert FILE --key FILE\n"
@@ -37,6 +40,8 @@ static const char USAGE[] =
     "                       [--hl7-cert FILE --hl7-key FILE] [--hl7-batch N] [--outbox FILE]\n"
     "                       [--outbox-max N]\n"
     "                       [--associations FILE]\n"
+    "                       [--fhir-server URL] [--fhir-batch N] [--fhir-token FILE]\n"
+    "                       [--fhir-cert FILE --fhir-key FILE] [--fhir-ca FILE]\n"
     "\n"
     "Accepts medical devices over mutually authenticated DTLS 1.2 (CoAP, protobuf) and\n"
     "writes every delivered message as one JSON object per line.\n"
@@ -137,7 +142,27 @@ static const char USAGE[] =
     "  --hl7-ca FILE       with mllps://: PEM CA certificate(s) of the HL7 listener\n"
     "  --hl7-cert FILE, --hl7-key FILE  with mllps://: the gateway's TLS client\n"
     "                      certificate and its PEM key, for a listener that asks for one\n"
-    "  --outbox FILE       SQLite file of messages not yet acknowledged by --hl7 (default:\n"
+    "  --fhir-server URL   deliver readings and alarms to a FHIR R4 server (http:// or\n"
+    "                      https:// base URL) instead of --out or --hl7: a device is\n"
+    "                      acknowledged once its message is in the --outbox; each batch of\n"
+    "                      outbox entries is POSTed as one transaction Bundle of conditional\n"
+    "                      creates (ifNoneExist on the message identifier, so a resend makes\n"
+    "                      no second Observation), with a Device and, from --associations,\n"
+    "                      a Patient. 2xx ends custody; 429, 5xx, timeouts (30 s) and\n"
+    "                      connection failures are retried with backoff from 0.5 s to 30 s,\n"
+    "                      never sooner than a Retry-After; another 4xx parks the entry\n"
+    "                      (kept, not sent, audited \"fhir_parked\" with the server's\n"
+    "                      diagnostics). docs/hospital-integration.md\n"
+    "  --fhir-batch N      Bundle entries per transaction, the Device and Patient entries\n"
+    "                      included (default 50, at most 1000; Medplum takes at most 8\n"
+    "                      in a transaction with conditional creates)\n"
+    "  --fhir-token FILE   a file holding the bearer token sent as Authorization (never\n"
+    "                      on the command line)\n"
+    "  --fhir-cert FILE --fhir-key FILE  TLS client certificate and key (PEM) for https://\n"
+    "  --fhir-ca FILE      CA bundle (PEM) the server's certificate must chain to (default:\n"
+    "                      the system's)\n"
+    "  --outbox FILE       SQLite file of messages not yet acknowledged by --hl7 or\n"
+    "                      --fhir-server (default:\n"
     "                      the --store FILE with \".outbox\" added); locked while the\n"
     "                      gateway runs\n"
     "  --associations FILE  with --hl7: each device's patient and bed, one a line,\n"
@@ -203,6 +228,7 @@ struct outputs {
     associations_t assoc;  /* --hl7: each device's patient and bed */
     /* HL7 messages encoded for a device without one; read by the metrics thread */
     atomic_uint_fast64_t unassociated;
+    bool fhir; /* --fhir-server: the outbox holds FHIR entries, not HL7 messages */
 };
 
 static void on_audit(void *ctx, const mw_audit_event_t *ev);
@@ -233,6 +259,72 @@ static mw_err sink_hl7(struct outputs *o, const mw_message_t *m)
     return e == MW_OK ? outbox_stage(o->ob, m->device_id, msg, n) : e;
 }
 
+#ifdef MW_HAVE_CURL
+/* The identifier's value fhir.c wrote ("DEVICE/SEQ" or "DEVICE/SPACE/SEQ"), for ifNoneExist. */
+static bool message_ident(const char *json, size_t n, const char **out, size_t *out_len)
+{
+    static const char key[] = "\"identifier\":[{\"system\":\"" MW_FHIR_MESSAGE_SYSTEM "\",\"value\":\"";
+    const char *p = strstr(json, key);
+    if (p == NULL || (size_t)(p - json) >= n)
+        return false;
+    p += sizeof key - 1;
+    const char *end = memchr(p, '"', n - (size_t)(p - json));
+    if (end == NULL || end == p || memchr(p, '\\', (size_t)(end - p)) != NULL)
+        return false;
+    *out = p;
+    *out_len = (size_t)(end - p);
+    return true;
+}
+
+/* An association field in the entry's header line: no TAB or newline. */
+static void header_field(char *dst, size_t size, const char *src)
+{
+    snprintf(dst, size, "%s", src);
+    for (char *p = dst; *p; p++)
+        if (*p == '\t' || *p == '\n' || *p == '\r')
+            *p = ' ';
+}
+
+static mw_err sink_fhir(struct outputs *o, const mw_message_t *m)
+{
+    /* Not clinical (no FHIR form), or the gateway's own events (seq 0): these have no message
+     * identifier to make a resend harmless, so they are not sent (docs/hospital-integration.md). */
+    if (m->type == MW_MSG_COMMAND_RESULT || m->type == MW_MSG_UNKNOWN || m->seq == 0)
+        return MW_OK;
+    const association_t *a = associations_find(&o->assoc, m->device_id);
+    char dev_ref[46], pat_ref[46];
+    fhir_rest_uuid("device", m->device_id, dev_ref);
+    if (a)
+        fhir_rest_uuid("patient", a->patient_id, pat_ref);
+    mw_fhir_options_t opt = {.device_reference = dev_ref, .patient_reference = a ? pat_ref : NULL};
+    char line[MW_FHIR_MAX + 512];
+    char json[MW_FHIR_MAX];
+    size_t n = 0;
+    mw_err e = mw_message_to_fhir(m, &opt, json, sizeof json, &n);
+    if (e != MW_OK)
+        return e;
+    const char *ident = NULL;
+    size_t ident_len = 0;
+    if (!message_ident(json, n, &ident, &ident_len))
+        return MW_EINVAL;
+    if (a == NULL)
+        atomic_fetch_add_explicit(&o->unassociated, 1, memory_order_relaxed);
+    char pid[ASSOC_PATIENT_ID_MAX + 1] = "", name[ASSOC_NAME_MAX + 1] = "",
+         loc[ASSOC_LOCATION_MAX + 1] = "";
+    if (a) {
+        header_field(pid, sizeof pid, a->patient_id);
+        header_field(name, sizeof name, a->patient_name);
+        header_field(loc, sizeof loc, a->location);
+    }
+    int h = snprintf(line, sizeof line, "%.*s\t%s\t%s\t%s\n", (int)ident_len, ident, pid, name,
+                     loc);
+    if (h < 0 || (size_t)h + n >= sizeof line)
+        return MW_ENOSPC;
+    memcpy(line + h, json, n);
+    return outbox_stage(o->ob, m->device_id, line, (size_t)h + n);
+}
+#endif
+
 static mw_err sink_commit_hl7(struct outputs *o, uint64_t *out_checkpoint)
 {
     mw_err e = outbox_commit(o->ob, out_checkpoint);
@@ -262,6 +354,10 @@ static mw_err sink(void *ctx, const mw_message_t *m)
     struct outputs *o = ctx;
     char line[MW_FHIR_MAX];
     size_t n = 0;
+#ifdef MW_HAVE_CURL
+    if (o->ob && o->fhir)
+        return sink_fhir(o, m);
+#endif
     if (o->ob)
         return sink_hl7(o, m);
     if (format_fhir && m->type == MW_MSG_UNKNOWN)
@@ -468,6 +564,9 @@ static bool parse_num(const char *s, unsigned long min, unsigned long max, unsig
 struct hl7_view {
     const struct outputs *o;
     mllp_t *sender;
+#ifdef MW_HAVE_CURL
+    fhir_rest_t *fsender; /* --fhir-server instead */
+#endif
 };
 
 static void hl7_metrics(void *ctx, metrics_hl7_t *out)
@@ -475,12 +574,27 @@ static void hl7_metrics(void *ctx, metrics_hl7_t *out)
     const struct hl7_view *v = ctx;
     outbox_stats_t os;
     outbox_stats(v->o->ob, &os);
-    mllp_stats_t ms;
-    mllp_stats(v->sender, &ms);
+    mllp_stats_t ms = {0};
+    const char *kind = "hl7";
+    if (v->sender)
+        mllp_stats(v->sender, &ms);
+#ifdef MW_HAVE_CURL
+    if (v->fsender) {
+        fhir_rest_stats_t fs;
+        fhir_rest_stats(v->fsender, &fs);
+        ms = (mllp_stats_t){.sent = fs.sent,
+                            .acked = fs.acked,
+                            .retried = fs.retried,
+                            .parked = fs.parked,
+                            .down = fs.down};
+        kind = "fhir";
+    }
+#endif
     struct timespec now;
     clock_gettime(CLOCK_REALTIME, &now);
     uint64_t now_ms = (uint64_t)now.tv_sec * 1000u + (uint64_t)now.tv_nsec / 1000000u;
-    *out = (metrics_hl7_t){.destination = outbox_destination(v->o->ob),
+    *out = (metrics_hl7_t){.kind = kind,
+                           .destination = outbox_destination(v->o->ob),
                            .depth = os.depth,
                            .parked_now = os.parked,
                            .max_rows = os.max_rows,
@@ -499,6 +613,8 @@ static void hl7_metrics(void *ctx, metrics_hl7_t *out)
 /* Messages the sender gave up on, into the audit trail (from the loop's thread). */
 static void report_parked(struct outputs *o, mllp_t *sender)
 {
+    if (sender == NULL)
+        return;
     mllp_parked_t p[16];
     size_t n = mllp_take_parked(sender, p, sizeof p / sizeof p[0]);
     for (size_t i = 0; i < n; i++) {
@@ -510,6 +626,25 @@ static void report_parked(struct outputs *o, mllp_t *sender)
         audit_hl7(o, "hl7_parked", p[i].device, reason);
     }
 }
+
+#ifdef MW_HAVE_CURL
+/* Entries the FHIR server refused, into the audit trail with its diagnostics. */
+static void report_fhir_parked(struct outputs *o, fhir_rest_t *sender)
+{
+    if (sender == NULL)
+        return;
+    fhir_parked_t p[16];
+    size_t n = fhir_rest_take_parked(sender, p, sizeof p / sizeof p[0]);
+    for (size_t i = 0; i < n; i++) {
+        char reason[400];
+        snprintf(reason, sizeof reason,
+                 "the FHIR server refused outbox entry %lld (HTTP %ld: %s): kept in the outbox, "
+                 "parked, not sent again",
+                 (long long)p[i].id, p[i].status, p[i].diagnostics);
+        audit_hl7(o, "fhir_parked", p[i].device, reason);
+    }
+}
+#endif
 
 /* The clock of the program's own deadlines (control and HTTP clients); never steps. */
 static uint64_t monotonic_ms(void)
@@ -548,6 +683,9 @@ int main(int argc, char **argv)
     const char *hl7_url = NULL, *outbox_path = NULL, *assoc_path = NULL;
     mllp_tls_t hl7_tls = {NULL, NULL, NULL};
     unsigned long outbox_max = OUTBOX_DEFAULT_MAX, hl7_batch = MLLP_BATCH_DEFAULT;
+    const char *fhir_url = NULL, *fhir_token = NULL, *fhir_cert = NULL, *fhir_key = NULL,
+               *fhir_ca = NULL;
+    unsigned long fhir_batch = 50;
     unsigned long max_peers = 0, comm_loss_s = 0, idle_timeout_s = 0;
     unsigned long max_half_open = 0, half_open_per_host = 0, hs_per_host = 0, hs_per_identity = 0,
                   datagrams_per_peer = 0, audit_per_identity = 0;
@@ -617,6 +755,22 @@ int main(int argc, char **argv)
             slot = &outbox_path;
         else if (strcmp(a, "--associations") == 0)
             slot = &assoc_path;
+        else if (strcmp(a, "--fhir-server") == 0)
+            slot = &fhir_url;
+        else if (strcmp(a, "--fhir-token") == 0)
+            slot = &fhir_token;
+        else if (strcmp(a, "--fhir-cert") == 0)
+            slot = &fhir_cert;
+        else if (strcmp(a, "--fhir-key") == 0)
+            slot = &fhir_key;
+        else if (strcmp(a, "--fhir-ca") == 0)
+            slot = &fhir_ca;
+        else if (strcmp(a, "--fhir-batch") == 0) {
+            num = &fhir_batch;
+            min = 1;
+            max = 1000;
+            range = "--fhir-batch must be a number from 1 to 1000";
+        }
         else if (strcmp(a, "--outbox-max") == 0) {
             num = &outbox_max;
             min = 1;
@@ -721,13 +875,40 @@ int main(int argc, char **argv)
                            NULL);
     if (hl7_batch != MLLP_BATCH_DEFAULT && !hl7_url)
         return usage_error("--hl7-batch needs --hl7 mllp://HOST:PORT", NULL);
-    if ((outbox_path || outbox_max != OUTBOX_DEFAULT_MAX) && !hl7_url)
-        return usage_error("--outbox and --outbox-max need --hl7 mllp://HOST:PORT", NULL);
-    if (assoc_path && !hl7_url)
-        return usage_error("--associations needs --hl7 mllp://HOST:PORT: only the HL7 output "
-                           "carries patients and beds",
+    if ((fhir_token || fhir_cert || fhir_key || fhir_ca || fhir_batch != 50) && !fhir_url)
+        return usage_error("--fhir-batch, --fhir-token, --fhir-cert, --fhir-key and --fhir-ca "
+                           "need --fhir-server URL",
                            NULL);
-    struct outputs o = {stdout, stderr, false, NULL, false, {NULL, 0, 0, NULL}, 0};
+    if (fhir_url) {
+#ifndef MW_HAVE_CURL
+        return usage_error("--fhir-server is not in this build: it was built without libcurl "
+                           "(apt install libcurl4-openssl-dev, then rebuild)",
+                           fhir_url);
+#else
+        if (!fhir_rest_url_ok(fhir_url) || strpbrk(fhir_url, "\"\\ ") != NULL)
+            return usage_error("--fhir-server must be an http:// or https:// base URL, e.g. "
+                               "https://fhir.hospital.example/fhir",
+                               fhir_url);
+        if (hl7_url || out_path)
+            return usage_error("--fhir-server goes with neither --hl7 nor --out: the gateway "
+                               "keeps one checkpoint, of one output",
+                               NULL);
+        if ((fhir_cert == NULL) != (fhir_key == NULL))
+            return usage_error("--fhir-cert and --fhir-key go together (the TLS client "
+                               "certificate and its key)",
+                               NULL);
+#endif
+    }
+    const char *dest_url = hl7_url ? hl7_url : fhir_url;
+    if ((outbox_path || outbox_max != OUTBOX_DEFAULT_MAX) && !dest_url)
+        return usage_error("--outbox and --outbox-max need --hl7 mllp://HOST:PORT or "
+                           "--fhir-server URL",
+                           NULL);
+    if (assoc_path && !dest_url)
+        return usage_error("--associations needs --hl7 mllp://HOST:PORT or --fhir-server URL: "
+                           "only those outputs carry patients and beds",
+                           NULL);
+    struct outputs o = {stdout, stderr, false, NULL, false, {NULL, 0, 0, NULL}, 0, false};
     char why_assoc[ASSOC_WHY_MAX];
     if (assoc_path && !associations_load(&o.assoc, assoc_path, why_assoc, sizeof why_assoc))
         return usage_error(why_assoc, NULL);
@@ -742,13 +923,14 @@ int main(int argc, char **argv)
     warn_if_shared(out_path, "--out");
     warn_if_shared(audit_path, "--audit");
     char outbox_default[4096];
-    if (hl7_url) {
+    o.fhir = fhir_url != NULL;
+    if (dest_url) {
         if (outbox_path == NULL) {
             snprintf(outbox_default, sizeof outbox_default, "%s.outbox", store);
             outbox_path = outbox_default;
         }
         char why[600];
-        o.ob = outbox_open(outbox_path, hl7_url, outbox_max, why, sizeof why);
+        o.ob = outbox_open(outbox_path, dest_url, outbox_max, why, sizeof why);
         if (o.ob == NULL) {
             gwlog(GWLOG_ERROR, "cannot_start", "s:reason", why, GWLOG_END);
             return 1;
@@ -804,7 +986,34 @@ int main(int argc, char **argv)
     /* The rows up to the store's checkpoint are the gateway's to deliver; the sender starts
      * with those. */
     mllp_t *sender = NULL;
-    if (o.ob) {
+#ifdef MW_HAVE_CURL
+    fhir_rest_t *fsender = NULL;
+    if (o.ob && o.fhir) {
+        outbox_release(o.ob);
+        char why[600];
+        fhir_rest_config_t fc = {.url = fhir_url,
+                                 .batch = (unsigned)fhir_batch,
+                                 .token_file = fhir_token,
+                                 .cert = fhir_cert,
+                                 .key = fhir_key,
+                                 .ca = fhir_ca};
+        /* Tests and benchmarks only: seconds instead of the production backoff. */
+        const char *bf = getenv("MW_FHIR_BACKOFF_MS");
+        if (bf) {
+            unsigned long ms = 0;
+            if (parse_num(bf, 1, 60000, &ms))
+                fc.backoff_first_ms = fc.backoff_max_ms = (uint32_t)ms;
+        }
+        fsender = fhir_rest_start(&fc, o.ob, why, sizeof why);
+        if (fsender == NULL) {
+            gwlog(GWLOG_ERROR, "cannot_start", "s:reason", why, GWLOG_END);
+            mw_gateway_destroy(&gw);
+            outbox_close(&o.ob);
+            return 1;
+        }
+    }
+#endif
+    if (o.ob && !o.fhir) {
         outbox_release(o.ob);
         char why[400];
         sender = mllp_start(hl7_url, &hl7_tls, o.ob, 0, (unsigned)hl7_batch, why, sizeof why);
@@ -815,7 +1024,11 @@ int main(int argc, char **argv)
             return 1;
         }
     }
+#ifdef MW_HAVE_CURL
+    struct hl7_view hv = {&o, sender, fsender};
+#else
     struct hl7_view hv = {&o, sender};
+#endif
     warn_if_shared(store, "--store");
     mw_addr_t local;
     char local_text[64] = "?";
@@ -832,7 +1045,7 @@ int main(int argc, char **argv)
             return 1;
         }
         snprintf(metrics_text, sizeof metrics_text, "%u", (unsigned)metrics_port(metrics));
-        if (sender)
+        if (o.ob)
             metrics_set_hl7(metrics, hl7_metrics, &hv);
         if (metrics_port_file && write_port_file(metrics_port_file, metrics_port(metrics)) != 0) {
             gwlog(GWLOG_ERROR, "cannot_start", "s:file", metrics_port_file, "s:reason",
@@ -909,6 +1122,9 @@ int main(int argc, char **argv)
              * checkpoint may go. */
             outbox_release(o.ob);
             report_parked(&o, sender);
+#ifdef MW_HAVE_CURL
+            report_fhir_parked(&o, fsender);
+#endif
         }
         control_service(&ctl, gw, monotonic_ms());
         metrics_service(metrics, monotonic_ms());
@@ -954,6 +1170,10 @@ int main(int argc, char **argv)
     if (o.ob) {
         outbox_release(o.ob);
         mllp_stop(&sender);
+#ifdef MW_HAVE_CURL
+        report_fhir_parked(&o, fsender);
+        fhir_rest_stop(&fsender);
+#endif
         outbox_close(&o.ob);
     }
     gwlog(rc == 0 ? GWLOG_INFO : GWLOG_ERROR, "gateway_stopped", "s:cause",
