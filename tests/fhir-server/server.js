@@ -6,12 +6,14 @@
 //
 // usage: node server.js [PORT-FILE]   listens on 127.0.0.1, a port the system picks, and prints
 // "port N" (and writes N to PORT-FILE). Besides FHIR, for the tests only:
-//   POST /_control/fail?status=503&count=N[&retryAfter=S]  the next N FHIR requests answer
+//   POST /_control/fail?status=503&count=N[&retryAfter=S]  the next N FHIR POSTs answer
 //        STATUS (with Retry-After: S when given) without reaching Medplum: an outage made on
 //        purpose, since a restart would empty the in-memory repository
-//   GET  /_control/stats   {"requests":R,"transactions":T,"refused":F,"rejected":J}
-//   POST /_control/reject-code?code=C  Observations with this code.coding code are refused
-//        (422) by a check in the wrapper before Medplum sees the Bundle: a 4xx on purpose
+//   GET  /_control/stats   {"requests":R,"transactions":T,"refused":F,"rejected":J,
+//        "gapAfterRefusalMs":G}  (G: from the last refused request to the one after it)
+//   POST /_control/reject-seq?seq=S  a Bundle holding an Observation whose identifier value
+//        ends in "/S" is refused (422, with an OperationOutcome) by a check in the wrapper
+//        before Medplum sees it: a 4xx on purpose
 'use strict';
 const http = require('http');
 const fs = require('fs');
@@ -27,8 +29,9 @@ const router = new FhirRouter();
 const repo = new MemoryRepository();
 const MAX_BODY = 64 * 1024 * 1024;
 let fail = { status: 0, count: 0, retryAfter: null };
-let rejectCode = null;
-const stats = { requests: 0, transactions: 0, refused: 0, rejected: 0 };
+let rejectSeq = null;
+let lastRefusedAt = 0;
+const stats = { requests: 0, transactions: 0, refused: 0, rejected: 0, gapAfterRefusalMs: -1 };
 
 function send(res, status, body, headers) {
   const text = JSON.stringify(body);
@@ -41,12 +44,12 @@ function outcome(code, diagnostics) {
 }
 
 function rejected(bundle) {
-  if (!rejectCode || !bundle || !Array.isArray(bundle.entry)) return null;
+  if (!rejectSeq || !bundle || !Array.isArray(bundle.entry)) return null;
   for (const e of bundle.entry) {
     const r = e && e.resource;
-    if (r && r.resourceType === 'Observation' && r.code && Array.isArray(r.code.coding) &&
-        r.code.coding.some((c) => c.code === rejectCode)) {
-      return 'Observation code ' + rejectCode + ' is refused by this server (test)';
+    if (r && r.resourceType === 'Observation' && Array.isArray(r.identifier) &&
+        r.identifier.some((i) => typeof i.value === 'string' && i.value.endsWith('/' + rejectSeq))) {
+      return 'Observation with sequence ' + rejectSeq + ' is refused by this server (test)';
     }
   }
   return null;
@@ -62,17 +65,25 @@ async function handle(req, res, raw) {
                retryAfter: query.retryAfter || null };
       return send(res, 200, fail);
     }
-    if (what === 'reject-code') {
-      rejectCode = query.code || null;
-      return send(res, 200, { rejectCode });
+    if (what === 'reject-seq') {
+      rejectSeq = query.seq || null;
+      return send(res, 200, { rejectSeq });
     }
     if (what === 'stats') return send(res, 200, stats);
     return send(res, 404, outcome('not-found', 'unknown control ' + what));
   }
   stats.requests++;
-  if (fail.count > 0) {
+  const now = Date.now();
+  // The outage and its timing are the gateway's POSTs'; the test's own searches pass.
+  const post = req.method === 'POST';
+  if (post && lastRefusedAt) {
+    stats.gapAfterRefusalMs = now - lastRefusedAt;
+    lastRefusedAt = 0;
+  }
+  if (post && fail.count > 0) {
     fail.count--;
     stats.refused++;
+    lastRefusedAt = now;
     const h = fail.retryAfter ? { 'Retry-After': String(fail.retryAfter) } : {};
     return send(res, fail.status, outcome('transient', 'unavailable on purpose (test)'), h);
   }
