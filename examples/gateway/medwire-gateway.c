@@ -893,6 +893,12 @@ int main(int argc, char **argv)
             return usage_error("--fhir-server goes with neither --hl7 nor --out: the gateway "
                                "keeps one checkpoint, of one output",
                                NULL);
+        if (fhir_token && access(fhir_token, R_OK) != 0) {
+            char why[600];
+            snprintf(why, sizeof why, "--fhir-token: cannot read '%s': %s", fhir_token,
+                     strerror(errno));
+            return usage_error(why, NULL);
+        }
         if ((fhir_cert == NULL) != (fhir_key == NULL))
             return usage_error("--fhir-cert and --fhir-key go together (the TLS client "
                                "certificate and its key)",
