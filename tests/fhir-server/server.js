@@ -4,13 +4,17 @@
 // carries HTTP into FhirRouter.handleRequest and its answer back; the FHIR semantics
 // (transaction Bundles, conditional creates with ifNoneExist, search) are Medplum's.
 //
-// usage: node server.js [PORT-FILE]   listens on 127.0.0.1, a port the system picks, and prints
+// usage: node server.js [PORT-FILE] [--echo]   listens on 127.0.0.1, a port the system picks, and prints
 // "port N" (and writes N to PORT-FILE). Besides FHIR, for the tests only:
 //   POST /_control/fail?status=503&count=N[&retryAfter=S]  the next N FHIR POSTs answer
 //        STATUS (with Retry-After: S when given) without reaching Medplum: an outage made on
 //        purpose, since a restart would empty the in-memory repository
 //   GET  /_control/stats   {"requests":R,"transactions":T,"refused":F,"rejected":J,
 //        "gapAfterRefusalMs":G}  (G: from the last refused request to the one after it)
+//   --echo (benchmarks only, scripts/bench-fhir.sh): no FHIR server at all; every transaction
+//        Bundle is answered with a transaction-response of 201 per entry and counted in
+//        stats.echoedObservations, to measure the gateway's own ceiling without Medplum's
+//        in-memory repository, whose searches grow with what it holds
 //   POST /_control/reject-seq?seq=S  a Bundle holding an Observation whose identifier value
 //        ends in "/S" is refused (422, with an OperationOutcome) by a check in the wrapper
 //        before Medplum sees it: a 4xx on purpose
@@ -31,7 +35,9 @@ const MAX_BODY = 64 * 1024 * 1024;
 let fail = { status: 0, count: 0, retryAfter: null };
 let rejectSeq = null;
 let lastRefusedAt = 0;
-const stats = { requests: 0, transactions: 0, refused: 0, rejected: 0, gapAfterRefusalMs: -1 };
+const stats = { requests: 0, transactions: 0, refused: 0, rejected: 0, gapAfterRefusalMs: -1,
+                echoedObservations: 0 };
+const echo = process.argv.includes('--echo');
 
 function send(res, status, body, headers) {
   const text = JSON.stringify(body);
@@ -101,6 +107,12 @@ async function handle(req, res, raw) {
     stats.rejected++;
     return send(res, 422, outcome('business-rule', why));
   }
+  if (echo && body && body.resourceType === 'Bundle' && Array.isArray(body.entry)) {
+    const entry = body.entry.map(() => ({ response: { status: '201' } }));
+    stats.echoedObservations += body.entry.filter(
+      (e) => e.resource && e.resource.resourceType === 'Observation').length;
+    return send(res, 200, { resourceType: 'Bundle', type: 'transaction-response', entry });
+  }
   const fhirReq = {
     method: req.method,
     url: url.pathname + url.search,
@@ -134,7 +146,7 @@ const server = http.createServer((req, res) => {
 });
 server.listen(0, '127.0.0.1', () => {
   const port = server.address().port;
-  if (process.argv[2]) {
+  if (process.argv[2] && process.argv[2] !== '--echo') {
     fs.writeFileSync(process.argv[2] + '.tmp', port + '\n');
     fs.renameSync(process.argv[2] + '.tmp', process.argv[2]);
   }
