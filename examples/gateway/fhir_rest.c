@@ -30,7 +30,7 @@
 #define CONNECT_TIMEOUT 5000L
 #define PARKED_RING     64
 #define RETRY_AFTER_MAX 300 /* seconds: a longer Retry-After is capped */
-#define TOKEN_MAX       8192
+#define TOKEN_MAX       8192u
 
 struct fhir_rest {
     fhir_rest_config_t cfg;
@@ -486,7 +486,11 @@ static enum outcome post(fhir_rest_t *f, const outbox_row_t *rows, size_t n,
                          entries, all);
                 out = SENT_RETRY;
             }
-        } else if (code == 429 || code == 408 || code >= 500 || code < 200) {
+        } else if (code == 429 || code == 408 || code >= 500 || code < 200 || code == 401 ||
+                   code == 403 || code == 404 || code == 405) {
+            /* 401, 403, 404, 405 say the server takes nothing from us (a token, a certificate
+             * or the base URL is wrong), not that this entry is wrong: parking would empty the
+             * outbox into the parked rows. Retried, and the log says why. */
             curl_off_t ra = -1;
             if (curl_easy_getinfo(c, CURLINFO_RETRY_AFTER, &ra) == CURLE_OK && ra > 0)
                 *retry_after_ms = (uint32_t)(ra > RETRY_AFTER_MAX ? RETRY_AFTER_MAX : ra) * 1000u;
@@ -527,7 +531,7 @@ static size_t fit(const outbox_row_t *rows, size_t n, size_t max)
     return k;
 }
 
-static void deliver_some(fhir_rest_t *f, outbox_row_t *rows, size_t n);
+static bool deliver_some(fhir_rest_t *f, outbox_row_t *rows, size_t n);
 
 /* Delivers @p rows (in order), as many transactions of at most --fhir-batch entries as they
  * need, until the server took them, refused them, or the sender stops. */
@@ -536,12 +540,18 @@ static void deliver(fhir_rest_t *f, outbox_row_t *rows, size_t n)
     size_t done = 0;
     while (done < n && !stopping(f)) {
         size_t k = fit(rows + done, n - done, f->cfg.batch);
-        deliver_some(f, rows + done, k);
+        if (!deliver_some(f, rows + done, k)) {
+            /* All or nothing: find the entry refused by sending them one by one (one entry
+             * is never refused as a batch). */
+            for (size_t i = 0; i < k && !stopping(f); i++)
+                (void)deliver_some(f, rows + done + i, 1);
+        }
         done += k;
     }
 }
 
-static void deliver_some(fhir_rest_t *f, outbox_row_t *rows, size_t n)
+/* False when the server refused a batch of several (4xx): the caller sends them one by one. */
+static bool deliver_some(fhir_rest_t *f, outbox_row_t *rows, size_t n)
 {
     uint32_t next_backoff = 0;
     while (!stopping(f)) {
@@ -555,7 +565,7 @@ static void deliver_some(fhir_rest_t *f, outbox_row_t *rows, size_t n)
             atomic_fetch_add(&f->acked, n);
             if (atomic_exchange(&f->down, false))
                 gwlog(GWLOG_INFO, "fhir_destination_up", "s:destination", f->url, GWLOG_END);
-            return;
+            return true;
         }
         if (o == SENT_REFUSED) {
             if (atomic_exchange(&f->down, false))
@@ -565,10 +575,7 @@ static void deliver_some(fhir_rest_t *f, outbox_row_t *rows, size_t n)
                       (unsigned long long)n, "i:status", (long long)status, "s:diagnostics",
                       diag, "s:reason", "sending the batch's entries one by one to find the refused one",
                       GWLOG_END);
-                /* All or nothing: find the entry refused by sending them one by one. */
-                for (size_t i = 0; i < n && !stopping(f); i++)
-                    deliver_some(f, &rows[i], 1);
-                return;
+                return false;
             }
             gwlog(GWLOG_WARN, "fhir_refused", "s:destination", f->url, "s:device", rows[0].device,
                   "i:outbox_id", (long long)rows[0].id, "i:status", (long long)status,
@@ -576,7 +583,7 @@ static void deliver_some(fhir_rest_t *f, outbox_row_t *rows, size_t n)
                   "the FHIR server refused the entry: parked (kept in the outbox, not sent again)",
                   GWLOG_END);
             park(f, &rows[0], status, diag);
-            return;
+            return true;
         }
         atomic_fetch_add(&f->retried, n);
         if (!atomic_exchange(&f->down, true))
@@ -592,8 +599,9 @@ static void deliver_some(fhir_rest_t *f, outbox_row_t *rows, size_t n)
         for (size_t i = 0; i < n; i++)
             (void)outbox_retry(f->ob, rows[i].id, ++rows[i].attempts, now_ms + wait);
         if (!pause_ms(f, wait))
-            return;
+            return true;
     }
+    return true;
 }
 
 static void *run(void *arg)

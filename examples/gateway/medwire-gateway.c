@@ -149,8 +149,9 @@ static const char USAGE[] =
     "                      creates (ifNoneExist on the message identifier, so a resend makes\n"
     "                      no second Observation), with a Device and, from --associations,\n"
     "                      a Patient. 2xx ends custody; 429, 5xx, timeouts (30 s) and\n"
-    "                      connection failures are retried with backoff from 0.5 s to 30 s,\n"
-    "                      never sooner than a Retry-After; another 4xx parks the entry\n"
+    "                      connection failures (and 401, 403, 404, 405: a configuration\n"
+    "                      problem, not the entry's) are retried with backoff from 0.5 s to\n"
+    "                      30 s, never sooner than a Retry-After; another 4xx parks the entry\n"
     "                      (kept, not sent, audited \"fhir_parked\" with the server's\n"
     "                      diagnostics). docs/hospital-integration.md\n"
     "  --fhir-batch N      Bundle entries per transaction, the Device and Patient entries\n"
@@ -885,7 +886,7 @@ int main(int argc, char **argv)
                            "(apt install libcurl4-openssl-dev, then rebuild)",
                            fhir_url);
 #else
-        if (!fhir_rest_url_ok(fhir_url) || strpbrk(fhir_url, "\"\\ ") != NULL)
+        if (!fhir_rest_url_ok(fhir_url) || strpbrk(fhir_url, "\"\\ \t\r\n") != NULL)
             return usage_error("--fhir-server must be an http:// or https:// base URL, e.g. "
                                "https://fhir.hospital.example/fhir",
                                fhir_url);

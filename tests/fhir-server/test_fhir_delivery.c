@@ -400,6 +400,25 @@ Test(fhir_delivery, retry_after_is_honoured)
     world_stop(&w);
 }
 
+/* 401 (a token the server does not take) is the destination's problem, not the entry's:
+ * retried, nothing parked, everything arrives once the server takes it again. */
+Test(fhir_delivery, unauthorized_is_retried_not_parked)
+{
+    world w;
+    world_start(&w, 1);
+    control(&w.s, "/_control/fail?status=401&count=3");
+    gateway_start(&w.g, &w.pki, &w.s);
+    mwt_proc devs[1];
+    devices_start(devs, 1, &w, "0");
+    devices_finish(devs, 1);
+    expect_all_once(&w, 1, 0);
+    cr_expect_eq(stat_of(&w.s, "refused"), 3);
+    char *audit = mwt_read_file(w.g.audit);
+    cr_expect(audit == NULL || strstr(audit, "fhir_parked") == NULL, "nothing parked");
+    free(audit);
+    world_stop(&w);
+}
+
 /* --fhir-token: a file that cannot be read stops the start (exit 2), naming the option; so
  * do a key without its certificate and a URL that is not http(s). */
 Test(fhir_delivery, bad_fhir_options_stop_the_start)
