@@ -43,7 +43,7 @@ run() {
   local name=$1 n=$2 b=$3 mode=${4:-}
   local dir=$work/$name
   mkdir -p "$dir"
-  node "$root/$build/fhir-server/server.js" "$dir/fhir.port" $mode >"$dir/fhir.log" 2>&1 &
+  node "$root/$build/fhir-server/server.js" "$dir/fhir.port" ${mode:+"$mode"} >"$dir/fhir.log" 2>&1 &
   pids+=($!)
   local spid=$!
   wait_file "$dir/fhir.port"
