@@ -303,7 +303,10 @@ Test(fhir_delivery, the_server_down_for_a_while)
 {
     world w;
     world_start(&w, DEVICES);
-    const char *more[] = {"--fhir-batch", "8", NULL};
+    char mport[400];
+    in_dir(mport, sizeof mport, w.dir, "metrics.port");
+    const char *more[] = {"--fhir-batch", "8", "--metrics", "127.0.0.1:0", "--metrics-port-file",
+                          mport, NULL};
     memcpy(w.g.more, more, sizeof more);
     control(&w.s, "/_control/fail?status=503&count=1000000");
     gateway_start(&w.g, &w.pki, &w.s);
@@ -313,6 +316,26 @@ Test(fhir_delivery, the_server_down_for_a_while)
     mwt_sleep_ms(2000);
     cr_expect_eq(count(&w.s, "Observation"), 0);
     cr_expect_gt(stat_of(&w.s, "refused"), 2, "the gateway kept trying");
+    /* The destination's metrics and /healthz say so. */
+    server m = {.port = mwt_wait_port(mport, 5000)};
+    cr_assert_gt(m.port, 0);
+    int st = 0;
+    char *met = http(&m, "GET", "/metrics", &st);
+    char want[300];
+    snprintf(want, sizeof want, "\nmedwire_fhir_outbox_depth{destination=\"%s\"} %d\n", w.g.url,
+             DEVICES * OBSERVATIONS);
+    cr_expect(strstr(met, want), "%s not in\n%s", want, met);
+    snprintf(want, sizeof want, "\nmedwire_fhir_destination_up{destination=\"%s\"} 0\n", w.g.url);
+    cr_expect(strstr(met, want), "%s not in\n%s", want, met);
+    snprintf(want, sizeof want, "\nmedwire_fhir_oldest_undelivered_seconds{destination=\"%s\"} ",
+             w.g.url);
+    const char *age = strstr(met, want);
+    cr_expect(age && strtol(age + strlen(want), NULL, 10) >= 1, "the oldest waits: %s", met);
+    free(met);
+    char *hz = http(&m, "GET", "/healthz", &st);
+    cr_expect_eq(st, 200);
+    cr_expect(strstr(hz, "fhir destination down"), "%s", hz);
+    free(hz);
     long tx = stat_of(&w.s, "transactions");
     control(&w.s, "/_control/fail?status=503&count=0");
     expect_all_once(&w, DEVICES, 0);
@@ -325,6 +348,15 @@ Test(fhir_delivery, the_server_down_for_a_while)
     char *glog = mwt_read_file(w.g.err);
     cr_expect(glog && !strstr(glog, "fhir_batch_refused"), "no transaction over the bound");
     free(glog);
+    met = http(&m, "GET", "/metrics", &st);
+    snprintf(want, sizeof want, "\nmedwire_fhir_acknowledged_total{destination=\"%s\"} %d\n",
+             w.g.url, DEVICES * OBSERVATIONS);
+    cr_expect(strstr(met, want), "%s not in\n%s", want, met);
+    snprintf(want, sizeof want, "\nmedwire_fhir_outbox_depth{destination=\"%s\"} 0\n", w.g.url);
+    cr_expect(strstr(met, want), "%s not in\n%s", want, met);
+    snprintf(want, sizeof want, "\nmedwire_fhir_destination_up{destination=\"%s\"} 1\n", w.g.url);
+    cr_expect(strstr(met, want), "%s not in\n%s", want, met);
+    free(met);
     char *log = mwt_read_file(w.g.err);
     cr_expect(log && strstr(log, "fhir_destination_down"), "the log says it was down");
     free(log);
