@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* outbox.c -- the delivery outbox: encoded messages held durably in a SQLite file of their own
- * until the hospital acknowledges them. The gateway's loop writes it (one connection), the
- * sender reads and deletes (another connection, its own thread). */
+ * until the hospital acknowledges them. The gateway's loop writes it (one connection); each
+ * destination (a lane: "hl7", "fhir") has its rows, its sender, and that sender's connection
+ * and thread. One message for two destinations is two rows, written in the same transaction. */
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -18,25 +19,32 @@
 #include "outbox.h"
 
 struct staged {
+    outbox_t *lane;
     char device[MW_ID_MAX + 1];
     char *payload;
     size_t len;
 };
 
 struct outbox {
-    int lock_fd; /* held open: flock, and SQLite's POSIX locks live as long as it does */
-    char destination[300];
+    /* The lane outbox_open returned (the core) holds the file, the writer and the staging; each
+     * lane (the core is the first) its own rows' reader. */
+    outbox_t *core;
+    outbox_t *lanes[OUTBOX_LANES_MAX]; /* core only */
+    size_t nlanes;
+    int lock_fd;           /* held open: flock, and SQLite's POSIX locks live as long as it does */
+    char destination[300]; /* the lane's name, in the rows' destination column */
+    char path[4096];       /* core only: lanes open their own connections to it */
     uint64_t max_rows;
-    /* The gateway's loop. */
+    /* The gateway's loop (core only, but oldest: one per lane, on the core's connection). */
     sqlite3 *db;
     sqlite3_stmt *insert, *oldest;
     struct staged *staged;
     size_t nstaged, cap;
     uint64_t committed; /* the last checkpoint outbox_commit returned or recover was given */
-    /* The sender's. */
+    /* The lane's sender. */
     sqlite3 *sdb;
     sqlite3_stmt *next, *nextn, *del, *retry, *park;
-    /* Shared. */
+    /* Shared: mu, cv and released in the core; woken (under the core's mu) per lane. */
     pthread_mutex_t mu;
     pthread_cond_t cv;
     bool woken;
@@ -54,7 +62,13 @@ static const char SCHEMA[] =
     " attempts INTEGER NOT NULL DEFAULT 0,"
     " next_try_ms INTEGER NOT NULL DEFAULT 0,"
     " parked INTEGER NOT NULL DEFAULT 0,"
-    " created_ms INTEGER NOT NULL);";
+    " created_ms INTEGER NOT NULL);"
+    /* Each sender reads its own lane's rows in order. */
+    "CREATE INDEX IF NOT EXISTS outbox_lane ON outbox(destination, parked, id);"
+    /* Rows written before lanes named their destination by its URL: mllp(s):// went to the
+     * HL7 sender, http(s):// to the FHIR one. */
+    "UPDATE outbox SET destination = 'hl7' WHERE destination LIKE 'mllp%://%';"
+    "UPDATE outbox SET destination = 'fhir' WHERE destination LIKE 'http%://%';";
 
 static uint64_t wall_ms(void)
 {
@@ -94,12 +108,65 @@ static bool prepare(sqlite3 *db, const char *sql, sqlite3_stmt **st, char *why, 
 
 static uint64_t count(sqlite3 *db, const char *sql)
 {
+    if (sql == NULL)
+        return 0;
     sqlite3_stmt *st = NULL;
     uint64_t n = 0;
     if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
         n = (uint64_t)sqlite3_column_int64(st, 0);
     sqlite3_finalize(st);
     return n;
+}
+
+/* A lane's own statements: its sender's connection and queries, and its oldest row. */
+static bool lane_init(outbox_t *ob, const char *path, char *why, size_t why_size)
+{
+    outbox_t *c = ob->core;
+    /* The sender's deletes need not wait for the disk: one lost in a crash sends its message
+     * again, with the same control id, which the receiver recognises. */
+    if ((ob->sdb = open_db(path, why, why_size)) == NULL ||
+        sqlite3_exec(ob->sdb, "PRAGMA synchronous=NORMAL;", NULL, NULL, NULL) != SQLITE_OK)
+        return false;
+    char *sql[5] = {
+        sqlite3_mprintf("SELECT created_ms FROM outbox WHERE destination = %Q AND parked = 0"
+                        " ORDER BY id LIMIT 1",
+                        ob->destination),
+        sqlite3_mprintf("SELECT id, device, payload, attempts FROM outbox WHERE destination = %Q"
+                        " AND parked = 0 AND id <= ? ORDER BY id LIMIT 1",
+                        ob->destination),
+        sqlite3_mprintf("SELECT id, device, payload, attempts FROM outbox WHERE destination = %Q"
+                        " AND parked = 0 AND id <= ? ORDER BY id LIMIT ?",
+                        ob->destination),
+        sqlite3_mprintf("SELECT count(*) FROM outbox WHERE destination = %Q", ob->destination),
+        sqlite3_mprintf("SELECT count(*) FROM outbox WHERE destination = %Q AND parked = 1",
+                        ob->destination),
+    };
+    bool ok = sql[0] && sql[1] && sql[2] && sql[3] && sql[4];
+    if (!ok)
+        snprintf(why, why_size, "out of memory");
+    ok = ok && prepare(c->db, sql[0], &ob->oldest, why, why_size) &&
+         prepare(ob->sdb, sql[1], &ob->next, why, why_size) &&
+         prepare(ob->sdb, sql[2], &ob->nextn, why, why_size) &&
+         prepare(ob->sdb, "DELETE FROM outbox WHERE id = ?", &ob->del, why, why_size) &&
+         prepare(ob->sdb, "UPDATE outbox SET attempts = ?, next_try_ms = ? WHERE id = ?",
+                 &ob->retry, why, why_size) &&
+         prepare(ob->sdb, "UPDATE outbox SET parked = 1 WHERE id = ?", &ob->park, why, why_size);
+    if (ok) {
+        atomic_store(&ob->depth, count(c->db, sql[3]));
+        atomic_store(&ob->parked, count(c->db, sql[4]));
+    }
+    for (size_t i = 0; i < 5; i++)
+        sqlite3_free(sql[i]);
+    return ok;
+}
+
+/* Frees what lane_init made. */
+static void lane_fini(outbox_t *ob)
+{
+    sqlite3_stmt *sts[] = {ob->oldest, ob->next, ob->nextn, ob->del, ob->retry, ob->park};
+    for (size_t i = 0; i < sizeof sts / sizeof sts[0]; i++)
+        sqlite3_finalize(sts[i]);
+    sqlite3_close(ob->sdb);
 }
 
 outbox_t *outbox_open(const char *path, const char *destination, uint64_t max_rows, char *why,
@@ -110,6 +177,8 @@ outbox_t *outbox_open(const char *path, const char *destination, uint64_t max_ro
         snprintf(why, why_size, "out of memory");
         return NULL;
     }
+    ob->core = ob;
+    ob->lanes[ob->nlanes++] = ob;
     snprintf(ob->destination, sizeof ob->destination, "%s", destination);
     ob->max_rows = max_rows;
     pthread_mutex_init(&ob->mu, NULL);
@@ -137,36 +206,55 @@ outbox_t *outbox_open(const char *path, const char *destination, uint64_t max_ro
         sqlite3_free(err);
         goto fail;
     }
-    /* The sender's deletes need not wait for the disk: one lost in a crash sends its message
-     * again, with the same control id, which the receiver recognises. */
-    if ((ob->sdb = open_db(path, why, why_size)) == NULL ||
-        sqlite3_exec(ob->sdb, "PRAGMA synchronous=NORMAL;", NULL, NULL, NULL) != SQLITE_OK)
-        goto fail;
+    snprintf(ob->path, sizeof ob->path, "%s", path);
     if (!prepare(ob->db,
                  "INSERT INTO outbox(destination, device, payload, created_ms) VALUES(?,?,?,?)",
                  &ob->insert, why, why_size) ||
-        !prepare(ob->db, "SELECT created_ms FROM outbox WHERE parked = 0 ORDER BY id LIMIT 1",
-                 &ob->oldest, why, why_size) ||
-        !prepare(ob->sdb,
-                 "SELECT id, device, payload, attempts FROM outbox WHERE parked = 0 AND id <= ?"
-                 " ORDER BY id LIMIT 1",
-                 &ob->next, why, why_size) ||
-        !prepare(ob->sdb,
-                 "SELECT id, device, payload, attempts FROM outbox WHERE parked = 0 AND id <= ?"
-                 " ORDER BY id LIMIT ?",
-                 &ob->nextn, why, why_size) ||
-        !prepare(ob->sdb, "DELETE FROM outbox WHERE id = ?", &ob->del, why, why_size) ||
-        !prepare(ob->sdb, "UPDATE outbox SET attempts = ?, next_try_ms = ? WHERE id = ?",
-                 &ob->retry, why, why_size) ||
-        !prepare(ob->sdb, "UPDATE outbox SET parked = 1 WHERE id = ?", &ob->park, why, why_size))
+        !lane_init(ob, path, why, why_size))
         goto fail;
-    atomic_store(&ob->depth, count(ob->db, "SELECT count(*) FROM outbox"));
-    atomic_store(&ob->parked, count(ob->db, "SELECT count(*) FROM outbox WHERE parked = 1"));
     ob->committed = count(ob->db, "SELECT coalesce(max(id), 0) FROM outbox");
     return ob;
 fail:
     outbox_close(&ob);
     return NULL;
+}
+
+outbox_t *outbox_add_lane(outbox_t *core, const char *destination, char *why, size_t why_size)
+{
+    if (core->core != core || core->nlanes == OUTBOX_LANES_MAX) {
+        snprintf(why, why_size, "outbox: no room for another destination");
+        return NULL;
+    }
+    for (size_t i = 0; i < core->nlanes; i++)
+        if (strcmp(core->lanes[i]->destination, destination) == 0) {
+            snprintf(why, why_size, "outbox: destination '%s' given twice", destination);
+            return NULL;
+        }
+    outbox_t *ob = calloc(1, sizeof *ob);
+    if (ob == NULL) {
+        snprintf(why, why_size, "out of memory");
+        return NULL;
+    }
+    ob->core = core;
+    ob->lock_fd = -1;
+    ob->max_rows = core->max_rows;
+    snprintf(ob->destination, sizeof ob->destination, "%s", destination);
+    if (!lane_init(ob, core->path, why, why_size)) {
+        lane_fini(ob);
+        free(ob);
+        return NULL;
+    }
+    core->lanes[core->nlanes++] = ob;
+    return ob;
+}
+
+uint64_t outbox_unclaimed(outbox_t *ob)
+{
+    outbox_t *c = ob->core;
+    uint64_t n = count(c->db, "SELECT count(*) FROM outbox");
+    for (size_t i = 0; i < c->nlanes; i++)
+        n -= atomic_load(&c->lanes[i]->depth);
+    return n;
 }
 
 static void drop_staged(outbox_t *ob)
@@ -181,23 +269,38 @@ void outbox_close(outbox_t **pob)
     outbox_t *ob = *pob;
     if (ob == NULL)
         return;
+    *pob = NULL;
+    if (ob->core != ob) {
+        /* A lane added to the core: it leaves the core's list. */
+        outbox_t *c = ob->core;
+        for (size_t i = 0; i < c->nlanes; i++)
+            if (c->lanes[i] == ob) {
+                c->lanes[i] = c->lanes[--c->nlanes];
+                break;
+            }
+        lane_fini(ob);
+        free(ob);
+        return;
+    }
+    while (ob->nlanes > 1) {
+        outbox_t *lane = ob->lanes[1];
+        outbox_close(&lane);
+    }
     drop_staged(ob);
     free(ob->staged);
-    sqlite3_stmt *sts[] = {ob->insert, ob->oldest, ob->next, ob->nextn, ob->del, ob->retry, ob->park};
-    for (size_t i = 0; i < sizeof sts / sizeof sts[0]; i++)
-        sqlite3_finalize(sts[i]);
-    sqlite3_close(ob->sdb);
+    lane_fini(ob);
+    sqlite3_finalize(ob->insert);
     sqlite3_close(ob->db);
     if (ob->lock_fd >= 0)
         close(ob->lock_fd);
     pthread_cond_destroy(&ob->cv);
     pthread_mutex_destroy(&ob->mu);
     free(ob);
-    *pob = NULL;
 }
 
-mw_err outbox_stage(outbox_t *ob, const char *device, const char *payload, size_t len)
+mw_err outbox_stage(outbox_t *lane, const char *device, const char *payload, size_t len)
 {
+    outbox_t *ob = lane->core;
     if (ob->nstaged == ob->cap) {
         size_t cap = ob->cap ? ob->cap * 2 : 64;
         struct staged *s = realloc(ob->staged, cap * sizeof *s);
@@ -207,6 +310,7 @@ mw_err outbox_stage(outbox_t *ob, const char *device, const char *payload, size_
         ob->cap = cap;
     }
     struct staged *s = &ob->staged[ob->nstaged];
+    s->lane = lane;
     s->payload = malloc(len ? len : 1);
     if (s->payload == NULL)
         return MW_ENOMEM;
@@ -217,14 +321,32 @@ mw_err outbox_stage(outbox_t *ob, const char *device, const char *payload, size_
     return MW_OK;
 }
 
-mw_err outbox_commit(outbox_t *ob, uint64_t *out_checkpoint)
+/* The rows staged for @p lane. */
+static uint64_t staged_for(const outbox_t *c, const outbox_t *lane)
 {
+    uint64_t n = 0;
+    for (size_t i = 0; i < c->nstaged; i++)
+        n += c->staged[i].lane == lane;
+    return n;
+}
+
+mw_err outbox_commit(outbox_t *lane, uint64_t *out_checkpoint)
+{
+    outbox_t *ob = lane->core;
     if (ob->nstaged == 0) {
         *out_checkpoint = ob->committed;
         return MW_OK;
     }
-    if (atomic_load(&ob->depth) + ob->nstaged > ob->max_rows) {
-        atomic_fetch_add(&ob->full, 1);
+    /* Every destination gets the message, or none does: one full lane refuses the commit. */
+    bool full = false;
+    for (size_t i = 0; i < ob->nlanes; i++) {
+        outbox_t *l = ob->lanes[i];
+        if (atomic_load(&l->depth) + staged_for(ob, l) > ob->max_rows) {
+            atomic_fetch_add(&l->full, 1);
+            full = true;
+        }
+    }
+    if (full) {
         drop_staged(ob);
         return MW_EFULL;
     }
@@ -236,7 +358,7 @@ mw_err outbox_commit(outbox_t *ob, uint64_t *out_checkpoint)
     bool ok = true;
     for (size_t i = 0; i < ob->nstaged && ok; i++) {
         sqlite3_stmt *st = ob->insert;
-        sqlite3_bind_text(st, 1, ob->destination, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 1, ob->staged[i].lane->destination, -1, SQLITE_STATIC);
         sqlite3_bind_text(st, 2, ob->staged[i].device, -1, SQLITE_STATIC);
         sqlite3_bind_blob(st, 3, ob->staged[i].payload, (int)ob->staged[i].len, SQLITE_STATIC);
         sqlite3_bind_int64(st, 4, (sqlite3_int64)now);
@@ -252,15 +374,17 @@ mw_err outbox_commit(outbox_t *ob, uint64_t *out_checkpoint)
         drop_staged(ob);
         return MW_EIO;
     }
-    atomic_fetch_add(&ob->depth, ob->nstaged);
+    for (size_t i = 0; i < ob->nlanes; i++)
+        atomic_fetch_add(&ob->lanes[i]->depth, staged_for(ob, ob->lanes[i]));
     drop_staged(ob);
     ob->committed = last;
     *out_checkpoint = last;
     return MW_OK;
 }
 
-mw_err outbox_recover(outbox_t *ob, uint64_t checkpoint)
+mw_err outbox_recover(outbox_t *lane, uint64_t checkpoint)
 {
+    outbox_t *ob = lane->core;
     drop_staged(ob);
     /* 0 is a store that has recorded no checkpoint (a new one): the rows it finds were
      * acknowledged under an earlier store, and are kept. */
@@ -274,27 +398,53 @@ mw_err outbox_recover(outbox_t *ob, uint64_t checkpoint)
     sqlite3_finalize(st);
     if (!ok)
         return MW_EIO;
-    atomic_store(&ob->depth, count(ob->db, "SELECT count(*) FROM outbox"));
+    for (size_t i = 0; i < ob->nlanes; i++) {
+        char *sql = sqlite3_mprintf("SELECT count(*) FROM outbox WHERE destination = %Q",
+                                    ob->lanes[i]->destination);
+        atomic_store(&ob->lanes[i]->depth, count(ob->db, sql));
+        sqlite3_free(sql);
+    }
     if (ob->committed > checkpoint)
         ob->committed = checkpoint;
     return MW_OK;
 }
 
-void outbox_release(outbox_t *ob)
+void outbox_release(outbox_t *lane)
 {
+    outbox_t *ob = lane->core;
     if (atomic_load(&ob->released) == ob->committed)
         return;
     atomic_store(&ob->released, ob->committed);
     pthread_mutex_lock(&ob->mu);
-    pthread_cond_signal(&ob->cv);
+    pthread_cond_broadcast(&ob->cv);
     pthread_mutex_unlock(&ob->mu);
 }
 
-void outbox_wake(outbox_t *ob)
+void outbox_wake(outbox_t *lane)
 {
+    outbox_t *ob = lane->core;
     pthread_mutex_lock(&ob->mu);
-    ob->woken = true;
+    lane->woken = true;
     pthread_cond_broadcast(&ob->cv);
+    pthread_mutex_unlock(&ob->mu);
+}
+
+/* Waits up to @p wait_ms for outbox_release or outbox_wake. */
+static void wait_for_rows(outbox_t *lane, int wait_ms)
+{
+    outbox_t *ob = lane->core;
+    struct timespec until;
+    clock_gettime(CLOCK_MONOTONIC, &until);
+    until.tv_sec += wait_ms / 1000;
+    until.tv_nsec += (long)(wait_ms % 1000) * 1000000L;
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&ob->mu);
+    if (!lane->woken)
+        pthread_cond_timedwait(&ob->cv, &ob->mu, &until);
+    lane->woken = false;
     pthread_mutex_unlock(&ob->mu);
 }
 
@@ -323,7 +473,7 @@ static bool take_row(sqlite3_stmt *st, outbox_row_t *out)
 static bool read_next(outbox_t *ob, outbox_row_t *out)
 {
     sqlite3_stmt *st = ob->next;
-    sqlite3_bind_int64(st, 1, (sqlite3_int64)atomic_load(&ob->released));
+    sqlite3_bind_int64(st, 1, (sqlite3_int64)atomic_load(&ob->core->released));
     bool found = sqlite3_step(st) == SQLITE_ROW && take_row(st, out);
     sqlite3_reset(st);
     return found;
@@ -332,7 +482,7 @@ static bool read_next(outbox_t *ob, outbox_row_t *out)
 static size_t read_rows(outbox_t *ob, outbox_row_t *out, size_t max)
 {
     sqlite3_stmt *st = ob->nextn;
-    sqlite3_bind_int64(st, 1, (sqlite3_int64)atomic_load(&ob->released));
+    sqlite3_bind_int64(st, 1, (sqlite3_int64)atomic_load(&ob->core->released));
     sqlite3_bind_int64(st, 2, (sqlite3_int64)max);
     size_t n = 0;
     while (n < max && sqlite3_step(st) == SQLITE_ROW) {
@@ -350,19 +500,7 @@ bool outbox_next(outbox_t *ob, int wait_ms, outbox_row_t *out)
     memset(out, 0, sizeof *out);
     if (read_next(ob, out))
         return true;
-    struct timespec until;
-    clock_gettime(CLOCK_MONOTONIC, &until);
-    until.tv_sec += wait_ms / 1000;
-    until.tv_nsec += (long)(wait_ms % 1000) * 1000000L;
-    if (until.tv_nsec >= 1000000000L) {
-        until.tv_sec++;
-        until.tv_nsec -= 1000000000L;
-    }
-    pthread_mutex_lock(&ob->mu);
-    if (!ob->woken)
-        pthread_cond_timedwait(&ob->cv, &ob->mu, &until);
-    ob->woken = false;
-    pthread_mutex_unlock(&ob->mu);
+    wait_for_rows(ob, wait_ms);
     return read_next(ob, out);
 }
 
@@ -373,19 +511,7 @@ size_t outbox_next_batch(outbox_t *ob, int wait_ms, outbox_row_t *out, size_t ma
     size_t n = read_rows(ob, out, max);
     if (n > 0)
         return n;
-    struct timespec until;
-    clock_gettime(CLOCK_MONOTONIC, &until);
-    until.tv_sec += wait_ms / 1000;
-    until.tv_nsec += (long)(wait_ms % 1000) * 1000000L;
-    if (until.tv_nsec >= 1000000000L) {
-        until.tv_sec++;
-        until.tv_nsec -= 1000000000L;
-    }
-    pthread_mutex_lock(&ob->mu);
-    if (!ob->woken)
-        pthread_cond_timedwait(&ob->cv, &ob->mu, &until);
-    ob->woken = false;
-    pthread_mutex_unlock(&ob->mu);
+    wait_for_rows(ob, wait_ms);
     return read_rows(ob, out, max);
 }
 

@@ -15,24 +15,38 @@ typedef struct outbox outbox_t;
 /** Default bound of rows held (--outbox-max). */
 #define OUTBOX_DEFAULT_MAX 100000u
 
+/** Destinations one outbox serves at most. */
+#define OUTBOX_LANES_MAX 4
+
 /**
- * Opens (or creates, mode 0600) the outbox at @p path for @p destination, holding at most
- * @p max_rows rows. The file is locked until outbox_close: a second gateway given the same file
- * does not start. Returns NULL and fills @p why on failure.
+ * Opens (or creates, mode 0600) the outbox at @p path with its first destination (a lane:
+ * "hl7", "fhir"), each destination holding at most @p max_rows rows. The file is locked until
+ * outbox_close: a second gateway given the same file does not start. Returns NULL and fills
+ * @p why on failure. The handle returned is the core: staging, commit, recover and release
+ * through any lane act on all of them.
  */
 outbox_t *outbox_open(const char *path, const char *destination, uint64_t max_rows, char *why,
                       size_t why_size);
+/**
+ * Another destination in the same file: its rows are written in the same transaction as the
+ * others' (outbox_stage on this lane), and read, acknowledged and parked by its own sender
+ * through this handle. Closed with outbox_close, or with the core.
+ */
+outbox_t *outbox_add_lane(outbox_t *core, const char *destination, char *why, size_t why_size);
+/** Rows in the file for no destination opened now (one configured before and not any more). */
+uint64_t outbox_unclaimed(outbox_t *ob);
 void outbox_close(outbox_t **ob);
 
 /* The gateway's loop (one thread): staging is the sink, commit and recover are sink_commit
  * and sink_recover. */
 
-/** Keeps @p payload (@p len bytes) for @p device in memory until outbox_commit. */
+/** Keeps @p payload (@p len bytes) for @p device, for this lane's destination, in memory
+ *  until outbox_commit. */
 mw_err outbox_stage(outbox_t *ob, const char *device, const char *payload, size_t len);
 /**
- * Writes every staged payload in one durable transaction and returns the id of the last row,
- * the checkpoint. MW_EFULL (nothing written, the staged payloads dropped) when they would take
- * the outbox past its bound.
+ * Writes every staged payload, of every lane, in one durable transaction and returns the id of
+ * the last row, the checkpoint. MW_EFULL (nothing written, the staged payloads dropped) when
+ * they would take any lane past its bound.
  */
 mw_err outbox_commit(outbox_t *ob, uint64_t *out_checkpoint);
 /** Drops what is staged and deletes the rows after @p checkpoint (never acknowledged). */
