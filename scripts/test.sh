@@ -87,13 +87,14 @@ stage_lint() {
   bash scripts/lint.sh "$build-clang"
 }
 
-# The whole suite again under AddressSanitizer and UndefinedBehaviorSanitizer (gcc).
+# The whole suite again under AddressSanitizer and UndefinedBehaviorSanitizer (gcc), but for
+# the scale test and the long ones (label long: minutes spent in the test peers).
 stage_sanitize() {
   cmake -S . -B "$build-sanitize" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMW_SANITIZE=ON
   cmake --build "$build-sanitize" -j "$jobs"
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:strict_string_checks=1:detect_stack_use_after_return=1 \
     UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-    ctest --test-dir "$build-sanitize" --output-on-failure -j "$jobs" -LE scale
+    ctest --test-dir "$build-sanitize" --output-on-failure -j "$jobs" -LE 'scale|long'
 }
 
 # The integration tests under valgrind memcheck, children included (Criterion runs each test

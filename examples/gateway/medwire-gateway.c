@@ -143,8 +143,10 @@ static const char USAGE[] =
     "  --hl7-cert FILE, --hl7-key FILE  with mllps://: the gateway's TLS client\n"
     "                      certificate and its PEM key, for a listener that asks for one\n"
     "  --fhir-server URL   deliver readings and alarms to a FHIR R4 server (http:// or\n"
-    "                      https:// base URL) instead of --out or --hl7: a device is\n"
-    "                      acknowledged once its message is in the --outbox; each batch of\n"
+    "                      https:// base URL) instead of --out; with --hl7 too, each\n"
+    "                      message goes to both (one outbox, a row for each, written\n"
+    "                      together). A device is acknowledged once its message is in the\n"
+    "                      --outbox; each batch of\n"
     "                      outbox entries is POSTed as one transaction Bundle of conditional\n"
     "                      creates (ifNoneExist on the message identifier, so a resend makes\n"
     "                      no second Observation), with a Device and, from --associations,\n"
@@ -224,21 +226,24 @@ struct outputs {
     FILE *out;
     FILE *audit;
     bool out_is_file;      /* a regular file can be synced and rewound */
-    outbox_t *ob;          /* --hl7: messages go to the outbox instead of --out */
-    bool outbox_high;      /* above 90% of --outbox-max: warned once until it drains */
+    outbox_t *ob;          /* --hl7, --fhir-server: messages go to the outbox, not --out */
+    outbox_t *hl7_lane;    /* the outbox's rows for --hl7 (NULL: none) */
+    outbox_t *fhir_lane;   /* and for --fhir-server */
+    const char *hl7_url, *fhir_url;
+    bool outbox_high[2];   /* a lane above 90% of --outbox-max: warned once until it drains */
     associations_t assoc;  /* --hl7: each device's patient and bed */
     /* HL7 messages encoded for a device without one; read by the metrics thread */
     atomic_uint_fast64_t unassociated;
-    bool fhir; /* --fhir-server: the outbox holds FHIR entries, not HL7 messages */
 };
 
 static void on_audit(void *ctx, const mw_audit_event_t *ev);
 
-/* The program's own HL7 delivery events in the audit trail, about @p device at @p destination. */
-static void audit_hl7(struct outputs *o, const char *event, const char *device, const char *reason)
+/* The program's own delivery events in the audit trail, about @p device at @p destination. */
+static void audit_hl7(struct outputs *o, const char *destination, const char *event,
+                      const char *device, const char *reason)
 {
     mw_audit_event_t ev = {.event = event,
-                           .peer = o->ob ? outbox_destination(o->ob) : "",
+                           .peer = destination ? destination : "",
                            .device = device,
                            .reason = reason};
     on_audit(o, &ev);
@@ -257,7 +262,7 @@ static mw_err sink_hl7(struct outputs *o, const mw_message_t *m)
                           msg, sizeof msg, &n);
     if (e == MW_OK && a == NULL)
         atomic_fetch_add_explicit(&o->unassociated, 1, memory_order_relaxed);
-    return e == MW_OK ? outbox_stage(o->ob, m->device_id, msg, n) : e;
+    return e == MW_OK ? outbox_stage(o->hl7_lane, m->device_id, msg, n) : e;
 }
 
 #ifdef MW_HAVE_CURL
@@ -308,7 +313,7 @@ static mw_err sink_fhir(struct outputs *o, const mw_message_t *m)
     size_t ident_len = 0;
     if (!message_ident(json, n, &ident, &ident_len))
         return MW_EINVAL;
-    if (a == NULL)
+    if (a == NULL && o->hl7_lane == NULL) /* with both, counted once, by sink_hl7 */
         atomic_fetch_add_explicit(&o->unassociated, 1, memory_order_relaxed);
     char pid[ASSOC_PATIENT_ID_MAX + 1] = "", name[ASSOC_NAME_MAX + 1] = "",
          loc[ASSOC_LOCATION_MAX + 1] = "";
@@ -322,31 +327,46 @@ static mw_err sink_fhir(struct outputs *o, const mw_message_t *m)
     if (h < 0 || (size_t)h + n >= sizeof line)
         return MW_ENOSPC;
     memcpy(line + h, json, n);
-    return outbox_stage(o->ob, m->device_id, line, (size_t)h + n);
+    return outbox_stage(o->fhir_lane, m->device_id, line, (size_t)h + n);
 }
 #endif
 
+/* A full or nearly full destination, in the log and the audit trail, after a commit. */
+static void watch_lane(struct outputs *o, outbox_t *lane, const char *kind, const char *url,
+                       bool *high, mw_err e)
+{
+    outbox_stats_t st;
+    outbox_stats(lane, &st);
+    char event[32], reason[200];
+    if (e == MW_EFULL && st.depth + 1 > st.max_rows) {
+        snprintf(event, sizeof event, "%s_outbox_full", kind);
+        snprintf(reason, sizeof reason,
+                 "the %s outbox is full: nothing was acknowledged, devices keep their messages "
+                 "and resend",
+                 kind);
+        audit_hl7(o, url, event, "", reason);
+        gwlog(GWLOG_ERROR, event, "s:destination", url, "u:depth", (unsigned long long)st.depth,
+              "u:max", (unsigned long long)st.max_rows, "s:reason",
+              "the destination is not taking messages; devices are not acknowledged", GWLOG_END);
+    } else if (!*high && st.depth * 10 >= st.max_rows * 9) {
+        *high = true;
+        snprintf(event, sizeof event, "%s_outbox_high", kind);
+        gwlog(GWLOG_WARN, event, "s:destination", url, "u:depth", (unsigned long long)st.depth,
+              "u:max", (unsigned long long)st.max_rows, "s:reason",
+              "the outbox is 90% full: at 100% devices are no longer acknowledged", GWLOG_END);
+    } else if (*high && st.depth * 10 < st.max_rows * 8) {
+        *high = false;
+    }
+}
+
 static mw_err sink_commit_hl7(struct outputs *o, uint64_t *out_checkpoint)
 {
+    /* One transaction for every destination's rows: all of them, or none and no ack. */
     mw_err e = outbox_commit(o->ob, out_checkpoint);
-    outbox_stats_t st;
-    outbox_stats(o->ob, &st);
-    if (e == MW_EFULL) {
-        audit_hl7(o, "hl7_outbox_full", "",
-                  "the HL7 outbox is full: nothing was acknowledged, devices keep their "
-                  "messages and resend");
-        gwlog(GWLOG_ERROR, "hl7_outbox_full", "u:depth", (unsigned long long)st.depth, "u:max",
-              (unsigned long long)st.max_rows, "s:reason",
-              "the HL7 destination is not taking messages; devices are not acknowledged",
-              GWLOG_END);
-    } else if (!o->outbox_high && st.depth * 10 >= st.max_rows * 9) {
-        o->outbox_high = true;
-        gwlog(GWLOG_WARN, "hl7_outbox_high", "u:depth", (unsigned long long)st.depth, "u:max",
-              (unsigned long long)st.max_rows, "s:reason",
-              "the HL7 outbox is 90% full: at 100% devices are no longer acknowledged", GWLOG_END);
-    } else if (o->outbox_high && st.depth * 10 < st.max_rows * 8) {
-        o->outbox_high = false;
-    }
+    if (o->hl7_lane)
+        watch_lane(o, o->hl7_lane, "hl7", o->hl7_url, &o->outbox_high[0], e);
+    if (o->fhir_lane)
+        watch_lane(o, o->fhir_lane, "fhir", o->fhir_url, &o->outbox_high[1], e);
     return e;
 }
 
@@ -355,12 +375,15 @@ static mw_err sink(void *ctx, const mw_message_t *m)
     struct outputs *o = ctx;
     char line[MW_FHIR_MAX];
     size_t n = 0;
+    if (o->ob) {
+        /* A row for each destination, committed together by sink_commit. */
+        mw_err e = o->hl7_lane ? sink_hl7(o, m) : MW_OK;
 #ifdef MW_HAVE_CURL
-    if (o->ob && o->fhir)
-        return sink_fhir(o, m);
+        if (e == MW_OK && o->fhir_lane)
+            e = sink_fhir(o, m);
 #endif
-    if (o->ob)
-        return sink_hl7(o, m);
+        return e;
+    }
     if (format_fhir && m->type == MW_MSG_UNKNOWN)
         return MW_OK; /* nothing to map: kept in --store (docs/fhir-mapping.md) */
     mw_err e = format_fhir ? mw_message_to_fhir(m, NULL, line, sizeof line, &n)
@@ -561,54 +584,63 @@ static bool parse_num(const char *s, unsigned long min, unsigned long max, unsig
     return true;
 }
 
-/* The HL7 delivery as /metrics shows it. */
+/* The deliveries as /metrics shows them. */
 struct hl7_view {
     const struct outputs *o;
     mllp_t *sender;
 #ifdef MW_HAVE_CURL
-    fhir_rest_t *fsender; /* --fhir-server instead */
+    fhir_rest_t *fsender;
 #endif
 };
 
-static void hl7_metrics(void *ctx, metrics_hl7_t *out)
+static metrics_hl7_t lane_metrics(const struct outputs *o, outbox_t *lane, const char *kind,
+                                  const char *url, const mllp_stats_t *ms)
 {
-    const struct hl7_view *v = ctx;
     outbox_stats_t os;
-    outbox_stats(v->o->ob, &os);
-    mllp_stats_t ms = {0};
-    const char *kind = "hl7";
-    if (v->sender)
-        mllp_stats(v->sender, &ms);
-#ifdef MW_HAVE_CURL
-    if (v->fsender) {
-        fhir_rest_stats_t fs;
-        fhir_rest_stats(v->fsender, &fs);
-        ms = (mllp_stats_t){.sent = fs.sent,
-                            .acked = fs.acked,
-                            .retried = fs.retried,
-                            .parked = fs.parked,
-                            .down = fs.down};
-        kind = "fhir";
-    }
-#endif
+    outbox_stats(lane, &os);
     struct timespec now;
     clock_gettime(CLOCK_REALTIME, &now);
     uint64_t now_ms = (uint64_t)now.tv_sec * 1000u + (uint64_t)now.tv_nsec / 1000000u;
-    *out = (metrics_hl7_t){.kind = kind,
-                           .destination = outbox_destination(v->o->ob),
-                           .depth = os.depth,
-                           .parked_now = os.parked,
-                           .max_rows = os.max_rows,
-                           .oldest_age_ms =
-                               os.oldest_ms && now_ms > os.oldest_ms ? now_ms - os.oldest_ms : 0,
-                           .outbox_full = os.full,
-                           .sent = ms.sent,
-                           .acked = ms.acked,
-                           .retried = ms.retried,
-                           .parked = ms.parked,
-                           .unassociated = atomic_load_explicit(&v->o->unassociated,
-                                                                memory_order_relaxed),
-                           .down = ms.down};
+    return (metrics_hl7_t){
+        .kind = kind,
+        .destination = url,
+        .depth = os.depth,
+        .parked_now = os.parked,
+        .max_rows = os.max_rows,
+        .oldest_age_ms = os.oldest_ms && now_ms > os.oldest_ms ? now_ms - os.oldest_ms : 0,
+        .outbox_full = os.full,
+        .sent = ms->sent,
+        .acked = ms->acked,
+        .retried = ms->retried,
+        .parked = ms->parked,
+        .unassociated = atomic_load_explicit(&o->unassociated, memory_order_relaxed),
+        .down = ms->down};
+}
+
+static size_t hl7_metrics(void *ctx, metrics_hl7_t *out, size_t max)
+{
+    const struct hl7_view *v = ctx;
+    size_t n = 0;
+    if (v->o->hl7_lane && n < max) {
+        mllp_stats_t ms = {0};
+        if (v->sender)
+            mllp_stats(v->sender, &ms);
+        out[n++] = lane_metrics(v->o, v->o->hl7_lane, "hl7", v->o->hl7_url, &ms);
+    }
+#ifdef MW_HAVE_CURL
+    if (v->o->fhir_lane && n < max) {
+        fhir_rest_stats_t fs = {0};
+        if (v->fsender)
+            fhir_rest_stats(v->fsender, &fs);
+        mllp_stats_t ms = {.sent = fs.sent,
+                           .acked = fs.acked,
+                           .retried = fs.retried,
+                           .parked = fs.parked,
+                           .down = fs.down};
+        out[n++] = lane_metrics(v->o, v->o->fhir_lane, "fhir", v->o->fhir_url, &ms);
+    }
+#endif
+    return n;
 }
 
 /* Messages the sender gave up on, into the audit trail (from the loop's thread). */
@@ -624,7 +656,7 @@ static void report_parked(struct outputs *o, mllp_t *sender)
                  "the HL7 destination refused outbox message %lld (%s) %u times: kept in the "
                  "outbox, parked, not sent again",
                  (long long)p[i].id, p[i].code, MLLP_MAX_REJECTS);
-        audit_hl7(o, "hl7_parked", p[i].device, reason);
+        audit_hl7(o, o->hl7_url, "hl7_parked", p[i].device, reason);
     }
 }
 
@@ -642,7 +674,7 @@ static void report_fhir_parked(struct outputs *o, fhir_rest_t *sender)
                  "the FHIR server refused outbox entry %lld (HTTP %ld: %s): kept in the outbox, "
                  "parked, not sent again",
                  (long long)p[i].id, p[i].status, p[i].diagnostics);
-        audit_hl7(o, "fhir_parked", p[i].device, reason);
+        audit_hl7(o, o->fhir_url, "fhir_parked", p[i].device, reason);
     }
 }
 #endif
@@ -890,9 +922,9 @@ int main(int argc, char **argv)
             return usage_error("--fhir-server must be an http:// or https:// base URL, e.g. "
                                "https://fhir.hospital.example/fhir",
                                fhir_url);
-        if (hl7_url || out_path)
-            return usage_error("--fhir-server goes with neither --hl7 nor --out: the gateway "
-                               "keeps one checkpoint, of one output",
+        if (out_path)
+            return usage_error("--fhir-server and --out do not go together: the gateway keeps "
+                               "one checkpoint, of one output",
                                NULL);
         if (fhir_token && access(fhir_token, R_OK) != 0) {
             char why[600];
@@ -906,7 +938,7 @@ int main(int argc, char **argv)
                                NULL);
 #endif
     }
-    const char *dest_url = hl7_url ? hl7_url : fhir_url;
+    const char *dest_url = hl7_url ? hl7_url : fhir_url; /* both: one outbox, two lanes */
     if ((outbox_path || outbox_max != OUTBOX_DEFAULT_MAX) && !dest_url)
         return usage_error("--outbox and --outbox-max need --hl7 mllp://HOST:PORT or "
                            "--fhir-server URL",
@@ -915,7 +947,7 @@ int main(int argc, char **argv)
         return usage_error("--associations needs --hl7 mllp://HOST:PORT or --fhir-server URL: "
                            "only those outputs carry patients and beds",
                            NULL);
-    struct outputs o = {stdout, stderr, false, NULL, false, {NULL, 0, 0, NULL}, 0, false};
+    struct outputs o = {.out = stdout, .audit = stderr};
     char why_assoc[ASSOC_WHY_MAX];
     if (assoc_path && !associations_load(&o.assoc, assoc_path, why_assoc, sizeof why_assoc))
         return usage_error(why_assoc, NULL);
@@ -930,18 +962,35 @@ int main(int argc, char **argv)
     warn_if_shared(out_path, "--out");
     warn_if_shared(audit_path, "--audit");
     char outbox_default[4096];
-    o.fhir = fhir_url != NULL;
+    o.hl7_url = hl7_url;
+    o.fhir_url = fhir_url;
     if (dest_url) {
         if (outbox_path == NULL) {
             snprintf(outbox_default, sizeof outbox_default, "%s.outbox", store);
             outbox_path = outbox_default;
         }
         char why[600];
-        o.ob = outbox_open(outbox_path, dest_url, outbox_max, why, sizeof why);
+        o.ob = outbox_open(outbox_path, hl7_url ? "hl7" : "fhir", outbox_max, why, sizeof why);
         if (o.ob == NULL) {
             gwlog(GWLOG_ERROR, "cannot_start", "s:reason", why, GWLOG_END);
             return 1;
         }
+        if (hl7_url)
+            o.hl7_lane = o.ob;
+        else
+            o.fhir_lane = o.ob;
+        if (hl7_url && fhir_url && (o.fhir_lane = outbox_add_lane(o.ob, "fhir", why, sizeof why)) == NULL) {
+            gwlog(GWLOG_ERROR, "cannot_start", "s:reason", why, GWLOG_END);
+            outbox_close(&o.ob);
+            return 1;
+        }
+        uint64_t unclaimed = outbox_unclaimed(o.ob);
+        if (unclaimed > 0)
+            gwlog(GWLOG_WARN, "outbox_unclaimed", "s:file", outbox_path, "u:messages",
+                  (unsigned long long)unclaimed, "s:reason",
+                  "messages in the outbox wait for a destination not configured now (--hl7 or "
+                  "--fhir-server); they are kept, and go when it is given again",
+                  GWLOG_END);
         warn_if_shared(outbox_path, "--outbox");
     }
 
@@ -995,7 +1044,7 @@ int main(int argc, char **argv)
     mllp_t *sender = NULL;
 #ifdef MW_HAVE_CURL
     fhir_rest_t *fsender = NULL;
-    if (o.ob && o.fhir) {
+    if (o.fhir_lane) {
         outbox_release(o.ob);
         char why[600];
         fhir_rest_config_t fc = {.url = fhir_url,
@@ -1011,7 +1060,7 @@ int main(int argc, char **argv)
             if (parse_num(bf, 1, 60000, &ms))
                 fc.backoff_first_ms = fc.backoff_max_ms = (uint32_t)ms;
         }
-        fsender = fhir_rest_start(&fc, o.ob, why, sizeof why);
+        fsender = fhir_rest_start(&fc, o.fhir_lane, why, sizeof why);
         if (fsender == NULL) {
             gwlog(GWLOG_ERROR, "cannot_start", "s:reason", why, GWLOG_END);
             mw_gateway_destroy(&gw);
@@ -1020,13 +1069,16 @@ int main(int argc, char **argv)
         }
     }
 #endif
-    if (o.ob && !o.fhir) {
+    if (o.hl7_lane) {
         outbox_release(o.ob);
         char why[400];
-        sender = mllp_start(hl7_url, &hl7_tls, o.ob, 0, (unsigned)hl7_batch, why, sizeof why);
+        sender = mllp_start(hl7_url, &hl7_tls, o.hl7_lane, 0, (unsigned)hl7_batch, why, sizeof why);
         if (sender == NULL) {
             gwlog(GWLOG_ERROR, "cannot_start", "s:reason", why, GWLOG_END);
             mw_gateway_destroy(&gw);
+#ifdef MW_HAVE_CURL
+            fhir_rest_stop(&fsender);
+#endif
             outbox_close(&o.ob);
             return 1;
         }

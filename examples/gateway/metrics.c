@@ -75,14 +75,15 @@ static void one(FILE *f, const char *name, const char *type, const char *text, u
     fprintf(f, "%s %llu\n", name, (unsigned long long)v);
 }
 
-static void put_hl7(FILE *f, const metrics_hl7_t *h);
+static void put_hl7(FILE *f, const metrics_hl7_t *h, size_t n);
 
 char *metrics_render(const mw_gateway_stats_t *st, size_t *out_len)
 {
-    return metrics_render_with(st, NULL, out_len);
+    return metrics_render_with(st, NULL, 0, out_len);
 }
 
-char *metrics_render_with(const mw_gateway_stats_t *st, const metrics_hl7_t *hl7, size_t *out_len)
+char *metrics_render_with(const mw_gateway_stats_t *st, const metrics_hl7_t *hl7, size_t n,
+                          size_t *out_len)
 {
     char *buf = NULL;
     size_t len = 0;
@@ -194,8 +195,8 @@ char *metrics_render_with(const mw_gateway_stats_t *st, const metrics_hl7_t *hl7
     one(f, "medwire_sessions_invalidated_total", "counter",
         "Sessions closed because reloaded credentials or CRL no longer accept the device.",
         st->sessions_invalidated);
-    if (hl7)
-        put_hl7(f, hl7);
+    if (hl7 && n > 0)
+        put_hl7(f, hl7, n);
     if (fclose(f) != 0) {
         free(buf);
         return NULL;
@@ -204,10 +205,10 @@ char *metrics_render_with(const mw_gateway_stats_t *st, const metrics_hl7_t *hl7
     return buf;
 }
 
-/* One labelled sample per destination (there is one, --hl7 or --fhir-server), named
- * medwire_hl7_* or medwire_fhir_* after its kind. The destination is the operator's own URL,
- * checked at start: no quote or backslash can be in it. */
-static void put_hl7(FILE *f, const metrics_hl7_t *h)
+/* One labelled sample per destination (--hl7, --fhir-server, or both), named medwire_hl7_* or
+ * medwire_fhir_* after its kind; the association counter, shared, once. The destination is the
+ * operator's own URL, checked at start: no quote or backslash can be in it. */
+static void put_one(FILE *f, const metrics_hl7_t *h, bool first)
 {
     const char *kind = h->kind ? h->kind : "hl7";
     const struct {
@@ -247,11 +248,19 @@ static void put_hl7(FILE *f, const metrics_hl7_t *h)
         if (strncmp(n, "medwire_hl7_", 12) == 0) {
             snprintf(name, sizeof name, "medwire_%s_%s", kind, n + 12);
             n = name;
+        } else if (!first) {
+            continue;
         }
         help(f, n, rows[i].type, rows[i].text);
         fprintf(f, "%s{destination=\"%s\"} %llu\n", n, h->destination,
                 (unsigned long long)rows[i].v);
     }
+}
+
+static void put_hl7(FILE *f, const metrics_hl7_t *hs, size_t count)
+{
+    for (size_t d = 0; d < count; d++)
+        put_one(f, &hs[d], d == 0);
 }
 
 void metrics_set_hl7(metrics_t *m, metrics_hl7_fn *fn, void *ctx)
@@ -346,25 +355,26 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     if (strcmp(url, "/healthz") == 0) {
         /* The gateway still takes custody while the hospital is unreachable (the outbox
          * holds the messages), so it stays "ok" for the load balancer; the text says so. */
-        metrics_hl7_t h = {0};
-        if (m->hl7)
-            m->hl7(m->hl7_ctx, &h);
-        if (m->hl7 && h.down) {
-            char text[64];
-            snprintf(text, sizeof text, "ok; %s destination down\n", h.kind ? h.kind : "hl7");
-            return reply(c, MHD_HTTP_OK, text);
-        }
-        return reply(c, MHD_HTTP_OK, "ok\n");
+        metrics_hl7_t h[METRICS_DESTINATIONS_MAX];
+        size_t n = m->hl7 ? m->hl7(m->hl7_ctx, h, METRICS_DESTINATIONS_MAX) : 0;
+        char text[128] = "ok";
+        size_t len = 2;
+        for (size_t i = 0; i < n; i++)
+            if (h[i].down && len < sizeof text)
+                len += (size_t)snprintf(text + len, sizeof text - len, "; %s destination down",
+                                        h[i].kind ? h[i].kind : "hl7");
+        if (len < sizeof text - 1)
+            snprintf(text + len, sizeof text - len, "\n");
+        return reply(c, MHD_HTTP_OK, text);
     }
     if (strcmp(url, "/metrics") != 0)
         return reply(c, MHD_HTTP_NOT_FOUND, "not found: try /metrics or /healthz\n");
     mw_gateway_stats_t st;
     mw_gateway_stats(m->gw, &st);
     size_t len = 0;
-    metrics_hl7_t h = {0};
-    if (m->hl7)
-        m->hl7(m->hl7_ctx, &h);
-    char *text = metrics_render_with(&st, m->hl7 ? &h : NULL, &len);
+    metrics_hl7_t h[METRICS_DESTINATIONS_MAX];
+    size_t n = m->hl7 ? m->hl7(m->hl7_ctx, h, METRICS_DESTINATIONS_MAX) : 0;
+    char *text = metrics_render_with(&st, h, n, &len);
     if (text == NULL)
         return reply(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory\n");
     struct MHD_Response *r = MHD_create_response_from_buffer(len, text, MHD_RESPMEM_MUST_FREE);

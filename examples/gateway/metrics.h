@@ -43,14 +43,18 @@ typedef struct metrics_hl7 {
     uint64_t unassociated; /**< messages encoded for a device without an association */
     bool down;             /**< the last connection attempt failed */
 } metrics_hl7_t;
-typedef void metrics_hl7_fn(void *ctx, metrics_hl7_t *out);
+/** Fills up to @p max destinations (--hl7, --fhir-server) into @p out; returns how many. */
+typedef size_t metrics_hl7_fn(void *ctx, metrics_hl7_t *out, size_t max);
+/** Destinations at most. */
+#define METRICS_DESTINATIONS_MAX 4
 
-/** Adds the HL7 delivery's metrics to /metrics, and its state to /healthz, from @p fn. */
+/** Adds the deliveries' metrics to /metrics, and their state to /healthz, from @p fn. */
 void metrics_set_hl7(metrics_t *m, metrics_hl7_fn *fn, void *ctx);
 
 /** The exposition text (Prometheus text format 0.0.4) for @p st, in a malloc'd string. */
 char *metrics_render(const mw_gateway_stats_t *st, size_t *out_len);
-/** The same, followed by the HL7 delivery's metrics when @p hl7 is not NULL. */
-char *metrics_render_with(const mw_gateway_stats_t *st, const metrics_hl7_t *hl7, size_t *out_len);
+/** The same, followed by the metrics of the @p n deliveries in @p hl7. */
+char *metrics_render_with(const mw_gateway_stats_t *st, const metrics_hl7_t *hl7, size_t n,
+                          size_t *out_len);
 
 #endif

@@ -15,6 +15,9 @@
 //        Bundle is answered with a transaction-response of 201 per entry and counted in
 //        stats.echoedObservations, to measure the gateway's own ceiling without Medplum's
 //        in-memory repository, whose searches grow with what it holds
+//   POST /_control/down?ms=N  the server stops listening and drops every connection for N ms,
+//        then listens again on the same port with the same repository: an outage in which the
+//        gateway's connections are refused, as when a FHIR server is stopped
 //   POST /_control/reject-seq?seq=S  a Bundle holding an Observation whose identifier value
 //        ends in "/S" is refused (422, with an OperationOutcome) by a check in the wrapper
 //        before Medplum sees it: a 4xx on purpose
@@ -76,6 +79,16 @@ async function handle(req, res, raw) {
       return send(res, 200, { rejectSeq });
     }
     if (what === 'stats') return send(res, 200, stats);
+    if (what === 'down') {
+      const ms = Number(query.ms || 0);
+      const port = server.address().port;
+      res.on('finish', () => {
+        server.close();
+        server.closeAllConnections();
+        setTimeout(() => server.listen(port, '127.0.0.1'), ms);
+      });
+      return send(res, 200, { down: ms });
+    }
     return send(res, 404, outcome('not-found', 'unknown control ' + what));
   }
   stats.requests++;
