@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
 # hl7_delivery.sh -- figures of the gateway's HL7 v2 (MLLP) destination, printed, not asserted:
-#   1. devices' acknowledged messages/s with --out (a file) and with --hl7 (the outbox), the
-#      delivery running off the acknowledgement path;
+#   1. devices' acknowledged messages/s with --out (a file), with --hl7 (the outbox), and with
+#      --hl7 and --fhir-server together (two outbox rows a message), the delivery running off
+#      the acknowledgement path;
 #   2. the drain of a backlog: N messages taken into custody while the listener (python-hl7's
 #      MLLP server, tests/hl7/mllp_peer.py) is down, then the time until it has all of them.
 # Usage: bench/hl7_delivery.sh [BUILD_DIR]   (default build; needs build/bin and python3-hl7)
@@ -88,6 +89,11 @@ kill "$peer_pid"
 wait "$peer_pid" 2>/dev/null || true
 rm -f "$work/ids"
 
+# Both destinations (both down: every message makes two outbox rows in one transaction).
+gateway both --hl7 "mllp://127.0.0.1:$hl7_port" --fhir-server "http://127.0.0.1:$hl7_port/"
+ms_both=$(send)
+kill "$gw_pid"
+
 gateway hl7 --hl7 "mllp://127.0.0.1:$hl7_port"
 ms_hl7=$(send)
 peer "$hl7_port"
@@ -111,6 +117,8 @@ errors=$(lines "$work/errors")
 printf '%-62s %s\n' "acknowledged msgs/s, --out file" "$((total * 1000 / ms_file))"
 printf '%-62s %s\n' "acknowledged msgs/s, --hl7 (listener down: all into the outbox)" \
   "$((total * 1000 / ms_hl7))"
+printf '%-62s %s\n' "acknowledged msgs/s, --hl7 and --fhir-server (both down)" \
+  "$((total * 1000 / ms_both))"
 printf '%-62s %s\n' "backlog of $total drained to python-hl7 over MLLP, ms" "$ms_drain"
 printf '%-62s %s\n' "  of which waiting for the sender's next connection attempt, ms" \
   "$((t_first - t0))"

@@ -28,7 +28,7 @@ mw_install_packages "${MW_PACKAGES[@]}" libssl-dev mosquitto libmosquitto-dev gn
 banner "build ($build, Release)"
 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DMW_BUILD_TESTS=ON -DMW_BUILD_EXAMPLES=ON \
   -DMW_BUILD_BENCH_BASELINES=ON >/dev/null
-targets=(medwire-pki bench-channel bench-queue bench-mw-load bench-handshake bench-sqlite
+targets=(medwire-pki medwire-gateway medwire-device bench-channel bench-queue bench-mw-load bench-handshake bench-sqlite
          bench-coap-load bench-mqtt-load)
 if grep -q 'bench-sessions' bench/CMakeLists.txt; then targets+=(bench-sessions); fi
 cmake --build "$build" -j "$jobs" --target "${targets[@]}" >/dev/null
@@ -414,3 +414,11 @@ plot "$dat" using 0:2:xtic(1) with boxes lc rgb "#3070b0", 1 with lines lc rgb "
 EOF
 fi
 cat "$md"
+
+# The gateway's hospital destinations, against peers written by others (python-hl7's MLLP
+# listener, Medplum's FHIR router, and its echo mode for the gateway's own ceiling).
+banner "hospital delivery: HL7 v2 over MLLP (bench/hl7_delivery.sh)"
+MW_BENCH_PER_DEVICE=${MW_BENCH_PER_DEVICE:-500} bash bench/hl7_delivery.sh "$root/$build" ||
+  echo "bench/hl7_delivery.sh failed" >&2
+banner "hospital delivery: FHIR R4 REST (scripts/bench-fhir.sh)"
+MW_BENCH_BUILD=$build bash scripts/bench-fhir.sh || echo "scripts/bench-fhir.sh failed" >&2
