@@ -8,6 +8,7 @@
 #include "medwire/io.h"
 
 #include "dtls/dtls.h"
+#include "port/posix/read_file.h"
 #include "session/codec.h"
 
 #include "fuzz_support.h"
@@ -52,6 +53,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     (void)argv;
     pki = mwf_pki();
     mwi_dtls_config dc = {
+        .read_file = mwi_file_read,
         .role = MWI_DTLS_SERVER,
         .ca_file = mwt_pki_ca(pki),
         .cert_file = mwt_pki_crt(pki, "gateway"),
@@ -98,6 +100,7 @@ static void try_ctx(mwi_dtls_role role, int slot)
 {
     const char *name = role == MWI_DTLS_SERVER ? "gateway" : "dev-1";
     mwi_dtls_config dc = {
+        .read_file = mwi_file_read,
         .role = role,
         .ca_file = slot == 0 ? input_path : mwt_pki_ca(pki),
         .cert_file = slot == 1 ? input_path : mwt_pki_crt(pki, name),

@@ -9,6 +9,7 @@
 #include "coap/coap.h"
 #include "session/protocol.h"
 #include "dtls/dtls.h"
+#include "port/posix/read_file.h"
 #include "session/codec.h"
 #include "support/fake_clock.h"
 #include "support/mem_transport.h"
@@ -200,6 +201,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     MWF_CHECK(mw_gateway_create(&cfg, &gw, &d) == MW_OK, "gateway: %s", d.reason);
 
     mwi_dtls_config dc = {
+
+        .read_file = mwi_file_read,
         .role = MWI_DTLS_CLIENT,
         .ca_file = mwt_pki_ca(pki),
         .cert_file = mwt_pki_crt(pki, CLIENT_ID),

@@ -11,6 +11,7 @@
 #include "coap/coap.h"
 #include "session/protocol.h"
 #include "dtls/dtls.h"
+#include "port/posix/read_file.h"
 #include "queue/queue.h"
 #include "session/codec.h"
 #include "support/fake_clock.h"
@@ -424,6 +425,7 @@ static void record_handshake(void)
     if (mw_gateway_create(&cfg, &gw, &d) != MW_OK)
         die(d.reason);
     mwi_dtls_config dc = {
+        .read_file = mwi_file_read,
         .role = MWI_DTLS_CLIENT,
         .ca_file = mwt_pki_ca(pki),
         .cert_file = mwt_pki_crt(pki, "dev-1"),

@@ -96,18 +96,31 @@ typedef void mw_fate_fn(void *ctx, const mw_fate_report_t *report);
 
 /** Client configuration. Strings are copied by mw_client_open. */
 typedef struct mw_client_config {
-    const char *ca_file;   /**< PEM CA certificate(s) the gateway must chain to; required */
-    const char *cert_file; /**< this device's PEM certificate (role device); required */
+    /** PEM CA certificate(s) the gateway must chain to; required (or @c ca_buf) */
+    const char *ca_file;
+    /** this device's PEM certificate (role device); required (or @c cert_buf) */
+    const char *cert_file;
     /** its PEM private key file; or an RFC 7512 URI naming the key in a PKCS#11 token, the key
      *  then never leaving it ("pkcs11:token=T;object=K?module-path=/usr/lib/softhsm/libsofthsm2.so
      *  &pin-source=/etc/medwire/pin"; also id=%01%02 for CKA_ID, and
      *  pin-value=PIN, which others may see in the configuration). The token's key must sign for
      *  cert_file's public key, checked at open. A token key is not a file: the ownership check
-     *  (allow_shared_key_file) applies to its pin-source file. Required. */
+     *  (allow_shared_key_file) applies to its pin-source file. Required (or @c key_buf). */
     const char *key_file;
     /** Accept a key file that its group or others may read or write (refused by default, as
      *  ssh does: any local account that reads it can pose as this device). */
     bool allow_shared_key_file;
+    /** The CA certificate(s) held in memory, PEM or DER (told apart by content: PEM holds a
+     *  "-----BEGIN" line), instead of @c ca_file: set one of the two, never both. DER holds
+     *  one certificate; PEM any number. Read during mw_client_open only. */
+    mw_blob_t ca_buf;
+    /** This device's certificate in memory, PEM or DER, instead of @c cert_file (one of the
+     *  two). Read during mw_client_open only. */
+    mw_blob_t cert_buf;
+    /** This device's private key in memory (ECDSA P-256; PEM, or DER as SEC 1 or PKCS#8),
+     *  instead of @c key_file (one of the two). Checked against the certificate as a key file
+     *  is; the copies the library makes are wiped. The caller's buffer is left as it is. */
+    mw_blob_t key_buf;
     const char *gateway_name; /**< the name the gateway's certificate must carry; required */
     const char *gateway;    /**< "HOST:PORT" of the gateway; required unless gateway_addr is set */
     mw_addr_t gateway_addr; /**< used when gateway is NULL */

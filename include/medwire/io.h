@@ -29,6 +29,14 @@
 extern "C" {
 #endif
 
+/** Bytes the caller holds in memory: a credential given as a buffer instead of a file (a device
+ *  without a filesystem, a key read from a secure store). @c data NULL (or @c len 0) means not
+ *  set. The library reads it during the call it is given to and keeps no pointer to it. */
+typedef struct mw_blob {
+    const uint8_t *data;
+    size_t len;
+} mw_blob_t;
+
 /** A peer address: a socket address (IPv4 or IPv6) held by value, compared bytewise. */
 typedef struct mw_addr {
     uint32_t len;     /**< bytes used in @c data; 0 means no address */

@@ -14,6 +14,7 @@
 #include "dtls/dtls.h"
 #include "dtls/link.h"
 #include "port/posix/key_file.h"
+#include "port/posix/read_file.h"
 #include "queue/queue.h"
 #include "session/codec.h"
 #include "session/command.h"
@@ -380,8 +381,11 @@ mw_err mw_client_open(const mw_client_config_t *cfg, mw_client_t **out, mw_error
     if (out != NULL)
         *out = NULL;
     if (cfg == NULL || out == NULL)
-        return mwi_detail_open_checks(d, 0, NULL, NULL, NULL, "device");
-    mw_err e = mwi_detail_open_checks(d, 1, cfg->ca_file, cfg->cert_file, cfg->key_file, "device");
+        return mwi_detail_open_checks(d, 0, false, false, false, "device");
+    mw_err e = mwi_detail_open_checks(d, 1, cfg->ca_file || cfg->ca_buf.data || cfg->ca_buf.len,
+                                      cfg->cert_file || cfg->cert_buf.data || cfg->cert_buf.len,
+                                      cfg->key_file || cfg->key_buf.data || cfg->key_buf.len,
+                                      "device");
     if (e != MW_OK)
         return e;
     if (cfg->gateway_name == NULL)
@@ -405,6 +409,10 @@ mw_err mw_client_open(const mw_client_config_t *cfg, mw_client_t **out, mw_error
         .ca_file = cfg->ca_file,
         .cert_file = cfg->cert_file,
         .key_file = cfg->key_file,
+        .ca_buf = cfg->ca_buf,
+        .cert_buf = cfg->cert_buf,
+        .key_buf = cfg->key_buf,
+        .read_file = mwi_file_read,
         .peer_name = cfg->gateway_name,
     };
     e = mwi_dtls_ctx_create(&dc, &c->dtls, d);

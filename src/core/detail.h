@@ -3,6 +3,8 @@
 #ifndef MWI_CORE_DETAIL_H
 #define MWI_CORE_DETAIL_H
 
+#include <stdbool.h>
+
 #include "medwire/err.h"
 
 /** Sets @p d to (e, foreign, reason), reason cut to fit; does nothing if @p d is NULL. */
@@ -18,10 +20,10 @@ void mwi_detail_copy(mw_error_detail_t *out, const mw_error_detail_t *src);
 mw_err mwi_detail_fail(mw_error_detail_t *d, mw_err e, const char *reason);
 
 /** Where a constructor's checks begin: clears @p d, then MW_EINVAL if it has no configuration
- *  or no output pointer, MW_ECONFIG if the CA file, @p whose certificate or its key is missing
+ *  or no output pointer, MW_ECONFIG if the CA, @p whose certificate or its key is missing (as a file and as a buffer)
  *  (each sentence says which); MW_OK otherwise. */
-mw_err mwi_detail_open_checks(mw_error_detail_t *d, int have_cfg_and_out, const char *ca,
-                              const char *cert, const char *key, const char *whose);
+mw_err mwi_detail_open_checks(mw_error_detail_t *d, int have_cfg_and_out, bool ca, bool cert,
+                              bool key, const char *whose);
 
 #if defined(__GNUC__)
 #define MWI_PRINTF(fmt, args) __attribute__((format(printf, fmt, args)))

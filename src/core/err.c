@@ -135,14 +135,16 @@ mw_err mwi_detail_firstf(mw_error_detail_t *d, mw_err e, int foreign, const char
     return e;
 }
 
-mw_err mwi_detail_open_checks(mw_error_detail_t *d, int have_cfg_and_out, const char *ca,
-                              const char *cert, const char *key, const char *whose)
+mw_err mwi_detail_open_checks(mw_error_detail_t *d, int have_cfg_and_out, bool ca, bool cert,
+                              bool key, const char *whose)
 {
     mwi_detail_copy(d, NULL);
     if (!have_cfg_and_out)
         return mwi_detail_fail(d, MW_EINVAL, "a configuration and an output pointer are required");
-    if (ca == NULL || cert == NULL || key == NULL)
+    if (!ca || !cert || !key)
         return mwi_detail_firstf(d, MW_ECONFIG, 0,
-                                 "a CA file, a %s certificate and its key are all required", whose);
+                                 "a CA, a %s certificate and its key are all required (each as a "
+                                 "file or a buffer: ca_file or ca_buf, ...)",
+                                 whose);
     return MW_OK;
 }

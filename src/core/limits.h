@@ -25,9 +25,11 @@
 /* Largest private key file read (PEM, bytes): a P-256 key with parameters and comments is under
  * 1 KiB, so anything past 16 KiB is not a key file (and the buffer is wiped, so keep it small). */
 #define MWI_KEY_FILE_MAX 16384
-/* Largest part of the CA file read for pinning (bytes): 64 KiB holds dozens of PEM certificates;
- * wolfSSL itself loads the whole file for verification, this bounds only the pin scan. */
+/* Largest CA file or buffer, and certificate, loaded (bytes): 64 KiB holds dozens of PEM
+ * certificates. */
 #define MWI_CA_FILE_MAX 65536
+/** Largest CRL file read (a CRL grows with every revocation: room for some 20000 entries). */
+#define MWI_CRL_FILE_MAX (1024u * 1024u)
 /* Certificates of the CA file kept as pins (a leaf found among them is trusted as it is): a CA
  * file is a root, maybe an intermediate and a pinned gateway certificate; 8 is ample. */
 #define MWI_CA_PINS_MAX 8

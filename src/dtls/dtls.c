@@ -59,8 +59,13 @@ struct mwi_dtls_ctx {
     uint64_t cookie_since_ms; /* when cookie_secret became the current one */
     WC_RNG rng;
     bool rng_ok;
-    bool crl;          /* revocation enforced */
-    char ca_file[256]; /* kept to check a new CRL before it replaces the old */
+    bool crl; /* revocation enforced */
+    /* The CA as loaded (a copy, in its format), kept to check a new CRL before it replaces the
+     * old; and how to read that CRL's file. */
+    uint8_t *ca;
+    size_t ca_len;
+    int ca_format;
+    mwi_dtls_read_fn *read_file;
     /* The configured CA certificates alone: a peer's leaf must verify against them directly,
      * whatever the peer sent with it (check_peer). */
     WOLFSSL_CERT_MANAGER *anchors;
@@ -472,25 +477,28 @@ static bool is_pinned(const mwi_dtls_ctx *ctx, const unsigned char *der, int len
     return false;
 }
 
-/* Keeps the SHA-256 of each certificate in the CA file (wolfSSL has read and checked it). */
-static void load_pins(mwi_dtls_ctx *ctx, const char *file)
+/* Keeps the SHA-256 of each certificate in the CA (wolfSSL has read and checked it): each PEM
+ * block, or the one DER certificate. */
+static void load_pins(mwi_dtls_ctx *ctx, const uint8_t *ca, size_t ca_len, int format)
 {
     static const char begin[] = "-----BEGIN CERTIFICATE-----";
     static const char end[] = "-----END CERTIFICATE-----";
     ctx->n_pins = 0;
-    FILE *f = fopen(file, "rb");
-    if (f == NULL)
+    if (format == WOLFSSL_FILETYPE_ASN1) {
+        if (wc_Sha256Hash(ca, (word32)ca_len, ctx->pins[0]) == 0)
+            ctx->n_pins = 1;
         return;
-    char *pem = malloc(MWI_CA_FILE_MAX + 1);
+    }
+    /* A copy with a NUL, for strstr: the caller's buffer need not end with one. */
+    char *pem = malloc(ca_len + 1);
     uint8_t *der = malloc(MWI_CA_FILE_MAX);
-    size_t n = pem ? fread(pem, 1, MWI_CA_FILE_MAX, f) : 0;
-    fclose(f);
     if (pem == NULL || der == NULL) {
         free(pem);
         free(der);
         return;
     }
-    pem[n] = '\0';
+    memcpy(pem, ca, ca_len);
+    pem[ca_len] = '\0';
     for (char *p = strstr(pem, begin); p != NULL && ctx->n_pins < MWI_CA_PINS_MAX;
          p = strstr(p, begin)) {
         char *e = strstr(p, end);
@@ -814,38 +822,107 @@ static bool own_identity(mwi_dtls_ctx *ctx, mw_error_detail_t *d)
     return true;
 }
 
-static mw_err crl_failed(mw_error_detail_t *d, const char *file, int code)
+/* One credential as this layer loads it: bytes in memory, from the caller's buffer or from a
+ * file the port read, its format, and how a detail names it. */
+typedef struct cred {
+    const uint8_t *data;
+    size_t len;
+    uint8_t *owned; /* a file's bytes, read for us: wiped and freed by cred_free */
+    size_t owned_cap;
+    int format; /* WOLFSSL_FILETYPE_PEM or WOLFSSL_FILETYPE_ASN1 */
+    char name[120]; /* "'PATH'" (a long path by its end) or "from ca_buf" */
+} cred;
+
+/* Two paths must fit in one detail: a long one is shown by its end, where the file's name is. */
+#define PATH_SHOWN 44
+
+static void cred_free(cred *c)
 {
-    mwi_detail_firstf(d, MW_ECERT_LOAD, code, "cannot load CRL '%.100s': %s (wolfSSL %d)", file,
+    if (c->owned) {
+        mwi_wipe(c->owned, c->owned_cap);
+        free(c->owned);
+    }
+    memset(c, 0, sizeof *c);
+}
+
+/* PEM carries a "-----BEGIN" line (maybe after text); anything else is taken for DER. */
+static int cred_format(const uint8_t *p, size_t n)
+{
+    static const char tag[] = "-----BEGIN";
+    for (size_t i = 0; i + sizeof tag - 1 <= n; i++)
+        if (p[i] == '-' && memcmp(p + i, tag, sizeof tag - 1) == 0)
+            return WOLFSSL_FILETYPE_PEM;
+    return WOLFSSL_FILETYPE_ASN1;
+}
+
+/*
+ * Fills @p out with the credential @p what from @p file (the configuration field @p file_field,
+ * read with @p read_file) or from @p buf (field @p buf_field): one of the two, at most @p max
+ * bytes. Neither: MW_OK with out->data NULL (the caller says whether it is required).
+ */
+static mw_err cred_get(const char *what, const char *file, const char *file_field, mw_blob_t buf,
+                       const char *buf_field, size_t max, mwi_dtls_read_fn *read_file, cred *out,
+                       mw_error_detail_t *d)
+{
+    memset(out, 0, sizeof *out);
+    bool have_buf = buf.data != NULL || buf.len != 0;
+    if (file != NULL && have_buf)
+        return mwi_detail_firstf(d, MW_ECONFIG, 0,
+                                 "%s and %s are both set: give the %s one way, as a file or as a "
+                                 "buffer",
+                                 file_field, buf_field, what);
+    if (have_buf) {
+        if (buf.data == NULL || buf.len == 0 || buf.len > max)
+            return mwi_detail_firstf(d, MW_ECONFIG, 0,
+                                     "%s: the %s buffer is %s (%zu bytes; at most %zu)", buf_field,
+                                     what, buf.data == NULL ? "NULL" : "empty or too large",
+                                     buf.len, max);
+        out->data = buf.data;
+        out->len = buf.len;
+        snprintf(out->name, sizeof out->name, "from %s", buf_field);
+    } else if (file != NULL) {
+        size_t n = strlen(file);
+        snprintf(out->name, sizeof out->name, "'%s%s'", n > PATH_SHOWN ? "..." : "",
+                 n > PATH_SHOWN ? file + n - PATH_SHOWN : file);
+        if (read_file == NULL)
+            return mwi_detail_firstf(d, MW_ECONFIG, 0,
+                                     "%s %s: this build reads no files (MW_PORT=none); give the "
+                                     "%s in %s",
+                                     file_field, out->name, what, buf_field);
+        mw_err e = read_file(file, max, &out->owned, &out->len);
+        if (e != MW_OK)
+            return mwi_detail_firstf(d, e == MW_ENOMEM ? MW_ENOMEM : MW_ECERT_LOAD, 0,
+                                     "cannot load %s %s: %s", what, out->name,
+                                     e == MW_ETOOBIG ? "too large, not a credential file"
+                                     : e == MW_ENOMEM ? "out of memory"
+                                                      : "missing or unreadable");
+        out->owned_cap = out->len + 1;
+        out->data = out->owned;
+    } else {
+        return MW_OK;
+    }
+    out->format = cred_format(out->data, out->len);
+    return MW_OK;
+}
+
+static mw_err crl_failed(mw_error_detail_t *d, const cred *c, int code)
+{
+    mwi_detail_firstf(d, MW_ECERT_LOAD, code, "cannot load CRL %s: %s (wolfSSL %d)", c->name,
                       code == ASN_CRL_NO_SIGNER_E ? "not signed by the configured CA"
                       : code == ASN_CRL_CONFIRM_E ? "its signature does not verify"
                       : code == ASN_PARSE_E       ? "expired (past nextUpdate) or malformed"
-                      : code == WOLFSSL_BAD_FILE  ? "missing or unreadable"
                                                   : "refused",
                       code);
     return MW_ECERT_LOAD;
 }
 
-MW_NODISCARD static mw_err load_failed(mw_error_detail_t *d, const char *what, const char *file,
+MW_NODISCARD static mw_err load_failed(mw_error_detail_t *d, const char *what, const cred *c,
                                        int code)
 {
-    mwi_detail_firstf(d, MW_ECERT_LOAD, code,
-                      "cannot load %s '%.100s': missing, unreadable or not PEM (wolfSSL %d)", what,
-                      file, code);
+    mwi_detail_firstf(d, MW_ECERT_LOAD, code, "cannot load %s %s: not a valid %s %s (wolfSSL %d)",
+                      what, c->name, c->format == WOLFSSL_FILETYPE_PEM ? "PEM" : "DER", what,
+                      code);
     return MW_ECERT_LOAD;
-}
-
-/* Two paths must fit in one detail: a long one is shown by its end, where the file's name is. */
-#define PATH_SHOWN 44
-static const char *path_cut(const char *path)
-{
-    return strlen(path) > PATH_SHOWN ? "..." : "";
-}
-
-static const char *path_tail(const char *path)
-{
-    size_t n = strlen(path);
-    return n > PATH_SHOWN ? path + n - PATH_SHOWN : path;
 }
 
 /*
@@ -855,31 +932,23 @@ static const char *path_tail(const char *path)
  * wolfCrypt, and only a P-256 key in range that matches @p cert_file (already loaded) reaches
  * wolfSSL, as the DER we checked.
  */
-static mw_err load_private_key(mwi_dtls_ctx *ctx, const char *file, const char *cert_file,
+static mw_err load_private_key(mwi_dtls_ctx *ctx, const cred *key, const cred *cert,
                                mw_error_detail_t *d)
 {
     mw_err e = MW_ECERT_LOAD;
-    FILE *f = fopen(file, "rb");
-    if (f == NULL)
-        return load_failed(d, "private key", file, WOLFSSL_BAD_FILE);
-    /* One allocation for the file and its DER, wiped before it is freed. */
-    uint8_t *pem = malloc(2 * MWI_KEY_FILE_MAX + 1);
-    if (pem == NULL) {
-        fclose(f);
+    /* The key's DER, wiped before it is freed. */
+    uint8_t *der = malloc(MWI_KEY_FILE_MAX);
+    if (der == NULL)
         return MW_ENOMEM;
+    int len;
+    if (key->format == WOLFSSL_FILETYPE_PEM) {
+        len = wc_KeyPemToDer(key->data, (int)key->len, der, MWI_KEY_FILE_MAX, NULL);
+    } else {
+        memcpy(der, key->data, key->len);
+        len = (int)key->len;
     }
-    uint8_t *der = pem + MWI_KEY_FILE_MAX + 1;
-    size_t n = fread(pem, 1, MWI_KEY_FILE_MAX + 1, f);
-    bool read_err = ferror(f) != 0;
-    fclose(f);
-    if (read_err || n > MWI_KEY_FILE_MAX) {
-        mwi_detail_firstf(d, e, 0, "cannot load private key '%.100s': %s", file,
-                          read_err ? "read error" : "larger than 16 KiB, not a key file");
-        goto out;
-    }
-    int len = wc_KeyPemToDer(pem, (int)n, der, MWI_KEY_FILE_MAX, NULL);
     if (len <= 0) {
-        e = load_failed(d, "private key", file, len);
+        e = load_failed(d, "private key", key, len);
         goto out;
     }
     /* PKCS#8 ("PRIVATE KEY", as OpenSSL writes) wraps the SEC 1 key medwire-pki writes. */
@@ -889,9 +958,9 @@ static mw_err load_private_key(mwi_dtls_ctx *ctx, const char *file, const char *
     if (!der_is_p256(der + off, (word32)len - off, true)) {
         mwi_detail_firstf(
             d, e, 0,
-            "cannot load private key '%.100s': not a valid ECDSA P-256 key (the protocol's "
+            "cannot load private key %s: not a valid ECDSA P-256 key (the protocol's "
             "only curve); make one with medwire-pki",
-            file);
+            key->name);
         goto out;
     }
     /* wolfSSL_CTX_check_private_key passes any P-256 key in 5.5.4: unchecked, a gateway started
@@ -899,22 +968,21 @@ static mw_err load_private_key(mwi_dtls_ctx *ctx, const char *file, const char *
     uint8_t spki[128];
     word32 spki_len = own_spki(ctx, spki);
     if (!key_matches(der + off, (word32)len - off, spki, spki_len)) {
-        mwi_detail_firstf(
-            d, e, 0,
-            "the private key '%s%s' does not match the certificate '%s%s': give the key "
-            "made with that certificate",
-            path_cut(file), path_tail(file), path_cut(cert_file), path_tail(cert_file));
+        mwi_detail_firstf(d, e, 0,
+                          "the private key %s does not match the certificate %s: give the key "
+                          "made with that certificate",
+                          key->name, cert->name);
         goto out;
     }
     int rc = wolfSSL_CTX_use_PrivateKey_buffer(ctx->wctx, der, len, WOLFSSL_FILETYPE_ASN1);
     if (rc != WOLFSSL_SUCCESS) {
-        e = load_failed(d, "private key", file, rc);
+        e = load_failed(d, "private key", key, rc);
         goto out;
     }
     e = MW_OK;
 out:
-    mwi_wipe(pem, 2 * MWI_KEY_FILE_MAX + 1);
-    free(pem);
+    mwi_wipe(der, MWI_KEY_FILE_MAX);
+    free(der);
     return e;
 }
 
@@ -924,7 +992,7 @@ out:
  * digest that the public key of @p cert_file (already loaded) must verify, so a wrong object
  * is refused here rather than by every handshake.
  */
-static mw_err load_token_key(mwi_dtls_ctx *ctx, const char *uri, const char *cert_file,
+static mw_err load_token_key(mwi_dtls_ctx *ctx, const char *uri, const cred *cert,
                              mw_error_detail_t *d)
 {
     mw_err e = mwi_p11_key_open(uri, &ctx->p11, d);
@@ -932,7 +1000,7 @@ static mw_err load_token_key(mwi_dtls_ctx *ctx, const char *uri, const char *cer
         return e;
     uint8_t spki[128];
     word32 spki_len = own_spki(ctx, spki);
-    if ((e = mwi_p11_key_check(ctx->p11, spki, spki_len, cert_file, d)) != MW_OK)
+    if ((e = mwi_p11_key_check(ctx->p11, spki, spki_len, cert->name, d)) != MW_OK)
         return e;
     int dev = mwi_p11_key_dev_id(ctx->p11);
     size_t id_len = 0;
@@ -971,9 +1039,12 @@ mw_err mwi_dtls_ctx_create(const mwi_dtls_config *cfg, mwi_dtls_ctx **out_ctx,
     if (out_ctx == NULL || cfg == NULL)
         return MW_EINVAL;
     *out_ctx = NULL;
-    if (cfg->ca_file == NULL ||
-        (!cfg->test_no_cert && (cfg->cert_file == NULL || cfg->key_file == NULL))) {
-        set_err(d, MW_ECONFIG, 0, "a CA file, a certificate file and a key file are all required");
+    bool have_ca = cfg->ca_file || cfg->ca_buf.data || cfg->ca_buf.len;
+    bool have_cert = cfg->cert_file || cfg->cert_buf.data || cfg->cert_buf.len;
+    bool have_key = cfg->key_file || cfg->key_buf.data || cfg->key_buf.len;
+    if (!have_ca || (!cfg->test_no_cert && (!have_cert || !have_key))) {
+        set_err(d, MW_ECONFIG, 0,
+                "a CA, a certificate and a key are all required (each as a file or a buffer)");
         return MW_ECONFIG;
     }
     if (cfg->role == MWI_DTLS_CLIENT && (cfg->peer_name == NULL || !id_valid(cfg->peer_name))) {
@@ -987,6 +1058,7 @@ mw_err mwi_dtls_ctx_create(const mwi_dtls_config *cfg, mwi_dtls_ctx **out_ctx,
     }
     mw_err e = MW_OK;
     int rc;
+    cred ca = {0}, crl = {0}, cert = {0}, key = {0};
     mwi_dtls_ctx *ctx = calloc(1, sizeof *ctx);
     if (ctx == NULL) {
         e = MW_ENOMEM;
@@ -994,6 +1066,7 @@ mw_err mwi_dtls_ctx_create(const mwi_dtls_config *cfg, mwi_dtls_ctx **out_ctx,
     }
     ctx->refs = 1;
     ctx->role = cfg->role;
+    ctx->read_file = cfg->read_file;
     ctx->skip_role = cfg->test_skip_role;
     if (cfg->peer_name)
         snprintf(ctx->peer_name, sizeof ctx->peer_name, "%s", cfg->peer_name);
@@ -1030,47 +1103,71 @@ mw_err mwi_dtls_ctx_create(const mwi_dtls_config *cfg, mwi_dtls_ctx **out_ctx,
      * and some peers (libcoap over OpenSSL) send the CA too: one is allowed, and check_peer
      * requires the leaf to be signed by a configured CA itself. */
     wolfSSL_CTX_set_verify_depth(ctx->wctx, 1);
-    if ((rc = wolfSSL_CTX_load_verify_locations(ctx->wctx, cfg->ca_file, NULL)) !=
+    if ((e = cred_get("CA certificate", cfg->ca_file, "ca_file", cfg->ca_buf, "ca_buf",
+                      MWI_CA_FILE_MAX, cfg->read_file, &ca, d)) != MW_OK)
+        goto fail;
+    if ((rc = wolfSSL_CTX_load_verify_buffer(ctx->wctx, ca.data, (long)ca.len, ca.format)) !=
         WOLFSSL_SUCCESS) {
-        e = load_failed(d, "CA certificate", cfg->ca_file, rc);
+        e = load_failed(d, "CA certificate", &ca, rc);
         goto fail;
     }
-    snprintf(ctx->ca_file, sizeof ctx->ca_file, "%s", cfg->ca_file);
+    ctx->ca = malloc(ca.len);
     ctx->anchors = wolfSSL_CertManagerNew();
-    if (ctx->anchors == NULL) {
+    if (ctx->ca == NULL || ctx->anchors == NULL) {
         e = MW_ENOMEM;
         goto fail;
     }
-    if ((rc = wolfSSL_CertManagerLoadCA(ctx->anchors, cfg->ca_file, NULL)) != WOLFSSL_SUCCESS) {
-        e = load_failed(d, "CA certificate", cfg->ca_file, rc);
+    memcpy(ctx->ca, ca.data, ca.len);
+    ctx->ca_len = ca.len;
+    ctx->ca_format = ca.format;
+    if ((rc = wolfSSL_CertManagerLoadCABuffer(ctx->anchors, ca.data, (long)ca.len, ca.format)) !=
+        WOLFSSL_SUCCESS) {
+        e = load_failed(d, "CA certificate", &ca, rc);
         goto fail;
     }
-    load_pins(ctx, cfg->ca_file);
-    if (cfg->crl_file) {
+    load_pins(ctx, ca.data, ca.len, ca.format);
+    if ((e = cred_get("CRL", cfg->crl_file, "crl_file", cfg->crl_buf, "crl_buf", MWI_CRL_FILE_MAX,
+                      cfg->read_file, &crl, d)) != MW_OK)
+        goto fail;
+    if (crl.data) {
         /* After the CA: wolfSSL checks the CRL's signature as it loads it. */
         if (wolfSSL_CTX_EnableCRL(ctx->wctx, WOLFSSL_CRL_CHECKALL) != WOLFSSL_SUCCESS) {
             e = MW_EINTERNAL;
             goto fail;
         }
-        rc = wolfSSL_CTX_LoadCRLFile(ctx->wctx, cfg->crl_file, WOLFSSL_FILETYPE_PEM);
+        rc = wolfSSL_CTX_LoadCRLBuffer(ctx->wctx, crl.data, (long)crl.len, crl.format);
         if (rc != WOLFSSL_SUCCESS) {
-            e = crl_failed(d, cfg->crl_file, rc);
+            e = crl_failed(d, &crl, rc);
             goto fail;
         }
         ctx->crl = true;
     }
     if (!cfg->test_no_cert) {
-        rc = wolfSSL_CTX_use_certificate_file(ctx->wctx, cfg->cert_file, WOLFSSL_FILETYPE_PEM);
+        if ((e = cred_get("certificate", cfg->cert_file, "cert_file", cfg->cert_buf, "cert_buf",
+                          MWI_CA_FILE_MAX, cfg->read_file, &cert, d)) != MW_OK)
+            goto fail;
+        rc = wolfSSL_CTX_use_certificate_buffer(ctx->wctx, cert.data, (long)cert.len,
+                                                cert.format);
         if (rc != WOLFSSL_SUCCESS) {
-            e = load_failed(d, "certificate", cfg->cert_file, rc);
+            e = load_failed(d, "certificate", &cert, rc);
             goto fail;
         }
         if (!own_identity(ctx, d)) {
             e = d->err;
             goto fail;
         }
-        e = mwi_p11_is_uri(cfg->key_file) ? load_token_key(ctx, cfg->key_file, cfg->cert_file, d)
-                                          : load_private_key(ctx, cfg->key_file, cfg->cert_file, d);
+        if (cfg->key_file && mwi_p11_is_uri(cfg->key_file)) {
+            e = cfg->key_buf.data || cfg->key_buf.len
+                    ? mwi_detail_firstf(d, MW_ECONFIG, 0,
+                                        "key_file and key_buf are both set: give the private "
+                                        "key one way, as a file or as a buffer")
+                    : load_token_key(ctx, cfg->key_file, &cert, d);
+        } else {
+            e = cred_get("private key", cfg->key_file, "key_file", cfg->key_buf, "key_buf",
+                         MWI_KEY_FILE_MAX, cfg->read_file, &key, d);
+            if (e == MW_OK)
+                e = load_private_key(ctx, &key, &cert, d);
+        }
         if (e != MW_OK)
             goto fail;
     }
@@ -1087,9 +1184,17 @@ mw_err mwi_dtls_ctx_create(const mwi_dtls_config *cfg, mwi_dtls_ctx **out_ctx,
         goto fail;
     }
     drop_ecc_tables(ctx);
+    cred_free(&ca);
+    cred_free(&crl);
+    cred_free(&cert);
+    cred_free(&key);
     *out_ctx = ctx;
     return MW_OK;
 fail:
+    cred_free(&ca);
+    cred_free(&crl);
+    cred_free(&cert);
+    cred_free(&key);
     if (d->err == MW_OK)
         set_err(d, e, 0, mw_strerror(e));
     mwi_dtls_ctx_destroy(&ctx);
@@ -1105,6 +1210,7 @@ static void ctx_release(mwi_dtls_ctx *ctx)
     mwi_p11_key_close(&ctx->p11); /* after the WOLFSSL_CTX, whose key names its device */
     if (ctx->anchors)
         wolfSSL_CertManagerFree(ctx->anchors);
+    free(ctx->ca);
     if (ctx->rng_ok)
         wc_FreeRng(&ctx->rng);
     mwi_wipe(ctx->cookie_secret, sizeof ctx->cookie_secret);
@@ -1532,32 +1638,40 @@ mw_err mwi_dtls_ctx_reload_crl(mwi_dtls_ctx *ctx, const char *crl_file, mw_error
         memset(d, 0, sizeof *d);
     if (ctx == NULL || crl_file == NULL)
         return MW_EINVAL;
+    cred crl;
+    mw_err e = cred_get("CRL", crl_file, "crl_file", (mw_blob_t){NULL, 0}, "crl_buf",
+                        MWI_CRL_FILE_MAX, ctx->read_file, &crl, d);
+    if (e != MW_OK)
+        return e;
     /* A bad file must leave the CRL in force untouched: try it on a scratch
      * certificate manager first (loading into the live one appends, and a
      * failed load there would leave every device failing with CRL_MISSING). */
     WOLFSSL_CERT_MANAGER *cm = wolfSSL_CertManagerNew();
-    if (cm == NULL)
+    if (cm == NULL) {
+        cred_free(&crl);
         return MW_ENOMEM;
-    int rc = wolfSSL_CertManagerLoadCA(cm, ctx->ca_file, NULL);
+    }
+    int rc = wolfSSL_CertManagerLoadCABuffer(cm, ctx->ca, (long)ctx->ca_len, ctx->ca_format);
     if (rc == WOLFSSL_SUCCESS)
         rc = wolfSSL_CertManagerEnableCRL(cm, WOLFSSL_CRL_CHECKALL);
     if (rc == WOLFSSL_SUCCESS)
-        rc = wolfSSL_CertManagerLoadCRLFile(cm, crl_file, WOLFSSL_FILETYPE_PEM);
+        rc = wolfSSL_CertManagerLoadCRLBuffer(cm, crl.data, (long)crl.len, crl.format);
     wolfSSL_CertManagerFree(cm);
-    if (rc != WOLFSSL_SUCCESS)
-        return crl_failed(d, crl_file, rc);
-    /* Replace, not append: the newest file is the whole truth. No handshake
-     * runs in between (one thread). */
-    WOLFSSL_CERT_MANAGER *live = wolfSSL_CTX_GetCertManager(ctx->wctx);
-    if (ctx->crl)
-        (void)wolfSSL_CertManagerFreeCRL(live);
-    rc = wolfSSL_CTX_EnableCRL(ctx->wctx, WOLFSSL_CRL_CHECKALL);
-    if (rc == WOLFSSL_SUCCESS)
-        rc = wolfSSL_CTX_LoadCRLFile(ctx->wctx, crl_file, WOLFSSL_FILETYPE_PEM);
-    if (rc != WOLFSSL_SUCCESS)
-        return crl_failed(d, crl_file, rc);
-    ctx->crl = true;
-    return MW_OK;
+    if (rc == WOLFSSL_SUCCESS) {
+        /* Replace, not append: the newest file is the whole truth. No handshake
+         * runs in between (one thread). */
+        WOLFSSL_CERT_MANAGER *live = wolfSSL_CTX_GetCertManager(ctx->wctx);
+        if (ctx->crl)
+            (void)wolfSSL_CertManagerFreeCRL(live);
+        rc = wolfSSL_CTX_EnableCRL(ctx->wctx, WOLFSSL_CRL_CHECKALL);
+        if (rc == WOLFSSL_SUCCESS)
+            rc = wolfSSL_CTX_LoadCRLBuffer(ctx->wctx, crl.data, (long)crl.len, crl.format);
+    }
+    e = rc == WOLFSSL_SUCCESS ? MW_OK : crl_failed(d, &crl, rc);
+    cred_free(&crl);
+    if (e == MW_OK)
+        ctx->crl = true;
+    return e;
 }
 
 /* Checks a certificate the peer proved earlier against @p ctx's trust as it is

@@ -24,11 +24,23 @@
 
 typedef enum mwi_dtls_role { MWI_DTLS_CLIENT = 0, MWI_DTLS_SERVER = 1 } mwi_dtls_role;
 
+/** Reads a credential file into a new buffer (malloc, a NUL after the @p *out_len bytes).
+ *  MW_OK; MW_EIO (missing or unreadable); MW_ETOOBIG (more than @p max bytes); MW_ENOMEM. The
+ *  POSIX port's mwi_file_read is one: this layer opens no file itself. */
+typedef mw_err mwi_dtls_read_fn(const char *path, size_t max, uint8_t **out_buf, size_t *out_len);
+
+/* Each credential comes from a file (read with read_file) or a buffer (PEM or DER, told apart
+ * by content), never both: the detail names the two fields (ca_file and ca_buf, ...). */
 typedef struct mwi_dtls_config {
     mwi_dtls_role role;
-    const char *ca_file;     /**< PEM; required */
-    const char *cert_file;   /**< PEM; required unless test_no_cert */
-    const char *key_file;    /**< PEM, or a "pkcs11:" URI; required unless test_no_cert */
+    const char *ca_file;     /**< PEM; required (or ca_buf) */
+    const char *cert_file;   /**< PEM; required unless test_no_cert (or cert_buf) */
+    const char *key_file;    /**< PEM, or a "pkcs11:" URI; required unless test_no_cert (or key_buf) */
+    mw_blob_t ca_buf;        /**< the CA certificate(s) in memory, PEM or DER */
+    mw_blob_t cert_buf;      /**< our certificate in memory, PEM or DER */
+    mw_blob_t key_buf;       /**< our private key in memory, PEM or DER; copies are wiped */
+    mw_blob_t crl_buf;       /**< the CRL in memory, PEM or DER */
+    mwi_dtls_read_fn *read_file; /**< reads the *_file ones; NULL: none may be given */
     const char *peer_name;   /**< client: the gateway name the certificate must carry; required */
     const char *crl_file;    /**< PEM CRL of the CA; NULL: revocation not checked */
     const char *cipher_list; /**< NULL: MWI_DTLS_CIPHERS. Tests only, to play a bad peer. */

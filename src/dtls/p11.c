@@ -371,7 +371,7 @@ mw_err mwi_p11_key_check(const mwi_p11_key *k, const uint8_t *spki, size_t spki_
             wc_ecc_verify_hash(sig, sig_len, digest, sizeof digest, &verified, &pub) != 0 ||
             verified != 1)
             e = mwi_detail_firstf(d, MW_ECERT_LOAD, 0,
-                                  "key %.60s does not match the certificate '%.40s': give the "
+                                  "key %.60s does not match the certificate %.48s: give the "
                                   "token key the certificate was issued for",
                                   k->name, cert_file);
         wc_ecc_free(&pub);

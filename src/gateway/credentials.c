@@ -9,6 +9,7 @@
 #include "core/detail.h"
 #include "gateway/gateway_internal.h"
 #include "port/posix/key_file.h"
+#include "port/posix/read_file.h"
 
 static char *copy_str(const char *s)
 {
@@ -26,6 +27,7 @@ static char *copy_str(const char *s)
 static mw_err load(const mw_gateway_t *gw, mwi_dtls_ctx **out, mw_error_detail_t *d)
 {
     mwi_dtls_config dc = {
+        .read_file = mwi_file_read,
         .role = MWI_DTLS_SERVER,
         .ca_file = gw->ca_path,
         .cert_file = gw->cert_path,

@@ -56,7 +56,7 @@ mw_err mw_gateway_create(const mw_gateway_config_t *cfg, mw_gateway_t **out, mw_
     if (out != NULL)
         *out = NULL;
     if (cfg == NULL || out == NULL)
-        return mwi_detail_open_checks(d, 0, NULL, NULL, NULL, "gateway");
+        return mwi_detail_open_checks(d, 0, false, false, false, "gateway");
     mw_err e = mwi_detail_open_checks(d, 1, cfg->ca_file, cfg->cert_file, cfg->key_file, "gateway");
     if (e != MW_OK)
         return e;

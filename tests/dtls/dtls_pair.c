@@ -7,6 +7,7 @@
 
 #include "dtls_pair.h"
 #include "support/proc.h"
+#include "port/posix/read_file.h"
 
 static char dir[256];
 
@@ -57,6 +58,7 @@ mwi_dtls_ctx *mwt_pair_ctx(bool server, const char *peer_name, bool no_cert)
     const char *crt = mwt_pair_file(server ? "gateway.crt" : "dev-1.crt");
     const char *key = mwt_pair_file(server ? "gateway.key" : "dev-1.key");
     mwi_dtls_config cfg = {
+        .read_file = mwi_file_read,
         .role = server ? MWI_DTLS_SERVER : MWI_DTLS_CLIENT,
         .ca_file = mwt_pair_file("ca/ca.crt"),
         .cert_file = no_cert ? NULL : crt,

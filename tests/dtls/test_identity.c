@@ -12,6 +12,7 @@
 #include <wolfssl/error-ssl.h>
 
 #include "dtls/dtls.h"
+#include "port/posix/read_file.h"
 #include "dtls_pair.h"
 #include "support/proc.h"
 
@@ -93,6 +94,7 @@ TestSuite(identity, .init = setup, .fini = teardown);
 static mwi_dtls_ctx *device_ctx(const char *expect, const char *ca_file)
 {
     mwi_dtls_config cfg = {
+        .read_file = mwi_file_read,
         .role = MWI_DTLS_CLIENT,
         .ca_file = ca_file ? ca_file : mwt_pair_file("ca/ca.crt"),
         .cert_file = mwt_pair_file("dev-1.crt"),
@@ -114,6 +116,7 @@ static mwi_dtls_ctx *gateway_ctx(const char *name, bool skip_role)
     snprintf(key, sizeof key, "%s", mwt_pair_file(name));
     strcat(key, ".key");
     mwi_dtls_config cfg = {
+        .read_file = mwi_file_read,
         .role = MWI_DTLS_SERVER,
         .ca_file = mwt_pair_file("ca/ca.crt"),
         .cert_file = crt,
@@ -289,6 +292,7 @@ Test(identity, a_device_certificate_with_a_second_common_name_is_refused_by_the_
     openssl_cert("dev-two", "/O=medwire/CN=dev-1/CN=dev-2", "dev", mwt_pair_file("ca/ca.crt"),
                  mwt_pair_file("ca/ca.key"));
     mwi_dtls_config cfg = {
+        .read_file = mwi_file_read,
         .role = MWI_DTLS_CLIENT,
         .ca_file = mwt_pair_file("ca/ca.crt"),
         .cert_file = mwt_pair_file("dev-two.crt"),

@@ -10,6 +10,7 @@
 
 #include "coap/coap.h"
 #include "dtls/dtls.h"
+#include "port/posix/read_file.h"
 #include "session/codec.h"
 #include "session/protocol.h"
 
@@ -46,6 +47,7 @@ mwt_fake *mwt_fake_create(mwt_net *net, const mwt_pki *pki, mwt_clock *clk, cons
     mwt_fake *f = calloc(1, sizeof *f);
     cr_assert_not_null(f);
     mwi_dtls_config dc = {
+        .read_file = mwi_file_read,
         .role = MWI_DTLS_SERVER,
         .ca_file = mwt_pki_ca(pki),
         .cert_file = mwt_pki_crt(pki, "gateway"),

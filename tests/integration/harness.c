@@ -9,6 +9,7 @@
 #include "harness.h"
 
 #include "coap/coap.h"
+#include "port/posix/read_file.h"
 
 static mwt_pki shared_pki;
 static bool pki_made;
@@ -186,14 +187,24 @@ static mw_client_t *client_at(mwt_h *h, const char *name, const char *gateway_na
     cfg.key_file = mwt_pki_key(&h->pki, name);
     cfg.gateway_name = gateway_name;
     cfg.gateway = gateway_addr;
-    cfg.transport = new_endpoint(h);
-    cfg.clock = mwt_clock_table(&h->clk);
     if (queue && queue->clock.now_ms)
         cfg.clock = queue->clock; /* a device with a clock of its own (tests of time) */
-    cfg.random = mwt_rng_table(&h->rng);
+    return mwt_h_client_cfg(h, &cfg, out_err);
+}
+
+mw_client_t *mwt_h_client_cfg(mwt_h *h, mw_client_config_t *cfg, mw_err *out_err)
+{
+    if (cfg->gateway == NULL && cfg->gateway_addr.len == 0)
+        cfg->gateway = MWT_GATEWAY_ADDR;
+    if (cfg->gateway_name == NULL)
+        cfg->gateway_name = "gateway";
+    cfg->transport = new_endpoint(h);
+    if (cfg->clock.now_ms == NULL)
+        cfg->clock = mwt_clock_table(&h->clk);
+    cfg->random = mwt_rng_table(&h->rng);
     mw_client_t *c = NULL;
     mw_error_detail_t d;
-    mw_err e = mw_client_open(&cfg, &c, &d);
+    mw_err e = mw_client_open(cfg, &c, &d);
     snprintf(h->last_open_error, sizeof h->last_open_error, "%s", d.reason);
     if (out_err)
         *out_err = e;
@@ -235,6 +246,7 @@ mwt_raw *mwt_h_raw(mwt_h *h, const char *name, const char *ciphers, bool skip_ro
     mwt_raw *r = calloc(1, sizeof *r);
     cr_assert_not_null(r);
     mwi_dtls_config dc = {
+        .read_file = mwi_file_read,
         .role = MWI_DTLS_CLIENT,
         .ca_file = mwt_pki_ca(&h->pki),
         .cert_file = name ? mwt_pki_crt(&h->pki, name) : NULL,

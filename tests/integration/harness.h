@@ -84,6 +84,10 @@ mw_client_t *mwt_h_client_with(mwt_h *h, const char *name, const char *gateway_n
  *  settings, the audit, fate and command callbacks come from @p queue (NULL: defaults). */
 mw_client_t *mwt_h_client_to(mwt_h *h, const char *name, const char *gateway_addr,
                              const mw_client_config_t *queue, mw_err *out_err);
+/** A client opened with @p cfg as the test set it (credentials, queue), talking to the gateway
+ *  on the in-memory network, on the fake clock (unless @p cfg has a clock of its own) and random
+ *  source (gateway and gateway_name default to the harness's). NULL on failure: @p out_err and h->last_open_error say why. */
+mw_client_t *mwt_h_client_cfg(mwt_h *h, mw_client_config_t *cfg, mw_err *out_err);
 /** A fake gateway at @p addr, polled by mwt_h_run and destroyed by mwt_h_fini. */
 mwt_fake *mwt_h_fake(mwt_h *h, const char *addr, mwt_fake_mode mode);
 /** Closes @p c (a device that stops or loses power) and forgets it. */

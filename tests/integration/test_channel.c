@@ -20,6 +20,7 @@
 #include "coap/coap.h"
 #include "session/protocol.h"
 #include "session/codec.h"
+#include "port/posix/read_file.h"
 
 static bool handshake_done(mwt_h *h, void *arg)
 {
@@ -411,6 +412,7 @@ static mw_err load_creds(const mwt_h *h, const char *cert_file, const char *key_
                          mw_error_detail_t *d)
 {
     mwi_dtls_config dc = {
+        .read_file = mwi_file_read,
         .role = MWI_DTLS_CLIENT,
         .ca_file = mwt_pki_ca(&h->pki),
         .cert_file = cert_file ? cert_file : mwt_pki_crt(&h->pki, "dev-1"),

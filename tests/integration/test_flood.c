@@ -8,6 +8,7 @@
 
 #include "harness.h"
 #include "support/proc.h"
+#include "port/posix/read_file.h"
 
 /* The first flight of a real device, captured on a spy endpoint. */
 static size_t capture_client_hello(mwt_h *h, uint8_t *out, size_t cap)
@@ -257,6 +258,7 @@ Test(flood, malformed_client_hellos_never_reach_wolfssl_and_sound_ones_are_answe
 
     /* The DTLS layer alone: an answer (HelloVerifyRequest) or nothing. */
     mwi_dtls_config dc = {
+        .read_file = mwi_file_read,
         .role = MWI_DTLS_SERVER,
         .ca_file = mwt_pki_ca(&h.pki),
         .cert_file = mwt_pki_crt(&h.pki, "gateway"),

@@ -7,6 +7,7 @@
 
 #include "coap/coap.h"
 #include "dtls/dtls.h"
+#include "port/posix/read_file.h"
 #include "medwire/io.h"
 
 static const char USAGE[] =
@@ -240,6 +241,7 @@ int main(int argc, char **argv)
     if (mw_addr_parse(server, &to) != MW_OK)
         return usage_error("--server must be HOST:PORT", server);
     mwi_dtls_config dc = {
+        .read_file = mwi_file_read,
         .role = MWI_DTLS_CLIENT,
         .ca_file = ca,
         .cert_file = cert,
