@@ -78,8 +78,10 @@ typedef mw_err mw_sink_commit_fn(void *ctx, uint64_t *out_checkpoint);
 typedef mw_err mw_sink_recover_fn(void *ctx, uint64_t checkpoint);
 
 typedef struct mw_gateway_config {
-    const char *ca_file;   /**< PEM CA that device certificates must chain to; required */
-    const char *cert_file; /**< the gateway's PEM certificate (role gateway); required */
+    /** PEM CA that device certificates must chain to; required (or @c ca_buf) */
+    const char *ca_file;
+    /** the gateway's PEM certificate (role gateway); required (or @c cert_buf) */
+    const char *cert_file;
     /** its PEM private key file; or an RFC 7512 URI naming the key in a PKCS#11 token, the key
      *  then never leaving it ("pkcs11:token=T;object=K?module-path=/usr/lib/softhsm/libsofthsm2.so
      *  &pin-source=/etc/medwire/pin"; also id=%01%02 for CKA_ID, and
@@ -93,6 +95,18 @@ typedef struct mw_gateway_config {
     /** PEM CRL of the CA (medwire-pki revoke/crl). Enforced on every full handshake and
      *  on resumption. NULL: revocation is not checked. An expired CRL refuses everyone. */
     const char *crl_file;
+    /** The CA certificate(s) in memory, PEM or DER (PEM holds a "-----BEGIN" line), instead of
+     *  @c ca_file: one of the two, never both. Copied: a credentials reload loads the copy
+     *  again (files are read again). */
+    mw_blob_t ca_buf;
+    /** The gateway's certificate in memory, PEM or DER, instead of @c cert_file. Copied. */
+    mw_blob_t cert_buf;
+    /** The gateway's private key in memory (ECDSA P-256, PEM or DER), instead of @c key_file.
+     *  Copied, and the copy wiped when the gateway is destroyed. */
+    mw_blob_t key_buf;
+    /** The CRL in memory, PEM or DER, instead of @c crl_file. Copied; mw_gateway_reload_crl
+     *  with a file replaces it. */
+    mw_blob_t crl_buf;
     const char *listen;       /**< "HOST:PORT" to bind; used when transport.send is NULL */
     mw_transport_t transport; /**< custom transport; send == NULL: UDP on listen */
     mw_clock_t clock;         /**< now_ms == NULL: the system clock */

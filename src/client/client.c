@@ -382,10 +382,10 @@ mw_err mw_client_open(const mw_client_config_t *cfg, mw_client_t **out, mw_error
         *out = NULL;
     if (cfg == NULL || out == NULL)
         return mwi_detail_open_checks(d, 0, false, false, false, "device");
-    mw_err e = mwi_detail_open_checks(d, 1, cfg->ca_file || cfg->ca_buf.data || cfg->ca_buf.len,
-                                      cfg->cert_file || cfg->cert_buf.data || cfg->cert_buf.len,
-                                      cfg->key_file || cfg->key_buf.data || cfg->key_buf.len,
-                                      "device");
+    mw_err e =
+        mwi_detail_open_checks(d, 1, cfg->ca_file || cfg->ca_buf.data || cfg->ca_buf.len,
+                               cfg->cert_file || cfg->cert_buf.data || cfg->cert_buf.len,
+                               cfg->key_file || cfg->key_buf.data || cfg->key_buf.len, "device");
     if (e != MW_OK)
         return e;
     if (cfg->gateway_name == NULL)

@@ -829,7 +829,7 @@ typedef struct cred {
     size_t len;
     uint8_t *owned; /* a file's bytes, read for us: wiped and freed by cred_free */
     size_t owned_cap;
-    int format; /* WOLFSSL_FILETYPE_PEM or WOLFSSL_FILETYPE_ASN1 */
+    int format;     /* WOLFSSL_FILETYPE_PEM or WOLFSSL_FILETYPE_ASN1 */
     char name[120]; /* "'PATH'" (a long path by its end) or "from ca_buf" */
 } cred;
 
@@ -873,10 +873,9 @@ static mw_err cred_get(const char *what, const char *file, const char *file_fiel
                                  file_field, buf_field, what);
     if (have_buf) {
         if (buf.data == NULL || buf.len == 0 || buf.len > max)
-            return mwi_detail_firstf(d, MW_ECONFIG, 0,
-                                     "%s: the %s buffer is %s (%zu bytes; at most %zu)", buf_field,
-                                     what, buf.data == NULL ? "NULL" : "empty or too large",
-                                     buf.len, max);
+            return mwi_detail_firstf(
+                d, MW_ECONFIG, 0, "%s: the %s buffer is %s (%zu bytes; at most %zu)", buf_field,
+                what, buf.data == NULL ? "NULL" : "empty or too large", buf.len, max);
         out->data = buf.data;
         out->len = buf.len;
         snprintf(out->name, sizeof out->name, "from %s", buf_field);
@@ -893,7 +892,7 @@ static mw_err cred_get(const char *what, const char *file, const char *file_fiel
         if (e != MW_OK)
             return mwi_detail_firstf(d, e == MW_ENOMEM ? MW_ENOMEM : MW_ECERT_LOAD, 0,
                                      "cannot load %s %s: %s", what, out->name,
-                                     e == MW_ETOOBIG ? "too large, not a credential file"
+                                     e == MW_ETOOBIG  ? "too large, not a credential file"
                                      : e == MW_ENOMEM ? "out of memory"
                                                       : "missing or unreadable");
         out->owned_cap = out->len + 1;
@@ -920,8 +919,7 @@ MW_NODISCARD static mw_err load_failed(mw_error_detail_t *d, const char *what, c
                                        int code)
 {
     mwi_detail_firstf(d, MW_ECERT_LOAD, code, "cannot load %s %s: not a valid %s %s (wolfSSL %d)",
-                      what, c->name, c->format == WOLFSSL_FILETYPE_PEM ? "PEM" : "DER", what,
-                      code);
+                      what, c->name, c->format == WOLFSSL_FILETYPE_PEM ? "PEM" : "DER", what, code);
     return MW_ECERT_LOAD;
 }
 
@@ -956,11 +954,10 @@ static mw_err load_private_key(mwi_dtls_ctx *ctx, const cred *key, const cred *c
     if (wc_GetPkcs8TraditionalOffset(der, &off, (word32)len) < 0)
         off = 0;
     if (!der_is_p256(der + off, (word32)len - off, true)) {
-        mwi_detail_firstf(
-            d, e, 0,
-            "cannot load private key %s: not a valid ECDSA P-256 key (the protocol's "
-            "only curve); make one with medwire-pki",
-            key->name);
+        mwi_detail_firstf(d, e, 0,
+                          "cannot load private key %s: not a valid ECDSA P-256 key (the protocol's "
+                          "only curve); make one with medwire-pki",
+                          key->name);
         goto out;
     }
     /* wolfSSL_CTX_check_private_key passes any P-256 key in 5.5.4: unchecked, a gateway started
@@ -1146,8 +1143,7 @@ mw_err mwi_dtls_ctx_create(const mwi_dtls_config *cfg, mwi_dtls_ctx **out_ctx,
         if ((e = cred_get("certificate", cfg->cert_file, "cert_file", cfg->cert_buf, "cert_buf",
                           MWI_CA_FILE_MAX, cfg->read_file, &cert, d)) != MW_OK)
             goto fail;
-        rc = wolfSSL_CTX_use_certificate_buffer(ctx->wctx, cert.data, (long)cert.len,
-                                                cert.format);
+        rc = wolfSSL_CTX_use_certificate_buffer(ctx->wctx, cert.data, (long)cert.len, cert.format);
         if (rc != WOLFSSL_SUCCESS) {
             e = load_failed(d, "certificate", &cert, rc);
             goto fail;

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "core/detail.h"
+#include "core/wipe.h"
 #include "gateway/gateway_internal.h"
 #include "port/posix/key_file.h"
 #include "port/posix/read_file.h"
@@ -33,9 +34,39 @@ static mw_err load(const mw_gateway_t *gw, mwi_dtls_ctx **out, mw_error_detail_t
         .cert_file = gw->cert_path,
         .key_file = gw->key_path,
         .crl_file = gw->crl_path,
+        .ca_buf = gw->ca_buf,
+        .cert_buf = gw->cert_buf,
+        .key_buf = gw->key_buf,
+        .crl_buf = gw->crl_buf,
     };
     mw_err e = mwi_key_file_private(gw->key_path, gw->allow_shared_key, d);
     return e == MW_OK ? mwi_dtls_ctx_create(&dc, out, d) : e;
+}
+
+/* A copy of @p b (kept for reloads); false if it could not be made. */
+static bool copy_blob(mw_blob_t b, mw_blob_t *out)
+{
+    *out = (mw_blob_t){NULL, 0};
+    if (b.data == NULL || b.len == 0) {
+        *out = b; /* a half-set one is kept as given: loading it says what is wrong */
+        return true;
+    }
+    uint8_t *c = malloc(b.len);
+    if (c == NULL)
+        return false;
+    memcpy(c, b.data, b.len);
+    *out = (mw_blob_t){c, b.len};
+    return true;
+}
+
+static void free_blob(mw_blob_t *b, bool secret)
+{
+    if (b->data != NULL && b->len != 0) {
+        if (secret)
+            mwi_wipe((void *)(uintptr_t)b->data, b->len);
+        free((void *)(uintptr_t)b->data);
+    }
+    *b = (mw_blob_t){NULL, 0};
 }
 
 mw_err mwi_gw_credentials_init(mw_gateway_t *gw, const mw_gateway_config_t *cfg,
@@ -46,7 +77,10 @@ mw_err mwi_gw_credentials_init(mw_gateway_t *gw, const mw_gateway_config_t *cfg,
     gw->cert_path = copy_str(cfg->cert_file);
     gw->key_path = copy_str(cfg->key_file);
     gw->crl_path = copy_str(cfg->crl_file);
-    if (!gw->ca_path || !gw->cert_path || !gw->key_path || (cfg->crl_file && !gw->crl_path))
+    if ((cfg->ca_file && !gw->ca_path) || (cfg->cert_file && !gw->cert_path) ||
+        (cfg->key_file && !gw->key_path) || (cfg->crl_file && !gw->crl_path) ||
+        !copy_blob(cfg->ca_buf, &gw->ca_buf) || !copy_blob(cfg->cert_buf, &gw->cert_buf) ||
+        !copy_blob(cfg->key_buf, &gw->key_buf) || !copy_blob(cfg->crl_buf, &gw->crl_buf))
         return mwi_detail_fail(d, MW_ENOMEM, "out of memory");
     gw->allow_shared_key = cfg->allow_shared_key_file;
     return load(gw, &gw->dtls, d);
@@ -60,6 +94,10 @@ void mwi_gw_credentials_fini(mw_gateway_t *gw)
     free(gw->key_path);
     free(gw->crl_path);
     gw->ca_path = gw->cert_path = gw->key_path = gw->crl_path = NULL;
+    free_blob(&gw->ca_buf, false);
+    free_blob(&gw->cert_buf, false);
+    free_blob(&gw->key_buf, true);
+    free_blob(&gw->crl_buf, false);
 }
 
 /* Closes the established sessions whose device certificate @p ctx no longer
@@ -106,6 +144,7 @@ mw_err mw_gateway_reload_crl(mw_gateway_t *gw, const char *crl_file, mw_error_de
     if (path) {
         free(gw->crl_path);
         gw->crl_path = path;
+        free_blob(&gw->crl_buf, false); /* the file replaces a CRL given in memory */
     }
     /* Sessions that stay valid carry on; a revoked device's session ends now,
      * not at its next handshake. Checked against the current context: a
@@ -152,7 +191,7 @@ mw_err mw_gateway_reload_credentials(mw_gateway_t *gw, mw_error_detail_t *d)
              "the others carry on",
              own, dropped);
     mwi_gw_audit(gw, MW_AUDIT_CREDENTIALS_RELOADED, "", "", MW_OK, 0, msg);
-    if (gw->crl_path) {
+    if (gw->crl_path || gw->crl_buf.data) {
         snprintf(msg, sizeof msg, "CRL reloaded with the credentials; %u session(s) closed",
                  dropped);
         mwi_gw_audit(gw, MW_AUDIT_CRL_RELOADED, "", "", MW_OK, 0, msg);

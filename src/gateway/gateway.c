@@ -57,7 +57,10 @@ mw_err mw_gateway_create(const mw_gateway_config_t *cfg, mw_gateway_t **out, mw_
         *out = NULL;
     if (cfg == NULL || out == NULL)
         return mwi_detail_open_checks(d, 0, false, false, false, "gateway");
-    mw_err e = mwi_detail_open_checks(d, 1, cfg->ca_file, cfg->cert_file, cfg->key_file, "gateway");
+    mw_err e = mwi_detail_open_checks(d, 1, cfg->ca_file || cfg->ca_buf.data || cfg->ca_buf.len,
+                                      cfg->cert_file || cfg->cert_buf.data || cfg->cert_buf.len,
+                                      cfg->key_file || cfg->key_buf.data || cfg->key_buf.len,
+                                      "gateway");
     if (e != MW_OK)
         return e;
     if (cfg->sink == NULL)

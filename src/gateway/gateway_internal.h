@@ -123,6 +123,9 @@ struct mw_gateway {
     /* What mw_gateway_reload_credentials reads again (copies: the caller's
      * configuration strings need not outlive mw_gateway_create). */
     char *ca_path, *cert_path, *key_path, *crl_path;
+    /* Copies of the credentials given in memory (the key's wiped at the end), loaded again as
+     * they are at every credentials reload. */
+    mw_blob_t ca_buf, cert_buf, key_buf, crl_buf;
     bool allow_shared_key;         /* checked again at every reload */
     uint64_t (*now_us)(void *ctx); /* times commits */
 

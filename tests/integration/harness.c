@@ -59,6 +59,14 @@ void mwt_h_init_tuned(mwt_h *h, uint64_t seed, void (*tune)(mw_gateway_config_t 
     tune_next = NULL;
 }
 
+void mwt_h_init_with(mwt_h *h, uint64_t seed, const mwt_pki *pki, const char *crl_file,
+                     void (*tune)(mw_gateway_config_t *cfg))
+{
+    tune_next = tune;
+    init_gateway(h, seed, 0, pki, crl_file);
+    tune_next = NULL;
+}
+
 void mwt_h_init_body(mwt_h *h, uint64_t seed, uint32_t max_body)
 {
     init_gateway(h, seed, max_body, NULL, NULL);

@@ -70,6 +70,10 @@ void mwt_h_init_tuned(mwt_h *h, uint64_t seed, void (*tune)(mw_gateway_config_t 
 void mwt_h_init_body(mwt_h *h, uint64_t seed, uint32_t max_body);
 /** As mwt_h_init, with a PKI of the test's own and the gateway enforcing @p crl_file. */
 void mwt_h_init_crl(mwt_h *h, uint64_t seed, const mwt_pki *pki, const char *crl_file);
+/** As mwt_h_init_crl (@p pki NULL: the shared one), then @p tune changes the gateway's
+ *  configuration before it is created. */
+void mwt_h_init_with(mwt_h *h, uint64_t seed, const mwt_pki *pki, const char *crl_file,
+                     void (*tune)(mw_gateway_config_t *cfg));
 void mwt_h_fini(mwt_h *h);
 
 /** A client with certificate NAME (from the test PKI) talking to the gateway; NULL on failure,

@@ -47,10 +47,10 @@ static void delivers_with(bool der)
     mwt_h h;
     mwt_h_init(&h, 7);
     blob ca = der ? der_of(mwt_pki_ca(&h.pki), false) : pem_of(mwt_pki_ca(&h.pki));
-    blob crt = der ? der_of(mwt_pki_crt(&h.pki, "dev-1"), false)
-                   : pem_of(mwt_pki_crt(&h.pki, "dev-1"));
-    blob key = der ? der_of(mwt_pki_key(&h.pki, "dev-1"), true)
-                   : pem_of(mwt_pki_key(&h.pki, "dev-1"));
+    blob crt =
+        der ? der_of(mwt_pki_crt(&h.pki, "dev-1"), false) : pem_of(mwt_pki_crt(&h.pki, "dev-1"));
+    blob key =
+        der ? der_of(mwt_pki_key(&h.pki, "dev-1"), true) : pem_of(mwt_pki_key(&h.pki, "dev-1"));
     mw_client_config_t cfg;
     mw_client_config_init(&cfg);
     cfg.ca_buf = as_mw(ca);

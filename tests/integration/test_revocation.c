@@ -3,7 +3,11 @@
  * others carry on. */
 #include <criterion/criterion.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+
+#include <wolfssl/options.h>
+#include <wolfssl/wolfcrypt/asn_public.h>
 
 #include "harness.h"
 
@@ -188,5 +192,83 @@ Test(resumption, a_device_that_lost_its_link_resumes_its_session_by_id)
     mw_client_stats(c, &st);
     cr_assert_eq(st.resumptions, 1, "the reconnection resumed by session ID");
     cr_assert_eq(mwt_h_count(&h, "dev-1"), 4);
+    mwt_h_fini(&h);
+}
+
+/* The gateway's credentials as buffers: the CA as PEM, the rest as DER (kept until the test
+ * ends, and changed then, to show the gateway holds copies). */
+static uint8_t *gw_bufs[4];
+
+static mw_blob_t der_blob(const char *path, int type, int slot)
+{
+    char *pem = mwt_read_file(path);
+    cr_assert_not_null(pem, "%s", path);
+    size_t n = strlen(pem);
+    uint8_t *der = malloc(n);
+    cr_assert_not_null(der);
+    int len = type == PRIVATEKEY_TYPE
+                  ? wc_KeyPemToDer((const uint8_t *)pem, (int)n, der, (int)n, NULL)
+                  : wc_CertPemToDer((const uint8_t *)pem, (int)n, der, (int)n, type);
+    cr_assert_gt(len, 0, "%s: %d", path, len);
+    free(pem);
+    gw_bufs[slot] = der;
+    return (mw_blob_t){der, (size_t)len};
+}
+
+static void gateway_from_buffers(mw_gateway_config_t *cfg)
+{
+    char *ca = mwt_read_file(cfg->ca_file);
+    cr_assert_not_null(ca);
+    gw_bufs[0] = (uint8_t *)ca;
+    cfg->ca_buf = (mw_blob_t){(const uint8_t *)ca, strlen(ca)};
+    cfg->cert_buf = der_blob(cfg->cert_file, CERT_TYPE, 1);
+    cfg->key_buf = der_blob(cfg->key_file, PRIVATEKEY_TYPE, 2);
+    /* wolfCrypt converts no CRL to DER: OpenSSL does. */
+    char der[320];
+    snprintf(der, sizeof der, "%s.der", cfg->crl_file);
+    const char *argv[] = {
+        "/usr/bin/openssl", "crl", "-in", cfg->crl_file, "-outform", "DER", "-out", der, NULL};
+    cr_assert_eq(mwt_run(argv, NULL, NULL, 30000), 0, "openssl crl");
+    FILE *f = fopen(der, "rb");
+    cr_assert_not_null(f);
+    gw_bufs[3] = malloc(65536);
+    cr_assert_not_null(gw_bufs[3]);
+    size_t n = fread(gw_bufs[3], 1, 65536, f);
+    fclose(f);
+    cr_assert(n > 0 && gw_bufs[3][0] == 0x30, "a DER CRL");
+    cfg->crl_buf = (mw_blob_t){gw_bufs[3], n};
+    cfg->ca_file = cfg->cert_file = cfg->key_file = cfg->crl_file = NULL;
+}
+
+/* @req IEC62443-CR1.2 */
+Test(revocation, a_gateway_given_its_credentials_and_crl_in_memory_refuses_the_revoked)
+{
+    mwt_pki pki;
+    own_pki(&pki);
+    revoke(&pki, "dev-2");
+    char crl[300];
+    snprintf(crl, sizeof crl, "%s/ca/crl.pem", pki.dir);
+    mwt_h h;
+    mwt_h_init_with(&h, 52, &pki, crl, gateway_from_buffers);
+    for (int i = 0; i < 4; i++) {
+        memset(gw_bufs[i], 0xA5, 16); /* the gateway took copies */
+        free(gw_bufs[i]);
+    }
+    mw_client_t *two = mwt_h_client(&h, "dev-2", "gateway", NULL);
+    mw_client_t *one = mwt_h_client(&h, "dev-1", "gateway", NULL);
+    cr_assert_not_null(one);
+    mwt_send_obs(two, 1, 0);
+    cr_assert(mwt_h_run(&h, failed, two, 60000));
+    mw_error_detail_t d;
+    mw_client_last_error(two, &d);
+    cr_assert(strstr(d.reason, "certificate_revoked") != NULL, "dev-2 says: %s", d.reason);
+    mwt_send_obs(one, 3, 10);
+    cr_assert(mwt_h_drain(&h, 60000));
+    cr_assert_eq(mwt_h_count(&h, "dev-1"), 3);
+    /* A reload loads the copies again. */
+    cr_assert_eq(mw_gateway_reload_credentials(h.gw, &d), MW_OK, "%s", d.reason);
+    mwt_send_obs(one, 2, 20);
+    cr_assert(mwt_h_drain(&h, 60000));
+    cr_assert_eq(mwt_h_count(&h, "dev-1"), 5);
     mwt_h_fini(&h);
 }
