@@ -13,8 +13,16 @@
 #include "core/wipe.h"
 #include "dtls/dtls.h"
 #include "dtls/link.h"
+#ifdef MW_PORT_POSIX
+/* The POSIX port gives the defaults (a UDP socket, the system clock, HOST:PORT names, waiting on
+ * the descriptor, credential files and their permissions); without it (MW_PORT=none) the
+ * application gives the transport, clock, random source, address and credentials itself. */
 #include "port/posix/key_file.h"
 #include "port/posix/read_file.h"
+#define PORT_READ_FILE mwi_file_read
+#else
+#define PORT_READ_FILE NULL
+#endif
 #include "queue/queue.h"
 #include "session/codec.h"
 #include "session/command.h"
@@ -376,6 +384,39 @@ static mw_err count_results(mw_client_t *c, mw_error_detail_t *d)
     }
 }
 
+/* What the POSIX port would supply and this build lacks (MW_PORT=none): each missing seam named
+ * with the field that fills it. With the port, nothing is missing. */
+static mw_err port_defaults_missing(const mw_client_config_t *cfg, mw_error_detail_t *d)
+{
+#ifdef MW_PORT_POSIX
+    (void)cfg;
+    (void)d;
+    return MW_OK;
+#else
+    if (cfg->transport.send == NULL || cfg->transport.recv == NULL)
+        return mwi_detail_fail(d, MW_ECONFIG,
+                               "no transport: set cfg.transport; this build has no POSIX port "
+                               "(MW_PORT=none)");
+    if (cfg->clock.now_ms == NULL)
+        return mwi_detail_fail(d, MW_ECONFIG,
+                               "no clock: set cfg.clock; this build has no POSIX port "
+                               "(MW_PORT=none)");
+    if (cfg->random.fill == NULL)
+        return mwi_detail_fail(d, MW_ECONFIG,
+                               "no random source: set cfg.random (the device's TRNG); this build "
+                               "has no POSIX port (MW_PORT=none)");
+    if (cfg->gateway != NULL || cfg->gateway_addr.len == 0)
+        return mwi_detail_fail(d, MW_ECONFIG,
+                               "no gateway address: set cfg.gateway_addr (cfg.gateway, a "
+                               "HOST:PORT name, needs the POSIX port; MW_PORT=none)");
+    if (cfg->bind != NULL)
+        return mwi_detail_fail(d, MW_ECONFIG,
+                               "cfg.bind needs the POSIX port's UDP socket (MW_PORT=none): "
+                               "bind in your transport");
+    return MW_OK;
+#endif
+}
+
 mw_err mw_client_open(const mw_client_config_t *cfg, mw_client_t **out, mw_error_detail_t *d)
 {
     if (out != NULL)
@@ -401,9 +442,14 @@ mw_err mw_client_open(const mw_client_config_t *cfg, mw_client_t **out, mw_error
         return mwi_detail_fail(d, MW_ENOMEM, "out of memory");
     c->tp.fd = -1;
     c->q_cap = cfg->queue_capacity;
+    e = port_defaults_missing(cfg, d);
+    if (e != MW_OK)
+        goto fail;
+#ifdef MW_PORT_POSIX
     e = mwi_key_file_private(cfg->key_file, cfg->allow_shared_key_file, d);
     if (e != MW_OK)
         goto fail;
+#endif
     mwi_dtls_config dc = {
         .role = MWI_DTLS_CLIENT,
         .ca_file = cfg->ca_file,
@@ -412,12 +458,13 @@ mw_err mw_client_open(const mw_client_config_t *cfg, mw_client_t **out, mw_error
         .ca_buf = cfg->ca_buf,
         .cert_buf = cfg->cert_buf,
         .key_buf = cfg->key_buf,
-        .read_file = mwi_file_read,
+        .read_file = PORT_READ_FILE,
         .peer_name = cfg->gateway_name,
     };
     e = mwi_dtls_ctx_create(&dc, &c->dtls, d);
     if (e != MW_OK)
         goto fail;
+#ifdef MW_PORT_POSIX
     if (cfg->gateway) {
         e = mw_addr_parse(cfg->gateway, &c->gw);
         if (e != MW_OK) {
@@ -433,6 +480,13 @@ mw_err mw_client_open(const mw_client_config_t *cfg, mw_client_t **out, mw_error
     if (mw_addr_format(&c->gw, c->gw_text, sizeof c->gw_text) != MW_OK)
         snprintf(c->gw_text, sizeof c->gw_text, "?");
     c->clock = cfg->clock.now_ms ? cfg->clock : mw_clock_system();
+#else
+    /* No resolver and no socket address format without the port: the address is the
+     * transport's own bytes. */
+    c->gw = cfg->gateway_addr;
+    snprintf(c->gw_text, sizeof c->gw_text, "gateway_addr");
+    c->clock = cfg->clock;
+#endif
     if (cfg->random.fill) {
         c->rnd = cfg->random;
     } else {
@@ -442,12 +496,14 @@ mw_err mw_client_open(const mw_client_config_t *cfg, mw_client_t **out, mw_error
     if (cfg->transport.send) {
         c->tp = cfg->transport;
     } else {
+#ifdef MW_PORT_POSIX
         e = mw_udp_open(cfg->bind ? cfg->bind : "0.0.0.0:0", &c->tp);
         if (e != MW_OK) {
             e = mwi_detail_fail(d, e, "cannot open a UDP socket");
             goto fail;
         }
         c->own_tp = true;
+#endif
     }
     mwi_coap_params_default(&c->params);
     c->params.ack_timeout_ms = cfg->ack_timeout_ms;
@@ -1598,8 +1654,15 @@ mw_err mw_client_poll(mw_client_t *c, int timeout_ms)
         uint64_t wait = end - now;
         if (next >= 0 && (uint64_t)next < wait)
             wait = (uint64_t)next;
+#ifdef MW_PORT_POSIX
         if (wait > 0 && mw_wait_readable(c->tp.fd, (int)wait) != MW_OK)
             return MW_ETRANSPORT;
+#else
+        /* Nothing to wait on without the port: the application calls again when its transport
+         * has data or mw_client_next_timeout_ms has passed (docs/porting.md). */
+        if (wait > 0)
+            break;
+#endif
         now = now_ms(c);
     }
     return c->progressed ? MW_OK : MW_EAGAIN;

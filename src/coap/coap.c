@@ -30,6 +30,7 @@ struct mwi_coap_parser {
  * option (at LOG_DEBUG), which an attacker could otherwise turn into log spam if the host
  * application raised the level. Lowering it, never raising it, keeps an application's quieter
  * choice. */
+#ifdef MW_PORT_POSIX
 static atomic_flag coap_quieted = ATOMIC_FLAG_INIT;
 
 static void coap_quiet_logging(void)
@@ -46,6 +47,12 @@ static void coap_init_once(void)
     if (!atomic_flag_test_and_set(&coap_quieted))
         coap_quiet_logging();
 }
+#else
+/* Without the POSIX port (a microcontroller) medwire calls nothing of libcoap's logging: that
+ * is libcoap's coap_debug.c, which brings stdio, strftime and a 2 KB buffer. A device's libcoap
+ * is built with its logging compiled out (docs/porting.md). */
+static void coap_init_once(void) {}
+#endif
 
 void mwi_coap_msg_init(mwi_coap_msg *m)
 {

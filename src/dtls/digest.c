@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* digest.c -- a short collision-resistant digest for the session layer's replay judgements. */
+#ifndef WOLFSSL_USER_SETTINGS
 #include <wolfssl/options.h>
+#endif
 #include <wolfssl/wolfcrypt/hash.h>
 
 #include "dtls/digest.h"

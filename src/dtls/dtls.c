@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* dtls.c -- DTLS 1.2 on wolfSSL 5.5.4 with custom I/O, mutual X.509, and the workarounds its build
  * needs. */
+#ifndef WOLFSSL_USER_SETTINGS
 #include <wolfssl/options.h> /* first: without it struct layouts differ from the library's */
+#endif
 #include <wolfssl/ssl.h>
 #include <wolfssl/error-ssl.h>
 #include <wolfssl/wolfcrypt/error-crypt.h>

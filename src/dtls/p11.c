@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* p11.c -- a private key kept in a PKCS#11 token: the module, the token's session and login,
  * and the wolfCrypt device that signs with the key without it ever leaving the token. */
+#ifndef WOLFSSL_USER_SETTINGS
 #include <wolfssl/options.h> /* first: without it struct layouts differ from the library's */
+#endif
 #include <wolfssl/wolfcrypt/settings.h>
 #include <wolfssl/wolfcrypt/asn_public.h>
 #include <wolfssl/wolfcrypt/cryptocb.h>

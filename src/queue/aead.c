@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* aead.c -- AES-GCM and HKDF-SHA256 from wolfCrypt, for records at rest (aead.h). */
 /* Only src/dtls and this file include wolfSSL (tests/layering/check_layering.py). */
+#ifndef WOLFSSL_USER_SETTINGS
 #include <wolfssl/options.h> /* first: without it struct layouts differ from the library's */
+#endif
 #include <wolfssl/wolfcrypt/aes.h>
 #include <wolfssl/wolfcrypt/error-crypt.h>
 #include <wolfssl/wolfcrypt/hmac.h> /* wc_HKDF */
