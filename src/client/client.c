@@ -10,6 +10,7 @@
 #include "coap/coap.h"
 #include "core/detail.h"
 #include "core/limits.h"
+#include "core/u64.h"
 #include "core/wipe.h"
 #include "dtls/dtls.h"
 #include "dtls/link.h"
@@ -239,9 +240,9 @@ static void on_queue_event(void *ctx, const mwi_queue_event *ev)
         name = MW_AUDIT_QUEUE_CORRUPT;
         c->st.messages_corrupt++;
     }
-    char why[240];
-    snprintf(why, sizeof why, "%s (seq %llu, priority %u, at byte %lu, %lu bytes)",
-             ev->reason ? ev->reason : "", (unsigned long long)ev->seq, (unsigned)ev->priority,
+    char why[240], n1[MWI_U64_TEXT];
+    snprintf(why, sizeof why, "%s (seq %s, priority %u, at byte %lu, %lu bytes)",
+             ev->reason ? ev->reason : "", mwi_u64_dec(ev->seq, n1), (unsigned)ev->priority,
              (unsigned long)ev->offset, (unsigned long)ev->length);
     audit(c, name, e, 0, why);
     if (ev->kind == MWI_QUEUE_EVICTED || ev->kind == MWI_QUEUE_CORRUPT)
@@ -317,12 +318,12 @@ static mw_err open_queue(mw_client_t *c, const mw_client_config_t *cfg, mw_error
     if (mwi_queue_region_min(c->q_cap, c->region.erase_unit, c->region.write_unit, &need) !=
             MW_OK ||
         (uint64_t)seq_size + need > c->region.size) {
-        char why[200];
+        char why[200], n1[MWI_U64_TEXT];
         snprintf(why, sizeof why,
                  "the storage region (%lu bytes) is too small for %lu messages: it needs at "
-                 "least %llu bytes (mw_client_storage_size gives the recommended size)",
+                 "least %s bytes (mw_client_storage_size gives the recommended size)",
                  (unsigned long)c->region.size, (unsigned long)c->q_cap,
-                 (unsigned long long)seq_size + need);
+                 mwi_u64_dec((uint64_t)seq_size + need, n1));
         return mwi_detail_fail(d, MW_ECONFIG, why);
     }
     e = mw_storage_slice(&c->region, 0, seq_size, &c->seq_slice, &c->seq_st);
@@ -958,17 +959,18 @@ static void command_result(mw_client_t *c, uint64_t id, mw_command_status st, co
 static bool args_in_range(const mw_client_t *c, const mw_command_t *cmd, char *why, size_t wcap,
                           char *detail, size_t dcap)
 {
+    char n1[MWI_U64_TEXT];
     if (cmd->kind == MW_CMD_SET_INTERVAL && (cmd->u.interval_ms < MW_CMD_INTERVAL_MIN_MS ||
                                              cmd->u.interval_ms > MW_CMD_INTERVAL_MAX_MS)) {
         snprintf(detail, dcap, "interval_ms %lu not in %u..%u", (unsigned long)cmd->u.interval_ms,
                  MW_CMD_INTERVAL_MIN_MS, MW_CMD_INTERVAL_MAX_MS);
     } else if (cmd->kind == MW_CMD_ACK_ALARM &&
                (cmd->u.alarm_seq == 0 || cmd->u.alarm_seq >= mwi_seq_peek(&c->seqs))) {
-        snprintf(detail, dcap, "alarm_seq %llu never issued", (unsigned long long)cmd->u.alarm_seq);
+        snprintf(detail, dcap, "alarm_seq %s never issued", mwi_u64_dec(cmd->u.alarm_seq, n1));
     } else {
         return true;
     }
-    snprintf(why, wcap, "command %llu refused: %s", (unsigned long long)cmd->id, detail);
+    snprintf(why, wcap, "command %s refused: %s", mwi_u64_dec(cmd->id, n1), detail);
     return false;
 }
 
@@ -982,7 +984,7 @@ static bool run_commands(mw_client_t *c, const mw_command_t *cmds, size_t n)
     uint64_t wall = c->clock.wall_ms ? c->clock.wall_ms(c->clock.ctx, &synced) : 0;
     for (size_t i = 0; i < n; i++) {
         const mw_command_t *cmd = &cmds[i];
-        char why[160];
+        char why[160], n1[MWI_U64_TEXT], n2[MWI_U64_TEXT], n3[MWI_U64_TEXT];
         mwi_cmd_verdict v = mwi_cmd_check(&c->cmd_guard, cmd, wall);
         if (v == MWI_CMD_DUPLICATE)
             continue;
@@ -995,15 +997,15 @@ static bool run_commands(mw_client_t *c, const mw_command_t *cmds, size_t n)
         case MWI_CMD_DUPLICATE:
             continue;
         case MWI_CMD_REPLAY:
-            snprintf(why, sizeof why, "command %llu refused: not above the last one run (%llu)",
-                     (unsigned long long)cmd->id, (unsigned long long)c->cmd_guard.last);
+            snprintf(why, sizeof why, "command %s refused: not above the last one run (%s)",
+                     mwi_u64_dec(cmd->id, n1), mwi_u64_dec(c->cmd_guard.last, n2));
             audit(c, MW_AUDIT_COMMAND_REFUSED, MW_EREPLAY, 0, why);
             command_result(c, cmd->id, MW_CMD_REFUSED_REPLAY, "replayed command");
             continue;
         case MWI_CMD_EXPIRED:
-            snprintf(why, sizeof why, "command %llu refused: expired at %llu, device time %llu%s",
-                     (unsigned long long)cmd->id, (unsigned long long)cmd->expires_ms,
-                     (unsigned long long)wall, synced ? "" : " (clock not synchronised)");
+            snprintf(why, sizeof why, "command %s refused: expired at %s, device time %s%s",
+                     mwi_u64_dec(cmd->id, n1), mwi_u64_dec(cmd->expires_ms, n2),
+                     mwi_u64_dec(wall, n3), synced ? "" : " (clock not synchronised)");
             audit(c, MW_AUDIT_COMMAND_REFUSED, MW_ETIMEDOUT, 0, why);
             mwi_cmd_done(&c->cmd_guard, cmd->id);
             command_result(c, cmd->id, MW_CMD_REFUSED_EXPIRED, "expired");
@@ -1047,13 +1049,12 @@ static void resynchronise(mw_client_t *c, mwi_resync why)
         return;
     }
     c->st.resyncs++;
-    char text[240];
+    char text[240], n1[MWI_U64_TEXT], n2[MWI_U64_TEXT], n3[MWI_U64_TEXT];
     snprintf(text, sizeof text,
-             "the gateway asked for a resynchronisation (%s): sequence space %016llx replaces "
-             "%016llx; messages numbered below %llu go again as possible duplicates",
+             "the gateway asked for a resynchronisation (%s): sequence space %s replaces "
+             "%s; messages numbered below %s go again as possible duplicates",
              because[(unsigned)why <= MWI_RESYNC_RETIRED ? why : MWI_RESYNC_UNKNOWN],
-             (unsigned long long)c->space, (unsigned long long)old,
-             (unsigned long long)c->space_start);
+             mwi_u64_hex16(c->space, n1), mwi_u64_hex16(old, n2), mwi_u64_dec(c->space_start, n3));
     audit(c, MW_AUDIT_RESYNC, MW_EREPLAY, 0, text);
 }
 
@@ -1435,10 +1436,10 @@ static bool wants_link(const mw_client_t *c)
  * abandoned, so that mw_client_last_error explains a gateway that cannot be reached. */
 static void handshake_unanswered(mw_client_t *c, uint64_t now)
 {
-    char why[160];
+    char why[160], n1[MWI_U64_TEXT];
     snprintf(why, sizeof why,
-             "the gateway at %.60s could not be reached: no answer to the handshake for %llu s",
-             c->gw_text, (unsigned long long)((now - c->handshake_started_ms) / 1000u));
+             "the gateway at %.60s could not be reached: no answer to the handshake for %s s",
+             c->gw_text, mwi_u64_dec((now - c->handshake_started_ms) / 1000u, n1));
     set_last(c, MW_EHANDSHAKE_TIMEOUT, 0, why);
 }
 
