@@ -28,6 +28,7 @@ MW_CI_PACKAGES=(
   clang-tidy cppcheck       # scripts/lint.sh
   shellcheck                # scripts/lint.sh checks the shell scripts when present
   valgrind                  # memcheck stage
+  gcc-arm-none-eabi libnewlib-arm-none-eabi  # arm stage: the device library for a Cortex-M4
 )
 
 # mw_missing_packages PACKAGE...: those of the given packages that are not installed.

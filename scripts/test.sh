@@ -9,9 +9,9 @@
 #                                    they run only the main stage (MW_STAGES overrides)
 #
 # Environment:
-#   MW_STAGES        stages to run, in this order: main clang lint sanitize memcheck fuzz
+#   MW_STAGES        stages to run, in this order: main clang lint arm sanitize memcheck fuzz
 #   MW_BUILD_DIR     main build directory (default build); the others add a suffix:
-#                    -clang, -sanitize, -fuzz
+#                    -clang, -sanitize, -fuzz; the arm stage builds in build-arm
 #   MW_BUILD_TYPE    CMake build type of the main build (default RelWithDebInfo)
 #   MW_FUZZ_SECONDS  seconds each fuzzer runs (default 60)
 #   MW_MEMCHECK_TESTS  integration tests run under valgrind (default: see stage_memcheck)
@@ -23,7 +23,7 @@ root=$(pwd)
 
 jobs=$(nproc 2>/dev/null || echo 2)
 build=${MW_BUILD_DIR:-build}
-all_stages="main clang lint sanitize memcheck fuzz"
+all_stages="main clang lint arm sanitize memcheck fuzz"
 if [ -n "${MW_STAGES:-}" ]; then
   stages=$MW_STAGES
 elif [ $# -gt 0 ]; then
@@ -85,6 +85,20 @@ stage_lint() {
     stage_clang
   fi
   bash scripts/lint.sh "$build-clang"
+}
+
+# The device library cross-built for a Cortex-M4F (MW_PORT=none, newlib-nano, wolfSSL configured
+# by src/port/none/user_settings.h, headers only: cmake/cross-deps.cmake), then its undefined
+# symbols checked: nothing of POSIX, stdio, pthreads, clocks or libcoap's logging
+# (scripts/arm_symbols.py), and the bare-metal port example built against it.
+stage_arm() {
+  local dir=build-arm
+  cmake -S . -B "$dir" -DCMAKE_TOOLCHAIN_FILE=cmake/arm-none-eabi-cortex-m4.cmake \
+    -DCMAKE_BUILD_TYPE=MinSizeRel -DMW_PORT=none -DMW_WITH_GATEWAY=OFF -DMW_WITH_PROGRAMS=OFF \
+    -DMW_BUILD_TESTS=OFF -DMW_HARDEN=OFF
+  cmake --build "$dir" -j "$jobs"
+  python3 scripts/arm_symbols.py --self-test
+  python3 scripts/arm_symbols.py "$dir/lib/libmedwire.a"
 }
 
 # The whole suite again under AddressSanitizer and UndefinedBehaviorSanitizer (gcc), but for

@@ -97,7 +97,10 @@ static mw_err put_uint_option(writer *w, uint16_t number, uint32_t value)
  * different resource ("a//b" is not "a/b"), which medwire never names, so it is a caller bug. */
 static mw_err check_path(const char *path)
 {
-    size_t len = strnlen(path, MWI_COAP_MAX_PATH + 1);
+    /* Bounded by hand: strnlen is POSIX, not C11 (newlib hides it from a strict C11 build). */
+    size_t len = 0;
+    while (len <= MWI_COAP_MAX_PATH && path[len] != '\0')
+        len++;
     if (len > MWI_COAP_MAX_PATH)
         return MW_EINVAL;
     if (len == 0)

@@ -19,6 +19,9 @@ import tempfile
 USES = {
     "core": set(),
     "port/posix": {"core"},
+    # The no-OS port: wolfSSL's user_settings.h and the two socket headers libcoap's headers
+    # include, on the include path of cross builds only (cmake/cross-deps.cmake).
+    "port/none": set(),
     "dtls": {"core"},
     "coap": {"core"},
     "session": {"core"},
@@ -70,7 +73,7 @@ def allowed(rel, header):
     if header in C_STANDARD:
         return True
     # Anything else is the operating system's (pthread.h, unistd.h, sys/...): the port's alone.
-    return layer == "port/posix"
+    return layer in ("port/posix", "port/none")
 
 
 def check(root):
