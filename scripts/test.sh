@@ -99,6 +99,7 @@ stage_arm() {
   cmake --build "$dir" -j "$jobs"
   python3 scripts/arm_symbols.py --self-test
   python3 scripts/arm_symbols.py "$dir/lib/libmedwire.a"
+  python3 scripts/arm_symbols.py "$dir/lib/libmw_bare_metal.a" >/dev/null
 }
 
 # The whole suite again under AddressSanitizer and UndefinedBehaviorSanitizer (gcc), but for

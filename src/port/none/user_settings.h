@@ -9,14 +9,14 @@
 #define MW_PORT_NONE_USER_SETTINGS_H
 
 /* ---- Platform: no OS, no files, one thread ---- */
-#define SINGLE_THREADED      /* no mutexes: the client is used from one thread */
-#define NO_FILESYSTEM        /* credentials come as buffers (ca_buf, cert_buf, key_buf) */
+#define SINGLE_THREADED /* no mutexes: the client is used from one thread */
+#define NO_FILESYSTEM   /* credentials come as buffers (ca_buf, cert_buf, key_buf) */
 #define NO_WRITEV
-#define NO_DEV_RANDOM        /* no /dev/urandom: the vendor's TRNG seeds the DRBG */
-#define WOLFSSL_USER_IO      /* medwire installs its own I/O callbacks; no BSD sockets */
+#define NO_DEV_RANDOM   /* no /dev/urandom: the vendor's TRNG seeds the DRBG */
+#define WOLFSSL_USER_IO /* medwire installs its own I/O callbacks; no BSD sockets */
 #define WOLFSSL_NO_SOCK
-#define NO_ERROR_STRINGS     /* medwire writes its own sentences; saves some 8 kB of text */
-#define WOLFSSL_SMALL_STACK  /* big temporaries on the heap, not on a small task stack */
+#define NO_ERROR_STRINGS    /* medwire writes its own sentences; saves some 8 kB of text */
+#define WOLFSSL_SMALL_STACK /* big temporaries on the heap, not on a small task stack */
 #define TFM_TIMING_RESISTANT
 #define ECC_TIMING_RESISTANT
 #define WC_RSA_BLINDING
@@ -28,26 +28,26 @@ extern int mw_vendor_seed(unsigned char *out, unsigned int len);
 
 /* ---- Protocol: DTLS 1.2 client only ---- */
 #define WOLFSSL_DTLS
-#define NO_WOLFSSL_SERVER    /* the gateway is the server; saves the server state machine */
+#define NO_WOLFSSL_SERVER /* the gateway is the server; saves the server state machine */
 #define WOLFSSL_NO_TLS12_SERVER
-#define NO_OLD_TLS           /* no SSL 3, TLS 1.0/1.1 */
-#define WOLFSSL_NO_TLS13     /* DTLS 1.2 is the protocol (docs/protocol.md) */
+#define NO_OLD_TLS       /* no SSL 3, TLS 1.0/1.1 */
+#define WOLFSSL_NO_TLS13 /* DTLS 1.2 is the protocol (docs/protocol.md) */
 #define HAVE_TLS_EXTENSIONS
 #define HAVE_SUPPORTED_CURVES
 #define NO_SESSION_CACHE_REF
-#define SMALL_SESSION_CACHE  /* the client keeps one session for resumption by ID */
+#define SMALL_SESSION_CACHE /* the client keeps one session for resumption by ID */
 
 /* ---- Cryptography: P-256, AES-128-CCM-8 and -GCM, SHA-256 ---- */
 #define HAVE_ECC
-#define ECC_USER_CURVES      /* P-256 only (no other curve compiled) */
+#define ECC_USER_CURVES /* P-256 only (no other curve compiled) */
 #define ECC_SHAMIR
 #define HAVE_AESCCM
 #define HAVE_AESGCM
-#define GCM_SMALL            /* 16-byte tables: slower GCM, 4 kB less RAM per key */
+#define GCM_SMALL /* 16-byte tables: slower GCM, 4 kB less RAM per key */
 #define WOLFSSL_AES_128
 #define NO_AES_192
-#define NO_AES_256           /* the queue's at-rest key must then be 16 bytes (queue_key_len) */
-#define WOLFSSL_SP_MATH      /* single-precision P-256 maths: small and constant time */
+#define NO_AES_256      /* the queue's at-rest key must then be 16 bytes (queue_key_len) */
+#define WOLFSSL_SP_MATH /* single-precision P-256 maths: small and constant time */
 #define WOLFSSL_HAVE_SP_ECC
 #define WOLFSSL_SP_SMALL
 #define WOLFSSL_SP_NO_MALLOC
@@ -58,7 +58,7 @@ extern int mw_vendor_seed(unsigned char *out, unsigned int len);
 #define NO_RC4
 #define NO_MD4
 #define NO_MD5
-#define NO_SHA               /* SHA-1: no suite medwire allows needs it */
+#define NO_SHA /* SHA-1: no suite medwire allows needs it */
 #define NO_PSK
 #define NO_PWDBASED
 #define NO_HC128
@@ -66,7 +66,7 @@ extern int mw_vendor_seed(unsigned char *out, unsigned int len);
 #define WOLFSSL_NO_SHAKE128
 #define WOLFSSL_NO_SHAKE256
 #define NO_OLD_RNGNAME
-#define HAVE_HKDF            /* the queue derives its at-rest record keys with HKDF-SHA-256 */
+#define HAVE_HKDF /* the queue derives its at-rest record keys with HKDF-SHA-256 */
 
 /* Not defined, on purpose: OPENSSL_EXTRA / OPENSSL_ALL (the OpenSSL compatibility layer,
  * wolfSSL_X509_* names), HAVE_CRL (revocation is the gateway's), HAVE_SESSION_TICKET (medwire

@@ -46,8 +46,8 @@ struct sockaddr_in6 {
 /* The unspecified IPv6 address; libcoap's inline coap_address_init() copies it. */
 static const struct in6_addr in6addr_any = {{{0}}};
 
-#define IN6_IS_ADDR_V4MAPPED(a)                                                                  \
-    ((a)->s6_un.s6_addr32[0] == 0 && (a)->s6_un.s6_addr32[1] == 0 &&                             \
+#define IN6_IS_ADDR_V4MAPPED(a)                                                                    \
+    ((a)->s6_un.s6_addr32[0] == 0 && (a)->s6_un.s6_addr32[1] == 0 &&                               \
      (a)->s6_un.s6_addr32[2] == 0xffff0000u)
 
 #endif
