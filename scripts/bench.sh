@@ -28,8 +28,8 @@ mw_install_packages "${MW_PACKAGES[@]}" libssl-dev mosquitto libmosquitto-dev gn
 banner "build ($build, Release)"
 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DMW_BUILD_TESTS=ON -DMW_BUILD_EXAMPLES=ON \
   -DMW_BUILD_BENCH_BASELINES=ON >/dev/null
-targets=(medwire-pki medwire-gateway medwire-device bench-channel bench-queue bench-mw-load bench-handshake bench-sqlite
-         bench-coap-load bench-mqtt-load)
+targets=(medwire-pki medwire-gateway medwire-device bench-channel bench-queue bench-mw-load
+         bench-handshake bench-sqlite bench-coap-load bench-mqtt-load bench-open-heap)
 if grep -q 'bench-sessions' bench/CMakeLists.txt; then targets+=(bench-sessions); fi
 cmake --build "$build" -j "$jobs" --target "${targets[@]}" >/dev/null
 bin=$root/$build/bin
@@ -289,6 +289,13 @@ read -r 'R[fp_coap_text]' 'R[fp_coap_data]' 'R[fp_coap_bss]' < <(size "$coapso" 
 echo "   x86-64: ${x86[0]} (not compiled: ${R[fp_x86_miss]:-none})" >&2
 echo "   cortex-m4: ${R[fp_m4_text]:-?} ${R[fp_m4_data]:-?} ${R[fp_m4_bss]:-?} (not compiled: ${R[fp_m4_miss]:-none})" >&2
 
+banner "5b. device library for Cortex-M4 (build-arm, MW_PORT=none): per file, mw_client_t, open heap"
+footprint=""
+if command -v arm-none-eabi-gcc >/dev/null; then
+  footprint=$(bash scripts/footprint.sh "$build") || footprint="(scripts/footprint.sh failed)"
+  awk '{print "   " $0}' <<<"$footprint" >&2
+fi
+
 banner "6. gateway memory per idle session at 1,000 and 5,000 sessions"
 ulimit -n 16384 2>/dev/null || ulimit -n "$(ulimit -Hn)" || true
 if [ -x "$bin/bench-sessions" ]; then
@@ -390,6 +397,12 @@ row() { # FIGURE MEDWIRE BASELINE-NAME BASELINE-VALUE GOAL [CHART-LABEL]
   echo "Footprint files: ${#dev_src[@]} device-side sources. Not compiled for x86-64: ${R[fp_x86_miss]:-none}."
   echo "Not compiled for Cortex-M4: ${R[fp_m4_miss]:-none} (they need headers Debian only has for the host)."
   echo
+  if [ -n "$footprint" ]; then
+    echo "Device library on Cortex-M4 (scripts/footprint.sh; the archive of the arm stage):"
+    echo
+    echo "$footprint"
+    echo
+  fi
   echo "Resumed handshakes: medwire's gateway re-checks the device's chain, dates and CRL on each"
   echo "resumption (wolfSSL does not), which is most of the difference to the bare wolfSSL loop."
   echo "Memory per idle session: medwire's is heap measured in process by bench/bench_sessions.c; the"

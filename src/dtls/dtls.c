@@ -493,7 +493,7 @@ static void load_pins(mwi_dtls_ctx *ctx, const uint8_t *ca, size_t ca_len, int f
     }
     /* A copy with a NUL, for strstr: the caller's buffer need not end with one. */
     char *pem = malloc(ca_len + 1);
-    uint8_t *der = malloc(MWI_CA_FILE_MAX);
+    uint8_t *der = malloc(ca_len); /* a certificate's DER is shorter than its PEM */
     if (pem == NULL || der == NULL) {
         free(pem);
         free(der);
@@ -507,8 +507,8 @@ static void load_pins(mwi_dtls_ctx *ctx, const uint8_t *ca, size_t ca_len, int f
         if (e == NULL)
             break;
         e += sizeof end - 1;
-        int len = wc_CertPemToDer((const unsigned char *)p, (int)(e - p), der, MWI_CA_FILE_MAX,
-                                  CERT_TYPE);
+        int len =
+            wc_CertPemToDer((const unsigned char *)p, (int)(e - p), der, (int)ca_len, CERT_TYPE);
         if (len > 0 && wc_Sha256Hash(der, (word32)len, ctx->pins[ctx->n_pins]) == 0)
             ctx->n_pins++;
         p = e;
@@ -936,13 +936,13 @@ static mw_err load_private_key(mwi_dtls_ctx *ctx, const cred *key, const cred *c
                                mw_error_detail_t *d)
 {
     mw_err e = MW_ECERT_LOAD;
-    /* The key's DER, wiped before it is freed. */
-    uint8_t *der = malloc(MWI_KEY_FILE_MAX);
+    /* The key's DER (no longer than its PEM), wiped before it is freed. */
+    uint8_t *der = malloc(key->len);
     if (der == NULL)
         return MW_ENOMEM;
     int len;
     if (key->format == WOLFSSL_FILETYPE_PEM) {
-        len = wc_KeyPemToDer(key->data, (int)key->len, der, MWI_KEY_FILE_MAX, NULL);
+        len = wc_KeyPemToDer(key->data, (int)key->len, der, (int)key->len, NULL);
     } else {
         memcpy(der, key->data, key->len);
         len = (int)key->len;
@@ -980,7 +980,7 @@ static mw_err load_private_key(mwi_dtls_ctx *ctx, const cred *key, const cred *c
     }
     e = MW_OK;
 out:
-    mwi_wipe(der, MWI_KEY_FILE_MAX);
+    mwi_wipe(der, key->len);
     free(der);
     return e;
 }

@@ -17,17 +17,30 @@ mw_err mwi_file_read(const char *path, size_t max, uint8_t **out_buf, size_t *ou
     FILE *f = fopen(path, "rb");
     if (f == NULL)
         return MW_EIO;
-    /* One byte more than allowed tells a file that is too large; one more for the NUL. */
-    uint8_t *buf = malloc(max + 2);
+    /* Sized to the file (a CRL may be allowed a megabyte; a CA file is a few kB), one byte more
+     * to see it grew since, one for the NUL. A file whose size cannot be told is refused. */
+    long size = -1;
+    if (fseek(f, 0, SEEK_END) == 0)
+        size = ftell(f);
+    if (size < 0 || fseek(f, 0, SEEK_SET) != 0) {
+        fclose(f);
+        return MW_EIO;
+    }
+    if ((unsigned long)size > max) {
+        fclose(f);
+        return MW_ETOOBIG;
+    }
+    size_t cap = (size_t)size + 1;
+    uint8_t *buf = malloc(cap + 1);
     if (buf == NULL) {
         fclose(f);
         return MW_ENOMEM;
     }
-    size_t n = fread(buf, 1, max + 1, f);
+    size_t n = fread(buf, 1, cap, f);
     bool read_err = ferror(f) != 0;
     fclose(f);
-    if (read_err || n > max) {
-        mwi_wipe(buf, max + 2);
+    if (read_err || n > (size_t)size) {
+        mwi_wipe(buf, cap + 1);
         free(buf);
         return read_err ? MW_EIO : MW_ETOOBIG;
     }

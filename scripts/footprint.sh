@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+# footprint.sh -- the device library's size for a Cortex-M4 and its memory at open: text, data
+# and bss of each file of the ARM libmedwire.a (MW_PORT=none, -Os, newlib-nano) and their
+# total, sizeof(mw_client_t) on the Cortex-M4 and on the host, and the heap of mw_client_open
+# on the host (bench/bench_open_heap.c). Prints rows ("| figure | value |"); asserts nothing.
+# Called by scripts/bench.sh; runs alone too:
+#
+#   scripts/footprint.sh [HOST_BUILD_DIR]   (default build; its bin/bench-open-heap if built)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+host_build=${1:-build}
+arm=build-arm
+jobs=${MW_BENCH_JOBS:-2}
+
+if ! command -v arm-none-eabi-gcc >/dev/null; then
+  echo "footprint.sh: arm-none-eabi-gcc missing (Debian gcc-arm-none-eabi)" >&2
+  exit 1
+fi
+cmake -S . -B "$arm" -DCMAKE_TOOLCHAIN_FILE=cmake/arm-none-eabi-cortex-m4.cmake \
+  -DCMAKE_BUILD_TYPE=MinSizeRel -DMW_PORT=none -DMW_WITH_GATEWAY=OFF -DMW_WITH_PROGRAMS=OFF \
+  -DMW_BUILD_TESTS=OFF -DMW_HARDEN=OFF >/dev/null
+cmake --build "$arm" -j "$jobs" >/dev/null
+
+echo "| Cortex-M4 -Os file | text | data | bss |"
+echo "|---|---:|---:|---:|"
+arm-none-eabi-size "$arm/lib/libmedwire.a" | awk 'NR > 1 {
+    f = $6; sub(/\.obj$/, "", f); printf "| %s | %d | %d | %d |\n", f, $1, $2, $3
+    t += $1; d += $2; b += $3
+  } END { printf "| **total libmedwire.a** | %d | %d | %d |\n", t, d, b }'
+
+# sizeof(struct mw_client): client.c compiled with one more object, an array of that size, whose
+# size nm -S reads back (no program is run on the target).
+probe=$(mktemp -d)
+trap 'rm -rf "$probe"' EXIT
+printf '#include "client/client.c"\nconst char mw_sizeof_client[sizeof(struct mw_client)];\n' \
+  >"$probe/sizeof.c"
+gen=$(dirname "$(find "$arm" -name medwire.pb.h | head -n 1)")
+arm-none-eabi-gcc -mcpu=cortex-m4 -mthumb -mfloat-abi=hard -mfpu=fpv4-sp-d16 -Os \
+  --specs=nano.specs -std=c11 -DMW_BUILDING_LIBRARY -DWOLFSSL_USER_SETTINGS -Iinclude -Isrc \
+  -I"$gen" -isystem src/port/none -isystem "$arm/staged-include" -c "$probe/sizeof.c" \
+  -o "$probe/m4.o"
+m4=$((16#$(arm-none-eabi-nm -S "$probe/m4.o" | awk '$4 == "mw_sizeof_client" {print $2}')))
+host=n/a
+hgen=$(dirname "$(find "$host_build" -name medwire.pb.h 2>/dev/null | head -n 1)")
+if [ -n "$hgen" ] && cc -std=c11 -D_POSIX_C_SOURCE=200809L -DMW_BUILDING_LIBRARY -DMW_PORT_POSIX \
+  -DWOLFSSL_OPTIONS_IGNORE_SYS -Iinclude -Isrc -I"$hgen" -c "$probe/sizeof.c" -o "$probe/host.o" \
+  2>/dev/null; then
+  host=$((16#$(nm -S "$probe/host.o" | awk '$4 == "mw_sizeof_client" {print $2}')))
+fi
+echo
+echo "| figure | value |"
+echo "|---|---:|"
+echo "| sizeof(mw_client_t), Cortex-M4 | $m4 |"
+echo "| sizeof(mw_client_t), x86-64 | $host |"
+if [ -x "$host_build/bin/bench-open-heap" ]; then
+  (cd "$host_build" && MW_BIN_DIR=$(pwd)/bin ./bin/bench-open-heap) |
+    sed -nE 's/^client open heap, queue capacity ([0-9]+) in RAM: peak ([0-9]+) bytes, held after open ([0-9]+) bytes, largest allocation ([0-9]+) bytes$/| heap of mw_client_open (host), queue of \1 in RAM: peak | \2 |\n| ... held after open | \3 |\n| ... largest single allocation | \4 |/p'
+else
+  echo "| heap of mw_client_open (host) | n/a (build bench-open-heap in $host_build) |"
+fi
