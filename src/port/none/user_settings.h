@@ -15,7 +15,7 @@
 #define NO_DEV_RANDOM   /* no /dev/urandom: the vendor's TRNG seeds the DRBG */
 #define WOLFSSL_USER_IO /* medwire installs its own I/O callbacks; no BSD sockets */
 #define WOLFSSL_NO_SOCK
-#define NO_ERROR_STRINGS    /* medwire writes its own sentences; saves some 8 kB of text */
+#define NO_ERROR_STRINGS    /* medwire writes its own sentences; wolfSSL codes stay numbers */
 #define WOLFSSL_SMALL_STACK /* big temporaries on the heap, not on a small task stack */
 #define TFM_TIMING_RESISTANT
 #define ECC_TIMING_RESISTANT
@@ -43,7 +43,7 @@ extern int mw_vendor_seed(unsigned char *out, unsigned int len);
 #define ECC_SHAMIR
 #define HAVE_AESCCM
 #define HAVE_AESGCM
-#define GCM_SMALL /* 16-byte tables: slower GCM, 4 kB less RAM per key */
+#define GCM_SMALL /* no 4 kB multiplication table per key: slower GCM, less RAM */
 #define WOLFSSL_AES_128
 #define NO_AES_192
 #define NO_AES_256      /* the queue's at-rest key must then be 16 bytes (queue_key_len) */
