@@ -1105,12 +1105,16 @@ mw_err mwi_dtls_ctx_create(const mwi_dtls_config *cfg, mwi_dtls_ctx **out_ctx,
     if ((e = cred_get("CA certificate", cfg->ca_file, "ca_file", cfg->ca_buf, "ca_buf",
                       MWI_CA_FILE_MAX, cfg->read_file, &ca, d)) != MW_OK)
         goto fail;
+    if (ca.data == NULL) { /* checked above (have_ca); said again for the analyzers */
+        e = MW_ECONFIG;
+        goto fail;
+    }
     if ((rc = wolfSSL_CTX_load_verify_buffer(ctx->wctx, ca.data, (long)ca.len, ca.format)) !=
         WOLFSSL_SUCCESS) {
         e = load_failed(d, "CA certificate", &ca, rc);
         goto fail;
     }
-    ctx->ca = malloc(ca.len);
+    ctx->ca = malloc(ca.len + 1); /* + 1: never a zero-size request (ca.len is not 0 here) */
     ctx->anchors = wolfSSL_CertManagerNew();
     if (ctx->ca == NULL || ctx->anchors == NULL) {
         e = MW_ENOMEM;

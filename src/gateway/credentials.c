@@ -55,16 +55,20 @@ static bool copy_blob(mw_blob_t b, mw_blob_t *out)
     if (c == NULL)
         return false;
     memcpy(c, b.data, b.len);
-    *out = (mw_blob_t){c, b.len};
+    out->data = c;
+    out->len = b.len;
     return true;
 }
 
 static void free_blob(mw_blob_t *b, bool secret)
 {
     if (b->data != NULL && b->len != 0) {
+        /* Our own copy (copy_blob): the const of mw_blob_t is the caller's promise, not ours. */
+        uint8_t *own;
+        memcpy(&own, &b->data, sizeof own);
         if (secret)
-            mwi_wipe((void *)(uintptr_t)b->data, b->len);
-        free((void *)(uintptr_t)b->data);
+            mwi_wipe(own, b->len);
+        free(own);
     }
     *b = (mw_blob_t){NULL, 0};
 }
