@@ -157,7 +157,8 @@ stage_memcheck() {
   if [ ! -x "$build/tests/test_channel" ]; then
     stage_main
   fi
-  local tests=${MW_MEMCHECK_TESTS:-test_channel test_messaging test_programs test_commands test_revocation test_hostile}
+  local tests=${MW_MEMCHECK_TESTS:-test_channel test_messaging test_programs test_commands test_revocation test_hostile
+    test_credentials_mem}
   local logs="$build/memcheck"
   rm -rf "$logs"
   mkdir -p "$logs"
