@@ -125,9 +125,10 @@ typedef struct mw_client_config {
     const char *gateway;    /**< "HOST:PORT" of the gateway; required unless gateway_addr is set */
     mw_addr_t gateway_addr; /**< used when gateway is NULL */
     const char *bind;       /**< local "HOST:PORT" for the UDP socket; NULL: any */
-    mw_transport_t transport; /**< custom transport; send == NULL: a UDP socket is opened */
-    mw_clock_t clock;         /**< now_ms == NULL: the system clock */
-    mw_random_t random;       /**< fill == NULL: wolfCrypt's CSPRNG */
+    /** custom transport; send == NULL: a UDP socket is opened (required with MW_PORT=none) */
+    mw_transport_t transport;
+    mw_clock_t clock;   /**< now_ms == NULL: the system clock (required with MW_PORT=none) */
+    mw_random_t random; /**< fill == NULL: wolfCrypt's CSPRNG (required with MW_PORT=none) */
     uint32_t queue_capacity;  /**< messages held until acknowledged (default 256) */
     /** Sequence number of the first message in a new sequence space (0 means 1); with
      *  @c storage, a floor the persisted sequence never goes below. Numbers belong to a
@@ -278,6 +279,9 @@ MW_API MW_NODISCARD mw_err mw_client_send_status(mw_client_t *c, const mw_device
  *         refused ours, or refused our messages): polling again returns the
  *         same error. A gateway that cannot be reached is not fatal: the
  *         client retries with backoff; mw_client_last_error says so.
+ * Built without the POSIX port (MW_PORT=none) it never waits: it does what is due and
+ * returns; call it again when the transport has data or mw_client_next_timeout_ms has passed
+ * (docs/porting.md).
  */
 MW_API MW_NODISCARD mw_err mw_client_poll(mw_client_t *c, int timeout_ms);
 
