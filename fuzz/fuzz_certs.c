@@ -60,7 +60,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
         .key_file = mwt_pki_key(pki, "gateway"),
     };
     mw_error_detail_t d;
-    MWF_CHECK(mwi_dtls_ctx_create(&dc, &keepalive, &d) == MW_OK, "server context: %s", d.reason);
+    MWF_CHECK(mwi_dtls_server_ctx_create(&dc, &keepalive, &d) == MW_OK, "server context: %s",
+              d.reason);
     /* The PKI stays (each input is loaded beside real files); the input file lives in it. */
     snprintf(input_path, sizeof input_path, "%s/fuzz-input.pem", pki->dir);
     atexit(mwf_pki_discard);
@@ -109,7 +110,8 @@ static void try_ctx(mwi_dtls_role role, int slot)
     };
     mwi_dtls_ctx *ctx = NULL;
     mw_error_detail_t d;
-    mw_err e = mwi_dtls_ctx_create(&dc, &ctx, &d);
+    mw_err e = role == MWI_DTLS_SERVER ? mwi_dtls_server_ctx_create(&dc, &ctx, &d)
+                                       : mwi_dtls_ctx_create(&dc, &ctx, &d);
     if (e != MW_OK) {
         MWF_CHECK(ctx == NULL && d.err == e && memchr(d.reason, '\0', sizeof d.reason) != NULL,
                   "a failed load must leave no context and say why");

@@ -1,18 +1,19 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* dtls.c -- DTLS 1.2 on wolfSSL 5.5.4 with custom I/O, mutual X.509, and the workarounds its build
- * needs. */
-#ifndef WOLFSSL_USER_SETTINGS
-#include <wolfssl/options.h> /* first: without it struct layouts differ from the library's */
-#endif
-#include <wolfssl/ssl.h>
+ * needs: what both roles share, and the client (the device's path). It uses wolfSSL's native API
+ * and wolfCrypt's certificate parser only, as the device's minimal wolfSSL has them
+ * (src/port/none/user_settings.h: no OpenSSL compatibility layer, no CRL, no server). The
+ * gateway's side (accept, cookies, the final-flight cache, CRL, revalidation) is dtls_server.c,
+ * in the gateway library; a server context reaches it through its hooks. */
+#include "dtls/dtls_internal.h" /* first: wolfSSL's options before its other headers */
+
 #include <wolfssl/error-ssl.h>
 #include <wolfssl/wolfcrypt/error-crypt.h>
-#include <wolfssl/wolfcrypt/random.h>
 #include <wolfssl/wolfcrypt/memory.h>
 #include <wolfssl/wolfcrypt/ecc.h>
 #include <wolfssl/wolfcrypt/asn.h>
 #include <wolfssl/wolfcrypt/asn_public.h>
-#include <wolfssl/openssl/x509v3.h>
+#include <wolfssl/wolfcrypt/sha256.h>
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,106 +27,12 @@
 #include "dtls/p11.h"
 #include "dtls/records.h"
 
-#define REC_HDR                 MWI_DTLS_REC_HDR
-#define CT_HANDSHAKE            MWI_DTLS_CT_HANDSHAKE
-#define HS_SERVER_HELLO         2
-#define HS_HELLO_VERIFY_REQUEST 3
-
 /* The credential files' size limits (MWI_KEY_FILE_MAX, MWI_CA_FILE_MAX, MWI_CA_PINS_MAX) are in
  * core/limits.h. */
-
-/* The server's final flight (CCS + Finished) is tiny; this bounds what we cache. */
-#define FLIGHT_MAX_BYTES  512
-#define FLIGHT_MAX_DGRAMS 4
-/* A client whose copy of our final flight was lost retransmits its own flight
- * each timer (1 s and up); answering more often than this only wastes bytes. */
-#define FLIGHT_RESEND_GAP_MS 500
-#define FLIGHT_RESEND_MAX    8
 
 /* Connections alive in this process: lets tests prove that a replaced
  * session (and with it its keys) was destroyed. */
 static _Atomic long live_conns;
-
-struct mwi_dtls_ctx {
-    WOLFSSL_CTX *wctx;
-    mwi_dtls_role role;
-    bool skip_role;
-    char peer_name[MW_ID_MAX + 1];
-    char own_id[MW_ID_MAX + 1];
-    unsigned char cookie_secret[32];
-    /* The secret before the last rotation, still honoured: a client between our
-     * HelloVerifyRequest and its second ClientHello when the secret changed. */
-    unsigned char prev_secret[32];
-    bool has_prev;
-    bool cookie_clock_set;
-    uint64_t cookie_since_ms; /* when cookie_secret became the current one */
-    WC_RNG rng;
-    bool rng_ok;
-    bool crl; /* revocation enforced */
-    /* The CA as loaded (a copy, in its format), kept to check a new CRL before it replaces the
-     * old; and how to read that CRL's file. */
-    uint8_t *ca;
-    size_t ca_len;
-    int ca_format;
-    mwi_dtls_read_fn *read_file;
-    /* The configured CA certificates alone: a peer's leaf must verify against them directly,
-     * whatever the peer sent with it (check_peer). */
-    WOLFSSL_CERT_MANAGER *anchors;
-    /* Our private key when it lives in a PKCS#11 token (key_file a "pkcs11:" URI): the module,
-     * the logged-in session and the device wolfSSL signs through, for the context's life. */
-    mwi_p11_key *p11;
-    /* SHA-256 of each certificate in the CA file: a leaf found here is pinned, trusted as it
-     * is (a device given the gateway's own certificate as its CA file). */
-    uint8_t pins[MWI_CA_PINS_MAX][32];
-    int n_pins;
-    /* The owner's reference plus one per connection. A gateway that reloads
-     * its credentials makes a new context for new handshakes while the
-     * sessions already established keep the one they were made with: each
-     * connection reads its context (role, CRL, certificate manager) for its
-     * whole life, and its WOLFSSL borrows the old WOLFSSL_CTX's certificate
-     * and key buffers (wolfSSL_new copies pointers, not the buffers).
-     * wolfSSL 5.5.4 refcounts the WOLFSSL_CTX too (wolfSSL_new takes a
-     * reference, wolfSSL_free drops it), but we do not rely on that: the
-     * WOLFSSL_CTX is freed only with the last of our references. */
-    long refs;
-};
-
-struct mwi_dtls_conn {
-    mwi_dtls_ctx *ctx;
-    WOLFSSL *ssl;
-    mw_addr_t peer;
-    mwi_dtls_send_fn *send;
-    void *send_ctx;
-
-    const uint8_t *in; /* the datagram being fed, borrowed for one call */
-    size_t in_len;
-
-    uint64_t deadline;
-    bool started;
-    bool established;
-    bool failed;
-    mw_error_detail_t err;
-    char peer_id[MW_ID_MAX + 1];
-
-    /* Throwaway probing of an unknown peer's ClientHello (mwi_dtls_accept). */
-    bool probing;
-    bool probe_replied;
-    bool sent_server_hello; /* wolfSSL verified the cookie: the peer proved its address */
-    size_t probe_in_len;
-    uint8_t *probe_reply; /* the one answer to an unverified address, held until it is chosen */
-    size_t probe_reply_len;
-
-    /* Server final-flight cache: wolfSSL 5.5.4 never retransmits it. */
-    bool recording;
-    uint8_t flight[FLIGHT_MAX_BYTES];
-    uint16_t flight_len[FLIGHT_MAX_DGRAMS];
-    uint8_t flight_n;
-    bool flight_overflow;
-    bool peer_sent_data;
-    uint8_t flight_resends;
-    uint64_t last_resend_ms;
-    bool resent_once;
-};
 
 /* The first error wins: later ones are consequences. */
 static void set_err(mw_error_detail_t *d, mw_err e, int foreign, const char *reason)
@@ -175,10 +82,12 @@ static const char *alert_name(int code)
     }
 }
 
+#ifdef OPENSSL_EXTRA
 /* With OPENSSL_EXTRA (Debian's build) the verify callback sees OpenSSL's
  * X509_V_ERR numbers (positive) for chain errors, and wolfSSL's own codes
  * (negative) for the rest; both are mapped, and the native code replaces the
- * X509 one in the detail once wolfSSL reports it (record_wolf_failure). */
+ * X509 one in the detail once wolfSSL reports it (record_wolf_failure). Without it (the
+ * device's wolfSSL) every code is wolfSSL's own. */
 static mw_err map_x509(int code)
 {
     switch (code) {
@@ -211,11 +120,14 @@ static mw_err map_x509(int code)
         return MW_EDTLS;
     }
 }
+#endif
 
 static mw_err map_wolf(int code)
 {
+#ifdef OPENSSL_EXTRA
     if (code > 0)
         return map_x509(code);
+#endif
     switch (code) {
     case ASN_AFTER_DATE_E:
         return MW_ECERT_EXPIRED;
@@ -247,6 +159,11 @@ static mw_err map_wolf(int code)
     default:
         return MW_EDTLS;
     }
+}
+
+mw_err mwi_dtls_map_wolf(int code)
+{
+    return map_wolf(code);
 }
 
 /* Records wolfSSL's failure with its code and words, unless a more precise
@@ -386,34 +303,24 @@ static bool same_bytes(const uint8_t *b, size_t n, const char *s)
 }
 
 /*
- * The peer's identity from its certificate @p der: exactly one common name, the identity
- * reported, copied to @p out_id. A device also requires it equal, byte for byte, to the gateway
- * name it expects, and every DNS subjectAltName too. wolfSSL's domain check, used before, folds
- * case, honours wildcards and accepts any SAN or the last CN while the first CN was reported: a
- * certificate for '*', 'g*', 'GW1', or CN 'evil' plus CN 'gw1' passed for 'gw1' and one
- * wildcard certificate from the CA would impersonate every gateway.
+ * The peer's identity from its certificate @p dc (parsed; @p count common names, the first two
+ * in @p cns): exactly one common name, the identity reported, copied to @p out_id. A device
+ * also requires it equal, byte for byte, to the gateway name it expects, and every DNS
+ * subjectAltName too. wolfSSL's domain check, used before, folds case, honours wildcards and
+ * accepts any SAN or the last CN while the first CN was reported: a certificate for '*', 'g*',
+ * 'GW1', or CN 'evil' plus CN 'gw1' passed for 'gw1' and one wildcard certificate from the CA
+ * would impersonate every gateway.
  */
-static mw_err check_names(const mwi_dtls_ctx *ctx, const uint8_t *der, int der_len,
+static mw_err check_names(const mwi_dtls_ctx *ctx, const DecodedCert *dc, int count,
+                          const uint8_t *const cns[2], const size_t cns_len[2],
                           char out_id[MW_ID_MAX + 1], mw_error_detail_t *d)
 {
     bool client = ctx->role == MWI_DTLS_CLIENT;
     mw_err bad = client ? MW_ECERT_NAME : MW_ECERT_IDENTITY;
     char what[400], a[MW_ID_MAX + 1], b[MW_ID_MAX + 1];
-    DecodedCert *dc = malloc(sizeof *dc);
-    if (dc == NULL) {
-        set_err(d, MW_ENOMEM, 0, "out of memory checking the peer's certificate");
-        return MW_ENOMEM;
-    }
-    InitDecodedCert(dc, der, (word32)der_len, NULL);
-    mw_err e = bad;
-    const uint8_t *cns[2] = {(const uint8_t *)"", (const uint8_t *)""};
-    size_t cns_len[2] = {0, 0};
-    int count = -1;
-    if (ParseCert(dc, CERT_TYPE, NO_VERIFY, NULL) == 0 && dc->subjectRaw != NULL)
-        count = subject_cns(dc->subjectRaw, (size_t)dc->subjectRawLen, cns, cns_len);
     if (count < 0) {
         set_err(d, bad, 0, "the peer's certificate subject cannot be read");
-        goto out;
+        return bad;
     }
     if (count != 1) {
         /* Both named: the second is the one a loose check would have matched. */
@@ -429,43 +336,35 @@ static mw_err check_names(const mwi_dtls_ctx *ctx, const uint8_t *der, int der_l
             snprintf(what + strlen(what), sizeof what - strlen(what),
                      "; expected exactly one: '%s'", ctx->peer_name);
         set_err(d, bad, 0, what);
-        goto out;
+        return bad;
     }
     const uint8_t *cn = cns[0];
     size_t cn_len = cns_len[0];
     shown(cn, cn_len, a);
-    if (client && !same_bytes(cn, cn_len, ctx->peer_name)) {
-        mwi_detail_firstf(d, bad, DOMAIN_NAME_MISMATCH,
-                          "the gateway's certificate names '%s', which does not match the expected "
-                          "gateway name '%s' exactly (case and every character count)",
-                          a, ctx->peer_name);
-        goto out;
-    }
-    if (cn_len > MW_ID_MAX || memchr(cn, '\0', cn_len) != NULL || !id_valid(a)) {
-        mwi_detail_firstf(d, bad, 0,
-                          "certificate common name '%s' is not a valid identity "
-                          "([A-Za-z0-9][A-Za-z0-9._-]{0,63})",
-                          a);
-        goto out;
-    }
+    if (client && !same_bytes(cn, cn_len, ctx->peer_name))
+        return mwi_detail_firstf(d, bad, DOMAIN_NAME_MISMATCH,
+                                 "the gateway's certificate names '%s', which does not match the "
+                                 "expected gateway name '%s' exactly (case and every character "
+                                 "count)",
+                                 a, ctx->peer_name);
+    if (cn_len > MW_ID_MAX || memchr(cn, '\0', cn_len) != NULL || !id_valid(a))
+        return mwi_detail_firstf(d, bad, 0,
+                                 "certificate common name '%s' is not a valid identity "
+                                 "([A-Za-z0-9][A-Za-z0-9._-]{0,63})",
+                                 a);
     for (const DNS_entry *n = dc->altNames; client && n != NULL; n = n->next) {
         if (n->type != ASN_DNS_TYPE || n->len < 0 ||
             same_bytes((const uint8_t *)n->name, (size_t)n->len, ctx->peer_name))
             continue;
         shown((const uint8_t *)n->name, (size_t)n->len, b);
-        mwi_detail_firstf(
+        return mwi_detail_firstf(
             d, bad, DOMAIN_NAME_MISMATCH,
             "the gateway's certificate '%s' also names DNS '%s', which does not match the "
             "expected gateway name '%s' exactly (no wildcards)",
             a, b, ctx->peer_name);
-        goto out;
     }
     memcpy(out_id, a, cn_len + 1);
-    e = MW_OK;
-out:
-    FreeDecodedCert(dc);
-    free(dc);
-    return e;
+    return MW_OK;
 }
 
 static bool is_pinned(const mwi_dtls_ctx *ctx, const unsigned char *der, int len)
@@ -517,64 +416,76 @@ static void load_pins(mwi_dtls_ctx *ctx, const uint8_t *ca, size_t ca_len, int f
     free(der);
 }
 
-/* The peer's leaf @p x: of the other role (EKU), and with the identity check_names wants, copied
- * to @p out_id. The same for a full handshake and a resumed one. */
-static mw_err check_peer(const mwi_dtls_ctx *ctx, WOLFSSL_X509 *x, char out_id[MW_ID_MAX + 1],
-                         mw_error_detail_t *d)
+/* The peer's leaf @p der: of the other role (EKU), signed by a configured CA itself (or the very
+ * certificate the CA holds), and with the identity check_names wants, copied to @p out_id. The
+ * same for a full handshake and a resumed one. wolfCrypt's certificate parser reads it: the
+ * device's wolfSSL has no X509 objects. */
+static mw_err check_peer(const mwi_dtls_ctx *ctx, const uint8_t *der, int len,
+                         char out_id[MW_ID_MAX + 1], mw_error_detail_t *d)
 {
-    char cn[MW_ID_MAX + 2] = "";
-    WOLFSSL_X509_NAME *subj = wolfSSL_X509_get_subject_name(x);
-    if (subj == NULL || wolfSSL_X509_NAME_get_text_by_NID(subj, NID_commonName, cn, sizeof cn) < 0)
-        cn[0] = '\0';
-    unsigned int xku = wolfSSL_X509_get_extended_key_usage(x);
-    bool want_server = ctx->role == MWI_DTLS_CLIENT;
-    unsigned int need = want_server ? XKU_SSL_SERVER : XKU_SSL_CLIENT;
-    unsigned int other = want_server ? XKU_SSL_CLIENT : XKU_SSL_SERVER;
-    if (!ctx->skip_role && (!(xku & need) || (xku & other))) {
-        mwi_detail_firstf(
-            d, MW_ECERT_ROLE, EXTKEYUSE_AUTH_E,
-            "certificate '%.64s' is not a %s certificate (extended key usage must be %s only)", cn,
-            want_server ? "gateway" : "device", want_server ? "serverAuth" : "clientAuth");
-        return MW_ECERT_ROLE;
-    }
-    int len = 0;
-    const unsigned char *der = wolfSSL_X509_get_der(x, &len);
     if (der == NULL || len <= 0) {
         set_err(d, MW_ECERT_IDENTITY, 0, "the peer's certificate cannot be read");
         return MW_ECERT_IDENTITY;
+    }
+    DecodedCert *dc = malloc(sizeof *dc);
+    if (dc == NULL) {
+        set_err(d, MW_ENOMEM, 0, "out of memory checking the peer's certificate");
+        return MW_ENOMEM;
+    }
+    InitDecodedCert(dc, der, (word32)len, NULL);
+    const uint8_t *cns[2] = {(const uint8_t *)"", (const uint8_t *)""};
+    size_t cns_len[2] = {0, 0};
+    int count = -1;
+    unsigned int xku = 0;
+    if (ParseCert(dc, CERT_TYPE, NO_VERIFY, NULL) == 0) {
+        xku = dc->extExtKeyUsage;
+        if (dc->subjectRaw != NULL)
+            count = subject_cns(dc->subjectRaw, (size_t)dc->subjectRawLen, cns, cns_len);
+    }
+    char cn[MW_ID_MAX + 1];
+    shown(cns[0], count > 0 ? cns_len[0] : 0, cn);
+    bool want_server = ctx->role == MWI_DTLS_CLIENT;
+    unsigned int need = want_server ? EXTKEYUSE_SERVER_AUTH : EXTKEYUSE_CLIENT_AUTH;
+    unsigned int other = want_server ? EXTKEYUSE_CLIENT_AUTH : EXTKEYUSE_SERVER_AUTH;
+    mw_err e;
+    if (!ctx->skip_role && (!(xku & need) || (xku & other))) {
+        e = mwi_detail_firstf(
+            d, MW_ECERT_ROLE, EXTKEYUSE_AUTH_E,
+            "certificate '%.64s' is not a %s certificate (extended key usage must be %s only)", cn,
+            want_server ? "gateway" : "device", want_server ? "serverAuth" : "clientAuth");
+        goto out;
     }
     /* Signed by a configured CA itself, not through a CA certificate the peer sent with it;
      * or the very certificate the CA file holds (pinning). */
     int rc = wolfSSL_CertManagerVerifyBuffer(ctx->anchors, der, len, WOLFSSL_FILETYPE_ASN1);
     if (rc != WOLFSSL_SUCCESS && !is_pinned(ctx, der, len)) {
-        mwi_detail_firstf(
+        e = mwi_detail_firstf(
             d, MW_ECERT_UNTRUSTED, rc,
             "certificate '%.64s' is not issued by the configured CA itself (wolfSSL %d): "
             "the chain must be CA to leaf",
             cn, rc);
-        return MW_ECERT_UNTRUSTED;
+        goto out;
     }
-    return check_names(ctx, der, len, out_id, d);
+    e = check_names(ctx, dc, count, cns, cns_len, out_id, d);
+out:
+    FreeDecodedCert(dc);
+    free(dc);
+    return e;
 }
 
 /* Called by wolfSSL for each certificate of the peer's chain, also when its
  * own checks passed (WOLFSSL_ALWAYS_VERIFY_CB), so that we can keep the exact
  * reason of a failure and add the checks wolfSSL does not make: the role
- * (EKU) and the exact identity (CN, and the gateway's name) of the leaf. */
+ * (EKU) and the exact identity (CN, and the gateway's name) of the leaf. The
+ * connection comes as the callback's context (wolfSSL_SetCertCbCtx), the
+ * certificates as the DER the peer sent (store->certs, the leaf first) and the
+ * name of the one being checked as store->domain: all of it native wolfSSL. */
 static int verify_cb(int preverify, WOLFSSL_X509_STORE_CTX *store)
 {
-    WOLFSSL *ssl =
-        wolfSSL_X509_STORE_CTX_get_ex_data(store, wolfSSL_get_ex_data_X509_STORE_CTX_idx());
-    mwi_dtls_conn *c = ssl ? wolfSSL_get_app_data(ssl) : NULL;
-    char cn[MW_ID_MAX + 2];
-    cn[0] = '\0';
-    if (store->current_cert) {
-        WOLFSSL_X509_NAME *subj = wolfSSL_X509_get_subject_name(store->current_cert);
-        if (subj && wolfSSL_X509_NAME_get_text_by_NID(subj, NID_commonName, cn, sizeof cn) < 0)
-            cn[0] = '\0';
-    }
+    mwi_dtls_conn *c = store ? store->userCtx : NULL;
     if (c == NULL)
         return preverify;
+    const char *cn = store->domain ? store->domain : "";
     if (!preverify) {
         int code = store->error;
         mw_err e = map_wolf(code);
@@ -588,7 +499,7 @@ static int verify_cb(int preverify, WOLFSSL_X509_STORE_CTX *store)
                               mw_strerror(e), code, buf);
         return 0;
     }
-    if (store->totalCerts == 0 || store->current_cert == NULL) {
+    if (store->totalCerts == 0 || store->certs == NULL) {
         /* wolfSSL runs the callback for an empty Certificate message too. */
         set_err(&c->err, MW_ENO_PEER_CERT, NO_PEER_CERT, "the peer sent no certificate");
         return 0;
@@ -596,11 +507,20 @@ static int verify_cb(int preverify, WOLFSSL_X509_STORE_CTX *store)
     if (store->error_depth != 0)
         return 1;
 
-    mw_err e = check_peer(c->ctx, store->current_cert, c->peer_id, &c->err);
+    const WOLFSSL_BUFFER_INFO *leaf = &store->certs[0];
+    mw_err e = check_peer(c->ctx, leaf->buffer, (int)leaf->length, c->peer_id, &c->err);
     return e == MW_OK ? 1 : 0;
 }
 
-static int check_cert_now(mwi_dtls_ctx *ctx, WOLFSSL_X509 *x, bool chain);
+bool mwi_dtls_peer_leaf(mwi_dtls_conn *c, const uint8_t **der, int *len)
+{
+    WOLFSSL_X509_CHAIN *chain = wolfSSL_get_peer_chain(c->ssl);
+    if (chain == NULL || wolfSSL_get_chain_count(chain) <= 0)
+        return false;
+    *der = wolfSSL_get_chain_cert(chain, 0);
+    *len = wolfSSL_get_chain_length(chain, 0);
+    return *der != NULL && *len > 0;
+}
 
 /* A session resumed by ID skips certificate verification in wolfSSL (and
  * with it CRL checks and our callback): the peer's certificate, kept with the
@@ -609,34 +529,36 @@ static int check_cert_now(mwi_dtls_ctx *ctx, WOLFSSL_X509 *x, bool chain);
  * under other rules must not carry a peer past them), revocation included. */
 static mw_err check_resumed_peer(mwi_dtls_conn *c)
 {
-    WOLFSSL_X509 *x = wolfSSL_get_peer_certificate(c->ssl);
-    mw_err e = MW_OK;
-    if (x == NULL) {
+    const uint8_t *der = NULL;
+    int len = 0;
+    if (!mwi_dtls_peer_leaf(c, &der, &len)) {
         set_err(&c->err, MW_ENO_PEER_CERT, NO_PEER_CERT,
                 "resumed session without a peer certificate");
         return MW_ENO_PEER_CERT;
     }
+    const mwi_dtls_server_ops *server = c->ctx->server;
     char cn[MW_ID_MAX + 1] = "";
-    e = check_peer(c->ctx, x, cn, &c->err);
+    mw_err e = check_peer(c->ctx, der, len, cn, &c->err);
     if (e != MW_OK) {
         size_t l = strlen(c->err.reason);
         snprintf(c->err.reason + l, sizeof c->err.reason - l, ", on resumption");
-        (void)wolfSSL_SSL_CTX_remove_session(c->ctx->wctx, wolfSSL_get_session(c->ssl));
-        goto out;
+        if (server)
+            server->forget_session(c);
+        return e;
     }
     /* The session cache is process-wide: a session made under credentials
      * since reloaded (another CA) must not outlive them, so the chain is
      * checked against this context's CA too, not only the CRL. */
-    int rc = check_cert_now(c->ctx, x, true);
+    int rc = mwi_dtls_check_der_now(c->ctx, der, len, true);
     if (rc != WOLFSSL_SUCCESS && rc != CRL_CERT_REVOKED && rc != CRL_MISSING) {
         mw_err ce = map_wolf(rc);
         if (ce == MW_EDTLS || ce == MW_EPEER_ALERT || ce == MW_ENOMEM)
             ce = MW_ECERT_UNTRUSTED;
         mwi_detail_firstf(&c->err, ce, rc, "certificate '%.64s': %s on resumption (wolfSSL %d)", cn,
                           mw_strerror(ce), rc);
-        (void)wolfSSL_SSL_CTX_remove_session(c->ctx->wctx, wolfSSL_get_session(c->ssl));
-        e = ce;
-        goto out;
+        if (server)
+            server->forget_session(c);
+        return ce;
     }
     if (rc != WOLFSSL_SUCCESS) {
         mwi_detail_firstf(&c->err, MW_ECERT_REVOKED, rc,
@@ -645,18 +567,16 @@ static mw_err check_resumed_peer(mwi_dtls_conn *c)
                           cn, rc);
         /* Forget the session, so the next attempt is a full handshake that
          * fails with a proper alert. */
-        (void)wolfSSL_SSL_CTX_remove_session(c->ctx->wctx, wolfSSL_get_session(c->ssl));
-        e = MW_ECERT_REVOKED;
-        goto out;
+        if (server)
+            server->forget_session(c);
+        return MW_ECERT_REVOKED;
     }
     memcpy(c->peer_id, cn, strlen(cn) + 1);
-out:
-    wolfSSL_X509_free(x);
-    return e;
+    return MW_OK;
 }
 
 /* Lends @p dgram to wolfSSL's next read (io_recv takes it once); (NULL, 0) takes it back. */
-static void lend_input(mwi_dtls_conn *c, const uint8_t *dgram, size_t len)
+void mwi_dtls_lend_input(mwi_dtls_conn *c, const uint8_t *dgram, size_t len)
 {
     c->in = dgram;
     c->in_len = len;
@@ -672,7 +592,7 @@ static int io_recv(WOLFSSL *ssl, char *buf, int sz, void *vctx)
      * fail their length checks and are dropped, as on a real socket. */
     size_t n = c->in_len < (size_t)sz ? c->in_len : (size_t)sz;
     memcpy(buf, c->in, n);
-    lend_input(c, NULL, 0);
+    mwi_dtls_lend_input(c, NULL, 0);
     return (int)n;
 }
 
@@ -684,41 +604,9 @@ static int io_send(WOLFSSL *ssl, char *buf, int sz, void *vctx)
     size_t n = (size_t)sz;
     if (sz <= 0)
         return 0;
-    if (c->probing && !c->sent_server_hello) {
-        /* No state and no amplification for an unverified address: one
-         * datagram no larger than what it sent us is all it gets (RFC 6347
-         * 4.2.1): the HelloVerifyRequest, or the alert that refuses its hello.
-         * wolfSSL sends a ServerHello only for a valid cookie, and only that
-         * proves the address: an alert for a bad record packed behind a
-         * ClientHello once passed for a verified peer and cost a peer slot
-         * (found by fuzz_gateway_hello). */
-        bool hs0 = n > REC_HDR && p[0] == CT_HANDSHAKE && p[3] == 0 && p[4] == 0;
-        if (hs0 && p[REC_HDR] == HS_SERVER_HELLO) {
-            c->sent_server_hello = true;
-        } else {
-            if (c->probe_replied || n > c->probe_in_len)
-                return sz;
-            c->probe_replied = true;
-            memcpy(c->probe_reply, p, n); /* n <= probe_in_len <= MWI_DTLS_MAX_DATAGRAM */
-            c->probe_reply_len = n;
-            return sz;
-        }
-    }
-    if (c->recording) {
-        if (c->flight_n < FLIGHT_MAX_DGRAMS) {
-            size_t used = 0;
-            for (uint8_t i = 0; i < c->flight_n; i++)
-                used += c->flight_len[i];
-            if (used + n <= FLIGHT_MAX_BYTES) {
-                memcpy(c->flight + used, p, n);
-                c->flight_len[c->flight_n++] = (uint16_t)n;
-            } else {
-                c->flight_overflow = true;
-            }
-        } else {
-            c->flight_overflow = true;
-        }
-    }
+    /* A server holds back its answer to an unverified address, and records its final flight. */
+    if (c->ctx->server && c->ctx->server->hold_send(c, p, n))
+        return sz;
     c->send(c->send_ctx, p, n);
     return sz;
 }
@@ -772,38 +660,84 @@ static bool key_matches(const uint8_t *der, word32 len, const uint8_t *spki, wor
     return ok;
 }
 
-/* The SubjectPublicKeyInfo of our certificate into @p out (128 bytes: a P-256 one is 91, anything
- * larger is another key); its length, or 0. */
-static word32 own_spki(const mwi_dtls_ctx *ctx, uint8_t out[128])
+/* The element of DER @p p (at most @p n bytes) as a whole, header included: its end in @p end. */
+static bool der_skip(const uint8_t *p, size_t n, uint8_t *tag, const uint8_t **end)
 {
-    WOLFSSL_X509 *x = wolfSSL_CTX_get0_certificate(ctx->wctx);
-    int len = 0;
-    if (x == NULL || wolfSSL_X509_get_pubkey_buffer(x, NULL, &len) != WOLFSSL_SUCCESS || len <= 0 ||
-        len > 128 || wolfSSL_X509_get_pubkey_buffer(x, out, &len) != WOLFSSL_SUCCESS)
-        return 0;
-    return (word32)len;
+    const uint8_t *body;
+    size_t len;
+    if (!der_next(p, n, tag, &body, &len))
+        return false;
+    *end = body + len;
+    return true;
 }
 
-/* Our own identity is the CN of our certificate, never a configuration
+/* The SubjectPublicKeyInfo (the whole element) of the certificate @p der: the seventh field of
+ * its TBSCertificate, after the optional version. */
+static bool cert_spki(const uint8_t *der, size_t len, const uint8_t **spki, size_t *spki_len)
+{
+    uint8_t tag;
+    const uint8_t *cert, *tbs, *end;
+    size_t cert_len, tbs_len;
+    if (!der_next(der, len, &tag, &cert, &cert_len) || tag != 0x30 ||
+        !der_next(cert, cert_len, &tag, &tbs, &tbs_len) || tag != 0x30)
+        return false;
+    const uint8_t *p = tbs, *stop = tbs + tbs_len;
+    /* [0] version, serial, signature, issuer, validity, subject: skipped. */
+    for (int field = 0; field < 6; field++) {
+        if (!der_skip(p, (size_t)(stop - p), &tag, &end))
+            return false;
+        if (field == 0 && tag != 0xa0)
+            field++; /* no version: the first field was the serial */
+        p = end;
+    }
+    if (!der_skip(p, (size_t)(stop - p), &tag, &end) || tag != 0x30)
+        return false;
+    *spki = p;
+    *spki_len = (size_t)(end - p);
+    return true;
+}
+
+/* Our own identity is the CN of our certificate @p der, never a configuration
  * string: a device cannot then be set up to claim an id it cannot prove. The
  * role is checked too, so a device given a gateway certificate learns it here
- * rather than from a refused handshake. */
-static bool own_identity(mwi_dtls_ctx *ctx, mw_error_detail_t *d)
+ * rather than from a refused handshake. Keeps the certificate's public key for
+ * the private key's check. */
+static bool own_identity(mwi_dtls_ctx *ctx, const uint8_t *der, size_t len, mw_error_detail_t *d)
 {
-    WOLFSSL_X509 *x = wolfSSL_CTX_get0_certificate(ctx->wctx);
-    WOLFSSL_X509_NAME *subj = x ? wolfSSL_X509_get_subject_name(x) : NULL;
-    char cn[MW_ID_MAX + 2];
-    if (subj == NULL ||
-        wolfSSL_X509_NAME_get_text_by_NID(subj, NID_commonName, cn, sizeof cn) < 0 ||
-        !id_valid(cn)) {
+    DecodedCert *dc = malloc(sizeof *dc);
+    if (dc == NULL) {
+        set_err(d, MW_ENOMEM, 0, "out of memory reading our certificate");
+        return false;
+    }
+    InitDecodedCert(dc, der, (word32)len, NULL);
+    const uint8_t *cns[2] = {NULL, NULL};
+    size_t cns_len[2] = {0, 0};
+    int count = -1;
+    unsigned int xku = 0;
+    if (ParseCert(dc, CERT_TYPE, NO_VERIFY, NULL) == 0) {
+        xku = dc->extExtKeyUsage;
+        if (dc->subjectRaw != NULL)
+            count = subject_cns(dc->subjectRaw, (size_t)dc->subjectRawLen, cns, cns_len);
+    }
+    FreeDecodedCert(dc);
+    free(dc);
+    /* The first common name, as wolfSSL's X509 layer gave it before. */
+    char cn[MW_ID_MAX + 1] = "";
+    bool ok = count > 0 && cns_len[0] <= MW_ID_MAX && memchr(cns[0], '\0', cns_len[0]) == NULL;
+    if (ok) {
+        memcpy(cn, cns[0], cns_len[0]);
+        cn[cns_len[0]] = '\0';
+    }
+    if (!ok || !id_valid(cn)) {
         set_err(d, MW_ECERT_IDENTITY, 0,
                 "our certificate's common name is missing or not a valid identity "
                 "([A-Za-z0-9][A-Za-z0-9._-]{0,63})");
         return false;
     }
-    uint8_t spki[128];
-    word32 spki_len = own_spki(ctx, spki);
-    if (spki_len == 0 || !der_is_p256(spki, spki_len, false)) {
+    const uint8_t *spki = NULL;
+    size_t spki_len = 0;
+    if (!cert_spki(der, len, &spki, &spki_len) || spki_len > sizeof ctx->own_spki ||
+        !der_is_p256(spki, (word32)spki_len, false)) {
         mwi_detail_firstf(
             d, MW_ECERT_LOAD, 0,
             "our certificate '%.64s' does not carry an ECDSA P-256 key, the protocol's only "
@@ -811,9 +745,10 @@ static bool own_identity(mwi_dtls_ctx *ctx, mw_error_detail_t *d)
             cn);
         return false;
     }
-    unsigned int xku = wolfSSL_X509_get_extended_key_usage(x);
+    memcpy(ctx->own_spki, spki, spki_len);
+    ctx->own_spki_len = (uint32_t)spki_len;
     bool server = ctx->role == MWI_DTLS_SERVER;
-    unsigned int need = server ? XKU_SSL_SERVER : XKU_SSL_CLIENT;
+    unsigned int need = server ? EXTKEYUSE_SERVER_AUTH : EXTKEYUSE_CLIENT_AUTH;
     if (!ctx->skip_role && !(xku & need)) {
         mwi_detail_firstf(d, MW_ECERT_ROLE, 0,
                           "our certificate '%.64s' is not a %s certificate (extended key usage %s)",
@@ -824,21 +759,10 @@ static bool own_identity(mwi_dtls_ctx *ctx, mw_error_detail_t *d)
     return true;
 }
 
-/* One credential as this layer loads it: bytes in memory, from the caller's buffer or from a
- * file the port read, its format, and how a detail names it. */
-typedef struct cred {
-    const uint8_t *data;
-    size_t len;
-    uint8_t *owned; /* a file's bytes, read for us: wiped and freed by cred_free */
-    size_t owned_cap;
-    int format;     /* WOLFSSL_FILETYPE_PEM or WOLFSSL_FILETYPE_ASN1 */
-    char name[120]; /* "'PATH'" (a long path by its end) or "from ca_buf" */
-} cred;
-
 /* Two paths must fit in one detail: a long one is shown by its end, where the file's name is. */
 #define PATH_SHOWN 44
 
-static void cred_free(cred *c)
+void mwi_dtls_cred_free(mwi_dtls_cred *c)
 {
     if (c->owned) {
         mwi_wipe(c->owned, c->owned_cap);
@@ -862,9 +786,9 @@ static int cred_format(const uint8_t *p, size_t n)
  * read with @p read_file) or from @p buf (field @p buf_field): one of the two, at most @p max
  * bytes. Neither: MW_OK with out->data NULL (the caller says whether it is required).
  */
-static mw_err cred_get(const char *what, const char *file, const char *file_field, mw_blob_t buf,
-                       const char *buf_field, size_t max, mwi_dtls_read_fn *read_file, cred *out,
-                       mw_error_detail_t *d)
+mw_err mwi_dtls_cred_get(const char *what, const char *file, const char *file_field,
+                         mw_blob_t buf, const char *buf_field, size_t max,
+                         mwi_dtls_read_fn *read_file, mwi_dtls_cred *out, mw_error_detail_t *d)
 {
     memset(out, 0, sizeof *out);
     bool have_buf = buf.data != NULL || buf.len != 0;
@@ -906,18 +830,7 @@ static mw_err cred_get(const char *what, const char *file, const char *file_fiel
     return MW_OK;
 }
 
-static mw_err crl_failed(mw_error_detail_t *d, const cred *c, int code)
-{
-    mwi_detail_firstf(d, MW_ECERT_LOAD, code, "cannot load CRL %s: %s (wolfSSL %d)", c->name,
-                      code == ASN_CRL_NO_SIGNER_E ? "not signed by the configured CA"
-                      : code == ASN_CRL_CONFIRM_E ? "its signature does not verify"
-                      : code == ASN_PARSE_E       ? "expired (past nextUpdate) or malformed"
-                                                  : "refused",
-                      code);
-    return MW_ECERT_LOAD;
-}
-
-MW_NODISCARD static mw_err load_failed(mw_error_detail_t *d, const char *what, const cred *c,
+MW_NODISCARD static mw_err load_failed(mw_error_detail_t *d, const char *what, const mwi_dtls_cred *c,
                                        int code)
 {
     mwi_detail_firstf(d, MW_ECERT_LOAD, code, "cannot load %s %s: not a valid %s %s (wolfSSL %d)",
@@ -932,7 +845,7 @@ MW_NODISCARD static mw_err load_failed(mw_error_detail_t *d, const char *what, c
  * wolfCrypt, and only a P-256 key in range that matches @p cert_file (already loaded) reaches
  * wolfSSL, as the DER we checked.
  */
-static mw_err load_private_key(mwi_dtls_ctx *ctx, const cred *key, const cred *cert,
+static mw_err load_private_key(mwi_dtls_ctx *ctx, const mwi_dtls_cred *key, const mwi_dtls_cred *cert,
                                mw_error_detail_t *d)
 {
     mw_err e = MW_ECERT_LOAD;
@@ -964,9 +877,7 @@ static mw_err load_private_key(mwi_dtls_ctx *ctx, const cred *key, const cred *c
     }
     /* wolfSSL_CTX_check_private_key passes any P-256 key in 5.5.4: unchecked, a gateway started
      * and failed every handshake with -330, and a device was told its certificate was refused. */
-    uint8_t spki[128];
-    word32 spki_len = own_spki(ctx, spki);
-    if (!key_matches(der + off, (word32)len - off, spki, spki_len)) {
+    if (!key_matches(der + off, (word32)len - off, ctx->own_spki, ctx->own_spki_len)) {
         mwi_detail_firstf(d, e, 0,
                           "the private key %s does not match the certificate %s: give the key "
                           "made with that certificate",
@@ -991,15 +902,14 @@ out:
  * digest that the public key of @p cert_file (already loaded) must verify, so a wrong object
  * is refused here rather than by every handshake.
  */
-static mw_err load_token_key(mwi_dtls_ctx *ctx, const char *uri, const cred *cert,
+static mw_err load_token_key(mwi_dtls_ctx *ctx, const char *uri, const mwi_dtls_cred *cert,
                              mw_error_detail_t *d)
 {
     mw_err e = mwi_p11_key_open(uri, &ctx->p11, d);
     if (e != MW_OK)
         return e;
-    uint8_t spki[128];
-    word32 spki_len = own_spki(ctx, spki);
-    if ((e = mwi_p11_key_check(ctx->p11, spki, spki_len, cert->name, d)) != MW_OK)
+    if ((e = mwi_p11_key_check(ctx->p11, ctx->own_spki, ctx->own_spki_len, cert->name, d)) !=
+        MW_OK)
         return e;
     int dev = mwi_p11_key_dev_id(ctx->p11);
     size_t id_len = 0;
@@ -1029,8 +939,43 @@ static void drop_ecc_tables(const mwi_dtls_ctx *ctx)
         wc_ecc_fp_free();
 }
 
+/* Our certificate @p cert as DER: a copy of it, or of its first PEM block (the one wolfSSL took
+ * as ours). NULL when it cannot be read (wolfSSL has accepted it, so only memory fails). */
+static uint8_t *cert_der(const mwi_dtls_cred *cert, size_t *out_len)
+{
+    uint8_t *der = malloc(cert->len + 1); /* a certificate's DER is shorter than its PEM */
+    if (der == NULL)
+        return NULL;
+    int len = (int)cert->len;
+    if (cert->format == WOLFSSL_FILETYPE_PEM)
+        len = wc_CertPemToDer(cert->data, (int)cert->len, der, (int)cert->len, CERT_TYPE);
+    else
+        memcpy(der, cert->data, cert->len);
+    if (len <= 0) {
+        free(der);
+        return NULL;
+    }
+    *out_len = (size_t)len;
+    return der;
+}
+
 mw_err mwi_dtls_ctx_create(const mwi_dtls_config *cfg, mwi_dtls_ctx **out_ctx,
                            mw_error_detail_t *out_detail)
+{
+    if (cfg != NULL && cfg->role == MWI_DTLS_SERVER) {
+        if (out_ctx)
+            *out_ctx = NULL;
+        if (out_detail)
+            memset(out_detail, 0, sizeof *out_detail);
+        return mwi_detail_fail(out_detail, MW_ECONFIG,
+                               "the server side of DTLS is the gateway library's "
+                               "(mwi_dtls_server_ctx_create)");
+    }
+    return mwi_dtls_ctx_make(cfg, NULL, out_ctx, out_detail);
+}
+
+mw_err mwi_dtls_ctx_make(const mwi_dtls_config *cfg, const mwi_dtls_server_ops *server,
+                         mwi_dtls_ctx **out_ctx, mw_error_detail_t *out_detail)
 {
     mw_error_detail_t scratch = {MW_OK, 0, ""}; /* written before read; initialised for cppcheck */
     mw_error_detail_t *d = out_detail ? out_detail : &scratch;
@@ -1051,13 +996,21 @@ mw_err mwi_dtls_ctx_create(const mwi_dtls_config *cfg, mwi_dtls_ctx **out_ctx,
                 "the expected gateway name is required ([A-Za-z0-9][A-Za-z0-9._-]{0,63})");
         return MW_ECONFIG;
     }
+    if ((cfg->role == MWI_DTLS_SERVER) != (server != NULL))
+        return mwi_detail_fail(d, MW_EINVAL, "the role does not match the side of DTLS asked for");
+    if (server == NULL && (cfg->crl_file || cfg->crl_buf.data || cfg->crl_buf.len))
+        return mwi_detail_fail(d, MW_ECONFIG,
+                               "a device checks no CRL: revocation is the gateway's "
+                               "(crl_file, crl_buf)");
     if (wolfSSL_Init() != WOLFSSL_SUCCESS) {
         set_err(d, MW_EINTERNAL, 0, "wolfSSL_Init failed");
         return MW_EINTERNAL;
     }
     mw_err e = MW_OK;
     int rc;
-    cred ca = {0}, crl = {0}, cert = {0}, key = {0};
+    mwi_dtls_cred ca = {0}, cert = {0}, key = {0};
+    uint8_t *own = NULL;
+    size_t own_len = 0;
     mwi_dtls_ctx *ctx = calloc(1, sizeof *ctx);
     if (ctx == NULL) {
         e = MW_ENOMEM;
@@ -1065,12 +1018,12 @@ mw_err mwi_dtls_ctx_create(const mwi_dtls_config *cfg, mwi_dtls_ctx **out_ctx,
     }
     ctx->refs = 1;
     ctx->role = cfg->role;
+    ctx->server = server;
     ctx->read_file = cfg->read_file;
     ctx->skip_role = cfg->test_skip_role;
     if (cfg->peer_name)
         snprintf(ctx->peer_name, sizeof ctx->peer_name, "%s", cfg->peer_name);
-    ctx->wctx = wolfSSL_CTX_new(cfg->role == MWI_DTLS_CLIENT ? wolfDTLSv1_2_client_method()
-                                                             : wolfDTLSv1_2_server_method());
+    ctx->wctx = wolfSSL_CTX_new(server ? server->method() : wolfDTLSv1_2_client_method());
     if (ctx->wctx == NULL) {
         e = MW_ENOMEM;
         goto fail;
@@ -1088,11 +1041,14 @@ mw_err mwi_dtls_ctx_create(const mwi_dtls_config *cfg, mwi_dtls_ctx **out_ctx,
         e = MW_EINTERNAL;
         goto fail;
     }
+#ifdef HAVE_SESSION_TICKET
     /* Tickets lose the peer identity on resumption and fail hard when
-     * rejected (docs/SECURITY-MODEL.md 6.1): resumption, when it comes, is by session ID. */
+     * rejected (docs/SECURITY-MODEL.md 6.1): resumption, when it comes, is by session ID. A
+     * wolfSSL without tickets (the device's) has nothing to turn off. */
     (void)wolfSSL_CTX_NoTicketTLSv12(ctx->wctx);
+#endif
     int mode = WOLFSSL_VERIFY_PEER;
-    if (cfg->role == MWI_DTLS_SERVER)
+    if (server)
         mode |=
             WOLFSSL_VERIFY_FAIL_IF_NO_PEER_CERT; /* VERIFY_PEER alone admits a certless client */
     wolfSSL_CTX_set_verify(ctx->wctx, mode, verify_cb);
@@ -1102,8 +1058,8 @@ mw_err mwi_dtls_ctx_create(const mwi_dtls_config *cfg, mwi_dtls_ctx **out_ctx,
      * and some peers (libcoap over OpenSSL) send the CA too: one is allowed, and check_peer
      * requires the leaf to be signed by a configured CA itself. */
     wolfSSL_CTX_set_verify_depth(ctx->wctx, 1);
-    if ((e = cred_get("CA certificate", cfg->ca_file, "ca_file", cfg->ca_buf, "ca_buf",
-                      MWI_CA_FILE_MAX, cfg->read_file, &ca, d)) != MW_OK)
+    if ((e = mwi_dtls_cred_get("CA certificate", cfg->ca_file, "ca_file", cfg->ca_buf, "ca_buf",
+                               MWI_CA_FILE_MAX, cfg->read_file, &ca, d)) != MW_OK)
         goto fail;
     if (ca.data == NULL) { /* checked above (have_ca); said again for the analyzers */
         e = MW_ECONFIG;
@@ -1114,47 +1070,52 @@ mw_err mwi_dtls_ctx_create(const mwi_dtls_config *cfg, mwi_dtls_ctx **out_ctx,
         e = load_failed(d, "CA certificate", &ca, rc);
         goto fail;
     }
-    ctx->ca = malloc(ca.len + 1); /* + 1: never a zero-size request (ca.len is not 0 here) */
     ctx->anchors = wolfSSL_CertManagerNew();
-    if (ctx->ca == NULL || ctx->anchors == NULL) {
+    if (ctx->anchors == NULL) {
         e = MW_ENOMEM;
         goto fail;
     }
-    memcpy(ctx->ca, ca.data, ca.len);
-    ctx->ca_len = ca.len;
-    ctx->ca_format = ca.format;
+    if (server) { /* kept to check a new CRL against (mwi_dtls_ctx_reload_crl) */
+        ctx->ca = malloc(ca.len + 1); /* + 1: never a zero-size request (ca.len is not 0) */
+        if (ctx->ca == NULL) {
+            e = MW_ENOMEM;
+            goto fail;
+        }
+        memcpy(ctx->ca, ca.data, ca.len);
+        ctx->ca_len = ca.len;
+        ctx->ca_format = ca.format;
+    }
     if ((rc = wolfSSL_CertManagerLoadCABuffer(ctx->anchors, ca.data, (long)ca.len, ca.format)) !=
         WOLFSSL_SUCCESS) {
         e = load_failed(d, "CA certificate", &ca, rc);
         goto fail;
     }
     load_pins(ctx, ca.data, ca.len, ca.format);
-    if ((e = cred_get("CRL", cfg->crl_file, "crl_file", cfg->crl_buf, "crl_buf", MWI_CRL_FILE_MAX,
-                      cfg->read_file, &crl, d)) != MW_OK)
+    if (wc_InitRng(&ctx->rng) != 0) {
+        e = MW_EINTERNAL;
         goto fail;
-    if (crl.data) {
-        /* After the CA: wolfSSL checks the CRL's signature as it loads it. */
-        if (wolfSSL_CTX_EnableCRL(ctx->wctx, WOLFSSL_CRL_CHECKALL) != WOLFSSL_SUCCESS) {
-            e = MW_EINTERNAL;
-            goto fail;
-        }
-        rc = wolfSSL_CTX_LoadCRLBuffer(ctx->wctx, crl.data, (long)crl.len, crl.format);
-        if (rc != WOLFSSL_SUCCESS) {
-            e = crl_failed(d, &crl, rc);
-            goto fail;
-        }
-        ctx->crl = true;
     }
+    ctx->rng_ok = true;
+    /* The server's CRL (after the CA: wolfSSL checks its signature as it loads it) and cookie
+     * secret. */
+    if (server && (e = server->ctx_setup(ctx, cfg, d)) != MW_OK)
+        goto fail;
     if (!cfg->test_no_cert) {
-        if ((e = cred_get("certificate", cfg->cert_file, "cert_file", cfg->cert_buf, "cert_buf",
-                          MWI_CA_FILE_MAX, cfg->read_file, &cert, d)) != MW_OK)
+        if ((e = mwi_dtls_cred_get("certificate", cfg->cert_file, "cert_file", cfg->cert_buf,
+                                   "cert_buf", MWI_CA_FILE_MAX, cfg->read_file, &cert, d)) !=
+            MW_OK)
             goto fail;
         rc = wolfSSL_CTX_use_certificate_buffer(ctx->wctx, cert.data, (long)cert.len, cert.format);
         if (rc != WOLFSSL_SUCCESS) {
             e = load_failed(d, "certificate", &cert, rc);
             goto fail;
         }
-        if (!own_identity(ctx, d)) {
+        own = cert_der(&cert, &own_len);
+        if (own == NULL) {
+            e = MW_ENOMEM;
+            goto fail;
+        }
+        if (!own_identity(ctx, own, own_len, d)) {
             e = d->err;
             goto fail;
         }
@@ -1165,8 +1126,8 @@ mw_err mwi_dtls_ctx_create(const mwi_dtls_config *cfg, mwi_dtls_ctx **out_ctx,
                                         "key one way, as a file or as a buffer")
                     : load_token_key(ctx, cfg->key_file, &cert, d);
         } else {
-            e = cred_get("private key", cfg->key_file, "key_file", cfg->key_buf, "key_buf",
-                         MWI_KEY_FILE_MAX, cfg->read_file, &key, d);
+            e = mwi_dtls_cred_get("private key", cfg->key_file, "key_file", cfg->key_buf,
+                                  "key_buf", MWI_KEY_FILE_MAX, cfg->read_file, &key, d);
             if (e == MW_OK)
                 e = load_private_key(ctx, &key, &cert, d);
         }
@@ -1175,28 +1136,18 @@ mw_err mwi_dtls_ctx_create(const mwi_dtls_config *cfg, mwi_dtls_ctx **out_ctx,
     }
     wolfSSL_CTX_SetIORecv(ctx->wctx, io_recv);
     wolfSSL_CTX_SetIOSend(ctx->wctx, io_send);
-    if (wc_InitRng(&ctx->rng) != 0) {
-        e = MW_EINTERNAL;
-        goto fail;
-    }
-    ctx->rng_ok = true;
-    if (cfg->role == MWI_DTLS_SERVER &&
-        wc_RNG_GenerateBlock(&ctx->rng, ctx->cookie_secret, sizeof ctx->cookie_secret) != 0) {
-        e = MW_EINTERNAL;
-        goto fail;
-    }
     drop_ecc_tables(ctx);
-    cred_free(&ca);
-    cred_free(&crl);
-    cred_free(&cert);
-    cred_free(&key);
+    free(own);
+    mwi_dtls_cred_free(&ca);
+    mwi_dtls_cred_free(&cert);
+    mwi_dtls_cred_free(&key);
     *out_ctx = ctx;
     return MW_OK;
 fail:
-    cred_free(&ca);
-    cred_free(&crl);
-    cred_free(&cert);
-    cred_free(&key);
+    free(own);
+    mwi_dtls_cred_free(&ca);
+    mwi_dtls_cred_free(&cert);
+    mwi_dtls_cred_free(&key);
     if (d->err == MW_OK)
         set_err(d, e, 0, mw_strerror(e));
     mwi_dtls_ctx_destroy(&ctx);
@@ -1230,20 +1181,6 @@ void mwi_dtls_ctx_destroy(mwi_dtls_ctx **pctx)
     ctx_release(ctx); /* freed now, or with its last connection */
 }
 
-void mwi_dtls_ctx_share_cookie_secret(mwi_dtls_ctx *dst, const mwi_dtls_ctx *src)
-{
-    /* A client between our HelloVerifyRequest and its second ClientHello
-     * holds a cookie made with the old secret: it stays valid, and the
-     * rotation goes on where it was. */
-    if (dst && src) {
-        memcpy(dst->cookie_secret, src->cookie_secret, sizeof dst->cookie_secret);
-        memcpy(dst->prev_secret, src->prev_secret, sizeof dst->prev_secret);
-        dst->has_prev = src->has_prev;
-        dst->cookie_clock_set = src->cookie_clock_set;
-        dst->cookie_since_ms = src->cookie_since_ms;
-    }
-}
-
 mw_err mwi_dtls_conn_create(mwi_dtls_ctx *ctx, const mw_addr_t *peer, mwi_dtls_send_fn *send,
                             void *send_ctx, mwi_dtls_conn **out_conn)
 {
@@ -1268,7 +1205,7 @@ mw_err mwi_dtls_conn_create(mwi_dtls_ctx *ctx, const mw_addr_t *peer, mwi_dtls_s
     ctx->refs++;
     wolfSSL_SetIOReadCtx(c->ssl, c);
     wolfSSL_SetIOWriteCtx(c->ssl, c);
-    (void)wolfSSL_set_app_data(c->ssl, c);
+    wolfSSL_SetCertCbCtx(c->ssl, c); /* verify_cb's store->userCtx */
     wolfSSL_dtls_set_using_nonblock(c->ssl, 1);
     /* With custom I/O the address is used only for the cookie: binding it
      * there is what stops a cookie from being replayed from elsewhere. */
@@ -1276,8 +1213,7 @@ mw_err mwi_dtls_conn_create(mwi_dtls_ctx *ctx, const mw_addr_t *peer, mwi_dtls_s
     if (wolfSSL_dtls_set_peer(c->ssl, peer_copy.data, peer_copy.len) != WOLFSSL_SUCCESS)
         goto fail;
     /* The gateway's name is checked by verify_cb (check_names), exactly. */
-    if (ctx->role == MWI_DTLS_SERVER &&
-        wolfSSL_DTLS_SetCookieSecret(c->ssl, ctx->cookie_secret, sizeof ctx->cookie_secret) != 0)
+    if (ctx->server && ctx->server->conn_setup(c) != MW_OK)
         goto fail;
     *out_conn = c;
     return MW_OK;
@@ -1317,14 +1253,10 @@ static void arm_timer(mwi_dtls_conn *c, uint64_t now_ms)
 }
 
 /* One step of the handshake; wolfSSL reads what input is pending. */
-static mw_err handshake_step(mwi_dtls_conn *c, uint64_t now_ms)
+mw_err mwi_dtls_handshake_step(mwi_dtls_conn *c, uint64_t now_ms)
 {
-    bool server = c->ctx->role == MWI_DTLS_SERVER;
-    c->recording = server;
-    c->flight_n = 0;
-    c->flight_overflow = false;
-    int rc = server ? wolfSSL_accept(c->ssl) : wolfSSL_connect(c->ssl);
-    c->recording = false;
+    const mwi_dtls_server_ops *server = c->ctx->server;
+    int rc = server ? server->handshake(c) : wolfSSL_connect(c->ssl);
     if (rc == WOLFSSL_SUCCESS) {
         drop_ecc_tables(c->ctx);
         c->deadline = UINT64_MAX;
@@ -1354,125 +1286,14 @@ mw_err mwi_dtls_conn_start(mwi_dtls_conn *c, uint64_t now_ms)
     if (c == NULL || c->ctx->role != MWI_DTLS_CLIENT || c->started)
         return MW_EINVAL;
     c->started = true;
-    return handshake_step(c, now_ms);
+    return mwi_dtls_handshake_step(c, now_ms);
 }
 
-/* Shortest protected record: the explicit nonce (8 bytes for both suites,
- * RFC 6655 3, RFC 5288 3) and the tag; until the suite is known, GCM's. */
-#define AEAD_NONCE   8u
-#define MAX_AEAD_TAG 16u
+/* Shortest protected record (MWI_DTLS_AEAD_NONCE): until the suite is known, GCM's. */
 static size_t min_sealed(const mwi_dtls_conn *c)
 {
     int tag = c->established ? wolfSSL_GetAeadMacSize(c->ssl) : 0;
-    return AEAD_NONCE + (tag > 0 ? (size_t)tag : MAX_AEAD_TAG);
-}
-
-/* Every MWI_DTLS_COOKIE_PERIOD_MS the cookie secret changes, the old one honoured one period more:
- * a secret that never changed let a cookie seen once (on the path, or in a capture) open
- * handshakes from that address for the gateway's whole life. Driven by the caller's clock,
- * lazily: cookies are only made here, so a secret is never older than its period when one is. */
-static void rotate_cookie_secret(mwi_dtls_ctx *ctx, uint64_t now_ms)
-{
-    if (!ctx->cookie_clock_set || now_ms < ctx->cookie_since_ms) {
-        ctx->cookie_clock_set = true;
-        ctx->cookie_since_ms = now_ms;
-        return;
-    }
-    uint64_t age = now_ms - ctx->cookie_since_ms;
-    if (age < MWI_DTLS_COOKIE_PERIOD_MS)
-        return;
-    unsigned char fresh[sizeof ctx->cookie_secret];
-    if (wc_RNG_GenerateBlock(&ctx->rng, fresh, sizeof fresh) != 0)
-        return; /* keep the current one rather than stop answering */
-    ctx->has_prev = age < 2 * MWI_DTLS_COOKIE_PERIOD_MS; /* else it too is past its time */
-    if (ctx->has_prev)
-        memcpy(ctx->prev_secret, ctx->cookie_secret, sizeof ctx->prev_secret);
-    else
-        mwi_wipe(ctx->prev_secret, sizeof ctx->prev_secret);
-    memcpy(ctx->cookie_secret, fresh, sizeof fresh);
-    mwi_wipe(fresh, sizeof fresh);
-    ctx->cookie_since_ms = now_ms;
-}
-
-/* Runs the ClientHello @p dgram through a throwaway connection verifying cookies with @p secret.
- * Its one answer to an unverified address is held in @p reply, not sent; what a verified one is
- * sent goes out. *out_conn is the connection (NULL only on failure to make one). */
-static mw_err probe(mwi_dtls_ctx *ctx, const unsigned char *secret, const mw_addr_t *peer,
-                    const uint8_t *dgram, size_t len, uint64_t now_ms, mwi_dtls_send_fn *send,
-                    void *send_ctx, uint8_t *reply, size_t *reply_len, mwi_dtls_conn **out_conn)
-{
-    mwi_dtls_conn *c = NULL;
-    mw_err e = mwi_dtls_conn_create(ctx, peer, send, send_ctx, &c);
-    if (e != MW_OK)
-        return e == MW_ENOMEM ? MW_ENOMEM : MW_EAGAIN;
-    if (secret != ctx->cookie_secret &&
-        wolfSSL_DTLS_SetCookieSecret(c->ssl, secret, sizeof ctx->cookie_secret) != 0) {
-        mwi_dtls_conn_destroy(&c);
-        return MW_EAGAIN;
-    }
-    c->probing = true;
-    c->probe_in_len = len;
-    c->probe_reply = reply;
-    c->started = true;
-    lend_input(c, dgram, len);
-    e = handshake_step(c, now_ms);
-    lend_input(c, NULL, 0);
-    c->probing = false;
-    c->probe_reply = NULL;
-    *reply_len = c->probe_reply_len;
-    *out_conn = c;
-    return e;
-}
-
-mw_err mwi_dtls_accept(mwi_dtls_ctx *ctx, const mw_addr_t *peer, const uint8_t *dgram, size_t len,
-                       uint64_t now_ms, mwi_dtls_send_fn *send, void *send_ctx,
-                       mwi_dtls_conn **out_conn, mw_error_detail_t *out_detail)
-{
-    if (out_detail)
-        memset(out_detail, 0, sizeof *out_detail);
-    if (out_conn == NULL)
-        return MW_EINVAL;
-    *out_conn = NULL;
-    if (dgram != NULL)
-        len = mwi_dtls_usable_records(dgram, len, AEAD_NONCE + MAX_AEAD_TAG, true);
-    if (ctx == NULL || ctx->role != MWI_DTLS_SERVER || dgram == NULL ||
-        !mwi_dtls_is_client_hello(dgram, len))
-        return MW_EAGAIN;
-    rotate_cookie_secret(ctx, now_ms);
-    uint8_t reply[MWI_DTLS_MAX_DATAGRAM];
-    size_t reply_len = 0;
-    mwi_dtls_conn *c = NULL;
-    mw_err e = probe(ctx, ctx->cookie_secret, peer, dgram, len, now_ms, send, send_ctx, reply,
-                     &reply_len, &c);
-    if (e == MW_ENOMEM)
-        return MW_ENOMEM;
-    if ((e == MW_EINPROGRESS || e == MW_OK) && !c->sent_server_hello && ctx->has_prev &&
-        mwi_dtls_hello_has_cookie(dgram, len)) {
-        /* A cookie the current secret did not make may be one of the previous secret's. */
-        uint8_t unused[MWI_DTLS_MAX_DATAGRAM];
-        size_t unused_len = 0;
-        mwi_dtls_conn *older = NULL;
-        mw_err oe = probe(ctx, ctx->prev_secret, peer, dgram, len, now_ms, send, send_ctx, unused,
-                          &unused_len, &older);
-        if ((oe == MW_EINPROGRESS || oe == MW_OK) && older->sent_server_hello) {
-            mwi_dtls_conn_destroy(&c);
-            *out_conn = older;
-            return MW_OK;
-        }
-        mwi_dtls_conn_destroy(&older);
-    }
-    if (reply_len > 0)
-        send(send_ctx, reply, reply_len);
-    if (c == NULL)
-        return MW_EAGAIN;
-    if ((e == MW_EINPROGRESS || e == MW_OK) && c->sent_server_hello) {
-        *out_conn = c;
-        return MW_OK;
-    }
-    if (e != MW_EINPROGRESS && e != MW_OK && out_detail)
-        *out_detail = c->err; /* e.g. no suite in common: worth an audit line */
-    mwi_dtls_conn_destroy(&c);
-    return e != MW_EINPROGRESS && e != MW_OK && e != MW_ENOMEM ? e : MW_EAGAIN;
+    return MWI_DTLS_AEAD_NONCE + (tag > 0 ? (size_t)tag : MWI_DTLS_MAX_AEAD_TAG);
 }
 
 mw_err mwi_dtls_conn_input(mwi_dtls_conn *c, const uint8_t *dgram, size_t len, uint64_t now_ms,
@@ -1487,26 +1308,12 @@ mw_err mwi_dtls_conn_input(mwi_dtls_conn *c, const uint8_t *dgram, size_t len, u
     len = mwi_dtls_usable_records(dgram, len, min_sealed(c), c->ctx->role == MWI_DTLS_SERVER);
     if (len == 0)
         return c->established ? MW_OK : MW_EINPROGRESS; /* nothing valid: as if never sent */
-    if (c->established && c->ctx->role == MWI_DTLS_SERVER && !c->peer_sent_data &&
-        c->flight_n > 0 && mwi_dtls_is_handshake_flight(dgram, len)) {
-        /* The client is still repeating its last flight: ours was lost. */
-        if ((!c->resent_once || now_ms - c->last_resend_ms >= FLIGHT_RESEND_GAP_MS) &&
-            c->flight_resends < FLIGHT_RESEND_MAX) {
-            size_t off = 0;
-            for (uint8_t i = 0; i < c->flight_n; i++) {
-                c->send(c->send_ctx, c->flight + off, c->flight_len[i]);
-                off += c->flight_len[i];
-            }
-            c->flight_resends++;
-            c->resent_once = true;
-            c->last_resend_ms = now_ms;
-        }
-        return MW_OK;
-    }
-    lend_input(c, dgram, len);
+    if (c->established && c->ctx->server && c->ctx->server->repeat_flight(c, dgram, len, now_ms))
+        return MW_OK; /* the client repeated its last flight: ours, lost, went again */
+    mwi_dtls_lend_input(c, dgram, len);
     mw_err e = MW_OK;
     if (!c->established) {
-        e = handshake_step(c, now_ms);
+        e = mwi_dtls_handshake_step(c, now_ms);
         if (e != MW_OK)
             goto out;
     }
@@ -1535,7 +1342,7 @@ mw_err mwi_dtls_conn_input(mwi_dtls_conn *c, const uint8_t *dgram, size_t len, u
         break;
     }
 out:
-    lend_input(c, NULL, 0);
+    mwi_dtls_lend_input(c, NULL, 0);
     return e;
 }
 
@@ -1634,126 +1441,23 @@ long mwi_dtls_live_conns(void)
     return live_conns;
 }
 
-mw_err mwi_dtls_ctx_reload_crl(mwi_dtls_ctx *ctx, const char *crl_file, mw_error_detail_t *d)
-{
-    if (d)
-        memset(d, 0, sizeof *d);
-    if (ctx == NULL || crl_file == NULL)
-        return MW_EINVAL;
-    cred crl;
-    mw_err e = cred_get("CRL", crl_file, "crl_file", (mw_blob_t){NULL, 0}, "crl_buf",
-                        MWI_CRL_FILE_MAX, ctx->read_file, &crl, d);
-    if (e != MW_OK)
-        return e;
-    /* A bad file must leave the CRL in force untouched: try it on a scratch
-     * certificate manager first (loading into the live one appends, and a
-     * failed load there would leave every device failing with CRL_MISSING). */
-    WOLFSSL_CERT_MANAGER *cm = wolfSSL_CertManagerNew();
-    if (cm == NULL) {
-        cred_free(&crl);
-        return MW_ENOMEM;
-    }
-    int rc = wolfSSL_CertManagerLoadCABuffer(cm, ctx->ca, (long)ctx->ca_len, ctx->ca_format);
-    if (rc == WOLFSSL_SUCCESS)
-        rc = wolfSSL_CertManagerEnableCRL(cm, WOLFSSL_CRL_CHECKALL);
-    if (rc == WOLFSSL_SUCCESS)
-        rc = wolfSSL_CertManagerLoadCRLBuffer(cm, crl.data, (long)crl.len, crl.format);
-    wolfSSL_CertManagerFree(cm);
-    if (rc == WOLFSSL_SUCCESS) {
-        /* Replace, not append: the newest file is the whole truth. No handshake
-         * runs in between (one thread). */
-        WOLFSSL_CERT_MANAGER *live = wolfSSL_CTX_GetCertManager(ctx->wctx);
-        if (ctx->crl)
-            (void)wolfSSL_CertManagerFreeCRL(live);
-        rc = wolfSSL_CTX_EnableCRL(ctx->wctx, WOLFSSL_CRL_CHECKALL);
-        if (rc == WOLFSSL_SUCCESS)
-            rc = wolfSSL_CTX_LoadCRLBuffer(ctx->wctx, crl.data, (long)crl.len, crl.format);
-    }
-    e = rc == WOLFSSL_SUCCESS ? MW_OK : crl_failed(d, &crl, rc);
-    cred_free(&crl);
-    if (e == MW_OK)
-        ctx->crl = true;
-    return e;
-}
-
 /* Checks a certificate the peer proved earlier against @p ctx's trust as it is
  * now: chained to its CA and within its validity (with @p chain), and not
  * revoked by its CRL. wolfSSL's code, or WOLFSSL_SUCCESS. */
-static int check_cert_now(mwi_dtls_ctx *ctx, WOLFSSL_X509 *x, bool chain)
+int mwi_dtls_check_der_now(mwi_dtls_ctx *ctx, const uint8_t *der, int sz, bool chain)
 {
-    int sz = 0;
-    const unsigned char *der = wolfSSL_X509_get_der(x, &sz);
     unsigned char *copy = der && sz > 0 ? malloc((size_t)sz) : NULL;
     if (copy == NULL)
         return MEMORY_E;
     memcpy(copy, der, (size_t)sz);
-    WOLFSSL_CERT_MANAGER *cm = wolfSSL_CTX_GetCertManager(ctx->wctx);
     int rc = WOLFSSL_SUCCESS;
     if (chain)
-        rc = wolfSSL_CertManagerVerifyBuffer(cm, copy, sz, WOLFSSL_FILETYPE_ASN1);
-    if (rc == WOLFSSL_SUCCESS && ctx->crl)
-        rc = wolfSSL_CertManagerCheckCRL(cm, copy, sz);
+        rc = wolfSSL_CertManagerVerifyBuffer(wolfSSL_CTX_GetCertManager(ctx->wctx), copy, sz,
+                                             WOLFSSL_FILETYPE_ASN1);
+    if (rc == WOLFSSL_SUCCESS && ctx->crl && ctx->server)
+        rc = ctx->server->check_crl(ctx, copy, sz);
     free(copy);
     return rc;
-}
-
-mw_err mwi_dtls_conn_revalidate(mwi_dtls_conn *c, mwi_dtls_ctx *ctx, bool chain)
-{
-    if (c == NULL || !c->established || c->failed)
-        return MW_OK;
-    if (ctx == NULL)
-        ctx = c->ctx;
-    if (!chain && !ctx->crl)
-        return MW_OK;
-    WOLFSSL_X509 *x = wolfSSL_get_peer_certificate(c->ssl);
-    if (x == NULL)
-        return MW_OK;
-    int rc = check_cert_now(ctx, x, chain);
-    wolfSSL_X509_free(x);
-    if (rc == WOLFSSL_SUCCESS)
-        return MW_OK;
-    mw_err e = rc == CRL_CERT_REVOKED || rc == CRL_MISSING ? MW_ECERT_REVOKED : map_wolf(rc);
-    if (e == MW_EDTLS || e == MW_EPEER_ALERT)
-        e = MW_ECERT_UNTRUSTED;
-    char buf[96], what[240];
-    wolfSSL_ERR_error_string_n((unsigned long)rc, buf, sizeof buf);
-    snprintf(what, sizeof what,
-             "certificate '%.64s' is no longer accepted by the reloaded %s: %s (wolfSSL %d: %.60s)",
-             c->peer_id, chain ? "credentials" : "CRL", mw_strerror(e), rc, buf);
-    c->err.err = MW_OK;
-    set_err(&c->err, e, rc, what);
-    /* close_notify first: the device learns now, and its next handshake
-     * meets the new rules with a proper alert. */
-    (void)wolfSSL_shutdown(c->ssl);
-    c->failed = true;
-    return e;
-}
-
-mw_err mwi_dtls_conn_recheck(mwi_dtls_conn *c)
-{
-    return mwi_dtls_conn_revalidate(c, NULL, false);
-}
-
-mw_err mwi_dtls_ctx_own_cert_text(const mwi_dtls_ctx *ctx, char *out, size_t cap)
-{
-    if (ctx == NULL || out == NULL || cap == 0)
-        return MW_EINVAL;
-    out[0] = '\0';
-    WOLFSSL_X509 *x = wolfSSL_CTX_get0_certificate(ctx->wctx);
-    if (x == NULL)
-        return MW_EINVAL;
-    unsigned char serial[32];
-    int slen = (int)sizeof serial;
-    char hex[2 * sizeof serial + 1] = "";
-    if (wolfSSL_X509_get_serial_number(x, serial, &slen) == WOLFSSL_SUCCESS)
-        for (int i = 0; i < slen && i < (int)sizeof serial; i++)
-            snprintf(hex + 2 * i, 3, "%02x", serial[i]);
-    char until[40] = "?";
-    WOLFSSL_ASN1_TIME *na = wolfSSL_X509_get_notAfter(x);
-    if (na == NULL || wolfSSL_ASN1_TIME_to_string(na, until, (int)sizeof until) == NULL)
-        snprintf(until, sizeof until, "?");
-    snprintf(out, cap, "certificate '%s', serial %s, valid until %s", ctx->own_id, hex, until);
-    return MW_OK;
 }
 
 mwi_dtls_session *mwi_dtls_conn_save_session(const mwi_dtls_conn *c)

@@ -1,5 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* dtls.h -- the DTLS 1.2 channel on wolfSSL: one object per peer, no sockets, no clock inside. */
+/* dtls.h -- the DTLS 1.2 channel on wolfSSL: one object per peer, no sockets, no clock inside.
+ * dtls.c is both roles' common part and the client (the device's path, built against the device's
+ * minimal wolfSSL too); dtls_server.c the server side, in the gateway library only: the functions
+ * under "Server side" below. */
 #ifndef MWI_DTLS_H
 #define MWI_DTLS_H
 
@@ -42,7 +45,7 @@ typedef struct mwi_dtls_config {
     mw_blob_t crl_buf;       /**< the CRL in memory, PEM or DER */
     mwi_dtls_read_fn *read_file; /**< reads the *_file ones; NULL: none may be given */
     const char *peer_name;   /**< client: the gateway name the certificate must carry; required */
-    const char *crl_file;    /**< PEM CRL of the CA; NULL: revocation not checked */
+    const char *crl_file;    /**< PEM CRL of the CA; NULL: revocation not checked (server only) */
     const char *cipher_list; /**< NULL: MWI_DTLS_CIPHERS. Tests only, to play a bad peer. */
     bool test_no_cert;       /**< tests only: a client that presents no certificate */
     bool test_skip_role;     /**< tests only: do not check the peer's EKU ourselves */
@@ -55,9 +58,10 @@ typedef struct mwi_dtls_conn mwi_dtls_conn;
 typedef void mwi_dtls_send_fn(void *ctx, const uint8_t *buf, size_t len);
 
 /**
- * Makes a context: loads CA, certificate and key (refused unless it matches the
+ * Makes a client context: loads CA, certificate and key (refused unless it matches the
  * certificate), fixes the cipher list, curve P-256, verification mode and depth
- * (CA to leaf), and (server) a fresh cookie secret, rotated by mwi_dtls_accept.
+ * (CA to leaf). A server's is mwi_dtls_server_ctx_create's (MW_ECONFIG here); a client takes
+ * no CRL (MW_ECONFIG).
  * @return MW_OK, MW_EINVAL or MW_ECONFIG for a missing input, MW_ECERT_LOAD
  *         (detail says which file and wolfSSL's code), MW_ENOMEM, MW_EINTERNAL.
  */
@@ -80,23 +84,6 @@ void mwi_dtls_conn_destroy(mwi_dtls_conn **conn);
 
 /** Client: sends the first ClientHello. Returns MW_EINPROGRESS, or a fatal error. */
 MW_NODISCARD mw_err mwi_dtls_conn_start(mwi_dtls_conn *c, uint64_t now_ms);
-
-/**
- * Server, for a datagram from an address that has no connection: runs it
- * through a throwaway object sharing the context's cookie secret. Only a
- * ClientHello carrying a valid cookie (RFC 6347 4.2.1) yields a connection;
- * anything else costs no state: a cookie-less ClientHello is answered with a
- * HelloVerifyRequest (no larger than the ClientHello) and everything else is
- * dropped. The cookie secret rotates here, by @p now_ms (MWI_DTLS_COOKIE_PERIOD_MS).
- * @return MW_OK with *out_conn set; MW_EAGAIN with *out_conn NULL (HelloVerifyRequest
- *         sent, or dropped); or the error that made the ClientHello unacceptable (for
- *         example MW_ECIPHER) with @p out_detail (may be NULL) filled. The source address
- *         of a refused ClientHello is unverified: it may be spoofed.
- */
-MW_NODISCARD mw_err mwi_dtls_accept(mwi_dtls_ctx *ctx, const mw_addr_t *peer, const uint8_t *dgram,
-                                    size_t len, uint64_t now_ms, mwi_dtls_send_fn *send,
-                                    void *send_ctx, mwi_dtls_conn **out_conn,
-                                    mw_error_detail_t *out_detail);
 
 /** Receives one record of application data (valid only during the call). */
 typedef void mwi_dtls_record_fn(void *ctx, const uint8_t *data, size_t len);
@@ -132,6 +119,31 @@ const mw_addr_t *mwi_dtls_conn_peer(const mwi_dtls_conn *c);
 /** Sends close_notify on an established session (then destroy it). */
 void mwi_dtls_conn_close(mwi_dtls_conn *c);
 
+/* ---- Server side (dtls_server.c, the gateway library) ---- */
+
+/** As mwi_dtls_ctx_create, for @p cfg->role MWI_DTLS_SERVER: the CRL if one is given (checked
+ *  against the CA as it loads), and a fresh cookie secret, rotated by mwi_dtls_accept. */
+MW_NODISCARD mw_err mwi_dtls_server_ctx_create(const mwi_dtls_config *cfg,
+                                               mwi_dtls_ctx **out_ctx,
+                                               mw_error_detail_t *out_detail);
+
+/**
+ * Server, for a datagram from an address that has no connection: runs it
+ * through a throwaway object sharing the context's cookie secret. Only a
+ * ClientHello carrying a valid cookie (RFC 6347 4.2.1) yields a connection;
+ * anything else costs no state: a cookie-less ClientHello is answered with a
+ * HelloVerifyRequest (no larger than the ClientHello) and everything else is
+ * dropped. The cookie secret rotates here, by @p now_ms (MWI_DTLS_COOKIE_PERIOD_MS).
+ * @return MW_OK with *out_conn set; MW_EAGAIN with *out_conn NULL (HelloVerifyRequest
+ *         sent, or dropped); or the error that made the ClientHello unacceptable (for
+ *         example MW_ECIPHER) with @p out_detail (may be NULL) filled. The source address
+ *         of a refused ClientHello is unverified: it may be spoofed.
+ */
+MW_NODISCARD mw_err mwi_dtls_accept(mwi_dtls_ctx *ctx, const mw_addr_t *peer, const uint8_t *dgram,
+                                    size_t len, uint64_t now_ms, mwi_dtls_send_fn *send,
+                                    void *send_ctx, mwi_dtls_conn **out_conn,
+                                    mw_error_detail_t *out_detail);
+
 /** Replaces the CRL (for SIGHUP): the new file is checked on a scratch certificate manager
  *  first, so a bad one leaves the old CRL in force. MW_ECERT_LOAD with the reason. */
 MW_NODISCARD mw_err mwi_dtls_ctx_reload_crl(mwi_dtls_ctx *ctx, const char *crl_file,
@@ -149,6 +161,8 @@ MW_NODISCARD mw_err mwi_dtls_conn_revalidate(mwi_dtls_conn *c, mwi_dtls_ctx *ctx
 void mwi_dtls_ctx_share_cookie_secret(mwi_dtls_ctx *dst, const mwi_dtls_ctx *src);
 /** "certificate 'CN', serial HEX, valid until DATE" of our own certificate. */
 MW_NODISCARD mw_err mwi_dtls_ctx_own_cert_text(const mwi_dtls_ctx *ctx, char *out, size_t cap);
+
+/* ---- Both roles: resumption by session ID ---- */
 
 /** A session to resume by ID on a later connection (opaque). */
 typedef struct mwi_dtls_session mwi_dtls_session;

@@ -40,7 +40,7 @@ static mw_err load(const mw_gateway_t *gw, mwi_dtls_ctx **out, mw_error_detail_t
         .crl_buf = gw->crl_buf,
     };
     mw_err e = mwi_key_file_private(gw->key_path, gw->allow_shared_key, d);
-    return e == MW_OK ? mwi_dtls_ctx_create(&dc, out, d) : e;
+    return e == MW_OK ? mwi_dtls_server_ctx_create(&dc, out, d) : e;
 }
 
 /* A copy of @p b (kept for reloads); false if it could not be made. */

@@ -68,7 +68,9 @@ mwi_dtls_ctx *mwt_pair_ctx(bool server, const char *peer_name, bool no_cert)
     };
     mwi_dtls_ctx *ctx = NULL;
     mw_error_detail_t d;
-    cr_assert_eq(mwi_dtls_ctx_create(&cfg, &ctx, &d), MW_OK, "%s", d.reason);
+    mw_err e = server ? mwi_dtls_server_ctx_create(&cfg, &ctx, &d)
+                      : mwi_dtls_ctx_create(&cfg, &ctx, &d);
+    cr_assert_eq(e, MW_OK, "%s", d.reason);
     return ctx;
 }
 

@@ -125,7 +125,8 @@ static mwi_dtls_ctx *gateway_ctx(const char *name, bool skip_role)
     };
     mwi_dtls_ctx *ctx = NULL;
     mw_error_detail_t d;
-    cr_assert_eq(mwi_dtls_ctx_create(&cfg, &ctx, &d), MW_OK, "gateway %s: %s", name, d.reason);
+    cr_assert_eq(mwi_dtls_server_ctx_create(&cfg, &ctx, &d), MW_OK, "gateway %s: %s", name,
+                 d.reason);
     return ctx;
 }
 

@@ -54,7 +54,8 @@ mwt_fake *mwt_fake_create(mwt_net *net, const mwt_pki *pki, mwt_clock *clk, cons
         .key_file = mwt_pki_key(pki, "gateway"),
     };
     mw_error_detail_t d;
-    cr_assert_eq(mwi_dtls_ctx_create(&dc, &f->ctx, &d), MW_OK, "fake gateway: %s", d.reason);
+    cr_assert_eq(mwi_dtls_server_ctx_create(&dc, &f->ctx, &d), MW_OK, "fake gateway: %s",
+                 d.reason);
     cr_assert_eq(mwi_coap_parser_create(MWI_DTLS_MAX_DATAGRAM, &f->parser), MW_OK);
     f->tp = mwt_net_endpoint(net, addr);
     f->clk = clk;

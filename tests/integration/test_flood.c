@@ -266,7 +266,7 @@ Test(flood, malformed_client_hellos_never_reach_wolfssl_and_sound_ones_are_answe
     };
     mwi_dtls_ctx *ctx = NULL;
     mw_error_detail_t d;
-    cr_assert_eq(mwi_dtls_ctx_create(&dc, &ctx, &d), MW_OK, "%s", d.reason);
+    cr_assert_eq(mwi_dtls_server_ctx_create(&dc, &ctx, &d), MW_OK, "%s", d.reason);
     mw_addr_t peer;
     cr_assert_eq(mw_addr_parse("127.45.0.1:1000", &peer), MW_OK);
     for (int i = 0; i < VARIANTS; i++) {
