@@ -911,6 +911,7 @@ static mw_err load_token_key(mwi_dtls_ctx *ctx, const char *uri, const mwi_dtls_
     if ((e = mwi_p11_key_check(ctx->p11, ctx->own_spki, ctx->own_spki_len, cert->name, d)) !=
         MW_OK)
         return e;
+#ifdef WOLF_PRIVATE_KEY_ID
     int dev = mwi_p11_key_dev_id(ctx->p11);
     size_t id_len = 0;
     const uint8_t *id = mwi_p11_key_id(ctx->p11, &id_len);
@@ -923,6 +924,14 @@ static mw_err load_token_key(mwi_dtls_ctx *ctx, const char *uri, const mwi_dtls_
         return mwi_detail_firstf(d, MW_ECERT_LOAD, rc, "key %.60s: refused by wolfSSL (%d)",
                                  mwi_p11_key_name(ctx->p11), rc);
     return MW_OK;
+#else
+    /* A wolfSSL without keys held outside it (no PKCS#11, crypto or PK callbacks: the device's)
+     * cannot sign with a token's key; its p11 layer (p11_none.c) refuses the URI before this. */
+    return mwi_detail_firstf(d, MW_ECONFIG, 0,
+                             "key %.60s: this wolfSSL cannot use a key held in a token "
+                             "(WOLF_PRIVATE_KEY_ID)",
+                             mwi_p11_key_name(ctx->p11));
+#endif
 }
 
 /* wolfSSL as Debian builds it (FP_ECC) keeps, per thread, a table of 256 precomputed multiples
@@ -935,8 +944,12 @@ static mw_err load_token_key(mwi_dtls_ctx *ctx, const char *uri, const mwi_dtls_
  * key and its CA's serve every handshake it makes. */
 static void drop_ecc_tables(const mwi_dtls_ctx *ctx)
 {
+#ifdef FP_ECC
     if (ctx->role == MWI_DTLS_CLIENT)
         wc_ecc_fp_free();
+#else
+    (void)ctx; /* no tables to drop (the device's single-precision maths keeps none) */
+#endif
 }
 
 /* Our certificate @p cert as DER: a copy of it, or of its first PEM block (the one wolfSSL took
@@ -1289,11 +1302,15 @@ mw_err mwi_dtls_conn_start(mwi_dtls_conn *c, uint64_t now_ms)
     return mwi_dtls_handshake_step(c, now_ms);
 }
 
-/* Shortest protected record (MWI_DTLS_AEAD_NONCE): until the suite is known, GCM's. */
+/* Shortest protected record (MWI_DTLS_AEAD_NONCE and the tag): until the suite is known, GCM's.
+ * The tag's length comes from the suite's name: wolfSSL_GetAeadMacSize needs ATOMIC_USER,
+ * which the device's wolfSSL leaves out. CCM-8's is 8 bytes, GCM's and CCM's 16. */
 static size_t min_sealed(const mwi_dtls_conn *c)
 {
-    int tag = c->established ? wolfSSL_GetAeadMacSize(c->ssl) : 0;
-    return MWI_DTLS_AEAD_NONCE + (tag > 0 ? (size_t)tag : MWI_DTLS_MAX_AEAD_TAG);
+    const char *name = c->established ? wolfSSL_get_cipher_name(c->ssl) : NULL;
+    size_t n = name ? strlen(name) : 0;
+    bool ccm8 = n >= 5 && strcmp(name + n - 5, "CCM-8") == 0;
+    return MWI_DTLS_AEAD_NONCE + (ccm8 ? 8u : MWI_DTLS_MAX_AEAD_TAG);
 }
 
 mw_err mwi_dtls_conn_input(mwi_dtls_conn *c, const uint8_t *dgram, size_t len, uint64_t now_ms,

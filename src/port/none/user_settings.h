@@ -36,6 +36,17 @@ extern int mw_vendor_seed(unsigned char *out, unsigned int len);
 #define HAVE_SUPPORTED_CURVES
 #define NO_SESSION_CACHE_REF
 #define SMALL_SESSION_CACHE /* the client keeps one session for resumption by ID */
+/* The peer's certificates are checked by medwire's verify callback (src/dtls/dtls.c: role,
+ * exact name, CA to leaf), called on success too, for every certificate, as on the host. */
+#define WOLFSSL_ALWAYS_VERIFY_CB
+#define WOLFSSL_VERIFY_CB_ALL_CERTS
+/* The gateway's chain kept with the session: a resumed session's certificate is checked
+ * again. The protocol's chain is CA to leaf, and a peer may send the CA: at most two kept. */
+#define SESSION_CERTS
+#define MAX_CHAIN_DEPTH 2
+/* wolfCrypt's certificate parser (InitDecodedCert, ParseCert, FreeDecodedCert) exported: the
+ * callback reads the gateway's name and extended key usage with it, not with X509 objects. */
+#define WOLFSSL_PUBLIC_ASN
 
 /* ---- Cryptography: P-256, AES-128-CCM-8 and -GCM, SHA-256 ---- */
 #define HAVE_ECC
