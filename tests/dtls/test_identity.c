@@ -361,3 +361,33 @@ Test(identity, a_gateway_chain_through_an_intermediate_ca_is_refused)
     wolfSSL_CTX_free(sctx);
     mwi_dtls_ctx_destroy(&dev);
 }
+
+/* The device's side makes clients only: the server and the CRL are the gateway library's
+ * (src/dtls/dtls_server.c), so a device is told so rather than given half a server. */
+Test(identity, the_device_side_makes_clients_only_and_takes_no_crl)
+{
+    mwi_dtls_config cfg = {
+        .read_file = mwi_file_read,
+        .role = MWI_DTLS_CLIENT,
+        .ca_file = mwt_pair_file("ca/ca.crt"),
+        .cert_file = mwt_pair_file("dev-1.crt"),
+        .key_file = mwt_pair_file("dev-1.key"),
+        .peer_name = "gateway",
+        .crl_buf = {(const uint8_t *)"not a CRL", 9},
+    };
+    mwi_dtls_ctx *ctx = NULL;
+    mw_error_detail_t d;
+    cr_assert_eq(mwi_dtls_ctx_create(&cfg, &ctx, &d), MW_ECONFIG, "%s", d.reason);
+    cr_assert_null(ctx);
+    cr_assert_not_null(strstr(d.reason, "CRL"), "%s", d.reason);
+    cfg.crl_buf = (mw_blob_t){NULL, 0};
+    cfg.role = MWI_DTLS_SERVER;
+    cr_assert_eq(mwi_dtls_ctx_create(&cfg, &ctx, &d), MW_ECONFIG, "%s", d.reason);
+    cr_assert_null(ctx);
+    cr_assert_not_null(strstr(d.reason, "gateway library"), "%s", d.reason);
+    cfg.role = MWI_DTLS_CLIENT;
+    cr_assert_eq(mwi_dtls_server_ctx_create(&cfg, &ctx, &d), MW_EINVAL, "%s", d.reason);
+    cr_assert_null(ctx);
+    cr_assert_eq(mwi_dtls_ctx_create(&cfg, &ctx, &d), MW_OK, "%s", d.reason);
+    mwi_dtls_ctx_destroy(&ctx);
+}
