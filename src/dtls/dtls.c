@@ -1234,6 +1234,7 @@ fail:
     wolfSSL_free(c->ssl);
     live_conns--;
     ctx->refs--;
+    free(c->srv);
     free(c);
     return MW_EINTERNAL;
 }
@@ -1248,7 +1249,10 @@ void mwi_dtls_conn_destroy(mwi_dtls_conn **pc)
         wolfSSL_free(c->ssl);
         live_conns--;
     }
-    mwi_wipe(c->flight, sizeof c->flight);
+    if (c->srv) { /* the final flight it cached */
+        mwi_wipe(c->srv, sizeof *c->srv);
+        free(c->srv);
+    }
     mwi_dtls_ctx *ctx = c->ctx;
     if (!c->established)
         drop_ecc_tables(ctx); /* a handshake given up */
@@ -1273,8 +1277,6 @@ mw_err mwi_dtls_handshake_step(mwi_dtls_conn *c, uint64_t now_ms)
     if (rc == WOLFSSL_SUCCESS) {
         drop_ecc_tables(c->ctx);
         c->deadline = UINT64_MAX;
-        if (c->flight_overflow)
-            c->flight_n = 0; /* a partial flight would not help the client */
         if (wolfSSL_session_reused(c->ssl) && check_resumed_peer(c) != MW_OK) {
             c->failed = true;
             (void)wolfSSL_shutdown(c->ssl); /* close_notify: the device reconnects in full */

@@ -31,6 +31,28 @@
 
 typedef struct mwi_dtls_server_ops mwi_dtls_server_ops;
 
+/* What a server's connection keeps besides the common part, allocated with it by the server
+ * side's conn_setup and wiped and freed with it. */
+typedef struct mwi_dtls_server_conn {
+    /* Throwaway probing of an unknown peer's ClientHello (mwi_dtls_accept). */
+    bool probing;
+    bool probe_replied;
+    bool sent_server_hello; /* wolfSSL verified the cookie: the peer proved its address */
+    size_t probe_in_len;
+    uint8_t *probe_reply; /* the one answer to an unverified address, held until it is chosen */
+    size_t probe_reply_len;
+
+    /* Server final-flight cache: wolfSSL 5.5.4 never retransmits it. */
+    bool recording;
+    uint8_t flight[MWI_DTLS_FLIGHT_MAX_BYTES];
+    uint16_t flight_len[MWI_DTLS_FLIGHT_MAX_DGRAMS];
+    uint8_t flight_n;
+    bool flight_overflow;
+    uint8_t flight_resends;
+    uint64_t last_resend_ms;
+    bool resent_once;
+} mwi_dtls_server_conn;
+
 struct mwi_dtls_ctx {
     WOLFSSL_CTX *wctx;
     mwi_dtls_role role;
@@ -97,24 +119,10 @@ struct mwi_dtls_conn {
     mw_error_detail_t err;
     char peer_id[MW_ID_MAX + 1];
 
-    /* Throwaway probing of an unknown peer's ClientHello (mwi_dtls_accept). */
-    bool probing;
-    bool probe_replied;
-    bool sent_server_hello; /* wolfSSL verified the cookie: the peer proved its address */
-    size_t probe_in_len;
-    uint8_t *probe_reply; /* the one answer to an unverified address, held until it is chosen */
-    size_t probe_reply_len;
-
-    /* Server final-flight cache: wolfSSL 5.5.4 never retransmits it. */
-    bool recording;
-    uint8_t flight[MWI_DTLS_FLIGHT_MAX_BYTES];
-    uint16_t flight_len[MWI_DTLS_FLIGHT_MAX_DGRAMS];
-    uint8_t flight_n;
-    bool flight_overflow;
-    bool peer_sent_data;
-    uint8_t flight_resends;
-    uint64_t last_resend_ms;
-    bool resent_once;
+    bool peer_sent_data; /* application data came in: the handshake is over for the peer too */
+    /* A server's connection: what only the server side keeps (dtls_server.c); NULL for a
+     * client's, which thus carries no flight cache. */
+    mwi_dtls_server_conn *srv;
 };
 
 /* One credential as this layer loads it: bytes in memory, from the caller's buffer or from a
@@ -134,7 +142,7 @@ struct mwi_dtls_server_ops {
     /* At context creation, after the CA (its copy in ctx->ca) and the RNG: the CRL and the
      * first cookie secret. */
     mw_err (*ctx_setup)(mwi_dtls_ctx *ctx, const mwi_dtls_config *cfg, mw_error_detail_t *d);
-    /* A new connection's WOLFSSL: the cookie secret. */
+    /* A new connection: its server part (c->srv) and its WOLFSSL's cookie secret. */
     mw_err (*conn_setup)(mwi_dtls_conn *c);
     /* One handshake step (wolfSSL_accept), recording the final flight. */
     int (*handshake)(mwi_dtls_conn *c);

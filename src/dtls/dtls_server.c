@@ -77,6 +77,9 @@ static mw_err server_ctx_setup(mwi_dtls_ctx *ctx, const mwi_dtls_config *cfg,
 static mw_err server_conn_setup(mwi_dtls_conn *c)
 {
     mwi_dtls_ctx *ctx = c->ctx;
+    c->srv = calloc(1, sizeof *c->srv);
+    if (c->srv == NULL)
+        return MW_ENOMEM;
     return wolfSSL_DTLS_SetCookieSecret(c->ssl, ctx->cookie_secret, sizeof ctx->cookie_secret) == 0
                ? MW_OK
                : MW_EINTERNAL;
@@ -84,17 +87,19 @@ static mw_err server_conn_setup(mwi_dtls_conn *c)
 
 static int server_handshake(mwi_dtls_conn *c)
 {
-    c->recording = true;
-    c->flight_n = 0;
-    c->flight_overflow = false;
+    c->srv->recording = true;
+    c->srv->flight_n = 0;
+    c->srv->flight_overflow = false;
     int rc = wolfSSL_accept(c->ssl);
-    c->recording = false;
+    c->srv->recording = false;
+    if (rc == WOLFSSL_SUCCESS && c->srv->flight_overflow)
+        c->srv->flight_n = 0; /* a partial flight would not help the client */
     return rc;
 }
 
 static bool server_hold_send(mwi_dtls_conn *c, const uint8_t *p, size_t n)
 {
-    if (c->probing && !c->sent_server_hello) {
+    if (c->srv->probing && !c->srv->sent_server_hello) {
         /* No state and no amplification for an unverified address: one
          * datagram no larger than what it sent us is all it gets (RFC 6347
          * 4.2.1): the HelloVerifyRequest, or the alert that refuses its hello.
@@ -104,29 +109,29 @@ static bool server_hold_send(mwi_dtls_conn *c, const uint8_t *p, size_t n)
          * (found by fuzz_gateway_hello). */
         bool hs0 = n > REC_HDR && p[0] == CT_HANDSHAKE && p[3] == 0 && p[4] == 0;
         if (hs0 && p[REC_HDR] == HS_SERVER_HELLO) {
-            c->sent_server_hello = true;
+            c->srv->sent_server_hello = true;
         } else {
-            if (c->probe_replied || n > c->probe_in_len)
+            if (c->srv->probe_replied || n > c->srv->probe_in_len)
                 return true;
-            c->probe_replied = true;
-            memcpy(c->probe_reply, p, n); /* n <= probe_in_len <= MWI_DTLS_MAX_DATAGRAM */
-            c->probe_reply_len = n;
+            c->srv->probe_replied = true;
+            memcpy(c->srv->probe_reply, p, n); /* n <= probe_in_len <= MWI_DTLS_MAX_DATAGRAM */
+            c->srv->probe_reply_len = n;
             return true;
         }
     }
-    if (c->recording) {
-        if (c->flight_n < MWI_DTLS_FLIGHT_MAX_DGRAMS) {
+    if (c->srv->recording) {
+        if (c->srv->flight_n < MWI_DTLS_FLIGHT_MAX_DGRAMS) {
             size_t used = 0;
-            for (uint8_t i = 0; i < c->flight_n; i++)
-                used += c->flight_len[i];
+            for (uint8_t i = 0; i < c->srv->flight_n; i++)
+                used += c->srv->flight_len[i];
             if (used + n <= MWI_DTLS_FLIGHT_MAX_BYTES) {
-                memcpy(c->flight + used, p, n);
-                c->flight_len[c->flight_n++] = (uint16_t)n;
+                memcpy(c->srv->flight + used, p, n);
+                c->srv->flight_len[c->srv->flight_n++] = (uint16_t)n;
             } else {
-                c->flight_overflow = true;
+                c->srv->flight_overflow = true;
             }
         } else {
-            c->flight_overflow = true;
+            c->srv->flight_overflow = true;
         }
     }
     return false;
@@ -135,19 +140,19 @@ static bool server_hold_send(mwi_dtls_conn *c, const uint8_t *p, size_t n)
 static bool server_repeat_flight(mwi_dtls_conn *c, const uint8_t *dgram, size_t len,
                                  uint64_t now_ms)
 {
-    if (c->peer_sent_data || c->flight_n == 0 || !mwi_dtls_is_handshake_flight(dgram, len))
+    if (c->peer_sent_data || c->srv->flight_n == 0 || !mwi_dtls_is_handshake_flight(dgram, len))
         return false;
     /* The client is still repeating its last flight: ours was lost. */
-    if ((!c->resent_once || now_ms - c->last_resend_ms >= FLIGHT_RESEND_GAP_MS) &&
-        c->flight_resends < FLIGHT_RESEND_MAX) {
+    if ((!c->srv->resent_once || now_ms - c->srv->last_resend_ms >= FLIGHT_RESEND_GAP_MS) &&
+        c->srv->flight_resends < FLIGHT_RESEND_MAX) {
         size_t off = 0;
-        for (uint8_t i = 0; i < c->flight_n; i++) {
-            c->send(c->send_ctx, c->flight + off, c->flight_len[i]);
-            off += c->flight_len[i];
+        for (uint8_t i = 0; i < c->srv->flight_n; i++) {
+            c->send(c->send_ctx, c->srv->flight + off, c->srv->flight_len[i]);
+            off += c->srv->flight_len[i];
         }
-        c->flight_resends++;
-        c->resent_once = true;
-        c->last_resend_ms = now_ms;
+        c->srv->flight_resends++;
+        c->srv->resent_once = true;
+        c->srv->last_resend_ms = now_ms;
     }
     return true;
 }
@@ -236,16 +241,16 @@ static mw_err probe(mwi_dtls_ctx *ctx, const unsigned char *secret, const mw_add
         mwi_dtls_conn_destroy(&c);
         return MW_EAGAIN;
     }
-    c->probing = true;
-    c->probe_in_len = len;
-    c->probe_reply = reply;
+    c->srv->probing = true;
+    c->srv->probe_in_len = len;
+    c->srv->probe_reply = reply;
     c->started = true;
     mwi_dtls_lend_input(c, dgram, len);
     e = mwi_dtls_handshake_step(c, now_ms);
     mwi_dtls_lend_input(c, NULL, 0);
-    c->probing = false;
-    c->probe_reply = NULL;
-    *reply_len = c->probe_reply_len;
+    c->srv->probing = false;
+    c->srv->probe_reply = NULL;
+    *reply_len = c->srv->probe_reply_len;
     *out_conn = c;
     return e;
 }
@@ -272,7 +277,7 @@ mw_err mwi_dtls_accept(mwi_dtls_ctx *ctx, const mw_addr_t *peer, const uint8_t *
                      &reply_len, &c);
     if (e == MW_ENOMEM)
         return MW_ENOMEM;
-    if ((e == MW_EINPROGRESS || e == MW_OK) && !c->sent_server_hello && ctx->has_prev &&
+    if ((e == MW_EINPROGRESS || e == MW_OK) && !c->srv->sent_server_hello && ctx->has_prev &&
         mwi_dtls_hello_has_cookie(dgram, len)) {
         /* A cookie the current secret did not make may be one of the previous secret's. */
         uint8_t unused[MWI_DTLS_MAX_DATAGRAM];
@@ -280,7 +285,7 @@ mw_err mwi_dtls_accept(mwi_dtls_ctx *ctx, const mw_addr_t *peer, const uint8_t *
         mwi_dtls_conn *older = NULL;
         mw_err oe = probe(ctx, ctx->prev_secret, peer, dgram, len, now_ms, send, send_ctx, unused,
                           &unused_len, &older);
-        if ((oe == MW_EINPROGRESS || oe == MW_OK) && older->sent_server_hello) {
+        if ((oe == MW_EINPROGRESS || oe == MW_OK) && older->srv->sent_server_hello) {
             mwi_dtls_conn_destroy(&c);
             *out_conn = older;
             return MW_OK;
@@ -291,7 +296,7 @@ mw_err mwi_dtls_accept(mwi_dtls_ctx *ctx, const mw_addr_t *peer, const uint8_t *
         send(send_ctx, reply, reply_len);
     if (c == NULL)
         return MW_EAGAIN;
-    if ((e == MW_EINPROGRESS || e == MW_OK) && c->sent_server_hello) {
+    if ((e == MW_EINPROGRESS || e == MW_OK) && c->srv->sent_server_hello) {
         *out_conn = c;
         return MW_OK;
     }
