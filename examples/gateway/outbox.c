@@ -264,6 +264,19 @@ static void drop_staged(outbox_t *ob)
     ob->nstaged = 0;
 }
 
+/* A lane added to the core leaves the core's list and goes. */
+static void close_lane(outbox_t *ob)
+{
+    outbox_t *c = ob->core;
+    for (size_t i = 0; i < c->nlanes; i++)
+        if (c->lanes[i] == ob) {
+            c->lanes[i] = c->lanes[--c->nlanes];
+            break;
+        }
+    lane_fini(ob);
+    free(ob);
+}
+
 void outbox_close(outbox_t **pob)
 {
     outbox_t *ob = *pob;
@@ -271,21 +284,11 @@ void outbox_close(outbox_t **pob)
         return;
     *pob = NULL;
     if (ob->core != ob) {
-        /* A lane added to the core: it leaves the core's list. */
-        outbox_t *c = ob->core;
-        for (size_t i = 0; i < c->nlanes; i++)
-            if (c->lanes[i] == ob) {
-                c->lanes[i] = c->lanes[--c->nlanes];
-                break;
-            }
-        lane_fini(ob);
-        free(ob);
+        close_lane(ob);
         return;
     }
-    while (ob->nlanes > 1) {
-        outbox_t *lane = ob->lanes[1];
-        outbox_close(&lane);
-    }
+    while (ob->nlanes > 1)
+        close_lane(ob->lanes[1]);
     drop_staged(ob);
     free(ob->staged);
     lane_fini(ob);
