@@ -338,7 +338,7 @@ static void watch_lane(struct outputs *o, outbox_t *lane, const char *kind, cons
     outbox_stats_t st;
     outbox_stats(lane, &st);
     char event[32], reason[200];
-    if (e == MW_EFULL && st.depth + 1 > st.max_rows) {
+    if (e == MW_EFULL && st.refused) {
         snprintf(event, sizeof event, "%s_outbox_full", kind);
         snprintf(reason, sizeof reason,
                  "the %s outbox is full: nothing was acknowledged, devices keep their messages "

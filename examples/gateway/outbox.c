@@ -50,6 +50,7 @@ struct outbox {
     bool woken;
     _Atomic uint64_t released; /* rows up to this id may be sent */
     _Atomic uint64_t depth, parked, full;
+    bool refused; /* the last commit with rows staged went past this lane's bound */
 };
 
 static const char SCHEMA[] =
@@ -344,7 +345,8 @@ mw_err outbox_commit(outbox_t *lane, uint64_t *out_checkpoint)
     bool full = false;
     for (size_t i = 0; i < ob->nlanes; i++) {
         outbox_t *l = ob->lanes[i];
-        if (atomic_load(&l->depth) + staged_for(ob, l) > ob->max_rows) {
+        l->refused = atomic_load(&l->depth) + staged_for(ob, l) > ob->max_rows;
+        if (l->refused) {
             atomic_fetch_add(&l->full, 1);
             full = true;
         }
@@ -562,6 +564,7 @@ void outbox_stats(outbox_t *ob, outbox_stats_t *out)
     out->parked = atomic_load(&ob->parked);
     out->max_rows = ob->max_rows;
     out->full = atomic_load(&ob->full);
+    out->refused = ob->refused;
     if (sqlite3_step(ob->oldest) == SQLITE_ROW)
         out->oldest_ms = (uint64_t)sqlite3_column_int64(ob->oldest, 0);
     sqlite3_reset(ob->oldest);

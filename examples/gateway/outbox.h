@@ -88,6 +88,7 @@ typedef struct outbox_stats {
     uint64_t max_rows;  /**< the bound */
     uint64_t oldest_ms; /**< Unix ms the oldest unparked row was committed; 0: none */
     uint64_t full;      /**< commits refused because the outbox was full */
+    bool refused;       /**< the last commit was refused for this destination's bound */
 } outbox_stats_t;
 
 /** From the gateway's loop (its connection). */

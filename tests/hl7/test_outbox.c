@@ -226,6 +226,17 @@ Test(outbox, a_full_lane_refuses_the_whole_commit)
     cr_expect_eq(fs.depth, 2u);
     cr_expect_eq(fs.full, 1u, "counted against the full destination");
     cr_expect_eq(hs.full, 0u);
+    cr_expect(fs.refused, "the FHIR bound refused it");
+    cr_expect_not(hs.refused);
+    /* Refused though not at its bound yet: two rows where one fits. */
+    stage(hl7, "a", "H4");
+    stage(hl7, "a", "H5");
+    cr_expect_eq(outbox_commit(hl7, &ck2), MW_EFULL);
+    outbox_stats(hl7, &hs);
+    outbox_stats(fhir, &fs);
+    cr_expect_eq(hs.depth, 1u);
+    cr_expect(hs.refused, "the HL7 bound refused it, one row below it");
+    cr_expect_not(fs.refused, "no FHIR row was staged");
     outbox_close(&fhir);
     cr_expect_null(fhir);
     outbox_close(&hl7);
