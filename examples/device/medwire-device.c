@@ -10,6 +10,7 @@
 #include "medwire/medwire.h"
 
 #include "cmdline.h"
+#include "keyfile.h"
 #include "core/wipe.h"
 
 static const char USAGE[] =
@@ -97,55 +98,6 @@ static int usage_error(const char *what, const char *arg)
     fprintf(stderr, "medwire-device: %s%s%s\nsee 'medwire-device --help'\n", what, arg ? ": " : "",
             arg ? arg : "");
     return 2;
-}
-
-/* The queue key: 32 bytes, raw, or 64 hex digits and an optional newline. */
-static int read_key(const char *path, uint8_t key[32])
-{
-    FILE *f = fopen(path, "rb");
-    if (f == NULL) {
-        fprintf(stderr, "medwire-device: cannot read the queue key %s: %s\n", path,
-                strerror(errno));
-        return -1;
-    }
-    uint8_t buf[80];
-    size_t n = fread(buf, 1, sizeof buf, f);
-    fclose(f);
-    while (n == 65 || n == 66) {
-        if (buf[n - 1] != '\n' && buf[n - 1] != '\r')
-            break;
-        n--;
-    }
-    if (n == 32) {
-        memcpy(key, buf, 32);
-        mwi_wipe(buf, sizeof buf);
-        return 0;
-    }
-    if (n == 64) {
-        for (size_t i = 0; i < 32; i++) {
-            unsigned v = 0;
-            for (size_t j = 0; j < 2; j++) {
-                int ch = buf[2 * i + j];
-                unsigned d = ch >= '0' && ch <= '9'   ? (unsigned)(ch - '0')
-                             : ch >= 'a' && ch <= 'f' ? (unsigned)(ch - 'a' + 10)
-                             : ch >= 'A' && ch <= 'F' ? (unsigned)(ch - 'A' + 10)
-                                                      : 16u;
-                if (d == 16u)
-                    goto bad;
-                v = v * 16u + d;
-            }
-            key[i] = (uint8_t)v;
-        }
-        mwi_wipe(buf, sizeof buf);
-        return 0;
-    }
-bad:
-    mwi_wipe(buf, sizeof buf);
-    fprintf(stderr,
-            "medwire-device: the queue key %s must hold 32 bytes, raw or as 64 hex digits "
-            "(make one with: head -c 32 /dev/urandom > %s)\n",
-            path, path);
-    return -1;
 }
 
 static int parse_num(const char *s, unsigned long max, unsigned long *out)
@@ -351,7 +303,7 @@ int main(int argc, char **argv)
         uint32_t size = 0;
         if (mw_client_storage_size(cfg.queue_capacity, 1, 1, &size) != MW_OK)
             return usage_error("--queue-capacity is too large", NULL);
-        if (read_key(queue_key, qkey) != 0)
+        if (keyfile_read("medwire-device", queue_key, qkey) != 0)
             return 1;
         e = mw_storage_file_open(queue, size, &region, &d);
         if (e != MW_OK) {
