@@ -37,6 +37,8 @@ extern "C" {
 #define MW_UNIT_MAX 15
 /** Longest alarm text, without the NUL. */
 #define MW_ALARM_TEXT_MAX 47
+/** Longest source (the originating device's identifier behind a bridge), without the NUL. */
+#define MW_SOURCE_MAX 39
 
 /** Delivery priority: alarms first when a queue is flushed; status last. */
 typedef enum mw_priority {
@@ -79,6 +81,11 @@ typedef struct mw_observation {
     char unit[MW_UNIT_MAX + 1];
     mw_meas_status status;
     uint64_t time_ms;
+    /** Optional: empty for a device speaking for itself. A bridge that sends a legacy device's
+     *  readings under its own identity puts here the identifier of the device the reading came
+     *  from, as that device gave it (e.g. its HL7 OBX-18 "MON-7"). Printable ASCII (spaces
+     *  allowed), NUL-terminated within the array; otherwise the client refuses it (MW_EINVAL). */
+    char source[MW_SOURCE_MAX + 1];
 } mw_observation_t;
 
 /** An alarm condition. */
@@ -88,6 +95,8 @@ typedef struct mw_alarm {
     mw_alarm_state state;
     uint64_t time_ms;
     char text[MW_ALARM_TEXT_MAX + 1];
+    /** Optional, as mw_observation_t.source: the device the alarm came from, behind a bridge. */
+    char source[MW_SOURCE_MAX + 1];
 } mw_alarm_t;
 
 /** The device's own condition. */
@@ -214,11 +223,12 @@ MW_API const char *mw_command_status_name(mw_command_status status);
 /**
  * Writes @p msg as one JSON object (no newline) into @p out.
  * Keys: "device", "seq", "type", "device_time_ms", "time_synced", "priority", "space" (16 hex
- * digits, left out when 0), "possible_duplicate" (only when true), then the payload's fields.
- * Strings are escaped; the output is always valid JSON.
+ * digits, left out when 0), "possible_duplicate" (only when true), then the payload's fields,
+ * then "source" (observations and alarms, only when not empty). Strings are escaped; the output
+ * is always valid JSON.
  * @return ::MW_OK; ::MW_EINVAL for a string without its NUL or an enum out of range; ::MW_ENOSPC
- *         when @p out_size is too small (970 bytes always suffice, 512 for any message a gateway
- *         decoded), leaving @p out empty and *out_len the length needed.
+ *         when @p out_size is too small (1216 bytes always suffice, 564 for any message a
+ *         gateway decoded), leaving @p out empty and *out_len the length needed.
  */
 MW_API MW_NODISCARD mw_err mw_message_to_json(const mw_message_t *msg, char *out, size_t out_size,
                                               size_t *out_len);

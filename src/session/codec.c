@@ -13,6 +13,9 @@
 _Static_assert(sizeof(((medwire_v1_Envelope *)0)->device_id) == MW_ID_MAX + 1, "device_id bound");
 _Static_assert(sizeof(((medwire_v1_Observation *)0)->unit) == MW_UNIT_MAX + 1, "unit bound");
 _Static_assert(sizeof(((medwire_v1_Alarm *)0)->text) == MW_ALARM_TEXT_MAX + 1, "text bound");
+_Static_assert(sizeof(((medwire_v1_Envelope *)0)->source) == MW_SOURCE_MAX + 1, "source bound");
+_Static_assert(sizeof(((mw_observation_t *)0)->source) == sizeof(((mw_alarm_t *)0)->source),
+               "one source size");
 _Static_assert(ARRAY_LEN(((medwire_v1_Batch *)0)->envelopes) == MWI_MAX_BATCH, "batch bound");
 _Static_assert(ARRAY_LEN(((medwire_v1_Ack *)0)->acked) == MWI_MAX_ACK_RANGES, "ack bound");
 _Static_assert(ARRAY_LEN(((medwire_v1_Ack *)0)->commands) == MWI_MAX_COMMANDS, "command bound");
@@ -109,12 +112,15 @@ static bool message_ok(const mw_message_t *m)
         const mw_observation_t *o = &m->u.observation;
         /* UCUM expressions contain no space (UCUM 2.1 section 1). */
         return o->exponent >= MWI_EXPONENT_MIN && o->exponent <= MWI_EXPONENT_MAX &&
-               ascii_ok(o->unit, sizeof(o->unit), 0x21) && (unsigned)o->status <= MW_MEAS_TEST_DATA;
+               ascii_ok(o->unit, sizeof(o->unit), 0x21) &&
+               (unsigned)o->status <= MW_MEAS_TEST_DATA &&
+               ascii_ok(o->source, sizeof(o->source), 0x20);
     }
     case MW_MSG_ALARM: {
         const mw_alarm_t *a = &m->u.alarm;
         return (unsigned)a->priority <= MW_ALARM_HIGH && (unsigned)a->state <= MW_ALARM_LATCHED &&
-               ascii_ok(a->text, sizeof(a->text), 0x20);
+               ascii_ok(a->text, sizeof(a->text), 0x20) &&
+               ascii_ok(a->source, sizeof(a->source), 0x20);
     }
     case MW_MSG_STATUS:
         return m->u.status.battery_pct <= 100;
@@ -227,6 +233,21 @@ mw_err mwi_message_check(const mw_message_t *m)
         break;                                                                                     \
     }
 
+/* The originating device behind a bridge travels in the Envelope, beside the payload it
+ * qualifies; the application finds it in the payloads that may carry one (observations and
+ * alarms). NULL for the other kinds. */
+static char *source_of(mw_message_t *m)
+{
+    switch (m->type) {
+    case MW_MSG_OBSERVATION:
+        return m->u.observation.source;
+    case MW_MSG_ALARM:
+        return m->u.alarm.source;
+    default:
+        return NULL;
+    }
+}
+
 mw_err mwi_envelope_from_message(const mw_message_t *m, medwire_v1_Envelope *out)
 {
     if (m == NULL || out == NULL || !message_ok(m)) {
@@ -248,6 +269,12 @@ mw_err mwi_envelope_from_message(const mw_message_t *m, medwire_v1_Envelope *out
     default:
         return MW_EINVAL; /* message_ok lets no other type through */
     }
+    /* Only observations and alarms have a source; message_ok checked it is terminated. */
+    if (m->type == MW_MSG_OBSERVATION) {
+        memcpy(out->source, m->u.observation.source, strlen(m->u.observation.source));
+    } else if (m->type == MW_MSG_ALARM) {
+        memcpy(out->source, m->u.alarm.source, strlen(m->u.alarm.source));
+    }
     return MW_OK;
 }
 
@@ -262,6 +289,8 @@ mw_err mwi_message_from_envelope(const medwire_v1_Envelope *e, mw_message_t *out
         return MW_EVERSION;
     }
     if (!tail_clean(e->device_id, sizeof(e->device_id)) ||
+        !tail_clean(e->source, sizeof(e->source)) ||
+        !ascii_ok(e->source, sizeof(e->source), 0x20) ||
         (unsigned)e->time_trust > medwire_v1_TimeTrust_TIME_SYNCHRONISED) {
         return MW_EDECODE;
     }
@@ -279,6 +308,14 @@ mw_err mwi_message_from_envelope(const medwire_v1_Envelope *e, mw_message_t *out
          * still be sound, since the gateway acks and journals it by (device, seq). */
         out->type = MW_MSG_UNKNOWN;
         break;
+    }
+    if (e->source[0] != '\0' && out->type != MW_MSG_UNKNOWN) {
+        /* A source on a payload without one could only be delivered as the bridge's own. */
+        char *dst = source_of(out);
+        if (dst == NULL) {
+            return MW_EDECODE;
+        }
+        memcpy(dst, e->source, sizeof(e->source));
     }
     if (out->type == MW_MSG_UNKNOWN) {
         mw_message_t probe = *out;

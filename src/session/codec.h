@@ -31,8 +31,8 @@ bool mwi_device_id_valid(const char *id);
 
 /**
  * Checks @p m against the rules the gateway applies to every envelope it decodes: valid device
- * id, seq >= 1, priority 1..3, type observation, alarm or status, enums in range, unit and text
- * NUL-terminated within their arrays and printable ASCII (a unit has no space, as in UCUM),
+ * id, seq >= 1, priority 1..3, type observation, alarm or status, enums in range, unit, text and
+ * source NUL-terminated within their arrays and printable ASCII (a unit has no space, as in UCUM),
  * exponent in [-128, 127], battery_pct <= 100.
  * The client should call it before a message enters its queue: a message the gateway refuses
  * would otherwise block the queue, since a batch is accepted or refused whole.
@@ -48,7 +48,8 @@ MW_NODISCARD mw_err mwi_envelope_from_message(const mw_message_t *m, medwire_v1_
 
 /**
  * Fills @p out from an envelope decoded off the wire, validating every field (the rules of
- * mwi_message_check(), plus: time_trust in range, no NUL inside a string). An envelope without a
+ * mwi_message_check(), plus: time_trust in range, no NUL inside a string, a source only on an
+ * observation or an alarm, where it is copied into the payload). An envelope without a
  * payload member this version knows gives type ::MW_MSG_UNKNOWN with a zeroed payload; that is
  * not an error. Envelope.low_water is not copied (mwi_batch_decode() reports it).
  * @return ::MW_OK; ::MW_EVERSION if version != 1 (checked first); ::MW_EDECODE for any invalid

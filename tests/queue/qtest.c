@@ -31,6 +31,9 @@ mw_message_t qt_msg(uint64_t seq, mw_priority p, uint32_t salt)
         m.u.alarm.time_ms = m.device_time_ms - 5u;
         snprintf(m.u.alarm.text, sizeof m.u.alarm.text, "SpO2 low %llu/%u", (unsigned long long)seq,
                  (unsigned)salt);
+        if (salt != 0) {
+            snprintf(m.u.alarm.source, sizeof m.u.alarm.source, "ACME-ICU4 BED %u", (unsigned)salt);
+        }
         break;
     case MW_PRIORITY_OBSERVATION:
         m.type = MW_MSG_OBSERVATION;
@@ -40,6 +43,9 @@ mw_message_t qt_msg(uint64_t seq, mw_priority p, uint32_t salt)
         strcpy(m.u.observation.unit, "%");
         m.u.observation.status = (mw_meas_status)(seq % 3u);
         m.u.observation.time_ms = m.device_time_ms - 1u;
+        if (salt != 0) {
+            snprintf(m.u.observation.source, sizeof m.u.observation.source, "MON-%u", (unsigned)salt);
+        }
         break;
     case MW_PRIORITY_STATUS:
     default:
@@ -65,14 +71,16 @@ bool qt_msg_eq(const mw_message_t *a, const mw_message_t *b)
         return a->u.alarm.mdc_code == b->u.alarm.mdc_code &&
                a->u.alarm.priority == b->u.alarm.priority && a->u.alarm.state == b->u.alarm.state &&
                a->u.alarm.time_ms == b->u.alarm.time_ms &&
-               strcmp(a->u.alarm.text, b->u.alarm.text) == 0;
+               strcmp(a->u.alarm.text, b->u.alarm.text) == 0 &&
+               strcmp(a->u.alarm.source, b->u.alarm.source) == 0;
     case MW_MSG_OBSERVATION:
         return a->u.observation.mdc_code == b->u.observation.mdc_code &&
                a->u.observation.mantissa == b->u.observation.mantissa &&
                a->u.observation.exponent == b->u.observation.exponent &&
                strcmp(a->u.observation.unit, b->u.observation.unit) == 0 &&
                a->u.observation.status == b->u.observation.status &&
-               a->u.observation.time_ms == b->u.observation.time_ms;
+               a->u.observation.time_ms == b->u.observation.time_ms &&
+               strcmp(a->u.observation.source, b->u.observation.source) == 0;
     case MW_MSG_STATUS:
         return a->u.status.battery_pct == b->u.status.battery_pct &&
                a->u.status.on_mains == b->u.status.on_mains &&

@@ -14,7 +14,8 @@
 extern const uint8_t qt_key[32];
 extern const uint8_t qt_other_key[32];
 
-/** A valid message of priority @p p whose content depends on @p seq (and @p salt). */
+/** A valid message of priority @p p whose content depends on @p seq (and @p salt: other than 0,
+ *  its observations and alarms carry a source, as a bridge sends them). */
 mw_message_t qt_msg(uint64_t seq, mw_priority p, uint32_t salt);
 /** Field-by-field equality. */
 bool qt_msg_eq(const mw_message_t *a, const mw_message_t *b);

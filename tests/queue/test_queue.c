@@ -13,6 +13,8 @@
 #include "medwire/storage.h"
 #include "qtest.h"
 #include "queue/format.h"
+#include "queue/record.h"
+#include "session/codec.h"
 #include "support/proc.h"
 #include "support/ram_storage.h"
 
@@ -272,6 +274,96 @@ Test(queue, round_trips_every_message_kind_exactly)
     for (int i = 0; i < 3; i++) {
         cr_assert(qt_msg_eq(&in[i], &out[i]), "kind %d changed across reopen", i);
     }
+    fix_fini(&f);
+}
+
+Test(queue, a_source_survives_reopen_and_reaches_the_gateway_in_the_batch)
+{
+    fix f;
+    mw_message_t in[2] = {qt_msg(3, MW_PRIORITY_ALARM, 9), qt_msg(4, MW_PRIORITY_OBSERVATION, 7)};
+    mw_message_t out[2], got[2];
+    const mw_message_t *ptrs[2] = {&out[0], &out[1]};
+    uint8_t buf[2 * (medwire_v1_Envelope_size + 3)];
+    size_t len = 0, n = 0;
+    uint64_t low = 0;
+
+    /* The longest source there is, on the alarm. */
+    memset(in[0].u.alarm.source, 'B', MW_SOURCE_MAX);
+    fix_init(&f, 8, 1, 1, 1);
+    for (int i = 0; i < 2; i++) {
+        cr_assert_eq(mwi_queue_append(f.q, &in[i], 5), MW_OK);
+    }
+    fix_reopen(&f);
+    cr_assert_eq(qt_drain(f.q, out, 2), 2);
+    cr_assert_str_eq(out[0].u.alarm.source, in[0].u.alarm.source);
+    cr_assert_str_eq(out[1].u.observation.source, "MON-7");
+    cr_assert_eq(mwi_batch_encode_ptrs(ptrs, 2, 1, buf, sizeof buf, &len, &n), MW_OK);
+    cr_assert_eq(n, 2);
+    cr_assert_eq(mwi_batch_decode(buf, len, got, 2, &n, &low), MW_OK);
+    cr_assert_eq(n, 2);
+    for (int i = 0; i < 2; i++) {
+        cr_assert(qt_msg_eq(&in[i], &got[i]), "message %d changed between device and gateway", i);
+    }
+    fix_fini(&f);
+}
+
+/* A MSG record body as the previous version wrote it, before Envelope.source existed: the
+ * append time (8 bytes, little endian) and the Envelope {version 1, device_id "dev1", seq 5,
+ * priority 2, observation {mdc_code 1, mantissa 975, exponent -1, unit "%", time_ms 7}}. */
+static const uint8_t V2_OBSERVATION_BODY[] = {
+    0x2A, 0, 0, 0, 0, 0, 0, 0,                               /* append time 42 */
+    0x08, 0x01, 0x12, 0x04, 'd', 'e', 'v', '1', 0x18, 0x05, /* version, device_id, seq */
+    0x30, 0x02, 0x52, 0x0C,                                  /* priority, observation */
+    0x08, 0x01, 0x10, 0x9E, 0x0F, 0x18, 0x01, 0x22, 0x01, '%', 0x30, 0x07,
+};
+
+Test(queue, records_of_the_previous_version_still_decode_and_a_sourceless_message_encodes_alike)
+{
+    mw_message_t m, want;
+    mwi_rec_hdr h = {.type = MWI_REC_MSG, .prio = MW_PRIORITY_OBSERVATION, .seq = 5};
+    uint8_t body[MWI_MSG_BODY_MAX];
+    uint32_t len = 0;
+
+    memset(&want, 0, sizeof want);
+    strcpy(want.device_id, "dev1");
+    want.seq = 5;
+    want.priority = MW_PRIORITY_OBSERVATION;
+    want.type = MW_MSG_OBSERVATION;
+    want.u.observation.mdc_code = 1;
+    want.u.observation.mantissa = 975;
+    want.u.observation.exponent = -1;
+    strcpy(want.u.observation.unit, "%");
+    want.u.observation.time_ms = 7;
+    /* The queue's format is unchanged: an old record reads as a message without a source ... */
+    cr_assert(mwi_rec_decode_message(V2_OBSERVATION_BODY, sizeof V2_OBSERVATION_BODY, &h, &m));
+    cr_assert(qt_msg_eq(&m, &want));
+    cr_assert_str_eq(m.u.observation.source, "");
+    /* ... and a message without one is written byte for byte as before. */
+    cr_assert_eq(mwi_rec_encode_message(&want, 42, body, &len), MW_OK);
+    cr_assert_eq(len, sizeof V2_OBSERVATION_BODY);
+    cr_assert_arr_eq(body, V2_OBSERVATION_BODY, len);
+}
+
+Test(queue, a_region_the_previous_version_recommended_still_opens)
+{
+    /* mw_client_storage_size gives twice the minimum region; before sources, the minimum for
+     * 256 messages on a file was 124,528 bytes. A source adds 40 bytes to the largest record,
+     * and the queue such a device already has must still open. */
+    uint32_t min = 0;
+    fix f;
+
+    cr_assert_eq(mwi_queue_region_min(256, 1, 1, &min), MW_OK);
+    cr_assert_gt(min, 124528u, "the largest record grew");
+    cr_assert_leq(min, 2u * 124528u);
+    memset(&f, 0, sizeof f);
+    f.capacity = 256;
+    f.ram = mwt_ram_create(2u * 124528u, 1, 1);
+    cr_assert_not_null(f.ram);
+    f.st = mwt_ram_storage(f.ram);
+    fix_open(&f);
+    append(&f, 1, MW_PRIORITY_OBSERVATION);
+    fix_reopen(&f);
+    expect_seqs(&f, (const uint64_t[]){1}, 1);
     fix_fini(&f);
 }
 
@@ -683,6 +775,7 @@ Test(queue, region_smaller_than_the_minimum_is_refused_and_the_minimum_works)
         for (uint64_t s = 1; s <= 300; s++) {
             mw_message_t m = qt_msg(s, MW_PRIORITY_ALARM, 0);
             memset(m.u.alarm.text, 'x', MW_ALARM_TEXT_MAX);
+            memset(m.u.alarm.source, 's', MW_SOURCE_MAX);
             memset(m.device_id, 'd', MW_ID_MAX);
             cr_assert_eq(mwi_queue_append(q, &m, 0), MW_OK);
         }

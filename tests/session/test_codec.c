@@ -139,6 +139,7 @@ static void assert_same_message(const mw_message_t *a, const mw_message_t *b)
         cr_assert_str_eq(a->u.observation.unit, b->u.observation.unit);
         cr_assert_eq(a->u.observation.status, b->u.observation.status);
         cr_assert_eq(a->u.observation.time_ms, b->u.observation.time_ms);
+        cr_assert_str_eq(a->u.observation.source, b->u.observation.source);
         break;
     case MW_MSG_ALARM:
         cr_assert_eq(a->u.alarm.mdc_code, b->u.alarm.mdc_code);
@@ -146,6 +147,7 @@ static void assert_same_message(const mw_message_t *a, const mw_message_t *b)
         cr_assert_eq(a->u.alarm.state, b->u.alarm.state);
         cr_assert_eq(a->u.alarm.time_ms, b->u.alarm.time_ms);
         cr_assert_str_eq(a->u.alarm.text, b->u.alarm.text);
+        cr_assert_str_eq(a->u.alarm.source, b->u.alarm.source);
         break;
     case MW_MSG_STATUS:
         cr_assert_eq(a->u.status.battery_pct, b->u.status.battery_pct);
@@ -217,6 +219,90 @@ Test(envelope, alarm_round_trips_through_the_wire)
     m.u.alarm.priority = MW_ALARM_INFO;
     m.u.alarm.state = MW_ALARM_INACTIVE;
     assert_round_trip(&m);
+}
+
+Test(envelope, source_round_trips_on_observations_and_alarms)
+{
+    mw_message_t o = observation(4), a = alarm(5);
+    medwire_v1_Envelope e;
+
+    strcpy(o.u.observation.source, "MON-7");
+    assert_round_trip(&o);
+    e = envelope_of(&o);
+    cr_assert_str_eq(e.source, "MON-7", "the source travels in the envelope");
+    /* The longest, with every kind of printable character a legacy device may use. */
+    memset(a.u.alarm.source, 'x', MW_SOURCE_MAX);
+    memcpy(a.u.alarm.source, "ACME ICU4|BED^7~\\&\"", 20);
+    assert_round_trip(&a);
+    /* Without one, nothing is sent and nothing comes out. */
+    a = alarm(6);
+    e = envelope_of(&a);
+    cr_assert_str_eq(e.source, "");
+    assert_round_trip(&a);
+}
+
+Test(envelope, gateway_refuses_a_source_with_a_control_character_or_too_long)
+{
+    static const unsigned char bad[] = {0x01, 0x09, 0x0A, 0x0D, 0x1F, 0x7F, 0x80, 0xFF};
+    mw_message_t m = observation(1), out;
+    medwire_v1_Envelope e;
+    uint8_t body[512];
+    pb_ostream_t s;
+    wire w = {.len = 0};
+    mw_message_t msgs[MWI_MAX_BATCH];
+    size_t count;
+    char longest[MW_SOURCE_MAX + 1];
+
+    for (size_t i = 0; i < sizeof bad; i++) {
+        e = envelope_of(&m);
+        strcpy(e.source, "MON-7");
+        e.source[3] = (char)bad[i];
+        cr_assert_eq(decode_one(&e, &out), MW_EDECODE, "byte 0x%02x", bad[i]);
+    }
+    /* 40 characters on the wire: one more than the bound. */
+    e = envelope_of(&m);
+    s = pb_ostream_from_buffer(body, sizeof(body));
+    cr_assert(pb_encode(&s, medwire_v1_Envelope_fields, &e));
+    memset(longest, 'L', sizeof longest);
+    cr_assert(pb_encode_tag(&s, PB_WT_STRING, medwire_v1_Envelope_source_tag));
+    cr_assert(pb_encode_string(&s, (const pb_byte_t *)longest, sizeof longest));
+    wire_add_bytes(&w, 1, body, s.bytes_written);
+    cr_assert_eq(decode_wire(&w, msgs, &count), MW_EDECODE);
+    /* A space is a printable character. */
+    e = envelope_of(&m);
+    strcpy(e.source, "ICU 4 BED 7");
+    cr_assert_eq(decode_one(&e, &out), MW_OK);
+    cr_assert_str_eq(out.u.observation.source, "ICU 4 BED 7");
+}
+
+Test(envelope, source_on_a_payload_that_carries_none_is_refused)
+{
+    mw_message_t st = status(1), out;
+    medwire_v1_Envelope e = envelope_of(&st);
+
+    /* The gateway could only deliver it as the bridge's own status. */
+    strcpy(e.source, "MON-7");
+    cr_assert_eq(decode_one(&e, &out), MW_EDECODE);
+    /* A payload kind of a later version may carry one: the header is still judged. */
+    e.which_payload = 0;
+    cr_assert_eq(decode_one(&e, &out), MW_OK);
+    cr_assert_eq(out.type, MW_MSG_UNKNOWN);
+    e.source[0] = '\x1b';
+    cr_assert_eq(decode_one(&e, &out), MW_EDECODE);
+}
+
+Test(envelope, encoder_refuses_a_source_the_gateway_would_refuse)
+{
+    mw_message_t o = observation(1), a = alarm(2);
+    medwire_v1_Envelope e;
+
+    strcpy(o.u.observation.source, "MON\n7");
+    cr_assert_eq(mwi_message_check(&o), MW_EINVAL);
+    cr_assert_eq(mwi_envelope_from_message(&o, &e), MW_EINVAL);
+    memset(a.u.alarm.source, 'x', sizeof a.u.alarm.source); /* no NUL within the array */
+    cr_assert_eq(mwi_message_check(&a), MW_EINVAL);
+    a.u.alarm.source[MW_SOURCE_MAX] = '\0';
+    cr_assert_eq(mwi_message_check(&a), MW_OK);
 }
 
 Test(envelope, status_round_trips_through_the_wire)
@@ -649,6 +735,7 @@ Test(batch, worst_case_batch_fits_nanopb_size_bound)
         m->u.alarm.time_ms = UINT64_MAX;
         memset(m->u.alarm.text, '~', MW_ALARM_TEXT_MAX);
         m->u.alarm.text[MW_ALARM_TEXT_MAX] = '\0';
+        memset(m->u.alarm.source, '~', MW_SOURCE_MAX);
     }
     cr_assert_eq(mwi_batch_encode(msgs, MWI_MAX_BATCH, UINT64_MAX, buf, sizeof(buf), &len, &count),
                  MW_OK);
