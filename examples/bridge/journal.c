@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* journal.c -- a fixed table of JOURNAL_SLOTS slots of 48 bytes, one per legacy sender, each
+/* journal.c -- a fixed table of JOURNAL_SLOTS slots of 64 bytes, one per legacy sender, each
  * rewritten in place with one pwrite and checked by a digest when read back. */
 #define _DEFAULT_SOURCE
 #include "journal.h"
@@ -10,11 +10,11 @@
 #include <string.h>
 #include <unistd.h>
 
-#define SLOT_BYTES 48u
-#define SLOT_MAGIC 0x314a424du /* "MBJ1" */
+#define SLOT_BYTES 64u
+#define SLOT_MAGIC 0x324a424du /* "MBJ2" */
 
 typedef struct slot {
-    uint64_t sender, msg, stamp;
+    uint64_t sender, msg, stamp, pending_seq, space;
     uint32_t done, n;
 } slot_t;
 
@@ -65,7 +65,9 @@ static void encode(const slot_t *s, uint8_t out[SLOT_BYTES])
     put64(out + 16, s->msg);
     put64(out + 24, s->stamp);
     put64(out + 32, (uint64_t)s->done << 32 | s->n);
-    put64(out + 40, fnv1a(FNV_BASIS, out, 40));
+    put64(out + 40, s->pending_seq);
+    put64(out + 48, s->space);
+    put64(out + 56, fnv1a(FNV_BASIS, out, 56));
 }
 
 /* A slot that fails its digest (a write torn by a power cut) is forgotten: the message it
@@ -73,7 +75,7 @@ static void encode(const slot_t *s, uint8_t out[SLOT_BYTES])
 static void decode(const uint8_t in[SLOT_BYTES], slot_t *s)
 {
     memset(s, 0, sizeof *s);
-    if (get64(in) != SLOT_MAGIC || get64(in + 40) != fnv1a(FNV_BASIS, in, 40))
+    if (get64(in) != SLOT_MAGIC || get64(in + 56) != fnv1a(FNV_BASIS, in, 56))
         return;
     uint64_t dn = get64(in + 32);
     s->sender = get64(in + 8);
@@ -81,7 +83,9 @@ static void decode(const uint8_t in[SLOT_BYTES], slot_t *s)
     s->stamp = get64(in + 24);
     s->done = (uint32_t)(dn >> 32);
     s->n = (uint32_t)dn;
-    if (s->done > s->n)
+    s->pending_seq = get64(in + 40);
+    s->space = get64(in + 48);
+    if (s->done > s->n || (s->pending_seq != 0 && s->done == s->n))
         memset(s, 0, sizeof *s);
 }
 
@@ -128,14 +132,42 @@ uint32_t journal_done(const journal_t *j, uint64_t sender_key, uint64_t msg_key,
 {
     for (size_t i = 0; i < JOURNAL_SLOTS; i++) {
         const slot_t *s = &j->slots[i];
-        if (s->sender == sender_key && s->msg == msg_key && s->n == n_items)
+        if (s->sender == sender_key && s->msg == msg_key && s->n == n_items && s->pending_seq == 0)
             return s->done;
     }
     return 0;
 }
 
+static int write_slot(journal_t *j, size_t at)
+{
+    uint8_t buf[SLOT_BYTES];
+    encode(&j->slots[at], buf);
+    ssize_t w = pwrite(j->fd, buf, sizeof buf, (off_t)(at * SLOT_BYTES));
+    if (w != (ssize_t)sizeof buf) {
+        if (w >= 0)
+            errno = EIO;
+        return -1;
+    }
+    return 0;
+}
+
+int journal_settle(journal_t *j, journal_holds_fn *holds, void *ctx)
+{
+    for (size_t i = 0; i < JOURNAL_SLOTS; i++) {
+        slot_t *s = &j->slots[i];
+        if (s->sender == 0 || s->pending_seq == 0)
+            continue;
+        if (holds(ctx, s->space, s->pending_seq))
+            s->done++;
+        s->pending_seq = 0;
+        if (write_slot(j, i) != 0)
+            return -1;
+    }
+    return 0;
+}
+
 int journal_record(journal_t *j, uint64_t sender_key, uint64_t msg_key, uint32_t done,
-                   uint32_t n_items)
+                   uint32_t n_items, uint64_t pending_seq, uint64_t space)
 {
     size_t at = 0;
     for (size_t i = 0; i < JOURNAL_SLOTS; i++) {
@@ -151,14 +183,8 @@ int journal_record(journal_t *j, uint64_t sender_key, uint64_t msg_key, uint32_t
     s->msg = msg_key;
     s->done = done;
     s->n = n_items;
+    s->pending_seq = pending_seq;
+    s->space = space;
     s->stamp = ++j->stamp;
-    uint8_t buf[SLOT_BYTES];
-    encode(s, buf);
-    ssize_t w = pwrite(j->fd, buf, sizeof buf, (off_t)(at * SLOT_BYTES));
-    if (w != (ssize_t)sizeof buf) {
-        if (w >= 0)
-            errno = EIO;
-        return -1;
-    }
-    return 0;
+    return write_slot(j, at);
 }

@@ -2,7 +2,7 @@
 /* medwire-bridge -- a legacy device's first hop: HL7 v2 ORU^R01 in over MLLP (TCP or a serial
  * line), each result durable in the device SDK's encrypted queue before the device gets its ACK,
  * then on to a medwire gateway over mutually authenticated DTLS 1.2 as the bridge's identity. */
-#define _DEFAULT_SOURCE
+#define _GNU_SOURCE /* accept4 */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -326,16 +326,25 @@ static void refuse(bridge_t *b, conn_t *c, const char *msg, size_t len, const hl
         close_conn(c);
 }
 
-static mw_err queue_item(bridge_t *b, const hl7v2_item_t *it, const char *source)
+static mw_err queue_item(bridge_t *b, const hl7v2_item_t *it, const char *source,
+                         uint64_t *out_seq)
 {
     if (it->kind == HL7V2_ALARM) {
         mw_alarm_t al = it->u.alarm;
         snprintf(al.source, sizeof al.source, "%s", source);
-        return mw_client_raise_alarm(b->client, &al, NULL);
+        return mw_client_raise_alarm(b->client, &al, out_seq);
     }
     mw_observation_t o = it->u.observation;
     snprintf(o.source, sizeof o.source, "%s", source);
-    return mw_client_send_observation(b->client, &o, NULL);
+    return mw_client_send_observation(b->client, &o, out_seq);
+}
+
+static bool queue_holds(void *ctx, uint64_t space, uint64_t seq)
+{
+    mw_client_t *c = ctx;
+    mw_client_stats_t st;
+    mw_client_stats(c, &st);
+    return st.space == space && mw_client_holds(c, seq);
 }
 
 /* One complete HL7 message from @p c: parsed, its items queued (each durable before the next),
@@ -380,23 +389,44 @@ static void on_message(bridge_t *b, conn_t *c, const char *msg, size_t len)
         refuse(b, c, msg, len, &err, oru.source);
         return;
     }
-    for (uint32_t i = done; i < n; i++) {
-        mw_err e = queue_item(b, &oru.items[i], oru.source);
-        if (e == MW_OK && journal_record(b->journal, sender, key, i + 1, n) != 0) {
+    /* Items take consecutive numbers: nothing else is queued while this loop runs. */
+    uint64_t next = st.next_seq;
+    for (uint32_t i = done; i <= n; i++) {
+        mw_err e = MW_OK;
+        if (journal_record(b->journal, sender, key, i, n, i < n ? next : 0, st.space) != 0) {
             fprintf(stderr, PROG ": cannot write the journal: %s\n", strerror(errno));
             e = MW_EIO;
         }
+        uint64_t seq = 0;
+        if (e == MW_OK && i < n)
+            e = queue_item(b, &oru.items[i], oru.source, &seq);
+        if (e == MW_OK && i < n && seq != next) {
+            /* The journal would name the wrong message after a crash: stop rather than risk
+             * a loss. */
+            fprintf(stderr, PROG ": result queued as %llu where %llu was recorded\n",
+                    (unsigned long long)seq, (unsigned long long)next);
+            e = MW_EIO;
+        }
+        next++;
+        if (i == n && e == MW_OK)
+            break;
         if (e != MW_OK) {
             mw_error_detail_t d;
             mw_client_last_error(b->client, &d);
             err.err_code = HL7V2_E_APPLICATION;
             snprintf(err.ack_code, sizeof err.ack_code, "AE");
-            snprintf(err.location, sizeof err.location, "OBX^%u", oru.items[i].obx_seq);
+            snprintf(err.location, sizeof err.location, "OBX^%u",
+                     oru.items[i < n ? i : n - 1].obx_seq);
             snprintf(err.text, sizeof err.text, "the bridge could not queue this result: %s",
                      e == MW_EINVAL ? "a field is out of the range medwire carries"
                                     : "its queue failed; send the message again later");
             fprintf(stderr, PROG ": %s: message %s, OBX %u not queued: %s\n", c->peer,
-                    oru.control_id, oru.items[i].obx_seq, d.reason[0] ? d.reason : mw_strerror(e));
+                    oru.control_id, oru.items[i < n ? i : n - 1].obx_seq,
+                    d.reason[0] ? d.reason : mw_strerror(e));
+            /* Refused by the SDK, this item was not queued: the journal must not leave it in
+             * doubt, or the earlier ones would be queued again when the message comes back. */
+            if (e != MW_EIO && journal_record(b->journal, sender, key, i, n, 0, st.space) != 0)
+                e = MW_EIO;
             refuse(b, c, msg, len, &err, oru.source);
             if (e == MW_EIO)
                 b->failed = true;
@@ -482,7 +512,7 @@ static void on_accept(bridge_t *b, int lfd, const allow_t *allow, size_t n_allow
     format_peer(&ss, peer, sizeof peer);
     if (!allowed(allow, n_allow, loopback_only, &ss)) {
         b->refused_connections++;
-        audit("mllp_connection_refused", peer, "", MW_EPERM,
+        audit("mllp_connection_refused", peer, "", MW_EADDR,
               n_allow ? "the address is not in --allow" : "only loopback peers are allowed "
                                                           "without --allow");
         close(fd);
@@ -808,6 +838,11 @@ int main(int argc, char **argv)
     b.journal = journal_open(jpath);
     if (b.journal == NULL) {
         fprintf(stderr, PROG ": cannot open the journal %s: %s\n", jpath, strerror(errno));
+        goto out;
+    }
+    /* Before the first poll: nothing can have been acknowledged since a crash. */
+    if (journal_settle(b.journal, queue_holds, b.client) != 0) {
+        fprintf(stderr, PROG ": cannot write the journal %s: %s\n", jpath, strerror(errno));
         goto out;
     }
     if (listen_addr) {

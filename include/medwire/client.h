@@ -298,6 +298,16 @@ MW_API MW_NODISCARD mw_err mw_client_reconnect(mw_client_t *c);
 
 /** Messages not yet acknowledged. */
 MW_API uint64_t mw_client_pending(const mw_client_t *c);
+
+/**
+ * Whether the message numbered @p seq (in the current sequence space, mw_client_stats' @c space)
+ * is held in the queue, not yet acknowledged. For an application that records, before each
+ * mw_client_send_*, the number the message is about to get (@c next_seq of mw_client_stats):
+ * after a crash, asked right after mw_client_open and before the first mw_client_poll (nothing
+ * has been acknowledged since the crash), it tells whether that message made it into the queue,
+ * so that it is queued neither twice nor not at all (medwire-bridge does this).
+ */
+MW_API bool mw_client_holds(const mw_client_t *c, uint64_t seq);
 /** Fills @p out. */
 MW_API void mw_client_stats(const mw_client_t *c, mw_client_stats_t *out);
 /** The last error met (MW_OK if none), with the foreign code and a reason. */

@@ -1698,6 +1698,11 @@ uint64_t mw_client_pending(const mw_client_t *c)
     return c ? depth(c) : 0;
 }
 
+bool mw_client_holds(const mw_client_t *c, uint64_t seq)
+{
+    return c != NULL && mwi_queue_holds(c->queue, seq);
+}
+
 void mw_client_stats(const mw_client_t *c, mw_client_stats_t *out)
 {
     if (c == NULL || out == NULL)

@@ -574,6 +574,11 @@ uint64_t mwi_queue_low_water(const mwi_queue *q)
     return q == NULL ? 0 : mwi_idx_low_water(&q->idx);
 }
 
+bool mwi_queue_holds(const mwi_queue *q, uint64_t seq)
+{
+    return q != NULL && mwi_idx_find(&q->idx, seq, NULL);
+}
+
 uint32_t mwi_queue_depth(const mwi_queue *q)
 {
     return q == NULL ? 0 : q->idx.n;

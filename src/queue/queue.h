@@ -331,6 +331,9 @@ MW_NODISCARD mw_err mwi_queue_sync(mwi_queue *q);
  *  automatically when the active half is full). Synced. @return ::MW_OK, ::MW_EIO, ::MW_ECLOSED. */
 MW_NODISCARD mw_err mwi_queue_compact(mwi_queue *q);
 
+/** Whether the message numbered @p seq is held (queued, not yet acknowledged). */
+bool mwi_queue_holds(const mwi_queue *q, uint64_t seq);
+
 /** Messages held now; O(1) (mwi_queue_stats_get also scans for the oldest). */
 uint32_t mwi_queue_depth(const mwi_queue *q);
 

@@ -12,9 +12,9 @@ message at a time, each sent again until it is answered AA.
       breaks or an answer that does not come within 10 s is retried, reconnecting, for up to
       120 s. Any answer but AA fails the run.
   legacy_device.py bad HOST PORT RESULTS
-      one good message, then the bad ones (not HL7, a value that is not a number, an unknown
-      code, an unknown unit, too long, not an ORU), then a good one again, then the first good
-      one sent again (its ACK lost); each answer's MSA-1, MSA-2 and ERR-3 go to RESULTS as
+      one good message, sent twice (as when its ACK is lost), then the bad ones (not HL7, a
+      value that is not a number, an unknown code, an unknown unit, too long, not an ORU), then
+      a good one again; each answer's MSA-1, MSA-2 and ERR-3 go to RESULTS as
       JSON lines {"case", "msa1", "msa2", "err3"}.
   legacy_device.py check EXPECTED OUT SOURCE
       whether the gateway's output OUT (one JSON object per delivered message) holds every OBX
@@ -30,7 +30,7 @@ import time
 import hl7
 import hl7.client
 
-BASE_S = 1796558400  # 2026-12-05T12:00:00Z: each message's time is BASE_S + its number
+BASE_S = 1796472000  # 2026-12-05T12:00:00Z: each message's time is BASE_S + its number
 
 # (OBX-3, OBX-6, medwire code, UCUM unit, values as (text, mantissa, exponent))
 KINDS = [
@@ -137,14 +137,14 @@ def bad(host, port, results_path):
     good, _ = message(1, [KINDS[0][:2] + ("97",)])
     cases = [
         ("good", good.encode()),
+        ("repeat", good.encode()),
         ("not-hl7", b"hello, this is not HL7"),
         ("not-a-number", message(2, [KINDS[0][:2] + ("9x7",)])[0].encode()),
         ("unknown-code", message(3, [("99999-9^Mystery^LN", "%^%^UCUM", "1")])[0].encode()),
-        ("unknown-unit", message(4, [(KINDS[0][0], "furlong^furlong^UCUM", "1")])[0].encode()),
+        ("unknown-unit", message(4, [(KINDS[0][0], "999999^MDC_DIM_NONE_SUCH^MDC", "1")])[0].encode()),
         ("too-long", message(5, [KINDS[0][:2] + ("97",)] * 60)[0].encode()),
         ("not-oru", message(6, [KINDS[0][:2] + ("97",)])[0].replace("ORU^R01^ORU_R01", "ADT^A01^ADT_A01").encode()),
         ("good-again", message(7, [KINDS[1][:2] + ("72",)])[0].encode()),
-        ("repeat", good.encode()),
     ]
     link = Link(host, int(port))
     with open(results_path, "w") as out:
