@@ -22,12 +22,14 @@ static bool same_message(const mw_message_t *a, const mw_message_t *b)
         const mw_observation_t *x = &a->u.observation, *y = &b->u.observation;
         return x->mdc_code == y->mdc_code && x->mantissa == y->mantissa &&
                x->exponent == y->exponent && strcmp(x->unit, y->unit) == 0 &&
-               x->status == y->status && x->time_ms == y->time_ms;
+               x->status == y->status && x->time_ms == y->time_ms &&
+               strcmp(x->source, y->source) == 0;
     }
     case MW_MSG_ALARM: {
         const mw_alarm_t *x = &a->u.alarm, *y = &b->u.alarm;
         return x->mdc_code == y->mdc_code && x->priority == y->priority &&
-               x->state == y->state && x->time_ms == y->time_ms && strcmp(x->text, y->text) == 0;
+               x->state == y->state && x->time_ms == y->time_ms && strcmp(x->text, y->text) == 0 &&
+               strcmp(x->source, y->source) == 0;
     }
     case MW_MSG_STATUS: {
         const mw_device_status_t *x = &a->u.status, *y = &b->u.status;
@@ -49,7 +51,7 @@ static bool same_message(const mw_message_t *a, const mw_message_t *b)
  * a message that passed the decoder. */
 static void check_decoded(const mw_message_t *m)
 {
-    char out[512];
+    char out[564];
     size_t n = 0;
     if (m->type == MW_MSG_UNKNOWN) {
         /* A payload from a later v1.x: the header must still be sound (codec.h). */
@@ -61,7 +63,7 @@ static void check_decoded(const mw_message_t *m)
     } else {
         MWF_CHECK(mwi_message_check(m) == MW_OK, "decoded message fails mwi_message_check");
     }
-    /* message.h promises 512 bytes for anything a gateway decoded, and valid JSON. */
+    /* message.h promises 564 bytes for anything a gateway decoded, and valid JSON. */
     mw_err e = mw_message_to_json(m, out, sizeof out, &n);
     MWF_CHECK(e == MW_OK, "mw_message_to_json: %s (needs %zu bytes)", mw_strerror(e), n);
     MWF_CHECK(n < sizeof out && strlen(out) == n, "JSON length %zu disagrees with the text", n);

@@ -236,6 +236,11 @@ static void corpus_batch(void)
     mixed[0].time_synced = false;
     mixed[0].u.observation.exponent = MWI_EXPONENT_MIN;
     put("fuzz_batch", "mixed", buf, batch(mixed, 3, 9, buf, sizeof buf));
+    /* Behind a bridge: each reading names the legacy device it came from. */
+    mw_message_t bridged[2] = {obs("bridge-1", 20, 980), alarm_msg("bridge-1", 21)};
+    strcpy(bridged[0].u.observation.source, "MON-7");
+    strcpy(bridged[1].u.alarm.source, "ACME-ICU4-BED7");
+    put("fuzz_batch", "bridged", buf, batch(bridged, 2, 20, buf, sizeof buf));
     mw_message_t gap = queue_msg(12, MW_PRIORITY_ALARM);
     gap.type = MW_MSG_GAP;
     memset(&gap.u, 0, sizeof gap.u);

@@ -189,6 +189,24 @@ static uint64_t observed_ms(const mw_message_t *m)
     return m->device_time_ms;
 }
 
+/* OBX-18, the equipment instance identifier (a repeating EI): first the medwire device, the
+ * certificate's CN in the medwire namespace; behind a bridge, a second repetition names the
+ * device the reading came from, as that device gave it. The first stays the medwire device so
+ * that a receiver binding readings to a patient through it keeps working; PCD-01 puts the
+ * originating device in OBX-18. The source is escaped whole: one identifier, one component. */
+static void put_equipment(writer *w, const mw_message_t *m)
+{
+    const char *source = m->type == MW_MSG_OBSERVATION ? m->u.observation.source
+                         : m->type == MW_MSG_ALARM     ? m->u.alarm.source
+                                                       : "";
+    put_text(w, m->device_id, sizeof m->device_id);
+    put(w, "^" SENDER);
+    if (source[0] != '\0') {
+        put(w, "~");
+        put_text(w, source, MW_SOURCE_MAX + 1);
+    }
+}
+
 static void put_obx(writer *w, const mw_message_t *m, uint64_t when)
 {
     const mw_observation_t *o = &m->u.observation;
@@ -211,8 +229,8 @@ static void put_obx(writer *w, const mw_message_t *m, uint64_t when)
     put(w, "|||");
     put_time(w, when);
     put(w, "||||");
-    put_text(w, m->device_id, sizeof m->device_id);
-    put(w, "^" SENDER "\r");
+    put_equipment(w, m);
+    put(w, "\r");
 }
 
 /* One PCD-04 report (IHE PCD TF-2, Alert Communication Management): one OBX per facet of the
@@ -237,8 +255,8 @@ static void put_alert_obx(writer *w, const mw_message_t *m, uint64_t when, const
     put(w, "||||||F|||");
     put_time(w, when);
     put(w, "||||");
-    put_text(w, m->device_id, sizeof m->device_id);
-    put(w, "^" SENDER "\r");
+    put_equipment(w, m);
+    put(w, "\r");
     put(w, "OBX|2|ST|68481^MDC_ATTR_EVENT_PHASE^MDC|1.1.1.1.3|");
     put(w, PHASE[st]);
     put(w, "||||||F\rOBX|3|ST|68482^MDC_ATTR_ALARM_STATE^MDC|1.1.1.1.4|");
@@ -294,8 +312,8 @@ static void put_command_obx(writer *w, const mw_message_t *m, uint64_t when)
     put(w, "||||||F|||");
     put_time(w, when);
     put(w, "||||");
-    put_text(w, m->device_id, sizeof m->device_id);
-    put(w, "^" SENDER "\r");
+    put_equipment(w, m);
+    put(w, "\r");
 }
 
 /* @p s (at most @p max bytes), components separated by '^', each escaped: the separators are

@@ -258,7 +258,10 @@ MW_API MW_NODISCARD mw_err mw_client_open(const mw_client_config_t *cfg, mw_clie
  * A @c time_ms of 0 is replaced by the clock's wall time.
  * When the queue is full, the oldest message of the lowest priority present (never above this
  * one's) is evicted to make room: an audit event and a gap record tell the gateway.
- * @return MW_OK; MW_EINVAL (bad field: empty or too long unit, bad status);
+ * @c source is empty unless this device is a bridge speaking for another (message.h).
+ * @return MW_OK; MW_EINVAL (bad field: too long or non-printable unit, bad status, a source
+ *         with a control or non-ASCII character, a space at either end, or no NUL within
+ *         its array: nothing is queued);
  *         MW_EFULL (queue full of higher priorities: nothing was queued);
  *         MW_EIO (the storage failed: the client must be reopened; last_error says why).
  */

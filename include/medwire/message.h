@@ -83,8 +83,9 @@ typedef struct mw_observation {
     uint64_t time_ms;
     /** Optional: empty for a device speaking for itself. A bridge that sends a legacy device's
      *  readings under its own identity puts here the identifier of the device the reading came
-     *  from, as that device gave it (e.g. its HL7 OBX-18 "MON-7"). Printable ASCII (spaces
-     *  allowed), NUL-terminated within the array; otherwise the client refuses it (MW_EINVAL). */
+     *  from, as that device gave it (e.g. its HL7 OBX-18 "MON-7"). Printable ASCII, spaces
+     *  inside but not at either end, NUL-terminated within the array; otherwise the client
+     *  refuses it (MW_EINVAL). */
     char source[MW_SOURCE_MAX + 1];
 } mw_observation_t;
 

@@ -28,6 +28,10 @@
 #define SYS_MW_GATEWAY        "urn:medwire:gateway"
 #define SYS_MW_COMMAND        "urn:medwire:command"
 #define SYS_MW_COMMAND_STATUS "urn:medwire:command-status"
+#define SYS_MW_SOURCE         "urn:medwire:source"
+/* R4's extension for the gateway a device's observation came through (valueReference(Device)),
+ * used when Observation.device names the device that measured. */
+#define EXT_GATEWAY_DEVICE "http://hl7.org/fhir/StructureDefinition/observation-gatewayDevice"
 
 /* FHIR dateTime and instant have four-digit years: 10000-01-01T00:00:00Z and later cannot be
  * written, so such a time is left out (Observation) or refused (AuditEvent.recorded). */
@@ -298,6 +302,46 @@ static void put_msg_identifier(mwi_json_writer *w, const names *n, const mw_mess
     }
 }
 
+/* The device a bridged message came from (mw_observation_t.source), "" when none. */
+static const char *source_of(const mw_message_t *m)
+{
+    switch (m->type) {
+    case MW_MSG_OBSERVATION:
+        return m->u.observation.source;
+    case MW_MSG_ALARM:
+        return m->u.alarm.source;
+    default:
+        return "";
+    }
+}
+
+/* A source FHIR can carry: terminated, and empty or with something to show (an identifier and
+ * a display must not be blank). The codec never lets another through. */
+static bool source_usable(const char *s, size_t size)
+{
+    return mwi_json_terminated(s, size) && (s[0] == '\0' || !blank(s, size));
+}
+
+/* The medwire device that sent the message, as a Reference: by its identifier, and also
+ * literally when the caller sends a Device resource alongside (e.g. a transaction Bundle
+ * entry's urn:uuid fullUrl). */
+static void put_medwire_device(mwi_json_writer *w, const names *n, const mw_message_t *m)
+{
+    if (n->device == NULL) {
+        put_device_ref(w, n->device_system, m->device_id, sizeof m->device_id);
+        return;
+    }
+    mwi_json_put_str(w, "{\"reference\":");
+    put_fhir_string(w, n->device, SIZE_MAX);
+    mwi_json_put_str(w, ",\"type\":\"Device\",\"identifier\":{\"system\":");
+    put_fhir_string(w, n->device_system, SIZE_MAX);
+    mwi_json_put_str(w, ",\"value\":");
+    put_fhir_string(w, m->device_id, sizeof m->device_id);
+    mwi_json_put_str(w, "},\"display\":");
+    put_fhir_string(w, m->device_id, sizeof m->device_id);
+    mwi_json_put_char(w, '}');
+}
+
 static void put_obs_head(mwi_json_writer *w, const names *n, const mw_message_t *m, bool test_data)
 {
     mwi_json_put_str(w, "{\"resourceType\":\"Observation\"");
@@ -318,6 +362,13 @@ static void put_obs_head(mwi_json_writer *w, const names *n, const mw_message_t 
             mwi_json_put_char(w, ']');
         }
         mwi_json_put_char(w, '}');
+    }
+    /* Behind a bridge, Observation.device is the device that measured (put_obs_tail) and the
+     * medwire device, the bridge, is the gateway it came through. */
+    if (source_of(m)[0] != '\0') {
+        mwi_json_put_str(w, ",\"extension\":[{\"url\":\"" EXT_GATEWAY_DEVICE "\",\"valueReference\":");
+        put_medwire_device(w, n, m);
+        mwi_json_put_str(w, "}]");
     }
     put_msg_identifier(w, n, m);
 }
@@ -364,24 +415,19 @@ static void put_clock_note(mwi_json_writer *w, const mw_message_t *m, uint64_t m
     }
 }
 
+/* Observation.device: the device that produced the data. Behind a bridge that is the legacy
+ * device, known only by the identifier it gave itself (the hospital holds no Device for it);
+ * otherwise the medwire device. */
 static void put_obs_tail(mwi_json_writer *w, const names *n, const mw_message_t *m)
 {
+    const char *source = source_of(m);
+
     mwi_json_put_str(w, ",\"device\":");
-    if (n->device == NULL) {
-        put_device_ref(w, n->device_system, m->device_id, sizeof m->device_id);
+    if (source[0] != '\0') {
+        put_device_ref(w, SYS_MW_SOURCE, source, MW_SOURCE_MAX + 1);
         return;
     }
-    /* A literal reference as well, to a Device resource the caller sends alongside (e.g. a
-     * transaction Bundle entry's urn:uuid fullUrl); the identifier stays. */
-    mwi_json_put_str(w, "{\"reference\":");
-    put_fhir_string(w, n->device, SIZE_MAX);
-    mwi_json_put_str(w, ",\"type\":\"Device\",\"identifier\":{\"system\":");
-    put_fhir_string(w, n->device_system, SIZE_MAX);
-    mwi_json_put_str(w, ",\"value\":");
-    put_fhir_string(w, m->device_id, sizeof m->device_id);
-    mwi_json_put_str(w, "},\"display\":");
-    put_fhir_string(w, m->device_id, sizeof m->device_id);
-    mwi_json_put_char(w, '}');
+    put_medwire_device(w, n, m);
 }
 
 /* The start of an Observation about the device itself, not the patient, at the device's own
@@ -442,7 +488,8 @@ static bool put_observation(mwi_json_writer *w, const names *n, const mw_message
     default:
         return false;
     }
-    if (!mwi_json_terminated(o->unit, sizeof o->unit)) {
+    if (!mwi_json_terminated(o->unit, sizeof o->unit) ||
+        !source_usable(o->source, sizeof o->source)) {
         return false;
     }
     put_obs_head(w, n, m, o->status == MW_MEAS_TEST_DATA);
@@ -483,7 +530,8 @@ static bool put_alarm(mwi_json_writer *w, const names *n, const mw_message_t *m)
     const char *state = mwi_name_code(&mwi_alarm_state_names, a->state);
     const char *prio = mwi_name_code(&mwi_alarm_priority_names, a->priority);
 
-    if (state == NULL || prio == NULL || !mwi_json_terminated(a->text, sizeof a->text)) {
+    if (state == NULL || prio == NULL || !mwi_json_terminated(a->text, sizeof a->text) ||
+        !source_usable(a->source, sizeof a->source)) {
         return false;
     }
     put_obs_head(w, n, m, false);

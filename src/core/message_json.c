@@ -22,9 +22,11 @@ static bool well_formed(const mw_message_t *m)
     switch (m->type) {
     case MW_MSG_OBSERVATION:
         return mwi_json_terminated(m->u.observation.unit, sizeof(m->u.observation.unit)) &&
+               mwi_json_terminated(m->u.observation.source, sizeof(m->u.observation.source)) &&
                CODE(meas_status, m->u.observation.status) != NULL;
     case MW_MSG_ALARM:
         return mwi_json_terminated(m->u.alarm.text, sizeof(m->u.alarm.text)) &&
+               mwi_json_terminated(m->u.alarm.source, sizeof(m->u.alarm.source)) &&
                CODE(alarm_priority, m->u.alarm.priority) != NULL &&
                CODE(alarm_state, m->u.alarm.state) != NULL;
     case MW_MSG_COMMAND_RESULT:
@@ -84,6 +86,15 @@ static void put_key_string(mwi_json_writer *w, const char *key, const char *s, s
     mwi_json_put_json_string(w, s, size);
 }
 
+/* The originating device behind a bridge, after the payload's own fields; a device speaking
+ * for itself has none, and the key is left out. */
+static void put_source(mwi_json_writer *w, const char *source, size_t size)
+{
+    if (source[0] != '\0') {
+        put_key_string(w, "source", source, size);
+    }
+}
+
 /* ---- the payloads, one writer each ---- */
 
 typedef void payload_writer(mwi_json_writer *w, const mw_message_t *m);
@@ -99,6 +110,7 @@ static void put_observation(mwi_json_writer *w, const mw_message_t *m)
     put_key_string(w, "unit", o->unit, sizeof(o->unit));
     put_key_name(w, "status", CODE(meas_status, o->status));
     put_key_u64(w, "time_ms", o->time_ms);
+    put_source(w, o->source, sizeof(o->source));
 }
 
 static void put_alarm(mwi_json_writer *w, const mw_message_t *m)
@@ -110,6 +122,7 @@ static void put_alarm(mwi_json_writer *w, const mw_message_t *m)
     put_key_name(w, "state", CODE(alarm_state, a->state));
     put_key_u64(w, "time_ms", a->time_ms);
     put_key_string(w, "text", a->text, sizeof(a->text));
+    put_source(w, a->source, sizeof(a->source));
 }
 
 static void put_status(mwi_json_writer *w, const mw_message_t *m)

@@ -75,6 +75,19 @@ static bool ascii_ok(const char *s, size_t size, unsigned char lo)
     return false;
 }
 
+/* A source: printable ASCII like a text, but an identifier, so neither starting nor ending with
+ * a space ("MON-7 " and "MON-7" must not name two devices, and FHIR wants no blank edges). */
+static bool source_ok(const char *s, size_t size)
+{
+    size_t n;
+
+    if (!ascii_ok(s, size, 0x20)) {
+        return false;
+    }
+    n = strlen(s);
+    return n == 0 || (s[0] != ' ' && s[n - 1] != ' ');
+}
+
 /* nanopb zeroes a static string array before decoding and then writes the bytes and a NUL, so
  * a nonzero byte after the first NUL means the wire string held a NUL ("dev1\0evil"): refused,
  * so one C string has one wire form. This also refuses a string field repeated with a shorter
@@ -114,13 +127,13 @@ static bool message_ok(const mw_message_t *m)
         return o->exponent >= MWI_EXPONENT_MIN && o->exponent <= MWI_EXPONENT_MAX &&
                ascii_ok(o->unit, sizeof(o->unit), 0x21) &&
                (unsigned)o->status <= MW_MEAS_TEST_DATA &&
-               ascii_ok(o->source, sizeof(o->source), 0x20);
+               source_ok(o->source, sizeof(o->source));
     }
     case MW_MSG_ALARM: {
         const mw_alarm_t *a = &m->u.alarm;
         return (unsigned)a->priority <= MW_ALARM_HIGH && (unsigned)a->state <= MW_ALARM_LATCHED &&
                ascii_ok(a->text, sizeof(a->text), 0x20) &&
-               ascii_ok(a->source, sizeof(a->source), 0x20);
+               source_ok(a->source, sizeof(a->source));
     }
     case MW_MSG_STATUS:
         return m->u.status.battery_pct <= 100;
@@ -290,7 +303,7 @@ mw_err mwi_message_from_envelope(const medwire_v1_Envelope *e, mw_message_t *out
     }
     if (!tail_clean(e->device_id, sizeof(e->device_id)) ||
         !tail_clean(e->source, sizeof(e->source)) ||
-        !ascii_ok(e->source, sizeof(e->source), 0x20) ||
+        !source_ok(e->source, sizeof(e->source)) ||
         (unsigned)e->time_trust > medwire_v1_TimeTrust_TIME_SYNCHRONISED) {
         return MW_EDECODE;
     }

@@ -150,6 +150,8 @@ static mw_message_t alarm(mw_alarm_priority prio, mw_alarm_state state, const ch
     return m;
 }
 
+static void assert_refused(const mw_message_t *m, const mw_fhir_options_t *opt);
+
 /* Converts; asserts success and valid JSON; returns a static buffer. */
 static const char *fhir(const mw_message_t *m, const mw_fhir_options_t *opt)
 {
@@ -214,6 +216,48 @@ Test(fhir, spo2_observation_has_the_exact_expected_text)
         "\"valueQuantity\":{\"value\":97.5,\"unit\":\"%\","
         "\"system\":\"http://unitsofmeasure.org\",\"code\":\"%\"},"
         "\"device\":" DEVICE_REF "}");
+}
+
+#define GATEWAY_DEVICE_EXT                                                                         \
+    "\"extension\":[{\"url\":"                                                                     \
+    "\"http://hl7.org/fhir/StructureDefinition/observation-gatewayDevice\",\"valueReference\":"
+
+Test(fhir, a_bridged_reading_names_the_device_that_measured_and_the_bridge_as_its_gateway)
+{
+    mw_message_t m = spo2(975, -1);
+    const char *out = fhir(&m, NULL);
+    assert_lacks(out, "\"extension\"");
+    assert_lacks(out, "urn:medwire:source");
+
+    strcpy(m.u.observation.source, "MON-7");
+    out = fhir(&m, NULL);
+    /* The extension in its place among Observation's elements: before identifier. */
+    assert_has(out, "{\"resourceType\":\"Observation\"," GATEWAY_DEVICE_EXT DEVICE_REF
+                    "}],\"identifier\":");
+    assert_has(out, "\"device\":{\"type\":\"Device\",\"identifier\":{\"system\":"
+                    "\"urn:medwire:source\",\"value\":\"MON-7\"},\"display\":\"MON-7\"}}");
+    cr_assert(is_json_object(out), "%s", out);
+
+    /* A Device resource sent alongside is the bridge's: its literal reference goes with it. */
+    mw_fhir_options_t with_device = {.device_reference = "urn:uuid:0f0e0d0c-0b0a-4908-8706-050403020100"};
+    out = fhir(&m, &with_device);
+    assert_has(out, GATEWAY_DEVICE_EXT
+               "{\"reference\":\"urn:uuid:0f0e0d0c-0b0a-4908-8706-050403020100\",\"type\":\"Device\","
+               "\"identifier\":{\"system\":\"urn:medwire:device\",\"value\":\"spo2-bed-07\"}");
+    assert_has(out, "\"device\":{\"type\":\"Device\",\"identifier\":{\"system\":"
+                    "\"urn:medwire:source\",\"value\":\"MON-7\"}");
+
+    mw_message_t a = alarm(MW_ALARM_HIGH, MW_ALARM_ACTIVE, "SpO2 low");
+    strcpy(a.u.alarm.source, "ACME \"ICU4\"");
+    out = fhir(&a, NULL);
+    assert_has(out, GATEWAY_DEVICE_EXT DEVICE_REF "}]");
+    assert_has(out, "\"value\":\"ACME \\\"ICU4\\\"\"},\"display\":\"ACME \\\"ICU4\\\"\"}");
+
+    /* No blank identifier, and nothing unterminated. */
+    strcpy(m.u.observation.source, "  ");
+    assert_refused(&m, NULL);
+    memset(a.u.alarm.source, 'x', sizeof a.u.alarm.source);
+    assert_refused(&a, NULL);
 }
 
 Test(fhir, pulse_rate_carries_its_loinc_codes_and_ucum_per_minute)
@@ -854,6 +898,7 @@ Test(fhir, the_worst_case_fits_in_mw_fhir_max)
             m.u.observation.mantissa = INT64_MIN;
             m.u.observation.exponent = -20;
             memset(m.u.observation.unit, '"', MW_UNIT_MAX); /* 2 each, and not UCUM */
+            memset(m.u.observation.source, 0xff, MW_SOURCE_MAX);
             m.u.observation.status = MW_MEAS_CALIBRATING;
             m.u.observation.time_ms = 253402300799999ull;
             break;
@@ -863,6 +908,7 @@ Test(fhir, the_worst_case_fits_in_mw_fhir_max)
             m.u.alarm.state = MW_ALARM_ACKNOWLEDGED;
             m.u.alarm.time_ms = 253402300799999ull;
             memset(m.u.alarm.text, 0xff, MW_ALARM_TEXT_MAX);
+            memset(m.u.alarm.source, 0xff, MW_SOURCE_MAX);
             break;
         case MW_MSG_STATUS:
             m.u.status.battery_pct = UINT32_MAX;

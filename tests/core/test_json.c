@@ -9,14 +9,14 @@
 #include "medwire/message.h"
 
 /* The longest object mw_message_to_json can write, without the NUL: an alarm with every
- * number at its maximum, a space, the possible-duplicate mark, and a 64-byte id and 47-byte text
- * of bytes that escape to \u00XX
+ * number at its maximum, a space, the possible-duplicate mark, and a 64-byte id, 47-byte text
+ * and 39-byte source of bytes that escape to \u00XX
  * (see the test that builds it). message.h documents this bound plus one. */
-#define JSON_WORST_LEN 969
+#define JSON_WORST_LEN 1215
 /* The longest for a message that passed the codec's checks (id [A-Za-z0-9._-], printable
- * ASCII unit and text, so at most a 2-byte escape per character; exponent in [-128, 127]):
- * an observation whose value is 20 digits followed by 20 zeros. */
-#define JSON_WORST_LEN_CODEC 473
+ * ASCII unit, text and source, so at most a 2-byte escape per character; exponent in
+ * [-128, 127]): an observation whose value is 20 digits followed by 20 zeros, with a source. */
+#define JSON_WORST_LEN_CODEC 563
 
 /* ---- a strict RFC 8259 validator, enough to check our own output ------------------------- */
 
@@ -245,6 +245,28 @@ Test(json, alarm_has_the_exact_expected_text)
                     "\"state\":\"active\",\"time_ms\":1700000000100,\"text\":\"SpO2 low\"}");
 }
 
+Test(json, source_follows_the_payload_fields_only_when_there_is_one)
+{
+    mw_message_t m = spo2(97, 0);
+    strcpy(m.u.observation.source, "MON-7 \"bed\" 4");
+    assert_json(&m, "{\"device\":\"spo2-bed-07\",\"seq\":42,\"type\":\"observation\","
+                    "\"device_time_ms\":1700000000123,\"time_synced\":true,"
+                    "\"priority\":\"observation\",\"mdc_code\":150456,\"value\":97,"
+                    "\"mantissa\":97,\"exponent\":0,\"unit\":\"%\",\"status\":\"valid\","
+                    "\"time_ms\":1700000000000,\"source\":\"MON-7 \\\"bed\\\" 4\"}");
+    m = header(MW_MSG_ALARM, MW_PRIORITY_ALARM);
+    m.u.alarm.mdc_code = MW_MDC_EVT_LO;
+    m.u.alarm.priority = MW_ALARM_HIGH;
+    m.u.alarm.state = MW_ALARM_ACTIVE;
+    m.u.alarm.time_ms = 1700000000100ull;
+    strcpy(m.u.alarm.source, "ACME-ICU4-BED7");
+    assert_json(&m, "{\"device\":\"spo2-bed-07\",\"seq\":42,\"type\":\"alarm\","
+                    "\"device_time_ms\":1700000000123,\"time_synced\":true,"
+                    "\"priority\":\"alarm\",\"mdc_code\":196670,\"alarm_priority\":\"high\","
+                    "\"state\":\"active\",\"time_ms\":1700000000100,\"text\":\"\","
+                    "\"source\":\"ACME-ICU4-BED7\"}");
+}
+
 Test(json, status_has_the_exact_expected_text)
 {
     mw_message_t m = header(MW_MSG_STATUS, MW_PRIORITY_STATUS);
@@ -463,6 +485,8 @@ static mw_message_t worst_alarm(char fill)
     m.u.alarm.time_ms = UINT64_MAX;
     memset(m.u.alarm.text, fill, MW_ALARM_TEXT_MAX);
     m.u.alarm.text[MW_ALARM_TEXT_MAX] = '\0';
+    memset(m.u.alarm.source, fill, MW_SOURCE_MAX);
+    m.u.alarm.source[MW_SOURCE_MAX] = '\0';
     return m;
 }
 
@@ -483,6 +507,8 @@ static mw_message_t worst_observation(char fill)
     m.u.observation.unit[MW_UNIT_MAX] = '\0';
     m.u.observation.status = MW_MEAS_QUESTIONABLE;
     m.u.observation.time_ms = UINT64_MAX;
+    memset(m.u.observation.source, fill, MW_SOURCE_MAX);
+    m.u.observation.source[MW_SOURCE_MAX] = '\0';
     return m;
 }
 
@@ -528,7 +554,7 @@ Test(json, documented_size_suffices_for_the_worst_case_message)
     cr_assert_eq(mw_message_to_json(&a, out, sizeof(out) - 1, &len), MW_ENOSPC);
 }
 
-Test(json, 512_bytes_suffice_for_any_message_that_passed_the_codec)
+Test(json, 564_bytes_suffice_for_any_message_that_passed_the_codec)
 {
     /* The codec admits only [A-Za-z0-9._-] in ids and printable ASCII in unit and text, so the
      * worst case is a quote or backslash (2 bytes) in every text and unit position. */
@@ -541,7 +567,7 @@ Test(json, 512_bytes_suffice_for_any_message_that_passed_the_codec)
     cr_assert_eq(json_len(&o), JSON_WORST_LEN_CODEC);
     o.u.observation.exponent = -128; /* the exponent form allowed by the codec is shorter */
     cr_assert_lt(json_len(&o), JSON_WORST_LEN_CODEC);
-    cr_assert_lt(JSON_WORST_LEN_CODEC, 512);
+    cr_assert_eq(JSON_WORST_LEN_CODEC + 1, 564, "message.h documents this bound");
 }
 
 Test(json, small_buffer_gives_enospc_without_writing_past_its_end)
@@ -598,6 +624,12 @@ Test(json, malformed_structs_are_refused_not_guessed)
     m = header(MW_MSG_ALARM, MW_PRIORITY_ALARM);
     memset(m.u.alarm.text, 't', sizeof(m.u.alarm.text));
     cr_assert_eq(mw_message_to_json(&m, out, sizeof(out), NULL), MW_EINVAL);
+    m = header(MW_MSG_ALARM, MW_PRIORITY_ALARM);
+    memset(m.u.alarm.source, 's', sizeof(m.u.alarm.source));
+    cr_assert_eq(mw_message_to_json(&m, out, sizeof(out), NULL), MW_EINVAL, "source without NUL");
+    m = spo2(1, 0);
+    memset(m.u.observation.source, 's', sizeof(m.u.observation.source));
+    cr_assert_eq(mw_message_to_json(&m, out, sizeof(out), NULL), MW_EINVAL, "source without NUL");
     cr_assert_eq(mw_message_to_json(NULL, out, sizeof(out), NULL), MW_EINVAL);
     m = spo2(1, 0);
     cr_assert_eq(mw_message_to_json(&m, NULL, 10, NULL), MW_EINVAL);

@@ -123,6 +123,12 @@ Test(fhir_validator, accepts_every_mapping_the_library_writes, .timeout = 120)
     put_message(&n, &m, NULL);
     m = observation(150456u, 97, 0, "", MW_MEAS_VALID);
     put_message(&n, &m, NULL);
+    /* Behind a bridge: the legacy device measured, the medwire device is its gateway. */
+    m = observation(MW_MDC_PULS_OXIM_SAT_O2, 975, -1, "%", MW_MEAS_VALID);
+    strcpy(m.u.observation.source, "MON-7 \"bed\" 4");
+    put_message(&n, &m, &patient);
+    mw_fhir_options_t literal = {.device_reference = "urn:uuid:0f0e0d0c-0b0a-4908-8706-050403020100"};
+    put_message(&n, &m, &literal);
 
     /* Alarms: every priority and state, hostile text and device id. */
     for (int p = MW_ALARM_INFO; p <= MW_ALARM_HIGH; p++) {
@@ -134,6 +140,7 @@ Test(fhir_validator, accepts_every_mapping_the_library_writes, .timeout = 120)
             m.u.alarm.state = (mw_alarm_state)s;
             m.u.alarm.time_ms = s == 0 ? 0 : T0;
             strcpy(m.u.alarm.text, p == 0 ? "" : "SpO2 \"low\" \\ \x01\x7f\xe9\t");
+            strcpy(m.u.alarm.source, s == 2 ? "ACME-ICU4-BED7" : "");
             put_message(&n, &m, p == 3 ? &patient : NULL);
         }
     }

@@ -284,6 +284,24 @@ Test(hl7, an_alarm_goes_as_pcd04_with_its_phase_state_and_priority)
     cr_expect_not_null(strstr(s, "|1.1.1.1.6|PN|"));
 }
 
+Test(hl7, a_bridged_reading_names_its_originating_device_in_obx18s_second_repetition)
+{
+    mw_message_t m = observation(975, -1);
+    const char *s = encode(&m);
+    cr_expect_null(strstr(s, "~MON"), "a device speaking for itself has one repetition");
+    snprintf(m.u.observation.source, sizeof m.u.observation.source, "%s", "MON-7");
+    s = encode(&m);
+    cr_expect_not_null(strstr(s, "|R|||20231114221320.123+0000||||oxi-7^MEDWIRE~MON-7\r"), "%s", s);
+
+    /* An alarm: on its event OBX; a source's delimiters are escaped, it stays one identifier. */
+    mw_message_t a = alarm_msg(MW_ALARM_ACTIVE, MW_ALARM_HIGH);
+    snprintf(a.u.alarm.source, sizeof a.u.alarm.source, "%s", "ACME^ICU4|BED~7&\\");
+    s = encode(&a);
+    cr_expect_not_null(strstr(s, "|1.1.1.1.1|"), "%s", s);
+    cr_expect_not_null(strstr(s, "||||oxi-7^MEDWIRE~ACME\\S\\ICU4\\F\\BED\\R\\7\\T\\\\E\\\r"),
+                       "%s", s);
+}
+
 Test(hl7, python_hl7_parses_a_pcd04_alarm)
 {
     const char *python = getenv("MW_HL7_PYTHON");
@@ -422,6 +440,10 @@ Test(hl7, a_devices_messages_merge_into_one_oru_with_an_obr_group_each)
     for (int i = 0; i < 3; i++) {
         mw_message_t m = observation(970 + i, -1);
         m.seq = 42 + (uint64_t)i;
+        /* Behind a bridge, readings of several legacy devices merge: each OBR group keeps its
+         * own OBX-18. */
+        if (i > 0)
+            snprintf(m.u.observation.source, sizeof m.u.observation.source, "MON-%d", i);
         cr_assert_eq(hl7_encode(&m, NULL, 1700000001000u, enc[i], sizeof enc[i], &lens[i]), MW_OK);
         msgs[i] = enc[i];
     }
@@ -435,6 +457,9 @@ Test(hl7, a_devices_messages_merge_into_one_oru_with_an_obr_group_each)
     cr_expect_not_null(strstr(out, "\rOBR|2||oxi-7-1f-43^MEDWIRE|"));
     cr_expect_not_null(strstr(out, "\rOBR|3||oxi-7-1f-44^MEDWIRE|"));
     cr_expect_not_null(strstr(out, "|97.2|"));
+    cr_expect_not_null(strstr(out, "||||oxi-7^MEDWIRE\rOBR|2|"), "%s", out);
+    cr_expect_not_null(strstr(out, "||||oxi-7^MEDWIRE~MON-1\rOBR|3|"), "%s", out);
+    cr_expect_not_null(strstr(out, "||||oxi-7^MEDWIRE~MON-2\r"), "%s", out);
     cr_expect_eq(strstr(out, "PID|") - out, strstr(enc[0], "PID|") - enc[0] + 2,
                  "the first message's MSH, \"+3\" added to MSH-10, then its PID");
     cr_expect_null(strstr(strstr(out, "PID|") + 1, "PID|"), "one PID only");

@@ -71,6 +71,56 @@ Test(channel, delivers_100_observations_in_order_exactly_once)
     mwt_h_fini(&h);
 }
 
+/* A bridge speaks for legacy devices: each reading names the one it came from, end to end. */
+Test(channel, a_bridges_sources_reach_the_gateway_and_a_bad_one_is_refused_at_the_api)
+{
+    mwt_h h;
+    mwt_h_init(&h, 1);
+    mw_err e;
+    mw_client_t *c = mwt_h_client(&h, "dev-2", "gateway", &e); /* the bridge */
+    cr_assert_not_null(c, "client: %s", mw_strerror(e));
+    mw_observation_t o = {.mdc_code = MW_MDC_PULS_OXIM_SAT_O2, .mantissa = 975, .exponent = -1,
+                          .unit = "%", .status = MW_MEAS_VALID, .source = "MON-7"};
+    mw_alarm_t a = {.mdc_code = MW_MDC_EVT_LO, .priority = MW_ALARM_HIGH,
+                    .state = MW_ALARM_ACTIVE, .text = "SpO2 low"};
+    memset(a.source, 'B', MW_SOURCE_MAX); /* the longest there is */
+    uint64_t seq = 0;
+
+    mw_observation_t bad = o;
+    strcpy(bad.source, "MON\r7");
+    cr_assert_eq(mw_client_send_observation(c, &bad, &seq), MW_EINVAL, "a control character");
+    mw_alarm_t unterminated = a;
+    memset(unterminated.source, 'B', sizeof unterminated.source);
+    cr_assert_eq(mw_client_raise_alarm(c, &unterminated, &seq), MW_EINVAL, "no NUL in the array");
+    strcpy(bad.source, "MON-7 ");
+    cr_assert_eq(mw_client_send_observation(c, &bad, &seq), MW_EINVAL, "a trailing space");
+    cr_assert_eq(mw_client_pending(c), 0, "nothing refused was queued");
+
+    cr_assert_eq(mw_client_send_observation(c, &o, &seq), MW_OK);
+    cr_assert_eq(mw_client_raise_alarm(c, &a, &seq), MW_OK);
+    o.source[0] = '\0'; /* the bridge's own reading */
+    cr_assert_eq(mw_client_send_observation(c, &o, &seq), MW_OK);
+    cr_assert(mwt_h_drain(&h, 60000), "not acknowledged");
+    cr_assert_eq(h.ngot, 3);
+    int seen = 0;
+    for (size_t i = 0; i < h.ngot; i++) {
+        const mw_message_t *m = &h.got[i];
+        cr_assert_str_eq(m->device_id, "dev-2");
+        if (m->type == MW_MSG_ALARM) {
+            cr_assert_str_eq(m->u.alarm.source, a.source);
+            seen |= 1;
+        } else if (m->seq == 1) {
+            cr_assert_str_eq(m->u.observation.source, "MON-7");
+            seen |= 2;
+        } else {
+            cr_assert_str_eq(m->u.observation.source, "");
+            seen |= 4;
+        }
+    }
+    cr_assert_eq(seen, 7);
+    mwt_h_fini(&h);
+}
+
 static bool reconnected(mwt_h *h, void *arg)
 {
     (void)h;

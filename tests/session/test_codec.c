@@ -268,7 +268,10 @@ Test(envelope, gateway_refuses_a_source_with_a_control_character_or_too_long)
     cr_assert(pb_encode_string(&s, (const pb_byte_t *)longest, sizeof longest));
     wire_add_bytes(&w, 1, body, s.bytes_written);
     cr_assert_eq(decode_wire(&w, msgs, &count), MW_EDECODE);
-    /* A space is a printable character. */
+    e = envelope_of(&m);
+    strcpy(e.source, "MON-7 ");
+    cr_assert_eq(decode_one(&e, &out), MW_EDECODE, "a trailing space");
+    /* A space inside is a printable character like any other. */
     e = envelope_of(&m);
     strcpy(e.source, "ICU 4 BED 7");
     cr_assert_eq(decode_one(&e, &out), MW_OK);
@@ -303,6 +306,13 @@ Test(envelope, encoder_refuses_a_source_the_gateway_would_refuse)
     cr_assert_eq(mwi_message_check(&a), MW_EINVAL);
     a.u.alarm.source[MW_SOURCE_MAX] = '\0';
     cr_assert_eq(mwi_message_check(&a), MW_OK);
+    /* An identifier has no blank edges: "MON-7 " would name another device than "MON-7". */
+    strcpy(a.u.alarm.source, "MON-7 ");
+    cr_assert_eq(mwi_message_check(&a), MW_EINVAL);
+    strcpy(a.u.alarm.source, " MON-7");
+    cr_assert_eq(mwi_message_check(&a), MW_EINVAL);
+    strcpy(a.u.alarm.source, " ");
+    cr_assert_eq(mwi_message_check(&a), MW_EINVAL);
 }
 
 Test(envelope, status_round_trips_through_the_wire)
