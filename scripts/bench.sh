@@ -28,7 +28,7 @@ mw_install_packages "${MW_PACKAGES[@]}" libssl-dev mosquitto libmosquitto-dev gn
 banner "build ($build, Release)"
 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DMW_BUILD_TESTS=ON -DMW_BUILD_EXAMPLES=ON \
   -DMW_BUILD_BENCH_BASELINES=ON >/dev/null
-targets=(medwire-pki medwire-gateway medwire-device bench-channel bench-queue bench-mw-load
+targets=(medwire-pki medwire-gateway medwire-device medwire-bridge bench-channel bench-queue bench-mw-load
          bench-handshake bench-sqlite bench-coap-load bench-mqtt-load bench-open-heap)
 if grep -q 'bench-sessions' bench/CMakeLists.txt; then targets+=(bench-sessions); fi
 cmake --build "$build" -j "$jobs" --target "${targets[@]}" >/dev/null
@@ -433,5 +433,7 @@ cat "$md"
 banner "hospital delivery: HL7 v2 over MLLP (bench/hl7_delivery.sh)"
 MW_BENCH_PER_DEVICE=${MW_BENCH_PER_DEVICE:-500} bash bench/hl7_delivery.sh "$root/$build" ||
   echo "bench/hl7_delivery.sh failed" >&2
+banner "legacy devices: medwire-bridge (bench/bridge.sh)"
+bash bench/bridge.sh "$root/$build" || echo "bench/bridge.sh failed" >&2
 banner "hospital delivery: FHIR R4 REST (scripts/bench-fhir.sh)"
 MW_BENCH_BUILD=$build bash scripts/bench-fhir.sh || echo "scripts/bench-fhir.sh failed" >&2
