@@ -11,11 +11,12 @@ message at a time, each sent again until it is answered AA.
       answered AA; PROGRESS holds the number of messages answered so far. A connection that
       breaks or an answer that does not come within 10 s is retried, reconnecting, for up to
       120 s. Any answer but AA fails the run.
-  legacy_device.py bad HOST PORT RESULTS
+  legacy_device.py bad HOST PORT RESULTS [SECONDS]
       one good message, sent twice (as when its ACK is lost), then the bad ones (not HL7, a
       value that is not a number, an unknown code, an unknown unit, too long, not an ORU), then
       a good one again; each answer's MSA-1, MSA-2 and ERR-3 go to RESULTS as
-      JSON lines {"case", "msa1", "msa2", "err3"}.
+      JSON lines {"case", "msa1", "msa2", "err3"}. Each message is tried for up to SECONDS
+      (default 30).
   legacy_device.py check EXPECTED OUT SOURCE
       whether the gateway's output OUT (one JSON object per delivered message) holds every OBX
       of EXPECTED exactly once, with its code, value, unit and time, from the legacy device
@@ -133,7 +134,7 @@ def stream(host, port, count, expected_path, progress_path):
             os.replace(progress_path + ".tmp", progress_path)
 
 
-def bad(host, port, results_path):
+def bad(host, port, results_path, seconds="30"):
     good, _ = message(1, [KINDS[0][:2] + ("97",)])
     cases = [
         ("good", good.encode()),
@@ -149,7 +150,7 @@ def bad(host, port, results_path):
     link = Link(host, int(port))
     with open(results_path, "w") as out:
         for name, data in cases:
-            ack = link.send(data, time.time() + 30)
+            ack = link.send(data, time.time() + float(seconds))
             code, ctl, err3 = msa(ack)
             out.write(json.dumps({"case": name, "msa1": code, "msa2": ctl, "err3": err3}) + "\n")
 
@@ -191,6 +192,6 @@ if __name__ == "__main__":
     elif sys.argv[1] == "check":
         check(*sys.argv[2:5])
     elif sys.argv[1] == "bad":
-        bad(*sys.argv[2:5])
+        bad(*sys.argv[2:6])
     else:
         sys.exit(__doc__)
