@@ -298,8 +298,8 @@ Test(hl7, a_bridged_reading_names_its_originating_device_in_obx18s_second_repeti
     snprintf(a.u.alarm.source, sizeof a.u.alarm.source, "%s", "ACME^ICU4|BED~7&\\");
     s = encode(&a);
     cr_expect_not_null(strstr(s, "|1.1.1.1.1|"), "%s", s);
-    cr_expect_not_null(strstr(s, "||||oxi-7^MEDWIRE~ACME\\S\\ICU4\\F\\BED\\R\\7\\T\\\\E\\\r"),
-                       "%s", s);
+    cr_expect_not_null(strstr(s, "||||oxi-7^MEDWIRE~ACME\\S\\ICU4\\F\\BED\\R\\7\\T\\\\E\\\r"), "%s",
+                       s);
 }
 
 Test(hl7, python_hl7_parses_a_pcd04_alarm)
