@@ -198,14 +198,19 @@ Test(hl7, python_hl7_parses_what_we_encode)
     cr_assert(python && src, "run through ctest");
     char script[600];
     snprintf(script, sizeof script, "%s/tests/hl7/mllp_peer.py", src);
-    mw_message_t msgs[] = {observation(975, -1), observation(-3, 4), observation(1, 0)};
+    mw_message_t msgs[] = {observation(975, -1), observation(-3, 4), observation(1, 0),
+                           observation(975, -1)};
+    /* Behind a bridge: OBX-18 repeats, the bridge first, the legacy device second. */
+    snprintf(msgs[3].u.observation.source, sizeof msgs[3].u.observation.source, "%s", "MON-7");
     association_t a = assoc("MRN|7", "Doe&Co^Jane~Ann", "ICU^12^B\\C");
-    const association_t *assocs[] = {NULL, NULL, &a};
+    const association_t *assocs[] = {NULL, NULL, &a, NULL};
     const char *want[][6] = {
         {"OBX-5=97.5", "OBX-2=NM", "PID-3.1=\n", "PID-5.1=\n", "PV1-2=U", "PV1-3.1=\n"},
         {"OBX-5=-30000", "OBX-6=%^%^UCUM", "PID-3.5=\n", "PID-5.2=\n", "PV1-2=U", "PV1-3.3=\n"},
         {"PID-3.1=MRN|7\n", "PID-3.5=MR\n", "PID-5.1=Doe&Co\n", "PID-5.2=Jane~Ann\n", "PV1-2=I\n",
-         "PV1-3.3=B\\C\n"}};
+         "PV1-3.3=B\\C\n"},
+        {"OBX-18=oxi-7^MEDWIRE~MON-7\n", "OBX-5=97.5", "PID-3.1=\n", "PID-5.1=\n", "PV1-2=U",
+         "PV1-3.1=\n"}};
     const char *always[] = {"MSH-9=ORU^R01^ORU_R01",
                             "MSH-10=oxi-7-1f-42",
                             "MSH-11=P",
