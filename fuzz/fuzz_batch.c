@@ -27,8 +27,8 @@ static bool same_message(const mw_message_t *a, const mw_message_t *b)
     }
     case MW_MSG_ALARM: {
         const mw_alarm_t *x = &a->u.alarm, *y = &b->u.alarm;
-        return x->mdc_code == y->mdc_code && x->priority == y->priority &&
-               x->state == y->state && x->time_ms == y->time_ms && strcmp(x->text, y->text) == 0 &&
+        return x->mdc_code == y->mdc_code && x->priority == y->priority && x->state == y->state &&
+               x->time_ms == y->time_ms && strcmp(x->text, y->text) == 0 &&
                strcmp(x->source, y->source) == 0;
     }
     case MW_MSG_STATUS: {

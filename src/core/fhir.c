@@ -366,7 +366,8 @@ static void put_obs_head(mwi_json_writer *w, const names *n, const mw_message_t 
     /* Behind a bridge, Observation.device is the device that measured (put_obs_tail) and the
      * medwire device, the bridge, is the gateway it came through. */
     if (source_of(m)[0] != '\0') {
-        mwi_json_put_str(w, ",\"extension\":[{\"url\":\"" EXT_GATEWAY_DEVICE "\",\"valueReference\":");
+        mwi_json_put_str(w,
+                         ",\"extension\":[{\"url\":\"" EXT_GATEWAY_DEVICE "\",\"valueReference\":");
         put_medwire_device(w, n, m);
         mwi_json_put_str(w, "}]");
     }

@@ -126,14 +126,12 @@ static bool message_ok(const mw_message_t *m)
         /* UCUM expressions contain no space (UCUM 2.1 section 1). */
         return o->exponent >= MWI_EXPONENT_MIN && o->exponent <= MWI_EXPONENT_MAX &&
                ascii_ok(o->unit, sizeof(o->unit), 0x21) &&
-               (unsigned)o->status <= MW_MEAS_TEST_DATA &&
-               source_ok(o->source, sizeof(o->source));
+               (unsigned)o->status <= MW_MEAS_TEST_DATA && source_ok(o->source, sizeof(o->source));
     }
     case MW_MSG_ALARM: {
         const mw_alarm_t *a = &m->u.alarm;
         return (unsigned)a->priority <= MW_ALARM_HIGH && (unsigned)a->state <= MW_ALARM_LATCHED &&
-               ascii_ok(a->text, sizeof(a->text), 0x20) &&
-               source_ok(a->source, sizeof(a->source));
+               ascii_ok(a->text, sizeof(a->text), 0x20) && source_ok(a->source, sizeof(a->source));
     }
     case MW_MSG_STATUS:
         return m->u.status.battery_pct <= 100;
@@ -302,8 +300,7 @@ mw_err mwi_message_from_envelope(const medwire_v1_Envelope *e, mw_message_t *out
         return MW_EVERSION;
     }
     if (!tail_clean(e->device_id, sizeof(e->device_id)) ||
-        !tail_clean(e->source, sizeof(e->source)) ||
-        !source_ok(e->source, sizeof(e->source)) ||
+        !tail_clean(e->source, sizeof(e->source)) || !source_ok(e->source, sizeof(e->source)) ||
         (unsigned)e->time_trust > medwire_v1_TimeTrust_TIME_SYNCHRONISED) {
         return MW_EDECODE;
     }

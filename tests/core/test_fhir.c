@@ -239,11 +239,13 @@ Test(fhir, a_bridged_reading_names_the_device_that_measured_and_the_bridge_as_it
     cr_assert(is_json_object(out), "%s", out);
 
     /* A Device resource sent alongside is the bridge's: its literal reference goes with it. */
-    mw_fhir_options_t with_device = {.device_reference = "urn:uuid:0f0e0d0c-0b0a-4908-8706-050403020100"};
+    mw_fhir_options_t with_device = {.device_reference =
+                                         "urn:uuid:0f0e0d0c-0b0a-4908-8706-050403020100"};
     out = fhir(&m, &with_device);
-    assert_has(out, GATEWAY_DEVICE_EXT
-               "{\"reference\":\"urn:uuid:0f0e0d0c-0b0a-4908-8706-050403020100\",\"type\":\"Device\","
-               "\"identifier\":{\"system\":\"urn:medwire:device\",\"value\":\"spo2-bed-07\"}");
+    assert_has(
+        out, GATEWAY_DEVICE_EXT
+        "{\"reference\":\"urn:uuid:0f0e0d0c-0b0a-4908-8706-050403020100\",\"type\":\"Device\","
+        "\"identifier\":{\"system\":\"urn:medwire:device\",\"value\":\"spo2-bed-07\"}");
     assert_has(out, "\"device\":{\"type\":\"Device\",\"identifier\":{\"system\":"
                     "\"urn:medwire:source\",\"value\":\"MON-7\"}");
 

@@ -127,7 +127,8 @@ Test(fhir_validator, accepts_every_mapping_the_library_writes, .timeout = 120)
     m = observation(MW_MDC_PULS_OXIM_SAT_O2, 975, -1, "%", MW_MEAS_VALID);
     strcpy(m.u.observation.source, "MON-7 \"bed\" 4");
     put_message(&n, &m, &patient);
-    mw_fhir_options_t literal = {.device_reference = "urn:uuid:0f0e0d0c-0b0a-4908-8706-050403020100"};
+    mw_fhir_options_t literal = {.device_reference =
+                                     "urn:uuid:0f0e0d0c-0b0a-4908-8706-050403020100"};
     put_message(&n, &m, &literal);
 
     /* Alarms: every priority and state, hostile text and device id. */

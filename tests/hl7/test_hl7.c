@@ -198,14 +198,19 @@ Test(hl7, python_hl7_parses_what_we_encode)
     cr_assert(python && src, "run through ctest");
     char script[600];
     snprintf(script, sizeof script, "%s/tests/hl7/mllp_peer.py", src);
-    mw_message_t msgs[] = {observation(975, -1), observation(-3, 4), observation(1, 0)};
+    mw_message_t msgs[] = {observation(975, -1), observation(-3, 4), observation(1, 0),
+                           observation(975, -1)};
+    /* Behind a bridge: OBX-18 repeats, the bridge first, the legacy device second. */
+    snprintf(msgs[3].u.observation.source, sizeof msgs[3].u.observation.source, "%s", "MON-7");
     association_t a = assoc("MRN|7", "Doe&Co^Jane~Ann", "ICU^12^B\\C");
-    const association_t *assocs[] = {NULL, NULL, &a};
+    const association_t *assocs[] = {NULL, NULL, &a, NULL};
     const char *want[][6] = {
         {"OBX-5=97.5", "OBX-2=NM", "PID-3.1=\n", "PID-5.1=\n", "PV1-2=U", "PV1-3.1=\n"},
         {"OBX-5=-30000", "OBX-6=%^%^UCUM", "PID-3.5=\n", "PID-5.2=\n", "PV1-2=U", "PV1-3.3=\n"},
         {"PID-3.1=MRN|7\n", "PID-3.5=MR\n", "PID-5.1=Doe&Co\n", "PID-5.2=Jane~Ann\n", "PV1-2=I\n",
-         "PV1-3.3=B\\C\n"}};
+         "PV1-3.3=B\\C\n"},
+        {"OBX-18=oxi-7^MEDWIRE~MON-7\n", "OBX-5=97.5", "PID-3.1=\n", "PID-5.1=\n", "PV1-2=U",
+         "PV1-3.1=\n"}};
     const char *always[] = {"MSH-9=ORU^R01^ORU_R01",
                             "MSH-10=oxi-7-1f-42",
                             "MSH-11=P",
@@ -298,8 +303,8 @@ Test(hl7, a_bridged_reading_names_its_originating_device_in_obx18s_second_repeti
     snprintf(a.u.alarm.source, sizeof a.u.alarm.source, "%s", "ACME^ICU4|BED~7&\\");
     s = encode(&a);
     cr_expect_not_null(strstr(s, "|1.1.1.1.1|"), "%s", s);
-    cr_expect_not_null(strstr(s, "||||oxi-7^MEDWIRE~ACME\\S\\ICU4\\F\\BED\\R\\7\\T\\\\E\\\r"),
-                       "%s", s);
+    cr_expect_not_null(strstr(s, "||||oxi-7^MEDWIRE~ACME\\S\\ICU4\\F\\BED\\R\\7\\T\\\\E\\\r"), "%s",
+                       s);
 }
 
 Test(hl7, python_hl7_parses_a_pcd04_alarm)

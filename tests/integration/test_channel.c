@@ -79,10 +79,16 @@ Test(channel, a_bridges_sources_reach_the_gateway_and_a_bad_one_is_refused_at_th
     mw_err e;
     mw_client_t *c = mwt_h_client(&h, "dev-2", "gateway", &e); /* the bridge */
     cr_assert_not_null(c, "client: %s", mw_strerror(e));
-    mw_observation_t o = {.mdc_code = MW_MDC_PULS_OXIM_SAT_O2, .mantissa = 975, .exponent = -1,
-                          .unit = "%", .status = MW_MEAS_VALID, .source = "MON-7"};
-    mw_alarm_t a = {.mdc_code = MW_MDC_EVT_LO, .priority = MW_ALARM_HIGH,
-                    .state = MW_ALARM_ACTIVE, .text = "SpO2 low"};
+    mw_observation_t o = {.mdc_code = MW_MDC_PULS_OXIM_SAT_O2,
+                          .mantissa = 975,
+                          .exponent = -1,
+                          .unit = "%",
+                          .status = MW_MEAS_VALID,
+                          .source = "MON-7"};
+    mw_alarm_t a = {.mdc_code = MW_MDC_EVT_LO,
+                    .priority = MW_ALARM_HIGH,
+                    .state = MW_ALARM_ACTIVE,
+                    .text = "SpO2 low"};
     memset(a.source, 'B', MW_SOURCE_MAX); /* the longest there is */
     uint64_t seq = 0;
 

@@ -44,7 +44,8 @@ mw_message_t qt_msg(uint64_t seq, mw_priority p, uint32_t salt)
         m.u.observation.status = (mw_meas_status)(seq % 3u);
         m.u.observation.time_ms = m.device_time_ms - 1u;
         if (salt != 0) {
-            snprintf(m.u.observation.source, sizeof m.u.observation.source, "MON-%u", (unsigned)salt);
+            snprintf(m.u.observation.source, sizeof m.u.observation.source, "MON-%u",
+                     (unsigned)salt);
         }
         break;
     case MW_PRIORITY_STATUS:

@@ -311,10 +311,10 @@ Test(queue, a_source_survives_reopen_and_reaches_the_gateway_in_the_batch)
  * append time (8 bytes, little endian) and the Envelope {version 1, device_id "dev1", seq 5,
  * priority 2, observation {mdc_code 1, mantissa 975, exponent -1, unit "%", time_ms 7}}. */
 static const uint8_t V2_OBSERVATION_BODY[] = {
-    0x2A, 0, 0, 0, 0, 0, 0, 0,                               /* append time 42 */
-    0x08, 0x01, 0x12, 0x04, 'd', 'e', 'v', '1', 0x18, 0x05, /* version, device_id, seq */
-    0x30, 0x02, 0x52, 0x0C,                                  /* priority, observation */
-    0x08, 0x01, 0x10, 0x9E, 0x0F, 0x18, 0x01, 0x22, 0x01, '%', 0x30, 0x07,
+    0x2A, 0,    0,    0,    0,    0,    0,    0,                /* append time 42 */
+    0x08, 0x01, 0x12, 0x04, 'd',  'e',  'v',  '1',  0x18, 0x05, /* version, device_id, seq */
+    0x30, 0x02, 0x52, 0x0C,                                     /* priority, observation */
+    0x08, 0x01, 0x10, 0x9E, 0x0F, 0x18, 0x01, 0x22, 0x01, '%',  0x30, 0x07,
 };
 
 Test(queue, records_of_the_previous_version_still_decode_and_a_sourceless_message_encodes_alike)
