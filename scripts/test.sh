@@ -113,7 +113,8 @@ stage_sanitize() {
 }
 
 # The integration tests under valgrind memcheck, children included (Criterion runs each test
-# in a child; test_programs starts medwire-gateway, medwire-device and medwire-pki): zero
+# in a child; test_programs starts medwire-gateway, medwire-device and medwire-pki, test_bridge
+# medwire-bridge): zero
 # errors and zero definite or possible leaks, with the suppressions in tests/valgrind.supp
 # (each says why). test_flood is left out: a load test under valgrind measures valgrind.
 # Valgrind is single-threaded, so the tests run $jobs at a time, longest first.
@@ -158,7 +159,7 @@ stage_memcheck() {
     stage_main
   fi
   local tests=${MW_MEMCHECK_TESTS:-test_channel test_messaging test_programs test_commands test_revocation test_hostile
-    test_credentials_mem}
+    test_credentials_mem test_bridge}
   local logs="$build/memcheck"
   rm -rf "$logs"
   mkdir -p "$logs"
