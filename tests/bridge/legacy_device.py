@@ -14,7 +14,7 @@ message at a time, each sent again until it is answered AA.
   legacy_device.py bad HOST PORT RESULTS [SECONDS]
       one good message, sent twice (as when its ACK is lost), then the bad ones (not HL7, a
       value that is not a number, an unknown code, an unknown unit, too long, not an ORU), then
-      a good one again; each answer's MSA-1, MSA-2 and ERR-3 go to RESULTS as
+      a good one again, then a low-limit alarm (an MDC event OBX, OBX-8 PH); each answer's MSA-1, MSA-2 and ERR-3 go to RESULTS as
       JSON lines {"case", "msa1", "msa2", "err3"}. Each message is tried for up to SECONDS
       (default 30).
   legacy_device.py check EXPECTED OUT SOURCE
@@ -146,6 +146,8 @@ def bad(host, port, results_path, seconds="30"):
         ("too-long", message(5, [KINDS[0][:2] + ("97",)] * 60)[0].encode()),
         ("not-oru", message(6, [KINDS[0][:2] + ("97",)])[0].replace("ORU^R01^ORU_R01", "ADT^A01^ADT_A01").encode()),
         ("good-again", message(7, [KINDS[1][:2] + ("72",)])[0].encode()),
+        ("alarm", message(8, [("196670^MDC_EVT_LO^MDC", "", "SpO2 low")])[0]
+         .replace("|||||F|", "||PH|||F|").replace("|NM|196670", "|ST|196670").encode()),
     ]
     link = Link(host, int(port))
     with open(results_path, "w") as out:

@@ -154,6 +154,13 @@ static void stop_all(rig_t *r)
 TestSuite(bridge, .timeout = 240);
 
 #ifndef MWT_BRIDGE_OUTAGE
+static void wait_delivered_alarm(const rig_t *r, int timeout_ms)
+{
+    const char *alarm[] = {"\"type\":\"alarm\"", NULL};
+    for (int t = 0; t < timeout_ms && mwt_count_lines(r->out, alarm) == 0; t += 200)
+        mwt_sleep_ms(200);
+}
+
 static char *results_of(const char *path, const char *name)
 {
     char *all = mwt_read_file(path);
@@ -171,7 +178,8 @@ static char *results_of(const char *path, const char *name)
 }
 
 /* Each bad message gets its answer, the good ones around them AA, and only the good ones reach
- * the gateway; a good one sent again (its ACK lost) is answered AA and not delivered twice. */
+ * the gateway; a good one sent again (its ACK lost) is answered AA and not delivered twice; an
+ * alarm OBX (an MDC event code) arrives as an alarm. */
 Test(bridge, bad_messages_get_ae_or_ar_and_change_nothing_else)
 {
     rig_t r;
@@ -198,6 +206,7 @@ Test(bridge, bad_messages_get_ae_or_ar_and_change_nothing_else)
         {"too-long", "AR", "MSG000005", "100"},
         {"not-oru", "AR", "MSG000006", "200"},
         {"good-again", "AA", "MSG000007", ""},
+        {"alarm", "AA", "MSG000008", ""},
         {"repeat", "AA", "MSG000001", ""},
     };
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
@@ -222,6 +231,10 @@ Test(bridge, bad_messages_get_ae_or_ar_and_change_nothing_else)
     const char *pr[] = {"\"mdc_code\":149530", "\"mantissa\":72", "\"unit\":\"/min\"", NULL};
     cr_expect_eq(mwt_count_lines(r.out, spo2), 1);
     cr_expect_eq(mwt_count_lines(r.out, pr), 1);
+    const char *alarm[] = {"\"type\":\"alarm\"", "\"mdc_code\":196670", "\"alarm_priority\":\"high\"",
+                           "\"state\":\"active\"", "\"source\":\"BED7-MON\"", NULL};
+    wait_delivered_alarm(&r, 20000);
+    cr_expect_eq(mwt_count_lines(r.out, alarm), 1, "the alarm, high priority, from the monitor");
     /* Every refusal is in the audit trail. */
     const char *refused[] = {"\"event\":\"hl7_refused\"", NULL};
     stop_all(&r);
