@@ -423,10 +423,10 @@ static bool printable(const char *s, unsigned char lo)
 
 /* The PCD-04 facets of an alert (IEEE 11073-10101, partition 1) that hl7.c and monitors send as
  * OBX of their own after the event's OBX. */
-#define FACET_PHASE    68481u
-#define FACET_STATE    68482u
-#define FACET_PRIORITY 68484u
-#define FACET_TYPE     68485u
+#define FACET_PHASE          68481u
+#define FACET_STATE          68482u
+#define FACET_PRIORITY       68484u
+#define FACET_TYPE           68485u
 #define MDC_PARTITION_EVENTS 3u
 
 /* MDC units (partition 4, "MDC_DIM_*") of the terms in include/medwire/terms.h, as UCUM. */
@@ -434,16 +434,11 @@ static const struct {
     uint32_t code;
     const char *ref_id, *ucum;
 } MDC_UNITS[] = {
-    {262688u, "MDC_DIM_PERCENT", "%"},
-    {263762u, "MDC_DIM_MILLI_L", "mL"},
-    {264672u, "MDC_DIM_PER_MIN", "/min"},
-    {264864u, "MDC_DIM_BEAT_PER_MIN", "/min"},
-    {264896u, "MDC_DIM_PULS_PER_MIN", "/min"},
-    {264928u, "MDC_DIM_RESP_PER_MIN", "/min"},
-    {265266u, "MDC_DIM_MILLI_L_PER_HR", "mL/h"},
-    {266016u, "MDC_DIM_MMHG", "mm[Hg]"},
-    {266048u, "MDC_DIM_CM_H2O", "cm[H2O]"},
-    {268192u, "MDC_DIM_DEGC", "Cel"},
+    {262688u, "MDC_DIM_PERCENT", "%"},           {263762u, "MDC_DIM_MILLI_L", "mL"},
+    {264672u, "MDC_DIM_PER_MIN", "/min"},        {264864u, "MDC_DIM_BEAT_PER_MIN", "/min"},
+    {264896u, "MDC_DIM_PULS_PER_MIN", "/min"},   {264928u, "MDC_DIM_RESP_PER_MIN", "/min"},
+    {265266u, "MDC_DIM_MILLI_L_PER_HR", "mL/h"}, {266016u, "MDC_DIM_MMHG", "mm[Hg]"},
+    {266048u, "MDC_DIM_CM_H2O", "cm[H2O]"},      {268192u, "MDC_DIM_DEGC", "Cel"},
 };
 
 /* What the reader keeps while it walks the segments. */
@@ -623,8 +618,7 @@ static int time_of(reader *r, hl7v2_span_t obx14, unsigned obx_seq, uint64_t *ou
 
 /* Alarm text: OBX-5, else the code's text (OBX-3.2), cut to what medwire carries. Not
  * refused when long: it is for people, and the code says what the alarm is. */
-static void alarm_text(const reader *r, hl7v2_span_t obx5, hl7v2_span_t obx3, char *out,
-                       size_t cap)
+static void alarm_text(const reader *r, hl7v2_span_t obx5, hl7v2_span_t obx3, char *out, size_t cap)
 {
     char t[512];
     hl7v2_span_t s = hl7v2_piece(obx5, r->enc.rep, 0);
@@ -673,8 +667,7 @@ static hl7v2_span_t parent_of(hl7v2_span_t sub)
 }
 
 /* A PCD-04 facet OBX: it says more about the alarm before it. */
-static int apply_facet(reader *r, uint32_t code, hl7v2_span_t obx, unsigned seq,
-                       hl7v2_error_t *err)
+static int apply_facet(reader *r, uint32_t code, hl7v2_span_t obx, unsigned seq, hl7v2_error_t *err)
 {
     hl7v2_span_t v = comp(r, hl7v2_field(obx, &r->enc, 5), 0);
     mw_alarm_t *a = &r->alarm->u.alarm;
@@ -687,8 +680,10 @@ static int apply_facet(reader *r, uint32_t code, hl7v2_span_t obx, unsigned seq,
         static const struct {
             const char *name;
             mw_alarm_state state;
-        } S[] = {{"inactive", MW_ALARM_INACTIVE},   {"active", MW_ALARM_ACTIVE},
-                 {"acknowledged", MW_ALARM_ACKNOWLEDGED}, {"latched", MW_ALARM_LATCHED},
+        } S[] = {{"inactive", MW_ALARM_INACTIVE},
+                 {"active", MW_ALARM_ACTIVE},
+                 {"acknowledged", MW_ALARM_ACKNOWLEDGED},
+                 {"latched", MW_ALARM_LATCHED},
                  {"msg-latched", MW_ALARM_LATCHED}};
         size_t i = 0;
         while (i < sizeof S / sizeof S[0] && !hl7v2_span_is(v, S[i].name))
@@ -707,8 +702,7 @@ static int apply_facet(reader *r, uint32_t code, hl7v2_span_t obx, unsigned seq,
     return 0;
 }
 
-static int read_obx(reader *r, hl7v2_span_t obx, unsigned seq, hl7v2_oru_t *out,
-                    hl7v2_error_t *err)
+static int read_obx(reader *r, hl7v2_span_t obx, unsigned seq, hl7v2_oru_t *out, hl7v2_error_t *err)
 {
     hl7v2_span_t f1 = hl7v2_field(obx, &r->enc, 1), f2 = hl7v2_field(obx, &r->enc, 2),
                  f3 = hl7v2_field(obx, &r->enc, 3), f4 = hl7v2_field(obx, &r->enc, 4),
@@ -803,8 +797,8 @@ static int read_obx(reader *r, hl7v2_span_t obx, unsigned seq, hl7v2_oru_t *out,
     o->time_ms = when;
     o->status = status;
     /* No value (status X): hl7.c writes a reading the device could not take this way too. */
-    if (f5.n > 0 && !hl7v2_parse_decimal(hl7v2_piece(f5, r->enc.rep, 0), &o->mantissa,
-                                         &o->exponent))
+    if (f5.n > 0 &&
+        !hl7v2_parse_decimal(hl7v2_piece(f5, r->enc.rep, 0), &o->mantissa, &o->exponent))
         return fail(err, "AE", HL7V2_E_DATA_TYPE, "OBX", seq, 5,
                     "OBX %u value '%s' is not a decimal of at most 18 digits (no exponent)", seq,
                     show(f5, b, sizeof b));
@@ -849,7 +843,8 @@ static int read_msh(reader *r, hl7v2_oru_t *out, hl7v2_error_t *err)
         vok = vok || hl7v2_span_is(ver, VERSIONS[i]);
     if (!vok)
         return fail(err, "AR", HL7V2_E_VERSION, "MSH", 1, 12,
-                    "HL7 version '%s' is not taken here: send v2.3 to v2.9", show(ver, b, sizeof b));
+                    "HL7 version '%s' is not taken here: send v2.3 to v2.9",
+                    show(ver, b, sizeof b));
     memcpy(out->version, ver.p, ver.n);
 
     hl7v2_span_t pid = comp(r, hl7v2_field(r->msh, &r->enc, 11), 0);
@@ -911,9 +906,8 @@ int hl7v2_parse_oru(const char *msg, size_t len, hl7v2_oru_t *out, hl7v2_error_t
     if (out->n_items == 0)
         return fail(err, "AE", HL7V2_E_SEGMENT_SEQUENCE, "OBX", 1, 0,
                     "the message holds no numeric observation (OBX-2 NM) and no MDC alarm event");
-    if (out->source[0] == '\0' &&
-        text_of(&r, comp(&r, hl7v2_field(r.msh, &r.enc, 3), 0), out->source, sizeof out->source,
-                err, "MSH", 1, 3))
+    if (out->source[0] == '\0' && text_of(&r, comp(&r, hl7v2_field(r.msh, &r.enc, 3), 0),
+                                          out->source, sizeof out->source, err, "MSH", 1, 3))
         return fail(err, "AE", HL7V2_E_DATA_TYPE, "MSH", 1, 3,
                     "no OBX-18 names the device and MSH-3.1 is longer than %d characters; "
                     "configure a shorter name",
