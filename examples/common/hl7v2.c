@@ -123,6 +123,8 @@ bool hl7v2_next_segment(const char *msg, size_t len, size_t *pos, hl7v2_span_t *
 hl7v2_span_t hl7v2_piece(hl7v2_span_t s, char sep, size_t idx)
 {
     hl7v2_span_t r = {s.p, 0};
+    if (s.n == 0)
+        return r; /* an empty span may be {NULL, 0}: no arithmetic on it */
     size_t start = 0;
     for (size_t k = 0; k < idx; k++) {
         const char *q = s.n > start ? memchr(s.p + start, sep, s.n - start) : NULL;
@@ -877,6 +879,7 @@ int hl7v2_parse_oru(const char *msg, size_t len, hl7v2_oru_t *out, hl7v2_error_t
     memset(&r, 0, sizeof r);
     r.msg = msg;
     r.len = len;
+    r.obr_time = (hl7v2_span_t){"", 0};
     size_t pos = 0;
     if (msg == NULL || !hl7v2_next_segment(msg, len, &pos, &r.msh) || r.msh.n < 3 ||
         memcmp(r.msh.p, "MSH", 3) != 0)
@@ -920,6 +923,13 @@ int hl7v2_parse_oru(const char *msg, size_t len, hl7v2_oru_t *out, hl7v2_error_t
 
 /* ---- Acknowledgements ---- */
 
+/* What an acknowledgement copies, in bytes written (escapes included): each component of an HD
+ * (MSH-3 to MSH-6), MSA-2 (any control id the reader accepts, even all escapes), a reason (159
+ * characters of hl7v2_error_t.text). With these, HL7V2_ACK_MAX always suffices (about 3200). */
+#define ACK_COPY_HD   64u
+#define ACK_COPY_ID   (5u * HL7V2_ID_MAX)
+#define ACK_COPY_TEXT (5u * 159u)
+
 typedef struct writer {
     char *p;
     size_t n, cap;
@@ -942,50 +952,53 @@ static void put(writer *w, const char *s)
     put_n(w, s, strlen(s));
 }
 
-/* Text escaped with our delimiters |^~\&: the delimiters by name, control characters as hex. */
-static void put_text(writer *w, const char *s, size_t n)
+/* Text escaped with our delimiters |^~\&: the delimiters by name, control characters as hex.
+ * At most @p max_out bytes are written, never half an escape: what is copied from the sender
+ * is bounded, so that HL7V2_ACK_MAX always holds an acknowledgement. */
+static void put_text(writer *w, const char *s, size_t n, size_t max_out)
 {
+    size_t used = 0;
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
-        char t[8];
+        char t[8] = {(char)c, '\0'};
         switch (c) {
         case '|':
-            put(w, "\\F\\");
+            memcpy(t, "\\F\\", 4);
             break;
         case '^':
-            put(w, "\\S\\");
+            memcpy(t, "\\S\\", 4);
             break;
         case '~':
-            put(w, "\\R\\");
+            memcpy(t, "\\R\\", 4);
             break;
         case '\\':
-            put(w, "\\E\\");
+            memcpy(t, "\\E\\", 4);
             break;
         case '&':
-            put(w, "\\T\\");
+            memcpy(t, "\\T\\", 4);
             break;
         default:
-            if (c < 0x20 || c == 0x7f) {
+            if (c < 0x20 || c == 0x7f)
                 snprintf(t, sizeof t, "\\X%02X\\", c);
-                put(w, t);
-            } else {
-                put_n(w, (const char *)&c, 1);
-            }
         }
+        size_t k = strlen(t);
+        if (used + k > max_out)
+            return;
+        put_n(w, t, k);
+        used += k;
     }
 }
 
 /* A component of the original (its delimiters), unescaped and escaped again with ours; raw
- * bytes, escaped, when it does not unescape. At most @p max bytes of text. */
-static void put_copied(writer *w, hl7v2_span_t s, const hl7v2_enc_t *enc, size_t max)
+ * bytes, escaped, when it does not unescape. At most @p max_out bytes written. */
+static void put_copied(writer *w, hl7v2_span_t s, const hl7v2_enc_t *enc, size_t max_out)
 {
     char t[256];
     if (enc == NULL || !hl7v2_unescape(s, enc, t, sizeof t)) {
-        put_text(w, s.p, s.n < max ? s.n : max);
+        put_text(w, s.p, s.n, max_out);
         return;
     }
-    size_t n = strlen(t);
-    put_text(w, t, n < max ? n : max);
+    put_text(w, t, strlen(t), max_out);
 }
 
 /* A whole HD field (namespace^universal id^type) of the original, component by component. */
@@ -1000,7 +1013,7 @@ static void put_hd(writer *w, hl7v2_span_t f, const hl7v2_enc_t *enc)
     for (size_t k = 0; k < ncomp && k < 3; k++) {
         if (k > 0)
             put(w, "^");
-        put_copied(w, hl7v2_piece(first, enc->comp, k), enc, 180);
+        put_copied(w, hl7v2_piece(first, enc->comp, k), enc, ACK_COPY_HD);
     }
 }
 
@@ -1087,7 +1100,7 @@ size_t hl7v2_build_ack(const char *msg, size_t len, const char *ack_code, const 
     (e ? hl7v2_piece(hl7v2_piece(hl7v2_field(msh, e, (n)), e->rep, 0), e->comp, (k)) : none)
 
     put(&w, "MSH|^~\\&|");
-    put_text(&w, app ? app : "", app ? strlen(app) : 0);
+    put_text(&w, app ? app : "", app ? strnlen(app, ACK_COPY_HD) : 0, ACK_COPY_HD);
     put(&w, "|");
     put_hd(&w, ORIG(6), e); /* we answer as the facility it sent to */
     put(&w, "|");
@@ -1125,12 +1138,12 @@ size_t hl7v2_build_ack(const char *msg, size_t len, const char *ack_code, const 
         put(&w, "2.6");
     }
     put(&w, "\rMSA|");
-    put_text(&w, ack_code ? ack_code : "AR", ack_code ? strnlen(ack_code, 2) : 2);
+    put_text(&w, ack_code ? ack_code : "AR", ack_code ? strnlen(ack_code, 2) : 2, 2);
     put(&w, "|");
-    put_copied(&w, ORIG(10), e, 199);
+    put_copied(&w, ORIG(10), e, ACK_COPY_ID);
     if (err != NULL && old) {
         put(&w, "|");
-        put_text(&w, err->text, strnlen(err->text, sizeof err->text));
+        put_text(&w, err->text, strnlen(err->text, sizeof err->text), ACK_COPY_TEXT);
     }
     put(&w, "\r");
     if (err != NULL) {
@@ -1141,14 +1154,14 @@ size_t hl7v2_build_ack(const char *msg, size_t len, const char *ack_code, const 
             if (loc[i] == '^')
                 put(&w, "^");
             else
-                put_text(&w, &loc[i], 1);
+                put_text(&w, &loc[i], 1, 5);
         }
         char code[16];
         snprintf(code, sizeof code, "|%u^", err->err_code);
         put(&w, code);
         put(&w, table_0357(err->err_code));
         put(&w, "^HL70357|E||||");
-        put_text(&w, err->text, strnlen(err->text, sizeof err->text));
+        put_text(&w, err->text, strnlen(err->text, sizeof err->text), ACK_COPY_TEXT);
         put(&w, "\r");
     }
 #undef ORIG
