@@ -12,7 +12,7 @@
 
 /* Small enough that inputs reach the oversized path, large enough for real messages. */
 #define FRAME_CAP 2048
-#define ACK_CAP   1024
+#define ACK_CAP   HL7V2_ACK_MAX
 
 static bool nul_in(const char *s, size_t size)
 {

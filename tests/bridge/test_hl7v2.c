@@ -754,6 +754,45 @@ Test(ack, a_small_buffer_gives_nothing)
     }
 }
 
+/* Whatever the original holds, the acknowledgement fits HL7V2_ACK_MAX: what it copies is
+ * bounded, and a control id the reader accepts is copied whole. */
+Test(ack, the_worst_original_still_fits_the_documented_room)
+{
+    static char m[16384];
+    size_t o = 0;
+    o += (size_t)snprintf(m + o, sizeof m - o, "MSH|^~\\&|");
+    for (int f = 3; f <= 6; f++) {
+        for (int c = 0; c < 3; c++) {
+            for (int i = 0; i < 120; i++)
+                o += (size_t)snprintf(m + o, sizeof m - o, "\\X01\\");
+            o += (size_t)snprintf(m + o, sizeof m - o, c < 2 ? "^" : "|");
+        }
+    }
+    o += (size_t)snprintf(m + o, sizeof m - o, "||ORU^R01|");
+    for (int i = 0; i < HL7V2_ID_MAX; i++)
+        o += (size_t)snprintf(m + o, sizeof m - o, "\\X02\\");
+    o += (size_t)snprintf(m + o, sizeof m - o, "|P|2.4\rOBX|1|NM|150456^^MDC||1|%%||||||||||||dev\r");
+    cr_assert_eq(hl7v2_parse_oru(m, o, &oru, &err), 0, "%s", err.text);
+    cr_expect_eq(strlen(oru.control_id), (size_t)HL7V2_ID_MAX);
+    hl7v2_error_t e;
+    memset(&e, 0, sizeof e);
+    snprintf(e.ack_code, sizeof e.ack_code, "AE");
+    e.err_code = 207;
+    memset(e.location, '|', sizeof e.location - 1);
+    memset(e.text, '\x01', sizeof e.text - 1);
+    static char out[HL7V2_ACK_MAX];
+    size_t n = hl7v2_build_ack(m, o, "AE", &e, 1796462100123u, "MEDWIRE-BRIDGE", out, sizeof out);
+    cr_assert_gt(n, 0u);
+    cr_expect_lt(n, (size_t)HL7V2_ACK_MAX);
+    const char *msa = strstr(out, "\rMSA|");
+    cr_assert_not_null(msa);
+    hl7v2_span_t seg = {msa + 1, strcspn(msa + 1, "\r")};
+    const hl7v2_enc_t ours = {'|', '^', '~', '\\', '&'};
+    char id[HL7V2_ID_MAX + 1];
+    cr_assert(hl7v2_unescape(hl7v2_field(seg, &ours, 2), &ours, id, sizeof id));
+    cr_expect_str_eq(id, oru.control_id, "MSA-2 whole");
+}
+
 /* python-hl7 (written by others) reads every kind of acknowledgement we build. */
 Test(ack, python_hl7_reads_our_acknowledgements)
 {
