@@ -19,6 +19,7 @@
 #include "support/ram_storage.h"
 
 #include "fuzz_support.h"
+#include "hl7.h"
 
 /* Usage: make_corpus OUTDIR. Writes OUTDIR/<target>/<name> for every target. The files are
  * committed (fuzz/corpus/); run this again only when a wire format changes. */
@@ -680,15 +681,111 @@ static void corpus_certs(void)
     }
 }
 
+/* ---- fuzz_bridge_hl7: what a legacy monitor sends over MLLP ---- */
+
+/* Two bytes that seed the fuzzer's chunking, then @p msgs framed one after another, each
+ * between the MLLP start block and end block + CR. */
+static void put_mllp(const char *name, uint16_t seed, const char *const *msgs, size_t n)
+{
+    static uint8_t buf[16384];
+    size_t pos = 0;
+    buf[pos++] = (uint8_t)(seed >> 8);
+    buf[pos++] = (uint8_t)seed;
+    for (size_t i = 0; i < n; i++) {
+        size_t len = strlen(msgs[i]);
+        if (pos + len + 3 > sizeof buf)
+            die("bridge seed too large");
+        buf[pos++] = 0x0b;
+        memcpy(buf + pos, msgs[i], len);
+        pos += len;
+        buf[pos++] = 0x1c;
+        buf[pos++] = 0x0d;
+    }
+    put("fuzz_bridge_hl7", name, buf, pos);
+}
+
+static void append(uint8_t *buf, size_t *pos, const char *s)
+{
+    memcpy(buf + *pos, s, strlen(s));
+    *pos += strlen(s);
+}
+
+static void corpus_bridge(void)
+{
+    /* A monitor's PCD-01: the MDS/VMD/CHAN hierarchy, MDC and LOINC codes, MDC and UCUM units. */
+    static const char pcd01[] =
+        "MSH|^~\\&|MONITOR^0800ABCD^EUI-64|ICU||MEDWIRE|20261205101500+0100||ORU^R01^ORU_R01|"
+        "MSG0001|P|2.6|||NE|AL||UNICODE UTF-8|||IHE_PCD_001^IHE "
+        "PCD^1.3.6.1.4.1.19376.1.6.1.1.1^ISO\r"
+        "PID|||12345^^^H^MR||DOE^JANE\rPV1||I|ICU^1^A\r"
+        "OBR|1|X1^MON|X1^MON|182777000^monitoring of patient^SNOMED-CT|||20261205101400+0100\r"
+        "OBX|1||69965^MDC_DEV_MON_PHYSIO_MULTI_PARAM_MDS^MDC|1.0.0.0|||||||X|||||||0800ABCD^EUI-"
+        "64\r"
+        "OBX|2||69854^MDC_DEV_METER_PRESS_BLD_VMD^MDC|1.1.0.0|||||||X\r"
+        "OBX|3|NM|150021^MDC_PRESS_BLD_NONINV_SYS^MDC|1.1.1.1|120|266016^MDC_DIM_MMHG^MDC|||||R|||"
+        "20261205101430+0100\r"
+        "OBX|4|NM|59408-5^SpO2^LN|1.2.1.1|97.5|%^%^UCUM|||||F\r"
+        "OBX|5|NM|8310-5^Body temperature^LN|1.3.1.1|36.85|Cel|||||P|||20261205091500\r"
+        "OBX|6|NM|151562^MDC_RESP_RATE^MDC|1.4.1.1||264928^MDC_DIM_RESP_PER_MIN^MDC|||||X\r";
+    /* Other delimiters, escapes, LF line ends, an alarm with PCD-04 facets in an R01. */
+    static const char other[] =
+        "MSH#*@!%#MON!F!1#ICU#####ORU*R01#ID!S!7#T#2.5\n"
+        "OBR#1######20261205091500\n"
+        "OBX#1#NM#150456*SpO2*MDC#1.1.1.1#97#%*%*UCUM#####F#######BED!F!7!S!A*X\n"
+        "OBX#2#ST#196670*MDC_EVT_LO*MDC#1.1.1.2.1#SpO2 !T! !X0D!low###PH@SP###F\n"
+        "OBX#3#ST#68482*MDC_ATTR_ALARM_STATE*MDC#1.1.1.2.4#acknowledged######F\n";
+    /* Refused: a unit that is not UCUM, an unknown code system, and not HL7 at all. */
+    static const char bad_unit[] = "MSH|^~\\&|MON||||||ORU^R01|2|P|2.4\r"
+                                   "OBX|1|NM|150456^^MDC|1.1.1.1|98|mmHg|||||F\r"
+                                   "OBX|2|NM|0002-4bb8^SpO2^MDIL|1.1.1.1|98|%|||||F\r";
+    const char *msgs[] = {pcd01};
+    put_mllp("pcd01-monitor", 0x0101, msgs, 1);
+    const char *mixed[] = {other, bad_unit, "not hl7 at all", ""};
+    put_mllp("delimiters-alarm-refusals", 0x2a2a, mixed, 4);
+
+    /* What the gateway's own encoder writes: an observation (R01) and an alarm (R40). */
+    static char obs_hl7[HL7_MAX], alarm_hl7[HL7_MAX];
+    size_t n = 0;
+    mw_message_t o = obs("oxi-7", 42, 975);
+    mw_message_t a = alarm_msg("oxi-7", 43);
+    if (hl7_encode(&o, NULL, 1790000001000ull, obs_hl7, sizeof obs_hl7, &n) != MW_OK ||
+        hl7_encode(&a, NULL, 1790000001000ull, alarm_hl7, sizeof alarm_hl7, &n) != MW_OK)
+        die("hl7_encode");
+    const char *gw[] = {obs_hl7, alarm_hl7};
+    put_mllp("gateway-encoded", 0x0307, gw, 2);
+
+    /* Garbage around frames, a frame abandoned by a new start block, one longer than the
+     * fuzzer's 2048-byte buffer: the deframer's other paths. */
+    static uint8_t buf[4096];
+    size_t pos = 0;
+    buf[pos++] = 0x00;
+    buf[pos++] = 0x05;
+    append(buf, &pos, "noise\r\n\x0bMSH|cut");
+    append(buf, &pos, "\x0bMSH|^~\\&|MON||||||ORU^R01|3|P|2.6\r");
+    memset(buf + pos, 'x', 2100);
+    pos += 2100;
+    append(buf, &pos,
+           "\x1c\r\x0bMSH|^~\\&|MON||||||ORU^R01|4|P|2.6\rOBX|1|NM|150456^^MDC||1|%\x1c");
+    put("fuzz_bridge_hl7", "garbage-abandoned-oversized", buf, pos);
+}
+
 int main(int argc, char **argv)
 {
-    if (argc != 2) {
-        fprintf(stderr, "usage: %s OUTDIR   (e.g. fuzz/corpus)\n", argv[0]);
+    if (argc != 2 && argc != 3) {
+        fprintf(stderr,
+                "usage: %s OUTDIR [TARGET]   (e.g. fuzz/corpus; TARGET: that corpus only)\n",
+                argv[0]);
         return 2;
     }
     outdir = argv[1];
     if (mkdir(outdir, 0755) != 0 && errno != EEXIST)
         die(strerror(errno));
+    /* The bridge's seeds need no PKI and no handshake: they alone can be written again. */
+    if (argc == 3 && strcmp(argv[2], "fuzz_bridge_hl7") != 0)
+        die("only fuzz_bridge_hl7 can be written alone");
+    corpus_bridge();
+    if (argc == 3)
+        return 0;
     corpus_batch();
     corpus_coap();
     record_handshake();

@@ -14,7 +14,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-targets="fuzz_batch fuzz_coap fuzz_gateway_hello fuzz_session fuzz_certs fuzz_queue"
+targets="fuzz_batch fuzz_coap fuzz_gateway_hello fuzz_session fuzz_certs fuzz_queue fuzz_bridge_hl7"
 usage() {
   echo "usage: $0 TARGET [SECONDS] [-- LIBFUZZER_ARGS...]   (TARGET: $targets)" >&2
   exit 2

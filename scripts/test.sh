@@ -13,7 +13,7 @@
 #   MW_BUILD_DIR     main build directory (default build); the others add a suffix:
 #                    -clang, -sanitize, -fuzz; the arm stage builds in build-arm
 #   MW_BUILD_TYPE    CMake build type of the main build (default RelWithDebInfo)
-#   MW_FUZZ_SECONDS  seconds each fuzzer runs (default 60)
+#   MW_FUZZ_SECONDS  seconds each fuzzer runs (default 45: 7 targets, $jobs at a time)
 #   MW_MEMCHECK_TESTS  integration tests run under valgrind (default: see stage_memcheck)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -211,8 +211,9 @@ fuzz_one() {
 }
 
 stage_fuzz() {
-  local secs=${MW_FUZZ_SECONDS:-60}
-  local targets="fuzz_session fuzz_gateway_hello fuzz_certs fuzz_queue fuzz_batch fuzz_coap"
+  local secs=${MW_FUZZ_SECONDS:-45}
+  local targets="fuzz_session fuzz_gateway_hello fuzz_certs fuzz_queue fuzz_batch fuzz_coap
+    fuzz_bridge_hl7"
   CC=clang cmake -S . -B "$build-fuzz" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMW_BUILD_FUZZERS=ON
   # shellcheck disable=SC2086 # one word per target
   cmake --build "$build-fuzz" -j "$jobs" --target $targets

@@ -75,7 +75,7 @@ static const char USAGE[] =
 #define PROG            "medwire-bridge"
 #define MAX_CONNECTIONS 8
 #define MAX_ALLOW       32
-#define ACK_MAX         2048
+#define ACK_MAX         HL7V2_ACK_MAX
 #define ACK_WRITE_MS    2000
 
 static volatile sig_atomic_t stop;

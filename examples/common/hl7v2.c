@@ -123,6 +123,8 @@ bool hl7v2_next_segment(const char *msg, size_t len, size_t *pos, hl7v2_span_t *
 hl7v2_span_t hl7v2_piece(hl7v2_span_t s, char sep, size_t idx)
 {
     hl7v2_span_t r = {s.p, 0};
+    if (s.n == 0)
+        return r; /* an empty span may be {NULL, 0}: no arithmetic on it */
     size_t start = 0;
     for (size_t k = 0; k < idx; k++) {
         const char *q = s.n > start ? memchr(s.p + start, sep, s.n - start) : NULL;
@@ -381,23 +383,25 @@ bool hl7v2_parse_decimal(hl7v2_span_t s, int64_t *out_mantissa, int32_t *out_exp
 /* ---- Reading ORU messages ---- */
 
 /* Fills @p err and returns -1: the one way the reader refuses. */
-static int fail(hl7v2_error_t *err, const char *ack, unsigned code, const char *seg, unsigned seq,
-                unsigned field, const char *fmt, ...) __attribute__((format(printf, 7, 8)));
-
-static int fail(hl7v2_error_t *err, const char *ack, unsigned code, const char *seg, unsigned seq,
-                unsigned field, const char *fmt, ...)
+__attribute__((format(printf, 7, 8))) static int fail(hl7v2_error_t *err, const char *ack,
+                                                      unsigned code, const char *seg, unsigned seq,
+                                                      unsigned field, const char *fmt, ...)
 {
+    char text[sizeof err->text];
+    va_list ap;
+    va_start(ap, fmt);
+    /* ap is started above: clang-tidy 14's analyzer loses that when it follows this function
+     * into its many callers. */
+    (void)vsnprintf(text, sizeof text, fmt, ap); /* NOLINT(clang-analyzer-valist.Uninitialized) */
+    va_end(ap);
     memset(err, 0, sizeof *err);
+    memcpy(err->text, text, sizeof text);
     snprintf(err->ack_code, sizeof err->ack_code, "%s", ack);
     err->err_code = code;
     if (seg != NULL && field > 0)
         snprintf(err->location, sizeof err->location, "%s^%u^%u", seg, seq, field);
     else if (seg != NULL)
         snprintf(err->location, sizeof err->location, "%s^%u", seg, seq);
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err->text, sizeof err->text, fmt, ap);
-    va_end(ap);
     return -1;
 }
 
@@ -423,10 +427,10 @@ static bool printable(const char *s, unsigned char lo)
 
 /* The PCD-04 facets of an alert (IEEE 11073-10101, partition 1) that hl7.c and monitors send as
  * OBX of their own after the event's OBX. */
-#define FACET_PHASE    68481u
-#define FACET_STATE    68482u
-#define FACET_PRIORITY 68484u
-#define FACET_TYPE     68485u
+#define FACET_PHASE          68481u
+#define FACET_STATE          68482u
+#define FACET_PRIORITY       68484u
+#define FACET_TYPE           68485u
 #define MDC_PARTITION_EVENTS 3u
 
 /* MDC units (partition 4, "MDC_DIM_*") of the terms in include/medwire/terms.h, as UCUM. */
@@ -434,16 +438,11 @@ static const struct {
     uint32_t code;
     const char *ref_id, *ucum;
 } MDC_UNITS[] = {
-    {262688u, "MDC_DIM_PERCENT", "%"},
-    {263762u, "MDC_DIM_MILLI_L", "mL"},
-    {264672u, "MDC_DIM_PER_MIN", "/min"},
-    {264864u, "MDC_DIM_BEAT_PER_MIN", "/min"},
-    {264896u, "MDC_DIM_PULS_PER_MIN", "/min"},
-    {264928u, "MDC_DIM_RESP_PER_MIN", "/min"},
-    {265266u, "MDC_DIM_MILLI_L_PER_HR", "mL/h"},
-    {266016u, "MDC_DIM_MMHG", "mm[Hg]"},
-    {266048u, "MDC_DIM_CM_H2O", "cm[H2O]"},
-    {268192u, "MDC_DIM_DEGC", "Cel"},
+    {262688u, "MDC_DIM_PERCENT", "%"},           {263762u, "MDC_DIM_MILLI_L", "mL"},
+    {264672u, "MDC_DIM_PER_MIN", "/min"},        {264864u, "MDC_DIM_BEAT_PER_MIN", "/min"},
+    {264896u, "MDC_DIM_PULS_PER_MIN", "/min"},   {264928u, "MDC_DIM_RESP_PER_MIN", "/min"},
+    {265266u, "MDC_DIM_MILLI_L_PER_HR", "mL/h"}, {266016u, "MDC_DIM_MMHG", "mm[Hg]"},
+    {266048u, "MDC_DIM_CM_H2O", "cm[H2O]"},      {268192u, "MDC_DIM_DEGC", "Cel"},
 };
 
 /* What the reader keeps while it walks the segments. */
@@ -623,8 +622,7 @@ static int time_of(reader *r, hl7v2_span_t obx14, unsigned obx_seq, uint64_t *ou
 
 /* Alarm text: OBX-5, else the code's text (OBX-3.2), cut to what medwire carries. Not
  * refused when long: it is for people, and the code says what the alarm is. */
-static void alarm_text(const reader *r, hl7v2_span_t obx5, hl7v2_span_t obx3, char *out,
-                       size_t cap)
+static void alarm_text(const reader *r, hl7v2_span_t obx5, hl7v2_span_t obx3, char *out, size_t cap)
 {
     char t[512];
     hl7v2_span_t s = hl7v2_piece(obx5, r->enc.rep, 0);
@@ -673,8 +671,7 @@ static hl7v2_span_t parent_of(hl7v2_span_t sub)
 }
 
 /* A PCD-04 facet OBX: it says more about the alarm before it. */
-static int apply_facet(reader *r, uint32_t code, hl7v2_span_t obx, unsigned seq,
-                       hl7v2_error_t *err)
+static int apply_facet(reader *r, uint32_t code, hl7v2_span_t obx, unsigned seq, hl7v2_error_t *err)
 {
     hl7v2_span_t v = comp(r, hl7v2_field(obx, &r->enc, 5), 0);
     mw_alarm_t *a = &r->alarm->u.alarm;
@@ -687,8 +684,10 @@ static int apply_facet(reader *r, uint32_t code, hl7v2_span_t obx, unsigned seq,
         static const struct {
             const char *name;
             mw_alarm_state state;
-        } S[] = {{"inactive", MW_ALARM_INACTIVE},   {"active", MW_ALARM_ACTIVE},
-                 {"acknowledged", MW_ALARM_ACKNOWLEDGED}, {"latched", MW_ALARM_LATCHED},
+        } S[] = {{"inactive", MW_ALARM_INACTIVE},
+                 {"active", MW_ALARM_ACTIVE},
+                 {"acknowledged", MW_ALARM_ACKNOWLEDGED},
+                 {"latched", MW_ALARM_LATCHED},
                  {"msg-latched", MW_ALARM_LATCHED}};
         size_t i = 0;
         while (i < sizeof S / sizeof S[0] && !hl7v2_span_is(v, S[i].name))
@@ -707,8 +706,7 @@ static int apply_facet(reader *r, uint32_t code, hl7v2_span_t obx, unsigned seq,
     return 0;
 }
 
-static int read_obx(reader *r, hl7v2_span_t obx, unsigned seq, hl7v2_oru_t *out,
-                    hl7v2_error_t *err)
+static int read_obx(reader *r, hl7v2_span_t obx, unsigned seq, hl7v2_oru_t *out, hl7v2_error_t *err)
 {
     hl7v2_span_t f1 = hl7v2_field(obx, &r->enc, 1), f2 = hl7v2_field(obx, &r->enc, 2),
                  f3 = hl7v2_field(obx, &r->enc, 3), f4 = hl7v2_field(obx, &r->enc, 4),
@@ -803,8 +801,8 @@ static int read_obx(reader *r, hl7v2_span_t obx, unsigned seq, hl7v2_oru_t *out,
     o->time_ms = when;
     o->status = status;
     /* No value (status X): hl7.c writes a reading the device could not take this way too. */
-    if (f5.n > 0 && !hl7v2_parse_decimal(hl7v2_piece(f5, r->enc.rep, 0), &o->mantissa,
-                                         &o->exponent))
+    if (f5.n > 0 &&
+        !hl7v2_parse_decimal(hl7v2_piece(f5, r->enc.rep, 0), &o->mantissa, &o->exponent))
         return fail(err, "AE", HL7V2_E_DATA_TYPE, "OBX", seq, 5,
                     "OBX %u value '%s' is not a decimal of at most 18 digits (no exponent)", seq,
                     show(f5, b, sizeof b));
@@ -849,7 +847,8 @@ static int read_msh(reader *r, hl7v2_oru_t *out, hl7v2_error_t *err)
         vok = vok || hl7v2_span_is(ver, VERSIONS[i]);
     if (!vok)
         return fail(err, "AR", HL7V2_E_VERSION, "MSH", 1, 12,
-                    "HL7 version '%s' is not taken here: send v2.3 to v2.9", show(ver, b, sizeof b));
+                    "HL7 version '%s' is not taken here: send v2.3 to v2.9",
+                    show(ver, b, sizeof b));
     memcpy(out->version, ver.p, ver.n);
 
     hl7v2_span_t pid = comp(r, hl7v2_field(r->msh, &r->enc, 11), 0);
@@ -882,6 +881,7 @@ int hl7v2_parse_oru(const char *msg, size_t len, hl7v2_oru_t *out, hl7v2_error_t
     memset(&r, 0, sizeof r);
     r.msg = msg;
     r.len = len;
+    r.obr_time = (hl7v2_span_t){"", 0};
     size_t pos = 0;
     if (msg == NULL || !hl7v2_next_segment(msg, len, &pos, &r.msh) || r.msh.n < 3 ||
         memcmp(r.msh.p, "MSH", 3) != 0)
@@ -911,9 +911,8 @@ int hl7v2_parse_oru(const char *msg, size_t len, hl7v2_oru_t *out, hl7v2_error_t
     if (out->n_items == 0)
         return fail(err, "AE", HL7V2_E_SEGMENT_SEQUENCE, "OBX", 1, 0,
                     "the message holds no numeric observation (OBX-2 NM) and no MDC alarm event");
-    if (out->source[0] == '\0' &&
-        text_of(&r, comp(&r, hl7v2_field(r.msh, &r.enc, 3), 0), out->source, sizeof out->source,
-                err, "MSH", 1, 3))
+    if (out->source[0] == '\0' && text_of(&r, comp(&r, hl7v2_field(r.msh, &r.enc, 3), 0),
+                                          out->source, sizeof out->source, err, "MSH", 1, 3))
         return fail(err, "AE", HL7V2_E_DATA_TYPE, "MSH", 1, 3,
                     "no OBX-18 names the device and MSH-3.1 is longer than %d characters; "
                     "configure a shorter name",
@@ -925,6 +924,13 @@ int hl7v2_parse_oru(const char *msg, size_t len, hl7v2_oru_t *out, hl7v2_error_t
 }
 
 /* ---- Acknowledgements ---- */
+
+/* What an acknowledgement copies, in bytes written (escapes included): each component of an HD
+ * (MSH-3 to MSH-6), MSA-2 (any control id the reader accepts, even all escapes), a reason (159
+ * characters of hl7v2_error_t.text). With these, HL7V2_ACK_MAX always suffices (about 3200). */
+#define ACK_COPY_HD   64u
+#define ACK_COPY_ID   (5u * HL7V2_ID_MAX)
+#define ACK_COPY_TEXT (5u * 159u)
 
 typedef struct writer {
     char *p;
@@ -948,50 +954,53 @@ static void put(writer *w, const char *s)
     put_n(w, s, strlen(s));
 }
 
-/* Text escaped with our delimiters |^~\&: the delimiters by name, control characters as hex. */
-static void put_text(writer *w, const char *s, size_t n)
+/* Text escaped with our delimiters |^~\&: the delimiters by name, control characters as hex.
+ * At most @p max_out bytes are written, never half an escape: what is copied from the sender
+ * is bounded, so that HL7V2_ACK_MAX always holds an acknowledgement. */
+static void put_text(writer *w, const char *s, size_t n, size_t max_out)
 {
+    size_t used = 0;
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
-        char t[8];
+        char t[8] = {(char)c, '\0'};
         switch (c) {
         case '|':
-            put(w, "\\F\\");
+            memcpy(t, "\\F\\", 4);
             break;
         case '^':
-            put(w, "\\S\\");
+            memcpy(t, "\\S\\", 4);
             break;
         case '~':
-            put(w, "\\R\\");
+            memcpy(t, "\\R\\", 4);
             break;
         case '\\':
-            put(w, "\\E\\");
+            memcpy(t, "\\E\\", 4);
             break;
         case '&':
-            put(w, "\\T\\");
+            memcpy(t, "\\T\\", 4);
             break;
         default:
-            if (c < 0x20 || c == 0x7f) {
+            if (c < 0x20 || c == 0x7f)
                 snprintf(t, sizeof t, "\\X%02X\\", c);
-                put(w, t);
-            } else {
-                put_n(w, (const char *)&c, 1);
-            }
         }
+        size_t k = strlen(t);
+        if (used + k > max_out)
+            return;
+        put_n(w, t, k);
+        used += k;
     }
 }
 
 /* A component of the original (its delimiters), unescaped and escaped again with ours; raw
- * bytes, escaped, when it does not unescape. At most @p max bytes of text. */
-static void put_copied(writer *w, hl7v2_span_t s, const hl7v2_enc_t *enc, size_t max)
+ * bytes, escaped, when it does not unescape. At most @p max_out bytes written. */
+static void put_copied(writer *w, hl7v2_span_t s, const hl7v2_enc_t *enc, size_t max_out)
 {
     char t[256];
     if (enc == NULL || !hl7v2_unescape(s, enc, t, sizeof t)) {
-        put_text(w, s.p, s.n < max ? s.n : max);
+        put_text(w, s.p, s.n, max_out);
         return;
     }
-    size_t n = strlen(t);
-    put_text(w, t, n < max ? n : max);
+    put_text(w, t, strlen(t), max_out);
 }
 
 /* A whole HD field (namespace^universal id^type) of the original, component by component. */
@@ -1006,7 +1015,7 @@ static void put_hd(writer *w, hl7v2_span_t f, const hl7v2_enc_t *enc)
     for (size_t k = 0; k < ncomp && k < 3; k++) {
         if (k > 0)
             put(w, "^");
-        put_copied(w, hl7v2_piece(first, enc->comp, k), enc, 180);
+        put_copied(w, hl7v2_piece(first, enc->comp, k), enc, ACK_COPY_HD);
     }
 }
 
@@ -1093,7 +1102,7 @@ size_t hl7v2_build_ack(const char *msg, size_t len, const char *ack_code, const 
     (e ? hl7v2_piece(hl7v2_piece(hl7v2_field(msh, e, (n)), e->rep, 0), e->comp, (k)) : none)
 
     put(&w, "MSH|^~\\&|");
-    put_text(&w, app ? app : "", app ? strlen(app) : 0);
+    put_text(&w, app ? app : "", app ? strnlen(app, ACK_COPY_HD) : 0, ACK_COPY_HD);
     put(&w, "|");
     put_hd(&w, ORIG(6), e); /* we answer as the facility it sent to */
     put(&w, "|");
@@ -1131,12 +1140,12 @@ size_t hl7v2_build_ack(const char *msg, size_t len, const char *ack_code, const 
         put(&w, "2.6");
     }
     put(&w, "\rMSA|");
-    put_text(&w, ack_code ? ack_code : "AR", ack_code ? strnlen(ack_code, 2) : 2);
+    put_text(&w, ack_code ? ack_code : "AR", ack_code ? strnlen(ack_code, 2) : 2, 2);
     put(&w, "|");
-    put_copied(&w, ORIG(10), e, 199);
+    put_copied(&w, ORIG(10), e, ACK_COPY_ID);
     if (err != NULL && old) {
         put(&w, "|");
-        put_text(&w, err->text, strnlen(err->text, sizeof err->text));
+        put_text(&w, err->text, strnlen(err->text, sizeof err->text), ACK_COPY_TEXT);
     }
     put(&w, "\r");
     if (err != NULL) {
@@ -1147,14 +1156,14 @@ size_t hl7v2_build_ack(const char *msg, size_t len, const char *ack_code, const 
             if (loc[i] == '^')
                 put(&w, "^");
             else
-                put_text(&w, &loc[i], 1);
+                put_text(&w, &loc[i], 1, 5);
         }
         char code[16];
         snprintf(code, sizeof code, "|%u^", err->err_code);
         put(&w, code);
         put(&w, table_0357(err->err_code));
         put(&w, "^HL70357|E||||");
-        put_text(&w, err->text, strnlen(err->text, sizeof err->text));
+        put_text(&w, err->text, strnlen(err->text, sizeof err->text), ACK_COPY_TEXT);
         put(&w, "\r");
     }
 #undef ORIG

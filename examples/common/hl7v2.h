@@ -221,6 +221,10 @@ int hl7v2_parse_oru(const char *msg, size_t len, hl7v2_oru_t *out, hl7v2_error_t
 
 /* ---- Acknowledgements ---- */
 
+/** Room that always suffices for hl7v2_build_ack, whatever the original holds: what it copies
+ *  from the original is bounded. */
+#define HL7V2_ACK_MAX 4096
+
 /**
  * Writes the acknowledgement of @p msg (@p len bytes, MLLP framing removed; any bytes at all):
  * MSH with the original's sender and receiver swapped (MSH-3 @p app), MSH-7 @p now_ms,
@@ -229,8 +233,10 @@ int hl7v2_parse_oru(const char *msg, size_t len, hl7v2_oru_t *out, hl7v2_error_t
  * when @p err is not NULL an ERR segment: ERR-2 the location, ERR-3 code^text^HL70357, ERR-4 E,
  * ERR-8 the text (and MSA-3 the text for a v2.3 or v2.4 sender, which reads no ERR-8).
  * Everything taken from the original is unescaped with its delimiters and escaped again with
- * ours (|^~\\&). Segments end with CR. Returns the length (no MLLP framing; @p out is also
- * NUL-terminated), or 0 when @p cap is too small.
+ * ours (|^~\\&), each component bounded (64 bytes for MSH-3 to MSH-6 and @p app, all of any
+ * control id hl7v2_parse_oru accepts). Segments end with CR. Returns the length (no MLLP
+ * framing; @p out is also NUL-terminated), or 0 when @p cap is too small (never with
+ * HL7V2_ACK_MAX).
  */
 size_t hl7v2_build_ack(const char *msg, size_t len, const char *ack_code, const hl7v2_error_t *err,
                        uint64_t now_ms, const char *app, char *out, size_t cap);

@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "hl7.h"
+#include "hl7v2.h"
 
 /* The profile PCD-01 messages declare in MSH-21 (IHE PCD TF-2, PCD-01). */
 #define PCD01_PROFILE "IHE_PCD_001^IHE PCD^1.3.6.1.4.1.19376.1.6.1.1.1^ISO"
@@ -525,23 +526,6 @@ bool hl7_ack_accepts(const char *code)
     return strcmp(code, "AA") == 0 || strcmp(code, "CA") == 0;
 }
 
-/* Field @p idx (0: the segment name) of the segment [s, end) split at @p sep. */
-static bool field(const char *s, const char *end, char sep, int idx, const char **fs,
-                  const char **fe)
-{
-    const char *p = s;
-    for (int i = 0; i < idx; i++) {
-        const char *q = memchr(p, sep, (size_t)(end - p));
-        if (q == NULL)
-            return false;
-        p = q + 1;
-    }
-    const char *q = memchr(p, sep, (size_t)(end - p));
-    *fs = p;
-    *fe = q ? q : end;
-    return true;
-}
-
 bool hl7_parse_ack(const char *msg, size_t len, hl7_ack_t *out)
 {
     memset(out, 0, sizeof *out);
@@ -549,33 +533,27 @@ bool hl7_parse_ack(const char *msg, size_t len, hl7_ack_t *out)
     if (len < 8 || memcmp(msg, "MSH", 3) != 0)
         return false;
     char sep = msg[3];
-    const char *end = msg + len;
-    const char *seg = msg;
-    while (seg < end) {
-        const char *cr = memchr(seg, '\r', (size_t)(end - seg));
-        const char *segend = cr ? cr : end;
-        /* Some senders end segments with CR LF; a leading LF is not part of the name. */
-        while (seg < segend && *seg == '\n')
-            seg++;
-        if (segend - seg >= 4 && memcmp(seg, "MSA", 3) == 0 && seg[3] == sep) {
-            const char *fs, *fe;
-            if (!field(seg, segend, sep, 1, &fs, &fe) || fe - fs != 2)
-                return false;
-            memcpy(out->code, fs, 2);
-            static const char *const codes[] = {"AA", "AE", "AR", "CA", "CE", "CR"};
-            bool known = false;
-            for (size_t i = 0; i < sizeof codes / sizeof codes[0]; i++)
-                known = known || strcmp(out->code, codes[i]) == 0;
-            if (!known)
-                return false;
-            if (field(seg, segend, sep, 2, &fs, &fe)) {
-                if ((size_t)(fe - fs) >= sizeof out->control_id)
-                    return false;
-                memcpy(out->control_id, fs, (size_t)(fe - fs));
-            }
-            return true;
-        }
-        seg = segend + 1;
+    size_t pos = 0;
+    hl7v2_span_t seg;
+    /* Segments end with CR; some senders end them with CR LF or LF (hl7v2_next_segment). */
+    while (hl7v2_next_segment(msg, len, &pos, &seg)) {
+        if (seg.n < 4 || !hl7v2_span_is(hl7v2_piece(seg, sep, 0), "MSA"))
+            continue;
+        hl7v2_span_t code = hl7v2_piece(seg, sep, 1), id = hl7v2_piece(seg, sep, 2);
+        if (code.n != 2)
+            return false;
+        memcpy(out->code, code.p, 2);
+        static const char *const codes[] = {"AA", "AE", "AR", "CA", "CE", "CR"};
+        bool known = false;
+        for (size_t i = 0; i < sizeof codes / sizeof codes[0]; i++)
+            known = known || strcmp(out->code, codes[i]) == 0;
+        if (!known)
+            return false;
+        /* MSA-2 is compared with the control id as it was sent, escapes and all. */
+        if (id.n >= sizeof out->control_id)
+            return false;
+        memcpy(out->control_id, id.p, id.n);
+        return true;
     }
     return false;
 }

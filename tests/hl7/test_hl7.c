@@ -181,6 +181,10 @@ Test(hl7, acknowledgements)
     cr_assert(hl7_parse_ack(ae, strlen(ae), &a), "another separator, CR LF");
     cr_expect_str_eq(a.code, "AE");
     cr_expect_not(hl7_ack_accepts(a.code));
+    const char lf[] = "MSH|^~\\&|PEER\nMSA|CA|oxi-7-1f-42\n";
+    cr_assert(hl7_parse_ack(lf, strlen(lf), &a), "LF line ends");
+    cr_expect_str_eq(a.code, "CA");
+    cr_expect_str_eq(a.control_id, "oxi-7-1f-42");
     const char *bad[] = {"MSH|^~\\&|X\rMSA|ZZ|1", "MSH|^~\\&|X\rMSA|A", "MSH|^~\\&|X\rERR|1",
                          "MSA|AA|1", ""};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
