@@ -365,6 +365,61 @@ Test(bridge, journal_settles_the_item_in_doubt_from_the_queue)
     journal_close(&j);
 }
 
+/* An ORU^R01 with @p n SpO2 OBX, control id @p id. */
+static void oru(char *out, size_t size, const char *id, int n)
+{
+    int at = snprintf(out, size,
+                      "MSH|^~\\&|MON^ACME|ICU4|||20261205120000+0000||ORU^R01^ORU_R01|%s|P|2.6\r"
+                      "OBR|1|%s|%s|182777000^monitoring of patient^SNOMED-CT\r",
+                      id, id, id);
+    for (int i = 1; i <= n; i++)
+        at += snprintf(out + at, size - (size_t)at,
+                       "OBX|%d|NM|150456^MDC_PULS_OXIM_SAT_O2^MDC|1.1.1.%d|9%d|%%^%%^UCUM|||||F|||"
+                       "20261205120%03d+0000||||MON-9^ACME\r",
+                       i, i, i, i);
+    cr_assert((size_t)at < size);
+}
+
+/* A message that does not fit whole in the queue is answered AE and queues nothing, while one
+ * that fits still goes in: custody never evicts what was acknowledged. */
+Test(bridge, a_full_queue_answers_ae_and_evicts_nothing)
+{
+    rig_t r;
+    rig_init(&r);
+    gateway_start(&r); /* for its address: it is stopped while the queue fills */
+    cr_assert_eq(mwt_proc_stop(&r.gw, SIGTERM), 0);
+    int master = -1, slave = -1;
+    char name[128];
+    struct termios raw;
+    memset(&raw, 0, sizeof raw);
+    cfmakeraw(&raw);
+    cr_assert_eq(openpty(&master, &slave, name, &raw, NULL), 0);
+    const char *more[] = {"--queue-capacity", "3", NULL};
+    bridge_start(&r, name, more);
+    char msg[2048], ack[4096];
+    oru(msg, sizeof msg, "F1", 2);
+    serial_exchange(master, msg, ack, sizeof ack);
+    cr_expect(strstr(ack, "MSA|AA|F1"), "%s", ack);
+    oru(msg, sizeof msg, "F2", 2);
+    serial_exchange(master, msg, ack, sizeof ack);
+    cr_expect(strstr(ack, "MSA|AE|F2") && strstr(ack, "207^") && strstr(ack, "queue is full"),
+              "%s", ack);
+    oru(msg, sizeof msg, "F3", 1);
+    serial_exchange(master, msg, ack, sizeof ack);
+    cr_expect(strstr(ack, "MSA|AA|F3"), "%s", ack);
+    gateway_start(&r);
+    wait_delivered(&r, 3, 30000);
+    mwt_sleep_ms(500);
+    cr_expect_eq(delivered(&r), 3, "F1's two results and F3's one, nothing of F2");
+    const char *gap[] = {"\"type\":\"gap\"", NULL};
+    cr_expect_eq(mwt_count_lines(r.out, gap), 0, "nothing evicted");
+    stop_all(&r);
+    const char *full[] = {"\"event\":\"hl7_refused\"", "queue is full", NULL};
+    cr_expect_eq(mwt_count_lines(r.b_audit, full), 1);
+    close(master);
+    close(slave);
+}
+
 /* The journal: how much of a sender's last message is queued, across a restart. */
 Test(bridge, journal_remembers_each_senders_last_message)
 {
