@@ -41,7 +41,7 @@ uint64_t journal_key(const char *const *parts, size_t n)
     uint64_t h = FNV_BASIS;
     for (size_t i = 0; i < n; i++)
         h = fnv1a(h, parts[i], strlen(parts[i]) + 1); /* the NUL keeps "ab","c" from "a","bc" */
-    return h == 0 ? 1 : h;                             /* 0 marks a free slot */
+    return h == 0 ? 1 : h;                            /* 0 marks a free slot */
 }
 
 static void put64(uint8_t *p, uint64_t v)

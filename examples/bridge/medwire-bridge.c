@@ -93,17 +93,6 @@ static int usage_error(const char *what, const char *arg)
     return 2;
 }
 
-static int parse_num(const char *s, unsigned long max, unsigned long *out)
-{
-    char *end = NULL;
-    errno = 0;
-    unsigned long v = strtoul(s, &end, 10);
-    if (errno || end == s || *end || s[0] == '-' || v > max)
-        return -1;
-    *out = v;
-    return 0;
-}
-
 static uint64_t wall_ms(void)
 {
     struct timespec ts;
@@ -118,8 +107,12 @@ static FILE *audit_out;
 static void audit(const char *event, const char *peer, const char *source, mw_err err,
                   const char *reason)
 {
-    mw_audit_event_t ev = {.event = event, .peer = peer ? peer : "", .device = source ? source : "",
-                           .err = err, .foreign = 0, .reason = reason ? reason : ""};
+    mw_audit_event_t ev = {.event = event,
+                           .peer = peer ? peer : "",
+                           .device = source ? source : "",
+                           .err = err,
+                           .foreign = 0,
+                           .reason = reason ? reason : ""};
     char line[1024];
     size_t len = 0;
     if (mw_audit_to_json(&ev, line, sizeof line, &len) != MW_OK)
@@ -177,7 +170,7 @@ static int parse_allow(const char *s, allow_t *out)
     }
     if (slash) {
         unsigned long b;
-        if (parse_num(slash + 1, out->bits, &b) != 0)
+        if (!cmdline_num(slash + 1, 0, out->bits, &b))
             return -1;
         out->bits = (unsigned)b;
     }
@@ -257,8 +250,8 @@ typedef struct bridge {
     journal_t *journal;
     conn_t conns[MAX_CONNECTIONS + 1]; /* the serial line is one more */
     size_t max_message;
-    uint64_t frames, accepted, duplicates, items, rejected_ae, rejected_ar, too_large,
-        queue_full, refused_connections;
+    uint64_t frames, accepted, duplicates, items, rejected_ae, rejected_ar, too_large, queue_full,
+        refused_connections;
     bool failed; /* the queue failed: stop and let the supervisor restart the bridge */
 } bridge_t;
 
@@ -326,8 +319,7 @@ static void refuse(bridge_t *b, conn_t *c, const char *msg, size_t len, const hl
         close_conn(c);
 }
 
-static mw_err queue_item(bridge_t *b, const hl7v2_item_t *it, const char *source,
-                         uint64_t *out_seq)
+static mw_err queue_item(bridge_t *b, const hl7v2_item_t *it, const char *source, uint64_t *out_seq)
 {
     if (it->kind == HL7V2_ALARM) {
         mw_alarm_t al = it->u.alarm;
@@ -374,8 +366,8 @@ static void on_message(bridge_t *b, conn_t *c, const char *msg, size_t len)
     }
     mw_client_stats_t st;
     mw_client_stats(b->client, &st);
-    uint64_t room = st.queue_capacity > st.messages_pending ? st.queue_capacity - st.messages_pending
-                                                            : 0;
+    uint64_t room =
+        st.queue_capacity > st.messages_pending ? st.queue_capacity - st.messages_pending : 0;
     if (room < n - done) {
         /* Queuing part of it would leave the device believing nothing arrived; the SDK would
          * also evict older results to make room, which custody forbids. */
@@ -513,8 +505,9 @@ static void on_accept(bridge_t *b, int lfd, const allow_t *allow, size_t n_allow
     if (!allowed(allow, n_allow, loopback_only, &ss)) {
         b->refused_connections++;
         audit("mllp_connection_refused", peer, "", MW_EADDR,
-              n_allow ? "the address is not in --allow" : "only loopback peers are allowed "
-                                                          "without --allow");
+              n_allow ? "the address is not in --allow"
+                      : "only loopback peers are allowed "
+                        "without --allow");
         close(fd);
         return;
     }
@@ -583,16 +576,26 @@ static int listen_on(const char *hostport, uint16_t *out_port, bool *out_loopbac
 static speed_t baud_of(unsigned long baud)
 {
     switch (baud) {
-    case 1200: return B1200;
-    case 2400: return B2400;
-    case 4800: return B4800;
-    case 9600: return B9600;
-    case 19200: return B19200;
-    case 38400: return B38400;
-    case 57600: return B57600;
-    case 115200: return B115200;
-    case 230400: return B230400;
-    default: return 0;
+    case 1200:
+        return B1200;
+    case 2400:
+        return B2400;
+    case 4800:
+        return B4800;
+    case 9600:
+        return B9600;
+    case 19200:
+        return B19200;
+    case 38400:
+        return B38400;
+    case 57600:
+        return B57600;
+    case 115200:
+        return B115200;
+    case 230400:
+        return B230400;
+    default:
+        return 0;
     }
 }
 
@@ -605,8 +608,7 @@ static int open_serial(const char *path, speed_t speed)
     }
     struct termios t;
     if (tcgetattr(fd, &t) != 0) {
-        fprintf(stderr, PROG ": --serial %s is not a terminal device: %s\n", path,
-                strerror(errno));
+        fprintf(stderr, PROG ": --serial %s is not a terminal device: %s\n", path, strerror(errno));
         close(fd);
         return -1;
     }
@@ -624,32 +626,15 @@ static int open_serial(const char *path, speed_t speed)
     return fd;
 }
 
-static int write_port_file(const char *path, uint16_t port)
-{
-    char tmp[4096];
-    if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp)
-        return -1;
-    FILE *f = fopen(tmp, "w");
-    if (f == NULL)
-        return -1;
-    int ok = fprintf(f, "%u\n", port) > 0;
-    ok = (fclose(f) == 0) && ok;
-    if (!ok || rename(tmp, path) != 0) {
-        unlink(tmp);
-        return -1;
-    }
-    return 0;
-}
-
 static void summary(const bridge_t *b)
 {
     mw_client_stats_t st;
     mw_client_stats(b->client, &st);
     fprintf(stderr,
             PROG ": %llu HL7 messages: %llu accepted (%llu results queued), %llu repeats "
-            "acknowledged again, %llu answered AE (%llu with a full queue), %llu AR (%llu too "
-            "long); %llu connections refused; %llu results acknowledged by the gateway, %llu "
-            "waiting\n",
+                 "acknowledged again, %llu answered AE (%llu with a full queue), %llu AR (%llu too "
+                 "long); %llu connections refused; %llu results acknowledged by the gateway, %llu "
+                 "waiting\n",
             (unsigned long long)b->frames, (unsigned long long)b->accepted,
             (unsigned long long)b->items, (unsigned long long)b->duplicates,
             (unsigned long long)b->rejected_ae, (unsigned long long)b->queue_full,
@@ -740,7 +725,7 @@ int main(int argc, char **argv)
         const char *v = argv[++i];
         if (slot)
             *slot = v;
-        else if (parse_num(v, max, num) != 0)
+        else if (!cmdline_num(v, 0, max, num))
             return usage_error("not a valid number for this option", a);
     }
     if (!gw || !gw_name)
@@ -851,14 +836,14 @@ int main(int argc, char **argv)
         if (lfd < 0)
             goto out;
         if (!loopback_listener && n_allow == 0) {
-            fprintf(stderr, PROG ": --listen-mllp %s is not a loopback address: say which "
-                            "legacy devices may connect with --allow ADDR[/BITS]\n",
+            fprintf(stderr,
+                    PROG ": --listen-mllp %s is not a loopback address: say which "
+                         "legacy devices may connect with --allow ADDR[/BITS]\n",
                     listen_addr);
             goto out;
         }
-        if (port_file && write_port_file(port_file, port) != 0) {
-            fprintf(stderr, PROG ": cannot write --port-file %s: %s\n", port_file,
-                    strerror(errno));
+        if (port_file && cmdline_write_port_file(port_file, port) != 0) {
+            fprintf(stderr, PROG ": cannot write --port-file %s: %s\n", port_file, strerror(errno));
             goto out;
         }
     } else {
@@ -916,7 +901,7 @@ int main(int argc, char **argv)
     }
     if (b.failed)
         fprintf(stderr, PROG ": stopping: the queue failed; what was acknowledged is in it; "
-                        "restart the bridge once the disk is sound\n");
+                             "restart the bridge once the disk is sound\n");
     else if (stop)
         rc = 0;
     if (!quiet)

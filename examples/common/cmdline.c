@@ -2,8 +2,11 @@
 /* cmdline.c -- GNU "--opt=value" splitting and HOST:PORT syntax for the programs. */
 #include "cmdline.h"
 
+#include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 char **cmdline_split(int *argc, char **argv)
 {
@@ -54,4 +57,36 @@ bool cmdline_hostport(const char *s)
             return false;
     }
     return true;
+}
+
+bool cmdline_num(const char *s, unsigned long min, unsigned long max, unsigned long *out)
+{
+    char *end = NULL;
+    errno = 0;
+    unsigned long v = strtoul(s, &end, 10);
+    if (errno || end == s || *end || s[0] == '-' || v < min || v > max)
+        return false;
+    *out = v;
+    return true;
+}
+
+int cmdline_write_port_file(const char *path, unsigned port)
+{
+    char tmp[4096];
+    if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    FILE *f = fopen(tmp, "w");
+    if (f == NULL)
+        return -1;
+    int ok = fprintf(f, "%u\n", port) > 0;
+    ok = (fclose(f) == 0) && ok;
+    if (!ok || rename(tmp, path) != 0) {
+        int err = errno;
+        unlink(tmp);
+        errno = err;
+        return -1;
+    }
+    return 0;
 }

@@ -17,4 +17,11 @@ char **cmdline_split(int *argc, char **argv);
  *  so that a missing port is a usage error, while whether HOST resolves is the program's. */
 bool cmdline_hostport(const char *s);
 
+/** Reads @p s as a decimal number from @p min to @p max (no sign, nothing after it). */
+bool cmdline_num(const char *s, unsigned long min, unsigned long max, unsigned long *out);
+
+/** Writes @p port and a newline to @p path, through a temporary file renamed over it: a script
+ *  waiting for the file never reads half a port. Returns 0, or -1 with errno. */
+int cmdline_write_port_file(const char *path, unsigned port);
+
 #endif

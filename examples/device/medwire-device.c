@@ -100,17 +100,6 @@ static int usage_error(const char *what, const char *arg)
     return 2;
 }
 
-static int parse_num(const char *s, unsigned long max, unsigned long *out)
-{
-    char *end = NULL;
-    errno = 0;
-    unsigned long v = strtoul(s, &end, 10);
-    if (errno || end == s || *end || s[0] == '-' || v > max)
-        return -1;
-    *out = v;
-    return 0;
-}
-
 /* What a user should check, for the errors that a setting can cause. */
 static const char *hint(mw_err e)
 {
@@ -258,7 +247,7 @@ int main(int argc, char **argv)
         const char *v = argv[++i];
         if (slot)
             *slot = v;
-        else if (parse_num(v, max, num) != 0)
+        else if (!cmdline_num(v, 0, max, num))
             return usage_error("not a valid number for this option", a);
     }
     if (!gw || !gw_name)

@@ -572,18 +572,6 @@ static void warn_if_shared(const char *path, const char *option)
           "s:reason", why, GWLOG_END);
 }
 
-/* An unsigned number from @p min to @p max, the whole of @p s. */
-static bool parse_num(const char *s, unsigned long min, unsigned long max, unsigned long *out)
-{
-    char *end = NULL;
-    errno = 0;
-    unsigned long v = strtoul(s, &end, 10);
-    if (errno || end == s || *end || s[0] == '-' || v < min || v > max)
-        return false;
-    *out = v;
-    return true;
-}
-
 /* The deliveries as /metrics shows them. */
 struct hl7_view {
     const struct outputs *o;
@@ -683,24 +671,6 @@ static void report_fhir_parked(struct outputs *o, fhir_rest_t *sender)
 static uint64_t monotonic_ms(void)
 {
     return mw_clock_monotonic_us(NULL) / 1000u;
-}
-
-static int write_port_file(const char *path, uint16_t port)
-{
-    char tmp[4096];
-    if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp)
-        return -1;
-    FILE *f = fopen(tmp, "w");
-    if (f == NULL)
-        return -1;
-    int ok = fprintf(f, "%u\n", port) > 0;
-    ok = (fclose(f) == 0) && ok;
-    /* rename makes the file appear whole: a reader never sees half a port */
-    if (!ok || rename(tmp, path) != 0) {
-        unlink(tmp);
-        return -1;
-    }
-    return 0;
 }
 
 int main(int argc, char **argv)
@@ -865,7 +835,7 @@ int main(int argc, char **argv)
         const char *v = argv[++i];
         if (slot)
             *slot = v;
-        else if (!parse_num(v, min, max, num))
+        else if (!cmdline_num(v, min, max, num))
             return usage_error(range, v);
     }
     if (!listen)
@@ -1057,7 +1027,7 @@ int main(int argc, char **argv)
         const char *bf = getenv("MW_FHIR_BACKOFF_MS");
         if (bf) {
             unsigned long ms = 0;
-            if (parse_num(bf, 1, 60000, &ms))
+            if (cmdline_num(bf, 1, 60000, &ms))
                 fc.backoff_first_ms = fc.backoff_max_ms = (uint32_t)ms;
         }
         fsender = fhir_rest_start(&fc, o.fhir_lane, why, sizeof why);
@@ -1106,7 +1076,7 @@ int main(int argc, char **argv)
         snprintf(metrics_text, sizeof metrics_text, "%u", (unsigned)metrics_port(metrics));
         if (o.ob)
             metrics_set_hl7(metrics, hl7_metrics, &hv);
-        if (metrics_port_file && write_port_file(metrics_port_file, metrics_port(metrics)) != 0) {
+        if (metrics_port_file && cmdline_write_port_file(metrics_port_file, metrics_port(metrics)) != 0) {
             gwlog(GWLOG_ERROR, "cannot_start", "s:file", metrics_port_file, "s:reason",
                   "cannot write the metrics port file", "s:error", strerror(errno), GWLOG_END);
             metrics_stop(&metrics);
@@ -1129,7 +1099,7 @@ int main(int argc, char **argv)
 
     /* The port file says "ready": written last, once the control socket and the metrics
      * exist, so that whoever waits for it can use all three. */
-    if (have_local && port_file && write_port_file(port_file, mw_addr_port(&local)) != 0) {
+    if (have_local && port_file && cmdline_write_port_file(port_file, mw_addr_port(&local)) != 0) {
         gwlog(GWLOG_ERROR, "cannot_start", "s:file", port_file, "s:reason",
               "cannot write the port file", "s:error", strerror(errno), GWLOG_END);
         control_close(&ctl);

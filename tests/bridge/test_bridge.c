@@ -218,8 +218,8 @@ Test(bridge, bad_messages_get_ae_or_ar_and_change_nothing_else)
         if (want[i].err3[0]) {
             char err3[64];
             snprintf(err3, sizeof err3, "\"err3\": \"%s^", want[i].err3);
-            cr_expect(strstr(line, err3), "%s: ERR-3 should be %s: %s", want[i].name,
-                      want[i].err3, line);
+            cr_expect(strstr(line, err3), "%s: ERR-3 should be %s: %s", want[i].name, want[i].err3,
+                      line);
         }
         free(line);
     }
@@ -231,8 +231,9 @@ Test(bridge, bad_messages_get_ae_or_ar_and_change_nothing_else)
     const char *pr[] = {"\"mdc_code\":149530", "\"mantissa\":72", "\"unit\":\"/min\"", NULL};
     cr_expect_eq(mwt_count_lines(r.out, spo2), 1);
     cr_expect_eq(mwt_count_lines(r.out, pr), 1);
-    const char *alarm[] = {"\"type\":\"alarm\"", "\"mdc_code\":196670", "\"alarm_priority\":\"high\"",
-                           "\"state\":\"active\"", "\"source\":\"BED7-MON\"", NULL};
+    const char *alarm[] = {"\"type\":\"alarm\"",          "\"mdc_code\":196670",
+                           "\"alarm_priority\":\"high\"", "\"state\":\"active\"",
+                           "\"source\":\"BED7-MON\"",     NULL};
     wait_delivered_alarm(&r, 20000);
     cr_expect_eq(mwt_count_lines(r.out, alarm), 1, "the alarm, high priority, from the monitor");
     /* Every refusal is in the audit trail. */
@@ -262,11 +263,24 @@ Test(bridge, only_allowed_peers_connect)
 
     char err[400];
     in_dir(err, sizeof err, r.dir, "wide.err");
-    const char *wide[] = {mwt_bin("medwire-bridge"), "--gateway", r.gw_addr, "--gateway-name",
-                          "gateway", "--ca", mwt_pki_ca(&r.pki), "--cert",
-                          mwt_pki_crt(&r.pki, "dev-1"), "--key", mwt_pki_key(&r.pki, "dev-1"),
-                          "--queue", r.qfile, "--queue-key", r.qkey, "--listen-mllp",
-                          "0.0.0.0:0", NULL};
+    const char *wide[] = {mwt_bin("medwire-bridge"),
+                          "--gateway",
+                          r.gw_addr,
+                          "--gateway-name",
+                          "gateway",
+                          "--ca",
+                          mwt_pki_ca(&r.pki),
+                          "--cert",
+                          mwt_pki_crt(&r.pki, "dev-1"),
+                          "--key",
+                          mwt_pki_key(&r.pki, "dev-1"),
+                          "--queue",
+                          r.qfile,
+                          "--queue-key",
+                          r.qkey,
+                          "--listen-mllp",
+                          "0.0.0.0:0",
+                          NULL};
     cr_expect_eq(mwt_run(wide, NULL, err, 20000), 1);
     char *text = mwt_read_file(err);
     cr_expect(text && strstr(text, "--allow"), "%s", text ? text : "");
@@ -324,8 +338,8 @@ Test(bridge, serial_line_through_a_pty)
     serial_exchange(master, msg, ack, sizeof ack);
     cr_expect(strstr(ack, "MSA|AA|S1"), "%s", ack);
     wait_delivered(&r, 1, 20000);
-    const char *pump[] = {"\"mdc_code\":157784", "\"mantissa\":125", "\"exponent\":-1",
-                          "\"unit\":\"mL/h\"", "\"source\":\"PUMP-3\"", NULL};
+    const char *pump[] = {"\"mdc_code\":157784", "\"mantissa\":125",      "\"exponent\":-1",
+                          "\"unit\":\"mL/h\"",   "\"source\":\"PUMP-3\"", NULL};
     cr_expect_eq(mwt_count_lines(r.out, pump), 1);
     stop_all(&r);
     close(master);
@@ -402,8 +416,8 @@ Test(bridge, a_full_queue_answers_ae_and_evicts_nothing)
     cr_expect(strstr(ack, "MSA|AA|F1"), "%s", ack);
     oru(msg, sizeof msg, "F2", 2);
     serial_exchange(master, msg, ack, sizeof ack);
-    cr_expect(strstr(ack, "MSA|AE|F2") && strstr(ack, "207^") && strstr(ack, "queue is full"),
-              "%s", ack);
+    cr_expect(strstr(ack, "MSA|AE|F2") && strstr(ack, "207^") && strstr(ack, "queue is full"), "%s",
+              ack);
     oru(msg, sizeof msg, "F3", 1);
     serial_exchange(master, msg, ack, sizeof ack);
     cr_expect(strstr(ack, "MSA|AA|F3"), "%s", ack);
@@ -512,8 +526,8 @@ Test(bridge, every_obx_arrives_once_through_outages)
     in_dir(progress, sizeof progress, r.dir, "progress");
     in_dir(sim_log, sizeof sim_log, r.dir, "legacy.log");
     mwt_proc sim;
-    const char *argv[] = {python(),     script(), "stream", "127.0.0.1", port_of(&r), "500",
-                          expected, progress, NULL};
+    const char *argv[] = {python(), script(), "stream", "127.0.0.1", port_of(&r),
+                          "500",    expected, progress, NULL};
     cr_assert(mwt_proc_start(&sim, argv, sim_log, sim_log));
 
     cr_assert(wait_progress(progress, 100, 60000), "the monitor's first 100 messages");
