@@ -932,13 +932,7 @@ int hl7v2_parse_oru(const char *msg, size_t len, hl7v2_oru_t *out, hl7v2_error_t
 #define ACK_COPY_ID   (5u * HL7V2_ID_MAX)
 #define ACK_COPY_TEXT (5u * 159u)
 
-typedef struct writer {
-    char *p;
-    size_t n, cap;
-    bool over;
-} writer;
-
-static void put_n(writer *w, const char *s, size_t n)
+void hl7v2_put_n(hl7v2_writer_t *w, const char *s, size_t n)
 {
     if (w->over || n >= w->cap - w->n) {
         w->over = true;
@@ -949,15 +943,14 @@ static void put_n(writer *w, const char *s, size_t n)
     w->p[w->n] = '\0';
 }
 
-static void put(writer *w, const char *s)
+void hl7v2_put(hl7v2_writer_t *w, const char *s)
 {
-    put_n(w, s, strlen(s));
+    hl7v2_put_n(w, s, strlen(s));
 }
 
-/* Text escaped with our delimiters |^~\&: the delimiters by name, control characters as hex.
- * At most @p max_out bytes are written, never half an escape: what is copied from the sender
- * is bounded, so that HL7V2_ACK_MAX always holds an acknowledgement. */
-static void put_text(writer *w, const char *s, size_t n, size_t max_out)
+/* What is copied from the sender is bounded (max_out), so that HL7V2_ACK_MAX always holds an
+ * acknowledgement. */
+void hl7v2_put_escaped(hl7v2_writer_t *w, const char *s, size_t n, size_t max_out)
 {
     size_t used = 0;
     for (size_t i = 0; i < n; i++) {
@@ -986,25 +979,25 @@ static void put_text(writer *w, const char *s, size_t n, size_t max_out)
         size_t k = strlen(t);
         if (used + k > max_out)
             return;
-        put_n(w, t, k);
+        hl7v2_put_n(w, t, k);
         used += k;
     }
 }
 
 /* A component of the original (its delimiters), unescaped and escaped again with ours; raw
  * bytes, escaped, when it does not unescape. At most @p max_out bytes written. */
-static void put_copied(writer *w, hl7v2_span_t s, const hl7v2_enc_t *enc, size_t max_out)
+static void put_copied(hl7v2_writer_t *w, hl7v2_span_t s, const hl7v2_enc_t *enc, size_t max_out)
 {
     char t[256];
     if (enc == NULL || !hl7v2_unescape(s, enc, t, sizeof t)) {
-        put_text(w, s.p, s.n, max_out);
+        hl7v2_put_escaped(w, s.p, s.n, max_out);
         return;
     }
-    put_text(w, t, strlen(t), max_out);
+    hl7v2_put_escaped(w, t, strlen(t), max_out);
 }
 
 /* A whole HD field (namespace^universal id^type) of the original, component by component. */
-static void put_hd(writer *w, hl7v2_span_t f, const hl7v2_enc_t *enc)
+static void put_hd(hl7v2_writer_t *w, hl7v2_span_t f, const hl7v2_enc_t *enc)
 {
     if (enc == NULL)
         return;
@@ -1014,12 +1007,12 @@ static void put_hd(writer *w, hl7v2_span_t f, const hl7v2_enc_t *enc)
         ncomp += first.p[i] == enc->comp;
     for (size_t k = 0; k < ncomp && k < 3; k++) {
         if (k > 0)
-            put(w, "^");
+            hl7v2_put(w, "^");
         put_copied(w, hl7v2_piece(first, enc->comp, k), enc, ACK_COPY_HD);
     }
 }
 
-static void put_dtm(writer *w, uint64_t ms)
+static void put_dtm(hl7v2_writer_t *w, uint64_t ms)
 {
     uint64_t secs = ms / 1000u, days = secs / 86400u, rem = secs % 86400u;
     /* Civil date from days since 1970 (proleptic Gregorian). */
@@ -1037,7 +1030,7 @@ static void put_dtm(writer *w, uint64_t ms)
     snprintf(t, sizeof t, "%04" PRId64 "%02u%02u%02u%02u%02u.%03u+0000", y, m, d,
              (unsigned)(rem / 3600u), (unsigned)(rem / 60u % 60u), (unsigned)(rem % 60u),
              (unsigned)(ms % 1000u));
-    put(w, t);
+    hl7v2_put(w, t);
 }
 
 /* Whether @p s is short and made of @p allowed characters only (a version, a trigger). */
@@ -1088,7 +1081,7 @@ size_t hl7v2_build_ack(const char *msg, size_t len, const char *ack_code, const 
 {
     if (out == NULL || cap == 0)
         return 0;
-    writer w = {out, 0, cap, false};
+    hl7v2_writer_t w = {out, 0, cap, false};
     out[0] = '\0';
     hl7v2_span_t msh = {NULL, 0};
     hl7v2_enc_t enc;
@@ -1101,70 +1094,70 @@ size_t hl7v2_build_ack(const char *msg, size_t len, const char *ack_code, const 
 #define ORIG_COMP(n, k)                                                                            \
     (e ? hl7v2_piece(hl7v2_piece(hl7v2_field(msh, e, (n)), e->rep, 0), e->comp, (k)) : none)
 
-    put(&w, "MSH|^~\\&|");
-    put_text(&w, app ? app : "", app ? strnlen(app, ACK_COPY_HD) : 0, ACK_COPY_HD);
-    put(&w, "|");
+    hl7v2_put(&w, "MSH|^~\\&|");
+    hl7v2_put_escaped(&w, app ? app : "", app ? strnlen(app, ACK_COPY_HD) : 0, ACK_COPY_HD);
+    hl7v2_put(&w, "|");
     put_hd(&w, ORIG(6), e); /* we answer as the facility it sent to */
-    put(&w, "|");
+    hl7v2_put(&w, "|");
     put_hd(&w, ORIG(3), e);
-    put(&w, "|");
+    hl7v2_put(&w, "|");
     put_hd(&w, ORIG(4), e);
-    put(&w, "|");
+    hl7v2_put(&w, "|");
     put_dtm(&w, now_ms);
-    put(&w, "||ACK^");
+    hl7v2_put(&w, "||ACK^");
     hl7v2_span_t trig = ORIG_COMP(9, 1);
     if (plain(trig, 3, false))
-        put_n(&w, trig.p, trig.n);
+        hl7v2_put_n(&w, trig.p, trig.n);
     else
-        put(&w, "R01");
-    put(&w, "^ACK|");
+        hl7v2_put(&w, "R01");
+    hl7v2_put(&w, "^ACK|");
     /* A new id: the time and a hash of what is acknowledged, so two answers never share one. */
     uint32_t h = 2166136261u;
     for (size_t i = 0; msg != NULL && i < len; i++)
         h = (h ^ (uint8_t)msg[i]) * 16777619u;
     char id[48];
     snprintf(id, sizeof id, "A%" PRIu64 "-%08" PRIx32, now_ms, h);
-    put(&w, id);
-    put(&w, "|");
+    hl7v2_put(&w, id);
+    hl7v2_put(&w, "|");
     hl7v2_span_t pid = ORIG_COMP(11, 0);
-    put(&w, hl7v2_span_is(pid, "T") ? "T" : hl7v2_span_is(pid, "D") ? "D" : "P");
-    put(&w, "|");
+    hl7v2_put(&w, hl7v2_span_is(pid, "T") ? "T" : hl7v2_span_is(pid, "D") ? "D" : "P");
+    hl7v2_put(&w, "|");
     hl7v2_span_t ver = ORIG_COMP(12, 0);
     bool old = false;
     if (plain(ver, 8, true)) {
-        put_n(&w, ver.p, ver.n);
+        hl7v2_put_n(&w, ver.p, ver.n);
         /* v2.3 and v2.4 receivers read the reason from MSA-3, not from ERR-8. */
         old = ver.n >= 3 && ver.p[0] == '2' && ver.p[1] == '.' && ver.p[2] >= '1' &&
               ver.p[2] <= '4' && (ver.n == 3 || ver.p[3] == '.');
     } else {
-        put(&w, "2.6");
+        hl7v2_put(&w, "2.6");
     }
-    put(&w, "\rMSA|");
-    put_text(&w, ack_code ? ack_code : "AR", ack_code ? strnlen(ack_code, 2) : 2, 2);
-    put(&w, "|");
+    hl7v2_put(&w, "\rMSA|");
+    hl7v2_put_escaped(&w, ack_code ? ack_code : "AR", ack_code ? strnlen(ack_code, 2) : 2, 2);
+    hl7v2_put(&w, "|");
     put_copied(&w, ORIG(10), e, ACK_COPY_ID);
     if (err != NULL && old) {
-        put(&w, "|");
-        put_text(&w, err->text, strnlen(err->text, sizeof err->text), ACK_COPY_TEXT);
+        hl7v2_put(&w, "|");
+        hl7v2_put_escaped(&w, err->text, strnlen(err->text, sizeof err->text), ACK_COPY_TEXT);
     }
-    put(&w, "\r");
+    hl7v2_put(&w, "\r");
     if (err != NULL) {
         /* ERR-2 is an ERL: segment^sequence^field, whose separators are ours. */
-        put(&w, "ERR||");
+        hl7v2_put(&w, "ERR||");
         const char *loc = err->location;
         for (size_t i = 0; i < sizeof err->location && loc[i]; i++) {
             if (loc[i] == '^')
-                put(&w, "^");
+                hl7v2_put(&w, "^");
             else
-                put_text(&w, &loc[i], 1, 5);
+                hl7v2_put_escaped(&w, &loc[i], 1, 5);
         }
         char code[16];
         snprintf(code, sizeof code, "|%u^", err->err_code);
-        put(&w, code);
-        put(&w, table_0357(err->err_code));
-        put(&w, "^HL70357|E||||");
-        put_text(&w, err->text, strnlen(err->text, sizeof err->text), ACK_COPY_TEXT);
-        put(&w, "\r");
+        hl7v2_put(&w, code);
+        hl7v2_put(&w, table_0357(err->err_code));
+        hl7v2_put(&w, "^HL70357|E||||");
+        hl7v2_put_escaped(&w, err->text, strnlen(err->text, sizeof err->text), ACK_COPY_TEXT);
+        hl7v2_put(&w, "\r");
     }
 #undef ORIG
 #undef ORIG_COMP

@@ -69,6 +69,26 @@ size_t hl7v2_deframer_feed(hl7v2_deframer_t *d, const uint8_t *in, size_t n, hl7
  *  @p cap is too small. */
 size_t hl7v2_frame(const char *msg, size_t len, uint8_t *out, size_t cap);
 
+/* ---- Writing ---- */
+
+/** A bounded output buffer: once something does not fit, @c over is set and nothing more is
+ *  written; what was written stays NUL-terminated. */
+typedef struct hl7v2_writer {
+    char *p;
+    size_t n, cap;
+    bool over;
+} hl7v2_writer_t;
+
+void hl7v2_put_n(hl7v2_writer_t *w, const char *s, size_t n);
+void hl7v2_put(hl7v2_writer_t *w, const char *s);
+
+/**
+ * Writes @p n bytes of text escaped with the delimiters |^~\& (2.7.4): each delimiter by name,
+ * control characters (a carriage return would end the segment) as hexadecimal data. At most
+ * @p max_out bytes are written, never half an escape.
+ */
+void hl7v2_put_escaped(hl7v2_writer_t *w, const char *s, size_t n, size_t max_out);
+
 /* ---- Segments and fields ---- */
 
 /** A run of bytes inside a message (not NUL-terminated). */

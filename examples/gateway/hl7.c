@@ -3,6 +3,7 @@
  * Communication), alarms as ORU^R40 per IHE PCD-04 (Alert Communication Management), and the
  * acknowledgement a receiver answers over MLLP. */
 #include <inttypes.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -25,64 +26,14 @@
 /* MSH-3 and the namespace of OBX-18's device identifiers. */
 #define SENDER "MEDWIRE"
 
-typedef struct writer {
-    char *p;
-    size_t n, cap;
-    bool over;
-} writer;
-
-static void put_n(writer *w, const char *s, size_t n)
+/* Text from a device, escaped as HL7 v2 says (2.7.4). */
+static void put_text(hl7v2_writer_t *w, const char *s, size_t max)
 {
-    if (w->over || n >= w->cap - w->n) {
-        w->over = true;
-        return;
-    }
-    memcpy(w->p + w->n, s, n);
-    w->n += n;
-    w->p[w->n] = '\0';
-}
-
-static void put(writer *w, const char *s)
-{
-    put_n(w, s, strlen(s));
-}
-
-/* Text from a device, as HL7 v2 escapes it (2.7.4): the five delimiters by name, and control
- * characters (a carriage return would end the segment) as hexadecimal data. */
-static void put_text(writer *w, const char *s, size_t max)
-{
-    for (size_t i = 0; i < max && s[i]; i++) {
-        unsigned char c = (unsigned char)s[i];
-        switch (c) {
-        case '|':
-            put(w, "\\F\\");
-            break;
-        case '^':
-            put(w, "\\S\\");
-            break;
-        case '~':
-            put(w, "\\R\\");
-            break;
-        case '\\':
-            put(w, "\\E\\");
-            break;
-        case '&':
-            put(w, "\\T\\");
-            break;
-        default:
-            if (c < 0x20 || c == 0x7f) {
-                char hex[8];
-                snprintf(hex, sizeof hex, "\\X%02X\\", c);
-                put(w, hex);
-            } else {
-                put_n(w, (const char *)&c, 1);
-            }
-        }
-    }
+    hl7v2_put_escaped(w, s, strnlen(s, max), SIZE_MAX);
 }
 
 /* HL7 DTM to the millisecond, in UTC: YYYYMMDDHHMMSS.SSS+0000. */
-static void put_time(writer *w, uint64_t unix_ms)
+static void put_time(hl7v2_writer_t *w, uint64_t unix_ms)
 {
     time_t t = (time_t)(unix_ms / 1000u);
     struct tm tm;
@@ -94,49 +45,49 @@ static void put_time(writer *w, uint64_t unix_ms)
     snprintf(dtm, sizeof dtm, "%04d%02d%02d%02d%02d%02d.%03u+0000", tm.tm_year + 1900,
              tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
              (unsigned)(unix_ms % 1000u));
-    put(w, dtm);
+    hl7v2_put(w, dtm);
 }
 
 /* mantissa x 10^exponent as an exact decimal (HL7 NM): no floating point on the way. */
-static void put_decimal(writer *w, int64_t mantissa, int32_t exponent)
+static void put_decimal(hl7v2_writer_t *w, int64_t mantissa, int32_t exponent)
 {
     char digits[24];
     uint64_t mag = mantissa < 0 ? (uint64_t)0 - (uint64_t)mantissa : (uint64_t)mantissa;
     int nd = snprintf(digits, sizeof digits, "%" PRIu64, mag);
     if (mantissa < 0)
-        put(w, "-");
+        hl7v2_put(w, "-");
     if (mag == 0) {
-        put(w, "0");
+        hl7v2_put(w, "0");
         return;
     }
     if (exponent >= 0) {
-        put(w, digits);
+        hl7v2_put(w, digits);
         for (int32_t i = 0; i < exponent && !w->over; i++)
-            put(w, "0");
+            hl7v2_put(w, "0");
         return;
     }
     int64_t point = (int64_t)nd + exponent; /* digits before the decimal point */
     if (point > 0) {
-        put_n(w, digits, (size_t)point);
-        put(w, ".");
-        put(w, digits + point);
+        hl7v2_put_n(w, digits, (size_t)point);
+        hl7v2_put(w, ".");
+        hl7v2_put(w, digits + point);
     } else {
-        put(w, "0.");
+        hl7v2_put(w, "0.");
         for (int64_t i = 0; i < -point && !w->over; i++)
-            put(w, "0");
-        put(w, digits);
+            hl7v2_put(w, "0");
+        hl7v2_put(w, digits);
     }
 }
 
 /* A CWE of the MDC coding system: the code, its reference id from the shared table
  * (include/medwire/terms.h), or the code alone for a term medwire does not know. */
-static void put_mdc(writer *w, uint32_t code)
+static void put_mdc(hl7v2_writer_t *w, uint32_t code)
 {
     const mw_term_t *term = mw_term_find(code);
     const char *refid = term ? term->ref_id : "";
     char t[96];
     snprintf(t, sizeof t, "%" PRIu32 "^%s^MDC", code, refid);
-    put(w, t);
+    hl7v2_put(w, t);
 }
 
 bool hl7_has_form(const mw_message_t *m)
@@ -162,7 +113,7 @@ static bool is_alert(const mw_message_t *m)
 
 void hl7_control_id(const mw_message_t *m, char *out, size_t out_size)
 {
-    writer w = {out, 0, out_size, false};
+    hl7v2_writer_t w = {out, 0, out_size, false};
     if (out_size == 0)
         return;
     out[0] = '\0';
@@ -175,7 +126,7 @@ void hl7_control_id(const mw_message_t *m, char *out, size_t out_size)
     } else {
         snprintf(t, sizeof t, "-%" PRIx64 "-%" PRIu64, m->space, m->seq);
     }
-    put(&w, t);
+    hl7v2_put(&w, t);
     if (w.over)
         out[0] = '\0';
 }
@@ -195,20 +146,20 @@ static uint64_t observed_ms(const mw_message_t *m)
  * device the reading came from, as that device gave it. The first stays the medwire device so
  * that a receiver binding readings to a patient through it keeps working; PCD-01 puts the
  * originating device in OBX-18. The source is escaped whole: one identifier, one component. */
-static void put_equipment(writer *w, const mw_message_t *m)
+static void put_equipment(hl7v2_writer_t *w, const mw_message_t *m)
 {
     const char *source = m->type == MW_MSG_OBSERVATION ? m->u.observation.source
                          : m->type == MW_MSG_ALARM     ? m->u.alarm.source
                                                        : "";
     put_text(w, m->device_id, sizeof m->device_id);
-    put(w, "^" SENDER);
+    hl7v2_put(w, "^" SENDER);
     if (source[0] != '\0') {
-        put(w, "~");
+        hl7v2_put(w, "~");
         put_text(w, source, MW_SOURCE_MAX + 1);
     }
 }
 
-static void put_obx(writer *w, const mw_message_t *m, uint64_t when)
+static void put_obx(hl7v2_writer_t *w, const mw_message_t *m, uint64_t when)
 {
     const mw_observation_t *o = &m->u.observation;
     /* A reading the device itself calls invalid or unavailable has no value: OBX-11 X,
@@ -216,22 +167,22 @@ static void put_obx(writer *w, const mw_message_t *m, uint64_t when)
     bool none = o->status == MW_MEAS_INVALID || o->status == MW_MEAS_UNAVAILABLE;
     /* OBX-4 is the reading's place in the device's containment tree, MDS.VMD.CHAN.METRIC:
      * a medwire message carries one metric of one channel. */
-    put(w, "OBX|1|NM|");
+    hl7v2_put(w, "OBX|1|NM|");
     put_mdc(w, o->mdc_code);
-    put(w, "|1.1.1.1|");
+    hl7v2_put(w, "|1.1.1.1|");
     if (!none)
         put_decimal(w, o->mantissa, o->exponent);
-    put(w, "|");
+    hl7v2_put(w, "|");
     put_text(w, o->unit, sizeof o->unit);
-    put(w, "^");
+    hl7v2_put(w, "^");
     put_text(w, o->unit, sizeof o->unit);
-    put(w, "^UCUM|||||");
-    put(w, none ? "X" : "R");
-    put(w, "|||");
+    hl7v2_put(w, "^UCUM|||||");
+    hl7v2_put(w, none ? "X" : "R");
+    hl7v2_put(w, "|||");
     put_time(w, when);
-    put(w, "||||");
+    hl7v2_put(w, "||||");
     put_equipment(w, m);
-    put(w, "\r");
+    hl7v2_put(w, "\r");
 }
 
 /* One PCD-04 report (IHE PCD TF-2, Alert Communication Management): one OBX per facet of the
@@ -239,7 +190,7 @@ static void put_obx(writer *w, const mw_message_t *m, uint64_t when)
  * .1 the event (@p event, a CWE, with @p text in OBX-5), .3 the event phase, .4 the alarm
  * state (@p state, an mw_alarm_state), .6 the priority (an mw_alarm_priority), .7 the alert
  * type (SP physiological, ST technical). */
-static void put_alert_obx(writer *w, const mw_message_t *m, uint64_t when, const char *event,
+static void put_alert_obx(hl7v2_writer_t *w, const mw_message_t *m, uint64_t when, const char *event,
                           const char *text, size_t text_max, unsigned state, unsigned priority,
                           const char *type)
 {
@@ -249,34 +200,34 @@ static void put_alert_obx(writer *w, const mw_message_t *m, uint64_t when, const
     unsigned st = state < 4 ? state : 1u;
     unsigned pr = priority < 4 ? priority : 3u;
 
-    put(w, "OBX|1|ST|");
-    put(w, event);
-    put(w, "|1.1.1.1.1|");
+    hl7v2_put(w, "OBX|1|ST|");
+    hl7v2_put(w, event);
+    hl7v2_put(w, "|1.1.1.1.1|");
     put_text(w, text, text_max);
-    put(w, "||||||F|||");
+    hl7v2_put(w, "||||||F|||");
     put_time(w, when);
-    put(w, "||||");
+    hl7v2_put(w, "||||");
     put_equipment(w, m);
-    put(w, "\r");
-    put(w, "OBX|2|ST|68481^MDC_ATTR_EVENT_PHASE^MDC|1.1.1.1.3|");
-    put(w, PHASE[st]);
-    put(w, "||||||F\rOBX|3|ST|68482^MDC_ATTR_ALARM_STATE^MDC|1.1.1.1.4|");
-    put(w, STATE[st]);
-    put(w, "||||||F\rOBX|4|ST|68484^MDC_ATTR_ALARM_PRIORITY^MDC|1.1.1.1.6|");
-    put(w, PRIORITY[pr]);
-    put(w, "||||||F\rOBX|5|ST|68485^MDC_ATTR_ALERT_TYPE^MDC|1.1.1.1.7|");
-    put(w, type);
-    put(w, "||||||F\r");
+    hl7v2_put(w, "\r");
+    hl7v2_put(w, "OBX|2|ST|68481^MDC_ATTR_EVENT_PHASE^MDC|1.1.1.1.3|");
+    hl7v2_put(w, PHASE[st]);
+    hl7v2_put(w, "||||||F\rOBX|3|ST|68482^MDC_ATTR_ALARM_STATE^MDC|1.1.1.1.4|");
+    hl7v2_put(w, STATE[st]);
+    hl7v2_put(w, "||||||F\rOBX|4|ST|68484^MDC_ATTR_ALARM_PRIORITY^MDC|1.1.1.1.6|");
+    hl7v2_put(w, PRIORITY[pr]);
+    hl7v2_put(w, "||||||F\rOBX|5|ST|68485^MDC_ATTR_ALERT_TYPE^MDC|1.1.1.1.7|");
+    hl7v2_put(w, type);
+    hl7v2_put(w, "||||||F\r");
 }
 
 /* A device's alarm. medwire's alarms are conditions of a measured value (physiological); a
  * device's own technical alarms are not told apart on the wire yet. */
-static void put_alarm_obx(writer *w, const mw_message_t *m, uint64_t when)
+static void put_alarm_obx(hl7v2_writer_t *w, const mw_message_t *m, uint64_t when)
 {
     const mw_alarm_t *a = &m->u.alarm;
-    writer cw;
+    hl7v2_writer_t cw;
     char event[96];
-    cw = (writer){event, 0, sizeof event, false};
+    cw = (hl7v2_writer_t){event, 0, sizeof event, false};
     put_mdc(&cw, a->mdc_code);
     put_alert_obx(w, m, when, event, a->text, sizeof a->text, (unsigned)a->state,
                   (unsigned)a->priority, "SP");
@@ -285,7 +236,7 @@ static void put_alarm_obx(writer *w, const mw_message_t *m, uint64_t when)
 /* The gateway's communication-loss condition: a technical alarm of medium priority, active
  * while the device is silent and inactive when it is heard again. No MDC term for it could be
  * confirmed from here, so its code is medwire's own, in an HL7 local coding system (99...). */
-static void put_link_obx(writer *w, const mw_message_t *m, uint64_t when)
+static void put_link_obx(hl7v2_writer_t *w, const mw_message_t *m, uint64_t when)
 {
     char text[64];
     snprintf(text, sizeof text, "silent for %" PRIu64 " s", m->u.link.silent_ms / 1000u);
@@ -298,28 +249,28 @@ static void put_link_obx(writer *w, const mw_message_t *m, uint64_t when)
 /* A device's answer to a gateway command: not a measurement, but the interface engine is where
  * a hospital follows what became of an alarm acknowledgement or an interval change. One OBX at
  * the device level (1.0.0.0), OBX-5 "<status> (command <id>): <detail>". */
-static void put_command_obx(writer *w, const mw_message_t *m, uint64_t when)
+static void put_command_obx(hl7v2_writer_t *w, const mw_message_t *m, uint64_t when)
 {
     const mw_command_result_t *r = &m->u.command_result;
     const char *name = mw_command_status_name(r->status);
     char t[64];
     snprintf(t, sizeof t, "%s (command %" PRIu64 ")", name ? name : "unknown", r->command_id);
-    put(w, "OBX|1|ST|" COMMAND_RESULT "|1.0.0.0|");
-    put(w, t);
+    hl7v2_put(w, "OBX|1|ST|" COMMAND_RESULT "|1.0.0.0|");
+    hl7v2_put(w, t);
     if (r->detail[0] != '\0') {
-        put(w, ": ");
+        hl7v2_put(w, ": ");
         put_text(w, r->detail, sizeof r->detail);
     }
-    put(w, "||||||F|||");
+    hl7v2_put(w, "||||||F|||");
     put_time(w, when);
-    put(w, "||||");
+    hl7v2_put(w, "||||");
     put_equipment(w, m);
-    put(w, "\r");
+    hl7v2_put(w, "\r");
 }
 
 /* @p s (at most @p max bytes), components separated by '^', each escaped: the separators are
  * ours, whatever the values hold. */
-static void put_components(writer *w, const char *s, size_t max)
+static void put_components(hl7v2_writer_t *w, const char *s, size_t max)
 {
     size_t n = strnlen(s, max);
     const char *end = s + n;
@@ -329,7 +280,7 @@ static void put_components(writer *w, const char *s, size_t max)
         put_text(w, p, (size_t)(ce - p));
         if (hat == NULL)
             break;
-        put(w, "^");
+        hl7v2_put(w, "^");
         p = hat + 1;
     }
 }
@@ -345,23 +296,23 @@ static bool ascii(const char *s, size_t max)
 /* PID and PV1: the patient and bed of the device when it has an association. PID-3 is a CX
  * whose identifier type (CX.5) is MR, medical record number, with no assigning authority;
  * PV1-2 I (inpatient), PV1-3 the PL PointOfCare^Room^Bed. */
-static void put_patient(writer *w, const association_t *a)
+static void put_patient(hl7v2_writer_t *w, const association_t *a)
 {
     if (a == NULL) {
         /* The gateway does not know the patient: PID-3 and PID-5 stay empty, and the receiver
          * binds the readings to a patient through the device (OBX-18). PV1-2 U: patient class
          * unknown. */
-        put(w, "PID|||\r");
-        put(w, "PV1||U\r");
+        hl7v2_put(w, "PID|||\r");
+        hl7v2_put(w, "PV1||U\r");
         return;
     }
-    put(w, "PID|||");
+    hl7v2_put(w, "PID|||");
     put_text(w, a->patient_id, sizeof a->patient_id);
-    put(w, "^^^^MR||");
+    hl7v2_put(w, "^^^^MR||");
     put_components(w, a->patient_name, sizeof a->patient_name);
-    put(w, "\rPV1||I|");
+    hl7v2_put(w, "\rPV1||I|");
     put_components(w, a->location, sizeof a->location);
-    put(w, "\r");
+    hl7v2_put(w, "\r");
 }
 
 mw_err hl7_encode(const mw_message_t *m, const association_t *assoc, uint64_t now_ms, char *out,
@@ -378,26 +329,26 @@ mw_err hl7_encode(const mw_message_t *m, const association_t *assoc, uint64_t no
     if (ctrl[0] == '\0')
         return MW_EINVAL;
     uint64_t when = observed_ms(m);
-    writer w = {out, 0, out_size, false};
+    hl7v2_writer_t w = {out, 0, out_size, false};
     /* MSH-15 AL, MSH-16 NE: the receiver commits each message (an accept acknowledgement),
      * as PCD-01 asks. */
-    put(&w, "MSH|^~\\&|" SENDER "||||");
+    hl7v2_put(&w, "MSH|^~\\&|" SENDER "||||");
     put_time(&w, now_ms);
     bool alarm = is_alert(m);
-    put(&w, alarm ? "||ORU^R40^ORU_R40|" : "||ORU^R01^ORU_R01|");
-    put(&w, ctrl);
+    hl7v2_put(&w, alarm ? "||ORU^R40^ORU_R40|" : "||ORU^R01^ORU_R01|");
+    hl7v2_put(&w, ctrl);
     /* MSH-18: HL7's default character set is ASCII; a name or a bed beyond it is UTF-8. */
     bool utf8 = assoc && !(ascii(assoc->patient_id, sizeof assoc->patient_id) &&
                            ascii(assoc->patient_name, sizeof assoc->patient_name) &&
                            ascii(assoc->location, sizeof assoc->location));
-    put(&w, utf8 ? "|P|2.6|||AL|NE||UNICODE UTF-8|||" : "|P|2.6|||AL|NE|||||");
-    put(&w, alarm ? PCD04_PROFILE "\r" : PCD01_PROFILE "\r");
+    hl7v2_put(&w, utf8 ? "|P|2.6|||AL|NE||UNICODE UTF-8|||" : "|P|2.6|||AL|NE|||||");
+    hl7v2_put(&w, alarm ? PCD04_PROFILE "\r" : PCD01_PROFILE "\r");
     put_patient(&w, assoc);
-    put(&w, "OBR|1||");
-    put(&w, ctrl);
-    put(&w, alarm ? "^" SENDER "|" OBR_ALARM "|||" : "^" SENDER "|" OBR_SERVICE "|||");
+    hl7v2_put(&w, "OBR|1||");
+    hl7v2_put(&w, ctrl);
+    hl7v2_put(&w, alarm ? "^" SENDER "|" OBR_ALARM "|||" : "^" SENDER "|" OBR_SERVICE "|||");
     put_time(&w, when);
-    put(&w, "\r");
+    hl7v2_put(&w, "\r");
     if (m->type == MW_MSG_ALARM)
         put_alarm_obx(&w, m, when);
     else if (alarm)
@@ -480,7 +431,7 @@ size_t hl7_merge(const char *const *msgs, const size_t *lens, size_t n, char *ou
 {
     if (n == 0 || n > HL7_MERGE_MAX || cap == 0)
         return 0;
-    writer w = {out, 0, cap, false};
+    hl7v2_writer_t w = {out, 0, cap, false};
     out[0] = '\0';
     const char *obr0 = first_obr(msgs[0], lens[0]);
     const char *msh_end = memchr(msgs[0], '\r', lens[0]);
@@ -498,11 +449,11 @@ size_t hl7_merge(const char *const *msgs, const size_t *lens, size_t n, char *ou
     }
     if (f10_end == NULL)
         return 0;
-    put_n(&w, p, (size_t)(f10_end - p));
+    hl7v2_put_n(&w, p, (size_t)(f10_end - p));
     char t[16];
     snprintf(t, sizeof t, "+%zu", n);
-    put(&w, t);
-    put_n(&w, f10_end, (size_t)(obr0 - f10_end)); /* the rest of MSH, PID and PV1 */
+    hl7v2_put(&w, t);
+    hl7v2_put_n(&w, f10_end, (size_t)(obr0 - f10_end)); /* the rest of MSH, PID and PV1 */
     for (size_t i = 0; i < n; i++) {
         const char *obr = first_obr(msgs[i], lens[i]);
         if (obr == NULL || (i > 0 && !hl7_mergeable(msgs[0], lens[0], msgs[i], lens[i])))
@@ -511,8 +462,8 @@ size_t hl7_merge(const char *const *msgs, const size_t *lens, size_t n, char *ou
         if ((size_t)(msgs[i] + lens[i] - obr) < 6 || memcmp(obr, "OBR|1|", 6) != 0)
             return 0;
         snprintf(t, sizeof t, "OBR|%zu|", i + 1);
-        put(&w, t);
-        put_n(&w, obr + 6, (size_t)(msgs[i] + lens[i] - (obr + 6)));
+        hl7v2_put(&w, t);
+        hl7v2_put_n(&w, obr + 6, (size_t)(msgs[i] + lens[i] - (obr + 6)));
     }
     if (w.over) {
         out[0] = '\0';
