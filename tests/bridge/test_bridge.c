@@ -180,6 +180,7 @@ static char *results_of(const char *path, const char *name)
 /* Each bad message gets its answer, the good ones around them AA, and only the good ones reach
  * the gateway; a good one sent again (its ACK lost) is answered AA and not delivered twice; an
  * alarm OBX (an MDC event code) arrives as an alarm. */
+/* @req IEC62443-CR3.5 MDCG-2019-16-VV */
 Test(bridge, bad_messages_get_ae_or_ar_and_change_nothing_else)
 {
     rig_t r;
@@ -244,6 +245,7 @@ Test(bridge, bad_messages_get_ae_or_ar_and_change_nothing_else)
 
 /* MLLP only from the addresses allowed: a peer outside them is disconnected unanswered and the
  * refusal audited; a non-loopback listener without --allow does not start. */
+/* @req IEC62443-CR5.1 IEC62443-CR2.8 */
 Test(bridge, only_allowed_peers_connect)
 {
     rig_t r;
@@ -396,6 +398,7 @@ static void oru(char *out, size_t size, const char *id, int n)
 
 /* A message that does not fit whole in the queue is answered AE and queues nothing, while one
  * that fits still goes in: custody never evicts what was acknowledged. */
+/* @req IEC62443-CR7.2 */
 Test(bridge, a_full_queue_answers_ae_and_evicts_nothing)
 {
     rig_t r;
@@ -515,6 +518,7 @@ static void check_output(const rig_t *r, const char *expected)
 /* 500 messages (1,250 OBX); the gateway is killed after the 100th and comes back 30 s later; the
  * bridge is killed after the 250th and started again at once. The monitor resends what was not
  * answered AA, as an MLLP sender does. */
+/* @req IEC62443-CR7.3 IEC62443-CR7.4 */
 Test(bridge, every_obx_arrives_once_through_outages)
 {
     rig_t r;
