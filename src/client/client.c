@@ -484,6 +484,7 @@ mw_err mw_client_open(const mw_client_config_t *cfg, mw_client_t **out, mw_error
         return mwi_detail_fail(d, MW_ECONFIG, "the expected gateway name is required");
     if (cfg->gateway == NULL && cfg->gateway_addr.len == 0 && cfg->gateways == NULL)
         return mwi_detail_fail(d, MW_ECONFIG, "the gateway address (HOST:PORT) is required");
+#ifdef MW_PORT_POSIX /* without it, port_defaults_missing refuses any list */
     if (cfg->gateways != NULL && cfg->gateway != NULL)
         return mwi_detail_fail(d, MW_ECONFIG,
                                "set cfg.gateway or cfg.gateways, not both (a single gateway is a "
@@ -491,6 +492,7 @@ mw_err mw_client_open(const mw_client_config_t *cfg, mw_client_t **out, mw_error
     if ((cfg->gateways != NULL) != (cfg->n_gateways > 0) || cfg->n_gateways > MW_GATEWAYS_MAX)
         return mwi_detail_fail(d, MW_ECONFIG,
                                "cfg.gateways needs cfg.n_gateways, 1 to MW_GATEWAYS_MAX (8)");
+#endif
     if (cfg->queue_capacity == 0 || cfg->max_retransmit == 0 || cfg->ack_timeout_ms == 0)
         return mwi_detail_fail(d, MW_ECONFIG,
                                "queue capacity, ack timeout and max retransmit must be positive");
@@ -522,7 +524,6 @@ mw_err mw_client_open(const mw_client_config_t *cfg, mw_client_t **out, mw_error
     e = mwi_dtls_ctx_create(&dc, &c->dtls, d);
     if (e != MW_OK)
         goto fail;
-    c->n_gws = 1;
 #ifdef MW_PORT_POSIX
     e = resolve_gateways(c, cfg, d);
     if (e != MW_OK)
