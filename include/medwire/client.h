@@ -143,7 +143,9 @@ typedef struct mw_client_config {
      *  by device, space and seq (docs/protocol.md 6). A session is resumed only with the
      *  gateway that made it. Needs the POSIX port (names are resolved by it; MW_PORT=none takes
      *  one gateway_addr); a custom @c transport receives each gateway's resolved address as
-     *  the destination of its sends. The array and its strings are read during open only. */
+     *  the destination of its sends. The array and its strings are read during open only.
+     *  For example: static const char *const gws[] = {"10.0.0.5:5684", "10.0.0.6:5684"};
+     *  cfg.gateways = gws; cfg.n_gateways = 2; */
     const char *const *gateways;
     size_t n_gateways;
     const char *bind; /**< local "HOST:PORT" for the UDP socket; NULL: any */
