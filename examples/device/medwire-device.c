@@ -14,17 +14,24 @@
 #include "core/wipe.h"
 
 static const char USAGE[] =
-    "usage: medwire-device --gateway HOST:PORT --gateway-name NAME --ca FILE --cert FILE\n"
-    "                      --key FILE --count N [--interval-ms M] [--give-up-s S] [--quiet]\n"
-    "                      [--queue FILE --queue-key FILE] [--queue-capacity N]\n"
-    "                      [--group-commit N] [--print-seq] [--allow-shared-key-file]\n"
+    "usage: medwire-device --gateway HOST:PORT [--gateway HOST:PORT ...] --gateway-name NAME\n"
+    "                      --ca FILE --cert FILE --key FILE --count N [--interval-ms M]\n"
+    "                      [--give-up-s S] [--quiet] [--queue FILE --queue-key FILE]\n"
+    "                      [--queue-capacity N] [--group-commit N] [--print-seq]\n"
+    "                      [--allow-shared-key-file] [--ack-timeout-ms M]\n"
+    "                      [--max-retransmit N] [--reconnect-min-ms M]\n"
     "\n"
     "Simulates a pulse oximeter: sends N observations (SpO2 and pulse rate in turn, with\n"
     "an occasional low-SpO2 alarm) to a medwire gateway over mutually authenticated\n"
     "DTLS 1.2, and exits 0 once the gateway has acknowledged every one of them.\n"
     "\n"
-    "  --gateway HOST:PORT   the gateway's UDP address\n"
-    "  --gateway-name NAME   the name the gateway's certificate must carry\n"
+    "  --gateway HOST:PORT   the gateway's UDP address; given again (up to 8 in all), the\n"
+    "                        gateways of one site in order: when the one in use cannot be\n"
+    "                        reached, the device fails over to the next, round robin, and\n"
+    "                        sends again what was not acknowledged (a consumer of gateways\n"
+    "                        without a shared store may see a message twice: same device,\n"
+    "                        space and seq)\n"
+    "  --gateway-name NAME   the name the gateway's certificate must carry (every gateway's)\n"
     "  --ca FILE             PEM CA that the gateway's certificate must chain to; the\n"
     "                        gateway's own certificate works here too and pins it: then\n"
     "                        only that certificate is accepted, not another gateway's from\n"
@@ -51,6 +58,12 @@ static const char USAGE[] =
     "  --group-commit N      sync the queue once per N messages (or 100 ms) instead of once\n"
     "                        per message: faster, but a power cut may lose the last N\n"
     "  --print-seq           print \"queued SEQ\" on stdout once each message is durable\n"
+    "  --ack-timeout-ms M    CoAP ACK_TIMEOUT, the first wait for an acknowledgement\n"
+    "                        (default 2000)\n"
+    "  --max-retransmit N    retransmissions before a gateway is deemed unreachable and the\n"
+    "                        device reconnects, or fails over (1-20, default 4)\n"
+    "  --reconnect-min-ms M  first reconnection delay, doubled per failure up to 60 s\n"
+    "                        (default 1000)\n"
     "  -h, --help            this text;  --version  the version\n"
     "Options take their value as --opt VALUE or --opt=VALUE.\n"
     "\n"
@@ -79,11 +92,12 @@ static mw_command_status on_command(void *ctx, const mw_command_t *cmd)
 }
 
 /* A resynchronisation is said on standard error when it happens: what the device held goes
- * again, marked as possible duplicates, and an operator should know why. */
+ * again, marked as possible duplicates, and an operator should know why. So is a failover to
+ * another gateway, which names the one that could not be reached. */
 static void on_audit(void *ctx, const mw_audit_event_t *ev)
 {
     (void)ctx;
-    if (strcmp(ev->event, MW_AUDIT_RESYNC) == 0)
+    if (strcmp(ev->event, MW_AUDIT_RESYNC) == 0 || strcmp(ev->event, MW_AUDIT_FAILOVER) == 0)
         fprintf(stderr, "medwire-device: %s\n", ev->reason);
 }
 
@@ -138,11 +152,12 @@ static int fail(const mw_client_t *c, mw_err e)
 
 /* Says, at --give-up-s, how many observations are left and why: most often a gateway that
  * cannot be reached, which the client retries without end and so never reports as fatal. */
-static void give_up(const mw_client_t *c, const char *gw, unsigned long give_up_s,
+static void give_up(const mw_client_t *c, const char *const *gws, unsigned long give_up_s,
                     unsigned long count, bool queued)
 {
     mw_client_stats_t st;
     mw_client_stats(c, &st);
+    const char *gw = gws[st.gateway_index]; /* the one in use, or tried, last */
     mw_error_detail_t d;
     mw_client_last_error(c, &d);
     /* Alarms, command results and gap records wait in the same queue: they are not counted
@@ -176,9 +191,11 @@ static void give_up(const mw_client_t *c, const char *gw, unsigned long give_up_
 
 int main(int argc, char **argv)
 {
-    const char *gw = NULL, *gw_name = NULL, *ca = NULL, *cert = NULL, *key = NULL;
-    const char *queue = NULL, *queue_key = NULL;
+    const char *gws[MW_GATEWAYS_MAX] = {NULL}, *gw_name = NULL, *ca = NULL, *cert = NULL;
+    const char *key = NULL, *queue = NULL, *queue_key = NULL;
+    size_t n_gws = 0;
     unsigned long count = 0, give_up_s = 60, capacity = 256, group_commit = 0;
+    unsigned long ack_timeout_ms = 2000, max_retransmit = 4, reconnect_min_ms = 1000;
     bool have_count = false, quiet = false, print_seq = false, allow_shared_key_file = false;
     argv = cmdline_split(&argc, argv);
     if (argv == NULL) {
@@ -209,9 +226,11 @@ int main(int argc, char **argv)
         }
         const char **slot = NULL;
         unsigned long *num = NULL, max = 0;
-        if (strcmp(a, "--gateway") == 0)
-            slot = &gw;
-        else if (strcmp(a, "--gateway-name") == 0)
+        if (strcmp(a, "--gateway") == 0) {
+            if (n_gws == MW_GATEWAYS_MAX)
+                return usage_error("--gateway is given more than 8 times", a);
+            slot = &gws[n_gws++];
+        } else if (strcmp(a, "--gateway-name") == 0)
             slot = &gw_name;
         else if (strcmp(a, "--ca") == 0)
             slot = &ca;
@@ -229,8 +248,7 @@ int main(int argc, char **argv)
         } else if (strcmp(a, "--group-commit") == 0) {
             num = &group_commit;
             max = 65536;
-        }
-        else if (strcmp(a, "--count") == 0) {
+        } else if (strcmp(a, "--count") == 0) {
             num = &count;
             max = 100000000;
             have_count = true;
@@ -240,6 +258,15 @@ int main(int argc, char **argv)
         } else if (strcmp(a, "--give-up-s") == 0) {
             num = &give_up_s;
             max = 86400;
+        } else if (strcmp(a, "--ack-timeout-ms") == 0) {
+            num = &ack_timeout_ms;
+            max = 600000;
+        } else if (strcmp(a, "--max-retransmit") == 0) {
+            num = &max_retransmit;
+            max = 20;
+        } else if (strcmp(a, "--reconnect-min-ms") == 0) {
+            num = &reconnect_min_ms;
+            max = 60000;
         } else
             return usage_error("unknown option", a);
         if (i + 1 >= argc)
@@ -250,10 +277,15 @@ int main(int argc, char **argv)
         else if (!cmdline_num(v, 0, max, num))
             return usage_error("not a valid number for this option", a);
     }
-    if (!gw || !gw_name)
+    if (n_gws == 0 || !gw_name)
         return usage_error("--gateway HOST:PORT and --gateway-name NAME are required", NULL);
-    if (!cmdline_hostport(gw))
-        return usage_error("--gateway must be HOST:PORT, e.g. 10.0.0.5:5684", gw);
+    for (size_t i = 0; i < n_gws; i++)
+        if (!cmdline_hostport(gws[i]))
+            return usage_error("--gateway must be HOST:PORT, e.g. 10.0.0.5:5684", gws[i]);
+    if (ack_timeout_ms == 0 || max_retransmit == 0 || reconnect_min_ms == 0)
+        return usage_error("--ack-timeout-ms, --max-retransmit and --reconnect-min-ms must be "
+                           "at least 1",
+                           NULL);
     if (!ca || !cert || !key)
         return usage_error("--ca, --cert and --key are required", NULL);
     if (!have_count)
@@ -272,7 +304,11 @@ int main(int argc, char **argv)
 
     mw_client_config_t cfg;
     mw_client_config_init(&cfg);
-    cfg.gateway = gw;
+    cfg.gateways = gws;
+    cfg.n_gateways = n_gws;
+    cfg.ack_timeout_ms = (uint32_t)ack_timeout_ms;
+    cfg.max_retransmit = (uint8_t)max_retransmit;
+    cfg.reconnect_min_ms = (uint32_t)reconnect_min_ms;
     cfg.gateway_name = gw_name;
     cfg.ca_file = ca;
     cfg.cert_file = cert;
@@ -376,7 +412,7 @@ int main(int argc, char **argv)
         if (made == count && mw_client_pending(c) == 0)
             break;
         if (made == count && now - last_made_ms > give_up_s * 1000u) {
-            give_up(c, gw, give_up_s, count, queue != NULL);
+            give_up(c, gws, give_up_s, count, queue != NULL);
             mw_client_close(&c);
             mw_storage_file_close(&region);
             return 1;
@@ -413,6 +449,9 @@ int main(int argc, char **argv)
                 (unsigned long long)st.retransmissions, (unsigned long long)st.bytes_sent,
                 (unsigned long long)st.bytes_received, (unsigned long long)st.datagrams_sent,
                 (unsigned long long)st.datagrams_received);
+        if (st.failovers > 0)
+            fprintf(stderr, "medwire-device: %llu failover(s); the gateway in use: %s\n",
+                    (unsigned long long)st.failovers, gws[st.gateway_index]);
         if (st.resyncs > 0)
             fprintf(stderr,
                     "medwire-device: %llu resynchronisation(s): the gateway could not judge some "

@@ -52,6 +52,9 @@ extern "C" {
  *  other content, settled without a digest, or in a retired space); the device was asked to
  *  move to a new space and send them again. Device: the gateway asked, and it moved. */
 #define MW_AUDIT_RESYNC "sequence_resync"
+/** Device: the gateway in use could not be reached; the next attempt goes to the next gateway
+ *  of mw_client_config_t.gateways (the reason names both). */
+#define MW_AUDIT_FAILOVER "gateway_failover"
 /* Raised by the device SDK about its offline queue (docs/queue.md). */
 #define MW_AUDIT_QUEUE_EVICTED "queue_evicted" /**< a message removed unsent: queue full */
 #define MW_AUDIT_QUEUE_CORRUPT "queue_corrupt" /**< a stored record failed authentication */

@@ -3,7 +3,8 @@
  * @file client.h
  * @brief The device SDK: send clinical data to a gateway over mutually authenticated DTLS.
  *
- * A client holds one secure session to one gateway. Messages handed to it get
+ * A client holds one secure session to one gateway at a time (it may list several and fail
+ * over between them: mw_client_config_t.gateways). Messages handed to it get
  * a sequence number and wait in its queue until the gateway acknowledges
  * them; @ref mw_client_poll drives everything (handshake, sending, timers,
  * retransmission, reconnection) and never blocks longer than asked.
@@ -54,6 +55,9 @@ extern "C" {
 #endif
 
 typedef struct mw_client mw_client_t;
+
+/** Most gateways mw_client_config_t.gateways may list. */
+#define MW_GATEWAYS_MAX 8
 
 /**
  * Runs a command from the gateway (MW_CMD_SET_INTERVAL, MW_CMD_ACK_ALARM; the SDK runs
@@ -121,15 +125,35 @@ typedef struct mw_client_config {
      *  instead of @c key_file (one of the two). Checked against the certificate as a key file
      *  is; the copies the library makes are wiped. The caller's buffer is left as it is. */
     mw_blob_t key_buf;
-    const char *gateway_name; /**< the name the gateway's certificate must carry; required */
-    const char *gateway;    /**< "HOST:PORT" of the gateway; required unless gateway_addr is set */
-    mw_addr_t gateway_addr; /**< used when gateway is NULL */
-    const char *bind;       /**< local "HOST:PORT" for the UDP socket; NULL: any */
+    /** The name the gateway's certificate must carry; required. With @c gateways, every
+     *  gateway of the list must present a certificate with this name. */
+    const char *gateway_name;
+    /** "HOST:PORT" of the gateway; required unless gateway_addr or gateways is set. A list of
+     *  one: never set both this and @c gateways (MW_ECONFIG). */
+    const char *gateway;
+    mw_addr_t gateway_addr; /**< used when gateway and gateways are NULL */
+    /** Several gateways of one site, "HOST:PORT" each (@c n_gateways of them, 1 to
+     *  MW_GATEWAYS_MAX), for failover: the client connects to the first; when the one it uses
+     *  cannot be reached (no handshake completes, or CoAP gives up on a request) the next
+     *  attempt goes to the next one, round robin, on the reconnection backoff. Every address is
+     *  resolved by mw_client_open (a bad one is named in the error). The client stays with a
+     *  gateway that works (it does not go back to the first). What was queued or in flight
+     *  goes again to the new gateway; without a store the gateways share, one may receive a
+     *  message the other delivered but whose acknowledgement was lost: a consumer deduplicates
+     *  by device, space and seq (docs/protocol.md 6). A session is resumed only with the
+     *  gateway that made it. Needs the POSIX port (names are resolved by it; MW_PORT=none takes
+     *  one gateway_addr); a custom @c transport receives each gateway's resolved address as
+     *  the destination of its sends. The array and its strings are read during open only.
+     *  For example: static const char *const gws[] = {"10.0.0.5:5684", "10.0.0.6:5684"};
+     *  cfg.gateways = gws; cfg.n_gateways = 2; */
+    const char *const *gateways;
+    size_t n_gateways;
+    const char *bind; /**< local "HOST:PORT" for the UDP socket; NULL: any */
     /** custom transport; send == NULL: a UDP socket is opened (required with MW_PORT=none) */
     mw_transport_t transport;
-    mw_clock_t clock;   /**< now_ms == NULL: the system clock (required with MW_PORT=none) */
-    mw_random_t random; /**< fill == NULL: wolfCrypt's CSPRNG (required with MW_PORT=none) */
-    uint32_t queue_capacity;  /**< messages held until acknowledged (default 256) */
+    mw_clock_t clock;        /**< now_ms == NULL: the system clock (required with MW_PORT=none) */
+    mw_random_t random;      /**< fill == NULL: wolfCrypt's CSPRNG (required with MW_PORT=none) */
+    uint32_t queue_capacity; /**< messages held until acknowledged (default 256) */
     /** Sequence number of the first message in a new sequence space (0 means 1); with
      *  @c storage, a floor the persisted sequence never goes below. Numbers belong to a
      *  sequence space chosen at random when the storage is created (at every open without
@@ -198,7 +222,7 @@ typedef struct mw_client_stats {
      *  some numbers: lost or rolled-back storage, a forged low-water mark), and it did. What
      *  the device held then was sent again marked as possible duplicates. */
     uint64_t resyncs;
-    uint64_t space; /**< the current sequence space */
+    uint64_t space;            /**< the current sequence space */
     uint64_t messages_refused; /**< refused for good by the gateway (4.xx), each reported */
     /** Of messages_pending, the observations (the rest: alarms, status reports, command
      *  results, gap records). */
@@ -223,6 +247,12 @@ typedef struct mw_client_stats {
     /** Messages stamped with the gateway's time because the device's own clock was not
      *  synchronised (counted when queued). */
     uint64_t messages_stamped_by_gateway_time;
+    /** Times the client moved to the next gateway of mw_client_config_t.gateways because the
+     *  one it used could not be reached (mw_client_last_error names it). */
+    uint64_t failovers;
+    /** The gateway the client uses or tries now: its index in mw_client_config_t.gateways
+     *  (0 with a single gateway). */
+    uint32_t gateway_index;
 } mw_client_stats_t;
 
 /** Fills @p cfg with defaults (all pointers NULL). */
@@ -242,7 +272,8 @@ MW_API MW_NODISCARD mw_err mw_client_storage_size(uint32_t capacity, uint32_t er
  * (recovering what @c storage holds: every intact message is sent again, damaged ones are
  * reported through the audit callback and a gap record). Sends nothing yet.
  * @return MW_OK; MW_EINVAL (NULL argument); MW_ECONFIG (a required setting is
- *         missing: CA, certificate, key, gateway name or address; storage without a queue key,
+ *         missing: CA, certificate, key, gateway name or address; both gateway and gateways
+ *         set, n_gateways 0 or above MW_GATEWAYS_MAX; storage without a queue key,
  *         a key of the wrong length or not the one the queue was written with, a region too
  *         small); MW_EIO (the storage cannot be read or holds no queue);
  *         MW_ECERT_LOAD (a file cannot be loaded, key and certificate do not match, or

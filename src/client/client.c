@@ -77,8 +77,12 @@ struct mw_client {
     bool own_tp;
     mw_clock_t clock;
     mw_random_t rnd;
-    mw_addr_t gw;
+    mw_addr_t gw; /* the gateway used now */
     char gw_text[64];
+    /* The gateways to fail over between (mw_client_config_t.gateways), resolved at open; NULL
+     * with a single gateway. gw is gws[gw_i]. */
+    mw_addr_t *gws;
+    uint8_t n_gws, gw_i;
     mw_audit_fn *audit;
     void *audit_ctx;
 
@@ -406,10 +410,11 @@ static mw_err port_defaults_missing(const mw_client_config_t *cfg, mw_error_deta
         return mwi_detail_fail(d, MW_ECONFIG,
                                "no random source: set cfg.random (the device's TRNG); this build "
                                "has no POSIX port (MW_PORT=none)");
-    if (cfg->gateway != NULL || cfg->gateway_addr.len == 0)
+    if (cfg->gateway != NULL || cfg->gateways != NULL || cfg->gateway_addr.len == 0)
         return mwi_detail_fail(d, MW_ECONFIG,
-                               "no gateway address: set cfg.gateway_addr (cfg.gateway, a "
-                               "HOST:PORT name, needs the POSIX port; MW_PORT=none)");
+                               "no gateway address: set cfg.gateway_addr (cfg.gateway and "
+                               "cfg.gateways, HOST:PORT names, need the POSIX port; "
+                               "MW_PORT=none)");
     if (cfg->bind != NULL)
         return mwi_detail_fail(d, MW_ECONFIG,
                                "cfg.bind needs the POSIX port's UDP socket (MW_PORT=none): "
@@ -417,6 +422,51 @@ static mw_err port_defaults_missing(const mw_client_config_t *cfg, mw_error_deta
     return MW_OK;
 #endif
 }
+
+#ifdef MW_PORT_POSIX
+static void format_gateway(mw_client_t *c)
+{
+    if (mw_addr_format(&c->gw, c->gw_text, sizeof c->gw_text) != MW_OK)
+        snprintf(c->gw_text, sizeof c->gw_text, "?");
+}
+
+/* Every gateway's address, resolved now: a bad one is named at open rather than at the first
+ * failover, and no name is looked up (which may block) while polling. A list of one keeps no
+ * array. */
+static mw_err resolve_gateways(mw_client_t *c, const mw_client_config_t *cfg, mw_error_detail_t *d)
+{
+    const char *const *list = cfg->gateways ? cfg->gateways : &cfg->gateway;
+    size_t n = cfg->gateways ? cfg->n_gateways : 1;
+    if (list[0] == NULL) { /* gateway_addr */
+        c->gw = cfg->gateway_addr;
+        format_gateway(c);
+        return MW_OK;
+    }
+    if (n > 1) {
+        c->gws = calloc(n, sizeof c->gws[0]);
+        if (c->gws == NULL)
+            return mwi_detail_fail(d, MW_ENOMEM, "out of memory");
+    }
+    for (size_t i = 0; i < n; i++) {
+        mw_err e = list[i] ? mw_addr_parse(list[i], &c->gw) : MW_EADDR;
+        if (e != MW_OK) {
+            char why[160];
+            char which[32] = "";
+            if (n > 1)
+                snprintf(which, sizeof which, ", gateway %u of %u", (unsigned)i + 1, (unsigned)n);
+            snprintf(why, sizeof why, "cannot resolve the gateway address '%.80s' (HOST:PORT%s)",
+                     list[i] ? list[i] : "(null)", which);
+            return mwi_detail_fail(d, e, why);
+        }
+        if (c->gws)
+            c->gws[i] = c->gw;
+    }
+    c->n_gws = (uint8_t)n;
+    c->gw = c->gws ? c->gws[0] : c->gw;
+    format_gateway(c);
+    return MW_OK;
+}
+#endif
 
 mw_err mw_client_open(const mw_client_config_t *cfg, mw_client_t **out, mw_error_detail_t *d)
 {
@@ -432,8 +482,17 @@ mw_err mw_client_open(const mw_client_config_t *cfg, mw_client_t **out, mw_error
         return e;
     if (cfg->gateway_name == NULL)
         return mwi_detail_fail(d, MW_ECONFIG, "the expected gateway name is required");
-    if (cfg->gateway == NULL && cfg->gateway_addr.len == 0)
+    if (cfg->gateway == NULL && cfg->gateway_addr.len == 0 && cfg->gateways == NULL)
         return mwi_detail_fail(d, MW_ECONFIG, "the gateway address (HOST:PORT) is required");
+#ifdef MW_PORT_POSIX /* without it, port_defaults_missing refuses any list */
+    if (cfg->gateways != NULL && cfg->gateway != NULL)
+        return mwi_detail_fail(d, MW_ECONFIG,
+                               "set cfg.gateway or cfg.gateways, not both (a single gateway is a "
+                               "list of one)");
+    if ((cfg->gateways != NULL) != (cfg->n_gateways > 0) || cfg->n_gateways > MW_GATEWAYS_MAX)
+        return mwi_detail_fail(d, MW_ECONFIG,
+                               "cfg.gateways needs cfg.n_gateways, 1 to MW_GATEWAYS_MAX (8)");
+#endif
     if (cfg->queue_capacity == 0 || cfg->max_retransmit == 0 || cfg->ack_timeout_ms == 0)
         return mwi_detail_fail(d, MW_ECONFIG,
                                "queue capacity, ack timeout and max retransmit must be positive");
@@ -466,20 +525,9 @@ mw_err mw_client_open(const mw_client_config_t *cfg, mw_client_t **out, mw_error
     if (e != MW_OK)
         goto fail;
 #ifdef MW_PORT_POSIX
-    if (cfg->gateway) {
-        e = mw_addr_parse(cfg->gateway, &c->gw);
-        if (e != MW_OK) {
-            char why[160];
-            snprintf(why, sizeof why, "cannot resolve the gateway address '%.100s' (HOST:PORT)",
-                     cfg->gateway);
-            e = mwi_detail_fail(d, e, why);
-            goto fail;
-        }
-    } else {
-        c->gw = cfg->gateway_addr;
-    }
-    if (mw_addr_format(&c->gw, c->gw_text, sizeof c->gw_text) != MW_OK)
-        snprintf(c->gw_text, sizeof c->gw_text, "?");
+    e = resolve_gateways(c, cfg, d);
+    if (e != MW_OK)
+        goto fail;
     c->clock = cfg->clock.now_ms ? cfg->clock : mw_clock_system();
 #else
     /* No resolver and no socket address format without the port: the address is the
@@ -769,6 +817,38 @@ static void drop_link(mw_client_t *c, uint64_t now)
     schedule_reconnect(c, now);
 }
 
+/* The gateway in use could not be reached (no handshake completed, or CoAP gave up on a
+ * request): with a list of gateways, the next attempt goes to the next one, round robin, on the
+ * backoff drop_link schedules. The resumable session belongs to the gateway that made it and
+ * would mean nothing to another: it is forgotten, and the next gateway gets a full handshake.
+ * The queue is untouched: what was in flight goes again to the new gateway. */
+static void fail_over(mw_client_t *c)
+{
+#ifdef MW_PORT_POSIX
+    if (c->n_gws < 2)
+        return;
+    char why[sizeof c->last.reason], next[sizeof c->gw_text];
+    c->gw_i = (uint8_t)((c->gw_i + 1u) % c->n_gws);
+    if (mw_addr_format(&c->gws[c->gw_i], next, sizeof next) != MW_OK)
+        snprintf(next, sizeof next, "?");
+    /* The reason says which gateway failed (the audit event's peer), and which one is next. */
+    if (strstr(c->last.reason, c->gw_text) != NULL)
+        snprintf(why, sizeof why, "%.90s; next: %.60s", c->last.reason, next);
+    else
+        snprintf(why, sizeof why, "the gateway at %.40s failed (%.38s); next: %.48s", c->gw_text,
+                 c->last.reason, next);
+    set_last(c, c->last.err, c->last.foreign, why);
+    audit(c, MW_AUDIT_FAILOVER, c->last.err, 0, why);
+    c->gw = c->gws[c->gw_i];
+    memcpy(c->gw_text, next, sizeof next);
+    mwi_dtls_session_free(&c->saved);
+    c->st.failovers++;
+    c->st.gateway_index = c->gw_i;
+#else
+    (void)c; /* one gateway_addr: nothing to fail over to */
+#endif
+}
+
 static bool is_fatal_handshake(mw_err e)
 {
     switch (e) {
@@ -804,6 +884,7 @@ static void handshake_failed(mw_client_t *c, uint64_t now)
         c->fatal = d.err;
         return;
     }
+    fail_over(c);
     drop_link(c, now);
 }
 
@@ -1459,6 +1540,7 @@ static void run_timers(mw_client_t *c, uint64_t now)
             c->st.handshake_failures++;
             set_last(c, MW_EHANDSHAKE_TIMEOUT, 0, why);
             audit(c, MW_AUDIT_HANDSHAKE_FAILED, MW_EHANDSHAKE_TIMEOUT, 0, why);
+            fail_over(c);
             drop_link(c, now);
             return;
         }
@@ -1517,6 +1599,7 @@ static void run_timers(mw_client_t *c, uint64_t now)
             snprintf(why, sizeof why, "the gateway at %.60s stopped acknowledging; reconnecting",
                      c->gw_text);
             set_last(c, MW_ECOAP_GIVEUP, 0, why);
+            fail_over(c);
             drop_link(c, now);
         }
     }
@@ -1783,6 +1866,7 @@ void mw_client_close(mw_client_t **pc)
     mwi_dtls_conn_close(c->link.conn); /* the gateway frees our session now */
     mwi_link_clear(&c->link);
     mwi_dtls_session_free(&c->saved);
+    free(c->gws);
     mwi_dtls_ctx_destroy(&c->dtls);
     mwi_coap_parser_destroy(&c->parser);
     if (c->own_tp && c->tp.close)

@@ -202,7 +202,7 @@ static mw_client_t *client_at(mwt_h *h, const char *name, const char *gateway_na
 
 mw_client_t *mwt_h_client_cfg(mwt_h *h, mw_client_config_t *cfg, mw_err *out_err)
 {
-    if (cfg->gateway == NULL && cfg->gateway_addr.len == 0)
+    if (cfg->gateway == NULL && cfg->gateway_addr.len == 0 && cfg->gateways == NULL)
         cfg->gateway = MWT_GATEWAY_ADDR;
     if (cfg->gateway_name == NULL)
         cfg->gateway_name = "gateway";
