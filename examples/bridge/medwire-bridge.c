@@ -42,7 +42,9 @@ static const char USAGE[] =
     "bridge's encrypted queue; AE or AR, with the reason in ERR, when the message cannot be\n"
     "mapped or the queue is full. Nothing from the hospital side goes to the legacy device.\n"
     "\n"
-    "  --gateway HOST:PORT   the gateway's UDP address\n"
+    "  --gateway HOST:PORT   the gateway's UDP address; up to 8 of them, the gateways of one\n"
+    "                        site, in order: when the one in use cannot be reached the\n"
+    "                        bridge moves to the next (docs/protocol.md section 6)\n"
     "  --gateway-name NAME   the name the gateway's certificate must carry\n"
     "  --ca FILE             PEM CA that the gateway's certificate must chain to\n"
     "  --cert FILE           this bridge's PEM certificate (role device; its CN is its id)\n"
@@ -645,7 +647,9 @@ static void summary(const bridge_t *b)
 
 int main(int argc, char **argv)
 {
-    const char *gw = NULL, *gw_name = NULL, *ca = NULL, *cert = NULL, *key = NULL;
+    const char *gws[MW_GATEWAYS_MAX] = {NULL}, *gw_name = NULL, *ca = NULL, *cert = NULL,
+               *key = NULL;
+    size_t n_gws = 0;
     const char *queue = NULL, *queue_key = NULL, *listen_addr = NULL, *serial = NULL;
     const char *audit_path = NULL, *port_file = NULL;
     unsigned long capacity = 4096, max_message = 65536, baud = 9600;
@@ -677,9 +681,11 @@ int main(int argc, char **argv)
         }
         const char **slot = NULL;
         unsigned long *num = NULL, max = 0;
-        if (strcmp(a, "--gateway") == 0)
-            slot = &gw;
-        else if (strcmp(a, "--gateway-name") == 0)
+        if (strcmp(a, "--gateway") == 0) {
+            if (n_gws == MW_GATEWAYS_MAX)
+                return usage_error("--gateway is given more than 8 times", NULL);
+            slot = &gws[n_gws++];
+        } else if (strcmp(a, "--gateway-name") == 0)
             slot = &gw_name;
         else if (strcmp(a, "--ca") == 0)
             slot = &ca;
@@ -728,10 +734,11 @@ int main(int argc, char **argv)
         else if (!cmdline_num(v, 0, max, num))
             return usage_error("not a valid number for this option", a);
     }
-    if (!gw || !gw_name)
+    if (n_gws == 0 || !gw_name)
         return usage_error("--gateway HOST:PORT and --gateway-name NAME are required", NULL);
-    if (!cmdline_hostport(gw))
-        return usage_error("--gateway must be HOST:PORT, e.g. 10.0.0.5:5684", gw);
+    for (size_t i = 0; i < n_gws; i++)
+        if (!cmdline_hostport(gws[i]))
+            return usage_error("--gateway must be HOST:PORT, e.g. 10.0.0.5:5684", gws[i]);
     if (!ca || !cert || !key)
         return usage_error("--ca, --cert and --key are required", NULL);
     if (!queue || !queue_key)
@@ -787,7 +794,8 @@ int main(int argc, char **argv)
 
     mw_client_config_t cfg;
     mw_client_config_init(&cfg);
-    cfg.gateway = gw;
+    cfg.gateways = gws;
+    cfg.n_gateways = n_gws;
     cfg.gateway_name = gw_name;
     cfg.ca_file = ca;
     cfg.cert_file = cert;
