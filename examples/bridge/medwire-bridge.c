@@ -498,6 +498,7 @@ static void on_accept(bridge_t *b, int lfd, const allow_t *allow, size_t n_allow
                       bool loopback_only)
 {
     struct sockaddr_storage ss;
+    memset(&ss, 0, sizeof ss);
     socklen_t sl = sizeof ss;
     int fd = accept4(lfd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0)
@@ -560,6 +561,7 @@ static int listen_on(const char *hostport, uint16_t *out_port, bool *out_loopbac
         return -1;
     }
     struct sockaddr_storage ss;
+    memset(&ss, 0, sizeof ss);
     int family;
     uint8_t a[16];
     memcpy(&ss, res->ai_addr, res->ai_addrlen);
