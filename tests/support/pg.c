@@ -144,27 +144,53 @@ static bool server_stop(mwt_pg *pg, const char *verb)
     return rc == 0;
 }
 
-bool mwt_pg_start(mwt_pg *pg)
+/* Where clusters live: in memory when the system has /dev/shm (copying 40 MB to a disk costs
+ * as much as initdb), else /tmp; never TMPDIR: the socket's path must stay short, and "nobody"
+ * must be able to reach the folder. */
+static const char *base_dir(void)
 {
-    memset(pg, 0, sizeof *pg);
-    if (!find_bin(pg->bin, sizeof pg->bin)) {
-        fprintf(stderr, "mwt_pg: no PostgreSQL server under /usr/lib/postgresql\n");
-        return false;
-    }
-    /* Under /tmp whatever TMPDIR says: the socket's path must stay short, and "nobody" must
-     * be able to reach the folder. */
-    snprintf(pg->dir, sizeof pg->dir, "/tmp/mwpg-XXXXXX");
-    if (mkdtemp(pg->dir) == NULL) {
+    struct stat st;
+    return stat("/dev/shm", &st) == 0 && S_ISDIR(st.st_mode) && access("/dev/shm", W_OK) == 0
+               ? "/dev/shm"
+               : "/tmp";
+}
+
+static bool make_dir(char *dir, size_t size, const char *name)
+{
+    snprintf(dir, size, "%s/%s", base_dir(), name);
+    if (mkdtemp(dir) == NULL) {
         perror("mwt_pg: mkdtemp");
         return false;
     }
     if (geteuid() == 0) {
         const struct passwd *pw = getpwnam("nobody");
-        if (chown(pg->dir, pw ? pw->pw_uid : 65534u, pw ? pw->pw_gid : 65534u) != 0) {
+        if (chown(dir, pw ? pw->pw_uid : 65534u, pw ? pw->pw_gid : 65534u) != 0) {
             perror("mwt_pg: chown");
             return false;
         }
     }
+    return true;
+}
+
+/* Starts the cluster in pg->dir/data on a free port, retrying with another when someone took
+ * the one picked. */
+static bool start_on_free_port(mwt_pg *pg)
+{
+    for (int i = 0; i < START_TRIES && !pg->running; i++) {
+        pg->port = free_port();
+        if (pg->port > 0)
+            server_start(pg);
+    }
+    if (!pg->running) {
+        show_log(pg, "pg_ctl.out");
+        show_log(pg, "server.log");
+    }
+    return pg->running;
+}
+
+/* initdb, start, createdb medwire, stop: a cluster to copy. */
+static bool make_cluster(mwt_pg *pg)
+{
     char data[200], out[200];
     snprintf(data, sizeof data, "%s/data", pg->dir);
     snprintf(out, sizeof out, "%s/initdb.out", pg->dir);
@@ -176,20 +202,10 @@ bool mwt_pg_start(mwt_pg *pg)
         cmd_add(&c, rest[i]);
     if (mwt_run(c.v, out, out, 60000) != 0) {
         show_log(pg, "initdb.out");
-        mwt_pg_stop(pg);
         return false;
     }
-    for (int i = 0; i < START_TRIES && !pg->running; i++) {
-        pg->port = free_port();
-        if (pg->port > 0)
-            server_start(pg);
-    }
-    if (!pg->running) {
-        show_log(pg, "pg_ctl.out");
-        show_log(pg, "server.log");
-        mwt_pg_stop(pg);
+    if (!start_on_free_port(pg))
         return false;
-    }
     char port[16];
     snprintf(port, sizeof port, "%d", pg->port);
     cmd_begin(&c, pg, "createdb");
@@ -197,8 +213,57 @@ bool mwt_pg_start(mwt_pg *pg)
     for (size_t i = 0; cr[i]; i++)
         cmd_add(&c, cr[i]);
     snprintf(out, sizeof out, "%s/createdb.out", pg->dir);
-    if (mwt_run(c.v, out, out, 20000) != 0) {
+    bool ok = mwt_run(c.v, out, out, 20000) == 0;
+    if (!ok)
         show_log(pg, "createdb.out");
+    return mwt_pg_halt(pg) && ok;
+}
+
+/* initdb costs a second or two and every test wants a fresh server: one cluster per server
+ * version and user is made once, then copied. It appears under its name only complete
+ * (rename), so tests running in parallel never copy half of one. */
+static bool template_cluster(const mwt_pg *pg, char *out, size_t size)
+{
+    char version[64];
+    const char *slash = strrchr(pg->bin, '/');
+    snprintf(version, sizeof version, "%.*s", slash ? (int)(slash - pg->bin) : 0, pg->bin);
+    const char *v = strrchr(version, '/');
+    snprintf(out, size, "%s/mwpg-template-%s-%u", base_dir(), v ? v + 1 : "x",
+             (unsigned)geteuid());
+    char probe[300];
+    snprintf(probe, sizeof probe, "%s/data/PG_VERSION", out);
+    struct stat st;
+    if (stat(probe, &st) == 0)
+        return true;
+    mwt_pg t;
+    memset(&t, 0, sizeof t);
+    snprintf(t.bin, sizeof t.bin, "%s", pg->bin);
+    if (!make_dir(t.dir, sizeof t.dir, "mwpg-new-XXXXXX"))
+        return false;
+    bool ok = make_cluster(&t);
+    if (ok && rename(t.dir, out) == 0)
+        return true;
+    const char *rm[] = {"/bin/rm", "-rf", t.dir, NULL};
+    (void)mwt_run(rm, NULL, NULL, 20000);
+    return ok && stat(probe, &st) == 0; /* another test made it first */
+}
+
+bool mwt_pg_start(mwt_pg *pg)
+{
+    memset(pg, 0, sizeof *pg);
+    if (!find_bin(pg->bin, sizeof pg->bin)) {
+        fprintf(stderr, "mwt_pg: no PostgreSQL server under /usr/lib/postgresql\n");
+        return false;
+    }
+    char tpl[200], from[220], to[200];
+    if (!template_cluster(pg, tpl, sizeof tpl) ||
+        !make_dir(pg->dir, sizeof pg->dir, "mwpg-XXXXXX"))
+        return false;
+    snprintf(from, sizeof from, "%s/data", tpl);
+    snprintf(to, sizeof to, "%s/data", pg->dir);
+    const char *cp[] = {"/bin/cp", "-a", from, to, NULL};
+    if (mwt_run(cp, NULL, NULL, 20000) != 0 || !start_on_free_port(pg)) {
+        fprintf(stderr, "mwt_pg: cannot start a copy of %s\n", tpl);
         mwt_pg_stop(pg);
         return false;
     }

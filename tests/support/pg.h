@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* pg.h -- a real PostgreSQL server of a test's own: a fresh cluster in a temporary folder,
- * listening on loopback on a free port, stopped and removed by the test. */
+ * listening on loopback on a free port, stopped and removed by the test. The first start
+ * leaves a template cluster (mwpg-template-*, in /dev/shm or /tmp) that later ones copy. */
 #ifndef MWT_PG_H
 #define MWT_PG_H
 
