@@ -63,6 +63,23 @@ bool mwi_store_is_pg(const char *path)
     return path && (strncmp(path, "postgresql://", 13) == 0 || strncmp(path, "postgres://", 11) == 0);
 }
 
+void mwi_store_redact(const char *path, char *out, size_t size)
+{
+    snprintf(out, size, "%s", path);
+    if (!mwi_store_is_pg(path))
+        return;
+    const char *start = strstr(path, "://") + 3;
+    const char *at = strchr(start, '@');
+    const char *slash = strchr(start, '/');
+    const char *colon = strchr(start, ':');
+    if (at && (slash == NULL || at < slash) && colon && colon < at)
+        snprintf(out, size, "%.*s:***%s", (int)(colon - path), path, at);
+    /* A password may also come as a parameter: the query goes. */
+    char *q = strchr(out, '?');
+    if (q && strstr(q, "password") != NULL)
+        snprintf(q, size - (size_t)(q - out), "?***");
+}
+
 mw_err mwi_store_open(const char *path, mwi_store **out, mw_error_detail_t *d)
 {
     return mwi_store_open_as(path, NULL, out, d);

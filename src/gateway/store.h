@@ -36,6 +36,9 @@ MW_NODISCARD mw_err mwi_store_open_as(const char *path, const char *instance, mw
                                       mw_error_detail_t *d);
 /** True if @p path names a PostgreSQL store (postgresql:// or postgres://). */
 bool mwi_store_is_pg(const char *path);
+/** @p path as errors and logs may show it: a URL's password (user:PASSWORD@, or a password
+ *  parameter) replaced by "***"; a file's path as it is. */
+void mwi_store_redact(const char *path, char *out, size_t size);
 void mwi_store_close(mwi_store **s);
 
 /** Reads a device's replay state; *found false (and *out untouched) if the device is new.

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "core/detail.h"
+#include "gateway/store.h"
 #include "gateway/store_codec.h"
 #include "gateway/store_pg.h"
 
@@ -43,24 +44,6 @@ struct mwi_pg_store {
     char instance[INSTANCE_MAX + 1];
     char where[160]; /* the URL without its password, for error messages */
 };
-
-/* The URL with any password replaced by "***": what errors and logs may show. */
-static void redact(const char *url, char *out, size_t size)
-{
-    const char *scheme = strstr(url, "://");
-    const char *start = scheme ? scheme + 3 : url;
-    const char *at = strchr(start, '@');
-    const char *slash = strchr(start, '/');
-    const char *colon = strchr(start, ':');
-    if (at && (slash == NULL || at < slash) && colon && colon < at)
-        snprintf(out, size, "%.*s:***%s", (int)(colon - url), url, at);
-    else
-        snprintf(out, size, "%s", url);
-    /* A password may also come as a parameter: cut the query off. */
-    char *q = strchr(out, '?');
-    if (q && strstr(q, "password") != NULL)
-        snprintf(q, size - (size_t)(q - out), "?...");
-}
 
 /* One line of libpq's message, which names the server but never the password. */
 static mw_err fail(const mwi_pg_store *s, mw_error_detail_t *d, const char *what)
@@ -206,7 +189,7 @@ mw_err mwi_pg_open(const char *url, const char *instance, mwi_pg_store **out,
     if (s == NULL)
         return MW_ENOMEM;
     snprintf(s->instance, sizeof s->instance, "%s", instance);
-    redact(url, s->where, sizeof s->where);
+    mwi_store_redact(url, s->where, sizeof s->where);
     /* Defaults the URL may override (it comes after them): a server that does not answer
      * fails a connection within seconds rather than hanging the gateway. */
     const char *const keys[] = {"connect_timeout", "application_name", "dbname", NULL};
