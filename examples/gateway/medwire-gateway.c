@@ -1183,8 +1183,8 @@ int main(int argc, char **argv)
     audit_program_event(&o, "gateway_started", local_text, "listening for devices");
     gwlog(GWLOG_INFO, "gateway_started", "s:listen", local_text, "s:metrics_port",
           metrics ? metrics_text : NULL, "s:store", store_shown, "s:gateway_id",
-          store_is_url(store) ? gateway_id : NULL, "s:crl", crl, "s:format", format,
-          "s:reason", "listening for devices", GWLOG_END);
+          store_is_url(store) ? gateway_id : NULL, "s:crl", crl, "s:format", format, "s:reason",
+          "listening for devices", GWLOG_END);
 
     /* One loop over the gateway's socket and the control socket: the
      * library's descriptor and timer are what a caller's own loop needs. */

@@ -60,7 +60,8 @@ static mw_err fail(mwi_store *s, mw_error_detail_t *d, const char *what)
 
 bool mwi_store_is_pg(const char *path)
 {
-    return path && (strncmp(path, "postgresql://", 13) == 0 || strncmp(path, "postgres://", 11) == 0);
+    return path &&
+           (strncmp(path, "postgresql://", 13) == 0 || strncmp(path, "postgres://", 11) == 0);
 }
 
 void mwi_store_redact(const char *path, char *out, size_t size)

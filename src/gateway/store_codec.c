@@ -6,7 +6,7 @@
 #include "session/codec.h"
 
 /* Blob 1 (a version-1 SQLite store): version(1) low(8) done(8) n(1) n * (first(8) last(8)). */
-#define REPLAY_BLOB_V1 1
+#define REPLAY_BLOB_V1      1
 #define REPLAY_BLOB_VERSION 2
 
 static void put64(uint8_t *p, uint64_t v)

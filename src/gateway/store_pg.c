@@ -141,8 +141,8 @@ static mw_err migrate(mwi_pg_store *s, mw_error_detail_t *d)
         (void)exec_ok(s->conn, "ROLLBACK");
         return e;
     }
-    PGresult *r = run(s, "SELECT coalesce(max(version), 0)::int8 FROM schema_version", 0, NULL,
-                      NULL, NULL);
+    PGresult *r =
+        run(s, "SELECT coalesce(max(version), 0)::int8 FROM schema_version", 0, NULL, NULL, NULL);
     uint64_t have = 0;
     bool ok = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 && get_u64(r, 0, 0, &have);
     PQclear(r);
@@ -158,14 +158,15 @@ static mw_err migrate(mwi_pg_store *s, mw_error_detail_t *d)
                                  "newer medwire, which knows version %d at most: run that one",
                                  s->where, (unsigned long long)have, SCHEMA_VERSION);
     }
-    for (int v = (int)have + 1; v <= SCHEMA_VERSION; v++) {
+    /* Migration i brings the schema to version i + 1. */
+    for (size_t i = (size_t)have; i < (size_t)SCHEMA_VERSION; i++) {
         param p;
-        const char *val[] = {u64p(&p, (uint64_t)v)};
-        if (!exec_ok(s->conn, MIGRATIONS[v - 1]) ||
-            !command_ok(run(s, "INSERT INTO schema_version(version) VALUES($1::int)", 1, val,
-                            NULL, NULL))) {
+        const char *val[] = {u64p(&p, (uint64_t)i + 1)};
+        if (!exec_ok(s->conn, MIGRATIONS[i]) ||
+            !command_ok(run(s, "INSERT INTO schema_version(version) VALUES($1::int)", 1, val, NULL,
+                            NULL))) {
             char what[48];
-            snprintf(what, sizeof what, "cannot apply schema migration %d", v);
+            snprintf(what, sizeof what, "cannot apply schema migration %zu", i + 1);
             mw_err e = fail(s, d, what);
             (void)exec_ok(s->conn, "ROLLBACK");
             return e;
@@ -177,8 +178,7 @@ static mw_err migrate(mwi_pg_store *s, mw_error_detail_t *d)
     return ok ? MW_OK : fail(s, d, "cannot commit the schema");
 }
 
-mw_err mwi_pg_open(const char *url, const char *instance, mwi_pg_store **out,
-                   mw_error_detail_t *d)
+mw_err mwi_pg_open(const char *url, const char *instance, mwi_pg_store **out, mw_error_detail_t *d)
 {
     *out = NULL;
     if (instance == NULL)
@@ -257,8 +257,8 @@ mw_err mwi_pg_load_device(mwi_pg_store *s, const char *id, mwi_replay *out,
     if (!s->txn && !connected(s))
         return MW_EIO;
     const char *val[] = {id};
-    PGresult *r = run(s, "SELECT replay, next_command FROM devices WHERE id = $1", 1, val, NULL,
-                      NULL);
+    PGresult *r =
+        run(s, "SELECT replay, next_command FROM devices WHERE id = $1", 1, val, NULL, NULL);
     mw_err e = read_device(r, out, out_next_command, found);
     PQclear(r);
     return e;
@@ -278,8 +278,7 @@ mw_err mwi_pg_lock_device(mwi_pg_store *s, const char *id, mwi_replay *out,
         /* A device no gateway has seen: its row is made now, empty, so that there is something
          * to lock; a second gateway's insert waits for this transaction, then does nothing. */
         PQclear(r);
-        if (!command_ok(run(s,
-                            "INSERT INTO devices(id) VALUES($1) ON CONFLICT (id) DO NOTHING", 1,
+        if (!command_ok(run(s, "INSERT INTO devices(id) VALUES($1) ON CONFLICT (id) DO NOTHING", 1,
                             val, NULL, NULL)))
             return MW_EIO;
         r = run(s, lock, 1, val, NULL, NULL);
@@ -295,8 +294,8 @@ mw_err mwi_pg_checkpoint(mwi_pg_store *s, uint64_t *out)
     if (!s->txn && !connected(s))
         return MW_EIO;
     const char *val[] = {s->instance};
-    PGresult *r = run(s, "SELECT sink_checkpoint FROM checkpoints WHERE gateway = $1", 1, val,
-                      NULL, NULL);
+    PGresult *r =
+        run(s, "SELECT sink_checkpoint FROM checkpoints WHERE gateway = $1", 1, val, NULL, NULL);
     bool ok = PQresultStatus(r) == PGRES_TUPLES_OK &&
               (PQntuples(r) == 0 || (PQntuples(r) == 1 && get_u64(r, 0, 0, out)));
     PQclear(r);
@@ -326,9 +325,8 @@ mw_err mwi_pg_put_message(mwi_pg_store *s, const mw_message_t *m, uint64_t recei
     if (mwi_journal_encode(m, buf, &len) != MW_OK)
         return MW_EINVAL;
     param sp, sq, rm, ty;
-    const char *val[] = {m->device_id,          u64p(&sp, m->space),
-                         u64p(&sq, m->seq),     u64p(&rm, received_ms),
-                         u64p(&ty, (uint64_t)m->type), (const char *)buf};
+    const char *val[] = {m->device_id,           u64p(&sp, m->space),          u64p(&sq, m->seq),
+                         u64p(&rm, received_ms), u64p(&ty, (uint64_t)m->type), (const char *)buf};
     const int lens[] = {0, 0, 0, 0, 0, (int)len};
     const int fmts[] = {0, 0, 0, 0, 0, 1};
     return command_ok(run(s,

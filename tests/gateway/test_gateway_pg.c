@@ -48,8 +48,8 @@ static void gateway_start(gw *g, const char *dir, const char *id)
     snprintf(g->err, sizeof g->err, "%s/%s.err", dir, id);
     snprintf(g->port_file, sizeof g->port_file, "%s/%s.port", dir, id);
     const char *extra[] = {"--store", pg.url, "--gateway-id", id, "--out", g->out, NULL};
-    bool ok = mwt_gateway_start(&g->proc, &pki, "127.0.0.1:0", g->port_file, extra, g->err,
-                                g->addr, sizeof g->addr);
+    bool ok = mwt_gateway_start(&g->proc, &pki, "127.0.0.1:0", g->port_file, extra, g->err, g->addr,
+                                sizeof g->addr);
     char *why = ok ? NULL : mwt_read_file(g->err);
     cr_assert(ok, "gateway %s: %s", id, why ? why : "");
 }
@@ -73,10 +73,29 @@ static void device_run(const char *dir, const char *name, const gw *g, const cha
     snprintf(ca, sizeof ca, "%s", mwt_pki_ca(&pki));
     snprintf(crt, sizeof crt, "%s", mwt_pki_crt(&pki, name));
     snprintf(k, sizeof k, "%s", mwt_pki_key(&pki, name));
-    const char *argv[] = {mwt_bin("medwire-device"), "--ca", ca, "--cert", crt, "--key", k,
-                          "--gateway", g->addr, "--gateway-name", "gateway", "--count", count,
-                          "--interval-ms", "25", "--give-up-s", "25", "--queue", queue,
-                          "--queue-key", key, "--quiet", NULL};
+    const char *argv[] = {mwt_bin("medwire-device"),
+                          "--ca",
+                          ca,
+                          "--cert",
+                          crt,
+                          "--key",
+                          k,
+                          "--gateway",
+                          g->addr,
+                          "--gateway-name",
+                          "gateway",
+                          "--count",
+                          count,
+                          "--interval-ms",
+                          "25",
+                          "--give-up-s",
+                          "25",
+                          "--queue",
+                          queue,
+                          "--queue-key",
+                          key,
+                          "--quiet",
+                          NULL};
     mwt_proc p;
     cr_assert(mwt_proc_start(&p, argv, NULL, err));
     int rc = mwt_proc_wait(&p, 28000);
@@ -175,10 +194,29 @@ Test(gateway_pg, a_database_restarted_or_gone_mid_stream_loses_nothing)
     snprintf(ca, sizeof ca, "%s", mwt_pki_ca(&pki));
     snprintf(crt, sizeof crt, "%s", mwt_pki_crt(&pki, "dev-1"));
     snprintf(k, sizeof k, "%s", mwt_pki_key(&pki, "dev-1"));
-    const char *argv[] = {mwt_bin("medwire-device"), "--ca", ca, "--cert", crt, "--key", k,
-                          "--gateway", g.addr, "--gateway-name", "gateway", "--count", "80",
-                          "--interval-ms", "25", "--give-up-s", "25", "--queue", queue,
-                          "--queue-key", key, "--quiet", NULL};
+    const char *argv[] = {mwt_bin("medwire-device"),
+                          "--ca",
+                          ca,
+                          "--cert",
+                          crt,
+                          "--key",
+                          k,
+                          "--gateway",
+                          g.addr,
+                          "--gateway-name",
+                          "gateway",
+                          "--count",
+                          "80",
+                          "--interval-ms",
+                          "25",
+                          "--give-up-s",
+                          "25",
+                          "--queue",
+                          queue,
+                          "--queue-key",
+                          key,
+                          "--quiet",
+                          NULL};
     mwt_proc d;
     cr_assert(mwt_proc_start(&d, argv, NULL, err));
     mwt_sleep_ms(500);
@@ -234,11 +272,11 @@ Test(gateway_pg, healthz_fails_while_the_database_is_away)
     snprintf(out, sizeof out, "%s/out", dir);
     snprintf(err, sizeof err, "%s/err", dir);
     snprintf(port_file, sizeof port_file, "%s/port", dir);
-    const char *extra[] = {"--store", pg.url, "--out", out, "--metrics", "127.0.0.1:0",
-                           "--metrics-port-file", mport_file, NULL};
+    const char *extra[] = {
+        "--store",  pg.url, "--out", out, "--metrics", "127.0.0.1:0", "--metrics-port-file",
+        mport_file, NULL};
     mwt_proc g;
-    cr_assert(mwt_gateway_start(&g, &pki, "127.0.0.1:0", port_file, extra, err, addr,
-                                sizeof addr));
+    cr_assert(mwt_gateway_start(&g, &pki, "127.0.0.1:0", port_file, extra, err, addr, sizeof addr));
     int mport = mwt_wait_port(mport_file, 10000);
     cr_assert_gt(mport, 0);
     http_status(mport, "/healthz", st, sizeof st);

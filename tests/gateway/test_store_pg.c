@@ -125,8 +125,7 @@ Test(store_pg, keeps_journal_states_spaces_and_checkpoints_as_the_sqlite_store_d
     cr_assert(retired);
     cr_assert_eq(mwi_store_space_retired(s, "pump-1", 8, &retired), MW_OK);
     cr_assert_not(retired);
-    assert_query("SELECT seq, received_ms, type FROM messages WHERE seq = 2",
-                 "2|1700000000001|1");
+    assert_query("SELECT seq, received_ms, type FROM messages WHERE seq = 2", "2|1700000000001|1");
 
     /* What is rolled back is not there. */
     mw_message_t m3 = observation("pump-1", r.space, 3);
@@ -159,8 +158,11 @@ Test(store_pg, refuses_a_state_it_cannot_read)
     cr_assert_eq(mwi_store_put_device(s, "d", &r, 9), MW_OK);
     cr_assert_eq(mwi_store_commit(s, 0), MW_OK);
     /* Cut short by one byte, then a blob of an unknown version. */
-    cr_assert_eq(mwt_pg_sql(&pg, "UPDATE devices SET replay = substring(replay from 1 for "
-                                 "length(replay) - 1)", NULL), 0);
+    cr_assert_eq(mwt_pg_sql(&pg,
+                            "UPDATE devices SET replay = substring(replay from 1 for "
+                            "length(replay) - 1)",
+                            NULL),
+                 0);
     bool found = true;
     uint64_t next = 0;
     cr_assert_eq(mwi_store_load_device(s, "d", &got, &next, &found), MW_EIO);
@@ -209,8 +211,7 @@ Test(store_pg, gateways_starting_together_migrate_once)
     pthread_t t[4];
     for (int i = 0; i < 4; i++) {
         memset(&o[i], 0, sizeof o[i]);
-        snprintf(o[i].url, sizeof o[i].url, "postgresql://postgres@127.0.0.1:%d/together",
-                 pg.port);
+        snprintf(o[i].url, sizeof o[i].url, "postgresql://postgres@127.0.0.1:%d/together", pg.port);
         cr_assert_eq(pthread_create(&t[i], NULL, open_thread, &o[i]), 0);
     }
     for (int i = 0; i < 4; i++) {

@@ -196,8 +196,8 @@ static bool make_cluster(mwt_pg *pg)
     snprintf(out, sizeof out, "%s/initdb.out", pg->dir);
     cmd c;
     cmd_begin(&c, pg, "initdb");
-    const char *rest[] = {"-D",  data,        "-A", "trust", "-U", "postgres", "-E",
-                          "UTF8", "--locale=C", "--no-sync", NULL};
+    const char *rest[] = {"-D", data,   "-A",         "trust",     "-U", "postgres",
+                          "-E", "UTF8", "--locale=C", "--no-sync", NULL};
     for (size_t i = 0; rest[i]; i++)
         cmd_add(&c, rest[i]);
     if (mwt_run(c.v, out, out, 60000) != 0) {
@@ -228,8 +228,7 @@ static bool template_cluster(const mwt_pg *pg, char *out, size_t size)
     const char *slash = strrchr(pg->bin, '/');
     snprintf(version, sizeof version, "%.*s", slash ? (int)(slash - pg->bin) : 0, pg->bin);
     const char *v = strrchr(version, '/');
-    snprintf(out, size, "%s/mwpg-template-%s-%u", base_dir(), v ? v + 1 : "x",
-             (unsigned)geteuid());
+    snprintf(out, size, "%s/mwpg-template-%s-%u", base_dir(), v ? v + 1 : "x", (unsigned)geteuid());
     char probe[300];
     snprintf(probe, sizeof probe, "%s/data/PG_VERSION", out);
     struct stat st;
@@ -256,8 +255,7 @@ bool mwt_pg_start(mwt_pg *pg)
         return false;
     }
     char tpl[200], from[220], to[200];
-    if (!template_cluster(pg, tpl, sizeof tpl) ||
-        !make_dir(pg->dir, sizeof pg->dir, "mwpg-XXXXXX"))
+    if (!template_cluster(pg, tpl, sizeof tpl) || !make_dir(pg->dir, sizeof pg->dir, "mwpg-XXXXXX"))
         return false;
     snprintf(from, sizeof from, "%s/data", tpl);
     snprintf(to, sizeof to, "%s/data", pg->dir);
@@ -306,8 +304,9 @@ int mwt_pg_sql(const mwt_pg *pg, const char *sql, const char *out_path)
     snprintf(port, sizeof port, "%d", pg->port);
     cmd c;
     cmd_begin(&c, pg, "psql");
-    const char *rest[] = {"-X", "-q", "-t", "-A", "-v", "ON_ERROR_STOP=1", "-h", pg->dir,
-                          "-p", port, "-U", "postgres", "-d", "medwire", "-c", sql, NULL};
+    const char *rest[] = {"-X", "-q",      "-t", "-A", "-v", "ON_ERROR_STOP=1",
+                          "-h", pg->dir,   "-p", port, "-U", "postgres",
+                          "-d", "medwire", "-c", sql,  NULL};
     for (size_t i = 0; rest[i]; i++)
         cmd_add(&c, rest[i]);
     return mwt_run(c.v, out_path, NULL, 20000);

@@ -8,10 +8,10 @@
 #include <stdbool.h>
 
 typedef struct mwt_pg {
-    char bin[256];  /**< the server's bin folder (initdb, pg_ctl, createdb) */
-    char dir[128];  /**< the cluster's temporary folder: data/, the socket, the log */
-    int port;       /**< its TCP port on 127.0.0.1 */
-    char url[256];  /**< postgresql://postgres@127.0.0.1:PORT/medwire */
+    char bin[256]; /**< the server's bin folder (initdb, pg_ctl, createdb) */
+    char dir[128]; /**< the cluster's temporary folder: data/, the socket, the log */
+    int port;      /**< its TCP port on 127.0.0.1 */
+    char url[256]; /**< postgresql://postgres@127.0.0.1:PORT/medwire */
     bool running;
 } mwt_pg;
 
