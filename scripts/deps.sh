@@ -13,6 +13,8 @@ MW_PACKAGES=(
   nanopb libnanopb-dev python3-protobuf  # protobuf code generated at build time
   libcriterion-dev        # tests
   libsqlite3-dev          # gateway store
+  libpq-dev               # gateway store on PostgreSQL (--store postgresql://); optional
+  postgresql              # a real server for that store's tests (ctest -L pg)
   libmicrohttpd-dev       # medwire-gateway --metrics (Prometheus over HTTP); the program only
   libcurl4-openssl-dev    # medwire-gateway --fhir-server (FHIR REST over HTTPS); the program only
   openssl                 # independent certificate checks in tests

@@ -32,6 +32,7 @@ static const char USAGE[] =
     "usage: medwire-gateway --listen HOST:PORT --ca FILE --cert FILE --key FILE\n"
     "                       [--out FILE] [--audit FILE] [--store FILE] [--port-file FILE]\n"
     "                       [--crl FILE] [--control PATH] [--max-peers N]\n"
+    "                       [--gateway-id NAME]\n"
     "                       [--comm-loss-s S] [--idle-timeout-s S] [--format json|fhir]\n"
     "                       [--metrics HOST:PORT] [--metrics-port-file FILE]\n"
     "                       [--log-level error|warn|info|debug] [--log-format text|json]\n"
@@ -66,7 +67,13 @@ static const char USAGE[] =
     "                      replay state (default: medwire-gateway.db in the working\n"
     "                      directory); a message is acknowledged only once it is\n"
     "                      committed there and written to --out. Locked while the gateway\n"
-    "                      runs: a second gateway given the same FILE does not start\n"
+    "                      runs: a second gateway given the same FILE does not start.\n"
+    "                      A postgresql://USER@HOST/DB URL (libpq's) instead: a database\n"
+    "                      several gateways share, devices moving freely between them\n"
+    "                      (docs/deployment.md); its password is never printed\n"
+    "  --gateway-id NAME   this gateway's name in a shared --store, under which it keeps\n"
+    "                      where its --out stands (default: HOSTNAME/LISTEN); give each\n"
+    "                      gateway its own, the same across restarts\n"
     "  --crl FILE          PEM CRL of the CA (medwire-pki revoke/crl), enforced on every\n"
     "                      handshake and resumption; SIGHUP reloads it, and closes the\n"
     "                      sessions of devices it revokes\n"
@@ -559,6 +566,26 @@ static FILE *open_out(const char *path, const char *what)
 
 /* A file made by an older version, or by hand, keeps its mode: say so when others can reach
  * what it holds, with the fix. Devices and pipes are the operator's choice and pass. */
+/* A PostgreSQL store is a URL, not a file of ours. */
+static bool store_is_url(const char *store)
+{
+    return strncmp(store, "postgresql://", 13) == 0 || strncmp(store, "postgres://", 11) == 0;
+}
+
+/* The store as logs show it: a URL's password (between "user:" and "@") becomes "***". */
+static void store_for_logs(const char *store, char *out, size_t size)
+{
+    snprintf(out, size, "%s", store);
+    const char *host = store_is_url(store) ? strstr(store, "://") + 3 : NULL;
+    const char *at = host ? strchr(host, '@') : NULL;
+    const char *colon = host ? strchr(host, ':') : NULL;
+    if (at && colon && colon < at)
+        snprintf(out, size, "%.*s:***%s", (int)(colon - store), store, at);
+    char *q = store_is_url(store) ? strchr(out, '?') : NULL;
+    if (q && strstr(q, "password"))
+        snprintf(q, size - (size_t)(q - out), "?***");
+}
+
 static void warn_if_shared(const char *path, const char *option)
 {
     struct stat st;
@@ -677,7 +704,7 @@ int main(int argc, char **argv)
 {
     const char *listen = NULL, *ca = NULL, *cert = NULL, *key = NULL;
     const char *out_path = NULL, *audit_path = NULL, *port_file = NULL;
-    const char *store = "medwire-gateway.db";
+    const char *store = "medwire-gateway.db", *gateway_id = NULL;
     const char *control_path = NULL;
     const char *crl = NULL;
     const char *format = "json";
@@ -732,6 +759,8 @@ int main(int argc, char **argv)
             slot = &port_file;
         else if (strcmp(a, "--store") == 0)
             slot = &store;
+        else if (strcmp(a, "--gateway-id") == 0)
+            slot = &gateway_id;
         else if (strcmp(a, "--control") == 0)
             slot = &control_path;
         else if (strcmp(a, "--crl") == 0)
@@ -936,7 +965,8 @@ int main(int argc, char **argv)
     o.fhir_url = fhir_url;
     if (dest_url) {
         if (outbox_path == NULL) {
-            snprintf(outbox_default, sizeof outbox_default, "%s.outbox", store);
+            snprintf(outbox_default, sizeof outbox_default, "%s.outbox",
+                     store_is_url(store) ? "medwire-gateway" : store);
             outbox_path = outbox_default;
         }
         char why[600];
@@ -985,6 +1015,18 @@ int main(int argc, char **argv)
     cfg.sink_recover = sink_recover;
     cfg.sink_ctx = &o;
     cfg.store_path = store;
+    char id_default[300];
+    if (gateway_id == NULL) {
+        char host[256] = "";
+        if (gethostname(host, sizeof host) != 0)
+            snprintf(host, sizeof host, "gateway");
+        host[sizeof host - 1] = '\0';
+        snprintf(id_default, sizeof id_default, "%s/%s", host, listen ? listen : "0.0.0.0:5684");
+        gateway_id = id_default;
+    }
+    cfg.store_instance = gateway_id;
+    char store_shown[600];
+    store_for_logs(store, store_shown, sizeof store_shown);
     cfg.crl_file = crl;
     cfg.audit = on_audit;
     cfg.audit_ctx = &o;
@@ -1058,7 +1100,8 @@ int main(int argc, char **argv)
 #else
     struct hl7_view hv = {&o, sender};
 #endif
-    warn_if_shared(store, "--store");
+    if (!store_is_url(store))
+        warn_if_shared(store, "--store");
     mw_addr_t local;
     char local_text[64] = "?";
     bool have_local = mw_gateway_local_addr(gw, &local) == MW_OK &&
@@ -1109,8 +1152,9 @@ int main(int argc, char **argv)
     }
     audit_program_event(&o, "gateway_started", local_text, "listening for devices");
     gwlog(GWLOG_INFO, "gateway_started", "s:listen", local_text, "s:metrics_port",
-          metrics ? metrics_text : NULL, "s:store", store, "s:crl", crl, "s:format", format,
-          "s:reason", "listening for devices", GWLOG_END);
+          metrics ? metrics_text : NULL, "s:store", store_shown, "s:gateway_id",
+          store_is_url(store) ? gateway_id : NULL, "s:crl", crl, "s:format", format, "s:reason",
+          "listening for devices", GWLOG_END);
 
     /* One loop over the gateway's socket and the control socket: the
      * library's descriptor and timer are what a caller's own loop needs. */

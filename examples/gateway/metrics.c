@@ -353,6 +353,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     /* For load balancers and supervisors: an answer means the gateway's loop is running, as
      * HTTP is served from it; a gateway that is starting, draining or stuck gives none. */
     if (strcmp(url, "/healthz") == 0) {
+        /* A gateway whose store is unreachable acknowledges nothing: the load balancer had
+         * better send devices to another one. */
+        if (!mw_gateway_store_healthy(m->gw))
+            return reply(c, MHD_HTTP_SERVICE_UNAVAILABLE, "store unreachable\n");
         /* The gateway still takes custody while the hospital is unreachable (the outbox
          * holds the messages), so it stays "ok" for the load balancer; the text says so. */
         metrics_hl7_t h[METRICS_DESTINATIONS_MAX];

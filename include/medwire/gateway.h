@@ -140,7 +140,9 @@ typedef struct mw_gateway_config {
      *  again what devices resend. A new file is created with mode 0600 (its -wal and -shm
      *  files take the same mode). The gateway holds the file locked (flock) until
      *  mw_gateway_destroy: mw_gateway_create fails with MW_EIO, and a reason naming the file,
-     *  while another gateway uses it. */
+     *  while another gateway uses it. A postgresql:// or postgres:// URL (libpq's) is a
+     *  PostgreSQL database instead, which several gateways may share (docs/deployment.md);
+     *  MW_EIO if the library was built without libpq. */
     const char *store_path;
     mw_audit_fn *audit; /**< optional */
     void *audit_ctx;
@@ -160,6 +162,11 @@ typedef struct mw_gateway_config {
     /** Audit lines of one kind about one identity per minute (default 20); the rest become
      *  one line with their count. */
     uint32_t audit_per_identity_per_min;
+    /** With a PostgreSQL @c store_path (postgresql://...) that several gateways share: this
+     *  gateway's name there, under which its sink checkpoint is kept (each gateway has its own
+     *  output); NULL is "". Give every gateway on one database a name of its own, the same
+     *  across its restarts. Unused with SQLite. */
+    const char *store_instance;
 } mw_gateway_config_t;
 
 /** Why a handshake failed, for mw_gateway_stats_t.handshake_failures_by_reason. */
@@ -294,6 +301,10 @@ MW_API MW_NODISCARD mw_err mw_gateway_reload_credentials(mw_gateway_t *gw,
 MW_API const char *mw_gateway_hs_reason_name(mw_gateway_hs_reason r);
 /** Milliseconds until mw_gateway_poll has timer work due, or -1 if none. */
 MW_API int mw_gateway_next_timeout_ms(const mw_gateway_t *gw);
+/** True if the store can take a commit now: always without one or with SQLite; with
+ *  PostgreSQL, if the server answers (a lost connection is made again here). While it is
+ *  false, nothing is acknowledged: devices keep their messages and send them again. */
+MW_API bool mw_gateway_store_healthy(mw_gateway_t *gw);
 /** Frees everything; sets *gw to NULL. */
 MW_API void mw_gateway_destroy(mw_gateway_t **gw);
 

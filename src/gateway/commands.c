@@ -152,6 +152,11 @@ mw_err mw_gateway_send_command(mw_gateway_t *gw, const char *device_id, const mw
     if (dv->ncmds == MWI_MAX_COMMANDS)
         return MW_EFULL;
     mw_command_t c = *cmd;
+    /* First, so that a shared store's counter is read again before an id is taken from it. The
+     * id counter is committed with the next poll, before the command can reach the device (in
+     * an Ack, which waits for the commit, or POSTed right after it). */
+    mwi_gw_touch(gw, dv);
+    gw->dirty = true; /* the transaction the touch began ends with this poll's commit */
     /* Unique across gateways and across a gateway's new store, not a counter from 1: the wall
      * clock's milliseconds above 16 random bits, and above every id this store gave before
      * (docs/protocol.md 7). */
@@ -167,9 +172,6 @@ mw_err mw_gateway_send_command(mw_gateway_t *gw, const char *device_id, const mw
     if (c.expires_ms == 0)
         c.expires_ms = now + 60000u;
     dv->cmds[dv->ncmds++] = c;
-    /* The id counter is committed with the next poll, before the command can reach the device
-     * (in an Ack, which waits for the commit, or POSTed right after it). */
-    mwi_gw_touch(gw, dv);
     gw->dirty = true;
     dv->push_due = gw->push_due = true;
     if (out_id)

@@ -25,6 +25,23 @@ void mwi_gw_defer(mw_gateway_t *gw, struct peer *p, const uint8_t *bytes, size_t
     memcpy(d->bytes, bytes, len);
 }
 
+/* A store several gateways share may hold a newer state of the device than the one cached
+ * here (it moved to another gateway and back): the state is read again, and its row held, by
+ * the transaction that will commit the change, so that no two gateways take the same number
+ * in. The command id counter never goes back: an id this gateway handed out stays used. */
+static void refresh(mw_gateway_t *gw, struct device *dv)
+{
+    uint64_t next = 0;
+    bool found = false;
+    if (gw->store == NULL)
+        return;
+    mw_err e = mwi_store_lock_device(gw->store, dv->id, &dv->rp, &next, &found);
+    if (e != MW_OK)
+        gw->txn_failed = true; /* the commit fails and undoes the poll */
+    if (found && next > dv->next_command)
+        dv->next_command = next;
+}
+
 void mwi_gw_touch(mw_gateway_t *gw, struct device *dv)
 {
     for (size_t i = 0; i < gw->nundo; i++)
@@ -32,6 +49,7 @@ void mwi_gw_touch(mw_gateway_t *gw, struct device *dv)
             return;
     if (gw->nundo == DEFER_MAX)
         mwi_gw_commit(gw);
+    refresh(gw, dv);
     gw->undo[gw->nundo].dv = dv;
     gw->undo[gw->nundo].before = dv->rp;
     gw->nundo++;

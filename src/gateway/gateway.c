@@ -145,7 +145,7 @@ mw_err mw_gateway_create(const mw_gateway_config_t *cfg, mw_gateway_t **out, mw_
         }
     }
     if (cfg->store_path) {
-        e = mwi_store_open(cfg->store_path, &gw->store, d);
+        e = mwi_store_open_as(cfg->store_path, cfg->store_instance, &gw->store, d);
         if (e != MW_OK)
             goto fail;
         e = mwi_store_checkpoint(gw->store, &gw->checkpoint);
@@ -768,6 +768,13 @@ int mw_gateway_next_timeout_ms(const mw_gateway_t *gw)
     if (at <= now)
         return 0;
     return at - now > 0x7fffffff ? 0x7fffffff : (int)(at - now);
+}
+
+bool mw_gateway_store_healthy(mw_gateway_t *gw)
+{
+    /* Inside a poll's transaction the connection is in use; between polls it is free. */
+    return gw == NULL || gw->store == NULL || mwi_store_in_txn(gw->store) ||
+           mwi_store_healthy(gw->store);
 }
 
 void mw_gateway_destroy(mw_gateway_t **pgw)

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* store.c -- the gateway's durable store (SQLite, WAL): accepted-message journal, per-device replay
- * state, sink checkpoint. */
+ * state, sink checkpoint. A store opened with a PostgreSQL URL is handed to store_pg.c. */
 #include <errno.h>
 #include <sqlite3.h>
 #include <stdio.h>
@@ -9,29 +9,35 @@
 
 #include "core/detail.h"
 #include "gateway/store.h"
+#include "gateway/store_codec.h"
 #include "port/posix/owned_file.h"
-#include "session/codec.h"
+#ifdef MW_HAVE_LIBPQ
+#include "gateway/store_pg.h"
+#endif
 
 /* 1: journal keyed by (device, seq). 2: messages keyed by (device, space, seq), retired
  * spaces, replay blob 2 with digests. A version-1 store is upgraded in place at open: its
  * journal stays as it was (read-only history), its replay states read as space 0. */
 #define SCHEMA_VERSION 2
-/* Replay state blob 1: version(1) low(8) done(8) n(1) n * (first(8) last(8)), little endian. */
-#define REPLAY_BLOB_V1 1
-/* Blob 2: version(1) flags(1: bit 0 fresh) space(8) low(8) done(8) top(8) zero(3) n(1) nd(1)
- * nretired(1), then n * (first(8) last(8)), nd * (seq(8) digest(8)), nretired * space(8). */
-#define REPLAY_BLOB_VERSION 2
-#define REPLAY_BLOB_HEAD    40
-#define REPLAY_BLOB_MAX                                                                            \
-    (REPLAY_BLOB_HEAD + MWI_REPLAY_MAX_RANGES * 16 + MWI_REPLAY_DIGESTS * 16 +                     \
-     MWI_REPLAY_RETIRED * 8)
-
 struct mwi_store {
     sqlite3 *db;
     int lock_fd; /* holds the file's lock while the store is open; -1: in memory */
     sqlite3_stmt *get_dev, *put_dev, *put_msg, *get_meta, *put_meta, *put_space, *get_space;
     bool txn;
+#ifdef MW_HAVE_LIBPQ
+    mwi_pg_store *pg; /* a PostgreSQL store: every call goes there */
+#endif
 };
+
+#ifdef MW_HAVE_LIBPQ
+#define PG_OR(s, call)                                                                             \
+    do {                                                                                           \
+        if ((s)->pg)                                                                               \
+            return call;                                                                           \
+    } while (0)
+#else
+#define PG_OR(s, call) ((void)0)
+#endif
 
 static const char SCHEMA[] =
     "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL);"
@@ -52,21 +58,36 @@ static mw_err fail(mwi_store *s, mw_error_detail_t *d, const char *what)
     return MW_EIO;
 }
 
-static void put64(uint8_t *p, uint64_t v)
+bool mwi_store_is_pg(const char *path)
 {
-    for (int i = 0; i < 8; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
+    return path &&
+           (strncmp(path, "postgresql://", 13) == 0 || strncmp(path, "postgres://", 11) == 0);
 }
 
-static uint64_t get64(const uint8_t *p)
+void mwi_store_redact(const char *path, char *out, size_t size)
 {
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--)
-        v = (v << 8) | p[i];
-    return v;
+    snprintf(out, size, "%s", path);
+    if (!mwi_store_is_pg(path))
+        return;
+    const char *start = strstr(path, "://") + 3;
+    const char *at = strchr(start, '@');
+    const char *slash = strchr(start, '/');
+    const char *colon = strchr(start, ':');
+    if (at && (slash == NULL || at < slash) && colon && colon < at)
+        snprintf(out, size, "%.*s:***%s", (int)(colon - path), path, at);
+    /* A password may also come as a parameter: the query goes. */
+    char *q = strchr(out, '?');
+    if (q && strstr(q, "password") != NULL)
+        snprintf(q, size - (size_t)(q - out), "?***");
 }
 
 mw_err mwi_store_open(const char *path, mwi_store **out, mw_error_detail_t *d)
+{
+    return mwi_store_open_as(path, NULL, out, d);
+}
+
+mw_err mwi_store_open_as(const char *path, const char *instance, mwi_store **out,
+                         mw_error_detail_t *d)
 {
     if (path == NULL || out == NULL)
         return MW_EINVAL;
@@ -76,6 +97,22 @@ mw_err mwi_store_open(const char *path, mwi_store **out, mw_error_detail_t *d)
         return MW_ENOMEM;
     s->lock_fd = -1;
     mw_err e = MW_OK;
+    if (mwi_store_is_pg(path)) {
+#ifdef MW_HAVE_LIBPQ
+        e = mwi_pg_open(path, instance, &s->pg, d);
+#else
+        (void)instance;
+        e = mwi_detail_fail(d, MW_EIO,
+                            "gateway store: PostgreSQL is not built in (rebuild medwire with "
+                            "libpq: apt install libpq-dev)");
+#endif
+        if (e != MW_OK) {
+            free(s);
+            return e;
+        }
+        *out = s;
+        return MW_OK;
+    }
     /* An SQLite built with SQLITE_USE_URI (Debian's is) reads a name starting "file:" as a
      * URI; a store is a file, and the file locked below must be the one SQLite opens. */
     char name[4096];
@@ -176,6 +213,14 @@ void mwi_store_close(mwi_store **ps)
     if (ps == NULL || *ps == NULL)
         return;
     mwi_store *s = *ps;
+#ifdef MW_HAVE_LIBPQ
+    if (s->pg) {
+        mwi_pg_close(&s->pg);
+        free(s);
+        *ps = NULL;
+        return;
+    }
+#endif
     if (s->txn)
         mwi_store_rollback(s);
     sqlite3_finalize(s->get_dev);
@@ -193,75 +238,10 @@ void mwi_store_close(mwi_store **ps)
     *ps = NULL;
 }
 
-/* Blob 1 (a version-1 store): one space, 0, no digests. What it settled stays settled. */
-static bool parse_v1(const uint8_t *b, int n, mwi_replay *r)
-{
-    if (n < 18 || b[17] > MWI_REPLAY_MAX_RANGES || n != 18 + 16 * b[17])
-        return false;
-    mwi_replay_init(r);
-    r->fresh = false;
-    r->low = get64(b + 1);
-    r->done = get64(b + 9);
-    r->n = b[17];
-    r->top = r->done - 1;
-    for (uint32_t i = 0; i < r->n; i++) {
-        r->r[i].first = get64(b + 18 + 16 * i);
-        r->r[i].last = get64(b + 26 + 16 * i);
-        r->top = r->r[i].last;
-    }
-    return true;
-}
-
-static bool parse_v2(const uint8_t *b, int n, mwi_replay *r)
-{
-    if (n < REPLAY_BLOB_HEAD || (b[1] & ~1u) != 0 || b[34] != 0 || b[35] != 0 || b[36] != 0)
-        return false;
-    uint32_t nr = b[37], nd = b[38], nt = b[39];
-    if (nr > MWI_REPLAY_MAX_RANGES || nd > MWI_REPLAY_DIGESTS || nt > MWI_REPLAY_RETIRED ||
-        (size_t)n != REPLAY_BLOB_HEAD + 16u * nr + 16u * nd + 8u * nt)
-        return false;
-    memset(r, 0, sizeof *r);
-    r->fresh = (b[1] & 1u) != 0;
-    r->space = get64(b + 2);
-    r->low = get64(b + 10);
-    r->done = get64(b + 18);
-    r->top = get64(b + 26);
-    const uint8_t *p = b + REPLAY_BLOB_HEAD;
-    r->n = nr;
-    for (uint32_t i = 0; i < nr; i++, p += 16) {
-        r->r[i].first = get64(p);
-        r->r[i].last = get64(p + 8);
-    }
-    r->nd = nd;
-    for (uint32_t i = 0; i < nd; i++, p += 16) {
-        r->d[i].seq = get64(p);
-        r->d[i].digest = get64(p + 8);
-    }
-    r->nretired = nt;
-    for (uint32_t i = 0; i < nt; i++, p += 8)
-        r->retired[i] = get64(p);
-    return true;
-}
-
-/* The invariants mwi_replay relies on; a state that breaks them is never used: a wrong one
- * loses or repeats messages. */
-static bool replay_sound(const mwi_replay *r)
-{
-    if (r->low == 0 || r->done < r->low)
-        return false;
-    for (uint32_t i = 0; i < r->n; i++)
-        if (r->r[i].first > r->r[i].last || r->r[i].first <= r->done ||
-            (i > 0 && r->r[i].first <= r->r[i - 1].last + 1) || r->r[i].last > r->top)
-            return false;
-    for (uint32_t i = 0; i < r->nd; i++)
-        if (r->d[i].seq < r->low || r->d[i].seq > r->top)
-            return false;
-    return true;
-}
-
 mw_err mwi_store_load_device(mwi_store *s, const char *id, mwi_replay *out,
                              uint64_t *out_next_command, bool *found)
 {
+    PG_OR(s, mwi_pg_load_device(s->pg, id, out, out_next_command, found));
     *found = false;
     sqlite3_bind_text(s->get_dev, 1, id, -1, SQLITE_TRANSIENT);
     int rc = sqlite3_step(s->get_dev);
@@ -270,11 +250,7 @@ mw_err mwi_store_load_device(mwi_store *s, const char *id, mwi_replay *out,
         const uint8_t *b = sqlite3_column_blob(s->get_dev, 0);
         int n = sqlite3_column_bytes(s->get_dev, 0);
         mwi_replay *r = malloc(sizeof *r);
-        /* Length-checked field by field: the file is outside our control. */
-        bool ok = r != NULL && b != NULL && n >= 1 &&
-                  ((b[0] == REPLAY_BLOB_V1 && parse_v1(b, n, r)) ||
-                   (b[0] == REPLAY_BLOB_VERSION && parse_v2(b, n, r))) &&
-                  replay_sound(r);
+        bool ok = r != NULL && n >= 0 && mwi_replay_blob_decode(b, (size_t)n, r);
         if (ok) {
             *out = *r;
             *out_next_command = (uint64_t)sqlite3_column_int64(s->get_dev, 1);
@@ -291,8 +267,28 @@ mw_err mwi_store_load_device(mwi_store *s, const char *id, mwi_replay *out,
     return e;
 }
 
+mw_err mwi_store_lock_device(mwi_store *s, const char *id, mwi_replay *out,
+                             uint64_t *out_next_command, bool *found)
+{
+    PG_OR(s, mwi_pg_lock_device(s->pg, id, out, out_next_command, found));
+    (void)s;
+    (void)id;
+    (void)out;
+    (void)out_next_command;
+    *found = false;
+    return MW_OK;
+}
+
+bool mwi_store_healthy(mwi_store *s)
+{
+    PG_OR(s, mwi_pg_healthy(s->pg));
+    (void)s;
+    return true;
+}
+
 mw_err mwi_store_checkpoint(mwi_store *s, uint64_t *out)
 {
+    PG_OR(s, mwi_pg_checkpoint(s->pg, out));
     *out = 0;
     sqlite3_bind_text(s->get_meta, 1, "sink_checkpoint", -1, SQLITE_STATIC);
     int rc = sqlite3_step(s->get_meta);
@@ -304,6 +300,7 @@ mw_err mwi_store_checkpoint(mwi_store *s, uint64_t *out)
 
 mw_err mwi_store_begin(mwi_store *s)
 {
+    PG_OR(s, mwi_pg_begin(s->pg));
     if (s->txn)
         return MW_OK;
     if (sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
@@ -314,11 +311,10 @@ mw_err mwi_store_begin(mwi_store *s)
 
 mw_err mwi_store_put_message(mwi_store *s, const mw_message_t *m, uint64_t received_ms)
 {
-    uint8_t buf[512];
-    size_t len = 0, count = 0;
-    const mw_message_t *one = m;
-    mwi_batch_head h = {.low_water = m->seq, .space = m->space};
-    if (mwi_batch_encode_in(&one, 1, &h, buf, sizeof buf, &len, &count) != MW_OK)
+    PG_OR(s, mwi_pg_put_message(s->pg, m, received_ms));
+    uint8_t buf[MWI_JOURNAL_MAX];
+    size_t len = 0;
+    if (mwi_journal_encode(m, buf, &len) != MW_OK)
         return MW_EINVAL;
     sqlite3_bind_text(s->put_msg, 1, m->device_id, -1, SQLITE_TRANSIENT);
     /* Bit patterns kept above 2^63. */
@@ -336,30 +332,11 @@ mw_err mwi_store_put_message(mwi_store *s, const mw_message_t *m, uint64_t recei
 mw_err mwi_store_put_device(mwi_store *s, const char *id, const mwi_replay *r,
                             uint64_t next_command)
 {
-    uint8_t b[REPLAY_BLOB_MAX];
-    b[0] = REPLAY_BLOB_VERSION;
-    b[1] = r->fresh ? 1u : 0u;
-    put64(b + 2, r->space);
-    put64(b + 10, r->low);
-    put64(b + 18, r->done);
-    put64(b + 26, r->top);
-    b[34] = b[35] = b[36] = 0;
-    b[37] = (uint8_t)r->n;
-    b[38] = (uint8_t)r->nd;
-    b[39] = (uint8_t)r->nretired;
-    uint8_t *p = b + REPLAY_BLOB_HEAD;
-    for (uint32_t i = 0; i < r->n; i++, p += 16) {
-        put64(p, r->r[i].first);
-        put64(p + 8, r->r[i].last);
-    }
-    for (uint32_t i = 0; i < r->nd; i++, p += 16) {
-        put64(p, r->d[i].seq);
-        put64(p + 8, r->d[i].digest);
-    }
-    for (uint32_t i = 0; i < r->nretired; i++, p += 8)
-        put64(p, r->retired[i]);
+    PG_OR(s, mwi_pg_put_device(s->pg, id, r, next_command));
+    uint8_t b[MWI_REPLAY_BLOB_MAX];
+    size_t len = mwi_replay_blob_encode(r, b);
     sqlite3_bind_text(s->put_dev, 1, id, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_blob(s->put_dev, 2, b, (int)(p - b), SQLITE_TRANSIENT);
+    sqlite3_bind_blob(s->put_dev, 2, b, (int)len, SQLITE_TRANSIENT);
     sqlite3_bind_int64(s->put_dev, 3, (sqlite3_int64)next_command);
     sqlite3_bind_int64(s->put_dev, 4, 0);
     int rc = sqlite3_step(s->put_dev);
@@ -370,6 +347,7 @@ mw_err mwi_store_put_device(mwi_store *s, const char *id, const mwi_replay *r,
 
 mw_err mwi_store_retire_space(mwi_store *s, const char *id, uint64_t space, uint64_t retired_ms)
 {
+    PG_OR(s, mwi_pg_retire_space(s->pg, id, space, retired_ms));
     sqlite3_bind_text(s->put_space, 1, id, -1, SQLITE_TRANSIENT);
     sqlite3_bind_int64(s->put_space, 2, (sqlite3_int64)space);
     sqlite3_bind_int64(s->put_space, 3, (sqlite3_int64)retired_ms);
@@ -381,6 +359,7 @@ mw_err mwi_store_retire_space(mwi_store *s, const char *id, uint64_t space, uint
 
 mw_err mwi_store_space_retired(mwi_store *s, const char *id, uint64_t space, bool *out)
 {
+    PG_OR(s, mwi_pg_space_retired(s->pg, id, space, out));
     *out = false;
     sqlite3_bind_text(s->get_space, 1, id, -1, SQLITE_TRANSIENT);
     sqlite3_bind_int64(s->get_space, 2, (sqlite3_int64)space);
@@ -394,6 +373,7 @@ mw_err mwi_store_space_retired(mwi_store *s, const char *id, uint64_t space, boo
 
 mw_err mwi_store_commit(mwi_store *s, uint64_t sink_checkpoint)
 {
+    PG_OR(s, mwi_pg_commit(s->pg, sink_checkpoint));
     if (!s->txn)
         return MW_OK;
     sqlite3_bind_text(s->put_meta, 1, "sink_checkpoint", -1, SQLITE_STATIC);
@@ -410,6 +390,12 @@ mw_err mwi_store_commit(mwi_store *s, uint64_t sink_checkpoint)
 
 void mwi_store_rollback(mwi_store *s)
 {
+#ifdef MW_HAVE_LIBPQ
+    if (s->pg) {
+        mwi_pg_rollback(s->pg);
+        return;
+    }
+#endif
     if (s->txn) {
         int rc = sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
         (void)rc; /* after a failed COMMIT SQLite may have rolled back already */
@@ -419,11 +405,16 @@ void mwi_store_rollback(mwi_store *s)
 
 bool mwi_store_in_txn(const mwi_store *s)
 {
+#ifdef MW_HAVE_LIBPQ
+    if (s && s->pg)
+        return mwi_pg_in_txn(s->pg);
+#endif
     return s && s->txn;
 }
 
 mw_err mwi_store_count(mwi_store *s, uint64_t *out)
 {
+    PG_OR(s, mwi_pg_count(s->pg, out));
     sqlite3_stmt *st = NULL;
     *out = 0;
     if (sqlite3_prepare_v2(s->db, "SELECT count(*) FROM messages", -1, &st, NULL) != SQLITE_OK)

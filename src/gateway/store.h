@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* store.h -- the gateway's durable store (SQLite, WAL): accepted-message journal, per-device replay
- * state and retired sequence spaces, sink checkpoint. */
+/* store.h -- the gateway's durable store (SQLite, WAL; or PostgreSQL, shared by several
+ * gateways): accepted-message journal, per-device replay state and retired sequence spaces,
+ * sink checkpoint. */
 #ifndef MWI_GATEWAY_STORE_H
 #define MWI_GATEWAY_STORE_H
 
@@ -24,13 +25,39 @@ typedef struct mwi_store mwi_store;
  *         the file.
  */
 MW_NODISCARD mw_err mwi_store_open(const char *path, mwi_store **out, mw_error_detail_t *d);
+/**
+ * As mwi_store_open; a @p path that starts with postgresql:// or postgres:// is a PostgreSQL
+ * connection URL (libpq's), and then the store is one several gateways share: its schema is
+ * migrated at open, the sink checkpoint is kept under @p instance (this gateway's name; NULL
+ * is ""), and nothing is locked. MW_EIO with a reason if this build has no libpq; errors
+ * never show the URL's password.
+ */
+MW_NODISCARD mw_err mwi_store_open_as(const char *path, const char *instance, mwi_store **out,
+                                      mw_error_detail_t *d);
+/** True if @p path names a PostgreSQL store (postgresql:// or postgres://). */
+bool mwi_store_is_pg(const char *path);
+/** @p path as errors and logs may show it: a URL's password (user:PASSWORD@, or a password
+ *  parameter) replaced by "***"; a file's path as it is. */
+void mwi_store_redact(const char *path, char *out, size_t size);
 void mwi_store_close(mwi_store **s);
 
 /** Reads a device's replay state; *found false (and *out untouched) if the device is new.
  *  MW_EIO if the stored state is unreadable (never guessed: a wrong state loses or repeats). */
 MW_NODISCARD mw_err mwi_store_load_device(mwi_store *s, const char *id, mwi_replay *out,
                                           uint64_t *out_next_command, bool *found);
-/** The sink checkpoint of the last commit (0 if none). */
+/**
+ * Reads a device's replay state again inside the open transaction (beginning one) and holds it
+ * until commit or rollback: on a shared store, another gateway taking in the same device's
+ * batch waits here for this one's commit, then reads what it committed. *found false leaves
+ * *out and *out_next_command untouched: the device is new, or the store is a file that one
+ * gateway alone uses (SQLite), whose cached state is always the current one.
+ */
+MW_NODISCARD mw_err mwi_store_lock_device(mwi_store *s, const char *id, mwi_replay *out,
+                                          uint64_t *out_next_command, bool *found);
+/** True if the store can commit now: for PostgreSQL, the server answers (a lost connection is
+ *  made again here); a file is always there. */
+bool mwi_store_healthy(mwi_store *s);
+/** The sink checkpoint of the last commit (0 if none; this gateway's own on a shared store). */
 MW_NODISCARD mw_err mwi_store_checkpoint(mwi_store *s, uint64_t *out);
 
 /** Starts a transaction (idempotent while one is open). */

@@ -35,6 +35,7 @@ CONFINED = [
     ("wolfssl/", ["src/dtls/", "src/queue/aead.c"]),   # TLS, and AES-GCM for records at rest
     ("coap3/", ["src/coap/"]),
     ("sqlite3.h", ["src/gateway/store.c"]),
+    ("libpq-fe.h", ["src/gateway/store_pg.c"]),
     ("pb_", ["src/session/", "src/queue/"]),           # nanopb, and its generated code
     ("medwire.pb.h", ["src/session/", "src/queue/"]),
 ]

@@ -1,0 +1,438 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* store_pg.c -- the gateway's durable store on PostgreSQL (libpq), which several gateways
+ * share: the same journal, replay states and retired spaces as the SQLite store, a sink
+ * checkpoint per gateway, and each device's row locked by the transaction that takes its
+ * batch in, so that two gateways never both deliver one number. */
+#include <libpq-fe.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/detail.h"
+#include "gateway/store.h"
+#include "gateway/store_codec.h"
+#include "gateway/store_pg.h"
+
+/* Every migration in order; schema_version holds the number of the last one applied. A store
+ * whose schema is newer than this list was written by a newer medwire and is refused. */
+static const char *const MIGRATIONS[] = {
+    /* 1: the journal keyed by (device, space, seq); a device's replay state (NULL until its
+     * first commit: the row exists earlier only to be locked) and command id counter; the
+     * spaces devices left; each gateway's sink checkpoint. */
+    "CREATE TABLE devices(id text PRIMARY KEY, replay bytea,"
+    " next_command bigint NOT NULL DEFAULT 0,"
+    " updated_at timestamptz NOT NULL DEFAULT now());"
+    "CREATE TABLE messages(device text NOT NULL, space bigint NOT NULL, seq bigint NOT NULL,"
+    " received_ms bigint NOT NULL, type integer NOT NULL, batch bytea NOT NULL,"
+    " PRIMARY KEY(device, space, seq));"
+    "CREATE TABLE spaces(device text NOT NULL, space bigint NOT NULL,"
+    " retired_ms bigint NOT NULL, PRIMARY KEY(device, space));"
+    "CREATE TABLE checkpoints(gateway text PRIMARY KEY, sink_checkpoint bigint NOT NULL,"
+    " updated_at timestamptz NOT NULL DEFAULT now());",
+};
+#define SCHEMA_VERSION ((int)(sizeof MIGRATIONS / sizeof MIGRATIONS[0]))
+
+/* The advisory lock that serialises migrations between gateways starting together: "mwst". */
+#define MIGRATION_LOCK "1836544884"
+
+/* Each gateway's checkpoint row is keyed by a name of at most this many bytes. */
+#define INSTANCE_MAX 128
+
+struct mwi_pg_store {
+    PGconn *conn;
+    bool txn;
+    char instance[INSTANCE_MAX + 1];
+    char where[160]; /* the URL without its password, for error messages */
+};
+
+/* One line of libpq's message, which names the server but never the password. */
+static mw_err fail(const mwi_pg_store *s, mw_error_detail_t *d, const char *what)
+{
+    const char *msg = s->conn ? PQerrorMessage(s->conn) : "out of memory";
+    size_t n = strcspn(msg, "\n");
+    return mwi_detail_firstf(d, MW_EIO, 0, "gateway store %s: %s: %.*s", s->where, what,
+                             (int)(n > 120 ? 120 : n), msg);
+}
+
+/* A statement whose result is not needed; false unless it did what it says. */
+static bool exec_ok(PGconn *c, const char *sql)
+{
+    PGresult *r = PQexec(c, sql);
+    bool ok = PQresultStatus(r) == PGRES_COMMAND_OK || PQresultStatus(r) == PGRES_TUPLES_OK;
+    PQclear(r);
+    return ok;
+}
+
+/* The server's notices ("relation already exists, skipping") are not the gateway's to print. */
+static void no_notices(void *arg, const char *message)
+{
+    (void)arg;
+    (void)message;
+}
+
+/* Every session: a commit returns once it is durable (whatever the server's default), and
+ * READ COMMITTED, under which a row lock waits for the holder's commit and then reads what it
+ * committed (docs/deployment.md). */
+static bool session_setup(PGconn *c)
+{
+    return PQstatus(c) == CONNECTION_OK &&
+           exec_ok(c, "SET synchronous_commit = on;"
+                      " SET default_transaction_isolation = 'read committed'");
+}
+
+/* After the server went away: one reconnection, made when the next transaction starts (so a
+ * gateway recovers without restarting; until then its commits fail and nothing is
+ * acknowledged). */
+static bool connected(mwi_pg_store *s)
+{
+    if (PQstatus(s->conn) == CONNECTION_OK)
+        return true;
+    PQreset(s->conn);
+    return session_setup(s->conn);
+}
+
+/* Integers travel as text both ways in parameters; 64-bit numbers above 2^63 keep their bit
+ * pattern in a bigint. */
+typedef struct param {
+    char text[24];
+} param;
+
+static const char *u64p(param *p, uint64_t v)
+{
+    snprintf(p->text, sizeof p->text, "%lld", (long long)(int64_t)v);
+    return p->text;
+}
+
+/* Results come in binary: an int8 is exactly 8 bytes, big endian; anything else is refused. */
+static bool get_u64(const PGresult *r, int row, int col, uint64_t *out)
+{
+    if (PQgetisnull(r, row, col) || PQgetlength(r, row, col) != 8)
+        return false;
+    const uint8_t *p = (const uint8_t *)PQgetvalue(r, row, col);
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v = (v << 8) | p[i];
+    *out = v;
+    return true;
+}
+
+static PGresult *run(mwi_pg_store *s, const char *sql, int n, const char *const *values,
+                     const int *lengths, const int *formats)
+{
+    return PQexecParams(s->conn, sql, n, NULL, values, lengths, formats, 1);
+}
+
+static bool command_ok(PGresult *r)
+{
+    bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+    PQclear(r);
+    return ok;
+}
+
+/* Brings the schema up to SCHEMA_VERSION in one transaction. The advisory lock makes a second
+ * gateway starting at the same moment wait, then find the work done. */
+static mw_err migrate(mwi_pg_store *s, mw_error_detail_t *d)
+{
+    if (!exec_ok(s->conn, "BEGIN") ||
+        !exec_ok(s->conn, "SELECT pg_advisory_xact_lock(" MIGRATION_LOCK ")") ||
+        !exec_ok(s->conn, "CREATE TABLE IF NOT EXISTS schema_version(version integer PRIMARY KEY,"
+                          " applied_at timestamptz NOT NULL DEFAULT now())")) {
+        mw_err e = fail(s, d, "cannot set up the schema");
+        (void)exec_ok(s->conn, "ROLLBACK");
+        return e;
+    }
+    PGresult *r =
+        run(s, "SELECT coalesce(max(version), 0)::int8 FROM schema_version", 0, NULL, NULL, NULL);
+    uint64_t have = 0;
+    bool ok = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 && get_u64(r, 0, 0, &have);
+    PQclear(r);
+    if (!ok) {
+        mw_err e = fail(s, d, "cannot read the schema version");
+        (void)exec_ok(s->conn, "ROLLBACK");
+        return e;
+    }
+    if (have > (uint64_t)SCHEMA_VERSION) {
+        (void)exec_ok(s->conn, "ROLLBACK");
+        return mwi_detail_firstf(d, MW_EIO, 0,
+                                 "gateway store %s: its schema (version %llu) was written by a "
+                                 "newer medwire, which knows version %d at most: run that one",
+                                 s->where, (unsigned long long)have, SCHEMA_VERSION);
+    }
+    /* Migration i brings the schema to version i + 1. */
+    for (size_t i = (size_t)have; i < (size_t)SCHEMA_VERSION; i++) {
+        param p;
+        const char *val[] = {u64p(&p, (uint64_t)i + 1)};
+        if (!exec_ok(s->conn, MIGRATIONS[i]) ||
+            !command_ok(run(s, "INSERT INTO schema_version(version) VALUES($1::int)", 1, val, NULL,
+                            NULL))) {
+            char what[48];
+            snprintf(what, sizeof what, "cannot apply schema migration %zu", i + 1);
+            mw_err e = fail(s, d, what);
+            (void)exec_ok(s->conn, "ROLLBACK");
+            return e;
+        }
+    }
+    r = PQexec(s->conn, "COMMIT");
+    ok = PQresultStatus(r) == PGRES_COMMAND_OK && strcmp(PQcmdStatus(r), "COMMIT") == 0;
+    PQclear(r);
+    return ok ? MW_OK : fail(s, d, "cannot commit the schema");
+}
+
+mw_err mwi_pg_open(const char *url, const char *instance, mwi_pg_store **out, mw_error_detail_t *d)
+{
+    *out = NULL;
+    if (instance == NULL)
+        instance = "";
+    if (strlen(instance) > INSTANCE_MAX)
+        return mwi_detail_fail(d, MW_EINVAL, "gateway store: the gateway id is too long");
+    mwi_pg_store *s = calloc(1, sizeof *s);
+    if (s == NULL)
+        return MW_ENOMEM;
+    snprintf(s->instance, sizeof s->instance, "%s", instance);
+    mwi_store_redact(url, s->where, sizeof s->where);
+    /* Defaults the URL may override (it comes after them): a server that does not answer
+     * fails a connection within seconds rather than hanging the gateway. */
+    const char *const keys[] = {"connect_timeout", "application_name", "dbname", NULL};
+    const char *const vals[] = {"5", "medwire-gateway", url, NULL};
+    s->conn = PQconnectdbParams(keys, vals, 1);
+    if (s->conn != NULL)
+        (void)PQsetNoticeProcessor(s->conn, no_notices, NULL);
+    mw_err e = MW_OK;
+    if (s->conn == NULL || PQstatus(s->conn) != CONNECTION_OK)
+        e = fail(s, d, "cannot connect");
+    else if (!session_setup(s->conn))
+        e = fail(s, d, "cannot set up the session");
+    else
+        e = migrate(s, d);
+    if (e != MW_OK) {
+        mwi_pg_close(&s);
+        return e;
+    }
+    *out = s;
+    return MW_OK;
+}
+
+void mwi_pg_close(mwi_pg_store **ps)
+{
+    if (ps == NULL || *ps == NULL)
+        return;
+    mwi_pg_store *s = *ps;
+    if (s->txn)
+        mwi_pg_rollback(s);
+    PQfinish(s->conn);
+    free(s);
+    *ps = NULL;
+}
+
+/* The device's row: its replay state decoded and checked, its command id counter. */
+static mw_err read_device(PGresult *r, mwi_replay *out, uint64_t *out_next_command, bool *found)
+{
+    *found = false;
+    if (PQresultStatus(r) != PGRES_TUPLES_OK || PQnfields(r) != 2)
+        return MW_EIO;
+    if (PQntuples(r) == 0 || PQgetisnull(r, 0, 0))
+        return MW_OK; /* new, or locked by a gateway that has not committed its state yet */
+    uint64_t next = 0;
+    if (!get_u64(r, 0, 1, &next))
+        return MW_EIO;
+    mwi_replay *rp = malloc(sizeof *rp);
+    if (rp == NULL)
+        return MW_ENOMEM;
+    int n = PQgetlength(r, 0, 0);
+    bool ok = n > 0 && n <= MWI_REPLAY_BLOB_MAX &&
+              mwi_replay_blob_decode((const uint8_t *)PQgetvalue(r, 0, 0), (size_t)n, rp);
+    if (ok) {
+        *out = *rp;
+        *out_next_command = next;
+        *found = true;
+    }
+    free(rp);
+    return ok ? MW_OK : MW_EIO;
+}
+
+mw_err mwi_pg_load_device(mwi_pg_store *s, const char *id, mwi_replay *out,
+                          uint64_t *out_next_command, bool *found)
+{
+    *found = false;
+    if (!s->txn && !connected(s))
+        return MW_EIO;
+    const char *val[] = {id};
+    PGresult *r =
+        run(s, "SELECT replay, next_command FROM devices WHERE id = $1", 1, val, NULL, NULL);
+    mw_err e = read_device(r, out, out_next_command, found);
+    PQclear(r);
+    return e;
+}
+
+mw_err mwi_pg_lock_device(mwi_pg_store *s, const char *id, mwi_replay *out,
+                          uint64_t *out_next_command, bool *found)
+{
+    *found = false;
+    mw_err e = mwi_pg_begin(s);
+    if (e != MW_OK)
+        return e;
+    const char *val[] = {id};
+    static const char lock[] = "SELECT replay, next_command FROM devices WHERE id = $1 FOR UPDATE";
+    PGresult *r = run(s, lock, 1, val, NULL, NULL);
+    if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 0) {
+        /* A device no gateway has seen: its row is made now, empty, so that there is something
+         * to lock; a second gateway's insert waits for this transaction, then does nothing. */
+        PQclear(r);
+        if (!command_ok(run(s, "INSERT INTO devices(id) VALUES($1) ON CONFLICT (id) DO NOTHING", 1,
+                            val, NULL, NULL)))
+            return MW_EIO;
+        r = run(s, lock, 1, val, NULL, NULL);
+    }
+    e = read_device(r, out, out_next_command, found);
+    PQclear(r);
+    return e;
+}
+
+mw_err mwi_pg_checkpoint(mwi_pg_store *s, uint64_t *out)
+{
+    *out = 0;
+    if (!s->txn && !connected(s))
+        return MW_EIO;
+    const char *val[] = {s->instance};
+    PGresult *r =
+        run(s, "SELECT sink_checkpoint FROM checkpoints WHERE gateway = $1", 1, val, NULL, NULL);
+    bool ok = PQresultStatus(r) == PGRES_TUPLES_OK &&
+              (PQntuples(r) == 0 || (PQntuples(r) == 1 && get_u64(r, 0, 0, out)));
+    PQclear(r);
+    return ok ? MW_OK : MW_EIO;
+}
+
+mw_err mwi_pg_begin(mwi_pg_store *s)
+{
+    if (s->txn)
+        return MW_OK;
+    /* A server that restarted since the last transaction is noticed only now: the first
+     * statement fails and the connection goes bad. Nothing was in this transaction yet, so
+     * reconnecting and beginning again is safe. */
+    bool ok = connected(s) && exec_ok(s->conn, "BEGIN");
+    if (!ok && PQstatus(s->conn) != CONNECTION_OK)
+        ok = connected(s) && exec_ok(s->conn, "BEGIN");
+    if (!ok)
+        return MW_EIO;
+    s->txn = true;
+    return MW_OK;
+}
+
+mw_err mwi_pg_put_message(mwi_pg_store *s, const mw_message_t *m, uint64_t received_ms)
+{
+    uint8_t buf[MWI_JOURNAL_MAX];
+    size_t len = 0;
+    if (mwi_journal_encode(m, buf, &len) != MW_OK)
+        return MW_EINVAL;
+    param sp, sq, rm, ty;
+    const char *val[] = {m->device_id,           u64p(&sp, m->space),          u64p(&sq, m->seq),
+                         u64p(&rm, received_ms), u64p(&ty, (uint64_t)m->type), (const char *)buf};
+    const int lens[] = {0, 0, 0, 0, 0, (int)len};
+    const int fmts[] = {0, 0, 0, 0, 0, 1};
+    return command_ok(run(s,
+                          "INSERT INTO messages(device, space, seq, received_ms, type, batch)"
+                          " VALUES($1, $2, $3, $4, $5::int, $6) ON CONFLICT DO NOTHING",
+                          6, val, lens, fmts))
+               ? MW_OK
+               : MW_EIO;
+}
+
+mw_err mwi_pg_put_device(mwi_pg_store *s, const char *id, const mwi_replay *r,
+                         uint64_t next_command)
+{
+    uint8_t b[MWI_REPLAY_BLOB_MAX];
+    size_t len = mwi_replay_blob_encode(r, b);
+    param nc;
+    const char *val[] = {id, (const char *)b, u64p(&nc, next_command)};
+    const int lens[] = {0, (int)len, 0};
+    const int fmts[] = {0, 1, 0};
+    return command_ok(run(s,
+                          "INSERT INTO devices(id, replay, next_command) VALUES($1, $2, $3)"
+                          " ON CONFLICT (id) DO UPDATE SET replay = excluded.replay,"
+                          " next_command = excluded.next_command, updated_at = now()",
+                          3, val, lens, fmts))
+               ? MW_OK
+               : MW_EIO;
+}
+
+mw_err mwi_pg_retire_space(mwi_pg_store *s, const char *id, uint64_t space, uint64_t retired_ms)
+{
+    param sp, rm;
+    const char *val[] = {id, u64p(&sp, space), u64p(&rm, retired_ms)};
+    return command_ok(run(s,
+                          "INSERT INTO spaces(device, space, retired_ms) VALUES($1, $2, $3)"
+                          " ON CONFLICT DO NOTHING",
+                          3, val, NULL, NULL))
+               ? MW_OK
+               : MW_EIO;
+}
+
+mw_err mwi_pg_space_retired(mwi_pg_store *s, const char *id, uint64_t space, bool *out)
+{
+    *out = false;
+    if (!s->txn && !connected(s))
+        return MW_EIO;
+    param sp;
+    const char *val[] = {id, u64p(&sp, space)};
+    PGresult *r =
+        run(s, "SELECT 1 FROM spaces WHERE device = $1 AND space = $2", 2, val, NULL, NULL);
+    bool ok = PQresultStatus(r) == PGRES_TUPLES_OK;
+    *out = ok && PQntuples(r) > 0;
+    PQclear(r);
+    return ok ? MW_OK : MW_EIO;
+}
+
+mw_err mwi_pg_commit(mwi_pg_store *s, uint64_t sink_checkpoint)
+{
+    if (!s->txn)
+        return MW_OK;
+    param ck;
+    const char *val[] = {s->instance, u64p(&ck, sink_checkpoint)};
+    bool ok = command_ok(run(s,
+                             "INSERT INTO checkpoints(gateway, sink_checkpoint) VALUES($1, $2)"
+                             " ON CONFLICT (gateway) DO UPDATE SET"
+                             " sink_checkpoint = excluded.sink_checkpoint, updated_at = now()",
+                             2, val, NULL, NULL));
+    if (ok) {
+        /* A transaction that failed earlier "commits" as a ROLLBACK: only COMMIT is one. */
+        PGresult *r = PQexec(s->conn, "COMMIT");
+        ok = PQresultStatus(r) == PGRES_COMMAND_OK && strcmp(PQcmdStatus(r), "COMMIT") == 0;
+        PQclear(r);
+        s->txn = false;
+    }
+    if (!ok) {
+        mwi_pg_rollback(s);
+        return MW_EIO;
+    }
+    return MW_OK;
+}
+
+void mwi_pg_rollback(mwi_pg_store *s)
+{
+    if (s->txn && PQstatus(s->conn) == CONNECTION_OK)
+        (void)exec_ok(s->conn, "ROLLBACK"); /* a lost connection rolled back already */
+    s->txn = false;
+}
+
+bool mwi_pg_in_txn(const mwi_pg_store *s)
+{
+    return s->txn;
+}
+
+mw_err mwi_pg_count(mwi_pg_store *s, uint64_t *out)
+{
+    *out = 0;
+    if (!s->txn && !connected(s))
+        return MW_EIO;
+    PGresult *r = run(s, "SELECT count(*) FROM messages", 0, NULL, NULL, NULL);
+    bool ok = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 && get_u64(r, 0, 0, out);
+    PQclear(r);
+    return ok ? MW_OK : MW_EIO;
+}
+
+bool mwi_pg_healthy(mwi_pg_store *s)
+{
+    if (s->txn)
+        return PQstatus(s->conn) == CONNECTION_OK;
+    return connected(s) && exec_ok(s->conn, "SELECT 1");
+}

@@ -1,0 +1,291 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* test_gateway_pg.c -- real medwire-gateway processes on one PostgreSQL database and real
+ * medwire-device processes: a device that moves from one gateway to the other is delivered
+ * exactly once across both, and a database that restarts or goes away in the middle of a
+ * stream loses nothing (the gateway stops acknowledging, the devices keep their queues and
+ * catch up). */
+#include <arpa/inet.h>
+#include <criterion/criterion.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "support/pg.h"
+#include "support/programs.h"
+
+static mwt_pg pg;
+static mwt_pki pki;
+
+static void up(void)
+{
+#ifndef MW_HAVE_LIBPQ
+    cr_skip_test("this build has no libpq (Debian package libpq-dev)");
+#endif
+    if (!mwt_pg_available())
+        cr_skip_test("PostgreSQL's server is not installed (Debian package postgresql)");
+    cr_assert(mwt_pki_make(&pki));
+    cr_assert(mwt_pg_start(&pg), "the server starts");
+}
+
+static void down(void)
+{
+    mwt_pg_stop(&pg);
+}
+
+typedef struct gw {
+    mwt_proc proc;
+    char out[300], err[300], port_file[300], addr[64];
+} gw;
+
+static void gateway_start(gw *g, const char *dir, const char *id)
+{
+    snprintf(g->out, sizeof g->out, "%s/%s.out", dir, id);
+    snprintf(g->err, sizeof g->err, "%s/%s.err", dir, id);
+    snprintf(g->port_file, sizeof g->port_file, "%s/%s.port", dir, id);
+    const char *extra[] = {"--store", pg.url, "--gateway-id", id, "--out", g->out, NULL};
+    bool ok = mwt_gateway_start(&g->proc, &pki, "127.0.0.1:0", g->port_file, extra, g->err, g->addr,
+                                sizeof g->addr);
+    char *why = ok ? NULL : mwt_read_file(g->err);
+    cr_assert(ok, "gateway %s: %s", id, why ? why : "");
+}
+
+/* medwire-device NAME with its queue in DIR/NAME.queue: a second run goes on numbering where
+ * the first stopped, as one device does. */
+static void device_run(const char *dir, const char *name, const gw *g, const char *count)
+{
+    char queue[300], key[300], err[300];
+    snprintf(queue, sizeof queue, "%s/%s.queue", dir, name);
+    snprintf(key, sizeof key, "%s/%s.qkey", dir, name);
+    snprintf(err, sizeof err, "%s/%s.err", dir, name);
+    FILE *f = fopen(key, "r");
+    if (f == NULL) {
+        f = fopen(key, "w");
+        cr_assert_not_null(f);
+        fprintf(f, "%s\n", "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff");
+    }
+    fclose(f);
+    char ca[300], crt[300], k[300];
+    snprintf(ca, sizeof ca, "%s", mwt_pki_ca(&pki));
+    snprintf(crt, sizeof crt, "%s", mwt_pki_crt(&pki, name));
+    snprintf(k, sizeof k, "%s", mwt_pki_key(&pki, name));
+    const char *argv[] = {mwt_bin("medwire-device"),
+                          "--ca",
+                          ca,
+                          "--cert",
+                          crt,
+                          "--key",
+                          k,
+                          "--gateway",
+                          g->addr,
+                          "--gateway-name",
+                          "gateway",
+                          "--count",
+                          count,
+                          "--interval-ms",
+                          "25",
+                          "--give-up-s",
+                          "25",
+                          "--queue",
+                          queue,
+                          "--queue-key",
+                          key,
+                          "--quiet",
+                          NULL};
+    mwt_proc p;
+    cr_assert(mwt_proc_start(&p, argv, NULL, err));
+    int rc = mwt_proc_wait(&p, 28000);
+    char *why = rc == 0 ? NULL : mwt_read_file(err);
+    cr_assert_eq(rc, 0, "%s: %s", name, why ? why : "");
+}
+
+static int cmp_ull(const void *a, const void *b)
+{
+    unsigned long long x = *(const unsigned long long *)a, y = *(const unsigned long long *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Over the outputs, @p device's messages: no number twice, @p n_obs observations among them.
+ * Returns how many messages. (A device's numbers start where its queue's last block ended,
+ * not at 1, and gap or status records may travel with the observations.) */
+static int assert_each_once(const char *const outs[], const char *device, int n_obs)
+{
+    size_t cap = (size_t)n_obs * 2 + 16;
+    unsigned long long *seqs = calloc(cap, sizeof *seqs);
+    char key[80];
+    snprintf(key, sizeof key, "{\"device\":\"%s\",\"seq\":", device);
+    static const char type_obs[] = ",\"type\":\"observation\"";
+    int total = 0, obs = 0;
+    for (size_t i = 0; outs[i]; i++) {
+        char *text = mwt_read_file(outs[i]);
+        for (const char *p = text ? strstr(text, key) : NULL; p; p = strstr(p + 1, key)) {
+            cr_assert_lt((size_t)total, cap, "%s: too many messages", device);
+            char *end = NULL;
+            seqs[total++] = strtoull(p + strlen(key), &end, 10);
+            obs += strncmp(end, type_obs, sizeof type_obs - 1) == 0;
+        }
+        free(text);
+    }
+    qsort(seqs, (size_t)total, sizeof *seqs, cmp_ull);
+    for (int i = 1; i < total; i++)
+        cr_assert_neq(seqs[i], seqs[i - 1], "%s: seq %llu delivered twice", device, seqs[i]);
+    cr_assert_eq(obs, n_obs, "%s: %d observations delivered, %d sent", device, obs, n_obs);
+    free(seqs);
+    return total;
+}
+
+static void assert_sql(const char *dir, const char *sql, const char *want)
+{
+    char out[300];
+    snprintf(out, sizeof out, "%s/q.out", dir);
+    cr_assert_eq(mwt_pg_sql(&pg, sql, out), 0, "%s", sql);
+    char *text = mwt_read_file(out);
+    cr_assert_not_null(text);
+    text[strcspn(text, "\n")] = '\0';
+    cr_assert_str_eq(text, want, "%s", sql);
+    free(text);
+}
+
+TestSuite(gateway_pg, .init = up, .fini = down, .timeout = 30);
+
+Test(gateway_pg, a_device_moving_between_two_gateways_is_delivered_once_across_both)
+{
+    char dir[256];
+    snprintf(dir, sizeof dir, "%s", mwt_tmpdir());
+    gw a, b;
+    gateway_start(&a, dir, "gw-a");
+    gateway_start(&b, dir, "gw-b");
+    device_run(dir, "dev-1", &a, "15");
+    device_run(dir, "dev-2", &b, "10");
+    /* dev-1 now talks to the other gateway, which knows it from the shared database only. */
+    device_run(dir, "dev-1", &b, "15");
+    cr_assert_eq(mwt_proc_stop(&a.proc, SIGTERM), 0);
+    cr_assert_eq(mwt_proc_stop(&b.proc, SIGTERM), 0);
+    const char *outs[] = {a.out, b.out, NULL};
+    char n[16];
+    snprintf(n, sizeof n, "%d", assert_each_once(outs, "dev-1", 30));
+    assert_sql(dir, "SELECT count(*) FROM messages WHERE device = 'dev-1'", n);
+    assert_each_once(outs, "dev-2", 10);
+    const char *only_b[] = {b.out, NULL};
+    assert_each_once(only_b, "dev-2", 10);
+    assert_sql(dir, "SELECT string_agg(gateway, ',' ORDER BY gateway) FROM checkpoints",
+               "gw-a,gw-b");
+}
+
+Test(gateway_pg, a_database_restarted_or_gone_mid_stream_loses_nothing)
+{
+    char dir[256];
+    snprintf(dir, sizeof dir, "%s", mwt_tmpdir());
+    gw g;
+    gateway_start(&g, dir, "gw-a");
+    char queue[300], key[300], err[300];
+    snprintf(queue, sizeof queue, "%s/dev-1.queue", dir);
+    snprintf(key, sizeof key, "%s/dev-1.qkey", dir);
+    snprintf(err, sizeof err, "%s/dev-1.err", dir);
+    FILE *f = fopen(key, "w");
+    cr_assert_not_null(f);
+    fprintf(f, "%s\n", "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff");
+    fclose(f);
+    char ca[300], crt[300], k[300];
+    snprintf(ca, sizeof ca, "%s", mwt_pki_ca(&pki));
+    snprintf(crt, sizeof crt, "%s", mwt_pki_crt(&pki, "dev-1"));
+    snprintf(k, sizeof k, "%s", mwt_pki_key(&pki, "dev-1"));
+    const char *argv[] = {mwt_bin("medwire-device"),
+                          "--ca",
+                          ca,
+                          "--cert",
+                          crt,
+                          "--key",
+                          k,
+                          "--gateway",
+                          g.addr,
+                          "--gateway-name",
+                          "gateway",
+                          "--count",
+                          "80",
+                          "--interval-ms",
+                          "25",
+                          "--give-up-s",
+                          "25",
+                          "--queue",
+                          queue,
+                          "--queue-key",
+                          key,
+                          "--quiet",
+                          NULL};
+    mwt_proc d;
+    cr_assert(mwt_proc_start(&d, argv, NULL, err));
+    mwt_sleep_ms(500);
+    cr_assert(mwt_pg_restart(&pg), "restarted under the gateway");
+    mwt_sleep_ms(400);
+    cr_assert(mwt_pg_halt(&pg), "gone");
+    mwt_sleep_ms(1500);
+    cr_assert(mwt_pg_resume(&pg), "back");
+    int rc = mwt_proc_wait(&d, 28000);
+    char *why = rc == 0 ? NULL : mwt_read_file(err);
+    cr_assert_eq(rc, 0, "the device delivered everything: %s", why ? why : "");
+    cr_assert_eq(mwt_proc_stop(&g.proc, SIGTERM), 0);
+    const char *outs[] = {g.out, NULL};
+    char n[16];
+    snprintf(n, sizeof n, "%d", assert_each_once(outs, "dev-1", 80));
+    assert_sql(dir, "SELECT count(*) FROM messages", n);
+    /* The outage was felt: commits failed, and nothing they held was acknowledged. */
+    const char *failed[] = {"\"event\":\"store_failed\"", NULL};
+    cr_assert_geq(mwt_count_lines(g.err, failed), 1, "a commit failed while the server was away");
+}
+
+/* GET @p path from 127.0.0.1:@p port; the answer's status line (at most 5 s). */
+static void http_status(int port, const char *path, char *out, size_t size)
+{
+    out[0] = '\0';
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    cr_assert_geq(fd, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0) {
+        char req[120];
+        int n = snprintf(req, sizeof req, "GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n", path);
+        cr_assert_eq(write(fd, req, (size_t)n), n);
+        size_t len = 0;
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        while (len < size - 1 && poll(&p, 1, 5000) > 0) {
+            ssize_t r = read(fd, out + len, size - 1 - len);
+            if (r <= 0)
+                break;
+            len += (size_t)r;
+        }
+        out[len] = '\0';
+    }
+    close(fd);
+    out[strcspn(out, "\r\n")] = '\0';
+}
+
+Test(gateway_pg, healthz_fails_while_the_database_is_away)
+{
+    char dir[256], mport_file[300], out[300], err[300], port_file[300], addr[64], st[200];
+    snprintf(dir, sizeof dir, "%s", mwt_tmpdir());
+    snprintf(mport_file, sizeof mport_file, "%s/metrics.port", dir);
+    snprintf(out, sizeof out, "%s/out", dir);
+    snprintf(err, sizeof err, "%s/err", dir);
+    snprintf(port_file, sizeof port_file, "%s/port", dir);
+    const char *extra[] = {
+        "--store",  pg.url, "--out", out, "--metrics", "127.0.0.1:0", "--metrics-port-file",
+        mport_file, NULL};
+    mwt_proc g;
+    cr_assert(mwt_gateway_start(&g, &pki, "127.0.0.1:0", port_file, extra, err, addr, sizeof addr));
+    int mport = mwt_wait_port(mport_file, 10000);
+    cr_assert_gt(mport, 0);
+    http_status(mport, "/healthz", st, sizeof st);
+    cr_assert_str_eq(st, "HTTP/1.1 200 OK");
+    cr_assert(mwt_pg_halt(&pg));
+    http_status(mport, "/healthz", st, sizeof st);
+    cr_assert_str_eq(st, "HTTP/1.1 503 Service Unavailable");
+    cr_assert(mwt_pg_resume(&pg));
+    http_status(mport, "/healthz", st, sizeof st);
+    cr_assert_str_eq(st, "HTTP/1.1 200 OK", "reconnected without a restart");
+    cr_assert_eq(mwt_proc_stop(&g, SIGTERM), 0);
+}

@@ -1,0 +1,339 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* test_store_pg.c -- the gateway's store on a real PostgreSQL server: what the SQLite store
+ * keeps it keeps (journal, replay states, retired spaces, checkpoint), its schema migrates
+ * once and refuses a newer one, two gateways' handles serialise on a device's row, and a
+ * server that restarts or goes away costs commits, never data. */
+#include <criterion/criterion.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gateway/store.h"
+#include "support/pg.h"
+#include "support/proc.h"
+
+static mwt_pg pg;
+
+static void up(void)
+{
+#ifndef MW_HAVE_LIBPQ
+    cr_skip_test("this build has no libpq (Debian package libpq-dev)");
+#endif
+    if (!mwt_pg_available())
+        cr_skip_test("PostgreSQL's server is not installed (Debian package postgresql)");
+    cr_assert(mwt_pg_start(&pg), "the server starts");
+}
+
+static void down(void)
+{
+    mwt_pg_stop(&pg);
+}
+
+static mwi_store *open_as(const char *instance)
+{
+    mwi_store *s = NULL;
+    mw_error_detail_t d;
+    memset(&d, 0, sizeof d);
+    cr_assert_eq(mwi_store_open_as(pg.url, instance, &s, &d), MW_OK, "%s", d.reason);
+    return s;
+}
+
+/* What psql prints for @p sql, trimmed of its newline. */
+static char *query(const char *sql)
+{
+    char out[200];
+    snprintf(out, sizeof out, "%s/q.out", pg.dir);
+    cr_assert_eq(mwt_pg_sql(&pg, sql, out), 0, "%s", sql);
+    char *text = mwt_read_file(out);
+    cr_assert_not_null(text);
+    text[strcspn(text, "\n")] = '\0';
+    return text;
+}
+
+static void assert_query(const char *sql, const char *want)
+{
+    char *got = query(sql);
+    cr_assert_str_eq(got, want, "%s", sql);
+    free(got);
+}
+
+static mw_message_t observation(const char *device, uint64_t space, uint64_t seq)
+{
+    mw_message_t m;
+    memset(&m, 0, sizeof m);
+    snprintf(m.device_id, sizeof m.device_id, "%s", device);
+    m.space = space;
+    m.seq = seq;
+    m.type = MW_MSG_OBSERVATION;
+    m.priority = MW_PRIORITY_OBSERVATION;
+    m.u.observation.mdc_code = 150456;
+    m.u.observation.mantissa = 97;
+    snprintf(m.u.observation.unit, sizeof m.u.observation.unit, "%%");
+    return m;
+}
+
+/* A replay state with @p n numbers delivered from 1 in @p space. */
+static mwi_replay delivered(uint64_t space, uint64_t n)
+{
+    mwi_replay r;
+    mwi_replay_init(&r);
+    mwi_replay_enter(&r, space);
+    for (uint64_t i = 1; i <= n; i++)
+        cr_assert_eq(mwi_replay_mark(&r, i, 1000 + i), MW_OK);
+    return r;
+}
+
+TestSuite(store_pg, .init = up, .fini = down, .timeout = 30);
+
+Test(store_pg, keeps_journal_states_spaces_and_checkpoints_as_the_sqlite_store_does)
+{
+    mwi_store *s = open_as("gw-a");
+    uint64_t ck = 99, n = 99;
+    cr_assert_eq(mwi_store_checkpoint(s, &ck), MW_OK);
+    cr_assert_eq(ck, 0, "no commit yet");
+
+    mwi_replay r = delivered(0xfeedfacecafebeefull, 2), got;
+    mw_message_t m1 = observation("pump-1", r.space, 1), m2 = observation("pump-1", r.space, 2);
+    cr_assert_eq(mwi_store_begin(s), MW_OK);
+    cr_assert(mwi_store_in_txn(s));
+    cr_assert_eq(mwi_store_put_message(s, &m1, 1700000000000ull), MW_OK);
+    cr_assert_eq(mwi_store_put_message(s, &m2, 1700000000001ull), MW_OK);
+    cr_assert_eq(mwi_store_put_message(s, &m2, 1700000000002ull), MW_OK, "a repeat is ignored");
+    cr_assert_eq(mwi_store_put_device(s, "pump-1", &r, 0x8000000000000001ull), MW_OK);
+    cr_assert_eq(mwi_store_retire_space(s, "pump-1", 7, 1700000000003ull), MW_OK);
+    cr_assert_eq(mwi_store_commit(s, 4242), MW_OK);
+    cr_assert_not(mwi_store_in_txn(s));
+
+    cr_assert_eq(mwi_store_count(s, &n), MW_OK);
+    cr_assert_eq(n, 2);
+    cr_assert_eq(mwi_store_checkpoint(s, &ck), MW_OK);
+    cr_assert_eq(ck, 4242);
+    bool found = false, retired = false;
+    uint64_t next = 0;
+    cr_assert_eq(mwi_store_load_device(s, "pump-1", &got, &next, &found), MW_OK);
+    cr_assert(found);
+    cr_assert_eq(next, 0x8000000000000001ull, "above 2^63 the bit pattern is kept");
+    cr_assert_eq(got.space, r.space);
+    cr_assert_eq(got.top, 2);
+    cr_assert_eq(mwi_replay_check(&got, 2, 1002), MWI_REPLAY_DUPLICATE);
+    cr_assert_eq(mwi_replay_check(&got, 3, 1003), MWI_REPLAY_NEW);
+    cr_assert_eq(mwi_store_load_device(s, "pump-2", &got, &next, &found), MW_OK);
+    cr_assert_not(found);
+    cr_assert_eq(mwi_store_space_retired(s, "pump-1", 7, &retired), MW_OK);
+    cr_assert(retired);
+    cr_assert_eq(mwi_store_space_retired(s, "pump-1", 8, &retired), MW_OK);
+    cr_assert_not(retired);
+    assert_query("SELECT seq, received_ms, type FROM messages WHERE seq = 2", "2|1700000000001|1");
+
+    /* What is rolled back is not there. */
+    mw_message_t m3 = observation("pump-1", r.space, 3);
+    cr_assert_eq(mwi_store_begin(s), MW_OK);
+    cr_assert_eq(mwi_store_put_message(s, &m3, 0), MW_OK);
+    mwi_store_rollback(s);
+    cr_assert_eq(mwi_store_count(s, &n), MW_OK);
+    cr_assert_eq(n, 2);
+
+    /* Each gateway has its own checkpoint in one database. */
+    mwi_store *b = open_as("gw-b");
+    cr_assert_eq(mwi_store_checkpoint(b, &ck), MW_OK);
+    cr_assert_eq(ck, 0);
+    cr_assert_eq(mwi_store_begin(b), MW_OK);
+    cr_assert_eq(mwi_store_commit(b, 17), MW_OK);
+    cr_assert_eq(mwi_store_checkpoint(b, &ck), MW_OK);
+    cr_assert_eq(ck, 17);
+    cr_assert_eq(mwi_store_checkpoint(s, &ck), MW_OK);
+    cr_assert_eq(ck, 4242);
+    mwi_store_close(&b);
+    mwi_store_close(&s);
+    cr_assert_null(s);
+}
+
+Test(store_pg, refuses_a_state_it_cannot_read)
+{
+    mwi_store *s = open_as("gw");
+    mwi_replay r = delivered(5, 3), got;
+    cr_assert_eq(mwi_store_begin(s), MW_OK);
+    cr_assert_eq(mwi_store_put_device(s, "d", &r, 9), MW_OK);
+    cr_assert_eq(mwi_store_commit(s, 0), MW_OK);
+    /* Cut short by one byte, then a blob of an unknown version. */
+    cr_assert_eq(mwt_pg_sql(&pg,
+                            "UPDATE devices SET replay = substring(replay from 1 for "
+                            "length(replay) - 1)",
+                            NULL),
+                 0);
+    bool found = true;
+    uint64_t next = 0;
+    cr_assert_eq(mwi_store_load_device(s, "d", &got, &next, &found), MW_EIO);
+    cr_assert_not(found);
+    cr_assert_eq(mwt_pg_sql(&pg, "UPDATE devices SET replay = '\\x09'", NULL), 0);
+    cr_assert_eq(mwi_store_load_device(s, "d", &got, &next, &found), MW_EIO);
+    mwi_store_close(&s);
+}
+
+Test(store_pg, migrates_once_and_refuses_a_newer_schema)
+{
+    mwi_store *s = open_as("gw");
+    mwi_store_close(&s);
+    s = open_as("gw"); /* again: nothing to do */
+    mwi_store_close(&s);
+    assert_query("SELECT string_agg(version::text, ',') FROM schema_version", "1");
+    assert_query("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'",
+                 "5");
+
+    cr_assert_eq(mwt_pg_sql(&pg, "INSERT INTO schema_version(version) VALUES (2)", NULL), 0);
+    mw_error_detail_t d;
+    memset(&d, 0, sizeof d);
+    cr_assert_eq(mwi_store_open_as(pg.url, "gw", &s, &d), MW_EIO);
+    cr_assert_null(s);
+    cr_assert_not_null(strstr(d.reason, "newer medwire"), "%s", d.reason);
+}
+
+struct opener {
+    mwi_store *s;
+    mw_err e;
+    char url[256];
+};
+
+static void *open_thread(void *arg)
+{
+    struct opener *o = arg;
+    mw_error_detail_t d;
+    o->e = mwi_store_open_as(o->url, "gw", &o->s, &d);
+    return NULL;
+}
+
+Test(store_pg, gateways_starting_together_migrate_once)
+{
+    cr_assert_eq(mwt_pg_sql(&pg, "CREATE DATABASE together", NULL), 0);
+    struct opener o[4];
+    pthread_t t[4];
+    for (int i = 0; i < 4; i++) {
+        memset(&o[i], 0, sizeof o[i]);
+        snprintf(o[i].url, sizeof o[i].url, "postgresql://postgres@127.0.0.1:%d/together", pg.port);
+        cr_assert_eq(pthread_create(&t[i], NULL, open_thread, &o[i]), 0);
+    }
+    for (int i = 0; i < 4; i++) {
+        pthread_join(t[i], NULL);
+        cr_assert_eq(o[i].e, MW_OK, "gateway %d", i);
+        mwi_store_close(&o[i].s);
+    }
+}
+
+Test(store_pg, never_shows_the_password)
+{
+    mwi_store *s = NULL;
+    mw_error_detail_t d;
+    memset(&d, 0, sizeof d);
+    char url[200];
+    /* The server's port plus one: nobody listens there. */
+    snprintf(url, sizeof url, "postgresql://postgres:s3cr3t-pw@127.0.0.1:%d/medwire",
+             pg.port == 65535 ? 1 : pg.port + 1);
+    cr_assert_eq(mwi_store_open_as(url, "gw", &s, &d), MW_EIO);
+    cr_assert_null(strstr(d.reason, "s3cr3t"), "%s", d.reason);
+    cr_assert_not_null(strstr(d.reason, "postgresql://postgres:***@127.0.0.1"), "%s", d.reason);
+}
+
+/* A second gateway takes a batch of the same device while the first holds its row. */
+struct locker {
+    mwi_store *s;
+    mwi_replay r;
+    uint64_t next;
+    bool found;
+    mw_err e;
+    atomic_bool done;
+};
+
+static void *lock_thread(void *arg)
+{
+    struct locker *l = arg;
+    l->e = mwi_store_lock_device(l->s, "pump-9", &l->r, &l->next, &l->found);
+    atomic_store(&l->done, true);
+    return NULL;
+}
+
+Test(store_pg, two_gateways_serialise_on_a_device_and_the_second_reads_what_the_first_committed)
+{
+    mwi_store *a = open_as("gw-a");
+    struct locker b;
+    memset(&b, 0, sizeof b);
+    b.s = open_as("gw-b");
+    mwi_replay ra;
+    uint64_t next = 0;
+    bool found = true;
+    /* Both knew nothing of the device: the row does not exist yet. */
+    cr_assert_eq(mwi_store_lock_device(a, "pump-9", &ra, &next, &found), MW_OK);
+    cr_assert_not(found);
+    pthread_t t;
+    cr_assert_eq(pthread_create(&t, NULL, lock_thread, &b), 0);
+    mwt_sleep_ms(400);
+    cr_assert_not(atomic_load(&b.done), "the second waits for the first's commit");
+    ra = delivered(11, 3);
+    cr_assert_eq(mwi_store_put_device(a, "pump-9", &ra, 77), MW_OK);
+    cr_assert_eq(mwi_store_commit(a, 0), MW_OK);
+    pthread_join(t, NULL);
+    cr_assert_eq(b.e, MW_OK);
+    cr_assert(b.found, "the second reads the first's state, not the one it had");
+    cr_assert_eq(b.next, 77);
+    cr_assert_eq(mwi_replay_check(&b.r, 3, 1003), MWI_REPLAY_DUPLICATE);
+    cr_assert_eq(mwi_replay_check(&b.r, 4, 1004), MWI_REPLAY_NEW);
+    mwi_store_rollback(b.s);
+
+    /* A device already known: the same, with the row there from the start. */
+    cr_assert_eq(mwi_store_lock_device(a, "pump-9", &ra, &next, &found), MW_OK);
+    cr_assert(found);
+    atomic_store(&b.done, false);
+    cr_assert_eq(pthread_create(&t, NULL, lock_thread, &b), 0);
+    mwt_sleep_ms(300);
+    cr_assert_not(atomic_load(&b.done));
+    cr_assert_eq(mwi_replay_mark(&ra, 4, 1004), MW_OK);
+    cr_assert_eq(mwi_store_put_device(a, "pump-9", &ra, 78), MW_OK);
+    cr_assert_eq(mwi_store_commit(a, 0), MW_OK);
+    pthread_join(t, NULL);
+    cr_assert(b.found);
+    cr_assert_eq(b.next, 78);
+    cr_assert_eq(mwi_replay_check(&b.r, 4, 1004), MWI_REPLAY_DUPLICATE);
+    mwi_store_rollback(b.s);
+    mwi_store_close(&b.s);
+    mwi_store_close(&a);
+}
+
+Test(store_pg, a_server_that_goes_away_fails_commits_and_one_that_returns_takes_them_again)
+{
+    mwi_store *s = open_as("gw");
+    mw_message_t m = observation("pump-1", 3, 1);
+    cr_assert_eq(mwi_store_begin(s), MW_OK);
+    cr_assert_eq(mwi_store_put_message(s, &m, 0), MW_OK);
+    cr_assert_eq(mwi_store_commit(s, 1), MW_OK);
+
+    /* Restarted between two transactions: the next one reconnects. */
+    cr_assert(mwt_pg_restart(&pg));
+    m.seq = 2;
+    cr_assert_eq(mwi_store_begin(s), MW_OK);
+    cr_assert_eq(mwi_store_put_message(s, &m, 0), MW_OK);
+    cr_assert_eq(mwi_store_commit(s, 2), MW_OK);
+
+    /* Gone in the middle of one: that commit fails, and so do those while it is away. */
+    m.seq = 3;
+    cr_assert_eq(mwi_store_begin(s), MW_OK);
+    cr_assert_eq(mwi_store_put_message(s, &m, 0), MW_OK);
+    cr_assert(mwt_pg_halt(&pg));
+    cr_assert_neq(mwi_store_put_message(s, &m, 0), MW_OK, "the server is gone");
+    cr_assert_eq(mwi_store_commit(s, 3), MW_EIO);
+    cr_assert_not(mwi_store_in_txn(s));
+    cr_assert_neq(mwi_store_begin(s), MW_OK);
+    cr_assert_not(mwi_store_healthy(s));
+
+    cr_assert(mwt_pg_resume(&pg));
+    cr_assert(mwi_store_healthy(s));
+    cr_assert_eq(mwi_store_begin(s), MW_OK);
+    cr_assert_eq(mwi_store_put_message(s, &m, 0), MW_OK);
+    cr_assert_eq(mwi_store_commit(s, 3), MW_OK);
+    uint64_t n = 0, ck = 0;
+    cr_assert_eq(mwi_store_count(s, &n), MW_OK);
+    cr_assert_eq(n, 3);
+    cr_assert_eq(mwi_store_checkpoint(s, &ck), MW_OK);
+    cr_assert_eq(ck, 3);
+    mwi_store_close(&s);
+}
