@@ -17,6 +17,12 @@
 #include <sqlite3.h>
 
 #include "outbox.h"
+#ifdef MW_HAVE_LIBPQ
+#include "outbox_pg.h"
+#else
+/* Without libpq the shared outbox is refused at open, and these are never reached. */
+typedef struct obpg obpg_t;
+#endif
 
 struct staged {
     outbox_t *lane;
@@ -44,6 +50,11 @@ struct outbox {
     /* The lane's sender. */
     sqlite3 *sdb;
     sqlite3_stmt *next, *nextn, *del, *retry, *park;
+    /* On PostgreSQL instead of SQLite (path is then the URL): the writer's connection (core)
+     * and the sender's (each lane). */
+    obpg_t *pg, *spg;
+    char gateway[256];
+    uint32_t lease_ms;
     /* Shared: mu, cv and released in the core; woken (under the core's mu) per lane. */
     pthread_mutex_t mu;
     pthread_cond_t cv;
@@ -123,6 +134,15 @@ static uint64_t count(sqlite3 *db, const char *sql)
 static bool lane_init(outbox_t *ob, const char *path, char *why, size_t why_size)
 {
     outbox_t *c = ob->core;
+#ifdef MW_HAVE_LIBPQ
+    if (c->pg) {
+        if ((ob->spg = obpg_open(path, c->gateway, false, why, why_size)) == NULL)
+            return false;
+        atomic_store(&ob->depth, obpg_count(c->pg, ob->destination, false));
+        atomic_store(&ob->parked, obpg_count(c->pg, ob->destination, true));
+        return true;
+    }
+#endif
     /* The sender's deletes need not wait for the disk: one lost in a crash sends its message
      * again, with the same control id, which the receiver recognises. */
     if ((ob->sdb = open_db(path, why, why_size)) == NULL ||
@@ -168,10 +188,13 @@ static void lane_fini(outbox_t *ob)
     for (size_t i = 0; i < sizeof sts / sizeof sts[0]; i++)
         sqlite3_finalize(sts[i]);
     sqlite3_close(ob->sdb);
+#ifdef MW_HAVE_LIBPQ
+    obpg_close(&ob->spg);
+#endif
 }
 
-outbox_t *outbox_open(const char *path, const char *destination, uint64_t max_rows, char *why,
-                      size_t why_size)
+/* A core with its first lane, and nothing open yet. */
+static outbox_t *new_core(const char *destination, uint64_t max_rows, char *why, size_t why_size)
 {
     outbox_t *ob = calloc(1, sizeof *ob);
     if (ob == NULL) {
@@ -180,14 +203,58 @@ outbox_t *outbox_open(const char *path, const char *destination, uint64_t max_ro
     }
     ob->core = ob;
     ob->lanes[ob->nlanes++] = ob;
+    ob->lock_fd = -1;
     snprintf(ob->destination, sizeof ob->destination, "%s", destination);
     ob->max_rows = max_rows;
+    ob->lease_ms = OUTBOX_LEASE_MS;
     pthread_mutex_init(&ob->mu, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&ob->cv, &ca);
     pthread_condattr_destroy(&ca);
+    return ob;
+}
+
+outbox_t *outbox_open_shared(const char *url, const char *gateway, const char *destination,
+                             uint64_t max_rows, char *why, size_t why_size)
+{
+#ifdef MW_HAVE_LIBPQ
+    outbox_t *ob = new_core(destination, max_rows, why, why_size);
+    if (ob == NULL)
+        return NULL;
+    snprintf(ob->gateway, sizeof ob->gateway, "%s", gateway);
+    snprintf(ob->path, sizeof ob->path, "%s", url);
+    if ((ob->pg = obpg_open(url, gateway, true, why, why_size)) == NULL ||
+        !lane_init(ob, url, why, why_size)) {
+        outbox_close(&ob);
+        return NULL;
+    }
+    ob->committed = obpg_last_id(ob->pg);
+    return ob;
+#else
+    (void)url;
+    (void)gateway;
+    (void)destination;
+    (void)max_rows;
+    snprintf(why, why_size,
+             "this medwire-gateway was built without libpq: the outbox cannot be on PostgreSQL "
+             "(apt install libpq-dev and build again, or give --outbox FILE)");
+    return NULL;
+#endif
+}
+
+void outbox_set_lease(outbox_t *ob, uint32_t lease_ms)
+{
+    ob->core->lease_ms = lease_ms;
+}
+
+outbox_t *outbox_open(const char *path, const char *destination, uint64_t max_rows, char *why,
+                      size_t why_size)
+{
+    outbox_t *ob = new_core(destination, max_rows, why, why_size);
+    if (ob == NULL)
+        return NULL;
     /* Created owner-only whatever the umask (it holds health data); SQLite gives its -wal and
      * -shm files the same mode. */
     ob->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
@@ -239,6 +306,7 @@ outbox_t *outbox_add_lane(outbox_t *core, const char *destination, char *why, si
     ob->core = core;
     ob->lock_fd = -1;
     ob->max_rows = core->max_rows;
+    ob->lease_ms = core->lease_ms;
     snprintf(ob->destination, sizeof ob->destination, "%s", destination);
     if (!lane_init(ob, core->path, why, why_size)) {
         lane_fini(ob);
@@ -252,6 +320,16 @@ outbox_t *outbox_add_lane(outbox_t *core, const char *destination, char *why, si
 uint64_t outbox_unclaimed(outbox_t *ob)
 {
     outbox_t *c = ob->core;
+#ifdef MW_HAVE_LIBPQ
+    if (c->pg) {
+        uint64_t n = obpg_count(c->pg, NULL, false);
+        for (size_t i = 0; i < c->nlanes; i++) {
+            uint64_t k = obpg_count(c->pg, c->lanes[i]->destination, false);
+            n = n > k ? n - k : 0;
+        }
+        return n;
+    }
+#endif
     uint64_t n = count(c->db, "SELECT count(*) FROM outbox");
     for (size_t i = 0; i < c->nlanes; i++)
         n -= atomic_load(&c->lanes[i]->depth);
@@ -295,6 +373,9 @@ void outbox_close(outbox_t **pob)
     lane_fini(ob);
     sqlite3_finalize(ob->insert);
     sqlite3_close(ob->db);
+#ifdef MW_HAVE_LIBPQ
+    obpg_close(&ob->pg);
+#endif
     if (ob->lock_fd >= 0)
         close(ob->lock_fd);
     pthread_cond_destroy(&ob->cv);
@@ -334,6 +415,17 @@ static uint64_t staged_for(const outbox_t *c, const outbox_t *lane)
     return n;
 }
 
+/* The staged rows are written, up to id @p last. */
+static mw_err committed(outbox_t *ob, uint64_t last, uint64_t *out_checkpoint)
+{
+    for (size_t i = 0; i < ob->nlanes; i++)
+        atomic_fetch_add(&ob->lanes[i]->depth, staged_for(ob, ob->lanes[i]));
+    drop_staged(ob);
+    ob->committed = last;
+    *out_checkpoint = last;
+    return MW_OK;
+}
+
 mw_err outbox_commit(outbox_t *lane, uint64_t *out_checkpoint)
 {
     outbox_t *ob = lane->core;
@@ -341,6 +433,12 @@ mw_err outbox_commit(outbox_t *lane, uint64_t *out_checkpoint)
         *out_checkpoint = ob->committed;
         return MW_OK;
     }
+#ifdef MW_HAVE_LIBPQ
+    /* Other gateways add and deliver rows of the shared outbox: the bound is checked against
+     * what the database holds now. */
+    for (size_t i = 0; ob->pg && i < ob->nlanes; i++)
+        atomic_store(&ob->lanes[i]->depth, obpg_count(ob->pg, ob->lanes[i]->destination, false));
+#endif
     /* Every destination gets the message, or none does: one full lane refuses the commit. */
     bool full = false;
     for (size_t i = 0; i < ob->nlanes; i++) {
@@ -355,11 +453,28 @@ mw_err outbox_commit(outbox_t *lane, uint64_t *out_checkpoint)
         drop_staged(ob);
         return MW_EFULL;
     }
+    uint64_t now = wall_ms();
+    uint64_t last = 0;
+#ifdef MW_HAVE_LIBPQ
+    if (ob->pg) {
+        bool ok = obpg_begin(ob->pg);
+        for (size_t i = 0; i < ob->nstaged && ok; i++)
+            ok = obpg_insert(ob->pg, ob->staged[i].lane->destination, ob->staged[i].device,
+                             ob->staged[i].payload, ob->staged[i].len, now, &last);
+        if (ok)
+            ok = obpg_commit(ob->pg);
+        if (!ok) {
+            obpg_rollback(ob->pg);
+            drop_staged(ob);
+            return MW_EIO;
+        }
+        return committed(ob, last, out_checkpoint);
+    }
+#endif
     if (sqlite3_exec(ob->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
         drop_staged(ob);
         return MW_EIO;
     }
-    uint64_t now = wall_ms();
     bool ok = true;
     for (size_t i = 0; i < ob->nstaged && ok; i++) {
         sqlite3_stmt *st = ob->insert;
@@ -371,7 +486,7 @@ mw_err outbox_commit(outbox_t *lane, uint64_t *out_checkpoint)
         sqlite3_reset(st);
         sqlite3_clear_bindings(st);
     }
-    uint64_t last = (uint64_t)sqlite3_last_insert_rowid(ob->db);
+    last = (uint64_t)sqlite3_last_insert_rowid(ob->db);
     if (ok)
         ok = sqlite3_exec(ob->db, "COMMIT", NULL, NULL, NULL) == SQLITE_OK;
     if (!ok) {
@@ -379,12 +494,7 @@ mw_err outbox_commit(outbox_t *lane, uint64_t *out_checkpoint)
         drop_staged(ob);
         return MW_EIO;
     }
-    for (size_t i = 0; i < ob->nlanes; i++)
-        atomic_fetch_add(&ob->lanes[i]->depth, staged_for(ob, ob->lanes[i]));
-    drop_staged(ob);
-    ob->committed = last;
-    *out_checkpoint = last;
-    return MW_OK;
+    return committed(ob, last, out_checkpoint);
 }
 
 mw_err outbox_recover(outbox_t *lane, uint64_t checkpoint)
@@ -395,6 +505,19 @@ mw_err outbox_recover(outbox_t *lane, uint64_t checkpoint)
      * acknowledged under an earlier store, and are kept. */
     if (checkpoint == 0)
         return MW_OK;
+#ifdef MW_HAVE_LIBPQ
+    if (ob->pg) {
+        /* Only this gateway's rows: others' belong to their own checkpoints. */
+        if (!obpg_forget_after(ob->pg, checkpoint))
+            return MW_EIO;
+        for (size_t i = 0; i < ob->nlanes; i++)
+            atomic_store(&ob->lanes[i]->depth,
+                         obpg_count(ob->pg, ob->lanes[i]->destination, false));
+        if (ob->committed > checkpoint)
+            ob->committed = checkpoint;
+        return MW_OK;
+    }
+#endif
     sqlite3_stmt *st = NULL;
     if (sqlite3_prepare_v2(ob->db, "DELETE FROM outbox WHERE id > ?", -1, &st, NULL) != SQLITE_OK)
         return MW_EIO;
@@ -477,6 +600,10 @@ static bool take_row(sqlite3_stmt *st, outbox_row_t *out)
 
 static bool read_next(outbox_t *ob, outbox_row_t *out)
 {
+#ifdef MW_HAVE_LIBPQ
+    if (ob->spg)
+        return obpg_claim(ob->spg, ob->destination, ob->core->lease_ms, out, 1) == 1;
+#endif
     sqlite3_stmt *st = ob->next;
     sqlite3_bind_int64(st, 1, (sqlite3_int64)atomic_load(&ob->core->released));
     bool found = sqlite3_step(st) == SQLITE_ROW && take_row(st, out);
@@ -486,6 +613,10 @@ static bool read_next(outbox_t *ob, outbox_row_t *out)
 
 static size_t read_rows(outbox_t *ob, outbox_row_t *out, size_t max)
 {
+#ifdef MW_HAVE_LIBPQ
+    if (ob->spg)
+        return obpg_claim(ob->spg, ob->destination, ob->core->lease_ms, out, max);
+#endif
     sqlite3_stmt *st = ob->nextn;
     sqlite3_bind_int64(st, 1, (sqlite3_int64)atomic_load(&ob->core->released));
     sqlite3_bind_int64(st, 2, (sqlite3_int64)max);
@@ -536,6 +667,16 @@ static mw_err run_id(sqlite3_stmt *st, int idx, int64_t id)
 
 mw_err outbox_delivered(outbox_t *ob, int64_t id)
 {
+#ifdef MW_HAVE_LIBPQ
+    if (ob->spg) {
+        bool gone = false;
+        if (!obpg_delete(ob->spg, id, &gone))
+            return MW_EIO;
+        if (gone)
+            atomic_fetch_sub(&ob->depth, 1);
+        return MW_OK;
+    }
+#endif
     mw_err e = run_id(ob->del, 1, id);
     if (e == MW_OK && sqlite3_changes(ob->sdb) > 0)
         atomic_fetch_sub(&ob->depth, 1);
@@ -544,6 +685,10 @@ mw_err outbox_delivered(outbox_t *ob, int64_t id)
 
 mw_err outbox_retry(outbox_t *ob, int64_t id, unsigned attempts, uint64_t next_try_ms)
 {
+#ifdef MW_HAVE_LIBPQ
+    if (ob->spg)
+        return obpg_retry(ob->spg, id, attempts, next_try_ms, ob->core->lease_ms) ? MW_OK : MW_EIO;
+#endif
     sqlite3_bind_int(ob->retry, 1, (int)attempts);
     sqlite3_bind_int64(ob->retry, 2, (sqlite3_int64)next_try_ms);
     return run_id(ob->retry, 3, id);
@@ -551,7 +696,11 @@ mw_err outbox_retry(outbox_t *ob, int64_t id, unsigned attempts, uint64_t next_t
 
 mw_err outbox_park(outbox_t *ob, int64_t id)
 {
+#ifdef MW_HAVE_LIBPQ
+    mw_err e = ob->spg ? (obpg_park(ob->spg, id) ? MW_OK : MW_EIO) : run_id(ob->park, 1, id);
+#else
     mw_err e = run_id(ob->park, 1, id);
+#endif
     if (e == MW_OK)
         atomic_fetch_add(&ob->parked, 1);
     return e;
@@ -565,6 +714,18 @@ void outbox_stats(outbox_t *ob, outbox_stats_t *out)
     out->max_rows = ob->max_rows;
     out->full = atomic_load(&ob->full);
     out->refused = ob->refused;
+#ifdef MW_HAVE_LIBPQ
+    obpg_t *pg = ob->core->pg;
+    if (pg) {
+        /* Every gateway's rows of this destination, as the database holds them now. */
+        out->depth = obpg_count(pg, ob->destination, false);
+        out->parked = obpg_count(pg, ob->destination, true);
+        out->oldest_ms = obpg_oldest(pg, ob->destination);
+        atomic_store(&ob->depth, out->depth);
+        atomic_store(&ob->parked, out->parked);
+        return;
+    }
+#endif
     if (sqlite3_step(ob->oldest) == SQLITE_ROW)
         out->oldest_ms = (uint64_t)sqlite3_column_int64(ob->oldest, 0);
     sqlite3_reset(ob->oldest);

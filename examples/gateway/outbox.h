@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* outbox.h -- the delivery outbox: encoded messages held durably in a SQLite file of their own
- * until the hospital acknowledges them, written by the gateway's loop and read by a sender. */
+/* outbox.h -- the delivery outbox: encoded messages held durably (in a SQLite file of their own,
+ * or in the gateways' shared PostgreSQL database) until the hospital acknowledges them, written
+ * by the gateway's loop and read by a sender. */
 #ifndef MW_EXAMPLE_OUTBOX_H
 #define MW_EXAMPLE_OUTBOX_H
 
@@ -18,6 +19,10 @@ typedef struct outbox outbox_t;
 /** Destinations one outbox serves at most. */
 #define OUTBOX_LANES_MAX 4
 
+/** How long a shared outbox's sender holds the rows it took before another gateway may take
+ *  them (outbox_set_lease). */
+#define OUTBOX_LEASE_MS 60000u
+
 /**
  * Opens (or creates, mode 0600) the outbox at @p path with its first destination (a lane:
  * "hl7", "fhir"), each destination holding at most @p max_rows rows. The file is locked until
@@ -27,6 +32,19 @@ typedef struct outbox outbox_t;
  */
 outbox_t *outbox_open(const char *path, const char *destination, uint64_t max_rows, char *why,
                       size_t why_size);
+/**
+ * The outbox in the PostgreSQL database at @p url, the --store's, shared by every gateway on
+ * it: this gateway (@p gateway, its --gateway-id, held while open) writes and recovers its own
+ * rows; its senders deliver any gateway's rows whose writer's store has committed them, each
+ * row taken by one sender at a time for a lease (docs/deployment.md). The bound counts every
+ * gateway's rows. NULL, with @p why filled, when the database cannot be reached, the name is
+ * in use, or the program was built without libpq.
+ */
+outbox_t *outbox_open_shared(const char *url, const char *gateway, const char *destination,
+                             uint64_t max_rows, char *why, size_t why_size);
+/** How long this outbox's senders hold the rows they take (shared outbox only; default
+ *  OUTBOX_LEASE_MS): a sender that dies leaves them to another gateway after that. */
+void outbox_set_lease(outbox_t *ob, uint32_t lease_ms);
 /**
  * Another destination in the same file: its rows are written in the same transaction as the
  * others' (outbox_stage on this lane), and read, acknowledged and parked by its own sender
