@@ -174,7 +174,13 @@ static const char USAGE[] =
     "  --outbox FILE       SQLite file of messages not yet acknowledged by --hl7 or\n"
     "                      --fhir-server (default:\n"
     "                      the --store FILE with \".outbox\" added); locked while the\n"
-    "                      gateway runs\n"
+    "                      gateway runs. With a postgresql:// --store the default is\n"
+    "                      the outbox table in that database, which the gateways share:\n"
+    "                      any of them delivers what one of them took in, so a gateway\n"
+    "                      that dies leaves nothing stuck (docs/deployment.md); an\n"
+    "                      earlier medwire-gateway.outbox file in the working directory\n"
+    "                      is used instead while it exists. --outbox URL: the same as\n"
+    "                      --store (the shared outbox), --outbox FILE: a file of its own\n"
     "  --associations FILE  with --hl7: each device's patient and bed, one a line,\n"
     "                      DEVICE-ID<TAB>PATIENT-ID<TAB>Family^Given<TAB>PointOfCare^Room^Bed\n"
     "                      ('#' comments), sent as PID-3, PID-5 and PV1-3; SIGHUP reloads it,\n"
@@ -963,14 +969,46 @@ int main(int argc, char **argv)
     char outbox_default[4096];
     o.hl7_url = hl7_url;
     o.fhir_url = fhir_url;
+    char id_default[300];
+    if (gateway_id == NULL) {
+        char host[256] = "";
+        if (gethostname(host, sizeof host) != 0)
+            snprintf(host, sizeof host, "gateway");
+        host[sizeof host - 1] = '\0';
+        snprintf(id_default, sizeof id_default, "%s/%s", host, listen ? listen : "0.0.0.0:5684");
+        gateway_id = id_default;
+    }
+    char store_shown[600];
+    store_for_logs(store, store_shown, sizeof store_shown);
     if (dest_url) {
+        /* With a shared store the outbox is shared too, unless a file of the earlier default
+         * still holds messages to deliver: it is kept until the operator retires it. */
+        if (outbox_path == NULL && store_is_url(store) &&
+            access("medwire-gateway.outbox", F_OK) != 0)
+            outbox_path = store;
         if (outbox_path == NULL) {
             snprintf(outbox_default, sizeof outbox_default, "%s.outbox",
                      store_is_url(store) ? "medwire-gateway" : store);
             outbox_path = outbox_default;
         }
+        /* The shared outbox's rows go once their gateway's store checkpoint covers them, a
+         * table of the store's own database. */
+        bool shared = store_is_url(outbox_path);
+        if (shared && strcmp(outbox_path, store) != 0)
+            return usage_error("--outbox postgresql://... must be the --store's URL: the shared "
+                               "outbox lives in the store's database",
+                               NULL);
+        if (store_is_url(store) && !shared)
+            gwlog(GWLOG_WARN, "outbox_not_shared", "s:file", outbox_path, "s:reason",
+                  "the outbox is a file of this gateway's: if the gateway is lost, the messages "
+                  "in it are not delivered by the others; once it is empty, remove it (or give "
+                  "--outbox FILE) to use the shared outbox",
+                  GWLOG_END);
         char why[600];
-        o.ob = outbox_open(outbox_path, hl7_url ? "hl7" : "fhir", outbox_max, why, sizeof why);
+        o.ob = shared ? outbox_open_shared(store, gateway_id, hl7_url ? "hl7" : "fhir",
+                                           outbox_max, why, sizeof why)
+                      : outbox_open(outbox_path, hl7_url ? "hl7" : "fhir", outbox_max, why,
+                                    sizeof why);
         if (o.ob == NULL) {
             gwlog(GWLOG_ERROR, "cannot_start", "s:reason", why, GWLOG_END);
             return 1;
@@ -986,12 +1024,19 @@ int main(int argc, char **argv)
         }
         uint64_t unclaimed = outbox_unclaimed(o.ob);
         if (unclaimed > 0)
-            gwlog(GWLOG_WARN, "outbox_unclaimed", "s:file", outbox_path, "u:messages",
+            gwlog(GWLOG_WARN, "outbox_unclaimed", "s:file", shared ? store_shown : outbox_path,
+                  "u:messages",
                   (unsigned long long)unclaimed, "s:reason",
                   "messages in the outbox wait for a destination not configured now (--hl7 or "
                   "--fhir-server); they are kept, and go when it is given again",
                   GWLOG_END);
-        warn_if_shared(outbox_path, "--outbox");
+        if (!shared)
+            warn_if_shared(outbox_path, "--outbox");
+        /* Tests only: a short lease, so that a killed gateway's rows move within seconds. */
+        const char *lease = getenv("MW_OUTBOX_LEASE_MS");
+        unsigned long lease_ms = 0;
+        if (lease && cmdline_num(lease, 100, 3600000, &lease_ms))
+            outbox_set_lease(o.ob, (uint32_t)lease_ms);
     }
 
     struct sigaction sa;
@@ -1015,18 +1060,7 @@ int main(int argc, char **argv)
     cfg.sink_recover = sink_recover;
     cfg.sink_ctx = &o;
     cfg.store_path = store;
-    char id_default[300];
-    if (gateway_id == NULL) {
-        char host[256] = "";
-        if (gethostname(host, sizeof host) != 0)
-            snprintf(host, sizeof host, "gateway");
-        host[sizeof host - 1] = '\0';
-        snprintf(id_default, sizeof id_default, "%s/%s", host, listen ? listen : "0.0.0.0:5684");
-        gateway_id = id_default;
-    }
     cfg.store_instance = gateway_id;
-    char store_shown[600];
-    store_for_logs(store, store_shown, sizeof store_shown);
     cfg.crl_file = crl;
     cfg.audit = on_audit;
     cfg.audit_ctx = &o;

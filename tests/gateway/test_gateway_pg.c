@@ -3,7 +3,8 @@
  * medwire-device processes: a device that moves from one gateway to the other is delivered
  * exactly once across both, and a database that restarts or goes away in the middle of a
  * stream loses nothing (the gateway stops acknowledging, the devices keep their queues and
- * catch up). */
+ * catch up). With --hl7, the outbox is in the same database: what a gateway that died had taken
+ * in, another delivers. */
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
 #include <netinet/in.h>
@@ -42,16 +43,23 @@ typedef struct gw {
     char out[300], err[300], port_file[300], addr[64];
 } gw;
 
-static void gateway_start(gw *g, const char *dir, const char *id)
+/* With @p hl7 (an mllp:// URL) the gateway delivers there instead of to its --out. */
+static void gateway_start_to(gw *g, const char *dir, const char *id, const char *hl7)
 {
     snprintf(g->out, sizeof g->out, "%s/%s.out", dir, id);
     snprintf(g->err, sizeof g->err, "%s/%s.err", dir, id);
     snprintf(g->port_file, sizeof g->port_file, "%s/%s.port", dir, id);
-    const char *extra[] = {"--store", pg.url, "--gateway-id", id, "--out", g->out, NULL};
+    const char *extra[] = {"--store",          pg.url, "--gateway-id", id, hl7 ? "--hl7" : "--out",
+                           hl7 ? hl7 : g->out, NULL};
     bool ok = mwt_gateway_start(&g->proc, &pki, "127.0.0.1:0", g->port_file, extra, g->err, g->addr,
                                 sizeof g->addr);
     char *why = ok ? NULL : mwt_read_file(g->err);
     cr_assert(ok, "gateway %s: %s", id, why ? why : "");
+}
+
+static void gateway_start(gw *g, const char *dir, const char *id)
+{
+    gateway_start_to(g, dir, id, NULL);
 }
 
 /* medwire-device NAME with its queue in DIR/NAME.queue: a second run goes on numbering where
@@ -288,4 +296,93 @@ Test(gateway_pg, healthz_fails_while_the_database_is_away)
     http_status(mport, "/healthz", st, sizeof st);
     cr_assert_str_eq(st, "HTTP/1.1 200 OK", "reconnected without a restart");
     cr_assert_eq(mwt_proc_stop(&g, SIGTERM), 0);
+}
+
+/* python-hl7's MLLP listener (tests/hl7/mllp_peer.py), on @p port ("0": the system picks);
+ * returns its port. */
+static int hospital_start(mwt_proc *p, const char *dir, const char *port)
+{
+    const char *python = getenv("MW_HL7_PYTHON");
+    const char *src = getenv("MW_SOURCE_DIR");
+    cr_assert(python && src, "run through ctest");
+    char script[400], port_file[300], ids[300], errors[300], err[300];
+    snprintf(script, sizeof script, "%s/tests/hl7/mllp_peer.py", src);
+    snprintf(port_file, sizeof port_file, "%s/hospital.port", dir);
+    snprintf(ids, sizeof ids, "%s/ids.txt", dir);
+    snprintf(errors, sizeof errors, "%s/errors.txt", dir);
+    snprintf(err, sizeof err, "%s/hospital.err", dir);
+    remove(port_file);
+    const char *argv[] = {python,     script, "--port-file", port_file, "--ids", ids,
+                          "--errors", errors, "--port",      port,      NULL};
+    cr_assert(mwt_proc_start(p, argv, NULL, err));
+    int got = mwt_wait_port(port_file, 15000);
+    cr_assert_gt(got, 0, "the MLLP listener did not start");
+    return got;
+}
+
+/* Lines of DIR/ids.txt, the control ids the listener accepted; *distinct of them. */
+static size_t ids_received(const char *dir, size_t *distinct)
+{
+    char path[300];
+    snprintf(path, sizeof path, "%s/ids.txt", dir);
+    char *text = mwt_read_file(path);
+    size_t n = 0;
+    *distinct = 0;
+    char *lines[256];
+    for (char *save = NULL, *l = text ? strtok_r(text, "\n", &save) : NULL; l && n < 256;
+         l = strtok_r(NULL, "\n", &save)) {
+        if (strstr(l, "-loss-") || strstr(l, "-restored-"))
+            continue; /* the gateway's communication-loss events */
+        bool seen = false;
+        for (size_t i = 0; i < n && !seen; i++)
+            seen = strcmp(lines[i], l) == 0;
+        *distinct += !seen;
+        lines[n++] = l;
+    }
+    free(text);
+    return n;
+}
+
+Test(gateway_pg, a_dead_gateways_outbox_is_delivered_by_another, .timeout = 60)
+{
+    char dir[256];
+    snprintf(dir, sizeof dir, "%s", mwt_tmpdir());
+    /* The hospital's listener is down while the first gateway takes the messages in. */
+    mwt_proc hospital;
+    char port[16], hl7[64];
+    snprintf(port, sizeof port, "%d", hospital_start(&hospital, dir, "0"));
+    mwt_proc_stop(&hospital, SIGKILL);
+    snprintf(hl7, sizeof hl7, "mllp://127.0.0.1:%s", port);
+    cr_assert_eq(setenv("MW_OUTBOX_LEASE_MS", "500", 1), 0);
+    gw a, b;
+    gateway_start_to(&a, dir, "gw-a", hl7);
+    device_run(dir, "dev-1", &a, "20");
+    /* Acknowledged: custody is in the shared outbox. gw-a dies for good, holding claims. */
+    cr_assert_eq(mwt_proc_stop(&a.proc, SIGKILL), 128 + SIGKILL);
+    assert_sql(dir, "SELECT count(*), min(origin), max(origin) FROM outbox", "20|gw-a|gw-a");
+    hospital_start(&hospital, dir, port);
+    gateway_start_to(&b, dir, "gw-b", hl7);
+    size_t distinct = 0, lines = 0;
+    for (int i = 0; i < 200 && distinct < 20; i++) {
+        mwt_sleep_ms(100);
+        lines = ids_received(dir, &distinct);
+    }
+    cr_expect_eq(distinct, 20u, "gw-b delivered every message gw-a took in");
+    cr_expect_eq(lines, 20u, "none twice");
+    for (int i = 0; i < 50; i++) {
+        char out[300];
+        snprintf(out, sizeof out, "%s/n.out", dir);
+        if (mwt_pg_sql(&pg, "SELECT count(*) FROM outbox", out) == 0) {
+            char *n = mwt_read_file(out);
+            bool empty = n && strncmp(n, "0\n", 2) == 0;
+            free(n);
+            if (empty)
+                break;
+        }
+        mwt_sleep_ms(100);
+    }
+    assert_sql(dir, "SELECT count(*) FROM outbox", "0");
+    cr_assert_eq(mwt_proc_stop(&b.proc, SIGTERM), 0);
+    mwt_proc_stop(&hospital, SIGKILL);
+    unsetenv("MW_OUTBOX_LEASE_MS");
 }
