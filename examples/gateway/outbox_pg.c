@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "outbox_pg.h"
+#include "pg_schema.h"
 
 /* Every migration in order; outbox_schema_version holds the number of the last one applied.
  * The outbox's versions are its own: the store's schema_version moves independently. */
@@ -25,7 +26,7 @@ static const char *const MIGRATIONS[] = {
 #define SCHEMA_VERSION ((int)(sizeof MIGRATIONS / sizeof MIGRATIONS[0]))
 
 /* The advisory lock that serialises the outbox's migrations between gateways: "mwob". */
-#define MIGRATION_LOCK "1836543842"
+#define MIGRATION_LOCK 1836543842
 
 /* The session lock a writer holds on its gateway's name, so that two gateways given the same
  * --gateway-id do not delete each other's rows at recovery. */
@@ -40,20 +41,6 @@ struct obpg {
 bool obpg_is_url(const char *s)
 {
     return s && (strncmp(s, "postgresql://", 13) == 0 || strncmp(s, "postgres://", 11) == 0);
-}
-
-static bool exec_ok(PGconn *c, const char *sql)
-{
-    PGresult *r = PQexec(c, sql);
-    bool ok = PQresultStatus(r) == PGRES_COMMAND_OK || PQresultStatus(r) == PGRES_TUPLES_OK;
-    PQclear(r);
-    return ok;
-}
-
-static void no_notices(void *arg, const char *message)
-{
-    (void)arg;
-    (void)message;
 }
 
 /* Results come in binary: integers big endian, of exactly their width. */
@@ -107,10 +94,7 @@ static bool take_owner(obpg_t *c)
  * locking read rechecks a row another session changed and committed. */
 static bool session_setup(obpg_t *c)
 {
-    return PQstatus(c->conn) == CONNECTION_OK &&
-           exec_ok(c->conn, "SET synchronous_commit = on;"
-                            " SET default_transaction_isolation = 'read committed'") &&
-           (!c->writer || take_owner(c));
+    return pgs_session(c->conn) && (!c->writer || take_owner(c));
 }
 
 /* A connection the server cut is made again before the next statement: until it is, the
@@ -123,45 +107,11 @@ static bool ready(obpg_t *c)
     return session_setup(c);
 }
 
-static bool migrate(obpg_t *c)
-{
-    if (!exec_ok(c->conn, "BEGIN") ||
-        !exec_ok(c->conn, "SELECT pg_advisory_xact_lock(" MIGRATION_LOCK ")") ||
-        !exec_ok(c->conn, "CREATE TABLE IF NOT EXISTS outbox_schema_version("
-                          "version integer PRIMARY KEY,"
-                          " applied_at timestamptz NOT NULL DEFAULT now())")) {
-        (void)exec_ok(c->conn, "ROLLBACK");
-        return false;
-    }
-    PGresult *r = run(c, "SELECT coalesce(max(version), 0)::int8 FROM outbox_schema_version", 0,
-                      NULL, NULL, NULL);
-    int64_t have = 0;
-    bool ok = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 && get_int(r, 0, 0, &have);
-    PQclear(r);
-    ok = ok && have <= SCHEMA_VERSION;
-    for (int64_t i = have; ok && i < SCHEMA_VERSION; i++) {
-        param p;
-        const char *val[] = {i64p(&p, i + 1)};
-        ok = exec_ok(c->conn, MIGRATIONS[i]) &&
-             command_ok(run(c, "INSERT INTO outbox_schema_version(version) VALUES($1::int)", 1, val,
-                            NULL, NULL));
-    }
-    if (!ok) {
-        (void)exec_ok(c->conn, "ROLLBACK");
-        return false;
-    }
-    r = PQexec(c->conn, "COMMIT");
-    ok = PQresultStatus(r) == PGRES_COMMAND_OK && strcmp(PQcmdStatus(r), "COMMIT") == 0;
-    PQclear(r);
-    return ok;
-}
-
-/* libpq's first line, which names the server but never the password. */
 static void say(char *why, size_t why_size, const char *what, const obpg_t *c)
 {
-    const char *msg = c->conn ? PQerrorMessage(c->conn) : "out of memory";
-    int n = (int)strcspn(msg, "\n");
-    snprintf(why, why_size, "outbox on PostgreSQL: %s: %.*s", what, n > 160 ? 160 : n, msg);
+    char w[160];
+    snprintf(w, sizeof w, "outbox on PostgreSQL: %s", what);
+    pgs_why(c->conn, w, why, why_size);
 }
 
 obpg_t *obpg_open(const char *url, const char *gateway, bool writer, char *why, size_t why_size)
@@ -178,14 +128,11 @@ obpg_t *obpg_open(const char *url, const char *gateway, bool writer, char *why, 
     }
     snprintf(c->gateway, sizeof c->gateway, "%s", gateway);
     c->writer = writer;
-    const char *const keys[] = {"connect_timeout", "application_name", "dbname", NULL};
-    const char *const vals[] = {"5", "medwire-gateway", url, NULL};
-    c->conn = PQconnectdbParams(keys, vals, 1);
-    if (c->conn != NULL)
-        (void)PQsetNoticeProcessor(c->conn, no_notices, NULL);
+    c->conn = pgs_connect(url);
     if (c->conn == NULL || PQstatus(c->conn) != CONNECTION_OK) {
         say(why, why_size, "cannot connect", c);
-    } else if (writer && !migrate(c)) {
+    } else if (writer && !pgs_migrate(c->conn, "outbox_schema_version", MIGRATION_LOCK, MIGRATIONS,
+                                      SCHEMA_VERSION)) {
         say(why, why_size,
             "cannot set up the outbox's tables (or they were made by a newer "
             "medwire)",
@@ -216,7 +163,7 @@ void obpg_close(obpg_t **pc)
 
 bool obpg_begin(obpg_t *c)
 {
-    return ready(c) && exec_ok(c->conn, "BEGIN");
+    return ready(c) && pgs_exec(c->conn, "BEGIN");
 }
 
 bool obpg_insert(obpg_t *c, const char *lane, const char *device, const char *payload, size_t len,
@@ -249,7 +196,7 @@ bool obpg_commit(obpg_t *c)
 void obpg_rollback(obpg_t *c)
 {
     if (PQstatus(c->conn) == CONNECTION_OK)
-        (void)exec_ok(c->conn, "ROLLBACK");
+        (void)pgs_exec(c->conn, "ROLLBACK");
 }
 
 /* One number a query returns; 0 when it fails or returns NULL. */
