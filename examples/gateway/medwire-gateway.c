@@ -24,6 +24,9 @@
 #include "metrics.h"
 #include "mllp.h"
 #include "outbox.h"
+#ifdef MW_HAVE_LIBPQ
+#include "audit_pg.h"
+#endif
 #ifdef MW_HAVE_CURL
 #include "fhir_rest.h"
 #endif
@@ -62,7 +65,10 @@ static const char USAGE[] =
     "                      the device sent it; \"value\" is the same as a floating-point\n"
     "                      number, a convenience that may be inexact (97.5 is 975 and -1)\n"
     "  --audit FILE        security events, one JSON object per line with at least\n"
-    "                      \"event\", \"peer\" and \"reason\" (default: standard error)\n"
+    "                      \"event\", \"peer\" and \"reason\" (default: standard error).\n"
+    "                      A postgresql://USER@HOST/DB URL instead: a row per event in its\n"
+    "                      audit table (gateway, at, event as jsonb), one trail for the\n"
+    "                      gateways of a site; events it cannot take go to standard error\n"
     "  --store FILE        SQLite database (WAL) of accepted messages and each device's\n"
     "                      replay state (default: medwire-gateway.db in the working\n"
     "                      directory); a message is acknowledged only once it is\n"
@@ -238,6 +244,9 @@ static void on_signal(int sig)
 struct outputs {
     FILE *out;
     FILE *audit;
+#ifdef MW_HAVE_LIBPQ
+    audit_pg_t *audit_db; /* --audit postgresql://...: events go there, else to audit */
+#endif
     bool out_is_file;      /* a regular file can be synced and rewound */
     outbox_t *ob;          /* --hl7, --fhir-server: messages go to the outbox, not --out */
     outbox_t *hl7_lane;    /* the outbox's rows for --hl7 (NULL: none) */
@@ -490,6 +499,18 @@ static void log_audit(const mw_audit_event_t *ev)
           "i:code", (long long)ev->foreign, "s:reason", ev->reason, GWLOG_END);
 }
 
+/* One audit line to its database, or else to its file; true if it went to standard error. */
+static bool emit_audit(struct outputs *o, const char *line)
+{
+#ifdef MW_HAVE_LIBPQ
+    if (o->audit_db && audit_pg_write(o->audit_db, line))
+        return false;
+#endif
+    fprintf(o->audit, "%s\n", line);
+    fflush(o->audit);
+    return o->audit == stderr;
+}
+
 static void on_audit(void *ctx, const mw_audit_event_t *ev)
 {
     struct outputs *o = ctx;
@@ -502,12 +523,9 @@ static void on_audit(void *ctx, const mw_audit_event_t *ev)
     uint64_t now_ms = (uint64_t)now.tv_sec * 1000u + (uint64_t)now.tv_nsec / 1000000u;
     mw_err e = format_fhir ? mw_audit_to_fhir(ev, NULL, now_ms, line, sizeof line, &n)
                            : mw_audit_to_json(ev, line, sizeof line, &n);
-    if (e == MW_OK) {
-        fprintf(o->audit, "%s\n", line);
-        fflush(o->audit);
-    }
+    bool on_stderr = e == MW_OK ? emit_audit(o, line) : o->audit == stderr;
     /* Audit lines already on stderr are not repeated there as log lines. */
-    if (o->audit != stderr)
+    if (!on_stderr)
         log_audit(ev);
 }
 
@@ -522,9 +540,10 @@ static void audit_program_event(struct outputs *o, const char *event, const char
         return;
     }
     /* Our own strings: an address and sentences without quotes or control characters. */
-    fprintf(o->audit, "{\"event\":\"%s\",\"listen\":\"%s\",\"reason\":\"%s\"}\n", event, listen,
-            reason);
-    fflush(o->audit);
+    char line[1024];
+    snprintf(line, sizeof line, "{\"event\":\"%s\",\"listen\":\"%s\",\"reason\":\"%s\"}", event,
+             listen, reason);
+    (void)emit_audit(o, line);
 }
 
 /* The key as a log line may show it: a token key's URI up to its query, which may hold the
@@ -962,10 +981,12 @@ int main(int argc, char **argv)
         struct stat st;
         o.out_is_file = fstat(fileno(o.out), &st) == 0 && S_ISREG(st.st_mode);
     }
-    if (audit_path && (o.audit = open_out(audit_path, "audit")) == NULL)
+    bool audit_db = audit_path && store_is_url(audit_path);
+    if (audit_path && !audit_db && (o.audit = open_out(audit_path, "audit")) == NULL)
         return 1;
     warn_if_shared(out_path, "--out");
-    warn_if_shared(audit_path, "--audit");
+    if (!audit_db)
+        warn_if_shared(audit_path, "--audit");
     char outbox_default[4096];
     o.hl7_url = hl7_url;
     o.fhir_url = fhir_url;
@@ -980,6 +1001,23 @@ int main(int argc, char **argv)
     }
     char store_shown[600];
     store_for_logs(store, store_shown, sizeof store_shown);
+    if (audit_db) {
+        /* The trail of every gateway of a site in one table; standard error takes the events
+         * the database cannot. */
+#ifdef MW_HAVE_LIBPQ
+        char why[400];
+        if ((o.audit_db = audit_pg_open(audit_path, gateway_id, why, sizeof why)) == NULL) {
+            gwlog(GWLOG_ERROR, "cannot_start", "s:reason", why, GWLOG_END);
+            return 1;
+        }
+#else
+        gwlog(GWLOG_ERROR, "cannot_start", "s:reason",
+              "this medwire-gateway was built without libpq: --audit cannot be a PostgreSQL URL "
+              "(apt install libpq-dev and build again, or give --audit FILE)",
+              GWLOG_END);
+        return 1;
+#endif
+    }
     if (dest_url) {
         /* With a shared store the outbox is shared too, unless a file of the earlier default
          * still holds messages to deliver: it is kept until the operator retires it. */
@@ -1293,5 +1331,8 @@ int main(int argc, char **argv)
         fclose(o.out);
     if (o.audit != stderr)
         fclose(o.audit);
+#ifdef MW_HAVE_LIBPQ
+    audit_pg_close(&o.audit_db);
+#endif
     return rc;
 }

@@ -4,7 +4,7 @@
  * exactly once across both, and a database that restarts or goes away in the middle of a
  * stream loses nothing (the gateway stops acknowledging, the devices keep their queues and
  * catch up). With --hl7, the outbox is in the same database: what a gateway that died had taken
- * in, another delivers. */
+ * in, another delivers, and the audit trail can be a table of it. */
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
 #include <netinet/in.h>
@@ -43,14 +43,22 @@ typedef struct gw {
     char out[300], err[300], port_file[300], addr[64];
 } gw;
 
-/* With @p hl7 (an mllp:// URL) the gateway delivers there instead of to its --out. */
+/* With @p hl7 (an mllp:// URL) the gateway delivers there instead of to its --out, and its
+ * audit trail goes to the database's audit table. */
 static void gateway_start_to(gw *g, const char *dir, const char *id, const char *hl7)
 {
     snprintf(g->out, sizeof g->out, "%s/%s.out", dir, id);
     snprintf(g->err, sizeof g->err, "%s/%s.err", dir, id);
     snprintf(g->port_file, sizeof g->port_file, "%s/%s.port", dir, id);
-    const char *extra[] = {"--store",          pg.url, "--gateway-id", id, hl7 ? "--hl7" : "--out",
-                           hl7 ? hl7 : g->out, NULL};
+    const char *extra[] = {"--store",
+                           pg.url,
+                           "--gateway-id",
+                           id,
+                           hl7 ? "--hl7" : "--out",
+                           hl7 ? hl7 : g->out,
+                           hl7 ? "--audit" : NULL,
+                           pg.url,
+                           NULL};
     bool ok = mwt_gateway_start(&g->proc, &pki, "127.0.0.1:0", g->port_file, extra, g->err, g->addr,
                                 sizeof g->addr);
     char *why = ok ? NULL : mwt_read_file(g->err);
@@ -383,6 +391,11 @@ Test(gateway_pg, a_dead_gateways_outbox_is_delivered_by_another, .timeout = 60)
     }
     assert_sql(dir, "SELECT count(*) FROM outbox", "0");
     cr_assert_eq(mwt_proc_stop(&b.proc, SIGTERM), 0);
+    /* Both gateways' audit trails, in one table. */
+    assert_sql(dir,
+               "SELECT string_agg(gateway || ':' || (event->>'event'), ',' ORDER BY id) FROM audit"
+               " WHERE event->>'event' IN ('gateway_started', 'gateway_stopped')",
+               "gw-a:gateway_started,gw-b:gateway_started,gw-b:gateway_stopped");
     mwt_proc_stop(&hospital, SIGKILL);
     unsetenv("MW_OUTBOX_LEASE_MS");
 }
