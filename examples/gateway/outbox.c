@@ -513,8 +513,10 @@ mw_err outbox_recover(outbox_t *lane, uint64_t checkpoint)
         for (size_t i = 0; i < ob->nlanes; i++)
             atomic_store(&ob->lanes[i]->depth,
                          obpg_count(ob->pg, ob->lanes[i]->destination, false));
-        if (ob->committed > checkpoint)
-            ob->committed = checkpoint;
+        /* Its rows up to the checkpoint may have been delivered (deleted) by any gateway: the
+         * checkpoint, not the last row left, is where the next commit goes on from, so that
+         * the store's checkpoint never goes back below rows it committed. */
+        ob->committed = checkpoint;
         return MW_OK;
     }
 #endif

@@ -222,8 +222,36 @@ bool obpg_forget_after(obpg_t *c, uint64_t checkpoint)
 {
     param ck;
     const char *val[] = {c->gateway, i64p(&ck, (int64_t)checkpoint)};
-    return ready(c) && command_ok(run(c, "DELETE FROM outbox WHERE origin = $1 AND id > $2", 2, val,
-                                      NULL, NULL));
+    if (!ready(c) || !pgs_exec(c->conn, "BEGIN") ||
+        !command_ok(
+            run(c, "DELETE FROM outbox WHERE origin = $1 AND id > $2", 2, val, NULL, NULL))) {
+        obpg_rollback(c);
+        return false;
+    }
+    /* A checkpoint the sequence has not reached yet was counted in another outbox (a file this
+     * gateway used before): ids must pass it, or rows written now would count as committed by
+     * the store before it commits them. The table lock keeps other gateways' inserts (and so
+     * their nextval) out while the sequence moves. */
+    PGresult *r = run(c, "SELECT last_value < $1 FROM outbox_id_seq", 1, val + 1, NULL, NULL);
+    bool behind = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 &&
+                  PQgetlength(r, 0, 0) == 1 && PQgetvalue(r, 0, 0)[0] == 1;
+    bool ok = PQresultStatus(r) == PGRES_TUPLES_OK;
+    PQclear(r);
+    if (ok && behind) {
+        ok = pgs_exec(c->conn, "LOCK TABLE outbox IN SHARE ROW EXCLUSIVE MODE");
+        r = ok ? run(c,
+                     "SELECT setval('outbox_id_seq', $1) FROM outbox_id_seq"
+                     " WHERE last_value < $1",
+                     1, val + 1, NULL, NULL)
+               : NULL;
+        ok = ok && PQresultStatus(r) == PGRES_TUPLES_OK;
+        PQclear(r);
+    }
+    if (!ok || !obpg_commit(c)) {
+        obpg_rollback(c);
+        return false;
+    }
+    return true;
 }
 
 uint64_t obpg_count(obpg_t *c, const char *lane, bool parked)

@@ -341,3 +341,37 @@ Test(outbox_pg, a_dead_gateways_claims_pass_to_another_when_the_lease_runs_out)
     gateway_close(&a);
     gateway_close(&b);
 }
+
+/* A gateway that used an outbox file before comes to the shared outbox with its store's
+ * checkpoint counted in that file's ids: the shared ids go past it, so that no row is taken
+ * for committed before the store commits it, and the checkpoint does not go back. */
+Test(outbox_pg, a_checkpoint_from_an_earlier_outbox_is_passed_not_reused)
+{
+    gw b = gateway("gw-b", 100);
+    stage(b.ob, "b", "B1");
+    store_commit(&b, commit(b.ob));
+    gw a = gateway("gw-a", 100);
+    store_commit(&a, 5000); /* from the file */
+    cr_assert_eq(outbox_recover(a.ob, 5000), MW_OK);
+    cr_expect_eq(commit(a.ob), 5000u, "nothing staged: the store's checkpoint stays");
+    stage(a.ob, "a", "A1");
+    uint64_t ck = commit(a.ob);
+    cr_expect_eq(ck, 5001u, "the next id is past the checkpoint");
+    outbox_row_t rows[4];
+    size_t n = outbox_next_batch(b.ob, 0, rows, 4);
+    cr_assert_eq(n, 1u, "A1 waits for gw-a's store");
+    cr_expect(memcmp(rows[0].payload, "B1", 2) == 0);
+    outbox_row_free(&rows[0]);
+    store_commit(&a, ck);
+    n = outbox_next_batch(b.ob, 0, rows, 4);
+    cr_assert_eq(n, 2u);
+    cr_expect_eq(rows[1].id, 5001);
+    for (size_t i = 0; i < n; i++)
+        outbox_row_free(&rows[i]);
+    /* A checkpoint the sequence has passed leaves it alone. */
+    cr_assert_eq(outbox_recover(a.ob, 3), MW_OK);
+    stage(a.ob, "a", "A2");
+    cr_expect_eq(commit(a.ob), 5002u);
+    gateway_close(&a);
+    gateway_close(&b);
+}
