@@ -164,6 +164,9 @@ char *metrics_render_with(const mw_gateway_stats_t *st, const metrics_hl7_t *hl7
         "Messages devices report evicted from a full queue.", st->evictions_reported);
     one(f, "medwire_store_failures_total", "counter",
         "Commits that failed (nothing was acknowledged).", st->store_failures);
+    one(f, "medwire_store_conflicts_total", "counter",
+        "Of the failed commits, those a shared database broke off for a conflict with another "
+        "gateway (deadlock, serialization failure).", st->store_conflicts);
     help(f, "medwire_store_commit_duration_seconds", "histogram",
          "Time to make a poll's messages durable (output synced, store committed).");
     static const uint64_t bounds[] = MW_GATEWAY_COMMIT_BOUNDS_US;

@@ -244,6 +244,10 @@ typedef struct mw_gateway_stats {
     /** Of rate_limited, datagrams dropped by the identity's share: its other addresses had
      *  used the rate already. */
     uint64_t identity_rate_limited;
+    /** Of store_failures, commits a shared database (PostgreSQL) broke off to resolve a
+     *  conflict with another gateway: a deadlock or a serialization failure (SQLSTATE class
+     *  40). Their devices send again; a steady count means gateways contend for devices. */
+    uint64_t store_conflicts;
 } mw_gateway_stats_t;
 
 MW_API void mw_gateway_config_init(mw_gateway_config_t *cfg);

@@ -132,6 +132,8 @@ static mw_err make_durable(mw_gateway_t *gw, uint64_t *ck)
 static void undo(mw_gateway_t *gw, mw_err e)
 {
     gw->st.store_failures++;
+    if (gw->store && mwi_store_take_conflict(gw->store))
+        gw->st.store_conflicts++;
     if (gw->store)
         mwi_store_rollback(gw->store);
     for (size_t i = 0; i < gw->nundo; i++)

@@ -279,6 +279,13 @@ mw_err mwi_store_lock_device(mwi_store *s, const char *id, mwi_replay *out,
     return MW_OK;
 }
 
+bool mwi_store_take_conflict(mwi_store *s)
+{
+    PG_OR(s, mwi_pg_take_conflict(s->pg));
+    (void)s;
+    return false;
+}
+
 bool mwi_store_healthy(mwi_store *s)
 {
     PG_OR(s, mwi_pg_healthy(s->pg));

@@ -57,6 +57,9 @@ MW_NODISCARD mw_err mwi_store_lock_device(mwi_store *s, const char *id, mwi_repl
 /** True if the store can commit now: for PostgreSQL, the server answers (a lost connection is
  *  made again here); a file is always there. */
 bool mwi_store_healthy(mwi_store *s);
+/** Whether the failure of the transaction just rolled back was a conflict with another gateway
+ *  on a shared database (a deadlock or serialization failure); false for SQLite. Clears it. */
+bool mwi_store_take_conflict(mwi_store *s);
 /** The sink checkpoint of the last commit (0 if none; this gateway's own on a shared store). */
 MW_NODISCARD mw_err mwi_store_checkpoint(mwi_store *s, uint64_t *out);
 

@@ -41,6 +41,7 @@ static const char *const MIGRATIONS[] = {
 struct mwi_pg_store {
     PGconn *conn;
     bool txn;
+    bool conflict; /* a statement of the open transaction failed with SQLSTATE class 40 */
     char instance[INSTANCE_MAX + 1];
     char where[160]; /* the URL without its password, for error messages */
 };
@@ -119,7 +120,20 @@ static bool get_u64(const PGresult *r, int row, int col, uint64_t *out)
 static PGresult *run(mwi_pg_store *s, const char *sql, int n, const char *const *values,
                      const int *lengths, const int *formats)
 {
-    return PQexecParams(s->conn, sql, n, NULL, values, lengths, formats, 1);
+    PGresult *r = PQexecParams(s->conn, sql, n, NULL, values, lengths, formats, 1);
+    /* Class 40, transaction rollback: the server broke the transaction off to resolve a
+     * conflict with another session (40P01 deadlock, 40001 serialization failure). */
+    const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+    if (PQresultStatus(r) == PGRES_FATAL_ERROR && state && strncmp(state, "40", 2) == 0)
+        s->conflict = true;
+    return r;
+}
+
+bool mwi_pg_take_conflict(mwi_pg_store *s)
+{
+    bool c = s->conflict;
+    s->conflict = false;
+    return c;
 }
 
 static bool command_ok(PGresult *r)
@@ -306,6 +320,7 @@ mw_err mwi_pg_begin(mwi_pg_store *s)
 {
     if (s->txn)
         return MW_OK;
+    s->conflict = false;
     /* A server that restarted since the last transaction is noticed only now: the first
      * statement fails and the connection goes bad. Nothing was in this transaction yet, so
      * reconnecting and beginning again is safe. */

@@ -39,5 +39,8 @@ bool mwi_pg_in_txn(const mwi_pg_store *s);
 MW_NODISCARD mw_err mwi_pg_count(mwi_pg_store *s, uint64_t *out);
 /** True if the server answers now (reconnecting if the connection was lost). */
 bool mwi_pg_healthy(mwi_pg_store *s);
+/** Whether a statement since the last call failed for a conflict with another session
+ *  (SQLSTATE class 40: deadlock, serialization failure); clears it. */
+bool mwi_pg_take_conflict(mwi_pg_store *s);
 
 #endif

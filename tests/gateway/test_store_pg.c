@@ -299,6 +299,55 @@ Test(store_pg, two_gateways_serialise_on_a_device_and_the_second_reads_what_the_
     mwi_store_close(&a);
 }
 
+struct cross {
+    mwi_store *s;
+    const char *id;
+    mw_err e;
+};
+
+static void *cross_thread(void *arg)
+{
+    struct cross *c = arg;
+    mwi_replay r;
+    uint64_t next = 0;
+    bool found = false;
+    c->e = mwi_store_lock_device(c->s, c->id, &r, &next, &found);
+    return NULL;
+}
+
+/* Two gateways taking two devices' batches in opposite orders: the server breaks one
+ * transaction off (a deadlock), and that gateway counts a conflict, the other none. */
+Test(store_pg, a_deadlock_between_gateways_is_told_as_a_conflict)
+{
+    mwi_store *a = open_as("gw-a"), *b = open_as("gw-b");
+    mwi_replay r;
+    uint64_t next = 0;
+    bool found = false;
+    cr_assert_eq(mwi_store_lock_device(a, "dev-x", &r, &next, &found), MW_OK);
+    cr_assert_eq(mwi_store_commit(a, 0), MW_OK); /* both rows exist from now on */
+    cr_assert_eq(mwi_store_lock_device(b, "dev-y", &r, &next, &found), MW_OK);
+    cr_assert_eq(mwi_store_commit(b, 0), MW_OK);
+    cr_assert_eq(mwi_store_lock_device(a, "dev-x", &r, &next, &found), MW_OK);
+    cr_assert_eq(mwi_store_lock_device(b, "dev-y", &r, &next, &found), MW_OK);
+    struct cross bx = {.s = b, .id = "dev-x"};
+    pthread_t t;
+    cr_assert_eq(pthread_create(&t, NULL, cross_thread, &bx), 0);
+    mwt_sleep_ms(300); /* b now waits for a's row */
+    mw_err ea = mwi_store_lock_device(a, "dev-y", &r, &next, &found);
+    bool a_conflict = ea != MW_OK && mwi_store_take_conflict(a);
+    if (ea != MW_OK)
+        mwi_store_rollback(a); /* a was broken off: b gets its row */
+    pthread_join(t, NULL);
+    bool b_conflict = bx.e != MW_OK && mwi_store_take_conflict(b);
+    cr_assert((ea == MW_OK) != (bx.e == MW_OK), "exactly one of the two is broken off");
+    cr_assert(a_conflict || b_conflict, "and it is told as a conflict");
+    cr_assert_not(mwi_store_take_conflict(a) || mwi_store_take_conflict(b), "told once");
+    mwi_store_rollback(a);
+    mwi_store_rollback(b);
+    mwi_store_close(&a);
+    mwi_store_close(&b);
+}
+
 Test(store_pg, a_server_that_goes_away_fails_commits_and_one_that_returns_takes_them_again)
 {
     mwi_store *s = open_as("gw");
