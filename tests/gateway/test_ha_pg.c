@@ -3,11 +3,18 @@
  * one PostgreSQL database and a fleet of medwire-device processes that list both. Gateways are
  * killed without warning and restarted, the database restarts, and every message each device
  * sent is delivered exactly once across the two gateways' outputs. */
+#include <arpa/inet.h>
 #include <criterion/criterion.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "support/pg.h"
 #include "support/programs.h"
@@ -46,6 +53,7 @@ typedef struct gw {
     const char *id;
     int starts;
     char dir[256], out[300], port_file[300], addr[64];
+    const char *known_as; /* the address the devices are given: its own, or a relay's */
 } gw;
 
 /* Starts the gateway, the first time on a port the system picks, after that on the address it
@@ -68,6 +76,103 @@ static void gateway_start(gw *g)
     cr_assert(g->starts == 0 || strcmp(addr, g->addr) == 0, "%s moved to %s", g->addr, addr);
     snprintf(g->addr, sizeof g->addr, "%s", addr);
     g->starts++;
+}
+
+/* A UDP relay in front of a gateway, as a NAT would be: a socket of its own towards the
+ * gateway for each device address. It can drop what the gateway answers while still passing
+ * what the devices send, so that the gateway goes on delivering and committing messages whose
+ * Acks never arrive. */
+#define RELAY_MAX 256
+typedef struct relay {
+    int front;
+    struct sockaddr_in target;
+    char addr[64]; /* what the devices are given */
+    struct {
+        struct sockaddr_in from;
+        int fd;
+    } map[RELAY_MAX];
+    int n;
+    atomic_bool drop_replies, stop;
+    pthread_t thread;
+} relay;
+
+static int udp_socket(void)
+{
+    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (fd >= 0 && bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
+        close(fd);
+        fd = -1;
+    }
+    return fd;
+}
+
+static void *relay_run(void *arg)
+{
+    relay *r = arg;
+    uint8_t buf[4096];
+    while (!atomic_load(&r->stop)) {
+        struct pollfd p[RELAY_MAX + 1];
+        p[0] = (struct pollfd){.fd = r->front, .events = POLLIN};
+        for (int i = 0; i < r->n; i++)
+            p[i + 1] = (struct pollfd){.fd = r->map[i].fd, .events = POLLIN};
+        if (poll(p, (nfds_t)r->n + 1, 50) <= 0)
+            continue;
+        if (p[0].revents & POLLIN) {
+            struct sockaddr_in from;
+            socklen_t fl = sizeof from;
+            ssize_t n = recvfrom(r->front, buf, sizeof buf, 0, (struct sockaddr *)&from, &fl);
+            int i = 0;
+            while (i < r->n && (r->map[i].from.sin_port != from.sin_port ||
+                                r->map[i].from.sin_addr.s_addr != from.sin_addr.s_addr))
+                i++;
+            if (n > 0 && i == r->n && r->n < RELAY_MAX) {
+                r->map[i].from = from;
+                r->map[i].fd = udp_socket();
+                r->n++;
+            }
+            if (n > 0 && i < r->n && r->map[i].fd >= 0)
+                (void)sendto(r->map[i].fd, buf, (size_t)n, 0, (struct sockaddr *)&r->target,
+                             sizeof r->target);
+        }
+        for (int i = 0; i < r->n; i++) {
+            if (!(p[i + 1].revents & POLLIN))
+                continue;
+            ssize_t n = recv(r->map[i].fd, buf, sizeof buf, 0);
+            if (n > 0 && !atomic_load(&r->drop_replies))
+                (void)sendto(r->front, buf, (size_t)n, 0, (struct sockaddr *)&r->map[i].from,
+                             sizeof r->map[i].from);
+        }
+    }
+    return NULL;
+}
+
+static void relay_start(relay *r, const char *target)
+{
+    memset(r, 0, sizeof *r);
+    r->front = udp_socket();
+    cr_assert_geq(r->front, 0);
+    struct sockaddr_in sa;
+    socklen_t sl = sizeof sa;
+    cr_assert_eq(getsockname(r->front, (struct sockaddr *)&sa, &sl), 0);
+    snprintf(r->addr, sizeof r->addr, "127.0.0.1:%u", ntohs(sa.sin_port));
+    r->target = (struct sockaddr_in){.sin_family = AF_INET};
+    r->target.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    const char *colon = strrchr(target, ':');
+    cr_assert_not_null(colon);
+    r->target.sin_port = htons((uint16_t)atoi(colon + 1));
+    cr_assert_eq(pthread_create(&r->thread, NULL, relay_run, r), 0);
+}
+
+static void relay_stop(relay *r)
+{
+    atomic_store(&r->stop, true);
+    pthread_join(r->thread, NULL);
+    for (int i = 0; i < r->n; i++)
+        if (r->map[i].fd >= 0)
+            close(r->map[i].fd);
+    close(r->front);
 }
 
 static size_t lines(const char *out)
@@ -112,7 +217,7 @@ static void wait_left(const char *dir, const char *addr, int from, int to)
 static void kill_and_restart(gw *g, int from, int to)
 {
     cr_assert_eq(mwt_proc_stop(&g->proc, SIGKILL), 128 + SIGKILL, "%s was running", g->id);
-    wait_left(g->dir, g->addr, from, to);
+    wait_left(g->dir, g->known_as, from, to);
     gateway_start(g);
 }
 
@@ -142,9 +247,9 @@ static void device_start(mwt_proc *p, const char *dir, int i, const gw *first, c
                           "--key",
                           k,
                           "--gateway",
-                          first->addr,
+                          first->known_as,
                           "--gateway",
-                          second->addr,
+                          second->known_as,
                           "--gateway-name",
                           "gateway",
                           "--count",
@@ -224,14 +329,14 @@ static unsigned failovers(const char *dir, int i)
 
 TestSuite(ha_pg, .init = up, .fini = down);
 
-/* Why this fails without a store the gateways share: a gateway killed after its commit but
- * before its Acks left has delivered messages the device still holds; the device sends them
- * to the other gateway. Only the shared database (the device's row, locked by the gateway
- * that judges its batch) tells that gateway they are delivered; with a store of its own
- * (SQLite, one per gateway) it delivers them again, and the union below holds the same
- * (device, space, seq) twice. Likewise, a restarted gateway that did not return its output to
- * the checkpoint committed with the replay state would keep lines the devices then send
- * elsewhere. So the assertion is "exactly once", not "at least once". */
+/* Why this fails without a store the gateways share: the Acks of A's last batches are lost
+ * (the relay drops them) and A is killed, so each of its devices holds a batch that A has
+ * delivered and committed, and sends it to B. Only the shared database (the device's row,
+ * locked by the gateway that judges its batch) tells B that these are delivered; with a store
+ * of its own (SQLite, one per gateway) B delivers them again, and the union below holds the
+ * same (device, space, seq) twice. Likewise, a restarted gateway that did not return its
+ * output to the checkpoint committed with the replay state would keep lines the devices then
+ * send elsewhere. So the assertion is "exactly once", not "at least once". */
 Test(ha_pg, gateways_killed_and_database_restarted_mid_stream_deliver_each_message_once,
      .timeout = 90)
 {
@@ -244,7 +349,11 @@ Test(ha_pg, gateways_killed_and_database_restarted_mid_stream_deliver_each_messa
         snprintf(gws[i]->out, sizeof gws[i]->out, "%s/%s.out", dir, gws[i]->id);
         snprintf(gws[i]->port_file, sizeof gws[i]->port_file, "%s/%s.port", dir, gws[i]->id);
         gateway_start(gws[i]);
+        gws[i]->known_as = gws[i]->addr;
     }
+    static relay ra;
+    relay_start(&ra, a.addr);
+    a.known_as = ra.addr;
     static mwt_proc devs[DEVICES];
     for (int i = 1; i <= DEVICES; i++) {
         bool a_first = i <= DEVICES - B_FIRST;
@@ -255,7 +364,12 @@ Test(ha_pg, gateways_killed_and_database_restarted_mid_stream_deliver_each_messa
      * back to the first gateway once the second works (protocol.md section 6), so B now
      * serves all of them: it is killed at 60 % and they go to the restarted A. */
     wait_delivered(&a, &b, TOTAL / 4);
+    /* First A's Acks are lost: it delivers and commits the batch each of its devices has in
+     * flight, and none of them hears of it. They send these again to B. */
+    atomic_store(&ra.drop_replies, true);
+    mwt_sleep_ms(300);
     kill_and_restart(&a, 1, DEVICES - B_FIRST);
+    atomic_store(&ra.drop_replies, false);
     wait_delivered(&a, &b, TOTAL * 6 / 10);
     kill_and_restart(&b, 1, DEVICES);
     /* Then every connection to the database is cut under both gateways. */
@@ -271,6 +385,7 @@ Test(ha_pg, gateways_killed_and_database_restarted_mid_stream_deliver_each_messa
     }
     cr_assert_eq(mwt_proc_stop(&a.proc, SIGTERM), 0);
     cr_assert_eq(mwt_proc_stop(&b.proc, SIGTERM), 0);
+    relay_stop(&ra);
 
     static seen s[DEVICES];
     memset(s, 0, sizeof s);
