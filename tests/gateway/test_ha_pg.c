@@ -386,6 +386,16 @@ Test(ha_pg, gateways_killed_and_database_restarted_mid_stream_deliver_each_messa
     cr_assert_eq(mwt_proc_stop(&a.proc, SIGTERM), 0);
     cr_assert_eq(mwt_proc_stop(&b.proc, SIGTERM), 0);
     relay_stop(&ra);
+    /* The database's restart was felt: commits failed, and nothing they held was acknowledged
+     * (the devices sent it again: the counts below). */
+    const char *failed[] = {"\"event\":\"store_failed\"", NULL};
+    size_t store_failed = 0;
+    for (int i = 0; i < 2; i++) {
+        char err[300];
+        snprintf(err, sizeof err, "%s/%s.%d.err", dir, gws[i]->id, gws[i]->starts - 1);
+        store_failed += mwt_count_lines(err, failed);
+    }
+    cr_assert_geq(store_failed, 1, "a commit failed while the database restarted");
 
     static seen s[DEVICES];
     memset(s, 0, sizeof s);
@@ -430,5 +440,6 @@ Test(ha_pg, gateways_killed_and_database_restarted_mid_stream_deliver_each_messa
     snprintf(n, sizeof n, "%d\n", TOTAL);
     cr_assert_str_eq(text, n, "rows in the shared store");
     free(text);
-    cr_log_info("%u messages delivered by gw-a, %u by gw-b", at_a, at_b);
+    cr_log_info("%u messages delivered by gw-a, %u by gw-b; %zu commits failed", at_a, at_b,
+                store_failed);
 }
