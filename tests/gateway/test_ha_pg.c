@@ -63,12 +63,7 @@ static void gateway_start(gw *g)
     char err[300], listen[64], addr[64];
     snprintf(err, sizeof err, "%s/%s.%d.err", g->dir, g->id, g->starts);
     snprintf(listen, sizeof listen, "%s", g->starts == 0 ? "127.0.0.1:0" : g->addr);
-    /* The devices all come from 127.0.0.1, where a site's come from as many hosts: the
-     * per-host share of the handshakes in progress is raised so that 20 of them failing over
-     * at once are not held back as one host's flood. */
-    const char *extra[] = {
-        "--store", pg.url, "--gateway-id", g->id, "--out", g->out, "--max-half-open-per-host",
-        "64",      NULL};
+    const char *extra[] = {"--store", pg.url, "--gateway-id", g->id, "--out", g->out, NULL};
     bool ok =
         mwt_gateway_start(&g->proc, &pki, listen, g->port_file, extra, err, addr, sizeof addr);
     char *why = ok ? NULL : mwt_read_file(err);
