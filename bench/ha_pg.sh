@@ -141,6 +141,8 @@ printf '  (c) PostgreSQL store, two gateways, 50 each:  %8s msg/s  (%s | %s)\n' 
 
 echo "2. failover: $n_fail medwire-device processes (100 observations, 50 ms apart; --ack-timeout-ms 200"
 echo "   --max-retransmit 2 --reconnect-min-ms 200) listing gateways A then B on one PostgreSQL; A killed"
+# The devices all come from 127.0.0.1, where a site's come from many hosts: the per-host share
+# of handshakes in progress is raised so that the figure is the failover's, not that limit's.
 mwgw() { # NAME: medwire-gateway on database ha_f; sets ADDR and PID
   "$bin/medwire-gateway" --listen 127.0.0.1:0 --ca "$pki/ca/ca.crt" --cert "$pki/gateway.crt" \
     --key "$pki/gateway.key" --store "$(url ha_f)" --gateway-id "$1" --out "$work/$1.ndjson" \
