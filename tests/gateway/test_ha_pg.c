@@ -225,7 +225,7 @@ static void device_start(mwt_proc *p, const char *dir, int i, const gw *first, c
     snprintf(err, sizeof err, "%s/%s.err", dir, name);
     FILE *f = fopen(key, "w");
     cr_assert_not_null(f);
-    fprintf(f, "%064x\n", i);
+    fprintf(f, "%064x\n", (unsigned)i);
     fclose(f);
     char ca[300], crt[300], k[300], count[16];
     snprintf(ca, sizeof ca, "%s", mwt_pki_ca(&pki));
