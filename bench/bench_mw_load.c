@@ -14,11 +14,12 @@
 #include "medwire/medwire.h"
 
 /*
- * bench-mw-load gateway --listen HOST:PORT --dir PKI [--store FILE] --port-file FILE
- *                       --stats FILE
+ * bench-mw-load gateway --listen HOST:PORT --dir PKI [--store FILE|postgresql://...]
+ *                       [--gateway-id NAME] --port-file FILE --stats FILE
  *     Runs a gateway (PKI/ca/ca.crt, PKI/gateway.crt, PKI/gateway.key) until SIGTERM, then
  *     writes "delivered N cpu_s S sessions N handshakes N bytes_in N bytes_out N" to FILE.
- *     The per-peer rate limit is raised so that it does not cap one busy device.
+ *     The per-peer rate limit is raised so that it does not cap one busy device. Gateways
+ *     that share one PostgreSQL store each need a --gateway-id of their own.
  * bench-mw-load devices --gateway HOST:PORT --dir PKI --n N --window W --seconds S
  *                       [--warmup S] [--prefix dev-]
  *     Opens N clients (PKI/dev-000.crt ...), waits until every one is connected, keeps W
@@ -98,6 +99,8 @@ static int run_gateway(int argc, char **argv)
     cfg.sink = sink;
     cfg.sink_ctx = &delivered;
     cfg.store_path = store[0] != '\0' ? store : NULL;
+    const char *id = arg(argc, argv, "--gateway-id", "");
+    cfg.store_instance = id[0] != '\0' ? id : NULL;
     cfg.rate_limit_per_s = 1000000;
     cfg.max_peers = 20000;
     cfg.max_half_open = 20000;

@@ -435,5 +435,7 @@ MW_BENCH_PER_DEVICE=${MW_BENCH_PER_DEVICE:-500} bash bench/hl7_delivery.sh "$roo
   echo "bench/hl7_delivery.sh failed" >&2
 banner "legacy devices: medwire-bridge (bench/bridge.sh)"
 bash bench/bridge.sh "$root/$build" || echo "bench/bridge.sh failed" >&2
+banner "high availability: the store on PostgreSQL, two gateways, failover (bench/ha_pg.sh)"
+bash bench/ha_pg.sh "$root/$build" || echo "bench/ha_pg.sh failed" >&2
 banner "hospital delivery: FHIR R4 REST (scripts/bench-fhir.sh)"
 MW_BENCH_BUILD=$build bash scripts/bench-fhir.sh || echo "scripts/bench-fhir.sh failed" >&2

@@ -12,17 +12,30 @@ void mwi_bucket_init(mwi_bucket *b, double burst, uint64_t now_ms)
     b->at_ms = now_ms;
 }
 
+/* The tokens @p b holds at @p now_ms, refilled at @p per_s up to @p burst. */
+static double tokens_at(const mwi_bucket *b, double per_s, double burst, uint64_t now_ms)
+{
+    if (now_ms <= b->at_ms)
+        return b->tokens;
+    double add = (double)(now_ms - b->at_ms) * per_s / 1000.0;
+    return b->tokens + add > burst ? burst : b->tokens + add;
+}
+
 bool mwi_bucket_take(mwi_bucket *b, double per_s, double burst, uint64_t now_ms)
 {
     if (now_ms > b->at_ms) {
-        double add = (double)(now_ms - b->at_ms) * per_s / 1000.0;
-        b->tokens = b->tokens + add > burst ? burst : b->tokens + add;
+        b->tokens = tokens_at(b, per_s, burst, now_ms);
         b->at_ms = now_ms;
     }
     if (b->tokens < 1.0)
         return false;
     b->tokens -= 1.0;
     return true;
+}
+
+bool mwi_bucket_has(const mwi_bucket *b, double per_s, double burst, uint64_t now_ms)
+{
+    return tokens_at(b, per_s, burst, now_ms) >= 1.0;
 }
 
 static uint32_t hash(const void *p, size_t n)
@@ -62,17 +75,36 @@ void mwi_hosts_fini(mwi_hosts *h)
     memset(h, 0, sizeof *h);
 }
 
+/* The key of @p addr's host (its address, or its /64) and the slot of its chain. */
+static mwi_host **chain(mwi_hosts *h, const mw_addr_t *addr, mw_addr_t *key)
+{
+    if (mw_addr_host_prefix(addr, key) != MW_OK)
+        *key = *addr;
+    return &h->b[hash(key->data, key->len) & (h->nb - 1)];
+}
+
+static mwi_host *lookup(mwi_host *x, const mw_addr_t *key)
+{
+    while (x && !(x->key.len == key->len && memcmp(x->key.data, key->data, key->len) == 0))
+        x = x->hnext;
+    return x;
+}
+
+mwi_host *mwi_hosts_find(mwi_hosts *h, const mw_addr_t *addr)
+{
+    mw_addr_t key;
+    return lookup(*chain(h, addr, &key), &key);
+}
+
 mwi_host *mwi_hosts_get(mwi_hosts *h, const mw_addr_t *addr, double burst, uint64_t now_ms)
 {
     mw_addr_t key;
-    if (mw_addr_host_prefix(addr, &key) != MW_OK)
-        key = *addr;
-    mwi_host **slot = &h->b[hash(key.data, key.len) & (h->nb - 1)];
-    for (mwi_host *x = *slot; x; x = x->hnext)
-        if (x->key.len == key.len && memcmp(x->key.data, key.data, key.len) == 0) {
-            x->last_ms = now_ms;
-            return x;
-        }
+    mwi_host **slot = chain(h, addr, &key);
+    mwi_host *found = lookup(*slot, &key);
+    if (found) {
+        found->last_ms = now_ms;
+        return found;
+    }
     mwi_host *x = calloc(1, sizeof *x);
     if (x == NULL)
         return NULL;

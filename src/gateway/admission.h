@@ -20,6 +20,8 @@ typedef struct mwi_bucket {
 void mwi_bucket_init(mwi_bucket *b, double burst, uint64_t now_ms);
 /** Takes one token if there is one after refilling at @p per_s up to @p burst. */
 bool mwi_bucket_take(mwi_bucket *b, double per_s, double burst, uint64_t now_ms);
+/** Whether mwi_bucket_take would take a token now; takes none and changes nothing. */
+bool mwi_bucket_has(const mwi_bucket *b, double per_s, double burst, uint64_t now_ms);
 
 /** One source host: an IPv4 address, or an IPv6 /64 (one customer's prefix), whatever the
  *  port. Handshakes that passed the cookie exchange prove only the address: a host may hold a
@@ -46,6 +48,8 @@ void mwi_hosts_fini(mwi_hosts *h);
 /** The host of @p addr, created (with a full handshake bucket of @p burst) if new; NULL when
  *  out of memory. */
 mwi_host *mwi_hosts_get(mwi_hosts *h, const mw_addr_t *addr, double burst, uint64_t now_ms);
+/** The host of @p addr if it is in the table, else NULL: nothing is created. */
+mwi_host *mwi_hosts_find(mwi_hosts *h, const mw_addr_t *addr);
 /** Sets every host's half-open count to 0 before a sweep recounts them. */
 void mwi_hosts_clear_counts(mwi_hosts *h);
 /** Frees hosts with nothing in progress that were last seen @p idle_ms ago or longer. */

@@ -508,19 +508,31 @@ static void stateless_result(mw_gateway_t *gw, const mw_addr_t *from, mw_err e,
 
 /* After the cookie exchange the address is proven, not the device: one host may hold a share
  * of the half-open pool and start a bounded number of handshakes per second, so that 300 ports
- * of one host that go silent after the cookie never delay a device from another. */
-static bool admit_host(mw_gateway_t *gw, const mw_addr_t *from, uint64_t now)
+ * of one host that go silent after the cookie never delay a device from another.
+ * A ClientHello with a cookie is judged twice: before it is answered, reading the host's counts
+ * only (@p take false: nothing is created or taken for an address not yet proven), and once
+ * the cookie is verified, taking its place. Refused after its ServerHello went out, a device
+ * would send its next flight to a gateway that kept nothing of it, and hear nothing until its
+ * handshake timed out (31 s); refused before, it sends its ClientHello again a second later
+ * and gets in once its host has room. */
+static bool admit_host(mw_gateway_t *gw, const mw_addr_t *from, uint64_t now, bool take)
 {
-    mwi_host *h = mwi_hosts_get(&gw->hosts, from, 2 * gw->host_hs_per_s, now);
+    double burst = 2 * gw->host_hs_per_s;
+    mwi_host *h =
+        take ? mwi_hosts_get(&gw->hosts, from, burst, now) : mwi_hosts_find(&gw->hosts, from);
+    if (h == NULL && !take)
+        return true; /* a host not seen yet: its share is whole */
     const char *why = NULL;
     if (h == NULL)
         why = "out of memory for the host table";
     else if (h->half_open >= gw->max_half_open_per_host)
         why = "too many handshakes in progress from this host: new ones wait until some finish";
-    else if (!mwi_bucket_take(&h->handshakes, gw->host_hs_per_s, 2 * gw->host_hs_per_s, now))
+    else if (take ? !mwi_bucket_take(&h->handshakes, gw->host_hs_per_s, burst, now)
+                  : !mwi_bucket_has(&h->handshakes, gw->host_hs_per_s, burst, now))
         why = "this host starts handshakes faster than the per-host limit";
     if (why == NULL) {
-        h->half_open++;
+        if (take)
+            h->half_open++;
         return true;
     }
     gw->st.host_limit_drops++;
@@ -581,11 +593,14 @@ static void handle_datagram(mw_gateway_t *gw, const mw_addr_t *from, const uint8
             /* wolfSSL drops a new ClientHello on an established session: a
              * device that rebooted would be locked out. Run it as a new
              * session beside the old one (docs/SECURITY-MODEL.md 6.1). */
+            if (mwi_dtls_hello_has_cookie(buf, len) && !admit_host(gw, from, now, false))
+                return;
             mwi_dtls_conn *c = NULL;
             mw_error_detail_t d;
             mw_err e =
                 mwi_dtls_accept(gw->dtls, from, buf, len, now, route_send, &p->route, &c, &d);
-            if (e == MW_OK && (!admit_host(gw, from, now) || mwi_link_add(&p->link, c) != MW_OK)) {
+            if (e == MW_OK &&
+                (!admit_host(gw, from, now, true) || mwi_link_add(&p->link, c) != MW_OK)) {
                 mwi_dtls_conn_destroy(&c);
             } else if (e == MW_OK) {
                 gw->st.handshakes_started++;
@@ -619,6 +634,8 @@ static void handle_datagram(mw_gateway_t *gw, const mw_addr_t *from, const uint8
                          : "too many handshakes in progress: new ones wait until some finish");
         return;
     }
+    if (mwi_dtls_hello_has_cookie(buf, len) && !admit_host(gw, from, now, false))
+        return;
     struct peer *np = calloc(1, sizeof *np);
     if (np == NULL)
         return;
@@ -632,7 +649,7 @@ static void handle_datagram(mw_gateway_t *gw, const mw_addr_t *from, const uint8
         stateless_result(gw, from, e, &d, now);
         return;
     }
-    if (!admit_host(gw, from, now) || mwi_link_add(&np->link, c) != MW_OK) {
+    if (!admit_host(gw, from, now, true) || mwi_link_add(&np->link, c) != MW_OK) {
         mwi_dtls_conn_destroy(&c);
         free(np);
         return;

@@ -230,6 +230,41 @@ Test(admission, a_gateway_without_an_audit_callback_outlasts_a_host_over_its_lim
     mwt_h_fini(&h);
 }
 
+static void two_half_open_per_host(mw_gateway_config_t *cfg)
+{
+    cfg->max_half_open_per_host = 2;
+}
+
+/* Three devices of one host (behind one NAT, or failing over together) that may hold two
+ * handshakes in progress: the third waits until a place is free, a retransmission of its
+ * ClientHello later, not until its handshake times out. Refused once its ServerHello was sent,
+ * it would repeat its second flight to a gateway that had forgotten it for 31 s. */
+Test(admission, a_device_over_its_hosts_half_open_share_gets_in_once_a_place_is_free)
+{
+    mwt_h h;
+    mwt_h_init_tuned(&h, 76, two_half_open_per_host);
+    mw_client_t *cs[3] = {open_at(&h, "dev-1", 7), open_at(&h, "dev-2", 7 + 250),
+                          open_at(&h, "dev-3", 7 + 500)};
+    for (int i = 0; i < 3; i++)
+        mwt_send_obs(cs[i], 1, i);
+    uint64_t t = 0;
+    for (; t < 8000 &&
+           !(mwt_h_count(&h, "dev-1") && mwt_h_count(&h, "dev-2") && mwt_h_count(&h, "dev-3"));
+         t++)
+        step(&h, cs, 3);
+    mw_gateway_stats_t gs;
+    mw_gateway_stats(h.gw, &gs);
+    cr_assert_gt(gs.host_limit_drops, 0, "the host's share was reached");
+    for (int i = 0; i < 3; i++) {
+        char dev[8];
+        snprintf(dev, sizeof dev, "dev-%d", i + 1);
+        cr_assert_eq(mwt_h_count(&h, dev), 1, "%s delivered within %llu ms", dev,
+                     (unsigned long long)t);
+        mw_client_close(&cs[i]);
+    }
+    mwt_h_fini(&h);
+}
+
 /* ---- The real programs over UDP loopback ---- */
 
 typedef struct gw_run {
