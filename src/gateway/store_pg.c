@@ -38,8 +38,24 @@ static const char *const MIGRATIONS[] = {
 /* Each gateway's checkpoint row is keyed by a name of at most this many bytes. */
 #define INSTANCE_MAX 128
 
+/* Journal rows staged for one multi-row INSERT: a statement per message would cost a round
+ * trip to the server each, which a commit of many devices' batches cannot afford. */
+#define PENDING_MAX 128u
+#define ROW_PARAMS  6u
+
+typedef struct pending_row {
+    char device[MW_ID_MAX + 1];
+    uint64_t space, seq, received_ms, type;
+    uint8_t batch[MWI_JOURNAL_MAX];
+    size_t len;
+} pending_row;
+
+typedef struct pg_batch pg_batch;
+
 struct mwi_pg_store {
     PGconn *conn;
+    pg_batch *batch; /* journal rows staged in the open transaction, and the statement's room */
+    size_t nrows, ndevices;
     bool txn;
     bool conflict; /* a statement of the open transaction failed with SQLSTATE class 40 */
     char instance[INSTANCE_MAX + 1];
@@ -97,6 +113,26 @@ static bool connected(mwi_pg_store *s)
 typedef struct param {
     char text[24];
 } param;
+
+/* Per store, not static: a process may run several gateways, each with its store. */
+/* Device rows (replay state and command counter) staged likewise, written at the commit. */
+#define DEVICES_MAX 32u
+
+typedef struct pending_device {
+    char id[MW_ID_MAX + 1];
+    uint8_t replay[MWI_REPLAY_BLOB_MAX];
+    size_t len;
+    uint64_t next_command;
+} pending_device;
+
+struct pg_batch {
+    pending_row rows[PENDING_MAX];
+    pending_device devices[DEVICES_MAX];
+    char sql[128 + PENDING_MAX * 48];
+    const char *val[PENDING_MAX * ROW_PARAMS];
+    int lens[PENDING_MAX * ROW_PARAMS], fmts[PENDING_MAX * ROW_PARAMS];
+    param num[PENDING_MAX * 4];
+};
 
 static const char *u64p(param *p, uint64_t v)
 {
@@ -202,6 +238,11 @@ mw_err mwi_pg_open(const char *url, const char *instance, mwi_pg_store **out, mw
     mwi_pg_store *s = calloc(1, sizeof *s);
     if (s == NULL)
         return MW_ENOMEM;
+    s->batch = calloc(1, sizeof *s->batch);
+    if (s->batch == NULL) {
+        free(s);
+        return MW_ENOMEM;
+    }
     snprintf(s->instance, sizeof s->instance, "%s", instance);
     mwi_store_redact(url, s->where, sizeof s->where);
     /* Defaults the URL may override (it comes after them): a server that does not answer
@@ -234,6 +275,7 @@ void mwi_pg_close(mwi_pg_store **ps)
     if (s->txn)
         mwi_pg_rollback(s);
     PQfinish(s->conn);
+    free(s->batch);
     free(s);
     *ps = NULL;
 }
@@ -264,11 +306,15 @@ static mw_err read_device(PGresult *r, mwi_replay *out, uint64_t *out_next_comma
     return ok ? MW_OK : MW_EIO;
 }
 
+static mw_err flush_devices(mwi_pg_store *s);
+
 mw_err mwi_pg_load_device(mwi_pg_store *s, const char *id, mwi_replay *out,
                           uint64_t *out_next_command, bool *found)
 {
     *found = false;
     if (!s->txn && !connected(s))
+        return MW_EIO;
+    if (flush_devices(s) != MW_OK) /* what this transaction staged is what it must read */
         return MW_EIO;
     const char *val[] = {id};
     PGresult *r =
@@ -283,6 +329,8 @@ mw_err mwi_pg_lock_device(mwi_pg_store *s, const char *id, mwi_replay *out,
 {
     *found = false;
     mw_err e = mwi_pg_begin(s);
+    if (e == MW_OK && flush_devices(s) != MW_OK)
+        e = MW_EIO;
     if (e != MW_OK)
         return e;
     const char *val[] = {id};
@@ -333,41 +381,107 @@ mw_err mwi_pg_begin(mwi_pg_store *s)
     return MW_OK;
 }
 
+/* The staged journal rows, in one statement. */
+static mw_err flush_rows(mwi_pg_store *s)
+{
+    if (s->nrows == 0)
+        return MW_OK;
+    pg_batch *b = s->batch;
+    char *sql = b->sql;
+    const size_t sql_size = sizeof b->sql;
+    const char **val = b->val;
+    int *lens = b->lens, *fmts = b->fmts;
+    param *num = b->num;
+    size_t at =
+        (size_t)snprintf(sql, sql_size,
+                         "INSERT INTO messages(device, space, seq, received_ms, type, batch)"
+                         " VALUES");
+    for (size_t i = 0; i < s->nrows; i++) {
+        const pending_row *r = &b->rows[i];
+        size_t k = i * ROW_PARAMS;
+        at += (size_t)snprintf(sql + at, sql_size - at, "%s($%zu,$%zu,$%zu,$%zu,$%zu::int,$%zu)",
+                               i ? "," : "", k + 1, k + 2, k + 3, k + 4, k + 5, k + 6);
+        val[k] = r->device;
+        val[k + 1] = u64p(&num[i * 4], r->space);
+        val[k + 2] = u64p(&num[i * 4 + 1], r->seq);
+        val[k + 3] = u64p(&num[i * 4 + 2], r->received_ms);
+        val[k + 4] = u64p(&num[i * 4 + 3], r->type);
+        val[k + 5] = (const char *)r->batch;
+        for (size_t j = 0; j < ROW_PARAMS; j++) {
+            lens[k + j] = j == 5 ? (int)r->len : 0;
+            fmts[k + j] = j == 5 ? 1 : 0;
+        }
+    }
+    snprintf(sql + at, sql_size - at, " ON CONFLICT DO NOTHING");
+    int n = (int)(s->nrows * ROW_PARAMS);
+    s->nrows = 0;
+    return command_ok(run(s, sql, n, val, lens, fmts)) ? MW_OK : MW_EIO;
+}
+
 mw_err mwi_pg_put_message(mwi_pg_store *s, const mw_message_t *m, uint64_t received_ms)
 {
-    uint8_t buf[MWI_JOURNAL_MAX];
-    size_t len = 0;
-    if (mwi_journal_encode(m, buf, &len) != MW_OK)
+    if (s->nrows == PENDING_MAX && flush_rows(s) != MW_OK)
+        return MW_EIO;
+    pending_row *r = &s->batch->rows[s->nrows];
+    if (mwi_journal_encode(m, r->batch, &r->len) != MW_OK)
         return MW_EINVAL;
-    param sp, sq, rm, ty;
-    const char *val[] = {m->device_id,           u64p(&sp, m->space),          u64p(&sq, m->seq),
-                         u64p(&rm, received_ms), u64p(&ty, (uint64_t)m->type), (const char *)buf};
-    const int lens[] = {0, 0, 0, 0, 0, (int)len};
-    const int fmts[] = {0, 0, 0, 0, 0, 1};
-    return command_ok(run(s,
-                          "INSERT INTO messages(device, space, seq, received_ms, type, batch)"
-                          " VALUES($1, $2, $3, $4, $5::int, $6) ON CONFLICT DO NOTHING",
-                          6, val, lens, fmts))
-               ? MW_OK
-               : MW_EIO;
+    snprintf(r->device, sizeof r->device, "%s", m->device_id);
+    r->space = m->space;
+    r->seq = m->seq;
+    r->received_ms = received_ms;
+    r->type = (uint64_t)m->type;
+    s->nrows++;
+    return MW_OK;
+}
+
+/* The staged device rows, in one statement (each device at most once: a second put of the
+ * same device replaces its staged row). */
+static mw_err flush_devices(mwi_pg_store *s)
+{
+    if (s->ndevices == 0)
+        return MW_OK;
+    pg_batch *b = s->batch;
+    size_t at = (size_t)snprintf(b->sql, sizeof b->sql,
+                                 "INSERT INTO devices(id, replay, next_command) VALUES");
+    for (size_t i = 0; i < s->ndevices; i++) {
+        const pending_device *d = &b->devices[i];
+        size_t k = i * 3;
+        at += (size_t)snprintf(b->sql + at, sizeof b->sql - at, "%s($%zu,$%zu,$%zu)", i ? "," : "",
+                               k + 1, k + 2, k + 3);
+        b->val[k] = d->id;
+        b->val[k + 1] = (const char *)d->replay;
+        b->val[k + 2] = u64p(&b->num[i], d->next_command);
+        b->lens[k] = 0;
+        b->lens[k + 1] = (int)d->len;
+        b->lens[k + 2] = 0;
+        b->fmts[k] = 0;
+        b->fmts[k + 1] = 1;
+        b->fmts[k + 2] = 0;
+    }
+    snprintf(b->sql + at, sizeof b->sql - at,
+             " ON CONFLICT (id) DO UPDATE SET replay = excluded.replay,"
+             " next_command = excluded.next_command, updated_at = now()");
+    int n = (int)(s->ndevices * 3);
+    s->ndevices = 0;
+    return command_ok(run(s, b->sql, n, b->val, b->lens, b->fmts)) ? MW_OK : MW_EIO;
 }
 
 mw_err mwi_pg_put_device(mwi_pg_store *s, const char *id, const mwi_replay *r,
                          uint64_t next_command)
 {
-    uint8_t b[MWI_REPLAY_BLOB_MAX];
-    size_t len = mwi_replay_blob_encode(r, b);
-    param nc;
-    const char *val[] = {id, (const char *)b, u64p(&nc, next_command)};
-    const int lens[] = {0, (int)len, 0};
-    const int fmts[] = {0, 1, 0};
-    return command_ok(run(s,
-                          "INSERT INTO devices(id, replay, next_command) VALUES($1, $2, $3)"
-                          " ON CONFLICT (id) DO UPDATE SET replay = excluded.replay,"
-                          " next_command = excluded.next_command, updated_at = now()",
-                          3, val, lens, fmts))
-               ? MW_OK
-               : MW_EIO;
+    pending_device *d = NULL;
+    for (size_t i = 0; i < s->ndevices && d == NULL; i++)
+        if (strcmp(s->batch->devices[i].id, id) == 0)
+            d = &s->batch->devices[i];
+    if (d == NULL) {
+        if (s->ndevices == DEVICES_MAX && flush_devices(s) != MW_OK)
+            return MW_EIO;
+        d = &s->batch->devices[s->ndevices++];
+        snprintf(d->id, sizeof d->id, "%s", id);
+    }
+    d->len = mwi_replay_blob_encode(r, d->replay);
+    d->next_command = next_command;
+    return MW_OK;
 }
 
 mw_err mwi_pg_retire_space(mwi_pg_store *s, const char *id, uint64_t space, uint64_t retired_ms)
@@ -403,7 +517,8 @@ mw_err mwi_pg_commit(mwi_pg_store *s, uint64_t sink_checkpoint)
         return MW_OK;
     param ck;
     const char *val[] = {s->instance, u64p(&ck, sink_checkpoint)};
-    bool ok = command_ok(run(s,
+    bool ok = flush_rows(s) == MW_OK && flush_devices(s) == MW_OK &&
+              command_ok(run(s,
                              "INSERT INTO checkpoints(gateway, sink_checkpoint) VALUES($1, $2)"
                              " ON CONFLICT (gateway) DO UPDATE SET"
                              " sink_checkpoint = excluded.sink_checkpoint, updated_at = now()",
@@ -424,6 +539,8 @@ mw_err mwi_pg_commit(mwi_pg_store *s, uint64_t sink_checkpoint)
 
 void mwi_pg_rollback(mwi_pg_store *s)
 {
+    s->nrows = 0;
+    s->ndevices = 0;
     if (s->txn && PQstatus(s->conn) == CONNECTION_OK)
         (void)exec_ok(s->conn, "ROLLBACK"); /* a lost connection rolled back already */
     s->txn = false;
@@ -438,6 +555,8 @@ mw_err mwi_pg_count(mwi_pg_store *s, uint64_t *out)
 {
     *out = 0;
     if (!s->txn && !connected(s))
+        return MW_EIO;
+    if (s->txn && flush_rows(s) != MW_OK)
         return MW_EIO;
     PGresult *r = run(s, "SELECT count(*) FROM messages", 0, NULL, NULL, NULL);
     bool ok = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 && get_u64(r, 0, 0, out);
