@@ -866,6 +866,12 @@ int main(int argc, char **argv)
     }
 
     while (!stop && !b.failed) {
+        if (serial && b.conns[MAX_CONNECTIONS].fd < 0) {
+            /* An ACK the line would not take: a supervisor that starts the bridge again opens
+             * it afresh, which this process cannot do better. */
+            fprintf(stderr, PROG ": --serial %s stopped taking the ACKs; stopping\n", serial);
+            break;
+        }
         struct pollfd pfd[MAX_CONNECTIONS + 3];
         conn_t *who[MAX_CONNECTIONS + 3];
         nfds_t n = 0;

@@ -125,11 +125,12 @@ static const char *script(void)
     return path;
 }
 
+/* ctest names the interpreter that has python3-hl7; run otherwise (under valgrind by the
+ * memcheck stage), Debian's, where the package installs it. */
 static const char *python(void)
 {
     const char *p = getenv("MW_HL7_PYTHON");
-    cr_assert(p, "run through ctest");
-    return p;
+    return p ? p : "/usr/bin/python3";
 }
 
 /* Lines of the gateway's output that are observations. */
