@@ -22,6 +22,7 @@
 #include "medwire/medwire.h"
 
 #include "cmdline.h"
+#include "core/wipe.h"
 #include "hl7v2.h"
 #include "journal.h"
 #include "keyfile.h"
@@ -818,14 +819,14 @@ int main(int argc, char **argv)
         fprintf(stderr, PROG ": cannot use the queue file: %s%s\n", d.reason,
                 d.foreign == EAGAIN ? "; is another medwire-bridge running with this --queue?"
                                     : "");
-        keyfile_wipe(qkey, sizeof qkey);
+        mwi_wipe(qkey, sizeof qkey);
         goto out;
     }
     cfg.storage = &region;
     cfg.queue_key = qkey;
     cfg.queue_key_len = sizeof qkey;
     mw_err e = mw_client_open(&cfg, &b.client, &d);
-    keyfile_wipe(qkey, sizeof qkey);
+    mwi_wipe(qkey, sizeof qkey);
     if (e != MW_OK) {
         fprintf(stderr, PROG ": cannot start: %s\n", d.reason);
         goto out;

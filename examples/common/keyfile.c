@@ -7,7 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 
-void keyfile_wipe(void *p, unsigned long n)
+static void keyfile_wipe(void *p, unsigned long n)
 {
     explicit_bzero(p, n);
 }

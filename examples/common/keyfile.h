@@ -12,7 +12,4 @@
  */
 int keyfile_read(const char *prog, const char *path, uint8_t key[32]);
 
-/** Wipes @p n bytes at @p p in a way the optimiser keeps. */
-void keyfile_wipe(void *p, unsigned long n);
-
 #endif

@@ -420,6 +420,11 @@ static mw_err flush_rows(mwi_pg_store *s)
 
 mw_err mwi_pg_put_message(mwi_pg_store *s, const mw_message_t *m, uint64_t received_ms)
 {
+    /* Staged rows are written by the commit of a transaction; one is begun here so that a row
+     * is never staged where no commit will write it (a commit without a transaction succeeds
+     * and writes nothing). */
+    if (mwi_pg_begin(s) != MW_OK)
+        return MW_EIO;
     if (s->nrows == PENDING_MAX && flush_rows(s) != MW_OK)
         return MW_EIO;
     pending_row *r = &s->batch->rows[s->nrows];
@@ -469,6 +474,8 @@ static mw_err flush_devices(mwi_pg_store *s)
 mw_err mwi_pg_put_device(mwi_pg_store *s, const char *id, const mwi_replay *r,
                          uint64_t next_command)
 {
+    if (mwi_pg_begin(s) != MW_OK) /* as mwi_pg_put_message */
+        return MW_EIO;
     pending_device *d = NULL;
     for (size_t i = 0; i < s->ndevices && d == NULL; i++)
         if (strcmp(s->batch->devices[i].id, id) == 0)
