@@ -279,7 +279,10 @@ static void handle_line(associations_t *assoc, mw_gateway_t *gw, int fd, const c
                  (unsigned long long)id);
     else
         snprintf(out, sizeof out, "{\"ok\":false,\"error\":\"%s\"}\n",
-                 e == MW_EFULL ? "4 commands already pending for this device" : mw_strerror(e));
+                 e == MW_EFULL ? "4 commands already pending for this device"
+                 : e == MW_EIO ? "the gateway's store could not take the command, which is not "
+                                 "queued: see the audit trail, then send it again"
+                               : mw_strerror(e));
     reply(fd, out);
 }
 

@@ -273,9 +273,12 @@ MW_API int mw_gateway_fd(const mw_gateway_t *gw);
  * Queues a command for a device (connected or not). It rides in every Ack to that device
  * until the device's result arrives (delivered to the sink as a MW_MSG_COMMAND_RESULT
  * message) or it expires; @c id is assigned here, increasing per device across restarts
- * when a store is configured; @c expires_ms 0 means one minute from now.
- * Pending commands are kept in memory only. @p out_id may be NULL.
- * @return MW_OK; MW_EINVAL (bad id or kind); MW_EFULL (4 already pending); MW_EIO.
+ * when a store is configured; @c expires_ms 0 means one minute from now. With a store, the
+ * command is committed to it before this returns MW_OK: a restarted gateway, or another one on
+ * the same PostgreSQL store, sends it on (without one, it is kept in memory only).
+ * @p out_id may be NULL.
+ * @return MW_OK; MW_EINVAL (bad id or kind); MW_EFULL (4 already pending); MW_EIO (the store
+ *         could not read the device or take the command: it is not queued).
  */
 MW_API MW_NODISCARD mw_err mw_gateway_send_command(mw_gateway_t *gw, const char *device_id,
                                                    const mw_command_t *cmd, uint64_t *out_id);

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* commands.c -- commands to devices (docs/protocol.md 7): queued per device with ids that stay
- * unique across restarts, sent in every Ack until answered or expired, and POSTed at once over
- * a device's live session once their ids are committed. */
+ * unique across restarts, kept in the store with the device's state (so that a restarted
+ * gateway, or another one on a shared store, sends them), sent in every Ack until answered or
+ * expired, and POSTed at once over a device's live session once they are committed. */
 #include <stdio.h>
 #include <string.h>
 
@@ -148,15 +149,15 @@ mw_err mw_gateway_send_command(mw_gateway_t *gw, const char *device_id, const mw
     struct device *dv = mwi_gw_device_get(gw, device_id);
     if (dv == NULL)
         return MW_EIO;
+    /* First, so that a shared store's counter and pending commands are read again before an
+     * id is taken or a place counted. The command is committed with the next poll, before it
+     * can reach the device (in an Ack, which waits for the commit, or POSTed right after it). */
+    mwi_gw_touch(gw, dv);
+    gw->dirty = true; /* the transaction the touch began ends with this poll's commit */
     mwi_gw_expire_commands(gw, dv);
     if (dv->ncmds == MWI_MAX_COMMANDS)
         return MW_EFULL;
     mw_command_t c = *cmd;
-    /* First, so that a shared store's counter is read again before an id is taken from it. The
-     * id counter is committed with the next poll, before the command can reach the device (in
-     * an Ack, which waits for the commit, or POSTed right after it). */
-    mwi_gw_touch(gw, dv);
-    gw->dirty = true; /* the transaction the touch began ends with this poll's commit */
     /* Unique across gateways and across a gateway's new store, not a counter from 1: the wall
      * clock's milliseconds above 16 random bits, and above every id this store gave before
      * (docs/protocol.md 7). */
@@ -172,7 +173,11 @@ mw_err mw_gateway_send_command(mw_gateway_t *gw, const char *device_id, const mw
     if (c.expires_ms == 0)
         c.expires_ms = now + 60000u;
     dv->cmds[dv->ncmds++] = c;
-    gw->dirty = true;
+    /* Committed before the operator hears "queued": what a restart would lose is refused. */
+    if (mwi_gw_commit(gw) != MW_OK) {
+        drop_command(dv, c.id);
+        return MW_EIO;
+    }
     dv->push_due = gw->push_due = true;
     if (out_id)
         *out_id = c.id;

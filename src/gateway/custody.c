@@ -25,6 +25,23 @@ void mwi_gw_defer(mw_gateway_t *gw, struct peer *p, const uint8_t *bytes, size_t
     memcpy(d->bytes, bytes, len);
 }
 
+/* The stored pending commands replace the cached ones: another gateway may have queued or
+ * settled some since (a command is committed before anyone is told it is queued, so none of
+ * this gateway's is only here). Those new here are POSTed after the commit. */
+static void merge_commands(mw_gateway_t *gw, struct device *dv, const mw_command_t *stored,
+                           uint8_t n)
+{
+    for (uint8_t i = 0; i < n; i++) {
+        bool known = false;
+        for (uint8_t j = 0; j < dv->ncmds && !known; j++)
+            known = dv->cmds[j].id == stored[i].id;
+        if (!known)
+            dv->push_due = gw->push_due = true;
+    }
+    memcpy(dv->cmds, stored, n * sizeof stored[0]);
+    dv->ncmds = n;
+}
+
 /* A store several gateways share may hold a newer state of the device than the one cached
  * here (it moved to another gateway and back): the state is read again, and its row held, by
  * the transaction that will commit the change, so that no two gateways take the same number
@@ -32,14 +49,19 @@ void mwi_gw_defer(mw_gateway_t *gw, struct peer *p, const uint8_t *bytes, size_t
 static void refresh(mw_gateway_t *gw, struct device *dv)
 {
     uint64_t next = 0;
+    mw_command_t cmds[MWI_MAX_COMMANDS];
+    uint8_t ncmds = 0;
     bool found = false;
     if (gw->store == NULL)
         return;
-    mw_err e = mwi_store_lock_device(gw->store, dv->id, &dv->rp, &next, &found);
+    mw_err e = mwi_store_lock_device(gw->store, dv->id, &dv->rp, &next, cmds, &ncmds, &found);
     if (e != MW_OK)
         gw->txn_failed = true; /* the commit fails and undoes the poll */
-    if (found && next > dv->next_command)
+    if (!found)
+        return;
+    if (next > dv->next_command)
         dv->next_command = next;
+    merge_commands(gw, dv, cmds, ncmds);
 }
 
 void mwi_gw_touch(mw_gateway_t *gw, struct device *dv)
@@ -119,7 +141,8 @@ static mw_err make_durable(mw_gateway_t *gw, uint64_t *ck)
             e = mwi_store_begin(gw->store);
             if (e == MW_OK)
                 e = mwi_store_put_device(gw->store, gw->undo[i].dv->id, &gw->undo[i].dv->rp,
-                                         gw->undo[i].dv->next_command);
+                                         gw->undo[i].dv->next_command, gw->undo[i].dv->cmds,
+                                         gw->undo[i].dv->ncmds);
         }
         if (e == MW_OK)
             e = mwi_store_commit(gw->store, *ck);
@@ -155,12 +178,12 @@ static void undo(mw_gateway_t *gw, mw_err e)
 /* Makes everything staged since the last commit durable -- the sink's
  * output first, then the store with the sink's checkpoint -- and only then
  * lets the acknowledgements go. If either fails, the poll is undone. */
-void mwi_gw_commit(mw_gateway_t *gw)
+mw_err mwi_gw_commit(mw_gateway_t *gw)
 {
     if (!gw->dirty) {
         send_deferred(gw);
         gw->nundo = 0;
-        return;
+        return MW_OK;
     }
     uint64_t ck = gw->checkpoint;
     uint64_t t0 = now_us(gw);
@@ -176,4 +199,5 @@ void mwi_gw_commit(mw_gateway_t *gw)
     gw->nundo = 0;
     gw->dirty = false;
     gw->txn_failed = false;
+    return e;
 }

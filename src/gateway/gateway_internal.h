@@ -247,15 +247,17 @@ mwi_gw_batch_result mwi_gw_take_batch(mw_gateway_t *gw, struct peer *p, struct d
 
 /* Holds a response to @p p until what it acknowledges is committed. */
 void mwi_gw_defer(mw_gateway_t *gw, struct peer *p, const uint8_t *bytes, size_t len);
-/* Remembers @p dv's replay state as it was before this commit's changes. */
+/* Remembers @p dv's replay state as it was before this commit's changes, after reading it (and
+ * its pending commands) again from a shared store under the row's lock. */
 void mwi_gw_touch(mw_gateway_t *gw, struct device *dv);
 /* Stages @p m in the store for the next commit; false if that failed (the commit will then
  * fail and undo the poll). */
 bool mwi_gw_stage_message(mw_gateway_t *gw, const mw_message_t *m);
 /* Stages the retirement of @p dv's current space, as for mwi_gw_stage_message. */
 bool mwi_gw_stage_retired_space(mw_gateway_t *gw, const struct device *dv);
-/* Commits the sink and the store, then sends the held responses; on failure undoes it all. */
-void mwi_gw_commit(mw_gateway_t *gw);
+/* Commits the sink and the store, then sends the held responses; on failure undoes it all and
+ * returns the error (MW_OK when there was nothing to commit). */
+mw_err mwi_gw_commit(mw_gateway_t *gw);
 
 /* ---- commands.c: commands to devices, in Acks and POSTed over live sessions ---- */
 

@@ -119,7 +119,8 @@ struct device *mwi_gw_device_get(mw_gateway_t *gw, const char *id)
     dv->next_command = 1;
     bool found = false;
     if (gw->store &&
-        mwi_store_load_device(gw->store, id, &dv->rp, &dv->next_command, &found) != MW_OK) {
+        mwi_store_load_device(gw->store, id, &dv->rp, &dv->next_command, dv->cmds, &dv->ncmds,
+                              &found) != MW_OK) {
         /* Never guess replay state: a wrong one loses or repeats messages. */
         char why[160];
         snprintf(why, sizeof why, "the stored replay state of '%.64s' is unreadable", id);

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* store.c -- the gateway's durable store (SQLite, WAL): accepted-message journal, per-device replay
- * state, sink checkpoint. A store opened with a PostgreSQL URL is handed to store_pg.c. */
+ * state and pending commands, sink checkpoint. A store opened with a PostgreSQL URL is handed to
+ * store_pg.c. */
 #include <errno.h>
 #include <sqlite3.h>
 #include <stdio.h>
@@ -16,9 +17,10 @@
 #endif
 
 /* 1: journal keyed by (device, seq). 2: messages keyed by (device, space, seq), retired
- * spaces, replay blob 2 with digests. A version-1 store is upgraded in place at open: its
- * journal stays as it was (read-only history), its replay states read as space 0. */
-#define SCHEMA_VERSION 2
+ * spaces, replay blob 2 with digests. 3: devices' pending commands. An older store is upgraded
+ * in place at open: a version-1 journal stays as it was (read-only history), its replay states
+ * read as space 0; a device row without commands has none pending. */
+#define SCHEMA_VERSION 3
 struct mwi_store {
     sqlite3 *db;
     int lock_fd; /* holds the file's lock while the store is open; -1: in memory */
@@ -42,12 +44,22 @@ struct mwi_store {
 static const char SCHEMA[] =
     "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL);"
     "CREATE TABLE IF NOT EXISTS devices(id TEXT PRIMARY KEY, replay BLOB NOT NULL,"
-    " next_command INTEGER NOT NULL, updated_ms INTEGER NOT NULL);"
+    " next_command INTEGER NOT NULL, updated_ms INTEGER NOT NULL, commands BLOB);"
     "CREATE TABLE IF NOT EXISTS messages(device TEXT NOT NULL, space INTEGER NOT NULL,"
     " seq INTEGER NOT NULL, received_ms INTEGER NOT NULL, type INTEGER NOT NULL,"
     " batch BLOB NOT NULL, PRIMARY KEY(device, space, seq)) WITHOUT ROWID;"
     "CREATE TABLE IF NOT EXISTS spaces(device TEXT NOT NULL, space INTEGER NOT NULL,"
     " retired_ms INTEGER NOT NULL, PRIMARY KEY(device, space)) WITHOUT ROWID;";
+
+/* A store made before schema 3 has no column for pending commands. */
+static bool has_commands_column(sqlite3 *db)
+{
+    sqlite3_stmt *st = NULL;
+    bool has =
+        sqlite3_prepare_v2(db, "SELECT commands FROM devices LIMIT 0", -1, &st, NULL) == SQLITE_OK;
+    sqlite3_finalize(st);
+    return has;
+}
 
 static mw_err fail(mwi_store *s, mw_error_detail_t *d, const char *what)
 {
@@ -155,11 +167,18 @@ mw_err mwi_store_open_as(const char *path, const char *instance, mwi_store **out
         goto out;
     }
     sqlite3_busy_timeout(s->db, 5000);
-    if (sqlite3_prepare_v2(s->db, "SELECT replay, next_command FROM devices WHERE id = ?1", -1,
+    if (!has_commands_column(s->db) &&
+        sqlite3_exec(s->db, "ALTER TABLE devices ADD COLUMN commands BLOB", NULL, NULL, NULL) !=
+            SQLITE_OK) {
+        e = fail(s, d, "cannot add the devices' pending commands to an older store");
+        goto out;
+    }
+    if (sqlite3_prepare_v2(s->db,
+                           "SELECT replay, next_command, commands FROM devices WHERE id = ?1", -1,
                            &s->get_dev, NULL) != SQLITE_OK ||
         sqlite3_prepare_v2(s->db,
-                           "INSERT OR REPLACE INTO devices(id, replay, next_command, updated_ms)"
-                           " VALUES(?1,?2,?3,?4)",
+                           "INSERT OR REPLACE INTO devices(id, replay, next_command, updated_ms,"
+                           " commands) VALUES(?1,?2,?3,?4,?5)",
                            -1, &s->put_dev, NULL) != SQLITE_OK ||
         sqlite3_prepare_v2(s->db,
                            "INSERT OR IGNORE INTO messages(device, space, seq, received_ms, type,"
@@ -239,9 +258,10 @@ void mwi_store_close(mwi_store **ps)
 }
 
 mw_err mwi_store_load_device(mwi_store *s, const char *id, mwi_replay *out,
-                             uint64_t *out_next_command, bool *found)
+                             uint64_t *out_next_command, mw_command_t cmds[MWI_MAX_COMMANDS],
+                             uint8_t *ncmds, bool *found)
 {
-    PG_OR(s, mwi_pg_load_device(s->pg, id, out, out_next_command, found));
+    PG_OR(s, mwi_pg_load_device(s->pg, id, out, out_next_command, cmds, ncmds, found));
     *found = false;
     sqlite3_bind_text(s->get_dev, 1, id, -1, SQLITE_TRANSIENT);
     int rc = sqlite3_step(s->get_dev);
@@ -251,9 +271,18 @@ mw_err mwi_store_load_device(mwi_store *s, const char *id, mwi_replay *out,
         int n = sqlite3_column_bytes(s->get_dev, 0);
         mwi_replay *r = malloc(sizeof *r);
         bool ok = r != NULL && n >= 0 && mwi_replay_blob_decode(b, (size_t)n, r);
+        mw_command_t c[MWI_MAX_COMMANDS];
+        uint8_t nc = 0;
+        const uint8_t *cb = sqlite3_column_blob(s->get_dev, 2);
+        int cn = sqlite3_column_bytes(s->get_dev, 2);
+        ok = ok && (cb == NULL || (cn > 0 && mwi_commands_blob_decode(cb, (size_t)cn, c, &nc)));
         if (ok) {
             *out = *r;
             *out_next_command = (uint64_t)sqlite3_column_int64(s->get_dev, 1);
+            if (cmds) {
+                memcpy(cmds, c, nc * sizeof c[0]);
+                *ncmds = nc;
+            }
             *found = true;
         } else {
             e = r == NULL ? MW_ENOMEM : MW_EIO;
@@ -268,13 +297,16 @@ mw_err mwi_store_load_device(mwi_store *s, const char *id, mwi_replay *out,
 }
 
 mw_err mwi_store_lock_device(mwi_store *s, const char *id, mwi_replay *out,
-                             uint64_t *out_next_command, bool *found)
+                             uint64_t *out_next_command, mw_command_t cmds[MWI_MAX_COMMANDS],
+                             uint8_t *ncmds, bool *found)
 {
-    PG_OR(s, mwi_pg_lock_device(s->pg, id, out, out_next_command, found));
+    PG_OR(s, mwi_pg_lock_device(s->pg, id, out, out_next_command, cmds, ncmds, found));
     (void)s;
     (void)id;
     (void)out;
     (void)out_next_command;
+    (void)cmds;
+    (void)ncmds;
     *found = false;
     return MW_OK;
 }
@@ -337,15 +369,20 @@ mw_err mwi_store_put_message(mwi_store *s, const mw_message_t *m, uint64_t recei
 }
 
 mw_err mwi_store_put_device(mwi_store *s, const char *id, const mwi_replay *r,
-                            uint64_t next_command)
+                            uint64_t next_command, const mw_command_t *cmds, size_t ncmds)
 {
-    PG_OR(s, mwi_pg_put_device(s->pg, id, r, next_command));
-    uint8_t b[MWI_REPLAY_BLOB_MAX];
+    PG_OR(s, mwi_pg_put_device(s->pg, id, r, next_command, cmds, ncmds));
+    uint8_t b[MWI_REPLAY_BLOB_MAX], cb[MWI_COMMANDS_BLOB_MAX];
     size_t len = mwi_replay_blob_encode(r, b);
+    size_t clen = ncmds ? mwi_commands_blob_encode(cmds, ncmds, cb) : 0;
+    if (ncmds && clen == 0)
+        return MW_EINVAL;
     sqlite3_bind_text(s->put_dev, 1, id, -1, SQLITE_TRANSIENT);
     sqlite3_bind_blob(s->put_dev, 2, b, (int)len, SQLITE_TRANSIENT);
     sqlite3_bind_int64(s->put_dev, 3, (sqlite3_int64)next_command);
     sqlite3_bind_int64(s->put_dev, 4, 0);
+    if (clen) /* none pending: NULL */
+        sqlite3_bind_blob(s->put_dev, 5, cb, (int)clen, SQLITE_TRANSIENT);
     int rc = sqlite3_step(s->put_dev);
     sqlite3_reset(s->put_dev);
     sqlite3_clear_bindings(s->put_dev);

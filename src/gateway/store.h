@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* store.h -- the gateway's durable store (SQLite, WAL; or PostgreSQL, shared by several
- * gateways): accepted-message journal, per-device replay state and retired sequence spaces,
- * sink checkpoint. */
+ * gateways): accepted-message journal, per-device replay state, pending commands and retired
+ * sequence spaces, sink checkpoint. */
 #ifndef MWI_GATEWAY_STORE_H
 #define MWI_GATEWAY_STORE_H
 
@@ -11,6 +11,7 @@
 
 #include "medwire/err.h"
 #include "medwire/message.h"
+#include "session/codec.h"
 #include "session/replay.h"
 
 typedef struct mwi_store mwi_store;
@@ -41,19 +42,26 @@ bool mwi_store_is_pg(const char *path);
 void mwi_store_redact(const char *path, char *out, size_t size);
 void mwi_store_close(mwi_store **s);
 
-/** Reads a device's replay state; *found false (and *out untouched) if the device is new.
- *  MW_EIO if the stored state is unreadable (never guessed: a wrong state loses or repeats). */
+/** Reads a device's replay state, command id counter and the commands waiting for its answer
+ *  (into @p cmds and @p *ncmds unless @p cmds is NULL); *found false (and the outputs
+ *  untouched) if the device is new. MW_EIO if the stored state is unreadable (never guessed: a
+ *  wrong state loses or repeats messages, a wrong command runs what nobody sent). */
 MW_NODISCARD mw_err mwi_store_load_device(mwi_store *s, const char *id, mwi_replay *out,
-                                          uint64_t *out_next_command, bool *found);
+                                          uint64_t *out_next_command,
+                                          mw_command_t cmds[MWI_MAX_COMMANDS], uint8_t *ncmds,
+                                          bool *found);
 /**
  * Reads a device's replay state again inside the open transaction (beginning one) and holds it
  * until commit or rollback: on a shared store, another gateway taking in the same device's
  * batch waits here for this one's commit, then reads what it committed. *found false leaves
  * *out and *out_next_command untouched: the device is new, or the store is a file that one
- * gateway alone uses (SQLite), whose cached state is always the current one.
+ * gateway alone uses (SQLite), whose cached state is always the current one. The commands are
+ * read as mwi_store_load_device reads them.
  */
 MW_NODISCARD mw_err mwi_store_lock_device(mwi_store *s, const char *id, mwi_replay *out,
-                                          uint64_t *out_next_command, bool *found);
+                                          uint64_t *out_next_command,
+                                          mw_command_t cmds[MWI_MAX_COMMANDS], uint8_t *ncmds,
+                                          bool *found);
 /** True if the store can commit now: for PostgreSQL, the server answers (a lost connection is
  *  made again here); a file is always there. */
 bool mwi_store_healthy(mwi_store *s);
@@ -69,9 +77,11 @@ MW_NODISCARD mw_err mwi_store_begin(mwi_store *s);
  *  @p received_ms: Unix ms by the gateway's wall clock, 0 without one. */
 MW_NODISCARD mw_err mwi_store_put_message(mwi_store *s, const mw_message_t *m,
                                           uint64_t received_ms);
-/** Records a device's replay state. */
+/** Records a device's replay state, command id counter and its @p ncmds pending commands
+ *  (at most MWI_MAX_COMMANDS; MW_EINVAL for more, or for one the gateway would not send). */
 MW_NODISCARD mw_err mwi_store_put_device(mwi_store *s, const char *id, const mwi_replay *r,
-                                         uint64_t next_command);
+                                         uint64_t next_command, const mw_command_t *cmds,
+                                         size_t ncmds);
 /** Records that the device left @p space (inside the open transaction): it is never reopened.
  *  @p retired_ms: Unix ms by the gateway's wall clock, 0 without one. */
 MW_NODISCARD mw_err mwi_store_retire_space(mwi_store *s, const char *id, uint64_t space,

@@ -134,3 +134,44 @@ mw_err mwi_journal_encode(const mw_message_t *m, uint8_t out[MWI_JOURNAL_MAX], s
                ? MW_OK
                : MW_EINVAL;
 }
+
+#define COMMANDS_BLOB_VERSION 1
+
+size_t mwi_commands_blob_encode(const mw_command_t *c, size_t n, uint8_t out[MWI_COMMANDS_BLOB_MAX])
+{
+    if (n > MWI_MAX_COMMANDS)
+        return 0;
+    out[0] = COMMANDS_BLOB_VERSION;
+    out[1] = (uint8_t)n;
+    size_t at = 2;
+    for (size_t i = 0; i < n; i++) {
+        size_t len = 0;
+        if (mwi_command_encode(&c[i], out + at + 1, 64, &len) != MW_OK)
+            return 0;
+        out[at] = (uint8_t)len;
+        at += 1 + len;
+    }
+    return at;
+}
+
+bool mwi_commands_blob_decode(const uint8_t *b, size_t len, mw_command_t out[MWI_MAX_COMMANDS],
+                              uint8_t *n)
+{
+    if (len < 2 || b[0] != COMMANDS_BLOB_VERSION || b[1] > MWI_MAX_COMMANDS)
+        return false;
+    size_t at = 2;
+    for (uint8_t i = 0; i < b[1]; i++) {
+        if (at >= len || b[at] == 0 || b[at] > 64 || len - at - 1 < b[at])
+            return false;
+        mw_command_t *c = &out[i];
+        if (mwi_command_decode(b + at + 1, b[at], c) != MW_OK ||
+            (c->kind != MW_CMD_SET_INTERVAL && c->kind != MW_CMD_ACK_ALARM &&
+             c->kind != MW_CMD_ROTATE_KEYS))
+            return false;
+        at += 1 + b[at];
+    }
+    if (at != len)
+        return false;
+    *n = b[1];
+    return true;
+}

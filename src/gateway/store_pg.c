@@ -29,6 +29,9 @@ static const char *const MIGRATIONS[] = {
     " retired_ms bigint NOT NULL, PRIMARY KEY(device, space));"
     "CREATE TABLE checkpoints(gateway text PRIMARY KEY, sink_checkpoint bigint NOT NULL,"
     " updated_at timestamptz NOT NULL DEFAULT now());",
+    /* 2: the commands waiting for a device's answer, so that whichever gateway the device
+     * talks to next sends them (NULL: none). */
+    "ALTER TABLE devices ADD COLUMN commands bytea;",
 };
 #define SCHEMA_VERSION ((int)(sizeof MIGRATIONS / sizeof MIGRATIONS[0]))
 
@@ -115,14 +118,19 @@ typedef struct param {
 } param;
 
 /* Per store, not static: a process may run several gateways, each with its store. */
-/* Device rows (replay state and command counter) staged likewise, written at the commit. */
-#define DEVICES_MAX 32u
+/* Device rows (replay state, command counter, pending commands) staged likewise, written at
+ * the commit. */
+#define DEVICES_MAX   32u
+#define DEVICE_PARAMS 4u
+_Static_assert(DEVICES_MAX *DEVICE_PARAMS <= PENDING_MAX * ROW_PARAMS, "room for the parameters");
 
 typedef struct pending_device {
     char id[MW_ID_MAX + 1];
     uint8_t replay[MWI_REPLAY_BLOB_MAX];
     size_t len;
     uint64_t next_command;
+    uint8_t commands[MWI_COMMANDS_BLOB_MAX];
+    size_t commands_len; /* 0: none pending, NULL in the row */
 } pending_device;
 
 struct pg_batch {
@@ -280,16 +288,25 @@ void mwi_pg_close(mwi_pg_store **ps)
     *ps = NULL;
 }
 
-/* The device's row: its replay state decoded and checked, its command id counter. */
-static mw_err read_device(PGresult *r, mwi_replay *out, uint64_t *out_next_command, bool *found)
+/* The device's row: its replay state decoded and checked, its command id counter, its pending
+ * commands. */
+static mw_err read_device(PGresult *r, mwi_replay *out, uint64_t *out_next_command,
+                          mw_command_t cmds[MWI_MAX_COMMANDS], uint8_t *ncmds, bool *found)
 {
     *found = false;
-    if (PQresultStatus(r) != PGRES_TUPLES_OK || PQnfields(r) != 2)
+    if (PQresultStatus(r) != PGRES_TUPLES_OK || PQnfields(r) != 3)
         return MW_EIO;
     if (PQntuples(r) == 0 || PQgetisnull(r, 0, 0))
         return MW_OK; /* new, or locked by a gateway that has not committed its state yet */
     uint64_t next = 0;
     if (!get_u64(r, 0, 1, &next))
+        return MW_EIO;
+    mw_command_t c[MWI_MAX_COMMANDS];
+    uint8_t nc = 0;
+    int cn = PQgetlength(r, 0, 2);
+    if (!PQgetisnull(r, 0, 2) &&
+        (cn <= 0 || cn > MWI_COMMANDS_BLOB_MAX ||
+         !mwi_commands_blob_decode((const uint8_t *)PQgetvalue(r, 0, 2), (size_t)cn, c, &nc)))
         return MW_EIO;
     mwi_replay *rp = malloc(sizeof *rp);
     if (rp == NULL)
@@ -300,6 +317,10 @@ static mw_err read_device(PGresult *r, mwi_replay *out, uint64_t *out_next_comma
     if (ok) {
         *out = *rp;
         *out_next_command = next;
+        if (cmds) {
+            memcpy(cmds, c, nc * sizeof c[0]);
+            *ncmds = nc;
+        }
         *found = true;
     }
     free(rp);
@@ -309,7 +330,8 @@ static mw_err read_device(PGresult *r, mwi_replay *out, uint64_t *out_next_comma
 static mw_err flush_devices(mwi_pg_store *s);
 
 mw_err mwi_pg_load_device(mwi_pg_store *s, const char *id, mwi_replay *out,
-                          uint64_t *out_next_command, bool *found)
+                          uint64_t *out_next_command, mw_command_t cmds[MWI_MAX_COMMANDS],
+                          uint8_t *ncmds, bool *found)
 {
     *found = false;
     if (!s->txn && !connected(s))
@@ -317,15 +339,16 @@ mw_err mwi_pg_load_device(mwi_pg_store *s, const char *id, mwi_replay *out,
     if (flush_devices(s) != MW_OK) /* what this transaction staged is what it must read */
         return MW_EIO;
     const char *val[] = {id};
-    PGresult *r =
-        run(s, "SELECT replay, next_command FROM devices WHERE id = $1", 1, val, NULL, NULL);
-    mw_err e = read_device(r, out, out_next_command, found);
+    PGresult *r = run(s, "SELECT replay, next_command, commands FROM devices WHERE id = $1", 1, val,
+                      NULL, NULL);
+    mw_err e = read_device(r, out, out_next_command, cmds, ncmds, found);
     PQclear(r);
     return e;
 }
 
 mw_err mwi_pg_lock_device(mwi_pg_store *s, const char *id, mwi_replay *out,
-                          uint64_t *out_next_command, bool *found)
+                          uint64_t *out_next_command, mw_command_t cmds[MWI_MAX_COMMANDS],
+                          uint8_t *ncmds, bool *found)
 {
     *found = false;
     mw_err e = mwi_pg_begin(s);
@@ -334,7 +357,8 @@ mw_err mwi_pg_lock_device(mwi_pg_store *s, const char *id, mwi_replay *out,
     if (e != MW_OK)
         return e;
     const char *val[] = {id};
-    static const char lock[] = "SELECT replay, next_command FROM devices WHERE id = $1 FOR UPDATE";
+    static const char lock[] =
+        "SELECT replay, next_command, commands FROM devices WHERE id = $1 FOR UPDATE";
     PGresult *r = run(s, lock, 1, val, NULL, NULL);
     if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 0) {
         /* A device no gateway has seen: its row is made now, empty, so that there is something
@@ -345,7 +369,7 @@ mw_err mwi_pg_lock_device(mwi_pg_store *s, const char *id, mwi_replay *out,
             return MW_EIO;
         r = run(s, lock, 1, val, NULL, NULL);
     }
-    e = read_device(r, out, out_next_command, found);
+    e = read_device(r, out, out_next_command, cmds, ncmds, found);
     PQclear(r);
     return e;
 }
@@ -447,33 +471,41 @@ static mw_err flush_devices(mwi_pg_store *s)
         return MW_OK;
     pg_batch *b = s->batch;
     size_t at = (size_t)snprintf(b->sql, sizeof b->sql,
-                                 "INSERT INTO devices(id, replay, next_command) VALUES");
+                                 "INSERT INTO devices(id, replay, next_command, commands) VALUES");
     for (size_t i = 0; i < s->ndevices; i++) {
         const pending_device *d = &b->devices[i];
-        size_t k = i * 3;
-        at += (size_t)snprintf(b->sql + at, sizeof b->sql - at, "%s($%zu,$%zu,$%zu)", i ? "," : "",
-                               k + 1, k + 2, k + 3);
+        size_t k = i * DEVICE_PARAMS;
+        at += (size_t)snprintf(b->sql + at, sizeof b->sql - at, "%s($%zu,$%zu,$%zu,$%zu)",
+                               i ? "," : "", k + 1, k + 2, k + 3, k + 4);
         b->val[k] = d->id;
         b->val[k + 1] = (const char *)d->replay;
         b->val[k + 2] = u64p(&b->num[i], d->next_command);
+        b->val[k + 3] = d->commands_len ? (const char *)d->commands : NULL; /* none: NULL */
         b->lens[k] = 0;
         b->lens[k + 1] = (int)d->len;
         b->lens[k + 2] = 0;
+        b->lens[k + 3] = (int)d->commands_len;
         b->fmts[k] = 0;
         b->fmts[k + 1] = 1;
         b->fmts[k + 2] = 0;
+        b->fmts[k + 3] = 1;
     }
     snprintf(b->sql + at, sizeof b->sql - at,
              " ON CONFLICT (id) DO UPDATE SET replay = excluded.replay,"
-             " next_command = excluded.next_command, updated_at = now()");
-    int n = (int)(s->ndevices * 3);
+             " next_command = excluded.next_command, commands = excluded.commands,"
+             " updated_at = now()");
+    int n = (int)(s->ndevices * DEVICE_PARAMS);
     s->ndevices = 0;
     return command_ok(run(s, b->sql, n, b->val, b->lens, b->fmts)) ? MW_OK : MW_EIO;
 }
 
 mw_err mwi_pg_put_device(mwi_pg_store *s, const char *id, const mwi_replay *r,
-                         uint64_t next_command)
+                         uint64_t next_command, const mw_command_t *cmds, size_t ncmds)
 {
+    uint8_t cb[MWI_COMMANDS_BLOB_MAX];
+    size_t clen = ncmds ? mwi_commands_blob_encode(cmds, ncmds, cb) : 0;
+    if (ncmds && clen == 0)
+        return MW_EINVAL;
     if (mwi_pg_begin(s) != MW_OK) /* as mwi_pg_put_message */
         return MW_EIO;
     pending_device *d = NULL;
@@ -488,6 +520,8 @@ mw_err mwi_pg_put_device(mwi_pg_store *s, const char *id, const mwi_replay *r,
     }
     d->len = mwi_replay_blob_encode(r, d->replay);
     d->next_command = next_command;
+    memcpy(d->commands, cb, clen);
+    d->commands_len = clen;
     return MW_OK;
 }
 

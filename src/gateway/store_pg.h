@@ -10,6 +10,7 @@
 
 #include "medwire/err.h"
 #include "medwire/message.h"
+#include "session/codec.h"
 #include "session/replay.h"
 
 typedef struct mwi_pg_store mwi_pg_store;
@@ -20,15 +21,20 @@ MW_NODISCARD mw_err mwi_pg_open(const char *url, const char *instance, mwi_pg_st
                                 mw_error_detail_t *d);
 void mwi_pg_close(mwi_pg_store **s);
 MW_NODISCARD mw_err mwi_pg_load_device(mwi_pg_store *s, const char *id, mwi_replay *out,
-                                       uint64_t *out_next_command, bool *found);
+                                       uint64_t *out_next_command,
+                                       mw_command_t cmds[MWI_MAX_COMMANDS], uint8_t *ncmds,
+                                       bool *found);
 MW_NODISCARD mw_err mwi_pg_lock_device(mwi_pg_store *s, const char *id, mwi_replay *out,
-                                       uint64_t *out_next_command, bool *found);
+                                       uint64_t *out_next_command,
+                                       mw_command_t cmds[MWI_MAX_COMMANDS], uint8_t *ncmds,
+                                       bool *found);
 MW_NODISCARD mw_err mwi_pg_checkpoint(mwi_pg_store *s, uint64_t *out);
 MW_NODISCARD mw_err mwi_pg_begin(mwi_pg_store *s);
 MW_NODISCARD mw_err mwi_pg_put_message(mwi_pg_store *s, const mw_message_t *m,
                                        uint64_t received_ms);
 MW_NODISCARD mw_err mwi_pg_put_device(mwi_pg_store *s, const char *id, const mwi_replay *r,
-                                      uint64_t next_command);
+                                      uint64_t next_command, const mw_command_t *cmds,
+                                      size_t ncmds);
 MW_NODISCARD mw_err mwi_pg_retire_space(mwi_pg_store *s, const char *id, uint64_t space,
                                         uint64_t retired_ms);
 MW_NODISCARD mw_err mwi_pg_space_retired(mwi_pg_store *s, const char *id, uint64_t space,

@@ -41,28 +41,38 @@ static void down(void)
 typedef struct gw {
     mwt_proc proc;
     char out[300], err[300], port_file[300], addr[64];
+    char control[300]; /* its control socket, made by gateway_start_control */
 } gw;
 
 /* With @p hl7 (an mllp:// URL) the gateway delivers there instead of to its --out, and its
- * audit trail goes to the database's audit table. */
-static void gateway_start_to(gw *g, const char *dir, const char *id, const char *hl7)
+ * audit trail goes to the database's audit table; with @p control, it takes commands there. */
+static void gateway_start_with(gw *g, const char *dir, const char *id, const char *hl7,
+                               bool control)
 {
     snprintf(g->out, sizeof g->out, "%s/%s.out", dir, id);
     snprintf(g->err, sizeof g->err, "%s/%s.err", dir, id);
     snprintf(g->port_file, sizeof g->port_file, "%s/%s.port", dir, id);
-    const char *extra[] = {"--store",
-                           pg.url,
-                           "--gateway-id",
-                           id,
-                           hl7 ? "--hl7" : "--out",
-                           hl7 ? hl7 : g->out,
-                           hl7 ? "--audit" : NULL,
-                           pg.url,
-                           NULL};
+    snprintf(g->control, sizeof g->control, "%s/%s.ctl", dir, id);
+    const char *extra[12] = {"--store",         pg.url, "--gateway-id", id, hl7 ? "--hl7" : "--out",
+                             hl7 ? hl7 : g->out};
+    size_t n = 6;
+    if (control) {
+        extra[n++] = "--control";
+        extra[n++] = g->control;
+    }
+    if (hl7) {
+        extra[n++] = "--audit";
+        extra[n++] = pg.url;
+    }
     bool ok = mwt_gateway_start(&g->proc, &pki, "127.0.0.1:0", g->port_file, extra, g->err, g->addr,
                                 sizeof g->addr);
     char *why = ok ? NULL : mwt_read_file(g->err);
     cr_assert(ok, "gateway %s: %s", id, why ? why : "");
+}
+
+static void gateway_start_to(gw *g, const char *dir, const char *id, const char *hl7)
+{
+    gateway_start_with(g, dir, id, hl7, false);
 }
 
 static void gateway_start(gw *g, const char *dir, const char *id)
@@ -192,6 +202,36 @@ Test(gateway_pg, a_device_moving_between_two_gateways_is_delivered_once_across_b
                "gw-a,gw-b");
 }
 
+/* A command the operator gave one gateway reaches a device that talks to the other: it is kept
+ * with the device's row, and the "ok" came after it was committed there. */
+Test(gateway_pg, a_command_queued_at_one_gateway_is_sent_by_the_other)
+{
+    char dir[256];
+    snprintf(dir, sizeof dir, "%s", mwt_tmpdir());
+    gw a, b;
+    gateway_start(&a, dir, "gw-a");
+    gateway_start_with(&b, dir, "gw-b", NULL, true);
+    device_run(dir, "dev-1", &a, "3");
+    char ok[512];
+    cr_assert(mwt_control_request(b.control,
+                                  "{\"device\":\"dev-1\",\"command\":\"set_interval\","
+                                  "\"interval_ms\":20,\"ttl_s\":600}\n",
+                                  ok, sizeof ok));
+    cr_assert(strstr(ok, "\"ok\":true") != NULL, "%s", ok);
+    unsigned long long id = strtoull(strstr(ok, "\"id\":") + 5, NULL, 10);
+    assert_sql(dir, "SELECT commands IS NOT NULL FROM devices WHERE id = 'dev-1'", "t");
+    device_run(dir, "dev-1", &a, "5");
+    cr_assert_eq(mwt_proc_stop(&a.proc, SIGTERM), 0);
+    cr_assert_eq(mwt_proc_stop(&b.proc, SIGTERM), 0);
+    char want[64];
+    snprintf(want, sizeof want, "\"command_id\":%llu,", id);
+    const char *res[] = {"\"type\":\"command_result\"", want, "\"status\":\"done\"", NULL};
+    cr_assert_eq(mwt_count_lines(a.out, res), 1, "run once, its result taken in by gw-a");
+    const char *any[] = {"\"type\":\"command_result\"", NULL};
+    cr_assert_eq(mwt_count_lines(b.out, any), 0);
+    assert_sql(dir, "SELECT commands IS NULL FROM devices WHERE id = 'dev-1'", "t");
+}
+
 Test(gateway_pg, a_database_restarted_or_gone_mid_stream_loses_nothing)
 {
     char dir[256];
@@ -280,29 +320,41 @@ static void http_status(int port, const char *path, char *out, size_t size)
     out[strcspn(out, "\r\n")] = '\0';
 }
 
+/* ... and a command given meanwhile is refused, not kept in one gateway's memory. */
 Test(gateway_pg, healthz_fails_while_the_database_is_away)
 {
     char dir[256], mport_file[300], out[300], err[300], port_file[300], addr[64], st[200];
+    char ctl[300], reply[512];
     snprintf(dir, sizeof dir, "%s", mwt_tmpdir());
     snprintf(mport_file, sizeof mport_file, "%s/metrics.port", dir);
     snprintf(out, sizeof out, "%s/out", dir);
     snprintf(err, sizeof err, "%s/err", dir);
     snprintf(port_file, sizeof port_file, "%s/port", dir);
+    snprintf(ctl, sizeof ctl, "%s/ctl", dir);
     const char *extra[] = {
-        "--store",  pg.url, "--out", out, "--metrics", "127.0.0.1:0", "--metrics-port-file",
-        mport_file, NULL};
+        "--store",  pg.url,      "--out", out, "--metrics", "127.0.0.1:0", "--metrics-port-file",
+        mport_file, "--control", ctl,     NULL};
+    static const char set[] =
+        "{\"device\":\"dev-9\",\"command\":\"set_interval\",\"interval_ms\":20}\n";
     mwt_proc g;
     cr_assert(mwt_gateway_start(&g, &pki, "127.0.0.1:0", port_file, extra, err, addr, sizeof addr));
     int mport = mwt_wait_port(mport_file, 10000);
     cr_assert_gt(mport, 0);
     http_status(mport, "/healthz", st, sizeof st);
     cr_assert_str_eq(st, "HTTP/1.1 200 OK");
+    cr_assert(mwt_control_request(ctl, set, reply, sizeof reply));
+    cr_assert(strstr(reply, "\"ok\":true"), "%s", reply);
     cr_assert(mwt_pg_halt(&pg));
     http_status(mport, "/healthz", st, sizeof st);
     cr_assert_str_eq(st, "HTTP/1.1 503 Service Unavailable");
+    cr_assert(mwt_control_request(ctl, set, reply, sizeof reply));
+    cr_assert(strstr(reply, "\"ok\":false") && strstr(reply, "not queued"), "%s", reply);
     cr_assert(mwt_pg_resume(&pg));
     http_status(mport, "/healthz", st, sizeof st);
     cr_assert_str_eq(st, "HTTP/1.1 200 OK", "reconnected without a restart");
+    cr_assert(mwt_control_request(ctl, set, reply, sizeof reply));
+    cr_assert(strstr(reply, "\"ok\":true"), "%s", reply);
+    assert_sql(dir, "SELECT get_byte(commands, 1) FROM devices WHERE id = 'dev-9'", "2");
     cr_assert_eq(mwt_proc_stop(&g, SIGTERM), 0);
 }
 

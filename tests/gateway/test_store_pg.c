@@ -101,7 +101,7 @@ Test(store_pg, keeps_journal_states_spaces_and_checkpoints_as_the_sqlite_store_d
     cr_assert_eq(mwi_store_put_message(s, &m1, 1700000000000ull), MW_OK);
     cr_assert_eq(mwi_store_put_message(s, &m2, 1700000000001ull), MW_OK);
     cr_assert_eq(mwi_store_put_message(s, &m2, 1700000000002ull), MW_OK, "a repeat is ignored");
-    cr_assert_eq(mwi_store_put_device(s, "pump-1", &r, 0x8000000000000001ull), MW_OK);
+    cr_assert_eq(mwi_store_put_device(s, "pump-1", &r, 0x8000000000000001ull, NULL, 0), MW_OK);
     cr_assert_eq(mwi_store_retire_space(s, "pump-1", 7, 1700000000003ull), MW_OK);
     cr_assert_eq(mwi_store_commit(s, 4242), MW_OK);
     cr_assert_not(mwi_store_in_txn(s));
@@ -112,14 +112,14 @@ Test(store_pg, keeps_journal_states_spaces_and_checkpoints_as_the_sqlite_store_d
     cr_assert_eq(ck, 4242);
     bool found = false, retired = false;
     uint64_t next = 0;
-    cr_assert_eq(mwi_store_load_device(s, "pump-1", &got, &next, &found), MW_OK);
+    cr_assert_eq(mwi_store_load_device(s, "pump-1", &got, &next, NULL, NULL, &found), MW_OK);
     cr_assert(found);
     cr_assert_eq(next, 0x8000000000000001ull, "above 2^63 the bit pattern is kept");
     cr_assert_eq(got.space, r.space);
     cr_assert_eq(got.top, 2);
     cr_assert_eq(mwi_replay_check(&got, 2, 1002), MWI_REPLAY_DUPLICATE);
     cr_assert_eq(mwi_replay_check(&got, 3, 1003), MWI_REPLAY_NEW);
-    cr_assert_eq(mwi_store_load_device(s, "pump-2", &got, &next, &found), MW_OK);
+    cr_assert_eq(mwi_store_load_device(s, "pump-2", &got, &next, NULL, NULL, &found), MW_OK);
     cr_assert_not(found);
     cr_assert_eq(mwi_store_space_retired(s, "pump-1", 7, &retired), MW_OK);
     cr_assert(retired);
@@ -155,7 +155,7 @@ Test(store_pg, refuses_a_state_it_cannot_read)
     mwi_store *s = open_as("gw");
     mwi_replay r = delivered(5, 3), got;
     cr_assert_eq(mwi_store_begin(s), MW_OK);
-    cr_assert_eq(mwi_store_put_device(s, "d", &r, 9), MW_OK);
+    cr_assert_eq(mwi_store_put_device(s, "d", &r, 9, NULL, 0), MW_OK);
     cr_assert_eq(mwi_store_commit(s, 0), MW_OK);
     /* Cut short by one byte, then a blob of an unknown version. */
     cr_assert_eq(mwt_pg_sql(&pg,
@@ -165,11 +165,71 @@ Test(store_pg, refuses_a_state_it_cannot_read)
                  0);
     bool found = true;
     uint64_t next = 0;
-    cr_assert_eq(mwi_store_load_device(s, "d", &got, &next, &found), MW_EIO);
+    cr_assert_eq(mwi_store_load_device(s, "d", &got, &next, NULL, NULL, &found), MW_EIO);
     cr_assert_not(found);
     cr_assert_eq(mwt_pg_sql(&pg, "UPDATE devices SET replay = '\\x09'", NULL), 0);
-    cr_assert_eq(mwi_store_load_device(s, "d", &got, &next, &found), MW_EIO);
+    cr_assert_eq(mwi_store_load_device(s, "d", &got, &next, NULL, NULL, &found), MW_EIO);
     mwi_store_close(&s);
+}
+
+/* What one gateway queued for a device, another reads with the device's row, and what that one
+ * settled the first reads back; a list that does not decode is refused, never half read. */
+Test(store_pg, pending_commands_are_shared_with_the_device_row)
+{
+    mwi_store *a = open_as("gw-a"), *b = open_as("gw-b");
+    mwi_replay r = delivered(21, 1), got;
+    mw_command_t sent[2] = {
+        {.id = 0x0123456789abull << 16 | 7,
+         .expires_ms = 1700000060000ull,
+         .kind = MW_CMD_SET_INTERVAL,
+         .u.interval_ms = 5000},
+        {.id = 0x0123456789abull << 16 | 8,
+         .expires_ms = 1700000060001ull,
+         .kind = MW_CMD_ACK_ALARM,
+         .u.alarm_seq = 0x8000000000000002ull},
+    };
+    cr_assert_eq(mwi_store_begin(a), MW_OK);
+    cr_assert_eq(mwi_store_put_device(a, "pump-c", &r, sent[1].id + 1, sent, 2), MW_OK);
+    cr_assert_eq(mwi_store_commit(a, 0), MW_OK);
+
+    mw_command_t cmds[MWI_MAX_COMMANDS];
+    uint8_t n = 0;
+    uint64_t next = 0;
+    bool found = false;
+    cr_assert_eq(mwi_store_lock_device(b, "pump-c", &got, &next, cmds, &n, &found), MW_OK);
+    cr_assert(found);
+    cr_assert_eq(n, 2);
+    cr_assert_eq(next, sent[1].id + 1);
+    for (int i = 0; i < 2; i++) {
+        cr_assert_eq(cmds[i].id, sent[i].id);
+        cr_assert_eq(cmds[i].expires_ms, sent[i].expires_ms);
+        cr_assert_eq(cmds[i].kind, sent[i].kind);
+    }
+    cr_assert_eq(cmds[0].u.interval_ms, 5000);
+    cr_assert_eq(cmds[1].u.alarm_seq, 0x8000000000000002ull);
+    /* b's device answered the first. */
+    cr_assert_eq(mwi_store_put_device(b, "pump-c", &got, next, &cmds[1], 1), MW_OK);
+    cr_assert_eq(mwi_store_commit(b, 0), MW_OK);
+    cr_assert_eq(mwi_store_load_device(a, "pump-c", &got, &next, cmds, &n, &found), MW_OK);
+    cr_assert_eq(n, 1);
+    cr_assert_eq(cmds[0].id, sent[1].id);
+    cr_assert_eq(mwi_store_begin(b), MW_OK);
+    cr_assert_eq(mwi_store_put_device(b, "pump-c", &got, next, NULL, 0), MW_OK);
+    cr_assert_eq(mwi_store_commit(b, 0), MW_OK);
+    assert_query("SELECT commands IS NULL FROM devices WHERE id = 'pump-c'", "t");
+
+    /* Five commands, one more than an Ack carries, or one cut short: refused. */
+    mw_command_t five[5] = {sent[0], sent[0], sent[0], sent[0], sent[0]};
+    cr_assert_eq(mwi_store_put_device(b, "pump-c", &got, next, five, 5), MW_EINVAL);
+    mwi_store_rollback(b);
+    cr_assert_eq(mwt_pg_sql(&pg, "UPDATE devices SET commands = '\\x010105'", NULL), 0);
+    n = 7;
+    found = true;
+    cr_assert_eq(mwi_store_load_device(a, "pump-c", &got, &next, cmds, &n, &found), MW_EIO);
+    cr_assert_not(found);
+    cr_assert_eq(n, 7, "nothing half read");
+    mwi_store_close(&b);
+    mwi_store_close(&a);
 }
 
 Test(store_pg, migrates_once_and_refuses_a_newer_schema)
@@ -178,11 +238,38 @@ Test(store_pg, migrates_once_and_refuses_a_newer_schema)
     mwi_store_close(&s);
     s = open_as("gw"); /* again: nothing to do */
     mwi_store_close(&s);
-    assert_query("SELECT string_agg(version::text, ',') FROM schema_version", "1");
+    assert_query("SELECT string_agg(version::text, ',' ORDER BY version) FROM schema_version",
+                 "1,2");
     assert_query("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'",
                  "5");
 
-    cr_assert_eq(mwt_pg_sql(&pg, "INSERT INTO schema_version(version) VALUES (2)", NULL), 0);
+    /* A store of version 1 (no pending commands) with a device in it is brought up to date, and
+     * its device has none pending. */
+    s = open_as("gw");
+    mwi_replay r = delivered(3, 2), got;
+    cr_assert_eq(mwi_store_begin(s), MW_OK);
+    cr_assert_eq(mwi_store_put_device(s, "old", &r, 5, NULL, 0), MW_OK);
+    cr_assert_eq(mwi_store_commit(s, 0), MW_OK);
+    mwi_store_close(&s);
+    cr_assert_eq(mwt_pg_sql(&pg,
+                            "ALTER TABLE devices DROP COLUMN commands;"
+                            " DELETE FROM schema_version WHERE version = 2",
+                            NULL),
+                 0);
+    s = open_as("gw");
+    assert_query("SELECT string_agg(version::text, ',' ORDER BY version) FROM schema_version",
+                 "1,2");
+    mw_command_t cmds[MWI_MAX_COMMANDS];
+    uint8_t ncmds = 9;
+    bool found = false;
+    uint64_t next = 0;
+    cr_assert_eq(mwi_store_load_device(s, "old", &got, &next, cmds, &ncmds, &found), MW_OK);
+    cr_assert(found);
+    cr_assert_eq(next, 5);
+    cr_assert_eq(ncmds, 0, "a device of the old schema has no command pending");
+    mwi_store_close(&s);
+
+    cr_assert_eq(mwt_pg_sql(&pg, "INSERT INTO schema_version(version) VALUES (3)", NULL), 0);
     mw_error_detail_t d;
     memset(&d, 0, sizeof d);
     cr_assert_eq(mwi_store_open_as(pg.url, "gw", &s, &d), MW_EIO);
@@ -248,7 +335,7 @@ struct locker {
 static void *lock_thread(void *arg)
 {
     struct locker *l = arg;
-    l->e = mwi_store_lock_device(l->s, "pump-9", &l->r, &l->next, &l->found);
+    l->e = mwi_store_lock_device(l->s, "pump-9", &l->r, &l->next, NULL, NULL, &l->found);
     atomic_store(&l->done, true);
     return NULL;
 }
@@ -263,14 +350,14 @@ Test(store_pg, two_gateways_serialise_on_a_device_and_the_second_reads_what_the_
     uint64_t next = 0;
     bool found = true;
     /* Both knew nothing of the device: the row does not exist yet. */
-    cr_assert_eq(mwi_store_lock_device(a, "pump-9", &ra, &next, &found), MW_OK);
+    cr_assert_eq(mwi_store_lock_device(a, "pump-9", &ra, &next, NULL, NULL, &found), MW_OK);
     cr_assert_not(found);
     pthread_t t;
     cr_assert_eq(pthread_create(&t, NULL, lock_thread, &b), 0);
     mwt_sleep_ms(400);
     cr_assert_not(atomic_load(&b.done), "the second waits for the first's commit");
     ra = delivered(11, 3);
-    cr_assert_eq(mwi_store_put_device(a, "pump-9", &ra, 77), MW_OK);
+    cr_assert_eq(mwi_store_put_device(a, "pump-9", &ra, 77, NULL, 0), MW_OK);
     cr_assert_eq(mwi_store_commit(a, 0), MW_OK);
     pthread_join(t, NULL);
     cr_assert_eq(b.e, MW_OK);
@@ -281,14 +368,14 @@ Test(store_pg, two_gateways_serialise_on_a_device_and_the_second_reads_what_the_
     mwi_store_rollback(b.s);
 
     /* A device already known: the same, with the row there from the start. */
-    cr_assert_eq(mwi_store_lock_device(a, "pump-9", &ra, &next, &found), MW_OK);
+    cr_assert_eq(mwi_store_lock_device(a, "pump-9", &ra, &next, NULL, NULL, &found), MW_OK);
     cr_assert(found);
     atomic_store(&b.done, false);
     cr_assert_eq(pthread_create(&t, NULL, lock_thread, &b), 0);
     mwt_sleep_ms(300);
     cr_assert_not(atomic_load(&b.done));
     cr_assert_eq(mwi_replay_mark(&ra, 4, 1004), MW_OK);
-    cr_assert_eq(mwi_store_put_device(a, "pump-9", &ra, 78), MW_OK);
+    cr_assert_eq(mwi_store_put_device(a, "pump-9", &ra, 78, NULL, 0), MW_OK);
     cr_assert_eq(mwi_store_commit(a, 0), MW_OK);
     pthread_join(t, NULL);
     cr_assert(b.found);
@@ -311,7 +398,7 @@ static void *cross_thread(void *arg)
     mwi_replay r;
     uint64_t next = 0;
     bool found = false;
-    c->e = mwi_store_lock_device(c->s, c->id, &r, &next, &found);
+    c->e = mwi_store_lock_device(c->s, c->id, &r, &next, NULL, NULL, &found);
     return NULL;
 }
 
@@ -323,17 +410,17 @@ Test(store_pg, a_deadlock_between_gateways_is_told_as_a_conflict)
     mwi_replay r;
     uint64_t next = 0;
     bool found = false;
-    cr_assert_eq(mwi_store_lock_device(a, "dev-x", &r, &next, &found), MW_OK);
+    cr_assert_eq(mwi_store_lock_device(a, "dev-x", &r, &next, NULL, NULL, &found), MW_OK);
     cr_assert_eq(mwi_store_commit(a, 0), MW_OK); /* both rows exist from now on */
-    cr_assert_eq(mwi_store_lock_device(b, "dev-y", &r, &next, &found), MW_OK);
+    cr_assert_eq(mwi_store_lock_device(b, "dev-y", &r, &next, NULL, NULL, &found), MW_OK);
     cr_assert_eq(mwi_store_commit(b, 0), MW_OK);
-    cr_assert_eq(mwi_store_lock_device(a, "dev-x", &r, &next, &found), MW_OK);
-    cr_assert_eq(mwi_store_lock_device(b, "dev-y", &r, &next, &found), MW_OK);
+    cr_assert_eq(mwi_store_lock_device(a, "dev-x", &r, &next, NULL, NULL, &found), MW_OK);
+    cr_assert_eq(mwi_store_lock_device(b, "dev-y", &r, &next, NULL, NULL, &found), MW_OK);
     struct cross bx = {.s = b, .id = "dev-x"};
     pthread_t t;
     cr_assert_eq(pthread_create(&t, NULL, cross_thread, &bx), 0);
     mwt_sleep_ms(300); /* b now waits for a's row */
-    mw_err ea = mwi_store_lock_device(a, "dev-y", &r, &next, &found);
+    mw_err ea = mwi_store_lock_device(a, "dev-y", &r, &next, NULL, NULL, &found);
     bool a_conflict = ea != MW_OK && mwi_store_take_conflict(a);
     if (ea != MW_OK)
         mwi_store_rollback(a); /* a was broken off: b gets its row */

@@ -17,6 +17,7 @@
 
 #include "support/pki.h"
 #include "support/proc.h"
+#include "support/programs.h"
 
 typedef struct gw_proc {
     mwt_proc proc;
@@ -401,25 +402,8 @@ Test(programs, a_gateway_killed_and_restarted_mid_stream_delivers_every_observat
 static const char *control_request(const char *path, const char *line)
 {
     static char reply[512];
-    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
-    cr_assert_geq(fd, 0);
-    struct sockaddr_un sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sun_family = AF_UNIX;
-    snprintf(sa.sun_path, sizeof sa.sun_path, "%s", path);
-    cr_assert_eq(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0, "connect %s", path);
-    cr_assert_eq(write(fd, line, strlen(line)), (ssize_t)strlen(line));
-    size_t n = 0;
-    while (n + 1 < sizeof reply) {
-        ssize_t r = read(fd, reply + n, sizeof reply - 1 - n);
-        if (r <= 0)
-            break;
-        n += (size_t)r;
-        if (memchr(reply, '\n', n))
-            break;
-    }
-    reply[n] = '\0';
-    close(fd);
+    cr_assert(mwt_control_request(path, line, reply, sizeof reply), "control %s: '%s'", path,
+              reply);
     return reply;
 }
 
@@ -456,6 +440,36 @@ Test(programs, a_command_sent_on_the_control_socket_reaches_the_device_and_its_r
     snprintf(want, sizeof want, "\"command_id\":%llu,", id);
     const char *res[] = {"\"type\":\"command_result\"", want, "\"status\":\"done\"", NULL};
     cr_assert_eq(mwt_count_lines(g.out, res), 1, "the device's result, once");
+}
+
+/* The operator's "ok" for a command means the store has it: a gateway restarted before the
+ * device came back still sends it, and the device runs it once. */
+Test(programs, a_command_queued_for_an_absent_device_outlives_a_gateway_restart, .timeout = 120)
+{
+    mwt_pki pki;
+    cr_assert(mwt_pki_make(&pki));
+    gw_proc g;
+    g.addr[0] = '\0';
+    g.crl[0] = '\0';
+    snprintf(g.control, sizeof g.control, "%s/ctl.sock", mwt_tmpdir());
+    run_gateway(&g, &pki);
+    const char *ok = control_request(
+        g.control, "{\"device\":\"dev-1\",\"command\":\"set_interval\",\"interval_ms\":20,"
+                   "\"ttl_s\":600}\n");
+    cr_assert(strstr(ok, "\"ok\":true") != NULL, "%s", ok);
+    unsigned long long id = strtoull(strstr(ok, "\"id\":") + 5, NULL, 10);
+    /* Killed, not stopped: nothing at exit may be what kept it. */
+    cr_assert_eq(mwt_proc_stop(&g.proc, SIGKILL), 128 + SIGKILL);
+    remove(g.control);
+    run_gateway(&g, &pki);
+    mwt_proc d;
+    cr_assert(start_device_paced(&d, &pki, &g, "dev-1", "5", "100", NULL));
+    cr_assert_eq(mwt_proc_wait(&d, 60000), 0);
+    stop_gateway(&g);
+    char want[64];
+    snprintf(want, sizeof want, "\"command_id\":%llu,", id);
+    const char *res[] = {"\"type\":\"command_result\"", want, "\"status\":\"done\"", NULL};
+    cr_assert_eq(mwt_count_lines(g.out, res), 1, "the device ran it once and said so");
 }
 
 /* Connects to the control socket and says nothing; the caller closes it. */

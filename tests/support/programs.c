@@ -3,6 +3,10 @@
  * credentials. */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
 
 #include "support/programs.h"
 
@@ -75,4 +79,30 @@ bool mwt_device_start(mwt_proc *p, const mwt_pki *pki, const char *gw_addr, cons
            add(&a, "--count", count) && add(&a, "--interval-ms", interval_ms) &&
            add(&a, "--give-up-s", give_up_s) && add(&a, "--quiet", NULL) &&
            mwt_proc_start(p, a.v, NULL, NULL);
+}
+
+bool mwt_control_request(const char *path, const char *line, char *reply, size_t cap)
+{
+    reply[0] = '\0';
+    struct sockaddr_un sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sun_family = AF_UNIX;
+    if (cap < 2 || strlen(path) >= sizeof sa.sun_path)
+        return false;
+    memcpy(sa.sun_path, path, strlen(path) + 1);
+    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    if (fd < 0)
+        return false;
+    size_t n = 0;
+    bool ok = connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0 &&
+              write(fd, line, strlen(line)) == (ssize_t)strlen(line);
+    while (ok && n + 1 < cap && memchr(reply, '\n', n) == NULL) {
+        ssize_t r = read(fd, reply + n, cap - 1 - n);
+        if (r <= 0)
+            break;
+        n += (size_t)r;
+    }
+    reply[n] = '\0';
+    close(fd);
+    return ok && memchr(reply, '\n', n) != NULL;
 }

@@ -29,4 +29,8 @@ int mwt_wait_port(const char *port_file, int timeout_ms);
 bool mwt_device_start(mwt_proc *p, const mwt_pki *pki, const char *gw_addr, const char *name,
                       const char *count, const char *interval_ms, const char *give_up_s);
 
+/** Sends @p line to the control socket at @p path and reads the one-line reply into @p reply
+ *  (@p cap bytes, NUL-terminated). False if it could not connect or no whole line came. */
+bool mwt_control_request(const char *path, const char *line, char *reply, size_t cap);
+
 #endif
