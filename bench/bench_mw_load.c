@@ -140,10 +140,11 @@ static int run_gateway(int argc, char **argv)
     }
     fprintf(sf,
             "delivered %llu cpu_s %.4f sessions %llu handshakes %llu bytes_in %llu bytes_out "
-            "%llu\n",
+            "%llu commits %llu commit_us_mean %.0f\n",
             (unsigned long long)delivered, cpu_s(), (unsigned long long)st.sessions,
             (unsigned long long)st.handshakes_completed, (unsigned long long)st.bytes_received,
-            (unsigned long long)st.bytes_sent);
+            (unsigned long long)st.bytes_sent, (unsigned long long)st.commits,
+            st.commits ? (double)st.commit_us_sum / (double)st.commits : 0.0);
     fclose(sf);
     mw_gateway_destroy(&gw);
     return 0;

@@ -111,17 +111,28 @@ devices() {
     --window 16 --seconds "$secs" --warmup 1
 }
 stop() { kill "$1"; wait "$1" 2>/dev/null || true; }
+# commits NAME: what the gateway's commits cost (its --stats file, written as it stops)
+commits() {
+  local st=$work/$1.stats
+  [ -s "$st" ] || return 0
+  awk '{for (i = 1; i < NF; i++) v[$i] = $(i + 1)}
+       END {if (v["commits"] > 0)
+              printf "      the gateway: %d commits, %.1f messages and %.0f us each, CPU %.2f s\n",
+                     v["commits"], v["delivered"] / v["commits"], v["commit_us_mean"], v["cpu_s"]}' "$st"
+}
 
 echo "1. acknowledged messages/s, 100 devices, 16 observations in flight each (${secs} s after 1 s warm-up)"
 gateway a "$work/a.db"
 line=$(devices "$PORT" 100 dev-) || line="failed"
 stop "$PID"
 printf '  (a) SQLite store, one gateway:                %8s msg/s  (%s)\n' "$(field acked_per_s "$line")" "$line"
+commits a
 
 gateway b "$(url ha_b)" gw-b
 line=$(devices "$PORT" 100 dev-) || line="failed"
 stop "$PID"
 printf '  (b) PostgreSQL store, one gateway:            %8s msg/s  (%s)\n' "$(field acked_per_s "$line")" "$line"
+commits b
 
 gateway c1 "$(url ha_c)" gw-1
 p1=$PORT c1=$PID

@@ -46,22 +46,60 @@ static void merge_commands(mw_gateway_t *gw, struct device *dv, const mw_command
  * here (it moved to another gateway and back): the state is read again, and its row held, by
  * the transaction that will commit the change, so that no two gateways take the same number
  * in. The command id counter never goes back: an id this gateway handed out stays used. */
+static void apply_row(mw_gateway_t *gw, struct device *dv, const mwi_replay *r, uint64_t next,
+                      const mw_command_t *cmds, uint8_t ncmds)
+{
+    dv->locked_in = gw->txn_serial;
+    if (r == NULL)
+        return; /* no state committed yet: the cached one stands */
+    if (r != &dv->rp)
+        dv->rp = *r;
+    if (next > dv->next_command)
+        dv->next_command = next;
+    merge_commands(gw, dv, cmds, ncmds);
+}
+
+static void warm_row(void *ctx, size_t index, const mwi_replay *r, uint64_t next,
+                     const mw_command_t *cmds, uint8_t ncmds)
+{
+    mw_gateway_t *gw = ctx;
+    apply_row(gw, gw->warm[index], r, next, cmds, ncmds);
+}
+
+/* At a transaction's start on a shared store: the rows of the devices of the last commit,
+ * which a stream of batches will most likely touch again, locked and read in one statement.
+ * Their cached state may be replaced: none has changes of its own yet (the last transaction
+ * committed or was undone). A device locked this way and not touched costs another gateway
+ * at most the wait for this commit. */
+static void lock_ahead(mw_gateway_t *gw)
+{
+    const char *ids[DEFER_MAX];
+    _Static_assert(DEFER_MAX <= MWI_STORE_LOCK_MAX, "a commit's devices are locked together");
+    for (size_t i = 0; i < gw->nwarm; i++)
+        ids[i] = gw->warm[i]->id;
+    if (mwi_store_lock_devices(gw->store, ids, gw->nwarm, warm_row, gw) != MW_OK)
+        gw->txn_failed = true; /* the commit fails and undoes the poll */
+}
+
 static void refresh(mw_gateway_t *gw, struct device *dv)
 {
+    if (gw->store == NULL || !mwi_store_shared(gw->store))
+        return; /* one gateway alone: the cached state is the current one */
+    if (gw->nundo == 0 && gw->nwarm > 0 && gw->ahead_in != gw->txn_serial) {
+        gw->ahead_in = gw->txn_serial;
+        lock_ahead(gw);
+    }
+    if (dv->locked_in == gw->txn_serial)
+        return;
     uint64_t next = 0;
     mw_command_t cmds[MWI_MAX_COMMANDS];
     uint8_t ncmds = 0;
     bool found = false;
-    if (gw->store == NULL)
-        return;
     mw_err e = mwi_store_lock_device(gw->store, dv->id, &dv->rp, &next, cmds, &ncmds, &found);
     if (e != MW_OK)
         gw->txn_failed = true; /* the commit fails and undoes the poll */
-    if (!found)
-        return;
-    if (next > dv->next_command)
-        dv->next_command = next;
-    merge_commands(gw, dv, cmds, ncmds);
+    else
+        apply_row(gw, dv, found ? &dv->rp : NULL, next, cmds, ncmds);
 }
 
 void mwi_gw_touch(mw_gateway_t *gw, struct device *dv)
@@ -150,6 +188,29 @@ static mw_err make_durable(mw_gateway_t *gw, uint64_t *ck)
     return e;
 }
 
+/* Commits a device's batches may be apart and still keep its row in the warm list. */
+#define WARM_TXNS 4u
+
+/* After a commit: this one's devices, then those of the last WARM_TXNS commits still listed,
+ * each once, up to DEFER_MAX. */
+static void remember_warm(mw_gateway_t *gw)
+{
+    struct device *keep[DEFER_MAX];
+    size_t n = 0;
+    uint64_t serial = gw->txn_serial;
+    for (size_t i = 0; i < gw->nundo; i++)
+        gw->undo[i].dv->touched_in = serial;
+    for (size_t i = 0; i < gw->nundo + gw->nwarm && n < DEFER_MAX; i++) {
+        struct device *dv = i < gw->nundo ? gw->undo[i].dv : gw->warm[i - gw->nundo];
+        if (dv->warm_mark == serial || dv->touched_in + WARM_TXNS <= serial)
+            continue;
+        dv->warm_mark = serial;
+        keep[n++] = dv;
+    }
+    memcpy(gw->warm, keep, n * sizeof keep[0]);
+    gw->nwarm = n;
+}
+
 /* The poll is undone: replay state restored, the sink rolled back to the last checkpoint, the
  * cached responses forgotten, nothing acknowledged; the devices send again. */
 static void undo(mw_gateway_t *gw, mw_err e)
@@ -193,9 +254,12 @@ mw_err mwi_gw_commit(mw_gateway_t *gw)
     if (e == MW_OK) {
         gw->checkpoint = ck;
         send_deferred(gw);
+        remember_warm(gw);
     } else {
         undo(gw, e);
+        gw->nwarm = 0;
     }
+    gw->txn_serial++;
     gw->nundo = 0;
     gw->dirty = false;
     gw->txn_failed = false;

@@ -125,7 +125,9 @@ mw_err mw_gateway_create(const mw_gateway_config_t *cfg, mw_gateway_t **out, mw_
     gw->sink_recover = cfg->sink_recover;
     gw->deferred = calloc(DEFER_MAX, sizeof *gw->deferred);
     gw->undo = calloc(DEFER_MAX, sizeof *gw->undo);
-    if (gw->deferred == NULL || gw->undo == NULL) {
+    gw->warm = calloc(DEFER_MAX, sizeof *gw->warm);
+    gw->txn_serial = 1;
+    if (gw->deferred == NULL || gw->undo == NULL || gw->warm == NULL) {
         e = mwi_detail_fail(d, MW_ENOMEM, "out of memory");
         goto fail;
     }
@@ -810,6 +812,7 @@ void mw_gateway_destroy(mw_gateway_t **pgw)
     mwi_store_close(&gw->store);
     free(gw->deferred);
     free(gw->undo);
+    free(gw->warm);
     free(gw->rxv);
     if (gw->own_tp && gw->tp.close)
         gw->tp.close(gw->tp.ctx);

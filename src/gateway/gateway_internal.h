@@ -77,6 +77,9 @@ struct device {
     bool handshakes_init;
     mwi_bucket rate; /* datagrams of its sessions, whatever the address */
     bool rate_init;
+    uint64_t locked_in;   /* the transaction (gw->txn_serial) that holds its row, read again */
+    uint64_t touched_in;  /* the last committed transaction that changed it */
+    uint64_t warm_mark;   /* the transaction whose warm list holds it */
     uint64_t pushed_upto; /* commands with ids up to this were POSTed to it */
     bool push_due;        /* a command waits to be POSTed once committed */
     struct device *hnext;
@@ -148,6 +151,13 @@ struct mw_gateway {
         mwi_replay before;
     } * undo;
     size_t nundo;
+    /* A shared store: the devices of the last few commits (WARM_TXNS), whose rows the next
+     * transaction locks (and reads) together at its start, in one statement rather than one
+     * each: a device streaming batches is changed by one poll in two or three. */
+    struct device **warm;
+    size_t nwarm;
+    uint64_t txn_serial; /* counts transactions: 1, 2, ... (0 is none) */
+    uint64_t ahead_in;   /* the transaction that locked the warm list */
 
     /* per-record scratch, reused: the gateway decodes one batch at a time */
     struct peer *cur;

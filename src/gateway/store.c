@@ -311,6 +311,28 @@ mw_err mwi_store_lock_device(mwi_store *s, const char *id, mwi_replay *out,
     return MW_OK;
 }
 
+mw_err mwi_store_lock_devices(mwi_store *s, const char *const *ids, size_t n, mwi_store_row_fn *row,
+                              void *ctx)
+{
+    PG_OR(s, mwi_pg_lock_devices(s->pg, ids, n, row, ctx));
+    (void)s;
+    (void)ids;
+    (void)n;
+    (void)row;
+    (void)ctx;
+    return MW_OK;
+}
+
+bool mwi_store_shared(const mwi_store *s)
+{
+#ifdef MW_HAVE_LIBPQ
+    return s->pg != NULL;
+#else
+    (void)s;
+    return false;
+#endif
+}
+
 bool mwi_store_take_conflict(mwi_store *s)
 {
     PG_OR(s, mwi_pg_take_conflict(s->pg));

@@ -62,6 +62,22 @@ MW_NODISCARD mw_err mwi_store_lock_device(mwi_store *s, const char *id, mwi_repl
                                           uint64_t *out_next_command,
                                           mw_command_t cmds[MWI_MAX_COMMANDS], uint8_t *ncmds,
                                           bool *found);
+/** What mwi_store_lock_devices read of the device @p ids[@p index]: @p r NULL if its row holds
+ *  no state yet (it is locked all the same). */
+typedef void mwi_store_row_fn(void *ctx, size_t index, const mwi_replay *r, uint64_t next_command,
+                              const mw_command_t *cmds, uint8_t ncmds);
+/**
+ * As mwi_store_lock_device for @p n devices (at most MWI_STORE_LOCK_MAX) in one statement, which
+ * locks their rows in id order and calls @p row for each device that has one (a device without
+ * a row is not called: mwi_store_lock_device makes it). A store one gateway alone uses
+ * (SQLite) calls nothing and returns MW_OK. MW_EIO if a row is unreadable or the statement
+ * failed (then nothing is called after the failure is found).
+ */
+#define MWI_STORE_LOCK_MAX 256
+MW_NODISCARD mw_err mwi_store_lock_devices(mwi_store *s, const char *const *ids, size_t n,
+                                           mwi_store_row_fn *row, void *ctx);
+/** True if several gateways may share the store (PostgreSQL). */
+bool mwi_store_shared(const mwi_store *s);
 /** True if the store can commit now: for PostgreSQL, the server answers (a lost connection is
  *  made again here); a file is always there. */
 bool mwi_store_healthy(mwi_store *s);

@@ -60,7 +60,11 @@ struct mwi_pg_store {
     pg_batch *batch; /* journal rows staged in the open transaction, and the statement's room */
     size_t nrows, ndevices;
     bool txn;
-    bool conflict; /* a statement of the open transaction failed with SQLSTATE class 40 */
+    bool begin_pending; /* BEGIN goes with the transaction's first statement, in one round trip */
+    size_t piped;       /* statements sent in the open pipeline */
+    bool pipe_failed;   /* one of them could not be sent */
+    bool was_reset;     /* the last pipeline found the connection gone and made it again */
+    bool conflict;      /* a statement of the open transaction failed with SQLSTATE class 40 */
     char instance[INSTANCE_MAX + 1];
     char where[160]; /* the URL without its password, for error messages */
 };
@@ -100,6 +104,42 @@ static bool session_setup(PGconn *c)
                       " SET default_transaction_isolation = 'read committed'");
 }
 
+/* The statements every poll runs, parsed and planned once per connection (the tables exist
+ * from the migration on): the device rows' locks, and the checkpoint. */
+#define LOCK_DEVICE    "mw_lock_device"
+#define LOCK_DEVICES   "mw_lock_devices"
+#define PUT_CHECKPOINT "mw_put_checkpoint"
+
+static bool prepared(PGconn *c, const char *name, const char *sql, int n)
+{
+    PGresult *r = PQprepare(c, name, sql, n, NULL);
+    bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+    PQclear(r);
+    return ok;
+}
+
+static bool prepare(PGconn *c)
+{
+    return prepared(c, LOCK_DEVICE,
+                    "SELECT replay, next_command, commands FROM devices WHERE id = $1 FOR UPDATE",
+                    1) &&
+           prepared(c, LOCK_DEVICES,
+                    "SELECT id, replay, next_command, commands FROM devices"
+                    " WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE",
+                    1) &&
+           prepared(c, PUT_CHECKPOINT,
+                    "INSERT INTO checkpoints(gateway, sink_checkpoint) VALUES($1, $2)"
+                    " ON CONFLICT (gateway) DO UPDATE SET"
+                    " sink_checkpoint = excluded.sink_checkpoint, updated_at = now()",
+                    2);
+}
+
+/* A new connection (at open, after the migration; after a reset). */
+static bool session_ready(PGconn *c)
+{
+    return session_setup(c) && prepare(c);
+}
+
 /* After the server went away: one reconnection, made when the next transaction starts (so a
  * gateway recovers without restarting; until then its commits fail and nothing is
  * acknowledged). */
@@ -108,7 +148,7 @@ static bool connected(mwi_pg_store *s)
     if (PQstatus(s->conn) == CONNECTION_OK)
         return true;
     PQreset(s->conn);
-    return session_setup(s->conn);
+    return session_ready(s->conn);
 }
 
 /* Integers travel as text both ways in parameters; 64-bit numbers above 2^63 keep their bit
@@ -161,16 +201,120 @@ static bool get_u64(const PGresult *r, int row, int col, uint64_t *out)
     return true;
 }
 
-static PGresult *run(mwi_pg_store *s, const char *sql, int n, const char *const *values,
-                     const int *lengths, const int *formats)
+/* Class 40, transaction rollback: the server broke the transaction off to resolve a conflict
+ * with another session (40P01 deadlock, 40001 serialization failure). */
+static void note_conflict(mwi_pg_store *s, const PGresult *r)
 {
-    PGresult *r = PQexecParams(s->conn, sql, n, NULL, values, lengths, formats, 1);
-    /* Class 40, transaction rollback: the server broke the transaction off to resolve a
-     * conflict with another session (40P01 deadlock, 40001 serialization failure). */
     const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
     if (PQresultStatus(r) == PGRES_FATAL_ERROR && state && strncmp(state, "40", 2) == 0)
         s->conflict = true;
-    return r;
+}
+
+/* A pipeline (libpq's pipeline mode): statements sent one after the other without waiting,
+ * answered together after one sync -- one round trip where a statement each would take one
+ * each, which a transaction per poll cannot afford. The transaction's BEGIN, when it is still
+ * to be sent, goes first. */
+static void pipe_open(mwi_pg_store *s)
+{
+    s->piped = 0;
+    s->pipe_failed = PQenterPipelineMode(s->conn) != 1;
+    if (!s->pipe_failed && s->begin_pending) {
+        s->begin_pending = false;
+        if (PQsendQueryParams(s->conn, "BEGIN", 0, NULL, NULL, NULL, NULL, 1) == 1)
+            s->piped++;
+        else
+            s->pipe_failed = true;
+    }
+}
+
+/* A statement prepared at connection (prepare) goes by its name, which starts "mw_"; any
+ * other is SQL. */
+static bool is_prepared(const char *sql_or_name)
+{
+    return strncmp(sql_or_name, "mw_", 3) == 0;
+}
+
+static void pipe_send(mwi_pg_store *s, const char *sql, int n, const char *const *values,
+                      const int *lengths, const int *formats)
+{
+    if (s->pipe_failed)
+        return;
+    int sent = is_prepared(sql)
+                   ? PQsendQueryPrepared(s->conn, sql, n, values, lengths, formats, 1)
+                   : PQsendQueryParams(s->conn, sql, n, NULL, values, lengths, formats, 1);
+    if (sent == 1)
+        s->piped++;
+    else
+        s->pipe_failed = true;
+}
+
+/* Syncs and reads every answer in order: *ok false unless each statement before the last
+ * succeeded; returns the last one's result (the caller clears it), NULL if none came. After a
+ * failed statement the server skips the rest (PGRES_PIPELINE_ABORTED) up to the sync. */
+static PGresult *pipe_close(mwi_pg_store *s, bool *ok)
+{
+    PGresult *last = NULL;
+    bool in_step = !s->pipe_failed && PQpipelineSync(s->conn) == 1;
+    *ok = in_step;
+    for (size_t i = 0; in_step && i < s->piped; i++) {
+        PGresult *r = PQgetResult(s->conn);
+        if (r == NULL) {
+            in_step = false;
+            break;
+        }
+        note_conflict(s, r);
+        while (PQgetResult(s->conn) != NULL) /* each statement's answer ends with a NULL */
+            ;
+        if (i + 1 == s->piped) {
+            last = r;
+        } else {
+            ExecStatusType st = PQresultStatus(r);
+            *ok = *ok && (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK);
+            PQclear(r);
+        }
+    }
+    if (in_step) {
+        PGresult *sync = PQgetResult(s->conn);
+        in_step = sync != NULL && PQresultStatus(sync) == PGRES_PIPELINE_SYNC;
+        PQclear(sync);
+    }
+    in_step = in_step && PQexitPipelineMode(s->conn) == 1;
+    if (!in_step) {
+        /* Out of step with the server (or no longer connected): the connection is made again
+         * now, and what this transaction held the server rolls back as the old one goes. */
+        *ok = false;
+        PQclear(last);
+        last = NULL;
+        PQreset(s->conn);
+        s->was_reset = session_ready(s->conn);
+    }
+    s->piped = 0;
+    return last;
+}
+
+/* One statement. The first of a transaction carries its BEGIN in a pipeline; if that finds the
+ * connection gone (the server restarted since the last transaction), nothing was in the
+ * transaction yet, so it is made again once and the statement sent again. */
+static PGresult *run(mwi_pg_store *s, const char *sql, int n, const char *const *values,
+                     const int *lengths, const int *formats)
+{
+    if (!s->begin_pending) {
+        PGresult *r = is_prepared(sql)
+                          ? PQexecPrepared(s->conn, sql, n, values, lengths, formats, 1)
+                          : PQexecParams(s->conn, sql, n, NULL, values, lengths, formats, 1);
+        note_conflict(s, r);
+        return r;
+    }
+    for (int attempt = 0;; attempt++) {
+        s->was_reset = false;
+        pipe_open(s);
+        pipe_send(s, sql, n, values, lengths, formats);
+        bool ok = false;
+        PGresult *r = pipe_close(s, &ok);
+        if (r != NULL || attempt == 1 || !s->was_reset)
+            return r ? r : PQmakeEmptyPGresult(s->conn, PGRES_FATAL_ERROR);
+        s->begin_pending = true;
+    }
 }
 
 bool mwi_pg_take_conflict(mwi_pg_store *s)
@@ -265,8 +409,8 @@ mw_err mwi_pg_open(const char *url, const char *instance, mwi_pg_store **out, mw
         e = fail(s, d, "cannot connect");
     else if (!session_setup(s->conn))
         e = fail(s, d, "cannot set up the session");
-    else
-        e = migrate(s, d);
+    else if ((e = migrate(s, d)) == MW_OK && !prepare(s->conn))
+        e = fail(s, d, "cannot prepare statements");
     if (e != MW_OK) {
         mwi_pg_close(&s);
         return e;
@@ -290,30 +434,32 @@ void mwi_pg_close(mwi_pg_store **ps)
 
 /* The device's row: its replay state decoded and checked, its command id counter, its pending
  * commands. */
-static mw_err read_device(PGresult *r, mwi_replay *out, uint64_t *out_next_command,
-                          mw_command_t cmds[MWI_MAX_COMMANDS], uint8_t *ncmds, bool *found)
+/* Row @p row's replay state (column @p col, NULL: none yet, *found false), command id
+ * counter and pending commands (the two columns after it), each checked before use. */
+static mw_err read_row(const PGresult *r, int row, int col, mwi_replay *out,
+                       uint64_t *out_next_command, mw_command_t cmds[MWI_MAX_COMMANDS],
+                       uint8_t *ncmds, bool *found)
 {
     *found = false;
-    if (PQresultStatus(r) != PGRES_TUPLES_OK || PQnfields(r) != 3)
-        return MW_EIO;
-    if (PQntuples(r) == 0 || PQgetisnull(r, 0, 0))
-        return MW_OK; /* new, or locked by a gateway that has not committed its state yet */
+    if (PQgetisnull(r, row, col))
+        return MW_OK; /* locked by a gateway that had not committed its state yet */
     uint64_t next = 0;
-    if (!get_u64(r, 0, 1, &next))
+    if (!get_u64(r, row, col + 1, &next))
         return MW_EIO;
     mw_command_t c[MWI_MAX_COMMANDS];
     uint8_t nc = 0;
-    int cn = PQgetlength(r, 0, 2);
-    if (!PQgetisnull(r, 0, 2) &&
+    int cn = PQgetlength(r, row, col + 2);
+    if (!PQgetisnull(r, row, col + 2) &&
         (cn <= 0 || cn > MWI_COMMANDS_BLOB_MAX ||
-         !mwi_commands_blob_decode((const uint8_t *)PQgetvalue(r, 0, 2), (size_t)cn, c, &nc)))
+         !mwi_commands_blob_decode((const uint8_t *)PQgetvalue(r, row, col + 2), (size_t)cn, c,
+                                   &nc)))
         return MW_EIO;
     mwi_replay *rp = malloc(sizeof *rp);
     if (rp == NULL)
         return MW_ENOMEM;
-    int n = PQgetlength(r, 0, 0);
+    int n = PQgetlength(r, row, col);
     bool ok = n > 0 && n <= MWI_REPLAY_BLOB_MAX &&
-              mwi_replay_blob_decode((const uint8_t *)PQgetvalue(r, 0, 0), (size_t)n, rp);
+              mwi_replay_blob_decode((const uint8_t *)PQgetvalue(r, row, col), (size_t)n, rp);
     if (ok) {
         *out = *rp;
         *out_next_command = next;
@@ -327,7 +473,19 @@ static mw_err read_device(PGresult *r, mwi_replay *out, uint64_t *out_next_comma
     return ok ? MW_OK : MW_EIO;
 }
 
-static mw_err flush_devices(mwi_pg_store *s);
+/* The device's row (or none: a new device). */
+static mw_err read_device(PGresult *r, mwi_replay *out, uint64_t *out_next_command,
+                          mw_command_t cmds[MWI_MAX_COMMANDS], uint8_t *ncmds, bool *found)
+{
+    *found = false;
+    if (PQresultStatus(r) != PGRES_TUPLES_OK || PQnfields(r) != 3)
+        return MW_EIO;
+    if (PQntuples(r) == 0)
+        return MW_OK;
+    return read_row(r, 0, 0, out, out_next_command, cmds, ncmds, found);
+}
+
+static mw_err flush_devices(mwi_pg_store *s, bool piped);
 
 mw_err mwi_pg_load_device(mwi_pg_store *s, const char *id, mwi_replay *out,
                           uint64_t *out_next_command, mw_command_t cmds[MWI_MAX_COMMANDS],
@@ -336,7 +494,7 @@ mw_err mwi_pg_load_device(mwi_pg_store *s, const char *id, mwi_replay *out,
     *found = false;
     if (!s->txn && !connected(s))
         return MW_EIO;
-    if (flush_devices(s) != MW_OK) /* what this transaction staged is what it must read */
+    if (flush_devices(s, false) != MW_OK) /* what this transaction staged is what it must read */
         return MW_EIO;
     const char *val[] = {id};
     PGresult *r = run(s, "SELECT replay, next_command, commands FROM devices WHERE id = $1", 1, val,
@@ -352,13 +510,12 @@ mw_err mwi_pg_lock_device(mwi_pg_store *s, const char *id, mwi_replay *out,
 {
     *found = false;
     mw_err e = mwi_pg_begin(s);
-    if (e == MW_OK && flush_devices(s) != MW_OK)
+    if (e == MW_OK && flush_devices(s, false) != MW_OK)
         e = MW_EIO;
     if (e != MW_OK)
         return e;
     const char *val[] = {id};
-    static const char lock[] =
-        "SELECT replay, next_command, commands FROM devices WHERE id = $1 FOR UPDATE";
+    static const char lock[] = LOCK_DEVICE;
     PGresult *r = run(s, lock, 1, val, NULL, NULL);
     if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 0) {
         /* A device no gateway has seen: its row is made now, empty, so that there is something
@@ -370,6 +527,84 @@ mw_err mwi_pg_lock_device(mwi_pg_store *s, const char *id, mwi_replay *out,
         r = run(s, lock, 1, val, NULL, NULL);
     }
     e = read_device(r, out, out_next_command, cmds, ncmds, found);
+    PQclear(r);
+    return e;
+}
+
+/* {"id1","id2",...}: ids in a text array literal, each quoted (device ids are checked before
+ * they get here, but a quote or a backslash would still be escaped). */
+static bool id_array(const char *const *ids, size_t n, char *out, size_t cap)
+{
+    size_t at = 0;
+    if (cap < 3)
+        return false;
+    out[at++] = '{';
+    for (size_t i = 0; i < n; i++) {
+        if (i && at < cap)
+            out[at++] = ',';
+        if (at < cap)
+            out[at++] = '"';
+        for (const char *c = ids[i]; *c && at + 2 < cap; c++) {
+            if (*c == '"' || *c == '\\')
+                out[at++] = '\\';
+            out[at++] = *c;
+        }
+        if (at < cap)
+            out[at++] = '"';
+    }
+    if (at + 2 > cap)
+        return false;
+    out[at++] = '}';
+    out[at] = '\0';
+    return true;
+}
+
+mw_err mwi_pg_lock_devices(mwi_pg_store *s, const char *const *ids, size_t n, mwi_store_row_fn *row,
+                           void *ctx)
+{
+    if (n == 0)
+        return MW_OK;
+    if (n > MWI_STORE_LOCK_MAX)
+        return MW_EINVAL;
+    mw_err e = mwi_pg_begin(s);
+    if (e == MW_OK && flush_devices(s, false) != MW_OK)
+        e = MW_EIO;
+    if (e != MW_OK)
+        return e;
+    /* Each id at most MW_ID_MAX bytes, doubled if every one were escaped, quoted, a comma. */
+    enum { ARRAY_MAX = 2 + MWI_STORE_LOCK_MAX * (2 * MW_ID_MAX + 3) };
+    char *array = malloc(ARRAY_MAX);
+    if (array == NULL)
+        return MW_ENOMEM;
+    if (!id_array(ids, n, array, ARRAY_MAX)) {
+        free(array);
+        return MW_EINVAL;
+    }
+    const char *val[] = {array};
+    PGresult *r = run(s, LOCK_DEVICES, 1, val, NULL, NULL);
+    free(array);
+    e = PQresultStatus(r) == PGRES_TUPLES_OK && PQnfields(r) == 4 ? MW_OK : MW_EIO;
+    mwi_replay *rp = e == MW_OK ? malloc(sizeof *rp) : NULL;
+    if (e == MW_OK && rp == NULL)
+        e = MW_ENOMEM;
+    for (int i = 0; e == MW_OK && i < PQntuples(r); i++) {
+        const char *id = PQgetvalue(r, i, 0);
+        size_t k = 0;
+        while (k < n && strcmp(ids[k], id) != 0)
+            k++;
+        if (k == n) {
+            e = MW_EIO; /* a row the statement was not asked for */
+            break;
+        }
+        mw_command_t cmds[MWI_MAX_COMMANDS];
+        uint8_t ncmds = 0;
+        uint64_t next = 0;
+        bool found = false;
+        e = read_row(r, i, 1, rp, &next, cmds, &ncmds, &found);
+        if (e == MW_OK)
+            row(ctx, k, found ? rp : NULL, next, cmds, ncmds);
+    }
+    free(rp);
     PQclear(r);
     return e;
 }
@@ -393,20 +628,17 @@ mw_err mwi_pg_begin(mwi_pg_store *s)
     if (s->txn)
         return MW_OK;
     s->conflict = false;
-    /* A server that restarted since the last transaction is noticed only now: the first
-     * statement fails and the connection goes bad. Nothing was in this transaction yet, so
-     * reconnecting and beginning again is safe. */
-    bool ok = connected(s) && exec_ok(s->conn, "BEGIN");
-    if (!ok && PQstatus(s->conn) != CONNECTION_OK)
-        ok = connected(s) && exec_ok(s->conn, "BEGIN");
-    if (!ok)
+    /* Sent with the first statement (run, mwi_pg_commit), which also notices a server that
+     * restarted since the last transaction. */
+    if (!connected(s))
         return MW_EIO;
     s->txn = true;
+    s->begin_pending = true;
     return MW_OK;
 }
 
-/* The staged journal rows, in one statement. */
-static mw_err flush_rows(mwi_pg_store *s)
+/* The staged journal rows, in one statement; with @p piped, sent into the open pipeline. */
+static mw_err flush_rows(mwi_pg_store *s, bool piped)
 {
     if (s->nrows == 0)
         return MW_OK;
@@ -438,6 +670,10 @@ static mw_err flush_rows(mwi_pg_store *s)
     }
     snprintf(sql + at, sql_size - at, " ON CONFLICT DO NOTHING");
     int n = (int)(s->nrows * ROW_PARAMS);
+    if (piped) { /* still staged: the commit may send them again */
+        pipe_send(s, sql, n, val, lens, fmts);
+        return MW_OK;
+    }
     s->nrows = 0;
     return command_ok(run(s, sql, n, val, lens, fmts)) ? MW_OK : MW_EIO;
 }
@@ -449,7 +685,7 @@ mw_err mwi_pg_put_message(mwi_pg_store *s, const mw_message_t *m, uint64_t recei
      * and writes nothing). */
     if (mwi_pg_begin(s) != MW_OK)
         return MW_EIO;
-    if (s->nrows == PENDING_MAX && flush_rows(s) != MW_OK)
+    if (s->nrows == PENDING_MAX && flush_rows(s, false) != MW_OK)
         return MW_EIO;
     pending_row *r = &s->batch->rows[s->nrows];
     if (mwi_journal_encode(m, r->batch, &r->len) != MW_OK)
@@ -464,8 +700,8 @@ mw_err mwi_pg_put_message(mwi_pg_store *s, const mw_message_t *m, uint64_t recei
 }
 
 /* The staged device rows, in one statement (each device at most once: a second put of the
- * same device replaces its staged row). */
-static mw_err flush_devices(mwi_pg_store *s)
+ * same device replaces its staged row); with @p piped, sent into the open pipeline. */
+static mw_err flush_devices(mwi_pg_store *s, bool piped)
 {
     if (s->ndevices == 0)
         return MW_OK;
@@ -495,6 +731,10 @@ static mw_err flush_devices(mwi_pg_store *s)
              " next_command = excluded.next_command, commands = excluded.commands,"
              " updated_at = now()");
     int n = (int)(s->ndevices * DEVICE_PARAMS);
+    if (piped) { /* as flush_rows */
+        pipe_send(s, b->sql, n, b->val, b->lens, b->fmts);
+        return MW_OK;
+    }
     s->ndevices = 0;
     return command_ok(run(s, b->sql, n, b->val, b->lens, b->fmts)) ? MW_OK : MW_EIO;
 }
@@ -513,7 +753,7 @@ mw_err mwi_pg_put_device(mwi_pg_store *s, const char *id, const mwi_replay *r,
         if (strcmp(s->batch->devices[i].id, id) == 0)
             d = &s->batch->devices[i];
     if (d == NULL) {
-        if (s->ndevices == DEVICES_MAX && flush_devices(s) != MW_OK)
+        if (s->ndevices == DEVICES_MAX && flush_devices(s, false) != MW_OK)
             return MW_EIO;
         d = &s->batch->devices[s->ndevices++];
         snprintf(d->id, sizeof d->id, "%s", id);
@@ -558,19 +798,29 @@ mw_err mwi_pg_commit(mwi_pg_store *s, uint64_t sink_checkpoint)
         return MW_OK;
     param ck;
     const char *val[] = {s->instance, u64p(&ck, sink_checkpoint)};
-    bool ok = flush_rows(s) == MW_OK && flush_devices(s) == MW_OK &&
-              command_ok(run(s,
-                             "INSERT INTO checkpoints(gateway, sink_checkpoint) VALUES($1, $2)"
-                             " ON CONFLICT (gateway) DO UPDATE SET"
-                             " sink_checkpoint = excluded.sink_checkpoint, updated_at = now()",
-                             2, val, NULL, NULL));
-    if (ok) {
+    /* Journal rows, device rows, checkpoint and COMMIT in one round trip. If that carried the
+     * BEGIN too and found the connection gone (a server restarted since the last transaction),
+     * nothing of it had reached the server: it is sent once more on the new connection. */
+    bool began_here = s->begin_pending, ok = false;
+    for (int attempt = 0; attempt < (began_here ? 2 : 1) && !ok; attempt++) {
+        s->was_reset = false;
+        s->begin_pending = began_here;
+        pipe_open(s);
+        (void)flush_rows(s, true);
+        (void)flush_devices(s, true);
+        pipe_send(s, PUT_CHECKPOINT, 2, val, NULL, NULL);
+        pipe_send(s, "COMMIT", 0, NULL, NULL, NULL);
+        PGresult *r = pipe_close(s, &ok);
         /* A transaction that failed earlier "commits" as a ROLLBACK: only COMMIT is one. */
-        PGresult *r = PQexec(s->conn, "COMMIT");
-        ok = PQresultStatus(r) == PGRES_COMMAND_OK && strcmp(PQcmdStatus(r), "COMMIT") == 0;
+        ok = ok && PQresultStatus(r) == PGRES_COMMAND_OK && strcmp(PQcmdStatus(r), "COMMIT") == 0;
         PQclear(r);
-        s->txn = false;
+        if (!ok && !s->was_reset)
+            break;
     }
+    s->nrows = 0;
+    s->ndevices = 0;
+    if (ok)
+        s->txn = false;
     if (!ok) {
         mwi_pg_rollback(s);
         return MW_EIO;
@@ -582,9 +832,11 @@ void mwi_pg_rollback(mwi_pg_store *s)
 {
     s->nrows = 0;
     s->ndevices = 0;
-    if (s->txn && PQstatus(s->conn) == CONNECTION_OK)
-        (void)exec_ok(s->conn, "ROLLBACK"); /* a lost connection rolled back already */
+    /* A lost connection rolled back already; a BEGIN not sent yet has nothing to undo. */
+    if (s->txn && !s->begin_pending && PQstatus(s->conn) == CONNECTION_OK)
+        (void)exec_ok(s->conn, "ROLLBACK");
     s->txn = false;
+    s->begin_pending = false;
 }
 
 bool mwi_pg_in_txn(const mwi_pg_store *s)
@@ -597,7 +849,7 @@ mw_err mwi_pg_count(mwi_pg_store *s, uint64_t *out)
     *out = 0;
     if (!s->txn && !connected(s))
         return MW_EIO;
-    if (s->txn && flush_rows(s) != MW_OK)
+    if (s->txn && flush_rows(s, false) != MW_OK)
         return MW_EIO;
     PGresult *r = run(s, "SELECT count(*) FROM messages", 0, NULL, NULL, NULL);
     bool ok = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 && get_u64(r, 0, 0, out);

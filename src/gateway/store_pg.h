@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "medwire/err.h"
+#include "gateway/store.h" /* mwi_store_row_fn */
 #include "medwire/message.h"
 #include "session/codec.h"
 #include "session/replay.h"
@@ -28,6 +29,8 @@ MW_NODISCARD mw_err mwi_pg_lock_device(mwi_pg_store *s, const char *id, mwi_repl
                                        uint64_t *out_next_command,
                                        mw_command_t cmds[MWI_MAX_COMMANDS], uint8_t *ncmds,
                                        bool *found);
+MW_NODISCARD mw_err mwi_pg_lock_devices(mwi_pg_store *s, const char *const *ids, size_t n,
+                                        mwi_store_row_fn *row, void *ctx);
 MW_NODISCARD mw_err mwi_pg_checkpoint(mwi_pg_store *s, uint64_t *out);
 MW_NODISCARD mw_err mwi_pg_begin(mwi_pg_store *s);
 MW_NODISCARD mw_err mwi_pg_put_message(mwi_pg_store *s, const mw_message_t *m,

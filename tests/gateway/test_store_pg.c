@@ -386,6 +386,80 @@ Test(store_pg, two_gateways_serialise_on_a_device_and_the_second_reads_what_the_
     mwi_store_close(&a);
 }
 
+struct rows_seen {
+    size_t n, index[8];
+    bool has_state[8];
+    uint64_t next[8];
+    uint8_t ncmds[8];
+};
+
+static void on_row(void *ctx, size_t index, const mwi_replay *r, uint64_t next,
+                   const mw_command_t *cmds, uint8_t ncmds)
+{
+    (void)cmds;
+    struct rows_seen *seen = ctx;
+    cr_assert_lt(seen->n, 8);
+    seen->index[seen->n] = index;
+    seen->has_state[seen->n] = r != NULL;
+    seen->next[seen->n] = next;
+    seen->ncmds[seen->n] = ncmds;
+    seen->n++;
+}
+
+/* The rows of several devices, locked and read in one statement: each device with a row is
+ * told once, by its place in the list (whatever its id holds), and a second gateway waits for
+ * the commit before it reads any of them. */
+Test(store_pg, several_devices_are_locked_and_read_in_one_statement)
+{
+    mwi_store *a = open_as("gw-a");
+    struct locker b;
+    memset(&b, 0, sizeof b);
+    b.s = open_as("gw-b");
+    static const char odd[] = "pump-9\",{}\\x"; /* quote, comma, braces, backslash */
+    mwi_replay r = delivered(8, 2);
+    mw_command_t cmd = {.id = 77, .expires_ms = 1, .kind = MW_CMD_ROTATE_KEYS};
+    cr_assert_eq(mwi_store_begin(a), MW_OK);
+    cr_assert_eq(mwi_store_put_device(a, "pump-9", &r, 10, NULL, 0), MW_OK);
+    cr_assert_eq(mwi_store_put_device(a, odd, &r, 11, &cmd, 1), MW_OK);
+    cr_assert_eq(mwi_store_commit(a, 0), MW_OK);
+    cr_assert(mwi_store_shared(a));
+
+    const char *ids[] = {odd, "never-seen", "pump-9"};
+    struct rows_seen seen = {0};
+    cr_assert_eq(mwi_store_lock_devices(a, ids, 3, on_row, &seen), MW_OK);
+    cr_assert_eq(seen.n, 2, "the device without a row is not told");
+    for (size_t i = 0; i < seen.n; i++) {
+        cr_assert(seen.has_state[i]);
+        if (seen.index[i] == 0) {
+            cr_assert_eq(seen.next[i], 11);
+            cr_assert_eq(seen.ncmds[i], 1);
+        } else {
+            cr_assert_eq(seen.index[i], 2);
+            cr_assert_eq(seen.next[i], 10);
+        }
+    }
+    pthread_t t;
+    cr_assert_eq(pthread_create(&t, NULL, lock_thread, &b), 0);
+    mwt_sleep_ms(300);
+    cr_assert_not(atomic_load(&b.done), "the other gateway waits for this commit");
+    cr_assert_eq(mwi_store_put_device(a, "pump-9", &r, 12, NULL, 0), MW_OK);
+    cr_assert_eq(mwi_store_commit(a, 0), MW_OK);
+    pthread_join(t, NULL);
+    cr_assert_eq(b.e, MW_OK);
+    cr_assert_eq(b.next, 12, "and then reads what it committed");
+    mwi_store_rollback(b.s);
+    mwi_store_close(&b.s);
+
+    /* A row that does not read back as a state is refused, not told. */
+    cr_assert_eq(mwt_pg_sql(&pg, "UPDATE devices SET replay = '\\x09' WHERE id = 'pump-9'", NULL),
+                 0);
+    memset(&seen, 0, sizeof seen);
+    cr_assert_eq(mwi_store_lock_devices(a, &ids[2], 1, on_row, &seen), MW_EIO);
+    cr_assert_eq(seen.n, 0);
+    mwi_store_rollback(a);
+    mwi_store_close(&a);
+}
+
 struct cross {
     mwi_store *s;
     const char *id;
