@@ -195,7 +195,7 @@ static mw_err make_durable(mw_gateway_t *gw, uint64_t *ck)
  * each once, up to DEFER_MAX. */
 static void remember_warm(mw_gateway_t *gw)
 {
-    struct device *keep[DEFER_MAX];
+    struct device *keep[DEFER_MAX] = {0};
     size_t n = 0;
     uint64_t serial = gw->txn_serial;
     for (size_t i = 0; i < gw->nundo; i++)
@@ -207,7 +207,8 @@ static void remember_warm(mw_gateway_t *gw)
         dv->warm_mark = serial;
         keep[n++] = dv;
     }
-    memcpy(gw->warm, keep, n * sizeof keep[0]);
+    for (size_t i = 0; i < n; i++)
+        gw->warm[i] = keep[i];
     gw->nwarm = n;
 }
 

@@ -125,7 +125,7 @@ mw_err mw_gateway_create(const mw_gateway_config_t *cfg, mw_gateway_t **out, mw_
     gw->sink_recover = cfg->sink_recover;
     gw->deferred = calloc(DEFER_MAX, sizeof *gw->deferred);
     gw->undo = calloc(DEFER_MAX, sizeof *gw->undo);
-    gw->warm = calloc(DEFER_MAX, sizeof *gw->warm);
+    gw->warm = calloc(DEFER_MAX, sizeof(struct device *));
     gw->txn_serial = 1;
     if (gw->deferred == NULL || gw->undo == NULL || gw->warm == NULL) {
         e = mwi_detail_fail(d, MW_ENOMEM, "out of memory");

@@ -362,7 +362,7 @@ static mw_err migrate(mwi_pg_store *s, mw_error_detail_t *d)
     }
     /* Migration i brings the schema to version i + 1. */
     for (size_t i = (size_t)have; i < (size_t)SCHEMA_VERSION; i++) {
-        param p;
+        param p = {{0}};
         const char *val[] = {u64p(&p, (uint64_t)i + 1)};
         if (!exec_ok(s->conn, MIGRATIONS[i]) ||
             !command_ok(run(s, "INSERT INTO schema_version(version) VALUES($1::int)", 1, val, NULL,
@@ -782,7 +782,7 @@ mw_err mwi_pg_space_retired(mwi_pg_store *s, const char *id, uint64_t space, boo
     *out = false;
     if (!s->txn && !connected(s))
         return MW_EIO;
-    param sp;
+    param sp = {{0}};
     const char *val[] = {id, u64p(&sp, space)};
     PGresult *r =
         run(s, "SELECT 1 FROM spaces WHERE device = $1 AND space = $2", 2, val, NULL, NULL);
@@ -796,7 +796,7 @@ mw_err mwi_pg_commit(mwi_pg_store *s, uint64_t sink_checkpoint)
 {
     if (!s->txn)
         return MW_OK;
-    param ck;
+    param ck = {{0}};
     const char *val[] = {s->instance, u64p(&ck, sink_checkpoint)};
     /* Journal rows, device rows, checkpoint and COMMIT in one round trip. If that carried the
      * BEGIN too and found the connection gone (a server restarted since the last transaction),
