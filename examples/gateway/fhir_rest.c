@@ -171,8 +171,8 @@ static bool parse_payload(const outbox_row_t *row, entry_t *e)
         fl[i] = (size_t)(tab - q);
         q = tab + 1;
     }
-    *e = (entry_t){f[0], f[1], f[2], f[3], nl + 1, fl[0], fl[1], fl[2], fl[3],
-                   (size_t)(end - (nl + 1))};
+    *e = (entry_t){f[0],  f[1],  f[2],  f[3],  nl + 1,
+                   fl[0], fl[1], fl[2], fl[3], (size_t)(end - (nl + 1))};
     return e->ident_len > 0 && e->json_len > 0 && e->json[0] == '{';
 }
 
@@ -182,13 +182,14 @@ static void put_device_entry(buf_t *b, const char *device)
     fhir_rest_uuid("device", device, uuid);
     put(b, "{\"fullUrl\":\"");
     put(b, uuid);
-    put(b, "\",\"resource\":{\"resourceType\":\"Device\",\"identifier\":[{\"system\":\"" MW_FHIR_DEVICE_SYSTEM
-           "\",\"value\":");
+    put(b, "\",\"resource\":{\"resourceType\":\"Device\",\"identifier\":[{\"system\":"
+           "\"" MW_FHIR_DEVICE_SYSTEM "\",\"value\":");
     put_json_str(b, device, strlen(device));
     put(b, "}],\"deviceName\":[{\"name\":");
     put_json_str(b, device, strlen(device));
-    put(b, ",\"type\":\"user-friendly-name\"}]},\"request\":{\"method\":\"POST\",\"url\":\"Device\","
-           "\"ifNoneExist\":");
+    put(b,
+        ",\"type\":\"user-friendly-name\"}]},\"request\":{\"method\":\"POST\",\"url\":\"Device\","
+        "\"ifNoneExist\":");
     buf_t q = {0};
     put(&q, "identifier=" MW_FHIR_DEVICE_SYSTEM "|");
     put_query_value(&q, device, strlen(device));
@@ -206,8 +207,8 @@ static void put_patient_entry(buf_t *b, const entry_t *e)
     fhir_rest_uuid("patient", id, uuid);
     put(b, "{\"fullUrl\":\"");
     put(b, uuid);
-    put(b, "\",\"resource\":{\"resourceType\":\"Patient\",\"identifier\":[{\"system\":\"" FHIR_PATIENT_SYSTEM
-           "\",\"value\":");
+    put(b, "\",\"resource\":{\"resourceType\":\"Patient\",\"identifier\":[{\"system\":"
+           "\"" FHIR_PATIENT_SYSTEM "\",\"value\":");
     put_json_str(b, e->patient, e->patient_len);
     put(b, "}]");
     if (e->name_len > 0) {
@@ -467,7 +468,8 @@ static enum outcome post(fhir_rest_t *f, const outbox_row_t *rows, size_t n,
     free(body.p);
     enum outcome out;
     if (rc != CURLE_OK) {
-        snprintf(diag, diag_size, "%s", ans.too_long ? "answer over 16 MiB" : curl_easy_strerror(rc));
+        snprintf(diag, diag_size, "%s",
+                 ans.too_long ? "answer over 16 MiB" : curl_easy_strerror(rc));
         out = SENT_RETRY;
     } else {
         long code = 0;
@@ -531,7 +533,12 @@ static size_t fit(const outbox_row_t *rows, size_t n, size_t max)
     return k;
 }
 
-static bool deliver_some(fhir_rest_t *f, outbox_row_t *rows, size_t n);
+/* What became of some rows: sent or parked; refused as a batch of several (they go one by
+ * one); one was taken over by another gateway (the turn ends: what follows is claimed again,
+ * in order, at the next). */
+enum turn { TURN_DONE, TURN_ONE_BY_ONE, TURN_LOST };
+
+static enum turn deliver_some(fhir_rest_t *f, outbox_row_t *rows, size_t n);
 
 /* Delivers @p rows (in order), as many transactions of at most --fhir-batch entries as they
  * need, until the server took them, refused them, or the sender stops. */
@@ -540,23 +547,32 @@ static void deliver(fhir_rest_t *f, outbox_row_t *rows, size_t n)
     size_t done = 0;
     while (done < n && !stopping(f)) {
         size_t k = fit(rows + done, n - done, f->cfg.batch);
-        if (!deliver_some(f, rows + done, k)) {
+        enum turn t = deliver_some(f, rows + done, k);
+        if (t == TURN_ONE_BY_ONE) {
             /* All or nothing: find the entry refused by sending them one by one (one entry
              * is never refused as a batch). */
-            for (size_t i = 0; i < k && !stopping(f); i++)
-                (void)deliver_some(f, rows + done + i, 1);
+            for (size_t i = 0; i < k && !stopping(f) && t != TURN_LOST; i++)
+                t = deliver_some(f, rows + done + i, 1);
         }
+        if (t == TURN_LOST)
+            return;
         done += k;
     }
 }
 
-/* False when the server refused a batch of several (4xx): the caller sends them one by one. */
-static bool deliver_some(fhir_rest_t *f, outbox_row_t *rows, size_t n)
+static enum turn deliver_some(fhir_rest_t *f, outbox_row_t *rows, size_t n)
 {
     uint32_t next_backoff = 0;
+    if (n == 0)
+        return TURN_DONE;
     while (!stopping(f)) {
         uint32_t retry_after = 0;
         long status = 0;
+        for (size_t i = 0; i < n; i++)
+            if (!outbox_hold(f->ob, &rows[i]))
+                /* Taken over while this sender waited: left to its new holder. The others
+                 * are claimed again at the next turn. */
+                return TURN_LOST;
         char diag[FHIR_DIAG_MAX + 1];
         enum outcome o = post(f, rows, n, &retry_after, &status, diag, sizeof diag);
         if (o == SENT_OK) {
@@ -565,17 +581,17 @@ static bool deliver_some(fhir_rest_t *f, outbox_row_t *rows, size_t n)
             atomic_fetch_add(&f->acked, n);
             if (atomic_exchange(&f->down, false))
                 gwlog(GWLOG_INFO, "fhir_destination_up", "s:destination", f->url, GWLOG_END);
-            return true;
+            return TURN_DONE;
         }
         if (o == SENT_REFUSED) {
             if (atomic_exchange(&f->down, false))
                 gwlog(GWLOG_INFO, "fhir_destination_up", "s:destination", f->url, GWLOG_END);
             if (n > 1) {
                 gwlog(GWLOG_INFO, "fhir_batch_refused", "s:destination", f->url, "u:entries",
-                      (unsigned long long)n, "i:status", (long long)status, "s:diagnostics",
-                      diag, "s:reason", "sending the batch's entries one by one to find the refused one",
+                      (unsigned long long)n, "i:status", (long long)status, "s:diagnostics", diag,
+                      "s:reason", "sending the batch's entries one by one to find the refused one",
                       GWLOG_END);
-                return false;
+                return TURN_ONE_BY_ONE;
             }
             gwlog(GWLOG_WARN, "fhir_refused", "s:destination", f->url, "s:device", rows[0].device,
                   "i:outbox_id", (long long)rows[0].id, "i:status", (long long)status,
@@ -583,7 +599,7 @@ static bool deliver_some(fhir_rest_t *f, outbox_row_t *rows, size_t n)
                   "the FHIR server refused the entry: parked (kept in the outbox, not sent again)",
                   GWLOG_END);
             park(f, &rows[0], status, diag);
-            return true;
+            return TURN_DONE;
         }
         atomic_fetch_add(&f->retried, n);
         if (!atomic_exchange(&f->down, true))
@@ -599,9 +615,9 @@ static bool deliver_some(fhir_rest_t *f, outbox_row_t *rows, size_t n)
         for (size_t i = 0; i < n; i++)
             (void)outbox_retry(f->ob, rows[i].id, ++rows[i].attempts, now_ms + wait);
         if (!pause_ms(f, wait))
-            return true;
+            return TURN_DONE;
     }
-    return true;
+    return TURN_DONE;
 }
 
 static void *run(void *arg)

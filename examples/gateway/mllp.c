@@ -454,8 +454,9 @@ static bool connect_and_report(mllp_t *m)
     return true;
 }
 
-/* Sends @p row alone until it is delivered, parked, or the sender stops. */
-static void send_alone(mllp_t *m, outbox_row_t *row, char *ack_buf, uint32_t *conn_backoff)
+/* Sends @p row alone until it is delivered, parked, taken over by another gateway, or the
+ * sender stops. */
+static bool send_alone(mllp_t *m, outbox_row_t *row, char *ack_buf, uint32_t *conn_backoff)
 {
     uint32_t reject_backoff = 0;
     unsigned attempts = row->attempts;
@@ -467,12 +468,14 @@ static void send_alone(mllp_t *m, outbox_row_t *row, char *ack_buf, uint32_t *co
             }
             *conn_backoff = 0;
         }
+        if (!outbox_hold(m->ob, row))
+            return false; /* taken over while this sender waited: left to its new holder */
         char code[3] = "";
         int r = send_row(m, row, ack_buf, code);
         if (r == 1) {
             (void)outbox_delivered(m->ob, row->id);
             atomic_fetch_add(&m->acked, 1);
-            return;
+            return true;
         }
         atomic_fetch_add(&m->retried, 1);
         if (r < 0) {
@@ -488,7 +491,7 @@ static void send_alone(mllp_t *m, outbox_row_t *row, char *ack_buf, uint32_t *co
             (void)outbox_park(m->ob, row->id);
             atomic_fetch_add(&m->parked, 1);
             note_parked(m, row, code);
-            return;
+            return true;
         }
         uint32_t wait = backoff(m, &reject_backoff);
         struct timespec now;
@@ -498,6 +501,7 @@ static void send_alone(mllp_t *m, outbox_row_t *row, char *ack_buf, uint32_t *co
         row->attempts = attempts;
         pause_ms(m, wait);
     }
+    return true;
 }
 
 /* The rows read ahead per turn, among which a device's next messages are merged. */
@@ -531,7 +535,11 @@ static void *run(void *arg)
                 pause_ms(m, backoff(m, &conn_backoff));
             } else {
                 conn_backoff = 0;
-                r = send_group(m, rows, pick, k, ack_buf);
+                bool held = true;
+                for (size_t i = 0; i < k && held; i++)
+                    held = outbox_hold(m->ob, &rows[pick[i]]);
+                /* One taken over: each goes alone, which leaves that one to its new holder. */
+                r = held ? send_group(m, rows, pick, k, ack_buf) : 0;
                 if (r < 0) {
                     disconnect(m);
                     pause_ms(m, backoff(m, &conn_backoff));
@@ -540,10 +548,13 @@ static void *run(void *arg)
         }
         /* One message; or a merged one the listener rejected: each of them goes alone, in
          * order, so that a message it refuses is parked by itself and the others follow. */
+        /* A row another gateway took over ends the turn: what follows it is claimed again,
+         * in order, at the next. */
         if (k == 1)
-            send_alone(m, &rows[0], ack_buf, &conn_backoff);
+            (void)send_alone(m, &rows[0], ack_buf, &conn_backoff);
         for (size_t i = 0; r == 0 && i < k && !stopping(m); i++)
-            send_alone(m, &rows[pick[i]], ack_buf, &conn_backoff);
+            if (!send_alone(m, &rows[pick[i]], ack_buf, &conn_backoff))
+                break;
         for (size_t i = 0; i < n; i++)
             outbox_row_free(&rows[i]);
     }

@@ -17,6 +17,7 @@
 #include <sqlite3.h>
 
 #include "outbox.h"
+#include "log.h"
 #ifdef MW_HAVE_LIBPQ
 #include "outbox_pg.h"
 #else
@@ -600,11 +601,57 @@ static bool take_row(sqlite3_stmt *st, outbox_row_t *out)
     return found;
 }
 
+#ifdef MW_HAVE_LIBPQ
+static uint64_t mono_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (uint64_t)t.tv_sec * 1000u + (uint64_t)t.tv_nsec / 1000000u;
+}
+
+/* Claims: the lease is counted from before the statement went, on the safe side. */
+static size_t claim(outbox_t *ob, outbox_row_t *out, size_t max)
+{
+    uint64_t at = mono_ms();
+    size_t n = obpg_claim(ob->spg, ob->destination, ob->core->lease_ms, out, max);
+    for (size_t i = 0; i < n; i++)
+        out[i].held_ms = at;
+    return n;
+}
+#endif
+
+bool outbox_hold(outbox_t *ob, outbox_row_t *row)
+{
+#ifdef MW_HAVE_LIBPQ
+    if (ob->spg) {
+        uint64_t now = mono_ms();
+        if (now - row->held_ms < ob->core->lease_ms / 2)
+            return true;
+        int held = obpg_hold(ob->spg, row->id, ob->core->lease_ms);
+        if (held != 1) {
+            gwlog(held == 0 ? GWLOG_INFO : GWLOG_WARN, "outbox_claim_lost", "s:lane",
+                  ob->destination, "s:device", row->device, "i:outbox_id", (long long)row->id,
+                  "s:reason",
+                  held == 0 ? "another gateway took the message over while this one waited; it "
+                              "is left to that one"
+                            : "the database did not answer when this gateway renewed its claim; "
+                              "the message is claimed again once it does, and sent once",
+                  GWLOG_END);
+            return false;
+        }
+        row->held_ms = now;
+    }
+#endif
+    (void)ob;
+    (void)row;
+    return true;
+}
+
 static bool read_next(outbox_t *ob, outbox_row_t *out)
 {
 #ifdef MW_HAVE_LIBPQ
     if (ob->spg)
-        return obpg_claim(ob->spg, ob->destination, ob->core->lease_ms, out, 1) == 1;
+        return claim(ob, out, 1) == 1;
 #endif
     sqlite3_stmt *st = ob->next;
     sqlite3_bind_int64(st, 1, (sqlite3_int64)atomic_load(&ob->core->released));
@@ -617,7 +664,7 @@ static size_t read_rows(outbox_t *ob, outbox_row_t *out, size_t max)
 {
 #ifdef MW_HAVE_LIBPQ
     if (ob->spg)
-        return obpg_claim(ob->spg, ob->destination, ob->core->lease_ms, out, max);
+        return claim(ob, out, max);
 #endif
     sqlite3_stmt *st = ob->nextn;
     sqlite3_bind_int64(st, 1, (sqlite3_int64)atomic_load(&ob->core->released));

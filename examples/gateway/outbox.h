@@ -81,6 +81,7 @@ typedef struct outbox_row {
     char *payload; /**< malloc'd; outbox_row_free */
     size_t len;
     unsigned attempts;
+    uint64_t held_ms; /**< shared outbox: monotonic ms when its claim was taken or renewed */
 } outbox_row_t;
 
 /** The oldest released row not parked; false when there is none (or on an error). Waits up to
@@ -91,6 +92,16 @@ bool outbox_next(outbox_t *ob, int wait_ms, outbox_row_t *out);
  *  destinations that take several messages in one request (--fhir-server). */
 size_t outbox_next_batch(outbox_t *ob, int wait_ms, outbox_row_t *out, size_t max);
 void outbox_row_free(outbox_row_t *row);
+/**
+ * Whether the sender may send @p row now. On a shared outbox (PostgreSQL), a claim is a lease
+ * (outbox_set_lease) that another gateway may take over once it runs out, for instance while
+ * this sender waited for a destination that was down: true while the claim is this gateway's
+ * with at least half its lease to run (renewed here when it has less), false when another
+ * gateway took it over, the row is gone, or the database does not answer -- the row is then
+ * left alone (not sent, and freed), and is claimed again later if it is still unsent. A
+ * local outbox (SQLite) has one sender per destination: always true.
+ */
+bool outbox_hold(outbox_t *ob, outbox_row_t *row);
 /** The hospital has it: the row goes. */
 mw_err outbox_delivered(outbox_t *ob, int64_t id);
 /** Records one more failed attempt, and when to try again. */

@@ -169,7 +169,7 @@ bool obpg_begin(obpg_t *c)
 bool obpg_insert(obpg_t *c, const char *lane, const char *device, const char *payload, size_t len,
                  uint64_t created_ms, uint64_t *out_id)
 {
-    param cm;
+    param cm = {{0}};
     const char *val[] = {lane, c->gateway, device, payload, i64p(&cm, (int64_t)created_ms)};
     const int lens[] = {0, 0, 0, (int)len, 0};
     const int fmts[] = {0, 0, 0, 1, 0};
@@ -220,7 +220,7 @@ uint64_t obpg_last_id(obpg_t *c)
 
 bool obpg_forget_after(obpg_t *c, uint64_t checkpoint)
 {
-    param ck;
+    param ck = {{0}};
     const char *val[] = {c->gateway, i64p(&ck, (int64_t)checkpoint)};
     if (!ready(c) || !pgs_exec(c->conn, "BEGIN") ||
         !command_ok(
@@ -322,7 +322,7 @@ size_t obpg_claim(obpg_t *c, const char *lane, uint32_t lease_ms, outbox_row_t *
 bool obpg_delete(obpg_t *c, int64_t id, bool *out_gone)
 {
     *out_gone = false;
-    param p;
+    param p = {{0}};
     const char *val[] = {i64p(&p, id)};
     if (!ready(c))
         return false;
@@ -348,9 +348,25 @@ bool obpg_retry(obpg_t *c, int64_t id, unsigned attempts, uint64_t next_try_ms, 
                           5, val, NULL, NULL));
 }
 
+int obpg_hold(obpg_t *c, int64_t id, uint32_t lease_ms)
+{
+    if (!ready(c))
+        return -1;
+    param pi = {{0}}, pl = {{0}};
+    const char *val[] = {i64p(&pi, id), i64p(&pl, lease_ms), c->gateway};
+    PGresult *r =
+        run(c,
+            "UPDATE outbox SET claimed_until = now() + $2::float8 * interval '1 millisecond'"
+            " WHERE id = $1 AND claimed_by = $3 AND NOT parked",
+            3, val, NULL, NULL);
+    int held = PQresultStatus(r) != PGRES_COMMAND_OK ? -1 : strcmp(PQcmdTuples(r), "1") == 0;
+    PQclear(r);
+    return held;
+}
+
 bool obpg_park(obpg_t *c, int64_t id)
 {
-    param p;
+    param p = {{0}};
     const char *val[] = {i64p(&p, id)};
     return ready(c) && command_ok(run(c,
                                       "UPDATE outbox SET parked = true, claimed_by = NULL,"

@@ -15,6 +15,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "support/pg.h"
 #include "support/programs.h"
 
 #define DEVICES      4
@@ -220,7 +221,8 @@ static void gateway_start(gateway *g, const mwt_pki *pki, const server *s)
     bool restart = g->addr[0] != '\0';
     if (!restart) {
         snprintf(g->dir, sizeof g->dir, "%s", mwt_tmpdir());
-        in_dir(g->store, sizeof g->store, g->dir, "store.db");
+        if (g->store[0] == '\0')
+            in_dir(g->store, sizeof g->store, g->dir, "store.db");
         in_dir(g->port_file, sizeof g->port_file, g->dir, "port");
         in_dir(g->audit, sizeof g->audit, g->dir, "audit.jsonl");
         in_dir(g->err, sizeof g->err, g->dir, "gateway.err");
@@ -536,4 +538,72 @@ Test(fhir_delivery, bad_fhir_options_stop_the_start)
     cr_expect(text && strstr(text, "--fhir-server must be an http:// or https:// base URL"), "%s",
               text ? text : "");
     free(text);
+}
+
+/* First line of @p sql's answer is @p want, polled for up to @p ms. */
+static bool pg_says(const mwt_pg *pg, const char *dir, const char *sql, const char *want, int ms)
+{
+    char out[400];
+    in_dir(out, sizeof out, dir, "q.out");
+    for (int waited = 0; waited <= ms; waited += 100) {
+        if (mwt_pg_sql(pg, sql, out) == 0) {
+            char *text = mwt_read_file(out);
+            bool same = text && strncmp(text, want, strlen(want)) == 0 &&
+                        (text[strlen(want)] == '\n' || text[strlen(want)] == '\0');
+            free(text);
+            if (same)
+                return true;
+        }
+        mwt_sleep_ms(100);
+    }
+    return false;
+}
+
+/* (h) A shared outbox (PostgreSQL): the sender retrying a server that answers 503 longer than
+ * its claim's lease asks before each try; a row another gateway took over meanwhile (here the
+ * test takes it, as gw-x) is not sent by this one too. */
+Test(fhir_delivery, a_sender_past_its_lease_leaves_a_row_taken_over_meanwhile)
+{
+#ifndef MW_HAVE_LIBPQ
+    cr_skip_test("this build has no libpq (Debian package libpq-dev)");
+#endif
+    if (!mwt_pg_available())
+        cr_skip_test("PostgreSQL's server is not installed (Debian package postgresql)");
+    world w;
+    world_start(&w, 1);
+    mwt_pg pg;
+    cr_assert(mwt_pg_start(&pg), "the database starts");
+    cr_assert_eq(setenv("MW_OUTBOX_LEASE_MS", "300", 1), 0);
+    snprintf(w.g.store, sizeof w.g.store, "%s", pg.url);
+    const char *more[] = {"--gateway-id", "gw-a", NULL};
+    memcpy(w.g.more, more, sizeof more);
+    control(&w.s, "/_control/fail?status=503&count=1000000");
+    gateway_start(&w.g, &w.pki, &w.s);
+    mwt_proc dev;
+    cr_assert(mwt_device_start(&dev, &w.pki, w.g.addr, "fhirdev-1", "1", "0", "45"));
+    cr_assert_eq(mwt_proc_wait(&dev, 50000), 0, "the device is acknowledged");
+    cr_assert(pg_says(&pg, w.dir, "SELECT claimed_by FROM outbox", "gw-a", 10000));
+    char out[400];
+    in_dir(out, sizeof out, w.dir, "u.out");
+    cr_assert_eq(mwt_pg_sql(&pg,
+                            "UPDATE outbox SET claimed_by = 'gw-x', claimed_until = now() +"
+                            " interval '1 hour'",
+                            out),
+                 0);
+    const char *lost[] = {"outbox_claim_lost", NULL};
+    for (int i = 0; i < 100 && mwt_count_lines(w.g.err, lost) == 0; i++)
+        mwt_sleep_ms(100);
+    cr_expect_eq(mwt_count_lines(w.g.err, lost), 1u, "the gateway says which row it left");
+    control(&w.s, "/_control/fail?status=503&count=0");
+    mwt_sleep_ms(1000);
+    cr_expect_eq(count(&w.s, "Observation"), 0, "the row gw-x holds is not gw-a's to send");
+    /* gw-x's lease runs out: gw-a takes the row and delivers it, once. */
+    cr_assert_eq(mwt_pg_sql(&pg, "UPDATE outbox SET claimed_until = now() - interval '1 second'",
+                            out),
+                 0);
+    cr_expect(pg_says(&pg, w.dir, "SELECT count(*) FROM outbox", "0", 10000));
+    cr_expect_eq(wait_count(&w.s, 1), 1);
+    world_stop(&w);
+    mwt_pg_stop(&pg);
+    unsetenv("MW_OUTBOX_LEASE_MS");
 }

@@ -403,6 +403,71 @@ static size_t ids_received(const char *dir, size_t *distinct)
     return n;
 }
 
+/* Polls @p sql until it prints @p want (its first line), for up to @p ms. */
+static bool wait_sql(const char *dir, const char *sql, const char *want, int ms)
+{
+    char out[300];
+    snprintf(out, sizeof out, "%s/w.out", dir);
+    for (int waited = 0; waited <= ms; waited += 100) {
+        if (mwt_pg_sql(&pg, sql, out) == 0) {
+            char *text = mwt_read_file(out);
+            bool same = text && strncmp(text, want, strlen(want)) == 0 &&
+                        (text[strlen(want)] == '\n' || text[strlen(want)] == '\0');
+            free(text);
+            if (same)
+                return true;
+        }
+        mwt_sleep_ms(100);
+    }
+    return false;
+}
+
+/* A sender that waited for the hospital longer than its lease asks before it sends: a row
+ * another gateway took over meanwhile (here the test takes it, as gw-x) is left to that one.
+ * One message: the sender keeps it while it waits (several go in merged turns, claimed anew at
+ * each). */
+Test(gateway_pg, a_sender_past_its_lease_leaves_a_row_taken_over_meanwhile, .timeout = 60)
+{
+    char dir[256];
+    snprintf(dir, sizeof dir, "%s", mwt_tmpdir());
+    mwt_proc hospital;
+    char port[16], hl7[64];
+    snprintf(port, sizeof port, "%d", hospital_start(&hospital, dir, "0"));
+    mwt_proc_stop(&hospital, SIGKILL);
+    snprintf(hl7, sizeof hl7, "mllp://127.0.0.1:%s", port);
+    cr_assert_eq(setenv("MW_OUTBOX_LEASE_MS", "300", 1), 0);
+    gw a;
+    gateway_start_to(&a, dir, "gw-a", hl7);
+    device_run(dir, "dev-1", &a, "1");
+    /* gw-a's sender holds the row while it waits for the hospital. */
+    cr_assert(wait_sql(dir, "SELECT claimed_by FROM outbox", "gw-a", 10000));
+    char out[300];
+    snprintf(out, sizeof out, "%s/q.out", dir);
+    cr_assert_eq(mwt_pg_sql(&pg,
+                            "UPDATE outbox SET claimed_by = 'gw-x', claimed_until = now() +"
+                            " interval '1 hour'",
+                            out),
+                 0);
+    hospital_start(&hospital, dir, port);
+    const char *lost[] = {"outbox_claim_lost", NULL};
+    for (int i = 0; i < 100 && mwt_count_lines(a.err, lost) == 0; i++)
+        mwt_sleep_ms(100);
+    cr_expect_eq(mwt_count_lines(a.err, lost), 1u, "gw-a says which row it left");
+    mwt_sleep_ms(500);
+    size_t distinct = 0, lines = ids_received(dir, &distinct);
+    cr_expect_eq(lines, 0u, "the row gw-x holds is not gw-a's to send");
+    assert_sql(dir, "SELECT count(*), min(claimed_by) FROM outbox", "1|gw-x");
+    /* gw-x's lease runs out: gw-a takes the row and delivers it. */
+    cr_assert_eq(
+        mwt_pg_sql(&pg, "UPDATE outbox SET claimed_until = now() - interval '1 second'", out), 0);
+    cr_expect(wait_sql(dir, "SELECT count(*) FROM outbox", "0", 10000));
+    lines = ids_received(dir, &distinct);
+    cr_expect_eq(lines, 1u, "delivered once");
+    cr_assert_eq(mwt_proc_stop(&a.proc, SIGTERM), 0);
+    mwt_proc_stop(&hospital, SIGKILL);
+    unsetenv("MW_OUTBOX_LEASE_MS");
+}
+
 Test(gateway_pg, a_dead_gateways_outbox_is_delivered_by_another, .timeout = 60)
 {
     char dir[256];

@@ -342,6 +342,47 @@ Test(outbox_pg, a_dead_gateways_claims_pass_to_another_when_the_lease_runs_out)
     gateway_close(&b);
 }
 
+/* A sender that waited longer than its lease (a destination down) asks before it sends: a row
+ * another gateway took over meanwhile is left to it, one nobody took is renewed and sent. */
+Test(outbox_pg, a_sender_past_its_lease_sends_only_what_it_still_holds)
+{
+    gw a = gateway("gw-a", 100), b = gateway("gw-b", 100);
+    stage(a.ob, "a", "A1");
+    stage(a.ob, "a", "A2");
+    stage(a.ob, "a", "A3");
+    store_commit(&a, commit(a.ob));
+    outbox_row_t rows[3], took[3];
+    cr_assert_eq(outbox_next_batch(a.ob, 0, rows, 3), 3u);
+    cr_assert(outbox_hold(a.ob, &rows[0]), "a fresh claim is held without asking");
+    /* A minute later by both clocks: gw-a's claims ran out, and gw-b takes the oldest. */
+    for (size_t i = 0; i < 3; i++)
+        rows[i].held_ms -= 60000;
+    cr_assert_eq(mwt_pg_sql(&pg, "UPDATE outbox SET claimed_until = now() - interval '1 ms'", NULL),
+                 0);
+    cr_assert_eq(outbox_next_batch(b.ob, 0, took, 1), 1u);
+    cr_assert_eq(took[0].id, rows[0].id);
+    cr_assert_not(outbox_hold(a.ob, &rows[0]), "gw-b holds A1 now: gw-a must not send it too");
+    cr_assert(outbox_hold(a.ob, &rows[1]), "nobody took A2: gw-a renews its claim");
+    assert_query("SELECT string_agg(claimed_by, ',' ORDER BY id) FROM outbox"
+                 " WHERE claimed_until > now() + interval '55 s'",
+                 "gw-b,gw-a");
+    outbox_row_free(&took[0]);
+    cr_assert_eq(outbox_next_batch(b.ob, 0, took, 3), 2u, "A2 is gw-a's again; A3 is free");
+    cr_assert_eq(took[0].id, rows[0].id);
+    cr_assert_eq(took[1].id, rows[2].id);
+    cr_assert_not(outbox_hold(a.ob, &rows[2]));
+    /* A row another gateway delivered meanwhile is gone: not held either. */
+    cr_assert_eq(outbox_delivered(b.ob, took[0].id), MW_OK);
+    rows[0].held_ms -= 60000;
+    cr_assert_not(outbox_hold(a.ob, &rows[0]));
+    for (size_t i = 0; i < 3; i++)
+        outbox_row_free(&rows[i]);
+    for (size_t i = 0; i < 2; i++)
+        outbox_row_free(&took[i]);
+    gateway_close(&a);
+    gateway_close(&b);
+}
+
 /* A gateway that used an outbox file before comes to the shared outbox with its store's
  * checkpoint counted in that file's ids: the shared ids go past it, so that no row is taken
  * for committed before the store commits it, and the checkpoint does not go back. */
