@@ -292,7 +292,7 @@ size_t obpg_claim(obpg_t *c, const char *lane, uint32_t lease_ms, outbox_row_t *
 {
     if (max == 0 || !ready(c))
         return 0;
-    param ls, mx;
+    param ls = {{0}}, mx = {{0}};
     const char *val[] = {c->gateway, lane, i64p(&ls, lease_ms), i64p(&mx, (int64_t)max)};
     PGresult *r = run(c, CLAIM, 4, val, NULL, NULL);
     size_t n = 0;
@@ -337,7 +337,7 @@ bool obpg_retry(obpg_t *c, int64_t id, unsigned attempts, uint64_t next_try_ms, 
 {
     /* A sender that retries its row renews its claim; one whose claim another gateway took
      * over leaves the row to it. */
-    param pi, pa, pn, pl;
+    param pi = {{0}}, pa = {{0}}, pn = {{0}}, pl = {{0}};
     const char *val[] = {i64p(&pi, id), i64p(&pa, attempts), i64p(&pn, (int64_t)next_try_ms),
                          i64p(&pl, lease_ms), c->gateway};
     return ready(c) &&

@@ -767,7 +767,7 @@ mw_err mwi_pg_put_device(mwi_pg_store *s, const char *id, const mwi_replay *r,
 
 mw_err mwi_pg_retire_space(mwi_pg_store *s, const char *id, uint64_t space, uint64_t retired_ms)
 {
-    param sp, rm;
+    param sp = {{0}}, rm = {{0}};
     const char *val[] = {id, u64p(&sp, space), u64p(&rm, retired_ms)};
     return command_ok(run(s,
                           "INSERT INTO spaces(device, space, retired_ms) VALUES($1, $2, $3)"
