@@ -121,6 +121,17 @@ commits() {
                      v["commits"], v["delivered"] / v["commits"], v["commit_us_mean"], v["cpu_s"]}' "$st"
 }
 
+# pg_cpu: CPU seconds the PostgreSQL server has used so far: its processes' own, and those of
+# the backends that have exited (the postmaster's children's, once reaped).
+pg_cpu() {
+  local pm
+  pm=$(head -n 1 "$pgdir/data/postmaster.pid")
+  { sed 's/^.*) //' "/proc/$pm/stat" | awk '{print $12 + $13 + $14 + $15}'
+    for c in $(pgrep -P "$pm"); do
+      sed 's/^.*) //' "/proc/$c/stat" 2>/dev/null | awk '{print $12 + $13}'
+    done; } | awk -v hz="$(getconf CLK_TCK)" '{t += $1} END {printf "%.2f", t / hz}'
+}
+
 echo "1. acknowledged messages/s, 100 devices, 16 observations in flight each (${secs} s after 1 s warm-up)"
 gateway a "$work/a.db"
 line=$(devices "$PORT" 100 dev-) || line="failed"
@@ -129,10 +140,14 @@ printf '  (a) SQLite store, one gateway:                %8s msg/s  (%s)\n' "$(fi
 commits a
 
 gateway b "$(url ha_b)" gw-b
+cpu0=$(pg_cpu)
 line=$(devices "$PORT" 100 dev-) || line="failed"
 stop "$PID"
+sleep 0.2 # the gateway's backend exits and is reaped
+cpu1=$(pg_cpu)
 printf '  (b) PostgreSQL store, one gateway:            %8s msg/s  (%s)\n' "$(field acked_per_s "$line")" "$line"
 commits b
+awk -v a="$cpu0" -v b="$cpu1" 'BEGIN {printf "      the PostgreSQL server: CPU %.2f s\n", b - a}'
 
 gateway c1 "$(url ha_c)" gw-1
 p1=$PORT c1=$PID

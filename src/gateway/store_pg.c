@@ -41,10 +41,12 @@ static const char *const MIGRATIONS[] = {
 /* Each gateway's checkpoint row is keyed by a name of at most this many bytes. */
 #define INSTANCE_MAX 128
 
-/* Journal rows staged for one multi-row INSERT: a statement per message would cost a round
- * trip to the server each, which a commit of many devices' batches cannot afford. */
-#define PENDING_MAX 128u
+/* Journal rows staged for one INSERT: a statement per message would cost a round trip to the
+ * server each, which a commit of many devices' batches cannot afford. */
+#define PENDING_MAX 512u
 #define ROW_PARAMS  6u
+/* Device rows likewise: id, replay state, command counter, pending commands. */
+#define DEVICE_PARAMS 4u
 
 typedef struct pending_row {
     char device[MW_ID_MAX + 1];
@@ -54,6 +56,15 @@ typedef struct pending_row {
 } pending_row;
 
 typedef struct pg_batch pg_batch;
+
+/* A parameter in PostgreSQL's binary array format, built by arr_*: a buffer kept (and grown)
+ * across commits. */
+typedef struct pg_array {
+    uint8_t *buf;
+    size_t len, cap;
+    uint32_t n;  /* elements */
+    bool failed; /* out of memory: the statement is not sent */
+} pg_array;
 
 struct mwi_pg_store {
     PGconn *conn;
@@ -109,6 +120,8 @@ static bool session_setup(PGconn *c)
 #define LOCK_DEVICE    "mw_lock_device"
 #define LOCK_DEVICES   "mw_lock_devices"
 #define PUT_CHECKPOINT "mw_put_checkpoint"
+#define PUT_MESSAGES   "mw_put_messages"
+#define PUT_DEVICES    "mw_put_devices"
 
 static bool prepared(PGconn *c, const char *name, const char *sql, int n)
 {
@@ -131,7 +144,21 @@ static bool prepare(PGconn *c)
                     "INSERT INTO checkpoints(gateway, sink_checkpoint) VALUES($1, $2)"
                     " ON CONFLICT (gateway) DO UPDATE SET"
                     " sink_checkpoint = excluded.sink_checkpoint, updated_at = now()",
-                    2);
+                    2) &&
+           /* Staged rows go as one array per column: the statement is the same whatever their
+            * number, parsed and planned once per connection rather than once per commit. */
+           prepared(c, PUT_MESSAGES,
+                    "INSERT INTO messages(device, space, seq, received_ms, type, batch)"
+                    " SELECT * FROM unnest($1::text[], $2::int8[], $3::int8[], $4::int8[],"
+                    " $5::int4[], $6::bytea[]) ON CONFLICT DO NOTHING",
+                    ROW_PARAMS) &&
+           prepared(c, PUT_DEVICES,
+                    "INSERT INTO devices(id, replay, next_command, commands)"
+                    " SELECT * FROM unnest($1::text[], $2::bytea[], $3::int8[], $4::bytea[])"
+                    " ON CONFLICT (id) DO UPDATE SET replay = excluded.replay,"
+                    " next_command = excluded.next_command, commands = excluded.commands,"
+                    " updated_at = now()",
+                    DEVICE_PARAMS);
 }
 
 /* A new connection (at open, after the migration; after a reset). */
@@ -160,9 +187,7 @@ typedef struct param {
 /* Per store, not static: a process may run several gateways, each with its store. */
 /* Device rows (replay state, command counter, pending commands) staged likewise, written at
  * the commit. */
-#define DEVICES_MAX   32u
-#define DEVICE_PARAMS 4u
-_Static_assert(DEVICES_MAX *DEVICE_PARAMS <= PENDING_MAX * ROW_PARAMS, "room for the parameters");
+#define DEVICES_MAX 256u
 
 typedef struct pending_device {
     char id[MW_ID_MAX + 1];
@@ -176,11 +201,115 @@ typedef struct pending_device {
 struct pg_batch {
     pending_row rows[PENDING_MAX];
     pending_device devices[DEVICES_MAX];
-    char sql[128 + PENDING_MAX * 48];
-    const char *val[PENDING_MAX * ROW_PARAMS];
-    int lens[PENDING_MAX * ROW_PARAMS], fmts[PENDING_MAX * ROW_PARAMS];
-    param num[PENDING_MAX * 4];
+    /* The statements' parameters: one array per column, the journal's then the devices'
+     * (both may be in one pipeline, whose parameters libpq copies as each is sent). */
+    pg_array cols[ROW_PARAMS + DEVICE_PARAMS];
 };
+
+/* PostgreSQL's OIDs of the element types (catalog/pg_type.h, stable across versions). */
+enum { OID_BYTEA = 17, OID_INT8 = 20, OID_INT4 = 23, OID_TEXT = 25 };
+
+static void arr_bytes(pg_array *a, const void *p, size_t n)
+{
+    if (a->failed)
+        return;
+    if (a->len + n > a->cap) {
+        size_t cap = a->cap ? a->cap : 4096;
+        while (cap < a->len + n)
+            cap *= 2;
+        uint8_t *buf = cap <= INT32_MAX ? realloc(a->buf, cap) : NULL;
+        if (buf == NULL) {
+            a->failed = true;
+            return;
+        }
+        a->buf = buf;
+        a->cap = cap;
+    }
+    memcpy(a->buf + a->len, p, n);
+    a->len += n;
+}
+
+static void be32(uint8_t *b, uint32_t v)
+{
+    b[0] = (uint8_t)(v >> 24);
+    b[1] = (uint8_t)(v >> 16);
+    b[2] = (uint8_t)(v >> 8);
+    b[3] = (uint8_t)v;
+}
+
+static void arr_u32(pg_array *a, uint32_t v)
+{
+    uint8_t b[4];
+    be32(b, v);
+    arr_bytes(a, b, sizeof b);
+}
+
+/* A one-dimensional array in the binary format the server reads (array_recv): dimensions,
+ * whether any element is NULL, the element type, the length and lower bound; then each
+ * element as its length (-1: NULL) and its bytes; all integers big-endian. */
+static void arr_start(pg_array *a, uint32_t oid)
+{
+    a->len = 0;
+    a->n = 0;
+    a->failed = false;
+    arr_u32(a, 1);   /* dimensions */
+    arr_u32(a, 0);   /* has NULLs: set by arr_null */
+    arr_u32(a, oid); /* element type */
+    arr_u32(a, 0);   /* length: set by arr_end */
+    arr_u32(a, 1);   /* lower bound */
+}
+
+static void arr_put(pg_array *a, const void *p, size_t n)
+{
+    arr_u32(a, (uint32_t)n);
+    arr_bytes(a, p, n);
+    a->n++;
+}
+
+static void arr_null(pg_array *a)
+{
+    arr_u32(a, UINT32_MAX);
+    if (!a->failed)
+        be32(a->buf + 4, 1);
+    a->n++;
+}
+
+static void arr_i64(pg_array *a, uint64_t v)
+{
+    uint8_t b[8];
+    be32(b, (uint32_t)(v >> 32));
+    be32(b + 4, (uint32_t)v);
+    arr_put(a, b, sizeof b);
+}
+
+static void arr_i32(pg_array *a, uint32_t v)
+{
+    uint8_t b[4];
+    be32(b, v);
+    arr_put(a, b, sizeof b);
+}
+
+/* False when memory ran out on the way. */
+static bool arr_end(pg_array *a)
+{
+    if (a->failed)
+        return false;
+    be32(a->buf + 12, a->n);
+    return true;
+}
+
+/* The parameters of a statement taking @p n of the arrays from @p first. */
+static bool arr_params(pg_array *first, size_t n, const char **val, int *lens, int *fmts)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (!arr_end(&first[i]))
+            return false;
+        val[i] = (const char *)first[i].buf;
+        lens[i] = (int)first[i].len;
+        fmts[i] = 1;
+    }
+    return true;
+}
 
 static const char *u64p(param *p, uint64_t v)
 {
@@ -427,6 +556,8 @@ void mwi_pg_close(mwi_pg_store **ps)
     if (s->txn)
         mwi_pg_rollback(s);
     PQfinish(s->conn);
+    for (size_t i = 0; i < ROW_PARAMS + DEVICE_PARAMS; i++)
+        free(s->batch->cols[i].buf);
     free(s->batch);
     free(s);
     *ps = NULL;
@@ -642,40 +773,30 @@ static mw_err flush_rows(mwi_pg_store *s, bool piped)
 {
     if (s->nrows == 0)
         return MW_OK;
-    pg_batch *b = s->batch;
-    char *sql = b->sql;
-    const size_t sql_size = sizeof b->sql;
-    const char **val = b->val;
-    int *lens = b->lens, *fmts = b->fmts;
-    param *num = b->num;
-    size_t at =
-        (size_t)snprintf(sql, sql_size,
-                         "INSERT INTO messages(device, space, seq, received_ms, type, batch)"
-                         " VALUES");
+    pg_array *c = s->batch->cols;
+    static const uint32_t oids[ROW_PARAMS] = {OID_TEXT, OID_INT8, OID_INT8,
+                                              OID_INT8, OID_INT4, OID_BYTEA};
+    for (size_t j = 0; j < ROW_PARAMS; j++)
+        arr_start(&c[j], oids[j]);
     for (size_t i = 0; i < s->nrows; i++) {
-        const pending_row *r = &b->rows[i];
-        size_t k = i * ROW_PARAMS;
-        at += (size_t)snprintf(sql + at, sql_size - at, "%s($%zu,$%zu,$%zu,$%zu,$%zu::int,$%zu)",
-                               i ? "," : "", k + 1, k + 2, k + 3, k + 4, k + 5, k + 6);
-        val[k] = r->device;
-        val[k + 1] = u64p(&num[i * 4], r->space);
-        val[k + 2] = u64p(&num[i * 4 + 1], r->seq);
-        val[k + 3] = u64p(&num[i * 4 + 2], r->received_ms);
-        val[k + 4] = u64p(&num[i * 4 + 3], r->type);
-        val[k + 5] = (const char *)r->batch;
-        for (size_t j = 0; j < ROW_PARAMS; j++) {
-            lens[k + j] = j == 5 ? (int)r->len : 0;
-            fmts[k + j] = j == 5 ? 1 : 0;
-        }
+        const pending_row *r = &s->batch->rows[i];
+        arr_put(&c[0], r->device, strlen(r->device));
+        arr_i64(&c[1], r->space);
+        arr_i64(&c[2], r->seq);
+        arr_i64(&c[3], r->received_ms);
+        arr_i32(&c[4], (uint32_t)r->type);
+        arr_put(&c[5], r->batch, r->len);
     }
-    snprintf(sql + at, sql_size - at, " ON CONFLICT DO NOTHING");
-    int n = (int)(s->nrows * ROW_PARAMS);
+    const char *val[ROW_PARAMS];
+    int lens[ROW_PARAMS], fmts[ROW_PARAMS];
+    if (!arr_params(c, ROW_PARAMS, val, lens, fmts))
+        return MW_ENOMEM;
     if (piped) { /* still staged: the commit may send them again */
-        pipe_send(s, sql, n, val, lens, fmts);
+        pipe_send(s, PUT_MESSAGES, ROW_PARAMS, val, lens, fmts);
         return MW_OK;
     }
     s->nrows = 0;
-    return command_ok(run(s, sql, n, val, lens, fmts)) ? MW_OK : MW_EIO;
+    return command_ok(run(s, PUT_MESSAGES, ROW_PARAMS, val, lens, fmts)) ? MW_OK : MW_EIO;
 }
 
 mw_err mwi_pg_put_message(mwi_pg_store *s, const mw_message_t *m, uint64_t received_ms)
@@ -705,38 +826,31 @@ static mw_err flush_devices(mwi_pg_store *s, bool piped)
 {
     if (s->ndevices == 0)
         return MW_OK;
-    pg_batch *b = s->batch;
-    size_t at = (size_t)snprintf(b->sql, sizeof b->sql,
-                                 "INSERT INTO devices(id, replay, next_command, commands) VALUES");
+    pg_array *c = s->batch->cols + ROW_PARAMS;
+    arr_start(&c[0], OID_TEXT);
+    arr_start(&c[1], OID_BYTEA);
+    arr_start(&c[2], OID_INT8);
+    arr_start(&c[3], OID_BYTEA);
     for (size_t i = 0; i < s->ndevices; i++) {
-        const pending_device *d = &b->devices[i];
-        size_t k = i * DEVICE_PARAMS;
-        at += (size_t)snprintf(b->sql + at, sizeof b->sql - at, "%s($%zu,$%zu,$%zu,$%zu)",
-                               i ? "," : "", k + 1, k + 2, k + 3, k + 4);
-        b->val[k] = d->id;
-        b->val[k + 1] = (const char *)d->replay;
-        b->val[k + 2] = u64p(&b->num[i], d->next_command);
-        b->val[k + 3] = d->commands_len ? (const char *)d->commands : NULL; /* none: NULL */
-        b->lens[k] = 0;
-        b->lens[k + 1] = (int)d->len;
-        b->lens[k + 2] = 0;
-        b->lens[k + 3] = (int)d->commands_len;
-        b->fmts[k] = 0;
-        b->fmts[k + 1] = 1;
-        b->fmts[k + 2] = 0;
-        b->fmts[k + 3] = 1;
+        const pending_device *d = &s->batch->devices[i];
+        arr_put(&c[0], d->id, strlen(d->id));
+        arr_put(&c[1], d->replay, d->len);
+        arr_i64(&c[2], d->next_command);
+        if (d->commands_len) /* none pending: NULL */
+            arr_put(&c[3], d->commands, d->commands_len);
+        else
+            arr_null(&c[3]);
     }
-    snprintf(b->sql + at, sizeof b->sql - at,
-             " ON CONFLICT (id) DO UPDATE SET replay = excluded.replay,"
-             " next_command = excluded.next_command, commands = excluded.commands,"
-             " updated_at = now()");
-    int n = (int)(s->ndevices * DEVICE_PARAMS);
+    const char *val[DEVICE_PARAMS];
+    int lens[DEVICE_PARAMS], fmts[DEVICE_PARAMS];
+    if (!arr_params(c, DEVICE_PARAMS, val, lens, fmts))
+        return MW_ENOMEM;
     if (piped) { /* as flush_rows */
-        pipe_send(s, b->sql, n, b->val, b->lens, b->fmts);
+        pipe_send(s, PUT_DEVICES, DEVICE_PARAMS, val, lens, fmts);
         return MW_OK;
     }
     s->ndevices = 0;
-    return command_ok(run(s, b->sql, n, b->val, b->lens, b->fmts)) ? MW_OK : MW_EIO;
+    return command_ok(run(s, PUT_DEVICES, DEVICE_PARAMS, val, lens, fmts)) ? MW_OK : MW_EIO;
 }
 
 mw_err mwi_pg_put_device(mwi_pg_store *s, const char *id, const mwi_replay *r,

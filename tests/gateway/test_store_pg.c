@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "gateway/store.h"
+#include "gateway/store_codec.h"
 #include "support/pg.h"
 #include "support/proc.h"
 
@@ -230,6 +231,59 @@ Test(store_pg, pending_commands_are_shared_with_the_device_row)
     cr_assert_eq(n, 7, "nothing half read");
     mwi_store_close(&b);
     mwi_store_close(&a);
+}
+
+/* More journal rows and devices in one transaction than the store sends in one statement of
+ * each (it sends several): every row is there, byte for byte, NULL and pending commands mixed. */
+Test(store_pg, a_transaction_larger_than_one_statement_writes_every_row)
+{
+    enum { DEVICES = 300, EACH = 4 };
+    mwi_store *s = open_as("gw-a");
+    mwi_replay r = delivered(77, EACH), got;
+    mw_command_t cmd = {.id = 41,
+                        .expires_ms = 1700000060000ull,
+                        .kind = MW_CMD_SET_INTERVAL,
+                        .u.interval_ms = 2500};
+    cr_assert_eq(mwi_store_begin(s), MW_OK);
+    for (uint64_t d = 0; d < DEVICES; d++) {
+        char id[16];
+        snprintf(id, sizeof id, "d-%03u", (unsigned)d);
+        for (uint64_t q = 1; q <= EACH; q++) {
+            mw_message_t m = observation(id, 77, q);
+            cr_assert_eq(mwi_store_put_message(s, &m, 1700000000000ull + d * 10 + q), MW_OK);
+        }
+        bool with_cmd = d % 7 == 0;
+        cr_assert_eq(mwi_store_put_device(s, id, &r, d, with_cmd ? &cmd : NULL, with_cmd), MW_OK);
+    }
+    cr_assert_eq(mwi_store_commit(s, 1), MW_OK);
+    /* seq: 300 x (1 + 2 + 3 + 4); received_ms - base: 4 x 10 x (0 + ... + 299) + 300 x 10 */
+    assert_query("SELECT count(*), count(DISTINCT device), sum(seq),"
+                 " sum(received_ms - 1700000000000), min(type), max(type) FROM messages",
+                 "1200|300|3000|1797000|1|1");
+    assert_query("SELECT count(*), sum(next_command), count(commands) FROM devices",
+                 "300|44850|43");
+    uint8_t enc[MWI_JOURNAL_MAX];
+    size_t len = 0;
+    mw_message_t last = observation("d-299", 77, 4);
+    cr_assert_eq(mwi_journal_encode(&last, enc, &len), MW_OK);
+    char hex[2 * MWI_JOURNAL_MAX + 1] = "";
+    for (size_t i = 0; i < len; i++)
+        snprintf(hex + 2 * i, 3, "%02x", enc[i]);
+    assert_query("SELECT encode(batch, 'hex') FROM messages WHERE device = 'd-299' AND seq = 4",
+                 hex);
+    mw_command_t cmds[MWI_MAX_COMMANDS];
+    uint8_t n = 0;
+    uint64_t next = 0;
+    bool found = false;
+    cr_assert_eq(mwi_store_load_device(s, "d-294", &got, &next, cmds, &n, &found), MW_OK);
+    cr_assert(found);
+    cr_assert_eq(next, 294);
+    cr_assert_eq(got.top, EACH);
+    cr_assert_eq(n, 1);
+    cr_assert_eq(cmds[0].u.interval_ms, 2500);
+    cr_assert_eq(mwi_store_load_device(s, "d-295", &got, &next, cmds, &n, &found), MW_OK);
+    cr_assert_eq(n, 0);
+    mwi_store_close(&s);
 }
 
 Test(store_pg, migrates_once_and_refuses_a_newer_schema)
