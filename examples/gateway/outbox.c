@@ -627,7 +627,7 @@ bool outbox_hold(outbox_t *ob, outbox_row_t *row)
         uint64_t now = mono_ms();
         if (now - row->held_ms < ob->core->lease_ms / 2)
             return true;
-        int held = obpg_hold(ob->spg, row->id, ob->core->lease_ms);
+        int held = obpg_hold(ob->spg, ob->destination, row->id, ob->core->lease_ms);
         if (held != 1) {
             gwlog(held == 0 ? GWLOG_INFO : GWLOG_WARN, "outbox_claim_lost", "s:lane",
                   ob->destination, "s:device", row->device, "i:outbox_id", (long long)row->id,

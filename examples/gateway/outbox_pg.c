@@ -22,6 +22,8 @@ static const char *const MIGRATIONS[] = {
     " created_ms bigint NOT NULL, claimed_by text, claimed_until timestamptz);"
     "CREATE INDEX outbox_lane ON outbox(lane, parked, id);"
     "CREATE INDEX outbox_origin ON outbox(origin, id);",
+    /* 2: a device's earlier rows, looked up by each claim (a device is sent in order). */
+    "CREATE INDEX outbox_device ON outbox(lane, device, id);",
 };
 #define SCHEMA_VERSION ((int)(sizeof MIGRATIONS / sizeof MIGRATIONS[0]))
 
@@ -276,27 +278,59 @@ uint64_t obpg_oldest(obpg_t *c, const char *lane)
 
 /* A row may go once the store of the gateway that wrote it has committed a checkpoint at or
  * above its id (before that, a crash of that gateway deletes it at recovery and the device
- * sends the message again); it is claimed for a lease, in a transaction of one statement, and
- * a row another gateway claimed is skipped until its lease runs out. */
+ * sends the message again); it is claimed for a lease, and a row another gateway claimed is
+ * skipped until its lease runs out.
+ * A device's rows go in order, one gateway at a time: a row is not taken while an earlier row
+ * of its device that may go (released, not parked) is held by another gateway. For that to
+ * see every other claim, claims and renewals of one lane take turns (CLAIM_LOCK, held to the
+ * end of their transaction); delivering, parking and recording a retry need not. */
+#define CLAIM_LOCK "SELECT pg_advisory_xact_lock(1836543843, hashtext($1))"
 static const char CLAIM[] =
     "WITH c AS (UPDATE outbox o SET claimed_by = $1,"
     " claimed_until = now() + $3::float8 * interval '1 millisecond'"
     " WHERE o.id IN (SELECT r.id FROM outbox r JOIN checkpoints k ON k.gateway = r.origin"
     " WHERE r.lane = $2 AND NOT r.parked AND r.id <= k.sink_checkpoint"
     " AND (r.claimed_by IS NULL OR r.claimed_by = $1 OR r.claimed_until < now())"
+    " AND NOT EXISTS (SELECT 1 FROM outbox e JOIN checkpoints ke ON ke.gateway = e.origin"
+    " WHERE e.lane = $2 AND e.device = r.device AND e.id < r.id AND NOT e.parked"
+    " AND e.id <= ke.sink_checkpoint AND e.claimed_by <> $1 AND e.claimed_until >= now())"
     " ORDER BY r.id LIMIT $4::int8 FOR UPDATE OF r SKIP LOCKED)"
     " RETURNING o.id, o.device, o.payload, o.attempts)"
     " SELECT id, device, payload, attempts FROM c ORDER BY id";
 
+/* BEGIN and this lane's turn to claim. */
+static bool claim_turn(obpg_t *c, const char *lane)
+{
+    const char *val[] = {lane};
+    if (!ready(c) || !pgs_exec(c->conn, "BEGIN"))
+        return false;
+    PGresult *r = run(c, CLAIM_LOCK, 1, val, NULL, NULL);
+    bool ok = PQresultStatus(r) == PGRES_TUPLES_OK;
+    PQclear(r);
+    if (!ok)
+        (void)pgs_exec(c->conn, "ROLLBACK");
+    return ok;
+}
+
+/* COMMIT, or ROLLBACK after a failure; false if the transaction did not commit. */
+static bool claim_done(obpg_t *c, bool ok)
+{
+    if (ok && pgs_exec(c->conn, "COMMIT"))
+        return true;
+    (void)pgs_exec(c->conn, "ROLLBACK");
+    return false;
+}
+
 size_t obpg_claim(obpg_t *c, const char *lane, uint32_t lease_ms, outbox_row_t *out, size_t max)
 {
-    if (max == 0 || !ready(c))
+    if (max == 0 || !claim_turn(c, lane))
         return 0;
     param ls = {{0}}, mx = {{0}};
     const char *val[] = {c->gateway, lane, i64p(&ls, lease_ms), i64p(&mx, (int64_t)max)};
     PGresult *r = run(c, CLAIM, 4, val, NULL, NULL);
     size_t n = 0;
-    if (PQresultStatus(r) == PGRES_TUPLES_OK) {
+    bool ok = PQresultStatus(r) == PGRES_TUPLES_OK;
+    if (ok) {
         int rows = PQntuples(r);
         for (int i = 0; i < rows && n < max; i++) {
             int64_t id = 0, attempts = 0;
@@ -316,6 +350,11 @@ size_t obpg_claim(obpg_t *c, const char *lane, uint32_t lease_ms, outbox_row_t *
         }
     }
     PQclear(r);
+    if (!claim_done(c, ok)) { /* not claimed after all: another gateway may take them */
+        for (size_t i = 0; i < n; i++)
+            outbox_row_free(&out[i]);
+        return 0;
+    }
     return n;
 }
 
@@ -348,9 +387,9 @@ bool obpg_retry(obpg_t *c, int64_t id, unsigned attempts, uint64_t next_try_ms, 
                           5, val, NULL, NULL));
 }
 
-int obpg_hold(obpg_t *c, int64_t id, uint32_t lease_ms)
+int obpg_hold(obpg_t *c, const char *lane, int64_t id, uint32_t lease_ms)
 {
-    if (!ready(c))
+    if (!claim_turn(c, lane))
         return -1;
     param pi = {{0}}, pl = {{0}};
     const char *val[] = {i64p(&pi, id), i64p(&pl, lease_ms), c->gateway};
@@ -361,7 +400,7 @@ int obpg_hold(obpg_t *c, int64_t id, uint32_t lease_ms)
             3, val, NULL, NULL);
     int held = PQresultStatus(r) != PGRES_COMMAND_OK ? -1 : strcmp(PQcmdTuples(r), "1") == 0;
     PQclear(r);
-    return held;
+    return claim_done(c, held >= 0) ? held : -1;
 }
 
 bool obpg_park(obpg_t *c, int64_t id)

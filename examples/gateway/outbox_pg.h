@@ -41,14 +41,16 @@ uint64_t obpg_oldest(obpg_t *c, const char *lane);
 
 /* A lane's sender. */
 
-/** Claims up to @p max rows of @p lane for @p lease_ms, oldest first, into @p out. */
+/** Claims up to @p max rows of @p lane for @p lease_ms, oldest first, into @p out; none of a
+ *  device whose earlier row another gateway holds (a device goes in order). */
 size_t obpg_claim(obpg_t *c, const char *lane, uint32_t lease_ms, outbox_row_t *out, size_t max);
 /** Deletes row @p id; *out_gone tells whether it was there. */
 bool obpg_delete(obpg_t *c, int64_t id, bool *out_gone);
 bool obpg_retry(obpg_t *c, int64_t id, unsigned attempts, uint64_t next_try_ms, uint32_t lease_ms);
-/** Renews this gateway's claim on row @p id for @p lease_ms: 1 renewed, 0 another gateway
- *  holds it (or it is gone), -1 the database did not answer. */
-int obpg_hold(obpg_t *c, int64_t id, uint32_t lease_ms);
+/** Renews this gateway's claim on row @p id of @p lane for @p lease_ms, in turn with the
+ *  lane's claims: 1 renewed, 0 another gateway holds it (or it is gone), -1 the database did
+ *  not answer. */
+int obpg_hold(obpg_t *c, const char *lane, int64_t id, uint32_t lease_ms);
 bool obpg_park(obpg_t *c, int64_t id);
 
 #endif

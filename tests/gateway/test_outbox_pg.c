@@ -5,6 +5,7 @@
  * row together, and a dead gateway's claims pass to another when their lease runs out. */
 #include <criterion/criterion.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -226,12 +227,81 @@ Test(outbox_pg, a_full_lane_refuses_the_whole_commit)
     gateway_close(&a);
 }
 
+/* The rows are @p want, in order; delivered. */
+static void expect_payloads(outbox_t *ob, outbox_row_t *rows, size_t n, const char *const want[])
+{
+    size_t nw = 0;
+    while (want[nw] != NULL)
+        nw++;
+    for (size_t i = 0; i < n; i++) {
+        const char *w = i < nw ? want[i] : NULL;
+        cr_expect(w && rows[i].len == strlen(w) && memcmp(rows[i].payload, w, rows[i].len) == 0,
+                  "row %zu: %.*s, not %s", i, (int)rows[i].len, rows[i].payload, w ? w : "(none)");
+        cr_expect_eq(outbox_delivered(ob, rows[i].id), MW_OK);
+        outbox_row_free(&rows[i]);
+    }
+}
+
+/* A device's rows go in order, one gateway at a time: while gw-a's sender holds x's first row,
+ * gw-b takes y's row and none of x's later ones (not even the one it wrote itself), and takes
+ * them, in order, once the first is delivered. A parked earlier row, or one not released (its
+ * writer's store did not commit it: it goes at recovery), holds nothing up. */
+Test(outbox_pg, a_device_is_sent_in_order_by_one_gateway_at_a_time)
+{
+    gw a = gateway("gw-a", 100), b = gateway("gw-b", 100);
+    stage(a.ob, "x", "X1");
+    stage(a.ob, "x", "X2");
+    stage(a.ob, "y", "Y1");
+    store_commit(&a, commit(a.ob));
+    outbox_row_t first, rows[4];
+    cr_assert(outbox_next(a.ob, 0, &first));
+    cr_expect(memcmp(first.payload, "X1", 2) == 0);
+    stage(b.ob, "x", "X3"); /* the device moved to gw-b */
+    store_commit(&b, commit(b.ob));
+    size_t n = outbox_next_batch(b.ob, 0, rows, 4);
+    cr_expect_eq(n, 1u, "y's row only: gw-a holds x's first");
+    expect_payloads(b.ob, rows, n, (const char *const[]){"Y1", NULL});
+    cr_expect_eq(outbox_delivered(a.ob, first.id), MW_OK);
+    outbox_row_free(&first);
+    n = outbox_next_batch(b.ob, 0, rows, 4);
+    cr_expect_eq(n, 2u);
+    expect_payloads(b.ob, rows, n, (const char *const[]){"X2", "X3", NULL});
+    assert_query("SELECT count(*) FROM outbox", "0");
+
+    /* Parked: the next goes. */
+    stage(a.ob, "x", "X4");
+    stage(a.ob, "x", "X5");
+    uint64_t ck = commit(a.ob);
+    store_commit(&a, ck);
+    cr_assert(outbox_next(a.ob, 0, &first));
+    cr_expect_eq(outbox_park(a.ob, first.id), MW_OK);
+    outbox_row_free(&first);
+    n = outbox_next_batch(b.ob, 0, rows, 4);
+    cr_expect_eq(n, 1u);
+    expect_payloads(b.ob, rows, n, (const char *const[]){"X5", NULL});
+    /* Not released: gw-a's outbox committed X6, its store did not; gw-b's X7 goes. */
+    stage(a.ob, "x", "X6");
+    (void)commit(a.ob);
+    stage(b.ob, "x", "X7");
+    store_commit(&b, commit(b.ob));
+    n = outbox_next_batch(b.ob, 0, rows, 4);
+    cr_expect_eq(n, 1u);
+    expect_payloads(b.ob, rows, n, (const char *const[]){"X7", NULL});
+    cr_assert_eq(outbox_recover(a.ob, ck), MW_OK);
+    assert_query("SELECT count(*) FROM outbox WHERE payload = 'X6'", "0");
+    gateway_close(&b);
+    gateway_close(&a);
+}
+
 /* Two senders of two gateways taking batches at the same time. */
 struct sender {
     outbox_t *ob;
     int64_t ids[400];
+    unsigned long when[400]; /* the order of each delivery among both senders' */
     size_t n;
 };
+
+static atomic_ulong deliveries;
 
 static void *drain(void *arg)
 {
@@ -242,9 +312,11 @@ static void *drain(void *arg)
         if (n == 0)
             break;
         for (size_t i = 0; i < n; i++) {
-            if (s->n < sizeof s->ids / sizeof s->ids[0])
-                s->ids[s->n++] = rows[i].id;
             (void)outbox_delivered(s->ob, rows[i].id);
+            if (s->n < sizeof s->ids / sizeof s->ids[0]) {
+                s->when[s->n] = atomic_fetch_add(&deliveries, 1);
+                s->ids[s->n++] = rows[i].id;
+            }
             outbox_row_free(&rows[i]);
         }
     }
@@ -269,13 +341,14 @@ Test(outbox_pg, two_gateways_claiming_together_never_take_the_same_row)
     }
     store_commit(&a, commit(a.ob));
     store_commit(&b, commit(b.ob));
-    /* A claim holds without a delivery: the other gateway takes the next rows. */
+    /* A claim holds without a delivery: the other gateway takes the next rows it may, those of
+     * the other device (a device's later rows wait behind its earlier ones). */
     outbox_row_t ra[5], rb[5];
     cr_assert_eq(outbox_next_batch(a.ob, 0, ra, 5), 5u);
     cr_assert_eq(outbox_next_batch(b.ob, 0, rb, 5), 5u);
     for (size_t i = 0; i < 5; i++) {
         cr_expect_eq(ra[i].id, (int64_t)i + 1);
-        cr_expect_eq(rb[i].id, (int64_t)i + 6, "gw-a's claimed rows are skipped");
+        cr_expect_eq(rb[i].id, (int64_t)i + 151, "gw-a's claimed rows and device a's are skipped");
         outbox_row_free(&ra[i]);
         outbox_row_free(&rb[i]);
     }
@@ -292,6 +365,19 @@ Test(outbox_pg, two_gateways_claiming_together_never_take_the_same_row)
     for (size_t i = 0; i < sb.n; i++)
         all[n++] = sb.ids[i];
     cr_assert_eq(n, 300u, "every row delivered (a: %zu, b: %zu)", sa.n, sb.n);
+    /* Each device's rows (ids 1-150: a, 151-300: b) delivered in order, whoever sent them. */
+    int64_t by_when[800] = {0};
+    for (size_t i = 0; i < sa.n; i++)
+        by_when[sa.when[i]] = sa.ids[i];
+    for (size_t i = 0; i < sb.n; i++)
+        by_when[sb.when[i]] = sb.ids[i];
+    int64_t last[2] = {0, 150};
+    for (size_t i = 0; i < n; i++) {
+        int dev = by_when[i] > 150;
+        cr_expect_gt(by_when[i], last[dev], "row %lld after %lld", (long long)by_when[i],
+                     (long long)last[dev]);
+        last[dev] = by_when[i];
+    }
     qsort(all, n, sizeof all[0], by_id);
     for (size_t i = 0; i < n; i++)
         cr_assert_eq(all[i], (int64_t)i + 1, "each row once, by one gateway");
@@ -367,18 +453,17 @@ Test(outbox_pg, a_sender_past_its_lease_sends_only_what_it_still_holds)
                  " WHERE claimed_until > now() + interval '55 s'",
                  "gw-b,gw-a");
     outbox_row_free(&took[0]);
-    cr_assert_eq(outbox_next_batch(b.ob, 0, took, 3), 2u, "A2 is gw-a's again; A3 is free");
+    cr_assert_eq(outbox_next_batch(b.ob, 0, took, 3), 1u,
+                 "A2 is gw-a's again, and A3 waits behind it (a device goes in order)");
     cr_assert_eq(took[0].id, rows[0].id);
-    cr_assert_eq(took[1].id, rows[2].id);
-    cr_assert_not(outbox_hold(a.ob, &rows[2]));
+    cr_assert(outbox_hold(a.ob, &rows[2]), "nobody took A3: gw-a renews its claim");
     /* A row another gateway delivered meanwhile is gone: not held either. */
     cr_assert_eq(outbox_delivered(b.ob, took[0].id), MW_OK);
     rows[0].held_ms -= 60000;
     cr_assert_not(outbox_hold(a.ob, &rows[0]));
     for (size_t i = 0; i < 3; i++)
         outbox_row_free(&rows[i]);
-    for (size_t i = 0; i < 2; i++)
-        outbox_row_free(&took[i]);
+    outbox_row_free(&took[0]);
     gateway_close(&a);
     gateway_close(&b);
 }
