@@ -24,8 +24,8 @@
 typedef struct server {
     mwt_proc proc;
     char port_file[400];
-    int port;      /* plain HTTP: the tests' searches and controls */
-    int fhir_port; /* the gateway's: HTTPS with --tls-* in more */
+    int port;             /* plain HTTP: the tests' searches and controls */
+    int fhir_port;        /* the gateway's: HTTPS with --tls-* in more */
     const char *more[10]; /* further options of server.js, NULL-terminated */
 } server;
 
@@ -80,9 +80,9 @@ static char *http(const server *s, const char *method, const char *path, int *st
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     cr_assert_eq(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
     char req[1024];
-    int n = snprintf(req, sizeof req,
-                     "%s %s HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n\r\n", method,
-                     path);
+    int n =
+        snprintf(req, sizeof req, "%s %s HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n\r\n",
+                 method, path);
     cr_assert_eq(write(fd, req, (size_t)n), (ssize_t)n);
     size_t cap = 1u << 20, len = 0;
     char *buf = malloc(cap);
@@ -318,8 +318,8 @@ Test(fhir_delivery, the_server_down_for_a_while)
     world_start(&w, DEVICES);
     char mport[400];
     in_dir(mport, sizeof mport, w.dir, "metrics.port");
-    const char *more[] = {"--fhir-batch", "8", "--metrics", "127.0.0.1:0", "--metrics-port-file",
-                          mport, NULL};
+    const char *more[] = {"--fhir-batch",        "8",   "--metrics", "127.0.0.1:0",
+                          "--metrics-port-file", mport, NULL};
     memcpy(w.g.more, more, sizeof more);
     control(&w.s, "/_control/fail?status=503&count=1000000");
     gateway_start(&w.g, &w.pki, &w.s);
@@ -487,13 +487,13 @@ Test(fhir_delivery, https_with_a_client_certificate_and_a_bearer_token)
     in_dir(gkey, sizeof gkey, w.dir, "gateway-client.key");
     in_dir(tok, sizeof tok, w.dir, "token");
     write_text(tok, "s3cret.Token-42\n");
-    const char *smore[] = {"--tls-cert", crt, "--tls-key", key, "--tls-ca", cca,
-                           "--token",    "s3cret.Token-42", NULL};
+    const char *smore[] = {"--tls-cert", crt,       "--tls-key",       key, "--tls-ca",
+                           cca,          "--token", "s3cret.Token-42", NULL};
     memcpy(w.s.more, smore, sizeof smore);
     server_start(&w.s, w.dir);
     snprintf(w.g.url, sizeof w.g.url, "https://localhost:%d/", w.s.fhir_port);
-    const char *gmore[] = {"--fhir-ca",  hca,  "--fhir-cert",  gcrt, "--fhir-key",
-                           gkey,         "--fhir-token", tok, NULL};
+    const char *gmore[] = {"--fhir-ca",    hca, "--fhir-cert", gcrt, "--fhir-key", gkey,
+                           "--fhir-token", tok, NULL};
     memcpy(w.g.more, gmore, sizeof gmore);
     gateway_start(&w.g, &w.pki, &w.s);
     mwt_proc devs[2];
@@ -517,9 +517,20 @@ Test(fhir_delivery, bad_fhir_options_stop_the_start)
     snprintf(dir, sizeof dir, "%s", mwt_tmpdir());
     in_dir(err, sizeof err, dir, "gateway.err");
     in_dir(missing, sizeof missing, dir, "no-such-token");
-    const char *argv[] = {mwt_bin("medwire-gateway"), "--listen", "127.0.0.1:0", "--ca", "ca",
-                          "--cert", "cert", "--key", "key", "--fhir-server", "http://127.0.0.1:9/",
-                          "--fhir-token", missing, NULL};
+    const char *argv[] = {mwt_bin("medwire-gateway"),
+                          "--listen",
+                          "127.0.0.1:0",
+                          "--ca",
+                          "ca",
+                          "--cert",
+                          "cert",
+                          "--key",
+                          "key",
+                          "--fhir-server",
+                          "http://127.0.0.1:9/",
+                          "--fhir-token",
+                          missing,
+                          NULL};
     cr_assert_eq(mwt_run(argv, NULL, err, 20000), 2);
     char *text = mwt_read_file(err);
     cr_expect(text && strstr(text, "--fhir-token: cannot read") && strstr(text, missing), "%s",
@@ -538,25 +549,6 @@ Test(fhir_delivery, bad_fhir_options_stop_the_start)
     cr_expect(text && strstr(text, "--fhir-server must be an http:// or https:// base URL"), "%s",
               text ? text : "");
     free(text);
-}
-
-/* First line of @p sql's answer is @p want, polled for up to @p ms. */
-static bool pg_says(const mwt_pg *pg, const char *dir, const char *sql, const char *want, int ms)
-{
-    char out[400];
-    in_dir(out, sizeof out, dir, "q.out");
-    for (int waited = 0; waited <= ms; waited += 100) {
-        if (mwt_pg_sql(pg, sql, out) == 0) {
-            char *text = mwt_read_file(out);
-            bool same = text && strncmp(text, want, strlen(want)) == 0 &&
-                        (text[strlen(want)] == '\n' || text[strlen(want)] == '\0');
-            free(text);
-            if (same)
-                return true;
-        }
-        mwt_sleep_ms(100);
-    }
-    return false;
 }
 
 /* (h) A shared outbox (PostgreSQL): the sender retrying a server that answers 503 longer than
@@ -582,7 +574,7 @@ Test(fhir_delivery, a_sender_past_its_lease_leaves_a_row_taken_over_meanwhile)
     mwt_proc dev;
     cr_assert(mwt_device_start(&dev, &w.pki, w.g.addr, "fhirdev-1", "1", "0", "45"));
     cr_assert_eq(mwt_proc_wait(&dev, 50000), 0, "the device is acknowledged");
-    cr_assert(pg_says(&pg, w.dir, "SELECT claimed_by FROM outbox", "gw-a", 10000));
+    cr_assert(mwt_pg_wait_for(&pg, "SELECT claimed_by FROM outbox", "gw-a", 10000));
     char out[400];
     in_dir(out, sizeof out, w.dir, "u.out");
     cr_assert_eq(mwt_pg_sql(&pg,
@@ -598,10 +590,9 @@ Test(fhir_delivery, a_sender_past_its_lease_leaves_a_row_taken_over_meanwhile)
     mwt_sleep_ms(1000);
     cr_expect_eq(count(&w.s, "Observation"), 0, "the row gw-x holds is not gw-a's to send");
     /* gw-x's lease runs out: gw-a takes the row and delivers it, once. */
-    cr_assert_eq(mwt_pg_sql(&pg, "UPDATE outbox SET claimed_until = now() - interval '1 second'",
-                            out),
-                 0);
-    cr_expect(pg_says(&pg, w.dir, "SELECT count(*) FROM outbox", "0", 10000));
+    cr_assert_eq(
+        mwt_pg_sql(&pg, "UPDATE outbox SET claimed_until = now() - interval '1 second'", out), 0);
+    cr_expect(mwt_pg_wait_for(&pg, "SELECT count(*) FROM outbox", "0", 10000));
     cr_expect_eq(wait_count(&w.s, 1), 1);
     world_stop(&w);
     mwt_pg_stop(&pg);

@@ -403,23 +403,14 @@ static size_t ids_received(const char *dir, size_t *distinct)
     return n;
 }
 
-/* Polls @p sql until it prints @p want (its first line), for up to @p ms. */
-static bool wait_sql(const char *dir, const char *sql, const char *want, int ms)
+/* The hospital's listener started once for its port, then stopped: gateways start with their
+ * destination down. @p hl7 gets its mllp:// URL; the port, as text, in @p port. */
+static void hospital_gone(const char *dir, char port[16], char hl7[64])
 {
-    char out[300];
-    snprintf(out, sizeof out, "%s/w.out", dir);
-    for (int waited = 0; waited <= ms; waited += 100) {
-        if (mwt_pg_sql(&pg, sql, out) == 0) {
-            char *text = mwt_read_file(out);
-            bool same = text && strncmp(text, want, strlen(want)) == 0 &&
-                        (text[strlen(want)] == '\n' || text[strlen(want)] == '\0');
-            free(text);
-            if (same)
-                return true;
-        }
-        mwt_sleep_ms(100);
-    }
-    return false;
+    mwt_proc hospital;
+    snprintf(port, 16, "%d", hospital_start(&hospital, dir, "0"));
+    mwt_proc_stop(&hospital, SIGKILL);
+    snprintf(hl7, 64, "mllp://127.0.0.1:%s", port);
 }
 
 /* A sender that waited for the hospital longer than its lease asks before it sends: a row
@@ -432,15 +423,13 @@ Test(gateway_pg, a_sender_past_its_lease_leaves_a_row_taken_over_meanwhile, .tim
     snprintf(dir, sizeof dir, "%s", mwt_tmpdir());
     mwt_proc hospital;
     char port[16], hl7[64];
-    snprintf(port, sizeof port, "%d", hospital_start(&hospital, dir, "0"));
-    mwt_proc_stop(&hospital, SIGKILL);
-    snprintf(hl7, sizeof hl7, "mllp://127.0.0.1:%s", port);
+    hospital_gone(dir, port, hl7);
     cr_assert_eq(setenv("MW_OUTBOX_LEASE_MS", "300", 1), 0);
     gw a;
     gateway_start_to(&a, dir, "gw-a", hl7);
     device_run(dir, "dev-1", &a, "1");
     /* gw-a's sender holds the row while it waits for the hospital. */
-    cr_assert(wait_sql(dir, "SELECT claimed_by FROM outbox", "gw-a", 10000));
+    cr_assert(mwt_pg_wait_for(&pg, "SELECT claimed_by FROM outbox", "gw-a", 10000));
     char out[300];
     snprintf(out, sizeof out, "%s/q.out", dir);
     cr_assert_eq(mwt_pg_sql(&pg,
@@ -460,7 +449,7 @@ Test(gateway_pg, a_sender_past_its_lease_leaves_a_row_taken_over_meanwhile, .tim
     /* gw-x's lease runs out: gw-a takes the row and delivers it. */
     cr_assert_eq(
         mwt_pg_sql(&pg, "UPDATE outbox SET claimed_until = now() - interval '1 second'", out), 0);
-    cr_expect(wait_sql(dir, "SELECT count(*) FROM outbox", "0", 10000));
+    cr_expect(mwt_pg_wait_for(&pg, "SELECT count(*) FROM outbox", "0", 10000));
     lines = ids_received(dir, &distinct);
     cr_expect_eq(lines, 1u, "delivered once");
     cr_assert_eq(mwt_proc_stop(&a.proc, SIGTERM), 0);
@@ -475,9 +464,7 @@ Test(gateway_pg, a_dead_gateways_outbox_is_delivered_by_another, .timeout = 60)
     /* The hospital's listener is down while the first gateway takes the messages in. */
     mwt_proc hospital;
     char port[16], hl7[64];
-    snprintf(port, sizeof port, "%d", hospital_start(&hospital, dir, "0"));
-    mwt_proc_stop(&hospital, SIGKILL);
-    snprintf(hl7, sizeof hl7, "mllp://127.0.0.1:%s", port);
+    hospital_gone(dir, port, hl7);
     cr_assert_eq(setenv("MW_OUTBOX_LEASE_MS", "500", 1), 0);
     gw a, b;
     gateway_start_to(&a, dir, "gw-a", hl7);

@@ -311,3 +311,21 @@ int mwt_pg_sql(const mwt_pg *pg, const char *sql, const char *out_path)
         cmd_add(&c, rest[i]);
     return mwt_run(c.v, out_path, NULL, 20000);
 }
+
+bool mwt_pg_wait_for(const mwt_pg *pg, const char *sql, const char *want, int ms)
+{
+    char out[sizeof pg->dir + 16];
+    snprintf(out, sizeof out, "%s/wait.out", pg->dir);
+    size_t n = strlen(want);
+    for (int waited = 0; waited <= ms; waited += 100) {
+        if (mwt_pg_sql(pg, sql, out) == 0) {
+            char *text = mwt_read_file(out);
+            bool same = text && strncmp(text, want, n) == 0 && (text[n] == '\n' || text[n] == '\0');
+            free(text);
+            if (same)
+                return true;
+        }
+        mwt_sleep_ms(100);
+    }
+    return false;
+}

@@ -36,5 +36,8 @@ void mwt_pg_stop(mwt_pg *pg);
 /** Runs one SQL statement with psql on the database; its output (tuples only, unaligned) goes
  *  to @p out_path (may be NULL). The exit code of psql. */
 int mwt_pg_sql(const mwt_pg *pg, const char *sql, const char *out_path);
+/** Runs @p sql every 100 ms until the first line it prints is @p want, for up to @p ms: whether
+ *  it came to that. */
+bool mwt_pg_wait_for(const mwt_pg *pg, const char *sql, const char *want, int ms);
 
 #endif
