@@ -13,7 +13,7 @@
 #   MW_BUILD_DIR     main build directory (default build); the others add a suffix:
 #                    -clang, -sanitize, -fuzz; the arm stage builds in build-arm
 #   MW_BUILD_TYPE    CMake build type of the main build (default RelWithDebInfo)
-#   MW_FUZZ_SECONDS  seconds each fuzzer runs (default 45: 7 targets, $jobs at a time)
+#   MW_FUZZ_SECONDS  seconds each fuzzer runs (default 30: 7 targets, $jobs at a time)
 #   MW_MEMCHECK_TESTS  integration tests run under valgrind (default: see stage_memcheck)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -103,13 +103,14 @@ stage_arm() {
 }
 
 # The whole suite again under AddressSanitizer and UndefinedBehaviorSanitizer (gcc), but for
-# the scale test and the long ones (label long: minutes spent in the test peers).
+# the scale test, the long ones (label long: minutes spent in the test peers) and the load
+# ones (label load: many sessions at once, where the sanitizers measure themselves).
 stage_sanitize() {
   cmake -S . -B "$build-sanitize" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMW_SANITIZE=ON
   cmake --build "$build-sanitize" -j "$jobs"
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:strict_string_checks=1:detect_stack_use_after_return=1 \
     UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-    ctest --test-dir "$build-sanitize" --output-on-failure -j "$jobs" -LE 'scale|long'
+    ctest --test-dir "$build-sanitize" --output-on-failure -j "$jobs" -LE 'scale|long|load'
 }
 
 # The integration tests under valgrind memcheck, children included (Criterion runs each test
@@ -117,7 +118,8 @@ stage_sanitize() {
 # medwire-bridge): zero
 # errors and zero definite or possible leaks, with the suppressions in tests/valgrind.supp
 # (each says why). test_flood is left out: a load test under valgrind measures valgrind.
-# Valgrind is single-threaded, so the tests run $jobs at a time, longest first.
+# Valgrind is single-threaded, so the tests run $jobs at a time, longest first: test_programs,
+# the longest by far, in one slot while the others follow each other in the second.
 memcheck_one() {
   local t=$1 logs=$2
   local exe="$build/tests/$t" t0=$SECONDS bad
@@ -158,8 +160,8 @@ stage_memcheck() {
   if [ ! -x "$build/tests/test_channel" ]; then
     stage_main
   fi
-  local tests=${MW_MEMCHECK_TESTS:-test_channel test_messaging test_programs test_commands test_revocation test_hostile
-    test_credentials_mem test_bridge}
+  local tests=${MW_MEMCHECK_TESTS:-test_programs test_channel test_messaging test_commands test_credentials_mem
+    test_bridge test_hostile test_revocation}
   local logs="$build/memcheck"
   rm -rf "$logs"
   mkdir -p "$logs"
@@ -211,7 +213,7 @@ fuzz_one() {
 }
 
 stage_fuzz() {
-  local secs=${MW_FUZZ_SECONDS:-45}
+  local secs=${MW_FUZZ_SECONDS:-30}
   local targets="fuzz_session fuzz_gateway_hello fuzz_certs fuzz_queue fuzz_batch fuzz_coap
     fuzz_bridge_hl7"
   CC=clang cmake -S . -B "$build-fuzz" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMW_BUILD_FUZZERS=ON
