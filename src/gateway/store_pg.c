@@ -920,8 +920,10 @@ mw_err mwi_pg_commit(mwi_pg_store *s, uint64_t sink_checkpoint)
         s->was_reset = false;
         s->begin_pending = began_here;
         pipe_open(s);
-        (void)flush_rows(s, true);
-        (void)flush_devices(s, true);
+        /* Rows it could not send (out of memory building their arrays) fail the whole
+         * commit: what is not written must not be acknowledged. */
+        if (flush_rows(s, true) != MW_OK || flush_devices(s, true) != MW_OK)
+            s->pipe_failed = true;
         pipe_send(s, PUT_CHECKPOINT, 2, val, NULL, NULL);
         pipe_send(s, "COMMIT", 0, NULL, NULL, NULL);
         PGresult *r = pipe_close(s, &ok);
