@@ -18,7 +18,7 @@ static const char USAGE[] =
     "                      --ca FILE --cert FILE --key FILE --count N [--interval-ms M]\n"
     "                      [--give-up-s S] [--quiet] [--queue FILE --queue-key FILE]\n"
     "                      [--queue-capacity N] [--group-commit N] [--print-seq]\n"
-    "                      [--allow-shared-key-file] [--ack-timeout-ms M]\n"
+    "                      [--allow-shared-key-file] [--crl FILE] [--ack-timeout-ms M]\n"
     "                      [--max-retransmit N] [--reconnect-min-ms M]\n"
     "\n"
     "Simulates a pulse oximeter: sends N observations (SpO2 and pulse rate in turn, with\n"
@@ -42,6 +42,10 @@ static const char USAGE[] =
     "                        token, as an RFC 7512 URI 'pkcs11:token=T;object=K?module-path=\n"
     "                        LIB&pin-source=FILE' (docs/keys.md)\n"
     "  --allow-shared-key-file  accept such a key file anyway\n"
+    "  --crl FILE            PEM CRL of the --ca CA ('medwire-pki crl' writes it): a gateway\n"
+    "                        whose certificate it lists is refused, on every handshake;\n"
+    "                        one past its next update refuses every gateway, so replace\n"
+    "                        the file before then (read at start only)\n"
     "  --count N             observations to send (0 or more; 0 with --queue: deliver what\n"
     "                        the queue holds and exit)\n"
     "  --interval-ms M       time between observations (default 0: as fast as acknowledged)\n"
@@ -127,11 +131,15 @@ static const char *hint(mw_err e)
     case MW_ECERT_EXPIRED:
     case MW_ECERT_NOT_YET_VALID:
         return "check the certificate's validity dates and this machine's clock";
+    case MW_ECERT_REVOKED:
+        return "--crl lists the gateway's certificate (revoked at its CA), or is past its next "
+               "update: 'medwire-pki crl' writes a current one";
     case MW_EPEER_ALERT:
         return "the gateway refused this device: check that its certificate is issued by the "
                "gateway's CA, valid today and of role device";
     case MW_ECERT_LOAD:
-        return "check the --ca, --cert and --key paths and that the key matches the certificate";
+        return "check the --ca, --cert, --key and --crl files: the key must match the "
+               "certificate, the CRL be the --ca CA's and not past its next update";
     case MW_ECOAP_RESPONSE:
         return "the gateway refused the messages themselves";
     default:
@@ -192,7 +200,7 @@ static void give_up(const mw_client_t *c, const char *const *gws, unsigned long 
 int main(int argc, char **argv)
 {
     const char *gws[MW_GATEWAYS_MAX] = {NULL}, *gw_name = NULL, *ca = NULL, *cert = NULL;
-    const char *key = NULL, *queue = NULL, *queue_key = NULL;
+    const char *key = NULL, *crl = NULL, *queue = NULL, *queue_key = NULL;
     size_t n_gws = 0;
     unsigned long count = 0, give_up_s = 60, capacity = 256, group_commit = 0;
     unsigned long ack_timeout_ms = 2000, max_retransmit = 4, reconnect_min_ms = 1000;
@@ -238,6 +246,8 @@ int main(int argc, char **argv)
             slot = &cert;
         else if (strcmp(a, "--key") == 0)
             slot = &key;
+        else if (strcmp(a, "--crl") == 0)
+            slot = &crl;
         else if (strcmp(a, "--queue") == 0)
             slot = &queue;
         else if (strcmp(a, "--queue-key") == 0)
@@ -313,6 +323,7 @@ int main(int argc, char **argv)
     cfg.ca_file = ca;
     cfg.cert_file = cert;
     cfg.key_file = key;
+    cfg.crl_file = crl;
     cfg.allow_shared_key_file = allow_shared_key_file;
     cfg.on_command = on_command;
     cfg.audit = on_audit;

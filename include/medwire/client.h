@@ -196,6 +196,17 @@ typedef struct mw_client_config {
     void *on_command_ctx;
     mw_fate_fn *on_fate; /**< optional: each message's fate (delivered, evicted, ...) */
     void *on_fate_ctx;
+    /** The CRL of the CA (PEM; 'medwire-pki crl' writes it): the gateway's certificate is
+     *  checked against it on every full and resumed handshake, and a revoked one is refused
+     *  (MW_ECERT_REVOKED, with the gateway's name). NULL: the gateway's revocation is not
+     *  checked. A CRL not signed by the CA, or past its nextUpdate, fails mw_client_open
+     *  (MW_ECERT_LOAD); one that passes its nextUpdate later refuses every gateway until a new
+     *  one is given (reopen the client). Needs a wolfSSL with CRL support (HAVE_CRL, as
+     *  Debian's): the Cortex-M4 configuration has none, and refuses it (MW_ECONFIG). */
+    const char *crl_file;
+    /** The CRL in memory, PEM or DER, instead of @c crl_file (one of the two). Read during
+     *  mw_client_open only. */
+    mw_blob_t crl_buf;
 } mw_client_config_t;
 
 /** Counters and the state of the link. */

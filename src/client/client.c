@@ -518,6 +518,8 @@ mw_err mw_client_open(const mw_client_config_t *cfg, mw_client_t **out, mw_error
         .ca_buf = cfg->ca_buf,
         .cert_buf = cfg->cert_buf,
         .key_buf = cfg->key_buf,
+        .crl_file = cfg->crl_file,
+        .crl_buf = cfg->crl_buf,
         .read_file = PORT_READ_FILE,
         .peer_name = cfg->gateway_name,
     };

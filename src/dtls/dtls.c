@@ -2,9 +2,10 @@
 /* dtls.c -- DTLS 1.2 on wolfSSL 5.5.4 with custom I/O, mutual X.509, and the workarounds its build
  * needs: what both roles share, and the client (the device's path). It uses wolfSSL's native API
  * and wolfCrypt's certificate parser only, as the device's minimal wolfSSL has them
- * (src/port/none/user_settings.h: no OpenSSL compatibility layer, no CRL, no server). The
- * gateway's side (accept, cookies, the final-flight cache, CRL, revalidation) is dtls_server.c,
- * in the gateway library; a server context reaches it through its hooks. */
+ * (src/port/none/user_settings.h: no OpenSSL compatibility layer, no CRL, no server). The CRL,
+ * for either side, is crl.c (crl_none.c where wolfSSL has none). The gateway's side (accept,
+ * cookies, the final-flight cache, CRL reloads, revalidation) is dtls_server.c, in the gateway
+ * library; a server context reaches it through its hooks. */
 #include "dtls/dtls_internal.h" /* first: wolfSSL's options before its other headers */
 
 #include <wolfssl/error-ssl.h>
@@ -23,6 +24,7 @@
 #include "core/limits.h"
 #include "core/wipe.h"
 #include "core/p11_uri.h"
+#include "dtls/crl.h"
 #include "dtls/dtls.h"
 #include "dtls/p11.h"
 #include "dtls/records.h"
@@ -1011,10 +1013,6 @@ mw_err mwi_dtls_ctx_make(const mwi_dtls_config *cfg, const mwi_dtls_server_ops *
     }
     if ((cfg->role == MWI_DTLS_SERVER) != (server != NULL))
         return mwi_detail_fail(d, MW_EINVAL, "the role does not match the side of DTLS asked for");
-    if (server == NULL && (cfg->crl_file || cfg->crl_buf.data || cfg->crl_buf.len))
-        return mwi_detail_fail(d, MW_ECONFIG,
-                               "a device checks no CRL: revocation is the gateway's "
-                               "(crl_file, crl_buf)");
     if (wolfSSL_Init() != WOLFSSL_SUCCESS) {
         set_err(d, MW_EINTERNAL, 0, "wolfSSL_Init failed");
         return MW_EINTERNAL;
@@ -1109,8 +1107,10 @@ mw_err mwi_dtls_ctx_make(const mwi_dtls_config *cfg, const mwi_dtls_server_ops *
         goto fail;
     }
     ctx->rng_ok = true;
-    /* The server's CRL (after the CA: wolfSSL checks its signature as it loads it) and cookie
-     * secret. */
+    /* The CRL (after the CA: wolfSSL checks its signature as it loads it): a gateway's for its
+     * devices, a device's for its gateway. Then the server's cookie secret. */
+    if ((e = mwi_dtls_crl_setup(ctx, cfg, d)) != MW_OK)
+        goto fail;
     if (server && (e = server->ctx_setup(ctx, cfg, d)) != MW_OK)
         goto fail;
     if (!cfg->test_no_cert) {
@@ -1473,8 +1473,8 @@ int mwi_dtls_check_der_now(mwi_dtls_ctx *ctx, const uint8_t *der, int sz, bool c
     if (chain)
         rc = wolfSSL_CertManagerVerifyBuffer(wolfSSL_CTX_GetCertManager(ctx->wctx), copy, sz,
                                              WOLFSSL_FILETYPE_ASN1);
-    if (rc == WOLFSSL_SUCCESS && ctx->crl && ctx->server)
-        rc = ctx->server->check_crl(ctx, copy, sz);
+    if (rc == WOLFSSL_SUCCESS && ctx->crl)
+        rc = mwi_dtls_crl_check(ctx, copy, sz);
     free(copy);
     return rc;
 }

@@ -45,7 +45,7 @@ typedef struct mwi_dtls_config {
     mw_blob_t crl_buf;       /**< the CRL in memory, PEM or DER */
     mwi_dtls_read_fn *read_file; /**< reads the *_file ones; NULL: none may be given */
     const char *peer_name;   /**< client: the gateway name the certificate must carry; required */
-    const char *crl_file;    /**< PEM CRL of the CA; NULL: revocation not checked (server only) */
+    const char *crl_file;    /**< PEM CRL of the CA; NULL: revocation not checked (or crl_buf) */
     const char *cipher_list; /**< NULL: MWI_DTLS_CIPHERS. Tests only, to play a bad peer. */
     bool test_no_cert;       /**< tests only: a client that presents no certificate */
     bool test_skip_role;     /**< tests only: do not check the peer's EKU ourselves */
@@ -60,8 +60,9 @@ typedef void mwi_dtls_send_fn(void *ctx, const uint8_t *buf, size_t len);
 /**
  * Makes a client context: loads CA, certificate and key (refused unless it matches the
  * certificate), fixes the cipher list, curve P-256, verification mode and depth
- * (CA to leaf). A server's is mwi_dtls_server_ctx_create's (MW_ECONFIG here); a client takes
- * no CRL (MW_ECONFIG).
+ * (CA to leaf), and the CRL if one is given: the gateway's certificate is then checked against
+ * it on full and resumed handshakes. A server's is mwi_dtls_server_ctx_create's (MW_ECONFIG
+ * here). A wolfSSL without CRL support refuses a CRL (MW_ECONFIG).
  * @return MW_OK, MW_EINVAL or MW_ECONFIG for a missing input, MW_ECERT_LOAD
  *         (detail says which file and wolfSSL's code), MW_ENOMEM, MW_EINTERNAL.
  */

@@ -139,8 +139,8 @@ typedef struct mwi_dtls_cred {
 /* What only a server context does, called by dtls.c at these points. */
 struct mwi_dtls_server_ops {
     WOLFSSL_METHOD *(*method)(void);
-    /* At context creation, after the CA (its copy in ctx->ca) and the RNG: the CRL and the
-     * first cookie secret. */
+    /* At context creation, after the CA (its copy in ctx->ca), the RNG and the CRL: the first
+     * cookie secret. */
     mw_err (*ctx_setup)(mwi_dtls_ctx *ctx, const mwi_dtls_config *cfg, mw_error_detail_t *d);
     /* A new connection: its server part (c->srv) and its WOLFSSL's cookie secret. */
     mw_err (*conn_setup)(mwi_dtls_conn *c);
@@ -152,8 +152,6 @@ struct mwi_dtls_server_ops {
     /* An established connection's input: true when it was the client's repeated last flight,
      * answered from the cache. */
     bool (*repeat_flight)(mwi_dtls_conn *c, const uint8_t *dgram, size_t len, uint64_t now_ms);
-    /* The CRL's verdict on the certificate @p der (WOLFSSL_SUCCESS or wolfSSL's code). */
-    int (*check_crl)(mwi_dtls_ctx *ctx, uint8_t *der, int len);
     /* A resumed session refused: out of the session cache, so the next handshake is full. */
     void (*forget_session)(mwi_dtls_conn *c);
 };

@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* dtls_server.c -- the gateway's side of DTLS, in the gateway library only: the server context
  * (mwi_dtls_server_ctx_create), stateless cookies and their rotation (mwi_dtls_accept), the
- * final-flight cache wolfSSL 5.5.4 lacks, the CRL (loading, reloading, checking), and the
- * revalidation of established sessions when credentials change. dtls.c calls into it through
- * the hooks below; the device's wolfSSL, which has no server and no CRL, never compiles it. */
+ * final-flight cache wolfSSL 5.5.4 lacks, the CRL's reloading (crl.c loads and checks it),
+ * and the revalidation of established sessions when credentials change. dtls.c calls into it
+ * through the hooks below; the device's wolfSSL, which has no server, never compiles it. */
 #include "dtls/dtls_internal.h" /* first: wolfSSL's options before its other headers */
 
 #include <wolfssl/error-ssl.h>
@@ -17,6 +17,7 @@
 #include "core/detail.h"
 #include "core/limits.h"
 #include "core/wipe.h"
+#include "dtls/crl.h"
 #include "dtls/dtls.h"
 #include "dtls/records.h"
 
@@ -29,46 +30,17 @@
 #define FLIGHT_RESEND_GAP_MS 500
 #define FLIGHT_RESEND_MAX    8
 
-static mw_err crl_failed(mw_error_detail_t *d, const mwi_dtls_cred *c, int code)
-{
-    mwi_detail_firstf(d, MW_ECERT_LOAD, code, "cannot load CRL %s: %s (wolfSSL %d)", c->name,
-                      code == ASN_CRL_NO_SIGNER_E ? "not signed by the configured CA"
-                      : code == ASN_CRL_CONFIRM_E ? "its signature does not verify"
-                      : code == ASN_PARSE_E       ? "expired (past nextUpdate) or malformed"
-                                                  : "refused",
-                      code);
-    return MW_ECERT_LOAD;
-}
-
 static WOLFSSL_METHOD *server_method(void)
 {
     return wolfDTLSv1_2_server_method();
 }
 
-/* The CRL, if one is given (after the CA: wolfSSL checks its signature as it loads it), and the
- * first cookie secret. */
+/* The first cookie secret. */
 static mw_err server_ctx_setup(mwi_dtls_ctx *ctx, const mwi_dtls_config *cfg,
                                mw_error_detail_t *d)
 {
-    mwi_dtls_cred crl;
-    mw_err e = mwi_dtls_cred_get("CRL", cfg->crl_file, "crl_file", cfg->crl_buf, "crl_buf",
-                                 MWI_CRL_FILE_MAX, cfg->read_file, &crl, d);
-    if (e != MW_OK)
-        return e;
-    if (crl.data) {
-        if (wolfSSL_CTX_EnableCRL(ctx->wctx, WOLFSSL_CRL_CHECKALL) != WOLFSSL_SUCCESS) {
-            mwi_dtls_cred_free(&crl);
-            return MW_EINTERNAL;
-        }
-        int rc = wolfSSL_CTX_LoadCRLBuffer(ctx->wctx, crl.data, (long)crl.len, crl.format);
-        if (rc != WOLFSSL_SUCCESS) {
-            e = crl_failed(d, &crl, rc);
-            mwi_dtls_cred_free(&crl);
-            return e;
-        }
-        ctx->crl = true;
-    }
-    mwi_dtls_cred_free(&crl);
+    (void)cfg;
+    (void)d;
     if (wc_RNG_GenerateBlock(&ctx->rng, ctx->cookie_secret, sizeof ctx->cookie_secret) != 0)
         return MW_EINTERNAL;
     return MW_OK;
@@ -157,11 +129,6 @@ static bool server_repeat_flight(mwi_dtls_conn *c, const uint8_t *dgram, size_t 
     return true;
 }
 
-static int server_check_crl(mwi_dtls_ctx *ctx, uint8_t *der, int len)
-{
-    return wolfSSL_CertManagerCheckCRL(wolfSSL_CTX_GetCertManager(ctx->wctx), der, len);
-}
-
 static void server_forget_session(mwi_dtls_conn *c)
 {
     (void)wolfSSL_SSL_CTX_remove_session(c->ctx->wctx, wolfSSL_get_session(c->ssl));
@@ -174,7 +141,6 @@ static const mwi_dtls_server_ops server_ops = {
     .handshake = server_handshake,
     .hold_send = server_hold_send,
     .repeat_flight = server_repeat_flight,
-    .check_crl = server_check_crl,
     .forget_session = server_forget_session,
 };
 
@@ -341,7 +307,7 @@ mw_err mwi_dtls_ctx_reload_crl(mwi_dtls_ctx *ctx, const char *crl_file, mw_error
         if (rc == WOLFSSL_SUCCESS)
             rc = wolfSSL_CTX_LoadCRLBuffer(ctx->wctx, crl.data, (long)crl.len, crl.format);
     }
-    e = rc == WOLFSSL_SUCCESS ? MW_OK : crl_failed(d, &crl, rc);
+    e = rc == WOLFSSL_SUCCESS ? MW_OK : mwi_dtls_crl_failed(d, &crl, rc);
     mwi_dtls_cred_free(&crl);
     if (e == MW_OK)
         ctx->crl = true;

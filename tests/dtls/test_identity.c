@@ -362,26 +362,20 @@ Test(identity, a_gateway_chain_through_an_intermediate_ca_is_refused)
     mwi_dtls_ctx_destroy(&dev);
 }
 
-/* The device's side makes clients only: the server and the CRL are the gateway library's
+/* The device's side makes clients only: the server is the gateway library's
  * (src/dtls/dtls_server.c), so a device is told so rather than given half a server. */
-Test(identity, the_device_side_makes_clients_only_and_takes_no_crl)
+Test(identity, the_device_side_makes_clients_only)
 {
     mwi_dtls_config cfg = {
         .read_file = mwi_file_read,
-        .role = MWI_DTLS_CLIENT,
+        .role = MWI_DTLS_SERVER,
         .ca_file = mwt_pair_file("ca/ca.crt"),
         .cert_file = mwt_pair_file("dev-1.crt"),
         .key_file = mwt_pair_file("dev-1.key"),
         .peer_name = "gateway",
-        .crl_buf = {(const uint8_t *)"not a CRL", 9},
     };
     mwi_dtls_ctx *ctx = NULL;
     mw_error_detail_t d;
-    cr_assert_eq(mwi_dtls_ctx_create(&cfg, &ctx, &d), MW_ECONFIG, "%s", d.reason);
-    cr_assert_null(ctx);
-    cr_assert_not_null(strstr(d.reason, "CRL"), "%s", d.reason);
-    cfg.crl_buf = (mw_blob_t){NULL, 0};
-    cfg.role = MWI_DTLS_SERVER;
     cr_assert_eq(mwi_dtls_ctx_create(&cfg, &ctx, &d), MW_ECONFIG, "%s", d.reason);
     cr_assert_null(ctx);
     cr_assert_not_null(strstr(d.reason, "gateway library"), "%s", d.reason);
@@ -390,4 +384,90 @@ Test(identity, the_device_side_makes_clients_only_and_takes_no_crl)
     cr_assert_null(ctx);
     cr_assert_eq(mwi_dtls_ctx_create(&cfg, &ctx, &d), MW_OK, "%s", d.reason);
     mwi_dtls_ctx_destroy(&ctx);
+}
+
+/* A device given the CA's CRL in memory (@p crl, a file's text), expecting "gw1". */
+static mwi_dtls_ctx *device_ctx_with_crl(const char *crl, mw_error_detail_t *d, mw_err *e)
+{
+    mwi_dtls_config cfg = {
+        .read_file = mwi_file_read,
+        .role = MWI_DTLS_CLIENT,
+        .ca_file = mwt_pair_file("ca/ca.crt"),
+        .cert_file = mwt_pair_file("dev-1.crt"),
+        .key_file = mwt_pair_file("dev-1.key"),
+        .peer_name = "gw1",
+        .crl_buf = {(const uint8_t *)crl, strlen(crl)},
+    };
+    mwi_dtls_ctx *ctx = NULL;
+    *e = mwi_dtls_ctx_create(&cfg, &ctx, d);
+    return ctx;
+}
+
+/* A stolen gateway key is revoked at the CA: a device given the CRL refuses that gateway on a
+ * full handshake, and when it offers a session made with it before the revocation. */
+/* @req IEC62443-CR2.1 MDS2-NAUT */
+Test(identity, a_device_given_a_crl_refuses_a_revoked_gateway_on_full_and_resumed_handshakes)
+{
+    const char *pki = mwt_bin("medwire-pki");
+    mwt_pair_cmd(pki, "crl", "--ca", mwt_pair_file("ca"), NULL);
+    char *before = mwt_read_file(mwt_pair_file("ca/crl.pem"));
+    cr_assert_not_null(before);
+    mwi_dtls_ctx *gw = gateway_ctx("gw1", false);
+    mw_error_detail_t d;
+    mw_err e;
+    mwi_dtls_ctx *dev = device_ctx_with_crl(before, &d, &e);
+    cr_assert_eq(e, MW_OK, "a CRL of the device's CA is taken: %s", d.reason);
+    mwt_pair p;
+    mwt_pair_init(&p, dev, NULL, gw, NULL, NULL);
+    mwt_pair_run(&p);
+    cr_assert_eq(p.client.result, MW_OK, "not revoked yet: %s", p.client.err.reason);
+    mwi_dtls_session *s = mwi_dtls_conn_save_session(p.client.conn);
+    cr_assert_not_null(s);
+    mwt_pair_fini(&p);
+    mwi_dtls_ctx_destroy(&dev);
+
+    mwt_pair_cmd(pki, "revoke", "--ca", mwt_pair_file("ca"), "--id", "gw1", NULL);
+    char *after = mwt_read_file(mwt_pair_file("ca/crl.pem"));
+    cr_assert_not_null(after);
+    dev = device_ctx_with_crl(after, &d, &e);
+    cr_assert_eq(e, MW_OK, "%s", d.reason);
+    mwt_pair_init(&p, dev, NULL, gw, NULL, NULL);
+    mwt_pair_run(&p);
+    cr_assert_eq(p.client.result, MW_ECERT_REVOKED, "full: %s (%s)", mw_strerror(p.client.result),
+                 p.client.err.reason);
+    mwt_pair_fini(&p);
+    mwt_pair_init(&p, dev, NULL, gw, NULL, s);
+    mwt_pair_run(&p);
+    cr_assert_eq(p.client.result, MW_ECERT_REVOKED, "resumed: %s (%s)",
+                 mw_strerror(p.client.result), p.client.err.reason);
+    cr_assert(strstr(p.client.err.reason, "'gw1'") && strstr(p.client.err.reason, "resumption"),
+              "%s", p.client.err.reason);
+    mwt_pair_fini(&p);
+    mwi_dtls_ctx_destroy(&dev);
+
+    /* A device with no CRL is not told: revocation is checked only where a CRL is given. */
+    mwt_side plain = connect_device(gw, NULL);
+    cr_assert_eq(plain.result, MW_OK, "%s", plain.err.reason);
+    mwi_dtls_session_free(&s);
+    mwi_dtls_ctx_destroy(&gw);
+    free(before);
+    free(after);
+}
+
+/* A CRL the device cannot trust stops it at once, named; it never connects unchecked. */
+Test(identity, a_device_refuses_a_crl_of_another_ca_at_creation)
+{
+    const char *pki = mwt_bin("medwire-pki");
+    mwt_pair_cmd(pki, "ca", "--out", mwt_pair_file("ca2"), NULL);
+    mwt_pair_cmd(pki, "crl", "--ca", mwt_pair_file("ca2"), NULL);
+    char *other = mwt_read_file(mwt_pair_file("ca2/crl.pem"));
+    cr_assert_not_null(other);
+    mw_error_detail_t d;
+    mw_err e;
+    mwi_dtls_ctx *dev = device_ctx_with_crl(other, &d, &e);
+    cr_assert_eq(e, MW_ECERT_LOAD, "%s: %s", mw_strerror(e), d.reason);
+    cr_assert_null(dev);
+    cr_assert(strstr(d.reason, "crl_buf") && strstr(d.reason, "not signed by the configured CA"),
+              "%s", d.reason);
+    free(other);
 }

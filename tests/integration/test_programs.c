@@ -558,6 +558,67 @@ Test(programs, sighup_makes_the_gateway_enforce_a_new_crl, .timeout = 120)
     stop_gateway(&g);
 }
 
+/* dev-1 sending 2 observations to @p g, with --crl @p crl. */
+static bool start_device_with_crl(mwt_proc *p, const mwt_pki *pki, const gw_proc *g,
+                                  const char *crl, const char *err_path)
+{
+    char ca[300], crt[300], key[300];
+    snprintf(ca, sizeof ca, "%s", mwt_pki_ca(pki));
+    snprintf(crt, sizeof crt, "%s", mwt_pki_crt(pki, "dev-1"));
+    snprintf(key, sizeof key, "%s", mwt_pki_key(pki, "dev-1"));
+    const char *argv[] = {mwt_bin("medwire-device"),
+                          "--gateway",
+                          g->addr,
+                          "--gateway-name",
+                          "gateway",
+                          "--ca",
+                          ca,
+                          "--cert",
+                          crt,
+                          "--key",
+                          key,
+                          "--crl",
+                          crl,
+                          "--count",
+                          "2",
+                          "--give-up-s",
+                          "20",
+                          NULL};
+    return mwt_proc_start(p, argv, NULL, err_path);
+}
+
+/* A stolen gateway key, revoked at the CA: a device given the CA's CRL refuses that gateway,
+ * says why and what to do, and sends it nothing. */
+/* @req IEC62443-CR2.1 MDCG-2019-16-IFU MDS2-NAUT */
+Test(programs, a_device_given_a_crl_refuses_a_revoked_gateway_and_says_why, .timeout = 120)
+{
+    mwt_pki pki;
+    cr_assert(mwt_pki_make(&pki));
+    char ca[300], crl[300];
+    snprintf(ca, sizeof ca, "%s/ca", pki.dir);
+    snprintf(crl, sizeof crl, "%s/ca/crl.pem", pki.dir);
+    const char *mkcrl[] = {mwt_bin("medwire-pki"), "crl", "--ca", ca, NULL};
+    cr_assert_eq(mwt_run(mkcrl, NULL, NULL, 30000), 0);
+    gw_proc g;
+    start_gateway(&g, &pki);
+    mwt_proc d;
+    cr_assert(start_device_with_crl(&d, &pki, &g, crl, NULL));
+    cr_assert_eq(mwt_proc_wait(&d, 30000), 0, "served while the gateway is not revoked");
+    const char *rev[] = {mwt_bin("medwire-pki"), "revoke", "--ca", ca, "--id", "gateway", NULL};
+    cr_assert_eq(mwt_run(rev, NULL, NULL, 30000), 0);
+    char err[300];
+    snprintf(err, sizeof err, "%s/dev1.err", g.dir);
+    cr_assert(start_device_with_crl(&d, &pki, &g, crl, err));
+    cr_assert_eq(mwt_proc_wait(&d, 30000), 1, "refused once the CRL lists the gateway");
+    stop_gateway(&g);
+    char *msg = mwt_read_file(err);
+    cr_assert(msg && strstr(msg, "'gateway'") && strstr(msg, "revoked") && strstr(msg, "--crl"),
+              "device says: %s", msg ? msg : "");
+    free(msg);
+    const char *lines[] = {"\"device\":\"dev-1\"", NULL};
+    cr_assert_eq(mwt_count_lines(g.out, lines), 2, "only the first run's observations arrive");
+}
+
 /* ---- the device's persistent queue (medwire-device --queue) -------------------------------- */
 
 typedef struct queue_dev {

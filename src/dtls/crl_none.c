@@ -1,0 +1,28 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* crl_none.c -- revocation for a wolfSSL without CRL support (the device configuration,
+ * src/port/none/user_settings.h): a CRL given is refused with a sentence that says so, and
+ * nothing of wolfSSL's CRL code is linked. Built instead of crl.c in cross builds. */
+#include "dtls/dtls_internal.h" /* first: wolfSSL's options before its other headers */
+
+#include <wolfssl/error-ssl.h>
+
+#include "core/detail.h"
+#include "dtls/crl.h"
+
+mw_err mwi_dtls_crl_setup(mwi_dtls_ctx *ctx, const mwi_dtls_config *cfg, mw_error_detail_t *d)
+{
+    (void)ctx;
+    if (cfg->crl_file == NULL && cfg->crl_buf.data == NULL && cfg->crl_buf.len == 0)
+        return MW_OK;
+    return mwi_detail_fail(d, MW_ECONFIG,
+                           "a CRL is given (crl_file or crl_buf), but this build's wolfSSL has "
+                           "no CRL support (HAVE_CRL): build wolfSSL with it, or give no CRL");
+}
+
+int mwi_dtls_crl_check(mwi_dtls_ctx *ctx, uint8_t *der, int len)
+{
+    (void)ctx;
+    (void)der;
+    (void)len;
+    return CRL_MISSING; /* never reached: no context here has a CRL */
+}
