@@ -215,7 +215,7 @@ fuzz_one() {
 stage_fuzz() {
   local secs=${MW_FUZZ_SECONDS:-30}
   local targets="fuzz_session fuzz_gateway_hello fuzz_certs fuzz_queue fuzz_batch fuzz_coap
-    fuzz_bridge_hl7"
+    fuzz_bridge_hl7 fuzz_est"
   CC=clang cmake -S . -B "$build-fuzz" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMW_BUILD_FUZZERS=ON
   # shellcheck disable=SC2086 # one word per target
   cmake --build "$build-fuzz" -j "$jobs" --target $targets

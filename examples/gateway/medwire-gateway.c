@@ -19,6 +19,7 @@
 #include "associations.h"
 #include "cmdline.h"
 #include "control.h"
+#include "est_ca.h"
 #include "hl7.h"
 #include "log.h"
 #include "metrics.h"
@@ -35,7 +36,7 @@ static const char USAGE[] =
     "usage: medwire-gateway --listen HOST:PORT --ca FILE --cert FILE --key FILE\n"
     "                       [--out FILE] [--audit FILE] [--store FILE] [--port-file FILE]\n"
     "                       [--crl FILE] [--control PATH] [--max-peers N]\n"
-    "                       [--gateway-id NAME]\n"
+    "                       [--gateway-id NAME] [--est-ca DIR [--est-valid-days N]]\n"
     "                       [--comm-loss-s S] [--idle-timeout-s S] [--format json|fhir]\n"
     "                       [--metrics HOST:PORT] [--metrics-port-file FILE]\n"
     "                       [--log-level error|warn|info|debug] [--log-format text|json]\n"
@@ -83,6 +84,13 @@ static const char USAGE[] =
     "  --crl FILE          PEM CRL of the CA (medwire-pki revoke/crl), enforced on every\n"
     "                      handshake and resumption; SIGHUP reloads it, and closes the\n"
     "                      sessions of devices it revokes\n"
+    "  --est-ca DIR        serve EST over CoAP (RFC 9148) to devices: /.well-known/est/crts\n"
+    "                      answers the CA certificates and /.well-known/est/sren renews a\n"
+    "                      device's certificate over its session, signed with the\n"
+    "                      medwire-pki CA folder DIR and recorded in DIR/index.txt; only\n"
+    "                      the newest certificate of a name, not revoked, may renew, and\n"
+    "                      only for its own name (docs/protocol.md)\n"
+    "  --est-valid-days N  lifetime of a renewed certificate (1-3650, default 365)\n"
     "  --port-file FILE    once ready (listening, and the control socket and metrics\n"
     "                      open), write the bound UDP port to FILE\n"
     "  --control PATH      local control socket (Unix stream, owner-only): one JSON\n"
@@ -469,7 +477,8 @@ static gwlog_level audit_level(const char *event)
     static const char *const errors[] = {MW_AUDIT_STORE_FAILED, MW_AUDIT_CRL_RELOAD_FAILED,
                                          MW_AUDIT_CREDENTIALS_RELOAD_FAILED};
     static const char *const infos[] = {MW_AUDIT_CRL_RELOADED, MW_AUDIT_CREDENTIALS_RELOADED,
-                                        "gateway_started", "gateway_stopped"};
+                                        MW_AUDIT_CERT_RENEWED, "gateway_started",
+                                        "gateway_stopped"};
     static const char *const debugs[] = {MW_AUDIT_SESSION_ESTABLISHED, MW_AUDIT_SESSION_CLOSED,
                                          MW_AUDIT_SESSION_ROTATED, MW_AUDIT_REKEY_STARTED};
     for (size_t i = 0; i < sizeof errors / sizeof errors[0]; i++)
@@ -731,7 +740,8 @@ int main(int argc, char **argv)
     const char *out_path = NULL, *audit_path = NULL, *port_file = NULL;
     const char *store = "medwire-gateway.db", *gateway_id = NULL;
     const char *control_path = NULL;
-    const char *crl = NULL;
+    const char *crl = NULL, *est_dir = NULL;
+    unsigned long est_days = 365;
     const char *format = "json";
     const char *metrics_addr = NULL, *metrics_port_file = NULL;
     const char *log_level = "info", *log_format = "text";
@@ -790,6 +800,8 @@ int main(int argc, char **argv)
             slot = &control_path;
         else if (strcmp(a, "--crl") == 0)
             slot = &crl;
+        else if (strcmp(a, "--est-ca") == 0)
+            slot = &est_dir;
         else if (strcmp(a, "--format") == 0)
             slot = &format;
         else if (strcmp(a, "--metrics") == 0)
@@ -838,6 +850,11 @@ int main(int argc, char **argv)
             min = 1;
             max = HL7_MERGE_MAX;
             range = "--hl7-batch must be a number from 1 to 64";
+        } else if (strcmp(a, "--est-valid-days") == 0) {
+            num = &est_days;
+            min = 1;
+            max = 3650;
+            range = "--est-valid-days must be a number of days from 1 to 3650";
         } else if (strcmp(a, "--max-peers") == 0) {
             num = &max_peers;
             min = 1;
@@ -1100,6 +1117,11 @@ int main(int argc, char **argv)
     cfg.store_path = store;
     cfg.store_instance = gateway_id;
     cfg.crl_file = crl;
+    est_ca est = {est_dir, (uint32_t)est_days};
+    if (est_dir) {
+        cfg.est_issue = est_ca_issue;
+        cfg.est_ctx = &est;
+    }
     cfg.audit = on_audit;
     cfg.audit_ctx = &o;
     if (max_peers)

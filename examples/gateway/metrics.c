@@ -167,6 +167,13 @@ char *metrics_render_with(const mw_gateway_stats_t *st, const metrics_hl7_t *hl7
     one(f, "medwire_store_conflicts_total", "counter",
         "Of the failed commits, those a shared database broke off for a conflict with another "
         "gateway (deadlock, serialization failure).", st->store_conflicts);
+    help(f, "medwire_est_renewals_total", "counter",
+         "Device certificates renewed over EST (--est-ca), by result: issued, or refused (a "
+         "malformed request, another name or role, or the CA folder's policy).");
+    fprintf(f, "medwire_est_renewals_total{result=\"issued\"} %llu\n",
+            (unsigned long long)st->renewals_issued);
+    fprintf(f, "medwire_est_renewals_total{result=\"refused\"} %llu\n",
+            (unsigned long long)st->renewals_refused);
     help(f, "medwire_store_commit_duration_seconds", "histogram",
          "Time to make a poll's messages durable (output synced, store committed).");
     static const uint64_t bounds[] = MW_GATEWAY_COMMIT_BOUNDS_US;

@@ -45,6 +45,9 @@ extern "C" {
 #define MW_AUDIT_CREDENTIALS_RELOADED      "credentials_reloaded"
 #define MW_AUDIT_CREDENTIALS_RELOAD_FAILED "credentials_reload_failed"
 #define MW_AUDIT_COMM_LOSS           "communication_loss"
+/** A device was issued a new certificate over EST (reason: the new serial), or refused one. */
+#define MW_AUDIT_CERT_RENEWED    "certificate_renewed"
+#define MW_AUDIT_RENEWAL_REFUSED "renewal_refused"
 /** Gateway: a device's batch opened a new sequence space (storage created anew, or the device
  *  resynchronised); the earlier space is retired and never reopened. */
 #define MW_AUDIT_SPACE_STARTED "sequence_space_started"

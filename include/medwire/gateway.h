@@ -77,6 +77,34 @@ typedef mw_err mw_sink_commit_fn(void *ctx, uint64_t *out_checkpoint);
  */
 typedef mw_err mw_sink_recover_fn(void *ctx, uint64_t checkpoint);
 
+/** Largest certificate (DER) an EST issuer may return: the answer, wrapped in PKCS#7, must fit
+ *  one CoAP block, as a POST's answer is not sent block-wise. A P-256 device certificate of
+ *  medwire's profile is about 500 bytes. */
+#define MW_EST_CERT_MAX 960
+
+/** A device's request for a new certificate over its session (EST simple re-enroll, RFC 9148:
+ *  POST /.well-known/est/sren), once the gateway has checked it: a PKCS#10 request with an
+ *  ECDSA P-256 key, signed by that key, whose one common name is the session's identity, and
+ *  asking for nothing a device may not have (no CA, no extended key usage but clientAuth). */
+typedef struct mw_est_request {
+    const char *device_id; /**< the session's identity, and the request's common name */
+    const uint8_t *csr;    /**< the PKCS#10 request, DER */
+    size_t csr_len;
+    const uint8_t *cert; /**< the certificate the session was authenticated with, DER */
+    size_t cert_len;
+} mw_est_request_t;
+
+/**
+ * Issues the device certificate @p req asks for: its DER into out[0..cap) (cap is
+ * MW_EST_CERT_MAX) and *out_len. Called from mw_gateway_poll: keep it short, or hand the
+ * request on and answer MW_EAGAIN. MW_OK; a refusal: MW_EIDENTITY (not this session's to renew:
+ * revoked, superseded, unknown to the CA; 4.03 Forbidden); MW_EAGAIN (try later: 5.03 Service
+ * Unavailable); any other: 5.00. @p reason (@p reason_cap bytes) takes a sentence for the audit
+ * trail: on success what was issued (e.g. the serial), on refusal why.
+ */
+typedef mw_err mw_est_issue_fn(void *ctx, const mw_est_request_t *req, uint8_t *out, size_t cap,
+                               size_t *out_len, char *reason, size_t reason_cap);
+
 typedef struct mw_gateway_config {
     /** PEM CA that device certificates must chain to; required (or @c ca_buf) */
     const char *ca_file;
@@ -167,6 +195,12 @@ typedef struct mw_gateway_config {
      *  output); NULL is "". Give every gateway on one database a name of its own, the same
      *  across its restarts. Unused with SQLite. */
     const char *store_instance;
+    /** EST over CoAP (RFC 9148) on the DTLS endpoint: devices renew their certificates over
+     *  their sessions. With it, GET /.well-known/est/crts answers the CA certificates (ca_file
+     *  or ca_buf) and POST /.well-known/est/sren a device's PKCS#10 request, checked as
+     *  mw_est_request_t says and then given to this function. NULL: neither is served (4.04). */
+    mw_est_issue_fn *est_issue;
+    void *est_ctx;
 } mw_gateway_config_t;
 
 /** Why a handshake failed, for mw_gateway_stats_t.handshake_failures_by_reason. */
@@ -248,6 +282,9 @@ typedef struct mw_gateway_stats {
      *  conflict with another gateway: a deadlock or a serialization failure (SQLSTATE class
      *  40). Their devices send again; a steady count means gateways contend for devices. */
     uint64_t store_conflicts;
+    /** Certificates issued to devices over EST (est_issue), and requests refused: a malformed
+     *  request, one for another name or role, or one the issuer refused. */
+    uint64_t renewals_issued, renewals_refused;
 } mw_gateway_stats_t;
 
 MW_API void mw_gateway_config_init(mw_gateway_config_t *cfg);

@@ -806,6 +806,9 @@ static const audit_kind AUDIT_KINDS[] = {
     {MW_AUDIT_CRL_RELOAD_FAILED, ALERT, "110129", "Security Configuration", true, "8"},
     {MW_AUDIT_CREDENTIALS_RELOADED, ALERT, "110129", "Security Configuration", true, "8"},
     {MW_AUDIT_CREDENTIALS_RELOAD_FAILED, ALERT, "110129", "Security Configuration", true, "8"},
+    /* A device's certificate renewed over EST, or refused: a change to its credentials. */
+    {MW_AUDIT_CERT_RENEWED, ALERT, "110129", "Security Configuration", false, "4"},
+    {MW_AUDIT_RENEWAL_REFUSED, ALERT, "110129", "Security Configuration", false, "4"},
     /* Raised by the reference gateway program about itself. */
     {"gateway_started", APP, "110120", "Application Start", true, "8"},
     {"gateway_stopped", APP, "110121", "Application Stop", true, "8"},

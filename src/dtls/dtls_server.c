@@ -19,6 +19,7 @@
 #include "core/wipe.h"
 #include "dtls/crl.h"
 #include "dtls/dtls.h"
+#include "dtls/est.h"
 #include "dtls/records.h"
 
 #define REC_HDR         MWI_DTLS_REC_HDR
@@ -373,3 +374,11 @@ mw_err mwi_dtls_ctx_own_cert_text(const mwi_dtls_ctx *ctx, char *out, size_t cap
     return MW_OK;
 }
 
+bool mwi_dtls_conn_peer_cert(mwi_dtls_conn *c, const uint8_t **der, size_t *len)
+{
+    int n = 0;
+    if (c == NULL || !c->established || !mwi_dtls_peer_leaf(c, der, &n) || n <= 0)
+        return false;
+    *len = (size_t)n;
+    return true;
+}

@@ -18,6 +18,10 @@
 /* RFC 6690 link-format, Content-Format 40. */
 #define CF_LINK_FORMAT 40
 #define LINKS          "</batch>;ct=65100;rt=\"medwire.batch\";if=\"medwire.v1\""
+/* RFC 9148 6: what a gateway serving EST adds. */
+#define LINKS_EST                                                                                  \
+    LINKS ",</.well-known/est/crts>;rt=\"ace.est.crts\";ct=\"281 287\""                            \
+          ",</.well-known/est/sren>;rt=\"ace.est.sren\";ct=\"281 287\""
 /* Datagrams per batched receive (transport recv_many, recvmmsg on POSIX). */
 #define RX_BATCH 32
 /* mw_gateway_config_t.idle_timeout_ms by default: 10 minutes. */
@@ -103,6 +107,8 @@ mw_err mw_gateway_create(const mw_gateway_config_t *cfg, mw_gateway_t **out, mw_
     }
     gw->sink = cfg->sink;
     gw->sink_ctx = cfg->sink_ctx;
+    gw->est_issue = cfg->est_issue;
+    gw->est_ctx = cfg->est_ctx;
     mwi_coap_params_default(&gw->params);
     gw->max_body = cfg->max_body ? cfg->max_body : MWI_BODY_MAX;
     gw->comm_loss_ms = cfg->comm_loss_ms;
@@ -323,6 +329,24 @@ static void handle_batch(mw_gateway_t *gw, struct peer *p, const mwi_coap_msg *r
     respond_opts(gw, p, req, MWI_COAP_CHANGED, MWI_COAP_CF_MEDWIRE_ACK, ack, alen, o);
 }
 
+/* An EST resource (est.c). An /sren answer goes whole, even to a request that asks for smaller
+ * blocks: a block request after the first would be a new request, and issue again. */
+static void handle_est(mw_gateway_t *gw, struct peer *p, const mwi_coap_msg *req,
+                       const struct resp_opts *o)
+{
+    mwi_gw_answer *a = malloc(sizeof *a);
+    if (a == NULL) {
+        refuse(gw, p, req, MWI_COAP_SERVICE_UNAVAILABLE, "out of memory");
+        return;
+    }
+    mwi_gw_est(gw, p, req, a);
+    mwi_coap_msg r = *req;
+    if (req->code == MWI_COAP_POST)
+        r.flags &= (uint8_t)~MWI_COAP_F_BLOCK2;
+    respond_opts(gw, p, &r, a->code, a->cf, a->len ? a->body : NULL, a->len, o);
+    free(a);
+}
+
 /* A POST whose body comes in Block1 pieces (RFC 7959 2.5): reassembled up to
  * max_body, never further; the batch is handled when the last block arrives. */
 static void handle_block1(mw_gateway_t *gw, struct peer *p, const mwi_coap_msg *m)
@@ -360,7 +384,10 @@ static void handle_block1(mw_gateway_t *gw, struct peer *p, const mwi_coap_msg *
         whole.payload = p->b1_buf;
         whole.payload_len = p->b1.len;
         o.block1 = m->block1 & ~8u; /* echo the last block, M = 0 */
-        handle_batch(gw, p, &whole, &o);
+        if (strcmp(m->uri_path, MWI_PATH_BATCH) == 0)
+            handle_batch(gw, p, &whole, &o);
+        else
+            handle_est(gw, p, &whole, &o);
         free(p->b1_buf);
         p->b1_buf = NULL;
         return;
@@ -421,12 +448,18 @@ static void on_record(void *ctx, const uint8_t *data, size_t len)
             handle_block1(gw, p, &m);
         else
             handle_batch(gw, p, &m, NULL);
+    } else if (mwi_gw_est_path(m.uri_path)) {
+        if ((m.flags & MWI_COAP_F_BLOCK1) && m.code == MWI_COAP_POST && gw->est_issue)
+            handle_block1(gw, p, &m);
+        else
+            handle_est(gw, p, &m, NULL);
     } else if (strcmp(m.uri_path, WELL_KNOWN_PATH) == 0) {
+        const char *links = gw->est_issue ? LINKS_EST : LINKS;
         if (m.code != MWI_COAP_GET)
             refuse(gw, p, &m, MWI_COAP_METHOD_NOT_ALLOWED, "use GET");
         else
-            respond(gw, p, &m, MWI_COAP_CONTENT, CF_LINK_FORMAT, (const uint8_t *)LINKS,
-                    strlen(LINKS));
+            respond(gw, p, &m, MWI_COAP_CONTENT, CF_LINK_FORMAT, (const uint8_t *)links,
+                    strlen(links));
     } else {
         refuse(gw, p, &m, MWI_COAP_NOT_FOUND, "no such resource");
     }

@@ -130,6 +130,8 @@ struct mw_gateway {
      * they are at every credentials reload. */
     mw_blob_t ca_buf, cert_buf, key_buf, crl_buf;
     bool allow_shared_key;         /* checked again at every reload */
+    mw_est_issue_fn *est_issue;    /* EST (est.c); NULL: not served */
+    void *est_ctx;
     uint64_t (*now_us)(void *ctx); /* times commits */
 
     /* Custody transfer, batched per poll: responses wait here until the
@@ -290,5 +292,24 @@ MW_NODISCARD mw_err mwi_gw_credentials_init(mw_gateway_t *gw, const mw_gateway_c
                                             mw_error_detail_t *d);
 /* Releases the context (sessions made under it keep it while they last) and the file names. */
 void mwi_gw_credentials_fini(mw_gateway_t *gw);
+
+/* ---- EST over CoAP (est.c) ---- */
+
+/** Largest EST answer: the CA certificates of /crts (sent block-wise), or one PKCS#7. */
+#define MWI_GW_EST_ANSWER_MAX 8192
+
+/** What an EST resource answers: a code, a Content-Format (-1: none) and a body. */
+typedef struct mwi_gw_answer {
+    uint8_t code;
+    int32_t cf;
+    size_t len;
+    uint8_t body[MWI_GW_EST_ANSWER_MAX];
+} mwi_gw_answer;
+
+/** Whether @p uri_path is one of EST's resources (served or not). */
+bool mwi_gw_est_path(const char *uri_path);
+/** Answers the EST request @p req of the session @p p (its whole body, also one that came
+ *  block-wise) in @p a, auditing and counting what it issues and refuses. */
+void mwi_gw_est(mw_gateway_t *gw, struct peer *p, const mwi_coap_msg *req, mwi_gw_answer *a);
 
 #endif

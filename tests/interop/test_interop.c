@@ -5,6 +5,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -62,7 +63,8 @@ typedef struct gw_proc {
     int port;
 } gw_proc;
 
-static void start_gateway(gw_proc *g, const mwt_pki *pki)
+/* The gateway, with @p est_ca (may be NULL) as its --est-ca CA folder. */
+static void start_gateway_est(gw_proc *g, const mwt_pki *pki, const char *est_ca)
 {
     snprintf(g->dir, sizeof g->dir, "%s", mwt_tmpdir());
     snprintf(g->out, sizeof g->out, "%s/out.jsonl", g->dir);
@@ -87,6 +89,8 @@ static void start_gateway(gw_proc *g, const mwt_pki *pki)
                           g->audit,
                           "--port-file",
                           g->port_file,
+                          est_ca ? "--est-ca" : NULL,
+                          est_ca,
                           NULL};
     /* The gateway runs in its own directory, so whatever it keeps there by default (its
      * replay store) belongs to this test alone: a device's sequence numbers start afresh. */
@@ -98,6 +102,11 @@ static void start_gateway(gw_proc *g, const mwt_pki *pki)
     g->port = atoi(port);
     free(port);
     cr_assert_gt(g->port, 0);
+}
+
+static void start_gateway(gw_proc *g, const mwt_pki *pki)
+{
+    start_gateway_est(g, pki, NULL);
 }
 
 static void stop_gateway(gw_proc *g)
@@ -568,6 +577,238 @@ static void no_client_certificate_is_refused(const char *name)
 
 CLIENT_TESTS(coap_client_openssl, "coap-client-openssl")
 CLIENT_TESTS(coap_client_gnutls, "coap-client-gnutls")
+
+/* ---- EST over CoAP (RFC 9148): coap-client renews dev-1's certificate, OpenSSL checks it ---- */
+
+/* A CA of the test's own, as mwt_pki_make lays it out (renewals write its index.txt): the
+ * gateway, dev-1 and dev-2. */
+static void est_pki(mwt_pki *p)
+{
+    const char *pki = mwt_bin("medwire-pki");
+    snprintf(p->dir, sizeof p->dir, "%s", mwt_tmpdir());
+    char ca[300];
+    snprintf(ca, sizeof ca, "%s/ca", p->dir);
+    const char *mk[] = {pki, "ca", "--out", ca, NULL};
+    cr_assert_eq(mwt_run(mk, NULL, NULL, 30000), 0);
+    static const char *const who[][2] = {
+        {"gateway", "gateway"}, {"device", "dev-1"}, {"device", "dev-2"}};
+    for (size_t i = 0; i < sizeof who / sizeof who[0]; i++) {
+        const char *is[] = {pki,    "issue",   "--ca",  ca,     "--role", who[i][0],
+                            "--id", who[i][1], "--out", p->dir, NULL};
+        cr_assert_eq(mwt_run(is, NULL, NULL, 30000), 0, "issue %s", who[i][1]);
+    }
+}
+
+/* Runs OpenSSL with the NULL-terminated arguments; requires success. */
+static void openssl_ok(const prog *openssl, const char *arg, ...)
+{
+    const char *argv[32];
+    size_t n = 0;
+    argv[n++] = openssl->path;
+    va_list ap;
+    va_start(ap, arg);
+    for (const char *a = arg; a != NULL; a = va_arg(ap, const char *)) {
+        cr_assert_lt(n, 31u);
+        argv[n++] = a;
+    }
+    va_end(ap);
+    argv[n] = NULL;
+    char err[300];
+    snprintf(err, sizeof err, "%s/openssl.err", mwt_tmpdir());
+    int rc = mwt_run(argv, NULL, err, 30000);
+    char *e = rc != 0 ? mwt_read_file(err) : NULL;
+    cr_assert_eq(rc, 0, "openssl %s failed: %s", arg, e ? e : "");
+    free(e);
+}
+
+/* A new P-256 key DIR/NAME.key and its PKCS#10 request DIR/NAME.csr (DER) for @p subject, with
+ * the extension @p ext ("" for none); OpenSSL checks the request's signature. */
+static void est_csr(const prog *openssl, const mwt_pki *p, const char *name, const char *subject,
+                    const char *ext)
+{
+    char key[300], csr[300];
+    snprintf(key, sizeof key, "%s/%s.key", p->dir, name);
+    snprintf(csr, sizeof csr, "%s/%s.csr", p->dir, name);
+    openssl_ok(openssl, "ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", key, NULL);
+    if (ext[0])
+        openssl_ok(openssl, "req", "-new", "-key", key, "-subj", subject, "-addext", ext,
+                   "-outform", "DER", "-out", csr, NULL);
+    else
+        openssl_ok(openssl, "req", "-new", "-key", key, "-subj", subject, "-outform", "DER", "-out",
+                   csr, NULL);
+    openssl_ok(openssl, "req", "-verify", "-noout", "-inform", "DER", "-in", csr, NULL);
+}
+
+/* POSTs DIR/@p csr_name.csr to /sren as @p device, accepting @p accept. */
+static void est_post(coap_run *r, const prog *client, const mwt_pki *p, const gw_proc *g,
+                     const char *device, const char *csr_name, const char *accept)
+{
+    char csr[300], uri[128];
+    snprintf(csr, sizeof csr, "%s/%s.csr", p->dir, csr_name);
+    uri_of(uri, sizeof uri, g, "/.well-known/est/sren");
+    const char *extra[] = {"-m", "post", "-t", "286", "-A", accept, "-f", csr, NULL};
+    run_client(r, client->path, p, device, extra, uri);
+}
+
+/* Writes @p len bytes of @p data to @p path. */
+static void write_bytes(const char *path, const char *data, size_t len)
+{
+    FILE *f = fopen(path, "wb");
+    cr_assert_not_null(f, "%s", path);
+    cr_assert_eq(fwrite(data, 1, len, f), len);
+    cr_assert_eq(fclose(f), 0);
+}
+
+/* @req IEC62443-CR1.8 MDCG-2019-16-LIFECYCLE */
+Test(est, a_device_renews_over_its_session_and_the_new_certificate_verifies_and_connects,
+     .timeout = 120)
+{
+    prog client, openssl;
+    require_program("coap-client-openssl", &client);
+    cr_assert(find_program("openssl", &openssl), "openssl (Debian package openssl) is needed");
+    mwt_pki pki;
+    est_pki(&pki);
+    char ca_dir[300], p7[300], fresh[300], a[300], b[300];
+    snprintf(ca_dir, sizeof ca_dir, "%s/ca", pki.dir);
+    gw_proc g;
+    start_gateway_est(&g, &pki, ca_dir);
+    est_csr(&openssl, &pki, "dev-1-new", "/O=medwire/CN=dev-1", "");
+    coap_run r;
+    est_post(&r, &client, &pki, &g, "dev-1", "dev-1-new", "281");
+    cr_assert_str_eq(r.code, "2.04", "%s", r.log);
+    cr_assert_not_null(r.body, "%s", r.log);
+    /* The PKCS#7 certs-only answer, read by OpenSSL: one certificate, for the new key, that
+     * verifies against the CA, with dev-1's name. */
+    snprintf(p7, sizeof p7, "%s/answer.p7", pki.dir);
+    snprintf(fresh, sizeof fresh, "%s/dev-1-new.crt", pki.dir);
+    write_bytes(p7, r.body, r.body_len);
+    openssl_ok(&openssl, "pkcs7", "-inform", "DER", "-in", p7, "-print_certs", "-out", fresh, NULL);
+    openssl_ok(&openssl, "verify", "-CAfile", mwt_pki_ca(&pki), "-purpose", "sslclient", fresh,
+               NULL);
+    snprintf(a, sizeof a, "%s/new.pub", pki.dir);
+    snprintf(b, sizeof b, "%s/key.pub", pki.dir);
+    openssl_ok(&openssl, "x509", "-in", fresh, "-noout", "-pubkey", "-out", a, NULL);
+    openssl_ok(&openssl, "pkey", "-in", mwt_pki_key(&pki, "dev-1-new"), "-pubout", "-out", b, NULL);
+    char *pa = mwt_read_file(a), *pb = mwt_read_file(b);
+    cr_assert(pa && pb && strcmp(pa, pb) == 0, "the certificate is for the request's key");
+    free(pa);
+    free(pb);
+    snprintf(a, sizeof a, "%s/subject", pki.dir);
+    openssl_ok(&openssl, "x509", "-in", fresh, "-noout", "-subject", "-nameopt", "compat", "-out",
+               a, NULL);
+    pa = mwt_read_file(a);
+    cr_assert(pa && strstr(pa, "/CN=dev-1"), "subject: %s", pa ? pa : "");
+    free(pa);
+    coap_run_free(&r);
+    const char *renewed[] = {"\"event\":\"certificate_renewed\"", "\"device\":\"dev-1\"", NULL};
+    cr_assert_eq(mwt_count_lines(g.audit, renewed), 1, "the renewal is audited");
+
+    /* The new certificate opens a session; the old one, superseded, may not renew again. */
+    uri_of(a, sizeof a, &g, "/.well-known/core");
+    const char *get[] = {"-m", "get", NULL};
+    run_client(&r, client.path, &pki, "dev-1-new", get, a);
+    cr_assert_str_eq(r.code, "2.05", "the renewed certificate is accepted:\n%s", r.log);
+    cr_assert(strstr(r.body ? r.body : "", "ace.est.sren"), "EST is listed: %s",
+              r.body ? r.body : "");
+    coap_run_free(&r);
+    est_csr(&openssl, &pki, "dev-1-again", "/O=medwire/CN=dev-1", "");
+    est_post(&r, &client, &pki, &g, "dev-1", "dev-1-again", "287");
+    cr_assert_str_eq(r.code, "4.03", "the superseded certificate renews no more:\n%s", r.log);
+    coap_run_free(&r);
+    stop_gateway(&g);
+    const char *refused[] = {"\"event\":\"renewal_refused\"", "superseded", NULL};
+    cr_assert_eq(mwt_count_lines(g.audit, refused), 1, "the refusal is audited with its reason");
+}
+
+/* A session renews only its own name, and only as a device; a revoked device not at all. */
+/* @req IEC62443-CR1.8 IEC62443-CR2.1 */
+Test(est, requests_for_another_name_or_role_and_from_a_revoked_device_are_refused, .timeout = 120)
+{
+    prog client, openssl;
+    require_program("coap-client-openssl", &client);
+    cr_assert(find_program("openssl", &openssl), "openssl (Debian package openssl) is needed");
+    mwt_pki pki;
+    est_pki(&pki);
+    char ca_dir[300];
+    snprintf(ca_dir, sizeof ca_dir, "%s/ca", pki.dir);
+    gw_proc g;
+    start_gateway_est(&g, &pki, ca_dir);
+    est_csr(&openssl, &pki, "other", "/O=medwire/CN=dev-2", "");
+    est_csr(&openssl, &pki, "server", "/O=medwire/CN=dev-1", "extendedKeyUsage=serverAuth");
+    est_csr(&openssl, &pki, "ca-too", "/O=medwire/CN=dev-1", "basicConstraints=critical,CA:TRUE");
+    static const char *const cases[] = {"other", "server", "ca-too"};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        coap_run r;
+        est_post(&r, &client, &pki, &g, "dev-1", cases[i], "281");
+        cr_assert_str_eq(r.code, "4.03", "%s:\n%s", cases[i], r.log);
+        coap_run_free(&r);
+    }
+    /* Revoked at the CA (no CRL given to this gateway, so the session opens): the issuer
+     * refuses it all the same. */
+    const char *rev[] = {mwt_bin("medwire-pki"), "revoke", "--ca", ca_dir, "--id", "dev-1", NULL};
+    cr_assert_eq(mwt_run(rev, NULL, NULL, 30000), 0);
+    est_csr(&openssl, &pki, "after", "/O=medwire/CN=dev-1", "");
+    coap_run r;
+    est_post(&r, &client, &pki, &g, "dev-1", "after", "281");
+    cr_assert_str_eq(r.code, "4.03", "a revoked device:\n%s", r.log);
+    coap_run_free(&r);
+    /* Not a request at all. */
+    char junk[300];
+    snprintf(junk, sizeof junk, "%s/junk.csr", pki.dir);
+    write_bytes(junk, "\x30\x03\x02\x01\x00", 5);
+    est_post(&r, &client, &pki, &g, "dev-2", "junk", "281");
+    cr_assert_str_eq(r.code, "4.00", "%s", r.log);
+    coap_run_free(&r);
+    stop_gateway(&g);
+    const char *lines[] = {"\"event\":\"renewal_refused\"", NULL};
+    cr_assert_eq(mwt_count_lines(g.audit, lines), 5, "each refusal is audited");
+    const char *issued[] = {"\"event\":\"certificate_renewed\"", NULL};
+    cr_assert_eq(mwt_count_lines(g.audit, issued), 0);
+}
+
+/* /crts answers the CA certificate, as one DER certificate or as PKCS#7; a gateway without
+ * --est-ca serves neither resource. */
+Test(est, crts_answers_the_ca_and_a_gateway_without_est_ca_serves_none, .timeout = 120)
+{
+    prog client, openssl;
+    require_program("coap-client-openssl", &client);
+    cr_assert(find_program("openssl", &openssl), "openssl (Debian package openssl) is needed");
+    mwt_pki pki;
+    est_pki(&pki);
+    char ca_dir[300], uri[128], der[300], pem[300];
+    snprintf(ca_dir, sizeof ca_dir, "%s/ca", pki.dir);
+    gw_proc g;
+    start_gateway_est(&g, &pki, ca_dir);
+    uri_of(uri, sizeof uri, &g, "/.well-known/est/crts");
+    const char *one[] = {"-m", "get", "-A", "287", NULL};
+    coap_run r;
+    run_client(&r, client.path, &pki, "dev-1", one, uri);
+    cr_assert_str_eq(r.code, "2.05", "%s", r.log);
+    snprintf(der, sizeof der, "%s/crts.der", pki.dir);
+    snprintf(pem, sizeof pem, "%s/crts.pem", pki.dir);
+    write_bytes(der, r.body ? r.body : "", r.body_len);
+    openssl_ok(&openssl, "x509", "-inform", "DER", "-in", der, "-out", pem, NULL);
+    char *got = mwt_read_file(pem), *want = mwt_read_file(mwt_pki_ca(&pki));
+    cr_assert(got && want && strcmp(got, want) == 0, "/crts is the CA certificate");
+    free(got);
+    free(want);
+    coap_run_free(&r);
+    const char *p7[] = {"-m", "get", NULL};
+    run_client(&r, client.path, &pki, "dev-1", p7, uri);
+    cr_assert_str_eq(r.code, "2.05", "%s", r.log);
+    snprintf(der, sizeof der, "%s/crts.p7", pki.dir);
+    write_bytes(der, r.body ? r.body : "", r.body_len);
+    openssl_ok(&openssl, "pkcs7", "-inform", "DER", "-in", der, "-print_certs", "-out", pem, NULL);
+    coap_run_free(&r);
+    stop_gateway(&g);
+
+    start_gateway(&g, &pki);
+    uri_of(uri, sizeof uri, &g, "/.well-known/est/crts");
+    run_client(&r, client.path, &pki, "dev-1", p7, uri);
+    cr_assert_str_eq(r.code, "4.04", "%s", r.log);
+    coap_run_free(&r);
+    stop_gateway(&g);
+}
 
 /* ---- the suites: OpenSSL's own DTLS client, which can be told which suites to offer ---- */
 

@@ -1,0 +1,179 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* est_ca.c -- the EST issuer of medwire-gateway --est-ca DIR (est_ca.h), on medwire-pki's own
+ * code: the CA folder is loaded and checked as 'medwire-pki issue' loads it, and the renewal
+ * recorded in its index.txt under the folder's lock, so that 'medwire-pki revoke' and 'crl'
+ * see it. What that code reports on failure goes to standard error, prefixed medwire-pki. */
+#include "est_ca.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include <wolfssl/options.h>
+#include <wolfssl/wolfcrypt/settings.h>
+#include <wolfssl/wolfcrypt/asn.h>
+#include <wolfssl/wolfcrypt/asn_public.h>
+#include <wolfssl/wolfcrypt/ecc.h>
+#include <wolfssl/wolfcrypt/random.h>
+
+#include "ca_index.h"
+#include "cert.h"
+#include "core/wipe.h"
+
+/* The serial of the DER certificate @p der, as the index writes it (upper-case hex, no leading
+ * zero octet); false if it does not parse. */
+static bool serial_of(const uint8_t *der, size_t len, char *hex, size_t cap)
+{
+    uint8_t *copy = malloc(len);
+    if (copy == NULL)
+        return false;
+    memcpy(copy, der, len);
+    DecodedCert dc;
+    wc_InitDecodedCert(&dc, copy, (word32)len, NULL);
+    bool ok = wc_ParseCert(&dc, CERT_TYPE, NO_VERIFY, NULL) == 0 && dc.serialSz > 0 &&
+              (size_t)dc.serialSz * 2 < cap;
+    if (ok) {
+        int i = 0;
+        while (i < dc.serialSz - 1 && dc.serial[i] == 0)
+            i++;
+        size_t at = 0;
+        for (; i < dc.serialSz; i++, at += 2)
+            snprintf(hex + at, 3, "%02X", dc.serial[i]);
+    }
+    wc_FreeDecodedCert(&dc);
+    free(copy);
+    return ok;
+}
+
+/* The public key of the (checked) PKCS#10 request into @p key. */
+static bool csr_key(const uint8_t *der, size_t len, ecc_key *key)
+{
+    uint8_t *copy = malloc(len);
+    if (copy == NULL)
+        return false;
+    memcpy(copy, der, len);
+    DecodedCert dc;
+    word32 idx = 0;
+    wc_InitDecodedCert(&dc, copy, (word32)len, NULL);
+    bool ok = wc_ParseCert(&dc, CERTREQ_TYPE, NO_VERIFY, NULL) == 0 && dc.keyOID == ECDSAk &&
+              wc_EccPublicKeyDecode(dc.publicKey, &idx, key, dc.pubKeySize) == 0;
+    wc_FreeDecodedCert(&dc);
+    free(copy);
+    return ok;
+}
+
+/* The policy (est_ca.h): MW_OK, or why not in @p reason. */
+static mw_err may_renew(const char *dir, const char *id, const char *serial, char *reason,
+                        size_t reason_cap)
+{
+    ca_index idx = {0};
+    if (pki_index_load(dir, &idx) != EXIT_SUCCESS) {
+        pki_index_free(&idx);
+        snprintf(reason, reason_cap, "cannot read %s/index.txt", dir);
+        return MW_EIO;
+    }
+    const index_entry *mine = NULL, *newest = NULL;
+    for (size_t i = 0; i < idx.n; i++) {
+        char cn[PKI_NAME_MAX_LEN + 1];
+        pki_subject_cn(idx.e[i].subject, cn, sizeof cn);
+        if (strcmp(cn, id) != 0)
+            continue;
+        newest = &idx.e[i];
+        if (strcasecmp(idx.e[i].serial, serial) == 0)
+            mine = &idx.e[i];
+    }
+    mw_err e = MW_OK;
+    if (mine == NULL) {
+        snprintf(reason, reason_cap,
+                 "the certificate of '%s' (serial %s) is not in %s/index.txt: this CA folder did "
+                 "not issue it",
+                 id, serial, dir);
+        e = MW_EIDENTITY;
+    } else if (mine->status == 'R') {
+        snprintf(reason, reason_cap, "the certificate of '%s' (serial %s) is revoked", id, serial);
+        e = MW_ECERT_REVOKED;
+    } else if (mine != newest) {
+        snprintf(reason, reason_cap,
+                 "the certificate of '%s' (serial %s) was superseded by serial %s: only the "
+                 "newest may renew",
+                 id, serial, newest->serial);
+        e = MW_EIDENTITY;
+    }
+    pki_index_free(&idx);
+    return e;
+}
+
+mw_err est_ca_issue(void *ctx, const mw_est_request_t *req, uint8_t *out, size_t cap,
+                    size_t *out_len, char *reason, size_t reason_cap)
+{
+    const est_ca *ca = ctx;
+    char old[2 * 32 + 1] = "";
+    *out_len = 0;
+    if (!serial_of(req->cert, req->cert_len, old, sizeof old)) {
+        snprintf(reason, reason_cap, "the session's certificate does not parse");
+        return MW_EINTERNAL;
+    }
+    mw_err e = may_renew(ca->dir, req->device_id, old, reason, reason_cap);
+    if (e != MW_OK)
+        return e;
+
+    time_t now = time(NULL);
+    cert_request cr = {.role = ROLE_DEVICE, .cn = req->device_id};
+    cr.not_before = pki_from_epoch(now - 3600);
+    cr.not_after = pki_from_epoch(now + (time_t)ca->valid_days * 86400);
+    uint8_t ca_der[PKI_CERT_DER_CAP], der[PKI_CERT_DER_CAP];
+    int der_len = 0;
+    ecc_key subject, ca_key;
+    WC_RNG rng;
+    if (wc_InitRng(&rng) != 0) {
+        snprintf(reason, reason_cap, "the random generator failed");
+        return MW_EINTERNAL;
+    }
+    if (wc_ecc_init(&subject) != 0 || wc_ecc_init(&ca_key) != 0) {
+        wc_FreeRng(&rng);
+        snprintf(reason, reason_cap, "out of memory");
+        return MW_ENOMEM;
+    }
+    e = MW_EINTERNAL;
+    if (!csr_key(req->csr, req->csr_len, &subject)) {
+        snprintf(reason, reason_cap, "the request's key does not decode");
+    } else if (pki_load_ca(ca->dir, ca_der, &cr, &ca_key) != EXIT_SUCCESS) {
+        snprintf(reason, reason_cap, "cannot load the CA folder %s (see the log)", ca->dir);
+        e = MW_ECONFIG;
+    } else if (wc_ecc_set_rng(&ca_key, &rng) != 0) {
+        snprintf(reason, reason_cap, "cannot attach the random generator to the CA key");
+    } else {
+        cr.subject_key = &subject;
+        cr.signer_key = &ca_key;
+        int rc = pki_make_cert(&rng, &cr, der, sizeof der, &der_len);
+        cr.subject_key = cr.signer_key = NULL;
+        if (rc != EXIT_SUCCESS) {
+            snprintf(reason, reason_cap, "cannot sign the certificate (see the log)");
+        } else if ((size_t)der_len > cap) {
+            snprintf(reason, reason_cap, "the certificate (%d bytes) is larger than an answer",
+                     der_len);
+            e = MW_ENOSPC;
+        } else if (pki_record_issued(ca->dir, &cr) != EXIT_SUCCESS) {
+            /* Not recorded, not given: 'revoke' could not find it. */
+            snprintf(reason, reason_cap, "cannot record it in %s/index.txt (see the log)", ca->dir);
+            e = MW_EIO;
+        } else {
+            memcpy(out, der, (size_t)der_len);
+            *out_len = (size_t)der_len;
+            char serial[2 * PKI_SERIAL_LEN + 1];
+            for (int i = 0; i < PKI_SERIAL_LEN; i++)
+                snprintf(serial + 2 * i, 3, "%02X", cr.serial[i]);
+            snprintf(reason, reason_cap,
+                     "serial %s, valid until %04d-%02d-%02d, replaces serial %s", serial,
+                     cr.not_after.year, cr.not_after.mon, cr.not_after.day, old);
+            e = MW_OK;
+        }
+    }
+    wc_ecc_free(&subject);
+    wc_ecc_free(&ca_key);
+    mwi_wipe(&ca_key, sizeof ca_key);
+    wc_FreeRng(&rng);
+    return e;
+}
