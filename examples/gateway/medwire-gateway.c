@@ -20,6 +20,7 @@
 #include "cmdline.h"
 #include "control.h"
 #include "est_ca.h"
+#include "expiry.h"
 #include "hl7.h"
 #include "log.h"
 #include "metrics.h"
@@ -37,6 +38,7 @@ static const char USAGE[] =
     "                       [--out FILE] [--audit FILE] [--store FILE] [--port-file FILE]\n"
     "                       [--crl FILE] [--control PATH] [--max-peers N]\n"
     "                       [--gateway-id NAME] [--est-ca DIR [--est-valid-days N]]\n"
+    "                       [--expiry-warning-days N]\n"
     "                       [--comm-loss-s S] [--idle-timeout-s S] [--format json|fhir]\n"
     "                       [--metrics HOST:PORT] [--metrics-port-file FILE]\n"
     "                       [--log-level error|warn|info|debug] [--log-format text|json]\n"
@@ -91,6 +93,10 @@ static const char USAGE[] =
     "                      the newest certificate of a name, not revoked, may renew, and\n"
     "                      only for its own name (docs/protocol.md)\n"
     "  --est-valid-days N  lifetime of a renewed certificate (1-3650, default 365)\n"
+    "  --expiry-warning-days N  warn (log and audit: credential_expiring) when the\n"
+    "                      gateway's certificate, a CA certificate or the CRL's next\n"
+    "                      update is N days away or less, and again every day\n"
+    "                      (default 30; 0: never); metrics carry the three dates\n"
     "  --port-file FILE    once ready (listening, and the control socket and metrics\n"
     "                      open), write the bound UDP port to FILE\n"
     "  --control PATH      local control socket (Unix stream, owner-only): one JSON\n"
@@ -734,6 +740,46 @@ static uint64_t monotonic_ms(void)
     return mw_clock_monotonic_us(NULL) / 1000u;
 }
 
+/* Warns (log and audit) about each credential that expires within @p window_s (expiry.h). */
+static void warn_expiry(struct outputs *o, const mw_gateway_t *gw, expiry_watch *w,
+                        int64_t window_s, const char *listen)
+{
+    static const char *const what[EXPIRY_KINDS] = {"certificate", "ca", "crl"};
+    static const char *const subject[EXPIRY_KINDS] = {"the gateway's certificate (--cert) expires",
+                                                      "a CA certificate (--ca) expires",
+                                                      "the CRL (--crl) reaches its next update"};
+    static const char *const then[EXPIRY_KINDS] = {
+        "devices refuse the gateway after it; issue a new certificate (medwire-pki issue "
+        "--role gateway) and send SIGHUP",
+        "every device certificate under it is refused after it; bring in the new CA before, "
+        "and send SIGHUP",
+        "every device is refused after it; run 'medwire-pki crl' and send SIGHUP"};
+    mw_gateway_stats_t st;
+    mw_gateway_stats(gw, &st);
+    const int64_t at[EXPIRY_KINDS] = {st.cert_not_after_s, st.ca_not_after_s, st.crl_next_update_s};
+    int64_t now = (int64_t)time(NULL);
+    for (int k = 0; k < EXPIRY_KINDS; k++) {
+        if (!expiry_due(w, (expiry_kind)k, at[k], now, monotonic_ms(), window_s))
+            continue;
+        time_t t = (time_t)at[k];
+        struct tm tm;
+        char when[32], reason[400];
+        gmtime_r(&t, &tm);
+        strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
+        long long left = (long long)((at[k] - now) / 86400);
+        if (at[k] <= now)
+            snprintf(reason, sizeof reason, "%s on %s, which is past: %s", subject[k], when,
+                     then[k]);
+        else
+            snprintf(reason, sizeof reason, "%s on %s, in %lld days: %s", subject[k], when, left,
+                     then[k]);
+        gwlog(at[k] <= now ? GWLOG_ERROR : GWLOG_WARN, "credential_expiring", "s:credential",
+              what[k], "s:expires", when, "i:days_left", at[k] <= now ? 0LL : left, "s:reason",
+              reason, GWLOG_END);
+        audit_program_event(o, "credential_expiring", listen, reason);
+    }
+}
+
 int main(int argc, char **argv)
 {
     const char *listen = NULL, *ca = NULL, *cert = NULL, *key = NULL;
@@ -741,7 +787,7 @@ int main(int argc, char **argv)
     const char *store = "medwire-gateway.db", *gateway_id = NULL;
     const char *control_path = NULL;
     const char *crl = NULL, *est_dir = NULL;
-    unsigned long est_days = 365;
+    unsigned long est_days = 365, expiry_days = 30;
     const char *format = "json";
     const char *metrics_addr = NULL, *metrics_port_file = NULL;
     const char *log_level = "info", *log_format = "text";
@@ -850,6 +896,10 @@ int main(int argc, char **argv)
             min = 1;
             max = HL7_MERGE_MAX;
             range = "--hl7-batch must be a number from 1 to 64";
+        } else if (strcmp(a, "--expiry-warning-days") == 0) {
+            num = &expiry_days;
+            max = 3650;
+            range = "--expiry-warning-days must be a number of days from 0 (never) to 3650";
         } else if (strcmp(a, "--est-valid-days") == 0) {
             num = &est_days;
             min = 1;
@@ -1253,7 +1303,13 @@ int main(int argc, char **argv)
     /* One loop over the gateway's socket and the control socket: the
      * library's descriptor and timer are what a caller's own loop needs. */
     int rc = 0;
+    expiry_watch watch = {{0}, {0}};
+    uint64_t expiry_checked = 0;
     while (!stop) {
+        if (monotonic_ms() - expiry_checked >= 1000) {
+            expiry_checked = monotonic_ms();
+            warn_expiry(&o, gw, &watch, (int64_t)expiry_days * 86400, local_text);
+        }
         struct pollfd fds[1 + 1 + 1 + CONTROL_MAX_CLIENTS];
         int n = 0;
         fds[n++] = (struct pollfd){.fd = mw_gateway_fd(gw), .events = POLLIN};

@@ -167,6 +167,19 @@ char *metrics_render_with(const mw_gateway_stats_t *st, const metrics_hl7_t *hl7
     one(f, "medwire_store_conflicts_total", "counter",
         "Of the failed commits, those a shared database broke off for a conflict with another "
         "gateway (deadlock, serialization failure).", st->store_conflicts);
+    help(f, "medwire_credential_expiry_timestamp_seconds", "gauge",
+         "When a credential in force expires, in seconds since the epoch: the gateway's "
+         "certificate and the earliest CA certificate (notAfter), the CRL (nextUpdate).");
+    const struct {
+        const char *which;
+        int64_t at;
+    } exp[] = {{"certificate", st->cert_not_after_s},
+               {"ca", st->ca_not_after_s},
+               {"crl", st->crl_next_update_s}};
+    for (size_t i = 0; i < sizeof exp / sizeof exp[0]; i++)
+        if (exp[i].at != 0)
+            fprintf(f, "medwire_credential_expiry_timestamp_seconds{credential=\"%s\"} %lld\n",
+                    exp[i].which, (long long)exp[i].at);
     help(f, "medwire_est_renewals_total", "counter",
          "Device certificates renewed over EST (--est-ca), by result: issued, or refused (a "
          "malformed request, another name or role, or the CA folder's policy).");

@@ -264,6 +264,9 @@ typedef struct mw_client_stats {
     /** The gateway the client uses or tries now: its index in mw_client_config_t.gateways
      *  (0 with a single gateway). */
     uint32_t gateway_index;
+    /** When this device's certificate expires (notAfter), in seconds since the epoch; 0 if it
+     *  cannot be read. After it the gateway refuses the device: renew it before. */
+    int64_t cert_not_after_s;
 } mw_client_stats_t;
 
 /** Fills @p cfg with defaults (all pointers NULL). */

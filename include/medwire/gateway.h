@@ -285,6 +285,11 @@ typedef struct mw_gateway_stats {
     /** Certificates issued to devices over EST (est_issue), and requests refused: a malformed
      *  request, one for another name or role, or one the issuer refused. */
     uint64_t renewals_issued, renewals_refused;
+    /** When the credentials in force expire, in seconds since the epoch (0: unknown, or none):
+     *  the gateway's own certificate (devices refuse it after), the earliest of its CA
+     *  certificates (every device of that CA is refused after), and the CRL's nextUpdate
+     *  (every device is refused after it, until a newer CRL is loaded). */
+    int64_t cert_not_after_s, ca_not_after_s, crl_next_update_s;
 } mw_gateway_stats_t;
 
 MW_API void mw_gateway_config_init(mw_gateway_config_t *cfg);

@@ -1801,6 +1801,9 @@ void mw_client_stats(const mw_client_t *c, mw_client_stats_t *out)
     out->queue_capacity = qs.capacity;
     out->next_seq = mwi_seq_peek(&c->seqs);
     out->connected = c->state == ST_READY;
+    mwi_dtls_expiry x;
+    mwi_dtls_ctx_expiry(c->dtls, &x);
+    out->cert_not_after_s = x.cert;
 }
 
 void mw_client_last_error(const mw_client_t *c, mw_error_detail_t *out)

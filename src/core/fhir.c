@@ -812,6 +812,7 @@ static const audit_kind AUDIT_KINDS[] = {
     /* Raised by the reference gateway program about itself. */
     {"gateway_started", APP, "110120", "Application Start", true, "8"},
     {"gateway_stopped", APP, "110121", "Application Stop", true, "8"},
+    {"credential_expiring", ALERT, "110129", "Security Configuration", true, "8"},
 };
 
 /* Anything else the audit callback reports is security-relevant by definition. */

@@ -18,6 +18,9 @@ MW_NODISCARD mw_err mwi_dtls_crl_setup(mwi_dtls_ctx *ctx, const mwi_dtls_config 
 /** The CRL's verdict on the certificate @p der: WOLFSSL_SUCCESS, or wolfSSL's code
  *  (CRL_CERT_REVOKED; CRL_MISSING when the CRL expired since it was loaded). */
 int mwi_dtls_crl_check(mwi_dtls_ctx *ctx, uint8_t *der, int len);
+/** The nextUpdate of the CRL @p data (@p len bytes, PEM or DER as @p format says), in seconds
+ *  since the epoch; 0 if it has none or cannot be read. */
+int64_t mwi_dtls_crl_next_update(const uint8_t *data, size_t len, int format);
 /** Fills @p d for a CRL wolfSSL refused with @p code, naming @p c; MW_ECERT_LOAD. */
 mw_err mwi_dtls_crl_failed(mw_error_detail_t *d, const mwi_dtls_cred *c, int code);
 

@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/asn_time.h"
 #include "core/detail.h"
 #include "core/limits.h"
 #include "core/wipe.h"
@@ -382,14 +383,41 @@ static bool is_pinned(const mwi_dtls_ctx *ctx, const unsigned char *der, int len
 
 /* Keeps the SHA-256 of each certificate in the CA (wolfSSL has read and checked it): each PEM
  * block, or the one DER certificate. */
+/* The notAfter of a parsed certificate, 0 if it cannot be read. */
+static int64_t not_after(const DecodedCert *dc)
+{
+    int64_t t = 0;
+    if (dc->afterDate == NULL || dc->afterDateLen <= 0 ||
+        !mwi_asn_time(dc->afterDate, (size_t)dc->afterDateLen, &t))
+        return 0;
+    return t;
+}
+
+/* A CA certificate (DER) of the context: its digest pinned, its expiry counted. */
+static void add_ca(mwi_dtls_ctx *ctx, const uint8_t *der, size_t len)
+{
+    if (ctx->n_pins < MWI_CA_PINS_MAX &&
+        wc_Sha256Hash(der, (word32)len, ctx->pins[ctx->n_pins]) == 0)
+        ctx->n_pins++;
+    DecodedCert *dc = malloc(sizeof *dc);
+    if (dc == NULL)
+        return;
+    InitDecodedCert(dc, der, (word32)len, NULL);
+    int64_t t = ParseCert(dc, CERT_TYPE, NO_VERIFY, NULL) == 0 ? not_after(dc) : 0;
+    FreeDecodedCert(dc);
+    free(dc);
+    if (t != 0 && (ctx->ca_not_after == 0 || t < ctx->ca_not_after))
+        ctx->ca_not_after = t;
+}
+
 static void load_pins(mwi_dtls_ctx *ctx, const uint8_t *ca, size_t ca_len, int format)
 {
     static const char begin[] = "-----BEGIN CERTIFICATE-----";
     static const char end[] = "-----END CERTIFICATE-----";
     ctx->n_pins = 0;
+    ctx->ca_not_after = 0;
     if (format == WOLFSSL_FILETYPE_ASN1) {
-        if (wc_Sha256Hash(ca, (word32)ca_len, ctx->pins[0]) == 0)
-            ctx->n_pins = 1;
+        add_ca(ctx, ca, ca_len);
         return;
     }
     /* A copy with a NUL, for strstr: the caller's buffer need not end with one. */
@@ -402,16 +430,15 @@ static void load_pins(mwi_dtls_ctx *ctx, const uint8_t *ca, size_t ca_len, int f
     }
     memcpy(pem, ca, ca_len);
     pem[ca_len] = '\0';
-    for (char *p = strstr(pem, begin); p != NULL && ctx->n_pins < MWI_CA_PINS_MAX;
-         p = strstr(p, begin)) {
+    for (char *p = strstr(pem, begin); p != NULL; p = strstr(p, begin)) {
         char *e = strstr(p, end);
         if (e == NULL)
             break;
         e += sizeof end - 1;
         int len =
             wc_CertPemToDer((const unsigned char *)p, (int)(e - p), der, (int)ca_len, CERT_TYPE);
-        if (len > 0 && wc_Sha256Hash(der, (word32)len, ctx->pins[ctx->n_pins]) == 0)
-            ctx->n_pins++;
+        if (len > 0)
+            add_ca(ctx, der, (size_t)len);
         p = e;
     }
     free(pem);
@@ -718,6 +745,7 @@ static bool own_identity(mwi_dtls_ctx *ctx, const uint8_t *der, size_t len, mw_e
     unsigned int xku = 0;
     if (ParseCert(dc, CERT_TYPE, NO_VERIFY, NULL) == 0) {
         xku = dc->extExtKeyUsage;
+        ctx->own_not_after = not_after(dc);
         if (dc->subjectRaw != NULL)
             count = subject_cns(dc->subjectRaw, (size_t)dc->subjectRawLen, cns, cns_len);
     }
@@ -1453,6 +1481,16 @@ const char *mwi_dtls_ctx_own_id(const mwi_dtls_ctx *ctx)
 const mw_addr_t *mwi_dtls_conn_peer(const mwi_dtls_conn *c)
 {
     return c ? &c->peer : NULL;
+}
+
+void mwi_dtls_ctx_expiry(const mwi_dtls_ctx *ctx, mwi_dtls_expiry *out)
+{
+    *out = (mwi_dtls_expiry){0, 0, 0};
+    if (ctx != NULL) {
+        out->cert = ctx->own_not_after;
+        out->ca = ctx->ca_not_after;
+        out->crl = ctx->crl ? ctx->crl_next_update : 0;
+    }
 }
 
 long mwi_dtls_live_conns(void)

@@ -68,6 +68,14 @@ typedef void mwi_dtls_send_fn(void *ctx, const uint8_t *buf, size_t len);
  */
 MW_NODISCARD mw_err mwi_dtls_ctx_create(const mwi_dtls_config *cfg, mwi_dtls_ctx **out_ctx,
                                         mw_error_detail_t *out_detail);
+/** When a context's credentials expire, in seconds since the epoch (0: not known, or none). */
+typedef struct mwi_dtls_expiry {
+    int64_t cert; /**< our certificate's notAfter */
+    int64_t ca;   /**< the earliest notAfter of the CA certificates */
+    int64_t crl;  /**< the CRL's nextUpdate, if a CRL is enforced */
+} mwi_dtls_expiry;
+/** Fills @p out for @p ctx (all 0 for NULL). */
+void mwi_dtls_ctx_expiry(const mwi_dtls_ctx *ctx, mwi_dtls_expiry *out);
 /** Drops the owner's reference and sets *ctx to NULL. The context lives on until its last
  *  connection is destroyed, so connections may outlive it (a gateway reloading its
  *  credentials keeps established sessions on the context they were made with). */

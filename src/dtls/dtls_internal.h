@@ -74,6 +74,9 @@ struct mwi_dtls_ctx {
     WC_RNG rng;
     bool rng_ok;
     bool crl; /* revocation enforced */
+    /* When the credentials expire (seconds since the epoch, 0: unknown or none): our
+     * certificate, the earliest of the CA certificates, the CRL's nextUpdate. */
+    int64_t own_not_after, ca_not_after, crl_next_update;
     /* The CA as loaded (a copy, in its format), kept to check a new CRL before it replaces the
      * old; and how to read that CRL's file. */
     uint8_t *ca;

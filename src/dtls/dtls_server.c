@@ -309,9 +309,11 @@ mw_err mwi_dtls_ctx_reload_crl(mwi_dtls_ctx *ctx, const char *crl_file, mw_error
             rc = wolfSSL_CTX_LoadCRLBuffer(ctx->wctx, crl.data, (long)crl.len, crl.format);
     }
     e = rc == WOLFSSL_SUCCESS ? MW_OK : mwi_dtls_crl_failed(d, &crl, rc);
-    mwi_dtls_cred_free(&crl);
-    if (e == MW_OK)
+    if (e == MW_OK) {
         ctx->crl = true;
+        ctx->crl_next_update = mwi_dtls_crl_next_update(crl.data, crl.len, crl.format);
+    }
+    mwi_dtls_cred_free(&crl);
     return e;
 }
 

@@ -800,8 +800,14 @@ mw_err mw_gateway_local_addr(const mw_gateway_t *gw, mw_addr_t *out)
 
 void mw_gateway_stats(const mw_gateway_t *gw, mw_gateway_stats_t *out)
 {
-    if (gw && out)
+    if (gw && out) {
         *out = gw->st;
+        mwi_dtls_expiry x;
+        mwi_dtls_ctx_expiry(gw->dtls, &x);
+        out->cert_not_after_s = x.cert;
+        out->ca_not_after_s = x.ca;
+        out->crl_next_update_s = x.crl;
+    }
 }
 
 int mw_gateway_fd(const mw_gateway_t *gw)

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* test_operations.c -- running the gateway: metrics, logs, credentials reloaded on SIGHUP, drain on
  * SIGTERM; in memory under the fake clock and with the real programs on loopback. */
+#define _GNU_SOURCE /* strptime, timegm */
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -817,4 +818,131 @@ Test(operations, sigterm_drains_commits_closes_sessions_and_exits_0, .timeout = 
     free(audit);
     const char *drain[] = {"info draining", "sessions=1", NULL};
     cr_assert_eq(mwt_count_lines(g.err, drain), 1);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Expiry made visible: the dates of the credentials in force, in the stats, the metrics and
+ * warnings
+ * ------------------------------------------------------------------------------------------- */
+
+/* A PKI of the test's own (mwt_pki_make's layout): a CA, a gateway certificate that expires at
+ * the end of the day 10 days from now, dev-1, and a CRL whose nextUpdate is 3 days away. */
+static void short_lived_pki(mwt_pki *p)
+{
+    const char *pki = mwt_bin("medwire-pki");
+    snprintf(p->dir, sizeof p->dir, "%s", mwt_tmpdir());
+    char ca[300], day[16];
+    snprintf(ca, sizeof ca, "%s/ca", p->dir);
+    time_t soon = time(NULL) + 10 * 86400;
+    struct tm tm;
+    gmtime_r(&soon, &tm);
+    strftime(day, sizeof day, "%Y-%m-%d", &tm);
+    const char *mk[] = {pki, "ca", "--out", ca, NULL};
+    const char *gw[] = {pki,           "issue", "--ca",    ca,      "--role",
+                        "gateway",     "--id",  "gateway", "--out", p->dir,
+                        "--not-after", day,     NULL};
+    const char *dev[] = {pki,    "issue", "--ca",  ca,     "--role", "device",
+                         "--id", "dev-1", "--out", p->dir, NULL};
+    const char *crl[] = {pki, "crl", "--ca", ca, "--next-update-days", "3", NULL};
+    cr_assert_eq(mwt_run(mk, NULL, NULL, 30000), 0);
+    cr_assert_eq(mwt_run(gw, NULL, NULL, 30000), 0);
+    cr_assert_eq(mwt_run(dev, NULL, NULL, 30000), 0);
+    cr_assert_eq(mwt_run(crl, NULL, NULL, 30000), 0);
+}
+
+/* The date OpenSSL reads from @p file ("x509" -enddate, or "crl" -nextupdate), in seconds
+ * since the epoch: what medwire must report, found by another implementation. */
+static int64_t openssl_date(const char *kind, const char *file)
+{
+    char out[300];
+    snprintf(out, sizeof out, "%s/openssl-date.txt", mwt_tmpdir());
+    const char *argv[] = {"/usr/bin/openssl",
+                          kind,
+                          "-noout",
+                          strcmp(kind, "crl") == 0 ? "-nextupdate" : "-enddate",
+                          "-in",
+                          file,
+                          NULL};
+    cr_assert_eq(mwt_run(argv, out, NULL, 30000), 0, "openssl %s %s", kind, file);
+    char *text = mwt_read_file(out);
+    cr_assert_not_null(text);
+    const char *eq = strchr(text, '=');
+    cr_assert_not_null(eq, "%s", text);
+    struct tm tm;
+    memset(&tm, 0, sizeof tm);
+    cr_assert_not_null(strptime(eq + 1, "%b %d %H:%M:%S %Y GMT", &tm), "%s", text);
+    free(text);
+    return (int64_t)timegm(&tm);
+}
+
+/* " on YYYY-MM-DDTHH:MM:SSZ", as the gateway writes a date in a warning. */
+static void iso_date(int64_t t, char *out, size_t cap)
+{
+    time_t tt = (time_t)t;
+    struct tm tm;
+    gmtime_r(&tt, &tm);
+    strftime(out, cap, " on %Y-%m-%dT%H:%M:%SZ,", &tm);
+}
+
+Test(operations, the_dates_of_the_credentials_in_force_are_in_the_gateway_and_device_stats,
+     .timeout = 120)
+{
+    mwt_pki pki;
+    short_lived_pki(&pki);
+    char crl[300];
+    snprintf(crl, sizeof crl, "%s/ca/crl.pem", pki.dir);
+    mwt_h h;
+    mwt_h_init_crl(&h, 7, &pki, crl);
+    mw_err e;
+    mw_client_t *c = mwt_h_client(&h, "dev-1", "gateway", &e);
+    cr_assert_not_null(c, "%s", mw_strerror(e));
+    mw_gateway_stats_t st;
+    mw_gateway_stats(h.gw, &st);
+    cr_assert_eq(st.cert_not_after_s, openssl_date("x509", mwt_pki_crt(&pki, "gateway")));
+    cr_assert_eq(st.ca_not_after_s, openssl_date("x509", mwt_pki_ca(&pki)));
+    cr_assert_eq(st.crl_next_update_s, openssl_date("crl", crl), "%lld",
+                 (long long)st.crl_next_update_s);
+    mw_client_stats_t cs;
+    mw_client_stats(c, &cs);
+    cr_assert_eq(cs.cert_not_after_s, openssl_date("x509", mwt_pki_crt(&pki, "dev-1")));
+    mwt_h_fini(&h);
+}
+
+/* @req MDCG-2019-16-PMS MDCG-2019-16-IFU */
+Test(operations, credentials_close_to_expiry_are_warned_about_and_their_dates_in_the_metrics,
+     .timeout = 120)
+{
+    mwt_pki pki;
+    short_lived_pki(&pki);
+    char crl[300];
+    snprintf(crl, sizeof crl, "%s/ca/crl.pem", pki.dir);
+    const char *extra[] = {"--crl", crl, NULL};
+    gw_run g;
+    start_gw(&g, &pki, extra);
+    char *body = scrape(&g);
+    cr_assert_eq(
+        sample(body, "medwire_credential_expiry_timestamp_seconds{credential=\"certificate\"}"),
+        (double)openssl_date("x509", mwt_pki_crt(&pki, "gateway")), "%s", body);
+    cr_assert_eq(sample(body, "medwire_credential_expiry_timestamp_seconds{credential=\"ca\"}"),
+                 (double)openssl_date("x509", mwt_pki_ca(&pki)));
+    cr_assert_eq(sample(body, "medwire_credential_expiry_timestamp_seconds{credential=\"crl\"}"),
+                 (double)openssl_date("crl", crl));
+    free(body);
+    /* The certificate (10 days) and the CRL (3 days) are inside the default 30 days; the CA
+     * (years) is not. */
+    wait_lines(g.audit, "\"event\":\"credential_expiring\"", 2);
+    cr_assert_eq(mwt_proc_stop(&g.proc, SIGTERM), 0);
+    /* Each says what, and when as OpenSSL reads it. */
+    char cert_on[64], crl_on[64];
+    iso_date(openssl_date("x509", mwt_pki_crt(&pki, "gateway")), cert_on, sizeof cert_on);
+    iso_date(openssl_date("crl", crl), crl_on, sizeof crl_on);
+    const char *cert[] = {"\"event\":\"credential_expiring\"", "certificate (--cert) expires",
+                          cert_on, NULL};
+    const char *crl_line[] = {"\"event\":\"credential_expiring\"", "CRL (--crl)", crl_on, NULL};
+    const char *any[] = {"\"event\":\"credential_expiring\"", NULL};
+    cr_assert_eq(mwt_count_lines(g.audit, cert), 1, "the certificate, once");
+    cr_assert_eq(mwt_count_lines(g.audit, crl_line), 1, "the CRL, once");
+    cr_assert_eq(mwt_count_lines(g.audit, any), 2, "not the CA");
+    const char *logged[] = {"credential_expiring", NULL};
+    cr_assert_eq(mwt_count_lines(g.err, logged), 2, "and in the log, as warnings");
 }

@@ -659,7 +659,7 @@ static void write_bytes(const char *path, const char *data, size_t len)
     cr_assert_eq(fclose(f), 0);
 }
 
-/* @req IEC62443-CR1.8 MDCG-2019-16-LIFECYCLE */
+/* @req IEC62443-CR1.5 IEC62443-CR1.8 MDCG-2019-16-PMS */
 Test(est, a_device_renews_over_its_session_and_the_new_certificate_verifies_and_connects,
      .timeout = 120)
 {
