@@ -20,6 +20,7 @@
 
 #include "ca_index.h"
 #include "cert.h"
+#include "files.h"
 #include "core/wipe.h"
 
 /* The serial of the DER certificate @p der, as the index writes it (upper-case hex, no leading
@@ -64,9 +65,45 @@ static bool csr_key(const uint8_t *der, size_t len, ecc_key *key)
     return ok;
 }
 
-/* The policy (est_ca.h): MW_OK, or why not in @p reason. */
+/* The subjectPublicKey of a DER certificate (@p type CERT_TYPE) or request (CERTREQ_TYPE) into
+ * key[0..cap); its length, 0 if it does not parse. */
+static size_t public_key(const uint8_t *der, size_t len, int type, uint8_t *key, size_t cap)
+{
+    uint8_t *copy = malloc(len);
+    if (copy == NULL)
+        return 0;
+    memcpy(copy, der, len);
+    DecodedCert dc;
+    size_t n = 0;
+    wc_InitDecodedCert(&dc, copy, (word32)len, NULL);
+    if (wc_ParseCert(&dc, type, NO_VERIFY, NULL) == 0 && dc.publicKey != NULL &&
+        dc.pubKeySize <= cap) {
+        memcpy(key, dc.publicKey, dc.pubKeySize);
+        n = dc.pubKeySize;
+    }
+    wc_FreeDecodedCert(&dc);
+    free(copy);
+    return n;
+}
+
+/* DIR/issued/SERIAL.crt, the certificate this issuer made, as DER into der[0..cap); its length,
+ * 0 if there is none. */
+static size_t issued_cert(const char *dir, const char *serial, uint8_t *der, size_t cap)
+{
+    char path[4200];
+    unsigned char pem[4096];
+    snprintf(path, sizeof path, "%s/issued/%s.crt", dir, serial);
+    long n = pki_read_small_file(path, pem, sizeof pem);
+    if (n <= 0)
+        return 0;
+    int len = wc_CertPemToDer(pem, (int)n, der, (int)cap, CERT_TYPE);
+    return len > 0 ? (size_t)len : 0;
+}
+
+/* The policy (est_ca.h): MW_OK, or why not in @p reason. A certificate superseded by one this
+ * issuer made is named in @p newer (a retry may be answered with it). */
 static mw_err may_renew(const char *dir, const char *id, const char *serial, char *reason,
-                        size_t reason_cap)
+                        size_t reason_cap, char *newer, size_t newer_cap)
 {
     ca_index idx = {0};
     if (pki_index_load(dir, &idx) != EXIT_SUCCESS) {
@@ -95,6 +132,7 @@ static mw_err may_renew(const char *dir, const char *id, const char *serial, cha
         snprintf(reason, reason_cap, "the certificate of '%s' (serial %s) is revoked", id, serial);
         e = MW_ECERT_REVOKED;
     } else if (mine != newest) {
+        snprintf(newer, newer_cap, "%s", newest->serial);
         snprintf(reason, reason_cap,
                  "the certificate of '%s' (serial %s) was superseded by serial %s: only the "
                  "newest may renew",
@@ -115,7 +153,26 @@ mw_err est_ca_issue(void *ctx, const mw_est_request_t *req, uint8_t *out, size_t
         snprintf(reason, reason_cap, "the session's certificate does not parse");
         return MW_EINTERNAL;
     }
-    mw_err e = may_renew(ca->dir, req->device_id, old, reason, reason_cap);
+    char newer[2 * 32 + 1] = "";
+    mw_err e = may_renew(ca->dir, req->device_id, old, reason, reason_cap, newer, sizeof newer);
+    if (e == MW_EIDENTITY && newer[0] != '\0') {
+        /* The answer to this very request was lost (the link went down after the issue): the
+         * certificate made then, for this request's key, is given again. Another key is
+         * refused: only the device that asked holds that key. */
+        uint8_t a[160], b[160], der[PKI_CERT_DER_CAP];
+        size_t len = issued_cert(ca->dir, newer, der, sizeof der);
+        size_t ka = len ? public_key(der, len, CERT_TYPE, a, sizeof a) : 0;
+        size_t kb = public_key(req->csr, req->csr_len, CERTREQ_TYPE, b, sizeof b);
+        if (ka != 0 && ka == kb && memcmp(a, b, ka) == 0 && len <= cap) {
+            memcpy(out, der, len);
+            *out_len = len;
+            snprintf(reason, reason_cap,
+                     "serial %s again, the certificate already issued for this request's key "
+                     "(a retry; the session's certificate is serial %s)",
+                     newer, old);
+            return MW_OK;
+        }
+    }
     if (e != MW_OK)
         return e;
 
@@ -160,11 +217,20 @@ mw_err est_ca_issue(void *ctx, const mw_est_request_t *req, uint8_t *out, size_t
             snprintf(reason, reason_cap, "cannot record it in %s/index.txt (see the log)", ca->dir);
             e = MW_EIO;
         } else {
-            memcpy(out, der, (size_t)der_len);
-            *out_len = (size_t)der_len;
-            char serial[2 * PKI_SERIAL_LEN + 1];
+            char serial[2 * PKI_SERIAL_LEN + 1], issued[4200];
             for (int i = 0; i < PKI_SERIAL_LEN; i++)
                 snprintf(serial + 2 * i, 3, "%02X", cr.serial[i]);
+            /* Kept, so that a retry of this request gets it again (openssl ca's newcerts). */
+            snprintf(issued, sizeof issued, "%s/issued", ca->dir);
+            if (pki_make_dirs(issued) != EXIT_SUCCESS ||
+                pki_write_cert(issued, serial, der, der_len, false) != EXIT_SUCCESS)
+                fprintf(stderr,
+                        "medwire-gateway: the certificate serial %s for '%s' is issued "
+                        "and recorded, but not kept in %s: a retry of its request will "
+                        "be refused\n",
+                        serial, req->device_id, issued);
+            memcpy(out, der, (size_t)der_len);
+            *out_len = (size_t)der_len;
             snprintf(reason, reason_cap,
                      "serial %s, valid until %04d-%02d-%02d, replaces serial %s", serial,
                      cr.not_after.year, cr.not_after.mon, cr.not_after.day, old);

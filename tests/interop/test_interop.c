@@ -715,6 +715,20 @@ Test(est, a_device_renews_over_its_session_and_the_new_certificate_verifies_and_
     est_post(&r, &client, &pki, &g, "dev-1", "dev-1-again", "287");
     cr_assert_str_eq(r.code, "4.03", "the superseded certificate renews no more:\n%s", r.log);
     coap_run_free(&r);
+    /* The first request again, as after a lost answer: the same certificate, not another. */
+    est_post(&r, &client, &pki, &g, "dev-1", "dev-1-new", "287");
+    cr_assert_str_eq(r.code, "2.04", "a retry gets its certificate:\n%s", r.log);
+    snprintf(a, sizeof a, "%s/fresh.der", pki.dir);
+    openssl_ok(&openssl, "x509", "-in", fresh, "-outform", "DER", "-out", a, NULL);
+    size_t n = 0;
+    char *first = read_bytes(a, &n);
+    cr_assert(first && r.body && n == r.body_len && memcmp(first, r.body, n) == 0,
+              "the retry's answer is the certificate issued first");
+    free(first);
+    coap_run_free(&r);
+    snprintf(a, sizeof a, "%s/ca/index.txt", pki.dir);
+    const char *dev1[] = {"/CN=dev-1", NULL};
+    cr_assert_eq(mwt_count_lines(a, dev1), 2, "dev-1's first certificate and one renewal");
     stop_gateway(&g);
     const char *refused[] = {"\"event\":\"renewal_refused\"", "superseded", NULL};
     cr_assert_eq(mwt_count_lines(g.audit, refused), 1, "the refusal is audited with its reason");
