@@ -98,6 +98,17 @@ typedef struct mw_fate_report {
  *  (evictions); must not call back into the client. */
 typedef void mw_fate_fn(void *ctx, const mw_fate_report_t *report);
 
+/**
+ * The answer to mw_client_renew, called once from mw_client_poll: @p e MW_OK with the new
+ * certificate (DER, @p cert_len bytes, valid during the call only), or why there is none:
+ * MW_ECOAP_RESPONSE (the gateway refused: @p reason has its code and diagnostic, e.g. 4.03 for
+ * a request for another name, or a certificate no longer the newest), MW_EAGAIN (the gateway
+ * cannot issue now: try again later), MW_EDECODE (the answer is not a certificate). Must not
+ * call back into the client.
+ */
+typedef void mw_renewal_fn(void *ctx, mw_err e, const uint8_t *cert, size_t cert_len,
+                           const char *reason);
+
 /** Client configuration. Strings are copied by mw_client_open. */
 typedef struct mw_client_config {
     /** PEM CA certificate(s) the gateway must chain to; required (or @c ca_buf) */
@@ -207,6 +218,9 @@ typedef struct mw_client_config {
     /** The CRL in memory, PEM or DER, instead of @c crl_file (one of the two). Read during
      *  mw_client_open only. */
     mw_blob_t crl_buf;
+    /** Where the answer to mw_client_renew goes; required to renew. */
+    mw_renewal_fn *on_renewal;
+    void *on_renewal_ctx;
 } mw_client_config_t;
 
 /** Counters and the state of the link. */
@@ -332,6 +346,25 @@ MW_API MW_NODISCARD mw_err mw_client_send_status(mw_client_t *c, const mw_device
  * (docs/porting.md).
  */
 MW_API MW_NODISCARD mw_err mw_client_poll(mw_client_t *c, int timeout_ms);
+
+/** Largest PKCS#10 request mw_client_renew sends (it goes in one CoAP request; a P-256 request
+ *  for a medwire name is about 230 bytes). */
+#define MW_CSR_MAX 1024
+
+/**
+ * Asks the gateway for a new certificate for this device (EST simple re-enroll, RFC 9148:
+ * POST /.well-known/est/sren) over the session, connecting if need be. @p csr is a DER PKCS#10
+ * request for this device's name, signed by the new key, which the caller made and keeps
+ * (medwire-pki's csr code makes one; the library never sees the key). Copied. The answer comes
+ * to on_renewal during mw_client_poll; until then the request goes again over each new session
+ * (the gateway answers a repeated request with the certificate it issued for that key). The
+ * client goes on with its current certificate: store the new one with its key, keeping the old
+ * pair until the new one has been used, and open the client with them next.
+ * @return MW_OK; MW_EINVAL (no on_renewal configured, or no request); MW_ETOOBIG (more than
+ *         MW_CSR_MAX bytes); MW_EAGAIN (a renewal is already waiting for its answer);
+ *         MW_ENOMEM.
+ */
+MW_API MW_NODISCARD mw_err mw_client_renew(mw_client_t *c, const uint8_t *csr, size_t csr_len);
 
 /** Asks for a key rotation: a fresh full handshake beside the current session, which it
  *  replaces once up (make-before-break); nothing in flight is lost. Non-blocking. */

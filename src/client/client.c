@@ -42,6 +42,7 @@ struct req {
     mwi_coap_request r;
     bool used;
     bool ping;
+    bool est;                            /* POST /.well-known/est/sren (mw_client_renew) */
     bool block;                          /* carries c->body in Block1 pieces (c->b1 says which) */
     uint8_t buf[MWI_DTLS_MAX_PLAINTEXT]; /* the bytes sent, for retransmission */
     size_t len;
@@ -73,6 +74,13 @@ struct mw_client {
     void *on_command_ctx;
     mw_fate_fn *on_fate;
     void *on_fate_ctx;
+    /* The certificate request of mw_client_renew waiting for its answer (heap, NULL: none), and
+     * whether it is in flight on this session. */
+    mw_renewal_fn *on_renewal;
+    void *on_renewal_ctx;
+    uint8_t *renew_csr;
+    uint16_t renew_len;
+    bool renew_sent;
     mw_transport_t tp;
     bool own_tp;
     mw_clock_t clock;
@@ -579,6 +587,8 @@ mw_err mw_client_open(const mw_client_config_t *cfg, mw_client_t **out, mw_error
     c->on_command_ctx = cfg->on_command_ctx;
     c->on_fate = cfg->on_fate;
     c->on_fate_ctx = cfg->on_fate_ctx;
+    c->on_renewal = cfg->on_renewal;
+    c->on_renewal_ctx = cfg->on_renewal_ctx;
     c->keepalive_ms = cfg->keepalive_ms;
     c->reconnect_min_ms = cfg->reconnect_min_ms ? cfg->reconnect_min_ms : 1000;
     c->reconnect_max_ms = cfg->reconnect_max_ms ? cfg->reconnect_max_ms : 60000;
@@ -813,6 +823,7 @@ static void drop_link(mw_client_t *c, uint64_t now)
     mwi_link_clear(&c->link);
     for (size_t i = 0; i < MWI_NSTART_MAX; i++)
         c->reqs[i].used = false; /* their messages stay queued and go again */
+    c->renew_sent = false;       /* and a certificate request too */
     mwi_coap_block1_sender_stop(&c->b1);
     c->st.connected = false;
     c->state = ST_IDLE;
@@ -1141,9 +1152,40 @@ static void resynchronise(mw_client_t *c, mwi_resync why)
     audit(c, MW_AUDIT_RESYNC, MW_EREPLAY, 0, text);
 }
 
+/* The answer to the certificate request: given to on_renewal, and the request forgotten. */
+static void renewal_answered(mw_client_t *c, struct req *q, const mwi_coap_msg *m)
+{
+    uint8_t cls = (uint8_t)(m->code >> 5);
+    char why[160];
+    int dl = (int)(m->payload_len < 100 ? m->payload_len : 100);
+    snprintf(why, sizeof why, "the gateway answered the certificate request with %u.%02u%s%.*s",
+             cls, (unsigned)(m->code & 0x1f), dl ? ": " : "", dl,
+             m->payload ? (const char *)m->payload : "");
+    mw_err e = cls == 2 ? MW_OK : cls == 5 ? MW_EAGAIN : MW_ECOAP_RESPONSE;
+    /* application/pkix-cert (RFC 9148 287), as asked: one DER certificate, a SEQUENCE. */
+    if (e == MW_OK && (m->content_format != 287 || m->payload == NULL || m->payload_len < 2 ||
+                       m->payload[0] != 0x30)) {
+        e = MW_EDECODE;
+        snprintf(why, sizeof why,
+                 "the gateway's answer to the certificate request is not a "
+                 "DER certificate (Content-Format 287)");
+    }
+    release(c, q);
+    free(c->renew_csr);
+    c->renew_csr = NULL;
+    c->renew_sent = false;
+    c->progressed = true;
+    c->on_renewal(c->on_renewal_ctx, e, e == MW_OK ? m->payload : NULL,
+                  e == MW_OK ? m->payload_len : 0, e == MW_OK ? "" : why);
+}
+
 static void on_response(mw_client_t *c, struct req *q, const mwi_coap_msg *m)
 {
     uint8_t cls = (uint8_t)(m->code >> 5);
+    if (q->est) {
+        renewal_answered(c, q, m);
+        return;
+    }
     if (q->block && m->code == MWI_COAP_CONTINUE) {
         /* 2.31: the gateway took this block; send the next (RFC 7959 2.5). */
         if (mwi_coap_block1_sender_next(&c->b1) != MW_OK || send_block(c, q, now_ms(c)) != MW_OK)
@@ -1281,6 +1323,8 @@ static void on_record(void *ctx, const uint8_t *data, size_t len)
             continue; /* not this one, or an empty ACK: the response follows */
         if (e == MW_ECOAP_RESET) {
             bool ping = q->ping;
+            if (q->est)
+                c->renew_sent = false; /* asked again, after the wait below */
             release(c, q); /* a ping's RST is its answer: the gateway is alive */
             if (!ping) {
                 set_last(c, MW_ECOAP_RESET, 0, "the gateway reset our request");
@@ -1410,6 +1454,7 @@ static void send_batch(mw_client_t *c, uint64_t now)
         return;
     }
     q->ping = false;
+    q->est = false;
     q->nseq = (uint8_t)count;
     q->space = c->space;
     for (size_t i = 0; i < count; i++) {
@@ -1491,12 +1536,40 @@ static void send_ping(mw_client_t *c, uint64_t now)
     m.type = MWI_COAP_CON;
     m.code = MWI_COAP_EMPTY;
     q->ping = true;
+    q->est = false;
     q->block = false;
     q->nseq = 0;
     if (transmit(c, q, &m, now) != MW_OK)
         drop_link(c, now);
     else
         c->last_rx_ms = now; /* one ping per interval */
+}
+
+/* The certificate request of mw_client_renew, once per session, ahead of batches. */
+static void send_renewal(mw_client_t *c, uint64_t now)
+{
+    if (c->renew_csr == NULL || c->renew_sent || c->state != ST_READY || now < c->resend_at_ms)
+        return;
+    struct req *q = free_req(c);
+    if (q == NULL)
+        return;
+    mwi_coap_msg m;
+    mwi_coap_msg_init(&m);
+    m.type = MWI_COAP_CON;
+    m.code = MWI_COAP_POST;
+    snprintf(m.uri_path, sizeof m.uri_path, "%s", ".well-known/est/sren");
+    m.content_format = 286; /* application/pkcs10 */
+    m.accept = 287;         /* application/pkix-cert: the certificate alone */
+    m.payload = c->renew_csr;
+    m.payload_len = c->renew_len;
+    q->ping = false;
+    q->est = true;
+    q->block = false;
+    q->nseq = 0;
+    if (transmit(c, q, &m, now) != MW_OK)
+        drop_link(c, now);
+    else
+        c->renew_sent = true;
 }
 
 static bool any_request(const mw_client_t *c)
@@ -1512,7 +1585,8 @@ static bool any_request(const mw_client_t *c)
  * reaping, drain) is not called back by a device with nothing to say. */
 static bool wants_link(const mw_client_t *c)
 {
-    return c->st.handshakes == 0 || c->reconnect_requested || c->keepalive_ms != 0 || depth(c) > 0;
+    return c->st.handshakes == 0 || c->reconnect_requested || c->keepalive_ms != 0 ||
+           depth(c) > 0 || c->renew_csr != NULL;
 }
 
 /* A handshake flight timed out unanswered: said at once, not only when the attempt is
@@ -1720,6 +1794,7 @@ mw_err mw_client_poll(mw_client_t *c, int timeout_ms)
     for (;;) {
         run_timers(c, now);
         receive(c, now);
+        send_renewal(c, now);
         send_gaps(c);
         for (uint32_t k = 0; k < c->nstart && c->state == ST_READY; k++) {
             uint64_t sent = c->st.requests_sent;
@@ -1752,6 +1827,23 @@ mw_err mw_client_poll(mw_client_t *c, int timeout_ms)
         now = now_ms(c);
     }
     return c->progressed ? MW_OK : MW_EAGAIN;
+}
+
+mw_err mw_client_renew(mw_client_t *c, const uint8_t *csr, size_t csr_len)
+{
+    if (c == NULL || c->on_renewal == NULL || csr == NULL || csr_len == 0)
+        return MW_EINVAL;
+    if (csr_len > MW_CSR_MAX)
+        return MW_ETOOBIG;
+    if (c->renew_csr != NULL)
+        return MW_EAGAIN;
+    c->renew_csr = malloc(csr_len);
+    if (c->renew_csr == NULL)
+        return MW_ENOMEM;
+    memcpy(c->renew_csr, csr, csr_len);
+    c->renew_len = (uint16_t)csr_len;
+    c->renew_sent = false;
+    return MW_OK;
 }
 
 mw_err mw_client_rotate_keys(mw_client_t *c)
@@ -1880,6 +1972,7 @@ void mw_client_close(mw_client_t **pc)
     if (c->own_region)
         mwi_mem_region_close(&c->region);
     free(c->results);
+    free(c->renew_csr);
     free(c);
     *pc = NULL;
 }

@@ -189,6 +189,8 @@ static mw_client_t *client_at(mwt_h *h, const char *name, const char *gateway_na
         cfg.on_fate_ctx = queue->on_fate_ctx;
         cfg.on_command = queue->on_command;
         cfg.on_command_ctx = queue->on_command_ctx;
+        cfg.on_renewal = queue->on_renewal;
+        cfg.on_renewal_ctx = queue->on_renewal_ctx;
     }
     cfg.ca_file = mwt_pki_ca(&h->pki);
     cfg.cert_file = mwt_pki_crt(&h->pki, name);

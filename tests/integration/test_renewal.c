@@ -1,0 +1,236 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* test_renewal.c -- mw_client_renew: a device's certificate request goes to the gateway over its
+ * own session (EST simple re-enroll), through the gateway's checks to its issuer, and the
+ * certificate comes back; again after a lost link, once; refusals come back with their code. */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "harness.h"
+
+#include "support/proc.h"
+
+/* What the gateway's issuer saw, and what it answers. */
+static struct {
+    int calls;
+    char device[MW_ID_MAX + 1];
+    uint8_t csr[2048], cert[2048], answer[2048];
+    size_t csr_len, cert_len, answer_len;
+} issuer;
+
+/* What the device was told. */
+static struct {
+    int calls;
+    mw_err e;
+    uint8_t cert[2048];
+    size_t cert_len;
+    char reason[200];
+} told;
+
+static mw_err issue(void *ctx, const mw_est_request_t *req, uint8_t *out, size_t cap,
+                    size_t *out_len, char *reason, size_t reason_cap)
+{
+    (void)ctx;
+    issuer.calls++;
+    snprintf(issuer.device, sizeof issuer.device, "%s", req->device_id);
+    cr_assert_leq(req->csr_len, sizeof issuer.csr);
+    memcpy(issuer.csr, req->csr, req->csr_len);
+    issuer.csr_len = req->csr_len;
+    memcpy(issuer.cert, req->cert, req->cert_len);
+    issuer.cert_len = req->cert_len;
+    cr_assert_leq(issuer.answer_len, cap);
+    memcpy(out, issuer.answer, issuer.answer_len);
+    *out_len = issuer.answer_len;
+    snprintf(reason, reason_cap, "issued by the test");
+    return MW_OK;
+}
+
+static void with_issuer(mw_gateway_config_t *cfg)
+{
+    cfg->est_issue = issue;
+}
+
+static void on_renewal(void *ctx, mw_err e, const uint8_t *cert, size_t len, const char *reason)
+{
+    (void)ctx;
+    told.calls++;
+    told.e = e;
+    cr_assert_leq(len, sizeof told.cert);
+    if (len)
+        memcpy(told.cert, cert, len);
+    told.cert_len = len;
+    snprintf(told.reason, sizeof told.reason, "%s", reason ? reason : "(null)");
+}
+
+static bool answered(mwt_h *h, void *arg)
+{
+    (void)h;
+    (void)arg;
+    return told.calls > 0;
+}
+
+/* The DER of @p pem_file (a certificate, or with @p req a request), by OpenSSL, into @p out. */
+static size_t openssl_der(const char *kind, const char *pem_file, uint8_t *out, size_t cap)
+{
+    char der[300];
+    snprintf(der, sizeof der, "%s/out.der", mwt_tmpdir());
+    const char *argv[] = {
+        "/usr/bin/openssl", kind, "-in", pem_file, "-outform", "DER", "-out", der, NULL};
+    cr_assert_eq(mwt_run(argv, NULL, NULL, 30000), 0, "openssl %s", kind);
+    FILE *f = fopen(der, "rb");
+    cr_assert_not_null(f);
+    size_t n = fread(out, 1, cap, f);
+    fclose(f);
+    cr_assert_gt(n, 0u);
+    return n;
+}
+
+/* A new key's request for @p cn, DER, into @p out. */
+static size_t make_csr(const char *cn, uint8_t *out, size_t cap)
+{
+    char dir[256], key[300], csr[300], subj[120];
+    snprintf(dir, sizeof dir, "%s", mwt_tmpdir());
+    snprintf(key, sizeof key, "%s/new.key", dir);
+    snprintf(csr, sizeof csr, "%s/new.csr", dir);
+    snprintf(subj, sizeof subj, "/O=medwire/CN=%s", cn);
+    const char *gen[] = {"/usr/bin/openssl", "ecparam", "-name", "prime256v1", "-genkey",
+                         "-noout",           "-out",    key,     NULL};
+    const char *req[] = {
+        "/usr/bin/openssl", "req", "-new", "-key", key, "-subj", subj, "-out", csr, NULL};
+    cr_assert_eq(mwt_run(gen, NULL, NULL, 30000), 0);
+    cr_assert_eq(mwt_run(req, NULL, NULL, 30000), 0);
+    return openssl_der("req", csr, out, cap);
+}
+
+static mw_client_t *device(mwt_h *h)
+{
+    mw_client_config_t q;
+    mw_client_config_init(&q);
+    q.on_renewal = on_renewal;
+    mw_err e;
+    mw_client_t *c = mwt_h_client_with(h, "dev-1", "gateway", &q, &e);
+    cr_assert_not_null(c, "%s", mw_strerror(e));
+    return c;
+}
+
+static void setup(void)
+{
+    memset(&issuer, 0, sizeof issuer);
+    memset(&told, 0, sizeof told);
+}
+
+TestSuite(renewal, .init = setup);
+
+Test(renewal, the_request_goes_over_the_session_to_the_issuer_and_the_certificate_comes_back,
+     .timeout = 120)
+{
+    mwt_h h;
+    mwt_h_init_tuned(&h, 11, with_issuer);
+    /* The issuer answers with some certificate: what it is, is the issuer's business. */
+    issuer.answer_len =
+        openssl_der("x509", mwt_pki_crt(&h.pki, "dev-2"), issuer.answer, sizeof issuer.answer);
+    mw_client_t *c = device(&h);
+    uint8_t csr[1024];
+    size_t n = make_csr("dev-1", csr, sizeof csr);
+    mwt_send_obs(c, 5, 0);
+    cr_assert_eq(mw_client_renew(c, csr, n), MW_OK);
+    cr_assert(mwt_h_run(&h, answered, NULL, 60000));
+    cr_assert_eq(told.calls, 1);
+    cr_assert_eq(told.e, MW_OK, "%s", told.reason);
+    cr_assert(told.cert_len == issuer.answer_len &&
+                  memcmp(told.cert, issuer.answer, told.cert_len) == 0,
+              "the issuer's certificate");
+    cr_assert_eq(issuer.calls, 1);
+    cr_assert_str_eq(issuer.device, "dev-1");
+    cr_assert(issuer.csr_len == n && memcmp(issuer.csr, csr, n) == 0, "the request as sent");
+    uint8_t mine[2048];
+    size_t ml = openssl_der("x509", mwt_pki_crt(&h.pki, "dev-1"), mine, sizeof mine);
+    cr_assert(issuer.cert_len == ml && memcmp(issuer.cert, mine, ml) == 0,
+              "the issuer sees the certificate the session was made with");
+    cr_assert(mwt_h_drain(&h, 60000));
+    cr_assert_eq(mwt_h_count(&h, "dev-1"), 5, "the messages went on beside it");
+    cr_assert_not_null(mwt_h_audit_find(&h, MW_AUDIT_CERT_RENEWED, MW_OK));
+    mwt_h_fini(&h);
+}
+
+Test(renewal, a_request_lost_with_its_link_goes_again_on_the_next_session_and_is_answered_once,
+     .timeout = 300)
+{
+    mwt_h h;
+    mwt_h_init_tuned(&h, 12, with_issuer);
+    issuer.answer_len =
+        openssl_der("x509", mwt_pki_crt(&h.pki, "dev-2"), issuer.answer, sizeof issuer.answer);
+    mw_client_t *c = device(&h);
+    mwt_send_obs(c, 1, 0);
+    cr_assert(mwt_h_drain(&h, 60000), "connected and delivered");
+    uint8_t csr[1024];
+    size_t n = make_csr("dev-1", csr, sizeof csr);
+    mwt_net_set_faults(h.net, 1.0, 0, 0); /* everything lost: CoAP gives up, the link drops */
+    cr_assert_eq(mw_client_renew(c, csr, n), MW_OK);
+    mw_client_stats_t st;
+    for (int i = 0; i < 200; i++) {
+        mw_client_stats(c, &st);
+        if (st.requests_sent > 1 && !st.connected)
+            break;
+        (void)mwt_h_run(&h, answered, NULL, 1000);
+    }
+    cr_assert_not(st.connected, "the link was given up");
+    cr_assert_eq(told.calls, 0);
+    mwt_net_set_faults(h.net, 0, 0, 0);
+    cr_assert(mwt_h_run(&h, answered, NULL, 300000), "answered on a new session");
+    cr_assert_eq(told.calls, 1);
+    cr_assert_eq(told.e, MW_OK, "%s", told.reason);
+    cr_assert(mwt_h_drain(&h, 60000));
+    cr_assert_eq(told.calls, 1, "answered once");
+    mwt_h_fini(&h);
+}
+
+Test(renewal, a_refused_request_comes_back_with_the_gateways_code_and_reason, .timeout = 120)
+{
+    mwt_h h;
+    mwt_h_init_tuned(&h, 13, with_issuer);
+    mw_client_t *c = device(&h);
+    uint8_t csr[1024];
+    size_t n = make_csr("dev-2", csr, sizeof csr);
+    cr_assert_eq(mw_client_renew(c, csr, n), MW_OK);
+    cr_assert(mwt_h_run(&h, answered, NULL, 60000));
+    cr_assert_eq(told.e, MW_ECOAP_RESPONSE);
+    cr_assert(strstr(told.reason, "4.03") && strstr(told.reason, "'dev-2'"), "%s", told.reason);
+    cr_assert_eq(told.cert_len, 0u);
+    cr_assert_eq(issuer.calls, 0, "the issuer never saw it");
+    cr_assert_not_null(mwt_h_audit_find(&h, MW_AUDIT_RENEWAL_REFUSED, MW_EIDENTITY));
+    mwt_h_fini(&h);
+}
+
+Test(renewal, a_gateway_without_an_issuer_answers_4_04, .timeout = 120)
+{
+    mwt_h h;
+    mwt_h_init(&h, 14);
+    mw_client_t *c = device(&h);
+    uint8_t csr[1024];
+    size_t n = make_csr("dev-1", csr, sizeof csr);
+    cr_assert_eq(mw_client_renew(c, csr, n), MW_OK);
+    cr_assert(mwt_h_run(&h, answered, NULL, 60000));
+    cr_assert_eq(told.e, MW_ECOAP_RESPONSE);
+    cr_assert(strstr(told.reason, "4.04"), "%s", told.reason);
+    mwt_h_fini(&h);
+}
+
+Test(renewal, one_request_at_a_time_and_only_with_somewhere_to_answer, .timeout = 60)
+{
+    mwt_h h;
+    mwt_h_init(&h, 15);
+    mw_err e;
+    mw_client_t *plain = mwt_h_client(&h, "dev-2", "gateway", &e);
+    cr_assert_not_null(plain);
+    uint8_t csr[MW_CSR_MAX + 1];
+    memset(csr, 0x30, sizeof csr);
+    cr_assert_eq(mw_client_renew(plain, csr, 100), MW_EINVAL, "no on_renewal");
+    mw_client_t *c = device(&h);
+    cr_assert_eq(mw_client_renew(c, csr, 0), MW_EINVAL);
+    cr_assert_eq(mw_client_renew(c, csr, sizeof csr), MW_ETOOBIG);
+    cr_assert_eq(mw_client_renew(c, csr, 100), MW_OK);
+    cr_assert_eq(mw_client_renew(c, csr, 100), MW_EAGAIN, "one waits for its answer already");
+    mwt_h_fini(&h);
+}
