@@ -6,12 +6,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "medwire/medwire.h"
 
 #include "cmdline.h"
 #include "keyfile.h"
 #include "core/wipe.h"
+#include "renew.h"
 
 static const char USAGE[] =
     "usage: medwire-device --gateway HOST:PORT [--gateway HOST:PORT ...] --gateway-name NAME\n"
@@ -19,6 +21,7 @@ static const char USAGE[] =
     "                      [--give-up-s S] [--quiet] [--queue FILE --queue-key FILE]\n"
     "                      [--queue-capacity N] [--group-commit N] [--print-seq]\n"
     "                      [--allow-shared-key-file] [--crl FILE] [--ack-timeout-ms M]\n"
+    "                      [--renew-before-days N]\n"
     "                      [--max-retransmit N] [--reconnect-min-ms M]\n"
     "\n"
     "Simulates a pulse oximeter: sends N observations (SpO2 and pulse rate in turn, with\n"
@@ -46,6 +49,13 @@ static const char USAGE[] =
     "                        whose certificate it lists is refused, on every handshake;\n"
     "                        one past its next update refuses every gateway, so replace\n"
     "                        the file before then (read at start only)\n"
+    "  --renew-before-days N  when the certificate expires within N days, ask the gateway\n"
+    "                        for a new one over the session (EST; the gateway needs\n"
+    "                        --est-ca): a new key is made as KEY.new, and once the\n"
+    "                        certificate arrives the pair in use is kept as FILE.prev and\n"
+    "                        the new pair replaces --cert and --key, used from the next\n"
+    "                        start; a power cut at any step is finished at the next start.\n"
+    "                        A refused or unanswered renewal is said, and is not an error\n"
     "  --count N             observations to send (0 or more; 0 with --queue: deliver what\n"
     "                        the queue holds and exit)\n"
     "  --interval-ms M       time between observations (default 0: as fast as acknowledged)\n"
@@ -75,6 +85,30 @@ static const char USAGE[] =
     "2 bad command line; 3 interrupted.\n";
 
 static volatile sig_atomic_t stop;
+
+/* The certificate renewal of this run (--renew-before-days). */
+static struct {
+    const char *cert, *key;
+    bool waiting; /* asked, not answered */
+} renewal;
+
+static void on_renewal(void *ctx, mw_err e, const uint8_t *der, size_t len, const char *reason)
+{
+    (void)ctx;
+    renewal.waiting = false;
+    if (e != MW_OK) {
+        fprintf(stderr,
+                "medwire-device: the certificate was not renewed: %s; the one in use stays "
+                "(asked again at the next start)\n",
+                reason);
+        return;
+    }
+    if (renew_install(renewal.cert, renewal.key, der, len) == 0)
+        fprintf(stderr,
+                "medwire-device: renewed: %s and %s hold the new certificate and key, "
+                "used from the next start; the previous ones are %s.prev and %s.prev\n",
+                renewal.cert, renewal.key, renewal.cert, renewal.key);
+}
 
 /* The measurement interval, changeable by the gateway's set_interval command. */
 static unsigned long interval_ms;
@@ -201,6 +235,7 @@ int main(int argc, char **argv)
 {
     const char *gws[MW_GATEWAYS_MAX] = {NULL}, *gw_name = NULL, *ca = NULL, *cert = NULL;
     const char *key = NULL, *crl = NULL, *queue = NULL, *queue_key = NULL;
+    unsigned long renew_days = 0;
     size_t n_gws = 0;
     unsigned long count = 0, give_up_s = 60, capacity = 256, group_commit = 0;
     unsigned long ack_timeout_ms = 2000, max_retransmit = 4, reconnect_min_ms = 1000;
@@ -274,6 +309,9 @@ int main(int argc, char **argv)
         } else if (strcmp(a, "--max-retransmit") == 0) {
             num = &max_retransmit;
             max = 20;
+        } else if (strcmp(a, "--renew-before-days") == 0) {
+            num = &renew_days;
+            max = 3650;
         } else if (strcmp(a, "--reconnect-min-ms") == 0) {
             num = &reconnect_min_ms;
             max = 60000;
@@ -300,6 +338,10 @@ int main(int argc, char **argv)
         return usage_error("--ca, --cert and --key are required", NULL);
     if (!have_count)
         return usage_error("--count N is required", NULL);
+    if (renew_days > 0 && strncmp(key, "pkcs11:", 7) == 0)
+        return usage_error("--renew-before-days makes the new key in a file; with a key in a "
+                           "token, renew with medwire-pki csr and issue --csr",
+                           NULL);
     if ((queue == NULL) != (queue_key == NULL))
         return usage_error("--queue FILE and --queue-key FILE go together", NULL);
     if (capacity == 0)
@@ -324,6 +366,14 @@ int main(int argc, char **argv)
     cfg.cert_file = cert;
     cfg.key_file = key;
     cfg.crl_file = crl;
+    if (renew_days > 0) {
+        /* A renewal a power cut interrupted is finished before the pair is read. */
+        if (renew_recover(cert, key) != 0)
+            return 1;
+        renewal.cert = cert;
+        renewal.key = key;
+        cfg.on_renewal = on_renewal;
+    }
     cfg.allow_shared_key_file = allow_shared_key_file;
     cfg.on_command = on_command;
     cfg.audit = on_audit;
@@ -368,6 +418,27 @@ int main(int argc, char **argv)
                 h ? h : "");
         mw_storage_file_close(&region);
         return 1;
+    }
+    if (renew_days > 0) {
+        mw_client_stats_t cs;
+        mw_client_stats(c, &cs);
+        time_t t = (time_t)cs.cert_not_after_s;
+        uint8_t csr[MW_CSR_MAX];
+        size_t csr_len = 0;
+        if (cs.cert_not_after_s != 0 &&
+            cs.cert_not_after_s - (int64_t)time(NULL) <= (int64_t)renew_days * 86400) {
+            struct tm tm;
+            char when[32];
+            gmtime_r(&t, &tm);
+            strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S UTC", &tm);
+            fprintf(stderr,
+                    "medwire-device: %s expires on %s, within --renew-before-days %lu: "
+                    "asking the gateway for a new certificate\n",
+                    cert, when, renew_days);
+            if (renew_request(key, mw_client_device_id(c), csr, sizeof csr, &csr_len) == 0 &&
+                mw_client_renew(c, csr, csr_len) == MW_OK)
+                renewal.waiting = true;
+        }
     }
     mw_clock_t clk = mw_clock_system();
     uint64_t now = clk.now_ms(clk.ctx);
@@ -420,8 +491,15 @@ int main(int argc, char **argv)
             last_made_ms = now;
             next_at = interval_ms ? next_at + interval_ms : now;
         }
-        if (made == count && mw_client_pending(c) == 0)
+        if (made == count && mw_client_pending(c) == 0 && !renewal.waiting)
             break;
+        if (made == count && now - last_made_ms > give_up_s * 1000u && mw_client_pending(c) == 0) {
+            fprintf(stderr,
+                    "medwire-device: the certificate request was not answered within %lu "
+                    "s; asked again at the next start\n",
+                    give_up_s);
+            break;
+        }
         if (made == count && now - last_made_ms > give_up_s * 1000u) {
             give_up(c, gws, give_up_s, count, queue != NULL);
             mw_client_close(&c);

@@ -1,0 +1,224 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* test_device_renewal.c -- medwire-device --renew-before-days against medwire-gateway --est-ca:
+ * a device inside its window renews over its session and starts next with the new pair, which
+ * OpenSSL verifies; a power cut at each step of the renewal leaves a device that connects. */
+#include <criterion/criterion.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "support/pki.h"
+#include "support/proc.h"
+
+#define RUN_MS 60000
+
+typedef struct gw {
+    mwt_proc proc;
+    char dir[256], audit[300], port[300], addr[64];
+} gw;
+
+static void run_ok(const char *const argv[])
+{
+    cr_assert_eq(mwt_run(argv, NULL, NULL, RUN_MS), 0, "%s %s failed", argv[0], argv[1]);
+}
+
+/* A CA in @p dir/ca, the gateway, and the devices @p names, whose certificates expire at the
+ * end of the day 10 days from now. */
+static void make_pki(const char *dir, const char *const names[])
+{
+    const char *pki = mwt_bin("medwire-pki");
+    char ca[300], day[16];
+    snprintf(ca, sizeof ca, "%s/ca", dir);
+    time_t soon = time(NULL) + 10 * 86400;
+    struct tm tm;
+    gmtime_r(&soon, &tm);
+    strftime(day, sizeof day, "%Y-%m-%d", &tm);
+    const char *mk[] = {pki, "ca", "--out", ca, NULL};
+    run_ok(mk);
+    const char *g[] = {pki,    "issue",   "--ca",  ca,  "--role", "gateway",
+                       "--id", "gateway", "--out", dir, NULL};
+    run_ok(g);
+    for (size_t i = 0; names[i] != NULL; i++) {
+        const char *d[] = {pki,           "issue", "--ca",   ca,      "--role",
+                           "device",      "--id",  names[i], "--out", dir,
+                           "--not-after", day,     NULL};
+        run_ok(d);
+    }
+}
+
+static void start_gw(gw *g, const char *dir)
+{
+    snprintf(g->dir, sizeof g->dir, "%s", dir);
+    snprintf(g->audit, sizeof g->audit, "%s/audit.jsonl", dir);
+    snprintf(g->port, sizeof g->port, "%s/port", dir);
+    char ca[300], crt[300], key[300], out[300], store[300], est[300];
+    snprintf(ca, sizeof ca, "%s/ca/ca.crt", dir);
+    snprintf(crt, sizeof crt, "%s/gateway.crt", dir);
+    snprintf(key, sizeof key, "%s/gateway.key", dir);
+    snprintf(out, sizeof out, "%s/out.jsonl", dir);
+    snprintf(store, sizeof store, "%s/gw.db", dir);
+    snprintf(est, sizeof est, "%s/ca", dir);
+    const char *argv[] = {mwt_bin("medwire-gateway"),
+                          "--listen",
+                          "127.0.0.1:0",
+                          "--ca",
+                          ca,
+                          "--cert",
+                          crt,
+                          "--key",
+                          key,
+                          "--out",
+                          out,
+                          "--audit",
+                          g->audit,
+                          "--store",
+                          store,
+                          "--port-file",
+                          g->port,
+                          "--est-ca",
+                          est,
+                          NULL};
+    cr_assert(mwt_proc_start(&g->proc, argv, NULL, NULL));
+    cr_assert(mwt_wait_file(g->port, 10000), "the gateway did not report its port");
+    char *p = mwt_read_file(g->port);
+    snprintf(g->addr, sizeof g->addr, "127.0.0.1:%d", atoi(p));
+    free(p);
+}
+
+/* medwire-device @p name (files DIR/NAME.crt, .key) sending 3 observations with
+ * --renew-before-days 30; its exit status, and its standard error in DIR/NAME.err. */
+static int device(const gw *g, const char *name)
+{
+    char ca[300], crt[300], key[300], err[300];
+    snprintf(ca, sizeof ca, "%s/ca/ca.crt", g->dir);
+    snprintf(crt, sizeof crt, "%s/%s.crt", g->dir, name);
+    snprintf(key, sizeof key, "%s/%s.key", g->dir, name);
+    snprintf(err, sizeof err, "%s/%s.err", g->dir, name);
+    const char *argv[] = {mwt_bin("medwire-device"),
+                          "--gateway",
+                          g->addr,
+                          "--gateway-name",
+                          "gateway",
+                          "--ca",
+                          ca,
+                          "--cert",
+                          crt,
+                          "--key",
+                          key,
+                          "--count",
+                          "3",
+                          "--give-up-s",
+                          "20",
+                          "--renew-before-days",
+                          "30",
+                          NULL};
+    return mwt_run(argv, NULL, err, RUN_MS);
+}
+
+/* What OpenSSL prints for `openssl CMD ARGS...` (one line of output), in @p out. */
+static void openssl_says(char *out, size_t cap, const char *cmd, const char *a1, const char *a2,
+                         const char *a3, const char *a4)
+{
+    char path[300];
+    snprintf(path, sizeof path, "%s/openssl.out", mwt_tmpdir());
+    const char *argv[] = {"/usr/bin/openssl", cmd, a1, a2, a3, a4, NULL};
+    cr_assert_eq(mwt_run(argv, path, NULL, RUN_MS), 0, "openssl %s %s %s", cmd, a1, a2);
+    char *t = mwt_read_file(path);
+    cr_assert_not_null(t);
+    snprintf(out, cap, "%s", t);
+    free(t);
+}
+
+/* The certificate and key of @p name belong together and the certificate verifies; its serial
+ * (OpenSSL's "serial=..." line) into @p serial. */
+static void pair_is_sound(const gw *g, const char *name, char *serial, size_t cap)
+{
+    char crt[300], key[300], ca[300], a[600];
+    snprintf(crt, sizeof crt, "%s/%s.crt", g->dir, name);
+    snprintf(key, sizeof key, "%s/%s.key", g->dir, name);
+    snprintf(ca, sizeof ca, "%s/ca/ca.crt", g->dir);
+    openssl_says(a, sizeof a, "x509", "-in", crt, "-noout", "-pubkey");
+    char pub[300];
+    snprintf(pub, sizeof pub, "%s/%s.pub", g->dir, name);
+    const char *pk[] = {"/usr/bin/openssl", "pkey", "-in", key, "-pubout", "-out", pub, NULL};
+    run_ok(pk);
+    char *kp = mwt_read_file(pub);
+    cr_assert(kp && strcmp(kp, a) == 0, "%s: the certificate is for the key", name);
+    free(kp);
+    const char *v[] = {"/usr/bin/openssl", "verify", "-CAfile", ca, crt, NULL};
+    run_ok(v);
+    openssl_says(serial, cap, "x509", "-in", crt, "-noout", "-serial");
+}
+
+Test(device_renewal, a_device_inside_its_window_renews_and_its_next_start_uses_the_new_pair,
+     .timeout = 180)
+{
+    char dir[256];
+    snprintf(dir, sizeof dir, "%s", mwt_tmpdir());
+    const char *names[] = {"dev-1", NULL};
+    make_pki(dir, names);
+    char crt[300], key[300], before[200], after[200], prev[320];
+    snprintf(crt, sizeof crt, "%s/dev-1.crt", dir);
+    snprintf(key, sizeof key, "%s/dev-1.key", dir);
+    char *old_crt = mwt_read_file(crt), *old_key = mwt_read_file(key);
+    gw g;
+    start_gw(&g, dir);
+    openssl_says(before, sizeof before, "x509", "-in", crt, "-noout", "-serial");
+    cr_assert_eq(device(&g, "dev-1"), 0, "delivered and renewed");
+    pair_is_sound(&g, "dev-1", after, sizeof after);
+    cr_assert_str_neq(before, after, "a new certificate");
+    snprintf(prev, sizeof prev, "%s.prev", crt);
+    char *p = mwt_read_file(prev);
+    cr_assert(p && old_crt && strcmp(p, old_crt) == 0, "the old certificate is kept");
+    free(p);
+    snprintf(prev, sizeof prev, "%s.prev", key);
+    p = mwt_read_file(prev);
+    cr_assert(p && old_key && strcmp(p, old_key) == 0, "the old key is kept");
+    free(p);
+    /* The audit names the new serial (OpenSSL says "serial=HEX\n"). */
+    char hex[80];
+    snprintf(hex, sizeof hex, "serial %.*s", (int)strcspn(after + 7, "\n"), after + 7);
+    const char *renewed[] = {"\"event\":\"certificate_renewed\"", hex, NULL};
+    cr_assert_eq(mwt_count_lines(g.audit, renewed), 1, "%s in the audit", hex);
+    /* The next start uses the new pair, valid for a year: nothing more to renew. */
+    cr_assert_eq(device(&g, "dev-1"), 0, "delivered with the new certificate");
+    char err[300];
+    snprintf(err, sizeof err, "%s/dev-1.err", dir);
+    const char *asked[] = {"asking the gateway", NULL};
+    cr_assert_eq(mwt_count_lines(err, asked), 0);
+    cr_assert_eq(mwt_proc_stop(&g.proc, SIGTERM), 0);
+    cr_assert_eq(mwt_count_lines(g.audit, renewed), 1, "renewed once");
+    free(old_crt);
+    free(old_key);
+}
+
+/* MW_DEVICE_CRASH_AFTER stops medwire-device right after a step, as a power cut would. */
+Test(device_renewal, a_power_cut_at_each_step_leaves_a_device_that_connects_with_a_sound_pair,
+     .timeout = 300)
+{
+    static const char *const steps[] = {"key", "cert", "prev", "rename"};
+    const char *names[] = {"dev-key", "dev-cert", "dev-prev", "dev-rename", NULL};
+    char dir[256];
+    snprintf(dir, sizeof dir, "%s", mwt_tmpdir());
+    make_pki(dir, names);
+    gw g;
+    start_gw(&g, dir);
+    for (size_t i = 0; i < 4; i++) {
+        char before[200], after[200];
+        char crt[300];
+        snprintf(crt, sizeof crt, "%s/%s.crt", dir, names[i]);
+        openssl_says(before, sizeof before, "x509", "-in", crt, "-noout", "-serial");
+        cr_assert_eq(setenv("MW_DEVICE_CRASH_AFTER", steps[i], 1), 0);
+        cr_assert_eq(device(&g, names[i]), 9, "%s: cut after '%s'", names[i], steps[i]);
+        cr_assert_eq(unsetenv("MW_DEVICE_CRASH_AFTER"), 0);
+        cr_assert_eq(device(&g, names[i]), 0, "%s: the next start connects and delivers", names[i]);
+        pair_is_sound(&g, names[i], after, sizeof after);
+        cr_assert_str_neq(before, after, "%s: the renewal went through", names[i]);
+    }
+    cr_assert_eq(mwt_proc_stop(&g.proc, SIGTERM), 0);
+    /* One certificate per device: a cut never made the gateway issue twice for a name. */
+    const char *issued[] = {"\"event\":\"certificate_renewed\"", NULL};
+    cr_assert_eq(mwt_count_lines(g.audit, issued), 4, "one renewal per device");
+}
