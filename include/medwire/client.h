@@ -281,6 +281,10 @@ typedef struct mw_client_stats {
     /** When this device's certificate expires (notAfter), in seconds since the epoch; 0 if it
      *  cannot be read. After it the gateway refuses the device: renew it before. */
     int64_t cert_not_after_s;
+    /** Certificates the gateway issued to mw_client_renew, and when the last one came (the
+     *  device's time as its messages are stamped, ms since the epoch; 0 if unknown). */
+    uint64_t renewals;
+    uint64_t last_renewal_ms;
 } mw_client_stats_t;
 
 /** Fills @p cfg with defaults (all pointers NULL). */

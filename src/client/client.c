@@ -1174,6 +1174,12 @@ static void renewal_answered(mw_client_t *c, struct req *q, const mwi_coap_msg *
     free(c->renew_csr);
     c->renew_csr = NULL;
     c->renew_sent = false;
+    if (e == MW_OK) {
+        int synced;
+        bool by_gateway;
+        c->st.renewals++;
+        c->st.last_renewal_ms = device_now(c, &synced, &by_gateway);
+    }
     c->progressed = true;
     c->on_renewal(c->on_renewal_ctx, e, e == MW_OK ? m->payload : NULL,
                   e == MW_OK ? m->payload_len : 0, e == MW_OK ? "" : why);

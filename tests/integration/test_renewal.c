@@ -141,6 +141,10 @@ Test(renewal, the_request_goes_over_the_session_to_the_issuer_and_the_certificat
     cr_assert(told.cert_len == issuer.answer_len &&
                   memcmp(told.cert, issuer.answer, told.cert_len) == 0,
               "the issuer's certificate");
+    mw_client_stats_t st;
+    mw_client_stats(c, &st);
+    cr_assert_eq(st.renewals, 1u);
+    cr_assert_gt(st.last_renewal_ms, 0u, "the harness's device has a wall clock");
     cr_assert_eq(issuer.calls, 1);
     cr_assert_str_eq(issuer.device, "dev-1");
     cr_assert(issuer.csr_len == n && memcmp(issuer.csr, csr, n) == 0, "the request as sent");
@@ -199,6 +203,9 @@ Test(renewal, a_refused_request_comes_back_with_the_gateways_code_and_reason, .t
     cr_assert(strstr(told.reason, "4.03") && strstr(told.reason, "'dev-2'"), "%s", told.reason);
     cr_assert_eq(told.cert_len, 0u);
     cr_assert_eq(issuer.calls, 0, "the issuer never saw it");
+    mw_client_stats_t st;
+    mw_client_stats(c, &st);
+    cr_assert_eq(st.renewals, 0u, "a refusal is no renewal");
     cr_assert_not_null(mwt_h_audit_find(&h, MW_AUDIT_RENEWAL_REFUSED, MW_EIDENTITY));
     mwt_h_fini(&h);
 }
