@@ -437,5 +437,7 @@ banner "legacy devices: medwire-bridge (bench/bridge.sh)"
 bash bench/bridge.sh "$root/$build" || echo "bench/bridge.sh failed" >&2
 banner "high availability: the store on PostgreSQL, two gateways, failover (bench/ha_pg.sh)"
 bash bench/ha_pg.sh "$root/$build" || echo "bench/ha_pg.sh failed" >&2
+banner "certificate renewal over EST: bytes and gateway CPU (bench/est_renewal.sh)"
+bash bench/est_renewal.sh "$root/$build" || echo "bench/est_renewal.sh failed" >&2
 banner "hospital delivery: FHIR R4 REST (scripts/bench-fhir.sh)"
 MW_BENCH_BUILD=$build bash scripts/bench-fhir.sh || echo "scripts/bench-fhir.sh failed" >&2
