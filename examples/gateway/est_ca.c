@@ -124,9 +124,9 @@ static mw_err may_renew(const char *dir, const char *id, const char *serial, cha
     mw_err e = MW_OK;
     if (mine == NULL) {
         snprintf(reason, reason_cap,
-                 "the certificate of '%s' (serial %s) is not in %s/index.txt: this CA folder did "
-                 "not issue it",
-                 id, serial, dir);
+                 "the certificate of '%s' (serial %s) is not in the CA folder's index.txt: this "
+                 "CA did not issue it",
+                 id, serial);
         e = MW_EIDENTITY;
     } else if (mine->status == 'R') {
         snprintf(reason, reason_cap, "the certificate of '%s' (serial %s) is revoked", id, serial);

@@ -101,13 +101,17 @@ static void crts(mw_gateway_t *gw, const mwi_coap_msg *req, mwi_gw_answer *a)
     free(file);
 }
 
-/* A refusal of /sren: counted, audited, and said to the device. */
+/* A refusal of /sren: counted, audited, and said to the device; a failure of the gateway's own
+ * (5.xx) only in general words, as its reason may name the gateway's files. */
 static void refuse_renewal(mw_gateway_t *gw, struct peer *p, const char *id, mw_err e,
                            mwi_gw_answer *a, uint8_t code, const char *why)
 {
     gw->st.renewals_refused++;
     mwi_gw_audit(gw, MW_AUDIT_RENEWAL_REFUSED, p->text, id, e, 0, why);
-    say(a, code, why);
+    say(a, code,
+        MWI_COAP_CODE_CLASS(code) == 5
+            ? "the gateway cannot issue a certificate now; its audit trail says why"
+            : why);
 }
 
 /* POST /sren: a new certificate for the session's own identity, nothing else. */
