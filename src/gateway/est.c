@@ -37,12 +37,15 @@ static void say(mwi_gw_answer *a, uint8_t code, const char *text)
 }
 
 /* The Content-Format a request's Accept asks of a certificate answer: PKCS#7 certs-only when
- * absent (RFC 9148 4.3), or one of the two; -1 for anything else. */
-static int32_t accepted(const mwi_coap_msg *req)
+ * absent (RFC 9148 4.3), or one of the two; anything else is answered 4.06 in @p a, and -1. */
+static int32_t accepted(const mwi_coap_msg *req, mwi_gw_answer *a)
 {
     if (req->accept < 0 || req->accept == CF_PKCS7_CERTS)
         return CF_PKCS7_CERTS;
-    return req->accept == CF_PKIX_CERT ? CF_PKIX_CERT : -1;
+    if (req->accept == CF_PKIX_CERT)
+        return CF_PKIX_CERT;
+    say(a, MWI_COAP_CODE(4, 6), "Accept must be 281 (PKCS#7 certs-only) or 287 (one certificate)");
+    return -1;
 }
 
 /* Puts @p certs in @p a as @p cf asks: PKCS#7, or one certificate alone. */
@@ -71,12 +74,9 @@ static void crts(mw_gateway_t *gw, const mwi_coap_msg *req, mwi_gw_answer *a)
         say(a, MWI_COAP_METHOD_NOT_ALLOWED, "use GET");
         return;
     }
-    int32_t cf = accepted(req);
-    if (cf < 0) {
-        say(a, MWI_COAP_CODE(4, 6),
-            "Accept must be 281 (PKCS#7 certs-only) or 287 (one certificate)");
+    int32_t cf = accepted(req, a);
+    if (cf < 0)
         return;
-    }
     uint8_t *file = NULL;
     size_t len = 0;
     const uint8_t *ca = gw->ca_buf.data;
@@ -128,12 +128,9 @@ static void sren(mw_gateway_t *gw, struct peer *p, const mwi_coap_msg *req, mwi_
             "Content-Format must be 286 (application/pkcs10)");
         return;
     }
-    int32_t cf = accepted(req);
-    if (cf < 0) {
-        say(a, MWI_COAP_CODE(4, 6),
-            "Accept must be 281 (PKCS#7 certs-only) or 287 (one certificate)");
+    int32_t cf = accepted(req, a);
+    if (cf < 0)
         return;
-    }
     mw_error_detail_t d = {MW_OK, 0, ""};
     char cn[MW_ID_MAX + 1];
     mw_err e = mwi_est_check_csr(req->payload, req->payload_len, cn, &d);

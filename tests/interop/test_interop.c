@@ -814,6 +814,20 @@ Test(est, crts_answers_the_ca_and_a_gateway_without_est_ca_serves_none, .timeout
     write_bytes(der, r.body ? r.body : "", r.body_len);
     openssl_ok(&openssl, "pkcs7", "-inform", "DER", "-in", der, "-print_certs", "-out", pem, NULL);
     coap_run_free(&r);
+    /* What EST does not take: another format, a body of another kind, another method. */
+    const char *json[] = {"-m", "get", "-A", "50", NULL};
+    run_client(&r, client.path, &pki, "dev-1", json, uri);
+    cr_assert_str_eq(r.code, "4.06", "%s", r.log);
+    coap_run_free(&r);
+    char sren[128];
+    uri_of(sren, sizeof sren, &g, "/.well-known/est/sren");
+    const char *text[] = {"-m", "post", "-t", "0", "-e", "dev-1", NULL};
+    run_client(&r, client.path, &pki, "dev-1", text, sren);
+    cr_assert_str_eq(r.code, "4.15", "%s", r.log);
+    coap_run_free(&r);
+    run_client(&r, client.path, &pki, "dev-1", p7, sren);
+    cr_assert_str_eq(r.code, "4.05", "%s", r.log);
+    coap_run_free(&r);
     stop_gateway(&g);
 
     start_gateway(&g, &pki);
