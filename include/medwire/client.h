@@ -103,8 +103,10 @@ typedef void mw_fate_fn(void *ctx, const mw_fate_report_t *report);
  * certificate (DER, @p cert_len bytes, valid during the call only), or why there is none:
  * MW_ECOAP_RESPONSE (the gateway refused: @p reason has its code and diagnostic, e.g. 4.03 for
  * a request for another name, or a certificate no longer the newest), MW_EAGAIN (the gateway
- * cannot issue now: try again later), MW_EDECODE (the answer is not a certificate). Must not
- * call back into the client.
+ * failed to issue, 5.00: try again later), MW_EDECODE (the answer is not a certificate). A 5.03
+ * is not an answer: the CA has not decided yet, and the client sends the same request again
+ * after the answer's Max-Age (60 s without one; between 1 s and an hour). Must not call back
+ * into the client.
  */
 typedef void mw_renewal_fn(void *ctx, mw_err e, const uint8_t *cert, size_t cert_len,
                            const char *reason);

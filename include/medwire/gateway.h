@@ -98,8 +98,10 @@ typedef struct mw_est_request {
  * Issues the device certificate @p req asks for: its DER into out[0..cap) (cap is
  * MW_EST_CERT_MAX) and *out_len. Called from mw_gateway_poll: keep it short, or hand the
  * request on and answer MW_EAGAIN. MW_OK; a refusal: MW_EIDENTITY (not this session's to renew:
- * revoked, superseded, unknown to the CA; 4.03 Forbidden); MW_EAGAIN (try later: 5.03 Service
- * Unavailable); any other: 5.00. @p reason (@p reason_cap bytes) takes a sentence for the audit
+ * revoked, superseded, unknown to the CA; 4.03 Forbidden); MW_EAGAIN (handed on, not decided:
+ * 5.03 Service Unavailable with Max-Age est_retry_after_s, neither counted nor audited; the
+ * device sends the same request again then, and the issuer answers it from what it
+ * remembered); any other: 5.00. @p reason (@p reason_cap bytes) takes a sentence for the audit
  * trail: on success what was issued (e.g. the serial), on refusal why.
  */
 typedef mw_err mw_est_issue_fn(void *ctx, const mw_est_request_t *req, uint8_t *out, size_t cap,
@@ -201,6 +203,10 @@ typedef struct mw_gateway_config {
      *  mw_est_request_t says and then given to this function. NULL: neither is served (4.04). */
     mw_est_issue_fn *est_issue;
     void *est_ctx;
+    /** When est_issue answers MW_EAGAIN (the request is with a CA that answers later), the
+     *  device is answered 5.03 with this Max-Age, in seconds, and asks again then (RFC 9148
+     *  5). 0: 10 s. */
+    uint32_t est_retry_after_s;
 } mw_gateway_config_t;
 
 /** Why a handshake failed, for mw_gateway_stats_t.handshake_failures_by_reason. */

@@ -81,6 +81,7 @@ struct mw_client {
     uint8_t *renew_csr;
     uint16_t renew_len;
     bool renew_sent;
+    uint64_t renew_at_ms; /* not before: the Max-Age of a 5.03 (the CA has not decided yet) */
     mw_transport_t tp;
     bool own_tp;
     mw_clock_t clock;
@@ -1156,6 +1157,17 @@ static void resynchronise(mw_client_t *c, mwi_resync why)
 static void renewal_answered(mw_client_t *c, struct req *q, const mwi_coap_msg *m)
 {
     uint8_t cls = (uint8_t)(m->code >> 5);
+    if (m->code == MWI_COAP_SERVICE_UNAVAILABLE) {
+        /* Not decided yet (the request is with the CA): the same request again after Max-Age
+         * (60 s when absent, RFC 7252 5.10.5), between 1 s and an hour. */
+        uint32_t wait = (m->flags & MWI_COAP_F_MAX_AGE) ? m->max_age : 60;
+        wait = wait < 1 ? 1 : wait > 3600 ? 3600 : wait;
+        release(c, q);
+        c->renew_sent = false;
+        c->renew_at_ms = now_ms(c) + (uint64_t)wait * 1000;
+        c->progressed = true;
+        return;
+    }
     char why[160];
     int dl = (int)(m->payload_len < 100 ? m->payload_len : 100);
     snprintf(why, sizeof why, "the gateway answered the certificate request with %u.%02u%s%.*s",
@@ -1554,7 +1566,8 @@ static void send_ping(mw_client_t *c, uint64_t now)
 /* The certificate request of mw_client_renew, once per session, ahead of batches. */
 static void send_renewal(mw_client_t *c, uint64_t now)
 {
-    if (c->renew_csr == NULL || c->renew_sent || c->state != ST_READY || now < c->resend_at_ms)
+    if (c->renew_csr == NULL || c->renew_sent || c->state != ST_READY || now < c->resend_at_ms ||
+        now < c->renew_at_ms)
         return;
     struct req *q = free_req(c);
     if (q == NULL)
@@ -1849,6 +1862,7 @@ mw_err mw_client_renew(mw_client_t *c, const uint8_t *csr, size_t csr_len)
     memcpy(c->renew_csr, csr, csr_len);
     c->renew_len = (uint16_t)csr_len;
     c->renew_sent = false;
+    c->renew_at_ms = 0;
     return MW_OK;
 }
 
@@ -1947,6 +1961,8 @@ int mw_client_next_timeout_ms(const mw_client_t *c)
             at = c->session_started_ms + c->rekey_after_ms;
         if (c->resend_at_ms > now && depth(c) > 0 && c->resend_at_ms < at)
             at = c->resend_at_ms;
+        if (c->renew_csr != NULL && !c->renew_sent && c->renew_at_ms > now && c->renew_at_ms < at)
+            at = c->renew_at_ms;
         if (c->keepalive_ms && !any_request(c) && depth(c) == 0)
             at = c->last_rx_ms + c->keepalive_ms < at ? c->last_rx_ms + c->keepalive_ms : at;
     }

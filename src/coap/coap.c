@@ -141,7 +141,8 @@ static mw_err check_msg(const mwi_coap_msg *m)
         return MW_EINVAL;
     if (m->code == MWI_COAP_EMPTY) {
         /* 4.1: an Empty message is the 4-byte header and nothing else. */
-        unsigned opts = MWI_COAP_F_BLOCK1 | MWI_COAP_F_BLOCK2 | MWI_COAP_F_SIZE1 | MWI_COAP_F_SIZE2;
+        unsigned opts = MWI_COAP_F_BLOCK1 | MWI_COAP_F_BLOCK2 | MWI_COAP_F_SIZE1 |
+                        MWI_COAP_F_SIZE2 | MWI_COAP_F_MAX_AGE;
         if (m->token_len != 0 || m->payload_len != 0 || m->uri_path[0] != '\0' ||
             m->content_format != -1 || m->accept != -1 || (m->flags & opts) != 0)
             return MW_EINVAL;
@@ -154,6 +155,8 @@ static mw_err encode_body(const mwi_coap_msg *m, writer *w)
     mw_err e = put_path(w, m->uri_path);
     if (e == MW_OK && m->content_format >= 0)
         e = put_uint_option(w, MWI_COAP_OPT_CONTENT_FORMAT, (uint32_t)m->content_format);
+    if (e == MW_OK && (m->flags & MWI_COAP_F_MAX_AGE) != 0)
+        e = put_uint_option(w, MWI_COAP_OPT_MAX_AGE, m->max_age);
     if (e == MW_OK && m->accept >= 0)
         e = put_uint_option(w, MWI_COAP_OPT_ACCEPT, (uint32_t)m->accept);
     if (e == MW_OK && (m->flags & MWI_COAP_F_BLOCK2) != 0)
@@ -274,6 +277,7 @@ static const option_rule KNOWN_OPTIONS[] = {
     {MWI_COAP_OPT_URI_PORT, 0, 2, false, 0},
     {MWI_COAP_OPT_URI_PATH, 0, 255, true, 0},
     {MWI_COAP_OPT_CONTENT_FORMAT, 0, 2, false, 0},
+    {MWI_COAP_OPT_MAX_AGE, 0, 4, false, MWI_COAP_F_MAX_AGE},
     {MWI_COAP_OPT_URI_QUERY, 0, 255, true, 0},
     {MWI_COAP_OPT_ACCEPT, 0, 2, false, 0},
     {MWI_COAP_OPT_BLOCK2, 0, 3, false, MWI_COAP_F_BLOCK2},
@@ -302,7 +306,8 @@ static uint32_t *flagged_field(mwi_coap_msg *m, uint8_t flag)
     return flag == MWI_COAP_F_BLOCK1   ? &m->block1
            : flag == MWI_COAP_F_BLOCK2 ? &m->block2
            : flag == MWI_COAP_F_SIZE1  ? &m->size1
-                                       : &m->size2;
+           : flag == MWI_COAP_F_SIZE2  ? &m->size2
+                                       : &m->max_age;
 }
 
 static void add_path_segment(reader *rd, const uint8_t *val, size_t len)

@@ -95,6 +95,7 @@ enum {
     MWI_COAP_OPT_URI_PORT = 7,
     MWI_COAP_OPT_URI_PATH = 11,
     MWI_COAP_OPT_CONTENT_FORMAT = 12,
+    MWI_COAP_OPT_MAX_AGE = 14,
     MWI_COAP_OPT_URI_QUERY = 15,
     MWI_COAP_OPT_ACCEPT = 17,
     MWI_COAP_OPT_BLOCK2 = 23,
@@ -112,6 +113,8 @@ enum {
  *  ::MWI_COAP_MAX_PATH, or a segment holds '/' or NUL), so uri_path is "". Such a path can
  *  name no medwire resource: a server answers 4.04 Not Found. */
 #define MWI_COAP_F_PATH_UNUSABLE 0x10u
+/** max_age holds a Max-Age option value (RFC 7252 5.10.5: seconds; absent means 60) */
+#define MWI_COAP_F_MAX_AGE 0x20u
 
 /** Largest Block1/Block2 value (a 3-byte uint, RFC 7959 2.2). */
 #define MWI_COAP_BLOCK_MAX 0xFFFFFFu
@@ -146,6 +149,7 @@ typedef struct mwi_coap_msg {
     uint8_t flags;           /**< MWI_COAP_F_* */
     uint32_t block1, block2; /**< raw Block1/Block2 values (RFC 7959 2.2) when flagged */
     uint32_t size1, size2;   /**< raw Size1/Size2 values (RFC 7959 4) when flagged */
+    uint32_t max_age;        /**< Max-Age in seconds when flagged */
     const uint8_t *payload;  /**< NULL if none; points into the parsed buffer */
     size_t payload_len;
 } mwi_coap_msg;
@@ -155,8 +159,8 @@ void mwi_coap_msg_init(mwi_coap_msg *m);
 
 /**
  * Encodes @p m into out[0..cap). Options are written in number order: each Uri-Path segment
- * (11), Content-Format (12), Accept (17), Block2 (23), Block1 (27), Size2 (28), Size1 (60),
- * integers in their shortest form (RFC 7252 3.2); the payload marker only with a payload.
+ * (11), Content-Format (12), Max-Age (14), Accept (17), Block2 (23), Block1 (27), Size2 (28), Size1
+ * (60), integers in their shortest form (RFC 7252 3.2); the payload marker only with a payload.
  * Never writes at or past out + cap.
  * @param[out] out_len bytes written (0 on error)
  * @return ::MW_OK; ::MW_ENOSPC if the message does not fit in @p cap bytes (out[0..cap) is

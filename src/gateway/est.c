@@ -160,12 +160,19 @@ static void sren(mw_gateway_t *gw, struct peer *p, const mwi_coap_msg *req, mwi_
     e = gw->est_issue(gw->est_ctx, &r, cert, sizeof cert, &cert_len, said, sizeof said);
     if (e == MW_OK && (cert_len == 0 || cert_len > sizeof cert))
         e = MW_EINTERNAL;
+    if (e == MW_EAGAIN) {
+        /* With the CA, not decided: neither issued nor refused. The device asks again after
+         * Max-Age, with the same request (RFC 9148 5). */
+        say(a, MWI_COAP_SERVICE_UNAVAILABLE,
+            "the request is with the CA: send the same request again after Max-Age seconds");
+        a->max_age = gw->est_retry_after_s;
+        return;
+    }
     if (e != MW_OK) {
         snprintf(why, sizeof why, "renewal refused by the issuer: %s (%s)",
                  said[0] ? said : "no reason given", mw_strerror(e));
         refuse_renewal(gw, p, id, e, a,
                        e == MW_EIDENTITY || e == MW_ECERT_REVOKED ? MWI_COAP_CODE(4, 3)
-                       : e == MW_EAGAIN                           ? MWI_COAP_SERVICE_UNAVAILABLE
                                                                   : MWI_COAP_CODE(5, 0),
                        why);
         return;

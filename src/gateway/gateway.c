@@ -109,6 +109,7 @@ mw_err mw_gateway_create(const mw_gateway_config_t *cfg, mw_gateway_t **out, mw_
     gw->sink_ctx = cfg->sink_ctx;
     gw->est_issue = cfg->est_issue;
     gw->est_ctx = cfg->est_ctx;
+    gw->est_retry_after_s = cfg->est_retry_after_s ? cfg->est_retry_after_s : 10;
     mwi_coap_params_default(&gw->params);
     gw->max_body = cfg->max_body ? cfg->max_body : MWI_BODY_MAX;
     gw->comm_loss_ms = cfg->comm_loss_ms;
@@ -183,8 +184,8 @@ fail:
 
 /* Options a response may carry besides Content-Format. */
 struct resp_opts {
-    uint8_t flags; /* MWI_COAP_F_BLOCK1 / _SIZE1 */
-    uint32_t block1, size1;
+    uint8_t flags; /* MWI_COAP_F_BLOCK1 / _SIZE1 / _MAX_AGE */
+    uint32_t block1, size1, max_age;
 };
 
 /* Sends the response to @p req and remembers it by MID, so that a duplicate
@@ -227,6 +228,7 @@ static void respond_opts(mw_gateway_t *gw, struct peer *p, const mwi_coap_msg *r
         r.flags |= o->flags;
         r.block1 = o->block1;
         r.size1 = o->size1;
+        r.max_age = o->max_age;
     }
     r.content_format = cf;
     r.payload = slice > 0 && payload != NULL ? payload + off : NULL;
@@ -339,11 +341,17 @@ static void handle_est(mw_gateway_t *gw, struct peer *p, const mwi_coap_msg *req
         refuse(gw, p, req, MWI_COAP_SERVICE_UNAVAILABLE, "out of memory");
         return;
     }
+    a->max_age = 0;
     mwi_gw_est(gw, p, req, a);
     mwi_coap_msg r = *req;
     if (req->code == MWI_COAP_POST)
         r.flags &= (uint8_t)~MWI_COAP_F_BLOCK2;
-    respond_opts(gw, p, &r, a->code, a->cf, a->len ? a->body : NULL, a->len, o);
+    struct resp_opts ro = o ? *o : (struct resp_opts){0};
+    if (a->max_age) { /* 5.03: when to ask again (RFC 9148 5) */
+        ro.flags |= MWI_COAP_F_MAX_AGE;
+        ro.max_age = a->max_age;
+    }
+    respond_opts(gw, p, &r, a->code, a->cf, a->len ? a->body : NULL, a->len, &ro);
     free(a);
 }
 

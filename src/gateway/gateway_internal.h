@@ -131,6 +131,7 @@ struct mw_gateway {
     mw_blob_t ca_buf, cert_buf, key_buf, crl_buf;
     bool allow_shared_key;         /* checked again at every reload */
     mw_est_issue_fn *est_issue;    /* EST (est.c); NULL: not served */
+    uint32_t est_retry_after_s;    /* Max-Age of a 5.03 while the issuer works */
     void *est_ctx;
     uint64_t (*now_us)(void *ctx); /* times commits */
 
@@ -302,6 +303,7 @@ void mwi_gw_credentials_fini(mw_gateway_t *gw);
 typedef struct mwi_gw_answer {
     uint8_t code;
     int32_t cf;
+    uint32_t max_age; /* seconds, for a 5.03: when to ask again; 0: no Max-Age */
     size_t len;
     uint8_t body[MWI_GW_EST_ANSWER_MAX];
 } mwi_gw_answer;

@@ -363,6 +363,40 @@ Test(coap_codec, block_size_and_accept_values_round_trip_in_shortest_form)
     mwi_coap_parser_destroy(&p);
 }
 
+Test(coap_codec, max_age_sits_between_content_format_and_accept_and_round_trips)
+{
+    /* A 5.03 that says when to ask again (RFC 7252 5.10.5, RFC 9148 5). */
+    mwi_coap_parser *p = new_parser();
+    mwi_coap_msg m, back;
+    uint8_t wire[64];
+    size_t n = 0;
+    mwi_coap_msg_init(&m);
+    m.type = MWI_COAP_ACK;
+    m.code = MWI_COAP_SERVICE_UNAVAILABLE;
+    m.content_format = 0;
+    m.accept = 287;
+    m.flags = MWI_COAP_F_MAX_AGE;
+    m.max_age = 300;
+    cr_assert_eq(mwi_coap_encode(&m, wire, sizeof wire, &n), MW_OK);
+    /* Content-Format 0 (delta 12, empty), Max-Age (delta 2, 2 bytes), Accept (delta 3). */
+    cr_assert_eq(n, 4 + 1 + 3 + 3);
+    cr_assert_eq(wire[4], 0xC0);
+    cr_assert_eq(wire[5], 0x22);
+    cr_assert_eq(wire[6], 0x01);
+    cr_assert_eq(wire[7], 0x2C);
+    cr_assert_eq(wire[8], 0x32);
+    cr_assert_eq(mwi_coap_parse(p, wire, n, &back), MW_OK);
+    cr_assert_eq(back.flags, MWI_COAP_F_MAX_AGE);
+    cr_assert_eq(back.max_age, 300);
+    cr_assert_eq(back.accept, 287);
+    /* Absent, the flag is clear (the receiver applies the default of 60 s). */
+    m.flags = 0;
+    cr_assert_eq(mwi_coap_encode(&m, wire, sizeof wire, &n), MW_OK);
+    cr_assert_eq(mwi_coap_parse(p, wire, n, &back), MW_OK);
+    cr_assert_eq(back.flags & MWI_COAP_F_MAX_AGE, 0);
+    mwi_coap_parser_destroy(&p);
+}
+
 /* ---- codec: hostile input ---- */
 
 /* @req MDCG-2019-16-VV IEC62443-CR3.5 */
@@ -565,8 +599,8 @@ Test(coap_codec, reports_the_first_unknown_critical_option)
 
 Test(coap_codec, ignores_unknown_elective_options)
 {
-    /* Max-Age (14) and option 2048 are even: elective, ignored; Uri-Host, Uri-Port and
-     * Uri-Query are understood and change nothing. */
+    /* Option 2048 is even: elective, ignored; Uri-Host, Uri-Port and Uri-Query are understood
+     * and change nothing; Max-Age (14) is read, and changes nothing in a request. */
     static const uint8_t msg[] = {
         0x40, 0x02, 0x00, 0x01,                               /* CON POST */
         0x39, 'e',  'x',  'a',  'm', 'p', 'l', 'e', '.', 'o', /* Uri-Host (3) */
@@ -582,6 +616,8 @@ Test(coap_codec, ignores_unknown_elective_options)
     cr_assert_eq(m.unknown_critical, 0);
     cr_assert_str_eq(m.uri_path, "v1");
     cr_assert_eq(m.content_format, -1);
+    cr_assert_eq(m.flags, MWI_COAP_F_MAX_AGE);
+    cr_assert_eq(m.max_age, 60);
     cr_assert_null(m.payload);
     mwi_coap_parser_destroy(&p);
 }

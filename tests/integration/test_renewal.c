@@ -11,9 +11,12 @@
 
 #include "support/proc.h"
 
-/* What the gateway's issuer saw, and what it answers. */
+/* What the gateway's issuer saw, and what it answers: MW_EAGAIN (not decided) to its first
+ * @c pending calls, as a CA that answers later does. */
 static struct {
-    int calls;
+    int calls, pending;
+    const mwt_clock *clk; /* the harness's */
+    uint64_t at_ms[8];    /* when each call came, on it */
     char device[MW_ID_MAX + 1];
     uint8_t csr[2048], cert[2048], answer[2048];
     size_t csr_len, cert_len, answer_len;
@@ -32,7 +35,14 @@ static mw_err issue(void *ctx, const mw_est_request_t *req, uint8_t *out, size_t
                     size_t *out_len, char *reason, size_t reason_cap)
 {
     (void)ctx;
+    const mwt_clock *clk = issuer.clk;
+    if (clk != NULL && issuer.calls < 8)
+        issuer.at_ms[issuer.calls] = clk->now_ms;
     issuer.calls++;
+    if (issuer.calls <= issuer.pending) {
+        snprintf(reason, reason_cap, "with the CA");
+        return MW_EAGAIN;
+    }
     snprintf(issuer.device, sizeof issuer.device, "%s", req->device_id);
     cr_assert_leq(req->csr_len, sizeof issuer.csr);
     memcpy(issuer.csr, req->csr, req->csr_len);
@@ -187,6 +197,44 @@ Test(renewal, a_request_lost_with_its_link_goes_again_on_the_next_session_and_is
     cr_assert_eq(told.e, MW_OK, "%s", told.reason);
     cr_assert(mwt_h_drain(&h, 60000));
     cr_assert_eq(told.calls, 1, "answered once");
+    mwt_h_fini(&h);
+}
+
+static void with_slow_issuer(mw_gateway_config_t *cfg)
+{
+    cfg->est_issue = issue;
+    cfg->est_retry_after_s = 30;
+}
+
+Test(renewal, a_request_the_ca_has_not_decided_goes_again_after_max_age_and_is_answered_once,
+     .timeout = 120)
+{
+    mwt_h h;
+    mwt_h_init_tuned(&h, 16, with_slow_issuer);
+    issuer.clk = &h.clk;
+    issuer.pending = 2;
+    issuer.answer_len =
+        openssl_der("x509", mwt_pki_crt(&h.pki, "dev-2"), issuer.answer, sizeof issuer.answer);
+    mw_client_t *c = device(&h);
+    uint8_t csr[1024];
+    size_t n = make_csr("dev-1", csr, sizeof csr);
+    cr_assert_eq(mw_client_renew(c, csr, n), MW_OK);
+    cr_assert(mwt_h_run(&h, answered, NULL, 300000));
+    cr_assert_eq(told.calls, 1, "a 5.03 is not an answer: told once, at the end");
+    cr_assert_eq(told.e, MW_OK, "%s", told.reason);
+    cr_assert_eq(issuer.calls, 3, "asked while the CA had not decided, and once after");
+    cr_assert(issuer.csr_len == n && memcmp(issuer.csr, csr, n) == 0, "the same request");
+    for (int i = 1; i < 3; i++) {
+        uint64_t gap = issuer.at_ms[i] - issuer.at_ms[i - 1];
+        cr_assert(gap >= 30000 && gap < 35000, "asked again after Max-Age 30 s, not %llu ms",
+                  (unsigned long long)gap);
+    }
+    mw_client_stats_t st;
+    mw_client_stats(c, &st);
+    cr_assert_eq(st.renewals, 1u);
+    cr_assert_null(mwt_h_audit_find(&h, MW_AUDIT_RENEWAL_REFUSED, MW_EAGAIN),
+                   "not decided is not refused");
+    cr_assert_not_null(mwt_h_audit_find(&h, MW_AUDIT_CERT_RENEWED, MW_OK));
     mwt_h_fini(&h);
 }
 
