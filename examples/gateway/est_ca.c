@@ -4,6 +4,7 @@
  * recorded in its index.txt under the folder's lock, so that 'medwire-pki revoke' and 'crl'
  * see it. What that code reports on failure goes to standard error, prefixed medwire-pki. */
 #include "est_ca.h"
+#include "est_der.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,67 +24,13 @@
 #include "files.h"
 #include "core/wipe.h"
 
-/* The serial of the DER certificate @p der, as the index writes it (upper-case hex, no leading
- * zero octet); false if it does not parse. */
-static bool serial_of(const uint8_t *der, size_t len, char *hex, size_t cap)
-{
-    uint8_t *copy = malloc(len);
-    if (copy == NULL)
-        return false;
-    memcpy(copy, der, len);
-    DecodedCert dc;
-    wc_InitDecodedCert(&dc, copy, (word32)len, NULL);
-    bool ok = wc_ParseCert(&dc, CERT_TYPE, NO_VERIFY, NULL) == 0 && dc.serialSz > 0 &&
-              (size_t)dc.serialSz * 2 < cap;
-    if (ok) {
-        int i = 0;
-        while (i < dc.serialSz - 1 && dc.serial[i] == 0)
-            i++;
-        size_t at = 0;
-        for (; i < dc.serialSz; i++, at += 2)
-            snprintf(hex + at, 3, "%02X", dc.serial[i]);
-    }
-    wc_FreeDecodedCert(&dc);
-    free(copy);
-    return ok;
-}
-
 /* The public key of the (checked) PKCS#10 request into @p key. */
 static bool csr_key(const uint8_t *der, size_t len, ecc_key *key)
 {
-    uint8_t *copy = malloc(len);
-    if (copy == NULL)
-        return false;
-    memcpy(copy, der, len);
-    DecodedCert dc;
+    est_der r;
     word32 idx = 0;
-    wc_InitDecodedCert(&dc, copy, (word32)len, NULL);
-    bool ok = wc_ParseCert(&dc, CERTREQ_TYPE, NO_VERIFY, NULL) == 0 && dc.keyOID == ECDSAk &&
-              wc_EccPublicKeyDecode(dc.publicKey, &idx, key, dc.pubKeySize) == 0;
-    wc_FreeDecodedCert(&dc);
-    free(copy);
-    return ok;
-}
-
-/* The subjectPublicKey of a DER certificate (@p type CERT_TYPE) or request (CERTREQ_TYPE) into
- * key[0..cap); its length, 0 if it does not parse. */
-static size_t public_key(const uint8_t *der, size_t len, int type, uint8_t *key, size_t cap)
-{
-    uint8_t *copy = malloc(len);
-    if (copy == NULL)
-        return 0;
-    memcpy(copy, der, len);
-    DecodedCert dc;
-    size_t n = 0;
-    wc_InitDecodedCert(&dc, copy, (word32)len, NULL);
-    if (wc_ParseCert(&dc, type, NO_VERIFY, NULL) == 0 && dc.publicKey != NULL &&
-        dc.pubKeySize <= cap) {
-        memcpy(key, dc.publicKey, dc.pubKeySize);
-        n = dc.pubKeySize;
-    }
-    wc_FreeDecodedCert(&dc);
-    free(copy);
-    return n;
+    return est_der_read(der, len, true, &r) &&
+           wc_EccPublicKeyDecode(r.key, &idx, key, (word32)r.key_len) == 0;
 }
 
 /* DIR/issued/SERIAL.crt, the certificate this issuer made, as DER into der[0..cap); its length,
@@ -147,23 +94,25 @@ mw_err est_ca_issue(void *ctx, const mw_est_request_t *req, uint8_t *out, size_t
                     size_t *out_len, char *reason, size_t reason_cap)
 {
     const est_ca *ca = ctx;
-    char old[2 * 32 + 1] = "";
+    est_der cur;
     *out_len = 0;
-    if (!serial_of(req->cert, req->cert_len, old, sizeof old)) {
+    if (!est_der_read(req->cert, req->cert_len, false, &cur)) {
         snprintf(reason, reason_cap, "the session's certificate does not parse");
         return MW_EINTERNAL;
     }
+    const char *old = cur.serial;
     char newer[2 * 32 + 1] = "";
     mw_err e = may_renew(ca->dir, req->device_id, old, reason, reason_cap, newer, sizeof newer);
     if (e == MW_EIDENTITY && newer[0] != '\0') {
         /* The answer to this very request was lost (the link went down after the issue): the
          * certificate made then, for this request's key, is given again. Another key is
          * refused: only the device that asked holds that key. */
-        uint8_t a[160], b[160], der[PKI_CERT_DER_CAP];
+        uint8_t der[PKI_CERT_DER_CAP];
+        est_der a, b;
         size_t len = issued_cert(ca->dir, newer, der, sizeof der);
-        size_t ka = len ? public_key(der, len, CERT_TYPE, a, sizeof a) : 0;
-        size_t kb = public_key(req->csr, req->csr_len, CERTREQ_TYPE, b, sizeof b);
-        if (ka != 0 && ka == kb && memcmp(a, b, ka) == 0 && len <= cap) {
+        if (len != 0 && len <= cap && est_der_read(der, len, false, &a) &&
+            est_der_read(req->csr, req->csr_len, true, &b) && a.key_len == b.key_len &&
+            memcmp(a.key, b.key, a.key_len) == 0) {
             memcpy(out, der, len);
             *out_len = len;
             snprintf(reason, reason_cap,

@@ -20,6 +20,7 @@
 #include "cmdline.h"
 #include "control.h"
 #include "est_ca.h"
+#include "est_cmd.h"
 #include "expiry.h"
 #include "hl7.h"
 #include "log.h"
@@ -38,6 +39,8 @@ static const char USAGE[] =
     "                       [--out FILE] [--audit FILE] [--store FILE] [--port-file FILE]\n"
     "                       [--crl FILE] [--control PATH] [--max-peers N]\n"
     "                       [--gateway-id NAME] [--est-ca DIR [--est-valid-days N]]\n"
+    "                       [--est-ca-cmd CMD [--est-ca-cmd-timeout S]]\n"
+    "                       [--est-retry-after S]\n"
     "                       [--expiry-warning-days N]\n"
     "                       [--comm-loss-s S] [--idle-timeout-s S] [--format json|fhir]\n"
     "                       [--metrics HOST:PORT] [--metrics-port-file FILE]\n"
@@ -93,6 +96,18 @@ static const char USAGE[] =
     "                      the newest certificate of a name, not revoked, may renew, and\n"
     "                      only for its own name (docs/protocol.md)\n"
     "  --est-valid-days N  lifetime of a renewed certificate (1-3650, default 365)\n"
+    "  --est-ca-cmd CMD    serve EST as --est-ca does, but have CMD (run with /bin/sh -c)\n"
+    "                      issue, for a CA kept elsewhere: the request (PEM) on its\n"
+    "                      standard input, MEDWIRE_DEVICE_ID and MEDWIRE_CERT_SERIAL in\n"
+    "                      its environment; it writes the certificate (PEM or DER) and\n"
+    "                      exits 0, or exits 1 to refuse (its first line of standard\n"
+    "                      error says why). The device is answered 5.03 while CMD runs\n"
+    "                      and asks again; the certificate must chain to --ca, be for\n"
+    "                      the request's key and name, and for clientAuth\n"
+    "  --est-ca-cmd-timeout S  stop CMD after S seconds and refuse with 5.00 (1-86400,\n"
+    "                      default 300)\n"
+    "  --est-retry-after S  the Max-Age of that 5.03: when devices ask again (1-3600,\n"
+    "                      default 10)\n"
     "  --expiry-warning-days N  warn (log and audit: credential_expiring) when the\n"
     "                      gateway's certificate, a CA certificate or the CRL's next\n"
     "                      update is N days away or less, and again every day\n"
@@ -780,14 +795,22 @@ static void warn_expiry(struct outputs *o, const mw_gateway_t *gw, expiry_watch 
     }
 }
 
+/* --est-ca-cmd's runs, stopped at exit whichever way the gateway ends. */
+static est_cmd *est_runner;
+
+static void stop_est_runner(void)
+{
+    est_cmd_free(&est_runner);
+}
+
 int main(int argc, char **argv)
 {
     const char *listen = NULL, *ca = NULL, *cert = NULL, *key = NULL;
     const char *out_path = NULL, *audit_path = NULL, *port_file = NULL;
     const char *store = "medwire-gateway.db", *gateway_id = NULL;
     const char *control_path = NULL;
-    const char *crl = NULL, *est_dir = NULL;
-    unsigned long est_days = 365, expiry_days = 30;
+    const char *crl = NULL, *est_dir = NULL, *est_command = NULL;
+    unsigned long est_days = 365, expiry_days = 30, est_timeout_s = 300, est_retry_s = 10;
     const char *format = "json";
     const char *metrics_addr = NULL, *metrics_port_file = NULL;
     const char *log_level = "info", *log_format = "text";
@@ -801,6 +824,7 @@ int main(int argc, char **argv)
     unsigned long max_half_open = 0, half_open_per_host = 0, hs_per_host = 0, hs_per_identity = 0,
                   datagrams_per_peer = 0, audit_per_identity = 0;
     bool have_idle_timeout = false; /* without it, the library's default */
+    bool have_est_timeout = false, have_est_retry = false;
     argv = cmdline_split(&argc, argv);
     if (argv == NULL) {
         fputs("medwire-gateway: out of memory\n", stderr);
@@ -848,6 +872,8 @@ int main(int argc, char **argv)
             slot = &crl;
         else if (strcmp(a, "--est-ca") == 0)
             slot = &est_dir;
+        else if (strcmp(a, "--est-ca-cmd") == 0)
+            slot = &est_command;
         else if (strcmp(a, "--format") == 0)
             slot = &format;
         else if (strcmp(a, "--metrics") == 0)
@@ -905,6 +931,18 @@ int main(int argc, char **argv)
             min = 1;
             max = 3650;
             range = "--est-valid-days must be a number of days from 1 to 3650";
+        } else if (strcmp(a, "--est-ca-cmd-timeout") == 0) {
+            num = &est_timeout_s;
+            min = 1;
+            max = 86400;
+            range = "--est-ca-cmd-timeout must be a number of seconds from 1 to 86400";
+            have_est_timeout = true;
+        } else if (strcmp(a, "--est-retry-after") == 0) {
+            num = &est_retry_s;
+            min = 1;
+            max = 3600;
+            range = "--est-retry-after must be a number of seconds from 1 to 3600";
+            have_est_retry = true;
         } else if (strcmp(a, "--max-peers") == 0) {
             num = &max_peers;
             min = 1;
@@ -980,6 +1018,14 @@ int main(int argc, char **argv)
         return usage_error("--log-format must be text or json", log_format);
     if (metrics_port_file && !metrics_addr)
         return usage_error("--metrics-port-file needs --metrics HOST:PORT", NULL);
+    if (est_dir && est_command)
+        return usage_error("--est-ca and --est-ca-cmd do not go together: one issuer signs "
+                           "renewals",
+                           NULL);
+    if (have_est_timeout && !est_command)
+        return usage_error("--est-ca-cmd-timeout needs --est-ca-cmd CMD", NULL);
+    if (have_est_retry && !est_command && !est_dir)
+        return usage_error("--est-retry-after needs --est-ca-cmd CMD (or --est-ca DIR)", NULL);
     char hl7_host[256], hl7_port[16];
     bool hl7_secure = false;
     if (hl7_url &&
@@ -1172,6 +1218,19 @@ int main(int argc, char **argv)
         cfg.est_issue = est_ca_issue;
         cfg.est_ctx = &est;
     }
+    if (est_command) {
+        char why[600];
+        est_runner = est_cmd_new(est_command, ca, (uint32_t)est_timeout_s, why, sizeof why);
+        if (est_runner == NULL) {
+            gwlog(GWLOG_ERROR, "cannot_start", "s:reason", why, GWLOG_END);
+            outbox_close(&o.ob);
+            return 1;
+        }
+        atexit(stop_est_runner);
+        cfg.est_issue = est_cmd_issue;
+        cfg.est_ctx = est_runner;
+    }
+    cfg.est_retry_after_s = (uint32_t)est_retry_s;
     cfg.audit = on_audit;
     cfg.audit_ctx = &o;
     if (max_peers)

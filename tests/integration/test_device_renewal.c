@@ -48,7 +48,9 @@ static void make_pki(const char *dir, const char *const names[])
     }
 }
 
-static void start_gw(gw *g, const char *dir)
+/* The gateway on DIR's credentials, renewing with @p issuer (its EST options, NULL-terminated;
+ * NULL: --est-ca DIR/ca). */
+static void start_gw_with(gw *g, const char *dir, const char *const issuer[])
 {
     snprintf(g->dir, sizeof g->dir, "%s", dir);
     snprintf(g->audit, sizeof g->audit, "%s/audit.jsonl", dir);
@@ -60,31 +62,41 @@ static void start_gw(gw *g, const char *dir)
     snprintf(out, sizeof out, "%s/out.jsonl", dir);
     snprintf(store, sizeof store, "%s/gw.db", dir);
     snprintf(est, sizeof est, "%s/ca", dir);
-    const char *argv[] = {mwt_bin("medwire-gateway"),
-                          "--listen",
-                          "127.0.0.1:0",
-                          "--ca",
-                          ca,
-                          "--cert",
-                          crt,
-                          "--key",
-                          key,
-                          "--out",
-                          out,
-                          "--audit",
-                          g->audit,
-                          "--store",
-                          store,
-                          "--port-file",
-                          g->port,
-                          "--est-ca",
-                          est,
-                          NULL};
+    const char *argv[24] = {mwt_bin("medwire-gateway"),
+                            "--listen",
+                            "127.0.0.1:0",
+                            "--ca",
+                            ca,
+                            "--cert",
+                            crt,
+                            "--key",
+                            key,
+                            "--out",
+                            out,
+                            "--audit",
+                            g->audit,
+                            "--store",
+                            store,
+                            "--port-file",
+                            g->port,
+                            "--est-ca",
+                            est};
+    if (issuer != NULL) {
+        size_t n = 17;
+        for (size_t i = 0; issuer[i] != NULL && n < 23; i++)
+            argv[n++] = issuer[i];
+        argv[n] = NULL;
+    }
     cr_assert(mwt_proc_start(&g->proc, argv, NULL, NULL));
     cr_assert(mwt_wait_file(g->port, 10000), "the gateway did not report its port");
     char *p = mwt_read_file(g->port);
     snprintf(g->addr, sizeof g->addr, "127.0.0.1:%d", atoi(p));
     free(p);
+}
+
+static void start_gw(gw *g, const char *dir)
+{
+    start_gw_with(g, dir, NULL);
 }
 
 /* medwire-device @p name (files DIR/NAME.crt, .key) sending 3 observations with
@@ -192,6 +204,41 @@ Test(device_renewal, a_device_inside_its_window_renews_and_its_next_start_uses_t
     cr_assert_eq(mwt_count_lines(g.audit, renewed), 1, "renewed once");
     free(old_crt);
     free(old_key);
+}
+
+/* The hospital's CA elsewhere (--est-ca-cmd, here OpenSSL's x509 -req): the device is told
+ * 5.03 with Max-Age while the command runs, asks again on its session, and renews. */
+Test(device_renewal, a_device_renews_through_the_hospitals_ca_command_after_waiting_max_age,
+     .timeout = 180)
+{
+    char dir[256];
+    snprintf(dir, sizeof dir, "%s", mwt_tmpdir());
+    const char *names[] = {"dev-1", NULL};
+    make_pki(dir, names);
+    char ext[300], cmd[1600], crt[300], before[200], after[200];
+    snprintf(ext, sizeof ext, "%s/ext.cnf", dir);
+    FILE *f = fopen(ext, "w");
+    cr_assert_not_null(f);
+    fputs("basicConstraints=critical,CA:FALSE\nextendedKeyUsage=clientAuth\n", f);
+    cr_assert_eq(fclose(f), 0);
+    snprintf(cmd, sizeof cmd,
+             "/usr/bin/openssl x509 -req -CA '%s/ca/ca.crt' -CAkey '%s/ca/ca.key' "
+             "-CAserial '%s/serial' -CAcreateserial -days 365 -extfile '%s'",
+             dir, dir, dir, ext);
+    snprintf(crt, sizeof crt, "%s/dev-1.crt", dir);
+    openssl_says(before, sizeof before, "x509", "-in", crt, "-noout", "-serial");
+    gw g;
+    const char *issuer[] = {"--est-ca-cmd", cmd, "--est-retry-after", "1", NULL};
+    start_gw_with(&g, dir, issuer);
+    cr_assert_eq(device(&g, "dev-1"), 0, "delivered and renewed");
+    pair_is_sound(&g, "dev-1", after, sizeof after);
+    cr_assert_str_neq(before, after, "a new certificate");
+    char hex[80];
+    snprintf(hex, sizeof hex, "serial %.*s", (int)strcspn(after + 7, "\n"), after + 7);
+    const char *renewed[] = {"\"event\":\"certificate_renewed\"", hex, "by the CA command", NULL};
+    cr_assert_eq(mwt_count_lines(g.audit, renewed), 1, "%s in the audit", hex);
+    cr_assert_eq(device(&g, "dev-1"), 0, "delivered with the new certificate");
+    cr_assert_eq(mwt_proc_stop(&g.proc, SIGTERM), 0);
 }
 
 /* MW_DEVICE_CRASH_AFTER stops medwire-device right after a step, as a power cut would. */

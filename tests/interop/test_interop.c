@@ -63,8 +63,8 @@ typedef struct gw_proc {
     int port;
 } gw_proc;
 
-/* The gateway, with @p est_ca (may be NULL) as its --est-ca CA folder. */
-static void start_gateway_est(gw_proc *g, const mwt_pki *pki, const char *est_ca)
+/* The gateway, with the NULL-terminated options @p extra (may be NULL) after its own. */
+static void start_gateway_with(gw_proc *g, const mwt_pki *pki, const char *const extra[])
 {
     snprintf(g->dir, sizeof g->dir, "%s", mwt_tmpdir());
     snprintf(g->out, sizeof g->out, "%s/out.jsonl", g->dir);
@@ -74,24 +74,27 @@ static void start_gateway_est(gw_proc *g, const mwt_pki *pki, const char *est_ca
     snprintf(ca, sizeof ca, "%s", mwt_pki_ca(pki));
     snprintf(crt, sizeof crt, "%s", mwt_pki_crt(pki, "gateway"));
     snprintf(key, sizeof key, "%s", mwt_pki_key(pki, "gateway"));
-    const char *argv[] = {mwt_bin("medwire-gateway"),
-                          "--listen",
-                          "127.0.0.1:0",
-                          "--ca",
-                          ca,
-                          "--cert",
-                          crt,
-                          "--key",
-                          key,
-                          "--out",
-                          g->out,
-                          "--audit",
-                          g->audit,
-                          "--port-file",
-                          g->port_file,
-                          est_ca ? "--est-ca" : NULL,
-                          est_ca,
-                          NULL};
+    const char *argv[32] = {mwt_bin("medwire-gateway"),
+                            "--listen",
+                            "127.0.0.1:0",
+                            "--ca",
+                            ca,
+                            "--cert",
+                            crt,
+                            "--key",
+                            key,
+                            "--out",
+                            g->out,
+                            "--audit",
+                            g->audit,
+                            "--port-file",
+                            g->port_file};
+    size_t n = 15;
+    for (size_t i = 0; extra && extra[i]; i++) {
+        cr_assert_lt(n, 31u);
+        argv[n++] = extra[i];
+    }
+    argv[n] = NULL;
     /* The gateway runs in its own directory, so whatever it keeps there by default (its
      * replay store) belongs to this test alone: a device's sequence numbers start afresh. */
     cr_assert_eq(chdir(g->dir), 0, "cannot enter %s", g->dir);
@@ -102,6 +105,13 @@ static void start_gateway_est(gw_proc *g, const mwt_pki *pki, const char *est_ca
     g->port = atoi(port);
     free(port);
     cr_assert_gt(g->port, 0);
+}
+
+/* The gateway, with @p est_ca (may be NULL) as its --est-ca CA folder. */
+static void start_gateway_est(gw_proc *g, const mwt_pki *pki, const char *est_ca)
+{
+    const char *extra[] = {"--est-ca", est_ca, NULL};
+    start_gateway_with(g, pki, est_ca ? extra : NULL);
 }
 
 static void start_gateway(gw_proc *g, const mwt_pki *pki)
@@ -836,6 +846,171 @@ Test(est, crts_answers_the_ca_and_a_gateway_without_est_ca_serves_none, .timeout
     cr_assert_str_eq(r.code, "4.04", "%s", r.log);
     coap_run_free(&r);
     stop_gateway(&g);
+}
+
+/* ---- EST with the hospital's CA elsewhere: --est-ca-cmd runs OpenSSL's x509 -req ---- */
+
+/* DIR/ca.sh, the "hospital CA" the gateway runs: it notes each run in DIR/calls, refuses dev-2
+ * (exit 1), and signs everything else with @p ca_crt and @p ca_key using OpenSSL. */
+static void est_cmd_script(const prog *openssl, const mwt_pki *p, const char *ca_crt,
+                           const char *ca_key, char *cmd, size_t cap)
+{
+    char path[300], ext[300], text[2400];
+    snprintf(ext, sizeof ext, "%s/ext.cnf", p->dir);
+    static const char exts[] = "basicConstraints=critical,CA:FALSE\n"
+                               "keyUsage=critical,digitalSignature\n"
+                               "extendedKeyUsage=clientAuth\n";
+    write_bytes(ext, exts, sizeof exts - 1);
+    snprintf(path, sizeof path, "%s/ca.sh", p->dir);
+    int n = snprintf(text, sizeof text,
+                     "echo \"$MEDWIRE_DEVICE_ID $MEDWIRE_CERT_SERIAL\" >> '%s/calls'\n"
+                     "if [ \"$MEDWIRE_DEVICE_ID\" = dev-2 ]; then\n"
+                     "  echo 'dev-2 is not on the ward list' >&2; exit 1\n"
+                     "fi\n"
+                     "exec '%s' x509 -req -CA '%s' -CAkey '%s' -CAserial '%s/serial' "
+                     "-CAcreateserial -days 30 -extfile '%s'\n",
+                     p->dir, openssl->path, ca_crt, ca_key, p->dir, ext);
+    cr_assert(n > 0 && (size_t)n < sizeof text);
+    write_bytes(path, text, (size_t)n);
+    snprintf(cmd, cap, "sh '%s'", path);
+}
+
+/* POSTs the request as est_post does, again while the gateway answers 5.03 (the command still
+ * runs), for up to 30 s; the number of 5.03 answers in @p waits. */
+static void est_post_until_decided(coap_run *r, const prog *client, const mwt_pki *p,
+                                   const gw_proc *g, const char *device, const char *csr_name,
+                                   int *waits)
+{
+    *waits = 0;
+    for (int i = 0; i < 120; i++) {
+        est_post(r, client, p, g, device, csr_name, "287");
+        if (strcmp(r->code, "5.03") != 0)
+            return;
+        (*waits)++;
+        coap_run_free(r);
+        mwt_sleep_ms(250);
+    }
+    cr_assert_fail("still 5.03 after 30 s");
+}
+
+/* @req IEC62443-CR1.5 IEC62443-CR1.8 */
+Test(est_cmd, the_hospitals_ca_command_issues_after_a_5_03_and_refuses_with_its_reason,
+     .timeout = 180)
+{
+    prog client, openssl;
+    require_program("coap-client-openssl", &client);
+    cr_assert(find_program("openssl", &openssl), "openssl (Debian package openssl) is needed");
+    mwt_pki pki;
+    est_pki(&pki);
+    char ca_crt[300], ca_key[300], cmd[400], fresh[300], a[300], b[300];
+    snprintf(ca_crt, sizeof ca_crt, "%s/ca/ca.crt", pki.dir);
+    snprintf(ca_key, sizeof ca_key, "%s/ca/ca.key", pki.dir);
+    est_cmd_script(&openssl, &pki, ca_crt, ca_key, cmd, sizeof cmd);
+    gw_proc g;
+    const char *extra[] = {"--est-ca-cmd", cmd, "--est-retry-after", "7", NULL};
+    start_gateway_with(&g, &pki, extra);
+    est_csr(&openssl, &pki, "dev-1-new", "/O=medwire/CN=dev-1", "");
+    coap_run r;
+    /* First, not decided: 5.03 with the Max-Age to wait. */
+    est_post(&r, &client, &pki, &g, "dev-1", "dev-1-new", "287");
+    cr_assert_str_eq(r.code, "5.03", "%s", r.log);
+    cr_assert(strstr(r.log, "Max-Age:7"), "the 5.03 says when to ask again:\n%s", r.log);
+    coap_run_free(&r);
+    int waits = 0;
+    est_post_until_decided(&r, &client, &pki, &g, "dev-1", "dev-1-new", &waits);
+    cr_assert_str_eq(r.code, "2.04", "%s", r.log);
+    snprintf(a, sizeof a, "%s/answer.der", pki.dir);
+    snprintf(fresh, sizeof fresh, "%s/dev-1-new.crt", pki.dir);
+    write_bytes(a, r.body ? r.body : "", r.body_len);
+    coap_run_free(&r);
+    openssl_ok(&openssl, "x509", "-inform", "DER", "-in", a, "-out", fresh, NULL);
+    openssl_ok(&openssl, "verify", "-CAfile", mwt_pki_ca(&pki), "-purpose", "sslclient", fresh,
+               NULL);
+    snprintf(a, sizeof a, "%s/new.pub", pki.dir);
+    snprintf(b, sizeof b, "%s/key.pub", pki.dir);
+    openssl_ok(&openssl, "x509", "-in", fresh, "-noout", "-pubkey", "-out", a, NULL);
+    openssl_ok(&openssl, "pkey", "-in", mwt_pki_key(&pki, "dev-1-new"), "-pubout", "-out", b, NULL);
+    char *pa = mwt_read_file(a), *pb = mwt_read_file(b);
+    cr_assert(pa && pb && strcmp(pa, pb) == 0, "the certificate is for the request's key");
+    free(pa);
+    free(pb);
+    /* The new certificate opens a session. */
+    uri_of(a, sizeof a, &g, "/.well-known/core");
+    const char *get[] = {"-m", "get", NULL};
+    run_client(&r, client.path, &pki, "dev-1-new", get, a);
+    cr_assert_str_eq(r.code, "2.05", "the renewed certificate is accepted:\n%s", r.log);
+    coap_run_free(&r);
+    /* The same request again (an answer lost) gets the same certificate, without a new run. */
+    est_post(&r, &client, &pki, &g, "dev-1", "dev-1-new", "287");
+    cr_assert_str_eq(r.code, "2.04", "%s", r.log);
+    coap_run_free(&r);
+    snprintf(a, sizeof a, "%s/calls", pki.dir);
+    const char *dev1[] = {"dev-1 ", NULL};
+    cr_assert_eq(mwt_count_lines(a, dev1), 1, "one run of the command for dev-1's request");
+    char *calls = mwt_read_file(a);
+    cr_assert(calls && strlen(calls) > strlen("dev-1 \n"),
+              "the command is told the serial it replaces: %s", calls ? calls : "");
+    free(calls);
+    /* The command refuses dev-2: 4.03, with its reason audited. */
+    est_csr(&openssl, &pki, "dev-2-new", "/O=medwire/CN=dev-2", "");
+    est_post_until_decided(&r, &client, &pki, &g, "dev-2", "dev-2-new", &waits);
+    cr_assert_str_eq(r.code, "4.03", "%s", r.log);
+    cr_assert_gt(waits, 0, "the command's refusal, too, comes after a 5.03");
+    coap_run_free(&r);
+    stop_gateway(&g);
+    const char *renewed[] = {"\"event\":\"certificate_renewed\"", "\"device\":\"dev-1\"",
+                             "by the CA command", NULL};
+    cr_assert_eq(mwt_count_lines(g.audit, renewed), 2, "the renewal and its repeat are audited");
+    const char *refused[] = {"\"event\":\"renewal_refused\"", "\"device\":\"dev-2\"",
+                             "dev-2 is not on the ward list", NULL};
+    cr_assert_eq(mwt_count_lines(g.audit, refused), 1, "the command's reason is audited");
+}
+
+/* A command that signs with another CA, or does not finish, gives the device nothing that
+ * would lock it out: 5.00, and the audit trail says why. */
+/* @req IEC62443-CR1.8 */
+Test(est_cmd, a_certificate_of_another_ca_or_a_command_past_its_time_is_refused_5_00,
+     .timeout = 180)
+{
+    prog client, openssl;
+    require_program("coap-client-openssl", &client);
+    cr_assert(find_program("openssl", &openssl), "openssl (Debian package openssl) is needed");
+    mwt_pki pki;
+    est_pki(&pki);
+    char other_key[300], other_crt[300], cmd[400], slow[700];
+    snprintf(other_key, sizeof other_key, "%s/other-ca.key", pki.dir);
+    snprintf(other_crt, sizeof other_crt, "%s/other-ca.crt", pki.dir);
+    openssl_ok(&openssl, "ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", other_key,
+               NULL);
+    openssl_ok(&openssl, "req", "-x509", "-new", "-key", other_key, "-subj", "/CN=Another CA",
+               "-days", "30", "-out", other_crt, NULL);
+    est_cmd_script(&openssl, &pki, other_crt, other_key, cmd, sizeof cmd);
+    /* dev-2 is not refused by this one: its run sleeps past the timeout. */
+    snprintf(slow, sizeof slow, "[ \"$MEDWIRE_DEVICE_ID\" = dev-2 ] && exec sleep 60; %s", cmd);
+    gw_proc g;
+    const char *extra[] = {"--est-ca-cmd", slow, "--est-ca-cmd-timeout", "1", NULL};
+    start_gateway_with(&g, &pki, extra);
+    est_csr(&openssl, &pki, "dev-1-new", "/O=medwire/CN=dev-1", "");
+    est_csr(&openssl, &pki, "dev-2-new", "/O=medwire/CN=dev-2", "");
+    coap_run r;
+    int waits = 0;
+    est_post_until_decided(&r, &client, &pki, &g, "dev-1", "dev-1-new", &waits);
+    cr_assert_str_eq(r.code, "5.00", "%s", r.log);
+    cr_assert_null(strstr(r.log, "CA file"), "the device is not told the gateway's files");
+    coap_run_free(&r);
+    est_post_until_decided(&r, &client, &pki, &g, "dev-2", "dev-2-new", &waits);
+    cr_assert_str_eq(r.code, "5.00", "%s", r.log);
+    cr_assert_geq(waits, 1, "5.03 while the command ran");
+    coap_run_free(&r);
+    stop_gateway(&g);
+    const char *foreign[] = {"\"event\":\"renewal_refused\"", "\"device\":\"dev-1\"",
+                             "does not verify against the gateway's CA file", NULL};
+    cr_assert_eq(mwt_count_lines(g.audit, foreign), 1, "%s", g.audit);
+    const char *late[] = {"\"event\":\"renewal_refused\"", "\"device\":\"dev-2\"",
+                          "did not finish within 1 s", NULL};
+    cr_assert_eq(mwt_count_lines(g.audit, late), 1);
+    const char *issued[] = {"\"event\":\"certificate_renewed\"", NULL};
+    cr_assert_eq(mwt_count_lines(g.audit, issued), 0);
 }
 
 /* ---- the suites: OpenSSL's own DTLS client, which can be told which suites to offer ---- */
