@@ -8,6 +8,10 @@
 #include <string.h>
 #include <time.h>
 
+#include <wolfssl/options.h>
+#include <wolfssl/wolfcrypt/settings.h>
+#include <wolfssl/wolfcrypt/asn_public.h>
+
 #include "medwire/medwire.h"
 
 #include "cmdline.h"
@@ -20,7 +24,8 @@ static const char USAGE[] =
     "                      --ca FILE --cert FILE --key FILE --count N [--interval-ms M]\n"
     "                      [--give-up-s S] [--quiet] [--queue FILE --queue-key FILE]\n"
     "                      [--queue-capacity N] [--group-commit N] [--print-seq]\n"
-    "                      [--allow-shared-key-file] [--crl FILE] [--ack-timeout-ms M]\n"
+    "                      [--allow-shared-key-file] [--crl FILE] [--crl-refresh-s S]\n"
+    "                      [--ack-timeout-ms M]\n"
     "                      [--renew-before-days N]\n"
     "                      [--max-retransmit N] [--reconnect-min-ms M]\n"
     "\n"
@@ -49,6 +54,11 @@ static const char USAGE[] =
     "                        whose certificate it lists is refused, on every handshake;\n"
     "                        one past its next update refuses every gateway, so replace\n"
     "                        the file before then (read at start only)\n"
+    "  --crl-refresh-s S     fetch the CA's current CRL from the gateway once connected,\n"
+    "                        and every S seconds while connected (up to 2592000): taken only\n"
+    "                        if the CA signed it and it is not older than ours, and then\n"
+    "                        written over --crl FILE for the next start; a gateway it\n"
+    "                        revokes is left at once (exit 1); 0: never (default)\n"
     "  --renew-before-days N  when the certificate expires within N days, ask the gateway\n"
     "                        for a new one over the session (EST; the gateway needs\n"
     "                        --est-ca): a new key is made as KEY.new, and once the\n"
@@ -108,6 +118,24 @@ static void on_renewal(void *ctx, mw_err e, const uint8_t *der, size_t len, cons
                 "medwire-device: renewed: %s and %s hold the new certificate and key, "
                 "used from the next start; the previous ones are %s.prev and %s.prev\n",
                 renewal.cert, renewal.key, renewal.cert, renewal.key);
+}
+
+/* A CRL taken from the gateway (--crl-refresh-s), kept in --crl FILE for the next start. */
+static const char *crl_keep; /* --crl FILE, or NULL */
+
+static void on_crl(void *ctx, const uint8_t *der, size_t len)
+{
+    (void)ctx;
+    const char *path = crl_keep;
+    uint8_t pem[MW_CRL_PEM_MAX];
+    int n = path ? wc_DerToPem(der, (word32)len, pem, sizeof pem, CRL_TYPE) : 0;
+    if (path == NULL)
+        return;
+    if (n <= 0 || renew_write_whole(path, pem, (size_t)n, 0644) != 0)
+        fprintf(stderr,
+                "medwire-device: the gateway's newer CRL is in force for this run, but cannot "
+                "be written to %s (%s): the next start uses the old one\n",
+                path, n <= 0 ? "it does not convert to PEM" : strerror(errno));
 }
 
 /* The measurement interval, changeable by the gateway's set_interval command. */
@@ -235,7 +263,7 @@ int main(int argc, char **argv)
 {
     const char *gws[MW_GATEWAYS_MAX] = {NULL}, *gw_name = NULL, *ca = NULL, *cert = NULL;
     const char *key = NULL, *crl = NULL, *queue = NULL, *queue_key = NULL;
-    unsigned long renew_days = 0;
+    unsigned long renew_days = 0, crl_refresh_s = 0;
     size_t n_gws = 0;
     unsigned long count = 0, give_up_s = 60, capacity = 256, group_commit = 0;
     unsigned long ack_timeout_ms = 2000, max_retransmit = 4, reconnect_min_ms = 1000;
@@ -309,6 +337,9 @@ int main(int argc, char **argv)
         } else if (strcmp(a, "--max-retransmit") == 0) {
             num = &max_retransmit;
             max = 20;
+        } else if (strcmp(a, "--crl-refresh-s") == 0) {
+            num = &crl_refresh_s;
+            max = 2592000;
         } else if (strcmp(a, "--renew-before-days") == 0) {
             num = &renew_days;
             max = 3650;
@@ -366,6 +397,9 @@ int main(int argc, char **argv)
     cfg.cert_file = cert;
     cfg.key_file = key;
     cfg.crl_file = crl;
+    cfg.crl_refresh_s = (uint32_t)crl_refresh_s;
+    cfg.on_crl = on_crl;
+    crl_keep = crl;
     if (renew_days > 0) {
         /* A renewal a power cut interrupted is finished before the pair is read. */
         if (renew_recover(cert, key) != 0)
@@ -491,13 +525,17 @@ int main(int argc, char **argv)
             last_made_ms = now;
             next_at = interval_ms ? next_at + interval_ms : now;
         }
-        if (made == count && mw_client_pending(c) == 0 && !renewal.waiting)
+        /* With --crl-refresh-s, a run also waits for its CRL fetch (taken or refused). */
+        mw_client_stats_t cs;
+        mw_client_stats(c, &cs);
+        bool crl_waiting = crl_refresh_s > 0 && cs.crls_taken + cs.crls_refused == 0;
+        if (made == count && mw_client_pending(c) == 0 && !renewal.waiting && !crl_waiting)
             break;
         if (made == count && now - last_made_ms > give_up_s * 1000u && mw_client_pending(c) == 0) {
             fprintf(stderr,
-                    "medwire-device: the certificate request was not answered within %lu "
-                    "s; asked again at the next start\n",
-                    give_up_s);
+                    "medwire-device: the %s not answered within %lu s; asked again at "
+                    "the next start\n",
+                    renewal.waiting ? "certificate request was" : "CRL fetch was", give_up_s);
             break;
         }
         if (made == count && now - last_made_ms > give_up_s * 1000u) {

@@ -64,8 +64,7 @@ static int sync_dir_of(const char *path)
     return rc;
 }
 
-/* Writes @p len bytes to @p path whole (PATH.tmp, synced, renamed), with @p mode. */
-static int write_whole(const char *path, const void *data, size_t len, mode_t mode)
+int renew_write_whole(const char *path, const void *data, size_t len, mode_t mode)
 {
     char tmp[4200];
     path_with(tmp, sizeof tmp, path, ".tmp");
@@ -152,8 +151,9 @@ static int copy_whole(const char *from, const char *to)
     uint8_t buf[PEM_MAX];
     struct stat st;
     long n = read_small(from, buf, sizeof buf);
-    int rc =
-        n < 0 || stat(from, &st) != 0 ? -1 : write_whole(to, buf, (size_t)n, st.st_mode & 0777);
+    int rc = n < 0 || stat(from, &st) != 0
+                 ? -1
+                 : renew_write_whole(to, buf, (size_t)n, st.st_mode & 0777);
     mwi_wipe(buf, sizeof buf);
     return rc;
 }
@@ -240,7 +240,7 @@ int renew_request(const char *key, const char *cn, uint8_t *csr, size_t cap, siz
         int n = wc_ecc_make_key_ex(&rng, 32, &k, ECC_SECP256R1);
         int d = n == 0 ? wc_EccKeyToDer(&k, der, sizeof der) : -1;
         int p = d > 0 ? wc_DerToPem(der, (word32)d, pem, sizeof pem, ECC_PRIVATEKEY_TYPE) : -1;
-        ok = p > 0 && write_whole(key_new, pem, (size_t)p, 0600) == 0;
+        ok = p > 0 && renew_write_whole(key_new, pem, (size_t)p, 0600) == 0;
         if (!ok)
             fprintf(stderr, "medwire-device: cannot write the new key %s: %s\n", key_new,
                     strerror(errno));
@@ -279,7 +279,7 @@ int renew_install(const char *cert, const char *key, const uint8_t *der, size_t 
     path_with(cert_new, sizeof cert_new, cert, ".new");
     path_with(key_new, sizeof key_new, key, ".new");
     int n = wc_DerToPem(der, (word32)len, pem, sizeof pem, CERT_TYPE);
-    if (n <= 0 || write_whole(cert_new, pem, (size_t)n, 0644) != 0) {
+    if (n <= 0 || renew_write_whole(cert_new, pem, (size_t)n, 0644) != 0) {
         fprintf(stderr, "medwire-device: cannot write the renewed certificate %s: %s\n", cert_new,
                 strerror(errno));
         return -1;

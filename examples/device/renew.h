@@ -12,6 +12,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 /** Finishes an interrupted installation of CERT.new / KEY.new over @p cert / @p key; prints what
  *  it did. 0, or -1 after printing why. */
@@ -25,5 +26,12 @@ int renew_request(const char *key, const char *cn, uint8_t *csr, size_t cap, siz
  *  renames. 0, or -1 after printing why (the old pair is then still in place, or recovered at
  *  the next start). */
 int renew_install(const char *cert, const char *key, const uint8_t *der, size_t len);
+
+/** Writes @p len bytes to @p path whole (PATH.tmp, synced, renamed over it, the folder synced),
+ *  with @p mode. 0, or -1 with errno. */
+int renew_write_whole(const char *path, const void *data, size_t len, mode_t mode);
+
+/** The largest CRL, as PEM, that --crl-refresh-s keeps (the library fetches 16 KB of DER). */
+#define MW_CRL_PEM_MAX 24000
 
 #endif

@@ -111,6 +111,14 @@ typedef void mw_fate_fn(void *ctx, const mw_fate_report_t *report);
 typedef void mw_renewal_fn(void *ctx, mw_err e, const uint8_t *cert, size_t cert_len,
                            const char *reason);
 
+/**
+ * A CRL fetched from the gateway (mw_client_config_t.crl_refresh_s) that the client took: signed
+ * by the CA, not past its nextUpdate, not older than the one in force. @p der (DER, @p len bytes)
+ * is valid during the call only: store it to open the client with it next (crl_buf). Must not
+ * call back into the client.
+ */
+typedef void mw_crl_fn(void *ctx, const uint8_t *der, size_t len);
+
 /** Client configuration. Strings are copied by mw_client_open. */
 typedef struct mw_client_config {
     /** PEM CA certificate(s) the gateway must chain to; required (or @c ca_buf) */
@@ -223,6 +231,16 @@ typedef struct mw_client_config {
     /** Where the answer to mw_client_renew goes; required to renew. */
     mw_renewal_fn *on_renewal;
     void *on_renewal_ctx;
+    /** Fetch the CA's current CRL from the gateway (GET /crl) once a session is up, and again
+     *  every so many seconds while connected; 0: never. The CRL is taken only when the CA signed
+     *  it (the gateway cannot forge one), it is not past its nextUpdate and not older than the
+     *  CRL in force; it then checks every later handshake, and a gateway it revokes loses its
+     *  session at once (MW_ECERT_REVOKED in mw_client_last_error). Needs a wolfSSL with CRL
+     *  support. */
+    uint32_t crl_refresh_s;
+    /** Told each CRL taken, to store it (optional). */
+    mw_crl_fn *on_crl;
+    void *on_crl_ctx;
 } mw_client_config_t;
 
 /** Counters and the state of the link. */
@@ -287,6 +305,12 @@ typedef struct mw_client_stats {
      *  device's time as its messages are stamped, ms since the epoch; 0 if unknown). */
     uint64_t renewals;
     uint64_t last_renewal_ms;
+    /** CRLs fetched from the gateway and taken (crl_refresh_s), and those refused (not signed
+     *  by the CA, expired, older than the one in force, too large: mw_client_last_error says
+     *  why); the nextUpdate of the CRL in force (seconds since the epoch; 0: none). */
+    uint64_t crls_taken;
+    uint64_t crls_refused;
+    int64_t crl_next_update_s;
 } mw_client_stats_t;
 
 /** Fills @p cfg with defaults (all pointers NULL). */

@@ -296,6 +296,8 @@ typedef struct mw_gateway_stats {
      *  certificates (every device of that CA is refused after), and the CRL's nextUpdate
      *  (every device is refused after it, until a newer CRL is loaded). */
     int64_t cert_not_after_s, ca_not_after_s, crl_next_update_s;
+    /** Answers to devices fetching the CRL (GET /crl), one per block. */
+    uint64_t crls_served;
 } mw_gateway_stats_t;
 
 MW_API void mw_gateway_config_init(mw_gateway_config_t *cfg);

@@ -43,6 +43,7 @@ struct req {
     bool used;
     bool ping;
     bool est;                            /* POST /.well-known/est/sren (mw_client_renew) */
+    bool crl;                            /* GET /crl, one block of it (crl_refresh_s) */
     bool block;                          /* carries c->body in Block1 pieces (c->b1 says which) */
     uint8_t buf[MWI_DTLS_MAX_PLAINTEXT]; /* the bytes sent, for retransmission */
     size_t len;
@@ -82,6 +83,15 @@ struct mw_client {
     uint16_t renew_len;
     bool renew_sent;
     uint64_t renew_at_ms; /* not before: the Max-Age of a 5.03 (the CA has not decided yet) */
+    /* The CA's CRL fetched from the gateway every crl_refresh_ms (0: never): when next, whether
+     * a block request is in flight, and the blocks so far (heap, NULL between fetches). */
+    uint64_t crl_refresh_ms, crl_due_ms;
+    bool crl_sent;
+    uint32_t crl_block;
+    uint8_t *crl_body;
+    size_t crl_len;
+    mw_crl_fn *on_crl;
+    void *on_crl_ctx;
     mw_transport_t tp;
     bool own_tp;
     mw_clock_t clock;
@@ -590,6 +600,9 @@ mw_err mw_client_open(const mw_client_config_t *cfg, mw_client_t **out, mw_error
     c->on_fate_ctx = cfg->on_fate_ctx;
     c->on_renewal = cfg->on_renewal;
     c->on_renewal_ctx = cfg->on_renewal_ctx;
+    c->crl_refresh_ms = (uint64_t)cfg->crl_refresh_s * 1000u;
+    c->on_crl = cfg->on_crl;
+    c->on_crl_ctx = cfg->on_crl_ctx;
     c->keepalive_ms = cfg->keepalive_ms;
     c->reconnect_min_ms = cfg->reconnect_min_ms ? cfg->reconnect_min_ms : 1000;
     c->reconnect_max_ms = cfg->reconnect_max_ms ? cfg->reconnect_max_ms : 60000;
@@ -825,6 +838,11 @@ static void drop_link(mw_client_t *c, uint64_t now)
     for (size_t i = 0; i < MWI_NSTART_MAX; i++)
         c->reqs[i].used = false; /* their messages stay queued and go again */
     c->renew_sent = false;       /* and a certificate request too */
+    c->crl_sent = false;         /* a CRL fetch starts again from its first block */
+    c->crl_block = 0;
+    free(c->crl_body);
+    c->crl_body = NULL;
+    c->crl_len = 0;
     mwi_coap_block1_sender_stop(&c->b1);
     c->st.connected = false;
     c->state = ST_IDLE;
@@ -1197,11 +1215,95 @@ static void renewal_answered(mw_client_t *c, struct req *q, const mwi_coap_msg *
                   e == MW_OK ? m->payload_len : 0, e == MW_OK ? "" : why);
 }
 
+/* The fetch is over, taken or not: the next one after crl_refresh_ms. */
+static void crl_done(mw_client_t *c, uint64_t now)
+{
+    free(c->crl_body);
+    c->crl_body = NULL;
+    c->crl_len = 0;
+    c->crl_block = 0;
+    c->crl_due_ms = now + c->crl_refresh_ms;
+}
+
+/* A whole CRL from the gateway: taken if the CA signed it and it is not older (dtls.h); a
+ * gateway it revokes loses its session, and the next handshake with it fails for good. */
+static void crl_received(mw_client_t *c, const uint8_t *der, size_t len)
+{
+    mw_error_detail_t d;
+    mw_err e = mwi_dtls_ctx_update_crl(c->dtls, der, len, c->link.conn, &d);
+    if (e == MW_OK || e == MW_ECERT_REVOKED) {
+        c->st.crls_taken++;
+        if (c->on_crl)
+            c->on_crl(c->on_crl_ctx, der, len);
+    } else {
+        c->st.crls_refused++;
+    }
+    if (e == MW_ECONFIG)
+        c->crl_refresh_ms = 0; /* no CRL support in this build: said once, not asked again */
+    if (e != MW_OK)
+        set_last(c, e, d.foreign, d.reason);
+    if (e == MW_ECERT_REVOKED) {
+        audit(c, MW_AUDIT_HANDSHAKE_FAILED, e, 0, d.reason);
+        mwi_dtls_session_free(&c->saved); /* no resumption: a full handshake, checked */
+        mwi_dtls_conn_close(c->link.conn);
+        c->drop_requested = true; /* inside the record callback: dropped after it */
+    }
+}
+
+/* One block of the CRL (RFC 7959 2.4): the next asked for, or the whole CRL taken. */
+static void crl_answered(mw_client_t *c, struct req *q, const mwi_coap_msg *m)
+{
+    uint64_t now = now_ms(c);
+    release(c, q);
+    c->crl_sent = false;
+    c->progressed = true;
+    bool more = false;
+    const char *bad = NULL;
+    if (m->code != MWI_COAP_CONTENT || m->content_format != MWI_COAP_CF_PKIX_CRL)
+        bad = "the gateway has no CRL to give (GET /crl was not answered 2.05 "
+              "application/pkix-crl)";
+    else if ((m->flags & MWI_COAP_F_BLOCK2) && MWI_COAP_BLOCK_NUM(m->block2) != c->crl_block)
+        bad = "the gateway's CRL came with a block out of order";
+    else if (m->payload_len > MWI_CRL_FETCH_MAX - c->crl_len)
+        bad = "the gateway's CRL is larger than a device fetches (16 KB)";
+    if (bad == NULL) {
+        more = (m->flags & MWI_COAP_F_BLOCK2) && MWI_COAP_BLOCK_MORE(m->block2);
+        if (c->crl_body == NULL)
+            c->crl_body = malloc(MWI_CRL_FETCH_MAX);
+        if (c->crl_body == NULL) {
+            bad = "out of memory for the gateway's CRL";
+        } else if (m->payload_len) {
+            memcpy(c->crl_body + c->crl_len, m->payload, m->payload_len);
+            c->crl_len += m->payload_len;
+        }
+    }
+    if (bad != NULL) {
+        c->st.crls_refused++;
+        set_last(c, MW_ECOAP_RESPONSE, 0, bad);
+        crl_done(c, now);
+        return;
+    }
+    if (more) {
+        c->crl_block++; /* send_crl_fetch asks for it at once */
+        return;
+    }
+    uint8_t *body = c->crl_body;
+    size_t len = c->crl_len;
+    c->crl_body = NULL;
+    crl_done(c, now);
+    crl_received(c, body, len);
+    free(body);
+}
+
 static void on_response(mw_client_t *c, struct req *q, const mwi_coap_msg *m)
 {
     uint8_t cls = (uint8_t)(m->code >> 5);
     if (q->est) {
         renewal_answered(c, q, m);
+        return;
+    }
+    if (q->crl) {
+        crl_answered(c, q, m);
         return;
     }
     if (q->block && m->code == MWI_COAP_CONTINUE) {
@@ -1343,6 +1445,10 @@ static void on_record(void *ctx, const uint8_t *data, size_t len)
             bool ping = q->ping;
             if (q->est)
                 c->renew_sent = false; /* asked again, after the wait below */
+            if (q->crl) {
+                c->crl_sent = false;
+                crl_done(c, now_ms(c));
+            }
             release(c, q); /* a ping's RST is its answer: the gateway is alive */
             if (!ping) {
                 set_last(c, MW_ECOAP_RESET, 0, "the gateway reset our request");
@@ -1365,8 +1471,10 @@ static void on_record(void *ctx, const uint8_t *data, size_t len)
 static struct req *free_req(mw_client_t *c)
 {
     for (size_t i = 0; i < c->nstart; i++)
-        if (!c->reqs[i].used)
+        if (!c->reqs[i].used) {
+            c->reqs[i].crl = false; /* the kinds the caller does not name are cleared here */
             return &c->reqs[i];
+        }
     return NULL;
 }
 
@@ -1589,6 +1697,34 @@ static void send_renewal(mw_client_t *c, uint64_t now)
         drop_link(c, now);
     else
         c->renew_sent = true;
+}
+
+/* The next block of the CA's CRL (crl_refresh_s), when it is due. */
+static void send_crl_fetch(mw_client_t *c, uint64_t now)
+{
+    if (c->crl_refresh_ms == 0 || c->crl_sent || c->state != ST_READY || now < c->crl_due_ms ||
+        now < c->resend_at_ms)
+        return;
+    struct req *q = free_req(c);
+    if (q == NULL)
+        return;
+    mwi_coap_msg m;
+    mwi_coap_msg_init(&m);
+    m.type = MWI_COAP_CON;
+    m.code = MWI_COAP_GET;
+    snprintf(m.uri_path, sizeof m.uri_path, "%s", MWI_PATH_CRL);
+    m.accept = MWI_COAP_CF_PKIX_CRL;
+    m.flags = MWI_COAP_F_BLOCK2;
+    m.block2 = MWI_COAP_BLOCK_VALUE(c->crl_block, 0, MWI_BLOCK_SZX);
+    q->ping = false;
+    q->est = false;
+    q->crl = true;
+    q->block = false;
+    q->nseq = 0;
+    if (transmit(c, q, &m, now) != MW_OK)
+        drop_link(c, now);
+    else
+        c->crl_sent = true;
 }
 
 static bool any_request(const mw_client_t *c)
@@ -1814,6 +1950,7 @@ mw_err mw_client_poll(mw_client_t *c, int timeout_ms)
         run_timers(c, now);
         receive(c, now);
         send_renewal(c, now);
+        send_crl_fetch(c, now);
         send_gaps(c);
         for (uint32_t k = 0; k < c->nstart && c->state == ST_READY; k++) {
             uint64_t sent = c->st.requests_sent;
@@ -1916,6 +2053,7 @@ void mw_client_stats(const mw_client_t *c, mw_client_stats_t *out)
     mwi_dtls_expiry x;
     mwi_dtls_ctx_expiry(c->dtls, &x);
     out->cert_not_after_s = x.cert;
+    out->crl_next_update_s = x.crl;
 }
 
 void mw_client_last_error(const mw_client_t *c, mw_error_detail_t *out)
@@ -1963,6 +2101,8 @@ int mw_client_next_timeout_ms(const mw_client_t *c)
             at = c->resend_at_ms;
         if (c->renew_csr != NULL && !c->renew_sent && c->renew_at_ms > now && c->renew_at_ms < at)
             at = c->renew_at_ms;
+        if (c->crl_refresh_ms && !c->crl_sent && c->crl_due_ms > now && c->crl_due_ms < at)
+            at = c->crl_due_ms;
         if (c->keepalive_ms && !any_request(c) && depth(c) == 0)
             at = c->last_rx_ms + c->keepalive_ms < at ? c->last_rx_ms + c->keepalive_ms : at;
     }
@@ -1995,6 +2135,7 @@ void mw_client_close(mw_client_t **pc)
         mwi_mem_region_close(&c->region);
     free(c->results);
     free(c->renew_csr);
+    free(c->crl_body);
     free(c);
     *pc = NULL;
 }

@@ -21,6 +21,12 @@ int mwi_dtls_crl_check(mwi_dtls_ctx *ctx, uint8_t *der, int len);
 /** The nextUpdate of the CRL @p data (@p len bytes, PEM or DER as @p format says), in seconds
  *  since the epoch; 0 if it has none or cannot be read. */
 int64_t mwi_dtls_crl_next_update(const uint8_t *data, size_t len, int format);
+/** Replaces @p ctx's CRL with @p crl once it loads (signed by the CA, not expired) on a scratch
+ *  manager; the CRL in force stays on any failure. With @p newer_only, a CRL whose thisUpdate
+ *  is before the one in force is refused (it could undo a revocation). MW_ECERT_LOAD (why,
+ *  naming crl->name), MW_ENOMEM, MW_ECONFIG (this wolfSSL has no CRL). */
+MW_NODISCARD mw_err mwi_dtls_crl_replace(mwi_dtls_ctx *ctx, const mwi_dtls_cred *crl,
+                                         bool newer_only, mw_error_detail_t *d);
 /** Fills @p d for a CRL wolfSSL refused with @p code, naming @p c; MW_ECERT_LOAD. */
 mw_err mwi_dtls_crl_failed(mw_error_detail_t *d, const mwi_dtls_cred *c, int code);
 

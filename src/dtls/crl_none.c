@@ -34,3 +34,30 @@ int64_t mwi_dtls_crl_next_update(const uint8_t *data, size_t len, int format)
     (void)format;
     return 0;
 }
+
+mw_err mwi_dtls_crl_replace(mwi_dtls_ctx *ctx, const mwi_dtls_cred *crl, bool newer_only,
+                            mw_error_detail_t *d)
+{
+    (void)ctx;
+    (void)crl;
+    (void)newer_only;
+    return mwi_detail_fail(d, MW_ECONFIG, "this build's wolfSSL has no CRL support (HAVE_CRL)");
+}
+
+mw_err mwi_dtls_ctx_update_crl(mwi_dtls_ctx *ctx, const uint8_t *der, size_t len,
+                               mwi_dtls_conn *live, mw_error_detail_t *d)
+{
+    (void)ctx;
+    (void)der;
+    (void)len;
+    (void)live;
+    return mwi_detail_fail(d, MW_ECONFIG, "this build's wolfSSL has no CRL support (HAVE_CRL)");
+}
+
+bool mwi_dtls_ctx_crl(const mwi_dtls_ctx *ctx, const uint8_t **der, size_t *len)
+{
+    (void)ctx;
+    (void)der;
+    (void)len;
+    return false;
+}

@@ -1114,7 +1114,7 @@ mw_err mwi_dtls_ctx_make(const mwi_dtls_config *cfg, const mwi_dtls_server_ops *
         e = MW_ENOMEM;
         goto fail;
     }
-    if (server) { /* kept to check a new CRL against (mwi_dtls_ctx_reload_crl) */
+    {                                 /* kept to check a new CRL against (mwi_dtls_crl_replace) */
         ctx->ca = malloc(ca.len + 1); /* + 1: never a zero-size request (ca.len is not 0) */
         if (ctx->ca == NULL) {
             e = MW_ENOMEM;
@@ -1205,6 +1205,7 @@ static void ctx_release(mwi_dtls_ctx *ctx)
     if (ctx->anchors)
         wolfSSL_CertManagerFree(ctx->anchors);
     free(ctx->ca);
+    free(ctx->crl_der);
     if (ctx->rng_ok)
         wc_FreeRng(&ctx->rng);
     mwi_wipe(ctx->cookie_secret, sizeof ctx->cookie_secret);

@@ -76,6 +76,17 @@ typedef struct mwi_dtls_expiry {
 } mwi_dtls_expiry;
 /** Fills @p out for @p ctx (all 0 for NULL). */
 void mwi_dtls_ctx_expiry(const mwi_dtls_ctx *ctx, mwi_dtls_expiry *out);
+/** The CRL @p ctx enforces, as DER (valid until it is replaced); false if none. */
+bool mwi_dtls_ctx_crl(const mwi_dtls_ctx *ctx, const uint8_t **der, size_t *len);
+/**
+ * Replaces @p ctx's CRL with the DER CRL @p der, fetched from a peer: it must be signed by the
+ * context's CA, not past its nextUpdate, and not older (thisUpdate) than the CRL in force, or
+ * the CRL in force stays (MW_ECERT_LOAD, why in @p out_detail). Then, if @p live has an
+ * established peer, its certificate is checked against it: MW_ECERT_REVOKED if it is revoked
+ * (the CRL is replaced all the same; close the session). MW_ECONFIG without CRL support.
+ */
+MW_NODISCARD mw_err mwi_dtls_ctx_update_crl(mwi_dtls_ctx *ctx, const uint8_t *der, size_t len,
+                                            mwi_dtls_conn *live, mw_error_detail_t *out_detail);
 /** Drops the owner's reference and sets *ctx to NULL. The context lives on until its last
  *  connection is destroyed, so connections may outlive it (a gateway reloading its
  *  credentials keeps established sessions on the context they were made with). */

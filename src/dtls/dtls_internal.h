@@ -77,6 +77,11 @@ struct mwi_dtls_ctx {
     /* When the credentials expire (seconds since the epoch, 0: unknown or none): our
      * certificate, the earliest of the CA certificates, the CRL's nextUpdate. */
     int64_t own_not_after, ca_not_after, crl_next_update;
+    /* The CRL in force as DER (crl.c; served to devices by a gateway), and its thisUpdate: a
+     * CRL fetched later must not be older. */
+    uint8_t *crl_der;
+    size_t crl_der_len;
+    int64_t crl_this_update;
     /* The CA as loaded (a copy, in its format), kept to check a new CRL before it replaces the
      * old; and how to read that CRL's file. */
     uint8_t *ca;

@@ -284,35 +284,7 @@ mw_err mwi_dtls_ctx_reload_crl(mwi_dtls_ctx *ctx, const char *crl_file, mw_error
                         MWI_CRL_FILE_MAX, ctx->read_file, &crl, d);
     if (e != MW_OK)
         return e;
-    /* A bad file must leave the CRL in force untouched: try it on a scratch
-     * certificate manager first (loading into the live one appends, and a
-     * failed load there would leave every device failing with CRL_MISSING). */
-    WOLFSSL_CERT_MANAGER *cm = wolfSSL_CertManagerNew();
-    if (cm == NULL) {
-        mwi_dtls_cred_free(&crl);
-        return MW_ENOMEM;
-    }
-    int rc = wolfSSL_CertManagerLoadCABuffer(cm, ctx->ca, (long)ctx->ca_len, ctx->ca_format);
-    if (rc == WOLFSSL_SUCCESS)
-        rc = wolfSSL_CertManagerEnableCRL(cm, WOLFSSL_CRL_CHECKALL);
-    if (rc == WOLFSSL_SUCCESS)
-        rc = wolfSSL_CertManagerLoadCRLBuffer(cm, crl.data, (long)crl.len, crl.format);
-    wolfSSL_CertManagerFree(cm);
-    if (rc == WOLFSSL_SUCCESS) {
-        /* Replace, not append: the newest file is the whole truth. No handshake
-         * runs in between (one thread). */
-        WOLFSSL_CERT_MANAGER *live = wolfSSL_CTX_GetCertManager(ctx->wctx);
-        if (ctx->crl)
-            (void)wolfSSL_CertManagerFreeCRL(live);
-        rc = wolfSSL_CTX_EnableCRL(ctx->wctx, WOLFSSL_CRL_CHECKALL);
-        if (rc == WOLFSSL_SUCCESS)
-            rc = wolfSSL_CTX_LoadCRLBuffer(ctx->wctx, crl.data, (long)crl.len, crl.format);
-    }
-    e = rc == WOLFSSL_SUCCESS ? MW_OK : mwi_dtls_crl_failed(d, &crl, rc);
-    if (e == MW_OK) {
-        ctx->crl = true;
-        ctx->crl_next_update = mwi_dtls_crl_next_update(crl.data, crl.len, crl.format);
-    }
+    e = mwi_dtls_crl_replace(ctx, &crl, false, d);
     mwi_dtls_cred_free(&crl);
     return e;
 }

@@ -22,6 +22,8 @@
 #define LINKS_EST                                                                                  \
     LINKS ",</.well-known/est/crts>;rt=\"ace.est.crts\";ct=\"281 287\""                            \
           ",</.well-known/est/sren>;rt=\"ace.est.sren\";ct=\"281 287\""
+/* What a gateway enforcing a CRL adds: the CRL, for its devices to check it against. */
+#define LINKS_CRL ",</crl>;ct=65103;rt=\"medwire.crl\""
 /* Datagrams per batched receive (transport recv_many, recvmmsg on POSIX). */
 #define RX_BATCH 32
 /* mw_gateway_config_t.idle_timeout_ms by default: 10 minutes. */
@@ -355,6 +357,24 @@ static void handle_est(mw_gateway_t *gw, struct peer *p, const mwi_coap_msg *req
     free(a);
 }
 
+/* GET /crl: the CA's CRL as this gateway enforces it (DER, block-wise when long), so that its
+ * devices learn revocations (of gateways too). The CA signed it: the gateway cannot forge one. */
+static void handle_crl(mw_gateway_t *gw, struct peer *p, const mwi_coap_msg *m)
+{
+    const uint8_t *der;
+    size_t len;
+    if (m->code != MWI_COAP_GET)
+        refuse(gw, p, m, MWI_COAP_METHOD_NOT_ALLOWED, "use GET");
+    else if (m->accept >= 0 && m->accept != MWI_COAP_CF_PKIX_CRL)
+        refuse(gw, p, m, MWI_COAP_CODE(4, 6), "Accept must be 65103 (application/pkix-crl)");
+    else if (!mwi_dtls_ctx_crl(gw->dtls, &der, &len))
+        refuse(gw, p, m, MWI_COAP_NOT_FOUND, "this gateway enforces no CRL");
+    else {
+        gw->st.crls_served++;
+        respond(gw, p, m, MWI_COAP_CONTENT, MWI_COAP_CF_PKIX_CRL, der, len);
+    }
+}
+
 /* A POST whose body comes in Block1 pieces (RFC 7959 2.5): reassembled up to
  * max_body, never further; the batch is handled when the last block arrives. */
 static void handle_block1(mw_gateway_t *gw, struct peer *p, const mwi_coap_msg *m)
@@ -461,8 +481,14 @@ static void on_record(void *ctx, const uint8_t *data, size_t len)
             handle_block1(gw, p, &m);
         else
             handle_est(gw, p, &m, NULL);
+    } else if (strcmp(m.uri_path, MWI_PATH_CRL) == 0) {
+        handle_crl(gw, p, &m);
     } else if (strcmp(m.uri_path, WELL_KNOWN_PATH) == 0) {
-        const char *links = gw->est_issue ? LINKS_EST : LINKS;
+        char links[sizeof LINKS_EST + sizeof LINKS_CRL];
+        const uint8_t *der;
+        size_t der_len;
+        snprintf(links, sizeof links, "%s%s", gw->est_issue ? LINKS_EST : LINKS,
+                 mwi_dtls_ctx_crl(gw->dtls, &der, &der_len) ? LINKS_CRL : "");
         if (m.code != MWI_COAP_GET)
             refuse(gw, p, &m, MWI_COAP_METHOD_NOT_ALLOWED, "use GET");
         else

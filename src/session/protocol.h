@@ -8,11 +8,18 @@
  * (docs/protocol.md 3 and 7). */
 #define MWI_PATH_BATCH   "batch"
 #define MWI_PATH_COMMAND "cmd"
+/* The CA's CRL as the gateway enforces it (GET; docs/protocol.md 3b). */
+#define MWI_PATH_CRL "crl"
 
 /* Content formats, experimental range (RFC 7252 12.3). */
 #define MWI_COAP_CF_MEDWIRE_BATCH   65100 /**< protobuf Batch */
 #define MWI_COAP_CF_MEDWIRE_ACK     65101 /**< protobuf Ack */
 #define MWI_COAP_CF_MEDWIRE_COMMAND 65102 /**< protobuf Command, to the device's /cmd */
+/** application/pkix-crl (RFC 5280 DER), which has no CoAP number of its own */
+#define MWI_COAP_CF_PKIX_CRL 65103
+
+/* The largest CRL a device fetches (GET /crl, block-wise): about 350 revocations. */
+#define MWI_CRL_FETCH_MAX 16384u
 
 /* Bytes a CoAP request adds around the batch: header 4, token 8, Uri-Path 1+5,
  * Content-Format 1+2, payload marker 1, rounded up. */

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <wolfssl/options.h>
 #include <wolfssl/ssl.h>
@@ -452,6 +453,97 @@ Test(identity, a_device_given_a_crl_refuses_a_revoked_gateway_on_full_and_resume
     mwi_dtls_ctx_destroy(&gw);
     free(before);
     free(after);
+}
+
+/* DIR/@p name.der, the DER of the CRL DIR/@p pem (a path under the pair's folder), read whole
+ * into a buffer of its own (free it). */
+static uint8_t *crl_der_of(const char *pem, const char *name, size_t *len)
+{
+    char der[64];
+    snprintf(der, sizeof der, "%s.der", name);
+    mwt_pair_cmd("/usr/bin/openssl", "crl", "-in", mwt_pair_file(pem), "-outform", "DER", "-out",
+                 mwt_pair_file(der), NULL);
+    FILE *f = fopen(mwt_pair_file(der), "rb");
+    cr_assert_not_null(f);
+    uint8_t *buf = malloc(4096);
+    cr_assert_not_null(buf);
+    *len = fread(buf, 1, 4096, f);
+    fclose(f);
+    cr_assert_gt(*len, 0u);
+    return buf;
+}
+
+static bool crl_in_force_is(const mwi_dtls_ctx *ctx, const uint8_t *der, size_t len)
+{
+    const uint8_t *now = NULL;
+    size_t n = 0;
+    return mwi_dtls_ctx_crl(ctx, &now, &n) && n == len && memcmp(now, der, len) == 0;
+}
+
+/* A device that fetches its CA's CRL over the channel takes it only if the CA signed it and it
+ * is not older than its own; a revocation of the gateway in it ends the session at once. */
+/* @req IEC62443-CR2.1 */
+Test(identity, a_crl_from_the_gateway_is_taken_only_signed_and_not_older_and_ends_a_revoked_session)
+{
+    const char *pki = mwt_bin("medwire-pki");
+    mwt_pair_cmd(pki, "crl", "--ca", mwt_pair_file("ca"), NULL);
+    char *first = mwt_read_file(mwt_pair_file("ca/crl.pem"));
+    cr_assert_not_null(first);
+    size_t old_len, new_len, other_len;
+    uint8_t *old_der = crl_der_of("ca/crl.pem", "old", &old_len);
+    /* thisUpdate has whole seconds: the next CRL is made in the next second. */
+    time_t t0 = time(NULL);
+    while (time(NULL) == t0)
+        mwt_sleep_ms(20);
+    mwt_pair_cmd(pki, "revoke", "--ca", mwt_pair_file("ca"), "--id", "gw1", NULL);
+    uint8_t *new_der = crl_der_of("ca/crl.pem", "new", &new_len);
+    mwt_pair_cmd(pki, "ca", "--out", mwt_pair_file("ca2"), NULL);
+    mwt_pair_cmd(pki, "crl", "--ca", mwt_pair_file("ca2"), NULL);
+    uint8_t *other_der = crl_der_of("ca2/crl.pem", "other", &other_len);
+
+    mwi_dtls_ctx *gw = gateway_ctx("gw1", false);
+    mw_error_detail_t d;
+    mw_err e;
+    mwi_dtls_ctx *dev = device_ctx_with_crl(first, &d, &e);
+    cr_assert_eq(e, MW_OK, "%s", d.reason);
+    cr_assert(crl_in_force_is(dev, old_der, old_len), "the configured CRL, as DER");
+    mwt_pair p;
+    mwt_pair_init(&p, dev, NULL, gw, NULL, NULL);
+    mwt_pair_run(&p);
+    cr_assert_eq(p.client.result, MW_OK, "not revoked yet: %s", p.client.err.reason);
+
+    /* Another CA's CRL (as a gateway that forged one would send): refused, nothing changes. */
+    e = mwi_dtls_ctx_update_crl(dev, other_der, other_len, p.client.conn, &d);
+    cr_assert_eq(e, MW_ECERT_LOAD, "%s: %s", mw_strerror(e), d.reason);
+    cr_assert(strstr(d.reason, "from the gateway") && strstr(d.reason, "not signed"), "%s",
+              d.reason);
+    cr_assert(crl_in_force_is(dev, old_der, old_len), "the CRL in force stays");
+    /* Junk: refused too. */
+    static const uint8_t junk[] = {0x30, 0x03, 0x02, 0x01, 0x00};
+    cr_assert_eq(mwi_dtls_ctx_update_crl(dev, junk, sizeof junk, p.client.conn, &d), MW_ECERT_LOAD);
+    cr_assert(crl_in_force_is(dev, old_der, old_len));
+
+    /* The CA's newer CRL revokes this very gateway: taken, and the session is over. */
+    e = mwi_dtls_ctx_update_crl(dev, new_der, new_len, p.client.conn, &d);
+    cr_assert_eq(e, MW_ECERT_REVOKED, "%s: %s", mw_strerror(e), d.reason);
+    cr_assert(crl_in_force_is(dev, new_der, new_len));
+    mwt_pair_fini(&p);
+    /* The older CRL, which did not revoke it yet, cannot undo that. */
+    e = mwi_dtls_ctx_update_crl(dev, old_der, old_len, NULL, &d);
+    cr_assert_eq(e, MW_ECERT_LOAD, "%s", d.reason);
+    cr_assert(strstr(d.reason, "older"), "%s", d.reason);
+    cr_assert(crl_in_force_is(dev, new_der, new_len));
+    /* And the next handshake is refused. */
+    mwt_pair_init(&p, dev, NULL, gw, NULL, NULL);
+    mwt_pair_run(&p);
+    cr_assert_eq(p.client.result, MW_ECERT_REVOKED, "%s", p.client.err.reason);
+    mwt_pair_fini(&p);
+    mwi_dtls_ctx_destroy(&dev);
+    mwi_dtls_ctx_destroy(&gw);
+    free(first);
+    free(old_der);
+    free(new_der);
+    free(other_der);
 }
 
 /* A CRL the device cannot trust stops it at once, named; it never connects unchecked. */

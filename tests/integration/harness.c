@@ -191,6 +191,10 @@ static mw_client_t *client_at(mwt_h *h, const char *name, const char *gateway_na
         cfg.on_command_ctx = queue->on_command_ctx;
         cfg.on_renewal = queue->on_renewal;
         cfg.on_renewal_ctx = queue->on_renewal_ctx;
+        cfg.crl_refresh_s = queue->crl_refresh_s;
+        cfg.on_crl = queue->on_crl;
+        cfg.on_crl_ctx = queue->on_crl_ctx;
+        cfg.crl_buf = queue->crl_buf;
     }
     cfg.ca_file = mwt_pki_ca(&h->pki);
     cfg.cert_file = mwt_pki_crt(&h->pki, name);

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "support/pki.h"
 #include "support/proc.h"
@@ -99,34 +100,46 @@ static void start_gw(gw *g, const char *dir)
     start_gw_with(g, dir, NULL);
 }
 
-/* medwire-device @p name (files DIR/NAME.crt, .key) sending 3 observations with
- * --renew-before-days 30; its exit status, and its standard error in DIR/NAME.err. */
-static int device(const gw *g, const char *name)
+/* medwire-device @p name (files DIR/NAME.crt, .key) sending 3 observations, with @p extra (a
+ * NULL-terminated list of options; NULL: --renew-before-days 30); its exit status, and its
+ * standard error in DIR/NAME.err. */
+static int device_with(const gw *g, const char *name, const char *const extra[])
 {
     char ca[300], crt[300], key[300], err[300];
     snprintf(ca, sizeof ca, "%s/ca/ca.crt", g->dir);
     snprintf(crt, sizeof crt, "%s/%s.crt", g->dir, name);
     snprintf(key, sizeof key, "%s/%s.key", g->dir, name);
     snprintf(err, sizeof err, "%s/%s.err", g->dir, name);
-    const char *argv[] = {mwt_bin("medwire-device"),
-                          "--gateway",
-                          g->addr,
-                          "--gateway-name",
-                          "gateway",
-                          "--ca",
-                          ca,
-                          "--cert",
-                          crt,
-                          "--key",
-                          key,
-                          "--count",
-                          "3",
-                          "--give-up-s",
-                          "20",
-                          "--renew-before-days",
-                          "30",
-                          NULL};
+    const char *argv[24] = {mwt_bin("medwire-device"),
+                            "--gateway",
+                            g->addr,
+                            "--gateway-name",
+                            "gateway",
+                            "--ca",
+                            ca,
+                            "--cert",
+                            crt,
+                            "--key",
+                            key,
+                            "--count",
+                            "3",
+                            "--give-up-s",
+                            "20",
+                            "--renew-before-days",
+                            "30"};
+    if (extra != NULL) {
+        size_t n = 15;
+        for (size_t i = 0; extra[i] != NULL && n < 23; i++)
+            argv[n++] = extra[i];
+        argv[n] = NULL;
+    }
     return mwt_run(argv, NULL, err, RUN_MS);
+}
+
+/* medwire-device @p name renewing with --renew-before-days 30. */
+static int device(const gw *g, const char *name)
+{
+    return device_with(g, name, NULL);
 }
 
 /* What OpenSSL prints for `openssl CMD ARGS...` (one line of output), in @p out. */
@@ -238,6 +251,75 @@ Test(device_renewal, a_device_renews_through_the_hospitals_ca_command_after_wait
     const char *renewed[] = {"\"event\":\"certificate_renewed\"", hex, "by the CA command", NULL};
     cr_assert_eq(mwt_count_lines(g.audit, renewed), 1, "%s in the audit", hex);
     cr_assert_eq(device(&g, "dev-1"), 0, "delivered with the new certificate");
+    cr_assert_eq(mwt_proc_stop(&g.proc, SIGTERM), 0);
+}
+
+/* Whether the CRLs in the PEM files @p a and @p b are the same DER bytes (OpenSSL and cmp). */
+static bool same_crl(const char *dir, const char *a, const char *b)
+{
+    char da[300], db[300];
+    snprintf(da, sizeof da, "%s/a.der", dir);
+    snprintf(db, sizeof db, "%s/b.der", dir);
+    const char *ca[] = {"/usr/bin/openssl", "crl", "-in", a, "-outform", "DER", "-out", da, NULL};
+    const char *cb[] = {"/usr/bin/openssl", "crl", "-in", b, "-outform", "DER", "-out", db, NULL};
+    run_ok(ca);
+    run_ok(cb);
+    const char *cmp[] = {"/usr/bin/cmp", "-s", da, db, NULL};
+    return mwt_run(cmp, NULL, NULL, RUN_MS) == 0;
+}
+
+/* --crl-refresh-s: the device takes the gateway's newer CRL, keeps it in its --crl file for the
+ * next start, and leaves a gateway the CA has revoked. */
+/* @req IEC62443-CR2.1 */
+Test(device_renewal, a_device_keeps_the_gateways_newer_crl_and_leaves_a_revoked_gateway,
+     .timeout = 180)
+{
+    char dir[256];
+    snprintf(dir, sizeof dir, "%s", mwt_tmpdir());
+    const char *names[] = {"dev-1", "dev-2", NULL};
+    make_pki(dir, names);
+    char ca[300], crl[300], mine[300], err[300];
+    snprintf(ca, sizeof ca, "%s/ca", dir);
+    snprintf(crl, sizeof crl, "%s/ca/crl.pem", dir);
+    snprintf(mine, sizeof mine, "%s/dev-1-crl.pem", dir);
+    snprintf(err, sizeof err, "%s/dev-1.err", dir);
+    const char *pki = mwt_bin("medwire-pki");
+    const char *mk[] = {pki, "crl", "--ca", ca, NULL};
+    run_ok(mk);
+    char *first = mwt_read_file(crl);
+    cr_assert_not_null(first);
+    FILE *f = fopen(mine, "w");
+    cr_assert_not_null(f);
+    fputs(first, f);
+    cr_assert_eq(fclose(f), 0);
+    free(first);
+    /* The CA revokes dev-2, in the next second (thisUpdate has whole seconds). */
+    time_t t0 = time(NULL);
+    while (time(NULL) == t0)
+        mwt_sleep_ms(20);
+    const char *rv2[] = {pki, "revoke", "--ca", ca, "--id", "dev-2", NULL};
+    run_ok(rv2);
+    gw g;
+    const char *opts[] = {"--est-ca", ca, "--crl", crl, NULL};
+    start_gw_with(&g, dir, opts);
+    const char *fetch[] = {"--crl", mine, "--crl-refresh-s", "3600", NULL};
+    cr_assert_eq(device_with(&g, "dev-1", fetch), 0, "delivered");
+    cr_assert(same_crl(dir, crl, mine),
+              "the gateway's newer CRL is kept in --crl for the next start");
+
+    /* Then the gateway's own key is revoked, and the gateway given the CA's newest CRL. */
+    cr_assert_eq(mwt_proc_stop(&g.proc, SIGTERM), 0);
+    const char *rvg[] = {pki, "revoke", "--ca", ca, "--id", "gateway", NULL};
+    run_ok(rvg);
+    cr_assert_eq(unlink(g.port), 0, "the next gateway's port, not the last one's");
+    start_gw_with(&g, dir, opts);
+    cr_assert_eq(device_with(&g, "dev-1", fetch), 1, "a revoked gateway is an error");
+    const char *said[] = {"revoked", NULL};
+    cr_assert_geq(mwt_count_lines(err, said), 1, "the device says why");
+    cr_assert(same_crl(dir, crl, mine), "the CRL that revokes the gateway is kept");
+    /* The next start refuses that gateway at its first handshake, from the kept file alone. */
+    const char *kept[] = {"--crl", mine, NULL};
+    cr_assert_eq(device_with(&g, "dev-1", kept), 1);
     cr_assert_eq(mwt_proc_stop(&g.proc, SIGTERM), 0);
 }
 

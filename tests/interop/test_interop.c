@@ -1013,6 +1013,64 @@ Test(est_cmd, a_certificate_of_another_ca_or_a_command_past_its_time_is_refused_
     cr_assert_eq(mwt_count_lines(g.audit, issued), 0);
 }
 
+/* ---- the CA's CRL for devices: coap-client fetches /crl, OpenSSL checks what came ---- */
+
+/* @req IEC62443-CR2.1 */
+Test(crl_resource, the_gateway_serves_its_crl_block_wise_as_the_ca_signed_it, .timeout = 180)
+{
+    prog client, openssl;
+    require_program("coap-client-openssl", &client);
+    cr_assert(find_program("openssl", &openssl), "openssl (Debian package openssl) is needed");
+    mwt_pki pki;
+    est_pki(&pki);
+    char ca_dir[300], crl[300], body[300], uri[128], id[32];
+    snprintf(ca_dir, sizeof ca_dir, "%s/ca", pki.dir);
+    snprintf(crl, sizeof crl, "%s/ca/crl.pem", pki.dir);
+    snprintf(body, sizeof body, "%s/got.crl", pki.dir);
+    const char *mwpki = mwt_bin("medwire-pki");
+    /* Enough revocations for more than one 1024-byte block. */
+    for (int i = 0; i < 40; i++) {
+        snprintf(id, sizeof id, "gone-%d", i);
+        const char *is[] = {mwpki,  "issue", "--ca",  ca_dir,  "--role", "device",
+                            "--id", id,      "--out", pki.dir, NULL};
+        cr_assert_eq(mwt_run(is, NULL, NULL, 30000), 0);
+        const char *rv[] = {mwpki, "revoke", "--ca", ca_dir, "--id", id, NULL};
+        cr_assert_eq(mwt_run(rv, NULL, NULL, 30000), 0);
+    }
+    gw_proc g;
+    const char *extra[] = {"--crl", crl, NULL};
+    start_gateway_with(&g, &pki, extra);
+    uri_of(uri, sizeof uri, &g, "/crl");
+    const char *get[] = {"-m", "get", "-A", "65103", NULL};
+    coap_run r;
+    run_client(&r, client.path, &pki, "dev-1", get, uri);
+    cr_assert_str_eq(r.code, "2.05", "%s", r.log);
+    cr_assert_gt(r.body_len, 1024u, "the whole CRL, reassembled from its blocks:\n%s", r.log);
+    write_bytes(body, r.body, r.body_len);
+    coap_run_free(&r);
+    /* OpenSSL: a DER CRL, signed by the CA, listing the 40. */
+    openssl_ok(&openssl, "crl", "-inform", "DER", "-in", body, "-CAfile", mwt_pki_ca(&pki),
+               "-noout", NULL);
+    char text[300];
+    snprintf(text, sizeof text, "%s/got.txt", pki.dir);
+    openssl_ok(&openssl, "crl", "-inform", "DER", "-in", body, "-noout", "-text", "-out", text,
+               NULL);
+    const char *serials[] = {"Serial Number:", NULL};
+    cr_assert_eq(mwt_count_lines(text, serials), 40);
+    const char *put[] = {"-m", "post", "-e", "x", NULL};
+    run_client(&r, client.path, &pki, "dev-1", put, uri);
+    cr_assert_str_eq(r.code, "4.05", "%s", r.log);
+    coap_run_free(&r);
+    stop_gateway(&g);
+
+    start_gateway(&g, &pki);
+    uri_of(uri, sizeof uri, &g, "/crl");
+    run_client(&r, client.path, &pki, "dev-1", get, uri);
+    cr_assert_str_eq(r.code, "4.04", "a gateway without --crl has none: %s", r.log);
+    coap_run_free(&r);
+    stop_gateway(&g);
+}
+
 /* ---- the suites: OpenSSL's own DTLS client, which can be told which suites to offer ---- */
 
 /* Runs openssl s_client as dev-1 offering only @p suite; stdin is /dev/null, so it closes
