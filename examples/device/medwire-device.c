@@ -26,7 +26,7 @@ static const char USAGE[] =
     "                      [--queue-capacity N] [--group-commit N] [--print-seq]\n"
     "                      [--allow-shared-key-file] [--crl FILE] [--crl-refresh-s S]\n"
     "                      [--ack-timeout-ms M]\n"
-    "                      [--renew-before-days N]\n"
+    "                      [--renew-before-days N | --renew-csr FILE --renew-cert FILE]\n"
     "                      [--max-retransmit N] [--reconnect-min-ms M]\n"
     "\n"
     "Simulates a pulse oximeter: sends N observations (SpO2 and pulse rate in turn, with\n"
@@ -66,6 +66,13 @@ static const char USAGE[] =
     "                        the new pair replaces --cert and --key, used from the next\n"
     "                        start; a power cut at any step is finished at the next start.\n"
     "                        A refused or unanswered renewal is said, and is not an error\n"
+    "  --renew-csr FILE      send this PKCS#10 request (DER or PEM) for a new certificate\n"
+    "                        over the session, for a new key this program does not hold:\n"
+    "                        one made in a PKCS#11 token and signed there by 'medwire-pki\n"
+    "                        csr --key pkcs11:...'; the certificate goes to --renew-cert\n"
+    "  --renew-cert FILE     where it goes (PEM, written whole); the pair in use is not\n"
+    "                        touched: start next with the new --cert and --key. Exit 1 if\n"
+    "                        the gateway refused or did not answer\n"
     "  --count N             observations to send (0 or more; 0 with --queue: deliver what\n"
     "                        the queue holds and exit)\n"
     "  --interval-ms M       time between observations (default 0: as fast as acknowledged)\n"
@@ -99,7 +106,9 @@ static volatile sig_atomic_t stop;
 /* The certificate renewal of this run (--renew-before-days). */
 static struct {
     const char *cert, *key;
-    bool waiting; /* asked, not answered */
+    const char *out; /* --renew-cert: the certificate only, to this file */
+    bool waiting;    /* asked, not answered */
+    bool done;       /* the certificate was kept */
 } renewal;
 
 static void on_renewal(void *ctx, mw_err e, const uint8_t *der, size_t len, const char *reason)
@@ -108,9 +117,25 @@ static void on_renewal(void *ctx, mw_err e, const uint8_t *der, size_t len, cons
     renewal.waiting = false;
     if (e != MW_OK) {
         fprintf(stderr,
-                "medwire-device: the certificate was not renewed: %s; the one in use stays "
-                "(asked again at the next start)\n",
-                reason);
+                "medwire-device: the certificate was not renewed: %s; the one in use stays%s\n",
+                reason, renewal.out ? "" : " (asked again at the next start)");
+        return;
+    }
+    if (renewal.out != NULL) {
+        uint8_t pem[4096];
+        int n = wc_DerToPem(der, (word32)len, pem, sizeof pem, CERT_TYPE);
+        if (n > 0 && renew_write_whole(renewal.out, pem, (size_t)n, 0644) == 0) {
+            renewal.done = true;
+            fprintf(stderr,
+                    "medwire-device: the gateway issued %s for the request; start next with "
+                    "--cert %s and the request's key\n",
+                    renewal.out, renewal.out);
+        } else {
+            fprintf(stderr,
+                    "medwire-device: the gateway issued a certificate, but it cannot be "
+                    "written to %s: %s\n",
+                    renewal.out, n > 0 ? strerror(errno) : "it does not convert to PEM");
+        }
         return;
     }
     if (renew_install(renewal.cert, renewal.key, der, len) == 0)
@@ -118,6 +143,44 @@ static void on_renewal(void *ctx, mw_err e, const uint8_t *der, size_t len, cons
                 "medwire-device: renewed: %s and %s hold the new certificate and key, "
                 "used from the next start; the previous ones are %s.prev and %s.prev\n",
                 renewal.cert, renewal.key, renewal.cert, renewal.key);
+}
+
+/* The request of --renew-csr FILE, DER or PEM, as DER into der[0..cap); 0, or -1 after saying
+ * why. */
+static int read_request(const char *path, uint8_t *der, size_t cap, size_t *len)
+{
+    uint8_t buf[4096];
+    FILE *f = fopen(path, "rb");
+    size_t n = f ? fread(buf, 1, sizeof buf, f) : 0;
+    bool whole = f != NULL && !ferror(f) && feof(f);
+    if (f)
+        fclose(f);
+    if (!whole || n == 0) {
+        fprintf(stderr, "medwire-device: --renew-csr %s: %s\n", path,
+                f == NULL ? strerror(errno) : "empty, unreadable or larger than 4 KB");
+        return -1;
+    }
+    if (n > 10 && memcmp(buf, "-----BEGIN", 10) == 0) {
+        int k = wc_CertPemToDer(buf, (int)n, der, (int)cap, CERTREQ_TYPE);
+        if (k <= 0) {
+            fprintf(stderr,
+                    "medwire-device: --renew-csr %s is PEM but not a certificate "
+                    "request\n",
+                    path);
+            return -1;
+        }
+        *len = (size_t)k;
+    } else if (n <= cap) {
+        memcpy(der, buf, n);
+        *len = n;
+    } else {
+        fprintf(stderr,
+                "medwire-device: --renew-csr %s is larger than a request may be (%u "
+                "bytes)\n",
+                path, (unsigned)cap);
+        return -1;
+    }
+    return 0;
 }
 
 /* A CRL taken from the gateway (--crl-refresh-s), kept in --crl FILE for the next start. */
@@ -263,6 +326,7 @@ int main(int argc, char **argv)
 {
     const char *gws[MW_GATEWAYS_MAX] = {NULL}, *gw_name = NULL, *ca = NULL, *cert = NULL;
     const char *key = NULL, *crl = NULL, *queue = NULL, *queue_key = NULL;
+    const char *renew_csr = NULL, *renew_cert = NULL;
     unsigned long renew_days = 0, crl_refresh_s = 0;
     size_t n_gws = 0;
     unsigned long count = 0, give_up_s = 60, capacity = 256, group_commit = 0;
@@ -311,6 +375,10 @@ int main(int argc, char **argv)
             slot = &key;
         else if (strcmp(a, "--crl") == 0)
             slot = &crl;
+        else if (strcmp(a, "--renew-csr") == 0)
+            slot = &renew_csr;
+        else if (strcmp(a, "--renew-cert") == 0)
+            slot = &renew_cert;
         else if (strcmp(a, "--queue") == 0)
             slot = &queue;
         else if (strcmp(a, "--queue-key") == 0)
@@ -369,6 +437,16 @@ int main(int argc, char **argv)
         return usage_error("--ca, --cert and --key are required", NULL);
     if (!have_count)
         return usage_error("--count N is required", NULL);
+    if ((renew_csr == NULL) != (renew_cert == NULL))
+        return usage_error("--renew-csr and --renew-cert go together", NULL);
+    if (renew_csr != NULL && renew_days > 0)
+        return usage_error("--renew-csr and --renew-before-days do not go together: one renewal "
+                           "at a time",
+                           NULL);
+    uint8_t given_csr[MW_CSR_MAX];
+    size_t given_len = 0;
+    if (renew_csr != NULL && read_request(renew_csr, given_csr, sizeof given_csr, &given_len) != 0)
+        return 2;
     if (renew_days > 0 && strncmp(key, "pkcs11:", 7) == 0)
         return usage_error("--renew-before-days makes the new key in a file; with a key in a "
                            "token, renew with medwire-pki csr and issue --csr",
@@ -400,6 +478,10 @@ int main(int argc, char **argv)
     cfg.crl_refresh_s = (uint32_t)crl_refresh_s;
     cfg.on_crl = on_crl;
     crl_keep = crl;
+    if (renew_csr != NULL) {
+        renewal.out = renew_cert;
+        cfg.on_renewal = on_renewal;
+    }
     if (renew_days > 0) {
         /* A renewal a power cut interrupted is finished before the pair is read. */
         if (renew_recover(cert, key) != 0)
@@ -473,6 +555,17 @@ int main(int argc, char **argv)
                 mw_client_renew(c, csr, csr_len) == MW_OK)
                 renewal.waiting = true;
         }
+    }
+    if (renew_csr != NULL) {
+        e = mw_client_renew(c, given_csr, given_len);
+        if (e != MW_OK) {
+            fprintf(stderr, "medwire-device: cannot send the request %s: %s\n", renew_csr,
+                    mw_strerror(e));
+            mw_client_close(&c);
+            mw_storage_file_close(&region);
+            return 1;
+        }
+        renewal.waiting = true;
     }
     mw_clock_t clk = mw_clock_system();
     uint64_t now = clk.now_ms(clk.ctx);
@@ -588,5 +681,10 @@ int main(int argc, char **argv)
     }
     mw_client_close(&c);
     mw_storage_file_close(&region);
+    if (renew_csr != NULL && !renewal.done) {
+        fprintf(stderr, "medwire-device: no certificate was issued for %s (see above)\n",
+                renew_csr);
+        return 1;
+    }
     return 0;
 }

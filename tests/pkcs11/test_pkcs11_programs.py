@@ -244,6 +244,35 @@ def scenario(tmp, env, module, softhsm, p11tool, pki, gateway, device, pin, so_p
         if secret in out + out2:
             raise Failed("a PIN appears in the device's output")
 
+    # Renewal with the key in the token: the new key is made in the token, its request signed
+    # there, sent over dev1's session (EST) by medwire-device, and the certificate the gateway
+    # issues opens a session with the new token key.
+    gw3, addr3, out3_file = start_gateway(tmp, env, gateway, "gateway", path("gateway.key"),
+                                          ("--est-ca", path("ca")), "gateway-est")
+    gateways.append(gw3)
+    must(tool(p11tool, module, "--login", "--pin", pin, "--keypairgen", "--key-type",
+              "EC:prime256v1", "--label", "dev1-next", "--id", "03", "--usage-sign",
+              "--sensitive"), env)
+    uri_next = f"pkcs11:token={TOKEN};object=dev1-next?module-path={module}&pin-source={pin_file}"
+    must([pki, "csr", "--key", uri_next, "--id", "dev1", "--out", path("dev1-next.csr")], env)
+    must(["openssl", "req", "-verify", "-noout", "-in", path("dev1-next.csr")], env)
+    code, out = run([device, "--gateway", addr3, "--gateway-name", "gateway", "--ca",
+                     path("ca", "ca.crt"), "--cert", path("dev1.crt"), "--key", uri, "--count",
+                     "1", "--give-up-s", "15", "--renew-csr", path("dev1-next.csr"),
+                     "--renew-cert", path("dev1-next.crt")], env)
+    if code != 0 or not os.path.exists(path("dev1-next.crt")):
+        raise Failed(f"the renewal over the session with token keys failed ({code}):\n{out}")
+    must(["openssl", "verify", "-CAfile", path("ca", "ca.crt"), "-purpose", "sslclient",
+          path("dev1-next.crt")], env)
+    code, out = dev(uri_next, "dev1-next.crt", "2", addr3)
+    if code != 0 or count_observations(out3_file, "dev1", 3) != 3:
+        raise Failed(f"the renewed certificate with the new token key did not deliver:\n{out}")
+    code, out = dev(uri, "dev1-next.crt", "1", addr3)
+    if code == 0 or "does not match the certificate" not in out:
+        raise Failed(f"the renewed certificate is not bound to the new key alone:\n{out}")
+    refused_value(module, conf_env=env, pin=pin, label=b"dev1-next")
+    print("dev1 renewed over its session with a new key made in the token, and delivered with it")
+
     # A gateway's key can live in a token too: its own pair, request and certificate; here with
     # the PIN in the URI, which its log must not show, at start or when SIGHUP reloads it.
     uri_gw = f"pkcs11:token={TOKEN};object=gw1?module-path={module}&pin-value={pin}"
@@ -288,16 +317,18 @@ def count_observations(out_file, device, want):
     return len(lines)
 
 
-def start_gateway(tmp, env, gateway, name, key):
-    """Starts medwire-gateway NAME with @key; returns (process, "127.0.0.1:PORT", output file)."""
-    port_file, out_file = (os.path.join(tmp, f"{name}.{x}") for x in ("port", "jsonl"))
-    err_path = os.path.join(tmp, f"{name}.err")
+def start_gateway(tmp, env, gateway, name, key, extra=(), tag=None):
+    """Starts medwire-gateway NAME with @key and the options @extra, its files named by @tag (or
+    NAME); returns (process, "127.0.0.1:PORT", output file)."""
+    tag = tag or name
+    port_file, out_file = (os.path.join(tmp, f"{tag}.{x}") for x in ("port", "jsonl"))
+    err_path = os.path.join(tmp, f"{tag}.err")
     with open(err_path, "w") as err:
         gw = subprocess.Popen([gateway, "--listen", "127.0.0.1:0", "--ca",
                                os.path.join(tmp, "ca", "ca.crt"), "--cert",
                                os.path.join(tmp, f"{name}.crt"), "--key", key, "--out", out_file,
-                               "--store", os.path.join(tmp, f"{name}.db"), "--port-file",
-                               port_file], env=env, stdout=err, stderr=err,
+                               "--store", os.path.join(tmp, f"{tag}.db"), "--port-file",
+                               port_file, *extra], env=env, stdout=err, stderr=err,
                               stdin=subprocess.DEVNULL)
     deadline = time.monotonic() + 10
     while not (os.path.exists(port_file) and os.path.getsize(port_file)):
