@@ -119,6 +119,24 @@ typedef void mw_renewal_fn(void *ctx, mw_err e, const uint8_t *cert, size_t cert
  */
 typedef void mw_crl_fn(void *ctx, const uint8_t *der, size_t len);
 
+/**
+ * Makes a new key pair, kept by the application (a file, a PKCS#11 token, a secure element),
+ * and the DER PKCS#10 request for @p device_id signed by it, into csr[0..cap) (cap is
+ * MW_CSR_MAX) and *len: for the renewal on the device's schedule (renew_when_left_pct).
+ * MW_OK; any other value skips this attempt. Must not call back into the client.
+ */
+typedef mw_err mw_make_csr_fn(void *ctx, const char *device_id, uint8_t *csr, size_t cap,
+                              size_t *len);
+
+/** A renewed certificate and its key, for mw_client_use_credentials: each from a file or from
+ *  memory, as in mw_client_config_t (key_file may be a pkcs11: URI). */
+typedef struct mw_credentials {
+    const char *cert_file;
+    const char *key_file;
+    mw_blob_t cert_buf;
+    mw_blob_t key_buf;
+} mw_credentials_t;
+
 /** Client configuration. Strings are copied by mw_client_open. */
 typedef struct mw_client_config {
     /** PEM CA certificate(s) the gateway must chain to; required (or @c ca_buf) */
@@ -238,6 +256,15 @@ typedef struct mw_client_config {
      *  session at once (MW_ECERT_REVOKED in mw_client_last_error). Needs a wolfSSL with CRL
      *  support. */
     uint32_t crl_refresh_s;
+    /** Renew on the device's own schedule: once a session is up and the certificate has this
+     *  share of its lifetime (notBefore to notAfter, by the device's clock) left or less, in
+     *  percent (1-99; 20: the last fifth), make_csr is asked for a new key's request, which
+     *  goes as mw_client_renew's would. The certificate comes to on_renewal (required), which
+     *  stores the new pair, keeping the old one, and calls mw_client_use_credentials. An
+     *  attempt that ends without a switch is made again an hour later. 0: never. */
+    uint8_t renew_when_left_pct;
+    mw_make_csr_fn *make_csr;
+    void *make_csr_ctx;
     /** Told each CRL taken, to store it (optional). */
     mw_crl_fn *on_crl;
     void *on_crl_ctx;
@@ -311,6 +338,9 @@ typedef struct mw_client_stats {
     uint64_t crls_taken;
     uint64_t crls_refused;
     int64_t crl_next_update_s;
+    /** Sessions made with a renewed pair that replaced the pair in use
+     *  (mw_client_use_credentials). */
+    uint64_t credential_switches;
 } mw_client_stats_t;
 
 /** Fills @p cfg with defaults (all pointers NULL). */
@@ -395,6 +425,20 @@ MW_API MW_NODISCARD mw_err mw_client_poll(mw_client_t *c, int timeout_ms);
  *         MW_ENOMEM.
  */
 MW_API MW_NODISCARD mw_err mw_client_renew(mw_client_t *c, const uint8_t *csr, size_t csr_len);
+
+/**
+ * Switches to a renewed certificate and key, make-before-break. The pair is loaded and checked
+ * now: the key must match the certificate, and the certificate name this device. Then a full
+ * handshake with it runs beside the session (connecting first if need be, with the pair in
+ * use) and replaces the session once up: nothing queued or in flight is lost, and later
+ * sessions use the new pair. If the gateway refuses the new pair, the session and the pair in
+ * use go on, and mw_client_last_error says why. May be called from on_renewal.
+ * @return MW_OK (the switch follows); MW_EIDENTITY (another device's certificate);
+ *         MW_ECERT_LOAD (which file, why: also a key file others may read) and the others of
+ *         mw_client_open for the files;
+ *         MW_EAGAIN (a switch is already waiting); MW_EINVAL.
+ */
+MW_API MW_NODISCARD mw_err mw_client_use_credentials(mw_client_t *c, const mw_credentials_t *cred);
 
 /** Asks for a key rotation: a fresh full handshake beside the current session, which it
  *  replaces once up (make-before-break); nothing in flight is lost. Non-blocking. */

@@ -92,6 +92,15 @@ struct mw_client {
     size_t crl_len;
     mw_crl_fn *on_crl;
     void *on_crl_ctx;
+    /* A renewed pair waiting to take over (mw_client_use_credentials), and whether the
+     * handshake beside the session is made with it; the renewal on the device's schedule. */
+    mwi_dtls_ctx *next_dtls;
+    bool next_is_renewed;
+    bool allow_shared_key_file;
+    uint8_t renew_pct;
+    mw_make_csr_fn *make_csr;
+    void *make_csr_ctx;
+    uint64_t renew_try_at_ms;
     mw_transport_t tp;
     bool own_tp;
     mw_clock_t clock;
@@ -603,6 +612,10 @@ mw_err mw_client_open(const mw_client_config_t *cfg, mw_client_t **out, mw_error
     c->crl_refresh_ms = (uint64_t)cfg->crl_refresh_s * 1000u;
     c->on_crl = cfg->on_crl;
     c->on_crl_ctx = cfg->on_crl_ctx;
+    c->allow_shared_key_file = cfg->allow_shared_key_file;
+    c->renew_pct = cfg->renew_when_left_pct < 100 ? cfg->renew_when_left_pct : 99;
+    c->make_csr = cfg->make_csr;
+    c->make_csr_ctx = cfg->make_csr_ctx;
     c->keepalive_ms = cfg->keepalive_ms;
     c->reconnect_min_ms = cfg->reconnect_min_ms ? cfg->reconnect_min_ms : 1000;
     c->reconnect_max_ms = cfg->reconnect_max_ms ? cfg->reconnect_max_ms : 60000;
@@ -839,6 +852,7 @@ static void drop_link(mw_client_t *c, uint64_t now)
         c->reqs[i].used = false; /* their messages stay queued and go again */
     c->renew_sent = false;       /* and a certificate request too */
     c->crl_sent = false;         /* a CRL fetch starts again from its first block */
+    c->next_is_renewed = false;  /* a switch to a renewed pair, again on the next session */
     c->crl_block = 0;
     free(c->crl_body);
     c->crl_body = NULL;
@@ -1034,6 +1048,8 @@ static size_t apply_ack(mw_client_t *c, struct req *q, const mwi_seq_range *r, s
 
 static mw_err send_block(mw_client_t *c, struct req *q, uint64_t now);
 static void start_rekey(mw_client_t *c, uint64_t now, const char *why);
+static void start_switch(mw_client_t *c, uint64_t now);
+static void switch_failed(mw_client_t *c, const mw_error_detail_t *d);
 
 /* Whether a command may be handled now. Handling one (running or refusing it) queues its
  * result with alarm priority, and a gateway may send four new commands in every Ack: unbounded,
@@ -1699,6 +1715,35 @@ static void send_renewal(mw_client_t *c, uint64_t now)
         c->renew_sent = true;
 }
 
+/* The renewal on the device's schedule (renew_when_left_pct): when the certificate in use is
+ * inside its window, make_csr's request goes as mw_client_renew's; an attempt at most hourly. */
+static void maybe_renew(mw_client_t *c, uint64_t now)
+{
+    if (c->renew_pct == 0 || c->make_csr == NULL || c->on_renewal == NULL || c->renew_csr != NULL ||
+        c->next_dtls != NULL || c->state != ST_READY || now < c->renew_try_at_ms)
+        return;
+    mwi_dtls_expiry x;
+    mwi_dtls_ctx_expiry(c->dtls, &x);
+    int synced;
+    bool by_gateway;
+    int64_t wall = (int64_t)(device_now(c, &synced, &by_gateway) / 1000u);
+    if (x.cert == 0 || x.cert_from == 0 || x.cert <= x.cert_from || wall <= 0 ||
+        (x.cert - wall) * 100 > (x.cert - x.cert_from) * (int64_t)c->renew_pct)
+        return;
+    c->renew_try_at_ms = now + 3600u * 1000u;
+    uint8_t csr[MW_CSR_MAX];
+    size_t len = 0;
+    mw_err e = c->make_csr(c->make_csr_ctx, mwi_dtls_ctx_own_id(c->dtls), csr, sizeof csr, &len);
+    if (e == MW_OK && (len == 0 || len > sizeof csr))
+        e = MW_EINVAL;
+    if (e == MW_OK)
+        e = mw_client_renew(c, csr, len);
+    if (e != MW_OK)
+        set_last(c, e, 0,
+                 "the certificate is inside its renewal window, but make_csr gave no request; "
+                 "tried again in an hour");
+}
+
 /* The next block of the CA's CRL (crl_refresh_s), when it is due. */
 static void send_crl_fetch(mw_client_t *c, uint64_t now)
 {
@@ -1741,7 +1786,7 @@ static bool any_request(const mw_client_t *c)
 static bool wants_link(const mw_client_t *c)
 {
     return c->st.handshakes == 0 || c->reconnect_requested || c->keepalive_ms != 0 ||
-           depth(c) > 0 || c->renew_csr != NULL;
+           depth(c) > 0 || c->renew_csr != NULL || c->next_dtls != NULL;
 }
 
 /* A handshake flight timed out unanswered: said at once, not only when the attempt is
@@ -1788,12 +1833,17 @@ static void run_timers(mw_client_t *c, uint64_t now)
     if (c->state != ST_READY)
         return;
     if (c->link.next != NULL) {
-        if (now - c->next_started_ms >= MWI_HANDSHAKE_MAX_MS) {
+        bool late = now - c->next_started_ms >= MWI_HANDSHAKE_MAX_MS;
+        mw_err e = MW_EINPROGRESS;
+        if (!late && now >= mwi_dtls_conn_deadline(c->link.next))
+            e = mwi_dtls_conn_timer(c->link.next, now);
+        if (late || (e != MW_EINPROGRESS && e != MW_OK)) {
             mwi_link_drop_next(&c->link); /* the old session still works, or times out */
-        } else if (now >= mwi_dtls_conn_deadline(c->link.next)) {
-            mw_err e = mwi_dtls_conn_timer(c->link.next, now);
-            if (e != MW_EINPROGRESS && e != MW_OK)
-                mwi_link_drop_next(&c->link);
+            if (c->next_is_renewed) {
+                mw_error_detail_t d = {MW_EHANDSHAKE_TIMEOUT, 0,
+                                       "no answer to the handshake made with it"};
+                switch_failed(c, &d);
+            }
         }
     }
     /* Rotation policy (docs/protocol.md 6): age, records, bytes, or asked for. */
@@ -1809,6 +1859,8 @@ static void run_timers(mw_client_t *c, uint64_t now)
             why = "key rotation: byte limit";
         if (why)
             start_rekey(c, now, why);
+        else if (c->next_dtls != NULL && c->state == ST_READY)
+            start_switch(c, now);
     }
     for (size_t i = 0; i < MWI_NSTART_MAX && c->state == ST_READY; i++) {
         struct req *q = &c->reqs[i];
@@ -1854,6 +1906,34 @@ static void start_rekey(mw_client_t *c, uint64_t now, const char *why)
     (void)e;
 }
 
+/* A full handshake with the renewed pair beside the session (mw_client_use_credentials). */
+static void start_switch(mw_client_t *c, uint64_t now)
+{
+    if (mwi_link_connect(&c->link, c->next_dtls, &c->gw, dtls_out, c) != MW_OK)
+        return;
+    c->next_is_renewed = true;
+    c->next_started_ms = now;
+    c->progressed = true;
+    audit(c, MW_AUDIT_REKEY_STARTED, MW_OK, 0,
+          "a session with the renewed certificate, beside the one in use");
+    mw_err e = mwi_link_start(&c->link, now);
+    (void)e;
+}
+
+/* The handshake with the renewed pair failed or went unanswered: the pair in use goes on, and
+ * the renewed one is forgotten (mw_client_use_credentials may offer it again). */
+static void switch_failed(mw_client_t *c, const mw_error_detail_t *d)
+{
+    char text[sizeof c->last.reason];
+    snprintf(text, sizeof text,
+             "the gateway did not accept the renewed certificate (%.80s); the one in use stays",
+             d->reason);
+    mwi_dtls_ctx_destroy(&c->next_dtls);
+    c->next_is_renewed = false;
+    set_last(c, d->err, d->foreign, text);
+    audit(c, MW_AUDIT_HANDSHAKE_FAILED, d->err, d->foreign, text);
+}
+
 /* The new session is up and has taken over (mwi_link_input destroyed the old one and its keys):
  * what was in flight goes again on the new one (the gateway's duplicate cache and replay state
  * make that safe). */
@@ -1861,6 +1941,15 @@ static void switch_session(mw_client_t *c, uint64_t now)
 {
     char why[200];
     c->rekey_requested = false;
+    if (c->next_is_renewed) {
+        /* Made with the renewed pair: it is the pair from now on. */
+        mwi_dtls_ctx_destroy(&c->dtls);
+        c->dtls = c->next_dtls;
+        c->next_dtls = NULL;
+        c->next_is_renewed = false;
+        c->st.credential_switches++;
+        mwi_dtls_session_free(&c->saved); /* a session of the old pair: not resumed */
+    }
     c->st.rotations++;
     c->st.handshakes++;
     c->session_started_ms = now;
@@ -1879,6 +1968,10 @@ static void switch_session(mw_client_t *c, uint64_t now)
 static void next_failed(mw_client_t *c, const mw_error_detail_t *why)
 {
     mw_error_detail_t d = *why;
+    if (c->next_is_renewed) {
+        switch_failed(c, &d);
+        return;
+    }
     set_last(c, d.err, d.foreign, d.reason);
     audit(c, MW_AUDIT_HANDSHAKE_FAILED, d.err, d.foreign, d.reason);
     if (is_fatal_handshake(d.err)) {
@@ -1949,6 +2042,7 @@ mw_err mw_client_poll(mw_client_t *c, int timeout_ms)
     for (;;) {
         run_timers(c, now);
         receive(c, now);
+        maybe_renew(c, now);
         send_renewal(c, now);
         send_crl_fetch(c, now);
         send_gaps(c);
@@ -2000,6 +2094,35 @@ mw_err mw_client_renew(mw_client_t *c, const uint8_t *csr, size_t csr_len)
     c->renew_len = (uint16_t)csr_len;
     c->renew_sent = false;
     c->renew_at_ms = 0;
+    return MW_OK;
+}
+
+mw_err mw_client_use_credentials(mw_client_t *c, const mw_credentials_t *cred)
+{
+    if (c == NULL || cred == NULL)
+        return MW_EINVAL;
+    if (c->fatal != MW_OK)
+        return c->fatal;
+    if (c->next_dtls != NULL)
+        return MW_EAGAIN;
+    mw_error_detail_t d = {MW_OK, 0, ""};
+    mw_err e = MW_OK;
+#ifdef MW_PORT_POSIX
+    e = mwi_key_file_private(cred->key_file, c->allow_shared_key_file, &d);
+#endif
+    mwi_dtls_config creds = {
+        .cert_file = cred->cert_file,
+        .key_file = cred->key_file,
+        .cert_buf = cred->cert_buf,
+        .key_buf = cred->key_buf,
+    };
+    if (e == MW_OK)
+        e = mwi_dtls_ctx_renewed(c->dtls, &creds, &c->next_dtls, &d);
+    if (e != MW_OK) {
+        set_last(c, e, d.foreign, d.reason);
+        return e;
+    }
+    c->progressed = true;
     return MW_OK;
 }
 
@@ -2136,6 +2259,7 @@ void mw_client_close(mw_client_t **pc)
     free(c->results);
     free(c->renew_csr);
     free(c->crl_body);
+    mwi_dtls_ctx_destroy(&c->next_dtls);
     free(c);
     *pc = NULL;
 }

@@ -393,6 +393,15 @@ static int64_t not_after(const DecodedCert *dc)
     return t;
 }
 
+static int64_t not_before(const DecodedCert *dc)
+{
+    int64_t t = 0;
+    if (dc->beforeDate == NULL || dc->beforeDateLen <= 0 ||
+        !mwi_asn_time(dc->beforeDate, (size_t)dc->beforeDateLen, &t))
+        return 0;
+    return t;
+}
+
 /* A CA certificate (DER) of the context: its digest pinned, its expiry counted. */
 static void add_ca(mwi_dtls_ctx *ctx, const uint8_t *der, size_t len)
 {
@@ -746,6 +755,7 @@ static bool own_identity(mwi_dtls_ctx *ctx, const uint8_t *der, size_t len, mw_e
     if (ParseCert(dc, CERT_TYPE, NO_VERIFY, NULL) == 0) {
         xku = dc->extExtKeyUsage;
         ctx->own_not_after = not_after(dc);
+        ctx->own_not_before = not_before(dc);
         if (dc->subjectRaw != NULL)
             count = subject_cns(dc->subjectRaw, (size_t)dc->subjectRawLen, cns, cns_len);
     }
@@ -1486,9 +1496,10 @@ const mw_addr_t *mwi_dtls_conn_peer(const mwi_dtls_conn *c)
 
 void mwi_dtls_ctx_expiry(const mwi_dtls_ctx *ctx, mwi_dtls_expiry *out)
 {
-    *out = (mwi_dtls_expiry){0, 0, 0};
+    *out = (mwi_dtls_expiry){0, 0, 0, 0};
     if (ctx != NULL) {
         out->cert = ctx->own_not_after;
+        out->cert_from = ctx->own_not_before;
         out->ca = ctx->ca_not_after;
         out->crl = ctx->crl ? ctx->crl_next_update : 0;
     }
@@ -1557,4 +1568,37 @@ void mwi_dtls_conn_close(mwi_dtls_conn *c)
         (void)rc; /* DTLS does not wait for the peer's close_notify */
         c->failed = true;
     }
+}
+
+mw_err mwi_dtls_ctx_renewed(const mwi_dtls_ctx *old, const mwi_dtls_config *creds,
+                            mwi_dtls_ctx **out, mw_error_detail_t *d)
+{
+    if (d)
+        memset(d, 0, sizeof *d);
+    if (old == NULL || creds == NULL || out == NULL || old->role != MWI_DTLS_CLIENT)
+        return MW_EINVAL;
+    mwi_dtls_config dc = {
+        .role = MWI_DTLS_CLIENT,
+        .ca_buf = {old->ca, old->ca_len},
+        .cert_file = creds->cert_file,
+        .key_file = creds->key_file,
+        .cert_buf = creds->cert_buf,
+        .key_buf = creds->key_buf,
+        .crl_buf = {old->crl ? old->crl_der : NULL, old->crl ? old->crl_der_len : 0},
+        .read_file = old->read_file,
+        .peer_name = old->peer_name,
+    };
+    mw_err e = mwi_dtls_ctx_create(&dc, out, d);
+    if (e != MW_OK)
+        return e;
+    if (strcmp((*out)->own_id, old->own_id) != 0) {
+        char was[MW_ID_MAX + 1];
+        snprintf(was, sizeof was, "%s", (*out)->own_id);
+        mwi_dtls_ctx_destroy(out);
+        return mwi_detail_firstf(d, MW_EIDENTITY, 0,
+                                 "the new certificate is for '%s', not for this device '%s': a "
+                                 "device renews only its own identity",
+                                 was, old->own_id);
+    }
+    return MW_OK;
 }

@@ -73,9 +73,18 @@ typedef struct mwi_dtls_expiry {
     int64_t cert; /**< our certificate's notAfter */
     int64_t ca;   /**< the earliest notAfter of the CA certificates */
     int64_t crl;  /**< the CRL's nextUpdate, if a CRL is enforced */
+    int64_t cert_from; /**< our certificate's notBefore */
 } mwi_dtls_expiry;
 /** Fills @p out for @p ctx (all 0 for NULL). */
 void mwi_dtls_ctx_expiry(const mwi_dtls_ctx *ctx, mwi_dtls_expiry *out);
+/**
+ * A client context like @p old (its CA, CRL and gateway name) with the certificate and key of
+ * @p creds (cert_file or cert_buf, key_file or key_buf; the rest ignored): a renewed pair.
+ * @return MW_OK; MW_EIDENTITY when the certificate is another device's; what
+ *         mwi_dtls_ctx_create returns (the key must match the certificate).
+ */
+MW_NODISCARD mw_err mwi_dtls_ctx_renewed(const mwi_dtls_ctx *old, const mwi_dtls_config *creds,
+                                         mwi_dtls_ctx **out_ctx, mw_error_detail_t *out_detail);
 /** The CRL @p ctx enforces, as DER (valid until it is replaced); false if none. */
 bool mwi_dtls_ctx_crl(const mwi_dtls_ctx *ctx, const uint8_t **der, size_t *len);
 /**

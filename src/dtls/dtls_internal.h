@@ -77,6 +77,7 @@ struct mwi_dtls_ctx {
     /* When the credentials expire (seconds since the epoch, 0: unknown or none): our
      * certificate, the earliest of the CA certificates, the CRL's nextUpdate. */
     int64_t own_not_after, ca_not_after, crl_next_update;
+    int64_t own_not_before; /* our certificate's notBefore (0: unknown) */
     /* The CRL in force as DER (crl.c; served to devices by a gateway), and its thisUpdate: a
      * CRL fetched later must not be older. */
     uint8_t *crl_der;

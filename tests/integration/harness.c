@@ -195,6 +195,9 @@ static mw_client_t *client_at(mwt_h *h, const char *name, const char *gateway_na
         cfg.on_crl = queue->on_crl;
         cfg.on_crl_ctx = queue->on_crl_ctx;
         cfg.crl_buf = queue->crl_buf;
+        cfg.renew_when_left_pct = queue->renew_when_left_pct;
+        cfg.make_csr = queue->make_csr;
+        cfg.make_csr_ctx = queue->make_csr_ctx;
     }
     cfg.ca_file = mwt_pki_ca(&h->pki);
     cfg.cert_file = mwt_pki_crt(&h->pki, name);
