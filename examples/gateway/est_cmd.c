@@ -384,8 +384,11 @@ mw_err est_cmd_issue(void *ctx, const mw_est_request_t *req, uint8_t *out, size_
     }
     if (j != NULL) {
         snprintf(reason, reason_cap, "%s", j->reason);
-        if (j->result != MW_OK)
-            return j->result;
+        mw_err result = j->result;
+        if (result != MW_OK && result != MW_EIDENTITY)
+            forget(j); /* a failure is not kept: the request, sent again, runs the command again */
+        if (result != MW_OK)
+            return result;
         if (j->cert_len > cap) {
             snprintf(reason, reason_cap, "the CA command's certificate is larger than an answer");
             return MW_ENOSPC;

@@ -29,9 +29,10 @@ void est_cmd_free(est_cmd **e);
 /**
  * mw_est_issue_fn for @p ctx an est_cmd. A request not seen before starts the command and is
  * answered MW_EAGAIN (5.03: ask again); asked again, the same request (same device, same bytes)
- * gets MW_EAGAIN while the command runs, then its outcome, which is kept an hour for a repeat
- * whose answer was lost. A certificate the command gives is passed on only if it is for the
- * request's key and the device's name, for clientAuth, not a CA, and chains to the CA file.
+ * gets MW_EAGAIN while the command runs, then its outcome: a certificate or a refusal is kept an
+ * hour for a repeat whose answer was lost; after a failure the request runs the command again. A
+ * certificate the command gives is passed on only if it is for the request's key and the device's
+ * name, for clientAuth, not a CA, and chains to the CA file.
  */
 mw_err est_cmd_issue(void *ctx, const mw_est_request_t *req, uint8_t *out, size_t cap,
                      size_t *out_len, char *reason, size_t reason_cap);

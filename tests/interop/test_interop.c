@@ -998,6 +998,10 @@ Test(est_cmd, a_certificate_of_another_ca_or_a_command_past_its_time_is_refused_
     cr_assert_str_eq(r.code, "5.00", "%s", r.log);
     cr_assert_null(strstr(r.log, "CA file"), "the device is not told the gateway's files");
     coap_run_free(&r);
+    /* A failure is not kept: the same request runs the command again. */
+    est_post(&r, &client, &pki, &g, "dev-1", "dev-1-new", "287");
+    cr_assert_str_eq(r.code, "5.03", "%s", r.log);
+    coap_run_free(&r);
     est_post_until_decided(&r, &client, &pki, &g, "dev-2", "dev-2-new", &waits);
     cr_assert_str_eq(r.code, "5.00", "%s", r.log);
     cr_assert_geq(waits, 1, "5.03 while the command ran");
