@@ -7,14 +7,17 @@
 # nothing to renew); the difference between the two rounds is the renewal. The gateway's CPU
 # is measured in process by bench-est (the request's check and the --est-ca issuer), as the
 # process's CPU time over a round is mostly its idle loop and handshakes.
+# Last, what a device's CRL fetch (--crl-refresh-s) adds to a session: the devices once more
+# against a gateway serving the CA's CRL with MW_BENCH_REVOKED revocations, with and without it.
 # Usage: bench/est_renewal.sh [BUILD_DIR]   (default build)
-#   MW_BENCH_DEVICES (30)
+#   MW_BENCH_DEVICES (30), MW_BENCH_REVOKED (20)
 set -euo pipefail
 
 src=$(cd "$(dirname "$0")/.." && pwd)
 build=${1:-$src/build}
 bin=$build/bin
 n=${MW_BENCH_DEVICES:-30}
+revoked=${MW_BENCH_REVOKED:-20}
 work=$(mktemp -d "${TMPDIR:-/tmp}/mw-est-bench.XXXXXX")
 gw_pid=
 cleanup() {
@@ -73,3 +76,29 @@ echo "| CPU checking the request (parse, signature, names), µs | $check |"
 echo "| CPU issuing (--est-ca: index, sign, record, keep), µs | $issue_cpu |"
 echo "| wall time issuing (files synced), µs | $issue_wall |"
 echo "| certificate, bytes | $cert_bytes |"
+
+# The CRL fetch: a second gateway, enforcing and serving the CA's CRL.
+kill "$gw_pid" 2>/dev/null || true
+wait "$gw_pid" 2>/dev/null || true
+for i in $(seq "$revoked"); do
+  "$bin/medwire-pki" issue --ca "$work/ca" --role device --id "gone-$i" --out "$work/gone" \
+    >/dev/null
+  "$bin/medwire-pki" revoke --ca "$work/ca" --id "gone-$i" >/dev/null
+done
+"$bin/medwire-pki" crl --ca "$work/ca" >/dev/null
+crl_bytes=$(openssl crl -in "$work/ca/crl.pem" -outform DER | wc -c)
+rm -f "$work/gw.port"
+"$bin/medwire-gateway" --listen 127.0.0.1:0 --ca "$work/ca/ca.crt" --cert "$work/gateway.crt" \
+  --key "$work/gateway.key" --store "$work/gw2.db" --out "$work/out2.ndjson" \
+  --crl "$work/ca/crl.pem" --port-file "$work/gw.port" --log-level warn 2>"$work/gw2.err" &
+gw_pid=$!
+wait_file "$work/gw.port"
+port=$(cat "$work/gw.port")
+read -r sent3 recv3 < <(round)
+cp "$work/ca/crl.pem" "$work/device.crl" # what the devices start with, and keep what they fetch
+read -r sent4 recv4 < <(round --crl "$work/device.crl" --crl-refresh-s 3600)
+echo
+echo "| CRL fetch, $n devices, CRL of $revoked revocations ($crl_bytes bytes) | with fetch | without | per fetch |"
+echo "|---|---:|---:|---:|"
+echo "| bytes sent by the devices | $sent4 | $sent3 | $(((sent4 - sent3) / n)) |"
+echo "| bytes received by the devices | $recv4 | $recv3 | $(((recv4 - recv3) / n)) |"
