@@ -996,6 +996,8 @@ static void drop_ecc_tables(const mwi_dtls_ctx *ctx)
  * as ours). NULL when it cannot be read (wolfSSL has accepted it, so only memory fails). */
 static uint8_t *cert_der(const mwi_dtls_cred *cert, size_t *out_len)
 {
+    if (cert->data == NULL || cert->len == 0)
+        return NULL;
     uint8_t *der = malloc(cert->len + 1); /* a certificate's DER is shorter than its PEM */
     if (der == NULL)
         return NULL;
