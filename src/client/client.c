@@ -1687,6 +1687,21 @@ static void send_ping(mw_client_t *c, uint64_t now)
         c->last_rx_ms = now; /* one ping per interval */
 }
 
+/* Sends @p m, a request that carries no messages, in the free slot @p q: the certificate request
+ * (@p est) or a block of the CRL. False when the link failed (it is then dropped). */
+static bool send_aside(mw_client_t *c, struct req *q, mwi_coap_msg *m, bool est, uint64_t now)
+{
+    q->ping = false;
+    q->est = est;
+    q->crl = !est;
+    q->block = false;
+    q->nseq = 0;
+    if (transmit(c, q, m, now) == MW_OK)
+        return true;
+    drop_link(c, now);
+    return false;
+}
+
 /* The certificate request of mw_client_renew, once per session, ahead of batches. */
 static void send_renewal(mw_client_t *c, uint64_t now)
 {
@@ -1705,13 +1720,7 @@ static void send_renewal(mw_client_t *c, uint64_t now)
     m.accept = 287;         /* application/pkix-cert: the certificate alone */
     m.payload = c->renew_csr;
     m.payload_len = c->renew_len;
-    q->ping = false;
-    q->est = true;
-    q->block = false;
-    q->nseq = 0;
-    if (transmit(c, q, &m, now) != MW_OK)
-        drop_link(c, now);
-    else
+    if (send_aside(c, q, &m, true, now))
         c->renew_sent = true;
 }
 
@@ -1761,14 +1770,7 @@ static void send_crl_fetch(mw_client_t *c, uint64_t now)
     m.accept = MWI_COAP_CF_PKIX_CRL;
     m.flags = MWI_COAP_F_BLOCK2;
     m.block2 = MWI_COAP_BLOCK_VALUE(c->crl_block, 0, MWI_BLOCK_SZX);
-    q->ping = false;
-    q->est = false;
-    q->crl = true;
-    q->block = false;
-    q->nseq = 0;
-    if (transmit(c, q, &m, now) != MW_OK)
-        drop_link(c, now);
-    else
+    if (send_aside(c, q, &m, false, now))
         c->crl_sent = true;
 }
 
