@@ -12,8 +12,10 @@
 #include <wolfssl/wolfcrypt/error-crypt.h>
 #include <wolfssl/wolfcrypt/sha256.h>
 
+#include <stdlib.h>
 #include <string.h>
 
+#include "core/asn_time.h"
 #include "core/detail.h"
 #include "dtls/est.h"
 
@@ -226,4 +228,38 @@ mw_err mwi_est_certs_only(const mwi_est_certs *certs, uint8_t *out, size_t cap, 
     put_bytes(out, cap, &at, tail, sizeof tail);
     *out_len = at <= cap ? at : 0;
     return at <= cap ? MW_OK : MW_ENOSPC;
+}
+
+mw_err mwi_est_cert_facts_read(const uint8_t *der, size_t len, mwi_est_cert_facts *out)
+{
+    memset(out, 0, sizeof *out);
+    if (der == NULL || len == 0 || len > MWI_EST_CERT_READ_MAX)
+        return MW_EINVAL;
+    DecodedCert *dc = malloc(sizeof *dc);
+    uint8_t *copy = malloc(len); /* wolfCrypt's parser takes its input non-const */
+    if (dc == NULL || copy == NULL) {
+        free(dc);
+        free(copy);
+        return MW_ENOMEM;
+    }
+    memcpy(copy, der, len);
+    wc_InitDecodedCert(dc, copy, (word32)len, NULL);
+    mw_err e = MW_EINVAL;
+    if (wc_ParseCert(dc, CERT_TYPE, NO_VERIFY, NULL) == 0 && dc->serialSz > 0 &&
+        dc->serialSz <= 20 && dc->beforeDate && dc->beforeDateLen > 0 && dc->afterDate &&
+        dc->afterDateLen > 0 &&
+        mwi_asn_time(dc->beforeDate, (size_t)dc->beforeDateLen, &out->not_before) &&
+        mwi_asn_time(dc->afterDate, (size_t)dc->afterDateLen, &out->not_after)) {
+        static const char hex[] = "0123456789abcdef";
+        for (int i = 0; i < dc->serialSz; i++) {
+            out->serial[2 * i] = hex[dc->serial[i] >> 4];
+            out->serial[2 * i + 1] = hex[dc->serial[i] & 15];
+        }
+        out->serial[2 * dc->serialSz] = '\0';
+        e = MW_OK;
+    }
+    wc_FreeDecodedCert(dc);
+    free(dc);
+    free(copy);
+    return e;
 }

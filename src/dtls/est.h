@@ -49,6 +49,22 @@ MW_NODISCARD mw_err mwi_est_read_certs(const uint8_t *buf, size_t len, uint8_t *
 MW_NODISCARD mw_err mwi_est_certs_only(const mwi_est_certs *certs, uint8_t *out, size_t cap,
                                        size_t *out_len);
 
+/** Largest certificate mwi_est_cert_facts_read reads. */
+#define MWI_EST_CERT_READ_MAX 8192u
+
+/** What the gateway's store records of an issued certificate. */
+typedef struct mwi_est_cert_facts {
+    char serial[2 * 20 + 1]; /**< the serial in lowercase hex, as the CA folder's index names it */
+    int64_t not_before;      /**< Unix seconds */
+    int64_t not_after;
+} mwi_est_cert_facts;
+
+/** Reads the serial and validity of the DER certificate @p der (its signature is not checked
+ *  here). MW_OK; MW_EINVAL if it does not decode, or its serial is longer than RFC 5280's 20
+ *  bytes, its dates unreadable, or it is longer than MWI_EST_CERT_READ_MAX. */
+MW_NODISCARD mw_err mwi_est_cert_facts_read(const uint8_t *der, size_t len,
+                                            mwi_est_cert_facts *out);
+
 /** The peer's certificate (DER) that the established connection @p c was authenticated with,
  *  also for a resumed session; false if there is none. */
 bool mwi_dtls_conn_peer_cert(mwi_dtls_conn *c, const uint8_t **der, size_t *len);

@@ -144,6 +144,18 @@ bool mwi_gw_stage_retired_space(mw_gateway_t *gw, const struct device *dv)
     return staged(gw, e);
 }
 
+bool mwi_gw_stage_certificate(mw_gateway_t *gw, mwi_store_cert *c)
+{
+    if (gw->store == NULL)
+        return true;
+    gw->dirty = true; /* committed with the rest of the poll, however little else it took */
+    c->issued_ms = wall_ms(gw);
+    mw_err e = mwi_store_begin(gw->store);
+    if (e == MW_OK)
+        e = mwi_store_put_certificate(gw->store, c);
+    return staged(gw, e);
+}
+
 static void send_deferred(mw_gateway_t *gw)
 {
     for (size_t i = 0; i < gw->ndeferred; i++) {

@@ -114,6 +114,39 @@ static void refuse_renewal(mw_gateway_t *gw, struct peer *p, const char *id, mw_
             : why);
 }
 
+/* Stages the issued certificate in the store, so that the answer carrying it leaves only once
+ * the store lists it. False, with @p why, if it cannot be: then the device does not get it. */
+static bool record(mw_gateway_t *gw, const char *id, const mw_est_request_t *r, const uint8_t *cert,
+                   size_t len, char *why, size_t cap)
+{
+    if (gw->store == NULL)
+        return true;
+    mwi_est_cert_facts now, before;
+    if (mwi_est_cert_facts_read(cert, len, &now) != MW_OK) {
+        snprintf(why, cap,
+                 "renewal issued but not sent: the issuer's certificate has no readable serial "
+                 "or validity, so the store cannot record it");
+        return false;
+    }
+    mwi_store_cert c = {.device = id,
+                        .serial = now.serial,
+                        .replaces = "",
+                        .not_before = now.not_before,
+                        .not_after = now.not_after,
+                        .der = cert,
+                        .len = len};
+    if (mwi_est_cert_facts_read(r->cert, r->cert_len, &before) == MW_OK)
+        c.replaces = before.serial;
+    if (!mwi_gw_stage_certificate(gw, &c)) {
+        snprintf(why, cap,
+                 "renewal issued (serial %s) but not sent: the store cannot record it; the "
+                 "device asks again",
+                 now.serial);
+        return false;
+    }
+    return true;
+}
+
 /* POST /sren: a new certificate for the session's own identity, nothing else. */
 static void sren(mw_gateway_t *gw, struct peer *p, const mwi_coap_msg *req, mwi_gw_answer *a)
 {
@@ -185,6 +218,10 @@ static void sren(mw_gateway_t *gw, struct peer *p, const mwi_coap_msg *req, mwi_
                  "answer (%s)",
                  said);
         refuse_renewal(gw, p, id, MW_ENOSPC, a, MWI_COAP_CODE(5, 0), why);
+        return;
+    }
+    if (!record(gw, id, &r, cert, cert_len, why, sizeof why)) {
+        refuse_renewal(gw, p, id, MW_EIO, a, MWI_COAP_CODE(5, 0), why);
         return;
     }
     gw->st.renewals_issued++;

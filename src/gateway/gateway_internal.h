@@ -268,6 +268,10 @@ void mwi_gw_touch(mw_gateway_t *gw, struct device *dv);
 bool mwi_gw_stage_message(mw_gateway_t *gw, const mw_message_t *m);
 /* Stages the retirement of @p dv's current space, as for mwi_gw_stage_message. */
 bool mwi_gw_stage_retired_space(mw_gateway_t *gw, const struct device *dv);
+/* Stages the record of a certificate issued over EST (its issued_ms is set here), as for
+ * mwi_gw_stage_message: the answer that carries it leaves with the commit. True without a
+ * store. */
+bool mwi_gw_stage_certificate(mw_gateway_t *gw, mwi_store_cert *c);
 /* Commits the sink and the store, then sends the held responses; on failure undoes it all and
  * returns the error (MW_OK when there was nothing to commit). */
 mw_err mwi_gw_commit(mw_gateway_t *gw);

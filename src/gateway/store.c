@@ -17,14 +17,17 @@
 #endif
 
 /* 1: journal keyed by (device, seq). 2: messages keyed by (device, space, seq), retired
- * spaces, replay blob 2 with digests. 3: devices' pending commands. An older store is upgraded
- * in place at open: a version-1 journal stays as it was (read-only history), its replay states
- * read as space 0; a device row without commands has none pending. */
-#define SCHEMA_VERSION 3
+ * spaces, replay blob 2 with digests. 3: devices' pending commands. 4: certificates issued over
+ * EST. An older store is upgraded in place at open: a version-1 journal stays as it was
+ * (read-only history), its replay states read as space 0; a device row without commands has
+ * none pending. An older gateway refuses a store of a newer version: it would not record what
+ * the newer one does. */
+#define SCHEMA_VERSION 4
 struct mwi_store {
     sqlite3 *db;
     int lock_fd; /* holds the file's lock while the store is open; -1: in memory */
-    sqlite3_stmt *get_dev, *put_dev, *put_msg, *get_meta, *put_meta, *put_space, *get_space;
+    sqlite3_stmt *get_dev, *put_dev, *put_msg, *get_meta, *put_meta, *put_space, *get_space,
+        *put_cert;
     bool txn;
 #ifdef MW_HAVE_LIBPQ
     mwi_pg_store *pg; /* a PostgreSQL store: every call goes there */
@@ -49,7 +52,10 @@ static const char SCHEMA[] =
     " seq INTEGER NOT NULL, received_ms INTEGER NOT NULL, type INTEGER NOT NULL,"
     " batch BLOB NOT NULL, PRIMARY KEY(device, space, seq)) WITHOUT ROWID;"
     "CREATE TABLE IF NOT EXISTS spaces(device TEXT NOT NULL, space INTEGER NOT NULL,"
-    " retired_ms INTEGER NOT NULL, PRIMARY KEY(device, space)) WITHOUT ROWID;";
+    " retired_ms INTEGER NOT NULL, PRIMARY KEY(device, space)) WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS certificates(device TEXT NOT NULL, serial TEXT NOT NULL,"
+    " replaces TEXT NOT NULL, not_before INTEGER NOT NULL, not_after INTEGER NOT NULL,"
+    " issued_ms INTEGER NOT NULL, cert BLOB NOT NULL, PRIMARY KEY(device, serial));";
 
 /* A store made before schema 3 has no column for pending commands. */
 static bool has_commands_column(sqlite3 *db)
@@ -190,6 +196,10 @@ mw_err mwi_store_open_as(const char *path, const char *instance, mwi_store **out
                            -1, &s->put_space, NULL) != SQLITE_OK ||
         sqlite3_prepare_v2(s->db, "SELECT 1 FROM spaces WHERE device = ?1 AND space = ?2", -1,
                            &s->get_space, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(s->db,
+                           "INSERT OR IGNORE INTO certificates(device, serial, replaces,"
+                           " not_before, not_after, issued_ms, cert) VALUES(?1,?2,?3,?4,?5,?6,?7)",
+                           -1, &s->put_cert, NULL) != SQLITE_OK ||
         sqlite3_prepare_v2(s->db, "SELECT value FROM meta WHERE key = ?1", -1, &s->get_meta,
                            NULL) != SQLITE_OK ||
         sqlite3_prepare_v2(s->db, "INSERT OR REPLACE INTO meta(key, value) VALUES(?1, ?2)", -1,
@@ -249,6 +259,7 @@ void mwi_store_close(mwi_store **ps)
     sqlite3_finalize(s->put_meta);
     sqlite3_finalize(s->put_space);
     sqlite3_finalize(s->get_space);
+    sqlite3_finalize(s->put_cert);
     sqlite3_close(s->db);
     /* Only now: SQLite's own locks are fcntl locks, which closing any descriptor of the file
      * would drop while SQLite still held it open. */
@@ -420,6 +431,24 @@ mw_err mwi_store_retire_space(mwi_store *s, const char *id, uint64_t space, uint
     int rc = sqlite3_step(s->put_space);
     sqlite3_reset(s->put_space);
     sqlite3_clear_bindings(s->put_space);
+    return rc == SQLITE_DONE ? MW_OK : MW_EIO;
+}
+
+mw_err mwi_store_put_certificate(mwi_store *s, const mwi_store_cert *c)
+{
+    if (c->len == 0 || c->len > INT32_MAX)
+        return MW_EINVAL;
+    PG_OR(s, mwi_pg_put_certificate(s->pg, c));
+    sqlite3_bind_text(s->put_cert, 1, c->device, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(s->put_cert, 2, c->serial, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(s->put_cert, 3, c->replaces, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(s->put_cert, 4, c->not_before);
+    sqlite3_bind_int64(s->put_cert, 5, c->not_after);
+    sqlite3_bind_int64(s->put_cert, 6, (sqlite3_int64)c->issued_ms);
+    sqlite3_bind_blob(s->put_cert, 7, c->der, (int)c->len, SQLITE_TRANSIENT);
+    int rc = sqlite3_step(s->put_cert);
+    sqlite3_reset(s->put_cert);
+    sqlite3_clear_bindings(s->put_cert);
     return rc == SQLITE_DONE ? MW_OK : MW_EIO;
 }
 

@@ -102,6 +102,20 @@ MW_NODISCARD mw_err mwi_store_put_device(mwi_store *s, const char *id, const mwi
  *  @p retired_ms: Unix ms by the gateway's wall clock, 0 without one. */
 MW_NODISCARD mw_err mwi_store_retire_space(mwi_store *s, const char *id, uint64_t space,
                                            uint64_t retired_ms);
+/** A certificate the gateway's EST server issued (what the store keeps of it). */
+typedef struct mwi_store_cert {
+    const char *device;   /**< the identity it was issued to */
+    const char *serial;   /**< lowercase hex */
+    const char *replaces; /**< serial of the certificate the session was made with ("" if none) */
+    int64_t not_before, not_after; /**< Unix seconds */
+    uint64_t issued_ms;            /**< Unix ms by the gateway's wall clock, 0 without one */
+    const uint8_t *der;            /**< the certificate */
+    size_t len;
+} mwi_store_cert;
+/** Records an issued certificate (inside the open transaction): its answer leaves with the
+ *  commit, so a device never holds a certificate the store does not list. The same device and
+ *  serial again (an external CA's answer repeated) keeps the first record. */
+MW_NODISCARD mw_err mwi_store_put_certificate(mwi_store *s, const mwi_store_cert *c);
 /** Did the device leave @p space, by the durable record of every space it left? */
 MW_NODISCARD mw_err mwi_store_space_retired(mwi_store *s, const char *id, uint64_t space,
                                             bool *out);

@@ -32,6 +32,11 @@ static const char *const MIGRATIONS[] = {
     /* 2: the commands waiting for a device's answer, so that whichever gateway the device
      * talks to next sends them (NULL: none). */
     "ALTER TABLE devices ADD COLUMN commands bytea;",
+    /* 3: the certificates the gateways issued over EST, whichever gateway the device renewed
+     * through. */
+    "CREATE TABLE certificates(device text NOT NULL, serial text NOT NULL,"
+    " replaces text NOT NULL, not_before bigint NOT NULL, not_after bigint NOT NULL,"
+    " issued_ms bigint NOT NULL, cert bytea NOT NULL, PRIMARY KEY(device, serial));",
 };
 #define SCHEMA_VERSION ((int)(sizeof MIGRATIONS / sizeof MIGRATIONS[0]))
 
@@ -887,6 +892,27 @@ mw_err mwi_pg_retire_space(mwi_pg_store *s, const char *id, uint64_t space, uint
                           "INSERT INTO spaces(device, space, retired_ms) VALUES($1, $2, $3)"
                           " ON CONFLICT DO NOTHING",
                           3, val, NULL, NULL))
+               ? MW_OK
+               : MW_EIO;
+}
+
+mw_err mwi_pg_put_certificate(mwi_pg_store *s, const mwi_store_cert *c)
+{
+    param nb = {{0}}, na = {{0}}, at = {{0}};
+    const char *val[] = {c->device,
+                         c->serial,
+                         c->replaces,
+                         u64p(&nb, (uint64_t)c->not_before),
+                         u64p(&na, (uint64_t)c->not_after),
+                         u64p(&at, c->issued_ms),
+                         (const char *)c->der};
+    const int len[] = {0, 0, 0, 0, 0, 0, (int)c->len};
+    const int fmt[] = {0, 0, 0, 0, 0, 0, 1}; /* the certificate as bytes */
+    return command_ok(run(s,
+                          "INSERT INTO certificates(device, serial, replaces, not_before,"
+                          " not_after, issued_ms, cert) VALUES($1, $2, $3, $4, $5, $6, $7)"
+                          " ON CONFLICT DO NOTHING",
+                          7, val, len, fmt))
                ? MW_OK
                : MW_EIO;
 }

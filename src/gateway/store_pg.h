@@ -40,6 +40,7 @@ MW_NODISCARD mw_err mwi_pg_put_device(mwi_pg_store *s, const char *id, const mwi
                                       size_t ncmds);
 MW_NODISCARD mw_err mwi_pg_retire_space(mwi_pg_store *s, const char *id, uint64_t space,
                                         uint64_t retired_ms);
+MW_NODISCARD mw_err mwi_pg_put_certificate(mwi_pg_store *s, const mwi_store_cert *c);
 MW_NODISCARD mw_err mwi_pg_space_retired(mwi_pg_store *s, const char *id, uint64_t space,
                                          bool *out);
 MW_NODISCARD mw_err mwi_pg_commit(mwi_pg_store *s, uint64_t sink_checkpoint);

@@ -137,7 +137,10 @@ Test(store, an_older_store_gains_pending_commands_at_open)
         sqlite3_prepare_v2(db, "SELECT value FROM meta WHERE key = 'schema'", -1, &st, NULL),
         SQLITE_OK);
     cr_assert_eq(sqlite3_step(st), SQLITE_ROW);
-    cr_assert_eq(sqlite3_column_int(st, 0), 3, "the version says what the store now holds");
+    cr_assert_eq(sqlite3_column_int(st, 0), 4, "the version says what the store now holds");
+    sqlite3_finalize(st);
+    cr_assert_eq(sqlite3_prepare_v2(db, "SELECT count(*) FROM certificates", -1, &st, NULL),
+                 SQLITE_OK, "it keeps issued certificates now: %s", sqlite3_errmsg(db));
     sqlite3_finalize(st);
     sqlite3_close(db);
 }

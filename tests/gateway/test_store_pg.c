@@ -293,9 +293,9 @@ Test(store_pg, migrates_once_and_refuses_a_newer_schema)
     s = open_as("gw"); /* again: nothing to do */
     mwi_store_close(&s);
     assert_query("SELECT string_agg(version::text, ',' ORDER BY version) FROM schema_version",
-                 "1,2");
+                 "1,2,3");
     assert_query("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'",
-                 "5");
+                 "6");
 
     /* A store of version 1 (no pending commands) with a device in it is brought up to date, and
      * its device has none pending. */
@@ -307,12 +307,13 @@ Test(store_pg, migrates_once_and_refuses_a_newer_schema)
     mwi_store_close(&s);
     cr_assert_eq(mwt_pg_sql(&pg,
                             "ALTER TABLE devices DROP COLUMN commands;"
-                            " DELETE FROM schema_version WHERE version = 2",
+                            " DROP TABLE certificates;"
+                            " DELETE FROM schema_version WHERE version >= 2",
                             NULL),
                  0);
     s = open_as("gw");
     assert_query("SELECT string_agg(version::text, ',' ORDER BY version) FROM schema_version",
-                 "1,2");
+                 "1,2,3");
     mw_command_t cmds[MWI_MAX_COMMANDS];
     uint8_t ncmds = 9;
     bool found = false;
@@ -323,12 +324,47 @@ Test(store_pg, migrates_once_and_refuses_a_newer_schema)
     cr_assert_eq(ncmds, 0, "a device of the old schema has no command pending");
     mwi_store_close(&s);
 
-    cr_assert_eq(mwt_pg_sql(&pg, "INSERT INTO schema_version(version) VALUES (3)", NULL), 0);
+    cr_assert_eq(mwt_pg_sql(&pg, "INSERT INTO schema_version(version) VALUES (4)", NULL), 0);
     mw_error_detail_t d;
     memset(&d, 0, sizeof d);
     cr_assert_eq(mwi_store_open_as(pg.url, "gw", &s, &d), MW_EIO);
     cr_assert_null(s);
     cr_assert_not_null(strstr(d.reason, "newer medwire"), "%s", d.reason);
+}
+
+/* An issued certificate is written with the transaction, bytes whole, once per serial. */
+Test(store_pg, issued_certificates_are_recorded_with_the_transaction_once_each)
+{
+    mwi_store *s = open_as("gw");
+    uint8_t der[300];
+    for (size_t i = 0; i < sizeof der; i++)
+        der[i] = (uint8_t)i; /* every byte value, NUL and 0x5c included */
+    mwi_store_cert c = {.device = "dev-1",
+                        .serial = "0a1b",
+                        .replaces = "09ff",
+                        .not_before = 1700000000,
+                        .not_after = 1800000000,
+                        .issued_ms = 1750000000123u,
+                        .der = der,
+                        .len = sizeof der};
+    cr_assert_eq(mwi_store_begin(s), MW_OK);
+    cr_assert_eq(mwi_store_put_certificate(s, &c), MW_OK);
+    mwi_store_rollback(s);
+    assert_query("SELECT count(*) FROM certificates", "0");
+    cr_assert_eq(mwi_store_begin(s), MW_OK);
+    cr_assert_eq(mwi_store_put_certificate(s, &c), MW_OK);
+    cr_assert_eq(mwi_store_commit(s, 0), MW_OK);
+    c.issued_ms = 1; /* the same certificate told again keeps its first record */
+    cr_assert_eq(mwi_store_begin(s), MW_OK);
+    cr_assert_eq(mwi_store_put_certificate(s, &c), MW_OK);
+    cr_assert_eq(mwi_store_commit(s, 0), MW_OK);
+    mwi_store_close(&s);
+    assert_query("SELECT device || ' ' || serial || ' ' || replaces || ' ' || not_before || ' '"
+                 " || not_after || ' ' || issued_ms || ' ' || length(cert) || ' '"
+                 " || md5(cert) FROM certificates",
+                 /* md5 of bytes 0..255, 0..43 */
+                 "dev-1 0a1b 09ff 1700000000 1800000000 1750000000123 300 "
+                 "17b3839204f7b81a93eb2718b1379e6f");
 }
 
 struct opener {

@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* test_device_renewal.c -- medwire-device --renew-before-days against medwire-gateway --est-ca:
  * a device inside its window renews over its session and starts next with the new pair, which
- * OpenSSL verifies; a power cut at each step of the renewal leaves a device that connects. */
+ * OpenSSL verifies, and which the gateway's store lists; a power cut at each step of the renewal
+ * leaves a device that connects. */
 #include <criterion/criterion.h>
 #include <signal.h>
+#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +21,42 @@ typedef struct gw {
     mwt_proc proc;
     char dir[256], audit[300], port[300], addr[64];
 } gw;
+
+/* OpenSSL's "serial=HEX\n" as the gateway's store writes a serial: lowercase, alone. */
+static void store_serial(const char *openssl, char *out, size_t cap)
+{
+    const char *hex = strchr(openssl, '=');
+    cr_assert_not_null(hex, "%s", openssl);
+    size_t n = strcspn(hex + 1, "\n");
+    cr_assert_lt(n, cap);
+    for (size_t i = 0; i < n; i++)
+        out[i] =
+            (char)(hex[1 + i] >= 'A' && hex[1 + i] <= 'F' ? hex[1 + i] - 'A' + 'a' : hex[1 + i]);
+    out[n] = '\0';
+}
+
+/* The rows of the store's certificates table, "device serial replaces" each, joined by ';'. */
+static void stored_certificates(const gw *g, char *out, size_t cap)
+{
+    char path[300];
+    snprintf(path, sizeof path, "%s/gw.db", g->dir);
+    sqlite3 *db = NULL;
+    cr_assert_eq(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    sqlite3_stmt *st = NULL;
+    cr_assert_eq(sqlite3_prepare_v2(db,
+                                    "SELECT device || ' ' || serial || ' ' || replaces FROM"
+                                    " certificates ORDER BY issued_ms",
+                                    -1, &st, NULL),
+                 SQLITE_OK, "%s", sqlite3_errmsg(db));
+    out[0] = '\0';
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        size_t used = strlen(out);
+        snprintf(out + used, cap - used, "%s%s", used ? ";" : "",
+                 (const char *)sqlite3_column_text(st, 0));
+    }
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+}
 
 static void run_ok(const char *const argv[])
 {
@@ -215,6 +253,13 @@ Test(device_renewal, a_device_inside_its_window_renews_and_its_next_start_uses_t
     cr_assert_eq(mwt_count_lines(err, asked), 0);
     cr_assert_eq(mwt_proc_stop(&g.proc, SIGTERM), 0);
     cr_assert_eq(mwt_count_lines(g.audit, renewed), 1, "renewed once");
+    /* The store lists the new certificate and the one it replaced. */
+    char was[80], now[80], want[200], rows[400];
+    store_serial(before, was, sizeof was);
+    store_serial(after, now, sizeof now);
+    snprintf(want, sizeof want, "dev-1 %s %s", now, was);
+    stored_certificates(&g, rows, sizeof rows);
+    cr_assert_str_eq(rows, want);
     free(old_crt);
     free(old_key);
 }

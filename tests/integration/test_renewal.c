@@ -1,11 +1,15 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* test_renewal.c -- mw_client_renew: a device's certificate request goes to the gateway over its
  * own session (EST simple re-enroll), through the gateway's checks to its issuer, and the
- * certificate comes back; again after a lost link, once; refusals come back with their code. */
+ * certificate comes back; again after a lost link, once; refusals come back with their code; the
+ * gateway's store lists each certificate before the device has it. */
+#define _GNU_SOURCE /* strptime, timegm */
 #include <criterion/criterion.h>
+#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "harness.h"
 
@@ -288,4 +292,146 @@ Test(renewal, one_request_at_a_time_and_only_with_somewhere_to_answer, .timeout 
     cr_assert_eq(mw_client_renew(c, csr, 100), MW_OK);
     cr_assert_eq(mw_client_renew(c, csr, 100), MW_EAGAIN, "one waits for its answer already");
     mwt_h_fini(&h);
+}
+
+static char store_path[300];
+
+static void with_issuer_and_store(mw_gateway_config_t *cfg)
+{
+    cfg->est_issue = issue;
+    snprintf(store_path, sizeof store_path, "%s/store.db", mwt_tmpdir());
+    cfg->store_path = store_path;
+}
+
+/* What OpenSSL says of @p pem_file: "serial=HEX" or "notAfter=DATE" (@p what: -serial or
+ * -enddate), the value in @p out. */
+static void openssl_field(const char *pem_file, const char *what, char *out, size_t cap)
+{
+    char path[300], text[200] = "";
+    snprintf(path, sizeof path, "%s/field.txt", mwt_tmpdir());
+    const char *argv[] = {"/usr/bin/openssl", "x509", "-in", pem_file, "-noout", what, NULL};
+    cr_assert_eq(mwt_run(argv, path, NULL, 30000), 0, "openssl x509 %s", what);
+    FILE *f = fopen(path, "r");
+    cr_assert_not_null(f);
+    size_t got = fread(text, 1, sizeof text - 1, f);
+    fclose(f);
+    text[got] = '\0';
+    const char *eq = strchr(text, '=');
+    cr_assert_not_null(eq, "%s", text);
+    snprintf(out, cap, "%.*s", (int)strcspn(eq + 1, "\n"), eq + 1);
+}
+
+static void sql(sqlite3 *db, const char *stmt)
+{
+    char *err = NULL;
+    cr_assert_eq(sqlite3_exec(db, stmt, NULL, NULL, &err), SQLITE_OK, "%s: %s", stmt,
+                 err ? err : "");
+}
+
+/* The store's rows of issued certificates, for @p device: their count, and the last one's
+ * serial, replaced serial, notAfter and certificate. */
+typedef struct stored_cert {
+    int rows;
+    char serial[64], replaces[64];
+    int64_t not_after;
+    uint8_t der[2048];
+    size_t len;
+} stored_cert;
+
+static stored_cert read_certs(const char *device)
+{
+    stored_cert out;
+    memset(&out, 0, sizeof out);
+    sqlite3 *db = NULL;
+    cr_assert_eq(sqlite3_open_v2(store_path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    sqlite3_stmt *st = NULL;
+    cr_assert_eq(sqlite3_prepare_v2(db,
+                                    "SELECT serial, replaces, not_after, cert FROM certificates"
+                                    " WHERE device = ?1",
+                                    -1, &st, NULL),
+                 SQLITE_OK, "%s", sqlite3_errmsg(db));
+    sqlite3_bind_text(st, 1, device, -1, SQLITE_STATIC);
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        out.rows++;
+        snprintf(out.serial, sizeof out.serial, "%s", (const char *)sqlite3_column_text(st, 0));
+        snprintf(out.replaces, sizeof out.replaces, "%s", (const char *)sqlite3_column_text(st, 1));
+        out.not_after = sqlite3_column_int64(st, 2);
+        out.len = (size_t)sqlite3_column_bytes(st, 3);
+        cr_assert_leq(out.len, sizeof out.der);
+        memcpy(out.der, sqlite3_column_blob(st, 3), out.len);
+    }
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return out;
+}
+
+/* OpenSSL's serial (uppercase hex) as the store writes it. */
+static void lower(char *s)
+{
+    for (; *s; s++)
+        if (*s >= 'A' && *s <= 'F')
+            *s = (char)(*s - 'A' + 'a');
+}
+
+/* @req IEC62443-CR1.8 */
+Test(renewal, the_store_lists_each_issued_certificate_with_the_one_it_replaces, .timeout = 120)
+{
+    mwt_h h;
+    mwt_h_init_tuned(&h, 16, with_issuer_and_store);
+    const char *issued = mwt_pki_crt(&h.pki, "dev-2");
+    issuer.answer_len = openssl_der("x509", issued, issuer.answer, sizeof issuer.answer);
+    mw_client_t *c = device(&h);
+    uint8_t csr[1024];
+    size_t n = make_csr("dev-1", csr, sizeof csr);
+    cr_assert_eq(mw_client_renew(c, csr, n), MW_OK);
+    cr_assert(mwt_h_run(&h, answered, NULL, 60000));
+    cr_assert_eq(told.e, MW_OK, "%s", told.reason);
+    mwt_h_fini(&h); /* the store's file is whole once the gateway is gone */
+    stored_cert got = read_certs("dev-1");
+    cr_assert_eq(got.rows, 1);
+    char serial[64], replaces[64], until[64];
+    openssl_field(issued, "-serial", serial, sizeof serial);
+    openssl_field(mwt_pki_crt(&h.pki, "dev-1"), "-serial", replaces, sizeof replaces);
+    openssl_field(issued, "-enddate", until, sizeof until);
+    lower(serial);
+    lower(replaces);
+    cr_assert_str_eq(got.serial, serial);
+    cr_assert_str_eq(got.replaces, replaces, "the certificate the session was made with");
+    struct tm tm;
+    memset(&tm, 0, sizeof tm);
+    cr_assert_not_null(strptime(until, "%b %d %H:%M:%S %Y GMT", &tm), "%s", until);
+    cr_assert_eq(got.not_after, (int64_t)timegm(&tm), "notAfter %s", until);
+    cr_assert(got.len == issuer.answer_len && memcmp(got.der, issuer.answer, got.len) == 0,
+              "the certificate as issued");
+}
+
+/* The answer that carries a certificate leaves with the store's commit: a store that cannot
+ * record it keeps it from the device, which asks again and gets it once the store can. */
+/* @req IEC62443-CR1.8 */
+Test(renewal, a_certificate_the_store_cannot_record_is_not_sent, .timeout = 300)
+{
+    mwt_h h;
+    mwt_h_init_tuned(&h, 17, with_issuer_and_store);
+    issuer.answer_len =
+        openssl_der("x509", mwt_pki_crt(&h.pki, "dev-2"), issuer.answer, sizeof issuer.answer);
+    sqlite3 *db = NULL;
+    cr_assert_eq(sqlite3_open_v2(store_path, &db, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
+    sql(db, "CREATE TRIGGER full BEFORE INSERT ON certificates"
+            " BEGIN SELECT RAISE(FAIL, 'disk full'); END");
+    mw_client_t *c = device(&h);
+    uint8_t csr[1024];
+    size_t n = make_csr("dev-1", csr, sizeof csr);
+    cr_assert_eq(mw_client_renew(c, csr, n), MW_OK);
+    cr_assert_not(mwt_h_run(&h, answered, NULL, 20000), "%s", told.reason);
+    cr_assert_geq(issuer.calls, 2, "the device asked again, and the gateway issued again");
+    const mwt_audit_line *a = mwt_h_audit_find(&h, MW_AUDIT_RENEWAL_REFUSED, MW_EIO);
+    cr_assert_not_null(a);
+    cr_assert(strstr(a->reason, "the store cannot record it"), "%s", a->reason);
+    cr_assert_not_null(mwt_h_audit_find(&h, MW_AUDIT_STORE_FAILED, MW_EIO));
+    sql(db, "DROP TRIGGER full");
+    sqlite3_close(db);
+    cr_assert(mwt_h_run(&h, answered, NULL, 120000));
+    cr_assert_eq(told.e, MW_OK, "%s", told.reason);
+    mwt_h_fini(&h);
+    cr_assert_eq(read_certs("dev-1").rows, 1);
 }
