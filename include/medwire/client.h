@@ -217,6 +217,13 @@ typedef struct mw_client_config {
     uint32_t ack_timeout_ms; /**< CoAP ACK_TIMEOUT (default 2000) */
     uint8_t max_retransmit;  /**< CoAP MAX_RETRANSMIT (default 4) */
     uint8_t nstart;          /**< CoAP NSTART: requests in flight at once, 1-4 (default 1) */
+    /** Messages one batch carries at most, 1-16 (0: 16). The client holds this many decoded
+     *  messages (232 bytes each on a 64-bit host) while it encodes a batch. */
+    uint8_t batch_max;
+    /** Largest batch body sent block-wise (RFC 7959 Block1), 0: 4096 (the gateway's default
+     *  max_body). The client holds a buffer of this size; a value no larger than one record's
+     *  room (about 1,300 bytes) sends each batch in one record and holds none. */
+    uint16_t body_max;
     uint32_t keepalive_ms;   /**< idle time before a CoAP ping checks the link; 0: never */
     /* Key rotation (a fresh full handshake, make-before-break); 0 disables each limit. */
     uint64_t rekey_after_ms;      /**< session age */

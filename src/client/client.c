@@ -127,10 +127,14 @@ struct mw_client {
     mwi_coap_parser *parser;
     mwi_coap_ids ids;
     mwi_coap_params params;
-    struct req reqs[MWI_NSTART_MAX];
+    /* The requests in flight: nstart of them, allocated at open, as are the buffers below, so
+     * that their sizes follow the configuration (nstart, body_max, batch_max). */
+    struct req *reqs;
     uint32_t nstart;
-    /* One block-wise body at a time; its request has block = true. */
-    uint8_t body[MWI_BODY_MAX];
+    /* One block-wise body at a time; its request has block = true. NULL (body_cap 0): each
+     * batch goes in one record. */
+    uint8_t *body;
+    size_t body_cap;
     mwi_coap_block1_sender b1; /* active while a request carries it */
     bool no_block1; /* the gateway refused a block-wise body: keep batches to one record */
     uint32_t keepalive_ms;
@@ -148,7 +152,8 @@ struct mw_client {
     mw_storage_slice_t seq_slice, q_slice;
     mw_storage_t seq_st, q_st;
     uint32_t q_cap;
-    mw_message_t batch[MWI_MAX_BATCH]; /* the messages of the batch being encoded */
+    mw_message_t *batch; /* the messages of the batch being encoded: batch_max of them */
+    uint8_t batch_max;
     /* The command results queued and not yet acknowledged, by sequence number: at most
      * results_max at once (see result_room). */
     uint64_t *results;
@@ -161,8 +166,11 @@ struct mw_client {
     bool drop_requested;      /* set inside a record callback, acted on after it */
     bool reconnect_requested; /* mw_client_reconnect: connect even with nothing to send */
 
-    uint8_t rx[MWI_DTLS_MAX_DATAGRAM + 1];
+    uint8_t *rx; /* RX_CAP bytes */
 };
+
+/* A datagram read whole, with a byte to spare to tell a longer one. */
+#define RX_CAP (MWI_DTLS_MAX_DATAGRAM + 1)
 
 static uint64_t now_ms(const mw_client_t *c)
 {
@@ -599,6 +607,19 @@ mw_err mw_client_open(const mw_client_config_t *cfg, mw_client_t **out, mw_error
     }
     c->nstart =
         cfg->nstart == 0 ? 1 : (cfg->nstart > MWI_NSTART_MAX ? MWI_NSTART_MAX : cfg->nstart);
+    c->batch_max =
+        cfg->batch_max == 0 || cfg->batch_max > MWI_MAX_BATCH ? MWI_MAX_BATCH : cfg->batch_max;
+    c->body_cap = cfg->body_max == 0 ? MWI_BODY_MAX : cfg->body_max;
+    if (c->body_cap <= BATCH_CAP)
+        c->body_cap = 0;
+    c->reqs = calloc(c->nstart, sizeof *c->reqs);
+    c->batch = calloc(c->batch_max, sizeof *c->batch);
+    c->rx = malloc(RX_CAP);
+    c->body = c->body_cap ? malloc(c->body_cap) : NULL;
+    if (c->reqs == NULL || c->batch == NULL || c->rx == NULL || (c->body_cap && !c->body)) {
+        e = mwi_detail_fail(d, MW_ENOMEM, "out of memory for the client's buffers");
+        goto fail;
+    }
     c->rekey_after_ms = cfg->rekey_after_ms;
     c->rekey_after_records = cfg->rekey_after_records;
     c->rekey_after_bytes = cfg->rekey_after_bytes;
@@ -848,7 +869,7 @@ static void useless_answer(mw_client_t *c, uint64_t now)
 static void drop_link(mw_client_t *c, uint64_t now)
 {
     mwi_link_clear(&c->link);
-    for (size_t i = 0; i < MWI_NSTART_MAX; i++)
+    for (size_t i = 0; i < c->nstart; i++)
         c->reqs[i].used = false; /* their messages stay queued and go again */
     c->renew_sent = false;       /* and a certificate request too */
     c->crl_sent = false;         /* a CRL fetch starts again from its first block */
@@ -984,7 +1005,7 @@ static bool req_carries(const struct req *q, uint64_t seq)
 
 static bool in_flight(const mw_client_t *c, uint64_t seq)
 {
-    for (size_t i = 0; i < MWI_NSTART_MAX; i++)
+    for (size_t i = 0; i < c->nstart; i++)
         if (c->reqs[i].used && req_carries(&c->reqs[i], seq))
             return true;
     return false;
@@ -1450,7 +1471,7 @@ static void on_record(void *ctx, const uint8_t *data, size_t len)
         handle_request(c, &m);
         return;
     }
-    for (size_t i = 0; i < MWI_NSTART_MAX; i++) {
+    for (size_t i = 0; i < c->nstart; i++) {
         struct req *q = &c->reqs[i];
         if (!q->used)
             continue;
@@ -1576,17 +1597,17 @@ static void send_batch(mw_client_t *c, uint64_t now)
     if (q == NULL || now < c->resend_at_ms)
         return;
     const mw_message_t *ptrs[MWI_MAX_BATCH];
-    size_t n = collect(c, ptrs, MWI_MAX_BATCH);
+    size_t n = collect(c, ptrs, c->batch_max);
     if (n == 0)
         return;
     /* The low-water mark is the oldest sequence number still held. */
     mwi_batch_head head = {.low_water = mwi_queue_low_water(c->queue), .space = c->space};
     for (size_t i = 0; i < n; i++)
         c->batch[i].possible_duplicate = c->batch[i].seq < c->space_start;
-    bool block = !c->b1.active && !c->no_block1;
+    bool block = !c->b1.active && !c->no_block1 && c->body != NULL;
     uint8_t one[BATCH_CAP];
     uint8_t *payload = block ? c->body : one;
-    size_t cap = block ? sizeof c->body : sizeof one;
+    size_t cap = block ? c->body_cap : sizeof one;
     size_t plen = 0, count = 0;
     mw_err e = mwi_batch_encode_in(ptrs, n, &head, payload, cap, &plen, &count);
     if (e != MW_OK) {
@@ -1776,7 +1797,7 @@ static void send_crl_fetch(mw_client_t *c, uint64_t now)
 
 static bool any_request(const mw_client_t *c)
 {
-    for (size_t i = 0; i < MWI_NSTART_MAX; i++)
+    for (size_t i = 0; i < c->nstart; i++)
         if (c->reqs[i].used)
             return true;
     return false;
@@ -1864,7 +1885,7 @@ static void run_timers(mw_client_t *c, uint64_t now)
         else if (c->next_dtls != NULL && c->state == ST_READY)
             start_switch(c, now);
     }
-    for (size_t i = 0; i < MWI_NSTART_MAX && c->state == ST_READY; i++) {
+    for (size_t i = 0; i < c->nstart && c->state == ST_READY; i++) {
         struct req *q = &c->reqs[i];
         if (!q->used || now < mwi_coap_request_deadline(&q->r))
             continue;
@@ -1961,7 +1982,7 @@ static void switch_session(mw_client_t *c, uint64_t now)
     snprintf(why, sizeof why, "new DTLS session with gateway '%.64s' (%.40s); old keys destroyed",
              mwi_dtls_conn_peer_id(c->link.conn), mwi_dtls_conn_cipher(c->link.conn));
     audit(c, MW_AUDIT_SESSION_ROTATED, MW_OK, 0, why);
-    for (size_t i = 0; i < MWI_NSTART_MAX; i++)
+    for (size_t i = 0; i < c->nstart; i++)
         if (c->reqs[i].used)
             write_lossy(c->link.conn, c->reqs[i].buf, c->reqs[i].len);
 }
@@ -1989,7 +2010,7 @@ static void receive(mw_client_t *c, uint64_t now)
     for (int i = 0; i < 64 && c->state != ST_FAILED; i++) {
         mw_addr_t from;
         size_t n = 0;
-        mw_err e = c->tp.recv(c->tp.ctx, &from, c->rx, sizeof c->rx, &n);
+        mw_err e = c->tp.recv(c->tp.ctx, &from, c->rx, RX_CAP, &n);
         if (e != MW_OK)
             break;
         c->st.datagrams_received++;
@@ -2210,7 +2231,7 @@ int mw_client_next_timeout_ms(const mw_client_t *c)
         if (cap < at)
             at = cap;
     } else {
-        for (size_t i = 0; i < MWI_NSTART_MAX; i++)
+        for (size_t i = 0; i < c->nstart; i++)
             if (c->reqs[i].used) {
                 uint64_t d = mwi_coap_request_deadline(&c->reqs[i].r);
                 if (d < at)
@@ -2261,6 +2282,10 @@ void mw_client_close(mw_client_t **pc)
     free(c->results);
     free(c->renew_csr);
     free(c->crl_body);
+    free(c->reqs);
+    free(c->batch);
+    free(c->rx);
+    free(c->body);
     mwi_dtls_ctx_destroy(&c->next_dtls);
     free(c);
     *pc = NULL;

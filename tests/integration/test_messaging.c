@@ -331,6 +331,82 @@ static bool client_connected(mwt_h *h, void *arg)
     return st.connected;
 }
 
+static void raise_long_alarms(mw_client_t *c, int n)
+{
+    for (int i = 0; i < n; i++) {
+        mw_alarm_t a;
+        memset(&a, 0, sizeof a);
+        a.mdc_code = MW_MDC_EVT_LO;
+        a.priority = MW_ALARM_HIGH;
+        a.state = MW_ALARM_ACTIVE;
+        snprintf(a.text, sizeof a.text, "SpO2 below limit on bed %02d, check the probe now", i);
+        cr_assert_eq(mw_client_raise_alarm(c, &a, NULL), MW_OK);
+    }
+}
+
+static mw_client_t *shaped_client(mwt_h *h, const char *name, const char *from, uint8_t batch_max,
+                                  uint16_t body_max)
+{
+    mw_client_config_t cfg;
+    mw_client_config_init(&cfg);
+    cfg.ca_file = mwt_pki_ca(&h->pki);
+    cfg.cert_file = mwt_pki_crt(&h->pki, name);
+    cfg.key_file = mwt_pki_key(&h->pki, name);
+    cfg.gateway_name = "gateway";
+    cfg.gateway = MWT_GATEWAY_ADDR;
+    cfg.transport = mwt_net_endpoint(h->net, from);
+    cfg.clock = mwt_clock_table(&h->clk);
+    cfg.random = mwt_rng_table(&h->rng);
+    cfg.batch_max = batch_max;
+    cfg.body_max = body_max;
+    mw_client_t *c = NULL;
+    cr_assert_eq(mw_client_open(&cfg, &c, NULL), MW_OK);
+    h->clients[h->nclients++] = c;
+    return c;
+}
+
+static bool second_request_sent(mwt_h *h, void *arg)
+{
+    (void)h;
+    mw_client_stats_t st;
+    mw_client_stats(arg, &st);
+    return st.requests_sent >= 2;
+}
+
+/* A small device sizes its buffers by configuration: batch_max messages per batch, and with a
+ * body_max no larger than a record, no block-wise body at all (each batch whole in one record,
+ * so the first is delivered before the second goes). */
+Test(messaging, batch_max_and_body_max_shape_what_one_request_carries)
+{
+    mwt_h h;
+    mwt_h_init(&h, 28);
+    mw_client_t *few = shaped_client(&h, "dev-1", "127.0.0.2:43000", 4, 0);
+    raise_long_alarms(few, 16);
+    cr_assert(mwt_h_drain(&h, 120000));
+    mw_client_stats_t st;
+    mw_client_stats(few, &st);
+    cr_assert_eq(st.requests_sent, 4, "16 messages, 4 per batch");
+    assert_exactly_once(&h, "dev-1", 16);
+
+    /* The 1.6 kB the default client sends as one body in two blocks, of which nothing is
+     * delivered until the last arrives. */
+    mw_client_t *whole = shaped_client(&h, "dev-2", "127.0.0.2:43001", 0, 0);
+    raise_long_alarms(whole, 16);
+    cr_assert(mwt_h_run(&h, second_request_sent, whole, 60000));
+    cr_assert_eq(mwt_h_count(&h, "dev-2"), 0, "block-wise: the body is not whole yet");
+    cr_assert(mwt_h_drain(&h, 120000));
+    assert_exactly_once(&h, "dev-2", 16);
+
+    mw_client_t *records = shaped_client(&h, "dev-3", "127.0.0.2:43002", 0, 1024);
+    raise_long_alarms(records, 16);
+    cr_assert(mwt_h_run(&h, second_request_sent, records, 60000));
+    size_t first = mwt_h_count(&h, "dev-3");
+    cr_assert(first > 0 && first < 16, "one record's batch delivered first: %zu", first);
+    cr_assert(mwt_h_drain(&h, 120000));
+    assert_exactly_once(&h, "dev-3", 16);
+    mwt_h_fini(&h);
+}
+
 static bool client_failed_never(mwt_h *h, void *arg)
 {
     (void)h;
