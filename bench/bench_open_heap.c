@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* bench_open_heap.c -- the heap of mw_client_open on the host: the peak of live bytes during the
- * call, what the client still holds after it, and the largest single allocation (transient
- * allocations at open should stay small on a device). Credentials from files, as a device with
+ * call, what the client still holds after it, the largest single allocation and the largest
+ * one freed again before the call returned (transient allocations at open should stay small on
+ * a device). Credentials from files, as a device with
  * a filesystem gives them. Prints figures; asserts nothing. */
 #include <libgen.h>
 #include <stdbool.h>
@@ -24,7 +25,7 @@ extern void __libc_free(void *p);
 
 #define HDR 16u
 static bool counting;
-static size_t live, peak, largest;
+static size_t live, peak, largest, largest_freed;
 
 static void *track(void *raw, size_t n)
 {
@@ -45,8 +46,11 @@ static size_t untrack(void *p)
 {
     size_t n;
     memcpy(&n, (uint8_t *)p - HDR, sizeof n);
-    if (counting)
+    if (counting) {
         live = n > live ? 0 : live - n;
+        if (n > largest_freed) /* transient: allocated and freed again inside the call */
+            largest_freed = n;
+    }
     return n;
 }
 
@@ -106,20 +110,32 @@ int main(int argc, char **argv)
     cfg.random = mwt_rng_table(&rng);
     /* Without storage the queue lives in RAM, sized by its capacity: the default, and a small
      * device's. */
-    static const uint32_t caps[] = {256, 32};
-    for (size_t i = 0; i < sizeof caps / sizeof caps[0]; i++) {
-        cfg.queue_capacity = caps[i];
+    static const struct {
+        uint32_t cap;
+        uint8_t batch_max;
+        uint16_t body_max;
+        const char *what;
+    } runs[] = {
+        {256, 0, 0, "default buffers"},
+        {32, 0, 0, "default buffers"},
+        /* A small device: 4 messages per batch, each batch in one record (no block-wise). */
+        {32, 4, 1024, "batch_max 4, body_max 1024"},
+    };
+    for (size_t i = 0; i < sizeof runs / sizeof runs[0]; i++) {
+        cfg.queue_capacity = runs[i].cap;
+        cfg.batch_max = runs[i].batch_max;
+        cfg.body_max = runs[i].body_max;
         mw_client_t *c = NULL;
         counting = true;
-        live = peak = largest = 0;
+        live = peak = largest = largest_freed = 0;
         mw_err e = mw_client_open(&cfg, &c, NULL);
         size_t held = live;
         counting = false;
         if (e != MW_OK)
             return 1;
-        printf("client open heap, queue capacity %u in RAM: peak %zu bytes, held after open %zu "
-               "bytes, largest allocation %zu bytes\n",
-               (unsigned)caps[i], peak, held, largest);
+        printf("client open heap, queue capacity %u in RAM, %s: peak %zu bytes, held after open "
+               "%zu bytes, largest allocation %zu bytes, largest transient %zu bytes\n",
+               (unsigned)runs[i].cap, runs[i].what, peak, held, largest, largest_freed);
         mw_client_close(&c);
     }
     mwt_net_destroy(net);

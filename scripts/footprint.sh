@@ -55,7 +55,7 @@ echo "| sizeof(mw_client_t), Cortex-M4 | $m4 |"
 echo "| sizeof(mw_client_t), x86-64 | $host |"
 if [ -x "$host_build/bin/bench-open-heap" ]; then
   (cd "$host_build" && MW_BIN_DIR=$(pwd)/bin ./bin/bench-open-heap) |
-    sed -nE 's/^client open heap, queue capacity ([0-9]+) in RAM: peak ([0-9]+) bytes, held after open ([0-9]+) bytes, largest allocation ([0-9]+) bytes$/| heap of mw_client_open (host), queue of \1 in RAM: peak | \2 |\n| ... held after open | \3 |\n| ... largest single allocation | \4 |/p'
+    sed -nE 's/^client open heap, queue capacity ([0-9]+) in RAM, ([^:]+): peak ([0-9]+) bytes, held after open ([0-9]+) bytes, largest allocation ([0-9]+) bytes, largest transient ([0-9]+) bytes$/| heap of mw_client_open (host), queue of \1 in RAM, \2: peak | \3 |\n| ... held after open | \4 |\n| ... largest single allocation | \5 |\n| ... largest transient allocation | \6 |/p'
 else
   echo "| heap of mw_client_open (host) | n/a (build bench-open-heap in $host_build) |"
 fi
