@@ -2,8 +2,9 @@
 # SPDX-License-Identifier: Apache-2.0
 # footprint.sh -- the device library's size for a Cortex-M4 and its memory at open: text, data
 # and bss of each file of the ARM libmedwire.a (MW_PORT=none, -Os, newlib-nano) and their
-# total, sizeof(mw_client_t) on the Cortex-M4 and on the host, and the heap of mw_client_open
-# on the host (bench/bench_open_heap.c). Prints rows ("| figure | value |"); asserts nothing.
+# total, what of it the bare-metal example keeps when linked with --gc-sections,
+# sizeof(mw_client_t) on the Cortex-M4 and on the host, and the heap of mw_client_open on the
+# host (bench/bench_open_heap.c). Prints rows ("| figure | value |"); asserts nothing.
 # Called by scripts/bench.sh; runs alone too:
 #
 #   scripts/footprint.sh [HOST_BUILD_DIR]   (default build; its bin/bench-open-heap if built)
@@ -28,6 +29,20 @@ arm-none-eabi-size "$arm/lib/libmedwire.a" | awk 'NR > 1 {
     f = $6; sub(/\.obj$/, "", f); printf "| %s | %d | %d | %d |\n", f, $1, $2, $3
     t += $1; d += $2; b += $3
   } END { printf "| **total libmedwire.a** | %d | %d | %d |\n", t, d, b }'
+
+# What a firmware keeps: the bare-metal example (examples/bare-metal: open, send, poll) linked
+# with --gc-sections from its two entry points. wolfSSL, libcoap, nanopb and libc are not built
+# for the target here, so their symbols stay unresolved and nothing of them is counted.
+link=$(mktemp -d)
+arm-none-eabi-gcc -mcpu=cortex-m4 -mthumb -mfloat-abi=hard -mfpu=fpv4-sp-d16 --specs=nano.specs \
+  -nostartfiles -nostdlib -Wl,--gc-sections -Wl,--unresolved-symbols=ignore-all \
+  -Wl,-e,device_turn -Wl,--undefined=device_open -Wl,-Map="$link/image.map" -o "$link/image.elf" \
+  "$arm/lib/libmw_bare_metal.a" "$arm/lib/libmedwire.a"
+echo
+echo "| Cortex-M4, linked with --gc-sections from examples/bare-metal | text + rodata |"
+echo "|---|---:|"
+python3 scripts/linked_size.py "$link/image.map"
+rm -rf "$link"
 
 # sizeof(struct mw_client): client.c compiled with one more object, an array of that size, whose
 # size nm -S reads back (no program is run on the target).
