@@ -90,12 +90,30 @@ static mw_err may_renew(const char *dir, const char *id, const char *serial, cha
     return e;
 }
 
+/* The CA folder's lock is held from the policy check to the record (est_ca_issue): a revocation
+ * or another gateway's renewal of the same name made meanwhile would otherwise not be seen. */
+static mw_err issue_locked(const est_ca *ca, const mw_est_request_t *req, uint8_t *out, size_t cap,
+                           size_t *out_len, char *reason, size_t reason_cap);
+
 mw_err est_ca_issue(void *ctx, const mw_est_request_t *req, uint8_t *out, size_t cap,
                     size_t *out_len, char *reason, size_t reason_cap)
 {
     const est_ca *ca = ctx;
-    est_der cur;
     *out_len = 0;
+    int lock = -1;
+    if (pki_lock_ca(ca->dir, &lock) != EXIT_SUCCESS) {
+        snprintf(reason, reason_cap, "cannot lock the CA folder %s (see the log)", ca->dir);
+        return MW_EIO;
+    }
+    mw_err e = issue_locked(ca, req, out, cap, out_len, reason, reason_cap);
+    pki_unlock_ca(lock);
+    return e;
+}
+
+static mw_err issue_locked(const est_ca *ca, const mw_est_request_t *req, uint8_t *out, size_t cap,
+                           size_t *out_len, char *reason, size_t reason_cap)
+{
+    est_der cur;
     if (!est_der_read(req->cert, req->cert_len, false, &cur)) {
         snprintf(reason, reason_cap, "the session's certificate does not parse");
         return MW_EINTERNAL;
@@ -161,7 +179,7 @@ mw_err est_ca_issue(void *ctx, const mw_est_request_t *req, uint8_t *out, size_t
             snprintf(reason, reason_cap, "the certificate (%d bytes) is larger than an answer",
                      der_len);
             e = MW_ENOSPC;
-        } else if (pki_record_issued(ca->dir, &cr) != EXIT_SUCCESS) {
+        } else if (pki_record_issued_locked(ca->dir, &cr) != EXIT_SUCCESS) {
             /* Not recorded, not given: 'revoke' could not find it. */
             snprintf(reason, reason_cap, "cannot record it in %s/index.txt (see the log)", ca->dir);
             e = MW_EIO;

@@ -18,7 +18,9 @@ typedef struct est_ca {
  * mw_est_issue_fn for @p ctx an est_ca. The policy: the certificate the session was made with
  * must be in the folder's index.txt, not revoked, and the newest issued for its name (a stolen
  * key cannot renew once the device has, nor after its certificate is revoked); the new one, for
- * the request's key and the same name, is valid from an hour ago for valid_days.
+ * the request's key and the same name, is valid from an hour ago for valid_days. The folder's
+ * lock (DIR/.lock, as medwire-pki takes it) is held from that check to the record in
+ * index.txt, waiting for it if another holds it: a revocation made meanwhile is seen.
  */
 mw_err est_ca_issue(void *ctx, const mw_est_request_t *req, uint8_t *out, size_t cap,
                     size_t *out_len, char *reason, size_t reason_cap);

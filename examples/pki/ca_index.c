@@ -229,6 +229,16 @@ void pki_unlock_ca(int fd)
  * that exists but is not in the index could never be revoked by name. */
 int pki_record_issued(const char *dir, const cert_request *req)
 {
+    int lock, rc = pki_lock_ca(dir, &lock);
+    if (rc != EXIT_SUCCESS)
+        return rc;
+    rc = pki_record_issued_locked(dir, req);
+    pki_unlock_ca(lock);
+    return rc;
+}
+
+int pki_record_issued_locked(const char *dir, const cert_request *req)
+{
     char serial[2 * PKI_SERIAL_LEN + 1], expiry[16], subject[PKI_NAME_MAX_LEN + 16];
     for (size_t i = 0; i < PKI_SERIAL_LEN; i++)
         snprintf(serial + 2 * i, 3, "%02X", req->serial[i]);
@@ -236,11 +246,8 @@ int pki_record_issued(const char *dir, const cert_request *req)
         return pki_fail("cannot encode the expiry date for %s/index.txt", dir);
     snprintf(subject, sizeof(subject), "/O=medwire/CN=%s", req->cn);
 
-    int lock, rc = pki_lock_ca(dir, &lock);
-    if (rc != EXIT_SUCCESS)
-        return rc;
     ca_index idx;
-    rc = pki_index_load(dir, &idx);
+    int rc = pki_index_load(dir, &idx);
     index_entry e = {'V', expiry, "", serial, "unknown", subject};
     if (rc == EXIT_SUCCESS && !pki_index_push(&idx, &e))
         rc = pki_fail("out of memory");
@@ -252,7 +259,6 @@ int pki_record_issued(const char *dir, const cert_request *req)
                          "could not be revoked\n",
                 dir);
     pki_index_free(&idx);
-    pki_unlock_ca(lock);
     return rc;
 }
 

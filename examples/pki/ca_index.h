@@ -60,6 +60,10 @@ void pki_unlock_ca(int fd);
  * issued.
  */
 int pki_record_issued(const char *dir, const cert_request *req);
+/** As pki_record_issued, for a caller that holds the CA lock already (pki_lock_ca): taking it
+ *  again and closing that descriptor would release the caller's lock too (fcntl locks belong to
+ *  the process). */
+int pki_record_issued_locked(const char *dir, const cert_request *req);
 
 /** Reads the next cRLNumber from DIR/crlnumber (1 when missing) into *out and stores the one
  *  after it. EXIT_SUCCESS, or EXIT_FAILURE after reporting why. */

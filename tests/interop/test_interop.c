@@ -3,13 +3,17 @@
 #include <criterion/criterion.h>
 #include <criterion/logging.h>
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "session/codec.h"
@@ -786,6 +790,107 @@ Test(est, requests_for_another_name_or_role_and_from_a_revoked_device_are_refuse
     stop_gateway(&g);
     const char *lines[] = {"\"event\":\"renewal_refused\"", NULL};
     cr_assert_eq(mwt_count_lines(g.audit, lines), 5, "each refusal is audited");
+    const char *issued[] = {"\"event\":\"certificate_renewed\"", NULL};
+    cr_assert_eq(mwt_count_lines(g.audit, issued), 0);
+}
+
+/* An operator's revocation made while the gateway waits for the CA folder's lock (held here as
+ * 'medwire-pki revoke' holds it): once this test process sees, in /proc/locks, the gateway
+ * waiting for DIR/.lock, it marks dev-1 revoked in index.txt and lets the lock go. */
+typedef struct revoker {
+    char dir[300];
+    int fd;    /* the lock, held by this process */
+    bool done; /* the revocation is written */
+    char why[200];
+} revoker;
+
+/* True once some process waits (a "->" line of /proc/locks) for the lock on inode @p ino. */
+static bool lock_waited_for(unsigned long ino)
+{
+    FILE *f = fopen("/proc/locks", "r");
+    if (f == NULL)
+        return false;
+    char line[256], tail[32];
+    snprintf(tail, sizeof tail, ":%lu ", ino);
+    bool seen = false;
+    while (!seen && fgets(line, sizeof line, f))
+        seen = strstr(line, "->") != NULL && strstr(line, tail) != NULL;
+    fclose(f);
+    return seen;
+}
+
+static void *revoke_while_locked(void *arg)
+{
+    revoker *rv = arg;
+    struct stat st;
+    char path[400], next[420];
+    if (fstat(rv->fd, &st) != 0) {
+        snprintf(rv->why, sizeof rv->why, "fstat of the lock failed");
+        close(rv->fd);
+        return NULL;
+    }
+    bool waited = false;
+    for (int i = 0; i < 3000 && !(waited = lock_waited_for((unsigned long)st.st_ino)); i++)
+        nanosleep(&(struct timespec){.tv_nsec = 10000000}, NULL); /* bounded at 30 s */
+    snprintf(path, sizeof path, "%s/index.txt", rv->dir);
+    snprintf(next, sizeof next, "%s.new", path);
+    FILE *in = fopen(path, "r"), *out = fopen(next, "w");
+    char line[512], when[80];
+    time_t now = time(NULL);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    /* UTCTime, as index.txt writes its dates (two-digit years) */
+    snprintf(when, sizeof when, "%02d%02d%02d%02d%02d%02dZ", tm.tm_year % 100, tm.tm_mon + 1,
+             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+    while (waited && in && out && fgets(line, sizeof line, in)) {
+        /* V<TAB>EXPIRY<TAB><TAB>SERIAL<TAB>unknown<TAB>SUBJECT: revoked, dated now. */
+        char *rest = strstr(line, "\t\t");
+        if (line[0] == 'V' && strstr(line, "/CN=dev-1\n") && rest != NULL)
+            fprintf(out, "R%.*s\t%s%s", (int)(rest - line - 1), line + 1, when, rest + 1);
+        else
+            fputs(line, out);
+    }
+    rv->done = waited && in && out && fclose(out) == 0 && rename(next, path) == 0;
+    if (in)
+        fclose(in);
+    if (!waited)
+        snprintf(rv->why, sizeof rv->why, "the gateway never waited for the CA folder's lock");
+    close(rv->fd); /* the lock goes */
+    return NULL;
+}
+
+/* The CA folder's lock is held from the policy check to the record: a revocation made while
+ * the gateway waits for it is seen, and the revoked device gets no certificate. */
+/* @req IEC62443-CR1.8 */
+Test(est, a_revocation_made_while_the_gateway_waits_for_the_ca_lock_is_seen, .timeout = 120)
+{
+    prog client, openssl;
+    require_program("coap-client-openssl", &client);
+    cr_assert(find_program("openssl", &openssl), "openssl (Debian package openssl) is needed");
+    mwt_pki pki;
+    est_pki(&pki);
+    revoker rv = {.fd = -1};
+    snprintf(rv.dir, sizeof rv.dir, "%s/ca", pki.dir);
+    gw_proc g;
+    start_gateway_est(&g, &pki, rv.dir);
+    est_csr(&openssl, &pki, "dev-1-new", "/O=medwire/CN=dev-1", "");
+    char lock[320];
+    snprintf(lock, sizeof lock, "%s/.lock", rv.dir);
+    rv.fd = open(lock, O_RDWR | O_CREAT, 0600);
+    cr_assert_geq(rv.fd, 0);
+    struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
+    cr_assert_eq(fcntl(rv.fd, F_SETLKW, &fl), 0);
+    pthread_t t;
+    cr_assert_eq(pthread_create(&t, NULL, revoke_while_locked, &rv), 0);
+    coap_run r;
+    est_post(&r, &client, &pki, &g, "dev-1", "dev-1-new", "287");
+    pthread_join(t, NULL);
+    cr_assert(rv.done, "%s", rv.why);
+    cr_assert_str_eq(r.code, "4.03", "revoked while waiting:\n%s", r.log);
+    coap_run_free(&r);
+    stop_gateway(&g);
+    const char *refused[] = {"\"event\":\"renewal_refused\"", "is revoked", NULL};
+    cr_assert_eq(mwt_count_lines(g.audit, refused), 1, "the refusal names the revocation");
     const char *issued[] = {"\"event\":\"certificate_renewed\"", NULL};
     cr_assert_eq(mwt_count_lines(g.audit, issued), 0);
 }
