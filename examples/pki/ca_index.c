@@ -229,7 +229,7 @@ void pki_unlock_ca(int fd)
  * that exists but is not in the index could never be revoked by name. */
 int pki_record_issued(const char *dir, const cert_request *req)
 {
-    int lock, rc = pki_lock_ca(dir, &lock);
+    int lock = -1, rc = pki_lock_ca(dir, &lock);
     if (rc != EXIT_SUCCESS)
         return rc;
     rc = pki_record_issued_locked(dir, req);
