@@ -9,12 +9,14 @@
  * directory keeps in ca_index.c.
  */
 
+#include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include <wolfssl/options.h>
@@ -56,6 +58,8 @@ static const char usage_text[] =
     "                   --out DIR [--not-before DATE] [--not-after DATE] [--force]\n"
     "       " PKI_PROG " csr --key KEY-OR-URI --id NAME --out FILE [--force]\n"
     "       " PKI_PROG " revoke --ca DIR --id NAME [--reason REASON] [--next-update-days N]\n"
+    "       " PKI_PROG " revoke --ca DIR --serial HEX [--id NAME] [--reason REASON]\n"
+    "                   [--next-update-days N]\n"
     "       " PKI_PROG " crl --ca DIR [--next-update-days N]\n"
     "       " PKI_PROG " --version | -h | --help\n";
 
@@ -110,12 +114,16 @@ static const char csr_help[] =
 
 static const char revoke_help[] =
     "\n"
-    "revoke: mark every certificate the CA issued to NAME as revoked in DIR/index.txt, then\n"
-    "  write DIR/crl.pem anew, listing every certificate the CA has ever revoked. Revoking\n"
-    "  NAME again changes nothing but the CRL's dates and number.\n"
+    "revoke: mark every certificate the CA issued to NAME (or, with --serial, the one with\n"
+    "  that serial) as revoked in DIR/index.txt, then write DIR/crl.pem anew, listing every\n"
+    "  certificate the CA has ever revoked. Revoking NAME again changes nothing but the CRL's\n"
+    "  dates and number.\n"
     "  --ca DIR              the CA directory ('" PKI_PROG " ca --out DIR'; 'issue --ca DIR'\n"
     "                        records each certificate there)\n"
     "  --id NAME             the device id or gateway name that was given to 'issue --id'\n"
+    "  --serial HEX          only the certificate with this serial (hex, as index.txt, OpenSSL\n"
+    "                        or the gateway's store print it), e.g. the one a renewal\n"
+    "                        replaced; with --id, it must be NAME's\n"
     "  --reason REASON       keyCompromise, cessationOfOperation, superseded or\n"
     "                        affiliationChanged (default: none; the CRL entry then carries\n"
     "                        no reasonCode)\n"
@@ -623,13 +631,37 @@ static int open_ca(const char *dir, unsigned char *der, cert_request *req, ecc_k
     return rc;
 }
 
+/* A serial as text: 1 to 40 hex digits (RFC 5280: at most 20 octets). */
+static bool serial_text_valid(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > 40)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!isxdigit((unsigned char)s[i]))
+            return false;
+    return true;
+}
+
+/* The same serial, whatever the case of its hex digits and its leading zeros. */
+static bool same_serial(const char *a, const char *b)
+{
+    while (*a == '0' && a[1] != '\0')
+        a++;
+    while (*b == '0' && b[1] != '\0')
+        b++;
+    return strcasecmp(a, b) == 0;
+}
+
 static int cmd_revoke(int argc, char **argv)
 {
-    const char *ca = NULL, *id = NULL, *reason_arg = NULL, *days_arg = NULL, *tu_arg = NULL;
+    const char *ca = NULL, *id = NULL, *serial = NULL, *reason_arg = NULL, *days_arg = NULL,
+               *tu_arg = NULL;
     bool help = false;
     const opt_spec specs[] = {
         {"--ca", &ca, NULL},
         {"--id", &id, NULL},
+        {"--serial", &serial, NULL},
         {"--reason", &reason_arg, NULL},
         {"--next-update-days", &days_arg, NULL},
         {"--this-update", &tu_arg, NULL},
@@ -645,9 +677,13 @@ static int cmd_revoke(int argc, char **argv)
     }
     if (ca == NULL)
         return usage_error("revoke: missing --ca DIR");
-    if (id == NULL)
-        return usage_error("revoke: missing --id NAME");
-    if (!pki_valid_id(id)) {
+    if (id == NULL && serial == NULL)
+        return usage_error("revoke: missing --id NAME or --serial HEX");
+    if (serial != NULL && !serial_text_valid(serial))
+        return usage_error("--serial '%s' is not a serial: 1-40 hex digits, as index.txt or "
+                           "'openssl x509 -serial' print it",
+                           serial);
+    if (id != NULL && !pki_valid_id(id)) {
         return usage_error("--id '%s' is not allowed: use 1-64 characters from A-Z a-z 0-9 . _ "
                            "-, starting with a letter or digit",
                            id);
@@ -691,8 +727,14 @@ static int cmd_revoke(int argc, char **argv)
             char cn[PKI_NAME_MAX_LEN + 1];
             index_entry *e = &idx.e[i];
             pki_subject_cn(e->subject, cn, sizeof(cn));
-            if (strcmp(cn, id) != 0)
+            if (serial != NULL ? !same_serial(e->serial, serial) : strcmp(cn, id) != 0)
                 continue;
+            if (id != NULL && strcmp(cn, id) != 0) {
+                rc = pki_fail("the certificate with serial %s was issued to '%s', not to '%s'; "
+                              "nothing was revoked",
+                              e->serial, cn, id);
+                break;
+            }
             found++;
             if (e->status == 'R') {
                 utc_time at;
@@ -704,7 +746,7 @@ static int cmd_revoke(int argc, char **argv)
                 fprintf(stderr,
                         PKI_PROG ": note: %s (serial %s) was already revoked on %s%s%s; left "
                                  "as it was\n",
-                        id, e->serial, at_text, why >= 0 ? ", reason " : "",
+                        cn, e->serial, at_text, why >= 0 ? ", reason " : "",
                         why >= 0 ? strchr(e->revoked, ',') + 1 : "");
                 continue;
             }
@@ -713,9 +755,13 @@ static int cmd_revoke(int argc, char **argv)
             e->status = 'R';
             e->revoked = revoked_text;
             newly++;
-            printf("revoked %s: serial %s\n", id, e->serial);
+            printf("revoked %s: serial %s\n", cn, e->serial);
         }
-        if (found == 0) {
+        if (rc == EXIT_SUCCESS && found == 0 && serial != NULL) {
+            rc = pki_fail("no certificate with serial %s is recorded in %s/index.txt; nothing "
+                          "was revoked",
+                          serial, ca);
+        } else if (rc == EXIT_SUCCESS && found == 0) {
             rc = pki_fail("no certificate issued to '%s' is recorded in %s/index.txt; nothing was "
                           "revoked",
                           id, ca);

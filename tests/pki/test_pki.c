@@ -1026,6 +1026,65 @@ Test(pki, issue_records_the_certificate_in_the_ca_index_in_openssl_ca_format)
     free(index);
 }
 
+/* The index line of the certificate in @p rel ("V..." or "R..."), copied into @p out. */
+static void index_line_of(const char *rel, char *out, size_t cap)
+{
+    unsigned char serial[32];
+    int len = sizeof(serial);
+    serial_of(rel, serial, &len);
+    char hex[80] = "";
+    for (int i = 0; i < len; i++)
+        snprintf(hex + 2 * i, 3, "%02X", serial[i]);
+    char *index = mwt_read_file(in_dir("ca/index.txt"));
+    cr_assert_not_null(index);
+    out[0] = '\0';
+    for (char *save = NULL, *l = strtok_r(index, "\n", &save); l; l = strtok_r(NULL, "\n", &save))
+        if (strstr(l, hex))
+            snprintf(out, cap, "%s", l);
+    free(index);
+    cr_assert_neq(out[0], '\0', "serial %s is not in index.txt", hex);
+}
+
+/* After a renewal the replaced certificate alone is revoked, by its serial as the gateway's
+ * store or OpenSSL print it (any case); the name's newer certificate stays valid. */
+/* @req IEC62443-CR1.8 */
+Test(pki, revoke_by_serial_revokes_that_certificate_alone)
+{
+    make_ca("ca");
+    issue("ca", "device", "dev", "old");
+    issue("ca", "device", "dev", "new");
+    issue("ca", "device", "bed", "out");
+    unsigned char serial[32];
+    int len = sizeof(serial);
+    serial_of("old/dev.crt", serial, &len);
+    char lower[80] = "";
+    for (int i = 0; i < len; i++)
+        snprintf(lower + 2 * i, 3, "%02x", serial[i]);
+    cr_assert_eq(pki("revoke", "--ca", in_dir("ca"), "--serial", lower, "--id", "bed", NULL), 1,
+                 "another name's serial");
+    char *err = stderr_text();
+    cr_expect(strstr(err, "was issued to 'dev', not to 'bed'"), "%s", err);
+    free(err);
+    cr_assert_eq(pki("revoke", "--ca", in_dir("ca"), "--serial", "0123456789abcdef", NULL), 1);
+    err = stderr_text();
+    cr_expect(strstr(err, "no certificate with serial 0123456789abcdef"), "%s", err);
+    free(err);
+    cr_assert_eq(pki("revoke", "--ca", in_dir("ca"), "--serial", "12-34", NULL), 2);
+
+    cr_assert_eq(
+        pki("revoke", "--ca", in_dir("ca"), "--serial", lower, "--reason", "superseded", NULL), 0,
+        "%s", stderr_text());
+    char line[300];
+    index_line_of("old/dev.crt", line, sizeof line);
+    cr_expect_eq(line[0], 'R', "%s", line);
+    cr_expect(strstr(line, ",superseded\t"), "%s", line);
+    index_line_of("new/dev.crt", line, sizeof line);
+    cr_expect_eq(line[0], 'V', "the renewed certificate stays valid: %s", line);
+    index_line_of("out/bed.crt", line, sizeof line);
+    cr_expect_eq(line[0], 'V', "%s", line);
+    cr_expect_eq(count_revoked("ca/crl.pem"), 1u, "the CRL lists the one revoked");
+}
+
 Test(pki, revoke_marks_the_index_line_with_date_and_reason)
 {
     make_ca("ca");
