@@ -154,6 +154,17 @@ static void serial_of(const char *rel, unsigned char *out, int *len)
     wolfSSL_X509_free(x);
 }
 
+/* The serial of the certificate in @p rel as hex digits, upper or lower case, into @p hex. */
+static void serial_hex(const char *rel, bool upper, char hex[65])
+{
+    unsigned char serial[32];
+    int len = sizeof(serial);
+    serial_of(rel, serial, &len);
+    hex[0] = '\0';
+    for (int i = 0; i < len; i++)
+        snprintf(hex + 2 * i, 3, upper ? "%02X" : "%02x", serial[i]);
+}
+
 /* --- what the files are ------------------------------------------------------------------- */
 
 Test(pki, ca_writes_a_certificate_and_key_that_wolfssl_loads)
@@ -1012,12 +1023,8 @@ Test(pki, issue_records_the_certificate_in_the_ca_index_in_openssl_ca_format)
                      in_dir("out"), "--not-before", "2024-01-01", "--not-after", "2030-06-30",
                      NULL),
                  0, "%s", stderr_text());
-    unsigned char serial[32];
-    int len = sizeof(serial);
-    serial_of("out/dev.crt", serial, &len);
-    char hex[80] = "";
-    for (int i = 0; i < len; i++)
-        snprintf(hex + 2 * i, 3, "%02X", serial[i]);
+    char hex[65];
+    serial_hex("out/dev.crt", true, hex);
     char expect[200];
     snprintf(expect, sizeof(expect), "V\t300630235959Z\t\t%s\tunknown\t/O=medwire/CN=dev\n", hex);
     char *index = mwt_read_file(in_dir("ca/index.txt"));
@@ -1029,12 +1036,8 @@ Test(pki, issue_records_the_certificate_in_the_ca_index_in_openssl_ca_format)
 /* The index line of the certificate in @p rel ("V..." or "R..."), copied into @p out. */
 static void index_line_of(const char *rel, char *out, size_t cap)
 {
-    unsigned char serial[32];
-    int len = sizeof(serial);
-    serial_of(rel, serial, &len);
-    char hex[80] = "";
-    for (int i = 0; i < len; i++)
-        snprintf(hex + 2 * i, 3, "%02X", serial[i]);
+    char hex[65];
+    serial_hex(rel, true, hex);
     char *index = mwt_read_file(in_dir("ca/index.txt"));
     cr_assert_not_null(index);
     out[0] = '\0';
@@ -1054,12 +1057,8 @@ Test(pki, revoke_by_serial_revokes_that_certificate_alone)
     issue("ca", "device", "dev", "old");
     issue("ca", "device", "dev", "new");
     issue("ca", "device", "bed", "out");
-    unsigned char serial[32];
-    int len = sizeof(serial);
-    serial_of("old/dev.crt", serial, &len);
-    char lower[80] = "";
-    for (int i = 0; i < len; i++)
-        snprintf(lower + 2 * i, 3, "%02x", serial[i]);
+    char lower[65];
+    serial_hex("old/dev.crt", false, lower);
     cr_assert_eq(pki("revoke", "--ca", in_dir("ca"), "--serial", lower, "--id", "bed", NULL), 1,
                  "another name's serial");
     char *err = stderr_text();
