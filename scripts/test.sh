@@ -117,9 +117,20 @@ stage_sanitize() {
 # in a child; test_programs starts medwire-gateway, medwire-device and medwire-pki, test_bridge
 # medwire-bridge): zero
 # errors and zero definite or possible leaks, with the suppressions in tests/valgrind.supp
-# (each says why). test_flood is left out: a load test under valgrind measures valgrind.
+# (each says why). test_flood is left out: a load test under valgrind measures valgrind. So are
+# three loops (memcheck_filter): the device killed 50 times and the two 10,000-observation
+# runs. They take minutes there, repeating code paths the other tests cover, and they run in
+# the main and sanitizer stages.
 # Valgrind is single-threaded, so the tests run $jobs at a time, longest first: test_programs,
 # the longest by far, in one slot while the others follow each other in the second.
+memcheck_filter() {
+  case $1 in
+    test_programs) echo '!(programs/a_device_killed_50_times*)' ;;
+    test_messaging) echo '!(*/ten_thousand_*)' ;;
+    *) echo '*' ;;
+  esac
+}
+
 memcheck_one() {
   local t=$1 logs=$2
   local exe="$build/tests/$t" t0=$SECONDS bad
@@ -135,7 +146,8 @@ memcheck_one() {
       --trace-children=yes --trace-children-skip='/usr/*,/bin/*' --child-silent-after-fork=yes \
       --suppressions="$root/tests/valgrind.supp" --error-exitcode=99 \
       --log-file="$logs/$t/vg.%p.log" \
-      "$exe" --jobs=1 --timeout=1800 >"$logs/$t/output.txt" 2>&1 || rc=$?
+      "$exe" --jobs=1 --timeout=1800 --filter="$(memcheck_filter "$t")" \
+      >"$logs/$t/output.txt" 2>&1 || rc=$?
   bad=$(grep -l -E 'ERROR SUMMARY: [1-9]' "$logs/$t"/vg.*.log || true)
   printf 'memcheck: %-16s %3d processes, %s, %d s\n' "$t" \
     "$(find "$logs/$t" -name 'vg.*.log' | wc -l)" \
