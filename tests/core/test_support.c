@@ -263,3 +263,29 @@ Test(proc, bin_joins_the_build_directory_and_the_name)
     cr_assert_str_eq(a, "/opt/mw/bin/medwire-pki");
     cr_assert_str_eq(b, "/opt/mw/bin/medwire-gateway", "an earlier result survives a later call");
 }
+
+static char *lines_of(const char *dir, const char *name, const char *content)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "wb");
+    cr_assert_not_null(f);
+    fputs(content, f);
+    fclose(f);
+    return mwt_read_lines(path);
+}
+
+Test(proc, read_lines_leaves_out_a_line_still_being_written)
+{
+    const char *dir = mwt_tmpdir();
+    char *a = lines_of(dir, "a", "dev-1-7f-1\ndev-1-7f-2\ndev-1-7f");
+    char *b = lines_of(dir, "b", "dev-1-7f-1\n");
+    char *c = lines_of(dir, "c", "dev-1-7f");
+    cr_expect_str_eq(a, "dev-1-7f-1\ndev-1-7f-2\n");
+    cr_expect_str_eq(b, "dev-1-7f-1\n");
+    cr_expect_str_eq(c, "");
+    cr_expect_null(mwt_read_lines("/nonexistent/medwire-lines"));
+    free(a);
+    free(b);
+    free(c);
+}

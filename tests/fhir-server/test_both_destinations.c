@@ -154,7 +154,7 @@ static size_t distinct(char **ids, size_t n, size_t *repeats)
 static size_t hl7_distinct(const world *w, size_t *repeats)
 {
     *repeats = 0;
-    char *text = mwt_read_file(w->ids);
+    char *text = mwt_read_lines(w->ids);
     if (text == NULL)
         return 0;
     static char *ids[4 * MESSAGES];
@@ -243,7 +243,7 @@ static void write_associations(const world *w, const char *path)
  * others' none. Returns the lines checked. */
 static size_t check_patients(const world *w)
 {
-    char *text = mwt_read_file(w->fields);
+    char *text = mwt_read_lines(w->fields);
     cr_assert_not_null(text, "no fields at the MLLP listener");
     size_t lines = 0;
     for (char *save = NULL, *l = strtok_r(text, "\n", &save); l; l = strtok_r(NULL, "\n", &save)) {

@@ -385,7 +385,7 @@ static size_t ids_received(const char *dir, size_t *distinct)
 {
     char path[300];
     snprintf(path, sizeof path, "%s/ids.txt", dir);
-    char *text = mwt_read_file(path);
+    char *text = mwt_read_lines(path);
     size_t n = 0;
     *distinct = 0;
     char *lines[256];

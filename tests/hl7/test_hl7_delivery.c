@@ -150,7 +150,7 @@ static int cmp_str(const void *a, const void *b)
 static tally count_ids(const char *path)
 {
     tally t = {0, 0, 0};
-    char *text = mwt_read_file(path);
+    char *text = mwt_read_lines(path);
     if (text == NULL)
         return t;
     char *lines[4096];

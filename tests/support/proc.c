@@ -304,6 +304,19 @@ char *mwt_read_file(const char *path)
     return buf;
 }
 
+char *mwt_read_lines(const char *path)
+{
+    char *text = mwt_read_file(path);
+    if (text != NULL) {
+        char *last = strrchr(text, '\n');
+        if (last != NULL)
+            last[1] = '\0';
+        else
+            text[0] = '\0';
+    }
+    return text;
+}
+
 static bool line_matches(const char *line, const char *const needles[])
 {
     for (size_t i = 0; needles != NULL && needles[i] != NULL; i++)

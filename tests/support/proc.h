@@ -29,6 +29,9 @@ int mwt_run(const char *const argv[], const char *out_path, const char *err_path
 
 /** Reads a whole file into a NUL-terminated heap buffer (free it); NULL if missing. */
 char *mwt_read_file(const char *path);
+/** As mwt_read_file, without a last line that has no newline yet: for a file another process
+ * appends to while it is read (a write may be seen in part, cut at a page boundary). */
+char *mwt_read_lines(const char *path);
 /** Counts the lines of @p path that contain every one of the NULL-terminated needles. */
 size_t mwt_count_lines(const char *path, const char *const needles[]);
 /** Waits up to @p timeout_ms until @p path exists and is non-empty. */
