@@ -33,16 +33,31 @@ arm-none-eabi-size "$arm/lib/libmedwire.a" | awk 'NR > 1 {
 # What a firmware keeps: the bare-metal example (examples/bare-metal: open, send, poll) linked
 # with --gc-sections from its two entry points. wolfSSL, libcoap, nanopb and libc are not built
 # for the target here, so their symbols stay unresolved and nothing of them is counted.
-link=$(mktemp -d)
-arm-none-eabi-gcc -mcpu=cortex-m4 -mthumb -mfloat-abi=hard -mfpu=fpv4-sp-d16 --specs=nano.specs \
-  -nostartfiles -nostdlib -Wl,--gc-sections -Wl,--unresolved-symbols=ignore-all \
-  -Wl,-e,device_turn -Wl,--undefined=device_open -Wl,-Map="$link/image.map" -o "$link/image.elf" \
-  "$arm/lib/libmw_bare_metal.a" "$arm/lib/libmedwire.a"
+linked() {
+  local link
+  link=$(mktemp -d)
+  arm-none-eabi-gcc -mcpu=cortex-m4 -mthumb -mfloat-abi=hard -mfpu=fpv4-sp-d16 --specs=nano.specs \
+    -nostartfiles -nostdlib -Wl,--gc-sections -Wl,--unresolved-symbols=ignore-all \
+    -Wl,-e,device_turn -Wl,--undefined=device_open -Wl,-Map="$link/image.map" \
+    -o "$link/image.elf" "$1/lib/libmw_bare_metal.a" "$1/lib/libmedwire.a"
+  python3 scripts/linked_size.py "$link/image.map"
+  rm -rf "$link"
+}
 echo
 echo "| Cortex-M4, linked with --gc-sections from examples/bare-metal | text + rodata |"
 echo "|---|---:|"
-python3 scripts/linked_size.py "$link/image.map"
-rm -rf "$link"
+linked "$arm"
+
+# The same firmware without the sentences of errors, audit events and logs
+# (-DMW_ERROR_REASONS=OFF): codes, events and checks stay.
+cmake -S . -B "$arm-terse" -DCMAKE_TOOLCHAIN_FILE=cmake/arm-none-eabi-cortex-m4.cmake \
+  -DCMAKE_BUILD_TYPE=MinSizeRel -DMW_PORT=none -DMW_WITH_GATEWAY=OFF -DMW_WITH_PROGRAMS=OFF \
+  -DMW_BUILD_TESTS=OFF -DMW_HARDEN=OFF -DMW_ERROR_REASONS=OFF >/dev/null
+cmake --build "$arm-terse" -j "$jobs" >/dev/null
+echo
+echo "| Cortex-M4, linked as above, -DMW_ERROR_REASONS=OFF | text + rodata |"
+echo "|---|---:|"
+linked "$arm-terse"
 
 # sizeof(struct mw_client): client.c compiled with one more object, an array of that size, whose
 # size nm -S reads back (no program is run on the target).

@@ -100,6 +100,25 @@ stage_arm() {
   python3 scripts/arm_symbols.py --self-test
   python3 scripts/arm_symbols.py "$dir/lib/libmedwire.a"
   python3 scripts/arm_symbols.py "$dir/lib/libmw_bare_metal.a" >/dev/null
+  # The same without the sentences (-DMW_ERROR_REASONS=OFF, docs/porting.md): it builds, and
+  # none of three sentences, of the client, the DTLS layer and the queue, is left in it.
+  cmake -S . -B "$dir-terse" -DCMAKE_TOOLCHAIN_FILE=cmake/arm-none-eabi-cortex-m4.cmake \
+    -DCMAKE_BUILD_TYPE=MinSizeRel -DMW_PORT=none -DMW_WITH_GATEWAY=OFF -DMW_WITH_PROGRAMS=OFF \
+    -DMW_BUILD_TESTS=OFF -DMW_HARDEN=OFF -DMW_ERROR_REASONS=OFF
+  cmake --build "$dir-terse" -j "$jobs"
+  python3 scripts/arm_symbols.py "$dir-terse/lib/libmedwire.a" >/dev/null
+  local sentence
+  for sentence in "stopped acknowledging" "refused our certificate as expired" \
+    "failed authentication (damaged"; do
+    if ! grep -q "$sentence" "$dir/lib/libmedwire.a"; then
+      echo "test.sh: '$sentence' is in no file of $dir/lib/libmedwire.a: name a sentence it has" >&2
+      return 1
+    fi
+    if grep -q "$sentence" "$dir-terse/lib/libmedwire.a"; then
+      echo "test.sh: -DMW_ERROR_REASONS=OFF left '$sentence' in $dir-terse/lib/libmedwire.a" >&2
+      return 1
+    fi
+  done
 }
 
 # The whole suite again under AddressSanitizer and UndefinedBehaviorSanitizer (gcc), but for

@@ -91,7 +91,9 @@ MW_API const char *mw_strerror(mw_err err);
 typedef struct mw_error_detail {
     mw_err err;       /**< the medwire code */
     int foreign;      /**< wolfSSL or libcoap code, 0 when none */
-    char reason[160]; /**< a NUL-terminated sentence for a user or the audit log */
+    /** A NUL-terminated sentence for a user or the audit log; in a library built with
+     *  -DMW_ERROR_REASONS=OFF, the sentence mw_strerror(err) gives. */
+    char reason[160];
 } mw_error_detail_t;
 
 #ifdef __cplusplus

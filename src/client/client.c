@@ -281,9 +281,9 @@ static void on_queue_event(void *ctx, const mwi_queue_event *ev)
         c->st.messages_corrupt++;
     }
     char why[240], n1[MWI_U64_TEXT];
-    snprintf(why, sizeof why, "%s (seq %s, priority %u, at byte %lu, %lu bytes)",
-             ev->reason ? ev->reason : "", mwi_u64_dec(ev->seq, n1), (unsigned)ev->priority,
-             (unsigned long)ev->offset, (unsigned long)ev->length);
+    MWI_TEXTF(why, sizeof why, "%s (seq %s, priority %u, at byte %lu, %lu bytes)",
+              ev->reason ? ev->reason : "", mwi_u64_dec(ev->seq, n1), (unsigned)ev->priority,
+              (unsigned long)ev->offset, (unsigned long)ev->length);
     audit(c, name, e, 0, why);
     if (ev->kind == MWI_QUEUE_EVICTED || ev->kind == MWI_QUEUE_CORRUPT)
         result_gone(c, ev->seq);
@@ -359,11 +359,11 @@ static mw_err open_queue(mw_client_t *c, const mw_client_config_t *cfg, mw_error
             MW_OK ||
         (uint64_t)seq_size + need > c->region.size) {
         char why[200], n1[MWI_U64_TEXT];
-        snprintf(why, sizeof why,
-                 "the storage region (%lu bytes) is too small for %lu messages: it needs at "
-                 "least %s bytes (mw_client_storage_size gives the recommended size)",
-                 (unsigned long)c->region.size, (unsigned long)c->q_cap,
-                 mwi_u64_dec((uint64_t)seq_size + need, n1));
+        MWI_TEXTF(why, sizeof why,
+                  "the storage region (%lu bytes) is too small for %lu messages: it needs at "
+                  "least %s bytes (mw_client_storage_size gives the recommended size)",
+                  (unsigned long)c->region.size, (unsigned long)c->q_cap,
+                  mwi_u64_dec((uint64_t)seq_size + need, n1));
         return mwi_detail_fail(d, MW_ECONFIG, why);
     }
     e = mw_storage_slice(&c->region, 0, seq_size, &c->seq_slice, &c->seq_st);
@@ -490,8 +490,8 @@ static mw_err resolve_gateways(mw_client_t *c, const mw_client_config_t *cfg, mw
             char which[32] = "";
             if (n > 1)
                 snprintf(which, sizeof which, ", gateway %u of %u", (unsigned)i + 1, (unsigned)n);
-            snprintf(why, sizeof why, "cannot resolve the gateway address '%.80s' (HOST:PORT%s)",
-                     list[i] ? list[i] : "(null)", which);
+            MWI_TEXTF(why, sizeof why, "cannot resolve the gateway address '%.80s' (HOST:PORT%s)",
+                      list[i] ? list[i] : "(null)", which);
             return mwi_detail_fail(d, e, why);
         }
         if (c->gws)
@@ -691,9 +691,9 @@ static mw_err storage_failed(mw_client_t *c, mw_err e)
     mw_error_detail_t d;
     mwi_queue_last_error(c->queue, &d);
     char why[240];
-    snprintf(why, sizeof why,
-             "the offline queue's storage failed (%.150s): close and reopen the client",
-             d.reason[0] ? d.reason : mw_strerror(e));
+    MWI_TEXTF(why, sizeof why,
+              "the offline queue's storage failed (%.150s): close and reopen the client",
+              d.reason[0] ? d.reason : mw_strerror(e));
     return fail_fatal(c, e, d.foreign, why);
 }
 
@@ -900,10 +900,10 @@ static void fail_over(mw_client_t *c)
         snprintf(next, sizeof next, "?");
     /* The reason says which gateway failed (the audit event's peer), and which one is next. */
     if (strstr(c->last.reason, c->gw_text) != NULL)
-        snprintf(why, sizeof why, "%.90s; next: %.60s", c->last.reason, next);
+        MWI_TEXTF(why, sizeof why, "%.90s; next: %.60s", c->last.reason, next);
     else
-        snprintf(why, sizeof why, "the gateway at %.40s failed (%.38s); next: %.48s", c->gw_text,
-                 c->last.reason, next);
+        MWI_TEXTF(why, sizeof why, "the gateway at %.40s failed (%.38s); next: %.48s", c->gw_text,
+                  c->last.reason, next);
     set_last(c, c->last.err, c->last.foreign, why);
     audit(c, MW_AUDIT_FAILOVER, c->last.err, 0, why);
     c->gw = c->gws[c->gw_i];
@@ -990,8 +990,8 @@ static void established(mw_client_t *c)
     c->saved = mwi_dtls_conn_save_session(c->link.conn);
     c->st.handshakes++;
     c->st.connected = true;
-    snprintf(why, sizeof why, "DTLS 1.2 session with gateway '%.64s' (%.40s)",
-             mwi_dtls_conn_peer_id(c->link.conn), mwi_dtls_conn_cipher(c->link.conn));
+    MWI_TEXTF(why, sizeof why, "DTLS 1.2 session with gateway '%.64s' (%.40s)",
+              mwi_dtls_conn_peer_id(c->link.conn), mwi_dtls_conn_cipher(c->link.conn));
     audit(c, MW_AUDIT_SESSION_ESTABLISHED, MW_OK, 0, why);
 }
 
@@ -1120,7 +1120,7 @@ static bool args_in_range(const mw_client_t *c, const mw_command_t *cmd, char *w
     } else {
         return true;
     }
-    snprintf(why, wcap, "command %s refused: %s", mwi_u64_dec(cmd->id, n1), detail);
+    MWI_TEXTF(why, wcap, "command %s refused: %s", mwi_u64_dec(cmd->id, n1), detail);
     return false;
 }
 
@@ -1147,15 +1147,15 @@ static bool run_commands(mw_client_t *c, const mw_command_t *cmds, size_t n)
         case MWI_CMD_DUPLICATE:
             continue;
         case MWI_CMD_REPLAY:
-            snprintf(why, sizeof why, "command %s refused: not above the last one run (%s)",
-                     mwi_u64_dec(cmd->id, n1), mwi_u64_dec(c->cmd_guard.last, n2));
+            MWI_TEXTF(why, sizeof why, "command %s refused: not above the last one run (%s)",
+                      mwi_u64_dec(cmd->id, n1), mwi_u64_dec(c->cmd_guard.last, n2));
             audit(c, MW_AUDIT_COMMAND_REFUSED, MW_EREPLAY, 0, why);
             command_result(c, cmd->id, MW_CMD_REFUSED_REPLAY, "replayed command");
             continue;
         case MWI_CMD_EXPIRED:
-            snprintf(why, sizeof why, "command %s refused: expired at %s, device time %s%s",
-                     mwi_u64_dec(cmd->id, n1), mwi_u64_dec(cmd->expires_ms, n2),
-                     mwi_u64_dec(wall, n3), synced ? "" : " (clock not synchronised)");
+            MWI_TEXTF(why, sizeof why, "command %s refused: expired at %s, device time %s%s",
+                      mwi_u64_dec(cmd->id, n1), mwi_u64_dec(cmd->expires_ms, n2),
+                      mwi_u64_dec(wall, n3), synced ? "" : " (clock not synchronised)");
             audit(c, MW_AUDIT_COMMAND_REFUSED, MW_ETIMEDOUT, 0, why);
             mwi_cmd_done(&c->cmd_guard, cmd->id);
             command_result(c, cmd->id, MW_CMD_REFUSED_EXPIRED, "expired");
@@ -1200,11 +1200,11 @@ static void resynchronise(mw_client_t *c, mwi_resync why)
     }
     c->st.resyncs++;
     char text[240], n1[MWI_U64_TEXT], n2[MWI_U64_TEXT], n3[MWI_U64_TEXT];
-    snprintf(text, sizeof text,
-             "the gateway asked for a resynchronisation (%s): sequence space %s replaces "
-             "%s; messages numbered below %s go again as possible duplicates",
-             because[(unsigned)why <= MWI_RESYNC_RETIRED ? why : MWI_RESYNC_UNKNOWN],
-             mwi_u64_hex16(c->space, n1), mwi_u64_hex16(old, n2), mwi_u64_dec(c->space_start, n3));
+    MWI_TEXTF(text, sizeof text,
+              "the gateway asked for a resynchronisation (%s): sequence space %s replaces "
+              "%s; messages numbered below %s go again as possible duplicates",
+              because[(unsigned)why <= MWI_RESYNC_RETIRED ? why : MWI_RESYNC_UNKNOWN],
+              mwi_u64_hex16(c->space, n1), mwi_u64_hex16(old, n2), mwi_u64_dec(c->space_start, n3));
     audit(c, MW_AUDIT_RESYNC, MW_EREPLAY, 0, text);
 }
 
@@ -1225,17 +1225,17 @@ static void renewal_answered(mw_client_t *c, struct req *q, const mwi_coap_msg *
     }
     char why[160];
     int dl = (int)(m->payload_len < 100 ? m->payload_len : 100);
-    snprintf(why, sizeof why, "the gateway answered the certificate request with %u.%02u%s%.*s",
-             cls, (unsigned)(m->code & 0x1f), dl ? ": " : "", dl,
-             m->payload ? (const char *)m->payload : "");
+    MWI_TEXTF(why, sizeof why, "the gateway answered the certificate request with %u.%02u%s%.*s",
+              cls, (unsigned)(m->code & 0x1f), dl ? ": " : "", dl,
+              m->payload ? (const char *)m->payload : "");
     mw_err e = cls == 2 ? MW_OK : cls == 5 ? MW_EAGAIN : MW_ECOAP_RESPONSE;
     /* application/pkix-cert (RFC 9148 287), as asked: one DER certificate, a SEQUENCE. */
     if (e == MW_OK && (m->content_format != 287 || m->payload == NULL || m->payload_len < 2 ||
                        m->payload[0] != 0x30)) {
         e = MW_EDECODE;
-        snprintf(why, sizeof why,
-                 "the gateway's answer to the certificate request is not a "
-                 "DER certificate (Content-Format 287)");
+        MWI_TEXTF(why, sizeof why,
+                  "the gateway's answer to the certificate request is not a "
+                  "DER certificate (Content-Format 287)");
     }
     release(c, q);
     free(c->renew_csr);
@@ -1391,9 +1391,9 @@ static void on_response(mw_client_t *c, struct req *q, const mwi_coap_msg *m)
     }
     char why[160];
     int dl = (int)(m->payload_len < 100 ? m->payload_len : 100);
-    snprintf(why, sizeof why, "the gateway refused our messages with %u.%02u%s%.*s", cls,
-             (unsigned)(m->code & 0x1f), dl ? ": " : "", dl,
-             m->payload ? (const char *)m->payload : "");
+    MWI_TEXTF(why, sizeof why, "the gateway refused our messages with %u.%02u%s%.*s", cls,
+              (unsigned)(m->code & 0x1f), dl ? ": " : "", dl,
+              m->payload ? (const char *)m->payload : "");
     set_last(c, MW_ECOAP_RESPONSE, m->code, why);
     if (cls == 5) {
         /* The gateway is alive but cannot take custody now: wait with backoff on the session we
@@ -1817,9 +1817,9 @@ static bool wants_link(const mw_client_t *c)
 static void handshake_unanswered(mw_client_t *c, uint64_t now)
 {
     char why[160], n1[MWI_U64_TEXT];
-    snprintf(why, sizeof why,
-             "the gateway at %.60s could not be reached: no answer to the handshake for %s s",
-             c->gw_text, mwi_u64_dec((now - c->handshake_started_ms) / 1000u, n1));
+    MWI_TEXTF(why, sizeof why,
+              "the gateway at %.60s could not be reached: no answer to the handshake for %s s",
+              c->gw_text, mwi_u64_dec((now - c->handshake_started_ms) / 1000u, n1));
     set_last(c, MW_EHANDSHAKE_TIMEOUT, 0, why);
 }
 
@@ -1832,10 +1832,10 @@ static void run_timers(mw_client_t *c, uint64_t now)
     if (c->state == ST_HANDSHAKE) {
         if (now - c->handshake_started_ms >= MWI_HANDSHAKE_MAX_MS) {
             char why[160];
-            snprintf(why, sizeof why,
-                     "the gateway at %.60s could not be reached: no answer to the handshake "
-                     "within %u s",
-                     c->gw_text, MWI_HANDSHAKE_MAX_MS / 1000u);
+            MWI_TEXTF(why, sizeof why,
+                      "the gateway at %.60s could not be reached: no answer to the handshake "
+                      "within %u s",
+                      c->gw_text, MWI_HANDSHAKE_MAX_MS / 1000u);
             c->st.handshake_failures++;
             set_last(c, MW_EHANDSHAKE_TIMEOUT, 0, why);
             audit(c, MW_AUDIT_HANDSHAKE_FAILED, MW_EHANDSHAKE_TIMEOUT, 0, why);
@@ -1873,13 +1873,13 @@ static void run_timers(mw_client_t *c, uint64_t now)
     if (c->link.next == NULL) {
         const char *why = NULL;
         if (c->rekey_requested)
-            why = "key rotation requested";
+            why = MWI_REASON("key rotation requested");
         else if (c->rekey_after_ms && now - c->session_started_ms >= c->rekey_after_ms)
-            why = "key rotation: session age limit";
+            why = MWI_REASON("key rotation: session age limit");
         else if (c->rekey_after_records && c->session_records >= c->rekey_after_records)
-            why = "key rotation: record limit";
+            why = MWI_REASON("key rotation: record limit");
         else if (c->rekey_after_bytes && c->session_bytes >= c->rekey_after_bytes)
-            why = "key rotation: byte limit";
+            why = MWI_REASON("key rotation: byte limit");
         if (why)
             start_rekey(c, now, why);
         else if (c->next_dtls != NULL && c->state == ST_READY)
@@ -1899,11 +1899,12 @@ static void run_timers(mw_client_t *c, uint64_t now)
                 /* Silence may mean the gateway restarted and forgot our
                  * session: try a new one beside it rather than wait ~90 s for
                  * CoAP to give up. */
-                start_rekey(c, now, "the gateway stopped answering; trying a new session");
+                start_rekey(c, now,
+                            MWI_REASON("the gateway stopped answering; trying a new session"));
         } else if (e == MW_ECOAP_GIVEUP || e == MW_ETIMEDOUT) {
             char why[160];
-            snprintf(why, sizeof why, "the gateway at %.60s stopped acknowledging; reconnecting",
-                     c->gw_text);
+            MWI_TEXTF(why, sizeof why, "the gateway at %.60s stopped acknowledging; reconnecting",
+                      c->gw_text);
             set_last(c, MW_ECOAP_GIVEUP, 0, why);
             fail_over(c);
             drop_link(c, now);
@@ -1938,7 +1939,7 @@ static void start_switch(mw_client_t *c, uint64_t now)
     c->next_started_ms = now;
     c->progressed = true;
     audit(c, MW_AUDIT_REKEY_STARTED, MW_OK, 0,
-          "a session with the renewed certificate, beside the one in use");
+          MWI_REASON("a session with the renewed certificate, beside the one in use"));
     mw_err e = mwi_link_start(&c->link, now);
     (void)e;
 }
@@ -1948,9 +1949,9 @@ static void start_switch(mw_client_t *c, uint64_t now)
 static void switch_failed(mw_client_t *c, const mw_error_detail_t *d)
 {
     char text[sizeof c->last.reason];
-    snprintf(text, sizeof text,
-             "the gateway did not accept the renewed certificate (%.80s); the one in use stays",
-             d->reason);
+    MWI_TEXTF(text, sizeof text,
+              "the gateway did not accept the renewed certificate (%.80s); the one in use stays",
+              d->reason);
     mwi_dtls_ctx_destroy(&c->next_dtls);
     c->next_is_renewed = false;
     set_last(c, d->err, d->foreign, text);
@@ -1979,8 +1980,8 @@ static void switch_session(mw_client_t *c, uint64_t now)
     c->session_records = c->session_bytes = 0;
     mwi_dtls_session_free(&c->saved);
     c->saved = mwi_dtls_conn_save_session(c->link.conn);
-    snprintf(why, sizeof why, "new DTLS session with gateway '%.64s' (%.40s); old keys destroyed",
-             mwi_dtls_conn_peer_id(c->link.conn), mwi_dtls_conn_cipher(c->link.conn));
+    MWI_TEXTF(why, sizeof why, "new DTLS session with gateway '%.64s' (%.40s); old keys destroyed",
+              mwi_dtls_conn_peer_id(c->link.conn), mwi_dtls_conn_cipher(c->link.conn));
     audit(c, MW_AUDIT_SESSION_ROTATED, MW_OK, 0, why);
     for (size_t i = 0; i < c->nstart; i++)
         if (c->reqs[i].used)

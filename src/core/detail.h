@@ -7,7 +7,8 @@
 
 #include "medwire/err.h"
 
-/** Sets @p d to (e, foreign, reason), reason cut to fit; does nothing if @p d is NULL. */
+/** Sets @p d to (e, foreign, reason), reason cut to fit (NULL: mw_strerror(e)); does nothing if
+ *  @p d is NULL. */
 void mwi_detail_set(mw_error_detail_t *d, mw_err e, int foreign, const char *reason);
 /** As mwi_detail_set, but only if @p d holds no error yet: the first error wins. */
 void mwi_detail_first(mw_error_detail_t *d, mw_err e, int foreign, const char *reason);
@@ -35,5 +36,36 @@ mw_err mwi_detail_open_checks(mw_error_detail_t *d, int have_cfg_and_out, bool c
  *  file, a peer or a code. Returns @p e. */
 mw_err mwi_detail_firstf(mw_error_detail_t *d, mw_err e, int foreign, const char *fmt, ...)
     MWI_PRINTF(4, 5);
+
+/* MW_ERROR_REASONS (1 unless the build says otherwise; CMake -DMW_ERROR_REASONS=OFF gives 0):
+ * with 0, a firmware whose flash cannot hold them is built without the sentences that say why.
+ * Each reason then reads as mw_strerror(err) does, and audit and log texts are empty; the codes,
+ * the events and every check stay. The dropped text sits in a branch never taken, so the
+ * compiler still checks it (formats, arguments) and emits none of it. */
+#ifndef MW_ERROR_REASONS
+#define MW_ERROR_REASONS 1
+#endif
+
+/** mwi_detail_first with no reason: the reason reads as mw_strerror(@p e). Returns @p e. */
+mw_err mwi_detail_code(mw_error_detail_t *d, mw_err e, int foreign);
+
+#if MW_ERROR_REASONS
+/** A sentence kept or dropped with the reasons (NULL when dropped). */
+#define MWI_REASON(r) (r)
+/** As MWI_REASON, for a function whose NULL means "no error": "" when dropped. */
+#define MWI_REASON_SET(r) (r)
+/** snprintf of a reason, an audit or a log text: an empty string when reasons are dropped. */
+#define MWI_TEXTF(buf, cap, ...) ((void)snprintf(buf, cap, __VA_ARGS__))
+#else
+#define MWI_REASON(r)     (0 ? (r) : (const char *)0)
+#define MWI_REASON_SET(r) (0 ? (r) : "")
+#define MWI_TEXTF(buf, cap, ...)                                                                   \
+    (0 ? (void)snprintf(buf, cap, __VA_ARGS__) : (void)((buf)[0] = '\0'))
+#define mwi_detail_set(d, e, foreign, r)   mwi_detail_set(d, e, foreign, MWI_REASON(r))
+#define mwi_detail_first(d, e, foreign, r) mwi_detail_first(d, e, foreign, MWI_REASON(r))
+#define mwi_detail_fail(d, e, r)           mwi_detail_fail(d, e, MWI_REASON(r))
+#define mwi_detail_firstf(d, e, foreign, ...)                                                      \
+    (0 ? mwi_detail_firstf(d, e, foreign, __VA_ARGS__) : mwi_detail_code(d, e, foreign))
+#endif
 
 #endif

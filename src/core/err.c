@@ -87,23 +87,25 @@ MW_API const char *mw_strerror(mw_err err)
     return "unknown error";
 }
 
-void mwi_detail_set(mw_error_detail_t *d, mw_err e, int foreign, const char *reason)
+void(mwi_detail_set)(mw_error_detail_t *d, mw_err e, int foreign, const char *reason)
 {
     if (d == NULL)
         return;
     d->err = e;
     d->foreign = foreign;
     size_t i = 0;
+    if (reason == NULL || (!MW_ERROR_REASONS && reason[0] == '\0'))
+        reason = mw_strerror(e); /* no sentence: what the code says */
     /* A bounded copy: a reason longer than the field is cut, never overflows. */
     for (; reason && reason[i] != '\0' && i + 1 < sizeof d->reason; i++)
         d->reason[i] = reason[i];
     d->reason[i] = '\0';
 }
 
-void mwi_detail_first(mw_error_detail_t *d, mw_err e, int foreign, const char *reason)
+void(mwi_detail_first)(mw_error_detail_t *d, mw_err e, int foreign, const char *reason)
 {
     if (d != NULL && d->err == MW_OK)
-        mwi_detail_set(d, e, foreign, reason);
+        (mwi_detail_set)(d, e, foreign, reason);
 }
 
 void mwi_detail_copy(mw_error_detail_t *out, const mw_error_detail_t *src)
@@ -116,13 +118,19 @@ void mwi_detail_copy(mw_error_detail_t *out, const mw_error_detail_t *src)
         *out = *src;
 }
 
-mw_err mwi_detail_fail(mw_error_detail_t *d, mw_err e, const char *reason)
+mw_err(mwi_detail_fail)(mw_error_detail_t *d, mw_err e, const char *reason)
 {
-    mwi_detail_first(d, e, 0, reason);
+    (mwi_detail_first)(d, e, 0, reason);
     return e;
 }
 
-mw_err mwi_detail_firstf(mw_error_detail_t *d, mw_err e, int foreign, const char *fmt, ...)
+mw_err mwi_detail_code(mw_error_detail_t *d, mw_err e, int foreign)
+{
+    (mwi_detail_first)(d, e, foreign, NULL);
+    return e;
+}
+
+mw_err(mwi_detail_firstf)(mw_error_detail_t *d, mw_err e, int foreign, const char *fmt, ...)
 {
     if (d != NULL && d->err == MW_OK) {
         char reason[sizeof d->reason];
@@ -130,7 +138,7 @@ mw_err mwi_detail_firstf(mw_error_detail_t *d, mw_err e, int foreign, const char
         va_start(ap, fmt);
         (void)vsnprintf(reason, sizeof reason, fmt, ap);
         va_end(ap);
-        mwi_detail_set(d, e, foreign, reason);
+        (mwi_detail_set)(d, e, foreign, reason);
     }
     return e;
 }

@@ -173,7 +173,7 @@ mw_err mwi_dtls_map_wolf(int code)
  * reason (from the verify callback) is already there. */
 static void record_wolf_failure(mwi_dtls_conn *c, int code)
 {
-    char buf[96];
+    char buf[96] = "";
     mw_error_detail_t *d = &c->err;
     c->failed = true;
     if (d->err != MW_OK) {
@@ -181,29 +181,31 @@ static void record_wolf_failure(mwi_dtls_conn *c, int code)
             d->foreign = code; /* wolfSSL's own number, as its documentation lists them */
         return;
     }
+    char why[sizeof d->reason];
     if (code == FATAL_ERROR) {
         WOLFSSL_ALERT_HISTORY h;
         memset(&h, 0, sizeof h);
         (void)wolfSSL_get_alert_history(c->ssl, &h);
-        d->err = MW_EPEER_ALERT;
-        d->foreign = code;
         if (h.last_rx.code == 45) {
             /* TLS has no alert for "not valid yet": wolfSSL sends certificate_expired for
              * both, so the receiver cannot tell which and must not claim "expired". */
-            snprintf(d->reason, sizeof d->reason,
-                     "the %s refused our certificate as expired or not yet valid; check its "
-                     "validity dates and both clocks",
-                     c->ctx->role == MWI_DTLS_CLIENT ? "gateway" : "device");
-            return;
+            MWI_TEXTF(why, sizeof why,
+                      "the %s refused our certificate as expired or not yet valid; check its "
+                      "validity dates and both clocks",
+                      c->ctx->role == MWI_DTLS_CLIENT ? "gateway" : "device");
+        } else {
+            MWI_TEXTF(why, sizeof why, "the peer refused the handshake with alert %s (%d)",
+                      alert_name(h.last_rx.code), h.last_rx.code);
         }
-        snprintf(d->reason, sizeof d->reason, "the peer refused the handshake with alert %s (%d)",
-                 alert_name(h.last_rx.code), h.last_rx.code);
+        mwi_detail_set(d, MW_EPEER_ALERT, code, why);
         return;
     }
+#if MW_ERROR_REASONS
     wolfSSL_ERR_error_string_n((unsigned long)code, buf, sizeof buf);
-    d->err = map_wolf(code);
-    d->foreign = code;
-    snprintf(d->reason, sizeof d->reason, "%s (wolfSSL %d: %s)", mw_strerror(d->err), code, buf);
+#endif
+    mw_err e = map_wolf(code);
+    MWI_TEXTF(why, sizeof why, "%s (wolfSSL %d: %s)", mw_strerror(e), code, buf);
+    mwi_detail_set(d, e, code, why);
 }
 
 static bool id_valid(const char *s)
@@ -330,14 +332,14 @@ static mw_err check_names(const mwi_dtls_ctx *ctx, const DecodedCert *dc, int co
         shown(cns[0], cns_len[0], a);
         shown(cns[1], cns_len[1], b);
         if (count == 0)
-            snprintf(what, sizeof what, "the peer's certificate carries no common name");
+            MWI_TEXTF(what, sizeof what, "the peer's certificate carries no common name");
         else
-            snprintf(what, sizeof what,
-                     "the peer's certificate carries %d common names ('%s', '%s'%s), not one",
-                     count, a, b, count > 2 ? ", ..." : "");
+            MWI_TEXTF(what, sizeof what,
+                      "the peer's certificate carries %d common names ('%s', '%s'%s), not one",
+                      count, a, b, count > 2 ? ", ..." : "");
         if (client)
-            snprintf(what + strlen(what), sizeof what - strlen(what),
-                     "; expected exactly one: '%s'", ctx->peer_name);
+            MWI_TEXTF(what + strlen(what), sizeof what - strlen(what),
+                      "; expected exactly one: '%s'", ctx->peer_name);
         set_err(d, bad, 0, what);
         return bad;
     }
@@ -527,8 +529,10 @@ static int verify_cb(int preverify, WOLFSSL_X509_STORE_CTX *store)
     if (!preverify) {
         int code = store->error;
         mw_err e = map_wolf(code);
-        char buf[96];
+        char buf[96] = "";
+#if MW_ERROR_REASONS /* wolfSSL's table of error strings is linked only for a reason */
         wolfSSL_ERR_error_string_n((unsigned long)code, buf, sizeof buf);
+#endif
         if (code > 0)
             mwi_detail_firstf(&c->err, e, code, "certificate '%.64s': %s (X509 verify error %d)",
                               cn, mw_strerror(e), code);
@@ -579,7 +583,7 @@ static mw_err check_resumed_peer(mwi_dtls_conn *c)
     mw_err e = check_peer(c->ctx, der, len, cn, &c->err);
     if (e != MW_OK) {
         size_t l = strlen(c->err.reason);
-        snprintf(c->err.reason + l, sizeof c->err.reason - l, ", on resumption");
+        MWI_TEXTF(c->err.reason + l, sizeof c->err.reason - l, ", on resumption");
         if (server)
             server->forget_session(c);
         return e;

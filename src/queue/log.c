@@ -2,6 +2,7 @@
 /* log.c -- the queue's log on storage: an append-only log in two alternating halves (log.h). */
 #include <string.h>
 
+#include "core/detail.h"
 #include "queue/log.h"
 
 /*
@@ -89,16 +90,18 @@ uint64_t mwi_log_half_need(const mwi_geo *g, uint32_t capacity)
 const char *mwi_log_geometry(const mw_storage_t *st, uint32_t capacity, mwi_geo *g)
 {
     if (!mwi_log_units(st->erase_unit, st->write_unit, g)) {
-        return "queue: erase and write units must be powers of two, write unit at most 512";
+        return MWI_REASON_SET(
+            "queue: erase and write units must be powers of two, write unit at most 512");
     }
     if (st->size % g->eu != 0 || st->size <= g->hbase + g->label_bytes) {
-        return "queue: region size must be a multiple of the erase unit and larger than the "
-               "nonce store and label";
+        return MWI_REASON_SET("queue: region size must be a multiple of the erase unit and larger "
+                              "than the nonce store and label");
     }
     g->label_off = st->size - g->label_bytes;
     g->half = ((g->label_off - g->hbase) / 2u) / g->unit * g->unit;
     if (g->half < mwi_log_half_need(g, capacity)) {
-        return "queue: region too small for this capacity (see mwi_queue_region_min)";
+        return MWI_REASON_SET("queue: region too small for this capacity (see "
+                              "mwi_queue_region_min)");
     }
     return NULL;
 }

@@ -19,15 +19,15 @@
 
 /* ---- the queue object -------------------------------------------------------------------- */
 
-mw_err mwi_q_fail(mwi_queue *q, mw_err e, const char *reason)
+mw_err(mwi_q_fail)(mwi_queue *q, mw_err e, const char *reason)
 {
     q->broken = true;
     mwi_detail_first(&q->err, e, 0, reason);
     return e;
 }
 
-void mwi_q_emit(mwi_queue *q, mwi_queue_event_kind kind, uint64_t seq, unsigned prio, uint32_t off,
-                uint32_t len, const char *reason)
+void(mwi_q_emit)(mwi_queue *q, mwi_queue_event_kind kind, uint64_t seq, unsigned prio, uint32_t off,
+                 uint32_t len, const char *reason)
 {
     mwi_queue_event ev;
 

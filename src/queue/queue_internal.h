@@ -64,4 +64,10 @@ mw_err mwi_q_fail(mwi_queue *q, mw_err e, const char *reason);
 void mwi_q_emit(mwi_queue *q, mwi_queue_event_kind kind, uint64_t seq, unsigned prio, uint32_t off,
                 uint32_t len, const char *reason);
 
+#if !MW_ERROR_REASONS /* core/detail.h: the sentences are left out of this build */
+#define mwi_q_fail(q, e, reason) mwi_q_fail(q, e, MWI_REASON(reason))
+#define mwi_q_emit(q, kind, seq, prio, off, len, reason)                                           \
+    mwi_q_emit(q, kind, seq, prio, off, len, MWI_REASON(reason))
+#endif
+
 #endif

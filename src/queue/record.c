@@ -6,6 +6,7 @@
 #include <pb_decode.h>
 #include <pb_encode.h>
 
+#include "core/detail.h"
 #include "queue/format.h"
 #include "queue/index.h"
 #include "queue/record.h"
@@ -120,12 +121,13 @@ mw_err mwi_rec_set_key(mwi_rec_keys *k, const uint8_t *key, size_t key_len)
 mw_err mwi_rec_draw_salt(const mw_random_t *rnd, uint8_t salt[MWI_SALT_LEN], const char **why)
 {
     if (rnd->fill == NULL) {
-        *why = "queue: creating or formatting a queue needs a random source "
-               "(mwi_queue_config.random) for the region's salt; nothing was written";
+        *why = MWI_REASON("queue: creating or formatting a queue needs a random source "
+                          "(mwi_queue_config.random) for the region's salt; nothing was written");
         return MW_ECONFIG;
     }
     if (rnd->fill(rnd->ctx, salt, MWI_SALT_LEN) != MW_OK) {
-        *why = "queue: the random source failed to give the region's salt; nothing was written";
+        *why = MWI_REASON(
+            "queue: the random source failed to give the region's salt; nothing was written");
         return MW_EINTERNAL;
     }
     return MW_OK;

@@ -190,7 +190,7 @@ static mw_err apply_record(mwi_queue *q, const mwi_rec_hdr *h, uint32_t off, con
     switch (h->type) {
     case MWI_REC_MSG:
         if (mwi_idx_find(&q->idx, h->seq, NULL)) {
-            *why = "queue: a second record for a queued sequence number";
+            *why = MWI_REASON("queue: a second record for a queued sequence number");
             return MW_EDECODE;
         }
         if (q->idx.n >= q->idx.slots && !overflow(q, h, off)) {
@@ -199,13 +199,13 @@ static mw_err apply_record(mwi_queue *q, const mwi_rec_hdr *h, uint32_t off, con
         insert_entry(q, h, off, mwi_get64(body), false);
         return MW_OK;
     case MWI_REC_DROP:
-        *why = "queue: malformed drop record";
+        *why = MWI_REASON("queue: malformed drop record");
         return apply_drop(q, body, h->len);
     case MWI_REC_GAPS:
-        *why = "queue: malformed gap record";
+        *why = MWI_REASON("queue: malformed gap record");
         return mwi_rec_gaps_decode(body, h->len, q->gaps) ? MW_OK : MW_EDECODE;
     default:
-        *why = "queue: unknown record type";
+        *why = MWI_REASON("queue: unknown record type");
         return MW_EDECODE;
     }
 }
