@@ -275,7 +275,7 @@ static char *lines_of(const char *dir, const char *name, const char *content)
     return mwt_read_lines(path);
 }
 
-Test(proc, read_lines_leaves_out_a_line_still_being_written)
+Test(proc, read_lines_leaves_out_a_line_still_being_written_and_read_bytes_a_part)
 {
     const char *dir = mwt_tmpdir();
     char *a = lines_of(dir, "a", "dev-1-7f-1\ndev-1-7f-2\ndev-1-7f");
@@ -285,6 +285,12 @@ Test(proc, read_lines_leaves_out_a_line_still_being_written)
     cr_expect_str_eq(b, "dev-1-7f-1\n");
     cr_expect_str_eq(c, "");
     cr_expect_null(mwt_read_lines("/nonexistent/medwire-lines"));
+    char bytes[4] = "";
+    char path[512];
+    snprintf(path, sizeof path, "%s/a", dir);
+    cr_expect_eq(mwt_read_bytes(path, bytes, sizeof bytes), 4u, "no more than asked");
+    cr_expect_eq(memcmp(bytes, "dev-", 4), 0);
+    cr_expect_eq(mwt_read_bytes("/nonexistent/medwire-bytes", bytes, sizeof bytes), 0u);
     free(a);
     free(b);
     free(c);

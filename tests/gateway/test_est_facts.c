@@ -44,11 +44,8 @@ static size_t cert_with_serial(const char *serial, uint8_t *der, size_t cap)
                         out,
                         NULL};
     cr_assert_eq(mwt_run(mk, NULL, NULL, 30000), 0, "openssl req -x509 -set_serial %s", serial);
-    FILE *f = fopen(out, "rb");
-    cr_assert_not_null(f);
-    size_t n = fread(der, 1, cap, f);
-    fclose(f);
-    cr_assert_gt(n, 0u);
+    size_t n = mwt_read_bytes(out, der, cap);
+    cr_assert_gt(n, 0u, "%s", out);
     return n;
 }
 

@@ -336,27 +336,21 @@ static bool client_connected(mwt_h *h, void *arg)
     return st.connected;
 }
 
-/* A device @p name on the harness's network at @p from, opened with @p nstart, @p batch_max and
+/* A device @p name on the harness's network, opened with @p nstart, @p batch_max and
  * @p body_max (0: the defaults) and left to the harness to close. */
-static mw_client_t *shaped_client(mwt_h *h, const char *name, const char *from, uint8_t nstart,
-                                  uint8_t batch_max, uint16_t body_max)
+static mw_client_t *shaped_client(mwt_h *h, const char *name, uint8_t nstart, uint8_t batch_max,
+                                  uint16_t body_max)
 {
     mw_client_config_t cfg;
     mw_client_config_init(&cfg);
     cfg.ca_file = mwt_pki_ca(&h->pki);
     cfg.cert_file = mwt_pki_crt(&h->pki, name);
     cfg.key_file = mwt_pki_key(&h->pki, name);
-    cfg.gateway_name = "gateway";
-    cfg.gateway = MWT_GATEWAY_ADDR;
-    cfg.transport = mwt_net_endpoint(h->net, from);
-    cfg.clock = mwt_clock_table(&h->clk);
-    cfg.random = mwt_rng_table(&h->rng);
     cfg.nstart = nstart;
     cfg.batch_max = batch_max;
     cfg.body_max = body_max;
-    mw_client_t *c = NULL;
-    cr_assert_eq(mw_client_open(&cfg, &c, NULL), MW_OK);
-    h->clients[h->nclients++] = c;
+    mw_client_t *c = mwt_h_client_cfg(h, &cfg, NULL);
+    cr_assert_not_null(c, "%s", h->last_open_error);
     return c;
 }
 
@@ -375,7 +369,7 @@ Test(messaging, batch_max_and_body_max_shape_what_one_request_carries)
 {
     mwt_h h;
     mwt_h_init(&h, 28);
-    mw_client_t *few = shaped_client(&h, "dev-1", "127.0.0.2:43000", 0, 4, 0);
+    mw_client_t *few = shaped_client(&h, "dev-1", 0, 4, 0);
     raise_long_alarms(few, 16);
     cr_assert(mwt_h_drain(&h, 120000));
     mw_client_stats_t st;
@@ -385,14 +379,14 @@ Test(messaging, batch_max_and_body_max_shape_what_one_request_carries)
 
     /* The 1.6 kB the default client sends as one body in two blocks, of which nothing is
      * delivered until the last arrives. */
-    mw_client_t *whole = shaped_client(&h, "dev-2", "127.0.0.2:43001", 0, 0, 0);
+    mw_client_t *whole = shaped_client(&h, "dev-2", 0, 0, 0);
     raise_long_alarms(whole, 16);
     cr_assert(mwt_h_run(&h, second_request_sent, whole, 60000));
     cr_assert_eq(mwt_h_count(&h, "dev-2"), 0, "block-wise: the body is not whole yet");
     cr_assert(mwt_h_drain(&h, 120000));
     assert_exactly_once(&h, "dev-2", 16);
 
-    mw_client_t *records = shaped_client(&h, "dev-3", "127.0.0.2:43002", 0, 0, 1024);
+    mw_client_t *records = shaped_client(&h, "dev-3", 0, 0, 1024);
     raise_long_alarms(records, 16);
     cr_assert(mwt_h_run(&h, second_request_sent, records, 60000));
     size_t first = mwt_h_count(&h, "dev-3");
@@ -413,7 +407,7 @@ Test(messaging, nstart_lets_several_requests_fly_at_once)
 {
     mwt_h h;
     mwt_h_init(&h, 26);
-    mw_client_t *c = shaped_client(&h, "dev-1", "127.0.0.2:41000", 4, 0, 0);
+    mw_client_t *c = shaped_client(&h, "dev-1", 4, 0, 0);
     cr_assert(mwt_h_run(&h, client_connected, c, 30000));
     mwt_send_obs(c, 64, 0);
     uint64_t before = mwt_net_sent(h.net);

@@ -92,11 +92,8 @@ static size_t openssl_der(const char *kind, const char *pem_file, uint8_t *out, 
     const char *argv[] = {
         "/usr/bin/openssl", kind, "-in", pem_file, "-outform", "DER", "-out", der, NULL};
     cr_assert_eq(mwt_run(argv, NULL, NULL, 30000), 0, "openssl %s", kind);
-    FILE *f = fopen(der, "rb");
-    cr_assert_not_null(f);
-    size_t n = fread(out, 1, cap, f);
-    fclose(f);
-    cr_assert_gt(n, 0u);
+    size_t n = mwt_read_bytes(der, out, cap);
+    cr_assert_gt(n, 0u, "%s", der);
     return n;
 }
 

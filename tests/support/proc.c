@@ -304,6 +304,16 @@ char *mwt_read_file(const char *path)
     return buf;
 }
 
+size_t mwt_read_bytes(const char *path, void *buf, size_t cap)
+{
+    FILE *f = fopen(path, "rb");
+    if (f == NULL)
+        return 0;
+    size_t n = fread(buf, 1, cap, f);
+    fclose(f);
+    return n;
+}
+
 char *mwt_read_lines(const char *path)
 {
     char *text = mwt_read_file(path);

@@ -29,6 +29,8 @@ int mwt_run(const char *const argv[], const char *out_path, const char *err_path
 
 /** Reads a whole file into a NUL-terminated heap buffer (free it); NULL if missing. */
 char *mwt_read_file(const char *path);
+/** Reads up to @p cap bytes of @p path into @p buf; returns how many (0 if it is missing). */
+size_t mwt_read_bytes(const char *path, void *buf, size_t cap);
 /** As mwt_read_file, without a last line that has no newline yet: for a file another process
  * appends to while it is read (a write may be seen in part, cut at a page boundary). */
 char *mwt_read_lines(const char *path);
