@@ -97,7 +97,7 @@ void(mwi_detail_set)(mw_error_detail_t *d, mw_err e, int foreign, const char *re
     if (reason == NULL || (!MW_ERROR_REASONS && reason[0] == '\0'))
         reason = mw_strerror(e); /* no sentence: what the code says */
     /* A bounded copy: a reason longer than the field is cut, never overflows. */
-    for (; reason && reason[i] != '\0' && i + 1 < sizeof d->reason; i++)
+    for (; reason[i] != '\0' && i + 1 < sizeof d->reason; i++)
         d->reason[i] = reason[i];
     d->reason[i] = '\0';
 }
