@@ -1369,7 +1369,8 @@ mw_err mwi_dtls_conn_input(mwi_dtls_conn *c, const uint8_t *dgram, size_t len, u
         return c->err.err != MW_OK ? c->err.err : MW_ECLOSED;
     if (c->ctx->role == MWI_DTLS_CLIENT && !c->started)
         return MW_EINVAL;
-    len = mwi_dtls_usable_records(dgram, len, min_sealed(c), c->ctx->role == MWI_DTLS_SERVER);
+    len = mwi_dtls_usable_records(dgram, len, min_sealed(c),
+                                  c->ctx->server ? c->ctx->server->hello_ok : NULL);
     if (len == 0)
         return c->established ? MW_OK : MW_EINPROGRESS; /* nothing valid: as if never sent */
     if (c->established && c->ctx->server && c->ctx->server->repeat_flight(c, dgram, len, now_ms))

@@ -161,6 +161,8 @@ struct mwi_dtls_server_ops {
     /* An established connection's input: true when it was the client's repeated last flight,
      * answered from the cache. */
     bool (*repeat_flight)(mwi_dtls_conn *c, const uint8_t *dgram, size_t len, uint64_t now_ms);
+    /* Which ClientHello reaches wolfSSL (mwi_dtls_usable_records); a client has no parser. */
+    mwi_dtls_hello_check *hello_ok;
     /* A resumed session refused: out of the session cache, so the next handshake is full. */
     void (*forget_session)(mwi_dtls_conn *c);
 };

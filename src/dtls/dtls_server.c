@@ -142,6 +142,7 @@ static const mwi_dtls_server_ops server_ops = {
     .handshake = server_handshake,
     .hold_send = server_hold_send,
     .repeat_flight = server_repeat_flight,
+    .hello_ok = mwi_dtls_client_hello_well_formed,
     .forget_session = server_forget_session,
 };
 
@@ -232,7 +233,8 @@ mw_err mwi_dtls_accept(mwi_dtls_ctx *ctx, const mw_addr_t *peer, const uint8_t *
         return MW_EINVAL;
     *out_conn = NULL;
     if (dgram != NULL)
-        len = mwi_dtls_usable_records(dgram, len, MWI_DTLS_AEAD_NONCE + MWI_DTLS_MAX_AEAD_TAG, true);
+        len = mwi_dtls_usable_records(dgram, len, MWI_DTLS_AEAD_NONCE + MWI_DTLS_MAX_AEAD_TAG,
+                                      mwi_dtls_client_hello_well_formed);
     if (ctx == NULL || ctx->role != MWI_DTLS_SERVER || dgram == NULL ||
         !mwi_dtls_is_client_hello(dgram, len))
         return MW_EAGAIN;

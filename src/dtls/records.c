@@ -173,7 +173,8 @@ static bool holds_client_hello(const uint8_t *b, size_t n)
  * maximum it sends record_overflow) and a protected record (epoch > 0) too
  * short for the AEAD's explicit nonce and tag (bad_record_mac). Legitimate
  * datagrams hold neither, so everything from the first such record on goes. */
-size_t mwi_dtls_usable_records(const uint8_t *d, size_t len, size_t min_sealed, bool server)
+size_t mwi_dtls_usable_records(const uint8_t *d, size_t len, size_t min_sealed,
+                               mwi_dtls_hello_check *hello_ok)
 {
     size_t off = 0;
     while (len - off >= REC_HDR) {
@@ -182,9 +183,8 @@ size_t mwi_dtls_usable_records(const uint8_t *d, size_t len, size_t min_sealed, 
         if (body > len - off - REC_HDR || (sealed && body < min_sealed))
             break;
         /* A server lets a ClientHello through only whole, alone and well formed. */
-        if (server && !sealed && d[off] == CT_HANDSHAKE &&
-            holds_client_hello(d + off + REC_HDR, body) &&
-            !(off == 0 && mwi_dtls_client_hello_well_formed(d, len)))
+        if (hello_ok != NULL && !sealed && d[off] == CT_HANDSHAKE &&
+            holds_client_hello(d + off + REC_HDR, body) && !(off == 0 && hello_ok(d, len)))
             break;
         off += REC_HDR + body;
     }

@@ -25,10 +25,14 @@ bool mwi_dtls_is_client_hello(const uint8_t *dgram, size_t len);
  * ClientHello reaches wolfSSL on the server (docs/protocol.md section 1).
  */
 bool mwi_dtls_client_hello_well_formed(const uint8_t *dgram, size_t len);
+/** A check of a whole ClientHello datagram, such as mwi_dtls_client_hello_well_formed. */
+typedef bool mwi_dtls_hello_check(const uint8_t *dgram, size_t len);
 /** The length of the leading part of @p dgram made of usable records: each within the datagram,
- *  a protected one at least @p min_sealed long, and (on a @p server) a ClientHello only whole,
- *  alone and well formed. What follows is dropped silently (RFC 6347 4.1.2.7). */
-size_t mwi_dtls_usable_records(const uint8_t *dgram, size_t len, size_t min_sealed, bool server);
+ *  a protected one at least @p min_sealed long, and, when @p hello_ok is given (a server), a
+ *  ClientHello only alone and passing @p hello_ok. What follows is dropped silently (RFC 6347
+ *  4.1.2.7). A client passes NULL, so its image carries no ClientHello parser. */
+size_t mwi_dtls_usable_records(const uint8_t *dgram, size_t len, size_t min_sealed,
+                               mwi_dtls_hello_check *hello_ok);
 /** Whether the ClientHello @p dgram (whole: mwi_dtls_client_hello_well_formed) carries a
  *  cookie. */
 bool mwi_dtls_hello_has_cookie(const uint8_t *dgram, size_t len);

@@ -411,6 +411,9 @@ Test(cookie, reads_nothing_past_the_datagram)
 
 /* ---- mwi_dtls_usable_records --------------------------------------------------------------- */
 
+/* A server's check; a client passes NULL. */
+static mwi_dtls_hello_check *const as_server = mwi_dtls_client_hello_well_formed;
+
 /* Appends a record of @p body bytes (each 0x01, a ClientHello's message type, unless @p fill). */
 static size_t add_record(uint8_t *d, size_t at, uint8_t type, uint16_t epoch, size_t body,
                          uint8_t fill)
@@ -425,20 +428,20 @@ static size_t add_record(uint8_t *d, size_t at, uint8_t type, uint16_t epoch, si
 Test(usable, nothing_or_less_than_a_header)
 {
     uint8_t d[HDR] = {0};
-    cr_assert_eq(mwi_dtls_usable_records(d, 0, 0, false), 0);
+    cr_assert_eq(mwi_dtls_usable_records(d, 0, 0, NULL), 0);
     record_header(d, APP, 1, 0);
-    cr_assert_eq(mwi_dtls_usable_records(d, HDR - 1, 0, false), 0);
-    cr_assert_eq(mwi_dtls_usable_records(d, HDR, 0, false), HDR, "an empty record is whole");
+    cr_assert_eq(mwi_dtls_usable_records(d, HDR - 1, 0, NULL), 0);
+    cr_assert_eq(mwi_dtls_usable_records(d, HDR, 0, NULL), HDR, "an empty record is whole");
 }
 
 Test(usable, a_record_that_runs_past_the_datagram)
 {
     uint8_t d[128];
     size_t n = add_record(d, 0, APP, 1, 40, 0xEE);
-    cr_assert_eq(mwi_dtls_usable_records(d, n, 0, false), n);
-    cr_assert_eq(mwi_dtls_usable_records(exact(d, n - 1), n - 1, 0, false), 0, "one byte short");
+    cr_assert_eq(mwi_dtls_usable_records(d, n, 0, NULL), n);
+    cr_assert_eq(mwi_dtls_usable_records(exact(d, n - 1), n - 1, 0, NULL), 0, "one byte short");
     put16(d + 11, 0xFFFF);
-    cr_assert_eq(mwi_dtls_usable_records(d, n, 0, false), 0, "a length of 65535");
+    cr_assert_eq(mwi_dtls_usable_records(d, n, 0, NULL), 0, "a length of 65535");
 }
 
 Test(usable, several_records_in_one_datagram)
@@ -447,44 +450,44 @@ Test(usable, several_records_in_one_datagram)
     size_t a = add_record(d, 0, MWI_DTLS_CT_HANDSHAKE, 1, 30, 0xEE);
     size_t b = add_record(d, a, MWI_DTLS_CT_CCS, 0, 1, 0x01);
     size_t c = add_record(d, b, APP, 1, 50, 0xEE);
-    cr_assert_eq(mwi_dtls_usable_records(d, c, 24, false), c, "all three");
+    cr_assert_eq(mwi_dtls_usable_records(d, c, 24, NULL), c, "all three");
     /* The last one cut: the first two stay, everything from the bad one on goes. */
-    cr_assert_eq(mwi_dtls_usable_records(exact(d, c - 1), c - 1, 24, false), b);
+    cr_assert_eq(mwi_dtls_usable_records(exact(d, c - 1), c - 1, 24, NULL), b);
     /* A few bytes after the last record, too few for a header: left out. */
     memset(d + c, 0, 12);
-    cr_assert_eq(mwi_dtls_usable_records(exact(d, c + 12), c + 12, 24, false), c);
+    cr_assert_eq(mwi_dtls_usable_records(exact(d, c + 12), c + 12, 24, NULL), c);
     /* The middle one broken: only the first is usable, though the third is sound. */
     put16(d + a + 11, 200);
-    cr_assert_eq(mwi_dtls_usable_records(d, c, 24, false), a);
+    cr_assert_eq(mwi_dtls_usable_records(d, c, 24, NULL), a);
 }
 
 Test(usable, protected_records_need_min_sealed)
 {
     uint8_t d[256];
     size_t a = add_record(d, 0, APP, 1, 24, 0xEE);
-    cr_assert_eq(mwi_dtls_usable_records(d, a, 24, false), a, "exactly min_sealed");
-    cr_assert_eq(mwi_dtls_usable_records(d, a, 25, false), 0, "one byte short of it");
+    cr_assert_eq(mwi_dtls_usable_records(d, a, 24, NULL), a, "exactly min_sealed");
+    cr_assert_eq(mwi_dtls_usable_records(d, a, 25, NULL), 0, "one byte short of it");
     /* Epoch 0 is not protected: no minimum. */
     a = add_record(d, 0, MWI_DTLS_CT_HANDSHAKE, 0, 2, 0xEE);
     size_t b = add_record(d, a, APP, 0x0100, 10, 0xEE); /* epoch 256 is protected too */
-    cr_assert_eq(mwi_dtls_usable_records(d, b, 24, false), a);
-    cr_assert_eq(mwi_dtls_usable_records(d, b, 10, false), b);
+    cr_assert_eq(mwi_dtls_usable_records(d, b, 24, NULL), a);
+    cr_assert_eq(mwi_dtls_usable_records(d, b, 10, NULL), b);
 }
 
 Test(usable, a_server_takes_a_client_hello_only_whole_and_alone)
 {
     uint8_t d[512];
     size_t n = hello(d, sizeof d, &PLAIN);
-    cr_assert_eq(mwi_dtls_usable_records(d, n, 24, true), n, "whole and alone");
+    cr_assert_eq(mwi_dtls_usable_records(d, n, 24, as_server), n, "whole and alone");
     /* Followed by another record: not alone, so not even the hello is usable. */
     size_t m = add_record(d, n, APP, 1, 30, 0xEE);
-    cr_assert_eq(mwi_dtls_usable_records(d, m, 24, true), 0);
-    cr_assert_eq(mwi_dtls_usable_records(d, m, 24, false), m, "a client does not filter");
+    cr_assert_eq(mwi_dtls_usable_records(d, m, 24, as_server), 0);
+    cr_assert_eq(mwi_dtls_usable_records(d, m, 24, NULL), m, "a client does not filter");
     /* Malformed (a fragment), alone. */
     n = hello(d, sizeof d, &PLAIN);
     put24(d + HDR + 6, 1);
-    cr_assert_eq(mwi_dtls_usable_records(d, n, 24, true), 0);
-    cr_assert_eq(mwi_dtls_usable_records(d, n, 24, false), n);
+    cr_assert_eq(mwi_dtls_usable_records(d, n, 24, as_server), 0);
+    cr_assert_eq(mwi_dtls_usable_records(d, n, 24, NULL), n);
 }
 
 Test(usable, a_server_drops_a_client_hello_after_other_records)
@@ -492,7 +495,7 @@ Test(usable, a_server_drops_a_client_hello_after_other_records)
     uint8_t d[512];
     size_t a = add_record(d, 0, MWI_DTLS_CT_CCS, 0, 1, 0x01);
     size_t h = hello(d + a, sizeof d - a, &PLAIN);
-    cr_assert_eq(mwi_dtls_usable_records(d, a + h, 24, true), a, "the hello is not first");
+    cr_assert_eq(mwi_dtls_usable_records(d, a + h, 24, as_server), a, "the hello is not first");
     /* A plaintext handshake record whose second message is a ClientHello (fragment). */
     uint8_t body[2 * HS + 1] = {0};
     body[0] = 2;  /* server_hello, empty */
@@ -500,10 +503,10 @@ Test(usable, a_server_drops_a_client_hello_after_other_records)
     put24(body + HS + 9, 1);
     record_header(d, MWI_DTLS_CT_HANDSHAKE, 0, sizeof body);
     memcpy(d + HDR, body, sizeof body);
-    cr_assert_eq(mwi_dtls_usable_records(d, HDR + sizeof body, 24, true), 0);
+    cr_assert_eq(mwi_dtls_usable_records(d, HDR + sizeof body, 24, as_server), 0);
     /* Without the ClientHello it passes. */
     d[HDR + HS] = 11; /* certificate */
-    cr_assert_eq(mwi_dtls_usable_records(d, HDR + sizeof body, 24, true), HDR + sizeof body);
+    cr_assert_eq(mwi_dtls_usable_records(d, HDR + sizeof body, 24, as_server), HDR + sizeof body);
 }
 
 Test(usable, short_handshake_messages_are_read_within_the_record)
@@ -513,11 +516,11 @@ Test(usable, short_handshake_messages_are_read_within_the_record)
     uint8_t d[HDR + HS];
     for (size_t body = 0; body <= HS; body++) {
         size_t n = add_record(d, 0, MWI_DTLS_CT_HANDSHAKE, 0, body, 0x02);
-        cr_assert_eq(mwi_dtls_usable_records(exact(d, n), n, 24, true), n, "%zu bytes", body);
+        cr_assert_eq(mwi_dtls_usable_records(exact(d, n), n, 24, as_server), n, "%zu bytes", body);
     }
     /* One byte, a ClientHello's type: dropped. */
     size_t n = add_record(d, 0, MWI_DTLS_CT_HANDSHAKE, 0, 1, 0x01);
-    cr_assert_eq(mwi_dtls_usable_records(exact(d, n), n, 24, true), 0);
+    cr_assert_eq(mwi_dtls_usable_records(exact(d, n), n, 24, as_server), 0);
 }
 
 Test(usable, a_protected_handshake_record_is_not_read)
@@ -525,9 +528,9 @@ Test(usable, a_protected_handshake_record_is_not_read)
     /* Under epoch 1 the bytes are ciphertext: a 0x01 in them is no ClientHello. */
     uint8_t d[128];
     size_t n = add_record(d, 0, MWI_DTLS_CT_HANDSHAKE, 1, 40, 0x01);
-    cr_assert_eq(mwi_dtls_usable_records(d, n, 24, true), n);
+    cr_assert_eq(mwi_dtls_usable_records(d, n, 24, as_server), n);
     n = add_record(d, 0, MWI_DTLS_CT_HANDSHAKE, 0, 40, 0x01);
-    cr_assert_eq(mwi_dtls_usable_records(d, n, 24, true), 0, "the same in plaintext");
+    cr_assert_eq(mwi_dtls_usable_records(d, n, 24, as_server), 0, "the same in plaintext");
 }
 
 /* ---- mwi_digest64 ------------------------------------------------------------------------- */
