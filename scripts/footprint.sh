@@ -59,6 +59,41 @@ echo "| Cortex-M4, linked as above, -DMW_ERROR_REASONS=OFF | text + rodata |"
 echo "|---|---:|"
 linked "$arm-terse"
 
+# That firmware built as many are, with link-time optimisation: medwire and the example compiled
+# with -flto. Such a link must resolve every symbol, so newlib-nano supplies the C library and
+# each other symbol (wolfSSL, libcoap, nanopb, the vendor's hooks) gets an empty definition made
+# here; none of those is counted. The link-time objects hold medwire and the example together,
+# so the rows count the two, with and without -flto.
+F=(-mcpu=cortex-m4 -mthumb -mfloat-abi=hard -mfpu=fpv4-sp-d16)
+cmake -S . -B "$arm-lto" -DCMAKE_TOOLCHAIN_FILE=cmake/arm-none-eabi-cortex-m4.cmake \
+  -DCMAKE_BUILD_TYPE=MinSizeRel -DMW_PORT=none -DMW_WITH_GATEWAY=OFF -DMW_WITH_PROGRAMS=OFF \
+  -DMW_BUILD_TESTS=OFF -DMW_HARDEN=OFF -DMW_ERROR_REASONS=OFF \
+  -DCMAKE_C_FLAGS_MINSIZEREL="-DNDEBUG -flto" -DCMAKE_AR="$(command -v arm-none-eabi-gcc-ar)" \
+  -DCMAKE_RANLIB="$(command -v arm-none-eabi-gcc-ranlib)" >/dev/null
+cmake --build "$arm-lto" -j "$jobs" >/dev/null
+lto=$(mktemp -d)
+libs=("$arm-terse/lib/libmw_bare_metal.a" "$arm-terse/lib/libmedwire.a")
+arm-none-eabi-nm --defined-only "$(arm-none-eabi-gcc "${F[@]}" --specs=nano.specs -print-file-name=libc_nano.a)" \
+  "$(arm-none-eabi-gcc "${F[@]}" -print-libgcc-file-name)" "${libs[@]}" 2>/dev/null |
+  awk 'NF == 3 {print $3}' | sort -u >"$lto/defined"
+arm-none-eabi-nm -u "${libs[@]}" | awk 'NF == 2 {print $2}' | sort -u | comm -23 - "$lto/defined" |
+  awk '{printf "void %s(void) {}\n", $1}' >"$lto/stubs.c"
+arm-none-eabi-gcc "${F[@]}" -Os -c -o "$lto/stubs.o" "$lto/stubs.c"
+arm-none-eabi-gcc "${F[@]}" -Os -flto --specs=nano.specs --specs=nosys.specs -Wl,--gc-sections \
+  -Wl,-e,device_turn -Wl,--undefined=device_open -Wl,-Map="$lto/image.map" -o "$lto/image.elf" \
+  "$arm-lto/lib/libmw_bare_metal.a" "$arm-lto/lib/libmedwire.a" "$lto/stubs.o" 2>/dev/null
+link=$(mktemp -d)
+arm-none-eabi-gcc "${F[@]}" --specs=nano.specs -nostartfiles -nostdlib -Wl,--gc-sections \
+  -Wl,--unresolved-symbols=ignore-all -Wl,-e,device_turn -Wl,--undefined=device_open \
+  -Wl,-Map="$link/image.map" -o "$link/image.elf" "${libs[@]}"
+echo
+echo "| Cortex-M4, -DMW_ERROR_REASONS=OFF, medwire with examples/bare-metal | text + rodata |"
+echo "|---|---:|"
+echo "| the example's own part, without -flto | $(python3 scripts/linked_size.py --total "$link/image.map" "libmw_bare_metal.a(") |"
+echo "| medwire and the example, without -flto | $(python3 scripts/linked_size.py --total "$link/image.map" "libmw_bare_metal.a(" "libmedwire.a(") |"
+echo "| medwire and the example, with -flto | $(python3 scripts/linked_size.py --total "$lto/image.map" .ltrans) |"
+rm -rf "$lto" "$link"
+
 # sizeof(struct mw_client): client.c compiled with one more object, an array of that size, whose
 # size nm -S reads back (no program is run on the target).
 probe=$(mktemp -d)
