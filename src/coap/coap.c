@@ -99,13 +99,10 @@ static mw_err check_path(const char *path)
 {
     /* Bounded by hand: strnlen is POSIX, not C11 (newlib hides it from a strict C11 build). */
     size_t len = 0;
-    while (len <= MWI_COAP_MAX_PATH && path[len] != '\0')
-        len++;
-    if (len > MWI_COAP_MAX_PATH)
-        return MW_EINVAL;
-    if (len == 0)
-        return MW_OK;
-    if (path[0] == '/' || path[len - 1] == '/' || strstr(path, "//") != NULL)
+    for (; len <= MWI_COAP_MAX_PATH && path[len] != '\0'; len++)
+        if (path[len] == '/' && (len == 0 || path[len - 1] == '/'))
+            return MW_EINVAL; /* a leading '/' or an empty segment */
+    if (len > MWI_COAP_MAX_PATH || (len > 0 && path[len - 1] == '/'))
         return MW_EINVAL;
     return MW_OK;
 }

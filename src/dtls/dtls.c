@@ -421,6 +421,15 @@ static void add_ca(mwi_dtls_ctx *ctx, const uint8_t *der, size_t len)
         ctx->ca_not_after = t;
 }
 
+/* The first @p needle (of @p nlen bytes) in @p h[0..n), or NULL. */
+static const uint8_t *find(const uint8_t *h, size_t n, const char *needle, size_t nlen)
+{
+    for (size_t i = 0; nlen <= n && i <= n - nlen; i++)
+        if (memcmp(h + i, needle, nlen) == 0)
+            return h + i;
+    return NULL;
+}
+
 static void load_pins(mwi_dtls_ctx *ctx, const uint8_t *ca, size_t ca_len, int format)
 {
     static const char begin[] = "-----BEGIN CERTIFICATE-----";
@@ -431,28 +440,21 @@ static void load_pins(mwi_dtls_ctx *ctx, const uint8_t *ca, size_t ca_len, int f
         add_ca(ctx, ca, ca_len);
         return;
     }
-    /* A copy with a NUL, for strstr: the caller's buffer need not end with one. */
-    char *pem = malloc(ca_len + 1);
+    /* The caller's buffer is searched within its length: it need not end with a NUL. */
     uint8_t *der = malloc(ca_len); /* a certificate's DER is shorter than its PEM */
-    if (pem == NULL || der == NULL) {
-        free(pem);
-        free(der);
+    if (der == NULL)
         return;
-    }
-    memcpy(pem, ca, ca_len);
-    pem[ca_len] = '\0';
-    for (char *p = strstr(pem, begin); p != NULL; p = strstr(p, begin)) {
-        char *e = strstr(p, end);
+    const uint8_t *p = ca, *stop = ca + ca_len;
+    while ((p = find(p, (size_t)(stop - p), begin, sizeof begin - 1)) != NULL) {
+        const uint8_t *e = find(p, (size_t)(stop - p), end, sizeof end - 1);
         if (e == NULL)
             break;
         e += sizeof end - 1;
-        int len =
-            wc_CertPemToDer((const unsigned char *)p, (int)(e - p), der, (int)ca_len, CERT_TYPE);
+        int len = wc_CertPemToDer(p, (int)(e - p), der, (int)ca_len, CERT_TYPE);
         if (len > 0)
             add_ca(ctx, der, (size_t)len);
         p = e;
     }
-    free(pem);
     free(der);
 }
 

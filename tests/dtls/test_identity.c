@@ -563,3 +563,47 @@ Test(identity, a_device_refuses_a_crl_of_another_ca_at_creation)
               "%s", d.reason);
     free(other);
 }
+
+/* A CA file may hold several CAs, such as one being replaced and its successor: each is read,
+ * from a buffer that need not end with a NUL, and the context reports the earliest notAfter of
+ * them wherever it stands in the file. */
+/* @req IEC62443-CR1.8 */
+Test(identity, every_ca_of_a_bundle_in_memory_is_read)
+{
+    const char *pki = mwt_bin("medwire-pki");
+    mwt_pair_cmd(pki, "ca", "--out", mwt_pair_file("ca2"), "--not-after", "2030-01-01", NULL);
+    char *first = mwt_read_file(mwt_pair_file("ca/ca.crt"));
+    char *second = mwt_read_file(mwt_pair_file("ca2/ca.crt"));
+    cr_assert(first != NULL && second != NULL);
+    size_t n1 = strlen(first), n2 = strlen(second);
+    uint8_t *bundle = malloc(n1 + n2); /* exactly the PEM: no NUL after it */
+    cr_assert_not_null(bundle);
+    memcpy(bundle, first, n1);
+    memcpy(bundle + n1, second, n2);
+    mwi_dtls_config cfg = {
+        .read_file = mwi_file_read,
+        .role = MWI_DTLS_CLIENT,
+        .ca_buf = {bundle, n1 + n2},
+        .cert_file = mwt_pair_file("dev-1.crt"),
+        .key_file = mwt_pair_file("dev-1.key"),
+        .peer_name = "gw1",
+    };
+    mwi_dtls_ctx *ctx = NULL;
+    mw_error_detail_t d;
+    cr_assert_eq(mwi_dtls_ctx_create(&cfg, &ctx, &d), MW_OK, "%s", d.reason);
+    mwi_dtls_expiry x;
+    mwi_dtls_ctx_expiry(ctx, &x);
+    cr_assert_eq(x.ca, 1893542399, "2030-01-01T23:59:59Z, the second CA's; got %lld",
+                 (long long)x.ca);
+    mwi_dtls_ctx *gw = gateway_ctx("gw1", false);
+    mwt_pair p;
+    mwt_pair_init(&p, ctx, NULL, gw, NULL, NULL);
+    mwt_pair_run(&p);
+    cr_assert_eq(p.client.result, MW_OK, "the first CA's gateway: %s", p.client.err.reason);
+    mwt_pair_fini(&p);
+    mwi_dtls_ctx_destroy(&gw);
+    mwi_dtls_ctx_destroy(&ctx);
+    free(bundle);
+    free(first);
+    free(second);
+}
