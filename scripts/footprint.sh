@@ -92,6 +92,7 @@ echo "|---|---:|"
 echo "| the example's own part, without -flto | $(python3 scripts/linked_size.py --total "$link/image.map" "libmw_bare_metal.a(") |"
 echo "| medwire and the example, without -flto | $(python3 scripts/linked_size.py --total "$link/image.map" "libmw_bare_metal.a(" "libmedwire.a(") |"
 echo "| medwire and the example, with -flto | $(python3 scripts/linked_size.py --total "$lto/image.map" .ltrans) |"
+echo "| newlib-nano and libgcc in that image (C library, 64-bit division) | $(python3 scripts/linked_size.py --total "$lto/image.map" libc_nano.a libgcc.a libnosys.a) |"
 rm -rf "$lto" "$link"
 
 # sizeof(struct mw_client): client.c compiled with one more object, an array of that size, whose
