@@ -79,9 +79,14 @@ arm-none-eabi-nm --defined-only "$(arm-none-eabi-gcc "${F[@]}" --specs=nano.spec
 arm-none-eabi-nm -u "${libs[@]}" | awk 'NF == 2 {print $2}' | sort -u | comm -23 - "$lto/defined" |
   awk '{printf "void %s(void) {}\n", $1}' >"$lto/stubs.c"
 arm-none-eabi-gcc "${F[@]}" -Os -c -o "$lto/stubs.o" "$lto/stubs.c"
-arm-none-eabi-gcc "${F[@]}" -Os -flto --specs=nano.specs --specs=nosys.specs -Wl,--gc-sections \
-  -Wl,-e,device_turn -Wl,--undefined=device_open -Wl,-Map="$lto/image.map" -o "$lto/image.elf" \
-  "$arm-lto/lib/libmw_bare_metal.a" "$arm-lto/lib/libmedwire.a" "$lto/stubs.o" 2>/dev/null
+# libnosys warns of each system call it leaves unimplemented: shown only if the link fails.
+if ! arm-none-eabi-gcc "${F[@]}" -Os -flto --specs=nano.specs --specs=nosys.specs \
+  -Wl,--gc-sections -Wl,-e,device_turn -Wl,--undefined=device_open -Wl,-Map="$lto/image.map" \
+  -o "$lto/image.elf" "$arm-lto/lib/libmw_bare_metal.a" "$arm-lto/lib/libmedwire.a" \
+  "$lto/stubs.o" 2>"$lto/link.err"; then
+  cat "$lto/link.err" >&2
+  exit 1
+fi
 link=$(mktemp -d)
 arm-none-eabi-gcc "${F[@]}" --specs=nano.specs -nostartfiles -nostdlib -Wl,--gc-sections \
   -Wl,--unresolved-symbols=ignore-all -Wl,-e,device_turn -Wl,--undefined=device_open \
