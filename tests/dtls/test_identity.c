@@ -91,21 +91,35 @@ static void teardown(void)
 
 TestSuite(identity, .init = setup, .fini = teardown);
 
-/* A device context expecting the gateway @p expect, trusting @p ca_file (NULL: the test CA). */
-static mwi_dtls_ctx *device_ctx(const char *expect, const char *ca_file)
+/* A device context presenting @p name.crt, expecting the gateway @p expect, trusting the CAs of
+ * @p ca_buf if it has any, else of @p ca_file (NULL: the test CA). */
+static mwi_dtls_ctx *device_ctx_of(const char *name, const char *expect, const char *ca_file,
+                                   mw_blob_t ca_buf)
 {
+    char crt[64], key[64];
+    snprintf(crt, sizeof crt, "%s.crt", name);
+    snprintf(key, sizeof key, "%s.key", name);
     mwi_dtls_config cfg = {
         .read_file = mwi_file_read,
         .role = MWI_DTLS_CLIENT,
-        .ca_file = ca_file ? ca_file : mwt_pair_file("ca/ca.crt"),
-        .cert_file = mwt_pair_file("dev-1.crt"),
-        .key_file = mwt_pair_file("dev-1.key"),
+        .ca_file = ca_buf.len > 0 ? NULL
+                   : ca_file      ? ca_file
+                                  : mwt_pair_file("ca/ca.crt"),
+        .ca_buf = ca_buf,
+        .cert_file = mwt_pair_file(crt),
+        .key_file = mwt_pair_file(key),
         .peer_name = expect,
     };
     mwi_dtls_ctx *ctx = NULL;
     mw_error_detail_t d;
     cr_assert_eq(mwi_dtls_ctx_create(&cfg, &ctx, &d), MW_OK, "device: %s", d.reason);
     return ctx;
+}
+
+/* dev-1's context expecting the gateway @p expect, trusting @p ca_file (NULL: the test CA). */
+static mwi_dtls_ctx *device_ctx(const char *expect, const char *ca_file)
+{
+    return device_ctx_of("dev-1", expect, ca_file, (mw_blob_t){NULL, 0});
 }
 
 /* A gateway context presenting NAME.crt; @p skip_role lets it present a device certificate. */
@@ -293,17 +307,7 @@ Test(identity, a_device_certificate_with_a_second_common_name_is_refused_by_the_
 {
     openssl_cert("dev-two", "/O=medwire/CN=dev-1/CN=dev-2", "dev", mwt_pair_file("ca/ca.crt"),
                  mwt_pair_file("ca/ca.key"));
-    mwi_dtls_config cfg = {
-        .read_file = mwi_file_read,
-        .role = MWI_DTLS_CLIENT,
-        .ca_file = mwt_pair_file("ca/ca.crt"),
-        .cert_file = mwt_pair_file("dev-two.crt"),
-        .key_file = mwt_pair_file("dev-two.key"),
-        .peer_name = "gw1",
-    };
-    mwi_dtls_ctx *dev = NULL;
-    mw_error_detail_t d;
-    cr_assert_eq(mwi_dtls_ctx_create(&cfg, &dev, &d), MW_OK, "%s", d.reason);
+    mwi_dtls_ctx *dev = device_ctx_of("dev-two", "gw1", NULL, (mw_blob_t){NULL, 0});
     mwi_dtls_ctx *gw = gateway_ctx("gw1", false);
     mwt_pair p;
     mwt_pair_init(&p, dev, NULL, gw, NULL, NULL);
@@ -580,17 +584,7 @@ Test(identity, every_ca_of_a_bundle_in_memory_is_read)
     cr_assert_not_null(bundle);
     memcpy(bundle, first, n1);
     memcpy(bundle + n1, second, n2);
-    mwi_dtls_config cfg = {
-        .read_file = mwi_file_read,
-        .role = MWI_DTLS_CLIENT,
-        .ca_buf = {bundle, n1 + n2},
-        .cert_file = mwt_pair_file("dev-1.crt"),
-        .key_file = mwt_pair_file("dev-1.key"),
-        .peer_name = "gw1",
-    };
-    mwi_dtls_ctx *ctx = NULL;
-    mw_error_detail_t d;
-    cr_assert_eq(mwi_dtls_ctx_create(&cfg, &ctx, &d), MW_OK, "%s", d.reason);
+    mwi_dtls_ctx *ctx = device_ctx_of("dev-1", "gw1", NULL, (mw_blob_t){bundle, n1 + n2});
     mwi_dtls_expiry x;
     mwi_dtls_ctx_expiry(ctx, &x);
     cr_assert_eq(x.ca, 1893542399, "2030-01-01T23:59:59Z, the second CA's; got %lld",
