@@ -33,10 +33,12 @@ static const char *const MIGRATIONS[] = {
 /* The session lock a writer holds on its gateway's name, so that two gateways given the same
  * --gateway-id do not delete each other's rows at recovery. */
 #define OWNER_LOCK "pg_try_advisory_lock(1836543842, hashtext($1))"
+#define OWNER_UNLOCK "pg_advisory_unlock(1836543842, hashtext($1))"
 
 struct obpg {
     PGconn *conn;
     bool writer;
+    bool owner; /* this session holds the gateway's name (OWNER_LOCK) */
     char gateway[256];
 };
 
@@ -89,6 +91,7 @@ static bool take_owner(obpg_t *c)
     bool ok = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 &&
               PQgetlength(r, 0, 0) == 1 && PQgetvalue(r, 0, 0)[0] == 1;
     PQclear(r);
+    c->owner = ok;
     return ok;
 }
 
@@ -105,6 +108,7 @@ static bool ready(obpg_t *c)
 {
     if (PQstatus(c->conn) == CONNECTION_OK)
         return true;
+    c->owner = false; /* the lock went with the session */
     PQreset(c->conn);
     return session_setup(c);
 }
@@ -158,8 +162,16 @@ void obpg_close(obpg_t **pc)
 {
     if (*pc == NULL)
         return;
-    PQfinish((*pc)->conn);
-    free(*pc);
+    /* The name is free when this returns: the server releases a closed session's locks only
+     * once its backend has exited, which a gateway started at once with the same
+     * --gateway-id could otherwise beat. */
+    obpg_t *c = *pc;
+    if (c->owner && PQstatus(c->conn) == CONNECTION_OK) {
+        const char *val[] = {c->gateway};
+        PQclear(run(c, "SELECT " OWNER_UNLOCK, 1, val, NULL, NULL));
+    }
+    PQfinish(c->conn);
+    free(c);
     *pc = NULL;
 }
 
