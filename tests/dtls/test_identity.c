@@ -574,8 +574,14 @@ Test(identity, a_device_refuses_a_crl_of_another_ca_at_creation)
 /* @req IEC62443-CR1.8 */
 Test(identity, every_ca_of_a_bundle_in_memory_is_read)
 {
-    const char *pki = mwt_bin("medwire-pki");
-    mwt_pair_cmd(pki, "ca", "--out", mwt_pair_file("ca2"), "--not-after", "2030-01-01", NULL);
+    /* The second CA ends in two years (23:59:59Z that day), before the first (in twenty). */
+    time_t end = time(NULL) + 730 * 86400;
+    end = end - end % 86400 + 86399;
+    struct tm tm;
+    char day[16];
+    cr_assert(gmtime_r(&end, &tm) != NULL && strftime(day, sizeof day, "%Y-%m-%d", &tm) > 0);
+    mwt_pair_cmd(mwt_bin("medwire-pki"), "ca", "--out", mwt_pair_file("ca2"), "--not-after", day,
+                 NULL);
     char *first = mwt_read_file(mwt_pair_file("ca/ca.crt"));
     char *second = mwt_read_file(mwt_pair_file("ca2/ca.crt"));
     cr_assert(first != NULL && second != NULL);
@@ -587,7 +593,7 @@ Test(identity, every_ca_of_a_bundle_in_memory_is_read)
     mwi_dtls_ctx *ctx = device_ctx_of("dev-1", "gw1", NULL, (mw_blob_t){bundle, n1 + n2});
     mwi_dtls_expiry x;
     mwi_dtls_ctx_expiry(ctx, &x);
-    cr_assert_eq(x.ca, 1893542399, "2030-01-01T23:59:59Z, the second CA's; got %lld",
+    cr_assert_eq(x.ca, (int64_t)end, "%sT23:59:59Z, the second CA's; got %lld", day,
                  (long long)x.ca);
     mwi_dtls_ctx *gw = gateway_ctx("gw1", false);
     mwt_pair p;
